@@ -1,0 +1,1 @@
+//! affinity (work in progress).

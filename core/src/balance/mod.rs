@@ -1,0 +1,1 @@
+//! balance (work in progress).

@@ -1,0 +1,1 @@
+//! retry (work in progress).

@@ -1,0 +1,1 @@
+//! stick (work in progress).

@@ -1,0 +1,2 @@
+//! The `tether` binary: the production daemon and its CLI.
+fn main() {}

@@ -1,0 +1,1 @@
+//! tether-sim: turmoil simulation of tether (work in progress).
