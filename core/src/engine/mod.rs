@@ -1,1 +1,26 @@
-//! engine (work in progress).
+//! The one per-connection proxy flow, generic over the network.
+//!
+//! inspect → choose → connect/retry → forward while learning from the response → log. The daemon
+//! runs it on tokio sockets, the simulator on turmoil sockets; both call exactly this code. Time
+//! comes from `tokio::time::Instant` only (virtual under turmoil) and every `select!` is `biased;`
+//! so a simulation replays identically for a seed.
+
+pub mod backend;
+pub mod clock;
+pub mod flow;
+pub mod forward;
+pub mod frontend;
+pub mod health;
+pub mod listener;
+pub mod log;
+pub mod net;
+pub mod proxy_protocol;
+pub mod runtime;
+pub mod tables;
+
+pub use backend::{Backend, BackendTimeouts, ServerSlot};
+pub use clock::Clock;
+pub use frontend::Frontend;
+pub use listener::{serve, Listener};
+pub use log::{ConnectionRecord, LogSink};
+pub use net::Net;

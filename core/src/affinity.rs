@@ -1,1 +1,0 @@
-//! affinity (work in progress).

@@ -1,0 +1,265 @@
+//! tether's native affinity chain: an ordered list of keys per backend.
+//!
+//! Matching walks the chain and stops at the first key that finds a server. Learning listens to
+//! the server, not the client (design.md §4): the ServerHello's session ID when TLS <= 1.2 was
+//! negotiated (an echo confirms a resumption), the cleartext TLS 1.2 NewSessionTicket, and a TLS
+//! 1.3 PSK identity the server accepted. A TLS 1.3 client's random session ID is never stored, so
+//! it cannot fill the table.
+
+use std::net::IpAddr;
+
+use super::keys::{hash_key, HelloKeys, TicketKey};
+use super::{
+    stable_hash, AffinityKey, Decision, MatchOutcome, NoKeyReason, Route, TableKind, Tables,
+};
+use crate::stick::{Learn, Lookup};
+use crate::tls::{ProtocolVersion, ServerHelloInfo};
+use crate::{ServerId, Timestamp};
+
+/// An ordered affinity chain, e.g. `session-id → ticket → psk → source`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Chain {
+    keys: Vec<AffinityKey>,
+}
+
+/// What learning from one server message did.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Learned {
+    /// At least one key was newly stored or re-pointed.
+    pub stored: bool,
+    /// The server resumed the client's session (echoed session ID, or accepted PSK);
+    /// `None` when the message does not say.
+    pub resumed: Option<bool>,
+}
+
+impl Chain {
+    /// A chain over `keys`, in order; duplicates after the first occurrence are dropped and the
+    /// HAProxy-only [`AffinityKey::Rule`] is ignored.
+    pub fn new(keys: &[AffinityKey]) -> Self {
+        let mut out: Vec<AffinityKey> = Vec::with_capacity(keys.len());
+        for &k in keys {
+            if k != AffinityKey::Rule && !out.contains(&k) {
+                out.push(k);
+            }
+        }
+        Chain { keys: out }
+    }
+
+    /// The keys in matching order.
+    pub fn keys(&self) -> &[AffinityKey] {
+        &self.keys
+    }
+
+    /// Whether the chain contains `key`.
+    pub fn has(&self, key: AffinityKey) -> bool {
+        self.keys.contains(&key)
+    }
+
+    /// The stick tables this chain needs.
+    pub fn tables(&self) -> Vec<TableKind> {
+        self.keys.iter().filter_map(|&k| TableKind::for_key(k)).collect()
+    }
+
+    /// Matches a connection. `hello` is `None` when no ClientHello was parsed, and `no_hello`
+    /// then says why; `client` is the client's address (from the socket or a PROXY header).
+    pub fn decide(
+        &self,
+        hello: Option<&HelloKeys>,
+        no_hello: NoKeyReason,
+        client: Option<IpAddr>,
+        tables: &impl Tables,
+        now: Timestamp,
+    ) -> Decision {
+        if self.keys.is_empty() {
+            return Decision::balance(MatchOutcome::NoKey(NoKeyReason::NoAffinity));
+        }
+        let mut reason: Option<NoKeyReason> = None;
+        let mut expired = false;
+        let mut missed = false;
+        for &key in &self.keys {
+            let lookup_key: Option<&[u8]> = match (key, hello) {
+                (AffinityKey::Source, _) => {
+                    if let Some(ip) = client {
+                        return hashed(key, &ip_bytes(ip));
+                    }
+                    None
+                }
+                (_, None) => {
+                    reason.get_or_insert(no_hello);
+                    None
+                }
+                (AffinityKey::Sni, Some(h)) => match &h.sni {
+                    Some(name) => return hashed(key, name),
+                    None => {
+                        reason.get_or_insert(NoKeyReason::NoSni);
+                        None
+                    }
+                },
+                (AffinityKey::SessionId, Some(h)) => {
+                    if h.session_id.is_empty() {
+                        reason.get_or_insert(NoKeyReason::EmptySessionId);
+                        None
+                    } else {
+                        Some(h.session_id.as_slice())
+                    }
+                }
+                (AffinityKey::Ticket, Some(h)) => match &h.ticket {
+                    TicketKey::Present(k) => Some(k.as_slice()),
+                    _ => {
+                        reason.get_or_insert(NoKeyReason::NoTicket);
+                        None
+                    }
+                },
+                (AffinityKey::Psk, Some(h)) => match &h.psk {
+                    Some(k) => Some(k.as_slice()),
+                    None => {
+                        reason.get_or_insert(NoKeyReason::NoPsk);
+                        None
+                    }
+                },
+                (AffinityKey::Rule, Some(_)) => None,
+            };
+            let (Some(bytes), Some(kind)) = (lookup_key, TableKind::for_key(key)) else {
+                continue;
+            };
+            match tables.lookup(kind, bytes, now) {
+                Some(Lookup::Hit(server)) => {
+                    return Decision {
+                        route: Route::Sticky { server, key },
+                        matched: MatchOutcome::Hit(key),
+                    }
+                }
+                Some(Lookup::Expired(_)) => expired = true,
+                Some(Lookup::Miss) | None => {
+                    let random = key == AffinityKey::SessionId
+                        && hello.is_some_and(HelloKeys::session_id_looks_random);
+                    if random {
+                        reason.get_or_insert(NoKeyReason::Tls13RandomId);
+                    } else {
+                        missed = true;
+                    }
+                }
+            }
+        }
+        let matched = if expired {
+            MatchOutcome::MissExpired
+        } else if missed {
+            MatchOutcome::MissUnknown
+        } else {
+            MatchOutcome::NoKey(reason.unwrap_or(no_hello))
+        };
+        Decision::balance(matched)
+    }
+
+    /// Learns from the server's ServerHello, for a connection whose ClientHello gave `hello`, now
+    /// served by `server`.
+    pub fn learn_server_hello(
+        &self,
+        hello: Option<&HelloKeys>,
+        info: &ServerHelloInfo,
+        server: ServerId,
+        tables: &impl Tables,
+        now: Timestamp,
+    ) -> Learned {
+        let mut learned = Learned::default();
+        if info.hello_retry_request {
+            return learned;
+        }
+        if info.negotiated >= ProtocolVersion::TLS1_3 {
+            let accepted = info.psk_selected.is_some();
+            learned.resumed = Some(accepted);
+            if let (true, Some(0), Some(k)) = (
+                self.has(AffinityKey::Psk),
+                info.psk_selected,
+                hello.and_then(|h| h.psk),
+            ) {
+                learned.stored |= stored(tables.learn(TableKind::Psk, &k, server, now));
+            }
+            // Never store a TLS 1.3 legacy_session_id: it is random on every connection.
+            return learned;
+        }
+        let id = info.session_id.as_slice();
+        let echoed = !id.is_empty() && hello.is_some_and(|h| h.session_id.as_slice() == id);
+        learned.resumed = Some(echoed);
+        if !id.is_empty() && self.has(AffinityKey::SessionId) {
+            learned.stored |= stored(tables.learn(TableKind::SessionId, id, server, now));
+        }
+        // An accepted ticket is confirmed by the echo: refresh its entry too.
+        if echoed && self.has(AffinityKey::Ticket) {
+            if let Some(HelloKeys {
+                ticket: TicketKey::Present(k),
+                ..
+            }) = hello
+            {
+                learned.stored |= stored(tables.learn(TableKind::Ticket, k, server, now));
+            }
+        }
+        learned
+    }
+
+    /// Learns a TLS 1.2 NewSessionTicket issued by `server`.
+    ///
+    /// The ticket table keys on SHA-256(ticket), which is what the client will present. OpenSSL
+    /// clients also send SHA-256(ticket) as their session ID when resuming, so a chain that uses
+    /// session IDs learns the same value there: session-ID affinity then survives tickets.
+    pub fn learn_ticket(
+        &self,
+        ticket: &[u8],
+        server: ServerId,
+        tables: &impl Tables,
+        now: Timestamp,
+    ) -> bool {
+        if ticket.is_empty() {
+            return false;
+        }
+        let key = hash_key(ticket);
+        let mut any = false;
+        if self.has(AffinityKey::Ticket) {
+            any |= stored(tables.learn(TableKind::Ticket, &key, server, now));
+        }
+        if self.has(AffinityKey::SessionId) {
+            any |= stored(tables.learn(TableKind::SessionId, &key, server, now));
+        }
+        any
+    }
+
+    /// Whether the chain needs ticket hashes from the ClientHello.
+    pub fn wants_ticket(&self) -> bool {
+        self.has(AffinityKey::Ticket) || self.has(AffinityKey::SessionId)
+    }
+
+    /// Whether the chain needs PSK identity hashes from the ClientHello.
+    pub fn wants_psk(&self) -> bool {
+        self.has(AffinityKey::Psk)
+    }
+
+    /// Whether the chain learns anything from the server's flight.
+    pub fn learns_from_server(&self) -> bool {
+        self.has(AffinityKey::SessionId) || self.has(AffinityKey::Ticket) || self.wants_psk()
+    }
+}
+
+fn hashed(key: AffinityKey, bytes: &[u8]) -> Decision {
+    Decision {
+        route: Route::Hash {
+            key,
+            value: stable_hash(bytes),
+        },
+        matched: MatchOutcome::Hit(key),
+    }
+}
+
+/// The bytes of an address as HAProxy's `src` sample gives them.
+pub fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.octets().to_vec(),
+            None => v6.octets().to_vec(),
+        },
+    }
+}
+
+fn stored(l: Option<Learn>) -> bool {
+    matches!(l, Some(Learn::Inserted { .. }) | Some(Learn::Updated { .. }))
+}

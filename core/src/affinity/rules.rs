@@ -1,0 +1,241 @@
+//! HAProxy's sticking rules, evaluated with HAProxy 2.6's semantics, quirks included.
+//!
+//! - `stick on K` is `stick match K` plus `stick store-request K`; the first matching rule wins.
+//! - Request rules run once, when request inspection ends (the `tcp-request content accept if`
+//!   condition is decided, or the inspect delay / client EOF / buffer cap makes it final).
+//! - A request store commits only once the server connection exists, with the server actually
+//!   used; one store per table.
+//! - `stick store-response` rules run when response inspection ends. Without `tcp-response
+//!   inspect-delay`, HAProxy (>= 2.2) evaluates them once, on an empty buffer, as the server
+//!   connection opens: they never store anything. That is why the classic recipe learns session
+//!   IDs backwards, from client requests only.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::chain::ip_bytes;
+use super::keys::HelloKeys;
+use super::{AffinityKey, Decision, MatchOutcome, NoKeyReason, Route, TableKind, Tables};
+use crate::stick::Lookup;
+use crate::tls::haproxy::{payload_lv, req_ssl_hello_type, Sample};
+use crate::Timestamp;
+
+/// `stick on | match | store-request | store-response`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleAction {
+    /// Match, then store the same key on the request.
+    On,
+    /// Look the key up only.
+    Match,
+    /// Store the key (on the request) once the server connection exists.
+    StoreRequest,
+    /// Store a key fetched from the server's response.
+    StoreResponse,
+}
+
+/// The key a rule fetches.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleSample {
+    /// `payload_lv(offset,len_size)`: a length-prefixed block of the buffer.
+    PayloadLv {
+        /// Offset of the length field.
+        offset: usize,
+        /// Size of the length field in bytes (1, 2 or 4).
+        len_size: usize,
+    },
+    /// `req.ssl_sni`.
+    Sni,
+    /// `src`.
+    Src,
+}
+
+/// The ACL a rule is conditioned on (`if clienthello`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleCondition {
+    /// No condition.
+    Always,
+    /// `req_ssl_hello_type 1`: the request buffer starts with a ClientHello.
+    ClientHello,
+    /// `rep_ssl_hello_type 2`: the response buffer starts with a ServerHello.
+    ServerHello,
+}
+
+/// One sticking rule.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StickRule {
+    /// What the rule does.
+    pub action: RuleAction,
+    /// The key it fetches.
+    pub sample: RuleSample,
+    /// When it applies.
+    pub condition: RuleCondition,
+}
+
+/// An imported backend's rules and the inspection settings that decide when they run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// The sticking rules, in file order.
+    pub rules: Vec<StickRule>,
+    /// `tcp-request content accept if <cond>`: request inspection waits until this is decided.
+    /// `None`: no content rule, so inspection ends at once, on whatever has arrived.
+    pub request_accept_if: Option<RuleCondition>,
+    /// `tcp-response inspect-delay` is set: store-response rules see the response.
+    pub response_inspect: bool,
+}
+
+/// A request-side store waiting for the server connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingStore {
+    /// The key, as fetched (the table pads or truncates it).
+    pub key: Vec<u8>,
+}
+
+/// Inputs of a request-side evaluation.
+#[derive(Copy, Clone, Debug)]
+pub struct RequestView<'a> {
+    /// Everything the client sent during inspection (after any PROXY header).
+    pub buf: &'a [u8],
+    /// The parsed hello, for `req.ssl_sni`.
+    pub hello: Option<&'a HelloKeys>,
+    /// The client address, for `src`.
+    pub client: Option<IpAddr>,
+}
+
+impl Rules {
+    /// Whether request inspection may end now. `final_` is true once the deadline passed, the
+    /// client closed, or the buffer is full: then it always may.
+    pub fn request_ready(&self, buf: &[u8], final_: bool) -> bool {
+        if final_ {
+            return true;
+        }
+        match self.request_accept_if {
+            None | Some(RuleCondition::Always) => true,
+            Some(cond) => !matches!(condition(cond, buf, false), Sample::Wait),
+        }
+    }
+
+    /// Evaluates match and store-request rules once request inspection has ended.
+    pub fn on_request(
+        &self,
+        req: RequestView<'_>,
+        tables: &impl Tables,
+        now: Timestamp,
+    ) -> (Decision, Option<PendingStore>) {
+        let mut decision: Option<Decision> = None;
+        let mut store: Option<PendingStore> = None;
+        let mut looked_up = false;
+        let mut expired = false;
+        for rule in &self.rules {
+            if rule.action == RuleAction::StoreResponse {
+                continue;
+            }
+            if !matches!(condition(rule.condition, req.buf, true), Sample::Found(true)) {
+                continue;
+            }
+            let Some(key) = request_sample(rule.sample, &req) else {
+                continue;
+            };
+            let matches = matches!(rule.action, RuleAction::On | RuleAction::Match);
+            let stores = matches!(rule.action, RuleAction::On | RuleAction::StoreRequest);
+            if matches && decision.is_none() {
+                looked_up = true;
+                match tables.lookup(TableKind::Rule, &key, now) {
+                    Some(Lookup::Hit(server)) => {
+                        decision = Some(Decision {
+                            route: Route::Sticky {
+                                server,
+                                key: AffinityKey::Rule,
+                            },
+                            matched: MatchOutcome::Hit(AffinityKey::Rule),
+                        })
+                    }
+                    Some(Lookup::Expired(_)) => expired = true,
+                    _ => {}
+                }
+            }
+            if stores && store.is_none() {
+                store = Some(PendingStore { key });
+            }
+        }
+        let decision = decision.unwrap_or_else(|| {
+            Decision::balance(if expired {
+                MatchOutcome::MissExpired
+            } else if looked_up {
+                MatchOutcome::MissUnknown
+            } else {
+                MatchOutcome::NoKey(NoKeyReason::NoSample)
+            })
+        });
+        (decision, store)
+    }
+
+    /// Whether any rule stores from the response and response inspection lets it see data.
+    pub fn learns_from_response(&self) -> bool {
+        self.response_inspect
+            && self
+                .rules
+                .iter()
+                .any(|r| r.action == RuleAction::StoreResponse)
+    }
+
+    /// Evaluates store-response rules on the first bytes of the response. `Sample::Wait` asks for
+    /// more bytes; `Found(None)` means evaluation ended with nothing to store.
+    pub fn on_response(&self, buf: &[u8], final_: bool) -> Sample<Option<Vec<u8>>> {
+        if !self.learns_from_response() {
+            // HAProxy >= 2.2 without tcp-response inspect-delay: evaluated on an empty buffer.
+            return Sample::Found(None);
+        }
+        for rule in &self.rules {
+            if rule.action != RuleAction::StoreResponse {
+                continue;
+            }
+            match condition(rule.condition, buf, final_) {
+                Sample::Wait => return Sample::Wait,
+                Sample::Found(true) => {}
+                _ => continue,
+            }
+            match rule.sample {
+                RuleSample::PayloadLv { offset, len_size } => {
+                    match payload_lv(buf, offset, len_size, final_) {
+                        Sample::Wait => return Sample::Wait,
+                        Sample::Found(k) => return Sample::Found(Some(k.to_vec())),
+                        Sample::NotFound => continue,
+                    }
+                }
+                // Neither is a response sample in HAProxy; the importer refuses them.
+                RuleSample::Sni | RuleSample::Src => continue,
+            }
+        }
+        Sample::Found(None)
+    }
+}
+
+/// Evaluates an ACL on a buffer: `Wait` while undecided and not final.
+fn condition(cond: RuleCondition, buf: &[u8], final_: bool) -> Sample<bool> {
+    let want = match cond {
+        RuleCondition::Always => return Sample::Found(true),
+        RuleCondition::ClientHello => 1,
+        RuleCondition::ServerHello => 2,
+    };
+    match req_ssl_hello_type(buf, final_) {
+        Sample::Wait => Sample::Wait,
+        Sample::Found(t) => Sample::Found(t == want),
+        Sample::NotFound => Sample::Found(false),
+    }
+}
+
+fn request_sample(sample: RuleSample, req: &RequestView<'_>) -> Option<Vec<u8>> {
+    match sample {
+        RuleSample::PayloadLv { offset, len_size } => match payload_lv(req.buf, offset, len_size, true)
+        {
+            Sample::Found(k) => Some(k.to_vec()),
+            _ => None,
+        },
+        RuleSample::Sni => req.hello.and_then(|h| h.sni.as_deref()).map(<[u8]>::to_vec),
+        RuleSample::Src => req.client.map(ip_bytes),
+    }
+}

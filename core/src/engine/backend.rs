@@ -1,0 +1,375 @@
+//! A backend at run time: its servers, their state, the balancer, the affinity configuration and
+//! its stick tables, and the counters the stats page and the simulator read.
+//!
+//! Server state and the balancer sit behind one short-held mutex per backend (a pick is a few
+//! dozen nanoseconds); tables are sharded apart; counters are atomics. Nothing here is global.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::affinity::{AffinityKey, AffinityOutcome, Chain, Route, Rules, TableKind};
+use crate::balance::{Algorithm, Balancer, PickContext};
+use crate::retry::RetryPolicy;
+use crate::server::{AdminState, Health, HealthConfig, OperState, ServerState, Transition};
+use crate::stick::StickTableConfig;
+use crate::ServerId;
+
+use super::tables::BackendTables;
+
+/// How a backend decides affinity.
+#[derive(Clone, Debug)]
+pub enum AffinityMode {
+    /// tether's native chain.
+    Chain(Chain),
+    /// Imported HAProxy sticking rules.
+    Rules(Rules),
+}
+
+impl AffinityMode {
+    /// The stick tables this mode needs.
+    pub fn tables(&self) -> Vec<TableKind> {
+        match self {
+            AffinityMode::Chain(c) => c.tables(),
+            AffinityMode::Rules(r) if r.rules.is_empty() => Vec::new(),
+            AffinityMode::Rules(_) => vec![TableKind::Rule],
+        }
+    }
+
+    fn uses_hash(&self) -> bool {
+        match self {
+            AffinityMode::Chain(c) => c.has(AffinityKey::Source) || c.has(AffinityKey::Sni),
+            AffinityMode::Rules(_) => false,
+        }
+    }
+}
+
+/// Backend timeouts.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct BackendTimeouts {
+    /// Time allowed for a TCP connect to a server.
+    pub connect: Duration,
+    /// Idle time allowed waiting on the server.
+    pub server: Duration,
+    /// Time a connection may wait for a server slot.
+    pub queue: Duration,
+}
+
+impl Default for BackendTimeouts {
+    fn default() -> Self {
+        BackendTimeouts {
+            connect: Duration::from_secs(5),
+            server: Duration::from_secs(60),
+            queue: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Counters of one server (atomics: read by the stats page while connections update them).
+#[derive(Debug, Default)]
+pub struct ServerCounters {
+    /// Current connections.
+    pub current: AtomicU64,
+    /// Highest `current` seen.
+    pub max: AtomicU64,
+    /// Connections established through this server.
+    pub total: AtomicU64,
+    /// Bytes from clients to this server.
+    pub bytes_in: AtomicU64,
+    /// Bytes from this server to clients.
+    pub bytes_out: AtomicU64,
+    /// Failed connection attempts.
+    pub connect_errors: AtomicU64,
+    /// Retries on this server.
+    pub retries: AtomicU64,
+    /// Connections redispatched away from this server.
+    pub redispatches: AtomicU64,
+    /// Health check results that failed.
+    pub check_failures: AtomicU64,
+}
+
+/// The static part of a server plus its counters.
+#[derive(Debug)]
+pub struct ServerSlot {
+    /// Server name, unique in the backend.
+    pub name: String,
+    /// Where to connect: `"host:port"`.
+    pub address: String,
+    /// Whether active health checks run for it.
+    pub check: bool,
+    /// Health-check timing.
+    pub health: HealthConfig,
+    /// Counters.
+    pub counters: ServerCounters,
+}
+
+/// Per-backend affinity-outcome counters, indexed by [`AffinityOutcome`].
+#[derive(Debug, Default)]
+pub struct OutcomeCounters {
+    counts: Mutex<std::collections::BTreeMap<AffinityOutcome, u64>>,
+}
+
+impl OutcomeCounters {
+    /// Counts one outcome.
+    pub fn add(&self, o: AffinityOutcome) {
+        let mut m = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(o).or_insert(0) += 1;
+    }
+
+    /// A snapshot in a stable order.
+    pub fn snapshot(&self) -> Vec<(AffinityOutcome, u64)> {
+        let m = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+}
+
+/// Mutable per-backend state: server states, health counters and the balancers.
+#[derive(Debug)]
+pub struct BackendState {
+    /// Server states, indexed by [`ServerId`].
+    pub servers: Vec<ServerState>,
+    /// Health counters, indexed by [`ServerId`].
+    pub health: Vec<Health>,
+    balancer: Balancer,
+    hash: Option<Balancer>,
+}
+
+/// The outcome of choosing a server.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Choice {
+    /// The server, or `None` when no server is usable (`<NOSRV>`).
+    pub server: Option<ServerId>,
+    /// The server came from the stick table.
+    pub sticky: bool,
+    /// A stick-table hit named a server that could not be used.
+    pub sticky_unusable: bool,
+}
+
+/// A backend at run time.
+#[derive(Debug)]
+pub struct Backend {
+    /// Backend name.
+    pub name: String,
+    /// Servers, indexed by [`ServerId`].
+    pub servers: Vec<ServerSlot>,
+    /// How affinity is decided.
+    pub affinity: AffinityMode,
+    /// The stick tables.
+    pub tables: BackendTables,
+    /// Retry and redispatch policy.
+    pub retry: RetryPolicy,
+    /// `option persist`: use a stored server even when it is DOWN.
+    pub persist: bool,
+    /// Timeouts.
+    pub timeouts: BackendTimeouts,
+    /// Passive health: feed live connect results into the health counters.
+    pub passive_health: bool,
+    /// Affinity outcomes.
+    pub outcomes: OutcomeCounters,
+    /// Connections for which no server was usable.
+    pub nosrv: AtomicU64,
+    state: Mutex<BackendState>,
+}
+
+/// What a [`Backend`] is built from.
+#[derive(Debug)]
+pub struct BackendSpec {
+    /// Backend name.
+    pub name: String,
+    /// Balancing algorithm.
+    pub algorithm: Algorithm,
+    /// Servers: slot and initial state.
+    pub servers: Vec<(ServerSlot, ServerState)>,
+    /// Affinity mode.
+    pub affinity: AffinityMode,
+    /// Stick-table configuration applied to each table.
+    pub table: StickTableConfig,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// `option persist`.
+    pub persist: bool,
+    /// Timeouts.
+    pub timeouts: BackendTimeouts,
+    /// Passive health.
+    pub passive_health: bool,
+    /// Bounded-load factor for source / SNI hashing (percent, e.g. 150).
+    pub hash_balance_factor: Option<u32>,
+}
+
+impl Backend {
+    /// Builds a backend with fresh tables.
+    pub fn new(spec: BackendSpec) -> Self {
+        let tables = BackendTables::new(&spec.affinity.tables(), &spec.table);
+        Self::with_tables(spec, tables)
+    }
+
+    /// Builds a backend reusing `tables` (a reload keeps the learned entries).
+    pub fn with_tables(spec: BackendSpec, tables: BackendTables) -> Self {
+        let (slots, states): (Vec<ServerSlot>, Vec<ServerState>) =
+            spec.servers.into_iter().unzip();
+        let health = slots.iter().map(|s| Health::new(s.health)).collect();
+        let balancer = Balancer::new(spec.algorithm, &states);
+        let hash = spec.affinity.uses_hash().then(|| {
+            Balancer::new(
+                Algorithm::Hash {
+                    balance_factor: spec.hash_balance_factor,
+                },
+                &states,
+            )
+        });
+        Backend {
+            name: spec.name,
+            servers: slots,
+            affinity: spec.affinity,
+            tables,
+            retry: spec.retry,
+            persist: spec.persist,
+            timeouts: spec.timeouts,
+            passive_health: spec.passive_health,
+            outcomes: OutcomeCounters::default(),
+            nosrv: AtomicU64::new(0),
+            state: Mutex::new(BackendState {
+                servers: states,
+                health,
+                balancer,
+                hash,
+            }),
+        }
+    }
+
+    /// Locks the mutable state (short critical sections only).
+    pub fn state(&self) -> MutexGuard<'_, BackendState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Looks a server up by name.
+    pub fn server_id(&self, name: &str) -> Option<ServerId> {
+        self.servers
+            .iter()
+            .position(|s| s.name == name)
+            .map(|i| ServerId(i as u32))
+    }
+
+    /// Chooses a server for `route`, never one in `avoid` while another is usable, and counts it
+    /// as busy. Pair every chosen server with [`Backend::release`].
+    pub fn choose(&self, route: &Route, avoid: &[ServerId]) -> Choice {
+        let mut st = self.state();
+        let mut choice = Choice::default();
+        if let Route::Sticky { server, .. } = *route {
+            let usable = st.servers.get(server.index()).is_some_and(|s| {
+                s.usable_for_sticky() || (self.persist && s.admin != AdminState::Maint)
+            });
+            if usable && !avoid.contains(&server) {
+                choice.server = Some(server);
+                choice.sticky = true;
+            } else {
+                choice.sticky_unusable = !usable;
+            }
+        }
+        if choice.server.is_none() {
+            let BackendState {
+                servers,
+                balancer,
+                hash,
+                ..
+            } = &mut *st;
+            choice.server = match (route, hash.as_mut()) {
+                (Route::Hash { value, .. }, Some(h)) => {
+                    let key = value.to_be_bytes();
+                    h.pick(
+                        servers,
+                        &PickContext {
+                            hash_key: Some(&key),
+                            avoid,
+                        },
+                    )
+                }
+                _ => balancer.pick(
+                    servers,
+                    &PickContext {
+                        hash_key: None,
+                        avoid,
+                    },
+                ),
+            };
+        }
+        if let Some(s) = choice.server {
+            st.servers[s.index()].active_conns += 1;
+            drop(st);
+            let c = &self.servers[s.index()].counters;
+            let cur = c.current.fetch_add(1, Ordering::Relaxed) + 1;
+            c.max.fetch_max(cur, Ordering::Relaxed);
+        }
+        choice
+    }
+
+    /// Counts `server` busy again for a retry on the same server.
+    pub fn acquire(&self, server: ServerId) {
+        self.state().servers[server.index()].active_conns += 1;
+        let c = &self.servers[server.index()].counters;
+        let cur = c.current.fetch_add(1, Ordering::Relaxed) + 1;
+        c.max.fetch_max(cur, Ordering::Relaxed);
+    }
+
+    /// Releases a server chosen by [`Backend::choose`] or [`Backend::acquire`].
+    pub fn release(&self, server: ServerId) {
+        let mut st = self.state();
+        let s = &mut st.servers[server.index()];
+        s.active_conns = s.active_conns.saturating_sub(1);
+        drop(st);
+        self.servers[server.index()]
+            .counters
+            .current
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Feeds a health-check (or, with passive health, a live connect) result; returns the
+    /// UP/DOWN transition it caused, already applied.
+    pub fn health_result(&self, server: ServerId, ok: bool) -> Option<Transition> {
+        let mut st = self.state();
+        let t = st.health[server.index()].on_check(ok);
+        if let Some(t) = t {
+            st.servers[server.index()].oper = match t {
+                Transition::Up => OperState::Up,
+                Transition::Down => OperState::Down,
+            };
+            let BackendState {
+                servers,
+                balancer,
+                hash,
+                ..
+            } = &mut *st;
+            balancer.update(servers);
+            if let Some(h) = hash.as_mut() {
+                h.update(servers);
+            }
+        }
+        t
+    }
+
+    /// Operator action: sets a server's admin state and/or weight.
+    pub fn set_admin(&self, server: ServerId, admin: Option<AdminState>, weight: Option<u32>) {
+        let mut st = self.state();
+        if let Some(a) = admin {
+            st.servers[server.index()].admin = a;
+        }
+        if let Some(w) = weight {
+            st.servers[server.index()].weight = w.min(256);
+        }
+        let BackendState {
+            servers,
+            balancer,
+            hash,
+            ..
+        } = &mut *st;
+        balancer.update(servers);
+        if let Some(h) = hash.as_mut() {
+            h.update(servers);
+        }
+    }
+
+    /// A copy of the server states, for reports.
+    pub fn server_states(&self) -> Vec<ServerState> {
+        self.state().servers.clone()
+    }
+}

@@ -1,0 +1,50 @@
+//! A frontend at run time: where clients arrive and how their first bytes are inspected.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::backend::Backend;
+
+/// A frontend: listening address, inspection limits, client timeout and its backend.
+#[derive(Debug)]
+pub struct Frontend {
+    /// Frontend name (`%ft` in logs).
+    pub name: String,
+    /// Listening address, `"host:port"`.
+    pub bind: String,
+    /// Expect a PROXY protocol v1/v2 header first (from a trusted L4 balancer or the simulator).
+    pub accept_proxy: bool,
+    /// Longest wait for the ClientHello, from the first wait (HAProxy: not sliding).
+    pub inspect_delay: Duration,
+    /// Most bytes buffered while inspecting; reaching it makes the evaluation final.
+    pub inspect_cap: usize,
+    /// Idle time allowed waiting on the client.
+    pub timeout_client: Duration,
+    /// Most concurrent connections on this frontend (accepting pauses at the limit).
+    pub maxconn: Option<usize>,
+    /// The backend connections go to.
+    pub backend: Arc<Backend>,
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Connections currently open (`%fc`).
+    pub current: AtomicU64,
+}
+
+impl Frontend {
+    /// A frontend with HAProxy-like defaults for everything but its name, address and backend.
+    pub fn new(name: impl Into<String>, bind: impl Into<String>, backend: Arc<Backend>) -> Self {
+        Frontend {
+            name: name.into(),
+            bind: bind.into(),
+            accept_proxy: false,
+            inspect_delay: Duration::from_secs(5),
+            inspect_cap: crate::tls::DEFAULT_HELLO_CAP,
+            timeout_client: Duration::from_secs(60),
+            maxconn: None,
+            backend,
+            accepted: AtomicU64::new(0),
+            current: AtomicU64::new(0),
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! One record per connection, written when it closes, and its two line formats.
+//!
+//! `tcplog` reproduces HAProxy's `option tcplog` layout (design.md §3) with the affinity outcome
+//! appended, so existing log tooling keeps working; `json` carries the same fields by name.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use crate::affinity::{AffinityKey, AffinityOutcome, MatchOutcome};
+
+/// Everything known about a connection when it ends.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConnectionRecord {
+    /// The client's address (from the PROXY header when there is one).
+    pub client: SocketAddr,
+    /// Frontend name.
+    pub frontend: String,
+    /// Backend name.
+    pub backend: String,
+    /// Server name; `None` logs as `<NOSRV>`.
+    pub server: Option<String>,
+    /// Milliseconds from accept to the end of inspection (HAProxy `%Tw` is queue time; tether
+    /// reports inspection + queue here).
+    pub tw_ms: u64,
+    /// Milliseconds to connect to the server (`%Tc`), -1 if never connected.
+    pub tc_ms: i64,
+    /// Total milliseconds (`%Tt`).
+    pub tt_ms: u64,
+    /// Bytes sent to the client (`%B`).
+    pub bytes_down: u64,
+    /// Bytes received from the client.
+    pub bytes_up: u64,
+    /// HAProxy termination state, two characters (`--`, `SC`, `CD`, `cD`, `sD`, `CR`, `PR`...).
+    pub termination: [char; 2],
+    /// Process-wide active connections (`%ac`).
+    pub actconn: u64,
+    /// Frontend active connections (`%fc`).
+    pub feconn: u64,
+    /// Backend active connections (`%bc`).
+    pub beconn: u64,
+    /// Server active connections (`%sc`).
+    pub srvconn: u64,
+    /// Retries (`%rc`).
+    pub retries: u32,
+    /// A redispatch happened (`+` before `%rc`).
+    pub redispatched: bool,
+    /// What the stick-table lookups said.
+    pub matched: MatchOutcome,
+    /// The final affinity word.
+    pub affinity: AffinityOutcome,
+    /// The key kind that matched, if any.
+    pub key: Option<AffinityKey>,
+    /// Keys learned from this connection's server.
+    pub learned: u32,
+    /// Whether the server resumed the TLS session, when its hello says.
+    pub resumed: Option<bool>,
+    /// The negotiated TLS version, e.g. `0x0303`.
+    pub tls_version: Option<u16>,
+    /// The requested server name.
+    pub sni: Option<String>,
+}
+
+impl ConnectionRecord {
+    /// The HAProxy `option tcplog` line (without syslog header), plus tether's affinity fields.
+    /// `accept_date` is `%t`, e.g. `25/Nov/2026:14:47:05.968`, supplied by the caller's wall clock.
+    pub fn tcplog(&self, accept_date: &str) -> String {
+        let mut s = String::with_capacity(160);
+        let server = self.server.as_deref().unwrap_or("<NOSRV>");
+        let _ = write!(
+            s,
+            "{}:{} [{}] {} {}/{} {}/{}/{} {} {}{} {}/{}/{}/{}/{}{} 0/0 affinity={}",
+            self.client.ip(),
+            self.client.port(),
+            accept_date,
+            self.frontend,
+            self.backend,
+            server,
+            self.tw_ms,
+            self.tc_ms,
+            self.tt_ms,
+            self.bytes_down,
+            self.termination[0],
+            self.termination[1],
+            self.actconn,
+            self.feconn,
+            self.beconn,
+            self.srvconn,
+            if self.redispatched { "+" } else { "" },
+            self.retries,
+            self.affinity.label(),
+        );
+        if let Some(k) = self.key {
+            let _ = write!(s, " key={k}");
+        }
+        if self.learned > 0 {
+            let _ = write!(s, " learned={}", self.learned);
+        }
+        if let Some(r) = self.resumed {
+            let _ = write!(s, " resumed={}", if r { "yes" } else { "no" });
+        }
+        if let Some(v) = self.tls_version {
+            let _ = write!(s, " tls={}", tls_version_name(v));
+        }
+        if let Some(n) = &self.sni {
+            let _ = write!(s, " sni={n}");
+        }
+        s
+    }
+
+    /// The record as one JSON object.
+    pub fn json(&self, accept_date: &str) -> String {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            date: &'a str,
+            #[serde(flatten)]
+            rec: &'a ConnectionRecord,
+            termination_state: String,
+            outcome: String,
+        }
+        serde_json::to_string(&Line {
+            date: accept_date,
+            rec: self,
+            termination_state: self.termination.iter().collect(),
+            outcome: self.affinity.label(),
+        })
+        .unwrap_or_default()
+    }
+}
+
+fn tls_version_name(v: u16) -> &'static str {
+    match v {
+        0x0304 => "1.3",
+        0x0303 => "1.2",
+        0x0302 => "1.1",
+        0x0301 => "1.0",
+        _ => "other",
+    }
+}
+
+/// Where finished connections go: the daemon writes log lines and updates stats, the simulator
+/// counts outcomes.
+pub trait LogSink: Send + Sync + 'static {
+    /// Called once per connection, when it ends.
+    fn record(&self, rec: &ConnectionRecord);
+}

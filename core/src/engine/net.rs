@@ -1,0 +1,37 @@
+//! The network the engine runs on.
+//!
+//! The engine is written once, generic over [`Net`]; the daemon passes tokio sockets and the
+//! simulator passes turmoil sockets. A transport is a type, not a cargo feature, because features
+//! unify across the workspace and the daemon and simulator live in one.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A TCP-like network: bind, accept, connect and split streams into independent halves.
+///
+/// Addresses are `"host:port"` strings so that both real addresses and turmoil host names work.
+pub trait Net: Clone + Send + Sync + 'static {
+    /// A bound listening socket.
+    type Listener: Send + Sync + 'static;
+    /// A connected byte stream.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The read half of a split [`Net::Stream`].
+    type ReadHalf: AsyncRead + Unpin + Send + 'static;
+    /// The write half of a split [`Net::Stream`].
+    type WriteHalf: AsyncWrite + Unpin + Send + 'static;
+
+    /// Binds a listener on `addr`.
+    fn bind(&self, addr: &str) -> impl Future<Output = io::Result<Self::Listener>> + Send;
+    /// Accepts the next connection, with the peer's address.
+    fn accept(
+        &self,
+        listener: &Self::Listener,
+    ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+    /// Opens a connection to `addr`. The engine bounds it with the connect timeout.
+    fn connect(&self, addr: &str) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// Splits a stream so both directions can be driven at once without a lock.
+    fn split(stream: Self::Stream) -> (Self::ReadHalf, Self::WriteHalf);
+}

@@ -1,0 +1,206 @@
+//! A backend's stick tables, shared between connections.
+//!
+//! Each table is split into shards by a hash of the key, each behind its own short-held mutex, so
+//! connections on different keys do not contend. A small table keeps a single shard: then LRU
+//! order is exact across the whole table, as the core `StickTable` guarantees per shard.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::affinity::{stable_hash, TableKind, Tables};
+use crate::stick::{Learn, Lookup, StickEntry, StickStats, StickTable, StickTableConfig};
+use crate::{ServerId, Timestamp};
+
+/// Tables below this many entries per shard are not sharded.
+const MIN_SHARD_ENTRIES: usize = 4096;
+/// Upper bound on shards per table.
+const MAX_SHARDS: usize = 16;
+
+/// One sharded stick table.
+#[derive(Debug)]
+pub struct SharedTable {
+    kind: TableKind,
+    config: StickTableConfig,
+    shards: Box<[Mutex<StickTable>]>,
+}
+
+impl SharedTable {
+    /// A table of `config.size` entries, sharded when large.
+    pub fn new(kind: TableKind, config: StickTableConfig) -> Self {
+        let n = (config.size / MIN_SHARD_ENTRIES).clamp(1, MAX_SHARDS);
+        let per_shard = config.size.div_ceil(n).max(1);
+        let shards = (0..n)
+            .map(|_| {
+                Mutex::new(StickTable::new(StickTableConfig {
+                    size: per_shard,
+                    ..config.clone()
+                }))
+            })
+            .collect();
+        SharedTable {
+            kind,
+            config,
+            shards,
+        }
+    }
+
+    /// The kind of key stored here.
+    pub fn kind(&self) -> TableKind {
+        self.kind
+    }
+
+    /// The configuration the table was built with (size is the total over shards).
+    pub fn config(&self) -> &StickTableConfig {
+        &self.config
+    }
+
+    fn shard(&self, key: &[u8]) -> MutexGuard<'_, StickTable> {
+        let k = &key[..key.len().min(self.config.key_len)];
+        let i = if self.shards.len() == 1 {
+            0
+        } else {
+            (stable_hash(k) % self.shards.len() as u64) as usize
+        };
+        lock(&self.shards[i])
+    }
+
+    /// Looks a key up (a hit refreshes it).
+    pub fn lookup(&self, key: &[u8], now: Timestamp) -> Lookup {
+        self.shard(key).lookup(key, now)
+    }
+
+    /// Stores `key -> server`.
+    pub fn learn(&self, key: &[u8], server: ServerId, now: Timestamp) -> Learn {
+        self.shard(key).learn(key, server, now)
+    }
+
+    /// Operator action: point a key at a server.
+    pub fn set(&self, key: &[u8], server: ServerId, now: Timestamp) -> Learn {
+        self.shard(key).set(key, server, now)
+    }
+
+    /// Reads one entry without refreshing it.
+    pub fn get(&self, key: &[u8], now: Timestamp) -> Option<StickEntry> {
+        self.shard(key).get(key, now)
+    }
+
+    /// Removes one key.
+    pub fn remove(&self, key: &[u8]) -> Option<ServerId> {
+        self.shard(key).remove(key)
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) {
+        for s in self.shards.iter() {
+            lock(s).clear();
+        }
+    }
+
+    /// Drops expired entries; returns how many.
+    pub fn purge_expired(&self, now: Timestamp) -> usize {
+        self.shards.iter().map(|s| lock(s).purge_expired(now)).sum()
+    }
+
+    /// All live entries, sorted by key (deterministic whatever the sharding).
+    pub fn entries(&self, now: Timestamp) -> Vec<StickEntry> {
+        let mut all: Vec<StickEntry> = self
+            .shards
+            .iter()
+            .flat_map(|s| lock(s).entries(now))
+            .collect();
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        all
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).len()).sum()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Counters summed over shards.
+    pub fn stats(&self) -> StickStats {
+        let mut total = StickStats::default();
+        for s in self.shards.iter() {
+            total.add(&lock(s).stats());
+        }
+        total
+    }
+
+    /// Renumbers or drops entries after a reload changed the server list.
+    pub fn remap_servers(&self, mut f: impl FnMut(ServerId) -> Option<ServerId>) {
+        for s in self.shards.iter() {
+            lock(s).remap_servers(&mut f);
+        }
+    }
+}
+
+fn lock(m: &Mutex<StickTable>) -> MutexGuard<'_, StickTable> {
+    // A panic while holding a shard cannot leave a StickTable half-updated in a way that matters
+    // more than losing the whole table, so keep serving.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The set of tables of one backend, one per [`TableKind`] its affinity uses. Tables are shared
+/// (`Arc`) so a reloaded backend keeps the entries its predecessor learned.
+#[derive(Debug, Default)]
+pub struct BackendTables {
+    tables: Vec<Arc<SharedTable>>,
+}
+
+impl BackendTables {
+    /// One table per kind in `kinds`, each with `config`.
+    pub fn new(kinds: &[TableKind], config: &StickTableConfig) -> Self {
+        Self::reusing(kinds, config, &[])
+    }
+
+    /// Like [`BackendTables::new`], but takes an existing table of the same kind and
+    /// configuration from `previous` instead of creating it.
+    pub fn reusing(
+        kinds: &[TableKind],
+        config: &StickTableConfig,
+        previous: &[Arc<SharedTable>],
+    ) -> Self {
+        let mut tables: Vec<Arc<SharedTable>> = Vec::new();
+        for &k in kinds {
+            if tables.iter().any(|t| t.kind == k) {
+                continue;
+            }
+            let old = previous
+                .iter()
+                .find(|t| t.kind == k && t.config == *config)
+                .cloned();
+            tables.push(old.unwrap_or_else(|| Arc::new(SharedTable::new(k, config.clone()))));
+        }
+        BackendTables { tables }
+    }
+
+    /// The table of a kind.
+    pub fn get(&self, kind: TableKind) -> Option<&SharedTable> {
+        self.tables.iter().find(|t| t.kind == kind).map(|t| &**t)
+    }
+
+    /// All tables, in the order the affinity configuration named them.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<SharedTable>> {
+        self.tables.iter()
+    }
+}
+
+impl Tables for BackendTables {
+    fn lookup(&self, kind: TableKind, key: &[u8], now: Timestamp) -> Option<Lookup> {
+        self.get(kind).map(|t| t.lookup(key, now))
+    }
+
+    fn learn(
+        &self,
+        kind: TableKind,
+        key: &[u8],
+        server: ServerId,
+        now: Timestamp,
+    ) -> Option<Learn> {
+        self.get(kind).map(|t| t.learn(key, server, now))
+    }
+}

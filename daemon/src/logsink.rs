@@ -1,0 +1,89 @@
+//! Where the daemon's connection records go: a log line per connection (HAProxy `tcplog` layout
+//! or JSON) through tracing, stamped with the wall-clock accept date.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tether_core::engine::{ConnectionRecord, LogSink};
+
+/// The line format of connection logs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// HAProxy's `option tcplog` layout plus tether's affinity fields.
+    #[default]
+    Tcplog,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Writes one line per finished connection to the `tether::log` tracing target.
+#[derive(Debug, Default)]
+pub struct DaemonSink {
+    /// The line format.
+    pub format: LogFormat,
+}
+
+impl LogSink for DaemonSink {
+    fn record(&self, rec: &ConnectionRecord) {
+        // The daemon is the edge: reading the wall clock here is its job, not the engine's.
+        #[allow(clippy::disallowed_methods)]
+        let now = SystemTime::now();
+        let accepted = now
+            .checked_sub(Duration::from_millis(rec.tt_ms))
+            .unwrap_or(now);
+        let date = accept_date(accepted);
+        let line = match self.format {
+            LogFormat::Tcplog => rec.tcplog(&date),
+            LogFormat::Json => rec.json(&date),
+        };
+        tracing::info!(target: "tether::log", "{line}");
+    }
+}
+
+/// HAProxy's `%t` format: `25/Nov/2026:14:47:05.968` (UTC).
+pub fn accept_date(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (y, m, day) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{day:02}/{}/{y}:{:02}:{:02}:{:02}.{:03}",
+        MONTHS[(m - 1) as usize],
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's civil-from-days algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_date_matches_haproxy_layout() {
+        // 2026-11-25T14:47:05.968Z
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_618_025_968);
+        assert_eq!(accept_date(t), "25/Nov/2026:14:47:05.968");
+        assert_eq!(accept_date(UNIX_EPOCH), "01/Jan/1970:00:00:00.000");
+        // Leap day.
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(accept_date(t), "29/Feb/2000:00:00:00.000");
+    }
+}

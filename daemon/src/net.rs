@@ -1,0 +1,49 @@
+//! The production network: tokio TCP sockets.
+
+use std::io;
+use std::net::SocketAddr;
+
+use tether_core::engine::Net;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+
+/// tokio's TCP, with Nagle off on both sides (the engine forwards as soon as bytes arrive).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioNet;
+
+impl Net for TokioNet {
+    type Listener = TcpListener;
+    type Stream = TcpStream;
+    type ReadHalf = OwnedReadHalf;
+    type WriteHalf = OwnedWriteHalf;
+
+    async fn bind(&self, addr: &str) -> io::Result<TcpListener> {
+        let addr: SocketAddr = addr
+            .parse()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(4096)
+    }
+
+    async fn accept(&self, listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
+        let (s, peer) = listener.accept().await?;
+        let _ = s.set_nodelay(true);
+        Ok((s, peer))
+    }
+
+    async fn connect(&self, addr: &str) -> io::Result<TcpStream> {
+        let s = TcpStream::connect(addr).await?;
+        let _ = s.set_nodelay(true);
+        Ok(s)
+    }
+
+    fn split(stream: TcpStream) -> (OwnedReadHalf, OwnedWriteHalf) {
+        stream.into_split()
+    }
+}
