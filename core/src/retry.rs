@@ -287,7 +287,10 @@ mod tests {
     }
 
     fn arb_redispatch() -> impl Strategy<Value = Redispatch> {
-        prop_oneof![Just(Redispatch::Off), (-6i32..6).prop_map(Redispatch::Interval)]
+        prop_oneof![
+            Just(Redispatch::Off),
+            (-6i32..6).prop_map(Redispatch::Interval)
+        ]
     }
 
     #[test]
@@ -307,7 +310,10 @@ mod tests {
         assert_eq!(a.avoid(), &[ServerId(1)]);
         a.set_server(ServerId(2));
         assert!(a.redispatched() && !a.sticky());
-        assert_eq!(a.on_failure(ConnectFailure::Refused, t), RetryDecision::GiveUp);
+        assert_eq!(
+            a.on_failure(ConnectFailure::Refused, t),
+            RetryDecision::GiveUp
+        );
         assert_eq!(a.retries(), 3);
         assert_eq!(a.avoid(), &[ServerId(1), ServerId(2)]);
     }
@@ -320,7 +326,9 @@ mod tests {
         let now = Timestamp(5000);
         assert_eq!(
             a.on_failure(ConnectFailure::Other, now),
-            RetryDecision::RetrySame { not_before: Timestamp(5300) }
+            RetryDecision::RetrySame {
+                not_before: Timestamp(5300)
+            }
         );
         assert_eq!(
             a.on_failure(ConnectFailure::Timeout, now),
@@ -337,7 +345,9 @@ mod tests {
         let mut a = Attempts::new(&p, ServerId(0), true);
         assert_eq!(
             a.on_failure(ConnectFailure::Refused, Timestamp(7)),
-            RetryDecision::Redispatch { not_before: Timestamp(7) }
+            RetryDecision::Redispatch {
+                not_before: Timestamp(7)
+            }
         );
         let mut b = Attempts::new(&p, ServerId(0), true);
         assert!(matches!(
@@ -350,21 +360,32 @@ mod tests {
     fn down_target_or_single_server_cases() {
         let p = policy(3, Redispatch::Interval(-1));
         let mut a = Attempts::new(&p, ServerId(0), true);
-        let down = RetryContext { target_up: false, usable_servers: 3 };
+        let down = RetryContext {
+            target_up: false,
+            usable_servers: 3,
+        };
         assert_eq!(
             a.on_failure_in(ConnectFailure::Refused, Timestamp(0), down),
-            RetryDecision::Redispatch { not_before: Timestamp(0) }
+            RetryDecision::Redispatch {
+                not_before: Timestamp(0)
+            }
         );
         // Non-sticky but only one usable server: retry it, after the turnaround.
         let mut b = Attempts::new(&p, ServerId(0), false);
-        let alone = RetryContext { target_up: true, usable_servers: 1 };
+        let alone = RetryContext {
+            target_up: true,
+            usable_servers: 1,
+        };
         assert_eq!(
             b.on_failure_in(ConnectFailure::Refused, Timestamp(0), alone),
-            RetryDecision::RetrySame { not_before: Timestamp(1000) }
+            RetryDecision::RetrySame {
+                not_before: Timestamp(1000)
+            }
         );
         // Hash backends do not redispatch on every retry.
-        let mut c = Attempts::new(&p, ServerId(0), false)
-            .with_algorithm(&Algorithm::Hash { balance_factor: None });
+        let mut c = Attempts::new(&p, ServerId(0), false).with_algorithm(&Algorithm::Hash {
+            balance_factor: None,
+        });
         assert!(matches!(
             c.on_failure(ConnectFailure::Other, Timestamp(0)),
             RetryDecision::RetrySame { .. }

@@ -30,7 +30,9 @@ mod tests {
 
     #[test]
     fn fills_in_order() {
-        let mut s: Vec<_> = (0..3).map(|i| ServerState::new(format!("s{i}"), 1)).collect();
+        let mut s: Vec<_> = (0..3)
+            .map(|i| ServerState::new(format!("s{i}"), 1))
+            .collect();
         for srv in &mut s {
             srv.maxconn = 2;
         }
@@ -41,7 +43,11 @@ mod tests {
             got.push(id.0);
         }
         assert_eq!(got, [0, 0, 1, 1, 2, 2]);
-        assert_eq!(First.pick(&s, &[]), Some(ServerId(0)), "all full: first usable");
+        assert_eq!(
+            First.pick(&s, &[]),
+            Some(ServerId(0)),
+            "all full: first usable"
+        );
     }
 
     proptest! {

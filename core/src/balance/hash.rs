@@ -174,7 +174,10 @@ impl LoadBound {
     pub fn new(servers: &[ServerState], factor: u32) -> Self {
         let mut total_conns = 0u64;
         let mut total_weight = 0u64;
-        for s in servers.iter().filter(|s| !s.backup && s.usable_for_balance()) {
+        for s in servers
+            .iter()
+            .filter(|s| !s.backup && s.usable_for_balance())
+        {
             total_conns += u64::from(s.active_conns);
             total_weight += u64::from(s.effective_weight());
         }

@@ -67,7 +67,9 @@ mod tests {
 
     #[test]
     fn ties_rotate_in_declaration_order() {
-        let s: Vec<_> = (0..3).map(|i| ServerState::new(format!("s{i}"), 1)).collect();
+        let s: Vec<_> = (0..3)
+            .map(|i| ServerState::new(format!("s{i}"), 1))
+            .collect();
         let mut lc = LeastConn::new();
         let seq: Vec<u32> = (0..6).map(|_| lc.pick(&s, &[]).unwrap().0).collect();
         assert_eq!(seq, [0, 1, 2, 0, 1, 2]);
@@ -75,7 +77,9 @@ mod tests {
 
     #[test]
     fn weight_scales_the_load() {
-        let mut s: Vec<_> = (0..2).map(|i| ServerState::new(format!("s{i}"), 1)).collect();
+        let mut s: Vec<_> = (0..2)
+            .map(|i| ServerState::new(format!("s{i}"), 1))
+            .collect();
         s[0].weight = 4;
         s[0].active_conns = 3; // 0.75 per weight unit
         s[1].active_conns = 1; // 1.0

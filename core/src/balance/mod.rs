@@ -310,14 +310,24 @@ mod tests {
             ("roundrobin", Algorithm::RoundRobin),
             ("leastconn", Algorithm::LeastConn),
             ("first", Algorithm::First),
-            ("hash", Algorithm::Hash { balance_factor: None }),
+            (
+                "hash",
+                Algorithm::Hash {
+                    balance_factor: None,
+                },
+            ),
         ] {
             let c: Cfg = toml::from_str(&format!("balance = \"{text}\"")).unwrap();
             assert_eq!(c.balance, want);
             assert_eq!(serde_json::to_string(&want).unwrap(), format!("\"{text}\""));
         }
         let c: Cfg = toml::from_str("balance = { hash = { balance-factor = 150 } }").unwrap();
-        assert_eq!(c.balance, Algorithm::Hash { balance_factor: Some(150) });
+        assert_eq!(
+            c.balance,
+            Algorithm::Hash {
+                balance_factor: Some(150)
+            }
+        );
         let json = serde_json::to_string(&c.balance).unwrap();
         assert_eq!(json, r#"{"hash":{"balance-factor":150}}"#);
         assert_eq!(serde_json::from_str::<Algorithm>(&json).unwrap(), c.balance);
@@ -335,11 +345,21 @@ mod tests {
             Algorithm::RoundRobin,
             Algorithm::LeastConn,
             Algorithm::First,
-            Algorithm::Hash { balance_factor: Some(150) },
+            Algorithm::Hash {
+                balance_factor: Some(150),
+            },
         ] {
             let mut b = Balancer::new(algo, &s);
             for _ in 0..10 {
-                let id = b.pick(&s, &PickContext { hash_key: Some(b"k"), avoid: &[] }).unwrap();
+                let id = b
+                    .pick(
+                        &s,
+                        &PickContext {
+                            hash_key: Some(b"k"),
+                            avoid: &[],
+                        },
+                    )
+                    .unwrap();
                 assert!(id.index() < 2, "{algo:?} picked a backup");
             }
             let mut t = s.clone();
@@ -347,10 +367,17 @@ mod tests {
             t[1].admin = AdminState::Maint;
             b.update(&t);
             for _ in 0..10 {
-                assert_eq!(b.pick(&t, &PickContext::EMPTY), Some(ServerId(2)), "{algo:?}");
+                assert_eq!(
+                    b.pick(&t, &PickContext::EMPTY),
+                    Some(ServerId(2)),
+                    "{algo:?}"
+                );
             }
             let avoid = [ServerId(2)];
-            let ctx = PickContext { hash_key: None, avoid: &avoid };
+            let ctx = PickContext {
+                hash_key: None,
+                avoid: &avoid,
+            };
             assert_eq!(b.pick(&t, &ctx), Some(ServerId(3)), "{algo:?}");
             t[2].oper = OperState::Down;
             t[3].oper = OperState::Down;
@@ -364,8 +391,12 @@ mod tests {
             Just(Algorithm::RoundRobin),
             Just(Algorithm::LeastConn),
             Just(Algorithm::First),
-            Just(Algorithm::Hash { balance_factor: None }),
-            (100u32..300).prop_map(|f| Algorithm::Hash { balance_factor: Some(f) }),
+            Just(Algorithm::Hash {
+                balance_factor: None
+            }),
+            (100u32..300).prop_map(|f| Algorithm::Hash {
+                balance_factor: Some(f)
+            }),
         ]
     }
 

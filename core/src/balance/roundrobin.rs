@@ -144,7 +144,9 @@ mod tests {
         let s = servers(&[1, 1, 1]);
         let mut rr = RoundRobin::new(&s);
         assert_eq!(rr.pick(&s, &[ServerId(0)]), Some(ServerId(1)));
-        assert!(rr.pick(&s, &[ServerId(0), ServerId(1), ServerId(2)]).is_some());
+        assert!(rr
+            .pick(&s, &[ServerId(0), ServerId(1), ServerId(2)])
+            .is_some());
     }
 
     proptest! {

@@ -250,7 +250,11 @@ mod tests {
         assert_eq!(h.on_connect_result(true), None, "success clears the streak");
         assert_eq!(h.on_connect_result(false), None);
         assert_eq!(h.on_connect_result(false), None);
-        assert_eq!(h.on_connect_result(false), None, "one failed check of fall 3");
+        assert_eq!(
+            h.on_connect_result(false),
+            None,
+            "one failed check of fall 3"
+        );
         assert_eq!(h.progress(), (2, 3));
         for _ in 0..5 {
             assert_eq!(h.on_connect_result(false), None);
