@@ -1,1 +1,3 @@
 //! engine (work in progress).
+
+pub mod proxy_protocol;
