@@ -1,0 +1,20 @@
+//! Measures simulated connections per wall-clock second on the embedded default scenario
+//! (with the relay balancer): `cargo run --release -p tether-sim --example throughput`.
+#![allow(clippy::disallowed_methods)] // wall-clock timing is the point of this example
+
+use tether_sim::scenario::BalancerKind;
+
+fn main() {
+    let mut scenario = tether_sim::Scenario::default_scenario();
+    scenario.balancer.kind = BalancerKind::Relay;
+    let started = std::time::Instant::now();
+    let report = tether_sim::run(&scenario, 1).expect("simulation");
+    let wall = started.elapsed().as_secs_f64();
+    let conns = report.overall.connections;
+    print!("{}", report.summary_table());
+    println!(
+        "{conns} connections, {:.0} simulated s in {wall:.2} wall s: {:.0} connections/wall-s",
+        report.simulated_seconds,
+        conns as f64 / wall
+    );
+}

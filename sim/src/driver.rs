@@ -1,0 +1,259 @@
+//! Builds the turmoil world for a scenario, steps it, and fires events at their times.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::balancer::{Admin, AdminState, BalancerEnv, BalancerHost, BALANCER_HOST};
+use crate::events::{Action, Schedule};
+use crate::fleet::{run_fleet, FleetRun};
+use crate::metrics::{Recorder, SharedRecorder};
+use crate::report::Report;
+use crate::scenario::{Scenario, ServersSpec};
+use crate::tls_server::{run_server, ServerContext, ServerModel, TLS_PORT};
+use crate::SimError;
+
+/// Time allowed after the last visit starts for connections to finish.
+const GRACE: Duration = Duration::from_secs(600);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const IO_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Host name of server `i`.
+pub fn server_name(i: usize) -> String {
+    format!("server-{i:02}")
+}
+
+fn fleet_host(i: usize) -> String {
+    format!("fleet-{i}")
+}
+
+struct World<'a> {
+    sim: turmoil::Sim<'a>,
+    servers: Vec<String>,
+    spec: ServersSpec,
+    recorder: SharedRecorder,
+    balancer: Option<Rc<dyn BalancerHost>>,
+    fleet_hosts: Vec<String>,
+    server_latency: Duration,
+}
+
+impl World<'_> {
+    fn add_server(&mut self) -> String {
+        let index = self.servers.len();
+        let name = server_name(index);
+        self.recorder.borrow_mut().server_known(&name);
+        let boots = Rc::new(Cell::new(0u32));
+        let spec = self.spec.clone();
+        let recorder = self.recorder.clone();
+        let host_name: Rc<str> = name.as_str().into();
+        self.sim.host(name.as_str(), move || {
+            let boot = boots.get();
+            boots.set(boot + 1);
+            run_server(ServerContext {
+                name: host_name.clone(),
+                model: Rc::new(RefCell::new(ServerModel::new(index as u16, boot, &spec))),
+                recorder: recorder.clone(),
+            })
+        });
+        self.servers.push(name.clone());
+        name
+    }
+
+    /// Hosts on the other side of a server's link: the balancer, or the clients in direct mode.
+    fn front(&self) -> Vec<String> {
+        if self.balancer.is_some() {
+            vec![BALANCER_HOST.to_owned()]
+        } else {
+            self.fleet_hosts.clone()
+        }
+    }
+
+    fn server(&self, i: usize) -> Result<String, SimError> {
+        self.servers
+            .get(i)
+            .cloned()
+            .ok_or_else(|| SimError::Scenario(format!("event names server {i}, which does not exist")))
+    }
+
+    fn set_latency(&self, a: &[String], b: &str, latency: Duration) {
+        for h in a {
+            self.sim.set_link_latency(h.as_str(), b, latency);
+        }
+    }
+
+    fn admin(&self, op: Admin) {
+        if let Some(b) = &self.balancer {
+            b.admin(&op);
+        }
+    }
+
+    fn apply(&mut self, action: &Action) -> Result<(), SimError> {
+        match *action {
+            Action::Crash { server } => {
+                let s = self.server(server)?;
+                self.sim.crash(s.as_str());
+            }
+            Action::Restart { server } => {
+                let s = self.server(server)?;
+                self.sim.bounce(s.as_str());
+            }
+            Action::Partition { server } => {
+                let s = self.server(server)?;
+                for f in self.front() {
+                    self.sim.partition(f.as_str(), s.as_str());
+                }
+            }
+            Action::Heal { server } => {
+                let s = self.server(server)?;
+                for f in self.front() {
+                    self.sim.repair(f.as_str(), s.as_str());
+                }
+            }
+            Action::Drain { server } | Action::Maint { server } | Action::Ready { server } => {
+                let state = match action {
+                    Action::Drain { .. } => AdminState::Drain,
+                    Action::Maint { .. } => AdminState::Maint,
+                    _ => AdminState::Ready,
+                };
+                let server = self.server(server)?;
+                self.admin(Admin::SetState { server, state });
+            }
+            Action::AddServer => {
+                let s = self.add_server();
+                let front = self.front();
+                self.set_latency(&front, &s, self.server_latency);
+                self.admin(Admin::AddServer { server: s });
+            }
+            Action::RemoveServer { server } => {
+                let server = self.server(server)?;
+                self.admin(Admin::RemoveServer { server });
+            }
+            Action::RestartBalancer => {
+                if self.balancer.is_some() {
+                    self.sim.bounce(BALANCER_HOST);
+                }
+            }
+            Action::Latency { server, latency } => match server {
+                Some(i) => {
+                    let s = self.server(i)?;
+                    self.set_latency(&self.front(), &s, latency.get());
+                }
+                None => {
+                    let target = match self.balancer {
+                        Some(_) => BALANCER_HOST.to_owned(),
+                        None => self.server(0)?,
+                    };
+                    self.set_latency(&self.fleet_hosts, &target, latency.get());
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+fn validate(scenario: &Scenario) -> Result<(), SimError> {
+    if scenario.servers.count == 0 {
+        return Err(SimError::Scenario("servers.count must be at least 1".into()));
+    }
+    if scenario.fleets.is_empty() || scenario.fleets.len() > 15 {
+        return Err(SimError::Scenario("write between 1 and 15 [[fleets]]".into()));
+    }
+    let mut names: Vec<&str> = scenario.fleets.iter().map(|f| f.name.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(SimError::Scenario("fleet names must be unique".into()));
+    }
+    Ok(())
+}
+
+/// Runs the scenario to completion and builds the report.
+pub fn simulate(
+    scenario: &Scenario,
+    seed: u64,
+    balancer: Option<Rc<dyn BalancerHost>>,
+) -> Result<Report, SimError> {
+    validate(scenario)?;
+    let duration = scenario.duration.get();
+    let tick = scenario.network.tick.get().max(Duration::from_millis(1));
+    let sim = turmoil::Builder::new()
+        .epoch(UNIX_EPOCH + Duration::from_secs(1_767_225_600))
+        .rng_seed(seed)
+        .simulation_duration(duration + GRACE)
+        .tick_duration(tick)
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(1))
+        .tcp_capacity(1 << 16)
+        .build();
+    let recorder = Recorder::shared();
+    let mut world = World {
+        sim,
+        servers: Vec::new(),
+        spec: scenario.servers.clone(),
+        recorder: recorder.clone(),
+        balancer: balancer.clone(),
+        fleet_hosts: (0..scenario.fleets.len()).map(fleet_host).collect(),
+        server_latency: scenario.network.server_latency.get(),
+    };
+    for _ in 0..scenario.servers.count {
+        world.add_server();
+    }
+    let target = match &balancer {
+        Some(b) => {
+            let env = BalancerEnv {
+                listen_port: TLS_PORT,
+                servers: world.servers.clone(),
+                recorder: recorder.clone(),
+            };
+            let b = b.clone();
+            world.sim.host(BALANCER_HOST, move || b.software(env.clone()));
+            BALANCER_HOST.to_owned()
+        }
+        None => world.servers[0].clone(),
+    };
+    for (i, spec) in scenario.fleets.iter().enumerate() {
+        let run = Rc::new(FleetRun {
+            index: i,
+            spec: spec.clone(),
+            seed,
+            target: target.clone(),
+            end_ms: duration.as_millis() as u64,
+            connect_timeout: CONNECT_TIMEOUT,
+            io_timeout: IO_TIMEOUT,
+            recorder: recorder.clone(),
+        });
+        world.sim.client(fleet_host(i).as_str(), run_fleet(run));
+    }
+    let client_latency = scenario.network.client_latency.get();
+    world.set_latency(&world.fleet_hosts.clone(), &target, client_latency);
+    if balancer.is_some() {
+        for s in world.servers.clone() {
+            world.sim.set_link_latency(BALANCER_HOST, s.as_str(), world.server_latency);
+        }
+    }
+
+    let mut schedule = Schedule::new(&scenario.events);
+    let mut next_sample = 0u64;
+    loop {
+        let now = world.sim.elapsed().as_millis() as u64;
+        for event in schedule.due(now) {
+            world.apply(&event.action)?;
+            recorder.borrow_mut().event(now, event.action.describe());
+        }
+        if now >= next_sample {
+            if let Some(entries) = balancer.as_ref().and_then(|b| b.table_occupancy()) {
+                recorder.borrow_mut().table_occupancy(now, entries);
+            }
+            next_sample += 60_000;
+        }
+        match world.sim.step() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => return Err(SimError::Turmoil(e.to_string())),
+        }
+    }
+    let elapsed = world.sim.elapsed();
+    let balancer_name = balancer.map_or_else(|| "direct".to_owned(), |b| b.name());
+    drop(world);
+    let report = Report::build(scenario, seed, &balancer_name, elapsed, &recorder.borrow());
+    Ok(report)
+}

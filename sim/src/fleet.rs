@@ -1,0 +1,333 @@
+//! Client fleets: who connects, how often, and what each connection does.
+//!
+//! A fleet is a population of simulated clients of one [`ClientKind`]. Each client visits
+//! (first visit and revisit gaps drawn from seeded distributions), opens a few connections per
+//! visit, and keeps its TLS session for a limited time. All clients of a fleet run as tasks on
+//! one turmoil host (turmoil slows down with the number of hosts); each connection starts with a
+//! PROXY v2 header carrying the client's own address, NAT sharing included.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tether_core::engine::proxy_protocol;
+use tokio::io::AsyncWriteExt;
+
+use crate::client::{
+    self, client_hello, ClientKind, ClientSession, Exchange, Failure, HelloShape,
+};
+use crate::metrics::{ConnectionRecord, SharedRecorder};
+use crate::rng::Rng;
+use crate::scenario::SimDuration;
+use crate::tls_server::TLS_PORT;
+
+/// A random duration, as written in the scenario.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
+#[serde(tag = "dist", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Dist {
+    /// Always the same value.
+    Fixed {
+        /// The value.
+        value: SimDuration,
+    },
+    /// Uniform between `min` and `max`.
+    Uniform {
+        /// Lower bound.
+        min: SimDuration,
+        /// Upper bound.
+        max: SimDuration,
+    },
+    /// Exponential (memoryless) with this mean.
+    Exponential {
+        /// Mean.
+        mean: SimDuration,
+    },
+    /// Log-normal with this median and shape (heavy tail: most come back soon, some much later).
+    Lognormal {
+        /// Median.
+        median: SimDuration,
+        /// Shape (σ of the underlying normal).
+        sigma: f64,
+    },
+}
+
+impl Dist {
+    /// Draws a duration, capped at one day (bounded).
+    pub fn sample(&self, rng: &mut Rng) -> Duration {
+        let secs = match *self {
+            Dist::Fixed { value } => value.get().as_secs_f64(),
+            Dist::Uniform { min, max } => {
+                let (a, b) = (min.get().as_secs_f64(), max.get().as_secs_f64());
+                a + (b - a).max(0.0) * rng.unit()
+            }
+            Dist::Exponential { mean } => rng.exponential(mean.get().as_secs_f64()),
+            Dist::Lognormal { median, sigma } => {
+                rng.lognormal(median.get().as_secs_f64(), sigma.clamp(0.0, 5.0))
+            }
+        };
+        Duration::from_secs_f64(secs.clamp(0.0, 86_400.0))
+    }
+}
+
+fn fixed(ms: u64) -> Dist {
+    Dist::Fixed {
+        value: SimDuration(Duration::from_millis(ms)),
+    }
+}
+fn default_nat() -> usize {
+    1
+}
+fn default_first_visit() -> Dist {
+    Dist::Uniform {
+        min: SimDuration(Duration::ZERO),
+        max: SimDuration(Duration::from_secs(60)),
+    }
+}
+fn default_revisit() -> Dist {
+    Dist::Exponential {
+        mean: SimDuration(Duration::from_secs(120)),
+    }
+}
+fn default_per_visit() -> u32 {
+    1
+}
+fn default_gap() -> Dist {
+    fixed(200)
+}
+fn default_request() -> u32 {
+    400
+}
+fn default_response() -> u32 {
+    8_000
+}
+fn default_hold() -> Dist {
+    fixed(100)
+}
+fn default_lifetime() -> SimDuration {
+    SimDuration(Duration::from_secs(7200))
+}
+fn default_sni() -> String {
+    "app.example.com".to_owned()
+}
+
+/// One client population, as written in the scenario.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSpec {
+    /// Name in the report.
+    pub name: String,
+    /// Resumption behaviour.
+    pub kind: ClientKind,
+    /// Number of simulated clients.
+    pub clients: usize,
+    /// Clients sharing one public address (carrier-grade NAT, offices).
+    #[serde(default = "default_nat")]
+    pub clients_per_nat: usize,
+    /// When a client first visits.
+    #[serde(default = "default_first_visit")]
+    pub first_visit: Dist,
+    /// Time between the end of a visit and the next one.
+    #[serde(default = "default_revisit")]
+    pub revisit_gap: Dist,
+    /// Connections opened one after another during a visit.
+    #[serde(default = "default_per_visit")]
+    pub connections_per_visit: u32,
+    /// Pause between connections of a visit.
+    #[serde(default = "default_gap")]
+    pub connection_gap: Dist,
+    /// Application bytes sent per connection.
+    #[serde(default = "default_request")]
+    pub request_bytes: u32,
+    /// Application bytes received per connection.
+    #[serde(default = "default_response")]
+    pub response_bytes: u32,
+    /// How long a connection stays open after its response.
+    #[serde(default = "default_hold")]
+    pub hold: Dist,
+    /// How long a client keeps a session or ticket before forgetting it.
+    #[serde(default = "default_lifetime")]
+    pub session_lifetime: SimDuration,
+    /// Send the 1216-byte X25519MLKEM768 key share (TLS 1.3 only): ClientHello spans segments.
+    #[serde(default)]
+    pub pq_key_share: bool,
+    /// Server name in SNI.
+    #[serde(default = "default_sni")]
+    pub sni: String,
+}
+
+/// The public address of client `client` of fleet `fleet` (clients behind one NAT share it).
+pub fn client_address(fleet: usize, client: usize, clients_per_nat: usize) -> IpAddr {
+    let nat = (client / clients_per_nat.max(1)) as u32 & 0x000F_FFFF;
+    let f = ((fleet as u32 + 1) & 0x0F) << 20;
+    IpAddr::V4(Ipv4Addr::from((100u32 << 24) | f | nat))
+}
+
+/// Everything a fleet's client tasks share.
+#[derive(Debug)]
+pub struct FleetRun {
+    /// Fleet position in the scenario (for addresses and RNG streams).
+    pub index: usize,
+    /// The fleet.
+    pub spec: FleetSpec,
+    /// Scenario seed.
+    pub seed: u64,
+    /// Host the clients connect to (the balancer, or a server in direct mode).
+    pub target: String,
+    /// No visit starts after this simulated time (ms).
+    pub end_ms: u64,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Handshake and transfer timeout.
+    pub io_timeout: Duration,
+    /// Where results go.
+    pub recorder: SharedRecorder,
+}
+
+fn now_ms() -> u64 {
+    turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64
+}
+
+/// The software of a fleet's client host: runs every simulated client to completion.
+pub async fn run_fleet(run: Rc<FleetRun>) -> turmoil::Result {
+    let handles: Vec<_> = (0..run.spec.clients)
+        .map(|c| tokio::task::spawn_local(simulated_client(run.clone(), c)))
+        .collect();
+    for h in handles {
+        h.await?;
+    }
+    Ok(())
+}
+
+async fn simulated_client(run: Rc<FleetRun>, c: usize) {
+    let spec = &run.spec;
+    let mut rng = Rng::fork(run.seed, ((run.index as u64) << 32) | c as u64);
+    let mut session = ClientSession::new(spec.kind, spec.session_lifetime.get());
+    let ip = client_address(run.index, c, spec.clients_per_nat);
+    let mut port_seq: u32 = (c % spec.clients_per_nat.max(1)) as u32 * 997;
+    let first = spec.first_visit.sample(&mut rng);
+    if now_ms() + first.as_millis() as u64 >= run.end_ms {
+        return;
+    }
+    tokio::time::sleep(first).await;
+    loop {
+        for k in 0..spec.connections_per_visit {
+            if k > 0 {
+                tokio::time::sleep(spec.connection_gap.sample(&mut rng)).await;
+            }
+            port_seq = port_seq.wrapping_add(1);
+            let source = SocketAddr::new(ip, 1024 + (port_seq % 64_000) as u16);
+            let record = one_connection(&run, &mut session, &mut rng, source).await;
+            run.recorder.borrow_mut().connection(&spec.name, record);
+        }
+        // Visits only start before the end of the scenario; nobody sleeps past it.
+        let gap = spec.revisit_gap.sample(&mut rng);
+        if now_ms() + gap.as_millis() as u64 >= run.end_ms {
+            return;
+        }
+        tokio::time::sleep(gap).await;
+    }
+}
+
+async fn one_connection(
+    run: &FleetRun,
+    session: &mut ClientSession,
+    rng: &mut Rng,
+    source: SocketAddr,
+) -> ConnectionRecord {
+    let spec = &run.spec;
+    let start_ms = now_ms();
+    let kind = spec.kind;
+    let offer = session.offer(rng, start_ms);
+    let mut record = ConnectionRecord {
+        start_ms,
+        attempted: offer.attempts_resumption(kind.is_tls13()),
+        resumed: false,
+        latency_ms: None,
+        failure: None,
+    };
+    let hello = client_hello(
+        kind,
+        &offer,
+        &HelloShape {
+            sni: &spec.sni,
+            pq_key_share: spec.pq_key_share && kind.is_tls13(),
+        },
+        rng,
+    );
+    let exchange = Exchange {
+        request_bytes: spec.request_bytes,
+        response_bytes: spec.response_bytes,
+        hold: spec.hold.sample(rng),
+    };
+    let connect = tokio::time::timeout(
+        run.connect_timeout,
+        turmoil::net::TcpStream::connect((run.target.as_str(), TLS_PORT)),
+    )
+    .await;
+    let stream = match connect {
+        Ok(Ok(s)) => s,
+        _ => {
+            record.failure = Some(Failure::Connect);
+            return record;
+        }
+    };
+    let destination = SocketAddr::new(turmoil::lookup(run.target.as_str()), TLS_PORT);
+    let (mut rd, mut wr) = stream.into_split();
+    let mut first = proxy_protocol::encode_v2(source, destination);
+    first.extend_from_slice(&hello);
+    let handshake = tokio::time::timeout(run.io_timeout, async {
+        client::write_segments(&mut wr, &first).await?;
+        client::finish_handshake(&mut rd, &mut wr, kind).await
+    })
+    .await;
+    let mut answer = match handshake {
+        Ok(Ok(a)) => a,
+        _ => {
+            record.failure = Some(Failure::Handshake);
+            return record;
+        }
+    };
+    record.latency_ms = Some(now_ms().saturating_sub(start_ms));
+    let mut tickets13 = Vec::new();
+    let transfer = tokio::time::timeout(
+        run.io_timeout,
+        client::exchange(&mut rd, &mut wr, exchange, &mut tickets13),
+    )
+    .await;
+    answer.tickets.extend(tickets13);
+    record.resumed = session.learn(&offer, &answer, now_ms());
+    if !matches!(transfer, Ok(Ok(()))) {
+        record.failure = Some(Failure::InFlight);
+        return record;
+    }
+    tokio::time::sleep(exchange.hold).await;
+    let _ = wr.shutdown().await;
+    record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nat_shares_addresses_and_fleets_differ() {
+        assert_eq!(client_address(0, 0, 10), client_address(0, 9, 10));
+        assert_ne!(client_address(0, 0, 10), client_address(0, 10, 10));
+        assert_ne!(client_address(0, 0, 1), client_address(1, 0, 1));
+    }
+
+    #[test]
+    fn distributions_sample_in_bounds() {
+        let mut rng = Rng::new(5);
+        let u = Dist::Uniform {
+            min: SimDuration(Duration::from_secs(1)),
+            max: SimDuration(Duration::from_secs(2)),
+        };
+        for _ in 0..100 {
+            let d = u.sample(&mut rng);
+            assert!(d >= Duration::from_secs(1) && d <= Duration::from_secs(2));
+        }
+        assert_eq!(fixed(250).sample(&mut rng), Duration::from_millis(250));
+    }
+}

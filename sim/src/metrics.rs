@@ -1,0 +1,384 @@
+//! What the simulation counts, as it happens: per fleet, per server, per simulated minute.
+//!
+//! Clients record what they saw (resumed or not, failures by phase, handshake latency); servers
+//! record connections and concurrency. Everything is keyed in `BTreeMap`s so that iterating for
+//! the report is in a stable order and the same seed gives the same bytes.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use serde::Serialize;
+
+use crate::client::Failure;
+
+/// The recorder shared by every task of the (single-threaded) simulation.
+pub type SharedRecorder = Rc<RefCell<Recorder>>;
+
+/// One client connection, as the client saw it.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionRecord {
+    /// When the client started connecting (simulated ms).
+    pub start_ms: u64,
+    /// The client offered a session ID, ticket or PSK.
+    pub attempted: bool,
+    /// The server resumed the session.
+    pub resumed: bool,
+    /// Connect start to handshake complete, if the handshake completed.
+    pub latency_ms: Option<u64>,
+    /// How the connection failed, if it did.
+    pub failure: Option<Failure>,
+}
+
+/// Running totals for one fleet (or all of them).
+#[derive(Clone, Debug, Default)]
+pub struct FleetTally {
+    connections: u64,
+    attempts: u64,
+    resumptions: u64,
+    failures: BTreeMap<Failure, u64>,
+    latencies_ms: Vec<u64>,
+}
+
+impl FleetTally {
+    fn add(&mut self, r: &ConnectionRecord) {
+        self.connections += 1;
+        self.attempts += u64::from(r.attempted);
+        self.resumptions += u64::from(r.resumed);
+        if let Some(f) = r.failure {
+            *self.failures.entry(f).or_default() += 1;
+        }
+        if let Some(l) = r.latency_ms {
+            self.latencies_ms.push(l);
+        }
+    }
+
+    /// The published statistics.
+    pub fn stats(&self) -> FleetStats {
+        let mut lat = self.latencies_ms.clone();
+        lat.sort_unstable();
+        let failed = |f| self.failures.get(&f).copied().unwrap_or(0);
+        let handshakes = lat.len() as u64;
+        FleetStats {
+            connections: self.connections,
+            handshakes,
+            resumption_attempts: self.attempts,
+            resumptions: self.resumptions,
+            resumption_rate: ratio(self.resumptions, handshakes),
+            resumption_success: ratio(self.resumptions, self.attempts),
+            client_visible_failures: failed(Failure::Connect) + failed(Failure::Handshake),
+            failed_connect: failed(Failure::Connect),
+            failed_handshake: failed(Failure::Handshake),
+            aborted_in_flight: failed(Failure::InFlight),
+            connect_latency_p50_ms: percentile(&lat, 50),
+            connect_latency_p99_ms: percentile(&lat, 99),
+        }
+    }
+}
+
+/// Per-fleet results in the report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct FleetStats {
+    /// Connections started.
+    pub connections: u64,
+    /// Connections whose TLS handshake completed.
+    pub handshakes: u64,
+    /// Handshakes where the client offered something to resume.
+    pub resumption_attempts: u64,
+    /// Handshakes the server resumed.
+    pub resumptions: u64,
+    /// resumptions / handshakes.
+    pub resumption_rate: f64,
+    /// resumptions / resumption attempts: how well affinity serves clients that try.
+    pub resumption_success: f64,
+    /// Connections that never got a working TLS session (connect or handshake failed).
+    pub client_visible_failures: u64,
+    /// No TCP connection.
+    pub failed_connect: u64,
+    /// Broken during the handshake.
+    pub failed_handshake: u64,
+    /// Broken after the handshake, with data in flight (counted apart).
+    pub aborted_in_flight: u64,
+    /// Median time from connect start to handshake complete.
+    pub connect_latency_p50_ms: u64,
+    /// 99th percentile of the same.
+    pub connect_latency_p99_ms: u64,
+}
+
+/// Per-server running totals.
+#[derive(Clone, Debug, Default)]
+pub struct ServerTally {
+    connections: u64,
+    resumed: u64,
+    full: u64,
+    current: u64,
+    peak: u64,
+}
+
+/// Per-server results in the report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ServerStats {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Full handshakes done.
+    pub full_handshakes: u64,
+    /// Abbreviated (resumed) handshakes done.
+    pub resumed_handshakes: u64,
+    /// Highest number of simultaneous connections.
+    pub peak_concurrency: u64,
+    /// This server's fraction of all server connections.
+    pub share: f64,
+}
+
+/// Counts for one simulated minute.
+#[derive(Clone, Debug, Default)]
+pub struct MinuteTally {
+    /// Server connections accepted, per server.
+    pub per_server: BTreeMap<String, u64>,
+    /// Completed handshakes.
+    pub handshakes: u64,
+    /// Resumed handshakes.
+    pub resumptions: u64,
+    /// Client connections started.
+    pub connections: u64,
+    /// Client-visible failures and in-flight aborts.
+    pub failures: u64,
+}
+
+/// Collects everything the report needs.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    fleets: BTreeMap<String, FleetTally>,
+    overall: FleetTally,
+    servers: BTreeMap<String, ServerTally>,
+    minutes: BTreeMap<u64, MinuteTally>,
+    table: BTreeMap<u64, u64>,
+    events: Vec<(u64, String)>,
+}
+
+fn minute(ms: u64) -> u64 {
+    ms / 60_000
+}
+
+impl Recorder {
+    /// An empty recorder behind the shared handle.
+    pub fn shared() -> SharedRecorder {
+        Rc::new(RefCell::new(Recorder::default()))
+    }
+
+    /// Declares a server so it appears in the report even with no connections.
+    pub fn server_known(&mut self, server: &str) {
+        self.servers.entry(server.to_owned()).or_default();
+    }
+
+    /// A server accepted a connection.
+    pub fn server_open(&mut self, server: &str, now_ms: u64) {
+        let s = self.servers.entry(server.to_owned()).or_default();
+        s.connections += 1;
+        s.current += 1;
+        s.peak = s.peak.max(s.current);
+        *self
+            .minutes
+            .entry(minute(now_ms))
+            .or_default()
+            .per_server
+            .entry(server.to_owned())
+            .or_default() += 1;
+    }
+
+    /// A server completed a handshake.
+    pub fn server_handshake(&mut self, server: &str, resumed: bool, _now_ms: u64) {
+        let s = self.servers.entry(server.to_owned()).or_default();
+        if resumed {
+            s.resumed += 1;
+        } else {
+            s.full += 1;
+        }
+    }
+
+    /// A server connection ended (normally, or because the server crashed).
+    pub fn server_close(&mut self, server: &str) {
+        if let Some(s) = self.servers.get_mut(server) {
+            s.current = s.current.saturating_sub(1);
+        }
+    }
+
+    /// A client connection ended.
+    pub fn connection(&mut self, fleet: &str, r: ConnectionRecord) {
+        self.fleets.entry(fleet.to_owned()).or_default().add(&r);
+        self.overall.add(&r);
+        let m = self.minutes.entry(minute(r.start_ms)).or_default();
+        m.connections += 1;
+        m.handshakes += u64::from(r.latency_ms.is_some());
+        m.resumptions += u64::from(r.resumed);
+        m.failures += u64::from(r.failure.is_some());
+    }
+
+    /// A sample of the balancer's stick-table size.
+    pub fn table_occupancy(&mut self, now_ms: u64, entries: u64) {
+        self.table.insert(now_ms, entries);
+    }
+
+    /// An event was applied.
+    pub fn event(&mut self, now_ms: u64, description: String) {
+        self.events.push((now_ms, description));
+    }
+
+    /// Per-fleet statistics.
+    pub fn fleet_stats(&self) -> BTreeMap<String, FleetStats> {
+        self.fleets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.stats()))
+            .collect()
+    }
+
+    /// Statistics over all fleets.
+    pub fn overall_stats(&self) -> FleetStats {
+        self.overall.stats()
+    }
+
+    /// Per-server statistics with shares.
+    pub fn server_stats(&self) -> BTreeMap<String, ServerStats> {
+        let total: u64 = self.servers.values().map(|s| s.connections).sum();
+        self.servers
+            .iter()
+            .map(|(k, s)| {
+                (
+                    k.clone(),
+                    ServerStats {
+                        connections: s.connections,
+                        full_handshakes: s.full,
+                        resumed_handshakes: s.resumed,
+                        peak_concurrency: s.peak,
+                        share: ratio(s.connections, total),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Per-minute tallies.
+    pub fn minutes(&self) -> &BTreeMap<u64, MinuteTally> {
+        &self.minutes
+    }
+
+    /// Stick-table samples (ms → entries).
+    pub fn table_samples(&self) -> &BTreeMap<u64, u64> {
+        &self.table
+    }
+
+    /// Applied events (ms, description), in order.
+    pub fn events(&self) -> &[(u64, String)] {
+        &self.events
+    }
+}
+
+/// Load spread over servers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Imbalance {
+    /// Busiest server's connections over the mean (1.0 = perfectly even).
+    pub max_over_mean: f64,
+    /// Standard deviation over mean of per-server connections.
+    pub coefficient_of_variation: f64,
+}
+
+impl Imbalance {
+    /// Computes the spread of `loads`.
+    pub fn of(loads: &[u64]) -> Self {
+        if loads.is_empty() {
+            return Imbalance::default();
+        }
+        let n = loads.len() as f64;
+        let mean = loads.iter().sum::<u64>() as f64 / n;
+        if mean == 0.0 {
+            return Imbalance::default();
+        }
+        let max = loads.iter().copied().max().unwrap_or(0) as f64;
+        let var = loads.iter().map(|&l| (l as f64 - mean).powi(2)).sum::<f64>() / n;
+        Imbalance {
+            max_over_mean: round4(max / mean),
+            coefficient_of_variation: round4(var.sqrt() / mean),
+        }
+    }
+}
+
+/// `a / b` rounded to 4 decimals, 0 when `b` is 0 (keeps NaN out of the JSON).
+pub fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        round4(a as f64 / b as f64)
+    }
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+/// Nearest-rank percentile of sorted values; 0 when empty.
+pub fn percentile(sorted: &[u64], p: u64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p as usize * sorted.len()).div_ceil(100).max(1);
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn imbalance_of_even_and_skewed_loads() {
+        assert_eq!(Imbalance::of(&[10, 10, 10, 10]).max_over_mean, 1.0);
+        assert_eq!(Imbalance::of(&[10, 10, 10, 10]).coefficient_of_variation, 0.0);
+        let skew = Imbalance::of(&[40, 0, 0, 0]);
+        assert_eq!(skew.max_over_mean, 4.0);
+        assert!(skew.coefficient_of_variation > 1.7);
+        assert_eq!(Imbalance::of(&[]), Imbalance::default());
+    }
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50), 50);
+        assert_eq!(percentile(&v, 99), 99);
+        assert_eq!(percentile(&[7], 99), 7);
+        assert_eq!(percentile(&[], 50), 0);
+    }
+
+    #[test]
+    fn failures_are_counted_by_phase() {
+        let mut r = Recorder::default();
+        let base = ConnectionRecord {
+            start_ms: 0,
+            attempted: true,
+            resumed: false,
+            latency_ms: None,
+            failure: Some(Failure::Connect),
+        };
+        r.connection("f", base);
+        r.connection(
+            "f",
+            ConnectionRecord {
+                failure: Some(Failure::InFlight),
+                latency_ms: Some(5),
+                ..base
+            },
+        );
+        let s = &r.fleet_stats()["f"];
+        assert_eq!((s.client_visible_failures, s.aborted_in_flight), (1, 1));
+        assert_eq!(s.handshakes, 1);
+    }
+
+    proptest! {
+        #[test]
+        fn percentile_is_a_member_and_monotonic(mut v in proptest::collection::vec(0u64..1000, 1..50)) {
+            v.sort_unstable();
+            let p50 = percentile(&v, 50);
+            let p99 = percentile(&v, 99);
+            prop_assert!(v.contains(&p50) && p50 <= p99);
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The simulation report: JSON with a stable field and key order, and a text summary table.
+//!
+//! The JSON is the artefact to keep and diff (same scenario and seed, same bytes); the table is
+//! what `tether sim` shows on a terminal.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::metrics::{ratio, FleetStats, Imbalance, Recorder, ServerStats};
+use crate::scenario::Scenario;
+
+/// Everything a run produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed the run used (replay with it).
+    pub seed: u64,
+    /// Which balancer ran.
+    pub balancer: String,
+    /// Simulated time until the last client finished.
+    pub simulated_seconds: f64,
+    /// All fleets together.
+    pub overall: FleetStats,
+    /// Per fleet.
+    pub fleets: BTreeMap<String, FleetStats>,
+    /// Per server.
+    pub servers: BTreeMap<String, ServerStats>,
+    /// How evenly connections spread over the servers.
+    pub imbalance: Imbalance,
+    /// Events as applied.
+    pub events: Vec<EventRecord>,
+    /// One-minute time series.
+    pub series: Series,
+}
+
+/// An applied event.
+#[derive(Clone, Debug, Serialize)]
+pub struct EventRecord {
+    /// Simulated second at which it was applied.
+    pub at_seconds: f64,
+    /// What it was.
+    pub what: String,
+}
+
+/// Time series, one value per simulated minute (index = minute).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Series {
+    /// Client connections started.
+    pub connections: Vec<u64>,
+    /// Server connections accepted, per server.
+    pub connections_per_server: BTreeMap<String, Vec<u64>>,
+    /// Resumed handshakes over completed handshakes.
+    pub resumption_rate: Vec<f64>,
+    /// Failed or aborted client connections.
+    pub failures: Vec<u64>,
+    /// Balancer stick-table entries (sampled each minute), empty without a table.
+    pub table_occupancy: Vec<u64>,
+}
+
+impl Report {
+    /// Builds the report from what the recorder collected.
+    pub fn build(
+        scenario: &Scenario,
+        seed: u64,
+        balancer: &str,
+        elapsed: Duration,
+        rec: &Recorder,
+    ) -> Self {
+        let servers = rec.server_stats();
+        let loads: Vec<u64> = servers.values().map(|s| s.connections).collect();
+        let last_minute = rec.minutes().keys().next_back().copied().unwrap_or(0);
+        let n = last_minute as usize + 1;
+        let mut series = Series {
+            connections: vec![0; n],
+            resumption_rate: vec![0.0; n],
+            failures: vec![0; n],
+            ..Series::default()
+        };
+        for name in servers.keys() {
+            series.connections_per_server.insert(name.clone(), vec![0; n]);
+        }
+        for (&m, t) in rec.minutes() {
+            let i = m as usize;
+            series.connections[i] = t.connections;
+            series.failures[i] = t.failures;
+            series.resumption_rate[i] = ratio(t.resumptions, t.handshakes);
+            for (s, &c) in &t.per_server {
+                if let Some(v) = series.connections_per_server.get_mut(s) {
+                    v[i] = c;
+                }
+            }
+        }
+        series.table_occupancy = rec.table_samples().values().copied().collect();
+        Report {
+            scenario: scenario.name.clone(),
+            seed,
+            balancer: balancer.to_owned(),
+            simulated_seconds: elapsed.as_millis() as f64 / 1000.0,
+            overall: rec.overall_stats(),
+            fleets: rec.fleet_stats(),
+            servers,
+            imbalance: Imbalance::of(&loads),
+            events: rec
+                .events()
+                .iter()
+                .map(|(ms, what)| EventRecord {
+                    at_seconds: *ms as f64 / 1000.0,
+                    what: what.clone(),
+                })
+                .collect(),
+            series,
+        }
+    }
+
+    /// The report as pretty JSON; fields in declaration order, map keys sorted.
+    pub fn to_json(&self) -> String {
+        // Plain structs, string keys and finite floats: serialisation cannot fail.
+        serde_json::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("{{\"error\": \"report serialisation: {e}\"}}"))
+    }
+
+    /// A fixed-width text summary for terminals.
+    pub fn summary_table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "scenario {} | seed {} | balancer {} | {:.0} s simulated",
+            self.scenario, self.seed, self.balancer, self.simulated_seconds
+        );
+        let _ = writeln!(
+            out,
+            "\n{:<22} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7}",
+            "fleet", "conns", "tried", "resumed", "rate", "failed", "aborted", "p50ms", "p99ms"
+        );
+        let rows = self
+            .fleets
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .chain(std::iter::once(("ALL", &self.overall)));
+        for (name, f) in rows {
+            let _ = writeln!(
+                out,
+                "{:<22} {:>8} {:>8} {:>8} {:>7.1}% {:>7} {:>7} {:>7} {:>7}",
+                name,
+                f.connections,
+                f.resumption_attempts,
+                f.resumptions,
+                f.resumption_rate * 100.0,
+                f.client_visible_failures,
+                f.aborted_in_flight,
+                f.connect_latency_p50_ms,
+                f.connect_latency_p99_ms
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n{:<22} {:>8} {:>8} {:>8} {:>8} {:>7}",
+            "server", "conns", "full", "resumed", "peak", "share"
+        );
+        for (name, s) in &self.servers {
+            let _ = writeln!(
+                out,
+                "{:<22} {:>8} {:>8} {:>8} {:>8} {:>6.1}%",
+                name,
+                s.connections,
+                s.full_handshakes,
+                s.resumed_handshakes,
+                s.peak_concurrency,
+                s.share * 100.0
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nimbalance: max/mean {:.2}, coefficient of variation {:.3}",
+            self.imbalance.max_over_mean, self.imbalance.coefficient_of_variation
+        );
+        for e in &self.events {
+            let _ = writeln!(out, "event at {:>7.1} s: {}", e.at_seconds, e.what);
+        }
+        out
+    }
+}

@@ -1,0 +1,289 @@
+//! The scenario file (TOML): servers, balancer, client fleets, timed events, duration, seed.
+//!
+//! A scenario describes one deployment and one stretch of its life, so that `tether sim` can
+//! predict what affinity and load look like before anything is deployed. Unknown keys are
+//! errors (a typo must not silently fall back to a default). Durations are written as "300s",
+//! "60m", "250ms", "1h" or a bare number of seconds.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::events::EventSpec;
+use crate::fleet::FleetSpec;
+
+/// The deployment described in the user's question, embedded so that `tether sim` alone runs.
+pub const DEFAULT_SCENARIO: &str = include_str!("../scenarios/default.toml");
+
+/// One simulated deployment and the workload it sees.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name used in reports and plot titles.
+    pub name: String,
+    /// What the scenario is meant to show.
+    #[serde(default)]
+    pub description: String,
+    /// Simulated time during which clients start visits; in-flight connections then finish.
+    pub duration: SimDuration,
+    /// Seed used when the caller does not give one.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// The TLS servers behind the balancer.
+    pub servers: ServersSpec,
+    /// The balancer in front of them.
+    pub balancer: BalancerSpec,
+    /// The network between hosts.
+    #[serde(default)]
+    pub network: NetworkSpec,
+    /// Client populations.
+    pub fleets: Vec<FleetSpec>,
+    /// Faults and operations at fixed simulated times.
+    #[serde(default)]
+    pub events: Vec<EventSpec>,
+}
+
+impl Scenario {
+    /// Parses a scenario from TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// The embedded default scenario.
+    pub fn default_scenario() -> Self {
+        // The embedded file is checked by a unit test; a broken build would fail that test.
+        Self::from_toml(DEFAULT_SCENARIO).unwrap_or_else(|e| panic!("embedded default.toml: {e}"))
+    }
+}
+
+/// How the TLS servers keep sessions, which decides where a resumption can succeed.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServersSpec {
+    /// Number of servers at start.
+    pub count: usize,
+    /// Session cache capacity per server (entries, LRU beyond it).
+    #[serde(default = "default_session_cache")]
+    pub session_cache: usize,
+    /// Session cache timeout (OpenSSL and HAProxy default to 300 s), counted from creation.
+    #[serde(default = "default_session_timeout")]
+    pub session_timeout: SimDuration,
+    /// Who can decrypt a ticket: none (TLS 1.2 tickets off), per-server keys, or shared keys.
+    #[serde(default)]
+    pub ticket_keys: TicketKeys,
+    /// TLS 1.3 tickets sent after each handshake (OpenSSL and rustls send 2).
+    #[serde(default = "default_tls13_tickets")]
+    pub tls13_tickets: u8,
+    /// Lifetime of tickets (TLS 1.2 and 1.3), announced and enforced.
+    #[serde(default = "default_ticket_lifetime")]
+    pub ticket_lifetime: SimDuration,
+}
+
+fn default_session_cache() -> usize {
+    20_480
+}
+fn default_session_timeout() -> SimDuration {
+    SimDuration(Duration::from_secs(300))
+}
+fn default_tls13_tickets() -> u8 {
+    2
+}
+fn default_ticket_lifetime() -> SimDuration {
+    SimDuration(Duration::from_secs(7200))
+}
+
+/// Ticket key distribution across the servers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TicketKeys {
+    /// No TLS 1.2 tickets; TLS 1.3 tickets are stateful (they name a cache entry).
+    None,
+    /// Each server has its own key, regenerated at restart (OpenSSL's default).
+    #[default]
+    PerServer,
+    /// All servers share one key that survives restarts (a key file).
+    Shared,
+}
+
+/// Which balancer runs on the balancer host.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BalancerKind {
+    /// tether's engine, configured by `config` or `haproxy` (wired in by the engine integration).
+    #[default]
+    Engine,
+    /// A trivial round-robin TCP relay without affinity: the baseline.
+    Relay,
+    /// No balancer: every client connects straight to the first server.
+    Direct,
+}
+
+/// The balancer and its configuration, kept opaque here: the engine integration maps it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BalancerSpec {
+    /// Which balancer to run.
+    #[serde(default)]
+    pub kind: BalancerKind,
+    /// An inline tether native configuration.
+    #[serde(default)]
+    pub config: Option<toml::Value>,
+    /// A path to a haproxy.cfg to import instead.
+    #[serde(default)]
+    pub haproxy: Option<String>,
+    /// Connect timeout used by the relay balancer (the engine takes its own from `config`).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: SimDuration,
+}
+
+fn default_connect_timeout() -> SimDuration {
+    SimDuration(Duration::from_secs(1))
+}
+
+/// Link latencies between the simulated hosts.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// One-way latency between clients and the balancer.
+    #[serde(default = "default_client_latency")]
+    pub client_latency: SimDuration,
+    /// One-way latency between the balancer and the servers.
+    #[serde(default = "default_server_latency")]
+    pub server_latency: SimDuration,
+    /// turmoil's step: the granularity of simulated time (coarser is faster).
+    #[serde(default = "default_tick")]
+    pub tick: SimDuration,
+}
+
+fn default_tick() -> SimDuration {
+    SimDuration(Duration::from_millis(1))
+}
+
+fn default_client_latency() -> SimDuration {
+    SimDuration(Duration::from_millis(20))
+}
+fn default_server_latency() -> SimDuration {
+    SimDuration(Duration::from_millis(1))
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        NetworkSpec {
+            client_latency: default_client_latency(),
+            server_latency: default_server_latency(),
+            tick: default_tick(),
+        }
+    }
+}
+
+/// A duration written the way operators write them ("300s", "60m"); serialised the same way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SimDuration(pub Duration);
+
+impl SimDuration {
+    /// The duration.
+    pub fn get(self) -> Duration {
+        self.0
+    }
+
+    /// Parses "250ms", "10s", "5m", "2h", "1d" or a bare number of seconds (fractions allowed).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let value: f64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration {text:?}: write e.g. \"300s\" or \"60m\""))?;
+        let scale = match unit {
+            "ms" => 0.001,
+            "" | "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => return Err(format!("invalid duration unit in {text:?}: use ms, s, m, h or d")),
+        };
+        let secs = value * scale;
+        if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+            return Err(format!("duration {text:?} out of range"));
+        }
+        Ok(SimDuration(Duration::from_secs_f64(secs)))
+    }
+}
+
+impl fmt::Display for SimDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms % 1000 != 0 {
+            write!(f, "{ms}ms")
+        } else {
+            write!(f, "{}s", ms / 1000)
+        }
+    }
+}
+
+impl Serialize for SimDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for SimDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Float(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(s) => Ok(SimDuration(Duration::from_secs(s))),
+            Raw::Float(s) => SimDuration::parse(&s.to_string()).map_err(serde::de::Error::custom),
+            Raw::Text(t) => SimDuration::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_print() {
+        assert_eq!(SimDuration::parse("300s").unwrap().get(), Duration::from_secs(300));
+        assert_eq!(SimDuration::parse("60m").unwrap().get(), Duration::from_secs(3600));
+        assert_eq!(SimDuration::parse("250ms").unwrap().to_string(), "250ms");
+        assert_eq!(SimDuration::parse("1.5").unwrap().get(), Duration::from_millis(1500));
+        assert!(SimDuration::parse("5 parsecs").is_err());
+        assert!(SimDuration::parse("").is_err());
+    }
+
+    #[test]
+    fn embedded_default_parses() {
+        let s = Scenario::default_scenario();
+        assert_eq!(s.servers.count, 4);
+        assert_eq!(s.balancer.kind, BalancerKind::Engine);
+        assert!(s.fleets.len() >= 2);
+        assert!(!s.events.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let text = DEFAULT_SCENARIO.replace("[servers]", "[servers]\ncuont = 3");
+        assert!(Scenario::from_toml(&text).is_err());
+    }
+
+    #[test]
+    fn example_scenarios_parse() {
+        for (name, text) in [
+            ("tickets-shared", include_str!("../scenarios/tickets-shared.toml")),
+            ("tls13-fleet", include_str!("../scenarios/tls13-fleet.toml")),
+            ("maintenance", include_str!("../scenarios/maintenance.toml")),
+        ] {
+            Scenario::from_toml(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+}

@@ -1,0 +1,746 @@
+//! TLS server model: real handshake framing with realistic sizes, a session cache and ticket keys.
+//!
+//! Whether a resumption succeeds is the whole point of affinity, so the model keeps exactly the
+//! state a real server keeps: an LRU session cache with a capacity and a timeout (lost on
+//! restart) and ticket keys (per server and regenerated at restart, or shared and persistent).
+//! There is no cryptography: a ticket is opaque bytes naming (key id, session, issue time), so a
+//! server without that key cannot "decrypt" it, exactly as in production. The bytes on the wire
+//! are real TLS records — ServerHello with session ID / supported_versions / pre_shared_key,
+//! a ~1.5 KB Certificate, cleartext TLS 1.2 NewSessionTicket before ChangeCipherSpec, TLS 1.3
+//! encrypted records — so a balancer in front sees what it would see in production.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tether_core::engine::proxy_protocol::{self, ProxyStatus};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::metrics::SharedRecorder;
+use crate::scenario::{ServersSpec, TicketKeys};
+use crate::tls_wire::{
+    self, ext, hs, push_encrypted, push_extension, push_handshake, push_record, read_record,
+    HandshakeBuffer, Reader, WireError, APPLICATION_DATA, CHANGE_CIPHER_SPEC, HANDSHAKE,
+};
+
+/// The port every simulated TLS endpoint listens on.
+pub const TLS_PORT: u16 = 443;
+
+/// Size of the certificate chain the servers send (one leaf plus one intermediate, compact).
+pub const CERTIFICATE_LEN: usize = 1500;
+const TICKET12_LEN: usize = 176;
+const TICKET13_LEN: usize = 224;
+const TICKET_MAGIC: u8 = b'T';
+
+/// A session cache with a capacity (least recently used evicted) and a timeout from creation.
+#[derive(Debug)]
+pub struct SessionCache {
+    capacity: usize,
+    timeout_ms: u64,
+    entries: BTreeMap<[u8; 32], CacheEntry>,
+    by_use: BTreeMap<u64, [u8; 32]>,
+    next_use: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CacheEntry {
+    created_ms: u64,
+    last_use: u64,
+}
+
+impl SessionCache {
+    /// An empty cache.
+    pub fn new(capacity: usize, timeout: Duration) -> Self {
+        SessionCache {
+            capacity,
+            timeout_ms: timeout.as_millis() as u64,
+            entries: BTreeMap::new(),
+            by_use: BTreeMap::new(),
+            next_use: 0,
+        }
+    }
+
+    /// Number of sessions held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Stores a new session, evicting the least recently used one when full.
+    pub fn insert(&mut self, id: [u8; 32], now_ms: u64) {
+        if self.capacity == 0 {
+            return;
+        }
+        self.remove(&id);
+        while self.entries.len() >= self.capacity {
+            let Some((_, oldest)) = self.by_use.pop_first() else {
+                break;
+            };
+            self.entries.remove(&oldest);
+        }
+        let last_use = self.bump();
+        self.entries.insert(
+            id,
+            CacheEntry {
+                created_ms: now_ms,
+                last_use,
+            },
+        );
+        self.by_use.insert(last_use, id);
+    }
+
+    /// Whether `id` is held and not expired; a hit counts as a use.
+    pub fn lookup(&mut self, id: &[u8; 32], now_ms: u64) -> bool {
+        let Some(entry) = self.entries.get(id).copied() else {
+            return false;
+        };
+        if now_ms >= entry.created_ms.saturating_add(self.timeout_ms) {
+            self.remove(id);
+            return false;
+        }
+        let last_use = self.bump();
+        self.by_use.remove(&entry.last_use);
+        self.by_use.insert(last_use, *id);
+        if let Some(e) = self.entries.get_mut(id) {
+            e.last_use = last_use;
+        }
+        true
+    }
+
+    fn remove(&mut self, id: &[u8; 32]) {
+        if let Some(e) = self.entries.remove(id) {
+            self.by_use.remove(&e.last_use);
+        }
+    }
+
+    fn bump(&mut self) -> u64 {
+        self.next_use += 1;
+        self.next_use
+    }
+}
+
+/// The fields of a ClientHello the server model acts on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientHelloView {
+    /// legacy_session_id.
+    pub session_id: Vec<u8>,
+    /// session_ticket extension contents (None: absent).
+    pub ticket: Option<Vec<u8>>,
+    /// First pre_shared_key identity.
+    pub psk: Option<Vec<u8>>,
+    /// supported_versions offers TLS 1.3.
+    pub tls13: bool,
+    /// key_share offers X25519MLKEM768.
+    pub pq: bool,
+}
+
+/// Parses a ClientHello handshake body (after the 4-byte handshake header).
+pub fn parse_client_hello(body: &[u8]) -> Result<ClientHelloView, WireError> {
+    let mut r = Reader::new(body);
+    r.take(2 + 32, "client hello")?;
+    let session_id = r.vec8("session id")?.to_vec();
+    if session_id.len() > 32 {
+        return Err(WireError::Malformed("session id length"));
+    }
+    r.vec16("cipher suites")?;
+    r.vec8("compression")?;
+    let mut view = ClientHelloView {
+        session_id,
+        ..ClientHelloView::default()
+    };
+    if !r.any_left() {
+        return Ok(view);
+    }
+    for (t, d) in tls_wire::extensions(r.vec16("extensions")?)? {
+        match t {
+            ext::SESSION_TICKET => view.ticket = Some(d.to_vec()),
+            ext::SUPPORTED_VERSIONS => {
+                let mut v = Reader::new(d);
+                let list = v.vec8("supported versions")?;
+                view.tls13 = list.chunks(2).any(|c| c == [0x03, 0x04]);
+            }
+            ext::KEY_SHARE => {
+                let mut k = Reader::new(d);
+                let mut shares = Reader::new(k.vec16("key shares")?);
+                while shares.any_left() {
+                    let group = shares.u16("group")?;
+                    shares.vec16("share")?;
+                    view.pq |= group == 0x11ec;
+                }
+            }
+            ext::PRE_SHARED_KEY => {
+                let mut p = Reader::new(d);
+                let mut ids = Reader::new(p.vec16("psk identities")?);
+                view.psk = Some(ids.vec16("psk identity")?.to_vec());
+            }
+            _ => {}
+        }
+    }
+    Ok(view)
+}
+
+/// What the server decided for one ClientHello.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// TLS 1.3 negotiated.
+    pub tls13: bool,
+    /// The session was resumed (abbreviated handshake).
+    pub resumed: bool,
+    /// ServerHello session ID.
+    pub session_id: Vec<u8>,
+    /// TLS 1.2 ticket to send in a NewSessionTicket.
+    pub ticket12: Option<Vec<u8>>,
+    /// TLS 1.3 tickets to send after the handshake.
+    pub tickets13: Vec<Vec<u8>>,
+    /// Answer the hybrid post-quantum key share.
+    pub pq: bool,
+}
+
+/// One server's TLS state for one boot: lost when the server restarts.
+#[derive(Debug)]
+pub struct ServerModel {
+    index: u16,
+    boot: u32,
+    keys: TicketKeys,
+    tls13_tickets: u8,
+    ticket_lifetime_ms: u64,
+    cache: SessionCache,
+    next_session: u64,
+}
+
+impl ServerModel {
+    /// A freshly booted server: empty cache, and new ticket keys unless they are shared.
+    pub fn new(index: u16, boot: u32, spec: &ServersSpec) -> Self {
+        ServerModel {
+            index,
+            boot,
+            keys: spec.ticket_keys,
+            tls13_tickets: spec.tls13_tickets,
+            ticket_lifetime_ms: spec.ticket_lifetime.get().as_millis() as u64,
+            cache: SessionCache::new(spec.session_cache, spec.session_timeout.get()),
+            next_session: 0,
+        }
+    }
+
+    /// Sessions in the cache.
+    pub fn cached_sessions(&self) -> usize {
+        self.cache.len()
+    }
+
+    fn key_id(&self) -> u32 {
+        match self.keys {
+            TicketKeys::Shared => 0xFFFF_FFFF,
+            TicketKeys::PerServer | TicketKeys::None => {
+                (u32::from(self.index) << 16) | (self.boot & 0xFFFF)
+            }
+        }
+    }
+
+    fn new_session(&mut self) -> u64 {
+        self.next_session += 1;
+        (u64::from(self.index) << 48) | (u64::from(self.boot & 0xFFFF) << 32) | self.next_session
+    }
+
+    fn session_id(session: u64) -> [u8; 32] {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&session.to_be_bytes());
+        let pad = tls_wire::filler(24, session as u8);
+        id[8..].copy_from_slice(&pad);
+        id
+    }
+
+    fn seal_ticket(&self, session: u64, now_ms: u64, len: usize) -> Vec<u8> {
+        let mut t = Vec::with_capacity(len);
+        t.push(TICKET_MAGIC);
+        t.extend_from_slice(&self.key_id().to_be_bytes());
+        t.extend_from_slice(&session.to_be_bytes());
+        t.extend_from_slice(&now_ms.to_be_bytes());
+        t.extend_from_slice(&tls_wire::filler(len - t.len(), session as u8));
+        t
+    }
+
+    /// The session a ticket names, if this server holds its key and it has not expired.
+    fn open_ticket(&mut self, ticket: &[u8], now_ms: u64) -> Option<u64> {
+        let mut r = Reader::new(ticket);
+        if r.u8("magic").ok()? != TICKET_MAGIC {
+            return None;
+        }
+        let key = r.take(4, "key").ok()?;
+        let session = u64::from_be_bytes(r.take(8, "session").ok()?.try_into().ok()?);
+        let issued = u64::from_be_bytes(r.take(8, "issued").ok()?.try_into().ok()?);
+        if key != self.key_id().to_be_bytes()
+            || now_ms >= issued.saturating_add(self.ticket_lifetime_ms)
+        {
+            return None;
+        }
+        if self.keys == TicketKeys::None {
+            // Stateful TLS 1.3 tickets: only valid while the session is cached.
+            return self
+                .cache
+                .lookup(&Self::session_id(session), now_ms)
+                .then_some(session);
+        }
+        Some(session)
+    }
+
+    /// Decides how to answer a ClientHello at `now_ms`.
+    pub fn decide(&mut self, hello: &ClientHelloView, now_ms: u64) -> Decision {
+        if hello.tls13 {
+            let resumed = hello
+                .psk
+                .as_ref()
+                .is_some_and(|t| self.open_ticket(t, now_ms).is_some());
+            let tickets13 = (0..self.tls13_tickets)
+                .map(|_| {
+                    let s = self.new_session();
+                    if self.keys == TicketKeys::None {
+                        self.cache.insert(Self::session_id(s), now_ms);
+                    }
+                    self.seal_ticket(s, now_ms, TICKET13_LEN)
+                })
+                .collect();
+            return Decision {
+                tls13: true,
+                resumed,
+                session_id: hello.session_id.clone(),
+                ticket12: None,
+                tickets13,
+                pq: hello.pq,
+            };
+        }
+        let tickets_on = self.keys != TicketKeys::None;
+        let by_ticket = tickets_on
+            && hello
+                .ticket
+                .as_ref()
+                .is_some_and(|t| !t.is_empty() && self.open_ticket(t, now_ms).is_some());
+        let by_id = !by_ticket
+            && hello.session_id.len() == 32
+            && hello
+                .session_id
+                .as_slice()
+                .try_into()
+                .is_ok_and(|id: [u8; 32]| self.cache.lookup(&id, now_ms));
+        if by_ticket || by_id {
+            return Decision {
+                tls13: false,
+                resumed: true,
+                session_id: hello.session_id.clone(),
+                ticket12: None,
+                tickets13: Vec::new(),
+                pq: false,
+            };
+        }
+        let s = self.new_session();
+        let (session_id, ticket12) = if tickets_on && hello.ticket.is_some() {
+            (Vec::new(), Some(self.seal_ticket(s, now_ms, TICKET12_LEN)))
+        } else {
+            let id = Self::session_id(s);
+            self.cache.insert(id, now_ms);
+            (id.to_vec(), None)
+        };
+        Decision {
+            tls13: false,
+            resumed: false,
+            session_id,
+            ticket12,
+            tickets13: Vec::new(),
+            pq: false,
+        }
+    }
+
+    fn server_hello(&self, d: &Decision) -> Vec<u8> {
+        let mut body = Vec::with_capacity(1300);
+        body.extend_from_slice(&[0x03, 0x03]);
+        body.extend_from_slice(&tls_wire::filler(32, self.index as u8));
+        body.push(d.session_id.len() as u8);
+        body.extend_from_slice(&d.session_id);
+        body.extend_from_slice(if d.tls13 { &[0x13, 0x01] } else { &[0xc0, 0x2f] });
+        body.push(0);
+        let mut exts = Vec::with_capacity(1200);
+        if d.tls13 {
+            push_extension(&mut exts, ext::SUPPORTED_VERSIONS, &[0x03, 0x04]);
+            let (group, len): (u16, usize) = if d.pq && !d.resumed {
+                (0x11ec, 1088 + 32)
+            } else {
+                (0x001d, 32)
+            };
+            let mut ks = group.to_be_bytes().to_vec();
+            ks.extend_from_slice(&(len as u16).to_be_bytes());
+            ks.extend_from_slice(&tls_wire::filler(len, 2));
+            push_extension(&mut exts, ext::KEY_SHARE, &ks);
+            if d.resumed {
+                push_extension(&mut exts, ext::PRE_SHARED_KEY, &[0, 0]);
+            }
+        } else {
+            push_extension(&mut exts, 0xff01, &[0]);
+            push_extension(&mut exts, 0x0017, &[]);
+            if d.ticket12.is_some() {
+                push_extension(&mut exts, ext::SESSION_TICKET, &[]);
+            }
+        }
+        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+        body.extend_from_slice(&exts);
+        let mut msg = Vec::with_capacity(body.len() + 4);
+        push_handshake(&mut msg, hs::SERVER_HELLO, &body);
+        msg
+    }
+
+    /// The server's first flight for decision `d`.
+    pub fn first_flight(&self, d: &Decision) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4096);
+        let sh = self.server_hello(d);
+        if d.tls13 {
+            push_record(&mut out, HANDSHAKE, &sh);
+            push_record(&mut out, CHANGE_CIPHER_SPEC, &[1]);
+            let mut inner = Vec::with_capacity(2048);
+            push_handshake(&mut inner, hs::ENCRYPTED_EXTENSIONS, &[0, 8, 0, 16, 0, 4, 0, 2, b'h', b'2']);
+            if !d.resumed {
+                push_handshake(&mut inner, hs::CERTIFICATE, &tls_wire::filler(CERTIFICATE_LEN, 11));
+                push_handshake(&mut inner, hs::CERTIFICATE_VERIFY, &tls_wire::filler(260, 15));
+            }
+            push_handshake(&mut inner, hs::FINISHED, &tls_wire::filler(32, 20));
+            push_encrypted(&mut out, APPLICATION_DATA, HANDSHAKE, &inner);
+            return out;
+        }
+        if d.resumed {
+            push_record(&mut out, HANDSHAKE, &sh);
+            push_record(&mut out, CHANGE_CIPHER_SPEC, &[1]);
+            push_record(&mut out, HANDSHAKE, &tls_wire::filler(40, 20));
+            return out;
+        }
+        let mut msgs = sh;
+        push_handshake(&mut msgs, hs::CERTIFICATE, &tls_wire::filler(CERTIFICATE_LEN, 11));
+        push_handshake(&mut msgs, hs::SERVER_KEY_EXCHANGE, &tls_wire::filler(300, 12));
+        push_handshake(&mut msgs, hs::SERVER_HELLO_DONE, &[]);
+        push_record(&mut out, HANDSHAKE, &msgs);
+        out
+    }
+
+    /// The second flight of a full TLS 1.2 handshake: [NewSessionTicket] ChangeCipherSpec Finished.
+    pub fn second_flight12(&self, d: &Decision) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        if let Some(ticket) = &d.ticket12 {
+            let mut body = ((self.ticket_lifetime_ms / 1000) as u32).to_be_bytes().to_vec();
+            body.extend_from_slice(&(ticket.len() as u16).to_be_bytes());
+            body.extend_from_slice(ticket);
+            let mut msg = Vec::new();
+            push_handshake(&mut msg, hs::NEW_SESSION_TICKET, &body);
+            push_record(&mut out, HANDSHAKE, &msg);
+        }
+        push_record(&mut out, CHANGE_CIPHER_SPEC, &[1]);
+        push_record(&mut out, HANDSHAKE, &tls_wire::filler(40, 20));
+        out
+    }
+
+    /// The TLS 1.3 NewSessionTicket records sent after the client's Finished.
+    pub fn tickets13(&self, d: &Decision) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, ticket) in d.tickets13.iter().enumerate() {
+            let mut body = ((self.ticket_lifetime_ms / 1000) as u32).to_be_bytes().to_vec();
+            body.extend_from_slice(&(i as u32).to_be_bytes());
+            body.extend_from_slice(&[1, i as u8]);
+            body.extend_from_slice(&(ticket.len() as u16).to_be_bytes());
+            body.extend_from_slice(ticket);
+            body.extend_from_slice(&[0, 0]);
+            let mut msg = Vec::new();
+            push_handshake(&mut msg, hs::NEW_SESSION_TICKET, &body);
+            push_encrypted(&mut out, APPLICATION_DATA, HANDSHAKE, &msg);
+        }
+        out
+    }
+}
+
+/// Everything a server connection task needs, shared by all connections of one boot.
+#[derive(Clone)]
+pub struct ServerContext {
+    /// Server name in reports.
+    pub name: Rc<str>,
+    /// TLS state of this boot.
+    pub model: Rc<RefCell<ServerModel>>,
+    /// Where connection counts go.
+    pub recorder: SharedRecorder,
+}
+
+/// Counts a connection open for as long as it lives, including when a crash drops the task.
+struct OpenConnection {
+    ctx: ServerContext,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.ctx.recorder.try_borrow_mut() {
+            r.server_close(&self.ctx.name);
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64
+}
+
+/// Serves TLS on [`TLS_PORT`] until the host crashes; a PROXY header before TLS is accepted.
+pub async fn run_server(ctx: ServerContext) -> turmoil::Result {
+    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", TLS_PORT)).await?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let ctx = ctx.clone();
+        tokio::task::spawn_local(async move {
+            ctx.recorder.borrow_mut().server_open(&ctx.name, now_ms());
+            let open = OpenConnection { ctx };
+            let (rd, wr) = stream.into_split();
+            if let Err(e) = serve_connection(rd, wr, &open.ctx).await {
+                tracing::trace!(server = %open.ctx.name, error = %e, "connection ended");
+            }
+        });
+    }
+}
+
+/// Skips an optional PROXY header; returns the bytes read past it.
+async fn skip_proxy_header<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Vec<u8>, WireError> {
+    let mut buf = Vec::with_capacity(64);
+    let mut chunk = [0u8; 512];
+    loop {
+        if buf.first() == Some(&HANDSHAKE) {
+            return Ok(buf);
+        }
+        if !buf.is_empty() {
+            match proxy_protocol::parse(&buf) {
+                Ok(ProxyStatus::Complete { header_len, .. }) => return Ok(buf.split_off(header_len)),
+                Ok(ProxyStatus::Partial) => {}
+                Err(_) => return Err(WireError::Malformed("proxy header")),
+            }
+        }
+        let n = rd.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(WireError::Malformed("eof before hello"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn serve_connection<R, W>(rd: R, mut wr: W, ctx: &ServerContext) -> Result<(), WireError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut rd = rd;
+    let leftover = skip_proxy_header(&mut rd).await?;
+    let mut rd = Cursor::new(leftover).chain(rd);
+    let mut hb = HandshakeBuffer::default();
+    let hello = loop {
+        let (ct, body) = read_record(&mut rd).await?;
+        if ct != HANDSHAKE {
+            return Err(WireError::Malformed("expected client hello"));
+        }
+        hb.push(&body)?;
+        if let Some((t, m)) = hb.next_message() {
+            if t != hs::CLIENT_HELLO {
+                return Err(WireError::Malformed("expected client hello"));
+            }
+            break parse_client_hello(&m)?;
+        }
+    };
+    let now = now_ms();
+    let (decision, flight) = {
+        let mut model = ctx.model.borrow_mut();
+        let d = model.decide(&hello, now);
+        let f = model.first_flight(&d);
+        (d, f)
+    };
+    wr.write_all(&flight).await?;
+    // Client's flight: (CKE) CCS Finished — TLS 1.3's Finished is an application-data record.
+    let mut after_ccs = false;
+    loop {
+        let (ct, _) = read_record(&mut rd).await?;
+        match ct {
+            CHANGE_CIPHER_SPEC => after_ccs = true,
+            HANDSHAKE if after_ccs && !decision.tls13 => break,
+            APPLICATION_DATA if decision.tls13 => break,
+            HANDSHAKE => {}
+            _ => return Err(WireError::Malformed("client finished")),
+        }
+    }
+    let tail = {
+        let model = ctx.model.borrow();
+        if decision.tls13 {
+            model.tickets13(&decision)
+        } else if !decision.resumed {
+            model.second_flight12(&decision)
+        } else {
+            Vec::new()
+        }
+    };
+    if !tail.is_empty() {
+        wr.write_all(&tail).await?;
+    }
+    ctx.recorder
+        .borrow_mut()
+        .server_handshake(&ctx.name, decision.resumed, now_ms());
+    // Data phase: the first request record says how much to send back and how long it is.
+    let (ct, body) = read_record(&mut rd).await?;
+    let (inner, plain) = tls_wire::open_encrypted(&body)?;
+    if ct != APPLICATION_DATA || inner != APPLICATION_DATA || plain.len() < 8 {
+        return Err(WireError::Malformed("request"));
+    }
+    let response_len = u32::from_be_bytes([plain[0], plain[1], plain[2], plain[3]]) as usize;
+    let request_len = u32::from_be_bytes([plain[4], plain[5], plain[6], plain[7]]) as usize;
+    let mut got = plain.len();
+    while got < request_len {
+        let (_, body) = read_record(&mut rd).await?;
+        got += tls_wire::open_encrypted(&body)?.1.len();
+    }
+    let response_len = response_len.min(64 * 1024 * 1024);
+    let mut sent = 0;
+    while sent < response_len {
+        let n = (response_len - sent).min(tls_wire::MAX_FRAGMENT - 1);
+        let mut out = Vec::with_capacity(n + 32);
+        push_encrypted(&mut out, APPLICATION_DATA, APPLICATION_DATA, &vec![0x5a; n]);
+        wr.write_all(&out).await?;
+        sent += n;
+    }
+    // Wait for the client to close.
+    let mut sink = [0u8; 1024];
+    while rd.read(&mut sink).await? > 0 {}
+    let _ = wr.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{client_hello, ClientKind, ClientSession, HelloShape};
+    use crate::rng::Rng;
+    use crate::scenario::{Scenario, SimDuration};
+
+    fn spec(keys: TicketKeys) -> ServersSpec {
+        let mut s = Scenario::default_scenario().servers;
+        s.ticket_keys = keys;
+        s.session_cache = 3;
+        s.session_timeout = SimDuration(Duration::from_secs(300));
+        s
+    }
+
+    fn view(kind: ClientKind, client: &mut ClientSession, rng: &mut Rng, now: u64) -> (crate::client::Offer, ClientHelloView) {
+        let offer = client.offer(rng, now);
+        let bytes = client_hello(
+            kind,
+            &offer,
+            &HelloShape {
+                sni: "a.example",
+                pq_key_share: true,
+            },
+            rng,
+        );
+        let body = &bytes[9..];
+        (offer, parse_client_hello(body).unwrap())
+    }
+
+    #[test]
+    fn cache_is_lru_with_timeout() {
+        let mut c = SessionCache::new(2, Duration::from_secs(10));
+        c.insert([1; 32], 0);
+        c.insert([2; 32], 0);
+        assert!(c.lookup(&[1; 32], 1));
+        c.insert([3; 32], 2);
+        assert!(!c.lookup(&[2; 32], 3), "least recently used evicted");
+        assert!(c.lookup(&[1; 32], 3));
+        assert!(!c.lookup(&[3; 32], 10_002), "expired from creation");
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn session_id_resumes_only_on_the_issuing_server() {
+        let mut rng = Rng::new(1);
+        let mut a = ServerModel::new(0, 0, &spec(TicketKeys::None));
+        let mut b = ServerModel::new(1, 0, &spec(TicketKeys::None));
+        let kind = ClientKind::Tls12SessionId;
+        let mut client = ClientSession::new(kind, Duration::from_secs(3600));
+        let (_, hello) = view(kind, &mut client, &mut rng, 0);
+        let d = a.decide(&hello, 0);
+        assert!(!d.resumed);
+        assert_eq!(d.session_id.len(), 32);
+        let answer = crate::client::ServerAnswer {
+            session_id: d.session_id.clone(),
+            ..Default::default()
+        };
+        let first = crate::client::Offer::default();
+        client.learn(&first, &answer, 0);
+        let (_, again) = view(kind, &mut client, &mut rng, 100);
+        assert!(!b.decide(&again, 100).resumed);
+        assert!(a.decide(&again, 100).resumed);
+        assert!(!a.decide(&again, 400_000).resumed, "session timeout");
+    }
+
+    #[test]
+    fn tickets_open_on_servers_sharing_the_key_only() {
+        for (keys, other_resumes) in [(TicketKeys::Shared, true), (TicketKeys::PerServer, false)] {
+            let mut a = ServerModel::new(0, 0, &spec(keys));
+            let mut b = ServerModel::new(1, 0, &spec(keys));
+            let first = ClientHelloView {
+                ticket: Some(vec![]),
+                ..Default::default()
+            };
+            let d = a.decide(&first, 0);
+            assert!(d.session_id.is_empty(), "ticket-issuing server sends an empty ID");
+            let ticket = d.ticket12.expect("ticket issued");
+            let again = ClientHelloView {
+                session_id: vec![7; 32],
+                ticket: Some(ticket),
+                ..Default::default()
+            };
+            assert_eq!(b.decide(&again, 10).resumed, other_resumes, "{keys:?}");
+            let d = a.decide(&again, 10);
+            assert!(d.resumed);
+            assert_eq!(d.session_id, vec![7; 32], "accepted ticket echoes the ID");
+        }
+        // A restart with per-server keys invalidates the tickets.
+        let mut a = ServerModel::new(0, 0, &spec(TicketKeys::PerServer));
+        let t = a
+            .decide(&ClientHelloView { ticket: Some(vec![]), ..Default::default() }, 0)
+            .ticket12
+            .unwrap();
+        let mut rebooted = ServerModel::new(0, 1, &spec(TicketKeys::PerServer));
+        let again = ClientHelloView { session_id: vec![1; 32], ticket: Some(t), ..Default::default() };
+        assert!(!rebooted.decide(&again, 1).resumed);
+    }
+
+    #[test]
+    fn tls13_psk_and_flight_sizes() {
+        let mut rng = Rng::new(2);
+        let mut a = ServerModel::new(0, 0, &spec(TicketKeys::PerServer));
+        let kind = ClientKind::Tls13SingleUse;
+        let mut client = ClientSession::new(kind, Duration::from_secs(3600));
+        let (offer, hello) = view(kind, &mut client, &mut rng, 0);
+        assert!(hello.tls13 && hello.pq && hello.psk.is_none());
+        let d = a.decide(&hello, 0);
+        assert_eq!(d.tickets13.len(), 2);
+        let flight = a.first_flight(&d);
+        assert!(flight.len() > CERTIFICATE_LEN + 1120, "full flight {}", flight.len());
+        let answer = crate::client::parse_server_hello(&flight[9..]).unwrap();
+        assert!(answer.tls13 && !answer.psk_accepted);
+        let answer = crate::client::ServerAnswer { tickets: d.tickets13.clone(), ..answer };
+        client.learn(&offer, &answer, 0);
+        let (_, again) = view(kind, &mut client, &mut rng, 5);
+        assert!(again.psk.is_some());
+        let d2 = a.decide(&again, 5);
+        assert!(d2.resumed);
+        let short = a.first_flight(&d2);
+        assert!(short.len() < 300, "resumed flight {}", short.len());
+        assert!(crate::client::parse_server_hello(&short[9..]).unwrap().psk_accepted);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn client_hello_parser_never_panics(buf in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = parse_client_hello(&buf);
+            let _ = crate::client::parse_server_hello(&buf);
+        }
+    }
+}

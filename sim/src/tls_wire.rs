@@ -1,0 +1,301 @@
+//! TLS framing shared by the client and server models: records, handshake headers, extensions,
+//! and a bounds-checked reader.
+//!
+//! The models exchange real TLS framing with realistic sizes so that a balancer in the middle
+//! sees exactly what it would see in production (record boundaries, ClientHello and ServerHello
+//! fields, cleartext TLS 1.2 NewSessionTicket). Nothing is encrypted: "encrypted" records carry
+//! their TLS 1.3 inner plaintext followed by a 16-byte stand-in for the AEAD tag, so the models
+//! can read them back while a balancer only sees opaque application-data records.
+
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Record content types.
+pub const CHANGE_CIPHER_SPEC: u8 = 0x14;
+/// Handshake records.
+pub const HANDSHAKE: u8 = 0x16;
+/// Application data (and every TLS 1.3 encrypted record).
+pub const APPLICATION_DATA: u8 = 0x17;
+
+/// Handshake message types the models use.
+pub mod hs {
+    /// ClientHello.
+    pub const CLIENT_HELLO: u8 = 1;
+    /// ServerHello.
+    pub const SERVER_HELLO: u8 = 2;
+    /// NewSessionTicket (cleartext in TLS 1.2, encrypted in 1.3).
+    pub const NEW_SESSION_TICKET: u8 = 4;
+    /// EncryptedExtensions (TLS 1.3).
+    pub const ENCRYPTED_EXTENSIONS: u8 = 8;
+    /// Certificate.
+    pub const CERTIFICATE: u8 = 11;
+    /// ServerKeyExchange (TLS 1.2 ECDHE).
+    pub const SERVER_KEY_EXCHANGE: u8 = 12;
+    /// ServerHelloDone (TLS 1.2).
+    pub const SERVER_HELLO_DONE: u8 = 14;
+    /// CertificateVerify (TLS 1.3).
+    pub const CERTIFICATE_VERIFY: u8 = 15;
+    /// ClientKeyExchange (TLS 1.2).
+    pub const CLIENT_KEY_EXCHANGE: u8 = 16;
+    /// Finished.
+    pub const FINISHED: u8 = 20;
+}
+
+/// Extension types the models emit or read.
+pub mod ext {
+    /// server_name.
+    pub const SERVER_NAME: u16 = 0x0000;
+    /// supported_groups.
+    pub const SUPPORTED_GROUPS: u16 = 0x000a;
+    /// signature_algorithms.
+    pub const SIGNATURE_ALGORITHMS: u16 = 0x000d;
+    /// application_layer_protocol_negotiation.
+    pub const ALPN: u16 = 0x0010;
+    /// session_ticket (RFC 5077).
+    pub const SESSION_TICKET: u16 = 0x0023;
+    /// pre_shared_key (TLS 1.3, last in the ClientHello).
+    pub const PRE_SHARED_KEY: u16 = 0x0029;
+    /// supported_versions.
+    pub const SUPPORTED_VERSIONS: u16 = 0x002b;
+    /// psk_key_exchange_modes.
+    pub const PSK_KEY_EXCHANGE_MODES: u16 = 0x002d;
+    /// key_share.
+    pub const KEY_SHARE: u16 = 0x0033;
+}
+
+/// Size of the stand-in AEAD tag appended to every "encrypted" record.
+pub const TAG_LEN: usize = 16;
+/// Largest plaintext per record.
+pub const MAX_FRAGMENT: usize = 16384;
+/// Largest record the models accept (plaintext + expansion allowed by RFC 8446).
+pub const MAX_RECORD: usize = MAX_FRAGMENT + 256;
+
+/// Why a peer's bytes could not be understood by a model.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The transport failed or closed early.
+    #[error("transport: {0}")]
+    Io(#[from] io::Error),
+    /// The peer sent something the model does not expect.
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+}
+
+/// Appends a record header and `body` (split into ≤16 KiB fragments) to `out`.
+pub fn push_record(out: &mut Vec<u8>, content_type: u8, body: &[u8]) {
+    for chunk in body.chunks(MAX_FRAGMENT) {
+        out.push(content_type);
+        out.extend_from_slice(&[0x03, 0x03]);
+        out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+        out.extend_from_slice(chunk);
+    }
+}
+
+/// Appends an "encrypted" record: TLS 1.3 inner plaintext (`body`, inner type) plus a tag.
+pub fn push_encrypted(out: &mut Vec<u8>, outer_type: u8, inner_type: u8, body: &[u8]) {
+    for chunk in body.chunks(MAX_FRAGMENT - 1) {
+        let mut inner = Vec::with_capacity(chunk.len() + 1 + TAG_LEN);
+        inner.extend_from_slice(chunk);
+        inner.push(inner_type);
+        inner.extend_from_slice(&[0xAE; TAG_LEN]);
+        out.push(outer_type);
+        out.extend_from_slice(&[0x03, 0x03]);
+        out.extend_from_slice(&(inner.len() as u16).to_be_bytes());
+        out.extend_from_slice(&inner);
+    }
+}
+
+/// Splits an "encrypted" record body back into (inner type, plaintext).
+pub fn open_encrypted(body: &[u8]) -> Result<(u8, &[u8]), WireError> {
+    let without_tag = body
+        .len()
+        .checked_sub(TAG_LEN + 1)
+        .ok_or(WireError::Malformed("encrypted record"))?;
+    Ok((body[without_tag], &body[..without_tag]))
+}
+
+/// Appends a handshake message (type + u24 length + body) to `out`.
+pub fn push_handshake(out: &mut Vec<u8>, msg_type: u8, body: &[u8]) {
+    out.push(msg_type);
+    let len = body.len() as u32;
+    out.extend_from_slice(&len.to_be_bytes()[1..]);
+    out.extend_from_slice(body);
+}
+
+/// Appends an extension (type + u16 length + data) to `out`.
+pub fn push_extension(out: &mut Vec<u8>, ext_type: u16, data: &[u8]) {
+    out.extend_from_slice(&ext_type.to_be_bytes());
+    out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    out.extend_from_slice(data);
+}
+
+/// Deterministic filler bytes standing in for keys, signatures and certificates.
+pub fn filler(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// A bounds-checked cursor over borrowed bytes; every read fails instead of panicking.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    /// A reader over `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Reader { buf }
+    }
+
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
+        if self.buf.len() < n {
+            return Err(WireError::Malformed(what));
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+
+    /// One byte.
+    pub fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    /// A big-endian u16.
+    pub fn u16(&mut self, what: &'static str) -> Result<u16, WireError> {
+        let b = self.take(2, what)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    /// A big-endian u24.
+    pub fn u24(&mut self, what: &'static str) -> Result<usize, WireError> {
+        let b = self.take(3, what)?;
+        Ok(usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]))
+    }
+
+    /// A vector with a u8 length prefix.
+    pub fn vec8(&mut self, what: &'static str) -> Result<&'a [u8], WireError> {
+        let n = usize::from(self.u8(what)?);
+        self.take(n, what)
+    }
+
+    /// A vector with a u16 length prefix.
+    pub fn vec16(&mut self, what: &'static str) -> Result<&'a [u8], WireError> {
+        let n = usize::from(self.u16(what)?);
+        self.take(n, what)
+    }
+
+    /// Whether bytes remain.
+    pub fn any_left(&self) -> bool {
+        !self.buf.is_empty()
+    }
+}
+
+/// Walks an extensions block, yielding (type, data) pairs.
+pub fn extensions(block: &[u8]) -> Result<Vec<(u16, &[u8])>, WireError> {
+    let mut r = Reader::new(block);
+    let mut out = Vec::new();
+    while r.any_left() {
+        let t = r.u16("extension type")?;
+        let d = r.vec16("extension data")?;
+        out.push((t, d));
+    }
+    Ok(out)
+}
+
+/// Reads one TLS record from `io`: (content type, body).
+pub async fn read_record<R: AsyncRead + Unpin>(io: &mut R) -> Result<(u8, Vec<u8>), WireError> {
+    let mut header = [0u8; 5];
+    io.read_exact(&mut header).await?;
+    let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+    if len > MAX_RECORD || header[1] != 0x03 {
+        return Err(WireError::Malformed("record header"));
+    }
+    let mut body = vec![0u8; len];
+    io.read_exact(&mut body).await?;
+    Ok((header[0], body))
+}
+
+/// Reassembles handshake messages that may span records (and records that hold several).
+#[derive(Debug, Default)]
+pub struct HandshakeBuffer {
+    pending: Vec<u8>,
+}
+
+impl HandshakeBuffer {
+    /// Bounded: a model never needs more than this many buffered handshake bytes.
+    const LIMIT: usize = 64 * 1024;
+
+    /// Adds the plaintext of a handshake record.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+        if self.pending.len() + bytes.len() > Self::LIMIT {
+            return Err(WireError::Malformed("handshake too large"));
+        }
+        self.pending.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// The next complete handshake message (type, body), if one is buffered.
+    pub fn next_message(&mut self) -> Option<(u8, Vec<u8>)> {
+        if self.pending.len() < 4 {
+            return None;
+        }
+        let len = usize::from(self.pending[1]) << 16
+            | usize::from(self.pending[2]) << 8
+            | usize::from(self.pending[3]);
+        if self.pending.len() < 4 + len {
+            return None;
+        }
+        let msg_type = self.pending[0];
+        let body = self.pending[4..4 + len].to_vec();
+        self.pending.drain(..4 + len);
+        Some((msg_type, body))
+    }
+
+    /// Whether a partial message is still waiting for bytes.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn encrypted_round_trip() {
+        let mut out = Vec::new();
+        push_encrypted(&mut out, APPLICATION_DATA, HANDSHAKE, b"hello");
+        assert_eq!(out.len(), 5 + 5 + 1 + TAG_LEN);
+        let (inner, body) = open_encrypted(&out[5..]).unwrap();
+        assert_eq!((inner, body), (HANDSHAKE, &b"hello"[..]));
+    }
+
+    #[test]
+    fn handshake_buffer_reassembles_across_pushes() {
+        let mut msg = Vec::new();
+        push_handshake(&mut msg, hs::FINISHED, &[7; 12]);
+        push_handshake(&mut msg, hs::SERVER_HELLO_DONE, &[]);
+        let mut hb = HandshakeBuffer::default();
+        hb.push(&msg[..3]).unwrap();
+        assert!(hb.next_message().is_none());
+        hb.push(&msg[3..]).unwrap();
+        assert_eq!(hb.next_message(), Some((hs::FINISHED, vec![7; 12])));
+        assert_eq!(hb.next_message(), Some((hs::SERVER_HELLO_DONE, vec![])));
+        assert!(hb.is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn reader_and_extensions_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = extensions(&buf);
+            let _ = open_encrypted(&buf);
+            let mut r = Reader::new(&buf);
+            let _ = r.vec8("a").and_then(|_| r.vec16("b")).and_then(|_| r.u24("c"));
+        }
+    }
+}
