@@ -56,13 +56,7 @@ mod tests {
 
     #[test]
     fn duration_since_never_negative() {
-        assert_eq!(
-            Timestamp(5).saturating_duration_since(Timestamp(9)),
-            Duration::ZERO
-        );
-        assert_eq!(
-            Timestamp(9).saturating_duration_since(Timestamp(5)),
-            Duration::from_millis(4)
-        );
+        assert_eq!(Timestamp(5).saturating_duration_since(Timestamp(9)), Duration::ZERO);
+        assert_eq!(Timestamp(9).saturating_duration_since(Timestamp(5)), Duration::from_millis(4));
     }
 }

@@ -2,9 +2,7 @@
 
 /// Index of a server in its backend's declaration order. Stable across reloads for a server that
 /// keeps its name, so stick-table entries survive them.
-#[derive(
-    Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ServerId(pub u32);
 
 impl ServerId {
