@@ -1,1 +1,596 @@
-//! config (work in progress).
+//! tether's native configuration: the types every other part reads, and loading them from TOML.
+//!
+//! The schema (kebab-case keys, unknown keys are errors):
+//! ```toml
+//! [global]
+//! maxconn = 4000
+//! log-format = "tcplog"          # or "json"
+//! grace = "10s"                  # SIGTERM drain period
+//!
+//! [[frontend]]
+//! name = "main"
+//! bind = ["127.0.0.1:9443"]
+//! backend = "app"
+//!
+//! [[backend]]
+//! name = "app"
+//! balance = "roundrobin"         # leastconn | first | hash (hash-key = "source" | "sni")
+//! affinity = ["session-id", "ticket", "psk", "source"]
+//!
+//! [[backend.server]]
+//! name = "s1"
+//! address = "10.0.0.1:443"
+//! ```
+//! Durations are `"10s"`, `"1m"`, `"500ms"`, `"2h"`, `"1d"`; a bare number is milliseconds, as
+//! in HAProxy. Sizes are `"60k"` (61440) with k/m/g powers of 1024. Defaults follow HAProxy where
+//! HAProxy has one (retries 3, check inter 2s, rise 2, fall 3).
+//!
+//! [`load_toml`] reports every problem it can find at once, each with file:line, the key path and
+//! the text to write instead.
+
+mod load;
+mod locate;
+pub mod rules;
+pub mod units;
+mod validate;
+
+pub use load::{load_toml, ConfigError, ConfigErrors};
+pub use rules::{
+    Condition, ContentAction, ContentRule, HaproxyRules, Sample, StickAction, StickRule,
+};
+pub use units::{format_duration, format_size, parse_duration, parse_size, UnitError};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::net::SocketAddr;
+use std::time::Duration;
+use units::{duration_text, size_text};
+
+/// A whole tether configuration: the process, its listeners, its server pools and its stats page.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Process-wide settings.
+    #[serde(default)]
+    pub global: Global,
+    /// Listeners, each handing connections to one backend.
+    #[serde(default, rename = "frontend")]
+    pub frontends: Vec<Frontend>,
+    /// Server pools with their balancing and affinity.
+    #[serde(default, rename = "backend")]
+    pub backends: Vec<Backend>,
+    /// The stats/admin HTTP page, if wanted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Stats>,
+}
+
+/// Process-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Global {
+    /// Connections served at once; at the limit listeners pause (nothing is refused), as HAProxy.
+    #[serde(default = "defaults::global_maxconn")]
+    pub maxconn: u32,
+    /// Line format of the per-connection log.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// How long SIGTERM waits for connections to drain before closing them.
+    #[serde(default = "defaults::grace", with = "duration_text")]
+    pub grace: Duration,
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Global {
+            maxconn: defaults::global_maxconn(),
+            log_format: LogFormat::default(),
+            grace: defaults::grace(),
+        }
+    }
+}
+
+/// Per-connection log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// HAProxy's `option tcplog` line, plus the affinity outcome.
+    #[default]
+    Tcplog,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A listener: where clients connect and which backend serves them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Frontend {
+    /// Name used in logs and stats.
+    pub name: String,
+    /// Listening addresses, `"IP:PORT"` each (`"0.0.0.0:9443"` for all IPv4 addresses).
+    pub bind: Vec<String>,
+    /// Expect a PROXY protocol v1/v2 header from a trusted L4 balancer in front.
+    #[serde(default)]
+    pub accept_proxy: bool,
+    /// The backend every connection goes to.
+    pub backend: String,
+    /// Connections this frontend serves at once (absent: only the global limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxconn: Option<u32>,
+    /// Client inactivity timeout.
+    #[serde(default = "defaults::timeout_client", with = "duration_text")]
+    pub timeout_client: Duration,
+    /// The longest wait for the ClientHello before balancing without it (native affinity).
+    #[serde(default = "defaults::inspect_delay", with = "duration_text")]
+    pub inspect_delay: Duration,
+    /// The most bytes buffered while waiting for the ClientHello (HAProxy gives up at 15360).
+    #[serde(default = "defaults::inspect_cap", with = "size_text")]
+    pub inspect_cap: u64,
+}
+
+/// How a backend picks a server for a connection that affinity does not place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum BalanceAlgorithm {
+    /// Smooth weighted round robin in declaration order.
+    #[default]
+    #[serde(rename = "roundrobin")]
+    RoundRobin,
+    /// The server with the fewest active connections (per weight).
+    #[serde(rename = "leastconn")]
+    LeastConn,
+    /// The first server in declaration order with a free slot.
+    #[serde(rename = "first")]
+    First,
+    /// Consistent hashing of `hash-key`, with bounded load if `hash-balance-factor` is set.
+    #[serde(rename = "hash")]
+    Hash,
+}
+
+/// What `balance = "hash"` hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HashKey {
+    /// The client address (HAProxy `balance source`).
+    #[default]
+    Source,
+    /// The ClientHello server_name.
+    Sni,
+}
+
+/// One link of the native affinity chain, tried in the order written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AffinityKey {
+    /// TLS ≤ 1.2 session ID, learned from the ServerHello (never from TLS 1.3 random IDs).
+    SessionId,
+    /// TLS 1.2 session ticket, learned from the cleartext NewSessionTicket.
+    Ticket,
+    /// TLS 1.3 PSK identity, learned when the ServerHello accepts it.
+    Psk,
+    /// The client address, by consistent hashing (no table entry).
+    Source,
+    /// The ClientHello server_name, by consistent hashing.
+    Sni,
+}
+
+/// When a connection that should go back to a server goes elsewhere after connect failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redispatch {
+    /// Always retry the same server (HAProxy without `option redispatch`).
+    Never,
+    /// HAProxy `option redispatch N`: positive N redispatches every N-th retry, negative N on the
+    /// N-th retry before the last (`-1`, the default, on the last one).
+    Interval(i32),
+}
+
+impl Default for Redispatch {
+    fn default() -> Self {
+        Redispatch::Interval(-1)
+    }
+}
+
+impl Serialize for Redispatch {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Redispatch::Never => s.serialize_bool(false),
+            Redispatch::Interval(n) => s.serialize_i64(i64::from(*n)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Redispatch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Bool(bool),
+            Int(i64),
+        }
+        let bad = || {
+            serde::de::Error::custom(
+                "invalid redispatch: expected false, true, or a retry interval such as -1",
+            )
+        };
+        match Repr::deserialize(d).map_err(|_| bad())? {
+            Repr::Bool(false) => Ok(Redispatch::Never),
+            Repr::Bool(true) => Ok(Redispatch::Interval(-1)),
+            Repr::Int(0) => Ok(Redispatch::Never),
+            Repr::Int(n) => i32::try_from(n)
+                .map(Redispatch::Interval)
+                .map_err(|_| bad()),
+        }
+    }
+}
+
+/// A pool of servers with its balancing, affinity, retry and health settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Backend {
+    /// Name used by frontends, logs and stats.
+    pub name: String,
+    /// The balancing algorithm.
+    #[serde(default)]
+    pub balance: BalanceAlgorithm,
+    /// What `balance = "hash"` hashes (only with `hash`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_key: Option<HashKey>,
+    /// Bounded-load factor in percent (≥ 100) for `hash`, as HAProxy `hash-balance-factor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_balance_factor: Option<u32>,
+    /// The native affinity chain; exclusive with `[backend.haproxy]`. Absent (and no haproxy
+    /// rules): [`Backend::DEFAULT_AFFINITY`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Vec<AffinityKey>>,
+    /// `option persist`: go back to a sticky server even when it is marked down.
+    #[serde(default)]
+    pub persist: bool,
+    /// Connect retries after the first attempt (`3` = 4 attempts).
+    #[serde(default = "defaults::retries")]
+    pub retries: u32,
+    /// When retries move to another server.
+    #[serde(default)]
+    pub redispatch: Redispatch,
+    /// A refused connect (RST) redispatches at once instead of waiting for the retry turnaround.
+    #[serde(default = "defaults::yes")]
+    pub redispatch_on_refused: bool,
+    /// Longest wait for a server connection.
+    #[serde(default = "defaults::timeout_connect", with = "duration_text")]
+    pub timeout_connect: Duration,
+    /// Server inactivity timeout.
+    #[serde(default = "defaults::timeout_server", with = "duration_text")]
+    pub timeout_server: Duration,
+    /// Longest wait in the queue for a server slot (absent: `timeout-connect`, as HAProxy).
+    #[serde(
+        default,
+        with = "duration_text::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout_queue: Option<Duration>,
+    /// Health check connect timeout (absent: the check interval, as HAProxy).
+    #[serde(
+        default,
+        with = "duration_text::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout_check: Option<Duration>,
+    /// The affinity table.
+    #[serde(default)]
+    pub stick_table: StickTableConfig,
+    /// Health checking defaults for the servers.
+    #[serde(default)]
+    pub check: CheckConfig,
+    /// HAProxy rule semantics (imported configs), instead of `affinity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub haproxy: Option<HaproxyRules>,
+    /// The servers, in declaration order (which roundrobin follows).
+    #[serde(default, rename = "server")]
+    pub servers: Vec<Server>,
+}
+
+impl Backend {
+    /// The chain used when neither `affinity` nor `[backend.haproxy]` is written.
+    pub const DEFAULT_AFFINITY: [AffinityKey; 3] = [
+        AffinityKey::SessionId,
+        AffinityKey::Ticket,
+        AffinityKey::Psk,
+    ];
+
+    /// The native affinity chain in force: `None` when HAProxy rules drive the backend.
+    pub fn effective_affinity(&self) -> Option<Vec<AffinityKey>> {
+        match (&self.affinity, &self.haproxy) {
+            (Some(a), _) => Some(a.clone()),
+            (None, Some(_)) => None,
+            (None, None) => Some(Self::DEFAULT_AFFINITY.to_vec()),
+        }
+    }
+
+    /// A backend with HAProxy's defaults and no servers, for builders and the importer.
+    pub fn named(name: &str) -> Backend {
+        Backend {
+            name: name.to_string(),
+            balance: BalanceAlgorithm::default(),
+            hash_key: None,
+            hash_balance_factor: None,
+            affinity: None,
+            persist: false,
+            retries: defaults::retries(),
+            redispatch: Redispatch::default(),
+            redispatch_on_refused: true,
+            timeout_connect: defaults::timeout_connect(),
+            timeout_server: defaults::timeout_server(),
+            timeout_queue: None,
+            timeout_check: None,
+            stick_table: StickTableConfig::default(),
+            check: CheckConfig::default(),
+            haproxy: None,
+            servers: Vec::new(),
+        }
+    }
+}
+
+impl Frontend {
+    /// A frontend with default timeouts, for builders and the importer.
+    pub fn named(name: &str, backend: &str) -> Frontend {
+        Frontend {
+            name: name.to_string(),
+            bind: Vec::new(),
+            accept_proxy: false,
+            backend: backend.to_string(),
+            maxconn: None,
+            timeout_client: defaults::timeout_client(),
+            inspect_delay: defaults::inspect_delay(),
+            inspect_cap: defaults::inspect_cap(),
+        }
+    }
+
+    /// The parsed listening addresses (those that parse; [`Config::validate`] reports the rest).
+    pub fn bind_addrs(&self) -> Vec<SocketAddr> {
+        self.bind.iter().filter_map(|b| b.parse().ok()).collect()
+    }
+}
+
+/// Type of the stick table's keys (HAProxy `stick-table type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StickKeyType {
+    /// Raw bytes, zero-padded or truncated to `key-len`.
+    #[default]
+    Binary,
+    /// An IPv4 address (IPv6 clients are mapped).
+    Ip,
+    /// Text, truncated to `key-len`.
+    String,
+}
+
+/// The affinity table of a backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StickTableConfig {
+    /// Key type (HAProxy rules only; native keys are binary).
+    #[serde(default, rename = "type")]
+    pub key_type: StickKeyType,
+    /// Entries at most (`"60k"` = 61440).
+    #[serde(default = "defaults::table_size", with = "size_text")]
+    pub size: u64,
+    /// Idle time after which an entry is forgotten.
+    #[serde(default = "defaults::table_expire", with = "duration_text")]
+    pub expire: Duration,
+    /// Key length in bytes for binary and string keys.
+    #[serde(default = "defaults::key_len")]
+    pub key_len: u32,
+    /// A full table refuses new entries instead of evicting the oldest.
+    #[serde(default)]
+    pub nopurge: bool,
+}
+
+impl Default for StickTableConfig {
+    fn default() -> Self {
+        StickTableConfig {
+            key_type: StickKeyType::default(),
+            size: defaults::table_size(),
+            expire: defaults::table_expire(),
+            key_len: defaults::key_len(),
+            nopurge: false,
+        }
+    }
+}
+
+/// Health checking of a backend's servers (TCP connect).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CheckConfig {
+    /// Interval between checks.
+    #[serde(default = "defaults::inter", with = "duration_text")]
+    pub inter: Duration,
+    /// Consecutive successes to mark a server up.
+    #[serde(default = "defaults::rise")]
+    pub rise: u32,
+    /// Consecutive failures to mark a server down.
+    #[serde(default = "defaults::fall")]
+    pub fall: u32,
+    /// Count live connect failures/successes as checks too (tether; HAProxy imports set false).
+    #[serde(default = "defaults::yes")]
+    pub passive: bool,
+}
+
+impl Default for CheckConfig {
+    fn default() -> Self {
+        CheckConfig {
+            inter: defaults::inter(),
+            rise: defaults::rise(),
+            fall: defaults::fall(),
+            passive: true,
+        }
+    }
+}
+
+/// One server of a backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Server {
+    /// Name used in logs, stats and admin actions.
+    pub name: String,
+    /// `"HOST:PORT"`; a host name is resolved once at start.
+    pub address: String,
+    /// Share of new connections, 0..=256 (0: only sticky traffic).
+    #[serde(default = "defaults::weight")]
+    pub weight: u32,
+    /// Run active health checks on this server.
+    #[serde(default = "defaults::yes")]
+    pub check: bool,
+    /// Connections at once; beyond it connections queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxconn: Option<u32>,
+    /// Queue length at most; beyond it connections are redispatched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxqueue: Option<u32>,
+    /// Used only when every non-backup server is down.
+    #[serde(default)]
+    pub backup: bool,
+    /// Override of the backend check interval.
+    #[serde(
+        default,
+        with = "duration_text::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub inter: Option<Duration>,
+    /// Override of the backend `rise`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rise: Option<u32>,
+    /// Override of the backend `fall`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fall: Option<u32>,
+}
+
+impl Server {
+    /// A server with default weight and checks on, for builders and the importer.
+    pub fn new(name: &str, address: &str) -> Server {
+        Server {
+            name: name.to_string(),
+            address: address.to_string(),
+            weight: defaults::weight(),
+            check: true,
+            maxconn: None,
+            maxqueue: None,
+            backup: false,
+            inter: None,
+            rise: None,
+            fall: None,
+        }
+    }
+}
+
+/// The stats/admin HTTP page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Stats {
+    /// `"IP:PORT"` to listen on.
+    pub bind: String,
+    /// Path of the page (CSV at `<uri>;csv`).
+    #[serde(default = "defaults::stats_uri")]
+    pub uri: String,
+    /// Browser auto-refresh period.
+    #[serde(
+        default,
+        with = "duration_text::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub refresh: Option<Duration>,
+    /// Leave the version out of the page.
+    #[serde(default)]
+    pub hide_version: bool,
+    /// Allow ready/drain/maint actions.
+    #[serde(default)]
+    pub admin: bool,
+    /// Basic authentication; absent means no authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<StatsAuth>,
+}
+
+/// Basic-auth credentials for the stats page; the password never sits in the config itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StatsAuth {
+    /// User name.
+    pub user: String,
+    /// File holding the password (first line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+    /// Environment variable holding the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+}
+
+/// Default values, named so serde, builders and docs agree.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// Global connection limit.
+    pub fn global_maxconn() -> u32 {
+        4000
+    }
+    /// SIGTERM drain period.
+    pub fn grace() -> Duration {
+        Duration::from_secs(10)
+    }
+    /// Client inactivity timeout.
+    pub fn timeout_client() -> Duration {
+        Duration::from_secs(60)
+    }
+    /// Server inactivity timeout.
+    pub fn timeout_server() -> Duration {
+        Duration::from_secs(60)
+    }
+    /// Connect timeout.
+    pub fn timeout_connect() -> Duration {
+        Duration::from_secs(10)
+    }
+    /// Longest ClientHello wait.
+    pub fn inspect_delay() -> Duration {
+        Duration::from_secs(5)
+    }
+    /// HAProxy's inspect buffer limit (bufsize 16384 minus 1024 reserved).
+    pub fn inspect_cap() -> u64 {
+        15360
+    }
+    /// HAProxy `retries`.
+    pub fn retries() -> u32 {
+        3
+    }
+    /// HAProxy check `inter`.
+    pub fn inter() -> Duration {
+        Duration::from_secs(2)
+    }
+    /// HAProxy check `rise`.
+    pub fn rise() -> u32 {
+        2
+    }
+    /// HAProxy check `fall`.
+    pub fn fall() -> u32 {
+        3
+    }
+    /// HAProxy server `weight`.
+    pub fn weight() -> u32 {
+        1
+    }
+    /// Stick table entries.
+    pub fn table_size() -> u64 {
+        100 * 1024
+    }
+    /// Stick table idle expiry (longer than common 5-10 min TLS session lifetimes).
+    pub fn table_expire() -> Duration {
+        Duration::from_secs(30 * 60)
+    }
+    /// A TLS session ID is at most 32 bytes.
+    pub fn key_len() -> u32 {
+        32
+    }
+    /// Stats page path.
+    pub fn stats_uri() -> String {
+        "/".to_string()
+    }
+    pub(crate) fn yes() -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,183 @@
+//! Loading native TOML: defaults, every error located with its fix, serialisation round trip.
+
+use super::*;
+
+const GOOD: &str = r#"
+[global]
+maxconn = 4000
+log-format = "json"
+grace = "10s"
+
+[[frontend]]
+name = "main"
+bind = ["127.0.0.1:9443"]
+backend = "app"
+timeout-client = "1m"
+inspect-cap = "16k"
+
+[[backend]]
+name = "app"
+balance = "hash"
+hash-key = "sni"
+hash-balance-factor = 150
+affinity = ["session-id", "ticket", "psk", "source"]
+redispatch = false
+timeout-queue = "30s"
+
+[backend.stick-table]
+size = "60k"
+expire = "60m"
+
+[backend.check]
+inter = "3s"
+
+[[backend.server]]
+name = "s1"
+address = "127.0.0.1:8443"
+weight = 10
+
+[[backend.server]]
+name = "s2"
+address = "localhost:8444"
+backup = true
+rise = 5
+
+[stats]
+bind = "127.0.0.1:1936"
+refresh = "3s"
+auth = { user = "admin", password-env = "STATS_PW" }
+"#;
+
+#[test]
+fn loads_a_full_config_with_units_and_defaults() {
+    let c = load_toml("t.toml", GOOD).unwrap();
+    assert_eq!(c.global.log_format, LogFormat::Json);
+    assert_eq!(c.frontends[0].inspect_cap, 16384);
+    assert_eq!(c.frontends[0].inspect_delay, Duration::from_secs(5));
+    let b = &c.backends[0];
+    assert_eq!(b.stick_table.size, 61440);
+    assert_eq!(b.stick_table.expire, Duration::from_secs(3600));
+    assert_eq!(b.stick_table.key_len, 32);
+    assert_eq!(b.retries, 3);
+    assert_eq!(b.redispatch, Redispatch::Never);
+    assert_eq!(b.check.inter, Duration::from_secs(3));
+    assert_eq!((b.check.rise, b.check.fall), (2, 3));
+    assert_eq!(b.servers[1].rise, Some(5));
+    assert_eq!(b.servers[1].weight, 1);
+    assert_eq!(b.hash_key, Some(HashKey::Sni));
+    assert_eq!(
+        c.stats.as_ref().unwrap().auth.as_ref().unwrap().user,
+        "admin"
+    );
+}
+
+#[test]
+fn serialising_and_loading_gives_the_same_config() {
+    let c = load_toml("t.toml", GOOD).unwrap();
+    let text = toml::to_string(&c).unwrap();
+    assert_eq!(load_toml("again.toml", &text).unwrap(), c, "{text}");
+}
+
+#[test]
+fn defaulted_backend_uses_the_native_chain() {
+    let c = load_toml(
+        "t.toml",
+        "[[frontend]]\nname=\"f\"\nbind=[\"0.0.0.0:1\"]\nbackend=\"b\"\n[[backend]]\nname=\"b\"\n\
+         [[backend.server]]\nname=\"s\"\naddress=\"h:1\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.backends[0].effective_affinity(),
+        Some(Backend::DEFAULT_AFFINITY.to_vec())
+    );
+    assert_eq!(c.backends[0].redispatch, Redispatch::Interval(-1));
+}
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    load_toml("tether.toml", text).unwrap_err().0
+}
+
+#[test]
+fn unknown_key_names_its_line_and_the_valid_keys() {
+    let text = GOOD.replace("weight = 10", "wieght = 10");
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].line, 33);
+    assert_eq!(e[0].message, "unknown key `wieght`");
+    assert!(e[0].fix.contains("weight"), "{}", e[0].fix);
+    assert_eq!(e[0].key_path, "backend.app.server.s1.wieght");
+    assert!(e[0]
+        .to_string()
+        .starts_with("tether.toml:33: backend.app.server.s1.wieght: "));
+}
+
+#[test]
+fn errors_in_several_sections_all_reported() {
+    let text = GOOD
+        .replace("grace = \"10s\"", "grace = \"10 seconds\"")
+        .replace("size = \"60k\"", "size = \"60kb\"");
+    let e = errors(&text);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!(e[0].line, 5);
+    assert_eq!(e[0].key_path, "global.grace");
+    assert!(e[0].fix.contains("grace = \"10s\""), "{}", e[0].fix);
+    assert_eq!(e[1].line, 24);
+    assert!(
+        e[1].key_path.ends_with("stick-table.size"),
+        "{}",
+        e[1].key_path
+    );
+    assert!(e[1].fix.contains("size = \"60k\""), "{}", e[1].fix);
+}
+
+#[test]
+fn missing_backend_and_bad_address_are_located() {
+    let text = GOOD
+        .replace("backend = \"app\"", "backend = \"ap\"")
+        .replace("address = \"127.0.0.1:8443\"", "address = \"foo\"");
+    let e = errors(&text);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!(e[0].line, 10);
+    assert_eq!(e[0].message, "unknown backend \"ap\"");
+    assert_eq!(
+        e[0].fix,
+        "write one of the defined backends: backend = \"app\""
+    );
+    assert_eq!(
+        e[1].to_string(),
+        "tether.toml:32: backend.app.server.s1.address: invalid address \"foo\": expected \
+         HOST:PORT, e.g. address = \"10.0.0.1:443\""
+    );
+}
+
+#[test]
+fn syntax_error_has_line_and_column() {
+    let e = errors("[global]\nmaxconn = = 3\n");
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].line, 2);
+    assert!(e[0].column.is_some());
+}
+
+#[test]
+fn semantic_checks() {
+    let text = GOOD
+        .replace("weight = 10", "weight = 300")
+        .replace("name = \"s2\"", "name = \"s1\"")
+        .replace("[backend.check]", "[backend.haproxy]\n[backend.check]");
+    let e = errors(&text);
+    let msgs: Vec<&str> = e.iter().map(|e| e.message.as_str()).collect();
+    assert!(
+        msgs.contains(&"both `affinity` and [backend.haproxy] rules are set"),
+        "{msgs:?}"
+    );
+    assert!(msgs.contains(&"weight 300 above 256"), "{msgs:?}");
+    assert!(msgs.contains(&"duplicate server name \"s1\""), "{msgs:?}");
+}
+
+#[test]
+fn unknown_enum_value_lists_the_valid_ones() {
+    let e = errors(&GOOD.replace("balance = \"hash\"", "balance = \"round-robin\""));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].line, 16);
+    assert!(e[0].fix.contains("roundrobin"), "{}", e[0].fix);
+}

@@ -1,0 +1,308 @@
+//! Semantic checks of a [`Config`]: what serde cannot see (references, duplicates, ranges,
+//! addresses, exclusive settings). Each problem carries an index-form key path and a fix.
+
+use super::{BalanceAlgorithm, Config, ConfigError, Sample, StickKeyType};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+/// Whether `text` is `HOST:PORT` with a non-zero port (`[v6]:PORT` accepted).
+pub(crate) fn is_host_port(text: &str) -> bool {
+    if text.parse::<SocketAddr>().is_ok() {
+        return !text.ends_with(":0");
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return false;
+    };
+    let port_ok = matches!(port.parse::<u16>(), Ok(p) if p != 0);
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+    port_ok && host_ok
+}
+
+/// The fix for a bind address written HAProxy's way.
+pub(crate) fn bind_fix(text: &str) -> String {
+    let port = text.rsplit_once(':').map(|(_, p)| p).unwrap_or("9443");
+    let port = if port.parse::<u16>().is_ok() {
+        port
+    } else {
+        "9443"
+    };
+    format!(
+        "write an IP and a port, e.g. bind = [\"0.0.0.0:{port}\"] for every IPv4 address or \
+         [\"127.0.0.1:{port}\"] for loopback only"
+    )
+}
+
+impl Config {
+    /// Every semantic problem, with index-form key paths (`backend[0].server[2].address`) and
+    /// line 0; [`super::load_toml`] places them in the file.
+    pub fn validate(&self) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        let mut err = |path: String, msg: String, fix: String| {
+            out.push(ConfigError::at(path, msg, fix));
+        };
+        if self.global.maxconn == 0 {
+            err(
+                "global.maxconn".into(),
+                "maxconn 0 would never accept a connection".into(),
+                "write e.g. maxconn = 4000".into(),
+            );
+        }
+        if self.frontends.is_empty() {
+            err(
+                "frontend".into(),
+                "no frontend: nothing listens".into(),
+                "add [[frontend]] with name, bind = [\"0.0.0.0:9443\"] and backend = \"app\""
+                    .into(),
+            );
+        }
+        let backend_names: Vec<&str> = self.backends.iter().map(|b| b.name.as_str()).collect();
+        let mut seen = BTreeSet::new();
+        for (i, f) in self.frontends.iter().enumerate() {
+            let p = format!("frontend[{i}]");
+            check_name(&mut err, &p, &f.name, "frontend", &mut seen);
+            if f.bind.is_empty() {
+                err(
+                    format!("{p}.bind"),
+                    "no bind address".into(),
+                    "write e.g. bind = [\"0.0.0.0:9443\"]".into(),
+                );
+            }
+            for b in &f.bind {
+                if b.parse::<SocketAddr>().is_err() {
+                    err(
+                        format!("{p}.bind"),
+                        format!("invalid bind address \"{b}\""),
+                        bind_fix(b),
+                    );
+                }
+            }
+            if !backend_names.contains(&f.backend.as_str()) {
+                let fix = if backend_names.is_empty() {
+                    format!("add a [[backend]] with name = \"{}\"", f.backend)
+                } else {
+                    format!(
+                        "write one of the defined backends: {}",
+                        backend_names
+                            .iter()
+                            .map(|n| format!("backend = \"{n}\""))
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    )
+                };
+                err(
+                    format!("{p}.backend"),
+                    format!("unknown backend \"{}\"", f.backend),
+                    fix,
+                );
+            }
+            if f.inspect_cap == 0 {
+                err(
+                    format!("{p}.inspect-cap"),
+                    "inspect-cap 0 cannot hold a ClientHello".into(),
+                    "write inspect-cap = \"15k\" (HAProxy's limit)".into(),
+                );
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (i, b) in self.backends.iter().enumerate() {
+            let p = format!("backend[{i}]");
+            check_name(&mut err, &p, &b.name, "backend", &mut seen);
+            if b.servers.is_empty() {
+                err(
+                    p.clone(),
+                    format!("backend \"{}\" has no server", b.name),
+                    "add [[backend.server]] with name = \"s1\" and address = \"10.0.0.1:443\""
+                        .into(),
+                );
+            }
+            if b.affinity.is_some() && b.haproxy.is_some() {
+                err(
+                    format!("{p}.affinity"),
+                    "both `affinity` and [backend.haproxy] rules are set".into(),
+                    "keep one: the native `affinity` chain, or HAProxy's stick rules".into(),
+                );
+            }
+            if let Some(chain) = &b.affinity {
+                let mut keys = BTreeSet::new();
+                for k in chain {
+                    if !keys.insert(*k) {
+                        err(
+                            format!("{p}.affinity"),
+                            format!("affinity key {k:?} listed twice"),
+                            "list each key once, e.g. affinity = [\"session-id\", \"ticket\", \
+                             \"psk\", \"source\"]"
+                                .into(),
+                        );
+                    }
+                }
+            }
+            if b.hash_key.is_some() && b.balance != BalanceAlgorithm::Hash {
+                err(
+                    format!("{p}.hash-key"),
+                    "hash-key only applies to balance = \"hash\"".into(),
+                    "write balance = \"hash\" or remove hash-key".into(),
+                );
+            }
+            if let Some(f) = b.hash_balance_factor {
+                if f != 0 && f < 100 {
+                    err(
+                        format!("{p}.hash-balance-factor"),
+                        format!("hash-balance-factor {f} is below 100"),
+                        "write a percentage of at least 100, e.g. hash-balance-factor = 150".into(),
+                    );
+                }
+            }
+            if b.stick_table.size == 0 {
+                err(
+                    format!("{p}.stick-table.size"),
+                    "a stick table of size 0 holds nothing".into(),
+                    "write e.g. size = \"60k\"".into(),
+                );
+            }
+            if b.stick_table.key_len == 0 || b.stick_table.key_len > 1024 {
+                err(
+                    format!("{p}.stick-table.key-len"),
+                    format!("key-len {} out of range 1..=1024", b.stick_table.key_len),
+                    "write key-len = 32 (the longest TLS session ID)".into(),
+                );
+            }
+            if b.check.rise == 0 || b.check.fall == 0 {
+                err(
+                    format!("{p}.check"),
+                    "rise and fall must be at least 1".into(),
+                    "write rise = 2 and fall = 3 (HAProxy's defaults)".into(),
+                );
+            }
+            if b.check.inter.is_zero() {
+                err(
+                    format!("{p}.check.inter"),
+                    "check interval 0".into(),
+                    "write inter = \"2s\"".into(),
+                );
+            }
+            if let Some(rules) = &b.haproxy {
+                for (j, r) in rules.stick.iter().enumerate() {
+                    let ip_sample = r.sample == Sample::Src;
+                    let ip_table = b.stick_table.key_type == StickKeyType::Ip;
+                    if ip_sample != ip_table {
+                        err(
+                            format!("{p}.haproxy.stick[{j}].sample"),
+                            format!(
+                                "sample {} does not fit a stick table of type {:?}",
+                                r.sample, b.stick_table.key_type
+                            ),
+                            if ip_sample {
+                                "set [backend.stick-table] type = \"ip\"".into()
+                            } else {
+                                "set [backend.stick-table] type = \"binary\" (or \"string\" for sni)"
+                                    .into()
+                            },
+                        );
+                    }
+                }
+            }
+            let mut servers = BTreeSet::new();
+            for (j, s) in b.servers.iter().enumerate() {
+                let sp = format!("{p}.server[{j}]");
+                check_name(&mut err, &sp, &s.name, "server", &mut servers);
+                if !is_host_port(&s.address) {
+                    err(
+                        format!("{sp}.address"),
+                        format!("invalid address \"{}\"", s.address),
+                        "expected HOST:PORT, e.g. address = \"10.0.0.1:443\"".into(),
+                    );
+                }
+                if s.weight > 256 {
+                    err(
+                        format!("{sp}.weight"),
+                        format!("weight {} above 256", s.weight),
+                        "write a weight from 0 to 256, e.g. weight = 100".into(),
+                    );
+                }
+                if s.rise == Some(0) || s.fall == Some(0) {
+                    err(
+                        sp.clone(),
+                        "rise and fall must be at least 1".into(),
+                        "write rise = 2 and fall = 3, or remove the overrides".into(),
+                    );
+                }
+            }
+        }
+        if let Some(s) = &self.stats {
+            if s.bind.parse::<SocketAddr>().is_err() {
+                err(
+                    "stats.bind".into(),
+                    format!("invalid bind address \"{}\"", s.bind),
+                    "write e.g. bind = \"127.0.0.1:1936\"".into(),
+                );
+            }
+            if !s.uri.starts_with('/') {
+                err(
+                    "stats.uri".into(),
+                    format!("uri \"{}\" does not start with /", s.uri),
+                    "write e.g. uri = \"/\"".into(),
+                );
+            }
+            if let Some(a) = &s.auth {
+                match (&a.password_file, &a.password_env) {
+                    (None, None) => err(
+                        "stats.auth".into(),
+                        "no password source".into(),
+                        "write password-file = \"/etc/tether/stats.pass\" or password-env = \
+                         \"TETHER_STATS_PASSWORD\""
+                            .into(),
+                    ),
+                    (Some(_), Some(_)) => err(
+                        "stats.auth".into(),
+                        "both password-file and password-env are set".into(),
+                        "keep one of them".into(),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+}
+
+fn check_name(
+    err: &mut impl FnMut(String, String, String),
+    path: &str,
+    name: &str,
+    kind: &str,
+    seen: &mut BTreeSet<String>,
+) {
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        err(
+            format!("{path}.name"),
+            format!("invalid {kind} name \"{name}\""),
+            format!("write a name without spaces, e.g. name = \"{kind}1\""),
+        );
+    } else if !seen.insert(name.to_string()) {
+        err(
+            format!("{path}.name"),
+            format!("duplicate {kind} name \"{name}\""),
+            format!("give each {kind} its own name"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        assert!(is_host_port("10.0.0.1:443"));
+        assert!(is_host_port("[::1]:443"));
+        assert!(is_host_port("node1.example:8443"));
+        assert!(!is_host_port("node1"));
+        assert!(!is_host_port("check"));
+        assert!(!is_host_port("10.0.0.1:0"));
+        assert!(!is_host_port(":443"));
+        assert!(!is_host_port("a b:443"));
+    }
+}
