@@ -1,0 +1,126 @@
+//! Spawned server processes (openssl, haproxy): free ports, readiness, and cleanup on drop.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::TestbedError;
+
+/// A port on 127.0.0.1 that was free a moment ago, for programs that need a port on the command
+/// line. Another process can take it before ours binds; callers retry with a new one.
+pub fn free_port() -> Result<u16, TestbedError> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .map_err(|e| TestbedError::io("binding 127.0.0.1:0", e))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| TestbedError::io("reading the bound port", e))?
+        .port();
+    Ok(port)
+}
+
+/// Connect to `addr` until it accepts or `deadline` passes; the only portable readiness signal a
+/// spawned server gives.
+pub async fn wait_until_listening(addr: SocketAddr, deadline: Duration) -> bool {
+    let give_up = tokio::time::Instant::now() + deadline;
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= give_up {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A child process whose output goes to a log file, killed and reaped on drop.
+#[derive(Debug)]
+pub(super) struct ServerProcess {
+    child: Child,
+    log: PathBuf,
+    what: String,
+}
+
+impl ServerProcess {
+    /// Spawn `command` with stdout and stderr appended to `log`.
+    pub(super) fn spawn(
+        what: &str,
+        mut command: Command,
+        log: &Path,
+    ) -> Result<Self, TestbedError> {
+        let out = std::fs::File::create(log)
+            .map_err(|e| TestbedError::io(format!("creating {}", log.display()), e))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| TestbedError::io("duplicating the log handle", e))?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| TestbedError::io(format!("spawning {what}"), e))?;
+        Ok(Self {
+            child,
+            log: log.to_path_buf(),
+            what: what.to_string(),
+        })
+    }
+
+    /// Wait until `addr` accepts connections; on failure say how the process ended and what it
+    /// logged.
+    pub(super) async fn ready(&mut self, addr: SocketAddr) -> Result<(), TestbedError> {
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(self.not_ready(addr, format!("exited with {status}")));
+            }
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= give_up {
+                return Err(self.not_ready(addr, "still not listening after 10 s".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether the process exited (its port was probably taken), so the caller can retry.
+    pub(super) fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// What the process wrote so far (for failure messages).
+    pub(super) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn not_ready(&self, addr: SocketAddr, why: String) -> TestbedError {
+        TestbedError::NotReady {
+            what: self.what.clone(),
+            addr,
+            detail: format!("{why}; log:\n{}", self.log_text()),
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readiness_sees_a_listener_and_times_out_without_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(wait_until_listening(addr, Duration::from_secs(2)).await);
+        drop(listener);
+        assert!(!wait_until_listening(addr, Duration::from_millis(100)).await);
+    }
+}
