@@ -1,6 +1,9 @@
 //! The tether daemon as a library: the building blocks the `tether` binary wires together,
 //! shared with its integration tests.
 
+pub mod check;
+pub mod config_source;
+pub mod haproxy;
 pub mod logsink;
 pub mod net;
 pub mod probe;

@@ -1,8 +1,7 @@
 //! The `tether` binary: the production daemon and its CLI.
 //!
 //! `tether run` serves traffic; `check` and `convert` explain and translate configurations;
-//! `probe` verifies affinity from outside; `sim` predicts it; `table` operates a running
-//! daemon's stick tables.
+//! `probe` verifies affinity from outside; `sim` predicts it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,11 +9,18 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
+use tether::config_source::{ConfigSource, QuickForm};
 use tether::logsink::{DaemonSink, LogFormat};
 use tether::run::Daemon;
+use tether_core::config::Config;
+use tether_core::engine::runtime;
 
 #[derive(Parser)]
-#[command(name = "tether", version, about = "A TLS-aware TCP load balancer with session affinity")]
+#[command(
+    name = "tether",
+    version,
+    about = "A TLS-aware TCP load balancer with session affinity"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,16 +30,41 @@ struct Cli {
 enum Command {
     /// Run the balancer in the foreground until SIGTERM/SIGINT (SIGHUP reloads).
     Run(RunArgs),
+    /// Check a tether.toml or haproxy.cfg: every finding in one pass, with file:line and a fix.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Print the native TOML equivalent of an haproxy.cfg.
+    Convert {
+        /// The haproxy.cfg to convert.
+        file: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
     /// Native TOML configuration.
-    #[arg(short = 'c', long = "config", conflicts_with = "haproxy")]
+    #[arg(short = 'c', long = "config", conflicts_with_all = ["haproxy", "listen"])]
     config: Option<PathBuf>,
     /// An haproxy.cfg to import (behaves as HAProxy 2.6 does).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "listen")]
     haproxy: Option<PathBuf>,
+    /// Quick form: listening address, e.g. 127.0.0.1:9443.
+    #[arg(long, requires = "server")]
+    listen: Option<String>,
+    /// Quick form: a server address (repeat for each server).
+    #[arg(long)]
+    server: Vec<String>,
+    /// Quick form: the affinity chain, e.g. session-id,ticket,psk,source.
+    #[arg(long)]
+    affinity: Option<String>,
+    /// Quick form: roundrobin, leastconn, first or hash.
+    #[arg(long)]
+    balance: Option<String>,
+    /// Quick form: expect a PROXY protocol header on each connection.
+    #[arg(long)]
+    accept_proxy: bool,
 }
 
 fn main() -> ExitCode {
@@ -41,6 +72,8 @@ fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Check { file } => check(&file),
+        Command::Convert { file } => convert(&file),
     };
     match result {
         Ok(code) => code,
@@ -61,14 +94,100 @@ fn init_tracing() {
         .init();
 }
 
+fn check(file: &std::path::Path) -> Result<ExitCode> {
+    let report = tether::check::check_file(file);
+    println!("{report}");
+    Ok(if report.has_errors() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn convert(file: &std::path::Path) -> Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    match tether::haproxy::convert_haproxy(&file.display().to_string(), &text) {
+        Ok((config, findings)) => {
+            for f in findings {
+                eprintln!("{f}");
+            }
+            print!("{}", tether::haproxy::to_toml(&config));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 fn run(args: RunArgs) -> Result<ExitCode> {
-    let _ = (args.config, args.haproxy);
+    let source = match (args.config, args.haproxy, args.listen) {
+        (Some(c), _, _) => ConfigSource::Toml(c),
+        (_, Some(h), _) => ConfigSource::Haproxy(h),
+        (_, _, Some(listen)) => ConfigSource::Inline(Box::new(
+            QuickForm {
+                listen,
+                servers: args.server,
+                affinity: args.affinity,
+                balance: args.balance,
+                accept_proxy: args.accept_proxy,
+            }
+            .to_config()?,
+        )),
+        _ => anyhow::bail!("say what to run: -c tether.toml, --haproxy haproxy.cfg, or --listen ADDR --server ADDR..."),
+    };
+    let config = source.load()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(async {
-        let _ = (Daemon::start, Arc::new(DaemonSink { format: LogFormat::Tcplog }));
-        Ok(ExitCode::SUCCESS)
+    rt.block_on(serve(source, config))
+}
+
+fn sink_for(config: &Config) -> Arc<DaemonSink> {
+    Arc::new(DaemonSink {
+        format: match config.global.log_format {
+            tether_core::config::LogFormat::Tcplog => LogFormat::Tcplog,
+            tether_core::config::LogFormat::Json => LogFormat::Json,
+        },
     })
+}
+
+async fn serve(source: ConfigSource, config: Config) -> Result<ExitCode> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let built = runtime::build(&config, None)?;
+    let grace = built.grace;
+    let mut daemon = Daemon::start(built, sink_for(&config)).await?;
+    for (name, addr) in daemon.local_addrs() {
+        tracing::info!(frontend = %name, %addr, "ready");
+    }
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            biased;
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                match source.load().and_then(|c| {
+                    runtime::build(&c, Some(daemon.runtime())).map_err(anyhow::Error::from)
+                }) {
+                    Ok(new) => match daemon.reload(new).await {
+                        Ok(()) => tracing::info!("configuration reloaded; stick tables kept"),
+                        Err(e) => tracing::error!("reload refused, old configuration still running: {e:#}"),
+                    },
+                    Err(e) => tracing::error!("reload refused, old configuration still running:\n{e:#}"),
+                }
+            }
+        }
+    }
+    tracing::info!(grace_ms = grace.as_millis() as u64, "stopping: no new connections, waiting for established ones");
+    let left = daemon.shutdown(grace).await;
+    if left > 0 {
+        tracing::warn!(connections = left, "grace period over; closing remaining connections");
+    }
+    Ok(ExitCode::SUCCESS)
 }

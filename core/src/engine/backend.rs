@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::affinity::{AffinityKey, AffinityOutcome, Chain, Route, Rules, TableKind};
 use crate::balance::{Algorithm, Balancer, PickContext};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryContext, RetryPolicy};
 use crate::server::{AdminState, Health, HealthConfig, OperState, ServerState, Transition};
 use crate::stick::StickTableConfig;
 use crate::ServerId;
@@ -124,7 +124,6 @@ impl OutcomeCounters {
 }
 
 /// Mutable per-backend state: server states, health counters and the balancers.
-#[derive(Debug)]
 pub struct BackendState {
     /// Server states, indexed by [`ServerId`].
     pub servers: Vec<ServerState>,
@@ -132,6 +131,15 @@ pub struct BackendState {
     pub health: Vec<Health>,
     balancer: Balancer,
     hash: Option<Balancer>,
+}
+
+impl std::fmt::Debug for BackendState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendState")
+            .field("servers", &self.servers)
+            .field("health", &self.health)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The outcome of choosing a server.
@@ -168,6 +176,10 @@ pub struct Backend {
     pub outcomes: OutcomeCounters,
     /// Connections for which no server was usable.
     pub nosrv: AtomicU64,
+    /// With `balance hash`: what is hashed (`Source` or `Sni`).
+    pub balance_hash: Option<AffinityKey>,
+    /// The balancing algorithm (retries depend on whether it is deterministic).
+    pub algorithm: Algorithm,
     state: Mutex<BackendState>,
 }
 
@@ -194,6 +206,8 @@ pub struct BackendSpec {
     pub passive_health: bool,
     /// Bounded-load factor for source / SNI hashing (percent, e.g. 150).
     pub hash_balance_factor: Option<u32>,
+    /// With `balance hash`: what is hashed (`Source` or `Sni`).
+    pub balance_hash: Option<AffinityKey>,
 }
 
 impl Backend {
@@ -228,6 +242,8 @@ impl Backend {
             passive_health: spec.passive_health,
             outcomes: OutcomeCounters::default(),
             nosrv: AtomicU64::new(0),
+            balance_hash: spec.balance_hash,
+            algorithm: spec.algorithm,
             state: Mutex::new(BackendState {
                 servers: states,
                 health,
@@ -252,7 +268,8 @@ impl Backend {
 
     /// Chooses a server for `route`, never one in `avoid` while another is usable, and counts it
     /// as busy. Pair every chosen server with [`Backend::release`].
-    pub fn choose(&self, route: &Route, avoid: &[ServerId]) -> Choice {
+    /// `balance_key` feeds `balance hash` when the route leaves the choice to the balancer.
+    pub fn choose(&self, route: &Route, avoid: &[ServerId], balance_key: Option<&[u8]>) -> Choice {
         let mut st = self.state();
         let mut choice = Choice::default();
         if let Route::Sticky { server, .. } = *route {
@@ -287,7 +304,7 @@ impl Backend {
                 _ => balancer.pick(
                     servers,
                     &PickContext {
-                        hash_key: None,
+                        hash_key: balance_key,
                         avoid,
                     },
                 ),
@@ -365,6 +382,23 @@ impl Backend {
         balancer.update(servers);
         if let Some(h) = hash.as_mut() {
             h.update(servers);
+        }
+    }
+
+    /// What HAProxy's retry decision looks at: is `server` still UP, how many servers can take
+    /// balanced traffic.
+    pub fn retry_context(&self, server: ServerId) -> RetryContext {
+        let st = self.state();
+        RetryContext {
+            target_up: st
+                .servers
+                .get(server.index())
+                .is_some_and(|s| s.oper == OperState::Up),
+            usable_servers: st
+                .servers
+                .iter()
+                .filter(|s| !s.backup && s.usable_for_balance())
+                .count(),
         }
     }
 

@@ -138,7 +138,12 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
     }
 
     // Choose and connect, with retries and redispatch.
-    let mut choice = be.choose(&decision.route, &[]);
+    let balance_key: Option<Vec<u8>> = match be.balance_hash {
+        Some(AffinityKey::Sni) => ins.hello.as_ref().and_then(|h| h.sni.as_deref()).map(<[u8]>::to_vec),
+        Some(_) => Some(crate::affinity::chain::ip_bytes(ins.client.ip())),
+        None => None,
+    };
+    let mut choice = be.choose(&decision.route, &[], balance_key.as_deref());
     let sticky_unusable = choice.sticky_unusable;
     let mut attempts: Option<Attempts> = None;
     let mut redispatched_sticky = false;
@@ -172,8 +177,10 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
                 tracing::warn!(backend = %be.name, server = %be.servers[server.index()].name, transition = ?t, "passive health: server marked down after failed connects");
             }
         }
-        let a = attempts.get_or_insert_with(|| Attempts::new(&be.retry, server, choice.sticky));
-        match a.on_failure(failure, ctx.clock.now()) {
+        let a = attempts.get_or_insert_with(|| {
+            Attempts::new(&be.retry, server, choice.sticky).with_algorithm(&be.algorithm)
+        });
+        match a.on_failure_in(failure, ctx.clock.now(), be.retry_context(server)) {
             RetryDecision::RetrySame { not_before } => {
                 counters.retries.fetch_add(1, Ordering::Relaxed);
                 sleep_until(ctx.clock.instant(not_before)).await;
@@ -185,7 +192,7 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
                 counters.redispatches.fetch_add(1, Ordering::Relaxed);
                 sleep_until(ctx.clock.instant(not_before)).await;
                 redispatched_sticky |= choice.sticky;
-                choice = be.choose(&Route::Balance, a.avoid());
+                choice = be.choose(&Route::Balance, a.avoid(), balance_key.as_deref());
                 if let Some(s) = choice.server {
                     a.set_server(s);
                 }

@@ -22,3 +22,256 @@ pub struct Runtime {
     /// How long established connections may take to finish after SIGTERM.
     pub grace: Duration,
 }
+
+use crate::affinity::{
+    AffinityKey, Chain, RuleAction, RuleCondition, RuleSample, Rules, StickRule,
+};
+use crate::balance::Algorithm;
+use crate::config::{self, Config};
+use crate::retry::{Redispatch, RetryPolicy};
+use crate::server::{HealthConfig, ServerState};
+use crate::stick::StickTableConfig;
+
+use super::backend::{AffinityMode, BackendSpec, BackendTimeouts, ServerSlot};
+use super::tables::BackendTables;
+
+/// Why a validated configuration still cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// A frontend names a backend that does not exist.
+    #[error("frontend {frontend}: backend {backend:?} is not defined; add a [[backend]] named {backend:?}")]
+    UnknownBackend {
+        /// The frontend.
+        frontend: String,
+        /// The missing backend.
+        backend: String,
+    },
+    /// An imported rule uses something the engine does not evaluate.
+    #[error("backend {backend}: {what} is not supported at run time; {fix}")]
+    Unsupported {
+        /// The backend.
+        backend: String,
+        /// What is unsupported.
+        what: String,
+        /// What to do instead.
+        fix: String,
+    },
+}
+
+/// Builds the runtime for `config`. With `previous`, stick tables of same-named backends are
+/// taken over (same kind and table settings) and their entries renumbered to the new server
+/// order by server name; entries of removed servers are dropped.
+pub fn build(config: &Config, previous: Option<&Runtime>) -> Result<Runtime, BuildError> {
+    let mut backends: BTreeMap<String, Arc<Backend>> = BTreeMap::new();
+    for b in &config.backends {
+        let old = previous.and_then(|p| p.backends.get(&b.name));
+        let backend = build_backend(b, old.map(|o| &**o))?;
+        backends.insert(b.name.clone(), Arc::new(backend));
+    }
+    let mut frontends = Vec::new();
+    for f in &config.frontends {
+        let backend = backends
+            .get(&f.backend)
+            .cloned()
+            .ok_or_else(|| BuildError::UnknownBackend {
+                frontend: f.name.clone(),
+                backend: f.backend.clone(),
+            })?;
+        let cfg_backend = config.backends.iter().find(|b| b.name == f.backend);
+        // An imported backend inspects as HAProxy does: only as long as its own
+        // `tcp-request inspect-delay` says (none: no waiting at all).
+        let inspect_delay = match cfg_backend.and_then(|b| b.haproxy.as_ref()) {
+            Some(h) if cfg_backend.is_some_and(|b| b.affinity.is_none()) => {
+                h.request_inspect_delay.unwrap_or(Duration::ZERO)
+            }
+            _ => f.inspect_delay,
+        };
+        for bind in &f.bind {
+            let mut fe = Frontend::new(f.name.clone(), bind.clone(), backend.clone());
+            fe.accept_proxy = f.accept_proxy;
+            fe.inspect_delay = inspect_delay;
+            fe.inspect_cap = usize::try_from(f.inspect_cap).unwrap_or(usize::MAX).max(64);
+            fe.timeout_client = f.timeout_client;
+            fe.maxconn = f.maxconn.map(|n| n as usize);
+            frontends.push(Arc::new(fe));
+        }
+    }
+    Ok(Runtime {
+        frontends,
+        backends,
+        maxconn: config.global.maxconn.max(1) as usize,
+        grace: config.global.grace,
+    })
+}
+
+fn build_backend(b: &config::Backend, old: Option<&Backend>) -> Result<Backend, BuildError> {
+    let algorithm = match b.balance {
+        config::BalanceAlgorithm::RoundRobin => Algorithm::RoundRobin,
+        config::BalanceAlgorithm::LeastConn => Algorithm::LeastConn,
+        config::BalanceAlgorithm::First => Algorithm::First,
+        config::BalanceAlgorithm::Hash => Algorithm::Hash {
+            balance_factor: b.hash_balance_factor,
+        },
+    };
+    let affinity = match b.effective_affinity() {
+        Some(keys) => {
+            let keys: Vec<AffinityKey> = keys
+                .iter()
+                .map(|k| match k {
+                    config::AffinityKey::SessionId => AffinityKey::SessionId,
+                    config::AffinityKey::Ticket => AffinityKey::Ticket,
+                    config::AffinityKey::Psk => AffinityKey::Psk,
+                    config::AffinityKey::Source => AffinityKey::Source,
+                    config::AffinityKey::Sni => AffinityKey::Sni,
+                })
+                .collect();
+            AffinityMode::Chain(Chain::new(&keys))
+        }
+        None => AffinityMode::Rules(build_rules(b)?),
+    };
+    let table = StickTableConfig {
+        key_len: (b.stick_table.key_len as usize).clamp(1, crate::stick::MAX_KEY_LEN),
+        size: usize::try_from(b.stick_table.size).unwrap_or(usize::MAX),
+        expire: b.stick_table.expire,
+        nopurge: b.stick_table.nopurge,
+    };
+    let servers = b
+        .servers
+        .iter()
+        .map(|s| {
+            let health = HealthConfig {
+                inter: s.inter.unwrap_or(b.check.inter),
+                rise: s.rise.unwrap_or(b.check.rise),
+                fall: s.fall.unwrap_or(b.check.fall),
+                observe: b.check.passive,
+                ..HealthConfig::default()
+            };
+            let mut state = ServerState::new(s.name.clone(), s.weight);
+            state.backup = s.backup;
+            state.maxconn = s.maxconn.unwrap_or(0);
+            (
+                ServerSlot {
+                    name: s.name.clone(),
+                    address: s.address.clone(),
+                    check: s.check,
+                    health,
+                    counters: Default::default(),
+                },
+                state,
+            )
+        })
+        .collect::<Vec<_>>();
+    let timeouts = BackendTimeouts {
+        connect: b.timeout_connect,
+        server: b.timeout_server,
+        queue: b.timeout_queue.unwrap_or(b.timeout_connect),
+    };
+    let spec = BackendSpec {
+        name: b.name.clone(),
+        algorithm,
+        balance_hash: match (b.balance, b.hash_key) {
+            (config::BalanceAlgorithm::Hash, Some(config::HashKey::Sni)) => {
+                Some(AffinityKey::Sni)
+            }
+            (config::BalanceAlgorithm::Hash, _) => Some(AffinityKey::Source),
+            _ => None,
+        },
+        servers,
+        affinity,
+        table: table.clone(),
+        retry: RetryPolicy {
+            retries: b.retries,
+            redispatch: match b.redispatch {
+                config::Redispatch::Never => Redispatch::Off,
+                config::Redispatch::Interval(n) => Redispatch::Interval(n),
+            },
+            redispatch_on_refused: b.redispatch_on_refused,
+            connect_timeout: b.timeout_connect,
+        },
+        persist: b.persist,
+        timeouts,
+        passive_health: b.check.passive,
+        hash_balance_factor: b.hash_balance_factor,
+    };
+    let Some(old) = old else {
+        return Ok(Backend::new(spec));
+    };
+    let previous: Vec<_> = old.tables.iter().cloned().collect();
+    let tables = BackendTables::reusing(&spec.affinity.tables(), &table, &previous);
+    let names: Vec<String> = spec.servers.iter().map(|(s, _)| s.name.clone()).collect();
+    for t in tables.iter() {
+        if previous.iter().any(|p| Arc::ptr_eq(p, t)) {
+            t.remap_servers(|id| {
+                let name = &old.servers.get(id.index())?.name;
+                names
+                    .iter()
+                    .position(|n| n == name)
+                    .map(|i| crate::ServerId(i as u32))
+            });
+        }
+    }
+    Ok(Backend::with_tables(spec, tables))
+}
+
+fn build_rules(b: &config::Backend) -> Result<Rules, BuildError> {
+    let Some(h) = &b.haproxy else {
+        return Ok(Rules::default());
+    };
+    let unsupported = |what: String, fix: &str| BuildError::Unsupported {
+        backend: b.name.clone(),
+        what,
+        fix: fix.to_string(),
+    };
+    let cond = |c: &config::Condition| -> Result<RuleCondition, BuildError> {
+        match c {
+            config::Condition::Always => Ok(RuleCondition::Always),
+            config::Condition::ClientHello => Ok(RuleCondition::ClientHello),
+            config::Condition::ServerHello => Ok(RuleCondition::ServerHello),
+            other => Err(unsupported(
+                format!("the condition `{other}`"),
+                "use client-hello, server-hello or always, or a native affinity chain",
+            )),
+        }
+    };
+    let mut request_accept_if = None;
+    for r in &h.request_content {
+        match r.action {
+            config::ContentAction::Accept => {
+                if request_accept_if.is_none() {
+                    request_accept_if = Some(cond(&r.when)?);
+                }
+            }
+            config::ContentAction::Reject => {
+                return Err(unsupported(
+                    "`tcp-request content reject`".into(),
+                    "remove the rule; tether forwards non-TLS traffic unless the backend refuses it",
+                ))
+            }
+        }
+    }
+    let mut rules = Vec::new();
+    for s in &h.stick {
+        rules.push(StickRule {
+            action: match s.action {
+                config::StickAction::On => RuleAction::On,
+                config::StickAction::Match => RuleAction::Match,
+                config::StickAction::StoreRequest => RuleAction::StoreRequest,
+                config::StickAction::StoreResponse => RuleAction::StoreResponse,
+            },
+            sample: match s.sample {
+                config::Sample::PayloadLv { offset, len_size } => RuleSample::PayloadLv {
+                    offset: offset as usize,
+                    len_size: usize::from(len_size),
+                },
+                config::Sample::Sni => RuleSample::Sni,
+                config::Sample::Src => RuleSample::Src,
+            },
+            condition: cond(&s.when)?,
+        });
+    }
+    Ok(Rules {
+        rules,
+        request_accept_if,
+        response_inspect: h.response_inspect_delay.is_some(),
+    })
+}

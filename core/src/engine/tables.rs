@@ -123,11 +123,24 @@ impl SharedTable {
 
     /// Counters summed over shards.
     pub fn stats(&self) -> StickStats {
-        let mut total = StickStats::default();
+        let mut t = StickStats::default();
         for s in self.shards.iter() {
-            total.add(&lock(s).stats());
+            let s = lock(s).stats();
+            t.entries += s.entries;
+            t.capacity += s.capacity;
+            t.hits += s.hits;
+            t.misses += s.misses;
+            t.learned += s.learned;
+            t.inserted += s.inserted;
+            t.updated += s.updated;
+            t.refreshed += s.refreshed;
+            t.sets += s.sets;
+            t.evicted += s.evicted;
+            t.expired += s.expired;
+            t.refused += s.refused;
+            t.removed += s.removed;
         }
-        total
+        t
     }
 
     /// Renumbers or drops entries after a reload changed the server list.
