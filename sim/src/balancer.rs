@@ -144,8 +144,7 @@ impl BalancerHost for RoundRobinRelay {
         }
         let relay = self.clone();
         Box::pin(async move {
-            let listener =
-                turmoil::net::TcpListener::bind(("0.0.0.0", env.listen_port)).await?;
+            let listener = turmoil::net::TcpListener::bind(("0.0.0.0", env.listen_port)).await?;
             loop {
                 let (client, _) = listener.accept().await?;
                 let candidates = relay.pool.borrow_mut().candidates(relay.attempts);

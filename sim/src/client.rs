@@ -272,17 +272,21 @@ pub fn client_hello(kind: ClientKind, offer: &Offer, shape: &HelloShape, rng: &m
         ext::SUPPORTED_GROUPS,
         &[0x00, 0x08, 0x11, 0xec, 0x00, 0x1d, 0x00, 0x17, 0x00, 0x18],
     );
-    push_extension(&mut exts, ext::SIGNATURE_ALGORITHMS, &tls_wire::filler(18, 4));
     push_extension(
         &mut exts,
-        ext::ALPN,
-        b"\x00\x0c\x02h2\x08http/1.1",
+        ext::SIGNATURE_ALGORITHMS,
+        &tls_wire::filler(18, 4),
     );
+    push_extension(&mut exts, ext::ALPN, b"\x00\x0c\x02h2\x08http/1.1");
     if let Some(ticket) = &offer.ticket {
         push_extension(&mut exts, ext::SESSION_TICKET, ticket);
     }
     if tls13 {
-        push_extension(&mut exts, ext::SUPPORTED_VERSIONS, &[4, 0x03, 0x04, 0x03, 0x03]);
+        push_extension(
+            &mut exts,
+            ext::SUPPORTED_VERSIONS,
+            &[4, 0x03, 0x04, 0x03, 0x03],
+        );
         push_extension(&mut exts, ext::PSK_KEY_EXCHANGE_MODES, &[1, 1]);
         let mut shares = Vec::with_capacity(1300);
         if shape.pq_key_share {
@@ -361,7 +365,10 @@ pub struct Exchange {
 pub const SEGMENT: usize = 1448;
 
 /// Writes `bytes` as separate segments of at most [`SEGMENT`] bytes.
-pub async fn write_segments<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> Result<(), WireError> {
+pub async fn write_segments<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    bytes: &[u8],
+) -> Result<(), WireError> {
     for chunk in bytes.chunks(SEGMENT) {
         w.write_all(chunk).await?;
     }
@@ -370,7 +377,11 @@ pub async fn write_segments<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> R
 }
 
 /// Runs the client side of the TLS handshake after the ClientHello has been sent.
-pub async fn finish_handshake<R, W>(rd: &mut R, wr: &mut W, kind: ClientKind) -> Result<ServerAnswer, WireError>
+pub async fn finish_handshake<R, W>(
+    rd: &mut R,
+    wr: &mut W,
+    kind: ClientKind,
+) -> Result<ServerAnswer, WireError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -506,7 +517,12 @@ pub fn parse_ticket13(body: &[u8]) -> Result<Vec<u8>, WireError> {
 }
 
 /// Sends the request and reads the response; TLS 1.3 tickets arriving meanwhile are collected.
-pub async fn exchange<R, W>(rd: &mut R, wr: &mut W, x: Exchange, tickets: &mut Vec<Vec<u8>>) -> Result<(), WireError>
+pub async fn exchange<R, W>(
+    rd: &mut R,
+    wr: &mut W,
+    x: Exchange,
+    tickets: &mut Vec<Vec<u8>>,
+) -> Result<(), WireError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -579,9 +595,10 @@ mod tests {
     #[test]
     fn tls13_single_use_pops_tickets_and_reuse_keeps_them() {
         let mut rng = Rng::new(2);
-        for (kind, second_has_psk_again) in
-            [(ClientKind::Tls13SingleUse, false), (ClientKind::Tls13Reuse, true)]
-        {
+        for (kind, second_has_psk_again) in [
+            (ClientKind::Tls13SingleUse, false),
+            (ClientKind::Tls13Reuse, true),
+        ] {
             let mut c = ClientSession::new(kind, Duration::from_secs(600));
             let o = c.offer(&mut rng, 0);
             assert!(o.psk.is_none());
@@ -610,7 +627,10 @@ mod tests {
         let hello = client_hello(ClientKind::Tls13SingleUse, &offer, &shape(), &mut rng);
         assert!(hello.len() > SEGMENT, "len {}", hello.len());
         assert_eq!(&hello[..3], &[0x16, 0x03, 0x01]);
-        assert_eq!(usize::from(u16::from_be_bytes([hello[3], hello[4]])), hello.len() - 5);
+        assert_eq!(
+            usize::from(u16::from_be_bytes([hello[3], hello[4]])),
+            hello.len() - 5
+        );
         assert_eq!(hello[5], hs::CLIENT_HELLO);
         // payload_lv(43,1): the session ID length at offset 43 of the record.
         assert_eq!(hello[43], 32);
@@ -624,6 +644,8 @@ mod tests {
         r.vec8("").unwrap();
         let exts = tls_wire::extensions(r.vec16("").unwrap()).unwrap();
         assert_eq!(exts.last().unwrap().0, ext::PRE_SHARED_KEY);
-        assert!(exts.iter().any(|(t, d)| *t == ext::KEY_SHARE && d.len() > 1216));
+        assert!(exts
+            .iter()
+            .any(|(t, d)| *t == ext::KEY_SHARE && d.len() > 1216));
     }
 }

@@ -69,10 +69,9 @@ impl World<'_> {
     }
 
     fn server(&self, i: usize) -> Result<String, SimError> {
-        self.servers
-            .get(i)
-            .cloned()
-            .ok_or_else(|| SimError::Scenario(format!("event names server {i}, which does not exist")))
+        self.servers.get(i).cloned().ok_or_else(|| {
+            SimError::Scenario(format!("event names server {i}, which does not exist"))
+        })
     }
 
     fn set_latency(&self, a: &[String], b: &str, latency: Duration) {
@@ -153,10 +152,14 @@ impl World<'_> {
 
 fn validate(scenario: &Scenario) -> Result<(), SimError> {
     if scenario.servers.count == 0 {
-        return Err(SimError::Scenario("servers.count must be at least 1".into()));
+        return Err(SimError::Scenario(
+            "servers.count must be at least 1".into(),
+        ));
     }
     if scenario.fleets.is_empty() || scenario.fleets.len() > 15 {
-        return Err(SimError::Scenario("write between 1 and 15 [[fleets]]".into()));
+        return Err(SimError::Scenario(
+            "write between 1 and 15 [[fleets]]".into(),
+        ));
     }
     let mut names: Vec<&str> = scenario.fleets.iter().map(|f| f.name.as_str()).collect();
     names.sort_unstable();
@@ -205,7 +208,9 @@ pub fn simulate(
                 recorder: recorder.clone(),
             };
             let b = b.clone();
-            world.sim.host(BALANCER_HOST, move || b.software(env.clone()));
+            world
+                .sim
+                .host(BALANCER_HOST, move || b.software(env.clone()));
             BALANCER_HOST.to_owned()
         }
         None => world.servers[0].clone(),
@@ -227,7 +232,9 @@ pub fn simulate(
     world.set_latency(&world.fleet_hosts.clone(), &target, client_latency);
     if balancer.is_some() {
         for s in world.servers.clone() {
-            world.sim.set_link_latency(BALANCER_HOST, s.as_str(), world.server_latency);
+            world
+                .sim
+                .set_link_latency(BALANCER_HOST, s.as_str(), world.server_latency);
         }
     }
 

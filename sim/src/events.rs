@@ -91,8 +91,14 @@ impl Action {
             Action::AddServer => "add server".to_owned(),
             Action::RemoveServer { server } => format!("remove server {server}"),
             Action::RestartBalancer => "restart balancer".to_owned(),
-            Action::Latency { server: Some(s), latency } => format!("latency {latency} to server {s}"),
-            Action::Latency { server: None, latency } => format!("latency {latency} to clients"),
+            Action::Latency {
+                server: Some(s),
+                latency,
+            } => format!("latency {latency} to server {s}"),
+            Action::Latency {
+                server: None,
+                latency,
+            } => format!("latency {latency} to clients"),
         }
     }
 }

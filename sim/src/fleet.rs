@@ -12,11 +12,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tether_core::engine::proxy_protocol;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::client::{
-    self, client_hello, ClientKind, ClientSession, Exchange, Failure, HelloShape,
-};
+use crate::client::{self, client_hello, ClientKind, ClientSession, Exchange, Failure, HelloShape};
 use crate::metrics::{ConnectionRecord, SharedRecorder};
 use crate::rng::Rng;
 use crate::scenario::SimDuration;
@@ -301,7 +299,15 @@ async fn one_connection(
         record.failure = Some(Failure::InFlight);
         return record;
     }
-    tokio::time::sleep(exchange.hold).await;
+    // Keep the connection open for the hold time; the server never closes first, so EOF or an
+    // error meanwhile means the connection broke while in use.
+    let mut probe = [0u8; 64];
+    if let Ok(read) = tokio::time::timeout(exchange.hold, rd.read(&mut probe)).await {
+        if !matches!(read, Ok(n) if n > 0) {
+            record.failure = Some(Failure::InFlight);
+            return record;
+        }
+    }
     let _ = wr.shutdown().await;
     record
 }

@@ -32,7 +32,9 @@ pub enum SimError {
     #[error("scenario: {0}")]
     Scenario(String),
     /// The scenario asks for tether's engine, which this build cannot run yet.
-    #[error("balancer kind \"engine\" needs the engine integration; use kind = \"relay\" or \"direct\"")]
+    #[error(
+        "balancer kind \"engine\" needs the engine integration; use kind = \"relay\" or \"direct\""
+    )]
     EngineUnavailable,
     /// turmoil stopped with an error (a host failed or the time limit was reached).
     #[error("simulation: {0}")]

@@ -294,7 +294,11 @@ impl Imbalance {
             return Imbalance::default();
         }
         let max = loads.iter().copied().max().unwrap_or(0) as f64;
-        let var = loads.iter().map(|&l| (l as f64 - mean).powi(2)).sum::<f64>() / n;
+        let var = loads
+            .iter()
+            .map(|&l| (l as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
         Imbalance {
             max_over_mean: round4(max / mean),
             coefficient_of_variation: round4(var.sqrt() / mean),
@@ -332,7 +336,10 @@ mod tests {
     #[test]
     fn imbalance_of_even_and_skewed_loads() {
         assert_eq!(Imbalance::of(&[10, 10, 10, 10]).max_over_mean, 1.0);
-        assert_eq!(Imbalance::of(&[10, 10, 10, 10]).coefficient_of_variation, 0.0);
+        assert_eq!(
+            Imbalance::of(&[10, 10, 10, 10]).coefficient_of_variation,
+            0.0
+        );
         let skew = Imbalance::of(&[40, 0, 0, 0]);
         assert_eq!(skew.max_over_mean, 4.0);
         assert!(skew.coefficient_of_variation > 1.7);

@@ -18,7 +18,8 @@ const SIZE: (u32, u32) = (960, 540);
 pub fn write_plots(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, SimError> {
     std::fs::create_dir_all(dir).map_err(|e| plot_error(dir, e))?;
     let mut written = Vec::new();
-    let mut charts: Vec<(&str, Chart)> = vec![("load", Chart::Load), ("resumption", Chart::Resumption)];
+    let mut charts: Vec<(&str, Chart)> =
+        vec![("load", Chart::Load), ("resumption", Chart::Resumption)];
     if !report.series.table_occupancy.is_empty() {
         charts.push(("table", Chart::Table));
     }
@@ -74,51 +75,85 @@ where
                 .unwrap_or(1)
                 .max(1) as f64;
             let mut c = ChartBuilder::on(root)
-                .caption(format!("{}: connections per server per minute", r.scenario), ("sans-serif", 22))
+                .caption(
+                    format!("{}: connections per server per minute", r.scenario),
+                    ("sans-serif", 22),
+                )
                 .margin(12)
                 .x_label_area_size(36)
                 .y_label_area_size(60)
                 .build_cartesian_2d(0f64..minutes, 0f64..top * 1.1)?;
-            c.configure_mesh().x_desc("minute").y_desc("connections").draw()?;
+            c.configure_mesh()
+                .x_desc("minute")
+                .y_desc("connections")
+                .draw()?;
             for (i, (name, v)) in r.series.connections_per_server.iter().enumerate() {
                 let color = Palette99::pick(i).to_rgba();
                 c.draw_series(LineSeries::new(
-                    v.iter().enumerate().map(|(m, &y)| (m as f64 + 0.5, y as f64)),
+                    v.iter()
+                        .enumerate()
+                        .map(|(m, &y)| (m as f64 + 0.5, y as f64)),
                     color.stroke_width(2),
                 ))?
                 .label(name.clone())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
             }
-            c.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+            c.configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
         }
         Chart::Resumption => {
             let mut c = ChartBuilder::on(root)
-                .caption(format!("{}: resumption rate per minute", r.scenario), ("sans-serif", 22))
+                .caption(
+                    format!("{}: resumption rate per minute", r.scenario),
+                    ("sans-serif", 22),
+                )
                 .margin(12)
                 .x_label_area_size(36)
                 .y_label_area_size(60)
                 .build_cartesian_2d(0f64..minutes, 0f64..1.05f64)?;
-            c.configure_mesh().x_desc("minute").y_desc("resumed / handshakes").draw()?;
+            c.configure_mesh()
+                .x_desc("minute")
+                .y_desc("resumed / handshakes")
+                .draw()?;
             c.draw_series(LineSeries::new(
-                r.series.resumption_rate.iter().enumerate().map(|(m, &y)| (m as f64 + 0.5, y)),
+                r.series
+                    .resumption_rate
+                    .iter()
+                    .enumerate()
+                    .map(|(m, &y)| (m as f64 + 0.5, y)),
                 BLUE.stroke_width(2),
             ))?;
             for e in &r.events {
                 let x = e.at_seconds / 60.0;
-                c.draw_series(std::iter::once(PathElement::new(vec![(x, 0.0), (x, 1.05)], RED.stroke_width(1))))?;
-                c.draw_series(std::iter::once(Text::new(e.what.clone(), (x, 1.0), ("sans-serif", 14).into_font().color(&RED))))?;
+                c.draw_series(std::iter::once(PathElement::new(
+                    vec![(x, 0.0), (x, 1.05)],
+                    RED.stroke_width(1),
+                )))?;
+                c.draw_series(std::iter::once(Text::new(
+                    e.what.clone(),
+                    (x, 1.0),
+                    ("sans-serif", 14).into_font().color(&RED),
+                )))?;
             }
         }
         Chart::Table => {
             let v = &r.series.table_occupancy;
             let top = v.iter().copied().max().unwrap_or(1).max(1) as f64;
             let mut c = ChartBuilder::on(root)
-                .caption(format!("{}: stick-table entries", r.scenario), ("sans-serif", 22))
+                .caption(
+                    format!("{}: stick-table entries", r.scenario),
+                    ("sans-serif", 22),
+                )
                 .margin(12)
                 .x_label_area_size(36)
                 .y_label_area_size(70)
                 .build_cartesian_2d(0f64..(v.len().max(1) as f64), 0f64..top * 1.1)?;
-            c.configure_mesh().x_desc("minute").y_desc("entries").draw()?;
+            c.configure_mesh()
+                .x_desc("minute")
+                .y_desc("entries")
+                .draw()?;
             c.draw_series(LineSeries::new(
                 v.iter().enumerate().map(|(m, &y)| (m as f64, y as f64)),
                 GREEN.stroke_width(2),

@@ -81,7 +81,9 @@ impl Report {
             ..Series::default()
         };
         for name in servers.keys() {
-            series.connections_per_server.insert(name.clone(), vec![0; n]);
+            series
+                .connections_per_server
+                .insert(name.clone(), vec![0; n]);
         }
         for (&m, t) in rec.minutes() {
             let i = m as usize;

@@ -203,10 +203,14 @@ impl SimDuration {
             "m" => 60.0,
             "h" => 3600.0,
             "d" => 86400.0,
-            _ => return Err(format!("invalid duration unit in {text:?}: use ms, s, m, h or d")),
+            _ => {
+                return Err(format!(
+                    "invalid duration unit in {text:?}: use ms, s, m, h or d"
+                ))
+            }
         };
         let secs = value * scale;
-        if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+        if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
             return Err(format!("duration {text:?} out of range"));
         }
         Ok(SimDuration(Duration::from_secs_f64(secs)))
@@ -253,10 +257,19 @@ mod tests {
 
     #[test]
     fn durations_parse_and_print() {
-        assert_eq!(SimDuration::parse("300s").unwrap().get(), Duration::from_secs(300));
-        assert_eq!(SimDuration::parse("60m").unwrap().get(), Duration::from_secs(3600));
+        assert_eq!(
+            SimDuration::parse("300s").unwrap().get(),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            SimDuration::parse("60m").unwrap().get(),
+            Duration::from_secs(3600)
+        );
         assert_eq!(SimDuration::parse("250ms").unwrap().to_string(), "250ms");
-        assert_eq!(SimDuration::parse("1.5").unwrap().get(), Duration::from_millis(1500));
+        assert_eq!(
+            SimDuration::parse("1.5").unwrap().get(),
+            Duration::from_millis(1500)
+        );
         assert!(SimDuration::parse("5 parsecs").is_err());
         assert!(SimDuration::parse("").is_err());
     }
@@ -279,7 +292,10 @@ mod tests {
     #[test]
     fn example_scenarios_parse() {
         for (name, text) in [
-            ("tickets-shared", include_str!("../scenarios/tickets-shared.toml")),
+            (
+                "tickets-shared",
+                include_str!("../scenarios/tickets-shared.toml"),
+            ),
             ("tls13-fleet", include_str!("../scenarios/tls13-fleet.toml")),
             ("maintenance", include_str!("../scenarios/maintenance.toml")),
         ] {

@@ -361,7 +361,11 @@ impl ServerModel {
         body.extend_from_slice(&tls_wire::filler(32, self.index as u8));
         body.push(d.session_id.len() as u8);
         body.extend_from_slice(&d.session_id);
-        body.extend_from_slice(if d.tls13 { &[0x13, 0x01] } else { &[0xc0, 0x2f] });
+        body.extend_from_slice(if d.tls13 {
+            &[0x13, 0x01]
+        } else {
+            &[0xc0, 0x2f]
+        });
         body.push(0);
         let mut exts = Vec::with_capacity(1200);
         if d.tls13 {
@@ -400,10 +404,22 @@ impl ServerModel {
             push_record(&mut out, HANDSHAKE, &sh);
             push_record(&mut out, CHANGE_CIPHER_SPEC, &[1]);
             let mut inner = Vec::with_capacity(2048);
-            push_handshake(&mut inner, hs::ENCRYPTED_EXTENSIONS, &[0, 8, 0, 16, 0, 4, 0, 2, b'h', b'2']);
+            push_handshake(
+                &mut inner,
+                hs::ENCRYPTED_EXTENSIONS,
+                &[0, 8, 0, 16, 0, 4, 0, 2, b'h', b'2'],
+            );
             if !d.resumed {
-                push_handshake(&mut inner, hs::CERTIFICATE, &tls_wire::filler(CERTIFICATE_LEN, 11));
-                push_handshake(&mut inner, hs::CERTIFICATE_VERIFY, &tls_wire::filler(260, 15));
+                push_handshake(
+                    &mut inner,
+                    hs::CERTIFICATE,
+                    &tls_wire::filler(CERTIFICATE_LEN, 11),
+                );
+                push_handshake(
+                    &mut inner,
+                    hs::CERTIFICATE_VERIFY,
+                    &tls_wire::filler(260, 15),
+                );
             }
             push_handshake(&mut inner, hs::FINISHED, &tls_wire::filler(32, 20));
             push_encrypted(&mut out, APPLICATION_DATA, HANDSHAKE, &inner);
@@ -416,8 +432,16 @@ impl ServerModel {
             return out;
         }
         let mut msgs = sh;
-        push_handshake(&mut msgs, hs::CERTIFICATE, &tls_wire::filler(CERTIFICATE_LEN, 11));
-        push_handshake(&mut msgs, hs::SERVER_KEY_EXCHANGE, &tls_wire::filler(300, 12));
+        push_handshake(
+            &mut msgs,
+            hs::CERTIFICATE,
+            &tls_wire::filler(CERTIFICATE_LEN, 11),
+        );
+        push_handshake(
+            &mut msgs,
+            hs::SERVER_KEY_EXCHANGE,
+            &tls_wire::filler(300, 12),
+        );
         push_handshake(&mut msgs, hs::SERVER_HELLO_DONE, &[]);
         push_record(&mut out, HANDSHAKE, &msgs);
         out
@@ -427,7 +451,9 @@ impl ServerModel {
     pub fn second_flight12(&self, d: &Decision) -> Vec<u8> {
         let mut out = Vec::with_capacity(512);
         if let Some(ticket) = &d.ticket12 {
-            let mut body = ((self.ticket_lifetime_ms / 1000) as u32).to_be_bytes().to_vec();
+            let mut body = ((self.ticket_lifetime_ms / 1000) as u32)
+                .to_be_bytes()
+                .to_vec();
             body.extend_from_slice(&(ticket.len() as u16).to_be_bytes());
             body.extend_from_slice(ticket);
             let mut msg = Vec::new();
@@ -443,7 +469,9 @@ impl ServerModel {
     pub fn tickets13(&self, d: &Decision) -> Vec<u8> {
         let mut out = Vec::new();
         for (i, ticket) in d.tickets13.iter().enumerate() {
-            let mut body = ((self.ticket_lifetime_ms / 1000) as u32).to_be_bytes().to_vec();
+            let mut body = ((self.ticket_lifetime_ms / 1000) as u32)
+                .to_be_bytes()
+                .to_vec();
             body.extend_from_slice(&(i as u32).to_be_bytes());
             body.extend_from_slice(&[1, i as u8]);
             body.extend_from_slice(&(ticket.len() as u16).to_be_bytes());
@@ -512,7 +540,9 @@ async fn skip_proxy_header<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Vec<u8>, 
         }
         if !buf.is_empty() {
             match proxy_protocol::parse(&buf) {
-                Ok(ProxyStatus::Complete { header_len, .. }) => return Ok(buf.split_off(header_len)),
+                Ok(ProxyStatus::Complete { header_len, .. }) => {
+                    return Ok(buf.split_off(header_len))
+                }
                 Ok(ProxyStatus::Partial) => {}
                 Err(_) => return Err(WireError::Malformed("proxy header")),
             }
@@ -627,7 +657,12 @@ mod tests {
         s
     }
 
-    fn view(kind: ClientKind, client: &mut ClientSession, rng: &mut Rng, now: u64) -> (crate::client::Offer, ClientHelloView) {
+    fn view(
+        kind: ClientKind,
+        client: &mut ClientSession,
+        rng: &mut Rng,
+        now: u64,
+    ) -> (crate::client::Offer, ClientHelloView) {
         let offer = client.offer(rng, now);
         let bytes = client_hello(
             kind,
@@ -688,7 +723,10 @@ mod tests {
                 ..Default::default()
             };
             let d = a.decide(&first, 0);
-            assert!(d.session_id.is_empty(), "ticket-issuing server sends an empty ID");
+            assert!(
+                d.session_id.is_empty(),
+                "ticket-issuing server sends an empty ID"
+            );
             let ticket = d.ticket12.expect("ticket issued");
             let again = ClientHelloView {
                 session_id: vec![7; 32],
@@ -703,11 +741,21 @@ mod tests {
         // A restart with per-server keys invalidates the tickets.
         let mut a = ServerModel::new(0, 0, &spec(TicketKeys::PerServer));
         let t = a
-            .decide(&ClientHelloView { ticket: Some(vec![]), ..Default::default() }, 0)
+            .decide(
+                &ClientHelloView {
+                    ticket: Some(vec![]),
+                    ..Default::default()
+                },
+                0,
+            )
             .ticket12
             .unwrap();
         let mut rebooted = ServerModel::new(0, 1, &spec(TicketKeys::PerServer));
-        let again = ClientHelloView { session_id: vec![1; 32], ticket: Some(t), ..Default::default() };
+        let again = ClientHelloView {
+            session_id: vec![1; 32],
+            ticket: Some(t),
+            ..Default::default()
+        };
         assert!(!rebooted.decide(&again, 1).resumed);
     }
 
@@ -722,10 +770,17 @@ mod tests {
         let d = a.decide(&hello, 0);
         assert_eq!(d.tickets13.len(), 2);
         let flight = a.first_flight(&d);
-        assert!(flight.len() > CERTIFICATE_LEN + 1120, "full flight {}", flight.len());
+        assert!(
+            flight.len() > CERTIFICATE_LEN + 1120,
+            "full flight {}",
+            flight.len()
+        );
         let answer = crate::client::parse_server_hello(&flight[9..]).unwrap();
         assert!(answer.tls13 && !answer.psk_accepted);
-        let answer = crate::client::ServerAnswer { tickets: d.tickets13.clone(), ..answer };
+        let answer = crate::client::ServerAnswer {
+            tickets: d.tickets13.clone(),
+            ..answer
+        };
         client.learn(&offer, &answer, 0);
         let (_, again) = view(kind, &mut client, &mut rng, 5);
         assert!(again.psk.is_some());
@@ -733,7 +788,11 @@ mod tests {
         assert!(d2.resumed);
         let short = a.first_flight(&d2);
         assert!(short.len() < 300, "resumed flight {}", short.len());
-        assert!(crate::client::parse_server_hello(&short[9..]).unwrap().psk_accepted);
+        assert!(
+            crate::client::parse_server_hello(&short[9..])
+                .unwrap()
+                .psk_accepted
+        );
     }
 
     proptest::proptest! {

@@ -1,0 +1,148 @@
+//! Whole-simulation tests: determinism, and resumption as the server models dictate it.
+
+use tether_sim::scenario::{BalancerKind, Scenario};
+
+/// A small scenario: one fleet of `kind`, `servers` servers, behind `balancer`.
+fn small(kind: &str, servers: usize, keys: &str, balancer: &str, extra: &str) -> Scenario {
+    let text = format!(
+        r#"
+        name = "test"
+        duration = "90s"
+        [servers]
+        count = {servers}
+        ticket_keys = "{keys}"
+        [balancer]
+        kind = "{balancer}"
+        [network]
+        tick = "2ms"
+        [[fleets]]
+        name = "f"
+        kind = "{kind}"
+        clients = 60
+        first_visit = {{ dist = "uniform", min = "0s", max = "10s" }}
+        revisit_gap = {{ dist = "exponential", mean = "15s" }}
+        connections_per_visit = 2
+        {extra}
+        "#
+    );
+    Scenario::from_toml(&text).expect("test scenario")
+}
+
+#[test]
+fn same_seed_same_bytes_different_seed_different_report() {
+    let s = small("tls12-session-id", 4, "none", "relay", "");
+    let a = tether_sim::run(&s, 7).unwrap().to_json();
+    let b = tether_sim::run(&s, 7).unwrap().to_json();
+    assert_eq!(a, b);
+    let c = tether_sim::run(&s, 8).unwrap().to_json();
+    assert_ne!(a, c);
+}
+
+#[test]
+fn session_ids_resume_almost_always_on_one_server() {
+    let r = tether_sim::run(&small("tls12-session-id", 1, "none", "direct", ""), 1).unwrap();
+    let f = &r.fleets["f"];
+    assert!(f.resumption_attempts > 100, "{f:?}");
+    // Within the 300 s session timeout, every attempt resumes.
+    assert!(f.resumption_success > 0.99, "{f:?}");
+    assert_eq!(f.client_visible_failures, 0);
+}
+
+#[test]
+fn round_robin_over_four_servers_resumes_about_a_quarter() {
+    let r = tether_sim::run(&small("tls12-session-id", 4, "none", "relay", ""), 2).unwrap();
+    let f = &r.fleets["f"];
+    assert!(f.resumption_attempts > 100, "{f:?}");
+    assert!(
+        (0.15..0.35).contains(&f.resumption_success),
+        "expected ~1/4, got {}",
+        f.resumption_success
+    );
+    assert!(r.imbalance.max_over_mean < 1.2, "{:?}", r.imbalance);
+}
+
+#[test]
+fn shared_ticket_keys_resume_anywhere_per_server_keys_do_not() {
+    let shared =
+        tether_sim::run(&small("tls12-ticket-openssl", 4, "shared", "relay", ""), 3).unwrap();
+    let f = &shared.fleets["f"];
+    assert!(f.resumption_success > 0.99, "{f:?}");
+    let own = tether_sim::run(
+        &small("tls12-ticket-openssl", 4, "per-server", "relay", ""),
+        3,
+    )
+    .unwrap();
+    assert!(
+        own.fleets["f"].resumption_success < 0.4,
+        "{:?}",
+        own.fleets["f"]
+    );
+    let tls13 = tether_sim::run(
+        &small(
+            "tls13-single-use",
+            4,
+            "shared",
+            "relay",
+            "pq_key_share = true",
+        ),
+        3,
+    )
+    .unwrap();
+    assert!(
+        tls13.fleets["f"].resumption_success > 0.99,
+        "{:?}",
+        tls13.fleets["f"]
+    );
+}
+
+#[test]
+fn crash_breaks_in_flight_connections_and_counts_them_apart() {
+    // Long-held connections straight to one server; the server crashes mid-run and restarts.
+    let s = small(
+        "tls12-session-id",
+        1,
+        "none",
+        "direct",
+        r#"hold = { dist = "fixed", value = "5s" }
+        [[events]]
+        at = "30s"
+        action = "crash"
+        server = 0
+        [[events]]
+        at = "40s"
+        action = "restart"
+        server = 0"#,
+    );
+    let r = tether_sim::run(&s, 4).unwrap();
+    let f = &r.fleets["f"];
+    assert!(f.aborted_in_flight > 0, "{f:?}");
+    assert!(
+        f.client_visible_failures > 0,
+        "connects during the outage fail: {f:?}"
+    );
+    // After the restart the cache is empty: some attempts fail, but resumption recovers.
+    assert!(f.resumption_success < 0.99 && f.resumptions > 0, "{f:?}");
+    assert_eq!(r.events.len(), 2);
+}
+
+#[test]
+fn engine_kind_needs_the_integration_and_default_scenario_runs_on_relay() {
+    let mut s = Scenario::default_scenario();
+    assert!(matches!(
+        tether_sim::run(&s, 1),
+        Err(tether_sim::SimError::EngineUnavailable)
+    ));
+    s.balancer.kind = BalancerKind::Relay;
+    s.duration = tether_sim::scenario::SimDuration::parse("100s").unwrap();
+    s.events.clear();
+    let r = tether_sim::run(&s, 1).unwrap();
+    assert_eq!(r.servers.len(), 4);
+    assert!(r.summary_table().contains("browsers-tls13"));
+    let dir = std::env::temp_dir().join(format!("tether-sim-plots-{}", std::process::id()));
+    let files = tether_sim::plot::write_plots(&r, &dir).unwrap();
+    assert_eq!(files.len(), 4);
+    for f in &files {
+        assert!(std::fs::metadata(f).unwrap().len() > 1000, "{f:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
