@@ -6,7 +6,9 @@ use tether_sim::scenario::BalancerKind;
 
 fn main() {
     let mut scenario = tether_sim::Scenario::default_scenario();
-    scenario.balancer.kind = BalancerKind::Relay;
+    if std::env::args().any(|a| a == "--relay") {
+        scenario.balancer.kind = BalancerKind::Relay;
+    }
     let started = std::time::Instant::now();
     let report = tether_sim::run(&scenario, 1).expect("simulation");
     let wall = started.elapsed().as_secs_f64();

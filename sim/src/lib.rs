@@ -9,9 +9,11 @@
 pub mod balancer;
 pub mod client;
 mod driver;
+pub mod engine_host;
 pub mod events;
 pub mod fleet;
 pub mod metrics;
+pub mod net;
 pub mod plot;
 pub mod report;
 pub mod rng;
@@ -56,8 +58,9 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Report, SimError> {
         scenario::BalancerKind::Relay => Some(Rc::new(RoundRobinRelay::new(
             scenario.balancer.connect_timeout.get(),
         ))),
-        // The engine integration replaces this arm with the engine's BalancerHost.
-        scenario::BalancerKind::Engine => return Err(SimError::EngineUnavailable),
+        scenario::BalancerKind::Engine => Some(Rc::new(engine_host::EngineHost::new(
+            engine_host::EngineHost::config_from_scenario(scenario.balancer.config.as_ref())?,
+        )?)),
     };
     driver::simulate(scenario, seed, balancer)
 }

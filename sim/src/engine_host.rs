@@ -1,0 +1,257 @@
+//! tether's engine as the simulated balancer.
+//!
+//! The balancer host runs [`tether_core::engine`] on [`TurmoilNet`]: the same inspect, affinity,
+//! retry and forwarding code as the daemon, with the scenario's tether configuration (native, or
+//! imported from haproxy.cfg by the CLI). Health checks run too, through the engine's own loop.
+//! A balancer restart builds a fresh runtime, so the stick table is lost, as in production.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, RwLock};
+
+use tether_core::config::{self, Config};
+use tether_core::engine::flow::Context;
+use tether_core::engine::health::check_server;
+use tether_core::engine::listener::{serve, FrontendHandle, Listener};
+use tether_core::engine::runtime::{build, Runtime};
+use tether_core::engine::{ConnectionRecord, LogSink, Net};
+use tether_core::server::AdminState as EngineAdmin;
+use tether_core::ServerId;
+use tokio::sync::{watch, Semaphore};
+
+use crate::balancer::{Admin, AdminState, BalancerEnv, BalancerHost};
+use crate::net::TurmoilNet;
+use crate::tls_server::TLS_PORT;
+use crate::SimError;
+
+/// Counts the engine's affinity outcomes, by label (`hit`, `learned`, `no-key:tls13-random-id`...).
+#[derive(Debug, Default)]
+pub struct OutcomeSink {
+    counts: Mutex<BTreeMap<String, u64>>,
+}
+
+impl OutcomeSink {
+    /// The counts so far, in a stable order.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl LogSink for OutcomeSink {
+    fn record(&self, rec: &ConnectionRecord) {
+        let mut m = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(rec.affinity.label()).or_insert(0) += 1;
+        if rec.server.is_none() {
+            *m.entry("nosrv".to_owned()).or_insert(0) += 1;
+        }
+    }
+}
+
+/// The engine on the balancer host.
+pub struct EngineHost {
+    base: Config,
+    servers: RefCell<Vec<String>>,
+    runtime: Rc<RefCell<Option<Arc<Runtime>>>>,
+    frontend: Rc<RefCell<Option<FrontendHandle>>>,
+    outcomes: Arc<OutcomeSink>,
+}
+
+impl EngineHost {
+    /// An engine host running `base`, whose first backend is fed with the simulated servers.
+    /// `base` must have at least one backend; frontends are replaced by one listening on the
+    /// simulator's port with PROXY protocol (which carries each simulated client's address).
+    pub fn new(base: Config) -> Result<Self, SimError> {
+        if base.backends.is_empty() {
+            return Err(SimError::Scenario(
+                "the balancer config has no backend; add [balancer.config.backend]".into(),
+            ));
+        }
+        Ok(EngineHost {
+            base,
+            servers: RefCell::new(Vec::new()),
+            runtime: Rc::default(),
+            frontend: Rc::default(),
+            outcomes: Arc::default(),
+        })
+    }
+
+    /// Builds the native config from a scenario's `[balancer.config]`: optional `global`, a single
+    /// `frontend` table (overrides) and a single `backend` table, in tether's TOML vocabulary.
+    pub fn config_from_scenario(value: Option<&toml::Value>) -> Result<Config, SimError> {
+        let empty = toml::Table::new();
+        let table = match value {
+            Some(toml::Value::Table(t)) => t,
+            Some(_) => return Err(SimError::Scenario("[balancer.config] must be a table".into())),
+            None => &empty,
+        };
+        let mut doc = toml::Table::new();
+        if let Some(g) = table.get("global") {
+            doc.insert("global".into(), g.clone());
+        }
+        let mut fe = match table.get("frontend") {
+            Some(toml::Value::Table(t)) => t.clone(),
+            _ => toml::Table::new(),
+        };
+        fe.insert("name".into(), "main".into());
+        fe.insert("bind".into(), toml::Value::Array(vec!["0.0.0.0:0".into()]));
+        fe.insert("backend".into(), "app".into());
+        fe.insert("accept-proxy".into(), true.into());
+        doc.insert("frontend".into(), toml::Value::Array(vec![fe.into()]));
+        let mut be = match table.get("backend") {
+            Some(toml::Value::Table(t)) => t.clone(),
+            _ => toml::Table::new(),
+        };
+        be.insert("name".into(), "app".into());
+        doc.insert("backend".into(), toml::Value::Array(vec![be.into()]));
+        let text = toml::to_string(&doc).map_err(|e| SimError::Scenario(e.to_string()))?;
+        config::load_toml("[balancer.config]", &text)
+            .map_err(|e| SimError::Scenario(format!("balancer config:\n{e}")))
+    }
+
+    /// Affinity outcomes counted so far.
+    pub fn outcomes(&self) -> BTreeMap<String, u64> {
+        self.outcomes.snapshot()
+    }
+
+    /// The configuration for the current server list and listening port.
+    fn config_for(&self, port: u16) -> Config {
+        let mut c = self.base.clone();
+        let servers = self.servers.borrow();
+        let template = c.backends[0].servers.first().cloned();
+        c.backends[0].servers = servers
+            .iter()
+            .map(|name| {
+                let mut s = template
+                    .clone()
+                    .unwrap_or_else(|| config::Server::new(name, ""));
+                s.name = name.clone();
+                s.address = format!("{name}:{TLS_PORT}");
+                s
+            })
+            .collect();
+        let backend = c.backends[0].name.clone();
+        let mut fe = c
+            .frontends
+            .first()
+            .cloned()
+            .unwrap_or_else(|| config::Frontend::named("main", &backend));
+        fe.backend = backend;
+        fe.bind = vec![format!("0.0.0.0:{port}")];
+        fe.accept_proxy = true;
+        c.frontends = vec![fe];
+        c
+    }
+
+    fn backend(&self) -> Option<Arc<tether_core::engine::Backend>> {
+        let rt = self.runtime.borrow();
+        rt.as_ref()?.frontends.first().map(|f| f.backend.clone())
+    }
+}
+
+impl BalancerHost for EngineHost {
+    fn name(&self) -> String {
+        "tether-engine".to_owned()
+    }
+
+    fn software(&self, env: BalancerEnv) -> Pin<Box<dyn Future<Output = turmoil::Result>>> {
+        if self.servers.borrow().is_empty() {
+            *self.servers.borrow_mut() = env.servers.clone();
+        }
+        let config = self.config_for(env.listen_port);
+        let runtime_slot = self.runtime.clone();
+        let frontend_slot = self.frontend.clone();
+        let sink = self.outcomes.clone();
+        Box::pin(async move {
+            // A (re)started balancer starts with empty tables.
+            let runtime = Arc::new(build(&config, None).map_err(|e| e.to_string())?);
+            *runtime_slot.borrow_mut() = Some(runtime.clone());
+            let ctx = Arc::new(Context::new(TurmoilNet, sink));
+            let fe = runtime.frontends[0].clone();
+            let handle: FrontendHandle = Arc::new(RwLock::new(fe.clone()));
+            *frontend_slot.borrow_mut() = Some(handle.clone());
+            let socket = TurmoilNet.bind(&fe.bind).await?;
+            let (_stop_tx, stop_rx) = watch::channel(false);
+            for (i, s) in fe.backend.servers.iter().enumerate() {
+                if s.check {
+                    tokio::spawn(check_server(
+                        TurmoilNet,
+                        fe.backend.clone(),
+                        ServerId(i as u32),
+                        fe.backend.timeouts.connect,
+                        stop_rx.clone(),
+                    ));
+                }
+            }
+            serve(
+                ctx,
+                Listener {
+                    socket,
+                    frontend: handle,
+                },
+                Arc::new(Semaphore::new(runtime.maxconn)),
+                stop_rx,
+            )
+            .await;
+            Ok(())
+        })
+    }
+
+    fn admin(&self, op: &Admin) {
+        match op {
+            Admin::SetState { server, state } => {
+                let Some(be) = self.backend() else { return };
+                if let Some(id) = be.server_id(server) {
+                    let admin = match state {
+                        AdminState::Ready => EngineAdmin::Ready,
+                        AdminState::Drain => EngineAdmin::Drain,
+                        AdminState::Maint => EngineAdmin::Maint,
+                    };
+                    be.set_admin(id, Some(admin), None);
+                }
+            }
+            Admin::AddServer { server } => {
+                self.servers.borrow_mut().push(server.clone());
+                self.reload();
+            }
+            Admin::RemoveServer { server } => {
+                self.servers.borrow_mut().retain(|s| s != server);
+                self.reload();
+            }
+        }
+    }
+
+    fn table_occupancy(&self) -> Option<u64> {
+        let be = self.backend()?;
+        Some(be.tables.iter().map(|t| t.len() as u64).sum())
+    }
+}
+
+impl EngineHost {
+    /// Applies a server-list change like a SIGHUP does: new runtime, same tables, same socket.
+    fn reload(&self) {
+        let (Some(old), Some(handle)) = (
+            self.runtime.borrow().clone(),
+            self.frontend.borrow().clone(),
+        ) else {
+            return;
+        };
+        let port = old.frontends[0]
+            .bind
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let config = self.config_for(port);
+        match build(&config, Some(&old)) {
+            Ok(new) => {
+                let new = Arc::new(new);
+                *handle.write().unwrap_or_else(|e| e.into_inner()) = new.frontends[0].clone();
+                *self.runtime.borrow_mut() = Some(new);
+            }
+            Err(e) => tracing::warn!("simulated reload refused: {e}"),
+        }
+    }
+}
