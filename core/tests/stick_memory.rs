@@ -108,7 +108,6 @@ fn table_of_100k_entries_allocates_at_most_96_bytes_each_and_never_grows() {
     // `memory_bytes` reports the same reservation the allocator saw (the struct itself lives on
     // the stack here, so it is the only difference).
     let reported = table.memory_bytes() - std::mem::size_of::<StickTable>();
-    eprintln!("stick table: {filled} bytes for {N} entries = {per_entry:.1} B/entry (reported {reported})");
 
     assert!(per_entry <= 96.0, "{per_entry:.1} bytes per entry");
     assert_eq!(reserved, filled, "filling the table must not allocate");
@@ -118,6 +117,8 @@ fn table_of_100k_entries_allocates_at_most_96_bytes_each_and_never_grows() {
 
     drop(table);
     assert_eq!(live(), base, "the table frees what it reserved");
+    // Last: libtest's output capture allocates on this thread.
+    eprintln!("stick table: {filled} bytes for {N} entries = {per_entry:.1} B/entry (reported {reported})");
 }
 
 fn stats_consistent(table: &StickTable) -> bool {
