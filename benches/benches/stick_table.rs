@@ -91,16 +91,27 @@ fn bench(c: &mut Criterion) {
             });
         }
     }
-    // Machine baseline: one random 8-byte read from a 64 MB array (about the size of the 1M
-    // table), with the same key generation. The 1M figures above are best read as multiples of it.
-    let words: Vec<u64> = (0..8u64 << 20).collect();
+    // Machine baselines over a 64 MB array (about the size of the 1M table): one random read
+    // per iteration (independent, so the CPU overlaps them), and one *dependent* read (a pointer
+    // chase through a random cycle: the latency of a single cache + TLB miss). A 1M lookup is a
+    // chain of three such misses (index slot -> entry -> LRU neighbours), so read it against the
+    // dependent figure.
+    let len = 8usize << 20;
+    let mut words: Vec<u64> = (0..len as u64).collect();
     let mut rng = 7u64;
+    // Sattolo's shuffle: a single cycle through all slots.
+    for i in (1..len).rev() {
+        let j = (splitmix(&mut rng) % i as u64) as usize;
+        words.swap(i, j);
+    }
     g.bench_function("baseline_random_read_64MB", |b| {
+        b.iter(|| black_box(words[(splitmix(&mut rng) % len as u64) as usize]))
+    });
+    let mut at = 0usize;
+    g.bench_function("baseline_dependent_read_64MB", |b| {
         b.iter(|| {
-            let k = key(splitmix(&mut rng));
-            let i = (u64::from_le_bytes([k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]])
-                % words.len() as u64) as usize;
-            black_box(words[i])
+            at = words[at] as usize;
+            black_box(at)
         })
     });
     g.finish();

@@ -655,3 +655,4 @@ proptest! {
         prop_assert_eq!(st.len(), 1);
     }
 }
+
