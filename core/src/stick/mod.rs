@@ -11,6 +11,5 @@ pub mod table;
 pub use key::{StickKey, MAX_KEY_LEN};
 pub use size::{parse_size, SizeError};
 pub use table::{
-    Learn, Lookup, StickConfigError, StickEntry, StickStats, StickTable, StickTableConfig,
-    MAX_SIZE,
+    Learn, Lookup, StickConfigError, StickEntry, StickStats, StickTable, StickTableConfig, MAX_SIZE,
 };

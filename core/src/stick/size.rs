@@ -81,9 +81,18 @@ mod tests {
         assert!(matches!(parse_size("k"), Err(SizeError::Invalid(_))));
         assert!(matches!(parse_size("-5"), Err(SizeError::Invalid(_))));
         assert!(matches!(parse_size(" 60k"), Err(SizeError::Invalid(_))));
-        assert!(matches!(parse_size("60kb"), Err(SizeError::UnknownSuffix { .. })));
-        assert!(matches!(parse_size("60 k"), Err(SizeError::UnknownSuffix { .. })));
-        assert!(matches!(parse_size("1.5k"), Err(SizeError::UnknownSuffix { .. })));
+        assert!(matches!(
+            parse_size("60kb"),
+            Err(SizeError::UnknownSuffix { .. })
+        ));
+        assert!(matches!(
+            parse_size("60 k"),
+            Err(SizeError::UnknownSuffix { .. })
+        ));
+        assert!(matches!(
+            parse_size("1.5k"),
+            Err(SizeError::UnknownSuffix { .. })
+        ));
         assert!(matches!(
             parse_size("99999999999999999999999"),
             Err(SizeError::Overflow(_))

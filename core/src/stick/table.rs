@@ -645,7 +645,7 @@ impl StickTable {
             }
             cur = m.next;
         }
-        out.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        out.sort_unstable_by_key(|e| e.key);
         out
     }
 

@@ -75,7 +75,10 @@ impl StickTable {
 fn hit_miss_and_last_writer_wins() {
     let mut st = StickTable::new(cfg(32, 10, 1000, false));
     assert_eq!(st.lookup(b"a", t(0)), Lookup::Miss);
-    assert_eq!(st.learn(b"a", ServerId(1), t(0)), Learn::Inserted { evicted: false });
+    assert_eq!(
+        st.learn(b"a", ServerId(1), t(0)),
+        Learn::Inserted { evicted: false }
+    );
     assert_eq!(st.lookup(b"a", t(10)), Lookup::Hit(ServerId(1)));
     assert_eq!(st.learn(b"a", ServerId(1), t(20)), Learn::Refreshed);
     assert_eq!(
@@ -86,7 +89,17 @@ fn hit_miss_and_last_writer_wins() {
     );
     assert_eq!(st.lookup(b"a", t(40)), Lookup::Hit(ServerId(2)));
     let s = st.stats();
-    assert_eq!((s.hits, s.misses, s.learned, s.inserted, s.updated, s.refreshed), (2, 1, 2, 1, 1, 1));
+    assert_eq!(
+        (
+            s.hits,
+            s.misses,
+            s.learned,
+            s.inserted,
+            s.updated,
+            s.refreshed
+        ),
+        (2, 1, 2, 1, 1, 1)
+    );
     assert_eq!((s.entries, s.capacity), (1, 10));
     st.assert_consistent();
 }
@@ -118,11 +131,21 @@ fn evicts_exactly_the_least_recently_touched() {
     // Touch a (hit) and b (refresh): c is now the least recently used.
     assert_eq!(st.lookup(b"a", t(4)), Lookup::Hit(ServerId(0)));
     assert_eq!(st.learn(b"b", ServerId(1), t(5)), Learn::Refreshed);
-    assert_eq!(st.learn(b"d", ServerId(3), t(6)), Learn::Inserted { evicted: true });
+    assert_eq!(
+        st.learn(b"d", ServerId(3), t(6)),
+        Learn::Inserted { evicted: true }
+    );
     assert_eq!(st.get(b"c", t(6)), None);
-    let order: Vec<_> = st.entries_by_recency(t(6)).iter().map(|e| e.key[0]).collect();
+    let order: Vec<_> = st
+        .entries_by_recency(t(6))
+        .iter()
+        .map(|e| e.key[0])
+        .collect();
     assert_eq!(order, b"dba");
-    assert_eq!(st.learn(b"e", ServerId(4), t(7)), Learn::Inserted { evicted: true });
+    assert_eq!(
+        st.learn(b"e", ServerId(4), t(7)),
+        Learn::Inserted { evicted: true }
+    );
     assert_eq!(st.get(b"a", t(7)), None);
     assert_eq!(st.stats().evicted, 2);
     assert_eq!(st.len(), 3);
@@ -145,7 +168,10 @@ fn full_table_drops_expired_entries_before_evicting() {
         }
     );
     // At 100, "a" has expired: it frees a place, which is not an eviction.
-    assert_eq!(st.learn(b"c", ServerId(2), t(100)), Learn::Inserted { evicted: false });
+    assert_eq!(
+        st.learn(b"c", ServerId(2), t(100)),
+        Learn::Inserted { evicted: false }
+    );
     let s = st.stats();
     assert_eq!((s.refused, s.expired, s.evicted), (2, 1, 0));
     assert_eq!(st.get(b"a", t(100)), None);
@@ -178,8 +204,16 @@ fn remove_clear_and_set_are_per_key_operator_actions() {
     let mut st = StickTable::new(cfg(4, 8, 100, false));
     st.learn(b"a", ServerId(1), t(0));
     st.learn(b"b", ServerId(2), t(0));
-    assert_eq!(st.set(b"c", ServerId(3), t(0)), Learn::Inserted { evicted: false });
-    assert_eq!(st.set(b"a", ServerId(9), t(0)), Learn::Updated { previous: ServerId(1) });
+    assert_eq!(
+        st.set(b"c", ServerId(3), t(0)),
+        Learn::Inserted { evicted: false }
+    );
+    assert_eq!(
+        st.set(b"a", ServerId(9), t(0)),
+        Learn::Updated {
+            previous: ServerId(1)
+        }
+    );
     assert_eq!(st.stats().sets, 2);
     assert_eq!(st.stats().learned, 2);
     assert_eq!(st.remove(b"b"), Some(ServerId(2)));
@@ -202,7 +236,11 @@ fn dumps_are_sorted_by_key_and_skip_expired() {
     st.learn(b"aa", ServerId(2), t(0));
     st.learn(b"mm", ServerId(1), t(10));
     // "aa" expires at 100, "mm" at 110, "zz" at 150.
-    let keys: Vec<String> = st.entries(t(105)).iter().map(|e| e.key.to_string()).collect();
+    let keys: Vec<String> = st
+        .entries(t(105))
+        .iter()
+        .map(|e| e.key.to_string())
+        .collect();
     assert_eq!(keys, ["6d6d", "7a7a"]);
     let all: Vec<String> = st.entries(t(5)).iter().map(|e| e.key.to_string()).collect();
     assert_eq!(all, ["6161", "6d6d", "7a7a"]);
@@ -254,7 +292,11 @@ fn reconfigured_keeps_the_most_recent_entries() {
     }
     let st = st.reconfigured(cfg(2, 3, 500, false), t(10));
     assert_eq!(st.len(), 3);
-    let keys: Vec<u8> = st.entries_by_recency(t(10)).iter().map(|e| e.key[0]).collect();
+    let keys: Vec<u8> = st
+        .entries_by_recency(t(10))
+        .iter()
+        .map(|e| e.key[0])
+        .collect();
     assert_eq!(keys, [5, 4, 3]);
     // Deadlines capped at now + new expire.
     assert!(st.entries(t(10)).iter().all(|e| e.expires_at == t(510)));
@@ -310,7 +352,10 @@ fn hash_depends_on_every_byte_and_the_seed() {
     for i in 0..200u64 {
         let (k, s) = (key32(i % 77), ServerId((i % 5) as u32));
         assert_eq!(a.learn(&k, s, t(i)), b.learn(&k, s, t(i)));
-        assert_eq!(a.lookup(&key32(i % 91), t(i)), b.lookup(&key32(i % 91), t(i)));
+        assert_eq!(
+            a.lookup(&key32(i % 91), t(i)),
+            b.lookup(&key32(i % 91), t(i))
+        );
     }
     assert_eq!(a.entries(t(200)), b.entries(t(200)));
     assert_eq!(a.stats(), b.stats());
@@ -319,8 +364,14 @@ fn hash_depends_on_every_byte_and_the_seed() {
 #[test]
 fn validate_rejects_what_new_would_clamp() {
     assert!(cfg(32, 61440, 1, false).validate().is_ok());
-    assert_eq!(cfg(0, 1, 1, false).validate(), Err(StickConfigError::KeyLen(0)));
-    assert_eq!(cfg(65, 1, 1, false).validate(), Err(StickConfigError::KeyLen(65)));
+    assert_eq!(
+        cfg(0, 1, 1, false).validate(),
+        Err(StickConfigError::KeyLen(0))
+    );
+    assert_eq!(
+        cfg(65, 1, 1, false).validate(),
+        Err(StickConfigError::KeyLen(65))
+    );
     assert_eq!(
         cfg(32, MAX_SIZE + 1, 1, false).validate(),
         Err(StickConfigError::Size(MAX_SIZE + 1))
@@ -392,7 +443,9 @@ impl Model {
                 if prev == s {
                     Learn::Refreshed
                 } else {
-                    Learn::Updated { previous: ServerId(prev) }
+                    Learn::Updated {
+                        previous: ServerId(prev),
+                    }
                 }
             }
             found => {
@@ -602,3 +655,4 @@ proptest! {
         prop_assert_eq!(st.len(), 1);
     }
 }
+
