@@ -133,7 +133,10 @@ mod tests {
     #[test]
     fn garbage_has_no_name() {
         assert_eq!(subject_common_name(&[]), None);
-        assert_eq!(subject_common_name(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(
+            subject_common_name(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]),
+            None
+        );
     }
 
     proptest! {

@@ -118,7 +118,11 @@ impl ProbeArgs {
         if mechanisms.is_empty() {
             return Err(ProbeError::NoMechanism(format!(
                 "--tls {} excludes --mechanism {}",
-                if self.tls == Some(TlsVersionArg::Tls13) { "1.3" } else { "1.2" },
+                if self.tls == Some(TlsVersionArg::Tls13) {
+                    "1.3"
+                } else {
+                    "1.2"
+                },
                 chosen.first().map_or("?", |m| m.as_str())
             )));
         }
@@ -198,7 +202,7 @@ pub fn render_table(report: &ProbeReport) -> String {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{:<10} {:>3} {:>4}  {:<7}  {:<13}  {:<20}  {:<35}  {:<35}  {:>8}",
+            "{:<10} {:>3} {:>4}  {:<7}  {:<14}  {:<24}  {:<35}  {:<35}  {:>8}",
             "mechanism",
             "cli",
             "conn",
@@ -251,11 +255,17 @@ fn row(mechanism: Mechanism, client: usize, c: &ConnectionReport) -> String {
     let backend = c
         .backend
         .as_ref()
-        .map(|b| format!("{} {}", b.name, &b.fingerprint[..b.fingerprint.len().min(8)]))
+        .map(|b| {
+            format!(
+                "{} {}",
+                b.name,
+                &b.fingerprint[..b.fingerprint.len().min(8)]
+            )
+        })
         .unwrap_or_else(|| "-".into());
     let ticket_offered = c.offered_ticket.clone().or_else(|| c.offered_psk.clone());
     format!(
-        "{:<10} {:>3} {:>4}  {:<7}  {:<13}  {:<20}  {:<35}  {:<35}  {:>6.1}ms",
+        "{:<10} {:>3} {:>4}  {:<7}  {:<14}  {:<24}  {:<35}  {:<35}  {:>6.1}ms",
         mechanism.as_str(),
         client,
         c.index,
@@ -311,9 +321,24 @@ mod tests {
     #[test]
     fn options_carry_every_flag() {
         let a = args(&[
-            "h:1", "--count", "7", "--clients", "3", "--sni", "app.test", "--timeout", "2s",
-            "--linger", "50ms", "--request", "none", "--identify", "banner", "--expect",
-            "sticky", "--json",
+            "h:1",
+            "--count",
+            "7",
+            "--clients",
+            "3",
+            "--sni",
+            "app.test",
+            "--timeout",
+            "2s",
+            "--linger",
+            "50ms",
+            "--request",
+            "none",
+            "--identify",
+            "banner",
+            "--expect",
+            "sticky",
+            "--json",
         ]);
         assert!(a.json);
         assert_eq!(a.expect, Some(ExpectArg::Sticky));

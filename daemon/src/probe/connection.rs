@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use rustls::{HandshakeKind, ProtocolVersion};
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
@@ -127,7 +128,10 @@ fn describe(
                 banner,
             }
         });
+    // Session IDs are shown as sent (what a balancer sticks on); tickets as a digest, because
+    // they start with the server's key name and look alike.
     let prefix = |bytes: &Vec<u8>| hex(&bytes[..bytes.len().min(8)]);
+    let digest = |bytes: &Vec<u8>| hex(&Sha256::digest(bytes)[..8]);
     ConnectionReport {
         index,
         error: None,
@@ -138,9 +142,9 @@ fn describe(
         session_offered: activity.offered,
         offered_session_id: wire.offered_session_id.as_ref().map(prefix),
         server_session_id: wire.server_session_id.as_ref().map(prefix),
-        offered_ticket: wire.offered_ticket.as_ref().map(prefix),
-        issued_ticket: wire.issued_ticket.as_ref().map(prefix),
-        offered_psk: wire.offered_psk_identity.as_ref().map(prefix),
+        offered_ticket: wire.offered_ticket.as_ref().map(digest),
+        issued_ticket: wire.issued_ticket.as_ref().map(digest),
+        offered_psk: wire.offered_psk_identity.as_ref().map(digest),
         sessions_received: activity.received,
         handshake_ms,
     }

@@ -209,12 +209,13 @@ fn check_count(what: &'static str, value: usize, min: usize) -> Result<(), Probe
 }
 
 async fn resolve(target: &str) -> Result<SocketAddr, ProbeError> {
-    let mut addrs = tokio::net::lookup_host(target)
-        .await
-        .map_err(|source| ProbeError::Resolve {
-            target: target.to_string(),
-            source,
-        })?;
+    let mut addrs =
+        tokio::net::lookup_host(target)
+            .await
+            .map_err(|source| ProbeError::Resolve {
+                target: target.to_string(),
+                source,
+            })?;
     addrs
         .next()
         .ok_or_else(|| ProbeError::NoAddress(target.to_string()))

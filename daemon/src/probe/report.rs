@@ -103,11 +103,11 @@ pub struct ConnectionReport {
     pub offered_session_id: Option<String>,
     /// ServerHello session ID, hex, first 8 bytes.
     pub server_session_id: Option<String>,
-    /// TLS 1.2 ticket offered, hex, first 8 bytes.
+    /// TLS 1.2 ticket offered: first 8 bytes of its SHA-256, hex (tickets share a key-name prefix).
     pub offered_ticket: Option<String>,
-    /// TLS 1.2 ticket issued by the server, hex, first 8 bytes.
+    /// TLS 1.2 ticket issued by the server: first 8 bytes of its SHA-256, hex.
     pub issued_ticket: Option<String>,
-    /// TLS 1.3 PSK identity offered, hex, first 8 bytes.
+    /// TLS 1.3 PSK identity offered: first 8 bytes of its SHA-256, hex.
     pub offered_psk: Option<String>,
     /// Sessions or tickets the client stored from this connection.
     pub sessions_received: u32,

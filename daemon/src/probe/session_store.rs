@@ -90,7 +90,11 @@ impl ClientSessionStore for ChainSessionStore {
         self.lock().tls12 = None;
     }
 
-    fn insert_tls13_ticket(&self, _server_name: ServerName<'static>, value: Tls13ClientSessionValue) {
+    fn insert_tls13_ticket(
+        &self,
+        _server_name: ServerName<'static>,
+        value: Tls13ClientSessionValue,
+    ) {
         let mut state = self.lock();
         if !state.tls13_fresh {
             state.tls13.clear();
@@ -102,7 +106,10 @@ impl ClientSessionStore for ChainSessionStore {
         state.activity.received += 1;
     }
 
-    fn take_tls13_ticket(&self, _server_name: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
+    fn take_tls13_ticket(
+        &self,
+        _server_name: &ServerName<'static>,
+    ) -> Option<Tls13ClientSessionValue> {
         let mut state = self.lock();
         // The most recent ticket first, as rustls' own cache does.
         let ticket = state.tls13.pop();

@@ -35,10 +35,7 @@ impl WireObservation {
         if let Some((_, body)) = messages(&client).find(|(t, _)| *t == CLIENT_HELLO) {
             if let Some(hello) = ClientHello::parse(body) {
                 seen.offered_session_id = Some(hello.session_id.to_vec());
-                seen.offered_ticket = hello
-                    .ticket
-                    .filter(|t| !t.is_empty())
-                    .map(<[u8]>::to_vec);
+                seen.offered_ticket = hello.ticket.filter(|t| !t.is_empty()).map(<[u8]>::to_vec);
                 seen.offered_psk_identity = hello.psk_identity.map(<[u8]>::to_vec);
             }
         }
@@ -294,7 +291,11 @@ mod tests {
         let server = [
             record(
                 0x16,
-                &[server_hello([5; 32], &[1; 32], &[]), message(NEW_SESSION_TICKET, &nst)].concat(),
+                &[
+                    server_hello([5; 32], &[1; 32], &[]),
+                    message(NEW_SESSION_TICKET, &nst),
+                ]
+                .concat(),
             ),
             record(0x14, &[1]),
             record(0x16, &[0xde, 0xad]),
@@ -317,14 +318,20 @@ mod tests {
         psk.extend_from_slice(&identity);
         psk.extend_from_slice(&[0, 33, 32]);
         psk.extend_from_slice(&[0; 32]);
-        let client = record(0x16, &client_hello(&[2; 32], &[ext(EXT_PRE_SHARED_KEY, &psk)]));
+        let client = record(
+            0x16,
+            &client_hello(&[2; 32], &[ext(EXT_PRE_SHARED_KEY, &psk)]),
+        );
         let server = [
             record(
                 0x16,
                 &server_hello(
                     [5; 32],
                     &[2; 32],
-                    &[ext(EXT_SUPPORTED_VERSIONS, &[3, 4]), ext(EXT_PRE_SHARED_KEY, &[0, 0])],
+                    &[
+                        ext(EXT_SUPPORTED_VERSIONS, &[3, 4]),
+                        ext(EXT_PRE_SHARED_KEY, &[0, 0]),
+                    ],
                 ),
             ),
             record(0x14, &[1]),
@@ -345,7 +352,11 @@ mod tests {
         let server = record(
             0x16,
             &[
-                server_hello(HELLO_RETRY_RANDOM, &[3; 32], &[ext(EXT_SUPPORTED_VERSIONS, &[3, 4])]),
+                server_hello(
+                    HELLO_RETRY_RANDOM,
+                    &[3; 32],
+                    &[ext(EXT_SUPPORTED_VERSIONS, &[3, 4])],
+                ),
                 server_hello([1; 32], &[3; 32], &[ext(EXT_SUPPORTED_VERSIONS, &[3, 4])]),
             ]
             .concat(),

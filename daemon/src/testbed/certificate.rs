@@ -80,10 +80,8 @@ impl ScratchDir {
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .collect();
-        let path = std::env::temp_dir().join(format!(
-            "tether-testbed-{}-{n}-{safe}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("tether-testbed-{}-{n}-{safe}", std::process::id()));
         if path.exists() {
             let _ = std::fs::remove_dir_all(&path);
         }
@@ -117,7 +115,11 @@ mod tests {
         );
         assert_eq!(cert.fingerprint(), cert.fingerprint());
         let other = SelfSignedCert::generate("node-a").unwrap();
-        assert_ne!(cert.fingerprint(), other.fingerprint(), "fresh key per backend");
+        assert_ne!(
+            cert.fingerprint(),
+            other.fingerprint(),
+            "fresh key per backend"
+        );
     }
 
     #[test]
