@@ -105,6 +105,13 @@ impl EngineHost {
             _ => toml::Table::new(),
         };
         be.insert("name".into(), "app".into());
+        if !be.contains_key("server") {
+            // Replaced by the simulated servers at start; the first entry is their template.
+            let mut s = toml::Table::new();
+            s.insert("name".into(), "template".into());
+            s.insert("address".into(), "template:443".into());
+            be.insert("server".into(), toml::Value::Array(vec![s.into()]));
+        }
         doc.insert("backend".into(), toml::Value::Array(vec![be.into()]));
         let text = toml::to_string(&doc).map_err(|e| SimError::Scenario(e.to_string()))?;
         config::load_toml("[balancer.config]", &text)
