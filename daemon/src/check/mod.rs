@@ -99,7 +99,7 @@ pub struct CheckReport {
 impl CheckReport {
     /// Builds a report, sorting findings by line then severity.
     pub fn new(mut findings: Vec<Finding>) -> CheckReport {
-        findings.sort_by(|a, b| (a.line, a.severity).cmp(&(b.line, b.severity)));
+        findings.sort_by_key(|f| (f.line, f.severity));
         CheckReport { findings }
     }
 

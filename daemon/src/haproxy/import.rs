@@ -156,7 +156,7 @@ pub fn import(file: &str, text: &str) -> Import {
     }
     im.references();
     let mut findings = im.findings;
-    findings.sort_by(|a, b| (a.line, a.severity).cmp(&(b.line, b.severity)));
+    findings.sort_by_key(|f| (f.line, f.severity));
     Import {
         config: im.config,
         findings,
