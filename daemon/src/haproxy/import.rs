@@ -1168,6 +1168,40 @@ mod tests {
         size 1m expire 30m\n  stick on src\n  server s1 127.0.0.1:8443 check weight 10 inter 1s\n  \
         server s2 127.0.0.1:8444 backup\n";
 
+    proptest::proptest! {
+        /// Arbitrary lines made of real keywords never panic the importer, and every finding
+        /// points at a line of the input (or 0 for the file as a whole).
+        #[test]
+        fn import_never_panics(lines in proptest::collection::vec(
+            proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just("global".to_string()),
+                proptest::strategy::Just("backend".to_string()),
+                proptest::strategy::Just("frontend".to_string()),
+                proptest::strategy::Just("listen".to_string()),
+                proptest::strategy::Just("server".to_string()),
+                proptest::strategy::Just("stick".to_string()),
+                proptest::strategy::Just("on".to_string()),
+                proptest::strategy::Just("if".to_string()),
+                proptest::strategy::Just("acl".to_string()),
+                proptest::strategy::Just("stats".to_string()),
+                proptest::strategy::Just("stick-table".to_string()),
+                proptest::strategy::Just("tcp-request".to_string()),
+                proptest::strategy::Just("{".to_string()),
+                proptest::strategy::Just("}".to_string()),
+                "[a-z0-9_.:()*,!-]{0,10}",
+                "\\PC{0,6}",
+            ], 0..8),
+            0..30,
+        )) {
+            let text: String = lines.iter().map(|l| l.join(" ") + "\n").collect();
+            let im = import("p.cfg", &text);
+            let n = text.lines().count();
+            for f in &im.findings {
+                proptest::prop_assert!(f.line <= n, "{f}");
+            }
+        }
+    }
+
     #[test]
     fn imports_a_clean_config_without_findings() {
         let im = import("h.cfg", SMALL);
