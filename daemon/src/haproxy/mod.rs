@@ -1,0 +1,8 @@
+//! HAProxy configuration support: reading haproxy.cfg ([`lexer`]), importing it into a native
+//! [`tether_core::config::Config`] ([`import()`]) and printing the equivalent TOML ([`convert`]).
+pub mod convert;
+pub mod import;
+pub mod lexer;
+
+pub use convert::{convert_haproxy, to_toml, ConvertError};
+pub use import::{import, Import};

@@ -1,0 +1,81 @@
+//! `tether convert`: a haproxy.cfg becomes native TOML that loads back to the same config.
+
+use tether::haproxy::{convert_haproxy, to_toml};
+use tether_core::config::{load_toml, Condition, Redispatch, Sample, StickAction};
+
+const CFG: &str = "\
+global
+    maxconn 4000
+defaults
+    mode tcp
+    option redispatch
+    retries 3
+    timeout connect 10s
+    timeout client 1m
+    timeout server 1m
+    timeout queue 1m
+frontend main
+    bind *:9443
+    option tcplog
+    default_backend app
+backend app
+    balance roundrobin
+    stick-table type binary len 32 size 60k expire 60m
+    acl clienthello req_ssl_hello_type 1
+    acl serverhello rep_ssl_hello_type 2
+    tcp-request inspect-delay 5s
+    tcp-request content accept if clienthello
+    tcp-response content accept if serverhello
+    stick on payload_lv(43,1) if clienthello
+    stick store-response payload_lv(43,1) if serverhello
+    server n1 10.0.0.1:443 check
+    server n2 10.0.0.2:443 check weight 2 inter 5s
+listen stats
+    mode http
+    bind 127.0.0.1:1936
+    stats enable
+    stats uri /
+    stats refresh 3s
+    stats admin if TRUE
+";
+
+#[test]
+fn converted_toml_loads_back_to_an_equal_config() {
+    let (config, findings) = convert_haproxy("h.cfg", CFG).unwrap();
+    let text = to_toml(&config);
+    let back = load_toml("converted.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(back, config, "{text}");
+    // The quirk survives: no response inspect delay, so store-response stays inert.
+    let rules = back.backends[0].haproxy.as_ref().unwrap();
+    assert_eq!(rules.response_inspect_delay, None);
+    assert_eq!(rules.stick[1].action, StickAction::StoreResponse);
+    assert_eq!(rules.stick[1].when, Condition::ServerHello);
+    assert_eq!(
+        rules.stick[0].sample,
+        Sample::PayloadLv {
+            offset: 43,
+            len_size: 1
+        }
+    );
+    assert_eq!(back.backends[0].redispatch, Redispatch::Interval(-1));
+    assert_eq!(back.backends[0].affinity, None);
+    assert_eq!(back.backends[0].effective_affinity(), None);
+    assert!(findings
+        .iter()
+        .any(|f| f.line == 24 && f.what.contains("never stores")));
+    assert!(text.contains("size = \"60k\""), "{text}");
+    assert!(text.contains("expire = \"1h\""), "{text}");
+}
+
+#[test]
+fn seed_does_not_convert_and_says_why() {
+    let seed = include_str!("fixtures/seed-haproxy.cfg");
+    let err = convert_haproxy("seed-haproxy.cfg", seed).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("seed-haproxy.cfg:5: error:"), "{text}");
+    assert!(text.contains("seed-haproxy.cfg:59: error: server lanneluc-node1 has no address"));
+    assert!(
+        !text.contains("warning"),
+        "only errors block a conversion: {text}"
+    );
+}
