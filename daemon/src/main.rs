@@ -40,6 +40,9 @@ enum Command {
         /// The haproxy.cfg to convert.
         file: PathBuf,
     },
+    /// Verify affinity end to end through any TCP balancer: chained TLS resumptions per
+    /// mechanism, reporting which backend answered each one.
+    Probe(tether::probe::ProbeArgs),
 }
 
 #[derive(clap::Args)]
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Check { file } => check(&file),
         Command::Convert { file } => convert(&file),
+        Command::Probe(args) => probe(args),
     };
     match result {
         Ok(code) => code,
@@ -87,11 +91,21 @@ fn main() -> ExitCode {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("TETHER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+fn probe(args: tether::probe::ProbeArgs) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(tether::probe::run(args))
 }
 
 fn check(file: &std::path::Path) -> Result<ExitCode> {
