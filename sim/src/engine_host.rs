@@ -36,7 +36,10 @@ pub struct OutcomeSink {
 impl OutcomeSink {
     /// The counts so far, in a stable order.
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.counts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -84,7 +87,11 @@ impl EngineHost {
         let empty = toml::Table::new();
         let table = match value {
             Some(toml::Value::Table(t)) => t,
-            Some(_) => return Err(SimError::Scenario("[balancer.config] must be a table".into())),
+            Some(_) => {
+                return Err(SimError::Scenario(
+                    "[balancer.config] must be a table".into(),
+                ))
+            }
             None => &empty,
         };
         let mut doc = toml::Table::new();

@@ -107,7 +107,7 @@ impl SharedTable {
             .iter()
             .flat_map(|s| lock(s).entries(now))
             .collect();
-        all.sort_by(|a, b| a.key.cmp(&b.key));
+        all.sort_by_key(|e| e.key);
         all
     }
 
