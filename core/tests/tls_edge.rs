@@ -69,7 +69,9 @@ fn post_quantum_hello_over_records_and_segments() {
 #[test]
 fn sslv2_hello_is_recognised() {
     // SSLv2 CLIENT-HELLO: 2-byte header with the high bit set, msg type 1, version 3.1.
-    let v2 = [0x80, 0x2e, 0x01, 0x03, 0x01, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10];
+    let v2 = [
+        0x80, 0x2e, 0x01, 0x03, 0x01, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10,
+    ];
     let mut p = ClientHelloParser::new(DEFAULT_HELLO_CAP);
     assert!(matches!(p.parse(&v2[..1]), HelloOutcome::NeedMore));
     assert!(matches!(p.parse(&v2[..2]), HelloOutcome::NeedMore));
@@ -81,7 +83,10 @@ fn sslv2_hello_is_recognised() {
 fn non_tls_is_decided_from_one_byte() {
     for first in [b'G', b'P', 0x00, 0x15, 0x17, 0x7f] {
         let mut p = ClientHelloParser::new(DEFAULT_HELLO_CAP);
-        assert!(matches!(p.parse(&[first]), HelloOutcome::NotTls), "{first:#x}");
+        assert!(
+            matches!(p.parse(&[first]), HelloOutcome::NotTls),
+            "{first:#x}"
+        );
     }
     let mut p = ClientHelloParser::new(DEFAULT_HELLO_CAP);
     assert!(matches!(p.parse(&[0x16]), HelloOutcome::NeedMore));
@@ -111,7 +116,10 @@ fn oversized_hello_is_too_large() {
     let mut p = ClientHelloParser::new(4096);
     assert!(matches!(p.parse(&stream[..9]), HelloOutcome::TooLarge));
     let mut p = ClientHelloParser::new(4096);
-    assert!(matches!(p.parse(&records(0x16, &msg, &[2])), HelloOutcome::TooLarge));
+    assert!(matches!(
+        p.parse(&records(0x16, &msg, &[2])),
+        HelloOutcome::TooLarge
+    ));
     // A hello under the cap but spread over so many records the stream exceeds it.
     let small = pq_hello().message();
     let stream = records(0x16, &small, &[1]);
@@ -169,12 +177,18 @@ fn protocol_violations_are_malformed_with_a_reason() {
     );
     let mut long_sid = raw_hello(&[]);
     long_sid[43] = 33;
-    assert!(matches!(malformed(&long_sid), Malformed::SessionIdTooLong(33) | Malformed::Truncated));
+    assert!(matches!(
+        malformed(&long_sid),
+        Malformed::SessionIdTooLong(33) | Malformed::Truncated
+    ));
     let mut not_hello = raw_hello(&[]);
     not_hello[5] = 2;
     assert_eq!(malformed(&not_hello), Malformed::UnexpectedHandshake(2));
     assert_eq!(malformed(&[0x16, 3, 1, 0, 0]), Malformed::EmptyRecord);
-    assert_eq!(malformed(&[0x16, 3, 1, 0x40, 1]), Malformed::RecordOverflow(16385));
+    assert_eq!(
+        malformed(&[0x16, 3, 1, 0x40, 1]),
+        Malformed::RecordOverflow(16385)
+    );
     // A hello spread over records, interrupted by an alert.
     let mut s = records(0x16, &pq_hello().message()[..100], &[100]);
     s.extend([0x15, 3, 3, 0, 2, 2, 40]);
@@ -267,7 +281,9 @@ fn server_flight_stops_on_alert_error_and_cap() {
     let msg = sh.message();
     assert_eq!(
         f.feed(&record(0x16, &msg)),
-        [ServerEvent::Malformed(Malformed::MessageTooLarge(msg.len() - 4))]
+        [ServerEvent::Malformed(Malformed::MessageTooLarge(
+            msg.len() - 4
+        ))]
     );
     // Certificates are skipped, not kept, but the examined bytes are bounded.
     let mut f = ServerFlight::new(1024);

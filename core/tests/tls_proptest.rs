@@ -7,8 +7,8 @@ mod tls_support;
 
 use proptest::prelude::*;
 use tether_core::tls::{
-    payload_lv, ClientHello, ClientHelloParser, HelloOutcome, ProtocolVersion, Sample,
-    ServerEvent, ServerFlight, TicketExt, DEFAULT_HELLO_CAP,
+    payload_lv, ClientHello, ClientHelloParser, HelloOutcome, ProtocolVersion, Sample, ServerEvent,
+    ServerFlight, TicketExt, DEFAULT_HELLO_CAP,
 };
 use tls_support::*;
 
@@ -64,7 +64,10 @@ fn parse_in_chunks(stream: &[u8], sizes: &[usize]) -> Result<Summary, TestCaseEr
         let out = p.parse(&stream[..end]);
         if end < stream.len() {
             if !matches!(out, HelloOutcome::NeedMore) {
-                return Err(TestCaseError::fail(format!("{out:?} at {end}/{}", stream.len())));
+                return Err(TestCaseError::fail(format!(
+                    "{out:?} at {end}/{}",
+                    stream.len()
+                )));
             }
         } else {
             return match out {

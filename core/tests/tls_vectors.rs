@@ -150,7 +150,11 @@ fn tls12_ticket_full_and_resumed() {
     let full = load("tls12_ticket_full");
     let (sid, ticket, _, _) = check_common_hello(&full, "ticket.tether.test");
     assert!(sid.is_empty());
-    assert_eq!(ticket, Some(Vec::new()), "empty session_ticket: wants a ticket");
+    assert_eq!(
+        ticket,
+        Some(Vec::new()),
+        "empty session_ticket: wants a ticket"
+    );
     let ev = full.events();
     let sh = server_hello(&ev);
     assert!(sh.session_ticket_ext);
