@@ -20,3 +20,7 @@ pub mod tls;
 
 pub use server::ServerId;
 pub use time::Timestamp;
+pub use tls::{
+    ClientHello, ClientHelloParser, HelloOutcome, Malformed, ProtocolVersion, ServerEvent,
+    ServerFlight, ServerHelloInfo, SessionId, TicketExt,
+};

@@ -46,6 +46,7 @@ pub struct ClientHello<'a> {
 
 impl<'a> ClientHello<'a> {
     /// Parses a ClientHello handshake body (after the 4-byte handshake header).
+    #[inline]
     pub fn parse(body: &'a [u8]) -> Result<Self, Malformed> {
         let mut r = Reader::new(body);
         let legacy_version = ProtocolVersion(r.u16()?);
@@ -86,12 +87,16 @@ impl<'a> ClientHello<'a> {
         Ok(hello)
     }
 
+    #[inline]
     fn read_extensions(&mut self) -> Result<(), Malformed> {
         let mut seen = SeenTypes::new();
-        let mut r = Reader::new(self.extensions);
-        while r.any_left() {
-            let typ = r.u16()?;
-            let data = r.vec::<U16>()?;
+        let mut rest = self.extensions;
+        // Hot loop: slice patterns instead of Reader calls, one bounds check per extension.
+        while let [t0, t1, l0, l1, tail @ ..] = rest {
+            let typ = u16::from_be_bytes([*t0, *t1]);
+            let len = usize::from(u16::from_be_bytes([*l0, *l1]));
+            let (data, next) = tail.split_at_checked(len).ok_or(Malformed::Truncated)?;
+            rest = next;
             seen.insert(typ)?;
             let bad = Malformed::BadExtension(typ);
             match typ {
@@ -111,14 +116,18 @@ impl<'a> ClientHello<'a> {
                 extension::ENCRYPTED_CLIENT_HELLO => self.ech = true,
                 extension::PRE_SHARED_KEY => {
                     self.psk_identities = psk_identities(data).ok_or(bad)?;
-                    if r.any_left() {
+                    if !rest.is_empty() {
                         return Err(Malformed::PskNotLast);
                     }
                 }
                 _ => {}
             }
         }
-        Ok(())
+        if rest.is_empty() {
+            Ok(())
+        } else {
+            Err(Malformed::Truncated)
+        }
     }
 
     /// `legacy_version`: the highest version for pre-1.3 clients, 0x0303 for 1.3 clients.
@@ -352,6 +361,7 @@ impl ClientHelloParser {
     /// Looks at `stream`, everything received from the client so far, and says what it holds.
     ///
     /// Call again with a longer stream after `NeedMore`; work already done is not repeated.
+    #[inline]
     pub fn parse<'s>(&'s mut self, stream: &'s [u8]) -> HelloOutcome<'s> {
         if !self.spread {
             match first_record(stream, self.cap) {
@@ -386,6 +396,7 @@ enum FirstRecord<'a> {
     Spread,
 }
 
+#[inline]
 fn outcome(body: &[u8]) -> HelloOutcome<'_> {
     match ClientHello::parse(body) {
         Ok(h) => HelloOutcome::Complete(h),

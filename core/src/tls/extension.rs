@@ -55,16 +55,19 @@ impl<'a> Iterator for Extensions<'a> {
 /// fewer than [`SeenTypes::INLINE`] extensions and stay on the stack; a hostile hello with
 /// thousands of empty extensions falls back to a 8 KiB bitmap, keeping the check linear.
 pub(crate) struct SeenTypes {
+    /// Types below 64 (nearly all real extensions) as bits.
+    low: u64,
     inline: [u16; Self::INLINE],
     count: usize,
     bitmap: Option<Box<[u64; 1024]>>,
 }
 
 impl SeenTypes {
-    const INLINE: usize = 40;
+    const INLINE: usize = 16;
 
     pub(crate) fn new() -> Self {
         Self {
+            low: 0,
             inline: [0; Self::INLINE],
             count: 0,
             bitmap: None,
@@ -72,7 +75,16 @@ impl SeenTypes {
     }
 
     /// Records `typ`; fails if it was already recorded.
+    #[inline]
     pub(crate) fn insert(&mut self, typ: u16) -> Result<(), Malformed> {
+        if typ < 64 {
+            let bit = 1u64 << typ;
+            if self.low & bit != 0 {
+                return Err(Malformed::DuplicateExtension(typ));
+            }
+            self.low |= bit;
+            return Ok(());
+        }
         if let Some(bits) = self.bitmap.as_mut() {
             return set_bit(bits, typ);
         }
@@ -88,6 +100,7 @@ impl SeenTypes {
         for &t in &self.inline {
             set_bit(&mut bits, t)?;
         }
+        bits[0] = self.low;
         set_bit(&mut bits, typ)?;
         self.bitmap = Some(bits);
         Ok(())
@@ -115,7 +128,11 @@ mod tests {
         for t in 0..40u16 {
             seen.insert(t * 3).unwrap();
         }
+        for t in 0..16u16 {
+            seen.insert(200 + t).unwrap();
+        }
         assert_eq!(seen.insert(3), Err(Malformed::DuplicateExtension(3)));
+        assert_eq!(seen.insert(201), Err(Malformed::DuplicateExtension(201)));
         for t in 1000..3000u16 {
             seen.insert(t).unwrap();
         }

@@ -1,7 +1,7 @@
 //! TLS parsing for a passive balancer: find the ClientHello in the client stream and learn what
 //! the server decided from the cleartext part of its stream.
 //!
-//! - [`reader`]: the bounds-checked cursor every parser uses.
+//! - `reader`: the bounds-checked cursor every parser uses.
 //! - [`record`]: record layer and reassembly of a handshake message across records and segments.
 //! - [`client_hello`]: [`ClientHello`] and [`ClientHelloParser`] (`NeedMore` until decided).
 //! - [`server_hello`]: [`ServerHelloInfo`] (negotiated version, session ID echo, PSK accepted).

@@ -2,7 +2,7 @@
 //!
 //! A ClientHello may be cut into records of any size (anti-DPI clients send 1-byte records,
 //! post-quantum hellos need two TCP segments) and those records may be cut at any byte by TCP.
-//! [`FirstMessage`] walks the growing client stream once, copying handshake fragments into a
+//! `FirstMessage` walks the growing client stream once, copying handshake fragments into a
 //! scratch buffer only when the message spans records, and gives up past a byte cap.
 
 use super::Malformed;

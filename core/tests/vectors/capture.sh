@@ -10,8 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-  -subj /CN=vectors.tether.test -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+# A TEST-ONLY key pair, committed so tls_rustls.rs can run a rustls server with it too.
+if [ ! -f test_server.key.pem ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 36500 \
+    -subj /CN=vectors.tether.test -addext subjectAltName=DNS:vectors.tether.test \
+    -keyout test_server.key.pem -out test_server.cert.pem 2>/dev/null
+fi
+cp test_server.key.pem "$work/key.pem"; cp test_server.cert.pem "$work/cert.pem"
 SPORT=${SPORT:-24433}; RPORT=${RPORT:-24434}
 
 # run NAME SNI CLIENT_ARGS... : one client connection through the relay.
