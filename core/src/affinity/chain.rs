@@ -269,3 +269,238 @@ fn stored(l: Option<Learn>) -> bool {
         Some(Learn::Inserted { .. }) | Some(Learn::Updated { .. })
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::affinity::test_tables::TestTables;
+    use crate::tls::SessionId;
+
+    fn hello(id: &[u8], tls13: bool) -> HelloKeys {
+        HelloKeys {
+            session_id: SessionId::from_slice(id).unwrap(),
+            ticket: TicketKey::Absent,
+            psk: None,
+            sni: None,
+            offers_tls13: tls13,
+        }
+    }
+
+    fn server_hello(id: &[u8], negotiated: ProtocolVersion) -> ServerHelloInfo {
+        ServerHelloInfo {
+            legacy_version: ProtocolVersion::TLS1_2,
+            session_id: SessionId::from_slice(id).unwrap(),
+            cipher: 0x1301,
+            negotiated,
+            hello_retry_request: false,
+            psk_selected: None,
+            session_ticket_ext: false,
+        }
+    }
+
+    const T0: Timestamp = Timestamp(1_000);
+
+    #[test]
+    fn learns_the_server_issued_id_and_matches_it_next_time() {
+        let chain = Chain::new(&[AffinityKey::SessionId]);
+        let tables = TestTables::new(&chain.tables(), 64);
+        let fresh = hello(b"", false);
+        let d = chain.decide(Some(&fresh), NoKeyReason::NoSample, None, &tables, T0);
+        assert_eq!(d.matched, MatchOutcome::NoKey(NoKeyReason::EmptySessionId));
+        let issued = [7u8; 32];
+        let l = chain.learn_server_hello(
+            Some(&fresh),
+            &server_hello(&issued, ProtocolVersion::TLS1_2),
+            ServerId(2),
+            &tables,
+            T0,
+        );
+        assert!(l.stored);
+        assert_eq!(l.resumed, Some(false));
+        let resuming = hello(&issued, false);
+        let d = chain.decide(Some(&resuming), NoKeyReason::NoSample, None, &tables, T0);
+        assert_eq!(
+            d.route,
+            Route::Sticky {
+                server: ServerId(2),
+                key: AffinityKey::SessionId
+            }
+        );
+        let l = chain.learn_server_hello(
+            Some(&resuming),
+            &server_hello(&issued, ProtocolVersion::TLS1_2),
+            ServerId(2),
+            &tables,
+            T0,
+        );
+        assert_eq!(l.resumed, Some(true), "an echoed ID is a resumption");
+        assert!(!l.stored, "refreshing the same server is not new knowledge");
+    }
+
+    #[test]
+    fn tls13_random_ids_are_reported_and_never_stored() {
+        let chain = Chain::new(&[AffinityKey::SessionId]);
+        let tables = TestTables::new(&chain.tables(), 64);
+        let h = hello(&[9u8; 32], true);
+        let d = chain.decide(Some(&h), NoKeyReason::NoSample, None, &tables, T0);
+        assert_eq!(d.matched, MatchOutcome::NoKey(NoKeyReason::Tls13RandomId));
+        let l = chain.learn_server_hello(
+            Some(&h),
+            &server_hello(&[9u8; 32], ProtocolVersion::TLS1_3),
+            ServerId(0),
+            &tables,
+            T0,
+        );
+        assert!(!l.stored);
+        assert_eq!(tables.len(TableKind::SessionId), 0);
+    }
+
+    #[test]
+    fn a_ticket_teaches_both_the_ticket_and_the_openssl_session_id() {
+        let chain = Chain::new(&[AffinityKey::SessionId, AffinityKey::Ticket]);
+        let tables = TestTables::new(&chain.tables(), 64);
+        let ticket = b"opaque ticket bytes from the server";
+        assert!(chain.learn_ticket(ticket, ServerId(3), &tables, T0));
+        // OpenSSL resumes with session ID = SHA-256(ticket) and the ticket itself.
+        let mut h = hello(&hash_key(ticket), false);
+        h.ticket = TicketKey::Present(hash_key(ticket));
+        let d = chain.decide(Some(&h), NoKeyReason::NoSample, None, &tables, T0);
+        assert_eq!(
+            d.route,
+            Route::Sticky {
+                server: ServerId(3),
+                key: AffinityKey::SessionId
+            }
+        );
+        // A Go-like client: random ID, same ticket -> the ticket key matches.
+        let mut go = hello(&[1u8; 32], false);
+        go.ticket = TicketKey::Present(hash_key(ticket));
+        let d = chain.decide(Some(&go), NoKeyReason::NoSample, None, &tables, T0);
+        assert_eq!(
+            d.route,
+            Route::Sticky {
+                server: ServerId(3),
+                key: AffinityKey::Ticket
+            }
+        );
+    }
+
+    #[test]
+    fn psk_is_learned_only_when_the_server_accepts_it() {
+        let chain = Chain::new(&[AffinityKey::Psk]);
+        let tables = TestTables::new(&chain.tables(), 64);
+        let mut h = hello(&[5u8; 32], true);
+        h.psk = Some(hash_key(b"identity"));
+        let mut sh = server_hello(&[5u8; 32], ProtocolVersion::TLS1_3);
+        let l = chain.learn_server_hello(Some(&h), &sh, ServerId(1), &tables, T0);
+        assert_eq!((l.stored, l.resumed), (false, Some(false)));
+        sh.psk_selected = Some(0);
+        let l = chain.learn_server_hello(Some(&h), &sh, ServerId(1), &tables, T0);
+        assert_eq!((l.stored, l.resumed), (true, Some(true)));
+        let d = chain.decide(Some(&h), NoKeyReason::NoSample, None, &tables, T0);
+        assert_eq!(
+            d.route,
+            Route::Sticky {
+                server: ServerId(1),
+                key: AffinityKey::Psk
+            }
+        );
+    }
+
+    #[test]
+    fn source_hashes_even_without_a_hello() {
+        let chain = Chain::new(&[AffinityKey::SessionId, AffinityKey::Source]);
+        let tables = TestTables::new(&chain.tables(), 64);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let a = chain.decide(None, NoKeyReason::NotTls, Some(ip), &tables, T0);
+        let b = chain.decide(None, NoKeyReason::NotTls, Some(ip), &tables, T0);
+        assert_eq!(a, b);
+        assert!(matches!(
+            a.route,
+            Route::Hash {
+                key: AffinityKey::Source,
+                ..
+            }
+        ));
+        let none = chain.decide(None, NoKeyReason::NotTls, None, &tables, T0);
+        assert_eq!(none.matched, MatchOutcome::NoKey(NoKeyReason::NotTls));
+    }
+
+    #[test]
+    fn expired_entries_say_so() {
+        let chain = Chain::new(&[AffinityKey::SessionId]);
+        let tables = TestTables::new(&chain.tables(), 64);
+        let id = [3u8; 32];
+        chain.learn_server_hello(
+            None,
+            &server_hello(&id, ProtocolVersion::TLS1_2),
+            ServerId(0),
+            &tables,
+            T0,
+        );
+        let later = T0 + std::time::Duration::from_secs(61);
+        let d = chain.decide(
+            Some(&hello(&id, false)),
+            NoKeyReason::NoSample,
+            None,
+            &tables,
+            later,
+        );
+        assert_eq!(d.matched, MatchOutcome::MissExpired);
+        assert_eq!(d.route, Route::Balance);
+    }
+
+    proptest! {
+        /// Whatever the client sends, a TLS 1.3 ServerHello never puts anything in the
+        /// session-ID table, and a decision is sticky only to a server that was learned.
+        #[test]
+        fn tls13_never_fills_the_session_table(
+            ids in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..=32), 1..40),
+            servers in proptest::collection::vec(0u32..4, 40),
+        ) {
+            let chain = Chain::new(&[AffinityKey::SessionId, AffinityKey::Ticket, AffinityKey::Psk]);
+            let tables = TestTables::new(&chain.tables(), 1024);
+            for (i, id) in ids.iter().enumerate() {
+                let h = hello(id, true);
+                let d = chain.decide(Some(&h), NoKeyReason::NoSample, None, &tables, T0);
+                prop_assert_eq!(d.route, Route::Balance);
+                chain.learn_server_hello(
+                    Some(&h),
+                    &server_hello(id, ProtocolVersion::TLS1_3),
+                    ServerId(servers[i]),
+                    &tables,
+                    T0,
+                );
+            }
+            prop_assert_eq!(tables.len(TableKind::SessionId), 0);
+        }
+
+        /// TLS 1.2: after learning, every non-empty issued ID routes to the server that issued
+        /// it last (last writer wins).
+        #[test]
+        fn tls12_last_writer_wins(
+            issues in proptest::collection::vec((1u8..8, 0u32..4), 1..60),
+        ) {
+            let chain = Chain::new(&[AffinityKey::SessionId]);
+            let tables = TestTables::new(&chain.tables(), 1024);
+            let mut expect = std::collections::BTreeMap::new();
+            for (id, server) in &issues {
+                let id = [*id; 16];
+                chain.learn_server_hello(
+                    None,
+                    &server_hello(&id, ProtocolVersion::TLS1_2),
+                    ServerId(*server),
+                    &tables,
+                    T0,
+                );
+                expect.insert(id, *server);
+            }
+            for (id, server) in expect {
+                let d = chain.decide(Some(&hello(&id, false)), NoKeyReason::NoSample, None, &tables, T0);
+                prop_assert_eq!(d.route, Route::Sticky { server: ServerId(server), key: AffinityKey::SessionId });
+            }
+        }
+    }
+}

@@ -337,3 +337,61 @@ mod tests {
         assert_eq!(stable_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 }
+
+/// Plain, single-threaded stick tables for the affinity tests.
+#[cfg(test)]
+pub(crate) mod test_tables {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::{TableKind, Tables};
+    use crate::stick::{Learn, Lookup, StickTable, StickTableConfig};
+    use crate::{ServerId, Timestamp};
+
+    /// One real `StickTable` per kind.
+    pub struct TestTables(pub RefCell<BTreeMap<TableKind, StickTable>>);
+
+    impl TestTables {
+        pub fn new(kinds: &[TableKind], size: usize) -> Self {
+            let cfg = StickTableConfig {
+                key_len: 32,
+                size,
+                expire: Duration::from_secs(60),
+                nopurge: false,
+            };
+            TestTables(RefCell::new(
+                kinds
+                    .iter()
+                    .map(|&k| (k, StickTable::new(cfg.clone())))
+                    .collect(),
+            ))
+        }
+
+        pub fn len(&self, kind: TableKind) -> usize {
+            self.0.borrow().get(&kind).map_or(0, |t| t.len())
+        }
+    }
+
+    impl Tables for TestTables {
+        fn lookup(&self, kind: TableKind, key: &[u8], now: Timestamp) -> Option<Lookup> {
+            self.0
+                .borrow_mut()
+                .get_mut(&kind)
+                .map(|t| t.lookup(key, now))
+        }
+
+        fn learn(
+            &self,
+            kind: TableKind,
+            key: &[u8],
+            server: ServerId,
+            now: Timestamp,
+        ) -> Option<Learn> {
+            self.0
+                .borrow_mut()
+                .get_mut(&kind)
+                .map(|t| t.learn(key, server, now))
+        }
+    }
+}

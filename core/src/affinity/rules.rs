@@ -243,3 +243,132 @@ fn request_sample(sample: RuleSample, req: &RequestView<'_>) -> Option<Vec<u8>> 
         RuleSample::Src => req.client.map(ip_bytes),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::affinity::test_tables::TestTables;
+    use crate::{ServerId, Timestamp};
+
+    /// A minimal hello record: type 1 (ClientHello) or 2 (ServerHello) with a session ID.
+    fn hello_record(kind: u8, sid: &[u8]) -> Vec<u8> {
+        let mut body = vec![0x03, 0x03];
+        body.extend_from_slice(&[0xaa; 32]);
+        body.push(sid.len() as u8);
+        body.extend_from_slice(sid);
+        if kind == 1 {
+            body.extend_from_slice(&[0x00, 0x02, 0x13, 0x01, 0x01, 0x00]);
+        } else {
+            body.extend_from_slice(&[0x13, 0x01, 0x00]);
+        }
+        let mut hs = vec![kind, 0, (body.len() >> 8) as u8, body.len() as u8];
+        hs.extend_from_slice(&body);
+        let mut rec = vec![0x16, 0x03, 0x01, (hs.len() >> 8) as u8, hs.len() as u8];
+        rec.extend_from_slice(&hs);
+        rec
+    }
+
+    /// The seed's backend: `stick on payload_lv(43,1) if clienthello`,
+    /// `stick store-response payload_lv(43,1) if serverhello`,
+    /// `tcp-request content accept if clienthello`.
+    fn seed_rules(response_inspect: bool) -> Rules {
+        let lv = RuleSample::PayloadLv {
+            offset: 43,
+            len_size: 1,
+        };
+        Rules {
+            rules: vec![
+                StickRule {
+                    action: RuleAction::On,
+                    sample: lv,
+                    condition: RuleCondition::ClientHello,
+                },
+                StickRule {
+                    action: RuleAction::StoreResponse,
+                    sample: lv,
+                    condition: RuleCondition::ServerHello,
+                },
+            ],
+            request_accept_if: Some(RuleCondition::ClientHello),
+            response_inspect,
+        }
+    }
+
+    const T0: Timestamp = Timestamp(0);
+
+    fn view(buf: &[u8]) -> RequestView<'_> {
+        RequestView {
+            buf,
+            hello: None,
+            client: None,
+        }
+    }
+
+    #[test]
+    fn inspection_waits_for_the_whole_client_hello() {
+        let rules = seed_rules(false);
+        let rec = hello_record(1, &[1; 32]);
+        assert!(!rules.request_ready(&rec[..20], false));
+        assert!(
+            rules.request_ready(&rec[..20], true),
+            "the deadline makes it final"
+        );
+        assert!(rules.request_ready(&rec, false));
+        assert!(
+            rules.request_ready(b"GET / HTTP/1.1\r\n", false),
+            "not TLS: decided"
+        );
+    }
+
+    #[test]
+    fn a_new_session_has_nothing_to_stick_on() {
+        let rules = seed_rules(false);
+        let tables = TestTables::new(&[TableKind::Rule], 64);
+        let (d, store) = rules.on_request(view(&hello_record(1, &[])), &tables, T0);
+        assert_eq!(d.matched, MatchOutcome::NoKey(NoKeyReason::NoSample));
+        assert_eq!(
+            store, None,
+            "an empty session ID is never stored (payload_lv length 0)"
+        );
+    }
+
+    #[test]
+    fn the_request_stores_and_later_matches_the_clients_id() {
+        let rules = seed_rules(false);
+        let tables = TestTables::new(&[TableKind::Rule], 64);
+        let rec = hello_record(1, &[4; 32]);
+        let (d, store) = rules.on_request(view(&rec), &tables, T0);
+        assert_eq!(d.matched, MatchOutcome::MissUnknown);
+        let store = store.expect("stick on stores on the request");
+        assert_eq!(store.key, vec![4; 32]);
+        tables.learn(TableKind::Rule, &store.key, ServerId(1), T0);
+        let (d, _) = rules.on_request(view(&rec), &tables, T0);
+        assert_eq!(
+            d.route,
+            Route::Sticky {
+                server: ServerId(1),
+                key: AffinityKey::Rule
+            }
+        );
+    }
+
+    #[test]
+    fn store_response_never_fires_without_a_response_inspect_delay() {
+        let server = hello_record(2, &[8; 32]);
+        assert_eq!(
+            seed_rules(false).on_response(&server, false),
+            Sample::Found(None)
+        );
+        let with_delay = seed_rules(true);
+        assert_eq!(with_delay.on_response(&server[..30], false), Sample::Wait);
+        assert_eq!(
+            with_delay.on_response(&server, false),
+            Sample::Found(Some(vec![8; 32]))
+        );
+        // A TLS 1.3 ServerHello echoes the client's random ID: HAProxy stores it all the same.
+        assert_eq!(
+            with_delay.on_response(&hello_record(2, &[]), true),
+            Sample::Found(None)
+        );
+    }
+}

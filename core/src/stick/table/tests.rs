@@ -655,4 +655,3 @@ proptest! {
         prop_assert_eq!(st.len(), 1);
     }
 }
-
