@@ -16,7 +16,11 @@ fn shipped_examples_load_and_build() {
         let config = load_toml(&path.display().to_string(), &text)
             .unwrap_or_else(|e| panic!("{} does not load:\n{e}", path.display()));
         let rt = build(&config, None).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(!rt.frontends.is_empty(), "{} has no frontend", path.display());
+        assert!(
+            !rt.frontends.is_empty(),
+            "{} has no frontend",
+            path.display()
+        );
         seen += 1;
     }
     assert!(seen > 0, "no example configuration found");

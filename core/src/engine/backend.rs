@@ -5,7 +5,7 @@
 //! dozen nanoseconds); tables are sharded apart; counters are atomics. Nothing here is global.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::affinity::{AffinityKey, AffinityOutcome, Chain, Route, Rules, TableKind};
@@ -14,6 +14,7 @@ use crate::retry::{RetryContext, RetryPolicy};
 use crate::server::{AdminState, Health, HealthConfig, OperState, ServerState, Transition};
 use crate::stick::StickTableConfig;
 use crate::ServerId;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::tables::BackendTables;
 
@@ -101,6 +102,69 @@ pub struct ServerSlot {
     pub health: HealthConfig,
     /// Counters.
     pub counters: ServerCounters,
+    /// `maxconn`: connection slots; a connection waits in the server's queue for one.
+    pub slots: Option<Arc<Semaphore>>,
+    /// `maxqueue`: most connections waiting for a slot (`None`: unbounded).
+    pub maxqueue: Option<u32>,
+    /// Connections waiting for a slot now.
+    pub queued: AtomicU64,
+}
+
+impl ServerSlot {
+    /// A server without connection limits.
+    pub fn new(name: impl Into<String>, address: impl Into<String>) -> Self {
+        ServerSlot {
+            name: name.into(),
+            address: address.into(),
+            check: false,
+            health: HealthConfig::default(),
+            counters: ServerCounters::default(),
+            slots: None,
+            maxqueue: None,
+            queued: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes a connection slot, waiting in the server's queue up to `timeout`. `Ok(None)` when
+    /// the server has no `maxconn`.
+    pub async fn take_slot(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<OwnedSemaphorePermit>, QueueError> {
+        let Some(sem) = &self.slots else {
+            return Ok(None);
+        };
+        if let Ok(p) = sem.clone().try_acquire_owned() {
+            return Ok(Some(p));
+        }
+        let waiting = self.queued.fetch_add(1, Ordering::Relaxed);
+        let _leave = QueueGuard(&self.queued);
+        if self.maxqueue.is_some_and(|m| waiting >= u64::from(m)) {
+            return Err(QueueError::Full);
+        }
+        match tokio::time::timeout(timeout, sem.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(Some(p)),
+            Ok(Err(_)) => Err(QueueError::Full),
+            Err(_) => Err(QueueError::Timeout),
+        }
+    }
+}
+
+struct QueueGuard<'a>(&'a AtomicU64);
+
+impl Drop for QueueGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Why a connection could not get a server slot.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum QueueError {
+    /// `maxqueue` connections were already waiting.
+    Full,
+    /// `timeout queue` passed.
+    Timeout,
 }
 
 /// Per-backend affinity-outcome counters, indexed by [`AffinityOutcome`].

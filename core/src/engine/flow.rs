@@ -20,7 +20,7 @@ use crate::tls::haproxy::Sample;
 use crate::tls::{ClientHelloParser, HelloOutcome, ServerEvent, ServerFlight};
 use crate::ServerId;
 
-use super::backend::{AffinityMode, Backend};
+use super::backend::{AffinityMode, Backend, QueueError};
 use super::clock::Clock;
 use super::forward::{forward, ForwardTimeouts};
 use super::frontend::Frontend;
@@ -155,10 +155,26 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
     let sticky_unusable = choice.sticky_unusable;
     let mut attempts: Option<Attempts> = None;
     let mut redispatched_sticky = false;
+    let mut slot_permit = None;
+    let mut queue_failed: Option<QueueError> = None;
     let connected = loop {
         let Some(server) = choice.server else {
             break None;
         };
+        // A server with `maxconn` makes the connection queue for a slot (`timeout queue`).
+        let tq = Instant::now();
+        match be.servers[server.index()]
+            .take_slot(be.timeouts.queue)
+            .await
+        {
+            Ok(p) => slot_permit = p,
+            Err(e) => {
+                be.release(server);
+                queue_failed = Some(e);
+                break None;
+            }
+        }
+        rec.tw_ms += ms_since(tq);
         let t0 = Instant::now();
         let addr = &be.servers[server.index()].address;
         let result = timeout(be.timeouts.connect, ctx.net.connect(addr)).await;
@@ -177,6 +193,7 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
             Err(_) => ConnectFailure::Timeout,
         };
         tracing::debug!(backend = %be.name, server = %be.servers[server.index()].name, ?failure, "connect failed");
+        slot_permit = None;
         let counters = &be.servers[server.index()].counters;
         counters.connect_errors.fetch_add(1, Ordering::Relaxed);
         be.release(server);
@@ -215,19 +232,18 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
     let Some((server, stream)) = connected else {
         // No usable server, or every attempt failed: close at once (HAProxy `SC`, `<NOSRV>` when
         // nothing was ever chosen). Nothing is stored.
-        if attempts.is_none() {
-            be.nosrv.fetch_add(1, Ordering::Relaxed);
-        } else {
-            rec.server = attempts
-                .as_ref()
-                .map(|_| {
-                    be.servers[choice.server.map_or(0, |s| s.index())]
-                        .name
-                        .clone()
-                })
-                .filter(|_| choice.server.is_some());
+        let tried = attempts.is_some() || queue_failed.is_some();
+        match choice.server {
+            Some(s) if tried => rec.server = Some(be.servers[s.index()].name.clone()),
+            _ => {
+                be.nosrv.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        rec.termination = ['S', 'C'];
+        rec.termination = match queue_failed {
+            Some(QueueError::Timeout) => ['s', 'Q'],
+            Some(QueueError::Full) => ['S', 'Q'],
+            None => ['S', 'C'],
+        };
         rec.affinity = AffinityOutcome::resolve(decision.matched, sticky_unusable, false, false);
         let _ = cw.shutdown().await;
         finish(ctx, fe, start, rec);
@@ -316,6 +332,7 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
         .bytes_out
         .fetch_add(rec.bytes_down, Ordering::Relaxed);
     be.release(server);
+    drop(slot_permit);
     rec.affinity = AffinityOutcome::resolve(
         decision.matched,
         sticky_unusable,

@@ -152,11 +152,14 @@ fn build_backend(b: &config::Backend, old: Option<&Backend>) -> Result<Backend, 
             state.maxconn = s.maxconn.unwrap_or(0);
             (
                 ServerSlot {
-                    name: s.name.clone(),
-                    address: s.address.clone(),
                     check: s.check,
                     health,
-                    counters: Default::default(),
+                    slots: s
+                        .maxconn
+                        .filter(|&n| n > 0)
+                        .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
+                    maxqueue: s.maxqueue,
+                    ..ServerSlot::new(s.name.clone(), s.address.clone())
                 },
                 state,
             )
