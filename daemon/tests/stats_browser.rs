@@ -67,8 +67,8 @@ async fn chromium_renders_states_and_drives_an_admin_form() {
     let (p, u) = (profile.clone(), url.clone());
     let dom = tokio::task::spawn_blocking(move || dump_dom(&p, &u)).await.unwrap();
     assert!(dom.contains("tether statistics"), "{dom}");
-    assert_eq!(status_of(&dom, "alpha"), "UP");
-    assert_eq!(status_of(&dom, "beta"), "UP");
+    assert!(status_of(&dom, "alpha").starts_with("UP"));
+    assert!(status_of(&dom, "beta").starts_with("UP"));
 
     // Take beta's admin form exactly as the browser parsed it, point it at the listener, and have
     // Chromium click its "drain" button: a real form submission, then the redirect back.
@@ -93,8 +93,8 @@ async fn chromium_renders_states_and_drives_an_admin_form() {
     let page_url = format!("file://{}", page.display());
     let after = tokio::task::spawn_blocking(move || dump_dom(&p, &page_url)).await.unwrap();
     assert!(after.contains("last action: DONE"), "redirected to the result page:\n{after}");
-    assert_eq!(status_of(&after, "beta"), "DRAIN");
-    assert_eq!(status_of(&after, "alpha"), "UP");
+    assert!(status_of(&after, "beta").starts_with("DRAIN"), "{after}");
+    assert!(status_of(&after, "alpha").starts_with("UP"));
     let states = rig.daemon.runtime().backends["app"].server_states();
     assert_eq!(states[1].admin, tether_core::server::AdminState::Drain);
 
