@@ -214,10 +214,16 @@ async fn serve(source: ConfigSource, config: Config) -> Result<ExitCode> {
             }
         }
     }
-    tracing::info!(grace_ms = grace.as_millis() as u64, "stopping: no new connections, waiting for established ones");
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "stopping: no new connections, waiting for established ones"
+    );
     let left = daemon.shutdown(grace).await;
     if left > 0 {
-        tracing::warn!(connections = left, "grace period over; closing remaining connections");
+        tracing::warn!(
+            connections = left,
+            "grace period over; closing remaining connections"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -114,7 +114,11 @@ impl Daemon {
         self.bound
             .values()
             .map(|b| {
-                let name = b.frontend.read().map(|f| f.name.clone()).unwrap_or_default();
+                let name = b
+                    .frontend
+                    .read()
+                    .map(|f| f.name.clone())
+                    .unwrap_or_default();
                 (name, b.addr)
             })
             .collect()
@@ -183,7 +187,9 @@ impl Daemon {
                         TokioNet,
                         be.clone(),
                         ServerId(i as u32),
-                        be.timeouts.connect.min(s.health.inter.max(Duration::from_secs(1))),
+                        be.timeouts
+                            .connect
+                            .min(s.health.inter.max(Duration::from_secs(1))),
                         rx.clone(),
                     ));
                 }
@@ -226,10 +232,7 @@ impl Daemon {
         let _ = self.checks_stop.send(true);
         let deadline = tokio::time::Instant::now() + grace;
         loop {
-            let open = self
-                .ctx
-                .actconn
-                .load(std::sync::atomic::Ordering::Relaxed);
+            let open = self.ctx.actconn.load(std::sync::atomic::Ordering::Relaxed);
             if open == 0 || tokio::time::Instant::now() >= deadline {
                 return open;
             }

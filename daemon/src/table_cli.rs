@@ -109,8 +109,8 @@ struct Endpoint {
 }
 
 fn parse_endpoint(url: &str) -> Result<Endpoint> {
-    if url.starts_with("https://") {
-        bail!("the stats listener speaks plain HTTP; use http://{}", &url[8..]);
+    if let Some(rest) = url.strip_prefix("https://") {
+        bail!("the stats listener speaks plain HTTP; use http://{rest}");
     }
     let rest = url.strip_prefix("http://").unwrap_or(url);
     let (host_port, path) = match rest.find('/') {
@@ -170,7 +170,11 @@ pub async fn run(args: TableArgs) -> Result<ExitCode> {
             if let Some(s) = server {
                 q.push(format!("server={}", enc(s)));
             }
-            ("GET", format!("/table/{}", enc(backend)), with_table(q, table))
+            (
+                "GET",
+                format!("/table/{}", enc(backend)),
+                with_table(q, table),
+            )
         }
         TableCommand::Show {
             backend,
@@ -212,9 +216,9 @@ pub async fn run(args: TableArgs) -> Result<ExitCode> {
         target.push_str(&query.join("&"));
     }
     let (status, body) = request(&endpoint.host_port, method, &target, auth.as_deref()).await?;
-    let value: Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
-        serde_json::json!({ "error": String::from_utf8_lossy(&body).trim().to_string() })
-    });
+    let value: Value = serde_json::from_slice(&body).unwrap_or_else(
+        |_| serde_json::json!({ "error": String::from_utf8_lossy(&body).trim().to_string() }),
+    );
     if args.json {
         println!("{}", serde_json::to_string_pretty(&value)?);
     }
@@ -315,9 +319,15 @@ mod tests {
     #[test]
     fn endpoints() {
         let e = parse_endpoint("http://127.0.0.1:1936/").unwrap();
-        assert_eq!((e.host_port.as_str(), e.base.as_str()), ("127.0.0.1:1936", ""));
+        assert_eq!(
+            (e.host_port.as_str(), e.base.as_str()),
+            ("127.0.0.1:1936", "")
+        );
         let e = parse_endpoint("127.0.0.1:9/stats/").unwrap();
-        assert_eq!((e.host_port.as_str(), e.base.as_str()), ("127.0.0.1:9", "/stats"));
+        assert_eq!(
+            (e.host_port.as_str(), e.base.as_str()),
+            ("127.0.0.1:9", "/stats")
+        );
         assert!(parse_endpoint("https://x:1/").is_err());
         assert!(parse_endpoint("http:///").is_err());
     }

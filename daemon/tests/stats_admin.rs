@@ -25,19 +25,42 @@ async fn basic_auth_guards_every_output() {
     for target in ["/", "/;csv", "/;json", "/metrics", "/table/app"] {
         let r = rig.get(target).await;
         assert_eq!(r.status, 401, "{target} without credentials");
-        assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"tether stats\""));
-        let r = http(rig.stats_addr(), "GET", target, &[("Authorization", &bad)], b"").await;
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Basic realm=\"tether stats\"")
+        );
+        let r = http(
+            rig.stats_addr(),
+            "GET",
+            target,
+            &[("Authorization", &bad)],
+            b"",
+        )
+        .await;
         assert_eq!(r.status, 401, "{target} with a wrong password");
-        let r = http(rig.stats_addr(), "GET", target, &[("Authorization", &good)], b"").await;
+        let r = http(
+            rig.stats_addr(),
+            "GET",
+            target,
+            &[("Authorization", &good)],
+            b"",
+        )
+        .await;
         assert_eq!(r.status, 200, "{target} with credentials: {}", r.body);
         assert!(!r.body.contains("pa55"), "the password never appears");
     }
     let r = admin_post(rig.stats_addr(), "b=app&s=alpha&action=maint", None).await;
     assert_eq!(r.status, 401);
-    assert_eq!(rig.daemon.runtime().backends["app"].server_states()[0].admin, tether_core::server::AdminState::Ready);
+    assert_eq!(
+        rig.daemon.runtime().backends["app"].server_states()[0].admin,
+        tether_core::server::AdminState::Ready
+    );
     let r = admin_post(rig.stats_addr(), "b=app&s=alpha&action=maint", Some(&good)).await;
     assert_eq!(r.status, 303, "{}", r.body);
-    assert_eq!(rig.daemon.runtime().backends["app"].server_states()[0].admin, tether_core::server::AdminState::Maint);
+    assert_eq!(
+        rig.daemon.runtime().backends["app"].server_states()[0].admin,
+        tether_core::server::AdminState::Maint
+    );
 }
 
 #[test]
@@ -48,11 +71,23 @@ fn admin_is_refused_off_loopback_without_auth_and_allowed_with_it() {
     let lo: SocketAddr = "127.0.0.1:1936".parse().unwrap();
     let lo6: SocketAddr = "[::1]:1936".parse().unwrap();
     for addr in [public, lan, v6_any] {
-        assert_eq!(admin_decision(true, false, addr), AdminDecision::NeedsAuth, "{addr}");
-        assert_eq!(admin_decision(true, true, addr), AdminDecision::Allowed, "{addr}");
+        assert_eq!(
+            admin_decision(true, false, addr),
+            AdminDecision::NeedsAuth,
+            "{addr}"
+        );
+        assert_eq!(
+            admin_decision(true, true, addr),
+            AdminDecision::Allowed,
+            "{addr}"
+        );
     }
     for addr in [lo, lo6] {
-        assert_eq!(admin_decision(true, false, addr), AdminDecision::Allowed, "{addr}");
+        assert_eq!(
+            admin_decision(true, false, addr),
+            AdminDecision::Allowed,
+            "{addr}"
+        );
     }
     assert_eq!(admin_decision(false, true, lo), AdminDecision::Disabled);
 }
@@ -88,7 +123,11 @@ async fn drain_maint_ready_and_weight_change_routing() {
     assert!(r.header("location").unwrap().starts_with("/;st=DONE"));
     let csv = rig.get("/;csv").await.body;
     assert_eq!(cell(&csv_row(&csv, "app", "alpha"), "status"), "DRAIN");
-    assert_eq!(spread(&rig, 4).await, ["beta"], "a draining server takes no balanced traffic");
+    assert_eq!(
+        spread(&rig, 4).await,
+        ["beta"],
+        "a draining server takes no balanced traffic"
+    );
 
     let r = admin_post(stats, "b=app&s=beta&action=maint", None).await;
     assert_eq!(r.status, 303);
@@ -101,7 +140,13 @@ async fn drain_maint_ready_and_weight_change_routing() {
     admin_post(stats, "b=app&s=beta&action=ready", None).await;
     let r = admin_post(stats, "b=app&s=alpha&action=weight&weight=0", None).await;
     assert_eq!(r.status, 303);
-    assert_eq!(cell(&csv_row(&rig.get("/;csv").await.body, "app", "alpha"), "weight"), "0");
+    assert_eq!(
+        cell(
+            &csv_row(&rig.get("/;csv").await.body, "app", "alpha"),
+            "weight"
+        ),
+        "0"
+    );
     assert_eq!(spread(&rig, 4).await, ["beta"]);
 
     // The page shows the result banner after the redirect.

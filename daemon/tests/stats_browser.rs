@@ -65,7 +65,9 @@ async fn chromium_renders_states_and_drives_an_admin_form() {
     std::fs::create_dir_all(&profile).unwrap();
 
     let (p, u) = (profile.clone(), url.clone());
-    let dom = tokio::task::spawn_blocking(move || dump_dom(&p, &u)).await.unwrap();
+    let dom = tokio::task::spawn_blocking(move || dump_dom(&p, &u))
+        .await
+        .unwrap();
     assert!(dom.contains("tether statistics"), "{dom}");
     assert!(status_of(&dom, "alpha").starts_with("UP"));
     assert!(status_of(&dom, "beta").starts_with("UP"));
@@ -76,8 +78,14 @@ async fn chromium_renders_states_and_drives_an_admin_form() {
     let form_start = start + dom[start..].find("<form").unwrap();
     let form_end = form_start + dom[form_start..].find("</form>").unwrap() + "</form>".len();
     let form = &dom[form_start..form_end];
-    assert!(form.contains("method=\"post\"") && form.contains("action=\"/\""), "{form}");
-    assert!(form.contains("name=\"b\" value=\"app\"") && form.contains("name=\"s\" value=\"beta\""), "{form}");
+    assert!(
+        form.contains("method=\"post\"") && form.contains("action=\"/\""),
+        "{form}"
+    );
+    assert!(
+        form.contains("name=\"b\" value=\"app\"") && form.contains("name=\"s\" value=\"beta\""),
+        "{form}"
+    );
     let form = form.replacen("action=\"/\"", &format!("action=\"{url}\""), 1);
     let page = scratch.path().join("click.html");
     std::fs::write(
@@ -91,8 +99,13 @@ async fn chromium_renders_states_and_drives_an_admin_form() {
     .unwrap();
     let p = profile.clone();
     let page_url = format!("file://{}", page.display());
-    let after = tokio::task::spawn_blocking(move || dump_dom(&p, &page_url)).await.unwrap();
-    assert!(after.contains("last action: DONE"), "redirected to the result page:\n{after}");
+    let after = tokio::task::spawn_blocking(move || dump_dom(&p, &page_url))
+        .await
+        .unwrap();
+    assert!(
+        after.contains("last action: DONE"),
+        "redirected to the result page:\n{after}"
+    );
     assert!(status_of(&after, "beta").starts_with("DRAIN"), "{after}");
     assert!(status_of(&after, "alpha").starts_with("UP"));
     let states = rig.daemon.runtime().backends["app"].server_states();

@@ -13,8 +13,12 @@ async fn html_lists_every_server_with_its_state_refresh_and_version() {
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").unwrap().starts_with("text/html"));
     assert_eq!(r.header("refresh"), Some("7"));
-    assert!(r.body.contains("<meta http-equiv=\"refresh\" content=\"7\">"));
-    assert!(r.body.contains(&format!("tether version {}", env!("CARGO_PKG_VERSION"))));
+    assert!(r
+        .body
+        .contains("<meta http-equiv=\"refresh\" content=\"7\">"));
+    assert!(r
+        .body
+        .contains(&format!("tether version {}", env!("CARGO_PKG_VERSION"))));
     for name in ["alpha", "beta"] {
         let row_start = r
             .body
@@ -53,7 +57,10 @@ async fn csv_has_haproxy_columns_and_counters_move_with_traffic() {
         .iter()
         .map(|l| l.split(',').take(2).collect::<Vec<_>>().join("/"))
         .collect();
-    assert_eq!(names, ["main/FRONTEND", "app/alpha", "app/beta", "app/BACKEND"]);
+    assert_eq!(
+        names,
+        ["main/FRONTEND", "app/alpha", "app/beta", "app/BACKEND"]
+    );
     let alpha = csv_row(&before.body, "app", "alpha");
     assert_eq!(cell(&alpha, "stot"), "0");
     assert_eq!(cell(&alpha, "status"), "UP");
@@ -79,8 +86,14 @@ async fn csv_has_haproxy_columns_and_counters_move_with_traffic() {
         let row = csv_row(&after, "app", name);
         assert_eq!(cell(&row, "stot"), "2", "{after}");
         assert_eq!(cell(&row, "lbtot"), "2");
-        assert!(cell(&row, "bin").parse::<u64>().unwrap() >= 2 * PLAIN.len() as u64, "{after}");
-        assert!(cell(&row, "bout").parse::<u64>().unwrap() >= 2 * (name.len() as u64 + 1), "{after}");
+        assert!(
+            cell(&row, "bin").parse::<u64>().unwrap() >= 2 * PLAIN.len() as u64,
+            "{after}"
+        );
+        assert!(
+            cell(&row, "bout").parse::<u64>().unwrap() >= 2 * (name.len() as u64 + 1),
+            "{after}"
+        );
     }
     let fe = csv_row(&after, "main", "FRONTEND");
     assert_eq!(cell(&fe, "stot"), "4");
@@ -96,7 +109,10 @@ async fn json_reports_servers_and_affinity() {
     let mut j = serde_json::Value::Null;
     for _ in 0..50 {
         j = rig.get("/;json").await.json();
-        if j["backends"][0]["affinity"].as_object().is_some_and(|m| !m.is_empty()) {
+        if j["backends"][0]["affinity"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty())
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -126,22 +142,33 @@ fn parse_prometheus(text: &str) -> Vec<(String, String, f64)> {
         if line.starts_with("# HELP ") {
             continue;
         }
-        assert!(!line.starts_with('#') && !line.is_empty(), "stray line {line:?}");
+        assert!(
+            !line.starts_with('#') && !line.is_empty(),
+            "stray line {line:?}"
+        );
         let (series, value) = line.rsplit_once(' ').unwrap();
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
         let (name, labels) = match series.split_once('{') {
             Some((n, l)) => {
                 assert!(l.ends_with('}'), "{line}");
                 for pair in l.trim_end_matches('}').split("\",") {
                     let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("{line}"));
-                    assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
+                    assert!(
+                        k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                        "{line}"
+                    );
                     assert!(!v.trim_end_matches('"').contains('"'), "{line}");
                 }
                 (n, l.trim_end_matches('}').to_string())
             }
             None => (series, String::new()),
         };
-        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
         assert!(typed.contains(name), "sample before its TYPE: {line}");
         samples.push((name.to_string(), labels, value));
     }
@@ -161,10 +188,27 @@ async fn metrics_parse_as_prometheus_text_and_move() {
     let rig = Rig::start(&["alpha", "beta"], "").await;
     let r = rig.get("/metrics").await;
     assert_eq!(r.status, 200);
-    assert!(r.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
     let before = parse_prometheus(&r.body);
-    assert_eq!(sample(&before, "tether_server_connections_total", "server=\"alpha\""), 0.0);
-    assert_eq!(sample(&before, "tether_stick_table_capacity", "table=\"session-id\""), 1024.0);
+    assert_eq!(
+        sample(
+            &before,
+            "tether_server_connections_total",
+            "server=\"alpha\""
+        ),
+        0.0
+    );
+    assert_eq!(
+        sample(
+            &before,
+            "tether_stick_table_capacity",
+            "table=\"session-id\""
+        ),
+        1024.0
+    );
     assert_eq!(sample(&before, "tether_server_up", "server=\"beta\""), 1.0);
 
     rig.connect(&client_hello(&[1; 32])).await;
@@ -179,17 +223,37 @@ async fn metrics_parse_as_prometheus_text_and_move() {
     }
     let total: f64 = ["alpha", "beta"]
         .iter()
-        .map(|s| sample(&after, "tether_server_connections_total", &format!("server=\"{s}\"")))
+        .map(|s| {
+            sample(
+                &after,
+                "tether_server_connections_total",
+                &format!("server=\"{s}\""),
+            )
+        })
         .sum();
     assert_eq!(total, 2.0);
-    assert_eq!(sample(&after, "tether_frontend_connections_total", "main"), 2.0);
     assert_eq!(
-        sample(&after, "tether_affinity_outcomes_total", "outcome=\"miss-unknown\""),
+        sample(&after, "tether_frontend_connections_total", "main"),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "tether_affinity_outcomes_total",
+            "outcome=\"miss-unknown\""
+        ),
         1.0
     );
     assert_eq!(
-        sample(&after, "tether_affinity_outcomes_total", "reason=\"not-tls\""),
+        sample(
+            &after,
+            "tether_affinity_outcomes_total",
+            "reason=\"not-tls\""
+        ),
         1.0
     );
-    assert_eq!(sample(&after, "tether_stick_table_misses_total", "session-id"), 1.0);
+    assert_eq!(
+        sample(&after, "tether_stick_table_misses_total", "session-id"),
+        1.0
+    );
 }

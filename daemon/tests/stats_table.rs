@@ -24,11 +24,22 @@ async fn set_show_list_clear_over_http_change_routing() {
     assert_eq!(r.status, 404, "{}", r.body);
 
     for target in ["gamma", "alpha", "beta"] {
-        let r = http(stats, "PUT", &format!("/table/app/{key}?server={target}"), &[], b"").await;
+        let r = http(
+            stats,
+            "PUT",
+            &format!("/table/app/{key}?server={target}"),
+            &[],
+            b"",
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.json()["server"], target);
         for _ in 0..3 {
-            assert_eq!(routed(&rig, &id).await, target, "sticks to the server just set");
+            assert_eq!(
+                routed(&rig, &id).await,
+                target,
+                "sticks to the server just set"
+            );
         }
     }
     let shown = rig.get(&format!("/table/app/{key}")).await.json();
@@ -39,7 +50,14 @@ async fn set_show_list_clear_over_http_change_routing() {
     // Several keys, listed sorted and paged, filtered by server.
     for (i, s) in ["alpha", "alpha", "gamma"].iter().enumerate() {
         let k = hex(&[i as u8 + 1; 32]);
-        let r = http(stats, "PUT", &format!("/table/app/{k}?server={s}"), &[], b"").await;
+        let r = http(
+            stats,
+            "PUT",
+            &format!("/table/app/{k}?server={s}"),
+            &[],
+            b"",
+        )
+        .await;
         assert_eq!(r.status, 200);
     }
     let all = rig.get("/table/app").await.json();
@@ -58,7 +76,11 @@ async fn set_show_list_clear_over_http_change_routing() {
     assert_eq!(page["entries"][0]["key"], keys[1]);
     let alpha = rig.get("/table/app?server=alpha").await.json();
     assert_eq!(alpha["total"], 2);
-    assert!(alpha["entries"].as_array().unwrap().iter().all(|e| e["server"] == "alpha"));
+    assert!(alpha["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["server"] == "alpha"));
 
     // Clear one key: the next connection with it is balanced again (and not necessarily beta).
     let r = http(stats, "DELETE", &format!("/table/app/{key}"), &[], b"").await;
@@ -79,8 +101,24 @@ async fn set_show_list_clear_over_http_change_routing() {
     assert_eq!(rig.get("/table/app").await.json()["total"], 0);
 
     // Bad input is refused.
-    assert_eq!(http(stats, "PUT", &format!("/table/app/{key}?server=nope"), &[], b"").await.status, 404);
-    assert_eq!(http(stats, "PUT", "/table/app/xyz?server=alpha", &[], b"").await.status, 400);
+    assert_eq!(
+        http(
+            stats,
+            "PUT",
+            &format!("/table/app/{key}?server=nope"),
+            &[],
+            b""
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        http(stats, "PUT", "/table/app/xyz?server=alpha", &[], b"")
+            .await
+            .status,
+        400
+    );
     assert_eq!(rig.get("/table/nobackend").await.status, 404);
     assert_eq!(rig.get("/table/app?table=ticket").await.status, 404);
 }
@@ -126,12 +164,16 @@ async fn tether_table_cli_sets_shows_lists_and_clears() {
     }
     let (ok, out, _) = run(args(&["show", "app", &key])).await.unwrap();
     assert!(ok && out.starts_with(&format!("{key} alpha")), "{out}");
-    let (ok, out, _) = run(args(&["--json", "list", "app", "--server", "alpha"])).await.unwrap();
+    let (ok, out, _) = run(args(&["--json", "list", "app", "--server", "alpha"]))
+        .await
+        .unwrap();
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["total"], 1);
     assert_eq!(v["entries"][0]["key"], key);
-    let (ok, out, _) = run(args(&["list", "app", "--server", "beta"])).await.unwrap();
+    let (ok, out, _) = run(args(&["list", "app", "--server", "beta"]))
+        .await
+        .unwrap();
     assert!(ok && out.contains("0 entries shown of 0"), "{out}");
 
     let (ok, out, _) = run(args(&["clear", "app", &key])).await.unwrap();

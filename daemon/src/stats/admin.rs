@@ -101,10 +101,12 @@ impl AdminRequest {
             .servers
             .iter()
             .map(|s| {
-                backend.server_id(s).ok_or_else(|| AdminError::UnknownServer {
-                    backend: self.backend.clone(),
-                    server: s.clone(),
-                })
+                backend
+                    .server_id(s)
+                    .ok_or_else(|| AdminError::UnknownServer {
+                        backend: self.backend.clone(),
+                        server: s.clone(),
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let (admin, weight) = match self.action {
@@ -159,7 +161,12 @@ mod tests {
             form(&[("s", "s1"), ("action", "drain")]),
             form(&[("b", "app"), ("action", "drain")]),
             form(&[("b", "app"), ("s", "s1"), ("action", "shutdown")]),
-            form(&[("b", "app"), ("s", "s1"), ("action", "weight"), ("weight", "257")]),
+            form(&[
+                ("b", "app"),
+                ("s", "s1"),
+                ("action", "weight"),
+                ("weight", "257"),
+            ]),
             form(&[("b", "app"), ("s", "s1"), ("action", "weight")]),
         ] {
             assert!(AdminRequest::from_form(&f).is_err(), "{f:?}");

@@ -50,7 +50,10 @@ impl Credentials {
                 format!("stats auth: environment variable {var} is not set (password-env)")
             })?,
             (None, None) => {
-                bail!("stats auth: set password-file or password-env for user {}", auth.user)
+                bail!(
+                    "stats auth: set password-file or password-env for user {}",
+                    auth.user
+                )
             }
         };
         if password.is_empty() {
@@ -180,7 +183,10 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
 
 /// The `Authorization` header value for `user:password`.
 pub fn basic_authorization(user: &str, password: &str) -> String {
-    format!("Basic {}", base64_encode(format!("{user}:{password}").as_bytes()))
+    format!(
+        "Basic {}",
+        base64_encode(format!("{user}:{password}").as_bytes())
+    )
 }
 
 #[cfg(test)]

@@ -50,17 +50,30 @@ tr.MAINT td.status{background:#c0c0f0}tr.DRAIN td.status{background:#f0e0a0}tr.t
 /// Renders the page.
 pub fn render(snap: &Snapshot, opts: &PageOptions<'_>) -> String {
     let mut h = String::new();
-    h.push_str("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>tether statistics</title>");
+    h.push_str(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>tether statistics</title>",
+    );
     if let Some(r) = opts.refresh {
-        let _ = write!(h, "<meta http-equiv=\"refresh\" content=\"{}\">", r.as_secs().max(1));
+        let _ = write!(
+            h,
+            "<meta http-equiv=\"refresh\" content=\"{}\">",
+            r.as_secs().max(1)
+        );
     }
-    let _ = write!(h, "<style>{STYLE}</style></head><body>\n<h1>tether statistics</h1>\n");
+    let _ = write!(
+        h,
+        "<style>{STYLE}</style></head><body>\n<h1>tether statistics</h1>\n"
+    );
     if let Some(v) = opts.version {
         let _ = writeln!(h, "<p class=\"version\">tether version {}</p>", escape(v));
     }
     let _ = writeln!(h, "<p>current connections: {}</p>", snap.actconn);
     if let Some(st) = opts.status {
-        let _ = writeln!(h, "<p class=\"banner\" id=\"action-status\">last action: {}</p>", escape(st));
+        let _ = writeln!(
+            h,
+            "<p class=\"banner\" id=\"action-status\">last action: {}</p>",
+            escape(st)
+        );
     }
 
     for f in &snap.frontends {
@@ -89,7 +102,7 @@ fn backend(h: &mut String, b: &BackendView, opts: &PageOptions<'_>) {
         h,
         "<table id=\"be-{}\"><tr><th>server</th><th>address</th><th>status</th><th>last check</th><th>weight</th>\
          <th>sessions cur</th><th>sessions max</th><th>sessions total</th><th>bytes in</th><th>bytes out</th>\
-         <th>conn errors</th><th>retries</th><th>redispatches</th>{}</tr>\n",
+         <th>conn errors</th><th>retries</th><th>redispatches</th>{}</tr>",
         escape(&b.name),
         if opts.admin { "<th>admin</th>" } else { "" }
     );
@@ -130,9 +143,18 @@ fn backend(h: &mut String, b: &BackendView, opts: &PageOptions<'_>) {
         if matches!(o, AffinityOutcome::Hit | AffinityOutcome::Learned) {
             continue;
         }
-        let _ = write!(h, "<tr><td class=\"name\">{}</td><td>{}</td></tr>", escape(&o.label()), n);
+        let _ = write!(
+            h,
+            "<tr><td class=\"name\">{}</td><td>{}</td></tr>",
+            escape(&o.label()),
+            n
+        );
     }
-    let _ = writeln!(h, "<tr><td class=\"name\">no server (NOSRV)</td><td>{}</td></tr></table>", b.nosrv);
+    let _ = writeln!(
+        h,
+        "<tr><td class=\"name\">no server (NOSRV)</td><td>{}</td></tr></table>",
+        b.nosrv
+    );
 
     if !b.tables.is_empty() {
         h.push_str("<table class=\"tables\"><tr><th>stick table</th><th>entries</th><th>capacity</th><th>occupancy</th><th>hits</th><th>misses</th><th>learned</th><th>evicted</th><th>expired</th></tr>");
@@ -212,7 +234,10 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 
     #[test]

@@ -237,7 +237,12 @@ mod tests {
         assert_eq!(route("/", "/;csv"), Route::Csv);
         assert_eq!(route("/", "/;csv;norefresh"), Route::Csv);
         assert_eq!(route("/", "/;json"), Route::Json);
-        assert_eq!(route("/", "/;st=DONE"), Route::Page { status: Some("DONE") });
+        assert_eq!(
+            route("/", "/;st=DONE"),
+            Route::Page {
+                status: Some("DONE")
+            }
+        );
         assert_eq!(route("/", "/metrics"), Route::Metrics);
         assert_eq!(route("/", "/table/app/00"), Route::Table("app/00"));
         assert_eq!(route("/", "/tablex"), Route::NotFound);

@@ -258,7 +258,9 @@ pub fn parse_head(head: &[u8]) -> Result<(Request, usize), RequestError> {
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(RequestError::Bad("request line must be METHOD TARGET VERSION"));
+        return Err(RequestError::Bad(
+            "request line must be METHOD TARGET VERSION",
+        ));
     };
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(RequestError::Bad("bad method"));
@@ -335,16 +337,14 @@ pub fn percent_decode(text: &str, plus_is_space: bool) -> String {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'%' if i + 2 < b.len() => {
-                match (hex_val(b[i + 1]), hex_val(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < b.len() => match (hex_val(b[i + 1]), hex_val(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b'+' if plus_is_space => out.push(b' '),
             c => out.push(c),
         }
@@ -416,10 +416,7 @@ mod tests {
     fn decoding_keeps_invalid_escapes() {
         assert_eq!(percent_decode("a%2Fb%zz%", false), "a/b%zz%");
         assert_eq!(percent_decode("a+b", true), "a b");
-        assert_eq!(
-            percent_decode(&percent_encode("s 1/é&="), true),
-            "s 1/é&="
-        );
+        assert_eq!(percent_decode(&percent_encode("s 1/é&="), true), "s 1/é&=");
     }
 
     proptest! {

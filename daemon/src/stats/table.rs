@@ -59,7 +59,10 @@ pub fn handle(
             let n = table.len();
             table.clear();
             tracing::info!(backend = %backend.name, table = kind, entries = n, "stick table cleared");
-            Response::json(200, &json!({ "backend": backend.name, "table": kind, "cleared": n }))
+            Response::json(
+                200,
+                &json!({ "backend": backend.name, "table": kind, "cleared": n }),
+            )
         }
         (method, Some(hex)) => {
             let Some(raw) = decode_hex(hex) else {
@@ -91,7 +94,10 @@ pub fn handle(
                         return error(400, "say which server: ?server=NAME".to_string());
                     };
                     let Some(id) = backend.server_id(name) else {
-                        return error(404, format!("backend {} has no server named {name:?}", backend.name));
+                        return error(
+                            404,
+                            format!("backend {} has no server named {name:?}", backend.name),
+                        );
                     };
                     let result = match table.set(&raw, id, now) {
                         Learn::Inserted { .. } => "inserted",
@@ -131,9 +137,23 @@ fn pick_table<'a>(backend: &'a Backend, wanted: Option<&str>) -> Result<&'a Shar
             .map(|t| t.kind().key().as_str())
             .collect();
         if kinds.is_empty() {
-            error(404, format!("backend {} keeps no stick table (its affinity uses none)", backend.name))
+            error(
+                404,
+                format!(
+                    "backend {} keeps no stick table (its affinity uses none)",
+                    backend.name
+                ),
+            )
         } else {
-            error(404, format!("backend {} has no {:?} table; it has: {}", backend.name, wanted.unwrap_or(""), kinds.join(", ")))
+            error(
+                404,
+                format!(
+                    "backend {} has no {:?} table; it has: {}",
+                    backend.name,
+                    wanted.unwrap_or(""),
+                    kinds.join(", ")
+                ),
+            )
         }
     })
 }
@@ -142,13 +162,20 @@ fn list(backend: &Backend, table: &SharedTable, now: Timestamp, req: &Request) -
     let server = match req.param("server") {
         Some(name) => match backend.server_id(name) {
             Some(id) => Some(id),
-            None => return error(404, format!("backend {} has no server named {name:?}", backend.name)),
+            None => {
+                return error(
+                    404,
+                    format!("backend {} has no server named {name:?}", backend.name),
+                )
+            }
         },
         None => None,
     };
     let parse = |k: &str, default: usize| -> Result<usize, Response> {
         match req.param(k) {
-            Some(v) => v.parse().map_err(|_| error(400, format!("{k} must be a number"))),
+            Some(v) => v
+                .parse()
+                .map_err(|_| error(400, format!("{k} must be a number"))),
             None => Ok(default),
         }
     };
