@@ -160,3 +160,26 @@ async fn drain_maint_ready_and_weight_change_routing() {
     assert_eq!(r.status, 400);
     assert_eq!(spread(&rig, 2).await, ["beta"]);
 }
+
+#[tokio::test]
+async fn after_a_reload_the_listener_shows_and_acts_on_the_new_runtime() {
+    let mut rig = Rig::start(&["alpha", "beta"], "admin = true").await;
+    let text = rig.text.replace("name = \"beta\"", "name = \"delta\"");
+    let config = tether_core::config::load_toml("reloaded.toml", &text).unwrap();
+    let new = tether_core::engine::runtime::build(&config, Some(rig.daemon.runtime())).unwrap();
+    rig.daemon.reload(new).await.unwrap();
+    let csv = rig.get("/;csv").await.body;
+    assert!(
+        csv.contains("app,delta,") && !csv.contains("app,beta,"),
+        "{csv}"
+    );
+    let r = admin_post(rig.stats_addr(), "b=app&s=delta&action=maint", None).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(
+        rig.daemon.runtime().backends["app"].server_states()[1].admin,
+        tether_core::server::AdminState::Maint
+    );
+    for _ in 0..3 {
+        assert_eq!(rig.connect(PLAIN).await, "alpha");
+    }
+}

@@ -70,6 +70,8 @@ pub struct Rig {
     pub frontend: SocketAddr,
     pub stats: StatsListener,
     pub backends: Vec<BannerBackend>,
+    /// The configuration text the daemon was started with.
+    pub text: String,
 }
 
 impl Rig {
@@ -105,6 +107,7 @@ impl Rig {
             frontend,
             stats,
             backends,
+            text,
         }
     }
 
