@@ -8,5 +8,7 @@ pub mod logsink;
 pub mod net;
 pub mod probe;
 pub mod run;
+pub mod stats;
+pub mod table_cli;
 #[doc(hidden)]
 pub mod testbed;

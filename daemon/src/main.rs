@@ -43,6 +43,8 @@ enum Command {
     /// Verify affinity end to end through any TCP balancer: chained TLS resumptions per
     /// mechanism, reporting which backend answered each one.
     Probe(tether::probe::ProbeArgs),
+    /// Show or edit the stick tables of a running daemon through its stats listener.
+    Table(tether::table_cli::TableArgs),
 }
 
 #[derive(clap::Args)]
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
         Command::Check { file } => check(&file),
         Command::Convert { file } => convert(&file),
         Command::Probe(args) => probe(args),
+        Command::Table(args) => table(args),
     };
     match result {
         Ok(code) => code,
@@ -106,6 +109,14 @@ fn probe(args: tether::probe::ProbeArgs) -> Result<ExitCode> {
         .build()
         .context("starting the tokio runtime")?;
     rt.block_on(tether::probe::run(args))
+}
+
+fn table(args: tether::table_cli::TableArgs) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(tether::table_cli::run(args))
 }
 
 fn check(file: &std::path::Path) -> Result<ExitCode> {
@@ -177,6 +188,11 @@ async fn serve(source: ConfigSource, config: Config) -> Result<ExitCode> {
     for (name, addr) in daemon.local_addrs() {
         tracing::info!(frontend = %name, %addr, "ready");
     }
+    // The stats listener follows reloads through the view; its own settings are read once.
+    let _stats = match config.stats.clone() {
+        Some(stats) => Some(tether::stats::serve_stats(stats, daemon.view()).await?),
+        None => None,
+    };
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

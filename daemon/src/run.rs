@@ -37,6 +37,38 @@ pub struct Daemon {
     bound: BTreeMap<String, Bound>,
     checks_stop: watch::Sender<bool>,
     runtime: Arc<Runtime>,
+    live: Arc<RwLock<Arc<Runtime>>>,
+}
+
+/// What the stats listener reads: the runtime in force (replaced on every reload) and the engine
+/// context (clock, process counters). Cheap to clone; outlives reloads.
+#[derive(Clone)]
+pub struct DaemonView {
+    runtime: Arc<RwLock<Arc<Runtime>>>,
+    ctx: Arc<Context<TokioNet>>,
+}
+
+impl DaemonView {
+    /// A view of a runtime that never changes (tests, tools).
+    pub fn fixed(runtime: Arc<Runtime>, ctx: Arc<Context<TokioNet>>) -> Self {
+        DaemonView {
+            runtime: Arc::new(RwLock::new(runtime)),
+            ctx,
+        }
+    }
+
+    /// The runtime in force now.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The engine context: clock and process-wide counters.
+    pub fn context(&self) -> &Arc<Context<TokioNet>> {
+        &self.ctx
+    }
 }
 
 impl Daemon {
@@ -44,13 +76,15 @@ impl Daemon {
     pub async fn start(runtime: Runtime, sink: Arc<dyn LogSink>) -> Result<Self> {
         let ctx = Arc::new(Context::new(TokioNet, sink));
         let (checks_stop, _) = watch::channel(false);
+        let runtime = Arc::new(runtime);
         let mut d = Daemon {
             ctx,
             global: Arc::new(Semaphore::new(runtime.maxconn)),
             maxconn: runtime.maxconn,
             bound: BTreeMap::new(),
             checks_stop,
-            runtime: Arc::new(runtime),
+            live: Arc::new(RwLock::new(runtime.clone())),
+            runtime,
         };
         d.bind_all().await?;
         d.start_checks();
@@ -65,6 +99,14 @@ impl Daemon {
     /// The current runtime.
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
+    }
+
+    /// A view that follows reloads, for the stats listener.
+    pub fn view(&self) -> DaemonView {
+        DaemonView {
+            runtime: self.live.clone(),
+            ctx: self.ctx.clone(),
+        }
     }
 
     /// The bound address of each frontend, by frontend name.
@@ -173,6 +215,7 @@ impl Daemon {
             self.bind_all().await.ok();
             return Err(e);
         }
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = self.runtime.clone();
         self.start_checks();
         Ok(())
     }

@@ -1,0 +1,162 @@
+//! HAProxy's stats CSV (`<uri>;csv`): the first 33 columns of HAProxy's layout, in HAProxy's
+//! order and with its names, so scripts and dashboards written for HAProxy read tether unchanged.
+//! Columns tether does not track (queues, request/response errors, down time) are left empty, as
+//! HAProxy does for fields that do not apply.
+
+use super::snapshot::{BackendView, FrontendView, ServerView, Snapshot};
+
+/// HAProxy's column names, in order (`show stat` / `;csv`).
+pub const COLUMNS: [&str; 33] = [
+    "pxname", "svname", "qcur", "qmax", "scur", "smax", "slim", "stot", "bin", "bout", "dreq",
+    "dresp", "ereq", "econ", "eresp", "wretr", "wredis", "status", "weight", "act", "bck",
+    "chkfail", "chkdown", "lastchg", "downtime", "qlimit", "pid", "iid", "sid", "throttle",
+    "lbtot", "tracked", "type",
+];
+
+/// Renders the snapshot: a `# `-prefixed header line, then per proxy its FRONTEND row, or its
+/// server rows followed by its BACKEND row.
+pub fn render(snap: &Snapshot) -> String {
+    let mut out = format!("# {},\n", COLUMNS.join(","));
+    let mut iid = 0;
+    for f in &snap.frontends {
+        iid += 1;
+        push_row(&mut out, &frontend_row(f, iid));
+    }
+    for b in &snap.backends {
+        iid += 1;
+        for (i, s) in b.servers.iter().enumerate() {
+            push_row(&mut out, &server_row(b, s, iid, i + 1));
+        }
+        push_row(&mut out, &backend_row(b, iid));
+    }
+    out
+}
+
+type Row = [String; 33];
+
+fn empty() -> Row {
+    std::array::from_fn(|_| String::new())
+}
+
+fn set(row: &mut Row, column: &str, value: impl ToString) {
+    if let Some(i) = COLUMNS.iter().position(|c| *c == column) {
+        row[i] = value.to_string();
+    }
+}
+
+fn push_row(out: &mut String, row: &Row) {
+    for cell in row {
+        // Names are free text in the config: keep the CSV well-formed whatever they hold.
+        if cell.contains([',', '"', '\n', '\r']) {
+            out.push('"');
+            out.push_str(&cell.replace('"', "\"\"").replace(['\n', '\r'], " "));
+            out.push('"');
+        } else {
+            out.push_str(cell);
+        }
+        out.push(',');
+    }
+    out.push('\n');
+}
+
+fn frontend_row(f: &FrontendView, iid: usize) -> Row {
+    let mut r = empty();
+    set(&mut r, "pxname", &f.name);
+    set(&mut r, "svname", "FRONTEND");
+    set(&mut r, "scur", f.current);
+    set(&mut r, "stot", f.accepted);
+    set(&mut r, "status", "OPEN");
+    set(&mut r, "pid", 1);
+    set(&mut r, "iid", iid);
+    set(&mut r, "sid", 0);
+    set(&mut r, "type", 0);
+    r
+}
+
+fn server_row(b: &BackendView, s: &ServerView, iid: usize, sid: usize) -> Row {
+    let mut r = empty();
+    set(&mut r, "pxname", &b.name);
+    set(&mut r, "svname", &s.name);
+    set(&mut r, "qcur", 0);
+    set(&mut r, "scur", s.current);
+    set(&mut r, "smax", s.max);
+    if s.maxconn > 0 {
+        set(&mut r, "slim", s.maxconn);
+    }
+    set(&mut r, "stot", s.total);
+    set(&mut r, "bin", s.bytes_in);
+    set(&mut r, "bout", s.bytes_out);
+    set(&mut r, "econ", s.connect_errors);
+    set(&mut r, "wretr", s.retries);
+    set(&mut r, "wredis", s.redispatches);
+    set(&mut r, "status", s.status());
+    set(&mut r, "weight", s.effective_weight);
+    set(&mut r, "act", u8::from(!s.backup));
+    set(&mut r, "bck", u8::from(s.backup));
+    if s.check {
+        set(&mut r, "chkfail", s.check_failures);
+    }
+    set(&mut r, "pid", 1);
+    set(&mut r, "iid", iid);
+    set(&mut r, "sid", sid);
+    set(&mut r, "lbtot", s.total);
+    set(&mut r, "type", 2);
+    r
+}
+
+fn backend_row(b: &BackendView, iid: usize) -> Row {
+    let mut r = empty();
+    let usable = |backup: bool| {
+        b.servers
+            .iter()
+            .filter(|s| s.backup == backup && s.effective_weight > 0)
+            .count()
+    };
+    set(&mut r, "pxname", &b.name);
+    set(&mut r, "svname", "BACKEND");
+    set(&mut r, "qcur", 0);
+    set(&mut r, "scur", b.sum(|s| s.current));
+    set(&mut r, "smax", b.sum(|s| s.max));
+    set(&mut r, "stot", b.sum(|s| s.total));
+    set(&mut r, "bin", b.sum(|s| s.bytes_in));
+    set(&mut r, "bout", b.sum(|s| s.bytes_out));
+    set(&mut r, "econ", b.sum(|s| s.connect_errors));
+    set(&mut r, "wretr", b.sum(|s| s.retries));
+    set(&mut r, "wredis", b.sum(|s| s.redispatches));
+    set(&mut r, "status", b.status());
+    set(&mut r, "weight", b.sum(|s| u64::from(s.effective_weight)));
+    set(&mut r, "act", usable(false));
+    set(&mut r, "bck", usable(true));
+    set(&mut r, "pid", 1);
+    set(&mut r, "iid", iid);
+    set(&mut r, "sid", 0);
+    set(&mut r, "lbtot", b.sum(|s| s.total));
+    set(&mut r, "type", 1);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_starts_with_haproxy_names() {
+        let out = render(&Snapshot {
+            frontends: vec![],
+            backends: vec![],
+            actconn: 0,
+        });
+        assert!(out.starts_with("# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,"));
+        assert!(out.trim_end().ends_with("lbtot,tracked,type,"));
+    }
+
+    #[test]
+    fn awkward_names_are_quoted() {
+        let mut out = String::new();
+        let mut r = empty();
+        set(&mut r, "pxname", "a,\"b\"");
+        push_row(&mut out, &r);
+        assert!(out.starts_with("\"a,\"\"b\"\"\","));
+        assert_eq!(out.matches(',').count(), 33 + 1);
+    }
+}

@@ -1,0 +1,255 @@
+//! The stats and admin listener: the HTML page, HAProxy's CSV (`<uri>;csv`), JSON (`<uri>;json`),
+//! Prometheus metrics (`/metrics`), admin actions (POST to `<uri>`) and the stick-table API
+//! (`<base>/table/...`), over a small HTTP/1.1 server, with optional Basic authentication.
+//!
+//! It reads the runtime through a [`DaemonView`], so after a reload it shows (and acts on) the new
+//! configuration while keeping its own socket.
+
+pub mod admin;
+pub mod auth;
+pub mod csv;
+pub mod html;
+pub mod json;
+pub mod metrics;
+pub mod server;
+pub mod snapshot;
+pub mod table;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use tether_core::config::Stats;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::run::DaemonView;
+use admin::AdminRequest;
+use auth::{admin_decision, Credentials};
+use server::{percent_encode, Request, Response};
+
+/// Most stats connections served at once; more wait in the accept queue.
+const MAX_CONNECTIONS: usize = 64;
+
+/// The running stats listener. Dropping it stops the listener.
+#[derive(Debug)]
+pub struct StatsListener {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl StatsListener {
+    /// Where it listens (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for StatsListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Binds `config.bind`, loads the credentials, and serves in a background task until the
+/// returned listener is dropped. Fails at once when the address cannot be bound or the password
+/// cannot be read, so a misconfiguration stops the daemon at startup.
+pub async fn serve_stats(config: Stats, view: DaemonView) -> Result<StatsListener> {
+    let credentials = config.auth.as_ref().map(Credentials::load).transpose()?;
+    let socket = TcpListener::bind(&config.bind)
+        .await
+        .with_context(|| format!("stats: cannot bind {}", config.bind))?;
+    let addr = socket.local_addr()?;
+    if config.admin && credentials.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "stats admin actions are refused: the listener is not on loopback and has no auth");
+    }
+    tracing::info!(%addr, uri = %config.uri, "stats listening");
+    let site = Arc::new(Site {
+        config,
+        view,
+        credentials,
+        addr,
+    });
+    let task = tokio::spawn(accept_loop(socket, site));
+    Ok(StatsListener { addr, task })
+}
+
+async fn accept_loop(socket: TcpListener, site: Arc<Site>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match socket.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!("stats accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let site = site.clone();
+        tokio::spawn(async move {
+            server::serve_connection(stream, |req| site.handle(req)).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Everything a request handler reads.
+struct Site {
+    config: Stats,
+    view: DaemonView,
+    credentials: Option<Credentials>,
+    addr: SocketAddr,
+}
+
+/// What a path under the stats URI asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Page { status: Option<&'a str> },
+    Csv,
+    Json,
+    Metrics,
+    Table(&'a str),
+    NotFound,
+}
+
+fn route<'a>(uri: &str, path: &'a str) -> Route<'a> {
+    let base = uri.trim_end_matches('/');
+    if path == "/metrics" || path == format!("{base}/metrics") {
+        return Route::Metrics;
+    }
+    if let Some(rest) = path.strip_prefix(&format!("{base}/table")) {
+        if rest.is_empty() || rest.starts_with('/') {
+            return Route::Table(rest.trim_start_matches('/'));
+        }
+    }
+    let (page, options) = match path.split_once(';') {
+        Some((p, o)) => (p, o),
+        None => (path, ""),
+    };
+    if page.trim_end_matches('/') != base {
+        return Route::NotFound;
+    }
+    let mut status = None;
+    for o in options.split(';') {
+        match o {
+            "csv" => return Route::Csv,
+            "json" => return Route::Json,
+            o if o.starts_with("st=") => status = Some(&o[3..]),
+            _ => {}
+        }
+    }
+    Route::Page { status }
+}
+
+impl Site {
+    fn handle(&self, req: &Request) -> Response {
+        let authenticated = match &self.credentials {
+            Some(c) => {
+                if !c.accepts(req.header("authorization")) {
+                    return Response::text(401, "authentication required")
+                        .with_header("WWW-Authenticate", "Basic realm=\"tether stats\"");
+                }
+                true
+            }
+            None => false,
+        };
+        let admin = admin_decision(self.config.admin, authenticated, self.addr);
+        let runtime = self.view.runtime();
+        let snap = || {
+            snapshot::take(
+                &runtime,
+                self.view.context().actconn.load(Ordering::Relaxed),
+            )
+        };
+        let version = (!self.config.hide_version).then_some(env!("CARGO_PKG_VERSION"));
+        let read_only = matches!(req.method.as_str(), "GET" | "HEAD");
+        match route(&self.config.uri, &req.path) {
+            Route::Metrics if read_only => {
+                Response::new(200, metrics::CONTENT_TYPE, metrics::render(&snap()))
+            }
+            Route::Csv if read_only => {
+                Response::new(200, "text/csv; charset=utf-8", csv::render(&snap()))
+            }
+            Route::Json if read_only => Response::json(200, &json::render(&snap(), version)),
+            Route::Table(rest) => {
+                let now = self.view.context().clock.now();
+                table::handle(&runtime, now, req, rest, admin)
+            }
+            Route::Page { status } if read_only => {
+                let page = html::render(
+                    &snap(),
+                    &html::PageOptions {
+                        uri: &self.config.uri,
+                        refresh: self.config.refresh,
+                        version,
+                        admin: admin == auth::AdminDecision::Allowed,
+                        status,
+                    },
+                );
+                let mut resp = Response::new(200, "text/html; charset=utf-8", page);
+                if let Some(r) = self.config.refresh {
+                    resp = resp.with_header("Refresh", r.as_secs().max(1).to_string());
+                }
+                resp
+            }
+            Route::Page { .. } if req.method == "POST" => self.admin_post(req, admin, &runtime),
+            Route::NotFound => Response::text(404, format!("nothing at {}", req.path)),
+            _ => Response::text(405, format!("{} is not served at {}", req.method, req.path)),
+        }
+    }
+
+    fn admin_post(
+        &self,
+        req: &Request,
+        admin: auth::AdminDecision,
+        runtime: &tether_core::engine::runtime::Runtime,
+    ) -> Response {
+        if admin != auth::AdminDecision::Allowed {
+            return Response::text(403, admin.explain());
+        }
+        let outcome = AdminRequest::from_form(&req.form()).and_then(|a| a.apply(runtime));
+        let status = match &outcome {
+            Ok(n) => format!("DONE: {n} server(s) updated"),
+            Err(e) => format!("ERROR: {e}"),
+        };
+        let page = self.config.uri.clone();
+        let location = format!("{page};st={}", percent_encode(&status));
+        let code = if outcome.is_ok() { 303 } else { 400 };
+        if code == 400 {
+            return Response::text(400, status);
+        }
+        Response::text(code, status).with_header("Location", location)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_haproxy_style_paths() {
+        assert_eq!(route("/", "/"), Route::Page { status: None });
+        assert_eq!(route("/", "/;csv"), Route::Csv);
+        assert_eq!(route("/", "/;csv;norefresh"), Route::Csv);
+        assert_eq!(route("/", "/;json"), Route::Json);
+        assert_eq!(
+            route("/", "/;st=DONE"),
+            Route::Page {
+                status: Some("DONE")
+            }
+        );
+        assert_eq!(route("/", "/metrics"), Route::Metrics);
+        assert_eq!(route("/", "/table/app/00"), Route::Table("app/00"));
+        assert_eq!(route("/", "/tablex"), Route::NotFound);
+        assert_eq!(route("/stats", "/stats"), Route::Page { status: None });
+        assert_eq!(route("/stats", "/stats;csv"), Route::Csv);
+        assert_eq!(route("/stats", "/stats/table/app"), Route::Table("app"));
+        assert_eq!(route("/stats", "/metrics"), Route::Metrics);
+        assert_eq!(route("/stats", "/other"), Route::NotFound);
+    }
+}

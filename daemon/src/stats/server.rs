@@ -1,0 +1,433 @@
+//! A small HTTP/1.1 server for the stats listener: request line, headers and an optional
+//! `Content-Length` body, every part bounded, keep-alive with an idle timeout.
+//!
+//! The stats page is read by browsers, `curl`, Prometheus and `tether table`; none of them needs
+//! more than this, and a hand-sized parser keeps hostile input bounded without a new dependency.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest request head (request line plus headers).
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Largest request body (admin forms and table API calls are tiny).
+pub const MAX_BODY: usize = 64 * 1024;
+/// Most headers in one request.
+const MAX_HEADERS: usize = 64;
+/// Requests served on one connection before it is closed.
+const MAX_REQUESTS_PER_CONNECTION: usize = 100;
+/// How long a connection may sit idle or dribble a request.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One parsed request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path, percent-decoded, without the query string.
+    pub path: String,
+    /// Query parameters, percent-decoded, in order.
+    pub query: Vec<(String, String)>,
+    /// Headers with lower-case names, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body (empty without `Content-Length`).
+    pub body: Vec<u8>,
+    /// Whether the client asked to keep the connection open.
+    pub keep_alive: bool,
+}
+
+impl Request {
+    /// The first header named `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first query parameter named `name`.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Form fields from an `application/x-www-form-urlencoded` body, then the query string.
+    pub fn form(&self) -> Vec<(String, String)> {
+        let mut fields = parse_urlencoded(&String::from_utf8_lossy(&self.body));
+        fields.extend(self.query.iter().cloned());
+        fields
+    }
+}
+
+/// Why a request could not be read; each maps to a status code or a silent close.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The client closed before sending a complete request (or between requests).
+    #[error("connection closed")]
+    Closed,
+    /// The request was malformed.
+    #[error("bad request: {0}")]
+    Bad(&'static str),
+    /// The head or body exceeded its bound.
+    #[error("request too large")]
+    TooLarge,
+    /// The client was too slow.
+    #[error("timed out")]
+    Timeout,
+    /// The socket failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// A response to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A response with a body.
+    pub fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
+        Response {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// A plain-text response, for errors.
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        let mut b = body.into();
+        if !b.ends_with('\n') {
+            b.push('\n');
+        }
+        Self::new(status, "text/plain; charset=utf-8", b)
+    }
+
+    /// A JSON response.
+    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+        body.push(b'\n');
+        Self::new(status, "application/json", body)
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        303 => "See Other",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        _ => "Status",
+    }
+}
+
+/// Serves requests on one connection until it closes, errs, times out or asks to close.
+pub async fn serve_connection(mut stream: TcpStream, handler: impl Fn(&Request) -> Response) {
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    for _ in 0..MAX_REQUESTS_PER_CONNECTION {
+        let req = match read_request(&mut stream, &mut buf).await {
+            Ok(r) => r,
+            Err(RequestError::Closed | RequestError::Io(_)) => return,
+            Err(e) => {
+                let status = match e {
+                    RequestError::TooLarge => 413,
+                    RequestError::Timeout => 408,
+                    _ => 400,
+                };
+                let _ = write_response(&mut stream, &Response::text(status, e.to_string()), false)
+                    .await;
+                return;
+            }
+        };
+        let resp = handler(&req);
+        if write_response(&mut stream, &resp, req.keep_alive)
+            .await
+            .is_err()
+            || !req.keep_alive
+        {
+            return;
+        }
+    }
+}
+
+async fn write_response(
+    stream: &mut TcpStream,
+    resp: &Response,
+    keep_alive: bool,
+) -> io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: {}\r\n",
+        resp.status,
+        reason(resp.status),
+        resp.content_type,
+        resp.body.len(),
+        if keep_alive { "keep-alive" } else { "close" },
+    );
+    for (k, v) in &resp.headers {
+        // Header values are built by this module's callers; strip line breaks all the same.
+        let v: String = v.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(&resp.body).await?;
+    stream.flush().await
+}
+
+/// Reads one request; `buf` carries bytes read past the previous request (pipelining).
+async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Request, RequestError> {
+    let head_end = loop {
+        if let Some(i) = find_head_end(buf) {
+            break i;
+        }
+        if buf.len() >= MAX_HEAD {
+            return Err(RequestError::TooLarge);
+        }
+        read_more(stream, buf, MAX_HEAD).await?;
+    };
+    let (mut req, body_len) = parse_head(&buf[..head_end])?;
+    let body_start = head_end + 4;
+    while buf.len() < body_start + body_len {
+        read_more(stream, buf, body_start + body_len).await?;
+    }
+    req.body = buf[body_start..body_start + body_len].to_vec();
+    buf.drain(..body_start + body_len);
+    Ok(req)
+}
+
+async fn read_more(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), RequestError> {
+    let mut chunk = [0u8; 4096];
+    let want = limit.saturating_sub(buf.len()).clamp(1, chunk.len());
+    let n = tokio::time::timeout(IDLE_TIMEOUT, stream.read(&mut chunk[..want]))
+        .await
+        .map_err(|_| {
+            if buf.is_empty() {
+                RequestError::Closed
+            } else {
+                RequestError::Timeout
+            }
+        })??;
+    if n == 0 {
+        return Err(RequestError::Closed);
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+/// Parses a request head (without the final blank line); returns the request and its body length.
+pub fn parse_head(head: &[u8]) -> Result<(Request, usize), RequestError> {
+    let text = std::str::from_utf8(head).map_err(|_| RequestError::Bad("head is not UTF-8"))?;
+    let mut lines = text.split("\r\n");
+    let line = lines.next().ok_or(RequestError::Bad("empty request"))?;
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(RequestError::Bad(
+            "request line must be METHOD TARGET VERSION",
+        ));
+    };
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(RequestError::Bad("bad method"));
+    }
+    let http11 = match version {
+        "HTTP/1.1" => true,
+        "HTTP/1.0" => false,
+        _ => return Err(RequestError::Bad("only HTTP/1.0 and HTTP/1.1 are served")),
+    };
+    if !target.starts_with('/') {
+        return Err(RequestError::Bad("target must be an absolute path"));
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, parse_urlencoded(q)),
+        None => (target, Vec::new()),
+    };
+    let mut headers = Vec::new();
+    for l in lines {
+        if headers.len() == MAX_HEADERS {
+            return Err(RequestError::TooLarge);
+        }
+        let (k, v) = l
+            .split_once(':')
+            .ok_or(RequestError::Bad("header without a colon"))?;
+        if k.is_empty() || k.contains(' ') {
+            return Err(RequestError::Bad("bad header name"));
+        }
+        headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let mut req = Request {
+        method: method.to_string(),
+        path: percent_decode(path, false),
+        query,
+        headers,
+        body: Vec::new(),
+        keep_alive: false,
+    };
+    if req.header("transfer-encoding").is_some() {
+        return Err(RequestError::Bad("chunked bodies are not accepted"));
+    }
+    let body_len = match req.header("content-length") {
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| RequestError::Bad("bad Content-Length"))?,
+        None => 0,
+    };
+    if body_len > MAX_BODY {
+        return Err(RequestError::TooLarge);
+    }
+    let connection = req.header("connection").map(str::to_ascii_lowercase);
+    req.keep_alive = match connection.as_deref() {
+        Some(c) if c.contains("close") => false,
+        Some(c) if c.contains("keep-alive") => true,
+        _ => http11,
+    };
+    Ok((req, body_len))
+}
+
+/// Splits `a=1&b=2` into decoded pairs (`+` is a space).
+pub fn parse_urlencoded(text: &str) -> Vec<(String, String)> {
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k, true), percent_decode(v, true))
+        })
+        .collect()
+}
+
+/// Decodes `%XX` escapes (and `+` when `plus_is_space`); invalid escapes stay as written.
+pub fn percent_decode(text: &str, plus_is_space: bool) -> String {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex_val(b[i + 1]), hex_val(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' if plus_is_space => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Encodes a value for a query string or form.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_a_request_with_query_and_body_length() {
+        let (r, n) = parse_head(
+            b"POST /stats?a=1&b=x%20y HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\nConnection: close",
+        )
+        .unwrap();
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, "/stats");
+        assert_eq!(r.param("b"), Some("x y"));
+        assert_eq!(r.header("host"), Some("h"));
+        assert_eq!(n, 12);
+        assert!(!r.keep_alive);
+    }
+
+    #[test]
+    fn http11_keeps_alive_by_default_and_http10_does_not() {
+        assert!(parse_head(b"GET / HTTP/1.1").unwrap().0.keep_alive);
+        assert!(!parse_head(b"GET / HTTP/1.0").unwrap().0.keep_alive);
+    }
+
+    #[test]
+    fn refuses_oversized_bodies_chunked_and_bad_lines() {
+        assert!(matches!(
+            parse_head(b"POST / HTTP/1.1\r\nContent-Length: 9999999"),
+            Err(RequestError::TooLarge)
+        ));
+        assert!(parse_head(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked").is_err());
+        assert!(parse_head(b"GET /  HTTP/1.1").is_err());
+        assert!(parse_head(b"GET http://x/ HTTP/1.1").is_err());
+        assert!(parse_head(b"GET / HTTP/2").is_err());
+    }
+
+    #[test]
+    fn decoding_keeps_invalid_escapes() {
+        assert_eq!(percent_decode("a%2Fb%zz%", false), "a/b%zz%");
+        assert_eq!(percent_decode("a+b", true), "a b");
+        assert_eq!(percent_decode(&percent_encode("s 1/é&="), true), "s 1/é&=");
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_heads_never_panic(head in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_head(&head);
+        }
+
+        #[test]
+        fn encode_then_decode_is_identity(s in ".{0,40}") {
+            prop_assert_eq!(percent_decode(&percent_encode(&s), true), s);
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! One consistent read of the runtime's counters and states, shared by the HTML page, the CSV, the
+//! JSON and the Prometheus output so that all four always say the same thing.
+
+use std::sync::atomic::Ordering;
+
+use tether_core::affinity::AffinityOutcome;
+use tether_core::engine::runtime::Runtime;
+use tether_core::server::{AdminState, OperState};
+use tether_core::stick::StickStats;
+
+/// Everything the stats outputs show.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Frontends, merged by name, in configuration order.
+    pub frontends: Vec<FrontendView>,
+    /// Backends, by name.
+    pub backends: Vec<BackendView>,
+    /// Connections open in the process.
+    pub actconn: u64,
+}
+
+/// A frontend (all its bind addresses together).
+#[derive(Debug, Clone)]
+pub struct FrontendView {
+    /// Name.
+    pub name: String,
+    /// Listening addresses.
+    pub binds: Vec<String>,
+    /// The backend it feeds.
+    pub backend: String,
+    /// Connections open now.
+    pub current: u64,
+    /// Connections accepted since start.
+    pub accepted: u64,
+}
+
+/// A backend and its servers.
+#[derive(Debug, Clone)]
+pub struct BackendView {
+    /// Name.
+    pub name: String,
+    /// Servers in declaration order.
+    pub servers: Vec<ServerView>,
+    /// Affinity outcomes and their counts.
+    pub outcomes: Vec<(AffinityOutcome, u64)>,
+    /// Connections that found no usable server.
+    pub nosrv: u64,
+    /// Stick tables.
+    pub tables: Vec<TableView>,
+}
+
+/// One server's state and counters.
+#[derive(Debug, Clone)]
+pub struct ServerView {
+    /// Name.
+    pub name: String,
+    /// Address.
+    pub address: String,
+    /// Whether health checks run.
+    pub check: bool,
+    /// Operator state.
+    pub admin: AdminState,
+    /// Health state.
+    pub oper: OperState,
+    /// Configured (or operator-set) weight.
+    pub weight: u32,
+    /// Weight the balancer uses now (0 when not usable).
+    pub effective_weight: u32,
+    /// Backup server.
+    pub backup: bool,
+    /// Connection limit (0 = none).
+    pub maxconn: u32,
+    /// HAProxy's "n/m" check progress.
+    pub progress: (u32, u32),
+    /// Counters, read once.
+    pub current: u64,
+    /// Highest concurrent connections seen.
+    pub max: u64,
+    /// Connections established.
+    pub total: u64,
+    /// Bytes client to server.
+    pub bytes_in: u64,
+    /// Bytes server to client.
+    pub bytes_out: u64,
+    /// Failed connects.
+    pub connect_errors: u64,
+    /// Retries.
+    pub retries: u64,
+    /// Redispatches away from this server.
+    pub redispatches: u64,
+    /// Failed health checks.
+    pub check_failures: u64,
+}
+
+impl ServerView {
+    /// The CSV status word, as HAProxy writes it.
+    pub fn status(&self) -> &'static str {
+        match (self.admin, self.oper) {
+            (AdminState::Maint, _) => "MAINT",
+            (_, OperState::Down) => "DOWN",
+            (AdminState::Drain, _) => "DRAIN",
+            (AdminState::Ready, OperState::Up) if !self.check => "no check",
+            (AdminState::Ready, OperState::Up) => "UP",
+        }
+    }
+
+    /// The status with HAProxy's check progress ("UP 2/3") while a transition is under way.
+    pub fn status_detail(&self) -> String {
+        let s = self.status();
+        let (n, m) = self.progress;
+        if self.check && self.admin != AdminState::Maint && n != m {
+            format!("{s} {n}/{m}")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+/// A stick table's fill and counters.
+#[derive(Debug, Clone)]
+pub struct TableView {
+    /// Which key it stores (`session-id`, `ticket`, `psk`, `rule`).
+    pub kind: &'static str,
+    /// Counters and fill.
+    pub stats: StickStats,
+}
+
+impl TableView {
+    /// Fill ratio 0..=1.
+    pub fn occupancy(&self) -> f64 {
+        if self.stats.capacity == 0 {
+            0.0
+        } else {
+            self.stats.entries as f64 / self.stats.capacity as f64
+        }
+    }
+}
+
+impl BackendView {
+    /// UP when a server can take traffic, else DOWN (HAProxy's backend status).
+    pub fn status(&self) -> &'static str {
+        if self
+            .servers
+            .iter()
+            .any(|s| s.oper == OperState::Up && s.admin != AdminState::Maint)
+        {
+            "UP"
+        } else {
+            "DOWN"
+        }
+    }
+
+    /// Sum of a server counter.
+    pub fn sum(&self, f: impl Fn(&ServerView) -> u64) -> u64 {
+        self.servers.iter().map(f).sum()
+    }
+
+    /// Count of one affinity outcome label (e.g. `hit`).
+    pub fn outcome(&self, label: &str) -> u64 {
+        self.outcomes
+            .iter()
+            .filter(|(o, _)| o.label() == label)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// Reads `runtime` now.
+pub fn take(runtime: &Runtime, actconn: u64) -> Snapshot {
+    let mut frontends: Vec<FrontendView> = Vec::new();
+    for f in &runtime.frontends {
+        let current = f.current.load(Ordering::Relaxed);
+        let accepted = f.accepted.load(Ordering::Relaxed);
+        if let Some(v) = frontends.iter_mut().find(|v| v.name == f.name) {
+            v.binds.push(f.bind.clone());
+            v.current += current;
+            v.accepted += accepted;
+        } else {
+            frontends.push(FrontendView {
+                name: f.name.clone(),
+                binds: vec![f.bind.clone()],
+                backend: f.backend.name.clone(),
+                current,
+                accepted,
+            });
+        }
+    }
+    let backends = runtime
+        .backends
+        .values()
+        .map(|b| {
+            let (states, progress): (Vec<_>, Vec<_>) = {
+                let st = b.state();
+                (
+                    st.servers.clone(),
+                    st.health.iter().map(|h| h.progress()).collect(),
+                )
+            };
+            let servers = b
+                .servers
+                .iter()
+                .zip(states)
+                .zip(progress)
+                .map(|((slot, st), progress)| {
+                    let c = &slot.counters;
+                    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                    ServerView {
+                        name: slot.name.clone(),
+                        address: slot.address.clone(),
+                        check: slot.check,
+                        admin: st.admin,
+                        oper: st.oper,
+                        weight: st.weight,
+                        effective_weight: st.effective_weight(),
+                        backup: st.backup,
+                        maxconn: st.maxconn,
+                        progress,
+                        current: load(&c.current),
+                        max: load(&c.max),
+                        total: load(&c.total),
+                        bytes_in: load(&c.bytes_in),
+                        bytes_out: load(&c.bytes_out),
+                        connect_errors: load(&c.connect_errors),
+                        retries: load(&c.retries),
+                        redispatches: load(&c.redispatches),
+                        check_failures: load(&c.check_failures),
+                    }
+                })
+                .collect();
+            BackendView {
+                name: b.name.clone(),
+                servers,
+                outcomes: b.outcomes.snapshot(),
+                nosrv: b.nosrv.load(Ordering::Relaxed),
+                tables: b
+                    .tables
+                    .iter()
+                    .map(|t| TableView {
+                        kind: t.kind().key().as_str(),
+                        stats: t.stats(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    Snapshot {
+        frontends,
+        backends,
+        actconn,
+    }
+}

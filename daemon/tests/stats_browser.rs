@@ -1,0 +1,119 @@
+//! The stats page in a real browser (headless Chromium): it renders every server with its state,
+//! and clicking an admin button in the page's own form changes the server's state.
+//!
+//! CI installs Debian's `chromium` (see `.ci/run`); without it this test fails and says so.
+
+mod stats_support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use stats_support::*;
+use tether::testbed::ScratchDir;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn dump_dom(profile: &Path, url: &str) -> String {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: install it (apt-get install -y chromium); .ci/run does"
+    );
+    let out = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(url)
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && !dom.is_empty(),
+        "chromium failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dom
+}
+
+/// The text of the status cell in the row of `server`.
+fn status_of(dom: &str, server: &str) -> String {
+    let start = dom
+        .find(&format!("id=\"srv-app-{server}\""))
+        .unwrap_or_else(|| panic!("no row for {server} in\n{dom}"));
+    let row = &dom[start..];
+    let cell = row.find("class=\"status\">").unwrap() + "class=\"status\">".len();
+    row[cell..cell + row[cell..].find('<').unwrap()].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_renders_states_and_drives_an_admin_form() {
+    let rig = Rig::start(&["alpha", "beta"], "admin = true").await;
+    let url = format!("http://{}/", rig.stats_addr());
+    let scratch = ScratchDir::create("stats-browser").unwrap();
+    let profile = scratch.path().join("profile");
+    std::fs::create_dir_all(&profile).unwrap();
+
+    let (p, u) = (profile.clone(), url.clone());
+    let dom = tokio::task::spawn_blocking(move || dump_dom(&p, &u))
+        .await
+        .unwrap();
+    assert!(dom.contains("tether statistics"), "{dom}");
+    assert!(status_of(&dom, "alpha").starts_with("UP"));
+    assert!(status_of(&dom, "beta").starts_with("UP"));
+
+    // Take beta's admin form exactly as the browser parsed it, point it at the listener, and have
+    // Chromium click its "drain" button: a real form submission, then the redirect back.
+    let start = dom.find("id=\"srv-app-beta\"").unwrap();
+    let form_start = start + dom[start..].find("<form").unwrap();
+    let form_end = form_start + dom[form_start..].find("</form>").unwrap() + "</form>".len();
+    let form = &dom[form_start..form_end];
+    assert!(
+        form.contains("method=\"post\"") && form.contains("action=\"/\""),
+        "{form}"
+    );
+    assert!(
+        form.contains("name=\"b\" value=\"app\"") && form.contains("name=\"s\" value=\"beta\""),
+        "{form}"
+    );
+    let form = form.replacen("action=\"/\"", &format!("action=\"{url}\""), 1);
+    let page = scratch.path().join("click.html");
+    std::fs::write(
+        &page,
+        format!(
+            "<!DOCTYPE html><html><body>{form}<script>\
+             window.addEventListener('load', () => document.querySelector('button[value=drain]').click());\
+             </script></body></html>"
+        ),
+    )
+    .unwrap();
+    let p = profile.clone();
+    let page_url = format!("file://{}", page.display());
+    let after = tokio::task::spawn_blocking(move || dump_dom(&p, &page_url))
+        .await
+        .unwrap();
+    assert!(
+        after.contains("last action: DONE"),
+        "redirected to the result page:\n{after}"
+    );
+    assert!(status_of(&after, "beta").starts_with("DRAIN"), "{after}");
+    assert!(status_of(&after, "alpha").starts_with("UP"));
+    let states = rig.daemon.runtime().backends["app"].server_states();
+    assert_eq!(states[1].admin, tether_core::server::AdminState::Drain);
+
+    // And the daemon honours it: new connections avoid beta.
+    for _ in 0..4 {
+        assert_eq!(rig.connect(PLAIN).await, "alpha");
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
