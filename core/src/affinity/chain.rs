@@ -57,10 +57,7 @@ impl Chain {
 
     /// The stick tables this chain needs.
     pub fn tables(&self) -> Vec<TableKind> {
-        self.keys
-            .iter()
-            .filter_map(|&k| TableKind::for_key(k))
-            .collect()
+        self.keys.iter().filter_map(|&k| TableKind::for_key(k)).collect()
     }
 
     /// Matches a connection. `hello` is `None` when no ClientHello was parsed, and `no_hello`
@@ -264,8 +261,5 @@ pub fn ip_bytes(ip: IpAddr) -> Vec<u8> {
 }
 
 fn stored(l: Option<Learn>) -> bool {
-    matches!(
-        l,
-        Some(Learn::Inserted { .. }) | Some(Learn::Updated { .. })
-    )
+    matches!(l, Some(Learn::Inserted { .. }) | Some(Learn::Updated { .. }))
 }

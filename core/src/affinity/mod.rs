@@ -303,10 +303,7 @@ mod tests {
     #[test]
     fn resolve_prefers_the_most_informative_word() {
         let hit = MatchOutcome::Hit(AffinityKey::SessionId);
-        assert_eq!(
-            AffinityOutcome::resolve(hit, false, false, false),
-            AffinityOutcome::Hit
-        );
+        assert_eq!(AffinityOutcome::resolve(hit, false, false, false), AffinityOutcome::Hit);
         assert_eq!(
             AffinityOutcome::resolve(hit, false, true, true),
             AffinityOutcome::Redispatched
@@ -316,10 +313,7 @@ mod tests {
             AffinityOutcome::MissServerUnusable
         );
         let none = MatchOutcome::NoKey(NoKeyReason::EmptySessionId);
-        assert_eq!(
-            AffinityOutcome::resolve(none, false, false, true),
-            AffinityOutcome::Learned
-        );
+        assert_eq!(AffinityOutcome::resolve(none, false, false, true), AffinityOutcome::Learned);
         assert_eq!(
             AffinityOutcome::resolve(none, false, false, false).label(),
             "no-key:empty-session-id"

@@ -133,10 +133,7 @@ impl Rules {
             if rule.action == RuleAction::StoreResponse {
                 continue;
             }
-            if !matches!(
-                condition(rule.condition, req.buf, true),
-                Sample::Found(true)
-            ) {
+            if !matches!(condition(rule.condition, req.buf, true), Sample::Found(true)) {
                 continue;
             }
             let Some(key) = request_sample(rule.sample, &req) else {
@@ -233,12 +230,11 @@ fn condition(cond: RuleCondition, buf: &[u8], final_: bool) -> Sample<bool> {
 
 fn request_sample(sample: RuleSample, req: &RequestView<'_>) -> Option<Vec<u8>> {
     match sample {
-        RuleSample::PayloadLv { offset, len_size } => {
-            match payload_lv(req.buf, offset, len_size, true) {
-                Sample::Found(k) => Some(k.to_vec()),
-                _ => None,
-            }
-        }
+        RuleSample::PayloadLv { offset, len_size } => match payload_lv(req.buf, offset, len_size, true)
+        {
+            Sample::Found(k) => Some(k.to_vec()),
+            _ => None,
+        },
         RuleSample::Sni => req.hello.and_then(|h| h.sni.as_deref()).map(<[u8]>::to_vec),
         RuleSample::Src => req.client.map(ip_bytes),
     }

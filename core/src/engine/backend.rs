@@ -219,7 +219,8 @@ impl Backend {
 
     /// Builds a backend reusing `tables` (a reload keeps the learned entries).
     pub fn with_tables(spec: BackendSpec, tables: BackendTables) -> Self {
-        let (slots, states): (Vec<ServerSlot>, Vec<ServerState>) = spec.servers.into_iter().unzip();
+        let (slots, states): (Vec<ServerSlot>, Vec<ServerState>) =
+            spec.servers.into_iter().unzip();
         let health = slots.iter().map(|s| Health::new(s.health)).collect();
         let balancer = Balancer::new(spec.algorithm, &states);
         let hash = spec.affinity.uses_hash().then(|| {

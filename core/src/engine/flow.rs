@@ -10,11 +10,11 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant};
 
-use crate::affinity::rules::{PendingStore, RequestView};
 use crate::affinity::{
-    AffinityKey, AffinityOutcome, Decision, HelloKeys, MatchOutcome, NoKeyReason, Route, TableKind,
-    Tables,
+    AffinityKey, AffinityOutcome, Decision, HelloKeys, MatchOutcome, NoKeyReason, Route,
+    TableKind, Tables,
 };
+use crate::affinity::rules::{PendingStore, RequestView};
 use crate::retry::{Attempts, ConnectFailure, RetryDecision};
 use crate::tls::haproxy::Sample;
 use crate::tls::{ClientHelloParser, HelloOutcome, ServerEvent, ServerFlight};
@@ -104,11 +104,7 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
             .map(|s| String::from_utf8_lossy(s).into_owned()),
     };
     if ins.proxy_error || ins.empty_close {
-        rec.termination = if ins.proxy_error {
-            ['P', 'R']
-        } else {
-            ['C', 'R']
-        };
+        rec.termination = if ins.proxy_error { ['P', 'R'] } else { ['C', 'R'] };
         finish(ctx, fe, start, rec);
         return;
     }
@@ -143,11 +139,7 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
 
     // Choose and connect, with retries and redispatch.
     let balance_key: Option<Vec<u8>> = match be.balance_hash {
-        Some(AffinityKey::Sni) => ins
-            .hello
-            .as_ref()
-            .and_then(|h| h.sni.as_deref())
-            .map(<[u8]>::to_vec),
+        Some(AffinityKey::Sni) => ins.hello.as_ref().and_then(|h| h.sni.as_deref()).map(<[u8]>::to_vec),
         Some(_) => Some(crate::affinity::chain::ip_bytes(ins.client.ip())),
         None => None,
     };
@@ -220,11 +212,7 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
         } else {
             rec.server = attempts
                 .as_ref()
-                .map(|_| {
-                    be.servers[choice.server.map_or(0, |s| s.index())]
-                        .name
-                        .clone()
-                })
+                .map(|_| be.servers[choice.server.map_or(0, |s| s.index())].name.clone())
                 .filter(|_| choice.server.is_some());
         }
         rec.termination = ['S', 'C'];
@@ -468,11 +456,7 @@ impl Learner<'_> {
                         match mode {
                             AffinityMode::Chain(chain) => {
                                 let l = chain.learn_server_hello(
-                                    self.hello,
-                                    &info,
-                                    self.server,
-                                    &be.tables,
-                                    now,
+                                    self.hello, &info, self.server, &be.tables, now,
                                 );
                                 self.resumed = l.resumed;
                                 self.learned += u32::from(l.stored);
@@ -507,11 +491,7 @@ impl Learner<'_> {
                     Sample::Wait => {}
                     Sample::Found(key) => {
                         if let Some(k) = key {
-                            if be
-                                .tables
-                                .learn(TableKind::Rule, &k, self.server, now)
-                                .is_some()
-                            {
+                            if be.tables.learn(TableKind::Rule, &k, self.server, now).is_some() {
                                 self.learned += 1;
                             }
                         }

@@ -70,14 +70,13 @@ pub fn build(config: &Config, previous: Option<&Runtime>) -> Result<Runtime, Bui
     }
     let mut frontends = Vec::new();
     for f in &config.frontends {
-        let backend =
-            backends
-                .get(&f.backend)
-                .cloned()
-                .ok_or_else(|| BuildError::UnknownBackend {
-                    frontend: f.name.clone(),
-                    backend: f.backend.clone(),
-                })?;
+        let backend = backends
+            .get(&f.backend)
+            .cloned()
+            .ok_or_else(|| BuildError::UnknownBackend {
+                frontend: f.name.clone(),
+                backend: f.backend.clone(),
+            })?;
         let cfg_backend = config.backends.iter().find(|b| b.name == f.backend);
         // An imported backend inspects as HAProxy does: only as long as its own
         // `tcp-request inspect-delay` says (none: no waiting at all).
@@ -171,7 +170,9 @@ fn build_backend(b: &config::Backend, old: Option<&Backend>) -> Result<Backend, 
         name: b.name.clone(),
         algorithm,
         balance_hash: match (b.balance, b.hash_key) {
-            (config::BalanceAlgorithm::Hash, Some(config::HashKey::Sni)) => Some(AffinityKey::Sni),
+            (config::BalanceAlgorithm::Hash, Some(config::HashKey::Sni)) => {
+                Some(AffinityKey::Sni)
+            }
             (config::BalanceAlgorithm::Hash, _) => Some(AffinityKey::Source),
             _ => None,
         },
@@ -240,10 +241,12 @@ fn build_rules(b: &config::Backend) -> Result<Rules, BuildError> {
                     request_accept_if = Some(cond(&r.when)?);
                 }
             }
-            config::ContentAction::Reject => return Err(unsupported(
-                "`tcp-request content reject`".into(),
-                "remove the rule; tether forwards non-TLS traffic unless the backend refuses it",
-            )),
+            config::ContentAction::Reject => {
+                return Err(unsupported(
+                    "`tcp-request content reject`".into(),
+                    "remove the rule; tether forwards non-TLS traffic unless the backend refuses it",
+                ))
+            }
         }
     }
     let mut rules = Vec::new();
