@@ -1,15 +1,27 @@
 //! The stick table: fixed-length key → server, with expiry and exact LRU eviction.
 //!
 //! Layout (all preallocated for `size` entries at construction, so memory is bounded and the data
-//! path never allocates):
-//! - `meta: Vec<Meta>` — a slab of 24-byte records: intrusive `prev`/`next` LRU links (`u32`
-//!   indices), the server, the 32-bit hash tag of the key and the expiry in milliseconds.
-//! - `keys: Vec<u8>` — the keys, `key_len` bytes each, at `index * key_len`.
+//! path never allocates), chosen so that a hit on a table far larger than the CPU caches costs two
+//! dependent cache misses — the index slot, then the entry — instead of the four of a linked list
+//! (slot, entry, key, and the two LRU neighbours to relink):
 //! - `slots: Vec<u64>` — an open-addressing index (linear probing, backward-shift deletion, no
-//!   tombstones) of `tag << 32 | (index + 1)`, 0 meaning empty, at most 75 % full. The tag lets a
-//!   probe skip foreign entries without touching their keys.
+//!   tombstones) of `tag << 32 | (index + 1)`, 0 meaning empty, at most 75 % full. The 32-bit tag
+//!   (upper half of the key hash) lets a probe skip foreign entries without touching them.
+//! - `records: Vec<Line>` — one 64-byte-aligned cache line per entry (two when the key is longer
+//!   than 40 bytes): expiry, server, tag, queue position, then the key as little-endian words.
+//!   Header and key share the line, so confirming a hit and refreshing it touch nothing else.
+//! - `ring: Vec<u32>` — the *touch queue*, a ring of `4 × size` entry indices, least recently
+//!   touched first. A touch appends the entry at the back and overwrites its previous item with
+//!   `NIL` (a plain store, which the CPU does not wait for), so recency costs no pointer chase.
+//!   The front item is kept live (stale items are popped as they surface), so it is always the
+//!   least recently used entry: eviction, [`StickTable::purge_expired`] and
+//!   [`StickTable::next_expiry`] read it directly. When the ring is full it is compacted in place,
+//!   in order; that touches each live entry once and frees at least `3 × size` items, so it adds
+//!   at most a third of a write per touch and the ring never grows.
 //!
-//! With a 32-byte key that is 24 + 32 + 8 × 4/3 ≈ 67 bytes per entry (HAProxy: ≈ 184).
+//! With a 32-byte key that is 64 + 8 × 4/3 + 4 × 4 ≈ 91 bytes per entry (HAProxy: ≈ 184), under
+//! the 96-byte budget; the order of live queue items is exactly the LRU order a linked list would
+//! keep, which the model-based proptest checks after every operation.
 //!
 //! Semantics:
 //! - An entry is expired iff `now >= expires_at`; every hit, learn or set moves it to
@@ -28,7 +40,7 @@ use std::time::Duration;
 use super::key::{clamp_key_len, StickKey, MAX_KEY_LEN};
 use crate::{ServerId, Timestamp};
 
-/// Largest `size` a table accepts (16 Mi entries ≈ 1.1 GB with 32-byte keys). Larger sizes are
+/// Largest `size` a table accepts (16 Mi entries ≈ 1.5 GB with 32-byte keys). Larger sizes are
 /// clamped by [`StickTable::new`] and rejected by [`StickTableConfig::validate`]: the table
 /// preallocates, and a typo must not reserve the machine's memory.
 pub const MAX_SIZE: usize = 1 << 24;
@@ -152,18 +164,30 @@ pub struct StickStats {
     pub removed: u64,
 }
 
-/// Per-entry record in the slab. 24 bytes.
+/// One cache line. Entry records are made of whole lines, so that with keys of up to 40 bytes an
+/// entry's header and key sit in a single line and a hit costs one miss after the index slot.
 #[derive(Copy, Clone, Debug)]
-struct Meta {
-    /// Towards the more recently used entry (NIL at the head); next free entry when free.
-    prev: u32,
-    /// Towards the less recently used entry (NIL at the tail).
-    next: u32,
-    server: u32,
-    /// Upper 32 bits of the key hash: locates the entry's home slot without rehashing the key.
-    tag: u32,
-    expires_at: u64,
-}
+#[repr(C, align(64))]
+struct Line([u64; WORDS_PER_LINE]);
+
+const WORDS_PER_LINE: usize = 8;
+const EMPTY_LINE: Line = Line([0; WORDS_PER_LINE]);
+
+/// Record word 0: the expiry in milliseconds.
+const W_EXPIRES: usize = 0;
+/// Record word 1: the server (low 32 bits) and the key's hash tag (high 32 bits).
+const W_SERVER_TAG: usize = 1;
+/// Record word 2: the entry's position in the touch queue when stored; the next free record when
+/// free.
+const W_LINK: usize = 2;
+/// Record words 3..: the key, little-endian, zero-padded to whole words.
+const W_KEY: usize = 3;
+
+/// The touch queue holds this many items per entry of capacity. Every touch appends one item and
+/// turns the previous one stale; a full queue is compacted, which costs one write per live entry
+/// and frees at least `(QUEUE_FACTOR - 1) × capacity` items, so compaction adds at most
+/// `1 / (QUEUE_FACTOR - 1)` relocations per touch. 4 keeps that at a third for 16 bytes per entry.
+const QUEUE_FACTOR: usize = 4;
 
 /// Whether a store comes from traffic or from the operator, for the counters.
 #[derive(Copy, Clone, PartialEq, Eq)]
@@ -180,23 +204,52 @@ enum Probe {
     Vacant(usize),
 }
 
+/// A key normalised and split into the little-endian words records store, so that comparing a
+/// key against a record is a handful of word compares.
+struct KeyWords {
+    bytes: StickKey,
+    words: [u64; MAX_KEY_LEN / 8],
+}
+
+impl KeyWords {
+    fn new(raw: &[u8], key_len: usize) -> Self {
+        Self::from_key(StickKey::new(raw, key_len))
+    }
+
+    fn from_key(bytes: StickKey) -> Self {
+        let mut words = [0u64; MAX_KEY_LEN / 8];
+        for (w, chunk) in words.iter_mut().zip(bytes.as_bytes().chunks(8)) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            *w = u64::from_le_bytes(b);
+        }
+        KeyWords { bytes, words }
+    }
+}
+
 /// A fixed-capacity map from normalised keys to servers with expiry and exact LRU eviction.
 /// See the module documentation for layout and semantics.
 #[derive(Clone, Debug)]
 pub struct StickTable {
     cfg: StickTableConfig,
     key_len: usize,
+    /// Words of a key (`key_len` rounded up to 8 bytes).
+    key_words: usize,
+    /// Cache lines per record.
+    lines_per: usize,
     capacity: usize,
     expire_ms: u64,
     seed: u64,
-    meta: Vec<Meta>,
-    keys: Vec<u8>,
+    /// Entry records, `lines_per` lines each; grows (within its reservation) up to `capacity`.
+    records: Vec<Line>,
     slots: Vec<u64>,
-    /// Most recently used entry.
-    head: u32,
-    /// Least recently used entry.
-    tail: u32,
-    /// Free list of slab entries (linked through `prev`).
+    /// The touch queue: a ring of record indices, least recently touched first; `NIL` = stale.
+    ring: Vec<u32>,
+    /// Ring position of the oldest item. Invariant: that item is live unless the queue is empty.
+    front: usize,
+    /// Items in the queue, live and stale.
+    queued: usize,
+    /// Free list of records (linked through `W_LINK`).
     free: u32,
     len: usize,
     stats: StickStats,
@@ -215,20 +268,24 @@ impl StickTable {
     /// impractical; the simulator passes its run seed. The seed changes no observable output.
     pub fn with_hash_seed(cfg: StickTableConfig, seed: u64) -> Self {
         let key_len = clamp_key_len(cfg.key_len);
+        let key_words = key_len.div_ceil(8);
+        let lines_per = (W_KEY + key_words).div_ceil(WORDS_PER_LINE);
         let capacity = cfg.size.min(MAX_SIZE);
         let expire_ms = u64::try_from(cfg.expire.as_millis()).unwrap_or(u64::MAX);
         // At most 75 % load, and always at least one empty slot so probes terminate.
         let nslots = capacity + capacity.div_ceil(3) + 1;
         StickTable {
             key_len,
+            key_words,
+            lines_per,
             capacity,
             expire_ms,
             seed,
-            meta: Vec::with_capacity(capacity),
-            keys: Vec::with_capacity(capacity * key_len),
+            records: Vec::with_capacity(capacity * lines_per),
             slots: vec![0; nslots],
-            head: NIL,
-            tail: NIL,
+            ring: vec![NIL; capacity * QUEUE_FACTOR],
+            front: 0,
+            queued: 0,
             free: NIL,
             len: 0,
             stats: StickStats::default(),
@@ -244,20 +301,19 @@ impl StickTable {
     /// Match a key: a live entry is refreshed (expiry and recency) and its server returned; an
     /// expired one is removed and reported as [`Lookup::Expired`].
     pub fn lookup(&mut self, key: &[u8], now: Timestamp) -> Lookup {
-        let key = StickKey::new(key, self.key_len);
+        let key = KeyWords::new(key, self.key_len);
         let tag = self.tag(&key);
         match self.probe(&key, tag) {
             Probe::Found(pos, idx) => {
-                let m = &mut self.meta[idx];
-                let server = ServerId(m.server);
-                if now.0 >= m.expires_at {
+                let server = ServerId(self.word(idx, W_SERVER_TAG) as u32);
+                if now.0 >= self.word(idx, W_EXPIRES) {
                     self.remove_at(pos, idx);
                     self.stats.expired += 1;
                     self.stats.misses += 1;
                     Lookup::Expired(server)
                 } else {
-                    m.expires_at = now.0.saturating_add(self.expire_ms);
-                    self.move_to_front(idx as u32);
+                    self.set_word(idx, W_EXPIRES, now.0.saturating_add(self.expire_ms));
+                    self.touch(idx);
                     self.stats.hits += 1;
                     Lookup::Hit(server)
                 }
@@ -283,21 +339,21 @@ impl StickTable {
 
     /// Inspect one key without side effects (`show table key=`): `None` if absent or expired.
     pub fn get(&self, key: &[u8], now: Timestamp) -> Option<StickEntry> {
-        let key = StickKey::new(key, self.key_len);
+        let key = KeyWords::new(key, self.key_len);
         let tag = self.tag(&key);
         match self.probe(&key, tag) {
-            Probe::Found(_, idx) if now.0 < self.meta[idx].expires_at => Some(self.entry(idx)),
+            Probe::Found(_, idx) if now.0 < self.word(idx, W_EXPIRES) => Some(self.entry(idx)),
             _ => None,
         }
     }
 
     /// Delete one key (`clear table key=`). Returns the server it pointed at, expired or not.
     pub fn remove(&mut self, key: &[u8]) -> Option<ServerId> {
-        let key = StickKey::new(key, self.key_len);
+        let key = KeyWords::new(key, self.key_len);
         let tag = self.tag(&key);
         match self.probe(&key, tag) {
             Probe::Found(pos, idx) => {
-                let server = ServerId(self.meta[idx].server);
+                let server = ServerId(self.word(idx, W_SERVER_TAG) as u32);
                 self.remove_at(pos, idx);
                 self.stats.removed += 1;
                 Some(server)
@@ -310,10 +366,9 @@ impl StickTable {
     pub fn clear(&mut self) {
         self.stats.removed += self.len as u64;
         self.slots.fill(0);
-        self.meta.clear();
-        self.keys.clear();
-        self.head = NIL;
-        self.tail = NIL;
+        self.records.clear();
+        self.front = 0;
+        self.queued = 0;
         self.free = NIL;
         self.len = 0;
     }
@@ -324,8 +379,10 @@ impl StickTable {
     /// but it never removes a live one.
     pub fn purge_expired(&mut self, now: Timestamp) -> usize {
         let mut purged = 0;
-        while self.tail != NIL && now.0 >= self.meta[self.tail as usize].expires_at {
-            let idx = self.tail as usize;
+        while let Some(idx) = self.oldest() {
+            if now.0 < self.word(idx, W_EXPIRES) {
+                break;
+            }
             let pos = self.slot_of(idx);
             self.remove_at(pos, idx);
             purged += 1;
@@ -337,7 +394,8 @@ impl StickTable {
     /// When the next [`StickTable::purge_expired`] has work to do: the expiry of the least recently
     /// used entry (the earliest one when `now` is non-decreasing). `None` when empty.
     pub fn next_expiry(&self) -> Option<Timestamp> {
-        (self.tail != NIL).then(|| Timestamp(self.meta[self.tail as usize].expires_at))
+        self.oldest()
+            .map(|idx| Timestamp(self.word(idx, W_EXPIRES)))
     }
 
     /// Entries stored, including expired ones not yet purged.
@@ -362,19 +420,17 @@ impl StickTable {
 
     /// Live entries sticking to one server, sorted by key bytes (stats page, per-server view).
     pub fn entries_for_server(&self, server: ServerId, now: Timestamp) -> Vec<StickEntry> {
-        self.collect(now, |m| m.server == server.0)
+        self.collect(now, |s| s == server.0)
     }
 
     /// Live entries from most to least recently used: the order eviction would take in reverse.
     pub fn entries_by_recency(&self, now: Timestamp) -> Vec<StickEntry> {
         let mut out = Vec::new();
-        let mut cur = self.head;
-        while cur != NIL {
-            let idx = cur as usize;
-            if now.0 < self.meta[idx].expires_at {
-                out.push(self.entry(idx));
+        for k in (0..self.queued).rev() {
+            let idx = self.ring[self.ring_pos(k)];
+            if idx != NIL && now.0 < self.word(idx as usize, W_EXPIRES) {
+                out.push(self.entry(idx as usize));
             }
-            cur = self.meta[idx].next;
         }
         out
     }
@@ -383,12 +439,25 @@ impl StickTable {
     /// new id, or `None` to drop the entry (server removed). Expiry and recency are unchanged.
     /// `f` is called once per entry, from most to least recently used.
     pub fn remap_servers(&mut self, mut f: impl FnMut(ServerId) -> Option<ServerId>) {
-        let mut cur = self.head;
-        while cur != NIL {
-            let idx = cur as usize;
-            cur = self.meta[idx].next;
-            match f(ServerId(self.meta[idx].server)) {
-                Some(new) => self.meta[idx].server = new.0,
+        // Walk ring positions captured up front: removals only mark items stale and pop stale
+        // items off the front, so every position still to visit keeps its content.
+        if self.queued == 0 {
+            return;
+        }
+        let n = self.ring.len();
+        let mut at = self.ring_pos(self.queued - 1);
+        for _ in 0..self.queued {
+            let item = self.ring[at];
+            at = if at == 0 { n - 1 } else { at - 1 };
+            if item == NIL {
+                continue;
+            }
+            let idx = item as usize;
+            let w = self.word(idx, W_SERVER_TAG);
+            match f(ServerId(w as u32)) {
+                Some(new) => {
+                    self.set_word(idx, W_SERVER_TAG, (w & !0xffff_ffff) | u64::from(new.0))
+                }
                 None => {
                     let pos = self.slot_of(idx);
                     self.remove_at(pos, idx);
@@ -406,16 +475,19 @@ impl StickTable {
         let mut next = StickTable::with_hash_seed(cfg, self.seed);
         let cap = now.0.saturating_add(next.expire_ms);
         // Oldest first, so the most recent end up at the head and win collisions.
-        let mut cur = self.tail;
-        while cur != NIL {
-            let idx = cur as usize;
-            let m = self.meta[idx];
-            cur = m.prev;
-            if now.0 >= m.expires_at {
+        for k in 0..self.queued {
+            let item = self.ring[self.ring_pos(k)];
+            if item == NIL {
                 continue;
             }
-            let key = StickKey::new(self.key_at(idx), next.key_len);
-            next.store_raw(&key, m.server, m.expires_at.min(cap), now);
+            let idx = item as usize;
+            let expires_at = self.word(idx, W_EXPIRES);
+            if now.0 >= expires_at {
+                continue;
+            }
+            let key = KeyWords::from_key(StickKey::new(&self.key_at(idx), next.key_len));
+            let server = self.word(idx, W_SERVER_TAG) as u32;
+            next.store_raw(&key, server, expires_at.min(cap), now);
         }
         next.stats = StickStats::default();
         next
@@ -434,15 +506,15 @@ impl StickTable {
     /// construction: the table never grows.
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.meta.capacity() * std::mem::size_of::<Meta>()
-            + self.keys.capacity()
+            + self.records.capacity() * std::mem::size_of::<Line>()
             + self.slots.capacity() * std::mem::size_of::<u64>()
+            + self.ring.capacity() * std::mem::size_of::<u32>()
     }
 
     // ---- internals ----
 
     fn store(&mut self, key: &[u8], server: ServerId, now: Timestamp, origin: Origin) -> Learn {
-        let key = StickKey::new(key, self.key_len);
+        let key = KeyWords::new(key, self.key_len);
         let expires_at = now.0.saturating_add(self.expire_ms);
         let outcome = self.store_raw(&key, server.0, expires_at, now);
         let s = &mut self.stats;
@@ -463,16 +535,15 @@ impl StickTable {
     }
 
     /// Insert or overwrite with an explicit deadline; counts expired/evicted but not the store.
-    fn store_raw(&mut self, key: &StickKey, server: u32, expires_at: u64, now: Timestamp) -> Learn {
+    fn store_raw(&mut self, key: &KeyWords, server: u32, expires_at: u64, now: Timestamp) -> Learn {
         let tag = self.tag(key);
         let mut vacant = match self.probe(key, tag) {
             Probe::Found(pos, idx) => {
-                let m = &mut self.meta[idx];
-                if now.0 < m.expires_at {
-                    let previous = m.server;
-                    m.server = server;
-                    m.expires_at = expires_at;
-                    self.move_to_front(idx as u32);
+                if now.0 < self.word(idx, W_EXPIRES) {
+                    let previous = self.word(idx, W_SERVER_TAG) as u32;
+                    self.set_word(idx, W_SERVER_TAG, u64::from(server) | u64::from(tag) << 32);
+                    self.set_word(idx, W_EXPIRES, expires_at);
+                    self.touch(idx);
                     return if previous == server {
                         Learn::Refreshed
                     } else {
@@ -497,11 +568,12 @@ impl StickTable {
                 if self.cfg.nopurge {
                     return Learn::Refused;
                 }
-                let idx = self.tail as usize;
-                let pos = self.slot_of(idx);
-                self.remove_at(pos, idx);
-                self.stats.evicted += 1;
-                evicted = true;
+                if let Some(idx) = self.oldest() {
+                    let pos = self.slot_of(idx);
+                    self.remove_at(pos, idx);
+                    self.stats.evicted += 1;
+                    evicted = true;
+                }
             }
             // Removals shift slots: the vacant position must be found again.
             vacant = None;
@@ -516,43 +588,43 @@ impl StickTable {
         };
         let idx = self.alloc(key, server, tag, expires_at);
         self.slots[pos] = (u64::from(tag) << 32) | (idx as u64 + 1);
-        self.push_front(idx);
+        self.push_back(idx);
         self.len += 1;
         Learn::Inserted { evicted }
     }
 
-    /// Take a slab entry (free list first, else the next never-used one) and fill it.
-    fn alloc(&mut self, key: &StickKey, server: u32, tag: u32, expires_at: u64) -> u32 {
-        let m = Meta {
-            prev: NIL,
-            next: NIL,
-            server,
-            tag,
-            expires_at,
-        };
-        if self.free != NIL {
-            let idx = self.free;
-            let i = idx as usize;
-            self.free = self.meta[i].prev;
-            self.meta[i] = m;
-            let kl = self.key_len;
-            self.keys[i * kl..(i + 1) * kl].copy_from_slice(key.as_bytes());
+    /// Take a record (free list first, else the next never-used one) and fill it.
+    fn alloc(&mut self, key: &KeyWords, server: u32, tag: u32, expires_at: u64) -> usize {
+        let idx = if self.free != NIL {
+            let idx = self.free as usize;
+            self.free = self.word(idx, W_LINK) as u32;
             idx
         } else {
-            let idx = self.meta.len() as u32;
-            self.meta.push(m);
-            self.keys.extend_from_slice(key.as_bytes());
+            let idx = self.records.len() / self.lines_per;
+            let grown = self.records.len() + self.lines_per;
+            self.records.resize(grown, EMPTY_LINE);
             idx
+        };
+        self.set_word(idx, W_EXPIRES, expires_at);
+        self.set_word(idx, W_SERVER_TAG, u64::from(server) | u64::from(tag) << 32);
+        for (i, &w) in key.words[..self.key_words].iter().enumerate() {
+            self.set_word(idx, W_KEY + i, w);
         }
+        idx
     }
 
-    /// Remove entry `idx` whose index slot is `pos`: unlink, free, backward-shift the index.
+    /// Remove entry `idx` whose index slot is `pos`: mark its queue item stale, free the record,
+    /// backward-shift the index.
     fn remove_at(&mut self, pos: usize, idx: usize) {
-        self.unlink(idx as u32);
-        self.meta[idx].prev = self.free;
+        let at = self.word(idx, W_LINK) as usize;
+        self.ring[at] = NIL;
+        self.set_word(idx, W_LINK, u64::from(self.free));
         self.free = idx as u32;
         self.len -= 1;
         self.remove_slot(pos);
+        if at == self.front {
+            self.settle_front();
+        }
     }
 
     /// Backward-shift deletion for linear probing: pull later entries of the cluster into the
@@ -581,10 +653,8 @@ impl StickTable {
         self.slots[hole] = 0;
     }
 
-    fn probe(&self, key: &StickKey, tag: u32) -> Probe {
+    fn probe(&self, key: &KeyWords, tag: u32) -> Probe {
         let n = self.slots.len();
-        let kl = self.key_len;
-        let want = key.as_bytes();
         let mut pos = home_slot(tag, n);
         loop {
             let s = self.slots[pos];
@@ -593,7 +663,7 @@ impl StickTable {
             }
             if (s >> 32) as u32 == tag {
                 let idx = (s as u32 - 1) as usize;
-                if &self.keys[idx * kl..(idx + 1) * kl] == want {
+                if self.key_matches(idx, key) {
                     return Probe::Found(pos, idx);
                 }
             }
@@ -601,11 +671,22 @@ impl StickTable {
         }
     }
 
+    fn key_matches(&self, idx: usize, key: &KeyWords) -> bool {
+        let base = idx * self.lines_per;
+        key.words[..self.key_words]
+            .iter()
+            .enumerate()
+            .all(|(i, &w)| {
+                let at = W_KEY + i;
+                self.records[base + at / WORDS_PER_LINE].0[at % WORDS_PER_LINE] == w
+            })
+    }
+
     /// Index slot holding entry `idx` (which must be stored).
     fn slot_of(&self, idx: usize) -> usize {
         let n = self.slots.len();
         let want = idx as u64 + 1;
-        let mut pos = home_slot(self.meta[idx].tag, n);
+        let mut pos = home_slot((self.word(idx, W_SERVER_TAG) >> 32) as u32, n);
         // Bounded by n: the entry is in the index, so the loop finds it within one cycle.
         for _ in 0..n {
             if self.slots[pos] & 0xffff_ffff == want {
@@ -617,72 +698,120 @@ impl StickTable {
         pos
     }
 
-    fn tag(&self, key: &StickKey) -> u32 {
-        (hash_key(key.as_bytes(), self.seed) >> 32) as u32
+    fn tag(&self, key: &KeyWords) -> u32 {
+        (hash_key(key.bytes.as_bytes(), self.seed) >> 32) as u32
     }
 
-    fn key_at(&self, idx: usize) -> &[u8] {
-        &self.keys[idx * self.key_len..(idx + 1) * self.key_len]
+    fn word(&self, idx: usize, w: usize) -> u64 {
+        self.records[idx * self.lines_per + w / WORDS_PER_LINE].0[w % WORDS_PER_LINE]
+    }
+
+    fn set_word(&mut self, idx: usize, w: usize, v: u64) {
+        self.records[idx * self.lines_per + w / WORDS_PER_LINE].0[w % WORDS_PER_LINE] = v;
+    }
+
+    /// The stored key bytes of entry `idx`.
+    fn key_at(&self, idx: usize) -> StickKey {
+        let mut buf = [0u8; MAX_KEY_LEN];
+        for (i, chunk) in buf.chunks_exact_mut(8).take(self.key_words).enumerate() {
+            chunk.copy_from_slice(&self.word(idx, W_KEY + i).to_le_bytes());
+        }
+        StickKey::new(&buf[..self.key_len], self.key_len)
     }
 
     fn entry(&self, idx: usize) -> StickEntry {
-        let m = &self.meta[idx];
         StickEntry {
-            key: StickKey::new(self.key_at(idx), self.key_len),
-            server: ServerId(m.server),
-            expires_at: Timestamp(m.expires_at),
+            key: self.key_at(idx),
+            server: ServerId(self.word(idx, W_SERVER_TAG) as u32),
+            expires_at: Timestamp(self.word(idx, W_EXPIRES)),
         }
     }
 
-    fn collect(&self, now: Timestamp, keep: impl Fn(&Meta) -> bool) -> Vec<StickEntry> {
+    fn collect(&self, now: Timestamp, keep: impl Fn(u32) -> bool) -> Vec<StickEntry> {
         let mut out = Vec::new();
-        let mut cur = self.head;
-        while cur != NIL {
-            let idx = cur as usize;
-            let m = &self.meta[idx];
-            if now.0 < m.expires_at && keep(m) {
+        for k in 0..self.queued {
+            let item = self.ring[self.ring_pos(k)];
+            if item == NIL {
+                continue;
+            }
+            let idx = item as usize;
+            if now.0 < self.word(idx, W_EXPIRES) && keep(self.word(idx, W_SERVER_TAG) as u32) {
                 out.push(self.entry(idx));
             }
-            cur = m.next;
         }
         out.sort_unstable_by_key(|e| e.key);
         out
     }
 
-    fn unlink(&mut self, idx: u32) {
-        let Meta { prev, next, .. } = self.meta[idx as usize];
-        if prev == NIL {
-            self.head = next;
+    // ---- touch queue ----
+
+    /// Ring position of the `k`-th queue item from the front (`k < ring.len()`).
+    fn ring_pos(&self, k: usize) -> usize {
+        let at = self.front.wrapping_add(k);
+        if at >= self.ring.len() {
+            at.wrapping_sub(self.ring.len())
         } else {
-            self.meta[prev as usize].next = next;
-        }
-        if next == NIL {
-            self.tail = prev;
-        } else {
-            self.meta[next as usize].prev = prev;
+            at
         }
     }
 
-    fn push_front(&mut self, idx: u32) {
-        let old = self.head;
-        {
-            let m = &mut self.meta[idx as usize];
-            m.prev = NIL;
-            m.next = old;
-        }
-        if old == NIL {
-            self.tail = idx;
-        } else {
-            self.meta[old as usize].prev = idx;
-        }
-        self.head = idx;
+    /// The least recently used entry (the front item, live by invariant).
+    fn oldest(&self) -> Option<usize> {
+        (self.queued > 0).then(|| self.ring[self.front] as usize)
     }
 
-    fn move_to_front(&mut self, idx: u32) {
-        if self.head != idx {
-            self.unlink(idx);
-            self.push_front(idx);
+    /// Make entry `idx` the most recently used: append it, mark its previous item stale.
+    fn touch(&mut self, idx: usize) {
+        let at = self.word(idx, W_LINK) as usize;
+        if at == self.ring_pos(self.queued - 1) {
+            return; // already the most recent
         }
+        self.ring[at] = NIL;
+        if at == self.front {
+            self.settle_front();
+        }
+        self.push_back(idx);
+    }
+
+    /// Append entry `idx` as the most recently used, compacting first if the ring is full.
+    fn push_back(&mut self, idx: usize) {
+        if self.queued == self.ring.len() {
+            self.compact();
+        }
+        let at = self.ring_pos(self.queued);
+        self.ring[at] = idx as u32;
+        self.queued += 1;
+        self.set_word(idx, W_LINK, at as u64);
+    }
+
+    /// Pop stale items off the front so that the front item is live (or the queue empty).
+    fn settle_front(&mut self) {
+        while self.queued > 0 && self.ring[self.front] == NIL {
+            self.front = self.ring_pos(1);
+            self.queued -= 1;
+        }
+    }
+
+    /// Squeeze the stale items out of the queue, keeping the live ones in order. Runs when the
+    /// ring is full, which leaves at least `ring.len() - capacity` free items afterwards.
+    fn compact(&mut self) {
+        let n = self.ring.len();
+        let mut read = self.front;
+        let mut write = self.front;
+        let mut kept = 0;
+        for _ in 0..self.queued {
+            let item = self.ring[read];
+            if item != NIL {
+                if write != read {
+                    self.ring[write] = item;
+                    self.set_word(item as usize, W_LINK, write as u64);
+                }
+                write = if write + 1 == n { 0 } else { write + 1 };
+                kept += 1;
+            }
+            read = if read + 1 == n { 0 } else { read + 1 };
+        }
+        self.queued = kept;
     }
 }
 

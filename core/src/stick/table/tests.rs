@@ -32,29 +32,45 @@ fn key32(i: u64) -> [u8; 32] {
 }
 
 impl StickTable {
-    /// Every structural invariant: list, free list, index and counters agree.
+    /// Every structural invariant: touch queue, records, free list, index and counters agree.
     fn assert_consistent(&self) {
+        let records = self.records.len() / self.lines_per;
+        assert_eq!(self.records.len() % self.lines_per, 0);
+        assert!(self.queued <= self.ring.len());
+        assert!(
+            self.queued == 0 || self.ring[self.front] != NIL,
+            "stale item at the front"
+        );
+        let mut seen = vec![false; records];
         let mut count = 0;
-        let mut prev = NIL;
-        let mut cur = self.head;
-        while cur != NIL {
-            let m = self.meta[cur as usize];
-            assert_eq!(m.prev, prev, "broken back link at {cur}");
-            let key = StickKey::new(self.key_at(cur as usize), self.key_len);
-            assert_eq!(self.tag(&key), m.tag, "stale tag at {cur}");
-            match self.probe(&key, m.tag) {
-                Probe::Found(pos, idx) => {
-                    assert_eq!(idx, cur as usize);
+        for k in 0..self.queued {
+            let at = self.ring_pos(k);
+            let item = self.ring[at];
+            if item == NIL {
+                continue;
+            }
+            let idx = item as usize;
+            assert!(
+                !std::mem::replace(&mut seen[idx], true),
+                "entry {idx} queued twice"
+            );
+            assert_eq!(
+                self.word(idx, W_LINK),
+                at as u64,
+                "entry {idx} points at a stale item"
+            );
+            let key = KeyWords::from_key(self.key_at(idx));
+            let tag = (self.word(idx, W_SERVER_TAG) >> 32) as u32;
+            assert_eq!(self.tag(&key), tag, "stale tag at {idx}");
+            match self.probe(&key, tag) {
+                Probe::Found(pos, found) => {
+                    assert_eq!(found, idx);
                     assert_eq!(self.slot_of(idx), pos);
                 }
-                Probe::Vacant(_) => panic!("entry {cur} not reachable through the index"),
+                Probe::Vacant(_) => panic!("entry {idx} not reachable through the index"),
             }
-            prev = cur;
-            cur = m.next;
             count += 1;
-            assert!(count <= self.len, "cycle in the LRU list");
         }
-        assert_eq!(prev, self.tail);
         assert_eq!(count, self.len);
         assert!(self.len <= self.capacity);
         let occupied = self.slots.iter().filter(|&&s| s != 0).count();
@@ -62,12 +78,17 @@ impl StickTable {
         let mut free = 0;
         let mut f = self.free;
         while f != NIL {
+            assert!(
+                !std::mem::replace(&mut seen[f as usize], true),
+                "free entry {f} in use"
+            );
             free += 1;
-            f = self.meta[f as usize].prev;
-            assert!(free <= self.meta.len());
+            f = self.word(f as usize, W_LINK) as u32;
+            assert!(free <= records);
         }
-        assert_eq!(free + self.len, self.meta.len());
-        assert!(self.meta.capacity() <= self.capacity.max(1) || self.capacity == 0);
+        assert_eq!(free + self.len, records);
+        assert!(records <= self.capacity);
+        assert_eq!(self.ring.len(), self.capacity * QUEUE_FACTOR);
     }
 }
 
@@ -320,6 +341,67 @@ fn memory_stays_under_96_bytes_per_entry_with_32_byte_keys() {
 }
 
 #[test]
+fn touch_queue_compacts_in_place_and_keeps_exact_order() {
+    let mut st = StickTable::new(cfg(32, 4, 1_000_000, false));
+    let mut order: Vec<u64> = Vec::new(); // most recent first
+    for i in 0..4u64 {
+        st.learn(&key32(i), ServerId(i as u32), t(0));
+        order.insert(0, i);
+    }
+    let before = st.memory_bytes();
+    let mut compactions = 0;
+    for step in 0..1000u64 {
+        let (queued, front) = (st.queued, st.front);
+        // Key 3 is never touched, so it pins the front of the queue and only compaction can make
+        // room; key 0 is hot and keys 1 and 2 are touched in turn.
+        let k = if step % 2 == 0 { 0 } else { 1 + step % 4 / 2 };
+        assert_eq!(
+            st.lookup(&key32(k), t(step)),
+            Lookup::Hit(ServerId(k as u32))
+        );
+        order.retain(|&x| x != k);
+        order.insert(0, k);
+        if st.queued < queued && st.front == front {
+            compactions += 1;
+        }
+        let got: Vec<u64> = st
+            .entries_by_recency(t(step))
+            .iter()
+            .map(|e| u64::from(e.server.0))
+            .collect();
+        assert_eq!(got, order);
+        st.assert_consistent();
+    }
+    assert!(compactions > 10, "only {compactions} compactions");
+    assert_eq!(st.memory_bytes(), before, "the queue must not grow");
+    // Eviction takes exactly the least recently touched.
+    let lru = *order.last().unwrap();
+    assert_eq!(lru, 3);
+    st.learn(&key32(99), ServerId(99), t(1000));
+    assert_eq!(st.get(&key32(lru), t(1000)), None);
+    assert_eq!(st.len(), 4);
+    st.assert_consistent();
+}
+
+#[test]
+fn records_fill_whole_cache_lines() {
+    for (len, lines) in [(1, 1), (32, 1), (40, 1), (41, 2), (64, 2)] {
+        let mut st = StickTable::new(cfg(len, 100, 1000, false));
+        assert_eq!(st.lines_per, lines, "key_len {len}");
+        for i in 0..300u64 {
+            st.learn(&key32(i).repeat(2), ServerId(i as u32), t(i));
+        }
+        st.assert_consistent();
+        for e in st.entries_by_recency(t(300)) {
+            assert_eq!(e.key.len(), len);
+            assert_eq!(st.lookup(&e.key, t(300)), Lookup::Hit(e.server));
+        }
+    }
+    assert_eq!(std::mem::size_of::<Line>(), 64);
+    assert_eq!(std::mem::align_of::<Line>(), 64);
+}
+
+#[test]
 fn many_random_keys_all_findable_after_churn() {
     let mut st = StickTable::new(cfg(32, 5000, 1_000_000, false));
     for i in 0..20_000u64 {
@@ -544,6 +626,102 @@ fn remap(s: ServerId) -> Option<ServerId> {
     (s.0 != 3).then_some(ServerId((s.0 + 1) % 3))
 }
 
+/// Keys of `key_len`-ish length that share a long prefix and differ near their end, so that the
+/// compare reaches the last words of a record (the second cache line for wide keys).
+fn wide_key() -> impl Strategy<Value = Vec<u8>> {
+    (30usize..66, proptest::collection::vec(0u8..3, 0..4)).prop_map(|(n, tail)| {
+        let mut k = vec![7u8; n];
+        k.extend(tail);
+        k
+    })
+}
+
+fn wide_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => wide_key().prop_map(Op::Lookup),
+        4 => (wide_key(), 0u32..4).prop_map(|(k, s)| Op::Learn(k, s)),
+        1 => wide_key().prop_map(Op::Get),
+        1 => wide_key().prop_map(Op::Remove),
+        2 => (0u64..4).prop_map(Op::Advance),
+        1 => Just(Op::Purge),
+        1 => Just(Op::Remap),
+    ]
+}
+
+/// Run `ops` against a table and the reference model, checking that they agree after each step.
+fn check_against_model(
+    key_len: usize,
+    cap: usize,
+    expire: u64,
+    nopurge: bool,
+    ops: Vec<Op>,
+) -> Result<(), TestCaseError> {
+    let mut st = StickTable::new(cfg(key_len, cap, expire, nopurge));
+    let mut m = Model {
+        key_len,
+        cap,
+        expire,
+        nopurge,
+        entries: Vec::new(),
+        stats: StickStats::default(),
+    };
+    let mut now = 0u64;
+    for op in ops {
+        let ts = Timestamp(now);
+        match op {
+            Op::Lookup(k) => prop_assert_eq!(st.lookup(&k, ts), m.lookup(&k, now)),
+            Op::Learn(k, s) => {
+                prop_assert_eq!(st.learn(&k, ServerId(s), ts), m.store(&k, s, now, false))
+            }
+            Op::Set(k, s) => {
+                prop_assert_eq!(st.set(&k, ServerId(s), ts), m.store(&k, s, now, true))
+            }
+            Op::Get(k) => {
+                let nk = m.norm(&k);
+                let want = m
+                    .live(now)
+                    .into_iter()
+                    .find(|e| e.key.as_bytes() == &nk[..]);
+                prop_assert_eq!(st.get(&k, ts), want);
+            }
+            Op::Remove(k) => prop_assert_eq!(st.remove(&k), m.remove(&k)),
+            Op::Advance(d) => now += d,
+            Op::Purge => prop_assert_eq!(st.purge_expired(ts), m.drop_expired(now)),
+            Op::Clear => {
+                st.clear();
+                m.stats.removed += m.entries.len() as u64;
+                m.entries.clear();
+            }
+            Op::Remap => {
+                st.remap_servers(remap);
+                let before = m.entries.len();
+                m.entries = m
+                    .entries
+                    .iter()
+                    .filter_map(|e| remap(ServerId(e.1)).map(|s| (e.0.clone(), s.0, e.2)))
+                    .collect();
+                m.stats.removed += (before - m.entries.len()) as u64;
+            }
+        }
+        st.assert_consistent();
+        let now_ts = Timestamp(now);
+        prop_assert!(st.len() <= cap);
+        prop_assert_eq!(st.len(), m.entries.len());
+        prop_assert_eq!(st.entries_by_recency(now_ts), m.live(now));
+        let mut sorted = m.live(now);
+        sorted.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
+        prop_assert_eq!(st.entries(now_ts), sorted);
+        prop_assert_eq!(st.next_expiry(), m.entries.last().map(|e| Timestamp(e.2)));
+        let want = StickStats {
+            entries: m.entries.len() as u64,
+            capacity: cap as u64,
+            ..m.stats
+        };
+        prop_assert_eq!(st.stats(), want);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -557,47 +735,21 @@ proptest! {
         nopurge in any::<bool>(),
         ops in proptest::collection::vec(op(), 1..120),
     ) {
-        let mut st = StickTable::new(cfg(key_len, cap, expire, nopurge));
-        let mut m = Model { key_len, cap, expire, nopurge, entries: Vec::new(), stats: StickStats::default() };
-        let mut now = 0u64;
-        for op in ops {
-            let ts = Timestamp(now);
-            match op {
-                Op::Lookup(k) => prop_assert_eq!(st.lookup(&k, ts), m.lookup(&k, now)),
-                Op::Learn(k, s) => prop_assert_eq!(st.learn(&k, ServerId(s), ts), m.store(&k, s, now, false)),
-                Op::Set(k, s) => prop_assert_eq!(st.set(&k, ServerId(s), ts), m.store(&k, s, now, true)),
-                Op::Get(k) => {
-                    let nk = m.norm(&k);
-                    let want = m.live(now).into_iter().find(|e| e.key.as_bytes() == &nk[..]);
-                    prop_assert_eq!(st.get(&k, ts), want);
-                }
-                Op::Remove(k) => prop_assert_eq!(st.remove(&k), m.remove(&k)),
-                Op::Advance(d) => now += d,
-                Op::Purge => prop_assert_eq!(st.purge_expired(ts), m.drop_expired(now)),
-                Op::Clear => {
-                    st.clear();
-                    m.stats.removed += m.entries.len() as u64;
-                    m.entries.clear();
-                }
-                Op::Remap => {
-                    st.remap_servers(remap);
-                    let before = m.entries.len();
-                    m.entries = m.entries.iter().filter_map(|e| remap(ServerId(e.1)).map(|s| (e.0.clone(), s.0, e.2))).collect();
-                    m.stats.removed += (before - m.entries.len()) as u64;
-                }
-            }
-            st.assert_consistent();
-            let now_ts = Timestamp(now);
-            prop_assert!(st.len() <= cap);
-            prop_assert_eq!(st.len(), m.entries.len());
-            prop_assert_eq!(st.entries_by_recency(now_ts), m.live(now));
-            let mut sorted = m.live(now);
-            sorted.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
-            prop_assert_eq!(st.entries(now_ts), sorted);
-            prop_assert_eq!(st.next_expiry(), m.entries.last().map(|e| Timestamp(e.2)));
-            let want = StickStats { entries: m.entries.len() as u64, capacity: cap as u64, ..m.stats };
-            prop_assert_eq!(st.stats(), want);
-        }
+        check_against_model(key_len, cap, expire, nopurge, ops)?;
+    }
+
+    /// The same with keys wide enough for records of one and two cache lines (40 bytes fit a
+    /// line, 41 do not), differing in their last bytes, and long runs of hits that make the touch
+    /// queue compact many times.
+    #[test]
+    fn wide_keys_behave_like_the_reference_model(
+        key_len in prop_oneof![Just(8usize), Just(40), Just(41), Just(64)],
+        cap in 1usize..7,
+        expire in 5u64..30,
+        nopurge in any::<bool>(),
+        ops in proptest::collection::vec(wide_op(), 1..200),
+    ) {
+        check_against_model(key_len, cap, expire, nopurge, ops)?;
     }
 
     /// With an arbitrary (even backwards) clock the table stays consistent and bounded, never
