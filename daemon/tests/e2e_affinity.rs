@@ -55,7 +55,12 @@ async fn tls12_session_ids_stick_and_resume_every_time() {
     assert_eq!(busy[0].resumed(), K as u64);
     // And the log: the first connection learned, every reconnection was a session-id hit.
     let recs = running.sink.wait_for(K + 1).await;
-    assert_eq!(recs[0].affinity, AffinityOutcome::Learned, "{}", running.sink.lines());
+    assert_eq!(
+        recs[0].affinity,
+        AffinityOutcome::Learned,
+        "{}",
+        running.sink.lines()
+    );
     for r in &recs[1..] {
         assert_eq!(r.affinity, AffinityOutcome::Hit, "{}", running.sink.lines());
         assert_eq!(r.resumed, Some(true));

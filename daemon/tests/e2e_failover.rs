@@ -20,7 +20,11 @@ fn config(name: &str) -> TlsBackendConfig {
 async fn sticky_clients_of_a_dead_backend_are_redispatched_and_restick() {
     let mut backends = Vec::new();
     for i in 1..=4 {
-        backends.push(Some(TlsBackend::start(config(&format!("node{i}"))).await.unwrap()));
+        backends.push(Some(
+            TlsBackend::start(config(&format!("node{i}")))
+                .await
+                .unwrap(),
+        ));
     }
     let addrs: Vec<_> = backends.iter().flatten().map(|b| b.addr()).collect();
     // fall 3 at 200 ms: the checks need ~600 ms to see the death, far longer than the victims
@@ -53,25 +57,44 @@ async fn sticky_clients_of_a_dead_backend_are_redispatched_and_restick() {
     let dead_addr = dead.addr();
     dead.shutdown();
     assert!(
-        eventually(Duration::from_secs(1), || std::net::TcpStream::connect(dead_addr).is_err())
-            .await
+        eventually(Duration::from_secs(1), || std::net::TcpStream::connect(
+            dead_addr
+        )
+        .is_err())
+        .await
     );
     let n_before = running.sink.wait_for(8).await.len();
 
     // Its clients come back at once: retried, redispatched, served by another node.
     let victims: Vec<_> = clients.iter().filter(|(_, s)| *s == dead_name).collect();
-    assert_eq!(victims.len(), 2, "{clients:?}", clients = clients.iter().map(|c| &c.1).collect::<Vec<_>>());
+    assert_eq!(
+        victims.len(),
+        2,
+        "{clients:?}",
+        clients = clients.iter().map(|c| &c.1).collect::<Vec<_>>()
+    );
     let mut new_homes = Vec::new();
     for (c, _) in &victims {
-        let conn = c.connect(running.addr).await.expect("redispatched, not failed");
+        let conn = c
+            .connect(running.addr)
+            .await
+            .expect("redispatched, not failed");
         assert_ne!(conn.backend, dead_name);
-        assert!(!conn.resumed, "another node cannot resume the dead one's session");
+        assert!(
+            !conn.resumed,
+            "another node cannot resume the dead one's session"
+        );
         new_homes.push(conn.backend.clone());
         conn.close().await;
     }
     let recs = running.sink.wait_for(n_before + 2).await;
     for r in &recs[n_before..] {
-        assert_eq!(r.affinity, AffinityOutcome::Redispatched, "{}", running.sink.lines());
+        assert_eq!(
+            r.affinity,
+            AffinityOutcome::Redispatched,
+            "{}",
+            running.sink.lines()
+        );
         assert!(r.redispatched && r.retries >= 1, "{}", running.sink.lines());
         let line = r.tcplog("-");
         assert!(line.contains(&format!("/+{} ", r.retries)), "{line}");
@@ -103,8 +126,9 @@ async fn sticky_clients_of_a_dead_backend_are_redispatched_and_restick() {
     // Health checks mark it DOWN...
     let id = backend.server_id(&format!("s{}", dead_idx + 1)).unwrap();
     assert!(
-        eventually(Duration::from_secs(3), || !backend.server_states()[id.index()]
-            .usable_for_balance())
+        eventually(Duration::from_secs(3), || !backend.server_states()
+            [id.index()]
+        .usable_for_balance())
         .await,
         "checks mark the dead server DOWN"
     );
@@ -113,8 +137,9 @@ async fn sticky_clients_of_a_dead_backend_are_redispatched_and_restick() {
         .await
         .unwrap();
     assert!(
-        eventually(Duration::from_secs(3), || backend.server_states()[id.index()]
-            .usable_for_balance())
+        eventually(Duration::from_secs(3), || backend.server_states()
+            [id.index()]
+        .usable_for_balance())
         .await,
         "checks mark the restarted server UP"
     );

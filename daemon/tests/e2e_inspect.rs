@@ -18,11 +18,19 @@ use tokio::time::Instant;
 #[tokio::test]
 async fn non_tls_first_bytes_are_forwarded_at_once() {
     let echo = EchoBackend::start().await;
-    let toml = native_toml("", "inspect-delay = \"3s\"", "", "check = false", &[echo.addr]);
+    let toml = native_toml(
+        "",
+        "inspect-delay = \"3s\"",
+        "",
+        "check = false",
+        &[echo.addr],
+    );
     let running = start_toml(&toml).await;
     let t0 = Instant::now();
     let mut s = TcpStream::connect(running.addr).await.unwrap();
-    let back = echo_roundtrip(&mut s, b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let back = echo_roundtrip(&mut s, b"GET / HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
     assert_eq!(back, b"GET / HTTP/1.0\r\n\r\n");
     assert!(
         t0.elapsed() < Duration::from_millis(500),
@@ -37,7 +45,13 @@ async fn non_tls_first_bytes_are_forwarded_at_once() {
 #[tokio::test]
 async fn a_silent_client_is_balanced_after_the_inspect_delay() {
     let mut echo = EchoBackend::start().await;
-    let toml = native_toml("", "inspect-delay = \"300ms\"", "", "check = false", &[echo.addr]);
+    let toml = native_toml(
+        "",
+        "inspect-delay = \"300ms\"",
+        "",
+        "check = false",
+        &[echo.addr],
+    );
     let running = start_toml(&toml).await;
     let t0 = Instant::now();
     let mut s = TcpStream::connect(running.addr).await.unwrap();
@@ -91,7 +105,12 @@ async fn a_client_hello_sent_one_byte_at_a_time_still_gets_affinity() {
         c.close().await;
     }
     let recs = running.sink.wait_for(4).await;
-    assert_eq!(recs[0].affinity, AffinityOutcome::Learned, "{}", running.sink.lines());
+    assert_eq!(
+        recs[0].affinity,
+        AffinityOutcome::Learned,
+        "{}",
+        running.sink.lines()
+    );
     assert!(
         recs[1..].iter().all(|r| r.affinity == AffinityOutcome::Hit),
         "{}",
@@ -127,8 +146,14 @@ async fn an_oversized_hello_is_forwarded_without_a_key() {
         let t0 = Instant::now();
         let mut s = TcpStream::connect(running.addr).await.unwrap();
         let back = echo_roundtrip(&mut s, &hello).await.unwrap();
-        assert_eq!(back, hello, "every byte, buffered prefix included, reaches the server");
-        assert!(t0.elapsed() < Duration::from_secs(1), "no wait for the inspect delay");
+        assert_eq!(
+            back, hello,
+            "every byte, buffered prefix included, reaches the server"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "no wait for the inspect delay"
+        );
     }
     let recs = running.sink.wait_for(2).await;
     for r in &recs {
@@ -143,7 +168,9 @@ async fn an_oversized_hello_is_forwarded_without_a_key() {
 
 #[tokio::test]
 async fn a_thousand_silent_clients_do_not_delay_a_handshake() {
-    let backend = TlsBackend::start(TlsBackendConfig::new("node1")).await.unwrap();
+    let backend = TlsBackend::start(TlsBackendConfig::new("node1"))
+        .await
+        .unwrap();
     let toml = native_toml(
         "",
         "inspect-delay = \"10s\"",
@@ -183,7 +210,11 @@ async fn a_thousand_silent_clients_do_not_delay_a_handshake() {
         loaded < Duration::from_millis(500),
         "handshake took {loaded:?} beside 1000 silent clients (baseline {baseline:?})"
     );
-    assert_eq!(backend.accepted(), 2, "silent clients never reached the server");
+    assert_eq!(
+        backend.accepted(),
+        2,
+        "silent clients never reached the server"
+    );
     for mut s in idle {
         let _ = s.shutdown().await;
     }

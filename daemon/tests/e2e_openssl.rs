@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{start_config, start_toml, native_toml, Running};
+use common::{native_toml, start_config, start_toml, Running};
 use tether::testbed::{free_port, Haproxy, OpensslServer, OpensslServerConfig, TlsVersions};
 use tether_core::affinity::AffinityOutcome;
 
@@ -71,7 +71,11 @@ fn distinct(v: &[String]) -> usize {
 }
 
 fn assert_sticky_and_reused(reused: &[bool], servers: &[String]) {
-    assert_eq!(reused, [false, true, true, true, true, true], "New then 5 Reused");
+    assert_eq!(
+        reused,
+        [false, true, true, true, true, true],
+        "New then 5 Reused"
+    );
     assert_eq!(servers.len(), 6, "{servers:?}");
     assert_eq!(distinct(servers), 1, "one server for all: {servers:?}");
 }
@@ -82,7 +86,11 @@ fn assert_rotating_without_resumption(reused: &[bool], servers: &[String]) {
     for w in servers.windows(2) {
         assert_ne!(w[0], w[1], "roundrobin rotation: {servers:?}");
     }
-    assert_eq!(distinct(servers), 4, "all four servers in turn: {servers:?}");
+    assert_eq!(
+        distinct(servers),
+        4,
+        "all four servers in turn: {servers:?}"
+    );
 }
 
 async fn four_s_servers() -> Vec<OpensslServer> {

@@ -23,7 +23,11 @@ async fn global_maxconn_pauses_accepting_without_refusing() {
     let mut open = Vec::new();
     for i in 0..5 {
         let mut s = TcpStream::connect(running.addr).await.unwrap();
-        assert_eq!(echo_roundtrip(&mut s, b"hi").await.unwrap(), b"hi", "conn {i}");
+        assert_eq!(
+            echo_roundtrip(&mut s, b"hi").await.unwrap(),
+            b"hi",
+            "conn {i}"
+        );
         open.push(s);
     }
     // The sixth completes the TCP handshake in the kernel backlog but is not accepted.
@@ -33,7 +37,10 @@ async fn global_maxconn_pauses_accepting_without_refusing() {
         .unwrap();
     let mut buf = [0u8; 7];
     let early = tokio::time::timeout(Duration::from_millis(400), sixth.read_exact(&mut buf)).await;
-    assert!(early.is_err(), "the 6th connection must wait, not be served or refused");
+    assert!(
+        early.is_err(),
+        "the 6th connection must wait, not be served or refused"
+    );
     assert_eq!(echo.accepted.load(std::sync::atomic::Ordering::Relaxed), 5);
     // One closes: the sixth is accepted and served, its early bytes intact.
     drop(open.remove(0));
@@ -45,7 +52,11 @@ async fn global_maxconn_pauses_accepting_without_refusing() {
     drop(open);
     drop(sixth);
     let recs = running.sink.wait_for(6).await;
-    assert!(recs.iter().all(|r| r.server.is_some()), "{}", running.sink.lines());
+    assert!(
+        recs.iter().all(|r| r.server.is_some()),
+        "{}",
+        running.sink.lines()
+    );
 }
 
 fn tls12(name: &str) -> TlsBackendConfig {
@@ -101,19 +112,32 @@ async fn reload_under_traffic_keeps_connections_and_stick_table() {
     let new_rt =
         tether_core::engine::runtime::build(&new_config, Some(running.daemon.runtime())).unwrap();
     running.daemon.reload(new_rt).await.unwrap();
-    assert_eq!(traffic.await.unwrap(), 20, "no connection failed across the reload");
+    assert_eq!(
+        traffic.await.unwrap(),
+        20,
+        "no connection failed across the reload"
+    );
     assert_eq!(running.daemon.runtime().backends["app"].servers.len(), 4);
 
     for c in &mut long {
-        c.echo("after\n").await.expect("established connection survives reload");
+        c.echo("after\n")
+            .await
+            .expect("established connection survives reload");
     }
     let again = sticky.connect(running.addr).await.unwrap();
     assert_eq!(again.backend, home);
     assert!(again.resumed);
+    let port = again.stream.get_ref().0.get_ref().local_addr().unwrap();
     again.close().await;
-    let recs = running.sink.records();
-    let last = recs.last().unwrap();
-    assert_eq!(last.affinity, AffinityOutcome::Hit, "{}", running.sink.lines());
+    // 1 sticky + 20 during the reload + this one have closed.
+    let recs = running.sink.wait_for(22).await;
+    let rec = recs.iter().find(|r| r.client == port).expect("logged");
+    assert_eq!(
+        rec.affinity,
+        AffinityOutcome::Hit,
+        "{}",
+        running.sink.lines()
+    );
     for c in long {
         c.close().await;
     }
@@ -149,23 +173,39 @@ async fn the_binary_reloads_on_sighup_and_exits_zero_on_sigterm() {
         "tether listens: {}",
         read_log()
     );
-    let c = TlsClient::new(Resume::SessionId).connect(bind).await.unwrap();
+    let c = TlsClient::new(Resume::SessionId)
+        .connect(bind)
+        .await
+        .unwrap();
     assert_eq!(c.backend, "node1");
     c.close().await;
 
     // Point the only server elsewhere and reload.
     std::fs::write(&path, binary_config(bind, &[b2.addr()])).unwrap();
-    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
     assert!(
-        eventually(Duration::from_secs(5), || read_log().contains("configuration reloaded")).await,
+        eventually(Duration::from_secs(5), || read_log()
+            .contains("configuration reloaded"))
+        .await,
         "reload logged: {}",
         read_log()
     );
-    let c = TlsClient::new(Resume::SessionId).connect(bind).await.unwrap();
+    let c = TlsClient::new(Resume::SessionId)
+        .connect(bind)
+        .await
+        .unwrap();
     assert_eq!(c.backend, "node2", "the reloaded configuration serves");
     c.close().await;
 
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let mut status = None;
     for _ in 0..250 {
         if let Some(s) = child.try_wait().unwrap() {
@@ -185,5 +225,8 @@ async fn the_binary_reloads_on_sighup_and_exits_zero_on_sigterm() {
         .read_to_string(&mut text)
         .unwrap();
     assert!(text.contains("stopping"), "{text}");
-    assert!(text.contains(" main app/s1 "), "connections logged in tcplog form: {text}");
+    assert!(
+        text.contains(" main app/s1 "),
+        "connections logged in tcplog form: {text}"
+    );
 }

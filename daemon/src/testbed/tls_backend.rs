@@ -85,7 +85,10 @@ impl TlsBackend {
 
     /// Bind a given address (e.g. the port of a backend that was shut down, to bring "the same"
     /// server back) and serve until dropped.
-    pub async fn start_at(config: TlsBackendConfig, addr: SocketAddr) -> Result<Self, TestbedError> {
+    pub async fn start_at(
+        config: TlsBackendConfig,
+        addr: SocketAddr,
+    ) -> Result<Self, TestbedError> {
         let cert = Arc::new(SelfSignedCert::generate(&config.name)?);
         let server_config = Arc::new(server_config(&config, &cert)?);
         let listener = TcpListener::bind(addr)

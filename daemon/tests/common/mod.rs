@@ -54,7 +54,11 @@ impl CollectingSink {
         loop {
             let r = self.records();
             if r.len() >= n || Instant::now() >= give_up {
-                assert!(r.len() >= n, "expected {n} records, got {}: {r:#?}", r.len());
+                assert!(
+                    r.len() >= n,
+                    "expected {n} records, got {}: {r:#?}",
+                    r.len()
+                );
                 return r;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -89,7 +93,9 @@ pub async fn start_toml(toml: &str) -> Running {
 pub async fn start_config(config: &tether_core::config::Config) -> Running {
     let rt = tether_core::engine::runtime::build(config, None).expect("runtime builds");
     let sink = Arc::new(CollectingSink::default());
-    let daemon = Daemon::start(rt, sink.clone()).await.expect("daemon starts");
+    let daemon = Daemon::start(rt, sink.clone())
+        .await
+        .expect("daemon starts");
     let addr = *daemon
         .local_addrs()
         .values()
