@@ -155,3 +155,77 @@ async fn sticky_clients_of_a_dead_backend_are_redispatched_and_restick() {
     }
     assert!(seen, "the restarted server gets its roundrobin share");
 }
+
+/// `openssl s_client` once, TLS 1.2 session IDs only; `sess_out` saves the session, `sess_in`
+/// offers a saved one. Returns whether s_client reports the session `Reused`.
+async fn s_client(
+    addr: std::net::SocketAddr,
+    sess_in: Option<&std::path::Path>,
+    sess_out: Option<&std::path::Path>,
+) -> bool {
+    let mut cmd = tokio::process::Command::new("openssl");
+    cmd.args(["s_client", "-connect", &addr.to_string(), "-tls1_2", "-no_ticket"]);
+    if let Some(p) = sess_in {
+        cmd.arg("-sess_in").arg(p);
+    }
+    if let Some(p) = sess_out {
+        cmd.arg("-sess_out").arg(p);
+    }
+    let out = tokio::time::timeout(
+        Duration::from_secs(10),
+        cmd.stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("s_client finishes")
+    .expect("openssl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l.starts_with("New, ") || l.starts_with("Reused, ")),
+        "handshake completed: {text}"
+    );
+    text.lines().any(|l| l.starts_with("Reused, "))
+}
+
+/// A client that keeps offering the session of a dead server (browsers open several connections
+/// with one cached session) is redispatched once; the entry then points at the server actually
+/// used (HAProxy: the store overwrites it), so the next offer is a plain hit, without retries.
+#[tokio::test]
+async fn after_a_redispatch_the_old_key_points_at_the_new_server() {
+    let x = TlsBackend::start(config("nodeX")).await.unwrap();
+    let y = TlsBackend::start(config("nodeY")).await.unwrap();
+    let toml = native_toml(
+        "",
+        "",
+        "retries = 2\nbalance = \"first\"\n[backend.check]\npassive = false",
+        "check = false",
+        &[x.addr(), y.addr()],
+    );
+    let running = start_toml(&toml).await;
+    let dir = tether::testbed::ScratchDir::create("e2e-repoint").unwrap();
+    let sess = dir.path().join("session.pem");
+    assert!(!s_client(running.addr, None, Some(&sess)).await);
+    let recs = running.sink.wait_for(1).await;
+    assert_eq!(recs[0].server.as_deref(), Some("s1"), "`first` picks nodeX");
+    x.shutdown();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // The dead server's session, offered again: retried, redispatched to nodeY.
+    assert!(!s_client(running.addr, Some(&sess), None).await);
+    let recs = running.sink.wait_for(2).await;
+    assert_eq!(recs[1].server.as_deref(), Some("s2"), "{}", running.sink.lines());
+    assert_eq!(recs[1].affinity, AffinityOutcome::Redispatched);
+
+    // And once more: the entry now names nodeY.
+    assert!(!s_client(running.addr, Some(&sess), None).await);
+    let recs = running.sink.wait_for(3).await;
+    assert_eq!(recs[2].server.as_deref(), Some("s2"), "{}", running.sink.lines());
+    assert_eq!(
+        (recs[2].affinity, recs[2].retries),
+        (AffinityOutcome::Hit, 0),
+        "the key was re-pointed to the server actually used:\n{}",
+        running.sink.lines()
+    );
+    drop(y);
+}
