@@ -248,7 +248,13 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
         (&be.affinity, &decision.route)
     {
         if *stuck != server
-            && chain.repoint(ins.hello.as_ref(), *key, server, &be.tables, ctx.clock.now())
+            && chain.repoint(
+                ins.hello.as_ref(),
+                *key,
+                server,
+                &be.tables,
+                ctx.clock.now(),
+            )
         {
             learned += 1;
         }
