@@ -164,7 +164,13 @@ async fn s_client(
     sess_out: Option<&std::path::Path>,
 ) -> bool {
     let mut cmd = tokio::process::Command::new("openssl");
-    cmd.args(["s_client", "-connect", &addr.to_string(), "-tls1_2", "-no_ticket"]);
+    cmd.args([
+        "s_client",
+        "-connect",
+        &addr.to_string(),
+        "-tls1_2",
+        "-no_ticket",
+    ]);
     if let Some(p) = sess_in {
         cmd.arg("-sess_in").arg(p);
     }
@@ -182,7 +188,8 @@ async fn s_client(
     .expect("openssl runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.lines().any(|l| l.starts_with("New, ") || l.starts_with("Reused, ")),
+        text.lines()
+            .any(|l| l.starts_with("New, ") || l.starts_with("Reused, ")),
         "handshake completed: {text}"
     );
     text.lines().any(|l| l.starts_with("Reused, "))
@@ -214,13 +221,23 @@ async fn after_a_redispatch_the_old_key_points_at_the_new_server() {
     // The dead server's session, offered again: retried, redispatched to nodeY.
     assert!(!s_client(running.addr, Some(&sess), None).await);
     let recs = running.sink.wait_for(2).await;
-    assert_eq!(recs[1].server.as_deref(), Some("s2"), "{}", running.sink.lines());
+    assert_eq!(
+        recs[1].server.as_deref(),
+        Some("s2"),
+        "{}",
+        running.sink.lines()
+    );
     assert_eq!(recs[1].affinity, AffinityOutcome::Redispatched);
 
     // And once more: the entry now names nodeY.
     assert!(!s_client(running.addr, Some(&sess), None).await);
     let recs = running.sink.wait_for(3).await;
-    assert_eq!(recs[2].server.as_deref(), Some("s2"), "{}", running.sink.lines());
+    assert_eq!(
+        recs[2].server.as_deref(),
+        Some("s2"),
+        "{}",
+        running.sink.lines()
+    );
     assert_eq!(
         (recs[2].affinity, recs[2].retries),
         (AffinityOutcome::Hit, 0),
