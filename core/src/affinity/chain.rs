@@ -200,6 +200,29 @@ impl Chain {
         learned
     }
 
+    /// Re-points the key that matched to `server`, the one actually used because the stored
+    /// server was unusable or failed (HAProxy overwrites the entry the same way), so the next
+    /// presentation of that key goes straight there instead of retrying a dead server.
+    pub fn repoint(
+        &self,
+        hello: Option<&HelloKeys>,
+        key: AffinityKey,
+        server: ServerId,
+        tables: &impl Tables,
+        now: Timestamp,
+    ) -> bool {
+        let (Some(h), Some(kind)) = (hello, TableKind::for_key(key)) else {
+            return false;
+        };
+        let bytes: &[u8] = match (key, &h.ticket, &h.psk) {
+            (AffinityKey::SessionId, _, _) => h.session_id.as_slice(),
+            (AffinityKey::Ticket, TicketKey::Present(k), _) => k.as_slice(),
+            (AffinityKey::Psk, _, Some(k)) => k.as_slice(),
+            _ => return false,
+        };
+        !bytes.is_empty() && stored(tables.learn(kind, bytes, server, now))
+    }
+
     /// Learns a TLS 1.2 NewSessionTicket issued by `server`.
     ///
     /// The ticket table keys on SHA-256(ticket), which is what the client will present. OpenSSL
@@ -502,5 +525,52 @@ mod tests {
                 prop_assert_eq!(d.route, Route::Sticky { server: ServerId(server), key: AffinityKey::SessionId });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::tables::BackendTables;
+    use crate::stick::StickTableConfig;
+    use crate::tls::SessionId;
+
+    #[test]
+    fn repoint_moves_the_matched_key_to_the_server_used() {
+        let chain = Chain::new(&[AffinityKey::SessionId, AffinityKey::Ticket]);
+        let config = StickTableConfig {
+            key_len: 32,
+            size: 16,
+            expire: std::time::Duration::from_secs(60),
+            nopurge: false,
+        };
+        let tables = BackendTables::new(&chain.tables(), &config);
+        let now = Timestamp(1);
+        let hello = HelloKeys {
+            session_id: SessionId::from_slice(&[7; 32]).unwrap(),
+            ticket: TicketKey::Absent,
+            psk: None,
+            sni: None,
+            offers_tls13: false,
+        };
+        tables.learn(TableKind::SessionId, &[7; 32], ServerId(0), now);
+        assert!(chain.repoint(
+            Some(&hello),
+            AffinityKey::SessionId,
+            ServerId(1),
+            &tables,
+            now
+        ));
+        let d = chain.decide(Some(&hello), NoKeyReason::NoSample, None, &tables, now);
+        assert_eq!(
+            d.route,
+            Route::Sticky {
+                server: ServerId(1),
+                key: AffinityKey::SessionId
+            }
+        );
+        // Nothing presented for that kind: nothing to re-point.
+        assert!(!chain.repoint(Some(&hello), AffinityKey::Ticket, ServerId(1), &tables, now));
+        assert!(!chain.repoint(None, AffinityKey::SessionId, ServerId(1), &tables, now));
     }
 }

@@ -271,6 +271,23 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
         }
     }
 
+    // A sticky key whose server could not be used now names the server that was.
+    if let (AffinityMode::Chain(chain), Route::Sticky { server: stuck, key }) =
+        (&be.affinity, &decision.route)
+    {
+        if *stuck != server
+            && chain.repoint(
+                ins.hello.as_ref(),
+                *key,
+                server,
+                &be.tables,
+                ctx.clock.now(),
+            )
+        {
+            learned += 1;
+        }
+    }
+
     let (mut sr, mut sw) = N::split(stream);
     let mut up_prefix = 0u64;
     let mut failed_prefix = false;

@@ -80,11 +80,20 @@ pub struct TlsBackend {
 impl TlsBackend {
     /// Bind 127.0.0.1:0 and serve until dropped.
     pub async fn start(config: TlsBackendConfig) -> Result<Self, TestbedError> {
+        Self::start_at(config, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await
+    }
+
+    /// Bind a given address (e.g. the port of a backend that was shut down, to bring "the same"
+    /// server back) and serve until dropped.
+    pub async fn start_at(
+        config: TlsBackendConfig,
+        addr: SocketAddr,
+    ) -> Result<Self, TestbedError> {
         let cert = Arc::new(SelfSignedCert::generate(&config.name)?);
         let server_config = Arc::new(server_config(&config, &cert)?);
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        let listener = TcpListener::bind(addr)
             .await
-            .map_err(|e| TestbedError::io("binding 127.0.0.1:0", e))?;
+            .map_err(|e| TestbedError::io(format!("binding {addr}"), e))?;
         let addr = listener
             .local_addr()
             .map_err(|e| TestbedError::io("reading the bound address", e))?;
