@@ -529,7 +529,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod tests {
+mod repoint_tests {
     use super::*;
     use crate::engine::tables::BackendTables;
     use crate::stick::StickTableConfig;

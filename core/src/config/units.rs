@@ -122,40 +122,30 @@ pub fn format_duration(d: Duration) -> String {
     format!("{ms}ms")
 }
 
-/// Reads a size such as `"60k"` (61440), `"1m"` (1048576) or `"512"`, as HAProxy does.
+/// Reads a size such as `"60k"` (61440), `"1m"` (1048576) or `"512"`, as HAProxy does. The
+/// parsing itself is the stick table's ([`crate::stick::parse_size`]), so the config, the
+/// importer and the table can never disagree; this only words the errors for a config file.
 pub fn parse_size(text: &str) -> Result<u64, UnitError> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Err(UnitError::Empty);
-    }
-    let (digits, unit) = split_number(t);
-    if digits.is_empty() {
-        return Err(UnitError::NotANumber {
+    use crate::stick::SizeError;
+    match crate::stick::parse_size(text.trim()) {
+        Ok(n) => Ok(n as u64),
+        Err(SizeError::Empty) => Err(UnitError::Empty),
+        Err(SizeError::Invalid(_)) => Err(UnitError::NotANumber {
             kind: "size",
             text: text.to_string(),
             example: "\"60k\" or \"1m\"",
-        });
+        }),
+        Err(SizeError::UnknownSuffix { suffix, .. }) => Err(UnitError::UnknownUnit {
+            kind: "size",
+            text: text.to_string(),
+            unit: suffix,
+            valid: SIZE_UNITS,
+        }),
+        Err(SizeError::Overflow(_)) => Err(UnitError::Overflow {
+            kind: "size",
+            text: text.to_string(),
+        }),
     }
-    let multiplier: u64 = match unit {
-        "" => 1,
-        "k" | "K" => 1 << 10,
-        "m" | "M" => 1 << 20,
-        "g" | "G" => 1 << 30,
-        _ => {
-            return Err(UnitError::UnknownUnit {
-                kind: "size",
-                text: text.to_string(),
-                unit: unit.to_string(),
-                valid: SIZE_UNITS,
-            })
-        }
-    };
-    let overflow = || UnitError::Overflow {
-        kind: "size",
-        text: text.to_string(),
-    };
-    let n: u64 = digits.parse().map_err(|_| overflow())?;
-    n.checked_mul(multiplier).ok_or_else(overflow)
 }
 
 /// Writes a size with the largest power-of-1024 suffix that keeps it exact.

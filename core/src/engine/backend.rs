@@ -197,6 +197,27 @@ pub struct BackendState {
     hash: Option<Balancer>,
 }
 
+impl BackendState {
+    /// Applies a health transition to the server's operational state.
+    fn apply(&mut self, server: ServerId, t: Option<Transition>) {
+        if let Some(t) = t {
+            self.servers[server.index()].oper = match t {
+                Transition::Up => OperState::Up,
+                Transition::Down => OperState::Down,
+            };
+            self.rebalance();
+        }
+    }
+
+    /// Lets the balancers see changed states and weights.
+    fn rebalance(&mut self) {
+        self.balancer.update(&self.servers);
+        if let Some(h) = self.hash.as_mut() {
+            h.update(&self.servers);
+        }
+    }
+}
+
 impl std::fmt::Debug for BackendState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackendState")
@@ -403,27 +424,21 @@ impl Backend {
             .fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Feeds a health-check (or, with passive health, a live connect) result; returns the
-    /// UP/DOWN transition it caused, already applied.
+    /// Feeds an active health-check result; returns the UP/DOWN transition it caused, already
+    /// applied.
     pub fn health_result(&self, server: ServerId, ok: bool) -> Option<Transition> {
         let mut st = self.state();
         let t = st.health[server.index()].on_check(ok);
-        if let Some(t) = t {
-            st.servers[server.index()].oper = match t {
-                Transition::Up => OperState::Up,
-                Transition::Down => OperState::Down,
-            };
-            let BackendState {
-                servers,
-                balancer,
-                hash,
-                ..
-            } = &mut *st;
-            balancer.update(servers);
-            if let Some(h) = hash.as_mut() {
-                h.update(servers);
-            }
-        }
+        st.apply(server, t);
+        t
+    }
+
+    /// Feeds a live connect result (passive health: `error_limit` consecutive failures count as
+    /// one failed check; a success never brings a DOWN server back, only checks do).
+    pub fn passive_result(&self, server: ServerId, ok: bool) -> Option<Transition> {
+        let mut st = self.state();
+        let t = st.health[server.index()].on_connect_result(ok);
+        st.apply(server, t);
         t
     }
 
@@ -436,16 +451,7 @@ impl Backend {
         if let Some(w) = weight {
             st.servers[server.index()].weight = w.min(256);
         }
-        let BackendState {
-            servers,
-            balancer,
-            hash,
-            ..
-        } = &mut *st;
-        balancer.update(servers);
-        if let Some(h) = hash.as_mut() {
-            h.update(servers);
-        }
+        st.rebalance();
     }
 
     /// What HAProxy's retry decision looks at: is `server` still UP, how many servers can take

@@ -181,7 +181,7 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
         let failure = match result {
             Ok(Ok(stream)) => {
                 if be.passive_health {
-                    be.health_result(server, true);
+                    be.passive_result(server, true);
                 }
                 rec.tc_ms = ms_since(t0) as i64;
                 break Some((server, stream));
@@ -198,7 +198,7 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
         counters.connect_errors.fetch_add(1, Ordering::Relaxed);
         be.release(server);
         if be.passive_health {
-            if let Some(t) = be.health_result(server, false) {
+            if let Some(t) = be.passive_result(server, false) {
                 tracing::warn!(backend = %be.name, server = %be.servers[server.index()].name, transition = ?t, "passive health: server marked down after failed connects");
             }
         }
