@@ -247,8 +247,8 @@ pub fn simulate(
             recorder.borrow_mut().event(now, event.action.describe());
         }
         if now >= next_sample {
-            if let Some(entries) = balancer.as_ref().and_then(|b| b.table_occupancy()) {
-                recorder.borrow_mut().table_occupancy(now, entries);
+            if let Some(totals) = balancer.as_ref().and_then(|b| b.table_totals()) {
+                recorder.borrow_mut().table_sample(now, totals);
             }
             next_sample += 60_000;
         }
@@ -259,6 +259,15 @@ pub fn simulate(
         }
     }
     let elapsed = world.sim.elapsed();
+    if let Some(b) = &balancer {
+        let end = elapsed.as_millis() as u64;
+        if let Some(totals) = b.table_totals() {
+            recorder.borrow_mut().table_sample(end, totals);
+        }
+        if let Some(counts) = b.affinity_counts() {
+            recorder.borrow_mut().set_affinity(counts);
+        }
+    }
     let balancer_name = balancer.map_or_else(|| "direct".to_owned(), |b| b.name());
     drop(world);
     let report = Report::build(scenario, seed, &balancer_name, elapsed, &recorder.borrow());
