@@ -226,7 +226,9 @@ async fn simulated_client(run: Rc<FleetRun>, c: usize) {
             port_seq = port_seq.wrapping_add(1);
             let source = SocketAddr::new(ip, 1024 + (port_seq % 64_000) as u16);
             let record = one_connection(&run, &mut session, &mut rng, source).await;
-            run.recorder.borrow_mut().connection(&spec.name, record);
+            run.recorder
+                .borrow_mut()
+                .connection_ended(&spec.name, record, now_ms());
         }
         // Visits only start before the end of the scenario; nobody sleeps past it.
         let gap = spec.revisit_gap.sample(&mut rng);

@@ -155,6 +155,7 @@ pub struct Recorder {
     table: BTreeMap<u64, TableTotals>,
     peak_table_entries: u64,
     affinity: Option<AffinityCounts>,
+    trace: Option<Vec<crate::driver::ClientTrace>>,
     events: Vec<(u64, String)>,
 }
 
@@ -203,6 +204,28 @@ impl Recorder {
         if let Some(s) = self.servers.get_mut(server) {
             s.current = s.current.saturating_sub(1);
         }
+    }
+
+    /// Starts keeping every connection (trace mode).
+    pub fn enable_trace(&mut self) {
+        self.trace.get_or_insert_with(Vec::new);
+    }
+
+    /// The traced connections (empty unless tracing).
+    pub fn take_trace(&mut self) -> Vec<crate::driver::ClientTrace> {
+        self.trace.take().unwrap_or_default()
+    }
+
+    /// A client connection ended at `end_ms`.
+    pub fn connection_ended(&mut self, fleet: &str, r: ConnectionRecord, end_ms: u64) {
+        if let Some(t) = self.trace.as_mut() {
+            t.push(crate::driver::ClientTrace {
+                fleet: fleet.to_owned(),
+                record: r,
+                end_ms,
+            });
+        }
+        self.connection(fleet, r);
     }
 
     /// A client connection ended.
