@@ -8,5 +8,6 @@ pub mod logsink;
 pub mod net;
 pub mod probe;
 pub mod run;
+pub mod sim_cli;
 #[doc(hidden)]
 pub mod testbed;

@@ -43,6 +43,8 @@ enum Command {
     /// Verify affinity end to end through any TCP balancer: chained TLS resumptions per
     /// mechanism, reporting which backend answered each one.
     Probe(tether::probe::ProbeArgs),
+    /// Simulate a deployment (tether's engine, client fleets, failures): affinity and load.
+    Sim(tether::sim_cli::SimArgs),
 }
 
 #[derive(clap::Args)]
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
         Command::Check { file } => check(&file),
         Command::Convert { file } => convert(&file),
         Command::Probe(args) => probe(args),
+        Command::Sim(args) => tether::sim_cli::run(args),
     };
     match result {
         Ok(code) => code,

@@ -18,6 +18,7 @@ pub mod plot;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod sweep;
 pub mod tls_server;
 pub mod tls_wire;
 
