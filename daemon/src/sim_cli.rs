@@ -120,11 +120,11 @@ pub fn load(path: Option<&Path>) -> Result<(Scenario, Option<Config>)> {
             }
             Some(config)
         }
-        (None, BalancerKind::Engine) => Some(
-            tether_sim::engine_host::EngineHost::config_from_scenario(
+        (None, BalancerKind::Engine) => {
+            Some(tether_sim::engine_host::EngineHost::config_from_scenario(
                 scenario.balancer.config.as_ref(),
-            )?,
-        ),
+            )?)
+        }
         (None, _) => None,
     };
     Ok((scenario, config))

@@ -125,7 +125,10 @@ fn cli_reports_are_byte_identical_per_seed() {
             .unwrap();
         assert!(status.status.success(), "{status:?}");
         let stdout = String::from_utf8_lossy(&status.stdout);
-        assert!(stdout.contains("affinity") && stdout.contains("stick table"), "{stdout}");
+        assert!(
+            stdout.contains("affinity") && stdout.contains("stick table"),
+            "{stdout}"
+        );
         for plot in ["load", "resumption", "table"] {
             for ext in ["png", "svg"] {
                 let p = o.join(format!("{plot}.{ext}"));

@@ -9,6 +9,11 @@ fn main() {
     if std::env::args().any(|a| a == "--relay") {
         scenario.balancer.kind = BalancerKind::Relay;
     }
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--tick") {
+        let t = args.get(i + 1).expect("--tick VALUE");
+        scenario.network.tick = tether_sim::scenario::SimDuration::parse(t).expect("tick");
+    }
     let started = std::time::Instant::now();
     let report = tether_sim::run(&scenario, 1).expect("simulation");
     let wall = started.elapsed().as_secs_f64();

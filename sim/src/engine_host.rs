@@ -24,10 +24,10 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::balancer::{Admin, AdminState, BalancerEnv, BalancerHost};
 use crate::metrics::{AffinityCounts, OutcomeEvent, TableTotals};
-use tether_core::affinity::MatchOutcome;
 use crate::net::TurmoilNet;
 use crate::tls_server::TLS_PORT;
 use crate::SimError;
+use tether_core::affinity::MatchOutcome;
 
 /// Counts the engine's affinity outcomes, by label (`hit`, `learned`, `no-key:tls13-random-id`...),
 /// overall, per fleet (mapped from the client address in the PROXY header) and per minute.
@@ -147,7 +147,11 @@ impl EngineHost {
         let empty = toml::Table::new();
         let table = match value {
             Some(toml::Value::Table(t)) => t,
-            Some(_) => return Err(SimError::Scenario("[balancer.config] must be a table".into())),
+            Some(_) => {
+                return Err(SimError::Scenario(
+                    "[balancer.config] must be a table".into(),
+                ))
+            }
             None => &empty,
         };
         let mut doc = toml::Table::new();
@@ -305,18 +309,16 @@ impl BalancerHost for EngineHost {
 
     fn table_occupancy(&self) -> Option<u64> {
         let be = self.backend()?;
-        if be.tables.iter().next().is_none() {
-            return None;
-        }
+        // No tables (no affinity): nothing to report.
+        be.tables.iter().next()?;
         Some(be.tables.iter().map(|t| t.len() as u64).sum())
     }
 
     fn table_totals(&self) -> Option<TableTotals> {
         let rt = self.runtime.borrow().clone()?;
         let be = rt.frontends.first()?.backend.clone();
-        if be.tables.iter().next().is_none() {
-            return None;
-        }
+        // No tables (no affinity): nothing to report.
+        be.tables.iter().next()?;
         let capacity = be
             .tables
             .iter()

@@ -27,8 +27,8 @@ use std::rc::Rc;
 pub use balancer::{BalancerEnv, BalancerHost, RoundRobinRelay};
 pub use driver::{ClientTrace, HealthChange, Trace};
 pub use report::Report;
-pub use tether_core::config::Config;
 pub use scenario::Scenario;
+pub use tether_core::config::Config;
 
 /// Why a simulation could not run to the end.
 #[derive(Debug, thiserror::Error)]

@@ -169,7 +169,10 @@ where
                 .max(1) as f64;
             let mut c = ChartBuilder::on(root)
                 .caption(
-                    format!("{}: stick-table entries, evictions, expirations", r.scenario),
+                    format!(
+                        "{}: stick-table entries, evictions, expirations",
+                        r.scenario
+                    ),
                     ("sans-serif", 22),
                 )
                 .margin(12)
@@ -191,7 +194,10 @@ where
                 ("expired in the minute", BLUE, &r.series.table_expirations),
             ] {
                 c.draw_series(LineSeries::new(
-                    values.iter().enumerate().map(|(m, &y)| (m as f64, y as f64)),
+                    values
+                        .iter()
+                        .enumerate()
+                        .map(|(m, &y)| (m as f64, y as f64)),
                     color.stroke_width(1),
                 ))?
                 .label(name)

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::metrics::{ratio, FleetStats, Imbalance, OutcomeTally, Recorder, ServerStats, TableTotals};
+use crate::metrics::{
+    ratio, FleetStats, Imbalance, OutcomeTally, Recorder, ServerStats, TableTotals,
+};
 use crate::scenario::Scenario;
 
 /// Everything a run produced.

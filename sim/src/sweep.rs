@@ -130,7 +130,10 @@ impl FromStr for SweepParam {
             .find(|p| p.name() == text)
             .ok_or_else(|| {
                 let names: Vec<&str> = SweepParam::ALL.iter().map(|p| p.name()).collect();
-                format!("unknown sweep parameter {text:?}; use one of {}", names.join(", "))
+                format!(
+                    "unknown sweep parameter {text:?}; use one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -274,6 +277,9 @@ fn plot_error(file: &Path, e: impl std::fmt::Display) -> SimError {
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
+/// A line of a sweep chart: legend, colour, and the value it plots.
+type SweepLine = (&'static str, RGBColor, fn(&SweepRow) -> f64);
+
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
     p: SweepParam,
@@ -292,7 +298,10 @@ where
         .max(1.05);
     let labels: Vec<String> = rows.iter().map(|r| r.value.to_string()).collect();
     let mut c = ChartBuilder::on(root)
-        .caption(format!("sweep: {} ({})", p.name(), p.unit()), ("sans-serif", 20))
+        .caption(
+            format!("sweep: {} ({})", p.name(), p.unit()),
+            ("sans-serif", 20),
+        )
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(50)
@@ -310,7 +319,7 @@ where
         .x_desc(p.name())
         .y_desc("rate (0..1) / imbalance")
         .draw()?;
-    let series: [(&str, RGBColor, fn(&SweepRow) -> f64); 3] = [
+    let series: [SweepLine; 3] = [
         ("affinity rate", BLUE, |r| r.affinity_rate),
         ("resumed / tried", GREEN, |r| r.resumption_success),
         ("max/mean load", RED, |r| r.max_over_mean),
@@ -339,7 +348,10 @@ mod tests {
 
     #[test]
     fn params_parse_and_apply() {
-        assert_eq!("table-size".parse::<SweepParam>(), Ok(SweepParam::TableSize));
+        assert_eq!(
+            "table-size".parse::<SweepParam>(),
+            Ok(SweepParam::TableSize)
+        );
         assert!("tables".parse::<SweepParam>().is_err());
         let s = Scenario::default_scenario();
         let (s2, _) = SweepParam::FleetSize.apply(200, &s, None).unwrap();

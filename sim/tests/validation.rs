@@ -96,7 +96,10 @@ fn tls13_under_session_id_affinity_resumes_one_in_n_and_stores_nothing() {
         "{a:?}"
     );
     let t = r.table.as_ref().unwrap();
-    assert_eq!(t.totals.inserted, 0, "random TLS 1.3 IDs must not fill the table: {t:?}");
+    assert_eq!(
+        t.totals.inserted, 0,
+        "random TLS 1.3 IDs must not fill the table: {t:?}"
+    );
     assert_eq!(t.peak_entries, 0);
 }
 
@@ -120,7 +123,10 @@ fn a_table_too_small_for_the_fleet_evicts_and_loses_affinity() {
     let f = &r.fleets["f"];
     assert!(a.affinity_rate < 0.9, "evictions must cost affinity: {a:?}");
     assert!(f.resumption_success < 0.9, "{f:?}");
-    assert!(a.outcomes.get("learned").copied().unwrap_or(0) > 100, "{a:?}");
+    assert!(
+        a.outcomes.get("learned").copied().unwrap_or(0) > 100,
+        "{a:?}"
+    );
 }
 
 #[test]
