@@ -1,5 +1,5 @@
 //! Measures simulated connections per wall-clock second on the embedded default scenario
-//! (with the relay balancer): `cargo run --release -p tether-sim --example throughput`.
+//! (tether's engine): `cargo run --release -p tether-sim --example throughput [--relay] [--tick 25ms]`.
 #![allow(clippy::disallowed_methods)] // wall-clock timing is the point of this example
 
 use tether_sim::scenario::BalancerKind;
