@@ -10,5 +10,6 @@ pub mod probe;
 pub mod run;
 pub mod stats;
 pub mod table_cli;
+pub mod sim_cli;
 #[doc(hidden)]
 pub mod testbed;

@@ -45,6 +45,8 @@ enum Command {
     Probe(tether::probe::ProbeArgs),
     /// Show or edit the stick tables of a running daemon through its stats listener.
     Table(tether::table_cli::TableArgs),
+    /// Simulate a deployment (tether's engine, client fleets, failures): affinity and load.
+    Sim(tether::sim_cli::SimArgs),
 }
 
 #[derive(clap::Args)]
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::Convert { file } => convert(&file),
         Command::Probe(args) => probe(args),
         Command::Table(args) => table(args),
+        Command::Sim(args) => tether::sim_cli::run(args),
     };
     match result {
         Ok(code) => code,

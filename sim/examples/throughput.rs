@@ -1,5 +1,5 @@
 //! Measures simulated connections per wall-clock second on the embedded default scenario
-//! (with the relay balancer): `cargo run --release -p tether-sim --example throughput`.
+//! (tether's engine): `cargo run --release -p tether-sim --example throughput [--relay] [--tick 25ms]`.
 #![allow(clippy::disallowed_methods)] // wall-clock timing is the point of this example
 
 use tether_sim::scenario::BalancerKind;
@@ -8,6 +8,11 @@ fn main() {
     let mut scenario = tether_sim::Scenario::default_scenario();
     if std::env::args().any(|a| a == "--relay") {
         scenario.balancer.kind = BalancerKind::Relay;
+    }
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--tick") {
+        let t = args.get(i + 1).expect("--tick VALUE");
+        scenario.network.tick = tether_sim::scenario::SimDuration::parse(t).expect("tick");
     }
     let started = std::time::Instant::now();
     let report = tether_sim::run(&scenario, 1).expect("simulation");

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::metrics::SharedRecorder;
+use crate::metrics::{AffinityCounts, SharedRecorder, TableTotals};
 use crate::tls_server::TLS_PORT;
 
 /// The balancer host's name in the simulation.
@@ -72,6 +72,18 @@ pub trait BalancerHost {
     /// Stick-table entries, sampled each simulated minute, when the balancer has a table.
     fn table_occupancy(&self) -> Option<u64> {
         None
+    }
+    /// Stick-table counters so far (summed over tables, kept across balancer restarts).
+    fn table_totals(&self) -> Option<TableTotals> {
+        None
+    }
+    /// The balancer's own affinity outcomes, when it has any.
+    fn affinity_counts(&self) -> Option<AffinityCounts> {
+        None
+    }
+    /// Servers the balancer currently considers DOWN (health checks), for trace mode.
+    fn down_servers(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 

@@ -23,9 +23,9 @@ pub fn server_name(i: usize) -> String {
     format!("server-{i:02}")
 }
 
-fn fleet_host(i: usize) -> String {
-    format!("fleet-{i}")
-}
+/// The one host all fleets run on: turmoil's cost per step grows with the number of hosts, and
+/// each simulated client's own address travels in its PROXY header anyway.
+const CLIENT_HOST: &str = "clients";
 
 struct World<'a> {
     sim: turmoil::Sim<'a>,
@@ -169,12 +169,70 @@ fn validate(scenario: &Scenario) -> Result<(), SimError> {
     Ok(())
 }
 
-/// Runs the scenario to completion and builds the report.
+/// What happened, connection by connection, for checking invariants (trace mode).
+#[derive(Clone, Debug, Default)]
+pub struct Trace {
+    /// Every client connection.
+    pub connections: Vec<ClientTrace>,
+    /// Every connection the engine logged (empty for other balancers).
+    pub routes: Vec<crate::engine_host::RouteTrace>,
+    /// Servers going DOWN or UP in the balancer's view, as observed after each step.
+    pub health: Vec<HealthChange>,
+    /// Events as applied (simulated ms, action).
+    pub events: Vec<(u64, Action)>,
+    /// Configured stick-table size (summed over tables), when the balancer has tables.
+    pub table_capacity: Option<u64>,
+    /// Largest occupancy observed after any step.
+    pub peak_table_entries: u64,
+    /// The simulation step (ms): observations are this coarse.
+    pub tick_ms: u64,
+}
+
+/// One client connection with its start and end.
+#[derive(Clone, Debug)]
+pub struct ClientTrace {
+    /// Fleet name.
+    pub fleet: String,
+    /// What the client saw.
+    pub record: crate::metrics::ConnectionRecord,
+    /// When the client gave up on or finished the connection (simulated ms).
+    pub end_ms: u64,
+}
+
+/// A change in the balancer's view of a server's health.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthChange {
+    /// Observed at (simulated ms, end of the step in which it happened).
+    pub at_ms: u64,
+    /// Server host name.
+    pub server: String,
+    /// Now DOWN (`true`) or UP again.
+    pub down: bool,
+}
+
+/// Simulated time between progress callbacks.
+const PROGRESS_EVERY_MS: u64 = 5_000;
+
+/// Steps a little past the clients' end so the balancer logs the last connections it relayed.
+fn settle(sim: &mut turmoil::Sim<'_>, tick: Duration) -> Result<(), SimError> {
+    let steps = (SETTLE.as_millis() / tick.as_millis().max(1)) as usize;
+    for _ in 0..steps {
+        sim.step().map_err(|e| SimError::Turmoil(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// How long the balancer gets after the last client finished.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// Runs the scenario to completion and builds the report (and the trace when asked).
 pub fn simulate(
     scenario: &Scenario,
     seed: u64,
     balancer: Option<Rc<dyn BalancerHost>>,
-) -> Result<Report, SimError> {
+    trace: bool,
+    mut progress: Option<Box<dyn FnMut(u64, u64)>>,
+) -> Result<(Report, Option<Trace>), SimError> {
     validate(scenario)?;
     let duration = scenario.duration.get();
     let tick = scenario.network.tick.get().max(Duration::from_millis(1));
@@ -188,13 +246,23 @@ pub fn simulate(
         .tcp_capacity(1 << 16)
         .build();
     let recorder = Recorder::shared();
+    if trace {
+        recorder.borrow_mut().enable_trace();
+    }
+    let mut tr = trace.then(|| Trace {
+        tick_ms: tick.as_millis() as u64,
+        ..Trace::default()
+    });
+    let mut down: Vec<String> = Vec::new();
+    let mut next_progress = PROGRESS_EVERY_MS;
+    let total_ms = duration.as_millis() as u64;
     let mut world = World {
         sim,
         servers: Vec::new(),
         spec: scenario.servers.clone(),
         recorder: recorder.clone(),
         balancer: balancer.clone(),
-        fleet_hosts: (0..scenario.fleets.len()).map(fleet_host).collect(),
+        fleet_hosts: vec![CLIENT_HOST.to_owned()],
         server_latency: scenario.network.server_latency.get(),
     };
     for _ in 0..scenario.servers.count {
@@ -215,8 +283,9 @@ pub fn simulate(
         }
         None => world.servers[0].clone(),
     };
+    let mut runs = Vec::new();
     for (i, spec) in scenario.fleets.iter().enumerate() {
-        let run = Rc::new(FleetRun {
+        runs.push(Rc::new(FleetRun {
             index: i,
             spec: spec.clone(),
             seed,
@@ -225,9 +294,18 @@ pub fn simulate(
             connect_timeout: CONNECT_TIMEOUT,
             io_timeout: IO_TIMEOUT,
             recorder: recorder.clone(),
-        });
-        world.sim.client(fleet_host(i).as_str(), run_fleet(run));
+        }));
     }
+    world.sim.client(CLIENT_HOST, async move {
+        let fleets: Vec<_> = runs
+            .into_iter()
+            .map(|run| tokio::task::spawn_local(run_fleet(run)))
+            .collect();
+        for f in fleets {
+            f.await??;
+        }
+        Ok(())
+    });
     let client_latency = scenario.network.client_latency.get();
     world.set_latency(&world.fleet_hosts.clone(), &target, client_latency);
     if balancer.is_some() {
@@ -245,22 +323,71 @@ pub fn simulate(
         for event in schedule.due(now) {
             world.apply(&event.action)?;
             recorder.borrow_mut().event(now, event.action.describe());
+            if let Some(t) = tr.as_mut() {
+                t.events.push((now, event.action.clone()));
+            }
+        }
+        if let (Some(t), Some(b)) = (tr.as_mut(), balancer.as_ref()) {
+            let mut now_down = b.down_servers();
+            now_down.sort();
+            for s in now_down.iter().filter(|s| !down.contains(s)) {
+                t.health.push(HealthChange {
+                    at_ms: now,
+                    server: s.clone(),
+                    down: true,
+                });
+            }
+            for s in down.iter().filter(|s| !now_down.contains(s)) {
+                t.health.push(HealthChange {
+                    at_ms: now,
+                    server: s.clone(),
+                    down: false,
+                });
+            }
+            down = now_down;
+            if let Some(entries) = b.table_occupancy() {
+                t.peak_table_entries = t.peak_table_entries.max(entries);
+            }
+        }
+        if now >= next_progress {
+            if let Some(p) = progress.as_mut() {
+                p(now, total_ms);
+            }
+            next_progress += PROGRESS_EVERY_MS;
         }
         if now >= next_sample {
-            if let Some(entries) = balancer.as_ref().and_then(|b| b.table_occupancy()) {
-                recorder.borrow_mut().table_occupancy(now, entries);
+            if let Some(totals) = balancer.as_ref().and_then(|b| b.table_totals()) {
+                recorder.borrow_mut().table_sample(now, totals);
             }
             next_sample += 60_000;
         }
         match world.sim.step() {
-            Ok(true) => break,
+            Ok(true) => {
+                settle(&mut world.sim, tick)?;
+                break;
+            }
             Ok(false) => {}
             Err(e) => return Err(SimError::Turmoil(e.to_string())),
         }
     }
     let elapsed = world.sim.elapsed();
+    if let Some(b) = &balancer {
+        let end = elapsed.as_millis() as u64;
+        if let Some(totals) = b.table_totals() {
+            recorder.borrow_mut().table_sample(end, totals);
+        }
+        if let Some(counts) = b.affinity_counts() {
+            recorder.borrow_mut().set_affinity(counts);
+        }
+    }
+    if let (Some(t), Some(b)) = (tr.as_mut(), balancer.as_ref()) {
+        t.table_capacity = b.table_totals().map(|x| x.capacity);
+    }
     let balancer_name = balancer.map_or_else(|| "direct".to_owned(), |b| b.name());
     drop(world);
     let report = Report::build(scenario, seed, &balancer_name, elapsed, &recorder.borrow());
-    Ok(report)
+    if let Some(t) = tr.as_mut() {
+        t.connections = recorder.borrow_mut().take_trace();
+    }
+    Ok((report, tr))
 }

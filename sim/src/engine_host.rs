@@ -5,8 +5,7 @@
 //! imported from haproxy.cfg by the CLI). Health checks run too, through the engine's own loop.
 //! A balancer restart builds a fresh runtime, so the stick table is lost, as in production.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -19,36 +18,94 @@ use tether_core::engine::listener::{serve, FrontendHandle, Listener};
 use tether_core::engine::runtime::{build, Runtime};
 use tether_core::engine::{ConnectionRecord, LogSink, Net};
 use tether_core::server::AdminState as EngineAdmin;
+use tether_core::stick::StickStats;
 use tether_core::ServerId;
 use tokio::sync::{watch, Semaphore};
 
 use crate::balancer::{Admin, AdminState, BalancerEnv, BalancerHost};
+use crate::metrics::{AffinityCounts, OutcomeEvent, TableTotals};
 use crate::net::TurmoilNet;
 use crate::tls_server::TLS_PORT;
 use crate::SimError;
+use tether_core::affinity::MatchOutcome;
 
-/// Counts the engine's affinity outcomes, by label (`hit`, `learned`, `no-key:tls13-random-id`...).
+/// Counts the engine's affinity outcomes, by label (`hit`, `learned`, `no-key:tls13-random-id`...),
+/// overall, per fleet (mapped from the client address in the PROXY header) and per minute.
 #[derive(Debug, Default)]
 pub struct OutcomeSink {
-    counts: Mutex<BTreeMap<String, u64>>,
+    state: Mutex<OutcomeState>,
+}
+
+#[derive(Debug, Default)]
+struct OutcomeState {
+    counts: AffinityCounts,
+    /// When `Some`, one [`RouteTrace`] per connection (property tests).
+    trace: Option<Vec<RouteTrace>>,
+}
+
+/// One connection as the engine logged it, with simulated timestamps (trace mode only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteTrace {
+    /// Simulated ms at which the engine accepted the connection.
+    pub accepted_ms: u64,
+    /// Simulated ms at which inspection ended and a server was chosen.
+    pub chosen_ms: u64,
+    /// Simulated ms at which the connection ended.
+    pub ended_ms: u64,
+    /// The server that took it, `None` for `<NOSRV>`.
+    pub server: Option<String>,
+    /// Retries spent on it.
+    pub retries: u32,
+    /// The client's address (from the PROXY header).
+    pub client: std::net::SocketAddr,
 }
 
 impl OutcomeSink {
     /// The counts so far, in a stable order.
-    pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    pub fn snapshot(&self) -> AffinityCounts {
+        self.lock().counts.clone()
+    }
+
+    /// Starts keeping one [`RouteTrace`] per connection.
+    pub fn enable_trace(&self) {
+        self.lock().trace.get_or_insert_with(Vec::new);
+    }
+
+    /// The routes traced so far (empty unless [`Self::enable_trace`] was called).
+    pub fn routes(&self) -> Vec<RouteTrace> {
+        self.lock().trace.clone().unwrap_or_default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutcomeState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl LogSink for OutcomeSink {
     fn record(&self, rec: &ConnectionRecord) {
-        let mut m = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry(rec.affinity.label()).or_insert(0) += 1;
-        if rec.server.is_none() {
-            *m.entry("nosrv".to_owned()).or_insert(0) += 1;
+        let ended_ms = turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64;
+        let accepted_ms = ended_ms.saturating_sub(rec.tt_ms);
+        let fleet = match rec.client.ip() {
+            std::net::IpAddr::V4(v4) => crate::fleet::fleet_of_address(v4),
+            std::net::IpAddr::V6(_) => None,
+        };
+        let one = OutcomeEvent {
+            label: rec.affinity.label(),
+            keyed: !matches!(rec.matched, MatchOutcome::NoKey(_)),
+            nosrv: rec.server.is_none(),
+            keys_learned: u64::from(rec.learned),
+        };
+        let mut st = self.lock();
+        st.counts.add(fleet, accepted_ms / 60_000, &one);
+        if let Some(t) = st.trace.as_mut() {
+            t.push(RouteTrace {
+                accepted_ms,
+                chosen_ms: accepted_ms + rec.tw_ms,
+                ended_ms,
+                server: rec.server.clone(),
+                retries: rec.retries,
+                client: rec.client,
+            });
         }
     }
 }
@@ -60,6 +117,8 @@ pub struct EngineHost {
     runtime: Rc<RefCell<Option<Arc<Runtime>>>>,
     frontend: Rc<RefCell<Option<FrontendHandle>>>,
     outcomes: Arc<OutcomeSink>,
+    /// Counters of tables lost in balancer restarts, so totals survive them.
+    retired: Cell<StickStats>,
 }
 
 impl EngineHost {
@@ -78,6 +137,7 @@ impl EngineHost {
             runtime: Rc::default(),
             frontend: Rc::default(),
             outcomes: Arc::default(),
+            retired: Cell::new(StickStats::default()),
         })
     }
 
@@ -126,8 +186,13 @@ impl EngineHost {
     }
 
     /// Affinity outcomes counted so far.
-    pub fn outcomes(&self) -> BTreeMap<String, u64> {
+    pub fn outcomes(&self) -> AffinityCounts {
         self.outcomes.snapshot()
+    }
+
+    /// The sink that counts outcomes (and traces routes when asked).
+    pub fn sink(&self) -> Arc<OutcomeSink> {
+        self.outcomes.clone()
     }
 
     /// The configuration for the current server list and listening port.
@@ -175,6 +240,11 @@ impl BalancerHost for EngineHost {
             *self.servers.borrow_mut() = env.servers.clone();
         }
         let config = self.config_for(env.listen_port);
+        if let Some(old) = self.runtime.borrow_mut().take() {
+            // The restart loses the tables; keep their counters for the totals.
+            let lost = runtime_tables(&old);
+            self.retired.set(add_stats(self.retired.get(), lost));
+        }
         let runtime_slot = self.runtime.clone();
         let frontend_slot = self.frontend.clone();
         let sink = self.outcomes.clone();
@@ -239,7 +309,83 @@ impl BalancerHost for EngineHost {
 
     fn table_occupancy(&self) -> Option<u64> {
         let be = self.backend()?;
+        // No tables (no affinity): nothing to report.
+        be.tables.iter().next()?;
         Some(be.tables.iter().map(|t| t.len() as u64).sum())
+    }
+
+    fn table_totals(&self) -> Option<TableTotals> {
+        let rt = self.runtime.borrow().clone()?;
+        let be = rt.frontends.first()?.backend.clone();
+        // No tables (no affinity): nothing to report.
+        be.tables.iter().next()?;
+        let capacity = be
+            .tables
+            .iter()
+            .map(|t| t.config().size as u64)
+            .sum::<u64>();
+        let now = runtime_tables(&rt);
+        let retired = self.retired.get();
+        let all = add_stats(retired, now);
+        Some(TableTotals {
+            capacity,
+            entries: now.entries,
+            inserted: all.inserted,
+            updated: all.updated,
+            refreshed: all.refreshed,
+            hits: all.hits,
+            misses: all.misses,
+            evicted: all.evicted,
+            expired: all.expired,
+            refused: all.refused,
+            lost_in_restarts: retired.entries,
+        })
+    }
+
+    fn affinity_counts(&self) -> Option<AffinityCounts> {
+        Some(self.outcomes.snapshot())
+    }
+
+    fn down_servers(&self) -> Vec<String> {
+        let Some(be) = self.backend() else {
+            return Vec::new();
+        };
+        let states = be.server_states();
+        be.servers
+            .iter()
+            .zip(states)
+            .filter(|(_, st)| st.oper == tether_core::server::OperState::Down)
+            .map(|(s, _)| s.name.clone())
+            .collect()
+    }
+}
+
+/// Stick-table counters of a runtime's first backend, summed over its tables.
+fn runtime_tables(rt: &Runtime) -> StickStats {
+    let mut t = StickStats::default();
+    if let Some(fe) = rt.frontends.first() {
+        for table in fe.backend.tables.iter() {
+            t = add_stats(t, table.stats());
+        }
+    }
+    t
+}
+
+fn add_stats(a: StickStats, b: StickStats) -> StickStats {
+    StickStats {
+        entries: a.entries + b.entries,
+        capacity: a.capacity + b.capacity,
+        hits: a.hits + b.hits,
+        misses: a.misses + b.misses,
+        learned: a.learned + b.learned,
+        inserted: a.inserted + b.inserted,
+        updated: a.updated + b.updated,
+        refreshed: a.refreshed + b.refreshed,
+        sets: a.sets + b.sets,
+        evicted: a.evicted + b.evicted,
+        expired: a.expired + b.expired,
+        refused: a.refused + b.refused,
+        removed: a.removed + b.removed,
     }
 }
 

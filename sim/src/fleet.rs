@@ -161,6 +161,16 @@ pub fn client_address(fleet: usize, client: usize, clients_per_nat: usize) -> Ip
     IpAddr::V4(Ipv4Addr::from((100u32 << 24) | f | nat))
 }
 
+/// The fleet index encoded in an address made by [`client_address`], so that the balancer's
+/// per-connection log (which knows only the client address) can be attributed to a fleet.
+pub fn fleet_of_address(ip: Ipv4Addr) -> Option<usize> {
+    let bits = u32::from(ip);
+    if bits >> 24 != 100 {
+        return None;
+    }
+    ((bits >> 20) & 0x0F).checked_sub(1).map(|f| f as usize)
+}
+
 /// Everything a fleet's client tasks share.
 #[derive(Debug)]
 pub struct FleetRun {
@@ -216,7 +226,9 @@ async fn simulated_client(run: Rc<FleetRun>, c: usize) {
             port_seq = port_seq.wrapping_add(1);
             let source = SocketAddr::new(ip, 1024 + (port_seq % 64_000) as u16);
             let record = one_connection(&run, &mut session, &mut rng, source).await;
-            run.recorder.borrow_mut().connection(&spec.name, record);
+            run.recorder
+                .borrow_mut()
+                .connection_ended(&spec.name, record, now_ms());
         }
         // Visits only start before the end of the scenario; nobody sleeps past it.
         let gap = spec.revisit_gap.sample(&mut rng);
@@ -321,6 +333,13 @@ mod tests {
         assert_eq!(client_address(0, 0, 10), client_address(0, 9, 10));
         assert_ne!(client_address(0, 0, 10), client_address(0, 10, 10));
         assert_ne!(client_address(0, 0, 1), client_address(1, 0, 1));
+        for fleet in [0, 1, 14] {
+            let IpAddr::V4(ip) = client_address(fleet, 12_345, 3) else {
+                panic!("v4 expected")
+            };
+            assert_eq!(fleet_of_address(ip), Some(fleet));
+        }
+        assert_eq!(fleet_of_address(Ipv4Addr::new(10, 0, 0, 1)), None);
     }
 
     #[test]

@@ -18,14 +18,17 @@ pub mod plot;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod sweep;
 pub mod tls_server;
 pub mod tls_wire;
 
 use std::rc::Rc;
 
 pub use balancer::{BalancerEnv, BalancerHost, RoundRobinRelay};
+pub use driver::{ClientTrace, HealthChange, Trace};
 pub use report::Report;
 pub use scenario::Scenario;
+pub use tether_core::config::Config;
 
 /// Why a simulation could not run to the end.
 #[derive(Debug, thiserror::Error)]
@@ -53,16 +56,76 @@ pub enum SimError {
 
 /// Runs `scenario` with `seed` on the balancer its `[balancer]` section names.
 pub fn run(scenario: &Scenario, seed: u64) -> Result<Report, SimError> {
-    let balancer: Option<Rc<dyn BalancerHost>> = match scenario.balancer.kind {
-        scenario::BalancerKind::Direct => None,
-        scenario::BalancerKind::Relay => Some(Rc::new(RoundRobinRelay::new(
+    Ok(run_with_options(scenario, seed, RunOptions::default())?.report)
+}
+
+/// Runs `scenario` with `seed` on tether's engine configured by `config` (for instance imported
+/// from a haproxy.cfg by the CLI) instead of the scenario's `[balancer]` section.
+pub fn run_with_config(scenario: &Scenario, seed: u64, config: Config) -> Result<Report, SimError> {
+    let options = RunOptions {
+        config: Some(config),
+        ..RunOptions::default()
+    };
+    Ok(run_with_options(scenario, seed, options)?.report)
+}
+
+/// What a run can do beyond the scenario: another engine config, traces, progress reports.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Run tether's engine with this configuration, whatever `[balancer]` says.
+    pub config: Option<Config>,
+    /// Keep per-connection traces ([`Trace`]) for invariant checks.
+    pub trace: bool,
+    /// Called every few simulated seconds with (simulated ms so far, scenario duration in ms).
+    pub progress: Option<Box<dyn FnMut(u64, u64)>>,
+}
+
+/// A finished run: the report, and the trace when one was asked for.
+pub struct Run {
+    /// The report.
+    pub report: Report,
+    /// Per-connection traces, with [`RunOptions::trace`].
+    pub trace: Option<Trace>,
+}
+
+/// Runs `scenario` with `seed` and `options`.
+pub fn run_with_options(
+    scenario: &Scenario,
+    seed: u64,
+    options: RunOptions,
+) -> Result<Run, SimError> {
+    let engine = |config: Config| -> Result<Rc<engine_host::EngineHost>, SimError> {
+        let host = engine_host::EngineHost::new(config)?;
+        if options.trace {
+            host.sink().enable_trace();
+        }
+        Ok(Rc::new(host))
+    };
+    let mut routes_from: Option<Rc<engine_host::EngineHost>> = None;
+    let balancer: Option<Rc<dyn BalancerHost>> = match (&options.config, scenario.balancer.kind) {
+        (Some(c), _) => {
+            let e = engine(c.clone())?;
+            routes_from = Some(e.clone());
+            Some(e)
+        }
+        (None, scenario::BalancerKind::Direct) => None,
+        (None, scenario::BalancerKind::Relay) => Some(Rc::new(RoundRobinRelay::new(
             scenario.balancer.connect_timeout.get(),
         ))),
-        scenario::BalancerKind::Engine => Some(Rc::new(engine_host::EngineHost::new(
-            engine_host::EngineHost::config_from_scenario(scenario.balancer.config.as_ref())?,
-        )?)),
+        (None, scenario::BalancerKind::Engine) => {
+            let e = engine(engine_host::EngineHost::config_from_scenario(
+                scenario.balancer.config.as_ref(),
+            )?)?;
+            routes_from = Some(e.clone());
+            Some(e)
+        }
     };
-    driver::simulate(scenario, seed, balancer)
+    let (report, mut trace) =
+        driver::simulate(scenario, seed, balancer, options.trace, options.progress)?;
+    if let (Some(t), Some(e)) = (trace.as_mut(), routes_from) {
+        t.routes = e.sink().routes();
+    }
+    Ok(Run { report, trace })
 }
 
 /// Runs `scenario` with `seed` on the given balancer (the seam for tether's engine).
@@ -71,5 +134,5 @@ pub fn run_with_balancer(
     seed: u64,
     balancer: Rc<dyn BalancerHost>,
 ) -> Result<Report, SimError> {
-    driver::simulate(scenario, seed, Some(balancer))
+    Ok(driver::simulate(scenario, seed, Some(balancer), false, None)?.0)
 }

@@ -152,7 +152,10 @@ pub struct Recorder {
     overall: FleetTally,
     servers: BTreeMap<String, ServerTally>,
     minutes: BTreeMap<u64, MinuteTally>,
-    table: BTreeMap<u64, u64>,
+    table: BTreeMap<u64, TableTotals>,
+    peak_table_entries: u64,
+    affinity: Option<AffinityCounts>,
+    trace: Option<Vec<crate::driver::ClientTrace>>,
     events: Vec<(u64, String)>,
 }
 
@@ -203,6 +206,28 @@ impl Recorder {
         }
     }
 
+    /// Starts keeping every connection (trace mode).
+    pub fn enable_trace(&mut self) {
+        self.trace.get_or_insert_with(Vec::new);
+    }
+
+    /// The traced connections (empty unless tracing).
+    pub fn take_trace(&mut self) -> Vec<crate::driver::ClientTrace> {
+        self.trace.take().unwrap_or_default()
+    }
+
+    /// A client connection ended at `end_ms`.
+    pub fn connection_ended(&mut self, fleet: &str, r: ConnectionRecord, end_ms: u64) {
+        if let Some(t) = self.trace.as_mut() {
+            t.push(crate::driver::ClientTrace {
+                fleet: fleet.to_owned(),
+                record: r,
+                end_ms,
+            });
+        }
+        self.connection(fleet, r);
+    }
+
     /// A client connection ended.
     pub fn connection(&mut self, fleet: &str, r: ConnectionRecord) {
         self.fleets.entry(fleet.to_owned()).or_default().add(&r);
@@ -214,9 +239,30 @@ impl Recorder {
         m.failures += u64::from(r.failure.is_some());
     }
 
-    /// A sample of the balancer's stick-table size.
-    pub fn table_occupancy(&mut self, now_ms: u64, entries: u64) {
-        self.table.insert(now_ms, entries);
+    /// A sample of the balancer's stick-table counters.
+    pub fn table_sample(&mut self, now_ms: u64, totals: TableTotals) {
+        self.peak_table_entries = self.peak_table_entries.max(totals.entries);
+        self.table.insert(now_ms, totals);
+    }
+
+    /// Notes the table size seen between samples (the peak goes in the report).
+    pub fn table_entries_seen(&mut self, entries: u64) {
+        self.peak_table_entries = self.peak_table_entries.max(entries);
+    }
+
+    /// The balancer's affinity outcomes at the end of the run.
+    pub fn set_affinity(&mut self, counts: AffinityCounts) {
+        self.affinity = Some(counts);
+    }
+
+    /// The balancer's affinity outcomes, when it reported any.
+    pub fn affinity(&self) -> Option<&AffinityCounts> {
+        self.affinity.as_ref()
+    }
+
+    /// Largest stick-table occupancy observed.
+    pub fn peak_table_entries(&self) -> u64 {
+        self.peak_table_entries
     }
 
     /// An event was applied.
@@ -262,8 +308,8 @@ impl Recorder {
         &self.minutes
     }
 
-    /// Stick-table samples (ms → entries).
-    pub fn table_samples(&self) -> &BTreeMap<u64, u64> {
+    /// Stick-table samples (ms → counters).
+    pub fn table_samples(&self) -> &BTreeMap<u64, TableTotals> {
         &self.table
     }
 
@@ -271,6 +317,107 @@ impl Recorder {
     pub fn events(&self) -> &[(u64, String)] {
         &self.events
     }
+}
+
+/// One connection's affinity outcome, as the balancer logged it.
+#[derive(Clone, Debug)]
+pub struct OutcomeEvent {
+    /// The engine's affinity word (`hit`, `learned`, `no-key:<why>`...).
+    pub label: String,
+    /// A key was looked up in the table (hit, unknown or expired), i.e. affinity could apply.
+    pub keyed: bool,
+    /// No server took the connection.
+    pub nosrv: bool,
+    /// Keys the table learned from this connection (request or response).
+    pub keys_learned: u64,
+}
+
+/// Affinity outcomes of a set of connections: what the table did for them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct OutcomeTally {
+    /// Connections per outcome label, sorted by label.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Connections that presented a key the table looked up (hit, unknown or expired).
+    pub keyed_lookups: u64,
+    /// Connections the stored server took (`hit`).
+    pub hits: u64,
+    /// hits / keyed lookups: how often affinity held when it could.
+    pub affinity_rate: f64,
+    /// Connections no server took (`<NOSRV>`).
+    pub nosrv: u64,
+    /// Keys stored from these connections (from the request or the server's answer).
+    pub keys_learned: u64,
+}
+
+impl OutcomeTally {
+    fn add(&mut self, e: &OutcomeEvent) {
+        *self.outcomes.entry(e.label.clone()).or_default() += 1;
+        self.keyed_lookups += u64::from(e.keyed);
+        let hit = e.label == "hit";
+        self.hits += u64::from(hit);
+        self.nosrv += u64::from(e.nosrv);
+        self.keys_learned += e.keys_learned;
+        self.affinity_rate = ratio(self.hits, self.keyed_lookups);
+    }
+
+    /// All connections counted.
+    pub fn connections(&self) -> u64 {
+        self.outcomes.values().sum()
+    }
+}
+
+/// The balancer's affinity outcomes: overall, per fleet (by index) and per simulated minute.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AffinityCounts {
+    /// All connections.
+    pub overall: OutcomeTally,
+    /// Per fleet index (connections whose address maps to no fleet count only overall).
+    pub fleets: BTreeMap<usize, OutcomeTally>,
+    /// Per minute of acceptance.
+    pub minutes: BTreeMap<u64, OutcomeTally>,
+}
+
+impl AffinityCounts {
+    /// Counts one connection.
+    pub fn add(&mut self, fleet: Option<usize>, minute: u64, e: &OutcomeEvent) {
+        self.overall.add(e);
+        if let Some(f) = fleet {
+            self.fleets.entry(f).or_default().add(e);
+        }
+        self.minutes.entry(minute).or_default().add(e);
+    }
+
+    /// Total count of one label.
+    pub fn label(&self, label: &str) -> u64 {
+        self.overall.outcomes.get(label).copied().unwrap_or(0)
+    }
+}
+
+/// Stick-table totals over the run (summed over the backend's tables, across restarts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TableTotals {
+    /// Configured size (entries).
+    pub capacity: u64,
+    /// Entries held now.
+    pub entries: u64,
+    /// Entries created.
+    pub inserted: u64,
+    /// Entries moved to another server.
+    pub updated: u64,
+    /// Entries refreshed in place.
+    pub refreshed: u64,
+    /// Lookups that found a live entry.
+    pub hits: u64,
+    /// Lookups that found nothing usable.
+    pub misses: u64,
+    /// Live entries evicted to make room (LRU): each is affinity lost early.
+    pub evicted: u64,
+    /// Entries removed after their expiry.
+    pub expired: u64,
+    /// Stores refused (full table with nopurge).
+    pub refused: u64,
+    /// Entries lost with the tables in balancer restarts.
+    pub lost_in_restarts: u64,
 }
 
 /// Load spread over servers.

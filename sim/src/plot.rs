@@ -124,7 +124,21 @@ where
                     .enumerate()
                     .map(|(m, &y)| (m as f64 + 0.5, y)),
                 BLUE.stroke_width(2),
-            ))?;
+            ))?
+            .label("resumed / handshakes")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+            if !r.series.affinity_rate.is_empty() {
+                c.draw_series(LineSeries::new(
+                    r.series
+                        .affinity_rate
+                        .iter()
+                        .enumerate()
+                        .map(|(m, &y)| (m as f64 + 0.5, y)),
+                    GREEN.stroke_width(2),
+                ))?
+                .label("affinity: hits / keyed lookups")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], GREEN));
+            }
             for e in &r.events {
                 let x = e.at_seconds / 60.0;
                 c.draw_series(std::iter::once(PathElement::new(
@@ -137,13 +151,28 @@ where
                     ("sans-serif", 14).into_font().color(&RED),
                 )))?;
             }
+            c.configure_series_labels()
+                .position(SeriesLabelPosition::LowerLeft)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
         }
         Chart::Table => {
             let v = &r.series.table_occupancy;
-            let top = v.iter().copied().max().unwrap_or(1).max(1) as f64;
+            let top = v
+                .iter()
+                .chain(&r.series.table_evictions)
+                .chain(&r.series.table_expirations)
+                .copied()
+                .max()
+                .unwrap_or(1)
+                .max(1) as f64;
             let mut c = ChartBuilder::on(root)
                 .caption(
-                    format!("{}: stick-table entries", r.scenario),
+                    format!(
+                        "{}: stick-table entries, evictions, expirations",
+                        r.scenario
+                    ),
                     ("sans-serif", 22),
                 )
                 .margin(12)
@@ -157,7 +186,27 @@ where
             c.draw_series(LineSeries::new(
                 v.iter().enumerate().map(|(m, &y)| (m as f64, y as f64)),
                 GREEN.stroke_width(2),
-            ))?;
+            ))?
+            .label("entries")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], GREEN));
+            for (name, color, values) in [
+                ("evicted in the minute", RED, &r.series.table_evictions),
+                ("expired in the minute", BLUE, &r.series.table_expirations),
+            ] {
+                c.draw_series(LineSeries::new(
+                    values
+                        .iter()
+                        .enumerate()
+                        .map(|(m, &y)| (m as f64, y as f64)),
+                    color.stroke_width(1),
+                ))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+            }
+            c.configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
         }
     }
     Ok(())

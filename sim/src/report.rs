@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::metrics::{ratio, FleetStats, Imbalance, Recorder, ServerStats};
+use crate::metrics::{
+    ratio, FleetStats, Imbalance, OutcomeTally, Recorder, ServerStats, TableTotals,
+};
 use crate::scenario::Scenario;
 
 /// Everything a run produced.
@@ -31,10 +33,32 @@ pub struct Report {
     pub servers: BTreeMap<String, ServerStats>,
     /// How evenly connections spread over the servers.
     pub imbalance: Imbalance,
+    /// The balancer's affinity outcomes (absent for balancers without affinity logging).
+    pub affinity: Option<AffinityReport>,
+    /// The balancer's stick tables (absent without tables).
+    pub table: Option<TableReport>,
     /// Events as applied.
     pub events: Vec<EventRecord>,
     /// One-minute time series.
     pub series: Series,
+}
+
+/// What the balancer's affinity did, overall and per fleet.
+#[derive(Clone, Debug, Serialize)]
+pub struct AffinityReport {
+    /// All connections the balancer logged.
+    pub overall: OutcomeTally,
+    /// Per fleet, by fleet name.
+    pub fleets: BTreeMap<String, OutcomeTally>,
+}
+
+/// Stick-table totals over the run.
+#[derive(Clone, Debug, Serialize)]
+pub struct TableReport {
+    /// Counters at the end (summed over tables and balancer restarts).
+    pub totals: TableTotals,
+    /// Largest occupancy observed.
+    pub peak_entries: u64,
 }
 
 /// An applied event.
@@ -55,10 +79,16 @@ pub struct Series {
     pub connections_per_server: BTreeMap<String, Vec<u64>>,
     /// Resumed handshakes over completed handshakes.
     pub resumption_rate: Vec<f64>,
+    /// Stick-table hits over keyed lookups (by minute of acceptance), empty without outcomes.
+    pub affinity_rate: Vec<f64>,
     /// Failed or aborted client connections.
     pub failures: Vec<u64>,
-    /// Balancer stick-table entries (sampled each minute), empty without a table.
+    /// Balancer stick-table entries (sampled at each minute's start), empty without a table.
     pub table_occupancy: Vec<u64>,
+    /// Entries evicted since the previous sample.
+    pub table_evictions: Vec<u64>,
+    /// Entries expired since the previous sample.
+    pub table_expirations: Vec<u64>,
 }
 
 impl Report {
@@ -96,7 +126,44 @@ impl Report {
                 }
             }
         }
-        series.table_occupancy = rec.table_samples().values().copied().collect();
+        let samples: Vec<TableTotals> = rec.table_samples().values().copied().collect();
+        series.table_occupancy = samples.iter().map(|t| t.entries).collect();
+        let delta = |f: fn(&TableTotals) -> u64| -> Vec<u64> {
+            let mut prev = 0;
+            samples
+                .iter()
+                .map(|t| {
+                    let d = f(t).saturating_sub(prev);
+                    prev = f(t);
+                    d
+                })
+                .collect()
+        };
+        series.table_evictions = delta(|t| t.evicted);
+        series.table_expirations = delta(|t| t.expired);
+        let affinity = rec.affinity().map(|a| {
+            series.affinity_rate = (0..n as u64)
+                .map(|m| a.minutes.get(&m).map_or(0.0, |t| t.affinity_rate))
+                .collect();
+            AffinityReport {
+                overall: a.overall.clone(),
+                fleets: a
+                    .fleets
+                    .iter()
+                    .map(|(&i, t)| {
+                        let name = scenario
+                            .fleets
+                            .get(i)
+                            .map_or_else(|| format!("fleet-{i}"), |f| f.name.clone());
+                        (name, t.clone())
+                    })
+                    .collect(),
+            }
+        });
+        let table = samples.last().map(|&totals| TableReport {
+            totals,
+            peak_entries: rec.peak_table_entries(),
+        });
         Report {
             scenario: scenario.name.clone(),
             seed,
@@ -106,6 +173,8 @@ impl Report {
             fleets: rec.fleet_stats(),
             servers,
             imbalance: Imbalance::of(&loads),
+            affinity,
+            table,
             events: rec
                 .events()
                 .iter()
@@ -173,6 +242,46 @@ impl Report {
                 s.resumed_handshakes,
                 s.peak_concurrency,
                 s.share * 100.0
+            );
+        }
+        if let Some(a) = &self.affinity {
+            let _ = writeln!(
+                out,
+                "\n{:<22} {:>8} {:>8} {:>8} {:>8} {:>8}  outcomes",
+                "affinity", "conns", "keyed", "hits", "rate", "learned"
+            );
+            let rows = a
+                .fleets
+                .iter()
+                .map(|(k, v)| (k.as_str(), v))
+                .chain(std::iter::once(("ALL", &a.overall)));
+            for (name, t) in rows {
+                let outcomes: Vec<String> =
+                    t.outcomes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let _ = writeln!(
+                    out,
+                    "{:<22} {:>8} {:>8} {:>8} {:>7.1}% {:>8}  {}",
+                    name,
+                    t.connections(),
+                    t.keyed_lookups,
+                    t.hits,
+                    t.affinity_rate * 100.0,
+                    t.keys_learned,
+                    outcomes.join(" ")
+                );
+            }
+        }
+        if let Some(t) = &self.table {
+            let _ = writeln!(
+                out,
+                "\nstick table: size {}, entries at end {}, peak {}, inserted {}, evicted {}, expired {}, lost in restarts {}",
+                t.totals.capacity,
+                t.totals.entries,
+                t.peak_entries,
+                t.totals.inserted,
+                t.totals.evicted,
+                t.totals.expired,
+                t.totals.lost_in_restarts
             );
         }
         let _ = writeln!(

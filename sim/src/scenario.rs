@@ -298,6 +298,10 @@ mod tests {
             ),
             ("tls13-fleet", include_str!("../scenarios/tls13-fleet.toml")),
             ("maintenance", include_str!("../scenarios/maintenance.toml")),
+            (
+                "haproxy-seed",
+                include_str!("../scenarios/haproxy-seed.toml"),
+            ),
         ] {
             Scenario::from_toml(text).unwrap_or_else(|e| panic!("{name}: {e}"));
         }

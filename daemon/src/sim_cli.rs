@@ -1,0 +1,250 @@
+//! `tether sim`: predicts affinity and load for a deployment before it exists, by running
+//! tether's engine in the deterministic simulator (tether-sim), and `tether sim sweep`, which
+//! turns one knob at a time to show where affinity breaks.
+//!
+//! Scenarios may name an haproxy.cfg (`[balancer] haproxy = "path"`): it is imported here, with
+//! HAProxy's behaviour, and the simulator runs the engine on the imported configuration (server
+//! addresses are replaced by the simulated servers).
+
+use std::io::{IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use tether_core::config::Config;
+use tether_sim::scenario::{BalancerKind, Scenario, SimDuration};
+use tether_sim::sweep::{self, SweepParam, SweepRow};
+use tether_sim::{Report, RunOptions};
+
+/// Arguments of `tether sim`.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SimArgs {
+    /// Scenario TOML (see sim/scenarios/); without one, the embedded default deployment runs.
+    pub scenario: Option<PathBuf>,
+    /// Seed (default: the scenario's `seed`, else 1). Same seed, same report, byte for byte.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Directory for report.json and the plots.
+    #[arg(long, default_value = "out/sim")]
+    pub out: PathBuf,
+    /// No progress indicator.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Sweep a parameter instead of running once.
+    #[command(subcommand)]
+    pub command: Option<SimCommand>,
+}
+
+/// Sub-commands of `tether sim`.
+#[derive(clap::Subcommand, Debug)]
+pub enum SimCommand {
+    /// Run the scenario once per value of each parameter; write sweep.csv, sweep.md and plots.
+    Sweep(SweepArgs),
+}
+
+/// Arguments of `tether sim sweep`.
+#[derive(clap::Args, Debug)]
+pub struct SweepArgs {
+    /// Scenario TOML; without one, the embedded default deployment.
+    pub scenario: Option<PathBuf>,
+    /// Parameter to sweep (repeat; default all): table-size, expire, servers, fleet-size,
+    /// session-timeout.
+    #[arg(long = "param")]
+    pub params: Vec<SweepParam>,
+    /// Values for a single --param (comma separated; sizes in entries, times in seconds,
+    /// fleet size in percent).
+    #[arg(long, value_delimiter = ',')]
+    pub values: Vec<u64>,
+    /// Shorten (or lengthen) the scenario, e.g. "3m", to keep many runs quick.
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Seed for every point.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Directory for sweep.csv, sweep.md and the plots.
+    #[arg(long, default_value = "out/sim-sweep")]
+    pub out: PathBuf,
+    /// No progress indicator.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Runs `tether sim` (or `tether sim sweep`).
+pub fn run(args: SimArgs) -> Result<ExitCode> {
+    if let Some(SimCommand::Sweep(s)) = args.command {
+        return run_sweep(s);
+    }
+    let (scenario, config) = load(args.scenario.as_deref())?;
+    let seed = args.seed.or(scenario.seed).unwrap_or(1);
+    let report = simulate(&scenario, seed, config, !args.quiet)?;
+    print!("{}", report.summary_table());
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let json = args.out.join("report.json");
+    std::fs::write(&json, report.to_json())
+        .with_context(|| format!("writing {}", json.display()))?;
+    let plots = tether_sim::plot::write_plots(&report, &args.out)?;
+    println!(
+        "\nwrote {} and {} plots in {}",
+        json.display(),
+        plots.len(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The scenario (file or embedded default) and the engine configuration it asks for: imported
+/// from `haproxy = "path"` (relative to the scenario file), or its native `[balancer.config]`.
+pub fn load(path: Option<&Path>) -> Result<(Scenario, Option<Config>)> {
+    let scenario = match path {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Scenario::from_toml(&text).with_context(|| format!("scenario {}", p.display()))?
+        }
+        None => Scenario::default_scenario(),
+    };
+    let config = match (&scenario.balancer.haproxy, scenario.balancer.kind) {
+        (Some(cfg), _) => {
+            let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
+            let cfg_path = base.join(cfg);
+            let text = std::fs::read_to_string(&cfg_path)
+                .with_context(|| format!("reading {}", cfg_path.display()))?;
+            let (config, findings) =
+                crate::haproxy::convert_haproxy(&cfg_path.display().to_string(), &text)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .with_context(|| format!("importing {}", cfg_path.display()))?;
+            for f in findings {
+                tracing::debug!("{f}");
+            }
+            Some(config)
+        }
+        (None, BalancerKind::Engine) => {
+            Some(tether_sim::engine_host::EngineHost::config_from_scenario(
+                scenario.balancer.config.as_ref(),
+            )?)
+        }
+        (None, _) => None,
+    };
+    Ok((scenario, config))
+}
+
+/// One run, with a progress indicator on stderr when it is a terminal (or forced) and the run
+/// takes more than a couple of wall seconds.
+fn simulate(
+    scenario: &Scenario,
+    seed: u64,
+    config: Option<Config>,
+    progress: bool,
+) -> Result<Report> {
+    let show = progress && std::io::stderr().is_terminal();
+    let label = scenario.name.clone();
+    let meter = show.then(|| Progress::new(label));
+    let options = RunOptions {
+        config,
+        trace: false,
+        progress: meter.map(|mut m| {
+            Box::new(move |now: u64, total: u64| m.update(now, total)) as Box<dyn FnMut(u64, u64)>
+        }),
+    };
+    // The engine's own logs (health transitions of simulated servers) would drown the summary;
+    // TETHER_LOG turns them back on.
+    let run = if std::env::var_os("TETHER_LOG").is_some() {
+        tether_sim::run_with_options(scenario, seed, options)?
+    } else {
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            tether_sim::run_with_options(scenario, seed, options)
+        })?
+    };
+    if show {
+        eprint!("\r\x1b[2K");
+    }
+    Ok(run.report)
+}
+
+/// A one-line progress bar that appears only once a run has taken a couple of wall seconds.
+struct Progress {
+    label: String,
+    started: std::time::Instant,
+}
+
+impl Progress {
+    // Wall-clock time only decides whether to draw the bar; it never reaches the simulation.
+    #[allow(clippy::disallowed_methods)]
+    fn new(label: String) -> Self {
+        Progress {
+            label,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn update(&mut self, now_ms: u64, total_ms: u64) {
+        if self.started.elapsed() < std::time::Duration::from_secs(2) {
+            return;
+        }
+        let frac = (now_ms as f64 / total_ms.max(1) as f64).min(1.0);
+        let width = 30;
+        let filled = (frac * width as f64) as usize;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r{} [{}{}] {:>3.0}% ({} of {} simulated s)",
+            self.label,
+            "#".repeat(filled),
+            " ".repeat(width - filled),
+            frac * 100.0,
+            now_ms / 1000,
+            total_ms / 1000
+        );
+        let _ = err.flush();
+    }
+}
+
+fn run_sweep(args: SweepArgs) -> Result<ExitCode> {
+    let (mut scenario, config) = load(args.scenario.as_deref())?;
+    if let Some(d) = &args.duration {
+        scenario.duration = SimDuration::parse(d).map_err(anyhow::Error::msg)?;
+    }
+    let seed = args.seed.or(scenario.seed).unwrap_or(1);
+    let params: Vec<SweepParam> = if args.params.is_empty() {
+        SweepParam::ALL
+            .into_iter()
+            .filter(|p| config.is_some() || !p.needs_engine())
+            .collect()
+    } else {
+        args.params.clone()
+    };
+    if !args.values.is_empty() && params.len() != 1 {
+        bail!("--values needs exactly one --param");
+    }
+    let mut rows: Vec<SweepRow> = Vec::new();
+    for p in params {
+        let values = if args.values.is_empty() {
+            p.default_values()
+        } else {
+            args.values.clone()
+        };
+        for v in values {
+            if !args.quiet {
+                eprintln!("sweep {} = {v} ...", p.name());
+            }
+            let (s, c) = p.apply(v, &scenario, config.as_ref())?;
+            let report = simulate(&s, seed, c, !args.quiet)?;
+            rows.push(SweepRow::of(p, v, &report));
+        }
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let md = sweep::to_markdown(&rows);
+    std::fs::write(args.out.join("sweep.csv"), sweep::to_csv(&rows))?;
+    std::fs::write(args.out.join("sweep.md"), &md)?;
+    let plots = sweep::write_plots(&rows, &args.out)?;
+    print!("{md}");
+    println!(
+        "wrote sweep.csv, sweep.md and {} plots in {}",
+        plots.len(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,363 @@
+//! Parameter sweeps: one scenario run again and again with one knob turned, to show where
+//! affinity breaks (table too small, expiry too short, server caches too short) and how load
+//! spread changes with the server count and fleet size.
+//!
+//! Each point is an ordinary run; the sweep collects one row per point and writes a CSV, a
+//! markdown table and one chart per parameter (affinity and imbalance against the value).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use plotters::prelude::*;
+use serde::Serialize;
+use tether_core::config::Config;
+
+use crate::report::Report;
+use crate::scenario::{Scenario, SimDuration};
+use crate::SimError;
+
+/// A knob a sweep can turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SweepParam {
+    /// Stick-table size (entries) of the balancer's backend.
+    TableSize,
+    /// Stick-table expiry (seconds).
+    Expire,
+    /// Number of servers.
+    Servers,
+    /// Fleet size, as a percentage of the scenario's client counts.
+    FleetSize,
+    /// Server session cache timeout (seconds).
+    SessionTimeout,
+}
+
+impl SweepParam {
+    /// Every parameter, in the order a full sweep runs them.
+    pub const ALL: [SweepParam; 5] = [
+        SweepParam::TableSize,
+        SweepParam::Expire,
+        SweepParam::Servers,
+        SweepParam::FleetSize,
+        SweepParam::SessionTimeout,
+    ];
+
+    /// The name used on the command line and in file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            SweepParam::TableSize => "table-size",
+            SweepParam::Expire => "expire",
+            SweepParam::Servers => "servers",
+            SweepParam::FleetSize => "fleet-size",
+            SweepParam::SessionTimeout => "session-timeout",
+        }
+    }
+
+    /// The values swept when the caller gives none.
+    pub fn default_values(self) -> Vec<u64> {
+        match self {
+            SweepParam::TableSize => vec![50, 200, 1_000, 60_000],
+            SweepParam::Expire => vec![30, 120, 600, 3_600],
+            SweepParam::Servers => vec![2, 4, 8],
+            SweepParam::FleetSize => vec![50, 100, 200],
+            SweepParam::SessionTimeout => vec![30, 120, 300, 3_600],
+        }
+    }
+
+    /// Unit of the values, for headers and axis labels.
+    pub fn unit(self) -> &'static str {
+        match self {
+            SweepParam::TableSize => "entries",
+            SweepParam::Expire | SweepParam::SessionTimeout => "s",
+            SweepParam::Servers => "servers",
+            SweepParam::FleetSize => "% of clients",
+        }
+    }
+
+    /// Whether the parameter needs tether's engine (a stick table) to mean anything.
+    pub fn needs_engine(self) -> bool {
+        matches!(self, SweepParam::TableSize | SweepParam::Expire)
+    }
+
+    /// Sets the parameter to `value` in a copy of the scenario and engine configuration.
+    pub fn apply(
+        self,
+        value: u64,
+        scenario: &Scenario,
+        config: Option<&Config>,
+    ) -> Result<(Scenario, Option<Config>), SimError> {
+        let mut s = scenario.clone();
+        let mut c = config.cloned();
+        match self {
+            SweepParam::TableSize | SweepParam::Expire => {
+                let backend = c
+                    .as_mut()
+                    .and_then(|c| c.backends.first_mut())
+                    .ok_or_else(|| {
+                        SimError::Scenario(format!(
+                            "sweeping {} needs the engine balancer with a backend",
+                            self.name()
+                        ))
+                    })?;
+                if self == SweepParam::TableSize {
+                    backend.stick_table.size = value.max(1);
+                } else {
+                    backend.stick_table.expire = Duration::from_secs(value.max(1));
+                }
+            }
+            SweepParam::Servers => s.servers.count = (value as usize).max(1),
+            SweepParam::FleetSize => {
+                for f in &mut s.fleets {
+                    f.clients = ((f.clients as u64 * value).div_ceil(100) as usize).max(1);
+                }
+            }
+            SweepParam::SessionTimeout => {
+                s.servers.session_timeout = SimDuration(Duration::from_secs(value.max(1)));
+            }
+        }
+        Ok((s, c))
+    }
+}
+
+impl FromStr for SweepParam {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        SweepParam::ALL
+            .into_iter()
+            .find(|p| p.name() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = SweepParam::ALL.iter().map(|p| p.name()).collect();
+                format!(
+                    "unknown sweep parameter {text:?}; use one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// One point of a sweep.
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepRow {
+    /// The parameter turned.
+    pub param: SweepParam,
+    /// Its value at this point.
+    pub value: u64,
+    /// Client connections.
+    pub connections: u64,
+    /// Resumed over attempted: what affinity buys the clients that try.
+    pub resumption_success: f64,
+    /// Stick-table hits over keyed lookups (0 without an engine).
+    pub affinity_rate: f64,
+    /// Busiest server over the mean.
+    pub max_over_mean: f64,
+    /// Coefficient of variation of per-server connections.
+    pub coefficient_of_variation: f64,
+    /// Stick-table evictions.
+    pub evicted: u64,
+    /// Stick-table expirations.
+    pub expired: u64,
+    /// Client-visible failures.
+    pub failures: u64,
+}
+
+impl SweepRow {
+    /// The row for one finished run.
+    pub fn of(param: SweepParam, value: u64, r: &Report) -> Self {
+        let table = r.table.as_ref().map(|t| t.totals).unwrap_or_default();
+        SweepRow {
+            param,
+            value,
+            connections: r.overall.connections,
+            resumption_success: r.overall.resumption_success,
+            affinity_rate: r.affinity.as_ref().map_or(0.0, |a| a.overall.affinity_rate),
+            max_over_mean: r.imbalance.max_over_mean,
+            coefficient_of_variation: r.imbalance.coefficient_of_variation,
+            evicted: table.evicted,
+            expired: table.expired,
+            failures: r.overall.client_visible_failures,
+        }
+    }
+}
+
+/// The sweep's rows as CSV (header first).
+pub fn to_csv(rows: &[SweepRow]) -> String {
+    let mut out = String::from(
+        "param,value,connections,resumption_success,affinity_rate,max_over_mean,cv,evicted,expired,failures\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{}",
+            r.param.name(),
+            r.value,
+            r.connections,
+            r.resumption_success,
+            r.affinity_rate,
+            r.max_over_mean,
+            r.coefficient_of_variation,
+            r.evicted,
+            r.expired,
+            r.failures
+        );
+    }
+    out
+}
+
+/// The sweep's rows as a markdown table, one section per parameter.
+pub fn to_markdown(rows: &[SweepRow]) -> String {
+    let mut out = String::new();
+    for p in SweepParam::ALL {
+        let mine: Vec<&SweepRow> = rows.iter().filter(|r| r.param == p).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "### {} ({})\n", p.name(), p.unit());
+        let _ = writeln!(
+            out,
+            "| value | conns | resumed/tried | affinity | max/mean | cv | evicted | expired | failures |"
+        );
+        let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for r in mine {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1}% | {:.1}% | {:.2} | {:.3} | {} | {} | {} |",
+                r.value,
+                r.connections,
+                r.resumption_success * 100.0,
+                r.affinity_rate * 100.0,
+                r.max_over_mean,
+                r.coefficient_of_variation,
+                r.evicted,
+                r.expired,
+                r.failures
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Writes one chart per swept parameter (`sweep-<param>.png` and `.svg`) into `dir`: affinity
+/// rate and resumption success (left axis, 0..1) and max/mean imbalance (dashed), against the value.
+pub fn write_plots(rows: &[SweepRow], dir: &Path) -> Result<Vec<PathBuf>, SimError> {
+    std::fs::create_dir_all(dir).map_err(|e| plot_error(dir, e))?;
+    let mut written = Vec::new();
+    for p in SweepParam::ALL {
+        let mine: Vec<&SweepRow> = rows.iter().filter(|r| r.param == p).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let png = dir.join(format!("sweep-{}.png", p.name()));
+        {
+            let root = BitMapBackend::new(&png, (800, 450)).into_drawing_area();
+            draw(&root, p, &mine).map_err(|e| plot_error(&png, e))?;
+            root.present().map_err(|e| plot_error(&png, e))?;
+        }
+        written.push(png);
+        let svg = dir.join(format!("sweep-{}.svg", p.name()));
+        {
+            let root = SVGBackend::new(&svg, (800, 450)).into_drawing_area();
+            draw(&root, p, &mine).map_err(|e| plot_error(&svg, e))?;
+            root.present().map_err(|e| plot_error(&svg, e))?;
+        }
+        written.push(svg);
+    }
+    Ok(written)
+}
+
+fn plot_error(file: &Path, e: impl std::fmt::Display) -> SimError {
+    SimError::Plot {
+        file: file.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A line of a sweep chart: legend, colour, and the value it plots.
+type SweepLine = (&'static str, RGBColor, fn(&SweepRow) -> f64);
+
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    p: SweepParam,
+    rows: &[&SweepRow],
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    // Points are evenly spaced (values often span decades); labels show the real values.
+    let n = rows.len();
+    let top = rows
+        .iter()
+        .map(|r| r.max_over_mean)
+        .fold(1.0f64, f64::max)
+        .max(1.05);
+    let labels: Vec<String> = rows.iter().map(|r| r.value.to_string()).collect();
+    let mut c = ChartBuilder::on(root)
+        .caption(
+            format!("sweep: {} ({})", p.name(), p.unit()),
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(50)
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..top * 1.05)?;
+    c.configure_mesh()
+        .x_labels(n)
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 0.01 && i >= 0.0 {
+                labels.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .x_desc(p.name())
+        .y_desc("rate (0..1) / imbalance")
+        .draw()?;
+    let series: [SweepLine; 3] = [
+        ("affinity rate", BLUE, |r| r.affinity_rate),
+        ("resumed / tried", GREEN, |r| r.resumption_success),
+        ("max/mean load", RED, |r| r.max_over_mean),
+    ];
+    for (name, color, f) in series {
+        let pts: Vec<(f64, f64)> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i as f64, f(r)))
+            .collect();
+        c.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+        c.draw_series(pts.into_iter().map(|pt| Circle::new(pt, 4, color.filled())))?;
+    }
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_parse_and_apply() {
+        assert_eq!(
+            "table-size".parse::<SweepParam>(),
+            Ok(SweepParam::TableSize)
+        );
+        assert!("tables".parse::<SweepParam>().is_err());
+        let s = Scenario::default_scenario();
+        let (s2, _) = SweepParam::FleetSize.apply(200, &s, None).unwrap();
+        assert_eq!(s2.fleets[0].clients, s.fleets[0].clients * 2);
+        let (s3, _) = SweepParam::Servers.apply(8, &s, None).unwrap();
+        assert_eq!(s3.servers.count, 8);
+        assert!(SweepParam::TableSize.apply(10, &s, None).is_err());
+    }
+}
