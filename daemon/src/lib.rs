@@ -8,8 +8,8 @@ pub mod logsink;
 pub mod net;
 pub mod probe;
 pub mod run;
+pub mod sim_cli;
 pub mod stats;
 pub mod table_cli;
-pub mod sim_cli;
 #[doc(hidden)]
 pub mod testbed;
