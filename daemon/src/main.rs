@@ -185,7 +185,12 @@ fn sink_for(config: &Config) -> Arc<DaemonSink> {
 
 async fn serve(source: ConfigSource, config: Config) -> Result<ExitCode> {
     use tokio::signal::unix::{signal, SignalKind};
-    let built = runtime::build(&config, None)?;
+    // A per-process secret keys the stick tables' index hash (clients choose session IDs).
+    let table_seed = {
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new().hash_one(std::process::id())
+    };
+    let built = runtime::build_seeded(&config, None, table_seed)?;
     let grace = built.grace;
     let mut daemon = Daemon::start(built, sink_for(&config)).await?;
     for (name, addr) in daemon.local_addrs() {
@@ -206,7 +211,8 @@ async fn serve(source: ConfigSource, config: Config) -> Result<ExitCode> {
             _ = int.recv() => break,
             _ = hup.recv() => {
                 match source.load().and_then(|c| {
-                    runtime::build(&c, Some(daemon.runtime())).map_err(anyhow::Error::from)
+                    runtime::build_seeded(&c, Some(daemon.runtime()), table_seed)
+                        .map_err(anyhow::Error::from)
                 }) {
                     Ok(new) => match daemon.reload(new).await {
                         Ok(()) => tracing::info!("configuration reloaded; stick tables kept"),

@@ -293,12 +293,15 @@ pub struct BackendSpec {
     pub hash_balance_factor: Option<u32>,
     /// With `balance hash`: what is hashed (`Source` or `Sni`).
     pub balance_hash: Option<AffinityKey>,
+    /// Seed of the stick tables' index hash (see [`super::tables::SharedTable::new`]).
+    pub table_seed: u64,
 }
 
 impl Backend {
     /// Builds a backend with fresh tables.
     pub fn new(spec: BackendSpec) -> Self {
-        let tables = BackendTables::new(&spec.affinity.tables(), &spec.table);
+        let tables =
+            BackendTables::reusing(&spec.affinity.tables(), &spec.table, &[], spec.table_seed);
         Self::with_tables(spec, tables)
     }
 

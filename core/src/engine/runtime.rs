@@ -61,11 +61,24 @@ pub enum BuildError {
 /// Builds the runtime for `config`. With `previous`, stick tables of same-named backends are
 /// taken over (same kind and table settings) and their entries renumbered to the new server
 /// order by server name; entries of removed servers are dropped.
+///
+/// The stick tables' index hash uses a fixed seed here, so runs are reproducible (the simulator,
+/// tests); a daemon facing the Internet uses [`build_seeded`] with a secret seed.
 pub fn build(config: &Config, previous: Option<&Runtime>) -> Result<Runtime, BuildError> {
+    build_seeded(config, previous, 0)
+}
+
+/// Like [`build`], with `table_seed` keying the stick tables' index hash, so clients cannot
+/// choose session IDs that collide in it.
+pub fn build_seeded(
+    config: &Config,
+    previous: Option<&Runtime>,
+    table_seed: u64,
+) -> Result<Runtime, BuildError> {
     let mut backends: BTreeMap<String, Arc<Backend>> = BTreeMap::new();
     for b in &config.backends {
         let old = previous.and_then(|p| p.backends.get(&b.name));
-        let backend = build_backend(b, old.map(|o| &**o))?;
+        let backend = build_backend(b, old.map(|o| &**o), table_seed)?;
         backends.insert(b.name.clone(), Arc::new(backend));
     }
     let mut frontends = Vec::new();
@@ -105,7 +118,11 @@ pub fn build(config: &Config, previous: Option<&Runtime>) -> Result<Runtime, Bui
     })
 }
 
-fn build_backend(b: &config::Backend, old: Option<&Backend>) -> Result<Backend, BuildError> {
+fn build_backend(
+    b: &config::Backend,
+    old: Option<&Backend>,
+    table_seed: u64,
+) -> Result<Backend, BuildError> {
     let algorithm = match b.balance {
         config::BalanceAlgorithm::RoundRobin => Algorithm::RoundRobin,
         config::BalanceAlgorithm::LeastConn => Algorithm::LeastConn,
@@ -194,12 +211,13 @@ fn build_backend(b: &config::Backend, old: Option<&Backend>) -> Result<Backend, 
         timeouts,
         passive_health: b.check.passive,
         hash_balance_factor: b.hash_balance_factor,
+        table_seed,
     };
     let Some(old) = old else {
         return Ok(Backend::new(spec));
     };
     let previous: Vec<_> = old.tables.iter().cloned().collect();
-    let tables = BackendTables::reusing(&spec.affinity.tables(), &table, &previous);
+    let tables = BackendTables::reusing(&spec.affinity.tables(), &table, &previous, table_seed);
     let names: Vec<String> = spec.servers.iter().map(|(s, _)| s.name.clone()).collect();
     for t in tables.iter() {
         if previous.iter().any(|p| Arc::ptr_eq(p, t)) {

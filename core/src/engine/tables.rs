@@ -24,16 +24,21 @@ pub struct SharedTable {
 }
 
 impl SharedTable {
-    /// A table of `config.size` entries, sharded when large.
-    pub fn new(kind: TableKind, config: StickTableConfig) -> Self {
+    /// A table of `config.size` entries, sharded when large. `hash_seed` keys the index hash:
+    /// keys come from clients, so a production daemon passes a secret seed (hash flooding),
+    /// the simulator a fixed one (determinism).
+    pub fn new(kind: TableKind, config: StickTableConfig, hash_seed: u64) -> Self {
         let n = (config.size / MIN_SHARD_ENTRIES).clamp(1, MAX_SHARDS);
         let per_shard = config.size.div_ceil(n).max(1);
         let shards = (0..n)
             .map(|_| {
-                Mutex::new(StickTable::new(StickTableConfig {
-                    size: per_shard,
-                    ..config.clone()
-                }))
+                Mutex::new(StickTable::with_hash_seed(
+                    StickTableConfig {
+                        size: per_shard,
+                        ..config.clone()
+                    },
+                    hash_seed,
+                ))
             })
             .collect();
         SharedTable {
@@ -167,7 +172,7 @@ pub struct BackendTables {
 impl BackendTables {
     /// One table per kind in `kinds`, each with `config`.
     pub fn new(kinds: &[TableKind], config: &StickTableConfig) -> Self {
-        Self::reusing(kinds, config, &[])
+        Self::reusing(kinds, config, &[], 0)
     }
 
     /// Like [`BackendTables::new`], but takes an existing table of the same kind and
@@ -176,6 +181,7 @@ impl BackendTables {
         kinds: &[TableKind],
         config: &StickTableConfig,
         previous: &[Arc<SharedTable>],
+        hash_seed: u64,
     ) -> Self {
         let mut tables: Vec<Arc<SharedTable>> = Vec::new();
         for &k in kinds {
@@ -186,7 +192,9 @@ impl BackendTables {
                 .iter()
                 .find(|t| t.kind == k && t.config == *config)
                 .cloned();
-            tables.push(old.unwrap_or_else(|| Arc::new(SharedTable::new(k, config.clone()))));
+            tables.push(
+                old.unwrap_or_else(|| Arc::new(SharedTable::new(k, config.clone(), hash_seed))),
+            );
         }
         BackendTables { tables }
     }
