@@ -68,6 +68,9 @@ struct RunArgs {
     /// Quick form: expect a PROXY protocol header on each connection.
     #[arg(long)]
     accept_proxy: bool,
+    /// Worker threads serving connections (HAProxy's `nbthread`); default: one per CPU.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
 }
 
 fn main() -> ExitCode {
@@ -153,7 +156,11 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         _ => anyhow::bail!("say what to run: -c tether.toml, --haproxy haproxy.cfg, or --listen ADDR --server ADDR..."),
     };
     let config = source.load()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        builder.worker_threads(usize::from(n));
+    }
+    let rt = builder
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
