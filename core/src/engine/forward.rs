@@ -155,15 +155,22 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; FORWARD_BUF];
+    // Read into spare capacity (never zeroed; pages are touched only as bytes arrive), so a
+    // short connection costs neither a 32 KiB memset nor the page faults behind it.
+    let mut buf: Vec<u8> = Vec::with_capacity(FORWARD_BUF);
     let mut total = 0u64;
     let timer = sleep_until(shared.idle_deadline(idle));
     tokio::pin!(timer);
+    // One registration for the whole pump instead of one per select: `notify_one` keeps a
+    // permit when nobody waits, so an abort is never lost.
+    let abort = my_abort.notified();
+    tokio::pin!(abort);
     let end = loop {
+        buf.clear();
         let n = tokio::select! {
             biased;
-            _ = my_abort.notified() => break PumpEnd::Aborted,
-            r = r.read(&mut buf) => match r {
+            _ = &mut abort => break PumpEnd::Aborted,
+            r = r.read_buf(&mut buf) => match r {
                 Ok(0) => {
                     let _ = w.shutdown().await;
                     break PumpEnd::Eof;
@@ -184,7 +191,7 @@ where
         tap(&buf[..n]);
         let wrote = tokio::select! {
             biased;
-            _ = my_abort.notified() => break PumpEnd::Aborted,
+            _ = &mut abort => break PumpEnd::Aborted,
             w = w.write_all(&buf[..n]) => w,
         };
         if wrote.is_err() {
