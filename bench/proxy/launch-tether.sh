@@ -46,7 +46,7 @@ start)
     ;;
 stop)
     pid=${2:?pid}
-    [ "$(cat /proc/$pid/comm 2>/dev/null)" = tether ] || { echo "launch-tether: pid $pid is not tether (already gone?)" >&2; exit 0; }
+    case "$(cat /proc/$pid/comm 2>/dev/null)" in tether*) ;; *) echo "launch-tether: pid $pid is not tether (already gone?)" >&2; exit 0 ;; esac
     kill -TERM "$pid" 2>/dev/null
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null

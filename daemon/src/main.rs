@@ -156,10 +156,17 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         _ => anyhow::bail!("say what to run: -c tether.toml, --haproxy haproxy.cfg, or --listen ADDR --server ADDR..."),
     };
     let config = source.load()?;
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
-        builder.worker_threads(usize::from(n));
-    }
+    // One thread: tokio's single-threaded scheduler runs the same tasks without the
+    // work-stealing machinery (no cross-thread queues or wake-ups), as HAProxy's nbthread 1.
+    let mut builder = match args.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(usize::from(n));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let rt = builder
         .enable_all()
         .build()
