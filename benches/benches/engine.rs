@@ -166,6 +166,5 @@ fn bench_engine(c: &mut Criterion) {
     drop(rt.block_on(daemon.shutdown(Duration::from_millis(100))));
 }
 
-
 criterion_group!(benches, bench_engine);
 criterion_main!(benches);
