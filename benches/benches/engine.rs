@@ -163,7 +163,7 @@ fn bench_engine(c: &mut Criterion) {
         });
     }
     group.finish();
-    drop(rt.block_on(daemon.shutdown(Duration::from_millis(100))));
+    let _open_left = rt.block_on(daemon.shutdown(Duration::from_millis(100)));
 }
 
 criterion_group!(benches, bench_engine);
