@@ -72,6 +72,9 @@ struct RunArgs {
     /// Quick form: expect a PROXY protocol header on each connection.
     #[arg(long)]
     accept_proxy: bool,
+    /// Worker threads serving connections (HAProxy's `nbthread`); default: one per CPU.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
 }
 
 fn main() -> ExitCode {
@@ -167,7 +170,18 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         _ => anyhow::bail!("say what to run: -c tether.toml, --haproxy haproxy.cfg, or --listen ADDR --server ADDR..."),
     };
     let config = source.load()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // One thread: tokio's single-threaded scheduler runs the same tasks without the
+    // work-stealing machinery (no cross-thread queues or wake-ups), as HAProxy's nbthread 1.
+    let mut builder = match args.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(usize::from(n));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let rt = builder
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;

@@ -155,15 +155,22 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; FORWARD_BUF];
+    // Read into spare capacity (never zeroed; pages are touched only as bytes arrive), so a
+    // short connection costs neither a 32 KiB memset nor the page faults behind it.
+    let mut buf: Vec<u8> = Vec::with_capacity(FORWARD_BUF);
     let mut total = 0u64;
     let timer = sleep_until(shared.idle_deadline(idle));
     tokio::pin!(timer);
+    // One registration for the whole pump instead of one per select: `notify_one` keeps a
+    // permit when nobody waits, so an abort is never lost.
+    let abort = my_abort.notified();
+    tokio::pin!(abort);
     let end = loop {
+        buf.clear();
         let n = tokio::select! {
             biased;
-            _ = my_abort.notified() => break PumpEnd::Aborted,
-            r = r.read(&mut buf) => match r {
+            _ = &mut abort => break PumpEnd::Aborted,
+            r = r.read_buf(&mut buf) => match r {
                 Ok(0) => {
                     let _ = w.shutdown().await;
                     break PumpEnd::Eof;
@@ -184,7 +191,7 @@ where
         tap(&buf[..n]);
         let wrote = tokio::select! {
             biased;
-            _ = my_abort.notified() => break PumpEnd::Aborted,
+            _ = &mut abort => break PumpEnd::Aborted,
             w = w.write_all(&buf[..n]) => w,
         };
         if wrote.is_err() {
@@ -197,4 +204,221 @@ where
         other_abort.notify_one();
     }
     (total, end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{duplex, split, DuplexStream, ReadHalf, WriteHalf};
+
+    const LONG: Duration = Duration::from_secs(3600);
+
+    fn timeouts(client: Duration, server: Duration) -> ForwardTimeouts {
+        ForwardTimeouts { client, server }
+    }
+
+    /// The proxy's two sockets (as halves) and the peers' ends.
+    struct Wires {
+        client_peer: DuplexStream,
+        server_peer: DuplexStream,
+        cr: ReadHalf<DuplexStream>,
+        cw: WriteHalf<DuplexStream>,
+        sr: ReadHalf<DuplexStream>,
+        sw: WriteHalf<DuplexStream>,
+    }
+
+    fn wires(cap: usize) -> Wires {
+        let (client_peer, proxy_client) = duplex(cap);
+        let (server_peer, proxy_server) = duplex(cap);
+        let (cr, cw) = split(proxy_client);
+        let (sr, sw) = split(proxy_server);
+        Wires {
+            client_peer,
+            server_peer,
+            cr,
+            cw,
+            sr,
+            sw,
+        }
+    }
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn bulk_both_ways_arrives_intact_and_half_close_propagates() {
+        let Wires {
+            mut client_peer,
+            mut server_peer,
+            mut cr,
+            mut cw,
+            mut sr,
+            mut sw,
+        } = wires(8 * 1024);
+        // Larger than any buffer size, and not a multiple of one.
+        let up_data = pattern(300_001, 1);
+        let down_data = pattern(200_003, 7);
+        let mut tapped = Vec::new();
+        let fwd = forward(
+            Clock::start(),
+            &mut cr,
+            &mut cw,
+            &mut sr,
+            &mut sw,
+            timeouts(LONG, LONG),
+            |chunk| {
+                tapped.extend_from_slice(chunk);
+                tapped.len() < 1000
+            },
+        );
+        let (u, d) = (up_data.clone(), down_data.clone());
+        let client = async move {
+            let (mut r, mut w) = split(&mut client_peer);
+            let send = async {
+                w.write_all(&u).await.unwrap();
+                w.shutdown().await.unwrap();
+            };
+            let mut got = Vec::new();
+            let recv = r.read_to_end(&mut got);
+            let (_, n) = tokio::join!(send, recv);
+            n.unwrap();
+            got
+        };
+        let server = async move {
+            let (mut r, mut w) = split(&mut server_peer);
+            let send = async {
+                w.write_all(&d).await.unwrap();
+                w.shutdown().await.unwrap();
+            };
+            let mut got = Vec::new();
+            let recv = r.read_to_end(&mut got);
+            let (_, n) = tokio::join!(send, recv);
+            n.unwrap();
+            got
+        };
+        let (f, at_client, at_server) = tokio::join!(fwd, client, server);
+        assert_eq!(at_client, down_data);
+        assert_eq!(at_server, up_data);
+        assert_eq!(f.up, up_data.len() as u64);
+        assert_eq!(f.down, down_data.len() as u64);
+        assert_eq!((f.up_end, f.down_end), (PumpEnd::Eof, PumpEnd::Eof));
+        assert_eq!(f.termination(), ['-', '-']);
+        // The tap saw a prefix of the server's bytes, and stopped once it said so.
+        assert!(tapped.len() >= 1000, "tap saw {} bytes", tapped.len());
+        assert!(tapped.len() < down_data.len());
+        assert_eq!(tapped[..], down_data[..tapped.len()]);
+    }
+
+    #[tokio::test]
+    async fn one_side_closing_leaves_the_other_direction_running() {
+        let Wires {
+            mut client_peer,
+            mut server_peer,
+            mut cr,
+            mut cw,
+            mut sr,
+            mut sw,
+        } = wires(1024);
+        let fwd = forward(
+            Clock::start(),
+            &mut cr,
+            &mut cw,
+            &mut sr,
+            &mut sw,
+            timeouts(LONG, LONG),
+            |_| true,
+        );
+        let peers = async move {
+            // The client sends its request and half-closes; the server sees EOF, then answers.
+            client_peer.write_all(b"request").await.unwrap();
+            client_peer.shutdown().await.unwrap();
+            let mut req = Vec::new();
+            server_peer.read_to_end(&mut req).await.unwrap();
+            assert_eq!(req, b"request");
+            server_peer.write_all(b"late answer").await.unwrap();
+            server_peer.shutdown().await.unwrap();
+            let mut answer = Vec::new();
+            client_peer.read_to_end(&mut answer).await.unwrap();
+            answer
+        };
+        let (f, answer) = tokio::join!(fwd, peers);
+        assert_eq!(answer, b"late answer");
+        assert_eq!((f.up, f.down), (7, 11));
+        assert_eq!((f.up_end, f.down_end), (PumpEnd::Eof, PumpEnd::Eof));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_timeout_ends_both_directions() {
+        let Wires {
+            mut client_peer,
+            server_peer,
+            mut cr,
+            mut cw,
+            mut sr,
+            mut sw,
+        } = wires(1024);
+        let fwd = forward(
+            Clock::start(),
+            &mut cr,
+            &mut cw,
+            &mut sr,
+            &mut sw,
+            timeouts(Duration::from_secs(5), Duration::from_secs(30)),
+            |_| true,
+        );
+        let client = async {
+            // Activity resets the idle clock: 4 s of silence, a byte, 4 s more is not idle.
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            client_peer.write_all(b"x").await.unwrap();
+        };
+        let start = Instant::now();
+        let (f, ()) = tokio::join!(fwd, client);
+        let took = start.elapsed();
+        assert_eq!(f.up_end, PumpEnd::Idle);
+        assert_eq!(f.down_end, PumpEnd::Aborted);
+        assert_eq!(f.termination(), ['c', 'D']);
+        assert_eq!(f.up, 1);
+        assert!(
+            took >= Duration::from_secs(9) && took < Duration::from_secs(10),
+            "idle after {took:?}"
+        );
+        drop(server_peer);
+    }
+
+    #[tokio::test]
+    async fn a_dead_destination_aborts_the_other_direction() {
+        let Wires {
+            mut client_peer,
+            server_peer,
+            mut cr,
+            mut cw,
+            mut sr,
+            mut sw,
+        } = wires(1024);
+        // The server is gone: writing to it fails, and the whole connection ends.
+        drop(server_peer);
+        let fwd = forward(
+            Clock::start(),
+            &mut cr,
+            &mut cw,
+            &mut sr,
+            &mut sw,
+            timeouts(LONG, LONG),
+            |_| true,
+        );
+        let client = async {
+            let _ = client_peer.write_all(b"hello?").await;
+        };
+        let (f, ()) = tokio::join!(fwd, client);
+        assert_eq!(f.up_end, PumpEnd::WriteError);
+        assert!(
+            matches!(f.down_end, PumpEnd::Aborted | PumpEnd::Eof),
+            "{:?}",
+            f.down_end
+        );
+        assert_eq!(f.termination(), ['S', 'D']);
+    }
 }
