@@ -46,4 +46,9 @@ impl Net for TokioNet {
     fn split(stream: TcpStream) -> (OwnedReadHalf, OwnedWriteHalf) {
         stream.into_split()
     }
+
+    fn finish_write(write: OwnedWriteHalf) {
+        // Dropping an OwnedWriteHalf calls shutdown(Write) again; the engine already sent it.
+        write.forget();
+    }
 }

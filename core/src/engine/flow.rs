@@ -52,6 +52,9 @@ impl<N: Net> Context<N> {
     }
 }
 
+/// Most bytes read from the client per inspect read.
+const READ_CHUNK: usize = 4096;
+
 /// What inspection found.
 struct Inspected {
     buf: Vec<u8>,
@@ -330,6 +333,10 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
             .await,
         )
     };
+    // Both directions are done: their explicit shutdowns were sent where needed, so let the
+    // sockets close on drop without a second shutdown each.
+    N::finish_write(cw);
+    N::finish_write(sw);
     learned += learner.learned;
     rec.learned = learned;
     rec.resumed = learner.resumed;
@@ -398,7 +405,6 @@ async fn inspect<R: AsyncRead + Unpin>(
     let mut proxy_pending = fe.accept_proxy;
     let mut eof = false;
     let mut timed_out = false;
-    let mut chunk = [0u8; 4096];
     loop {
         if proxy_pending {
             match proxy_protocol::parse(&out.buf) {
@@ -463,14 +469,24 @@ async fn inspect<R: AsyncRead + Unpin>(
             timed_out = true;
             continue;
         }
-        let room = (fe.inspect_cap + out.data_start + 108 - out.buf.len()).min(chunk.len());
+        // Read straight into the inspect buffer (no chunk on the task's stack: a smaller
+        // connection future is cheaper to spawn), never past the cap plus a PROXY header.
+        let room = (fe.inspect_cap + out.data_start + 108 - out.buf.len()).min(READ_CHUNK);
+        let filled = out.buf.len();
+        out.buf.resize(filled + room, 0);
         tokio::select! {
             biased;
-            r = cr.read(&mut chunk[..room]) => match r {
-                Ok(0) | Err(_) => eof = true,
-                Ok(n) => out.buf.extend_from_slice(&chunk[..n]),
+            r = cr.read(&mut out.buf[filled..]) => match r {
+                Ok(0) | Err(_) => {
+                    eof = true;
+                    out.buf.truncate(filled);
+                }
+                Ok(n) => out.buf.truncate(filled + n),
             },
-            _ = sleep_until(deadline) => timed_out = true,
+            _ = sleep_until(deadline) => {
+                timed_out = true;
+                out.buf.truncate(filled);
+            }
         }
     }
 }

@@ -34,4 +34,11 @@ pub trait Net: Clone + Send + Sync + 'static {
     fn connect(&self, addr: &str) -> impl Future<Output = io::Result<Self::Stream>> + Send;
     /// Splits a stream so both directions can be driven at once without a lock.
     fn split(stream: Self::Stream) -> (Self::ReadHalf, Self::WriteHalf);
+
+    /// Disposes of a write half whose direction is finished. The default drops it; a transport
+    /// whose write half shuts the socket down on drop can skip that redundant syscall, the
+    /// socket closing when its read half goes.
+    fn finish_write(write: Self::WriteHalf) {
+        drop(write);
+    }
 }
