@@ -298,6 +298,7 @@ mod tests {
             ),
             ("tls13-fleet", include_str!("../scenarios/tls13-fleet.toml")),
             ("maintenance", include_str!("../scenarios/maintenance.toml")),
+            ("capacity", include_str!("../scenarios/capacity.toml")),
             (
                 "haproxy-seed",
                 include_str!("../scenarios/haproxy-seed.toml"),
