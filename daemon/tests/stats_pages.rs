@@ -257,3 +257,24 @@ async fn metrics_parse_as_prometheus_text_and_move() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn last_check_shows_status_and_duration_after_a_check() {
+    let rig = Rig::start(&["alpha", "beta"], "").await;
+    // Checks run every 1 s in the rig; wait for the first one.
+    let mut json = serde_json::Value::Null;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        json = rig.get("/;json").await.json();
+        if json.to_string().contains("L4OK") {
+            break;
+        }
+    }
+    let text = json.to_string();
+    assert!(text.contains("\"status\":\"L4OK\""), "{json:#}");
+    let page = rig.get("/").await.body;
+    assert!(
+        page.contains("L4OK in "),
+        "HTML shows the last check:\n{page}"
+    );
+}

@@ -108,6 +108,21 @@ pub struct ServerSlot {
     pub maxqueue: Option<u32>,
     /// Connections waiting for a slot now.
     pub queued: AtomicU64,
+    /// The result of the latest active health check, for the stats page.
+    pub last_check: Mutex<Option<LastCheck>>,
+}
+
+/// One active health check's result, as HAProxy's stats page shows it (`L4OK in 0ms`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastCheck {
+    /// HAProxy's check status code: `L4OK`, `L4CON` (refused/error) or `L4TOUT`.
+    pub status: &'static str,
+    /// How long the check took.
+    pub duration: Duration,
+    /// When it finished.
+    pub at: tokio::time::Instant,
+    /// The error, when it failed.
+    pub info: Option<String>,
 }
 
 impl ServerSlot {
@@ -122,6 +137,7 @@ impl ServerSlot {
             slots: None,
             maxqueue: None,
             queued: AtomicU64::new(0),
+            last_check: Mutex::new(None),
         }
     }
 

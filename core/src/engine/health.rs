@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{sleep, timeout, Instant};
 
-use super::backend::Backend;
+use super::backend::{Backend, LastCheck};
 use super::net::Net;
 use crate::server::Transition;
 use crate::ServerId;
@@ -35,11 +35,22 @@ pub async fn check_server<N: Net>(
         }
         let t0 = Instant::now();
         let result = timeout(check_timeout, net.connect(&slot.address)).await;
-        let (ok, info) = match result {
-            Ok(Ok(_stream)) => (true, String::from("Layer4 check passed")),
-            Ok(Err(e)) => (false, format!("Layer4 connection problem, info: \"{e}\"")),
-            Err(_) => (false, String::from("Layer4 timeout")),
+        let (ok, info, status, error) = match result {
+            Ok(Ok(_stream)) => (true, String::from("Layer4 check passed"), "L4OK", None),
+            Ok(Err(e)) => (
+                false,
+                format!("Layer4 connection problem, info: \"{e}\""),
+                "L4CON",
+                Some(e.to_string()),
+            ),
+            Err(_) => (false, String::from("Layer4 timeout"), "L4TOUT", None),
         };
+        *slot.last_check.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastCheck {
+            status,
+            duration: t0.elapsed(),
+            at: Instant::now(),
+            info: error,
+        });
         if !ok {
             slot.counters
                 .check_failures

@@ -179,7 +179,10 @@ fn backend(h: &mut String, b: &BackendView, opts: &PageOptions<'_>) {
 
 fn server(h: &mut String, b: &BackendView, s: &ServerView, opts: &PageOptions<'_>) {
     let last_check = if s.check {
-        format!("{} failed checks", s.check_failures)
+        match &s.last_check {
+            Some(c) => format!("{}; {} failed checks", c.describe(), s.check_failures),
+            None => format!("not checked yet; {} failed checks", s.check_failures),
+        }
     } else {
         "no check".to_string()
     };

@@ -84,5 +84,11 @@ fn server(s: &ServerView) -> Value {
         "retries": s.retries,
         "redispatches": s.redispatches,
         "check_failures": s.check_failures,
+        "last_check": s.last_check.as_ref().map(|c| serde_json::json!({
+            "status": c.status,
+            "duration_ms": c.duration_ms,
+            "age_ms": c.age_ms,
+            "info": c.info,
+        })),
     })
 }

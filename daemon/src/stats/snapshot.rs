@@ -49,6 +49,35 @@ pub struct BackendView {
     pub tables: Vec<TableView>,
 }
 
+/// The latest active health check of a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckView {
+    /// `L4OK`, `L4CON` or `L4TOUT`.
+    pub status: &'static str,
+    /// Check duration in milliseconds.
+    pub duration_ms: u64,
+    /// Milliseconds since it finished.
+    pub age_ms: u64,
+    /// The error, when it failed.
+    pub info: Option<String>,
+}
+
+impl CheckView {
+    /// HAProxy's wording: `L4OK in 0ms, 2s ago`.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "{} in {}ms, {}s ago",
+            self.status,
+            self.duration_ms,
+            self.age_ms / 1000
+        );
+        if let Some(i) = &self.info {
+            s.push_str(&format!(" ({i})"));
+        }
+        s
+    }
+}
+
 /// One server's state and counters.
 #[derive(Debug, Clone)]
 pub struct ServerView {
@@ -90,6 +119,8 @@ pub struct ServerView {
     pub redispatches: u64,
     /// Failed health checks.
     pub check_failures: u64,
+    /// Latest active check: status code, duration, age, error.
+    pub last_check: Option<CheckView>,
 }
 
 impl ServerView {
@@ -224,6 +255,17 @@ pub fn take(runtime: &Runtime, actconn: u64) -> Snapshot {
                         retries: load(&c.retries),
                         redispatches: load(&c.redispatches),
                         check_failures: load(&c.check_failures),
+                        last_check: slot
+                            .last_check
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .as_ref()
+                            .map(|l| CheckView {
+                                status: l.status,
+                                duration_ms: l.duration.as_millis() as u64,
+                                age_ms: l.at.elapsed().as_millis() as u64,
+                                info: l.info.clone(),
+                            }),
                     }
                 })
                 .collect();
