@@ -6,6 +6,10 @@
 //! and received, exactly where a balancer reads them. Parsing is bounded and never panics: a byte
 //! stream it does not understand yields nothing, not an error the operator must care about.
 
+use tether_core::tls::{
+    ClientHelloParser, HelloOutcome, ServerEvent, ServerFlight, TicketExt, DEFAULT_HELLO_CAP,
+};
+
 /// The cleartext handshake facts of one connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WireObservation {
@@ -28,33 +32,29 @@ pub struct WireObservation {
 }
 
 impl WireObservation {
-    /// Read both directions' captured bytes (each from the start of the connection).
+    /// Read both directions' captured bytes (each from the start of the connection), with the
+    /// same parsers the balancer uses (`tether_core::tls`).
     pub fn from_streams(client_to_server: &[u8], server_to_client: &[u8]) -> Self {
         let mut seen = Self::default();
-        let client = handshake_messages(client_to_server);
-        if let Some((_, body)) = messages(&client).find(|(t, _)| *t == CLIENT_HELLO) {
-            if let Some(hello) = ClientHello::parse(body) {
-                seen.offered_session_id = Some(hello.session_id.to_vec());
-                seen.offered_ticket = hello.ticket.filter(|t| !t.is_empty()).map(<[u8]>::to_vec);
-                seen.offered_psk_identity = hello.psk_identity.map(<[u8]>::to_vec);
-            }
+        let mut parser = ClientHelloParser::new(DEFAULT_HELLO_CAP);
+        if let HelloOutcome::Complete(hello) = parser.parse(client_to_server) {
+            seen.offered_session_id = Some(hello.session_id().to_vec());
+            seen.offered_ticket = match hello.session_ticket() {
+                TicketExt::Ticket(t) => Some(t.to_vec()),
+                TicketExt::Absent | TicketExt::Empty => None,
+            };
+            seen.offered_psk_identity = hello.psk_identities().next().map(<[u8]>::to_vec);
         }
-        let server = handshake_messages(server_to_client);
-        for (kind, body) in messages(&server) {
-            match kind {
-                SERVER_HELLO if seen.server_session_id.is_none() || seen.hello_retry => {
-                    if let Some(hello) = ServerHello::parse(body) {
-                        seen.hello_retry |= hello.is_retry;
-                        seen.server_session_id = Some(hello.session_id.to_vec());
-                        seen.server_version = Some(hello.version);
-                        seen.psk_accepted = hello.psk_selected;
-                    }
+        let mut flight = ServerFlight::new(DEFAULT_HELLO_CAP);
+        for event in flight.feed(server_to_client) {
+            match event {
+                ServerEvent::ServerHello(info) => {
+                    seen.hello_retry |= info.hello_retry_request;
+                    seen.server_session_id = Some(info.session_id.as_slice().to_vec());
+                    seen.server_version = Some(info.negotiated.0);
+                    seen.psk_accepted = info.psk_selected.is_some();
                 }
-                NEW_SESSION_TICKET => {
-                    if let Some(ticket) = tls12_ticket(body) {
-                        seen.issued_ticket = Some(ticket.to_vec());
-                    }
-                }
+                ServerEvent::NewSessionTicket { ticket, .. } => seen.issued_ticket = Some(ticket),
                 _ => {}
             }
         }
@@ -62,177 +62,16 @@ impl WireObservation {
     }
 }
 
-const RECORD_HANDSHAKE: u8 = 0x16;
-const CLIENT_HELLO: u8 = 1;
-const SERVER_HELLO: u8 = 2;
-const NEW_SESSION_TICKET: u8 = 4;
-const EXT_SESSION_TICKET: u16 = 0x0023;
-const EXT_PRE_SHARED_KEY: u16 = 0x0029;
-const EXT_SUPPORTED_VERSIONS: u16 = 0x002b;
-/// SHA-256("HelloRetryRequest"), the random of a HelloRetryRequest (RFC 8446 4.1.3).
-const HELLO_RETRY_RANDOM: [u8; 32] = [
-    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
-    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
-];
-
-/// Concatenated handshake-record payloads from the start of a stream, up to the first record of
-/// another type (ChangeCipherSpec: what follows is encrypted) or an incomplete record.
-fn handshake_messages(stream: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut r = Reader::new(stream);
-    while let (Some(kind), Some(_version), Some(fragment)) = (r.u8(), r.u16(), r.vec_u16()) {
-        if kind != RECORD_HANDSHAKE {
-            break;
-        }
-        out.extend_from_slice(fragment);
-    }
-    out
-}
-
-/// Complete handshake messages (type, body) in `bytes`, stopping at a truncated one.
-fn messages(bytes: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
-    let mut r = Reader::new(bytes);
-    std::iter::from_fn(move || {
-        let kind = r.u8()?;
-        let len = r.u24()?;
-        Some((kind, r.take(len)?))
-    })
-}
-
-struct ClientHello<'a> {
-    session_id: &'a [u8],
-    ticket: Option<&'a [u8]>,
-    psk_identity: Option<&'a [u8]>,
-}
-
-impl<'a> ClientHello<'a> {
-    fn parse(body: &'a [u8]) -> Option<Self> {
-        let mut r = Reader::new(body);
-        r.take(2 + 32)?;
-        let session_id = r.vec_u8()?;
-        r.vec_u16()?; // cipher suites
-        r.vec_u8()?; // compression methods
-        let mut hello = Self {
-            session_id,
-            ticket: None,
-            psk_identity: None,
-        };
-        if r.is_empty() {
-            return Some(hello);
-        }
-        let mut extensions = Reader::new(r.vec_u16()?);
-        while !extensions.is_empty() {
-            let kind = extensions.u16()?;
-            let data = extensions.vec_u16()?;
-            match kind {
-                EXT_SESSION_TICKET => hello.ticket = Some(data),
-                EXT_PRE_SHARED_KEY => {
-                    let mut identities = Reader::new(Reader::new(data).vec_u16()?);
-                    hello.psk_identity = identities.vec_u16();
-                }
-                _ => {}
-            }
-        }
-        Some(hello)
-    }
-}
-
-struct ServerHello<'a> {
-    version: u16,
-    session_id: &'a [u8],
-    psk_selected: bool,
-    is_retry: bool,
-}
-
-impl<'a> ServerHello<'a> {
-    fn parse(body: &'a [u8]) -> Option<Self> {
-        let mut r = Reader::new(body);
-        let legacy_version = r.u16()?;
-        let random = r.take(32)?;
-        let session_id = r.vec_u8()?;
-        r.take(2 + 1)?; // cipher suite, compression
-        let mut hello = Self {
-            version: legacy_version,
-            session_id,
-            psk_selected: false,
-            is_retry: random == HELLO_RETRY_RANDOM,
-        };
-        if r.is_empty() {
-            return Some(hello);
-        }
-        let mut extensions = Reader::new(r.vec_u16()?);
-        while !extensions.is_empty() {
-            let kind = extensions.u16()?;
-            let data = extensions.vec_u16()?;
-            match kind {
-                EXT_SUPPORTED_VERSIONS => hello.version = Reader::new(data).u16()?,
-                EXT_PRE_SHARED_KEY => hello.psk_selected = true,
-                _ => {}
-            }
-        }
-        Some(hello)
-    }
-}
-
-/// The ticket of a TLS 1.2 NewSessionTicket (`lifetime_hint u32, ticket<0..2^16-1>`).
-fn tls12_ticket(body: &[u8]) -> Option<&[u8]> {
-    let mut r = Reader::new(body);
-    r.take(4)?;
-    let ticket = r.vec_u16()?;
-    // A TLS 1.3 NewSessionTicket is encrypted and never reaches here; if a stray one did, its
-    // trailing fields would not fit this shape.
-    r.is_empty().then_some(ticket)
-}
-
-/// A bounds-checked cursor over borrowed bytes.
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self { rest: bytes }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.rest.is_empty()
-    }
-
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.rest.len() < n {
-            return None;
-        }
-        let (head, tail) = self.rest.split_at(n);
-        self.rest = tail;
-        Some(head)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    fn u24(&mut self) -> Option<usize> {
-        self.take(3)
-            .map(|b| usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]))
-    }
-
-    fn vec_u8(&mut self) -> Option<&'a [u8]> {
-        let n = self.u8()?;
-        self.take(usize::from(n))
-    }
-
-    fn vec_u16(&mut self) -> Option<&'a [u8]> {
-        let n = self.u16()?;
-        self.take(usize::from(n))
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    // Wire values for building the test streams.
+    const CLIENT_HELLO: u8 = 1;
+    const SERVER_HELLO: u8 = 2;
+    const NEW_SESSION_TICKET: u8 = 4;
+    const EXT_SESSION_TICKET: u16 = 0x0023;
+    const EXT_PRE_SHARED_KEY: u16 = 0x0029;
+    const EXT_SUPPORTED_VERSIONS: u16 = 0x002b;
+    const HELLO_RETRY_RANDOM: [u8; 32] = tether_core::tls::HELLO_RETRY_REQUEST_RANDOM;
     use super::*;
     use proptest::prelude::*;
 
