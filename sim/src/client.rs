@@ -479,26 +479,16 @@ fn contains_finished(plain: &[u8]) -> Result<bool, WireError> {
     Ok(false)
 }
 
-/// Reads what the client needs from a ServerHello body.
+/// Reads what the client needs from a ServerHello body, with the core's parser.
 pub fn parse_server_hello(body: &[u8]) -> Result<ServerAnswer, WireError> {
-    let mut r = Reader::new(body);
-    r.take(2 + 32, "server hello")?;
-    let session_id = r.vec8("session id")?.to_vec();
-    r.take(3, "cipher/compression")?;
-    let mut answer = ServerAnswer {
-        session_id,
+    let info = tether_core::tls::ServerHelloInfo::parse(body)
+        .map_err(|_| WireError::Malformed("server hello"))?;
+    Ok(ServerAnswer {
+        session_id: info.session_id.as_slice().to_vec(),
+        tls13: info.is_tls13(),
+        psk_accepted: info.psk_selected.is_some(),
         ..ServerAnswer::default()
-    };
-    if r.any_left() {
-        for (t, d) in tls_wire::extensions(r.vec16("extensions")?)? {
-            match t {
-                ext::SUPPORTED_VERSIONS => answer.tls13 = d == [0x03, 0x04],
-                ext::PRE_SHARED_KEY => answer.psk_accepted = true,
-                _ => {}
-            }
-        }
-    }
-    Ok(answer)
+    })
 }
 
 /// The ticket inside a TLS 1.2 NewSessionTicket body.

@@ -20,6 +20,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::metrics::SharedRecorder;
 use crate::scenario::{ServersSpec, TicketKeys};
+use tether_core::tls::TicketExt;
+
 use crate::tls_wire::{
     self, ext, hs, push_encrypted, push_extension, push_handshake, push_record, read_record,
     HandshakeBuffer, Reader, WireError, APPLICATION_DATA, CHANGE_CIPHER_SPEC, HANDSHAKE,
@@ -140,49 +142,22 @@ pub struct ClientHelloView {
     pub pq: bool,
 }
 
-/// Parses a ClientHello handshake body (after the 4-byte handshake header).
+/// Parses a ClientHello handshake body (after the 4-byte handshake header) with the core's
+/// parser, the one the balancer uses.
 pub fn parse_client_hello(body: &[u8]) -> Result<ClientHelloView, WireError> {
-    let mut r = Reader::new(body);
-    r.take(2 + 32, "client hello")?;
-    let session_id = r.vec8("session id")?.to_vec();
-    if session_id.len() > 32 {
-        return Err(WireError::Malformed("session id length"));
-    }
-    r.vec16("cipher suites")?;
-    r.vec8("compression")?;
-    let mut view = ClientHelloView {
-        session_id,
-        ..ClientHelloView::default()
-    };
-    if !r.any_left() {
-        return Ok(view);
-    }
-    for (t, d) in tls_wire::extensions(r.vec16("extensions")?)? {
-        match t {
-            ext::SESSION_TICKET => view.ticket = Some(d.to_vec()),
-            ext::SUPPORTED_VERSIONS => {
-                let mut v = Reader::new(d);
-                let list = v.vec8("supported versions")?;
-                view.tls13 = list.chunks(2).any(|c| c == [0x03, 0x04]);
-            }
-            ext::KEY_SHARE => {
-                let mut k = Reader::new(d);
-                let mut shares = Reader::new(k.vec16("key shares")?);
-                while shares.any_left() {
-                    let group = shares.u16("group")?;
-                    shares.vec16("share")?;
-                    view.pq |= group == 0x11ec;
-                }
-            }
-            ext::PRE_SHARED_KEY => {
-                let mut p = Reader::new(d);
-                let mut ids = Reader::new(p.vec16("psk identities")?);
-                view.psk = Some(ids.vec16("psk identity")?.to_vec());
-            }
-            _ => {}
-        }
-    }
-    Ok(view)
+    let hello = tether_core::tls::ClientHello::parse(body)
+        .map_err(|_| WireError::Malformed("client hello"))?;
+    Ok(ClientHelloView {
+        session_id: hello.session_id().to_vec(),
+        ticket: match hello.session_ticket() {
+            TicketExt::Absent => None,
+            TicketExt::Empty => Some(Vec::new()),
+            TicketExt::Ticket(t) => Some(t.to_vec()),
+        },
+        psk: hello.psk_identities().next().map(<[u8]>::to_vec),
+        tls13: hello.offers_tls13(),
+        pq: hello.key_share_groups().any(|g| g == 0x11ec),
+    })
 }
 
 /// What the server decided for one ClientHello.
@@ -759,6 +734,13 @@ mod tests {
         assert!(!rebooted.decide(&again, 1).resumed);
     }
 
+    /// The body of the first handshake message of a flight that starts with a record.
+    fn first_message(flight: &[u8]) -> &[u8] {
+        let len =
+            usize::from(flight[6]) << 16 | usize::from(flight[7]) << 8 | usize::from(flight[8]);
+        &flight[9..9 + len]
+    }
+
     #[test]
     fn tls13_psk_and_flight_sizes() {
         let mut rng = Rng::new(2);
@@ -775,7 +757,7 @@ mod tests {
             "full flight {}",
             flight.len()
         );
-        let answer = crate::client::parse_server_hello(&flight[9..]).unwrap();
+        let answer = crate::client::parse_server_hello(first_message(&flight)).unwrap();
         assert!(answer.tls13 && !answer.psk_accepted);
         let answer = crate::client::ServerAnswer {
             tickets: d.tickets13.clone(),
@@ -789,7 +771,7 @@ mod tests {
         let short = a.first_flight(&d2);
         assert!(short.len() < 300, "resumed flight {}", short.len());
         assert!(
-            crate::client::parse_server_hello(&short[9..])
+            crate::client::parse_server_hello(first_message(&short))
                 .unwrap()
                 .psk_accepted
         );
