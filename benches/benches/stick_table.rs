@@ -1,5 +1,5 @@
-//! Stick-table cost on the data path: a lookup that hits, and a miss followed by a learn that
-//! evicts the least recently used entry of a full table, at 1k, 100k and 1M entries with 32-byte
+//! Stick-table cost on the data path: a lookup that hits, a learn that refreshes a present key,
+//! and a miss followed by a learn that evicts the least recently used entry of a full table, at 1k, 100k and 1M entries with 32-byte
 //! keys. Keys are random-looking but deterministic (splitmix64), and the access pattern is random
 //! over the population, so large tables pay their cache misses as production would.
 
@@ -63,6 +63,19 @@ fn bench(c: &mut Criterion) {
                 let k = key(splitmix(&mut rng) % n as u64);
                 let r = table.lookup(black_box(&k), Timestamp(1));
                 debug_assert!(matches!(r, Lookup::Hit(_)));
+                black_box(r)
+            })
+        });
+
+        // Learn on a key that is present: what the ServerHello of a confirmed resumption does
+        // (same server: expiry and recency refreshed).
+        let mut rng = 0x1ea2_u64;
+        g.bench_function(BenchmarkId::new("learn_refresh", n), |b| {
+            b.iter(|| {
+                let i = splitmix(&mut rng) % n as u64;
+                let k = key(i);
+                let r = table.learn(black_box(&k), ServerId((i % 4) as u32), Timestamp(1));
+                debug_assert_eq!(r, Learn::Refreshed);
                 black_box(r)
             })
         });

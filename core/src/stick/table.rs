@@ -11,13 +11,16 @@
 //!   than 40 bytes): expiry, server, tag, queue position, then the key as little-endian words.
 //!   Header and key share the line, so confirming a hit and refreshing it touch nothing else.
 //! - `ring: Vec<u32>` — the *touch queue*, a ring of `4 × size` entry indices, least recently
-//!   touched first. A touch appends the entry at the back and overwrites its previous item with
-//!   `NIL` (a plain store, which the CPU does not wait for), so recency costs no pointer chase.
-//!   The front item is kept live (stale items are popped as they surface), so it is always the
-//!   least recently used entry: eviction, [`StickTable::purge_expired`] and
-//!   [`StickTable::next_expiry`] read it directly. When the ring is full it is compacted in place,
-//!   in order; that touches each live entry once and frees at least `3 × size` items, so it adds
-//!   at most a third of a write per touch and the ring never grows.
+//!   touched first. A touch appends the entry at the back and points the record at the new item;
+//!   the previous item turns stale by itself, because an item is live only while its record
+//!   points back at it. So a touch writes only to the record's own line and to the ring's tail:
+//!   no pointer chase, and no store to a random place in the ring (a store that misses the cache
+//!   holds up the store buffer and, behind it, the next lookups — clearing the old item that way
+//!   cost a hit on a 1M table about a third of its time). Eviction, [`StickTable::purge_expired`]
+//!   and [`StickTable::next_expiry`] take the first live item from the front, popping stale ones.
+//!   When the ring is full it is compacted in place, in order, by a loop with no branch on what
+//!   it reads; that reads each item's record once and frees at least `3 × size` items, so it adds
+//!   at most a third of a read and write per touch and the ring never grows.
 //!
 //! With a 32-byte key that is 64 + 8 × 4/3 + 4 × 4 ≈ 91 bytes per entry (HAProxy: ≈ 184), under
 //! the 96-byte budget; the order of live queue items is exactly the LRU order a linked list would
@@ -177,9 +180,11 @@ const EMPTY_LINE: Line = Line([0; WORDS_PER_LINE]);
 const W_EXPIRES: usize = 0;
 /// Record word 1: the server (low 32 bits) and the key's hash tag (high 32 bits).
 const W_SERVER_TAG: usize = 1;
-/// Record word 2: the entry's position in the touch queue when stored; the next free record when
-/// free.
+/// Record word 2: the entry's position in the touch queue with [`LIVE`] set when stored; the next
+/// free record when free.
 const W_LINK: usize = 2;
+/// Marks a stored record's `W_LINK`, so a free record never looks like the target of a queue item.
+const LIVE: u64 = 1 << 63;
 /// Record words 3..: the key, little-endian, zero-padded to whole words.
 const W_KEY: usize = 3;
 
@@ -204,26 +209,36 @@ enum Probe {
     Vacant(usize),
 }
 
-/// A key normalised and split into the little-endian words records store, so that comparing a
-/// key against a record is a handful of word compares.
+/// A key normalised to the table's length (zero-padded or truncated, as [`StickKey`] does), split
+/// into the little-endian words records store (so comparing it against a record is a handful of
+/// word compares), and hashed once.
 struct KeyWords {
-    bytes: StickKey,
     words: [u64; MAX_KEY_LEN / 8],
+    hash: u64,
 }
 
 impl KeyWords {
-    fn new(raw: &[u8], key_len: usize) -> Self {
-        Self::from_key(StickKey::new(raw, key_len))
+    fn new(raw: &[u8], key_len: usize, seed: u64) -> Self {
+        let key_len = clamp_key_len(key_len);
+        let mut words = [0u64; MAX_KEY_LEN / 8];
+        let raw = &raw[..raw.len().min(key_len)];
+        let whole = raw.len() / 8;
+        for (i, w) in words.iter_mut().enumerate().take(whole) {
+            *w = le_word(&raw[i * 8..]);
+        }
+        if raw.len() % 8 != 0 {
+            // The sample is shorter than the key (zero padding) or the key is not whole words.
+            let mut b = [0u8; 8];
+            b[..raw.len() % 8].copy_from_slice(&raw[whole * 8..]);
+            words[whole] = u64::from_le_bytes(b);
+        }
+        let hash = hash_words(&words[..key_len.div_ceil(8)], seed);
+        KeyWords { words, hash }
     }
 
-    fn from_key(bytes: StickKey) -> Self {
-        let mut words = [0u64; MAX_KEY_LEN / 8];
-        for (w, chunk) in words.iter_mut().zip(bytes.as_bytes().chunks(8)) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            *w = u64::from_le_bytes(b);
-        }
-        KeyWords { bytes, words }
+    /// The 32-bit tag that places the key (home slot) and filters index probes.
+    fn tag(&self) -> u32 {
+        (self.hash >> 32) as u32
     }
 }
 
@@ -243,9 +258,11 @@ pub struct StickTable {
     /// Entry records, `lines_per` lines each; grows (within its reservation) up to `capacity`.
     records: Vec<Line>,
     slots: Vec<u64>,
-    /// The touch queue: a ring of record indices, least recently touched first; `NIL` = stale.
+    /// The touch queue: a ring of record indices, least recently touched first. The item at ring
+    /// position `r` is live iff its record is stored and points back at `r`
+    /// ([`StickTable::live_item`]); any other item is stale.
     ring: Vec<u32>,
-    /// Ring position of the oldest item. Invariant: that item is live unless the queue is empty.
+    /// Ring position of the oldest item (live or stale).
     front: usize,
     /// Items in the queue, live and stale.
     queued: usize,
@@ -301,8 +318,8 @@ impl StickTable {
     /// Match a key: a live entry is refreshed (expiry and recency) and its server returned; an
     /// expired one is removed and reported as [`Lookup::Expired`].
     pub fn lookup(&mut self, key: &[u8], now: Timestamp) -> Lookup {
-        let key = KeyWords::new(key, self.key_len);
-        let tag = self.tag(&key);
+        let key = self.key(key);
+        let tag = key.tag();
         match self.probe(&key, tag) {
             Probe::Found(pos, idx) => {
                 let server = ServerId(self.word(idx, W_SERVER_TAG) as u32);
@@ -339,8 +356,8 @@ impl StickTable {
 
     /// Inspect one key without side effects (`show table key=`): `None` if absent or expired.
     pub fn get(&self, key: &[u8], now: Timestamp) -> Option<StickEntry> {
-        let key = KeyWords::new(key, self.key_len);
-        let tag = self.tag(&key);
+        let key = self.key(key);
+        let tag = key.tag();
         match self.probe(&key, tag) {
             Probe::Found(_, idx) if now.0 < self.word(idx, W_EXPIRES) => Some(self.entry(idx)),
             _ => None,
@@ -349,8 +366,8 @@ impl StickTable {
 
     /// Delete one key (`clear table key=`). Returns the server it pointed at, expired or not.
     pub fn remove(&mut self, key: &[u8]) -> Option<ServerId> {
-        let key = KeyWords::new(key, self.key_len);
-        let tag = self.tag(&key);
+        let key = self.key(key);
+        let tag = key.tag();
         match self.probe(&key, tag) {
             Probe::Found(pos, idx) => {
                 let server = ServerId(self.word(idx, W_SERVER_TAG) as u32);
@@ -394,7 +411,8 @@ impl StickTable {
     /// When the next [`StickTable::purge_expired`] has work to do: the expiry of the least recently
     /// used entry (the earliest one when `now` is non-decreasing). `None` when empty.
     pub fn next_expiry(&self) -> Option<Timestamp> {
-        self.oldest()
+        (0..self.queued)
+            .find_map(|k| self.live_item(self.ring_pos(k)))
             .map(|idx| Timestamp(self.word(idx, W_EXPIRES)))
     }
 
@@ -427,9 +445,9 @@ impl StickTable {
     pub fn entries_by_recency(&self, now: Timestamp) -> Vec<StickEntry> {
         let mut out = Vec::new();
         for k in (0..self.queued).rev() {
-            let idx = self.ring[self.ring_pos(k)];
-            if idx != NIL && now.0 < self.word(idx as usize, W_EXPIRES) {
-                out.push(self.entry(idx as usize));
+            match self.live_item(self.ring_pos(k)) {
+                Some(idx) if now.0 < self.word(idx, W_EXPIRES) => out.push(self.entry(idx)),
+                _ => {}
             }
         }
         out
@@ -439,20 +457,19 @@ impl StickTable {
     /// new id, or `None` to drop the entry (server removed). Expiry and recency are unchanged.
     /// `f` is called once per entry, from most to least recently used.
     pub fn remap_servers(&mut self, mut f: impl FnMut(ServerId) -> Option<ServerId>) {
-        // Walk ring positions captured up front: removals only mark items stale and pop stale
-        // items off the front, so every position still to visit keeps its content.
+        // Walk ring positions captured up front: a removal only frees its record (turning its
+        // item stale), so every position still to visit keeps its content.
         if self.queued == 0 {
             return;
         }
         let n = self.ring.len();
         let mut at = self.ring_pos(self.queued - 1);
         for _ in 0..self.queued {
-            let item = self.ring[at];
+            let item = self.live_item(at);
             at = if at == 0 { n - 1 } else { at - 1 };
-            if item == NIL {
+            let Some(idx) = item else {
                 continue;
-            }
-            let idx = item as usize;
+            };
             let w = self.word(idx, W_SERVER_TAG);
             match f(ServerId(w as u32)) {
                 Some(new) => {
@@ -476,16 +493,14 @@ impl StickTable {
         let cap = now.0.saturating_add(next.expire_ms);
         // Oldest first, so the most recent end up at the head and win collisions.
         for k in 0..self.queued {
-            let item = self.ring[self.ring_pos(k)];
-            if item == NIL {
+            let Some(idx) = self.live_item(self.ring_pos(k)) else {
                 continue;
-            }
-            let idx = item as usize;
+            };
             let expires_at = self.word(idx, W_EXPIRES);
             if now.0 >= expires_at {
                 continue;
             }
-            let key = KeyWords::from_key(StickKey::new(&self.key_at(idx), next.key_len));
+            let key = next.key(&self.key_at(idx));
             let server = self.word(idx, W_SERVER_TAG) as u32;
             next.store_raw(&key, server, expires_at.min(cap), now);
         }
@@ -514,7 +529,7 @@ impl StickTable {
     // ---- internals ----
 
     fn store(&mut self, key: &[u8], server: ServerId, now: Timestamp, origin: Origin) -> Learn {
-        let key = KeyWords::new(key, self.key_len);
+        let key = self.key(key);
         let expires_at = now.0.saturating_add(self.expire_ms);
         let outcome = self.store_raw(&key, server.0, expires_at, now);
         let s = &mut self.stats;
@@ -536,7 +551,7 @@ impl StickTable {
 
     /// Insert or overwrite with an explicit deadline; counts expired/evicted but not the store.
     fn store_raw(&mut self, key: &KeyWords, server: u32, expires_at: u64, now: Timestamp) -> Learn {
-        let tag = self.tag(key);
+        let tag = key.tag();
         let mut vacant = match self.probe(key, tag) {
             Probe::Found(pos, idx) => {
                 if now.0 < self.word(idx, W_EXPIRES) {
@@ -613,18 +628,13 @@ impl StickTable {
         idx
     }
 
-    /// Remove entry `idx` whose index slot is `pos`: mark its queue item stale, free the record,
-    /// backward-shift the index.
+    /// Remove entry `idx` whose index slot is `pos`: free the record (which turns its queue item
+    /// stale) and backward-shift the index.
     fn remove_at(&mut self, pos: usize, idx: usize) {
-        let at = self.word(idx, W_LINK) as usize;
-        self.ring[at] = NIL;
         self.set_word(idx, W_LINK, u64::from(self.free));
         self.free = idx as u32;
         self.len -= 1;
         self.remove_slot(pos);
-        if at == self.front {
-            self.settle_front();
-        }
     }
 
     /// Backward-shift deletion for linear probing: pull later entries of the cluster into the
@@ -672,6 +682,13 @@ impl StickTable {
     }
 
     fn key_matches(&self, idx: usize, key: &KeyWords) -> bool {
+        if self.lines_per == 1 {
+            // Words past the key are zero in both: compare the whole line tail at fixed width.
+            return words_equal::<{ WORDS_PER_LINE - W_KEY }>(
+                &self.records[idx].0[W_KEY..],
+                &key.words,
+            );
+        }
         let base = idx * self.lines_per;
         key.words[..self.key_words]
             .iter()
@@ -698,8 +715,8 @@ impl StickTable {
         pos
     }
 
-    fn tag(&self, key: &KeyWords) -> u32 {
-        (hash_key(key.bytes.as_bytes(), self.seed) >> 32) as u32
+    fn key(&self, raw: &[u8]) -> KeyWords {
+        KeyWords::new(raw, self.key_len, self.seed)
     }
 
     fn word(&self, idx: usize, w: usize) -> u64 {
@@ -730,11 +747,9 @@ impl StickTable {
     fn collect(&self, now: Timestamp, keep: impl Fn(u32) -> bool) -> Vec<StickEntry> {
         let mut out = Vec::new();
         for k in 0..self.queued {
-            let item = self.ring[self.ring_pos(k)];
-            if item == NIL {
+            let Some(idx) = self.live_item(self.ring_pos(k)) else {
                 continue;
-            }
-            let idx = item as usize;
+            };
             if now.0 < self.word(idx, W_EXPIRES) && keep(self.word(idx, W_SERVER_TAG) as u32) {
                 out.push(self.entry(idx));
             }
@@ -755,20 +770,34 @@ impl StickTable {
         }
     }
 
-    /// The least recently used entry (the front item, live by invariant).
-    fn oldest(&self) -> Option<usize> {
-        (self.queued > 0).then(|| self.ring[self.front] as usize)
+    /// The record named by the queue item at ring position `at`, if that item is live: the
+    /// record is stored and points back at `at`. Deciding this from the record, instead of
+    /// clearing the old item on every touch, keeps a touch free of a store to a random place in
+    /// the ring, which on a cache miss stalls the store buffer and with it the next lookups.
+    fn live_item(&self, at: usize) -> Option<usize> {
+        let idx = self.ring[at] as usize;
+        let stored = idx < self.records.len() / self.lines_per;
+        (stored && self.word(idx, W_LINK) == at as u64 | LIVE).then_some(idx)
     }
 
-    /// Make entry `idx` the most recently used: append it, mark its previous item stale.
+    /// The least recently used entry: the first live item from the front, popping stale ones.
+    fn oldest(&mut self) -> Option<usize> {
+        while self.queued > 0 {
+            if let Some(idx) = self.live_item(self.front) {
+                return Some(idx);
+            }
+            self.front = self.ring_pos(1);
+            self.queued -= 1;
+        }
+        None
+    }
+
+    /// Make entry `idx` the most recently used: append it; its previous item turns stale because
+    /// the record now points at the new one.
     fn touch(&mut self, idx: usize) {
-        let at = self.word(idx, W_LINK) as usize;
+        let at = (self.word(idx, W_LINK) & !LIVE) as usize;
         if at == self.ring_pos(self.queued - 1) {
             return; // already the most recent
-        }
-        self.ring[at] = NIL;
-        if at == self.front {
-            self.settle_front();
         }
         self.push_back(idx);
     }
@@ -781,34 +810,33 @@ impl StickTable {
         let at = self.ring_pos(self.queued);
         self.ring[at] = idx as u32;
         self.queued += 1;
-        self.set_word(idx, W_LINK, at as u64);
-    }
-
-    /// Pop stale items off the front so that the front item is live (or the queue empty).
-    fn settle_front(&mut self) {
-        while self.queued > 0 && self.ring[self.front] == NIL {
-            self.front = self.ring_pos(1);
-            self.queued -= 1;
-        }
+        self.set_word(idx, W_LINK, at as u64 | LIVE);
     }
 
     /// Squeeze the stale items out of the queue, keeping the live ones in order. Runs when the
-    /// ring is full, which leaves at least `ring.len() - capacity` free items afterwards.
+    /// ring is full, which leaves at least `ring.len() - capacity` free items afterwards. Nothing
+    /// in the loop branches on what it reads (each item's liveness is in a random record), so the
+    /// CPU keeps many of those reads in flight.
     fn compact(&mut self) {
         let n = self.ring.len();
         let mut read = self.front;
         let mut write = self.front;
         let mut kept = 0;
         for _ in 0..self.queued {
-            let item = self.ring[read];
-            if item != NIL {
-                if write != read {
-                    self.ring[write] = item;
-                    self.set_word(item as usize, W_LINK, write as u64);
-                }
-                write = if write + 1 == n { 0 } else { write + 1 };
-                kept += 1;
+            // An item inside the queue always names a record that exists; only whether it still
+            // points back is in question.
+            let idx = self.ring[read] as usize;
+            let link = self.word(idx, W_LINK);
+            let live = link == read as u64 | LIVE;
+            self.ring[write] = idx as u32;
+            // A stale item's record gets its own link back: a store either way, no branch.
+            self.set_word(idx, W_LINK, if live { write as u64 | LIVE } else { link });
+            let step = usize::from(live);
+            write += step;
+            if write == n {
+                write = 0;
             }
+            kept += step;
             read = if read + 1 == n { 0 } else { read + 1 };
         }
         self.queued = kept;
@@ -827,32 +855,37 @@ fn mum(a: u64, b: u64) -> u64 {
     (r as u64) ^ ((r >> 64) as u64)
 }
 
-/// Hash a key, 16 bytes per step. Written here rather than taken from std so it is fixed across
-/// Rust versions and platforms, fast for 32-byte keys, and seedable.
-fn hash_key(key: &[u8], seed: u64) -> u64 {
+/// Hash a key's words, two per step. Written here rather than taken from std so it is fixed
+/// across Rust versions and platforms, fast for 32-byte keys, and seedable. All keys of a table
+/// have its length, so the zero padding of the last word is unambiguous.
+fn hash_words(words: &[u64], seed: u64) -> u64 {
     const P0: u64 = 0xa076_1d64_78bd_642f;
     const P1: u64 = 0xe703_7ed1_a0b4_28db;
     const P2: u64 = 0x8ebc_6af0_9c88_c6e3;
     let mut h = seed ^ P0;
-    let mut chunks = key.chunks_exact(16);
-    for c in &mut chunks {
-        let (a, b) = c.split_at(8);
-        h = mum(word(a) ^ P1, word(b) ^ h);
+    let mut pairs = words.chunks_exact(2);
+    for p in &mut pairs {
+        h = mum(p[0] ^ P1, p[1] ^ h);
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut buf = [0u8; 16];
-        buf[..rest.len()].copy_from_slice(rest);
-        let (a, b) = buf.split_at(8);
-        h = mum(word(a) ^ P1, word(b) ^ h);
+    if let [last] = pairs.remainder() {
+        h = mum(last ^ P1, h);
     }
-    mum(h ^ P2, key.len() as u64 ^ P1)
+    mum(h ^ P2, words.len() as u64 ^ P1)
 }
 
-fn word(b: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(b);
-    u64::from_le_bytes(w)
+/// The first `N` words of `a` and `b` are equal: no early exit and no call, so the compiler emits
+/// a few wide compares.
+#[inline(always)]
+fn words_equal<const N: usize>(a: &[u64], b: &[u64]) -> bool {
+    let (a, b) = (&a[..N], &b[..N]);
+    a.iter().zip(b).fold(0, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// The little-endian word in the first 8 bytes of `b` (which holds at least 8).
+#[inline(always)]
+fn le_word(b: &[u8]) -> u64 {
+    let b: [u8; 8] = b[..8].try_into().expect("8 bytes");
+    u64::from_le_bytes(b)
 }
 
 #[cfg(test)]

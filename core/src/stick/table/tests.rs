@@ -37,31 +37,20 @@ impl StickTable {
         let records = self.records.len() / self.lines_per;
         assert_eq!(self.records.len() % self.lines_per, 0);
         assert!(self.queued <= self.ring.len());
-        assert!(
-            self.queued == 0 || self.ring[self.front] != NIL,
-            "stale item at the front"
-        );
         let mut seen = vec![false; records];
         let mut count = 0;
         for k in 0..self.queued {
             let at = self.ring_pos(k);
-            let item = self.ring[at];
-            if item == NIL {
+            let Some(idx) = self.live_item(at) else {
                 continue;
-            }
-            let idx = item as usize;
+            };
             assert!(
                 !std::mem::replace(&mut seen[idx], true),
                 "entry {idx} queued twice"
             );
-            assert_eq!(
-                self.word(idx, W_LINK),
-                at as u64,
-                "entry {idx} points at a stale item"
-            );
-            let key = KeyWords::from_key(self.key_at(idx));
+            let key = self.key(&self.key_at(idx));
             let tag = (self.word(idx, W_SERVER_TAG) >> 32) as u32;
-            assert_eq!(self.tag(&key), tag, "stale tag at {idx}");
+            assert_eq!(key.tag(), tag, "stale tag at {idx}");
             match self.probe(&key, tag) {
                 Probe::Found(pos, found) => {
                     assert_eq!(found, idx);
@@ -82,11 +71,19 @@ impl StickTable {
                 !std::mem::replace(&mut seen[f as usize], true),
                 "free entry {f} in use"
             );
+            assert_eq!(self.word(f as usize, W_LINK) & LIVE, 0, "free entry {f} marked live");
             free += 1;
             f = self.word(f as usize, W_LINK) as u32;
             assert!(free <= records);
         }
         assert_eq!(free + self.len, records);
+        // Every stored record points at its live item, inside the queue.
+        let window: Vec<usize> = (0..self.queued).map(|k| self.ring_pos(k)).collect();
+        for idx in (0..records).filter(|&i| self.word(i, W_LINK) & LIVE != 0) {
+            let at = (self.word(idx, W_LINK) & !LIVE) as usize;
+            assert!(window.contains(&at), "entry {idx} points outside the queue");
+            assert_eq!(self.ring[at] as usize, idx, "entry {idx} points at a foreign item");
+        }
         assert!(records <= self.capacity);
         assert_eq!(self.ring.len(), self.capacity * QUEUE_FACTOR);
     }
@@ -384,6 +381,32 @@ fn touch_queue_compacts_in_place_and_keeps_exact_order() {
 }
 
 #[test]
+fn a_touch_leaves_the_old_item_stale_without_writing_it() {
+    let mut st = StickTable::new(cfg(32, 4, 1_000_000, false));
+    st.learn(&key32(0), ServerId(0), t(0));
+    st.learn(&key32(1), ServerId(1), t(0));
+    let (old_at, idx0) = (st.front, st.ring[st.front]);
+    assert_eq!(st.live_item(old_at), Some(idx0 as usize));
+    assert_eq!(st.lookup(&key32(0), t(1)), Lookup::Hit(ServerId(0)));
+    // The old item still names the record, untouched, but no longer counts.
+    assert_eq!(st.ring[old_at], idx0);
+    assert_eq!(st.live_item(old_at), None);
+    assert_eq!(st.queued, 3);
+    // Eviction skips it: key 1 is now the least recently used.
+    st.learn(&key32(2), ServerId(2), t(2));
+    st.learn(&key32(3), ServerId(3), t(3));
+    st.learn(&key32(4), ServerId(4), t(4));
+    assert_eq!(st.get(&key32(1), t(4)), None);
+    assert_eq!(st.get(&key32(0), t(4)).map(|e| e.server), Some(ServerId(0)));
+    // A freed record's item is stale too, even once the record is reused for another key.
+    st.remove(&key32(0));
+    st.learn(&key32(5), ServerId(5), t(5));
+    st.assert_consistent();
+    let servers: Vec<u32> = st.entries_by_recency(t(5)).iter().map(|e| e.server.0).collect();
+    assert_eq!(servers, vec![5, 4, 3, 2]);
+}
+
+#[test]
 fn records_fill_whole_cache_lines() {
     for (len, lines) in [(1, 1), (32, 1), (40, 1), (41, 2), (64, 2)] {
         let mut st = StickTable::new(cfg(len, 100, 1000, false));
@@ -420,14 +443,13 @@ fn many_random_keys_all_findable_after_churn() {
 
 #[test]
 fn hash_depends_on_every_byte_and_the_seed() {
-    let base = key32(1);
-    let h = hash_key(&base, 1);
+    let base = KeyWords::new(&key32(1), 32, 1).hash;
     for i in 0..32 {
-        let mut k = base;
+        let mut k = key32(1);
         k[i] ^= 1;
-        assert_ne!(hash_key(&k, 1), h, "byte {i} ignored");
+        assert_ne!(KeyWords::new(&k, 32, 1).hash, base, "byte {i} ignored");
     }
-    assert_ne!(hash_key(&base, 2), h);
+    assert_ne!(KeyWords::new(&key32(1), 32, 2).hash, base);
     // Seeds change placement, never behaviour.
     let mut a = StickTable::with_hash_seed(cfg(32, 50, 100, false), 1);
     let mut b = StickTable::with_hash_seed(cfg(32, 50, 100, false), 2);
