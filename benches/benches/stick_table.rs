@@ -1,7 +1,8 @@
 //! Stick-table cost on the data path: a lookup that hits, a learn that refreshes a present key,
-//! and a miss followed by a learn that evicts the least recently used entry of a full table, at 1k, 100k and 1M entries with 32-byte
-//! keys. Keys are random-looking but deterministic (splitmix64), and the access pattern is random
-//! over the population, so large tables pay their cache misses as production would.
+//! and a miss followed by a learn that evicts the least recently used entry of a full table, at
+//! 1k, 100k and 1M entries with 32-byte keys. Keys are random-looking but deterministic
+//! (splitmix64), and the access pattern is random over the population, so large tables pay their
+//! cache misses as production would.
 
 use std::hint::black_box;
 use std::time::Duration;
