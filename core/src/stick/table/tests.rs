@@ -71,7 +71,11 @@ impl StickTable {
                 !std::mem::replace(&mut seen[f as usize], true),
                 "free entry {f} in use"
             );
-            assert_eq!(self.word(f as usize, W_LINK) & LIVE, 0, "free entry {f} marked live");
+            assert_eq!(
+                self.word(f as usize, W_LINK) & LIVE,
+                0,
+                "free entry {f} marked live"
+            );
             free += 1;
             f = self.word(f as usize, W_LINK) as u32;
             assert!(free <= records);
@@ -82,7 +86,10 @@ impl StickTable {
         for idx in (0..records).filter(|&i| self.word(i, W_LINK) & LIVE != 0) {
             let at = (self.word(idx, W_LINK) & !LIVE) as usize;
             assert!(window.contains(&at), "entry {idx} points outside the queue");
-            assert_eq!(self.ring[at] as usize, idx, "entry {idx} points at a foreign item");
+            assert_eq!(
+                self.ring[at] as usize, idx,
+                "entry {idx} points at a foreign item"
+            );
         }
         assert!(records <= self.capacity);
         assert_eq!(self.ring.len(), self.capacity * QUEUE_FACTOR);
@@ -402,7 +409,11 @@ fn a_touch_leaves_the_old_item_stale_without_writing_it() {
     st.remove(&key32(0));
     st.learn(&key32(5), ServerId(5), t(5));
     st.assert_consistent();
-    let servers: Vec<u32> = st.entries_by_recency(t(5)).iter().map(|e| e.server.0).collect();
+    let servers: Vec<u32> = st
+        .entries_by_recency(t(5))
+        .iter()
+        .map(|e| e.server.0)
+        .collect();
     assert_eq!(servers, vec![5, 4, 3, 2]);
 }
 
