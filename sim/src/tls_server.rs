@@ -488,9 +488,10 @@ fn now_ms() -> u64 {
     turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64
 }
 
-/// Serves TLS on [`TLS_PORT`] until the host crashes; a PROXY header before TLS is accepted.
-pub async fn run_server(ctx: ServerContext) -> turmoil::Result {
-    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", TLS_PORT)).await?;
+/// Serves TLS on `port` (usually [`TLS_PORT`]) until the host crashes; a PROXY header before TLS
+/// is accepted.
+pub async fn run_server(ctx: ServerContext, port: u16) -> turmoil::Result {
+    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", port)).await?;
     loop {
         let (stream, _) = listener.accept().await?;
         let ctx = ctx.clone();
