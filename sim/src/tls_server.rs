@@ -607,7 +607,7 @@ where
     while sent < response_len {
         let n = (response_len - sent).min(tls_wire::MAX_FRAGMENT - 1);
         let mut out = Vec::with_capacity(n + 32);
-        push_encrypted(&mut out, APPLICATION_DATA, APPLICATION_DATA, &vec![0x5a; n]);
+        tls_wire::push_encrypted_fill(&mut out, APPLICATION_DATA, APPLICATION_DATA, 0x5a, n);
         wr.write_all(&out).await?;
         sent += n;
     }
