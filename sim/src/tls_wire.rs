@@ -161,8 +161,10 @@ pub fn push_extension(out: &mut Vec<u8>, ext_type: u16, data: &[u8]) {
 /// shares and signatures, so each (length, seed) is computed once. The models use a bounded set
 /// of lengths, and seeds are bytes, so the cache stays small.
 pub fn filler(len: usize, seed: u8) -> Rc<[u8]> {
+    /// Filler bytes by (length, seed).
+    type Cache = RefCell<BTreeMap<(usize, u8), Rc<[u8]>>>;
     thread_local! {
-        static FILLERS: RefCell<BTreeMap<(usize, u8), Rc<[u8]>>> = RefCell::default();
+        static FILLERS: Cache = RefCell::default();
     }
     FILLERS.with(|cache| {
         cache
