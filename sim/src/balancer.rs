@@ -17,6 +17,35 @@ use crate::tls_server::TLS_PORT;
 /// The balancer host's name in the simulation.
 pub const BALANCER_HOST: &str = "lb";
 
+/// Where a simulated server listens: its name (in reports and in the balancer's pool) and its
+/// turmoil host and port. Servers that no event singles out share one host, each on its own
+/// port, because turmoil's cost per step grows with the number of hosts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerAddr {
+    /// Server name, e.g. `server-00`.
+    pub name: String,
+    /// turmoil host it runs on.
+    pub host: String,
+    /// Port it listens on (TLS, PROXY v2 accepted).
+    pub port: u16,
+}
+
+impl ServerAddr {
+    /// A server alone on its host, listening on [`TLS_PORT`].
+    pub fn own_host(name: &str) -> Self {
+        ServerAddr {
+            name: name.to_owned(),
+            host: name.to_owned(),
+            port: TLS_PORT,
+        }
+    }
+
+    /// `host:port`, as a balancer connects to it.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
 /// Administrative state of a server in the balancer's pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AdminState {
@@ -33,19 +62,19 @@ pub enum AdminState {
 pub enum Admin {
     /// Change a server's admin state.
     SetState {
-        /// Server host name.
+        /// Server name.
         server: String,
         /// New state.
         state: AdminState,
     },
     /// A new server joins.
     AddServer {
-        /// Server host name (connect to it on [`TLS_PORT`]).
-        server: String,
+        /// The new server.
+        server: ServerAddr,
     },
     /// A server leaves.
     RemoveServer {
-        /// Server host name.
+        /// Server name.
         server: String,
     },
 }
@@ -55,8 +84,8 @@ pub enum Admin {
 pub struct BalancerEnv {
     /// Port to listen on (0.0.0.0).
     pub listen_port: u16,
-    /// Server host names at start, each listening on [`TLS_PORT`] and accepting PROXY v2.
-    pub servers: Vec<String>,
+    /// Servers at start, in index order, each accepting PROXY v2.
+    pub servers: Vec<ServerAddr>,
     /// Where to report table occupancy or other counters.
     pub recorder: SharedRecorder,
 }
@@ -89,23 +118,23 @@ pub trait BalancerHost {
 
 #[derive(Debug, Default)]
 struct Pool {
-    servers: Vec<(String, AdminState)>,
+    servers: Vec<(ServerAddr, AdminState)>,
     next: usize,
 }
 
 impl Pool {
     /// Up to `n` distinct Ready servers in round-robin order starting at the cursor.
-    fn candidates(&mut self, n: usize) -> Vec<String> {
+    fn candidates(&mut self, n: usize) -> Vec<ServerAddr> {
         let len = self.servers.len();
         let start = self.next;
         let mut out = Vec::new();
         for i in 0..len {
-            let (name, state) = &self.servers[(start + i) % len];
+            let (server, state) = &self.servers[(start + i) % len];
             if *state == AdminState::Ready {
                 if out.is_empty() {
                     self.next = (start + i + 1) % len;
                 }
-                out.push(name.clone());
+                out.push(server.clone());
                 if out.len() == n {
                     break;
                 }
@@ -166,7 +195,7 @@ impl BalancerHost for RoundRobinRelay {
                     for server in candidates {
                         let connect = tokio::time::timeout(
                             timeout,
-                            turmoil::net::TcpStream::connect((server.as_str(), TLS_PORT)),
+                            turmoil::net::TcpStream::connect((server.host.as_str(), server.port)),
                         )
                         .await;
                         if let Ok(Ok(mut upstream)) = connect {
@@ -184,12 +213,12 @@ impl BalancerHost for RoundRobinRelay {
         let mut pool = self.pool.borrow_mut();
         match op {
             Admin::SetState { server, state } => {
-                if let Some(s) = pool.servers.iter_mut().find(|(n, _)| n == server) {
+                if let Some(s) = pool.servers.iter_mut().find(|(s, _)| s.name == *server) {
                     s.1 = *state;
                 }
             }
             Admin::AddServer { server } => pool.servers.push((server.clone(), AdminState::Ready)),
-            Admin::RemoveServer { server } => pool.servers.retain(|(n, _)| n != server),
+            Admin::RemoveServer { server } => pool.servers.retain(|(s, _)| s.name != *server),
         }
     }
 }
@@ -203,15 +232,17 @@ mod tests {
         let relay = RoundRobinRelay::new(Duration::from_secs(1));
         relay.pool.borrow_mut().servers = ["a", "b", "c"]
             .iter()
-            .map(|s| (s.to_string(), AdminState::Ready))
+            .map(|s| (ServerAddr::own_host(s), AdminState::Ready))
             .collect();
         relay.admin(&Admin::SetState {
             server: "b".into(),
             state: AdminState::Drain,
         });
         let mut pool = relay.pool.borrow_mut();
-        assert_eq!(pool.candidates(4), vec!["a", "c"]);
-        assert_eq!(pool.candidates(1), vec!["c"]);
-        assert_eq!(pool.candidates(1), vec!["a"]);
+        let mut names =
+            |n| -> Vec<String> { pool.candidates(n).into_iter().map(|s| s.name).collect() };
+        assert_eq!(names(4), vec!["a", "c"]);
+        assert_eq!(names(1), vec!["c"]);
+        assert_eq!(names(1), vec!["a"]);
     }
 }

@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::balancer::{Admin, AdminState, BalancerEnv, BalancerHost, BALANCER_HOST};
+use crate::balancer::{Admin, AdminState, BalancerEnv, BalancerHost, ServerAddr, BALANCER_HOST};
 use crate::events::{Action, Schedule};
 use crate::fleet::{run_fleet, FleetRun};
 use crate::metrics::{Recorder, SharedRecorder};
@@ -27,9 +27,68 @@ pub fn server_name(i: usize) -> String {
 /// each simulated client's own address travels in its PROXY header anyway.
 const CLIENT_HOST: &str = "clients";
 
+/// The host shared by the servers that no event singles out (no crash, restart, partition or
+/// latency change of their own): each keeps its own model and listener, on its own port. With
+/// the same link latency and no bandwidth model, sharing a host changes nothing they do, and
+/// turmoil's cost per step falls with every host (and host pair) fewer.
+const SHARED_SERVER_HOST: &str = "servers";
+
+/// Port of server `i` on [`SHARED_SERVER_HOST`].
+fn shared_port(i: usize) -> u16 {
+    10_443 + i as u16
+}
+
+/// The servers (by index) that need a host of their own: those a host-level event names.
+fn own_host_servers(scenario: &Scenario) -> Vec<usize> {
+    let mut own: Vec<usize> = scenario
+        .events
+        .iter()
+        .filter_map(|e| match e.action {
+            Action::Crash { server }
+            | Action::Restart { server }
+            | Action::Partition { server }
+            | Action::Heal { server }
+            | Action::Latency {
+                server: Some(server),
+                ..
+            } => Some(server),
+            _ => None,
+        })
+        .collect();
+    own.sort_unstable();
+    own.dedup();
+    own
+}
+
+/// One server's identity and the boots it went through, for its host's software.
+#[derive(Clone)]
+struct ServerSeed {
+    index: usize,
+    name: Rc<str>,
+    port: u16,
+    boots: Rc<Cell<u32>>,
+}
+
+impl ServerSeed {
+    /// The context of a new boot: empty session cache, new ticket keys unless shared.
+    fn boot(&self, spec: &ServersSpec, recorder: &SharedRecorder) -> ServerContext {
+        let boot = self.boots.get();
+        self.boots.set(boot + 1);
+        ServerContext {
+            name: self.name.clone(),
+            model: Rc::new(RefCell::new(ServerModel::new(
+                self.index as u16,
+                boot,
+                spec,
+            ))),
+            recorder: recorder.clone(),
+        }
+    }
+}
+
 struct World<'a> {
     sim: turmoil::Sim<'a>,
-    servers: Vec<String>,
+    servers: Vec<ServerAddr>,
     spec: ServersSpec,
     recorder: SharedRecorder,
     balancer: Option<Rc<dyn BalancerHost>>,
@@ -38,25 +97,87 @@ struct World<'a> {
 }
 
 impl World<'_> {
-    fn add_server(&mut self) -> String {
+    /// Adds the next server on a host of its own (named after it); returns its address.
+    fn add_server(&mut self) -> ServerAddr {
         let index = self.servers.len();
-        let name = server_name(index);
-        self.recorder.borrow_mut().server_known(&name);
-        let boots = Rc::new(Cell::new(0u32));
+        let addr = ServerAddr::own_host(&server_name(index));
+        self.recorder.borrow_mut().server_known(&addr.name);
+        let seed = ServerSeed {
+            index,
+            name: addr.name.as_str().into(),
+            port: addr.port,
+            boots: Rc::default(),
+        };
         let spec = self.spec.clone();
         let recorder = self.recorder.clone();
-        let host_name: Rc<str> = name.as_str().into();
-        self.sim.host(name.as_str(), move || {
-            let boot = boots.get();
-            boots.set(boot + 1);
-            run_server(ServerContext {
-                name: host_name.clone(),
-                model: Rc::new(RefCell::new(ServerModel::new(index as u16, boot, &spec))),
-                recorder: recorder.clone(),
-            })
+        self.sim.host(addr.host.as_str(), move || {
+            run_server(seed.boot(&spec, &recorder), seed.port)
         });
-        self.servers.push(name.clone());
-        name
+        self.servers.push(addr.clone());
+        addr
+    }
+
+    /// Adds `count` servers, in index order; those not in `own` share [`SHARED_SERVER_HOST`]
+    /// when there are at least two of them (a balancer in front is needed: in direct mode the
+    /// clients talk to server 0 by its own host).
+    fn add_initial_servers(&mut self, count: usize, own: &[usize], can_share: bool) {
+        let shared: Vec<usize> = (0..count).filter(|i| !own.contains(i)).collect();
+        if !can_share || shared.len() < 2 {
+            for _ in 0..count {
+                self.add_server();
+            }
+            return;
+        }
+        let mut seeds = Vec::new();
+        for index in 0..count {
+            if own.contains(&index) {
+                self.add_server();
+                continue;
+            }
+            let name = server_name(index);
+            self.recorder.borrow_mut().server_known(&name);
+            let addr = ServerAddr {
+                name,
+                host: SHARED_SERVER_HOST.to_owned(),
+                port: shared_port(index),
+            };
+            seeds.push(ServerSeed {
+                index,
+                name: addr.name.as_str().into(),
+                port: addr.port,
+                boots: Rc::default(),
+            });
+            self.servers.push(addr);
+        }
+        let spec = self.spec.clone();
+        let recorder = self.recorder.clone();
+        self.sim.host(SHARED_SERVER_HOST, move || {
+            let boots: Vec<(ServerContext, u16)> = seeds
+                .iter()
+                .map(|s| (s.boot(&spec, &recorder), s.port))
+                .collect();
+            async move {
+                let listeners: Vec<_> = boots
+                    .into_iter()
+                    .map(|(ctx, port)| tokio::task::spawn_local(run_server(ctx, port)))
+                    .collect();
+                for l in listeners {
+                    l.await??;
+                }
+                Ok(())
+            }
+        });
+    }
+
+    /// The distinct hosts the servers run on, in first-use order.
+    fn server_hosts(&self) -> Vec<String> {
+        let mut hosts: Vec<String> = Vec::new();
+        for s in &self.servers {
+            if !hosts.contains(&s.host) {
+                hosts.push(s.host.clone());
+            }
+        }
+        hosts
     }
 
     /// Hosts on the other side of a server's link: the balancer, or the clients in direct mode.
@@ -68,10 +189,17 @@ impl World<'_> {
         }
     }
 
-    fn server(&self, i: usize) -> Result<String, SimError> {
-        self.servers.get(i).cloned().ok_or_else(|| {
+    fn server(&self, i: usize) -> Result<&ServerAddr, SimError> {
+        self.servers.get(i).ok_or_else(|| {
             SimError::Scenario(format!("event names server {i}, which does not exist"))
         })
+    }
+
+    /// The host of server `i`, for a host-level event (such servers have a host of their own).
+    fn server_host(&self, i: usize) -> Result<String, SimError> {
+        let s = self.server(i)?;
+        debug_assert_eq!(s.host, s.name, "host-level event on a shared host");
+        Ok(s.host.clone())
     }
 
     fn set_latency(&self, a: &[String], b: &str, latency: Duration) {
@@ -89,21 +217,21 @@ impl World<'_> {
     fn apply(&mut self, action: &Action) -> Result<(), SimError> {
         match *action {
             Action::Crash { server } => {
-                let s = self.server(server)?;
+                let s = self.server_host(server)?;
                 self.sim.crash(s.as_str());
             }
             Action::Restart { server } => {
-                let s = self.server(server)?;
+                let s = self.server_host(server)?;
                 self.sim.bounce(s.as_str());
             }
             Action::Partition { server } => {
-                let s = self.server(server)?;
+                let s = self.server_host(server)?;
                 for f in self.front() {
                     self.sim.partition(f.as_str(), s.as_str());
                 }
             }
             Action::Heal { server } => {
-                let s = self.server(server)?;
+                let s = self.server_host(server)?;
                 for f in self.front() {
                     self.sim.repair(f.as_str(), s.as_str());
                 }
@@ -114,17 +242,17 @@ impl World<'_> {
                     Action::Maint { .. } => AdminState::Maint,
                     _ => AdminState::Ready,
                 };
-                let server = self.server(server)?;
+                let server = self.server(server)?.name.clone();
                 self.admin(Admin::SetState { server, state });
             }
             Action::AddServer => {
                 let s = self.add_server();
                 let front = self.front();
-                self.set_latency(&front, &s, self.server_latency);
+                self.set_latency(&front, &s.host, self.server_latency);
                 self.admin(Admin::AddServer { server: s });
             }
             Action::RemoveServer { server } => {
-                let server = self.server(server)?;
+                let server = self.server(server)?.name.clone();
                 self.admin(Admin::RemoveServer { server });
             }
             Action::RestartBalancer => {
@@ -134,13 +262,13 @@ impl World<'_> {
             }
             Action::Latency { server, latency } => match server {
                 Some(i) => {
-                    let s = self.server(i)?;
+                    let s = self.server_host(i)?;
                     self.set_latency(&self.front(), &s, latency.get());
                 }
                 None => {
                     let target = match self.balancer {
                         Some(_) => BALANCER_HOST.to_owned(),
-                        None => self.server(0)?,
+                        None => self.server_host(0)?,
                     };
                     self.set_latency(&self.fleet_hosts, &target, latency.get());
                 }
@@ -265,9 +393,11 @@ pub fn simulate(
         fleet_hosts: vec![CLIENT_HOST.to_owned()],
         server_latency: scenario.network.server_latency.get(),
     };
-    for _ in 0..scenario.servers.count {
-        world.add_server();
-    }
+    world.add_initial_servers(
+        scenario.servers.count,
+        &own_host_servers(scenario),
+        balancer.is_some(),
+    );
     let target = match &balancer {
         Some(b) => {
             let env = BalancerEnv {
@@ -281,7 +411,7 @@ pub fn simulate(
                 .host(BALANCER_HOST, move || b.software(env.clone()));
             BALANCER_HOST.to_owned()
         }
-        None => world.servers[0].clone(),
+        None => world.servers[0].host.clone(),
     };
     let mut runs = Vec::new();
     for (i, spec) in scenario.fleets.iter().enumerate() {
@@ -309,10 +439,10 @@ pub fn simulate(
     let client_latency = scenario.network.client_latency.get();
     world.set_latency(&world.fleet_hosts.clone(), &target, client_latency);
     if balancer.is_some() {
-        for s in world.servers.clone() {
+        for host in world.server_hosts() {
             world
                 .sim
-                .set_link_latency(BALANCER_HOST, s.as_str(), world.server_latency);
+                .set_link_latency(BALANCER_HOST, host.as_str(), world.server_latency);
         }
     }
 

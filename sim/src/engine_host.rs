@@ -22,10 +22,9 @@ use tether_core::stick::StickStats;
 use tether_core::ServerId;
 use tokio::sync::{watch, Semaphore};
 
-use crate::balancer::{Admin, AdminState, BalancerEnv, BalancerHost};
+use crate::balancer::{Admin, AdminState, BalancerEnv, BalancerHost, ServerAddr};
 use crate::metrics::{AffinityCounts, OutcomeEvent, TableTotals};
 use crate::net::TurmoilNet;
-use crate::tls_server::TLS_PORT;
 use crate::SimError;
 use tether_core::affinity::MatchOutcome;
 
@@ -113,7 +112,7 @@ impl LogSink for OutcomeSink {
 /// The engine on the balancer host.
 pub struct EngineHost {
     base: Config,
-    servers: RefCell<Vec<String>>,
+    servers: RefCell<Vec<ServerAddr>>,
     runtime: Rc<RefCell<Option<Arc<Runtime>>>>,
     frontend: Rc<RefCell<Option<FrontendHandle>>>,
     outcomes: Arc<OutcomeSink>,
@@ -202,12 +201,12 @@ impl EngineHost {
         let template = c.backends[0].servers.first().cloned();
         c.backends[0].servers = servers
             .iter()
-            .map(|name| {
+            .map(|srv| {
                 let mut s = template
                     .clone()
-                    .unwrap_or_else(|| config::Server::new(name, ""));
-                s.name = name.clone();
-                s.address = format!("{name}:{TLS_PORT}");
+                    .unwrap_or_else(|| config::Server::new(&srv.name, ""));
+                s.name = srv.name.clone();
+                s.address = srv.address();
                 s
             })
             .collect();
@@ -301,7 +300,7 @@ impl BalancerHost for EngineHost {
                 self.reload();
             }
             Admin::RemoveServer { server } => {
-                self.servers.borrow_mut().retain(|s| s != server);
+                self.servers.borrow_mut().retain(|s| s.name != *server);
                 self.reload();
             }
         }

@@ -17,28 +17,48 @@ const SIZE: (u32, u32) = (960, 540);
 /// as `.png` and `.svg`; returns the files written.
 pub fn write_plots(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, SimError> {
     std::fs::create_dir_all(dir).map_err(|e| plot_error(dir, e))?;
-    let mut written = Vec::new();
     let mut charts: Vec<(&str, Chart)> =
         vec![("load", Chart::Load), ("resumption", Chart::Resumption)];
     if !report.series.table_occupancy.is_empty() {
         charts.push(("table", Chart::Table));
     }
-    for (stem, chart) in charts {
-        let png = dir.join(format!("{stem}.png"));
-        {
-            let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
-            draw(&root, report, chart).map_err(|e| plot_error(&png, e))?;
-            root.present().map_err(|e| plot_error(&png, e))?;
-        }
-        written.push(png);
-        let svg = dir.join(format!("{stem}.svg"));
-        {
-            let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
-            draw(&root, report, chart).map_err(|e| plot_error(&svg, e))?;
-            root.present().map_err(|e| plot_error(&svg, e))?;
-        }
-        written.push(svg);
-    }
+    // The bitmaps and the SVGs do not depend on each other: draw them on two threads (a run
+    // ends with this, and the simulation itself is single-threaded). Same files either way.
+    let (pngs, svgs) = std::thread::scope(|scope| {
+        let pngs = scope.spawn(|| {
+            charts
+                .iter()
+                .map(|&(stem, chart)| {
+                    let png = dir.join(format!("{stem}.png"));
+                    let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+                    draw(&root, report, chart).map_err(|e| plot_error(&png, e))?;
+                    root.present().map_err(|e| plot_error(&png, e))?;
+                    drop(root);
+                    Ok(png)
+                })
+                .collect::<Result<Vec<PathBuf>, SimError>>()
+        });
+        let svgs = charts
+            .iter()
+            .map(|&(stem, chart)| {
+                let svg = dir.join(format!("{stem}.svg"));
+                let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
+                draw(&root, report, chart).map_err(|e| plot_error(&svg, e))?;
+                root.present().map_err(|e| plot_error(&svg, e))?;
+                drop(root);
+                Ok(svg)
+            })
+            .collect::<Result<Vec<PathBuf>, SimError>>();
+        let pngs = pngs
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (pngs, svgs)
+    });
+    let written = pngs?
+        .into_iter()
+        .zip(svgs?)
+        .flat_map(|(png, svg)| [png, svg])
+        .collect();
     Ok(written)
 }
 

@@ -488,9 +488,10 @@ fn now_ms() -> u64 {
     turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64
 }
 
-/// Serves TLS on [`TLS_PORT`] until the host crashes; a PROXY header before TLS is accepted.
-pub async fn run_server(ctx: ServerContext) -> turmoil::Result {
-    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", TLS_PORT)).await?;
+/// Serves TLS on `port` (usually [`TLS_PORT`]) until the host crashes; a PROXY header before TLS
+/// is accepted.
+pub async fn run_server(ctx: ServerContext, port: u16) -> turmoil::Result {
+    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", port)).await?;
     loop {
         let (stream, _) = listener.accept().await?;
         let ctx = ctx.clone();
@@ -606,7 +607,7 @@ where
     while sent < response_len {
         let n = (response_len - sent).min(tls_wire::MAX_FRAGMENT - 1);
         let mut out = Vec::with_capacity(n + 32);
-        push_encrypted(&mut out, APPLICATION_DATA, APPLICATION_DATA, &vec![0x5a; n]);
+        tls_wire::push_encrypted_fill(&mut out, APPLICATION_DATA, APPLICATION_DATA, 0x5a, n);
         wr.write_all(&out).await?;
         sent += n;
     }

@@ -7,7 +7,10 @@
 //! their TLS 1.3 inner plaintext followed by a 16-byte stand-in for the AEAD tag, so the models
 //! can read them back while a balancer only sees opaque application-data records.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::io;
+use std::rc::Rc;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -95,15 +98,37 @@ pub fn push_record(out: &mut Vec<u8>, content_type: u8, body: &[u8]) {
 /// Appends an "encrypted" record: TLS 1.3 inner plaintext (`body`, inner type) plus a tag.
 pub fn push_encrypted(out: &mut Vec<u8>, outer_type: u8, inner_type: u8, body: &[u8]) {
     for chunk in body.chunks(MAX_FRAGMENT - 1) {
-        let mut inner = Vec::with_capacity(chunk.len() + 1 + TAG_LEN);
-        inner.extend_from_slice(chunk);
-        inner.push(inner_type);
-        inner.extend_from_slice(&[0xAE; TAG_LEN]);
-        out.push(outer_type);
-        out.extend_from_slice(&[0x03, 0x03]);
-        out.extend_from_slice(&(inner.len() as u16).to_be_bytes());
-        out.extend_from_slice(&inner);
+        push_encrypted_header(out, outer_type, chunk.len());
+        out.extend_from_slice(chunk);
+        push_encrypted_trailer(out, inner_type);
     }
+}
+
+/// Appends one "encrypted" record whose plaintext is `len` copies of `byte` (at most
+/// `MAX_FRAGMENT - 1`), written in place: bulk responses need no plaintext buffer of their own.
+pub fn push_encrypted_fill(
+    out: &mut Vec<u8>,
+    outer_type: u8,
+    inner_type: u8,
+    byte: u8,
+    len: usize,
+) {
+    debug_assert!(len < MAX_FRAGMENT, "one record at most");
+    out.reserve(5 + len + 1 + TAG_LEN);
+    push_encrypted_header(out, outer_type, len);
+    out.resize(out.len() + len, byte);
+    push_encrypted_trailer(out, inner_type);
+}
+
+fn push_encrypted_header(out: &mut Vec<u8>, outer_type: u8, plaintext_len: usize) {
+    out.push(outer_type);
+    out.extend_from_slice(&[0x03, 0x03]);
+    out.extend_from_slice(&((plaintext_len + 1 + TAG_LEN) as u16).to_be_bytes());
+}
+
+fn push_encrypted_trailer(out: &mut Vec<u8>, inner_type: u8) {
+    out.push(inner_type);
+    out.extend_from_slice(&[0xAE; TAG_LEN]);
 }
 
 /// Splits an "encrypted" record body back into (inner type, plaintext).
@@ -131,10 +156,27 @@ pub fn push_extension(out: &mut Vec<u8>, ext_type: u16, data: &[u8]) {
 }
 
 /// Deterministic filler bytes standing in for keys, signatures and certificates.
-pub fn filler(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
+///
+/// Shared from a per-thread cache: every connection sends the same stand-in certificate, key
+/// shares and signatures, so each (length, seed) is computed once. The models use a bounded set
+/// of lengths, and seeds are bytes, so the cache stays small.
+pub fn filler(len: usize, seed: u8) -> Rc<[u8]> {
+    /// Filler bytes by (length, seed).
+    type Cache = RefCell<BTreeMap<(usize, u8), Rc<[u8]>>>;
+    thread_local! {
+        static FILLERS: Cache = RefCell::default();
+    }
+    FILLERS.with(|cache| {
+        cache
+            .borrow_mut()
+            .entry((len, seed))
+            .or_insert_with(|| {
+                (0..len)
+                    .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+                    .collect()
+            })
+            .clone()
+    })
 }
 
 /// A bounds-checked cursor over borrowed bytes; every read fails instead of panicking.
@@ -214,8 +256,14 @@ pub async fn read_record<R: AsyncRead + Unpin>(io: &mut R) -> Result<(u8, Vec<u8
     if len > MAX_RECORD || header[1] != 0x03 {
         return Err(WireError::Malformed("record header"));
     }
-    let mut body = vec![0u8; len];
-    io.read_exact(&mut body).await?;
+    // Read into spare capacity: no zeroing of a buffer that is overwritten at once.
+    let mut body = Vec::with_capacity(len);
+    let mut rest = (&mut *io).take(len as u64);
+    while body.len() < len {
+        if rest.read_buf(&mut body).await? == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+        }
+    }
     Ok((header[0], body))
 }
 
@@ -273,6 +321,40 @@ mod tests {
         assert_eq!(out.len(), 5 + 5 + 1 + TAG_LEN);
         let (inner, body) = open_encrypted(&out[5..]).unwrap();
         assert_eq!((inner, body), (HANDSHAKE, &b"hello"[..]));
+    }
+
+    #[test]
+    fn filled_record_matches_the_general_one() {
+        let mut general = Vec::new();
+        push_encrypted(
+            &mut general,
+            APPLICATION_DATA,
+            APPLICATION_DATA,
+            &[0x5a; 1000],
+        );
+        let mut filled = Vec::new();
+        push_encrypted_fill(&mut filled, APPLICATION_DATA, APPLICATION_DATA, 0x5a, 1000);
+        assert_eq!(general, filled);
+        assert_eq!(filler(5, 1), filler(5, 1));
+        assert_eq!(filler(3, 0)[..], [0, 31, 62]);
+    }
+
+    #[tokio::test]
+    async fn read_record_reads_exactly_one_record() {
+        let mut wire = Vec::new();
+        push_record(&mut wire, HANDSHAKE, b"abc");
+        push_record(&mut wire, CHANGE_CIPHER_SPEC, &[1]);
+        let mut r = &wire[..];
+        assert_eq!(
+            read_record(&mut r).await.unwrap(),
+            (HANDSHAKE, b"abc".to_vec())
+        );
+        assert_eq!(
+            read_record(&mut r).await.unwrap(),
+            (CHANGE_CIPHER_SPEC, vec![1])
+        );
+        let mut short = &wire[..6];
+        assert!(read_record(&mut short).await.is_err());
     }
 
     #[test]
