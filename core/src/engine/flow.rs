@@ -334,9 +334,12 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
         )
     };
     // Both directions are done: their explicit shutdowns were sent where needed, so let the
-    // sockets close on drop without a second shutdown each.
+    // sockets close on drop without a second shutdown each. Close them now, before the
+    // bookkeeping and the log line: `forward` leaves the FINs it skipped to this close.
     N::finish_write(cw);
     N::finish_write(sw);
+    drop(cr);
+    drop(sr);
     learned += learner.learned;
     rec.learned = learned;
     rec.resumed = learner.resumed;
