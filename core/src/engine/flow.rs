@@ -334,9 +334,12 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
         )
     };
     // Both directions are done: their explicit shutdowns were sent where needed, so let the
-    // sockets close on drop without a second shutdown each.
+    // sockets close on drop without a second shutdown each. Close them now, before the
+    // bookkeeping and the log line: `forward` leaves the FINs it skipped to this close.
     N::finish_write(cw);
     N::finish_write(sw);
+    drop(cr);
+    drop(sr);
     learned += learner.learned;
     rec.learned = learned;
     rec.resumed = learner.resumed;
@@ -393,7 +396,8 @@ async fn inspect<R: AsyncRead + Unpin>(
         AffinityMode::Rules(r) => (false, false, Some(r)),
     };
     let mut out = Inspected {
-        buf: Vec::with_capacity(2048),
+        // One read's worth: a ClientHello (even a post-quantum one) fits without regrowing.
+        buf: Vec::with_capacity(READ_CHUNK),
         data_start: 0,
         client: peer,
         hello: None,
@@ -469,24 +473,19 @@ async fn inspect<R: AsyncRead + Unpin>(
             timed_out = true;
             continue;
         }
-        // Read straight into the inspect buffer (no chunk on the task's stack: a smaller
-        // connection future is cheaper to spawn), never past the cap plus a PROXY header.
+        // Read straight into the inspect buffer's spare capacity (no chunk on the task's stack,
+        // no zeroing), never past the cap plus a PROXY header.
         let room = (fe.inspect_cap + out.data_start + 108 - out.buf.len()).min(READ_CHUNK);
-        let filled = out.buf.len();
-        out.buf.resize(filled + room, 0);
+        out.buf.reserve(room);
+        let mut limited = (&mut *cr).take(room as u64);
         tokio::select! {
             biased;
-            r = cr.read(&mut out.buf[filled..]) => match r {
-                Ok(0) | Err(_) => {
+            r = limited.read_buf(&mut out.buf) => {
+                if matches!(r, Ok(0) | Err(_)) {
                     eof = true;
-                    out.buf.truncate(filled);
                 }
-                Ok(n) => out.buf.truncate(filled + n),
-            },
-            _ = sleep_until(deadline) => {
-                timed_out = true;
-                out.buf.truncate(filled);
             }
+            _ = sleep_until(deadline) => timed_out = true,
         }
     }
 }

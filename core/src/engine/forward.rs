@@ -4,11 +4,12 @@
 //! stops reading never stalls the other direction. Server bytes are never held back: the tap sees
 //! a chunk (to learn affinity keys from the cleartext handshake) right before it is written.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::{poll_fn, Future};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Notify;
 use tokio::time::{sleep_until, Instant};
 
 use super::clock::Clock;
@@ -19,7 +20,8 @@ pub const FORWARD_BUF: usize = 32 * 1024;
 /// How one direction ended.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum PumpEnd {
-    /// The source closed its side cleanly; the destination's write side was shut down.
+    /// The source closed its side cleanly; the destination's write side was shut down, or
+    /// left for the caller's close when the other direction had reached EOF too.
     Eof,
     /// Reading the source failed (reset...).
     ReadError,
@@ -71,6 +73,10 @@ struct Shared {
     clock: Clock,
     /// Milliseconds (clock timestamps) of the last byte moved in either direction.
     last_activity: AtomicU64,
+    /// Whether each direction (up, down) has read EOF from its source.
+    eof: [AtomicBool; 2],
+    /// Set for a direction (up, down) when the other one failed or went idle: stop too.
+    abort: [AtomicBool; 2],
 }
 
 impl Shared {
@@ -87,6 +93,12 @@ impl Shared {
 
 /// Forwards until both directions end. `tap` sees every server→client chunk while it returns
 /// `true`; once it returns `false` it is not called again.
+///
+/// A direction that reads EOF while the other is still open shuts its destination's write side
+/// down (half-close). Once both have read EOF the connection is over and a shutdown would only
+/// precede the close by a syscall, so the later one (or both, when their EOFs arrive together)
+/// skips it: **the caller must drop the streams as soon as this returns**, and closing them
+/// sends those FINs (their receive queues are drained, so a close is a clean FIN, not a reset).
 #[allow(clippy::too_many_arguments)]
 pub async fn forward<CR, CW, SR, SW, T>(
     clock: Clock,
@@ -107,26 +119,24 @@ where
     let shared = Shared {
         clock,
         last_activity: AtomicU64::new(clock.now().as_millis()),
+        eof: [AtomicBool::new(false), AtomicBool::new(false)],
+        abort: [AtomicBool::new(false), AtomicBool::new(false)],
     };
-    let abort_up = Notify::new();
-    let abort_down = Notify::new();
     let mut tapping = true;
     let up = pump(
         &shared,
+        UP,
         client_r,
         server_w,
         timeouts.client,
-        &abort_up,
-        &abort_down,
         |_: &[u8]| {},
     );
     let down = pump(
         &shared,
+        DOWN,
         server_r,
         client_w,
         timeouts.server,
-        &abort_down,
-        &abort_up,
         |chunk: &[u8]| {
             if tapping {
                 tapping = tap(chunk);
@@ -142,13 +152,17 @@ where
     }
 }
 
+/// Index of the client → server direction in [`Shared::eof`].
+const UP: usize = 0;
+/// Index of the server → client direction in [`Shared::eof`].
+const DOWN: usize = 1;
+
 async fn pump<R, W>(
     shared: &Shared,
+    dir: usize,
     r: &mut R,
     w: &mut W,
     idle: Duration,
-    my_abort: &Notify,
-    other_abort: &Notify,
     mut tap: impl FnMut(&[u8]),
 ) -> (u64, PumpEnd)
 where
@@ -161,18 +175,24 @@ where
     let mut total = 0u64;
     let timer = sleep_until(shared.idle_deadline(idle));
     tokio::pin!(timer);
-    // One registration for the whole pump instead of one per select: `notify_one` keeps a
-    // permit when nobody waits, so an abort is never lost.
-    let abort = my_abort.notified();
-    tokio::pin!(abort);
+    let abort = &shared.abort[dir];
     let end = loop {
         buf.clear();
         let n = tokio::select! {
             biased;
-            _ = &mut abort => break PumpEnd::Aborted,
+            () = aborted(abort) => break PumpEnd::Aborted,
             r = r.read_buf(&mut buf) => match r {
                 Ok(0) => {
-                    let _ = w.shutdown().await;
+                    shared.eof[dir].store(true, Ordering::Relaxed);
+                    let other = &shared.eof[1 - dir];
+                    if !other.load(Ordering::Relaxed) {
+                        // Both EOFs often arrive in one wake-up: let the other direction read
+                        // its own before deciding, so neither needs a shutdown.
+                        yield_once().await;
+                        if !other.load(Ordering::Relaxed) {
+                            let _ = w.shutdown().await;
+                        }
+                    }
                     break PumpEnd::Eof;
                 }
                 Ok(n) => n,
@@ -191,7 +211,7 @@ where
         tap(&buf[..n]);
         let wrote = tokio::select! {
             biased;
-            _ = &mut abort => break PumpEnd::Aborted,
+            () = aborted(abort) => break PumpEnd::Aborted,
             w = w.write_all(&buf[..n]) => w,
         };
         if wrote.is_err() {
@@ -200,10 +220,50 @@ where
         total += n as u64;
     };
     if !matches!(end, PumpEnd::Eof) {
-        // Failure or idleness ends the whole connection: stop the other direction too.
-        other_abort.notify_one();
+        // Failure or idleness ends the whole connection: stop the other direction too. It
+        // runs in this task (`forward` joins both), so waking the task is all it needs.
+        shared.abort[1 - dir].store(true, Ordering::Relaxed);
+        wake_task().await;
     }
     (total, end)
+}
+
+/// Ready once `flag` is set. It registers no waker, unlike a `Notify`: whoever sets the flag
+/// is the other direction, polled by the same `join!` in the same task, and wakes that task.
+fn aborted(flag: &AtomicBool) -> impl Future<Output = ()> + '_ {
+    poll_fn(move |_| {
+        if flag.load(Ordering::Relaxed) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+}
+
+/// Schedules the current task to be polled again, so the other direction sees its abort flag.
+async fn wake_task() {
+    poll_fn(|cx| {
+        cx.waker().wake_by_ref();
+        Poll::Ready(())
+    })
+    .await;
+}
+
+/// Returns `Pending` once, waking the task at once, so the other futures polled with this one
+/// (the other direction, in `join!`) run before it continues. No syscall, no timer; unlike
+/// `tokio::task::yield_now` it does not wait for the I/O driver.
+async fn yield_once() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]
@@ -262,18 +322,24 @@ mod tests {
         let up_data = pattern(300_001, 1);
         let down_data = pattern(200_003, 7);
         let mut tapped = Vec::new();
-        let fwd = forward(
-            Clock::start(),
-            &mut cr,
-            &mut cw,
-            &mut sr,
-            &mut sw,
-            timeouts(LONG, LONG),
-            |chunk| {
-                tapped.extend_from_slice(chunk);
-                tapped.len() < 1000
-            },
-        );
+        let fwd = async {
+            let f = forward(
+                Clock::start(),
+                &mut cr,
+                &mut cw,
+                &mut sr,
+                &mut sw,
+                timeouts(LONG, LONG),
+                |chunk| {
+                    tapped.extend_from_slice(chunk);
+                    tapped.len() < 1000
+                },
+            )
+            .await;
+            // As the flow does: close the proxy's sockets as soon as forwarding is over.
+            drop((cr, cw, sr, sw));
+            f
+        };
         let (u, d) = (up_data.clone(), down_data.clone());
         let client = async move {
             let (mut r, mut w) = split(&mut client_peer);
@@ -322,15 +388,20 @@ mod tests {
             mut sr,
             mut sw,
         } = wires(1024);
-        let fwd = forward(
-            Clock::start(),
-            &mut cr,
-            &mut cw,
-            &mut sr,
-            &mut sw,
-            timeouts(LONG, LONG),
-            |_| true,
-        );
+        let fwd = async {
+            let f = forward(
+                Clock::start(),
+                &mut cr,
+                &mut cw,
+                &mut sr,
+                &mut sw,
+                timeouts(LONG, LONG),
+                |_| true,
+            )
+            .await;
+            drop((cr, cw, sr, sw));
+            f
+        };
         let peers = async move {
             // The client sends its request and half-closes; the server sees EOF, then answers.
             client_peer.write_all(b"request").await.unwrap();

@@ -69,7 +69,9 @@ pub async fn serve<N: Net>(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            handle(&ctx, &fe, stream, peer).await;
+            // The flow's state machine is ~2 KiB: boxed, the task itself stays small, so
+            // spawning and the scheduler's stage updates copy a pointer instead of the flow.
+            Box::pin(handle(&ctx, &fe, stream, peer)).await;
             drop(fe_permit);
             drop(permit);
         });
