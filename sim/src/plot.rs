@@ -26,29 +26,23 @@ pub fn write_plots(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, SimError
     // ends with this, and the simulation itself is single-threaded). Same files either way.
     let (pngs, svgs) = std::thread::scope(|scope| {
         let pngs = scope.spawn(|| {
-            charts
-                .iter()
-                .map(|&(stem, chart)| {
-                    let png = dir.join(format!("{stem}.png"));
-                    let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
-                    draw(&root, report, chart).map_err(|e| plot_error(&png, e))?;
-                    root.present().map_err(|e| plot_error(&png, e))?;
-                    drop(root);
-                    Ok(png)
-                })
-                .collect::<Result<Vec<PathBuf>, SimError>>()
-        });
-        let svgs = charts
-            .iter()
-            .map(|&(stem, chart)| {
-                let svg = dir.join(format!("{stem}.svg"));
-                let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
-                draw(&root, report, chart).map_err(|e| plot_error(&svg, e))?;
-                root.present().map_err(|e| plot_error(&svg, e))?;
-                drop(root);
-                Ok(svg)
+            render_each(dir, &charts, "png", |file, chart| {
+                finish(
+                    BitMapBackend::new(file, SIZE).into_drawing_area(),
+                    file,
+                    report,
+                    chart,
+                )
             })
-            .collect::<Result<Vec<PathBuf>, SimError>>();
+        });
+        let svgs = render_each(dir, &charts, "svg", |file, chart| {
+            finish(
+                SVGBackend::new(file, SIZE).into_drawing_area(),
+                file,
+                report,
+                chart,
+            )
+        });
         let pngs = pngs
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -60,6 +54,37 @@ pub fn write_plots(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, SimError
         .flat_map(|(png, svg)| [png, svg])
         .collect();
     Ok(written)
+}
+
+/// Draws each chart into `dir/<stem>.<ext>` with `draw_file`; returns the files in chart order.
+fn render_each(
+    dir: &Path,
+    charts: &[(&str, Chart)],
+    ext: &str,
+    draw_file: impl Fn(&Path, Chart) -> Result<(), SimError>,
+) -> Result<Vec<PathBuf>, SimError> {
+    charts
+        .iter()
+        .map(|&(stem, chart)| {
+            let file = dir.join(format!("{stem}.{ext}"));
+            draw_file(&file, chart)?;
+            Ok(file)
+        })
+        .collect()
+}
+
+/// Draws one chart on `root` (a backend writing `file`) and writes it out.
+fn finish<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    file: &Path,
+    report: &Report,
+    chart: Chart,
+) -> Result<(), SimError>
+where
+    DB::ErrorType: 'static,
+{
+    draw(&root, report, chart).map_err(|e| plot_error(file, e))?;
+    root.present().map_err(|e| plot_error(file, e))
 }
 
 fn plot_error(file: &Path, e: impl std::fmt::Display) -> SimError {

@@ -218,8 +218,8 @@ struct KeyWords {
 }
 
 impl KeyWords {
+    /// `key_len` is the table's, already clamped to 1..=`MAX_KEY_LEN`.
     fn new(raw: &[u8], key_len: usize, seed: u64) -> Self {
-        let key_len = clamp_key_len(key_len);
         let mut words = [0u64; MAX_KEY_LEN / 8];
         let raw = &raw[..raw.len().min(key_len)];
         let whole = raw.len() / 8;
