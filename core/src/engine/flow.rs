@@ -328,6 +328,7 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
                     client: fe.timeout_client,
                     server: be.timeouts.server,
                 },
+                N::poll_write_last,
                 |chunk| learner.on_server_bytes(chunk),
             )
             .await,

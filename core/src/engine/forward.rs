@@ -5,8 +5,10 @@
 //! a chunk (to learn affinity keys from the cleartext handshake) right before it is written.
 
 use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -16,6 +18,19 @@ use super::clock::Clock;
 
 /// Size of each direction's buffer.
 pub const FORWARD_BUF: usize = 32 * 1024;
+
+/// Writes bytes that the end of the stream follows at once ([`super::Net::poll_write_last`]):
+/// the transport may hold them for the FIN, so both leave in one segment.
+pub type WriteLast<W> = fn(Pin<&mut W>, &mut Context<'_>, &[u8]) -> Poll<io::Result<usize>>;
+
+/// A [`WriteLast`] for transports with no such hint: a plain write.
+pub fn plain_write_last<W: AsyncWrite>(
+    w: Pin<&mut W>,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<io::Result<usize>> {
+    w.poll_write(cx, buf)
+}
 
 /// How one direction ended.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -99,21 +114,24 @@ impl Shared {
 /// precede the close by a syscall, so the later one (or both, when their EOFs arrive together)
 /// skips it: **the caller must drop the streams as soon as this returns**, and closing them
 /// sends those FINs (their receive queues are drained, so a close is a clean FIN, not a reset).
+///
+/// When a source's end is already waiting behind the bytes just read (a server that answers and
+/// closes), the last bytes go out through `write_last` and the FIN follows at once, so the
+/// transport can send both in one segment and the peer acknowledges once, as HAProxy does.
 #[allow(clippy::too_many_arguments)]
-pub async fn forward<CR, CW, SR, SW, T>(
+pub async fn forward<R, W, T>(
     clock: Clock,
-    client_r: &mut CR,
-    client_w: &mut CW,
-    server_r: &mut SR,
-    server_w: &mut SW,
+    client_r: &mut R,
+    client_w: &mut W,
+    server_r: &mut R,
+    server_w: &mut W,
     timeouts: ForwardTimeouts,
+    write_last: WriteLast<W>,
     mut tap: T,
 ) -> Forwarded
 where
-    CR: AsyncRead + Unpin,
-    CW: AsyncWrite + Unpin,
-    SR: AsyncRead + Unpin,
-    SW: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
     T: FnMut(&[u8]) -> bool,
 {
     let shared = Shared {
@@ -129,6 +147,7 @@ where
         client_r,
         server_w,
         timeouts.client,
+        write_last,
         |_: &[u8]| {},
     );
     let down = pump(
@@ -137,6 +156,7 @@ where
         server_r,
         client_w,
         timeouts.server,
+        write_last,
         |chunk: &[u8]| {
             if tapping {
                 tapping = tap(chunk);
@@ -157,12 +177,14 @@ const UP: usize = 0;
 /// Index of the server → client direction in [`Shared::eof`].
 const DOWN: usize = 1;
 
+#[allow(clippy::too_many_arguments)]
 async fn pump<R, W>(
     shared: &Shared,
     dir: usize,
     r: &mut R,
     w: &mut W,
     idle: Duration,
+    write_last: WriteLast<W>,
     mut tap: impl FnMut(&[u8]),
 ) -> (u64, PumpEnd)
 where
@@ -178,24 +200,12 @@ where
     let abort = &shared.abort[dir];
     let end = loop {
         buf.clear();
-        let n = tokio::select! {
+        tokio::select! {
             biased;
             () = aborted(abort) => break PumpEnd::Aborted,
             r = r.read_buf(&mut buf) => match r {
-                Ok(0) => {
-                    shared.eof[dir].store(true, Ordering::Relaxed);
-                    let other = &shared.eof[1 - dir];
-                    if !other.load(Ordering::Relaxed) {
-                        // Both EOFs often arrive in one wake-up: let the other direction read
-                        // its own before deciding, so neither needs a shutdown.
-                        yield_once().await;
-                        if !other.load(Ordering::Relaxed) {
-                            let _ = w.shutdown().await;
-                        }
-                    }
-                    break PumpEnd::Eof;
-                }
-                Ok(n) => n,
+                Ok(0) => break end_of_stream(shared, dir, w).await,
+                Ok(_) => {}
                 Err(_) => break PumpEnd::ReadError,
             },
             _ = &mut timer => {
@@ -207,17 +217,26 @@ where
                 continue;
             }
         };
+        // Whatever else the source already holds, its end included, is taken without waiting,
+        // so that an end right behind these bytes can leave in the same segment as them.
+        let after = read_ready(r, &mut buf).await;
         shared.touch();
-        tap(&buf[..n]);
+        tap(&buf);
+        let last = matches!(after, Ahead::End);
         let wrote = tokio::select! {
             biased;
             () = aborted(abort) => break PumpEnd::Aborted,
-            w = w.write_all(&buf[..n]) => w,
+            w = write_all(w, &buf, last.then_some(write_last)) => w,
         };
         if wrote.is_err() {
             break PumpEnd::WriteError;
         }
-        total += n as u64;
+        total += buf.len() as u64;
+        match after {
+            Ahead::Nothing => {}
+            Ahead::End => break end_of_stream(shared, dir, w).await,
+            Ahead::Error => break PumpEnd::ReadError,
+        }
     };
     if !matches!(end, PumpEnd::Eof) {
         // Failure or idleness ends the whole connection: stop the other direction too. It
@@ -226,6 +245,71 @@ where
         wake_task().await;
     }
     (total, end)
+}
+
+/// The source has ended: half-close the destination, unless the other direction has ended too
+/// and the caller's close will send the FIN anyway.
+async fn end_of_stream<W: AsyncWrite + Unpin>(shared: &Shared, dir: usize, w: &mut W) -> PumpEnd {
+    shared.eof[dir].store(true, Ordering::Relaxed);
+    let other = &shared.eof[1 - dir];
+    if !other.load(Ordering::Relaxed) {
+        // Both EOFs often arrive in one wake-up: let the other direction read its own before
+        // deciding, so neither needs a shutdown.
+        yield_once().await;
+        if !other.load(Ordering::Relaxed) {
+            let _ = w.shutdown().await;
+        }
+    }
+    PumpEnd::Eof
+}
+
+/// What the source held beyond the bytes already read, found without waiting.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Ahead {
+    /// Nothing more yet (or the buffer is full): the source is still open.
+    Nothing,
+    /// The source's end: no byte will follow those in the buffer.
+    End,
+    /// Reading failed; the bytes already in the buffer are still delivered.
+    Error,
+}
+
+/// Appends to `buf` what `r` can give without waiting, and says whether its end came with it.
+/// A read that would wait is not an error: it leaves the task registered for the source's
+/// readiness and costs no system call on tokio's sockets, whose readiness a short read cleared
+/// (all but a pending end, which stays set, so an end that has arrived is seen here).
+async fn read_ready<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> Ahead {
+    while buf.len() < buf.capacity() {
+        let before = buf.len();
+        let mut read = std::pin::pin!(r.read_buf(buf));
+        let polled = poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+        match polled {
+            Poll::Pending => return Ahead::Nothing,
+            Poll::Ready(Ok(0)) => return Ahead::End,
+            Poll::Ready(Ok(_)) => debug_assert!(buf.len() > before),
+            Poll::Ready(Err(_)) => return Ahead::Error,
+        }
+    }
+    Ahead::Nothing
+}
+
+/// Writes all of `data`, through `last` when the stream's end follows these bytes.
+async fn write_all<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    mut data: &[u8],
+    last: Option<WriteLast<W>>,
+) -> io::Result<()> {
+    let Some(last) = last else {
+        return w.write_all(data).await;
+    };
+    while !data.is_empty() {
+        let n = poll_fn(|cx| last(Pin::new(&mut *w), cx, data)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        data = &data[n..];
+    }
+    Ok(())
 }
 
 /// Ready once `flag` is set. It registers no waker, unlike a `Notify`: whoever sets the flag
@@ -330,6 +414,7 @@ mod tests {
                 &mut sr,
                 &mut sw,
                 timeouts(LONG, LONG),
+                plain_write_last,
                 |chunk| {
                     tapped.extend_from_slice(chunk);
                     tapped.len() < 1000
@@ -396,6 +481,7 @@ mod tests {
                 &mut sr,
                 &mut sw,
                 timeouts(LONG, LONG),
+                plain_write_last,
                 |_| true,
             )
             .await;
@@ -421,6 +507,84 @@ mod tests {
         assert_eq!((f.up_end, f.down_end), (PumpEnd::Eof, PumpEnd::Eof));
     }
 
+    thread_local! {
+        /// Bytes written through [`counting_write_last`] on this thread.
+        static WRITTEN_LAST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// A [`WriteLast`] that counts what goes through it, then writes plainly.
+    fn counting_write_last(
+        w: Pin<&mut WriteHalf<DuplexStream>>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = w.poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            WRITTEN_LAST.with(|c| c.set(c.get() + n));
+        }
+        r
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn bytes_followed_by_the_end_go_out_as_the_last_write() {
+        for server_closes in [true, false] {
+            WRITTEN_LAST.with(|c| c.set(0));
+            let Wires {
+                mut client_peer,
+                mut server_peer,
+                mut cr,
+                mut cw,
+                mut sr,
+                mut sw,
+            } = wires(64 * 1024);
+            // The server's answer (and, in the first case, its end) is there before forwarding
+            // starts, as when a response and its FIN arrive in one wake-up.
+            server_peer.write_all(b"answer then close").await.unwrap();
+            if server_closes {
+                server_peer.shutdown().await.unwrap();
+            }
+            let fwd = async {
+                let f = forward(
+                    Clock::start(),
+                    &mut cr,
+                    &mut cw,
+                    &mut sr,
+                    &mut sw,
+                    timeouts(LONG, LONG),
+                    counting_write_last,
+                    |_| true,
+                )
+                .await;
+                drop((cr, cw, sr, sw));
+                f
+            };
+            let client = async {
+                let mut got = vec![0u8; 17];
+                client_peer.read_exact(&mut got).await.unwrap();
+                if !server_closes {
+                    // The server is still open: nothing was written as a last chunk; end it.
+                    assert_eq!(WRITTEN_LAST.with(|c| c.get()), 0);
+                    server_peer.shutdown().await.unwrap();
+                }
+                let mut rest = Vec::new();
+                client_peer.read_to_end(&mut rest).await.unwrap();
+                client_peer.shutdown().await.unwrap();
+                assert!(rest.is_empty());
+                got
+            };
+            let (f, got) = tokio::join!(fwd, client);
+            assert_eq!(got, b"answer then close");
+            assert_eq!(f.down, 17);
+            assert_eq!(f.down_end, PumpEnd::Eof);
+            let expected = if server_closes { 17 } else { 0 };
+            assert_eq!(
+                WRITTEN_LAST.with(|c| c.get()),
+                expected,
+                "server closes: {server_closes}"
+            );
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn idle_timeout_ends_both_directions() {
         let Wires {
@@ -438,6 +602,7 @@ mod tests {
             &mut sr,
             &mut sw,
             timeouts(Duration::from_secs(5), Duration::from_secs(30)),
+            plain_write_last,
             |_| true,
         );
         let client = async {
@@ -478,6 +643,7 @@ mod tests {
             &mut sr,
             &mut sw,
             timeouts(LONG, LONG),
+            plain_write_last,
             |_| true,
         );
         let client = async {

@@ -7,6 +7,8 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -40,5 +42,18 @@ pub trait Net: Clone + Send + Sync + 'static {
     /// socket closing when its read half goes.
     fn finish_write(write: Self::WriteHalf) {
         drop(write);
+    }
+
+    /// Writes bytes that the end of the stream follows at once: the engine shuts the write side
+    /// down (or closes the socket) right after. A transport may hold them so that they leave in
+    /// one segment with the FIN, sparing a segment and the peer's second acknowledgement per
+    /// short connection (Linux `MSG_MORE`, as HAProxy sends a response whose end it has seen).
+    /// The default is a plain write.
+    fn poll_write_last(
+        write: Pin<&mut Self::WriteHalf>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        super::forward::plain_write_last(write, cx, buf)
     }
 }
