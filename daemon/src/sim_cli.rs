@@ -77,8 +77,20 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
     }
     let (scenario, config) = load(args.scenario.as_deref())?;
     let seed = args.seed.or(scenario.seed).unwrap_or(1);
+    let wall = WallClock::start();
     let report = simulate(&scenario, seed, config, !args.quiet)?;
+    let wall_s = wall.seconds();
     print!("{}", report.summary_table());
+    if !args.quiet {
+        // How fast the simulator ran, for planning bigger runs; stderr, so the summary and the
+        // report stay identical from run to run.
+        eprintln!(
+            "\nsimulated {} connections ({:.0} simulated s) in {wall_s:.2} wall s: {:.0} connections per wall second",
+            report.overall.connections,
+            report.simulated_seconds,
+            report.overall.connections as f64 / wall_s.max(1e-9)
+        );
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let json = args.out.join("report.json");
@@ -161,6 +173,20 @@ fn simulate(
         eprint!("\r\x1b[2K");
     }
     Ok(run.report)
+}
+
+/// Wall-clock time of a run, for the throughput line; it never reaches the simulation.
+struct WallClock(std::time::Instant);
+
+impl WallClock {
+    #[allow(clippy::disallowed_methods)]
+    fn start() -> Self {
+        WallClock(std::time::Instant::now())
+    }
+
+    fn seconds(&self) -> f64 {
+        self.0.elapsed().as_secs_f64()
+    }
 }
 
 /// A one-line progress bar that appears only once a run has taken a couple of wall seconds.

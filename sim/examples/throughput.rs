@@ -4,6 +4,10 @@
 
 use tether_sim::scenario::BalancerKind;
 
+/// The allocator of the `tether` binary, so this figure is the one `tether sim` reaches.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut scenario = tether_sim::Scenario::default_scenario();
     if std::env::args().any(|a| a == "--relay") {
