@@ -43,6 +43,10 @@ use std::time::Duration;
 use super::key::{clamp_key_len, StickKey, MAX_KEY_LEN};
 use crate::{ServerId, Timestamp};
 
+mod index;
+
+use index::{Index, Slot};
+
 /// Largest `size` a table accepts (16 Mi entries ≈ 1.5 GB with 32-byte keys). Larger sizes are
 /// clamped by [`StickTable::new`] and rejected by [`StickTableConfig::validate`]: the table
 /// preallocates, and a typo must not reserve the machine's memory.
@@ -51,8 +55,12 @@ pub const MAX_SIZE: usize = 1 << 24;
 /// Seed used when the owner does not pass one: fixed so that runs are reproducible.
 const DEFAULT_SEED: u64 = 0x2d35_8dcc_aa6c_78a5;
 
-/// End of a list / no entry.
-const NIL: u32 = u32::MAX;
+/// Marks a stored record's link (its queue position), so a free record never looks like the
+/// target of a queue item.
+const LIVE: u32 = 1 << 31;
+
+/// End of the free list / no entry. Has no [`LIVE`] bit, and is no record number.
+const NIL: u32 = !LIVE;
 
 /// What a table is declared as: `stick-table type binary len <key_len> size <size> expire
 /// <expire> [nopurge]`.
@@ -180,11 +188,8 @@ const EMPTY_LINE: Line = Line([0; WORDS_PER_LINE]);
 const W_EXPIRES: usize = 0;
 /// Record word 1: the server (low 32 bits) and the key's hash tag (high 32 bits).
 const W_SERVER_TAG: usize = 1;
-/// Record word 2: the entry's position in the touch queue with [`LIVE`] set when stored; the next
-/// free record when free.
-const W_LINK: usize = 2;
-/// Marks a stored record's `W_LINK`, so a free record never looks like the target of a queue item.
-const LIVE: u64 = 1 << 63;
+// Record word 2 is unused (the queue link lives in `links`, which compaction reads without
+// touching records); keys start at word 3 so that the line layout stays as it was.
 /// Record words 3..: the key, little-endian, zero-padded to whole words.
 const W_KEY: usize = 3;
 
@@ -203,10 +208,10 @@ enum Origin {
 
 /// Result of probing the index for a key.
 enum Probe {
-    /// Key present: slot position and entry index.
-    Found(usize, usize),
-    /// Key absent: the empty slot where it would go.
-    Vacant(usize),
+    /// Key present: index slot and entry index.
+    Found(Slot, usize),
+    /// Key absent.
+    Vacant,
 }
 
 /// A key normalised to the table's length (zero-padded or truncated, as [`StickKey`] does), split
@@ -257,7 +262,11 @@ pub struct StickTable {
     seed: u64,
     /// Entry records, `lines_per` lines each; grows (within its reservation) up to `capacity`.
     records: Vec<Line>,
-    slots: Vec<u64>,
+    index: Index,
+    /// Per record: its position in the touch queue with [`LIVE`] set when stored; the next free
+    /// record when free. Kept apart from the records (4 bytes each, so a 1M table's links fit in
+    /// the caches) because compaction reads one link per queue item.
+    links: Vec<u32>,
     /// The touch queue: a ring of record indices, least recently touched first. The item at ring
     /// position `r` is live iff its record is stored and points back at `r`
     /// ([`StickTable::live_item`]); any other item is stale.
@@ -266,7 +275,7 @@ pub struct StickTable {
     front: usize,
     /// Items in the queue, live and stale.
     queued: usize,
-    /// Free list of records (linked through `W_LINK`).
+    /// Free list of records (linked through `links`).
     free: u32,
     len: usize,
     stats: StickStats,
@@ -289,8 +298,6 @@ impl StickTable {
         let lines_per = (W_KEY + key_words).div_ceil(WORDS_PER_LINE);
         let capacity = cfg.size.min(MAX_SIZE);
         let expire_ms = u64::try_from(cfg.expire.as_millis()).unwrap_or(u64::MAX);
-        // At most 75 % load, and always at least one empty slot so probes terminate.
-        let nslots = capacity + capacity.div_ceil(3) + 1;
         StickTable {
             key_len,
             key_words,
@@ -299,7 +306,8 @@ impl StickTable {
             expire_ms,
             seed,
             records: Vec::with_capacity(capacity * lines_per),
-            slots: vec![0; nslots],
+            index: Index::new(capacity),
+            links: vec![NIL; capacity],
             ring: vec![NIL; capacity * QUEUE_FACTOR],
             front: 0,
             queued: 0,
@@ -335,7 +343,7 @@ impl StickTable {
                     Lookup::Hit(server)
                 }
             }
-            Probe::Vacant(_) => {
+            Probe::Vacant => {
                 self.stats.misses += 1;
                 Lookup::Miss
             }
@@ -375,14 +383,14 @@ impl StickTable {
                 self.stats.removed += 1;
                 Some(server)
             }
-            Probe::Vacant(_) => None,
+            Probe::Vacant => None,
         }
     }
 
     /// Delete every entry (`clear table`). Memory stays reserved; counters are cumulative and kept.
     pub fn clear(&mut self) {
         self.stats.removed += self.len as u64;
-        self.slots.fill(0);
+        self.index.clear();
         self.records.clear();
         self.front = 0;
         self.queued = 0;
@@ -522,7 +530,8 @@ impl StickTable {
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.records.capacity() * std::mem::size_of::<Line>()
-            + self.slots.capacity() * std::mem::size_of::<u64>()
+            + self.index.memory_bytes()
+            + self.links.capacity() * std::mem::size_of::<u32>()
             + self.ring.capacity() * std::mem::size_of::<u32>()
     }
 
@@ -552,7 +561,7 @@ impl StickTable {
     /// Insert or overwrite with an explicit deadline; counts expired/evicted but not the store.
     fn store_raw(&mut self, key: &KeyWords, server: u32, expires_at: u64, now: Timestamp) -> Learn {
         let tag = key.tag();
-        let mut vacant = match self.probe(key, tag) {
+        match self.probe(key, tag) {
             Probe::Found(pos, idx) => {
                 if now.0 < self.word(idx, W_EXPIRES) {
                     let previous = self.word(idx, W_SERVER_TAG) as u32;
@@ -570,10 +579,9 @@ impl StickTable {
                 // Expired: semantically absent. Drop it and insert afresh.
                 self.remove_at(pos, idx);
                 self.stats.expired += 1;
-                None
             }
-            Probe::Vacant(pos) => Some(pos),
-        };
+            Probe::Vacant => {}
+        }
         if self.capacity == 0 {
             return Learn::Refused;
         }
@@ -590,19 +598,9 @@ impl StickTable {
                     evicted = true;
                 }
             }
-            // Removals shift slots: the vacant position must be found again.
-            vacant = None;
         }
-        let pos = match vacant {
-            Some(pos) => pos,
-            None => match self.probe(key, tag) {
-                Probe::Vacant(pos) => pos,
-                // Unreachable: the key was absent and removals do not insert.
-                Probe::Found(..) => return Learn::Refused,
-            },
-        };
         let idx = self.alloc(key, server, tag, expires_at);
-        self.slots[pos] = (u64::from(tag) << 32) | (idx as u64 + 1);
+        self.index.insert(tag, idx);
         self.push_back(idx);
         self.len += 1;
         Learn::Inserted { evicted }
@@ -612,7 +610,7 @@ impl StickTable {
     fn alloc(&mut self, key: &KeyWords, server: u32, tag: u32, expires_at: u64) -> usize {
         let idx = if self.free != NIL {
             let idx = self.free as usize;
-            self.free = self.word(idx, W_LINK) as u32;
+            self.free = self.links[idx];
             idx
         } else {
             let idx = self.records.len() / self.lines_per;
@@ -629,56 +627,25 @@ impl StickTable {
     }
 
     /// Remove entry `idx` whose index slot is `pos`: free the record (which turns its queue item
-    /// stale) and backward-shift the index.
-    fn remove_at(&mut self, pos: usize, idx: usize) {
-        self.set_word(idx, W_LINK, u64::from(self.free));
+    /// stale) and empty the slot.
+    fn remove_at(&mut self, pos: Slot, idx: usize) {
+        self.links[idx] = self.free;
         self.free = idx as u32;
         self.len -= 1;
-        self.remove_slot(pos);
+        self.index.remove(pos, self.tag_at(idx));
     }
 
-    /// Backward-shift deletion for linear probing: pull later entries of the cluster into the
-    /// hole when their home slot allows it, so no tombstones are needed.
-    fn remove_slot(&mut self, mut hole: usize) {
-        let n = self.slots.len();
-        let mut j = hole;
-        loop {
-            j = if j + 1 == n { 0 } else { j + 1 };
-            let s = self.slots[j];
-            if s == 0 {
-                break;
-            }
-            let home = home_slot((s >> 32) as u32, n);
-            // The entry at j may stay iff its home lies cyclically in (hole, j].
-            let stays = if hole <= j {
-                hole < home && home <= j
-            } else {
-                hole < home || home <= j
-            };
-            if !stays {
-                self.slots[hole] = s;
-                hole = j;
-            }
-        }
-        self.slots[hole] = 0;
-    }
-
+    #[inline(always)]
     fn probe(&self, key: &KeyWords, tag: u32) -> Probe {
-        let n = self.slots.len();
-        let mut pos = home_slot(tag, n);
-        loop {
-            let s = self.slots[pos];
-            if s == 0 {
-                return Probe::Vacant(pos);
-            }
-            if (s >> 32) as u32 == tag {
-                let idx = (s as u32 - 1) as usize;
-                if self.key_matches(idx, key) {
-                    return Probe::Found(pos, idx);
-                }
-            }
-            pos = if pos + 1 == n { 0 } else { pos + 1 };
+        match self.index.find(tag, |idx| self.key_matches(idx, key)) {
+            Some((pos, idx)) => Probe::Found(pos, idx),
+            None => Probe::Vacant,
         }
+    }
+
+    /// The hash tag stored with entry `idx`.
+    fn tag_at(&self, idx: usize) -> u32 {
+        (self.word(idx, W_SERVER_TAG) >> 32) as u32
     }
 
     fn key_matches(&self, idx: usize, key: &KeyWords) -> bool {
@@ -700,19 +667,8 @@ impl StickTable {
     }
 
     /// Index slot holding entry `idx` (which must be stored).
-    fn slot_of(&self, idx: usize) -> usize {
-        let n = self.slots.len();
-        let want = idx as u64 + 1;
-        let mut pos = home_slot((self.word(idx, W_SERVER_TAG) >> 32) as u32, n);
-        // Bounded by n: the entry is in the index, so the loop finds it within one cycle.
-        for _ in 0..n {
-            if self.slots[pos] & 0xffff_ffff == want {
-                return pos;
-            }
-            pos = if pos + 1 == n { 0 } else { pos + 1 };
-        }
-        debug_assert!(false, "stored entry {idx} missing from the index");
-        pos
+    fn slot_of(&self, idx: usize) -> Slot {
+        self.index.slot_of(self.tag_at(idx), idx)
     }
 
     fn key(&self, raw: &[u8]) -> KeyWords {
@@ -777,7 +733,7 @@ impl StickTable {
     fn live_item(&self, at: usize) -> Option<usize> {
         let idx = self.ring[at] as usize;
         let stored = idx < self.records.len() / self.lines_per;
-        (stored && self.word(idx, W_LINK) == at as u64 | LIVE).then_some(idx)
+        (stored && self.links[idx] == at as u32 | LIVE).then_some(idx)
     }
 
     /// The least recently used entry: the first live item from the front, popping stale ones.
@@ -795,7 +751,7 @@ impl StickTable {
     /// Make entry `idx` the most recently used: append it; its previous item turns stale because
     /// the record now points at the new one.
     fn touch(&mut self, idx: usize) {
-        let at = (self.word(idx, W_LINK) & !LIVE) as usize;
+        let at = (self.links[idx] & !LIVE) as usize;
         if at == self.ring_pos(self.queued - 1) {
             return; // already the most recent
         }
@@ -810,7 +766,7 @@ impl StickTable {
         let at = self.ring_pos(self.queued);
         self.ring[at] = idx as u32;
         self.queued += 1;
-        self.set_word(idx, W_LINK, at as u64 | LIVE);
+        self.links[idx] = at as u32 | LIVE;
     }
 
     /// Squeeze the stale items out of the queue, keeping the live ones in order. Runs when the
@@ -826,11 +782,11 @@ impl StickTable {
             // An item inside the queue always names a record that exists; only whether it still
             // points back is in question.
             let idx = self.ring[read] as usize;
-            let link = self.word(idx, W_LINK);
-            let live = link == read as u64 | LIVE;
+            let link = self.links[idx];
+            let live = link == read as u32 | LIVE;
             self.ring[write] = idx as u32;
             // A stale item's record gets its own link back: a store either way, no branch.
-            self.set_word(idx, W_LINK, if live { write as u64 | LIVE } else { link });
+            self.links[idx] = if live { write as u32 | LIVE } else { link };
             let step = usize::from(live);
             write += step;
             if write == n {
@@ -841,12 +797,6 @@ impl StickTable {
         }
         self.queued = kept;
     }
-}
-
-/// Home slot of a tag in an index of `n` slots (multiply-shift range reduction, no power of two
-/// needed, so the index is sized to the table rather than rounded up).
-fn home_slot(tag: u32, n: usize) -> usize {
-    ((u64::from(tag) * n as u64) >> 32) as usize
 }
 
 /// 64×64→128 multiply folded to 64 bits: the mixing step of wyhash-style hashes.
