@@ -224,7 +224,40 @@ struct KeyWords {
 
 impl KeyWords {
     /// `key_len` is the table's, already clamped to 1..=`MAX_KEY_LEN`.
+    #[inline(always)]
     fn new(raw: &[u8], key_len: usize, seed: u64) -> Self {
+        // The data path's case (a whole sample, a key of whole words: 32-byte session IDs) as
+        // straight-line code, unrolled per word count: no length tests, no loops.
+        if raw.len() >= key_len && key_len % 8 == 0 {
+            match key_len / 8 {
+                1 => return Self::whole::<1>(raw, seed),
+                2 => return Self::whole::<2>(raw, seed),
+                3 => return Self::whole::<3>(raw, seed),
+                4 => return Self::whole::<4>(raw, seed),
+                5 => return Self::whole::<5>(raw, seed),
+                6 => return Self::whole::<6>(raw, seed),
+                7 => return Self::whole::<7>(raw, seed),
+                8 => return Self::whole::<8>(raw, seed),
+                _ => {}
+            }
+        }
+        Self::padded(raw, key_len, seed)
+    }
+
+    /// The first `N` words of `raw` (which holds at least `8 × N` bytes).
+    #[inline(always)]
+    fn whole<const N: usize>(raw: &[u8], seed: u64) -> Self {
+        let mut words = [0u64; MAX_KEY_LEN / 8];
+        for (i, w) in words.iter_mut().enumerate().take(N) {
+            *w = le_word(&raw[i * 8..]);
+        }
+        let hash = hash_words(&words[..N], seed);
+        KeyWords { words, hash }
+    }
+
+    /// Any sample and key length: zero-padded or truncated.
+    #[inline(never)]
+    fn padded(raw: &[u8], key_len: usize, seed: u64) -> Self {
         let mut words = [0u64; MAX_KEY_LEN / 8];
         let raw = &raw[..raw.len().min(key_len)];
         let whole = raw.len() / 8;
@@ -648,6 +681,7 @@ impl StickTable {
         (self.word(idx, W_SERVER_TAG) >> 32) as u32
     }
 
+    #[inline(always)]
     fn key_matches(&self, idx: usize, key: &KeyWords) -> bool {
         if self.lines_per == 1 {
             // Words past the key are zero in both: compare the whole line tail at fixed width.
@@ -671,6 +705,7 @@ impl StickTable {
         self.index.slot_of(self.tag_at(idx), idx)
     }
 
+    #[inline(always)]
     fn key(&self, raw: &[u8]) -> KeyWords {
         KeyWords::new(raw, self.key_len, self.seed)
     }
@@ -750,6 +785,7 @@ impl StickTable {
 
     /// Make entry `idx` the most recently used: append it; its previous item turns stale because
     /// the record now points at the new one.
+    #[inline(always)]
     fn touch(&mut self, idx: usize) {
         let at = (self.links[idx] & !LIVE) as usize;
         if at == self.ring_pos(self.queued - 1) {
@@ -759,6 +795,7 @@ impl StickTable {
     }
 
     /// Append entry `idx` as the most recently used, compacting first if the ring is full.
+    #[inline(always)]
     fn push_back(&mut self, idx: usize) {
         if self.queued == self.ring.len() {
             self.compact();
@@ -773,6 +810,8 @@ impl StickTable {
     /// ring is full, which leaves at least `ring.len() - capacity` free items afterwards. Nothing
     /// in the loop branches on what it reads (each item's liveness is in a random record), so the
     /// CPU keeps many of those reads in flight.
+    #[cold]
+    #[inline(never)]
     fn compact(&mut self) {
         let n = self.ring.len();
         let mut read = self.front;
@@ -808,6 +847,7 @@ fn mum(a: u64, b: u64) -> u64 {
 /// Hash a key's words, two per step. Written here rather than taken from std so it is fixed
 /// across Rust versions and platforms, fast for 32-byte keys, and seedable. All keys of a table
 /// have its length, so the zero padding of the last word is unambiguous.
+#[inline(always)]
 fn hash_words(words: &[u64], seed: u64) -> u64 {
     const P0: u64 = 0xa076_1d64_78bd_642f;
     const P1: u64 = 0xe703_7ed1_a0b4_28db;
