@@ -194,10 +194,12 @@ const W_SERVER_TAG: usize = 1;
 const W_KEY: usize = 3;
 
 /// The touch queue holds this many items per entry of capacity. Every touch appends one item and
-/// turns the previous one stale; a full queue is compacted, which costs one write per live entry
-/// and frees at least `(QUEUE_FACTOR - 1) × capacity` items, so compaction adds at most
-/// `1 / (QUEUE_FACTOR - 1)` relocations per touch. 4 keeps that at a third for 16 bytes per entry.
-const QUEUE_FACTOR: usize = 4;
+/// turns the previous one stale; a full queue is compacted, which reads one link per item and
+/// frees at least `(QUEUE_FACTOR - 1) × capacity` items, so compaction adds at most
+/// `QUEUE_FACTOR / (QUEUE_FACTOR - 1)` link reads per touch. Items are 8 bytes (record and hash
+/// tag, in `ring` and `ring_tags`), so 2 keeps the queue at 16 bytes per entry; the links are a 4-byte array that the caches
+/// hold, so the two reads per touch are cheap.
+const QUEUE_FACTOR: usize = 2;
 
 /// Whether a store comes from traffic or from the operator, for the counters.
 #[derive(Copy, Clone, PartialEq, Eq)]
@@ -304,6 +306,9 @@ pub struct StickTable {
     /// position `r` is live iff its record is stored and points back at `r`
     /// ([`StickTable::live_item`]); any other item is stale.
     ring: Vec<u32>,
+    /// The hash tag of each ring item's entry, so that eviction finds the entry's index line
+    /// without waiting for its record.
+    ring_tags: Vec<u32>,
     /// Ring position of the oldest item (live or stale).
     front: usize,
     /// Items in the queue, live and stale.
@@ -342,6 +347,7 @@ impl StickTable {
             index: Index::new(capacity),
             links: vec![NIL; capacity],
             ring: vec![NIL; capacity * QUEUE_FACTOR],
+            ring_tags: vec![0; capacity * QUEUE_FACTOR],
             front: 0,
             queued: 0,
             free: NIL,
@@ -365,13 +371,13 @@ impl StickTable {
             Probe::Found(pos, idx) => {
                 let server = ServerId(self.word(idx, W_SERVER_TAG) as u32);
                 if now.0 >= self.word(idx, W_EXPIRES) {
-                    self.remove_at(pos, idx);
+                    self.remove_at(pos, idx, tag);
                     self.stats.expired += 1;
                     self.stats.misses += 1;
                     Lookup::Expired(server)
                 } else {
                     self.set_word(idx, W_EXPIRES, now.0.saturating_add(self.expire_ms));
-                    self.touch(idx);
+                    self.touch(idx, tag);
                     self.stats.hits += 1;
                     Lookup::Hit(server)
                 }
@@ -412,7 +418,7 @@ impl StickTable {
         match self.probe(&key, tag) {
             Probe::Found(pos, idx) => {
                 let server = ServerId(self.word(idx, W_SERVER_TAG) as u32);
-                self.remove_at(pos, idx);
+                self.remove_at(pos, idx, tag);
                 self.stats.removed += 1;
                 Some(server)
             }
@@ -441,8 +447,7 @@ impl StickTable {
             if now.0 < self.word(idx, W_EXPIRES) {
                 break;
             }
-            let pos = self.slot_of(idx);
-            self.remove_at(pos, idx);
+            self.remove_oldest(idx);
             purged += 1;
         }
         self.stats.expired += purged as u64;
@@ -517,8 +522,9 @@ impl StickTable {
                     self.set_word(idx, W_SERVER_TAG, (w & !0xffff_ffff) | u64::from(new.0))
                 }
                 None => {
-                    let pos = self.slot_of(idx);
-                    self.remove_at(pos, idx);
+                    let tag = self.tag_at(idx);
+                    let pos = self.index.slot_of(tag, idx);
+                    self.remove_at(pos, idx, tag);
                     self.stats.removed += 1;
                 }
             }
@@ -566,6 +572,7 @@ impl StickTable {
             + self.index.memory_bytes()
             + self.links.capacity() * std::mem::size_of::<u32>()
             + self.ring.capacity() * std::mem::size_of::<u32>()
+            + self.ring_tags.capacity() * std::mem::size_of::<u32>()
     }
 
     // ---- internals ----
@@ -600,7 +607,7 @@ impl StickTable {
                     let previous = self.word(idx, W_SERVER_TAG) as u32;
                     self.set_word(idx, W_SERVER_TAG, u64::from(server) | u64::from(tag) << 32);
                     self.set_word(idx, W_EXPIRES, expires_at);
-                    self.touch(idx);
+                    self.touch(idx, tag);
                     return if previous == server {
                         Learn::Refreshed
                     } else {
@@ -610,7 +617,7 @@ impl StickTable {
                     };
                 }
                 // Expired: semantically absent. Drop it and insert afresh.
-                self.remove_at(pos, idx);
+                self.remove_at(pos, idx, tag);
                 self.stats.expired += 1;
             }
             Probe::Vacant => {}
@@ -625,8 +632,7 @@ impl StickTable {
                     return Learn::Refused;
                 }
                 if let Some(idx) = self.oldest() {
-                    let pos = self.slot_of(idx);
-                    self.remove_at(pos, idx);
+                    self.remove_oldest(idx);
                     self.stats.evicted += 1;
                     evicted = true;
                 }
@@ -634,7 +640,7 @@ impl StickTable {
         }
         let idx = self.alloc(key, server, tag, expires_at);
         self.index.insert(tag, idx);
-        self.push_back(idx);
+        self.push_back(idx, tag);
         self.len += 1;
         Learn::Inserted { evicted }
     }
@@ -661,11 +667,19 @@ impl StickTable {
 
     /// Remove entry `idx` whose index slot is `pos`: free the record (which turns its queue item
     /// stale) and empty the slot.
-    fn remove_at(&mut self, pos: Slot, idx: usize) {
+    fn remove_at(&mut self, pos: Slot, idx: usize, tag: u32) {
         self.links[idx] = self.free;
         self.free = idx as u32;
         self.len -= 1;
-        self.index.remove(pos, self.tag_at(idx));
+        self.index.remove(pos, tag);
+    }
+
+    /// Remove entry `idx`, just returned by [`StickTable::oldest`]. Its hash tag comes from its
+    /// queue item, not from its record, so the index line and the record load in parallel.
+    fn remove_oldest(&mut self, idx: usize) {
+        let tag = self.ring_tags[self.front];
+        let pos = self.index.slot_of(tag, idx);
+        self.remove_at(pos, idx, tag);
     }
 
     #[inline(always)]
@@ -701,6 +715,7 @@ impl StickTable {
     }
 
     /// Index slot holding entry `idx` (which must be stored).
+    #[cfg(test)]
     fn slot_of(&self, idx: usize) -> Slot {
         self.index.slot_of(self.tag_at(idx), idx)
     }
@@ -767,7 +782,7 @@ impl StickTable {
     /// the ring, which on a cache miss stalls the store buffer and with it the next lookups.
     fn live_item(&self, at: usize) -> Option<usize> {
         let idx = self.ring[at] as usize;
-        let stored = idx < self.records.len() / self.lines_per;
+        let stored = idx * self.lines_per < self.records.len();
         (stored && self.links[idx] == at as u32 | LIVE).then_some(idx)
     }
 
@@ -786,22 +801,23 @@ impl StickTable {
     /// Make entry `idx` the most recently used: append it; its previous item turns stale because
     /// the record now points at the new one.
     #[inline(always)]
-    fn touch(&mut self, idx: usize) {
+    fn touch(&mut self, idx: usize, tag: u32) {
         let at = (self.links[idx] & !LIVE) as usize;
         if at == self.ring_pos(self.queued - 1) {
             return; // already the most recent
         }
-        self.push_back(idx);
+        self.push_back(idx, tag);
     }
 
     /// Append entry `idx` as the most recently used, compacting first if the ring is full.
     #[inline(always)]
-    fn push_back(&mut self, idx: usize) {
+    fn push_back(&mut self, idx: usize, tag: u32) {
         if self.queued == self.ring.len() {
             self.compact();
         }
         let at = self.ring_pos(self.queued);
         self.ring[at] = idx as u32;
+        self.ring_tags[at] = tag;
         self.queued += 1;
         self.links[idx] = at as u32 | LIVE;
     }
@@ -821,9 +837,11 @@ impl StickTable {
             // An item inside the queue always names a record that exists; only whether it still
             // points back is in question.
             let idx = self.ring[read] as usize;
+            let tag = self.ring_tags[read];
             let link = self.links[idx];
             let live = link == read as u32 | LIVE;
             self.ring[write] = idx as u32;
+            self.ring_tags[write] = tag;
             // A stale item's record gets its own link back: a store either way, no branch.
             self.links[idx] = if live { write as u32 | LIVE } else { link };
             let step = usize::from(live);

@@ -51,6 +51,7 @@ impl StickTable {
             let key = self.key(&self.key_at(idx));
             let tag = (self.word(idx, W_SERVER_TAG) >> 32) as u32;
             assert_eq!(key.tag(), tag, "stale tag at {idx}");
+            assert_eq!(self.ring_tags[at], tag, "stale queue tag at {at}");
             match self.probe(&key, tag) {
                 Probe::Found(pos, found) => {
                     assert_eq!(found, idx);
