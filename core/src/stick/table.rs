@@ -2,27 +2,28 @@
 //!
 //! Layout (all preallocated for `size` entries at construction, so memory is bounded and the data
 //! path never allocates), chosen so that a hit on a table far larger than the CPU caches costs two
-//! dependent cache misses — the index slot, then the entry — instead of the four of a linked list
-//! (slot, entry, key, and the two LRU neighbours to relink):
-//! - `slots: Vec<u64>` — an open-addressing index (linear probing, backward-shift deletion, no
-//!   tombstones) of `tag << 32 | (index + 1)`, 0 meaning empty, at most 75 % full. The 32-bit tag
-//!   (upper half of the key hash) lets a probe skip foreign entries without touching them.
+//! dependent cache misses — the index line, then the entry — and so that the code between them
+//! has few branches that wait on a miss, letting the CPU run ahead into the next operation:
+//! - `index` ([`index`]) — 64-byte buckets of 12 record numbers with a tag byte each (a byte of
+//!   the key hash) and an overflow count; a probe reads one line and matches the twelve tags with
+//!   word arithmetic. About 8 bytes per entry (two thirds of the lanes used when full).
 //! - `records: Vec<Line>` — one 64-byte-aligned cache line per entry (two when the key is longer
-//!   than 40 bytes): expiry, server, tag, queue position, then the key as little-endian words.
-//!   Header and key share the line, so confirming a hit and refreshing it touch nothing else.
-//! - `ring: Vec<u32>` — the *touch queue*, a ring of `4 × size` entry indices, least recently
-//!   touched first. A touch appends the entry at the back and points the record at the new item;
-//!   the previous item turns stale by itself, because an item is live only while its record
-//!   points back at it. So a touch writes only to the record's own line and to the ring's tail:
+//!   than 40 bytes): expiry, server, hash tag, then the key as little-endian words. Header and key
+//!   share the line, so confirming a hit and refreshing it touch nothing else.
+//! - `ring: Vec<u32>` + `ring_tags: Vec<u32>` — the *touch queue*, a ring of `2 × size` items
+//!   (entry index and its hash tag), least recently touched first — and `links: Vec<u32>`, per
+//!   record its item's position. A touch appends the entry at the back and points the link at the
+//!   new item; the previous item turns stale by itself, because an item is live only while its
+//!   record's link points back at it. So a touch writes only to the link and to the ring's tail:
 //!   no pointer chase, and no store to a random place in the ring (a store that misses the cache
-//!   holds up the store buffer and, behind it, the next lookups — clearing the old item that way
-//!   cost a hit on a 1M table about a third of its time). Eviction, [`StickTable::purge_expired`]
-//!   and [`StickTable::next_expiry`] take the first live item from the front, popping stale ones.
-//!   When the ring is full it is compacted in place, in order, by a loop with no branch on what
-//!   it reads; that reads each item's record once and frees at least `3 × size` items, so it adds
-//!   at most a third of a read and write per touch and the ring never grows.
+//!   holds up the store buffer and, behind it, the next lookups). Eviction,
+//!   [`StickTable::purge_expired`] and [`StickTable::next_expiry`] take the first live item from
+//!   the front, popping stale ones; the item's tag names the victim's index line, so the line, the
+//!   link and the record load in parallel. When the ring is full it is compacted in place, in
+//!   order, by a loop with no branch on what it reads; that reads one link per item (the links,
+//!   4 bytes per entry, stay in the caches, unlike the records) and frees at least `size` items.
 //!
-//! With a 32-byte key that is 64 + 8 × 4/3 + 4 × 4 ≈ 91 bytes per entry (HAProxy: ≈ 184), under
+//! With a 32-byte key that is 64 + 8 + 2 × 8 + 4 ≈ 92 bytes per entry (HAProxy: ≈ 184), under
 //! the 96-byte budget; the order of live queue items is exactly the LRU order a linked list would
 //! keep, which the model-based proptest checks after every operation.
 //!
@@ -626,16 +627,15 @@ impl StickTable {
             return Learn::Refused;
         }
         let mut evicted = false;
-        if self.len == self.capacity {
-            if self.purge_expired(now) == 0 {
-                if self.cfg.nopurge {
-                    return Learn::Refused;
-                }
-                if let Some(idx) = self.oldest() {
-                    self.remove_oldest(idx);
-                    self.stats.evicted += 1;
-                    evicted = true;
-                }
+        // Full: drop expired entries from the LRU end; if there were none, evict (or refuse).
+        if self.len == self.capacity && self.purge_expired(now) == 0 {
+            if self.cfg.nopurge {
+                return Learn::Refused;
+            }
+            if let Some(idx) = self.oldest() {
+                self.remove_oldest(idx);
+                self.stats.evicted += 1;
+                evicted = true;
             }
         }
         let idx = self.alloc(key, server, tag, expires_at);
@@ -824,7 +824,7 @@ impl StickTable {
 
     /// Squeeze the stale items out of the queue, keeping the live ones in order. Runs when the
     /// ring is full, which leaves at least `ring.len() - capacity` free items afterwards. Nothing
-    /// in the loop branches on what it reads (each item's liveness is in a random record), so the
+    /// in the loop branches on what it reads (each item's liveness is in a random link), so the
     /// CPU keeps many of those reads in flight.
     #[cold]
     #[inline(never)]

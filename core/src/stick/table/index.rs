@@ -9,8 +9,8 @@
 //! key of an earlier home lies beyond. Removal clears the lane and decrements the counts from the
 //! home bucket up to the lane's bucket: nothing moves, so no other entry's position changes.
 //!
-//! Compared with a linear-probing index of 8-byte slots this halves the index (≈ 8 bytes per
-//! entry instead of ≈ 10.7), makes a probe one line whatever the load, and replaces the
+//! Compared with a linear-probing index of 8-byte slots this shrinks the index by a quarter (≈ 8
+//! bytes per entry instead of ≈ 10.7), makes a probe one line whatever the load, and replaces the
 //! variable-length probe loop, whose branches depend on the loaded slots and mispredict, by a
 //! mask computation: a lookup of a large table can then run ahead into the next one while its
 //! misses are outstanding.

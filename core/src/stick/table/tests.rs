@@ -73,7 +73,11 @@ impl StickTable {
                 !std::mem::replace(&mut seen[f as usize], true),
                 "free entry {f} in use"
             );
-            assert_eq!(self.links[f as usize] & LIVE, 0, "free entry {f} marked live");
+            assert_eq!(
+                self.links[f as usize] & LIVE,
+                0,
+                "free entry {f} marked live"
+            );
             free += 1;
             f = self.links[f as usize];
             assert!(free <= records);
