@@ -108,8 +108,8 @@ fn bench(c: &mut Criterion) {
     // Machine baselines over a 64 MB array (about the size of the 1M table): one random read
     // per iteration (independent, so the CPU overlaps them), and one *dependent* read (a pointer
     // chase through a random cycle: the latency of a single cache + TLB miss). A 1M lookup is a
-    // chain of three such misses (index slot -> entry -> LRU neighbours), so read it against the
-    // dependent figure.
+    // chain of two such misses (index line -> entry), so read it against the dependent figure;
+    // below one dependent miss per operation means consecutive operations overlap.
     let len = 8usize << 20;
     let mut words: Vec<u64> = (0..len as u64).collect();
     let mut rng = 7u64;

@@ -2,27 +2,28 @@
 //!
 //! Layout (all preallocated for `size` entries at construction, so memory is bounded and the data
 //! path never allocates), chosen so that a hit on a table far larger than the CPU caches costs two
-//! dependent cache misses — the index slot, then the entry — instead of the four of a linked list
-//! (slot, entry, key, and the two LRU neighbours to relink):
-//! - `slots: Vec<u64>` — an open-addressing index (linear probing, backward-shift deletion, no
-//!   tombstones) of `tag << 32 | (index + 1)`, 0 meaning empty, at most 75 % full. The 32-bit tag
-//!   (upper half of the key hash) lets a probe skip foreign entries without touching them.
+//! dependent cache misses — the index line, then the entry — and so that the code between them
+//! has few branches that wait on a miss, letting the CPU run ahead into the next operation:
+//! - `index` ([`index`]) — 64-byte buckets of 12 record numbers with a tag byte each (a byte of
+//!   the key hash) and an overflow count; a probe reads one line and matches the twelve tags with
+//!   word arithmetic. About 8 bytes per entry (two thirds of the lanes used when full).
 //! - `records: Vec<Line>` — one 64-byte-aligned cache line per entry (two when the key is longer
-//!   than 40 bytes): expiry, server, tag, queue position, then the key as little-endian words.
-//!   Header and key share the line, so confirming a hit and refreshing it touch nothing else.
-//! - `ring: Vec<u32>` — the *touch queue*, a ring of `4 × size` entry indices, least recently
-//!   touched first. A touch appends the entry at the back and points the record at the new item;
-//!   the previous item turns stale by itself, because an item is live only while its record
-//!   points back at it. So a touch writes only to the record's own line and to the ring's tail:
+//!   than 40 bytes): expiry, server, hash tag, then the key as little-endian words. Header and key
+//!   share the line, so confirming a hit and refreshing it touch nothing else.
+//! - `ring: Vec<u32>` + `ring_tags: Vec<u32>` — the *touch queue*, a ring of `2 × size` items
+//!   (entry index and its hash tag), least recently touched first — and `links: Vec<u32>`, per
+//!   record its item's position. A touch appends the entry at the back and points the link at the
+//!   new item; the previous item turns stale by itself, because an item is live only while its
+//!   record's link points back at it. So a touch writes only to the link and to the ring's tail:
 //!   no pointer chase, and no store to a random place in the ring (a store that misses the cache
-//!   holds up the store buffer and, behind it, the next lookups — clearing the old item that way
-//!   cost a hit on a 1M table about a third of its time). Eviction, [`StickTable::purge_expired`]
-//!   and [`StickTable::next_expiry`] take the first live item from the front, popping stale ones.
-//!   When the ring is full it is compacted in place, in order, by a loop with no branch on what
-//!   it reads; that reads each item's record once and frees at least `3 × size` items, so it adds
-//!   at most a third of a read and write per touch and the ring never grows.
+//!   holds up the store buffer and, behind it, the next lookups). Eviction,
+//!   [`StickTable::purge_expired`] and [`StickTable::next_expiry`] take the first live item from
+//!   the front, popping stale ones; the item's tag names the victim's index line, so the line, the
+//!   link and the record load in parallel. When the ring is full it is compacted in place, in
+//!   order, by a loop with no branch on what it reads; that reads one link per item (the links,
+//!   4 bytes per entry, stay in the caches, unlike the records) and frees at least `size` items.
 //!
-//! With a 32-byte key that is 64 + 8 × 4/3 + 4 × 4 ≈ 91 bytes per entry (HAProxy: ≈ 184), under
+//! With a 32-byte key that is 64 + 8 + 2 × 8 + 4 ≈ 92 bytes per entry (HAProxy: ≈ 184), under
 //! the 96-byte budget; the order of live queue items is exactly the LRU order a linked list would
 //! keep, which the model-based proptest checks after every operation.
 //!
@@ -43,6 +44,10 @@ use std::time::Duration;
 use super::key::{clamp_key_len, StickKey, MAX_KEY_LEN};
 use crate::{ServerId, Timestamp};
 
+mod index;
+
+use index::{Index, Slot};
+
 /// Largest `size` a table accepts (16 Mi entries ≈ 1.5 GB with 32-byte keys). Larger sizes are
 /// clamped by [`StickTable::new`] and rejected by [`StickTableConfig::validate`]: the table
 /// preallocates, and a typo must not reserve the machine's memory.
@@ -51,8 +56,12 @@ pub const MAX_SIZE: usize = 1 << 24;
 /// Seed used when the owner does not pass one: fixed so that runs are reproducible.
 const DEFAULT_SEED: u64 = 0x2d35_8dcc_aa6c_78a5;
 
-/// End of a list / no entry.
-const NIL: u32 = u32::MAX;
+/// Marks a stored record's link (its queue position), so a free record never looks like the
+/// target of a queue item.
+const LIVE: u32 = 1 << 31;
+
+/// End of the free list / no entry. Has no [`LIVE`] bit, and is no record number.
+const NIL: u32 = !LIVE;
 
 /// What a table is declared as: `stick-table type binary len <key_len> size <size> expire
 /// <expire> [nopurge]`.
@@ -180,19 +189,18 @@ const EMPTY_LINE: Line = Line([0; WORDS_PER_LINE]);
 const W_EXPIRES: usize = 0;
 /// Record word 1: the server (low 32 bits) and the key's hash tag (high 32 bits).
 const W_SERVER_TAG: usize = 1;
-/// Record word 2: the entry's position in the touch queue with [`LIVE`] set when stored; the next
-/// free record when free.
-const W_LINK: usize = 2;
-/// Marks a stored record's `W_LINK`, so a free record never looks like the target of a queue item.
-const LIVE: u64 = 1 << 63;
+// Record word 2 is unused (the queue link lives in `links`, which compaction reads without
+// touching records); keys start at word 3 so that the line layout stays as it was.
 /// Record words 3..: the key, little-endian, zero-padded to whole words.
 const W_KEY: usize = 3;
 
 /// The touch queue holds this many items per entry of capacity. Every touch appends one item and
-/// turns the previous one stale; a full queue is compacted, which costs one write per live entry
-/// and frees at least `(QUEUE_FACTOR - 1) × capacity` items, so compaction adds at most
-/// `1 / (QUEUE_FACTOR - 1)` relocations per touch. 4 keeps that at a third for 16 bytes per entry.
-const QUEUE_FACTOR: usize = 4;
+/// turns the previous one stale; a full queue is compacted, which reads one link per item and
+/// frees at least `(QUEUE_FACTOR - 1) × capacity` items, so compaction adds at most
+/// `QUEUE_FACTOR / (QUEUE_FACTOR - 1)` link reads per touch. Items are 8 bytes (record and hash
+/// tag, in `ring` and `ring_tags`), so 2 keeps the queue at 16 bytes per entry; the links are a 4-byte array that the caches
+/// hold, so the two reads per touch are cheap.
+const QUEUE_FACTOR: usize = 2;
 
 /// Whether a store comes from traffic or from the operator, for the counters.
 #[derive(Copy, Clone, PartialEq, Eq)]
@@ -203,10 +211,10 @@ enum Origin {
 
 /// Result of probing the index for a key.
 enum Probe {
-    /// Key present: slot position and entry index.
-    Found(usize, usize),
-    /// Key absent: the empty slot where it would go.
-    Vacant(usize),
+    /// Key present: index slot and entry index.
+    Found(Slot, usize),
+    /// Key absent.
+    Vacant,
 }
 
 /// A key normalised to the table's length (zero-padded or truncated, as [`StickKey`] does), split
@@ -219,7 +227,40 @@ struct KeyWords {
 
 impl KeyWords {
     /// `key_len` is the table's, already clamped to 1..=`MAX_KEY_LEN`.
+    #[inline(always)]
     fn new(raw: &[u8], key_len: usize, seed: u64) -> Self {
+        // The data path's case (a whole sample, a key of whole words: 32-byte session IDs) as
+        // straight-line code, unrolled per word count: no length tests, no loops.
+        if raw.len() >= key_len && key_len % 8 == 0 {
+            match key_len / 8 {
+                1 => return Self::whole::<1>(raw, seed),
+                2 => return Self::whole::<2>(raw, seed),
+                3 => return Self::whole::<3>(raw, seed),
+                4 => return Self::whole::<4>(raw, seed),
+                5 => return Self::whole::<5>(raw, seed),
+                6 => return Self::whole::<6>(raw, seed),
+                7 => return Self::whole::<7>(raw, seed),
+                8 => return Self::whole::<8>(raw, seed),
+                _ => {}
+            }
+        }
+        Self::padded(raw, key_len, seed)
+    }
+
+    /// The first `N` words of `raw` (which holds at least `8 × N` bytes).
+    #[inline(always)]
+    fn whole<const N: usize>(raw: &[u8], seed: u64) -> Self {
+        let mut words = [0u64; MAX_KEY_LEN / 8];
+        for (i, w) in words.iter_mut().enumerate().take(N) {
+            *w = le_word(&raw[i * 8..]);
+        }
+        let hash = hash_words(&words[..N], seed);
+        KeyWords { words, hash }
+    }
+
+    /// Any sample and key length: zero-padded or truncated.
+    #[inline(never)]
+    fn padded(raw: &[u8], key_len: usize, seed: u64) -> Self {
         let mut words = [0u64; MAX_KEY_LEN / 8];
         let raw = &raw[..raw.len().min(key_len)];
         let whole = raw.len() / 8;
@@ -257,16 +298,23 @@ pub struct StickTable {
     seed: u64,
     /// Entry records, `lines_per` lines each; grows (within its reservation) up to `capacity`.
     records: Vec<Line>,
-    slots: Vec<u64>,
+    index: Index,
+    /// Per record: its position in the touch queue with [`LIVE`] set when stored; the next free
+    /// record when free. Kept apart from the records (4 bytes each, so a 1M table's links fit in
+    /// the caches) because compaction reads one link per queue item.
+    links: Vec<u32>,
     /// The touch queue: a ring of record indices, least recently touched first. The item at ring
     /// position `r` is live iff its record is stored and points back at `r`
     /// ([`StickTable::live_item`]); any other item is stale.
     ring: Vec<u32>,
+    /// The hash tag of each ring item's entry, so that eviction finds the entry's index line
+    /// without waiting for its record.
+    ring_tags: Vec<u32>,
     /// Ring position of the oldest item (live or stale).
     front: usize,
     /// Items in the queue, live and stale.
     queued: usize,
-    /// Free list of records (linked through `W_LINK`).
+    /// Free list of records (linked through `links`).
     free: u32,
     len: usize,
     stats: StickStats,
@@ -289,8 +337,6 @@ impl StickTable {
         let lines_per = (W_KEY + key_words).div_ceil(WORDS_PER_LINE);
         let capacity = cfg.size.min(MAX_SIZE);
         let expire_ms = u64::try_from(cfg.expire.as_millis()).unwrap_or(u64::MAX);
-        // At most 75 % load, and always at least one empty slot so probes terminate.
-        let nslots = capacity + capacity.div_ceil(3) + 1;
         StickTable {
             key_len,
             key_words,
@@ -299,8 +345,10 @@ impl StickTable {
             expire_ms,
             seed,
             records: Vec::with_capacity(capacity * lines_per),
-            slots: vec![0; nslots],
+            index: Index::new(capacity),
+            links: vec![NIL; capacity],
             ring: vec![NIL; capacity * QUEUE_FACTOR],
+            ring_tags: vec![0; capacity * QUEUE_FACTOR],
             front: 0,
             queued: 0,
             free: NIL,
@@ -324,18 +372,18 @@ impl StickTable {
             Probe::Found(pos, idx) => {
                 let server = ServerId(self.word(idx, W_SERVER_TAG) as u32);
                 if now.0 >= self.word(idx, W_EXPIRES) {
-                    self.remove_at(pos, idx);
+                    self.remove_at(pos, idx, tag);
                     self.stats.expired += 1;
                     self.stats.misses += 1;
                     Lookup::Expired(server)
                 } else {
                     self.set_word(idx, W_EXPIRES, now.0.saturating_add(self.expire_ms));
-                    self.touch(idx);
+                    self.touch(idx, tag);
                     self.stats.hits += 1;
                     Lookup::Hit(server)
                 }
             }
-            Probe::Vacant(_) => {
+            Probe::Vacant => {
                 self.stats.misses += 1;
                 Lookup::Miss
             }
@@ -371,18 +419,18 @@ impl StickTable {
         match self.probe(&key, tag) {
             Probe::Found(pos, idx) => {
                 let server = ServerId(self.word(idx, W_SERVER_TAG) as u32);
-                self.remove_at(pos, idx);
+                self.remove_at(pos, idx, tag);
                 self.stats.removed += 1;
                 Some(server)
             }
-            Probe::Vacant(_) => None,
+            Probe::Vacant => None,
         }
     }
 
     /// Delete every entry (`clear table`). Memory stays reserved; counters are cumulative and kept.
     pub fn clear(&mut self) {
         self.stats.removed += self.len as u64;
-        self.slots.fill(0);
+        self.index.clear();
         self.records.clear();
         self.front = 0;
         self.queued = 0;
@@ -400,8 +448,7 @@ impl StickTable {
             if now.0 < self.word(idx, W_EXPIRES) {
                 break;
             }
-            let pos = self.slot_of(idx);
-            self.remove_at(pos, idx);
+            self.remove_oldest(idx);
             purged += 1;
         }
         self.stats.expired += purged as u64;
@@ -476,8 +523,9 @@ impl StickTable {
                     self.set_word(idx, W_SERVER_TAG, (w & !0xffff_ffff) | u64::from(new.0))
                 }
                 None => {
-                    let pos = self.slot_of(idx);
-                    self.remove_at(pos, idx);
+                    let tag = self.tag_at(idx);
+                    let pos = self.index.slot_of(tag, idx);
+                    self.remove_at(pos, idx, tag);
                     self.stats.removed += 1;
                 }
             }
@@ -522,8 +570,10 @@ impl StickTable {
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.records.capacity() * std::mem::size_of::<Line>()
-            + self.slots.capacity() * std::mem::size_of::<u64>()
+            + self.index.memory_bytes()
+            + self.links.capacity() * std::mem::size_of::<u32>()
             + self.ring.capacity() * std::mem::size_of::<u32>()
+            + self.ring_tags.capacity() * std::mem::size_of::<u32>()
     }
 
     // ---- internals ----
@@ -552,13 +602,13 @@ impl StickTable {
     /// Insert or overwrite with an explicit deadline; counts expired/evicted but not the store.
     fn store_raw(&mut self, key: &KeyWords, server: u32, expires_at: u64, now: Timestamp) -> Learn {
         let tag = key.tag();
-        let mut vacant = match self.probe(key, tag) {
+        match self.probe(key, tag) {
             Probe::Found(pos, idx) => {
                 if now.0 < self.word(idx, W_EXPIRES) {
                     let previous = self.word(idx, W_SERVER_TAG) as u32;
                     self.set_word(idx, W_SERVER_TAG, u64::from(server) | u64::from(tag) << 32);
                     self.set_word(idx, W_EXPIRES, expires_at);
-                    self.touch(idx);
+                    self.touch(idx, tag);
                     return if previous == server {
                         Learn::Refreshed
                     } else {
@@ -568,42 +618,29 @@ impl StickTable {
                     };
                 }
                 // Expired: semantically absent. Drop it and insert afresh.
-                self.remove_at(pos, idx);
+                self.remove_at(pos, idx, tag);
                 self.stats.expired += 1;
-                None
             }
-            Probe::Vacant(pos) => Some(pos),
-        };
+            Probe::Vacant => {}
+        }
         if self.capacity == 0 {
             return Learn::Refused;
         }
         let mut evicted = false;
-        if self.len == self.capacity {
-            if self.purge_expired(now) == 0 {
-                if self.cfg.nopurge {
-                    return Learn::Refused;
-                }
-                if let Some(idx) = self.oldest() {
-                    let pos = self.slot_of(idx);
-                    self.remove_at(pos, idx);
-                    self.stats.evicted += 1;
-                    evicted = true;
-                }
+        // Full: drop expired entries from the LRU end; if there were none, evict (or refuse).
+        if self.len == self.capacity && self.purge_expired(now) == 0 {
+            if self.cfg.nopurge {
+                return Learn::Refused;
             }
-            // Removals shift slots: the vacant position must be found again.
-            vacant = None;
+            if let Some(idx) = self.oldest() {
+                self.remove_oldest(idx);
+                self.stats.evicted += 1;
+                evicted = true;
+            }
         }
-        let pos = match vacant {
-            Some(pos) => pos,
-            None => match self.probe(key, tag) {
-                Probe::Vacant(pos) => pos,
-                // Unreachable: the key was absent and removals do not insert.
-                Probe::Found(..) => return Learn::Refused,
-            },
-        };
         let idx = self.alloc(key, server, tag, expires_at);
-        self.slots[pos] = (u64::from(tag) << 32) | (idx as u64 + 1);
-        self.push_back(idx);
+        self.index.insert(tag, idx);
+        self.push_back(idx, tag);
         self.len += 1;
         Learn::Inserted { evicted }
     }
@@ -612,7 +649,7 @@ impl StickTable {
     fn alloc(&mut self, key: &KeyWords, server: u32, tag: u32, expires_at: u64) -> usize {
         let idx = if self.free != NIL {
             let idx = self.free as usize;
-            self.free = self.word(idx, W_LINK) as u32;
+            self.free = self.links[idx];
             idx
         } else {
             let idx = self.records.len() / self.lines_per;
@@ -629,58 +666,36 @@ impl StickTable {
     }
 
     /// Remove entry `idx` whose index slot is `pos`: free the record (which turns its queue item
-    /// stale) and backward-shift the index.
-    fn remove_at(&mut self, pos: usize, idx: usize) {
-        self.set_word(idx, W_LINK, u64::from(self.free));
+    /// stale) and empty the slot.
+    fn remove_at(&mut self, pos: Slot, idx: usize, tag: u32) {
+        self.links[idx] = self.free;
         self.free = idx as u32;
         self.len -= 1;
-        self.remove_slot(pos);
+        self.index.remove(pos, tag);
     }
 
-    /// Backward-shift deletion for linear probing: pull later entries of the cluster into the
-    /// hole when their home slot allows it, so no tombstones are needed.
-    fn remove_slot(&mut self, mut hole: usize) {
-        let n = self.slots.len();
-        let mut j = hole;
-        loop {
-            j = if j + 1 == n { 0 } else { j + 1 };
-            let s = self.slots[j];
-            if s == 0 {
-                break;
-            }
-            let home = home_slot((s >> 32) as u32, n);
-            // The entry at j may stay iff its home lies cyclically in (hole, j].
-            let stays = if hole <= j {
-                hole < home && home <= j
-            } else {
-                hole < home || home <= j
-            };
-            if !stays {
-                self.slots[hole] = s;
-                hole = j;
-            }
-        }
-        self.slots[hole] = 0;
+    /// Remove entry `idx`, just returned by [`StickTable::oldest`]. Its hash tag comes from its
+    /// queue item, not from its record, so the index line and the record load in parallel.
+    fn remove_oldest(&mut self, idx: usize) {
+        let tag = self.ring_tags[self.front];
+        let pos = self.index.slot_of(tag, idx);
+        self.remove_at(pos, idx, tag);
     }
 
+    #[inline(always)]
     fn probe(&self, key: &KeyWords, tag: u32) -> Probe {
-        let n = self.slots.len();
-        let mut pos = home_slot(tag, n);
-        loop {
-            let s = self.slots[pos];
-            if s == 0 {
-                return Probe::Vacant(pos);
-            }
-            if (s >> 32) as u32 == tag {
-                let idx = (s as u32 - 1) as usize;
-                if self.key_matches(idx, key) {
-                    return Probe::Found(pos, idx);
-                }
-            }
-            pos = if pos + 1 == n { 0 } else { pos + 1 };
+        match self.index.find(tag, |idx| self.key_matches(idx, key)) {
+            Some((pos, idx)) => Probe::Found(pos, idx),
+            None => Probe::Vacant,
         }
     }
 
+    /// The hash tag stored with entry `idx`.
+    fn tag_at(&self, idx: usize) -> u32 {
+        (self.word(idx, W_SERVER_TAG) >> 32) as u32
+    }
+
+    #[inline(always)]
     fn key_matches(&self, idx: usize, key: &KeyWords) -> bool {
         if self.lines_per == 1 {
             // Words past the key are zero in both: compare the whole line tail at fixed width.
@@ -700,21 +715,12 @@ impl StickTable {
     }
 
     /// Index slot holding entry `idx` (which must be stored).
-    fn slot_of(&self, idx: usize) -> usize {
-        let n = self.slots.len();
-        let want = idx as u64 + 1;
-        let mut pos = home_slot((self.word(idx, W_SERVER_TAG) >> 32) as u32, n);
-        // Bounded by n: the entry is in the index, so the loop finds it within one cycle.
-        for _ in 0..n {
-            if self.slots[pos] & 0xffff_ffff == want {
-                return pos;
-            }
-            pos = if pos + 1 == n { 0 } else { pos + 1 };
-        }
-        debug_assert!(false, "stored entry {idx} missing from the index");
-        pos
+    #[cfg(test)]
+    fn slot_of(&self, idx: usize) -> Slot {
+        self.index.slot_of(self.tag_at(idx), idx)
     }
 
+    #[inline(always)]
     fn key(&self, raw: &[u8]) -> KeyWords {
         KeyWords::new(raw, self.key_len, self.seed)
     }
@@ -776,8 +782,8 @@ impl StickTable {
     /// the ring, which on a cache miss stalls the store buffer and with it the next lookups.
     fn live_item(&self, at: usize) -> Option<usize> {
         let idx = self.ring[at] as usize;
-        let stored = idx < self.records.len() / self.lines_per;
-        (stored && self.word(idx, W_LINK) == at as u64 | LIVE).then_some(idx)
+        let stored = idx * self.lines_per < self.records.len();
+        (stored && self.links[idx] == at as u32 | LIVE).then_some(idx)
     }
 
     /// The least recently used entry: the first live item from the front, popping stale ones.
@@ -794,29 +800,34 @@ impl StickTable {
 
     /// Make entry `idx` the most recently used: append it; its previous item turns stale because
     /// the record now points at the new one.
-    fn touch(&mut self, idx: usize) {
-        let at = (self.word(idx, W_LINK) & !LIVE) as usize;
+    #[inline(always)]
+    fn touch(&mut self, idx: usize, tag: u32) {
+        let at = (self.links[idx] & !LIVE) as usize;
         if at == self.ring_pos(self.queued - 1) {
             return; // already the most recent
         }
-        self.push_back(idx);
+        self.push_back(idx, tag);
     }
 
     /// Append entry `idx` as the most recently used, compacting first if the ring is full.
-    fn push_back(&mut self, idx: usize) {
+    #[inline(always)]
+    fn push_back(&mut self, idx: usize, tag: u32) {
         if self.queued == self.ring.len() {
             self.compact();
         }
         let at = self.ring_pos(self.queued);
         self.ring[at] = idx as u32;
+        self.ring_tags[at] = tag;
         self.queued += 1;
-        self.set_word(idx, W_LINK, at as u64 | LIVE);
+        self.links[idx] = at as u32 | LIVE;
     }
 
     /// Squeeze the stale items out of the queue, keeping the live ones in order. Runs when the
     /// ring is full, which leaves at least `ring.len() - capacity` free items afterwards. Nothing
-    /// in the loop branches on what it reads (each item's liveness is in a random record), so the
+    /// in the loop branches on what it reads (each item's liveness is in a random link), so the
     /// CPU keeps many of those reads in flight.
+    #[cold]
+    #[inline(never)]
     fn compact(&mut self) {
         let n = self.ring.len();
         let mut read = self.front;
@@ -826,11 +837,13 @@ impl StickTable {
             // An item inside the queue always names a record that exists; only whether it still
             // points back is in question.
             let idx = self.ring[read] as usize;
-            let link = self.word(idx, W_LINK);
-            let live = link == read as u64 | LIVE;
+            let tag = self.ring_tags[read];
+            let link = self.links[idx];
+            let live = link == read as u32 | LIVE;
             self.ring[write] = idx as u32;
+            self.ring_tags[write] = tag;
             // A stale item's record gets its own link back: a store either way, no branch.
-            self.set_word(idx, W_LINK, if live { write as u64 | LIVE } else { link });
+            self.links[idx] = if live { write as u32 | LIVE } else { link };
             let step = usize::from(live);
             write += step;
             if write == n {
@@ -843,12 +856,6 @@ impl StickTable {
     }
 }
 
-/// Home slot of a tag in an index of `n` slots (multiply-shift range reduction, no power of two
-/// needed, so the index is sized to the table rather than rounded up).
-fn home_slot(tag: u32, n: usize) -> usize {
-    ((u64::from(tag) * n as u64) >> 32) as usize
-}
-
 /// 64×64→128 multiply folded to 64 bits: the mixing step of wyhash-style hashes.
 fn mum(a: u64, b: u64) -> u64 {
     let r = u128::from(a) * u128::from(b);
@@ -858,6 +865,7 @@ fn mum(a: u64, b: u64) -> u64 {
 /// Hash a key's words, two per step. Written here rather than taken from std so it is fixed
 /// across Rust versions and platforms, fast for 32-byte keys, and seedable. All keys of a table
 /// have its length, so the zero padding of the last word is unambiguous.
+#[inline(always)]
 fn hash_words(words: &[u64], seed: u64) -> u64 {
     const P0: u64 = 0xa076_1d64_78bd_642f;
     const P1: u64 = 0xe703_7ed1_a0b4_28db;

@@ -51,19 +51,21 @@ impl StickTable {
             let key = self.key(&self.key_at(idx));
             let tag = (self.word(idx, W_SERVER_TAG) >> 32) as u32;
             assert_eq!(key.tag(), tag, "stale tag at {idx}");
+            assert_eq!(self.ring_tags[at], tag, "stale queue tag at {at}");
             match self.probe(&key, tag) {
                 Probe::Found(pos, found) => {
                     assert_eq!(found, idx);
                     assert_eq!(self.slot_of(idx), pos);
                 }
-                Probe::Vacant(_) => panic!("entry {idx} not reachable through the index"),
+                Probe::Vacant => panic!("entry {idx} not reachable through the index"),
             }
             count += 1;
         }
         assert_eq!(count, self.len);
         assert!(self.len <= self.capacity);
-        let occupied = self.slots.iter().filter(|&&s| s != 0).count();
-        assert_eq!(occupied, self.len);
+        assert_eq!(self.index.occupied(), self.len);
+        // Overflow counts match a recount (records of free entries are never consulted).
+        self.index.assert_counts(|idx| self.tag_at(idx));
         let mut free = 0;
         let mut f = self.free;
         while f != NIL {
@@ -72,19 +74,19 @@ impl StickTable {
                 "free entry {f} in use"
             );
             assert_eq!(
-                self.word(f as usize, W_LINK) & LIVE,
+                self.links[f as usize] & LIVE,
                 0,
                 "free entry {f} marked live"
             );
             free += 1;
-            f = self.word(f as usize, W_LINK) as u32;
+            f = self.links[f as usize];
             assert!(free <= records);
         }
         assert_eq!(free + self.len, records);
         // Every stored record points at its live item, inside the queue.
         let window: Vec<usize> = (0..self.queued).map(|k| self.ring_pos(k)).collect();
-        for idx in (0..records).filter(|&i| self.word(i, W_LINK) & LIVE != 0) {
-            let at = (self.word(idx, W_LINK) & !LIVE) as usize;
+        for idx in (0..records).filter(|&i| self.links[i] & LIVE != 0) {
+            let at = (self.links[idx] & !LIVE) as usize;
             assert!(window.contains(&at), "entry {idx} points outside the queue");
             assert_eq!(
                 self.ring[at] as usize, idx,
