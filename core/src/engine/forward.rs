@@ -386,6 +386,29 @@ mod tests {
         }
     }
 
+    /// Forwards between the proxy's halves, then closes them at once, as the flow does.
+    async fn forward_then_close<T: FnMut(&[u8]) -> bool>(
+        (mut cr, mut cw): (ReadHalf<DuplexStream>, WriteHalf<DuplexStream>),
+        (mut sr, mut sw): (ReadHalf<DuplexStream>, WriteHalf<DuplexStream>),
+        limits: ForwardTimeouts,
+        write_last: WriteLast<WriteHalf<DuplexStream>>,
+        tap: T,
+    ) -> Forwarded {
+        let f = forward(
+            Clock::start(),
+            &mut cr,
+            &mut cw,
+            &mut sr,
+            &mut sw,
+            limits,
+            write_last,
+            tap,
+        )
+        .await;
+        drop((cr, cw, sr, sw));
+        f
+    }
+
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -397,34 +420,25 @@ mod tests {
         let Wires {
             mut client_peer,
             mut server_peer,
-            mut cr,
-            mut cw,
-            mut sr,
-            mut sw,
+            cr,
+            cw,
+            sr,
+            sw,
         } = wires(8 * 1024);
         // Larger than any buffer size, and not a multiple of one.
         let up_data = pattern(300_001, 1);
         let down_data = pattern(200_003, 7);
         let mut tapped = Vec::new();
-        let fwd = async {
-            let f = forward(
-                Clock::start(),
-                &mut cr,
-                &mut cw,
-                &mut sr,
-                &mut sw,
-                timeouts(LONG, LONG),
-                plain_write_last,
-                |chunk| {
-                    tapped.extend_from_slice(chunk);
-                    tapped.len() < 1000
-                },
-            )
-            .await;
-            // As the flow does: close the proxy's sockets as soon as forwarding is over.
-            drop((cr, cw, sr, sw));
-            f
-        };
+        let fwd = forward_then_close(
+            (cr, cw),
+            (sr, sw),
+            timeouts(LONG, LONG),
+            plain_write_last,
+            |chunk| {
+                tapped.extend_from_slice(chunk);
+                tapped.len() < 1000
+            },
+        );
         let (u, d) = (up_data.clone(), down_data.clone());
         let client = async move {
             let (mut r, mut w) = split(&mut client_peer);
@@ -468,26 +482,18 @@ mod tests {
         let Wires {
             mut client_peer,
             mut server_peer,
-            mut cr,
-            mut cw,
-            mut sr,
-            mut sw,
+            cr,
+            cw,
+            sr,
+            sw,
         } = wires(1024);
-        let fwd = async {
-            let f = forward(
-                Clock::start(),
-                &mut cr,
-                &mut cw,
-                &mut sr,
-                &mut sw,
-                timeouts(LONG, LONG),
-                plain_write_last,
-                |_| true,
-            )
-            .await;
-            drop((cr, cw, sr, sw));
-            f
-        };
+        let fwd = forward_then_close(
+            (cr, cw),
+            (sr, sw),
+            timeouts(LONG, LONG),
+            plain_write_last,
+            |_| true,
+        );
         let peers = async move {
             // The client sends its request and half-closes; the server sees EOF, then answers.
             client_peer.write_all(b"request").await.unwrap();
@@ -532,10 +538,10 @@ mod tests {
             let Wires {
                 mut client_peer,
                 mut server_peer,
-                mut cr,
-                mut cw,
-                mut sr,
-                mut sw,
+                cr,
+                cw,
+                sr,
+                sw,
             } = wires(64 * 1024);
             // The server's answer (and, in the first case, its end) is there before forwarding
             // starts, as when a response and its FIN arrive in one wake-up.
@@ -543,21 +549,13 @@ mod tests {
             if server_closes {
                 server_peer.shutdown().await.unwrap();
             }
-            let fwd = async {
-                let f = forward(
-                    Clock::start(),
-                    &mut cr,
-                    &mut cw,
-                    &mut sr,
-                    &mut sw,
-                    timeouts(LONG, LONG),
-                    counting_write_last,
-                    |_| true,
-                )
-                .await;
-                drop((cr, cw, sr, sw));
-                f
-            };
+            let fwd = forward_then_close(
+                (cr, cw),
+                (sr, sw),
+                timeouts(LONG, LONG),
+                counting_write_last,
+                |_| true,
+            );
             let client = async {
                 let mut got = vec![0u8; 17];
                 client_peer.read_exact(&mut got).await.unwrap();
