@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use socket2::SockRef;
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tether_core::engine::Net;
 use tokio::io::Interest;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -47,6 +47,47 @@ impl Net for TokioNet {
         let s = TcpStream::connect(addr).await?;
         let _ = s.set_nodelay(true);
         Ok(s)
+    }
+
+    /// Non-blocking `connect`, then at once a `send` of the client's first bytes: on a
+    /// same-host path the handshake completed inside `connect`, so the bytes leave without
+    /// waiting for the event loop to report the socket writable (and without the
+    /// `getsockopt(SO_ERROR)` that confirms a connect). Elsewhere the `send` finds the
+    /// connection still opening (`EAGAIN`) and this waits for writability as `connect` does;
+    /// a refused connect shows as the error of either.
+    async fn connect_sending(&self, addr: &str, first: &[u8]) -> io::Result<(TcpStream, usize)> {
+        let Ok(sa) = addr.parse::<SocketAddr>() else {
+            // A host name: resolved and connected by tokio; the engine sends `first`.
+            return Ok((self.connect(addr).await?, 0));
+        };
+        let socket = Socket::new(
+            Domain::for_address(sa),
+            Type::STREAM.nonblocking(),
+            Some(Protocol::TCP),
+        )?;
+        socket.set_tcp_nodelay(true)?;
+        match socket.connect(&sa.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        let sent = if first.is_empty() {
+            0
+        } else {
+            match socket.send_with_flags(first, libc::MSG_NOSIGNAL) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => return Err(e),
+            }
+        };
+        let stream = TcpStream::from_std(std::net::TcpStream::from(socket))?;
+        if sent == 0 {
+            stream.writable().await?;
+            if let Some(e) = stream.take_error()? {
+                return Err(e);
+            }
+        }
+        Ok((stream, sent))
     }
 
     fn split(stream: TcpStream) -> (OwnedReadHalf, OwnedWriteHalf) {
@@ -98,6 +139,38 @@ mod tests {
         let outgoing = net.connect(&addr.to_string()).await.unwrap();
         assert!(outgoing.nodelay().unwrap());
         drop(client.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn connect_sending_sends_at_once_on_loopback_and_reports_refusal() {
+        use tokio::io::AsyncReadExt;
+        let net = TokioNet;
+        let listener = net.bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let hello = b"\x16\x03\x01 client bytes";
+        let (stream, sent) = net.connect_sending(&addr, hello).await.unwrap();
+        // The loopback handshake completes inside connect: everything went with it.
+        assert_eq!(sent, hello.len());
+        assert!(stream.nodelay().unwrap());
+        let (mut accepted, _) = net.accept(&listener).await.unwrap();
+        let mut got = vec![0u8; hello.len()];
+        accepted.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, hello);
+
+        // Nothing to send: connected, nothing sent.
+        let (_quiet, sent) = net.connect_sending(&addr, b"").await.unwrap();
+        assert_eq!(sent, 0);
+
+        // A closed port is refused, with or without bytes to send (the engine's retry policy
+        // tells refusals apart).
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        for first in [&b""[..], &hello[..]] {
+            let err = net.connect_sending(&closed, first).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+        }
     }
 
     /// Segments the socket has received (`tcpi_segs_in` of `TCP_INFO`).

@@ -180,14 +180,14 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
         rec.tw_ms += ms_since(tq);
         let t0 = Instant::now();
         let addr = &be.servers[server.index()].address;
-        let result = timeout(be.timeouts.connect, ctx.net.connect(addr)).await;
+        let result = timeout(be.timeouts.connect, ctx.net.connect_sending(addr, data)).await;
         let failure = match result {
-            Ok(Ok(stream)) => {
+            Ok(Ok((stream, sent))) => {
                 if be.passive_health {
                     be.passive_result(server, true);
                 }
                 rec.tc_ms = ms_since(t0) as i64;
-                break Some((server, stream));
+                break Some((server, stream, sent));
             }
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 ConnectFailure::Refused
@@ -232,7 +232,7 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
         rec.retries = a.retries();
         rec.redispatched = a.redispatched();
     }
-    let Some((server, stream)) = connected else {
+    let Some((server, stream, sent)) = connected else {
         // No usable server, or every attempt failed: close at once (HAProxy `SC`, `<NOSRV>` when
         // nothing was ever chosen). Nothing is stored.
         let tried = attempts.is_some() || queue_failed.is_some();
@@ -292,13 +292,15 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
     }
 
     let (mut sr, mut sw) = N::split(stream);
-    let mut up_prefix = 0u64;
+    // What `connect_sending` did not send yet of the client's buffered bytes.
+    let mut up_prefix = sent as u64;
     let mut failed_prefix = false;
-    if !data.is_empty() {
-        if sw.write_all(data).await.is_err() {
+    let rest = &data[sent.min(data.len())..];
+    if !rest.is_empty() {
+        if sw.write_all(rest).await.is_err() {
             failed_prefix = true;
         } else {
-            up_prefix = data.len() as u64;
+            up_prefix += rest.len() as u64;
         }
     }
 

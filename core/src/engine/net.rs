@@ -34,6 +34,22 @@ pub trait Net: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
     /// Opens a connection to `addr`. The engine bounds it with the connect timeout.
     fn connect(&self, addr: &str) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// Opens a connection to `addr` and sends what it can of `first` (the client's buffered
+    /// bytes) as soon as the connection allows, returning how much went. A transport may send
+    /// on the connection the moment its handshake has completed, which on loopback and other
+    /// same-host paths is already true when `connect` returns, sparing a trip through the event
+    /// loop and the readiness check per connection. The default connects, then sends nothing:
+    /// the engine writes `first` itself.
+    fn connect_sending(
+        &self,
+        addr: &str,
+        first: &[u8],
+    ) -> impl Future<Output = io::Result<(Self::Stream, usize)>> + Send {
+        let _ = first;
+        let connect = self.connect(addr);
+        async move { Ok((connect.await?, 0)) }
+    }
+
     /// Splits a stream so both directions can be driven at once without a lock.
     fn split(stream: Self::Stream) -> (Self::ReadHalf, Self::WriteHalf);
 
