@@ -222,11 +222,14 @@ where
         let after = read_ready(r, &mut buf).await;
         shared.touch();
         tap(&buf);
-        let last = matches!(after, Ahead::End);
+        let write = match after {
+            Ahead::End => write_last,
+            Ahead::Nothing | Ahead::Error => plain_write_last::<W>,
+        };
         let wrote = tokio::select! {
             biased;
             () = aborted(abort) => break PumpEnd::Aborted,
-            w = write_all(w, &buf, last.then_some(write_last)) => w,
+            w = write_through(w, &buf, write) => w,
         };
         if wrote.is_err() {
             break PumpEnd::WriteError;
@@ -293,17 +296,14 @@ async fn read_ready<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> Ahead
     Ahead::Nothing
 }
 
-/// Writes all of `data`, through `last` when the stream's end follows these bytes.
-async fn write_all<W: AsyncWrite + Unpin>(
+/// Writes all of `data` with `write`: a plain write, or [`WriteLast`] when the end follows.
+async fn write_through<W: AsyncWrite + Unpin>(
     w: &mut W,
     mut data: &[u8],
-    last: Option<WriteLast<W>>,
+    write: WriteLast<W>,
 ) -> io::Result<()> {
-    let Some(last) = last else {
-        return w.write_all(data).await;
-    };
     while !data.is_empty() {
-        let n = poll_fn(|cx| last(Pin::new(&mut *w), cx, data)).await?;
+        let n = poll_fn(|cx| write(Pin::new(&mut *w), cx, data)).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

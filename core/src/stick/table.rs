@@ -523,9 +523,7 @@ impl StickTable {
                     self.set_word(idx, W_SERVER_TAG, (w & !0xffff_ffff) | u64::from(new.0))
                 }
                 None => {
-                    let tag = self.tag_at(idx);
-                    let pos = self.index.slot_of(tag, idx);
-                    self.remove_at(pos, idx, tag);
+                    self.remove_tagged(idx, self.tag_at(idx));
                     self.stats.removed += 1;
                 }
             }
@@ -677,7 +675,11 @@ impl StickTable {
     /// Remove entry `idx`, just returned by [`StickTable::oldest`]. Its hash tag comes from its
     /// queue item, not from its record, so the index line and the record load in parallel.
     fn remove_oldest(&mut self, idx: usize) {
-        let tag = self.ring_tags[self.front];
+        self.remove_tagged(idx, self.ring_tags[self.front]);
+    }
+
+    /// Remove entry `idx`, stored under hash tag `tag`, finding its index slot first.
+    fn remove_tagged(&mut self, idx: usize, tag: u32) {
         let pos = self.index.slot_of(tag, idx);
         self.remove_at(pos, idx, tag);
     }
