@@ -104,6 +104,17 @@ pub enum ConnectFailure {
     Other,
 }
 
+impl ConnectFailure {
+    /// Classifies a failed connect as the retry policy sees it.
+    pub fn of(e: &std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            ConnectFailure::Refused
+        } else {
+            ConnectFailure::Other
+        }
+    }
+}
+
 /// The engine's next step after a failed connect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RetryDecision {

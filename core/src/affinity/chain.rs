@@ -70,7 +70,7 @@ impl Chain {
         hello: Option<&HelloKeys>,
         no_hello: NoKeyReason,
         client: Option<IpAddr>,
-        tables: &impl Tables,
+        tables: &(impl Tables + ?Sized),
         now: Timestamp,
     ) -> Decision {
         if self.keys.is_empty() {
@@ -161,7 +161,7 @@ impl Chain {
         hello: Option<&HelloKeys>,
         info: &ServerHelloInfo,
         server: ServerId,
-        tables: &impl Tables,
+        tables: &(impl Tables + ?Sized),
         now: Timestamp,
     ) -> Learned {
         let mut learned = Learned::default();
@@ -208,7 +208,7 @@ impl Chain {
         hello: Option<&HelloKeys>,
         key: AffinityKey,
         server: ServerId,
-        tables: &impl Tables,
+        tables: &(impl Tables + ?Sized),
         now: Timestamp,
     ) -> bool {
         let (Some(h), Some(kind)) = (hello, TableKind::for_key(key)) else {
@@ -232,7 +232,7 @@ impl Chain {
         &self,
         ticket: &[u8],
         server: ServerId,
-        tables: &impl Tables,
+        tables: &(impl Tables + ?Sized),
         now: Timestamp,
     ) -> bool {
         if ticket.is_empty() {

@@ -12,6 +12,7 @@
 
 pub mod chain;
 pub mod keys;
+pub mod policy;
 pub mod rules;
 
 use std::fmt;
@@ -23,6 +24,7 @@ use crate::{ServerId, Timestamp};
 
 pub use chain::Chain;
 pub use keys::HelloKeys;
+pub use policy::{Affinity, HelloWants, ResponseStep};
 pub use rules::{RuleAction, RuleCondition, RuleSample, Rules, StickRule};
 
 /// One key of a native affinity chain, in the order the operator wrote them.

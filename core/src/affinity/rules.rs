@@ -122,7 +122,7 @@ impl Rules {
     pub fn on_request(
         &self,
         req: RequestView<'_>,
-        tables: &impl Tables,
+        tables: &(impl Tables + ?Sized),
         now: Timestamp,
     ) -> (Decision, Option<PendingStore>) {
         let mut decision: Option<Decision> = None;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::affinity::{AffinityKey, AffinityOutcome, Chain, Route, Rules, TableKind};
+use crate::affinity::{Affinity, AffinityKey, AffinityOutcome, Route};
 use crate::balance::{Algorithm, Balancer, PickContext};
 use crate::retry::{RetryContext, RetryPolicy};
 use crate::server::{AdminState, Health, HealthConfig, OperState, ServerState, Transition};
@@ -17,33 +17,6 @@ use crate::ServerId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::tables::BackendTables;
-
-/// How a backend decides affinity.
-#[derive(Clone, Debug)]
-pub enum AffinityMode {
-    /// tether's native chain.
-    Chain(Chain),
-    /// Imported HAProxy sticking rules.
-    Rules(Rules),
-}
-
-impl AffinityMode {
-    /// The stick tables this mode needs.
-    pub fn tables(&self) -> Vec<TableKind> {
-        match self {
-            AffinityMode::Chain(c) => c.tables(),
-            AffinityMode::Rules(r) if r.rules.is_empty() => Vec::new(),
-            AffinityMode::Rules(_) => vec![TableKind::Rule],
-        }
-    }
-
-    fn uses_hash(&self) -> bool {
-        match self {
-            AffinityMode::Chain(c) => c.has(AffinityKey::Source) || c.has(AffinityKey::Sni),
-            AffinityMode::Rules(_) => false,
-        }
-    }
-}
 
 /// Backend timeouts.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -141,11 +114,11 @@ impl ServerSlot {
         }
     }
 
-    /// Takes a connection slot, waiting in the server's queue up to `timeout`. `Ok(None)` when
+    /// Takes a connection slot, waiting in the server's queue until `deadline`. `Ok(None)` when
     /// the server has no `maxconn`.
-    pub async fn take_slot(
+    pub async fn take_slot_until(
         &self,
-        timeout: Duration,
+        deadline: tokio::time::Instant,
     ) -> Result<Option<OwnedSemaphorePermit>, QueueError> {
         let Some(sem) = &self.slots else {
             return Ok(None);
@@ -158,7 +131,7 @@ impl ServerSlot {
         if self.maxqueue.is_some_and(|m| waiting >= u64::from(m)) {
             return Err(QueueError::Full);
         }
-        match tokio::time::timeout(timeout, sem.clone().acquire_owned()).await {
+        match tokio::time::timeout_at(deadline, sem.clone().acquire_owned()).await {
             Ok(Ok(p)) => Ok(Some(p)),
             Ok(Err(_)) => Err(QueueError::Full),
             Err(_) => Err(QueueError::Timeout),
@@ -261,8 +234,8 @@ pub struct Backend {
     pub name: String,
     /// Servers, indexed by [`ServerId`].
     pub servers: Vec<ServerSlot>,
-    /// How affinity is decided.
-    pub affinity: AffinityMode,
+    /// How affinity is decided (native chain or imported rules).
+    pub affinity: Box<dyn Affinity>,
     /// The stick tables.
     pub tables: BackendTables,
     /// Retry and redispatch policy.
@@ -293,8 +266,8 @@ pub struct BackendSpec {
     pub algorithm: Algorithm,
     /// Servers: slot and initial state.
     pub servers: Vec<(ServerSlot, ServerState)>,
-    /// Affinity mode.
-    pub affinity: AffinityMode,
+    /// How affinity is decided.
+    pub affinity: Box<dyn Affinity>,
     /// Stick-table configuration applied to each table.
     pub table: StickTableConfig,
     /// Retry policy.

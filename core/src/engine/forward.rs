@@ -76,7 +76,7 @@ impl Forwarded {
 }
 
 /// Timing of a forwarding session.
-#[derive(Copy, Clone, Debug)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct ForwardTimeouts {
     /// Idle limit while waiting on the client.
     pub client: Duration,

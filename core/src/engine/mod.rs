@@ -1,12 +1,14 @@
 //! The one per-connection proxy flow, generic over the network.
 //!
-//! inspect → choose → connect/retry → forward while learning from the response → log. The daemon
-//! runs it on tokio sockets, the simulator on turmoil sockets; both call exactly this code. Time
-//! comes from `tokio::time::Instant` only (virtual under turmoil) and every `select!` is `biased;`
-//! so a simulation replays identically for a seed.
+//! inspect → choose → connect/retry → forward while learning from the response → log. A
+//! connection's whole life is the sans-IO state machine in [`connection`]; [`flow`] drives it on
+//! a [`Net`]. The daemon runs it on tokio sockets, the simulator on turmoil sockets; both call
+//! exactly this code. Time comes from `tokio::time::Instant` only (virtual under turmoil) and
+//! every `select!` is `biased;` so a simulation replays identically for a seed.
 
 pub mod backend;
 pub mod clock;
+pub mod connection;
 pub mod flow;
 pub mod forward;
 pub mod frontend;
@@ -20,6 +22,7 @@ pub mod tables;
 
 pub use backend::{Backend, BackendTimeouts, ServerSlot};
 pub use clock::Clock;
+pub use connection::{Action, Connection};
 pub use frontend::Frontend;
 pub use listener::{serve, Listener};
 pub use log::{ConnectionRecord, LogSink};

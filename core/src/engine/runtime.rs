@@ -24,7 +24,7 @@ pub struct Runtime {
 }
 
 use crate::affinity::{
-    AffinityKey, Chain, RuleAction, RuleCondition, RuleSample, Rules, StickRule,
+    Affinity, AffinityKey, Chain, RuleAction, RuleCondition, RuleSample, Rules, StickRule,
 };
 use crate::balance::Algorithm;
 use crate::config::{self, Config};
@@ -32,7 +32,7 @@ use crate::retry::{Redispatch, RetryPolicy};
 use crate::server::{HealthConfig, ServerState};
 use crate::stick::StickTableConfig;
 
-use super::backend::{AffinityMode, BackendSpec, BackendTimeouts, ServerSlot};
+use super::backend::{BackendSpec, BackendTimeouts, ServerSlot};
 use super::tables::BackendTables;
 
 /// Why a validated configuration still cannot run.
@@ -143,9 +143,9 @@ fn build_backend(
                     config::AffinityKey::Sni => AffinityKey::Sni,
                 })
                 .collect();
-            AffinityMode::Chain(Chain::new(&keys))
+            Box::new(Chain::new(&keys)) as Box<dyn Affinity>
         }
-        None => AffinityMode::Rules(build_rules(b)?),
+        None => Box::new(build_rules(b)?),
     };
     let table = StickTableConfig {
         key_len: (b.stick_table.key_len as usize).clamp(1, crate::stick::MAX_KEY_LEN),

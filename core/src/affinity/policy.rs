@@ -1,0 +1,285 @@
+//! [`Affinity`]: the one interface the connection state machine sees, whether a backend uses
+//! tether's native chain or imported HAProxy sticking rules.
+//!
+//! A connection asks its backend's affinity four things, in order: what to extract from the
+//! ClientHello, whether inspection may end, where to route, and what to learn once a server is
+//! connected and while its answer streams back. Each question is one method, so the state machine
+//! never switches on the kind of affinity.
+
+use std::fmt;
+
+use super::chain::Chain;
+use super::keys::HelloKeys;
+use super::rules::{PendingStore, RequestView, Rules};
+use super::{Decision, NoKeyReason, Route, TableKind, Tables};
+use crate::tls::haproxy::Sample;
+use crate::tls::ServerHelloInfo;
+use crate::{ServerId, Timestamp};
+
+pub use super::chain::Learned;
+
+/// Which hashed keys the ClientHello summary needs (hashing a ticket costs a SHA-256).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct HelloWants {
+    /// Hash the TLS 1.2 session ticket.
+    pub ticket: bool,
+    /// Hash the first TLS 1.3 PSK identity.
+    pub psk: bool,
+}
+
+/// One step of learning from the server's first bytes (HAProxy `store-response`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ResponseStep {
+    /// The rules need more response bytes.
+    Wait,
+    /// Evaluation ended; `stored` says whether a key was stored.
+    Done {
+        /// A key was stored.
+        stored: bool,
+    },
+}
+
+/// How a backend decides and learns affinity.
+pub trait Affinity: fmt::Debug + Send + Sync {
+    /// The stick tables it needs.
+    fn tables(&self) -> Vec<TableKind>;
+
+    /// Whether it routes by a consistent hash (source or SNI), so the backend keeps a hash
+    /// balancer.
+    fn uses_hash(&self) -> bool;
+
+    /// What the ClientHello summary must carry.
+    fn hello_wants(&self) -> HelloWants;
+
+    /// Whether inspection may end. `hello_done`: the hello parser reached a verdict (complete,
+    /// not TLS, malformed...); `final_`: the deadline passed, the client closed or the cap is
+    /// reached, after which inspection always ends.
+    fn request_ready(&self, buf: &[u8], hello_done: bool, final_: bool) -> bool;
+
+    /// Routes a connection once inspection ended. `no_hello` says why `req.hello` is `None`.
+    /// A request-side store is returned to be committed once a server is connected.
+    fn decide(
+        &self,
+        req: RequestView<'_>,
+        no_hello: NoKeyReason,
+        tables: &dyn Tables,
+        now: Timestamp,
+    ) -> (Decision, Option<PendingStore>);
+
+    /// The connection reached `server`: commits what the request taught (a pending store, or the
+    /// matched key re-pointed when the stored server could not be used). Returns keys stored.
+    fn on_connected(
+        &self,
+        hello: Option<&HelloKeys>,
+        route: &Route,
+        pending: Option<&PendingStore>,
+        server: ServerId,
+        tables: &dyn Tables,
+        now: Timestamp,
+    ) -> u32;
+
+    /// Learns from the server's ServerHello.
+    fn on_server_hello(
+        &self,
+        hello: Option<&HelloKeys>,
+        info: &ServerHelloInfo,
+        server: ServerId,
+        tables: &dyn Tables,
+        now: Timestamp,
+    ) -> Learned;
+
+    /// Learns from a cleartext TLS 1.2 NewSessionTicket; returns whether a key was stored.
+    fn on_ticket(&self, ticket: &[u8], server: ServerId, tables: &dyn Tables, now: Timestamp)
+        -> bool;
+
+    /// Whether it reads the raw response bytes ([`Affinity::on_response`]).
+    fn reads_response(&self) -> bool;
+
+    /// Evaluates the response's first bytes (`final_`: no more will come).
+    fn on_response(
+        &self,
+        buf: &[u8],
+        final_: bool,
+        server: ServerId,
+        tables: &dyn Tables,
+        now: Timestamp,
+    ) -> ResponseStep;
+}
+
+impl Affinity for Chain {
+    fn tables(&self) -> Vec<TableKind> {
+        Chain::tables(self)
+    }
+
+    fn uses_hash(&self) -> bool {
+        self.has(super::AffinityKey::Source) || self.has(super::AffinityKey::Sni)
+    }
+
+    fn hello_wants(&self) -> HelloWants {
+        HelloWants {
+            ticket: self.wants_ticket(),
+            psk: self.wants_psk(),
+        }
+    }
+
+    fn request_ready(&self, _buf: &[u8], hello_done: bool, _final: bool) -> bool {
+        hello_done
+    }
+
+    fn decide(
+        &self,
+        req: RequestView<'_>,
+        no_hello: NoKeyReason,
+        tables: &dyn Tables,
+        now: Timestamp,
+    ) -> (Decision, Option<PendingStore>) {
+        let d = Chain::decide(self, req.hello, no_hello, req.client, tables, now);
+        (d, None)
+    }
+
+    fn on_connected(
+        &self,
+        hello: Option<&HelloKeys>,
+        route: &Route,
+        _pending: Option<&PendingStore>,
+        server: ServerId,
+        tables: &dyn Tables,
+        now: Timestamp,
+    ) -> u32 {
+        match *route {
+            Route::Sticky { server: stuck, key } if stuck != server => {
+                u32::from(self.repoint(hello, key, server, tables, now))
+            }
+            _ => 0,
+        }
+    }
+
+    fn on_server_hello(
+        &self,
+        hello: Option<&HelloKeys>,
+        info: &ServerHelloInfo,
+        server: ServerId,
+        tables: &dyn Tables,
+        now: Timestamp,
+    ) -> Learned {
+        self.learn_server_hello(hello, info, server, tables, now)
+    }
+
+    fn on_ticket(
+        &self,
+        ticket: &[u8],
+        server: ServerId,
+        tables: &dyn Tables,
+        now: Timestamp,
+    ) -> bool {
+        self.learn_ticket(ticket, server, tables, now)
+    }
+
+    fn reads_response(&self) -> bool {
+        false
+    }
+
+    fn on_response(
+        &self,
+        _buf: &[u8],
+        _final: bool,
+        _server: ServerId,
+        _tables: &dyn Tables,
+        _now: Timestamp,
+    ) -> ResponseStep {
+        ResponseStep::Done { stored: false }
+    }
+}
+
+impl Affinity for Rules {
+    fn tables(&self) -> Vec<TableKind> {
+        if self.rules.is_empty() {
+            Vec::new()
+        } else {
+            vec![TableKind::Rule]
+        }
+    }
+
+    fn uses_hash(&self) -> bool {
+        false
+    }
+
+    fn hello_wants(&self) -> HelloWants {
+        HelloWants::default()
+    }
+
+    fn request_ready(&self, buf: &[u8], _hello_done: bool, final_: bool) -> bool {
+        // HAProxy: inspection ends when the content rule's condition is decided.
+        Rules::request_ready(self, buf, final_)
+    }
+
+    fn decide(
+        &self,
+        req: RequestView<'_>,
+        _no_hello: NoKeyReason,
+        tables: &dyn Tables,
+        now: Timestamp,
+    ) -> (Decision, Option<PendingStore>) {
+        self.on_request(req, tables, now)
+    }
+
+    fn on_connected(
+        &self,
+        _hello: Option<&HelloKeys>,
+        _route: &Route,
+        pending: Option<&PendingStore>,
+        server: ServerId,
+        tables: &dyn Tables,
+        now: Timestamp,
+    ) -> u32 {
+        pending.map_or(0, |p| {
+            u32::from(
+                tables
+                    .learn(TableKind::Rule, &p.key, server, now)
+                    .is_some(),
+            )
+        })
+    }
+
+    fn on_server_hello(
+        &self,
+        hello: Option<&HelloKeys>,
+        info: &ServerHelloInfo,
+        _server: ServerId,
+        _tables: &dyn Tables,
+        _now: Timestamp,
+    ) -> Learned {
+        // Rules learn from raw bytes (`on_response`); the hello only tells whether the server
+        // resumed, by echoing the client's session ID.
+        let id = info.session_id.as_slice();
+        Learned {
+            stored: false,
+            resumed: Some(!id.is_empty() && hello.is_some_and(|h| h.session_id.as_slice() == id)),
+        }
+    }
+
+    fn on_ticket(&self, _: &[u8], _: ServerId, _: &dyn Tables, _: Timestamp) -> bool {
+        false
+    }
+
+    fn reads_response(&self) -> bool {
+        self.learns_from_response()
+    }
+
+    fn on_response(
+        &self,
+        buf: &[u8],
+        final_: bool,
+        server: ServerId,
+        tables: &dyn Tables,
+        now: Timestamp,
+    ) -> ResponseStep {
+        match Rules::on_response(self, buf, final_) {
+            Sample::Wait => ResponseStep::Wait,
+            Sample::Found(Some(k)) => ResponseStep::Done {
+                stored: tables.learn(TableKind::Rule, &k, server, now).is_some(),
+            },
+            Sample::Found(None) | Sample::NotFound => ResponseStep::Done { stored: false },
+        }
+    }
+}

@@ -1,0 +1,728 @@
+//! One client connection's life, as a sans-IO state machine: inspect → decide → queue → connect
+//! (retry, redispatch, turnaround) → forward while learning → log record.
+//!
+//! The machine does no I/O and reads no clock: every input carries `now`, and it answers with
+//! the next [`Action`] for its driver and the deadline of the step in progress
+//! ([`Connection::poll_timeout`]), in quinn-proto's shape. The async driver
+//! ([`super::flow::handle`]) performs the actions on a [`super::Net`]; unit tests drive it with
+//! bytes and a clock only. Moving bytes once connected stays in [`super::forward`] (the fast
+//! path): the machine only sees the server's bytes through [`Connection::on_server_bytes`] and
+//! the result through [`Connection::on_forwarded`].
+//!
+//! The machine updates its backend's shared state (server choice, connection counts, stick
+//! tables, passive health): that is the engine's bookkeeping, not I/O.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::time::Instant;
+
+use crate::affinity::rules::{PendingStore, RequestView};
+use crate::affinity::{AffinityOutcome, Decision, HelloKeys, MatchOutcome, NoKeyReason, Route};
+use crate::affinity::{AffinityKey, ResponseStep};
+use crate::retry::{Attempts, ConnectFailure, RetryDecision};
+use crate::tls::{ClientHelloParser, HelloOutcome, ServerEvent, ServerFlight};
+use crate::ServerId;
+
+use super::backend::{Backend, Choice, QueueError};
+use super::clock::Clock;
+use super::forward::{ForwardTimeouts, Forwarded};
+use super::frontend::Frontend;
+use super::log::ConnectionRecord;
+use super::proxy_protocol::{self, ProxyStatus};
+
+/// Most bytes read from the client per inspect read.
+pub const READ_CHUNK: usize = 4096;
+/// Longest PROXY protocol v1 line (v2 headers the engine accepts fit too).
+const PROXY_HEADER_ROOM: usize = 108;
+
+/// What the driver must do next.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Read at most `max` more client bytes into [`Connection::inspect_buffer`], until
+    /// [`Connection::poll_timeout`]; report with [`Connection::on_client_read`] or
+    /// [`Connection::handle_timeout`].
+    ReadClient {
+        /// Most bytes to read.
+        max: usize,
+    },
+    /// Wait for a connection slot of `server` (its `maxconn`) until the deadline; report with
+    /// [`Connection::on_slot`].
+    TakeSlot {
+        /// The server.
+        server: ServerId,
+    },
+    /// Connect to `server` sending [`Connection::first_bytes`], until the deadline; report with
+    /// [`Connection::on_connect`] or [`Connection::handle_timeout`].
+    Connect {
+        /// The server.
+        server: ServerId,
+    },
+    /// Sleep until [`Connection::poll_timeout`], then call [`Connection::handle_timeout`]
+    /// (the turnaround before a retry).
+    Sleep,
+    /// Write [`Connection::unsent`] to the server, then forward both ways with these idle
+    /// timeouts, feeding server bytes to [`Connection::on_server_bytes`]; report with
+    /// [`Connection::on_forwarded`].
+    Forward {
+        /// The server.
+        server: ServerId,
+        /// Idle timeouts.
+        timeouts: ForwardTimeouts,
+    },
+    /// Close the client (after shutting its write side down when `shutdown`), then take the
+    /// record with [`Connection::finish`].
+    Close {
+        /// Send a FIN first (a connection that was going to be served).
+        shutdown: bool,
+    },
+}
+
+/// Where the connection is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Phase {
+    Inspect,
+    Queue { server: ServerId, until: Instant },
+    Connect { server: ServerId, until: Instant },
+    Turnaround { until: Instant, redispatch: bool },
+    Forward { server: ServerId },
+    Closing { shutdown: bool },
+}
+
+/// What inspection has seen so far.
+#[derive(Debug)]
+struct Inspection {
+    buf: Vec<u8>,
+    data_start: usize,
+    parser: ClientHelloParser,
+    proxy_pending: bool,
+    eof: bool,
+    timed_out: bool,
+    deadline: Instant,
+}
+
+/// Retry bookkeeping once a server was chosen.
+#[derive(Debug, Default)]
+struct Routing {
+    decision: Option<Decision>,
+    pending: Option<PendingStore>,
+    choice: Choice,
+    sticky_unusable: bool,
+    attempts: Option<Attempts>,
+    redispatched_sticky: bool,
+    queue_failed: Option<QueueError>,
+    balance_key: Option<Vec<u8>>,
+    /// When the current slot wait began (queue time is added to `Tw`).
+    queued_at: Option<Instant>,
+    connect_started: Option<Instant>,
+}
+
+/// Learning from the server's cleartext handshake while it is forwarded.
+#[derive(Debug)]
+struct Learning {
+    flight: ServerFlight,
+    events: Vec<ServerEvent>,
+    response: Vec<u8>,
+    response_done: bool,
+    learned: u32,
+    sent: u64,
+}
+
+/// One client connection, from accept to its log record.
+#[derive(Debug)]
+pub struct Connection<'a> {
+    fe: &'a Frontend,
+    be: &'a Backend,
+    clock: Clock,
+    actconn: &'a AtomicU64,
+    start: Instant,
+    client: SocketAddr,
+    phase: Phase,
+    inspect: Inspection,
+    hello: Option<HelloKeys>,
+    no_hello: NoKeyReason,
+    routing: Routing,
+    learning: Learning,
+    rec: Option<ConnectionRecord>,
+}
+
+impl<'a> Connection<'a> {
+    /// A connection accepted at `now` from `peer` on `fe`. `actconn` is the process's count of
+    /// open connections, logged as `%ac`.
+    pub fn new(
+        fe: &'a Frontend,
+        clock: Clock,
+        actconn: &'a AtomicU64,
+        peer: SocketAddr,
+        now: Instant,
+    ) -> Self {
+        let be: &Backend = &fe.backend;
+        Connection {
+            fe,
+            be,
+            clock,
+            actconn,
+            start: now,
+            client: peer,
+            phase: Phase::Inspect,
+            inspect: Inspection {
+                // One read's worth: a ClientHello (even a post-quantum one) fits without
+                // regrowing.
+                buf: Vec::with_capacity(READ_CHUNK),
+                data_start: 0,
+                parser: ClientHelloParser::new(fe.inspect_cap),
+                proxy_pending: fe.accept_proxy,
+                eof: false,
+                timed_out: false,
+                deadline: now + fe.inspect_delay,
+            },
+            hello: None,
+            no_hello: NoKeyReason::InspectTimeout,
+            routing: Routing::default(),
+            learning: Learning {
+                flight: ServerFlight::new(fe.inspect_cap),
+                events: Vec::new(),
+                response: Vec::new(),
+                response_done: !be.affinity.reads_response(),
+                learned: 0,
+                sent: 0,
+            },
+            rec: None,
+        }
+    }
+
+    /// The next thing to do. Call after construction and after every input.
+    pub fn poll(&mut self, now: Instant) -> Action {
+        if self.phase == Phase::Inspect {
+            self.advance_inspect(now);
+        }
+        match self.phase {
+            Phase::Inspect => Action::ReadClient {
+                max: self.read_room(),
+            },
+            Phase::Queue { server, .. } => Action::TakeSlot { server },
+            Phase::Connect { server, .. } => Action::Connect { server },
+            Phase::Turnaround { .. } => Action::Sleep,
+            Phase::Forward { server } => Action::Forward {
+                server,
+                timeouts: ForwardTimeouts {
+                    client: self.fe.timeout_client,
+                    server: self.be.timeouts.server,
+                },
+            },
+            Phase::Closing { shutdown } => Action::Close { shutdown },
+        }
+    }
+
+    /// The deadline of the step in progress, if it has one.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Inspect => Some(self.inspect.deadline),
+            Phase::Queue { until, .. }
+            | Phase::Connect { until, .. }
+            | Phase::Turnaround { until, .. } => Some(until),
+            Phase::Forward { .. } | Phase::Closing { .. } => None,
+        }
+    }
+
+    /// The deadline passed (inspect delay, queue or connect timeout, end of a turnaround).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Inspect => self.inspect.timed_out = true,
+            Phase::Queue { .. } => self.on_slot(now, Err(QueueError::Timeout)),
+            Phase::Connect { .. } => self.on_connect(now, Err(ConnectFailure::Timeout)),
+            Phase::Turnaround { redispatch, .. } => self.next_attempt(now, redispatch),
+            Phase::Forward { .. } | Phase::Closing { .. } => {}
+        }
+    }
+
+    // ---- inspection -------------------------------------------------------------------------
+
+    /// The buffer client bytes are read into while inspecting (append only).
+    pub fn inspect_buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.inspect.buf
+    }
+
+    /// `n` bytes were appended to [`Connection::inspect_buffer`]; 0 means the client closed (or
+    /// its read failed).
+    pub fn on_client_read(&mut self, n: usize) {
+        if n == 0 {
+            self.inspect.eof = true;
+        }
+    }
+
+    /// The client's buffered bytes, after any PROXY header: what goes to the server first.
+    pub fn first_bytes(&self) -> &[u8] {
+        &self.inspect.buf[self.inspect.data_start.min(self.inspect.buf.len())..]
+    }
+
+    /// What remains of [`Connection::first_bytes`] after the connect sent some.
+    pub fn unsent(&self) -> &[u8] {
+        let data = self.first_bytes();
+        &data[(self.learning.sent as usize).min(data.len())..]
+    }
+
+    /// Room for the next read: never past the cap plus a PROXY header.
+    fn read_room(&self) -> usize {
+        (self.fe.inspect_cap + self.inspect.data_start + PROXY_HEADER_ROOM)
+            .saturating_sub(self.inspect.buf.len())
+            .min(READ_CHUNK)
+    }
+
+    /// Runs inspection on what has arrived until it needs more bytes or has ended.
+    fn advance_inspect(&mut self, now: Instant) {
+        loop {
+            if self.inspect.proxy_pending && !self.take_proxy_header() {
+                return self.close_early(now, ['P', 'R']);
+            }
+            if !self.inspect.proxy_pending {
+                if self.first_bytes().is_empty() && self.inspect.eof {
+                    return self.close_early(now, ['C', 'R']);
+                }
+                if let Some(reason) = self.inspect_hello() {
+                    self.no_hello = reason;
+                    return self.route(now);
+                }
+            }
+            let ins = &mut self.inspect;
+            if ins.buf.len() - ins.data_start < self.fe.inspect_cap || ins.timed_out {
+                return;
+            }
+            // Cap reached while waiting on a PROXY header or rules: evaluate as final.
+            ins.timed_out = true;
+        }
+    }
+
+    /// Parses a pending PROXY header; false when it is broken (or cut short).
+    fn take_proxy_header(&mut self) -> bool {
+        let ins = &mut self.inspect;
+        match proxy_protocol::parse(&ins.buf) {
+            Ok(ProxyStatus::Partial) if !(ins.eof || ins.timed_out) => true,
+            Ok(ProxyStatus::Complete {
+                header_len, source, ..
+            }) => {
+                ins.data_start = header_len;
+                if let Some(src) = source {
+                    self.client = src;
+                }
+                ins.proxy_pending = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether inspection ends now, and why no hello was usable if it does.
+    fn inspect_hello(&mut self) -> Option<NoKeyReason> {
+        let ins = &mut self.inspect;
+        let data = &ins.buf[ins.data_start..];
+        let full = data.len() >= self.fe.inspect_cap;
+        let final_ = ins.eof || ins.timed_out || full;
+        let parsed = match ins.parser.parse(data) {
+            HelloOutcome::NeedMore if !final_ => None,
+            HelloOutcome::NeedMore => Some(if full {
+                NoKeyReason::TooLarge
+            } else if ins.timed_out {
+                NoKeyReason::InspectTimeout
+            } else {
+                NoKeyReason::ClientClosed
+            }),
+            HelloOutcome::Complete(hello) => {
+                let wants = self.be.affinity.hello_wants();
+                self.hello = Some(HelloKeys::extract(&hello, wants.ticket, wants.psk));
+                Some(NoKeyReason::NoSample)
+            }
+            HelloOutcome::NotTls => Some(NoKeyReason::NotTls),
+            HelloOutcome::SslV2 => Some(NoKeyReason::Sslv2),
+            HelloOutcome::TooLarge => Some(NoKeyReason::TooLarge),
+            HelloOutcome::Malformed(_) => Some(NoKeyReason::Malformed),
+        };
+        let data = &ins.buf[ins.data_start..];
+        if !self.be.affinity.request_ready(data, parsed.is_some(), final_) {
+            return None;
+        }
+        Some(parsed.unwrap_or(if ins.timed_out {
+            NoKeyReason::InspectTimeout
+        } else {
+            NoKeyReason::NoSample
+        }))
+    }
+
+    /// The record as it stands when inspection ends.
+    fn open_record(&mut self, now: Instant) -> &mut ConnectionRecord {
+        let matched = MatchOutcome::NoKey(self.no_hello);
+        let rec = ConnectionRecord {
+            client: self.client,
+            frontend: self.fe.name.clone(),
+            backend: self.be.name.clone(),
+            server: None,
+            tw_ms: ms_between(self.start, now),
+            tc_ms: -1,
+            tt_ms: 0,
+            bytes_down: 0,
+            bytes_up: 0,
+            termination: ['-', '-'],
+            actconn: self.actconn.load(Ordering::Relaxed),
+            feconn: self.fe.current.load(Ordering::Relaxed),
+            beconn: 0,
+            srvconn: 0,
+            retries: 0,
+            redispatched: false,
+            matched,
+            affinity: AffinityOutcome::NoKey(self.no_hello),
+            key: None,
+            learned: 0,
+            resumed: None,
+            tls_version: None,
+            sni: self
+                .hello
+                .as_ref()
+                .and_then(|h| h.sni.as_deref())
+                .map(|s| String::from_utf8_lossy(s).into_owned()),
+        };
+        self.rec.insert(rec)
+    }
+
+    /// A PROXY header was broken (`PR`) or the client closed before sending anything (`CR`).
+    fn close_early(&mut self, now: Instant, termination: [char; 2]) {
+        self.open_record(now).termination = termination;
+        self.phase = Phase::Closing { shutdown: false };
+    }
+
+    // ---- routing -----------------------------------------------------------------------------
+
+    /// Inspection ended: decide affinity and choose the first server.
+    fn route(&mut self, now: Instant) {
+        self.open_record(now);
+        let be = self.be;
+        let ts = self.clock.at(now);
+        let req = RequestView {
+            buf: self.first_bytes(),
+            hello: self.hello.as_ref(),
+            client: Some(self.client.ip()),
+        };
+        let (decision, pending) = be.affinity.decide(req, self.no_hello, &be.tables, ts);
+        let rec = self.record();
+        rec.matched = decision.matched;
+        if let MatchOutcome::Hit(k) = decision.matched {
+            rec.key = Some(k);
+        }
+        let balance_key = self.balance_key();
+        let r = &mut self.routing;
+        r.balance_key = balance_key;
+        r.choice = be.choose(&decision.route, &[], r.balance_key.as_deref());
+        r.sticky_unusable = r.choice.sticky_unusable;
+        r.decision = Some(decision);
+        r.pending = pending;
+        self.attempt(now);
+    }
+
+    /// What `balance hash` hashes for this connection.
+    fn balance_key(&self) -> Option<Vec<u8>> {
+        match self.be.balance_hash {
+            Some(AffinityKey::Sni) => self
+                .hello
+                .as_ref()
+                .and_then(|h| h.sni.as_deref())
+                .map(<[u8]>::to_vec),
+            Some(_) => Some(crate::affinity::chain::ip_bytes(self.client.ip())),
+            None => None,
+        }
+    }
+
+    /// Starts an attempt on the chosen server: queue for a slot if it has `maxconn`, else
+    /// connect; with no server, give up.
+    fn attempt(&mut self, now: Instant) {
+        let Some(server) = self.routing.choice.server else {
+            return self.give_up();
+        };
+        if self.be.servers[server.index()].slots.is_some() {
+            self.routing.queued_at = Some(now);
+            self.phase = Phase::Queue {
+                server,
+                until: now + self.be.timeouts.queue,
+            };
+        } else {
+            self.connect(now, server);
+        }
+    }
+
+    fn connect(&mut self, now: Instant, server: ServerId) {
+        self.routing.connect_started = Some(now);
+        self.phase = Phase::Connect {
+            server,
+            until: now + self.be.timeouts.connect,
+        };
+    }
+
+    /// The slot wait ended: a slot (or no limit), or the queue was full or timed out.
+    pub fn on_slot(&mut self, now: Instant, result: Result<(), QueueError>) {
+        let Phase::Queue { server, .. } = self.phase else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                let waited = self.routing.queued_at.take().unwrap_or(now);
+                self.record().tw_ms += ms_between(waited, now);
+                self.connect(now, server);
+            }
+            Err(e) => {
+                self.be.release(server);
+                self.routing.queue_failed = Some(e);
+                self.give_up();
+            }
+        }
+    }
+
+    /// The connect ended: `Ok(sent)` with how many of [`Connection::first_bytes`] it sent.
+    pub fn on_connect(&mut self, now: Instant, result: Result<usize, ConnectFailure>) {
+        let Phase::Connect { server, .. } = self.phase else {
+            return;
+        };
+        match result {
+            Ok(sent) => self.connected(now, server, sent),
+            Err(failure) => self.connect_failed(now, server, failure),
+        }
+    }
+
+    fn connect_failed(&mut self, now: Instant, server: ServerId, failure: ConnectFailure) {
+        let be = self.be;
+        let slot = &be.servers[server.index()];
+        tracing::debug!(backend = %be.name, server = %slot.name, ?failure, "connect failed");
+        slot.counters.connect_errors.fetch_add(1, Ordering::Relaxed);
+        be.release(server);
+        if be.passive_health {
+            if let Some(t) = be.passive_result(server, false) {
+                tracing::warn!(backend = %be.name, server = %slot.name, transition = ?t, "passive health: server marked down after failed connects");
+            }
+        }
+        let r = &mut self.routing;
+        let sticky = r.choice.sticky;
+        let a = r.attempts.get_or_insert_with(|| {
+            Attempts::new(&be.retry, server, sticky).with_algorithm(&be.algorithm)
+        });
+        let decision = a.on_failure_in(failure, self.clock.at(now), be.retry_context(server));
+        let (not_before, redispatch) = match decision {
+            RetryDecision::RetrySame { not_before } => (not_before, false),
+            RetryDecision::Redispatch { not_before } => (not_before, true),
+            RetryDecision::GiveUp => return self.give_up(),
+        };
+        slot.counters.retries.fetch_add(1, Ordering::Relaxed);
+        if redispatch {
+            slot.counters.redispatches.fetch_add(1, Ordering::Relaxed);
+        }
+        self.phase = Phase::Turnaround {
+            until: self.clock.instant(not_before),
+            redispatch,
+        };
+    }
+
+    /// The turnaround passed: the same server again, or another one.
+    fn next_attempt(&mut self, now: Instant, redispatch: bool) {
+        let be = self.be;
+        let r = &mut self.routing;
+        let Some(a) = r.attempts.as_mut() else {
+            return self.give_up();
+        };
+        if redispatch {
+            r.redispatched_sticky |= r.choice.sticky;
+            r.choice = be.choose(&Route::Balance, a.avoid(), r.balance_key.as_deref());
+            if let Some(s) = r.choice.server {
+                a.set_server(s);
+            }
+        } else {
+            let server = a.server();
+            be.acquire(server);
+            r.choice.server = Some(server);
+        }
+        self.attempt(now);
+    }
+
+    /// No usable server, or every attempt failed: close at once (HAProxy `SC`, `<NOSRV>` when
+    /// nothing was ever chosen, `sQ`/`SQ` when the queue refused). Nothing is stored.
+    fn give_up(&mut self) {
+        let be = self.be;
+        let r = &self.routing;
+        let tried = r.attempts.is_some() || r.queue_failed.is_some();
+        let server = match r.choice.server {
+            Some(s) if tried => Some(be.servers[s.index()].name.clone()),
+            _ => {
+                be.nosrv.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        };
+        let termination = match r.queue_failed {
+            Some(QueueError::Timeout) => ['s', 'Q'],
+            Some(QueueError::Full) => ['S', 'Q'],
+            None => ['S', 'C'],
+        };
+        let matched = self.matched();
+        let sticky_unusable = r.sticky_unusable;
+        self.count_attempts();
+        let rec = self.record();
+        rec.server = server;
+        rec.termination = termination;
+        rec.affinity = AffinityOutcome::resolve(matched, sticky_unusable, false, false);
+        self.phase = Phase::Closing { shutdown: true };
+    }
+
+    fn count_attempts(&mut self) {
+        if let Some(a) = &self.routing.attempts {
+            let (retries, redispatched) = (a.retries(), a.redispatched());
+            let rec = self.record();
+            rec.retries = retries;
+            rec.redispatched = redispatched;
+        }
+    }
+
+    // ---- connected ---------------------------------------------------------------------------
+
+    fn connected(&mut self, now: Instant, server: ServerId, sent: usize) {
+        let be = self.be;
+        if be.passive_health {
+            be.passive_result(server, true);
+        }
+        let started = self.routing.connect_started.unwrap_or(now);
+        self.count_attempts();
+        let slot = &be.servers[server.index()];
+        slot.counters.total.fetch_add(1, Ordering::Relaxed);
+        let beconn = be
+            .servers
+            .iter()
+            .map(|s| s.counters.current.load(Ordering::Relaxed))
+            .sum();
+        let rec = self.record();
+        rec.tc_ms = ms_between(started, now) as i64;
+        rec.server = Some(slot.name.clone());
+        rec.srvconn = slot.counters.current.load(Ordering::Relaxed);
+        rec.beconn = beconn;
+        // Request-side stores commit now that the server connection exists; a sticky key whose
+        // server could not be used now names the server that was.
+        let route = self.routing.decision.map_or(Route::Balance, |d| d.route);
+        self.learning.learned += be.affinity.on_connected(
+            self.hello.as_ref(),
+            &route,
+            self.routing.pending.as_ref(),
+            server,
+            &be.tables,
+            self.clock.at(now),
+        );
+        self.learning.sent = sent as u64;
+        self.phase = Phase::Forward { server };
+    }
+
+    /// Server bytes on their way to the client, at `now`: learns affinity keys from the
+    /// cleartext handshake. Returns whether more server bytes are wanted.
+    pub fn on_server_bytes(&mut self, now: Instant, chunk: &[u8]) -> bool {
+        let Phase::Forward { server } = self.phase else {
+            return false;
+        };
+        let be = self.be;
+        let ts = self.clock.at(now);
+        let l = &mut self.learning;
+        if !l.flight.is_done() {
+            l.flight.feed_into(chunk, &mut l.events);
+            for ev in l.events.drain(..) {
+                match ev {
+                    ServerEvent::ServerHello(info) => {
+                        let rec = self.rec.as_mut().expect("record opened at routing");
+                        rec.tls_version = Some(info.negotiated.0);
+                        let learned = be.affinity.on_server_hello(
+                            self.hello.as_ref(),
+                            &info,
+                            server,
+                            &be.tables,
+                            ts,
+                        );
+                        rec.resumed = learned.resumed;
+                        l.learned += u32::from(learned.stored);
+                    }
+                    ServerEvent::NewSessionTicket { ticket, .. } => {
+                        l.learned += u32::from(be.affinity.on_ticket(&ticket, server, &be.tables, ts));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !l.response_done {
+            let room = crate::tls::DEFAULT_HELLO_CAP.saturating_sub(l.response.len());
+            l.response.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            let final_ = room <= chunk.len();
+            match be.affinity.on_response(&l.response, final_, server, &be.tables, ts) {
+                ResponseStep::Wait => {}
+                ResponseStep::Done { stored } => {
+                    l.learned += u32::from(stored);
+                    l.response_done = true;
+                    l.response = Vec::new();
+                }
+            }
+        }
+        !l.flight.is_done() || !l.response_done
+    }
+
+    /// Forwarding ended: `None` when writing [`Connection::unsent`] to the server failed (`SD`),
+    /// else the forwarder's result.
+    pub fn on_forwarded(&mut self, forwarded: Option<Forwarded>) {
+        let Phase::Forward { server } = self.phase else {
+            return;
+        };
+        let be = self.be;
+        let learned = self.learning.learned;
+        let up_prefix = self.learning.sent + self.unsent().len() as u64;
+        let rec = self.record();
+        rec.learned = learned;
+        match forwarded {
+            Some(f) => {
+                rec.bytes_up = up_prefix + f.up;
+                rec.bytes_down = f.down;
+                rec.termination = f.termination();
+            }
+            None => rec.termination = ['S', 'D'],
+        }
+        let (up, down) = (rec.bytes_up, rec.bytes_down);
+        let counters = &be.servers[server.index()].counters;
+        counters.bytes_in.fetch_add(up, Ordering::Relaxed);
+        counters.bytes_out.fetch_add(down, Ordering::Relaxed);
+        be.release(server);
+        let r = &self.routing;
+        let outcome = AffinityOutcome::resolve(
+            self.matched(),
+            r.sticky_unusable,
+            r.redispatched_sticky,
+            learned > 0,
+        );
+        self.record().affinity = outcome;
+        self.phase = Phase::Closing { shutdown: false };
+    }
+
+    /// The connection is over at `now`: its log record, counted in the backend's outcomes.
+    pub fn finish(mut self, now: Instant) -> ConnectionRecord {
+        let start = self.start;
+        let mut rec = self.rec.take().unwrap_or_else(|| {
+            // Never reached by the driver (every path opens the record); a whole record anyway.
+            self.open_record(now);
+            self.rec.take().expect("just opened")
+        });
+        rec.tt_ms = ms_between(start, now);
+        self.be.outcomes.add(rec.affinity);
+        rec
+    }
+
+    fn matched(&self) -> MatchOutcome {
+        self.rec
+            .as_ref()
+            .map_or(MatchOutcome::NoKey(self.no_hello), |r| r.matched)
+    }
+
+    fn record(&mut self) -> &mut ConnectionRecord {
+        self.rec.as_mut().expect("record opened when inspection ended")
+    }
+}
+
+/// Whole milliseconds from `a` to `b` (0 if `b` is earlier).
+fn ms_between(a: Instant, b: Instant) -> u64 {
+    u64::try_from(b.saturating_duration_since(a).as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests;
