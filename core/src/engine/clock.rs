@@ -23,6 +23,11 @@ impl Clock {
         }
     }
 
+    /// A clock whose timestamp zero is `origin` (tests and drivers that own their time).
+    pub fn from_origin(origin: Instant) -> Self {
+        Clock { origin }
+    }
+
     /// The current time as a core timestamp.
     pub fn now(&self) -> Timestamp {
         self.at(Instant::now())
