@@ -1,5 +1,5 @@
 #!/bin/bash
-# Proxy launcher for bench/proxy/run.sh: HAProxy 2.6, mode tcp, balance roundrobin, plus the
+# Proxy launcher for benches/proxy/run.sh: HAProxy 2.6, mode tcp, balance roundrobin, plus the
 # SSL-session-id stick table (payload_lv(43,1)) used in production.
 #
 #   launch-haproxy.sh start <listen_port> <backend_port>...   -> prints PID

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Aggregate bench/proxy/run.sh raw results: a text report (median, spread, ratios, CPU
+"""Aggregate benches/proxy/run.sh raw results: a text report (median, spread, ratios, CPU
 placement) or, with --markdown, one markdown table with every repetition's figure."""
 import json, os, re, statistics, sys
 

@@ -1,7 +1,7 @@
 #!/bin/bash
-# bench/proxy/run.sh — tether vs HAProxy 2.6 side by side, in one run, on loopback.
+# benches/proxy/run.sh — tether vs HAProxy 2.6 side by side, in one run, on loopback.
 #
-# usage: bench/proxy/run.sh [-r REPS] [-d SECONDS] [-t "TESTS"] [-o OUTDIR] [LAUNCHER...]
+# usage: benches/proxy/run.sh [-r REPS] [-d SECONDS] [-t "TESTS"] [-o OUTDIR] [LAUNCHER...]
 #
 # Default launchers: launch-haproxy.sh (the reference for ratios) and launch-tether.sh, both
 # with one worker thread and stickiness on (HAProxy: stick-table + stick on payload_lv(43,1) +
