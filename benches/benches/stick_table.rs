@@ -33,12 +33,7 @@ fn key(i: u64) -> [u8; 32] {
 
 /// A full table holding keys `0..n`.
 fn full_table(n: usize) -> StickTable {
-    let mut t = StickTable::new(StickTableConfig {
-        key_len: 32,
-        size: n,
-        expire: Duration::from_secs(3600),
-        nopurge: false,
-    });
+    let mut t = StickTable::new(StickTableConfig::new(32, n, Duration::from_secs(3600)));
     for i in 0..n as u64 {
         t.learn(&key(i), ServerId((i % 4) as u32), Timestamp(0));
     }

@@ -33,26 +33,59 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::balance::Algorithm;
 use crate::server::ServerId;
 use crate::time::Timestamp;
 
-/// When a retry may go to another server (HAProxy `option redispatch <interval>`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// When a retry may go to another server (HAProxy `option redispatch <interval>`). In a native
+/// config: `redispatch = false | true | N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Redispatch {
-    /// Never: retries stay on the chosen server (no `option redispatch`).
-    Off,
+    /// Never: retries stay on the chosen server (HAProxy without `option redispatch`).
+    Never,
     /// Every n-th retry when positive, the |n|-th retry counted from the last when negative
-    /// (`-1` = the last retry, HAProxy's default for `option redispatch`); 0 is the same as `Off`.
+    /// (`-1` = the last retry, HAProxy's default for `option redispatch`); 0 is the same as
+    /// `Never`.
     Interval(i32),
 }
 
 impl Default for Redispatch {
     fn default() -> Self {
         Redispatch::Interval(-1)
+    }
+}
+
+impl Serialize for Redispatch {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Redispatch::Never => s.serialize_bool(false),
+            Redispatch::Interval(n) => s.serialize_i64(i64::from(*n)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Redispatch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Bool(bool),
+            Int(i64),
+        }
+        let bad = || {
+            serde::de::Error::custom(
+                "invalid redispatch: expected false, true, or a retry interval such as -1",
+            )
+        };
+        match Repr::deserialize(d).map_err(|_| bad())? {
+            Repr::Bool(false) | Repr::Int(0) => Ok(Redispatch::Never),
+            Repr::Bool(true) => Ok(Redispatch::Interval(-1)),
+            Repr::Int(n) => i32::try_from(n)
+                .map(Redispatch::Interval)
+                .map_err(|_| bad()),
+        }
     }
 }
 
@@ -205,7 +238,7 @@ impl Attempts {
         self.retries += 1;
         let several = ctx.usable_servers > 1;
         let by_policy = match self.policy.redispatch {
-            Redispatch::Off | Redispatch::Interval(0) => false,
+            Redispatch::Never | Redispatch::Interval(0) => false,
             Redispatch::Interval(k) => {
                 !ctx.target_up
                     || interval_reached(k, self.retries, self.policy.retries)
@@ -299,7 +332,7 @@ mod tests {
 
     fn arb_redispatch() -> impl Strategy<Value = Redispatch> {
         prop_oneof![
-            Just(Redispatch::Off),
+            Just(Redispatch::Never),
             (-6i32..6).prop_map(Redispatch::Interval)
         ]
     }
@@ -331,7 +364,7 @@ mod tests {
 
     #[test]
     fn turnaround_is_capped_by_connect_timeout_and_skipped_after_timeouts() {
-        let mut p = policy(5, Redispatch::Off);
+        let mut p = policy(5, Redispatch::Never);
         p.connect_timeout = Duration::from_millis(300);
         let mut a = Attempts::new(&p, ServerId(0), false);
         let now = Timestamp(5000);

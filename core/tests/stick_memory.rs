@@ -78,12 +78,7 @@ fn key(i: u64) -> [u8; 32] {
 #[test]
 fn table_of_100k_entries_allocates_at_most_96_bytes_each_and_never_grows() {
     const N: usize = 100_000;
-    let cfg = StickTableConfig {
-        key_len: 32,
-        size: N,
-        expire: Duration::from_secs(3600),
-        nopurge: false,
-    };
+    let cfg = StickTableConfig::new(32, N, Duration::from_secs(3600));
 
     let base = live();
     let mut table = StickTable::new(cfg);

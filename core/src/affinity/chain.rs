@@ -538,12 +538,7 @@ mod repoint_tests {
     #[test]
     fn repoint_moves_the_matched_key_to_the_server_used() {
         let chain = Chain::new(&[AffinityKey::SessionId, AffinityKey::Ticket]);
-        let config = StickTableConfig {
-            key_len: 32,
-            size: 16,
-            expire: std::time::Duration::from_secs(60),
-            nopurge: false,
-        };
+        let config = StickTableConfig::new(32, 16, std::time::Duration::from_secs(60));
         let tables = BackendTables::new(&chain.tables(), &config);
         let now = Timestamp(1);
         let hello = HelloKeys {

@@ -25,7 +25,7 @@ use crate::{ServerId, Timestamp};
 pub use chain::Chain;
 pub use keys::HelloKeys;
 pub use policy::{Affinity, HelloWants, ResponseStep};
-pub use rules::{RuleAction, RuleCondition, RuleSample, Rules, StickRule};
+pub use rules::Rules;
 
 /// One key of a native affinity chain, in the order the operator wrote them.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -356,12 +356,7 @@ pub(crate) mod test_tables {
 
     impl TestTables {
         pub fn new(kinds: &[TableKind], size: usize) -> Self {
-            let cfg = StickTableConfig {
-                key_len: 32,
-                size,
-                expire: Duration::from_secs(60),
-                nopurge: false,
-            };
+            let cfg = StickTableConfig::new(32, size, Duration::from_secs(60));
             TestTables(RefCell::new(
                 kinds
                     .iter()

@@ -89,8 +89,13 @@ pub trait Affinity: fmt::Debug + Send + Sync {
     ) -> Learned;
 
     /// Learns from a cleartext TLS 1.2 NewSessionTicket; returns whether a key was stored.
-    fn on_ticket(&self, ticket: &[u8], server: ServerId, tables: &dyn Tables, now: Timestamp)
-        -> bool;
+    fn on_ticket(
+        &self,
+        ticket: &[u8],
+        server: ServerId,
+        tables: &dyn Tables,
+        now: Timestamp,
+    ) -> bool;
 
     /// Whether it reads the raw response bytes ([`Affinity::on_response`]).
     fn reads_response(&self) -> bool;
@@ -233,11 +238,7 @@ impl Affinity for Rules {
         now: Timestamp,
     ) -> u32 {
         pending.map_or(0, |p| {
-            u32::from(
-                tables
-                    .learn(TableKind::Rule, &p.key, server, now)
-                    .is_some(),
-            )
+            u32::from(tables.learn(TableKind::Rule, &p.key, server, now).is_some())
         })
     }
 

@@ -12,68 +12,13 @@
 
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
-
 use super::chain::ip_bytes;
 use super::keys::HelloKeys;
 use super::{AffinityKey, Decision, MatchOutcome, NoKeyReason, Route, TableKind, Tables};
+use crate::config::{self, Condition, StickAction, StickRule};
 use crate::stick::Lookup;
 use crate::tls::haproxy::{payload_lv, req_ssl_hello_type, Sample};
 use crate::Timestamp;
-
-/// `stick on | match | store-request | store-response`.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RuleAction {
-    /// Match, then store the same key on the request.
-    On,
-    /// Look the key up only.
-    Match,
-    /// Store the key (on the request) once the server connection exists.
-    StoreRequest,
-    /// Store a key fetched from the server's response.
-    StoreResponse,
-}
-
-/// The key a rule fetches.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RuleSample {
-    /// `payload_lv(offset,len_size)`: a length-prefixed block of the buffer.
-    PayloadLv {
-        /// Offset of the length field.
-        offset: usize,
-        /// Size of the length field in bytes (1, 2 or 4).
-        len_size: usize,
-    },
-    /// `req.ssl_sni`.
-    Sni,
-    /// `src`.
-    Src,
-}
-
-/// The ACL a rule is conditioned on (`if clienthello`).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RuleCondition {
-    /// No condition.
-    Always,
-    /// `req_ssl_hello_type 1`: the request buffer starts with a ClientHello.
-    ClientHello,
-    /// `rep_ssl_hello_type 2`: the response buffer starts with a ServerHello.
-    ServerHello,
-}
-
-/// One sticking rule.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StickRule {
-    /// What the rule does.
-    pub action: RuleAction,
-    /// The key it fetches.
-    pub sample: RuleSample,
-    /// When it applies.
-    pub condition: RuleCondition,
-}
 
 /// An imported backend's rules and the inspection settings that decide when they run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -82,7 +27,7 @@ pub struct Rules {
     pub rules: Vec<StickRule>,
     /// `tcp-request content accept if <cond>`: request inspection waits until this is decided.
     /// `None`: no content rule, so inspection ends at once, on whatever has arrived.
-    pub request_accept_if: Option<RuleCondition>,
+    pub request_accept_if: Option<Condition>,
     /// `tcp-response inspect-delay` is set: store-response rules see the response.
     pub response_inspect: bool,
 }
@@ -112,8 +57,8 @@ impl Rules {
         if final_ {
             return true;
         }
-        match self.request_accept_if {
-            None | Some(RuleCondition::Always) => true,
+        match &self.request_accept_if {
+            None | Some(Condition::Always) => true,
             Some(cond) => !matches!(condition(cond, buf, false), Sample::Wait),
         }
     }
@@ -130,20 +75,17 @@ impl Rules {
         let mut looked_up = false;
         let mut expired = false;
         for rule in &self.rules {
-            if rule.action == RuleAction::StoreResponse {
+            if rule.action == StickAction::StoreResponse {
                 continue;
             }
-            if !matches!(
-                condition(rule.condition, req.buf, true),
-                Sample::Found(true)
-            ) {
+            if !matches!(condition(&rule.when, req.buf, true), Sample::Found(true)) {
                 continue;
             }
             let Some(key) = request_sample(rule.sample, &req) else {
                 continue;
             };
-            let matches = matches!(rule.action, RuleAction::On | RuleAction::Match);
-            let stores = matches!(rule.action, RuleAction::On | RuleAction::StoreRequest);
+            let matches = matches!(rule.action, StickAction::On | StickAction::Match);
+            let stores = matches!(rule.action, StickAction::On | StickAction::StoreRequest);
             if matches && decision.is_none() {
                 looked_up = true;
                 match tables.lookup(TableKind::Rule, &key, now) {
@@ -182,7 +124,7 @@ impl Rules {
             && self
                 .rules
                 .iter()
-                .any(|r| r.action == RuleAction::StoreResponse)
+                .any(|r| r.action == StickAction::StoreResponse)
     }
 
     /// Evaluates store-response rules on the first bytes of the response. `Sample::Wait` asks for
@@ -193,36 +135,45 @@ impl Rules {
             return Sample::Found(None);
         }
         for rule in &self.rules {
-            if rule.action != RuleAction::StoreResponse {
+            if rule.action != StickAction::StoreResponse {
                 continue;
             }
-            match condition(rule.condition, buf, final_) {
+            match condition(&rule.when, buf, final_) {
                 Sample::Wait => return Sample::Wait,
                 Sample::Found(true) => {}
                 _ => continue,
             }
             match rule.sample {
-                RuleSample::PayloadLv { offset, len_size } => {
-                    match payload_lv(buf, offset, len_size, final_) {
+                config::Sample::PayloadLv { offset, len_size } => {
+                    match payload_lv(buf, offset as usize, usize::from(len_size), final_) {
                         Sample::Wait => return Sample::Wait,
                         Sample::Found(k) => return Sample::Found(Some(k.to_vec())),
                         Sample::NotFound => continue,
                     }
                 }
                 // Neither is a response sample in HAProxy; the importer refuses them.
-                RuleSample::Sni | RuleSample::Src => continue,
+                config::Sample::Sni | config::Sample::Src => continue,
             }
         }
         Sample::Found(None)
     }
 }
 
-/// Evaluates an ACL on a buffer: `Wait` while undecided and not final.
-fn condition(cond: RuleCondition, buf: &[u8], final_: bool) -> Sample<bool> {
+/// Evaluates an ACL on a buffer: `Wait` while undecided and not final. Conditions on the server
+/// name or the source address are refused when the runtime is built (the import says what to
+/// write instead), so they never reach here; they count as false.
+fn condition(cond: &Condition, buf: &[u8], final_: bool) -> Sample<bool> {
     let want = match cond {
-        RuleCondition::Always => return Sample::Found(true),
-        RuleCondition::ClientHello => 1,
-        RuleCondition::ServerHello => 2,
+        Condition::Always => return Sample::Found(true),
+        Condition::ClientHello => 1,
+        Condition::ServerHello => 2,
+        Condition::Not(inner) => {
+            return match condition(inner, buf, final_) {
+                Sample::Found(b) => Sample::Found(!b),
+                other => other,
+            }
+        }
+        Condition::Sni(_) | Condition::Src(_) => return Sample::Found(false),
     };
     match req_ssl_hello_type(buf, final_) {
         Sample::Wait => Sample::Wait,
@@ -231,16 +182,16 @@ fn condition(cond: RuleCondition, buf: &[u8], final_: bool) -> Sample<bool> {
     }
 }
 
-fn request_sample(sample: RuleSample, req: &RequestView<'_>) -> Option<Vec<u8>> {
+fn request_sample(sample: config::Sample, req: &RequestView<'_>) -> Option<Vec<u8>> {
     match sample {
-        RuleSample::PayloadLv { offset, len_size } => {
-            match payload_lv(req.buf, offset, len_size, true) {
+        config::Sample::PayloadLv { offset, len_size } => {
+            match payload_lv(req.buf, offset as usize, usize::from(len_size), true) {
                 Sample::Found(k) => Some(k.to_vec()),
                 _ => None,
             }
         }
-        RuleSample::Sni => req.hello.and_then(|h| h.sni.as_deref()).map(<[u8]>::to_vec),
-        RuleSample::Src => req.client.map(ip_bytes),
+        config::Sample::Sni => req.hello.and_then(|h| h.sni.as_deref()).map(<[u8]>::to_vec),
+        config::Sample::Src => req.client.map(ip_bytes),
     }
 }
 
@@ -272,24 +223,24 @@ mod tests {
     /// `stick store-response payload_lv(43,1) if serverhello`,
     /// `tcp-request content accept if clienthello`.
     fn seed_rules(response_inspect: bool) -> Rules {
-        let lv = RuleSample::PayloadLv {
+        let lv = config::Sample::PayloadLv {
             offset: 43,
             len_size: 1,
         };
         Rules {
             rules: vec![
                 StickRule {
-                    action: RuleAction::On,
+                    action: StickAction::On,
                     sample: lv,
-                    condition: RuleCondition::ClientHello,
+                    when: Condition::ClientHello,
                 },
                 StickRule {
-                    action: RuleAction::StoreResponse,
+                    action: StickAction::StoreResponse,
                     sample: lv,
-                    condition: RuleCondition::ServerHello,
+                    when: Condition::ServerHello,
                 },
             ],
-            request_accept_if: Some(RuleCondition::ClientHello),
+            request_accept_if: Some(Condition::ClientHello),
             response_inspect,
         }
     }

@@ -40,7 +40,7 @@ pub use rules::{
 };
 pub use units::{format_duration, format_size, parse_duration, parse_size, UnitError};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;
 use units::{duration_text, size_text};
@@ -155,70 +155,8 @@ pub enum HashKey {
     Sni,
 }
 
-/// One link of the native affinity chain, tried in the order written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AffinityKey {
-    /// TLS ≤ 1.2 session ID, learned from the ServerHello (never from TLS 1.3 random IDs).
-    SessionId,
-    /// TLS 1.2 session ticket, learned from the cleartext NewSessionTicket.
-    Ticket,
-    /// TLS 1.3 PSK identity, learned when the ServerHello accepts it.
-    Psk,
-    /// The client address, by consistent hashing (no table entry).
-    Source,
-    /// The ClientHello server_name, by consistent hashing.
-    Sni,
-}
-
-/// When a connection that should go back to a server goes elsewhere after connect failures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Redispatch {
-    /// Always retry the same server (HAProxy without `option redispatch`).
-    Never,
-    /// HAProxy `option redispatch N`: positive N redispatches every N-th retry, negative N on the
-    /// N-th retry before the last (`-1`, the default, on the last one).
-    Interval(i32),
-}
-
-impl Default for Redispatch {
-    fn default() -> Self {
-        Redispatch::Interval(-1)
-    }
-}
-
-impl Serialize for Redispatch {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Redispatch::Never => s.serialize_bool(false),
-            Redispatch::Interval(n) => s.serialize_i64(i64::from(*n)),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Redispatch {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Repr {
-            Bool(bool),
-            Int(i64),
-        }
-        let bad = || {
-            serde::de::Error::custom(
-                "invalid redispatch: expected false, true, or a retry interval such as -1",
-            )
-        };
-        match Repr::deserialize(d).map_err(|_| bad())? {
-            Repr::Bool(false) => Ok(Redispatch::Never),
-            Repr::Bool(true) => Ok(Redispatch::Interval(-1)),
-            Repr::Int(0) => Ok(Redispatch::Never),
-            Repr::Int(n) => i32::try_from(n)
-                .map(Redispatch::Interval)
-                .map_err(|_| bad()),
-        }
-    }
-}
+pub use crate::affinity::AffinityKey;
+pub use crate::retry::Redispatch;
 
 /// A pool of servers with its balancing, affinity, retry and health settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -347,51 +285,7 @@ impl Frontend {
     }
 }
 
-/// Type of the stick table's keys (HAProxy `stick-table type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StickKeyType {
-    /// Raw bytes, zero-padded or truncated to `key-len`.
-    #[default]
-    Binary,
-    /// An IPv4 address (IPv6 clients are mapped).
-    Ip,
-    /// Text, truncated to `key-len`.
-    String,
-}
-
-/// The affinity table of a backend.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct StickTableConfig {
-    /// Key type (HAProxy rules only; native keys are binary).
-    #[serde(default, rename = "type")]
-    pub key_type: StickKeyType,
-    /// Entries at most (`"60k"` = 61440).
-    #[serde(default = "defaults::table_size", with = "size_text")]
-    pub size: u64,
-    /// Idle time after which an entry is forgotten.
-    #[serde(default = "defaults::table_expire", with = "duration_text")]
-    pub expire: Duration,
-    /// Key length in bytes for binary and string keys.
-    #[serde(default = "defaults::key_len")]
-    pub key_len: u32,
-    /// A full table refuses new entries instead of evicting the oldest.
-    #[serde(default)]
-    pub nopurge: bool,
-}
-
-impl Default for StickTableConfig {
-    fn default() -> Self {
-        StickTableConfig {
-            key_type: StickKeyType::default(),
-            size: defaults::table_size(),
-            expire: defaults::table_expire(),
-            key_len: defaults::key_len(),
-            nopurge: false,
-        }
-    }
-}
+pub use crate::stick::{StickKeyType, StickTableConfig};
 
 /// Health checking of a backend's servers (TCP connect).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -181,3 +181,14 @@ fn unknown_enum_value_lists_the_valid_ones() {
     assert_eq!(e[0].line, 16);
     assert!(e[0].fix.contains("roundrobin"), "{}", e[0].fix);
 }
+
+#[test]
+fn the_rule_key_is_refused_in_a_native_chain() {
+    let e = errors(&GOOD.replace("affinity = [", "affinity = [\"rule\", "));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].message.contains("imported HAProxy stick rules"),
+        "{e:?}"
+    );
+    assert!(e[0].fix.contains("session-id"), "{e:?}");
+}

@@ -1,7 +1,7 @@
 //! Semantic checks of a [`Config`]: what serde cannot see (references, duplicates, ranges,
 //! addresses, exclusive settings). Each problem carries an index-form key path and a fix.
 
-use super::{BalanceAlgorithm, Config, ConfigError, Sample, StickKeyType};
+use super::{AffinityKey, BalanceAlgorithm, Config, ConfigError, Sample, StickKeyType};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
@@ -128,6 +128,14 @@ impl Config {
             if let Some(chain) = &b.affinity {
                 let mut keys = BTreeSet::new();
                 for k in chain {
+                    if *k == AffinityKey::Rule {
+                        err(
+                            format!("{p}.affinity"),
+                            "affinity key \"rule\" names the keys of imported HAProxy stick rules"
+                                .into(),
+                            "use session-id, ticket, psk, source or sni in a native chain".into(),
+                        );
+                    }
                     if !keys.insert(*k) {
                         err(
                             format!("{p}.affinity"),

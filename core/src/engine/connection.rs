@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::time::Instant;
 
 use crate::affinity::rules::{PendingStore, RequestView};
-use crate::affinity::{AffinityOutcome, Decision, HelloKeys, MatchOutcome, NoKeyReason, Route};
 use crate::affinity::{AffinityKey, ResponseStep};
+use crate::affinity::{AffinityOutcome, Decision, HelloKeys, MatchOutcome, NoKeyReason, Route};
 use crate::retry::{Attempts, ConnectFailure, RetryDecision};
 use crate::tls::{ClientHelloParser, HelloOutcome, ServerEvent, ServerFlight};
 use crate::ServerId;
@@ -338,7 +338,11 @@ impl<'a> Connection<'a> {
             HelloOutcome::Malformed(_) => Some(NoKeyReason::Malformed),
         };
         let data = &ins.buf[ins.data_start..];
-        if !self.be.affinity.request_ready(data, parsed.is_some(), final_) {
+        if !self
+            .be
+            .affinity
+            .request_ready(data, parsed.is_some(), final_)
+        {
             return None;
         }
         Some(parsed.unwrap_or(if ins.timed_out {
@@ -638,7 +642,8 @@ impl<'a> Connection<'a> {
                         l.learned += u32::from(learned.stored);
                     }
                     ServerEvent::NewSessionTicket { ticket, .. } => {
-                        l.learned += u32::from(be.affinity.on_ticket(&ticket, server, &be.tables, ts));
+                        l.learned +=
+                            u32::from(be.affinity.on_ticket(&ticket, server, &be.tables, ts));
                     }
                     _ => {}
                 }
@@ -646,9 +651,13 @@ impl<'a> Connection<'a> {
         }
         if !l.response_done {
             let room = crate::tls::DEFAULT_HELLO_CAP.saturating_sub(l.response.len());
-            l.response.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            l.response
+                .extend_from_slice(&chunk[..chunk.len().min(room)]);
             let final_ = room <= chunk.len();
-            match be.affinity.on_response(&l.response, final_, server, &be.tables, ts) {
+            match be
+                .affinity
+                .on_response(&l.response, final_, server, &be.tables, ts)
+            {
                 ResponseStep::Wait => {}
                 ResponseStep::Done { stored } => {
                     l.learned += u32::from(stored);
@@ -715,7 +724,9 @@ impl<'a> Connection<'a> {
     }
 
     fn record(&mut self) -> &mut ConnectionRecord {
-        self.rec.as_mut().expect("record opened when inspection ended")
+        self.rec
+            .as_mut()
+            .expect("record opened when inspection ended")
     }
 }
 

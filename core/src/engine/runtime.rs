@@ -23,12 +23,10 @@ pub struct Runtime {
     pub grace: Duration,
 }
 
-use crate::affinity::{
-    Affinity, AffinityKey, Chain, RuleAction, RuleCondition, RuleSample, Rules, StickRule,
-};
+use crate::affinity::{Affinity, AffinityKey, Chain, Rules};
 use crate::balance::Algorithm;
 use crate::config::{self, Config};
-use crate::retry::{Redispatch, RetryPolicy};
+use crate::retry::RetryPolicy;
 use crate::server::{HealthConfig, ServerState};
 use crate::stick::StickTableConfig;
 
@@ -132,26 +130,13 @@ fn build_backend(
         },
     };
     let affinity = match b.effective_affinity() {
-        Some(keys) => {
-            let keys: Vec<AffinityKey> = keys
-                .iter()
-                .map(|k| match k {
-                    config::AffinityKey::SessionId => AffinityKey::SessionId,
-                    config::AffinityKey::Ticket => AffinityKey::Ticket,
-                    config::AffinityKey::Psk => AffinityKey::Psk,
-                    config::AffinityKey::Source => AffinityKey::Source,
-                    config::AffinityKey::Sni => AffinityKey::Sni,
-                })
-                .collect();
-            Box::new(Chain::new(&keys)) as Box<dyn Affinity>
-        }
+        Some(keys) => Box::new(Chain::new(&keys)) as Box<dyn Affinity>,
         None => Box::new(build_rules(b)?),
     };
+    // Sharding hashes the key as the table holds it, so the length is clamped here once.
     let table = StickTableConfig {
-        key_len: (b.stick_table.key_len as usize).clamp(1, crate::stick::MAX_KEY_LEN),
-        size: usize::try_from(b.stick_table.size).unwrap_or(usize::MAX),
-        expire: b.stick_table.expire,
-        nopurge: b.stick_table.nopurge,
+        key_len: b.stick_table.key_bytes() as u32,
+        ..b.stick_table.clone()
     };
     let servers = b
         .servers
@@ -200,10 +185,7 @@ fn build_backend(
         table: table.clone(),
         retry: RetryPolicy {
             retries: b.retries,
-            redispatch: match b.redispatch {
-                config::Redispatch::Never => Redispatch::Off,
-                config::Redispatch::Interval(n) => Redispatch::Interval(n),
-            },
+            redispatch: b.redispatch,
             redispatch_on_refused: b.redispatch_on_refused,
             connect_timeout: b.timeout_connect,
         },
@@ -242,11 +224,12 @@ fn build_rules(b: &config::Backend) -> Result<Rules, BuildError> {
         what,
         fix: fix.to_string(),
     };
-    let cond = |c: &config::Condition| -> Result<RuleCondition, BuildError> {
+    // Only the hello-type ACLs are evaluated; say what to write instead of the others.
+    let supported = |c: &config::Condition| -> Result<config::Condition, BuildError> {
         match c {
-            config::Condition::Always => Ok(RuleCondition::Always),
-            config::Condition::ClientHello => Ok(RuleCondition::ClientHello),
-            config::Condition::ServerHello => Ok(RuleCondition::ServerHello),
+            config::Condition::Always
+            | config::Condition::ClientHello
+            | config::Condition::ServerHello => Ok(c.clone()),
             other => Err(unsupported(
                 format!("the condition `{other}`"),
                 "use client-hello, server-hello or always, or a native affinity chain",
@@ -258,34 +241,20 @@ fn build_rules(b: &config::Backend) -> Result<Rules, BuildError> {
         match r.action {
             config::ContentAction::Accept => {
                 if request_accept_if.is_none() {
-                    request_accept_if = Some(cond(&r.when)?);
+                    request_accept_if = Some(supported(&r.when)?);
                 }
             }
             config::ContentAction::Reject => return Err(unsupported(
                 "`tcp-request content reject`".into(),
-                "remove the rule; tether forwards non-TLS traffic unless the backend refuses it",
+                "tether cannot enforce this restriction yet: keep it in force in front of tether \
+                 (firewall, network policy) or keep this backend on HAProxy; do not just delete it",
             )),
         }
     }
     let mut rules = Vec::new();
     for s in &h.stick {
-        rules.push(StickRule {
-            action: match s.action {
-                config::StickAction::On => RuleAction::On,
-                config::StickAction::Match => RuleAction::Match,
-                config::StickAction::StoreRequest => RuleAction::StoreRequest,
-                config::StickAction::StoreResponse => RuleAction::StoreResponse,
-            },
-            sample: match s.sample {
-                config::Sample::PayloadLv { offset, len_size } => RuleSample::PayloadLv {
-                    offset: offset as usize,
-                    len_size: usize::from(len_size),
-                },
-                config::Sample::Sni => RuleSample::Sni,
-                config::Sample::Src => RuleSample::Src,
-            },
-            condition: cond(&s.when)?,
-        });
+        supported(&s.when)?;
+        rules.push(s.clone());
     }
     Ok(Rules {
         rules,

@@ -28,8 +28,8 @@ impl SharedTable {
     /// keys come from clients, so a production daemon passes a secret seed (hash flooding),
     /// the simulator a fixed one (determinism).
     pub fn new(kind: TableKind, config: StickTableConfig, hash_seed: u64) -> Self {
-        let n = (config.size / MIN_SHARD_ENTRIES).clamp(1, MAX_SHARDS);
-        let per_shard = config.size.div_ceil(n).max(1);
+        let n = (config.capacity() / MIN_SHARD_ENTRIES).clamp(1, MAX_SHARDS);
+        let per_shard = config.capacity().div_ceil(n).max(1) as u64;
         let shards = (0..n)
             .map(|_| {
                 Mutex::new(StickTable::with_hash_seed(
@@ -59,7 +59,7 @@ impl SharedTable {
     }
 
     fn shard(&self, key: &[u8]) -> MutexGuard<'_, StickTable> {
-        let k = &key[..key.len().min(self.config.key_len)];
+        let k = &key[..key.len().min(self.config.key_bytes())];
         let i = if self.shards.len() == 1 {
             0
         } else {

@@ -11,5 +11,6 @@ pub mod table;
 pub use key::{StickKey, MAX_KEY_LEN};
 pub use size::{parse_size, SizeError};
 pub use table::{
-    Learn, Lookup, StickConfigError, StickEntry, StickStats, StickTable, StickTableConfig, MAX_SIZE,
+    Learn, Lookup, StickConfigError, StickEntry, StickKeyType, StickStats, StickTable,
+    StickTableConfig, MAX_SIZE,
 };

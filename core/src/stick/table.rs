@@ -41,7 +41,11 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use super::key::{clamp_key_len, StickKey, MAX_KEY_LEN};
+use crate::config::defaults;
+use crate::config::units::{duration_text, size_text};
 use crate::{ServerId, Timestamp};
 
 mod index;
@@ -63,18 +67,53 @@ const LIVE: u32 = 1 << 31;
 /// End of the free list / no entry. Has no [`LIVE`] bit, and is no record number.
 const NIL: u32 = !LIVE;
 
+/// Type of a table's keys (HAProxy `stick-table type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StickKeyType {
+    /// Raw bytes, zero-padded or truncated to `key-len`.
+    #[default]
+    Binary,
+    /// An IPv4 address (IPv6 clients are mapped).
+    Ip,
+    /// Text, truncated to `key-len`.
+    String,
+}
+
 /// What a table is declared as: `stick-table type binary len <key_len> size <size> expire
-/// <expire> [nopurge]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// <expire> [nopurge]` in haproxy.cfg, `[backend.stick-table]` in a native config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StickTableConfig {
-    /// Key length in bytes (`len`); keys are zero-padded or truncated to it. Valid: 1..=64.
-    pub key_len: usize,
-    /// Maximum number of entries (`size`); parse "60k" with [`super::parse_size`].
-    pub size: usize,
+    /// Key type (HAProxy rules only; native keys are binary).
+    #[serde(default, rename = "type")]
+    pub key_type: StickKeyType,
+    /// Maximum number of entries (`size`, `"60k"` = 61440); a table holds at most
+    /// [`MAX_SIZE`].
+    #[serde(default = "defaults::table_size", with = "size_text")]
+    pub size: u64,
     /// How long an entry lives after it was last touched (`expire`).
+    #[serde(default = "defaults::table_expire", with = "duration_text")]
     pub expire: Duration,
+    /// Key length in bytes (`len`); keys are zero-padded or truncated to it. A table holds
+    /// 1..=[`super::MAX_KEY_LEN`].
+    #[serde(default = "defaults::key_len")]
+    pub key_len: u32,
     /// Refuse new keys when full instead of evicting the least recently used entry.
+    #[serde(default)]
     pub nopurge: bool,
+}
+
+impl Default for StickTableConfig {
+    fn default() -> Self {
+        StickTableConfig {
+            key_type: StickKeyType::default(),
+            size: defaults::table_size(),
+            expire: defaults::table_expire(),
+            key_len: defaults::key_len(),
+            nopurge: false,
+        }
+    }
 }
 
 /// Why a [`StickTableConfig`] cannot be built as written.
@@ -82,20 +121,43 @@ pub struct StickTableConfig {
 pub enum StickConfigError {
     /// `len` outside 1..=64.
     #[error("stick table key length {0} is out of range: use 1..=64 (32 for TLS session IDs)")]
-    KeyLen(usize),
+    KeyLen(u32),
     /// `size` above [`MAX_SIZE`].
     #[error("stick table size {0} is too large: use at most 16m entries")]
-    Size(usize),
+    Size(u64),
 }
 
 impl StickTableConfig {
+    /// A binary-key table of `size` entries with keys of `key_len` bytes, evicting when full.
+    pub fn new(key_len: usize, size: usize, expire: Duration) -> Self {
+        StickTableConfig {
+            key_type: StickKeyType::Binary,
+            size: size as u64,
+            expire,
+            key_len: u32::try_from(key_len).unwrap_or(u32::MAX),
+            nopurge: false,
+        }
+    }
+
+    /// Entries at most, as the table holds them.
+    pub fn capacity(&self) -> usize {
+        usize::try_from(self.size)
+            .unwrap_or(usize::MAX)
+            .min(MAX_SIZE)
+    }
+
+    /// Bytes of a key, as the table holds them.
+    pub fn key_bytes(&self) -> usize {
+        clamp_key_len(usize::try_from(self.key_len).unwrap_or(usize::MAX))
+    }
+
     /// Check the declared values instead of letting [`StickTable::new`] silently clamp them; the
     /// config loader calls this to report the line at fault.
     pub fn validate(&self) -> Result<(), StickConfigError> {
-        if self.key_len == 0 || self.key_len > MAX_KEY_LEN {
+        if self.key_len == 0 || self.key_len as usize > MAX_KEY_LEN {
             return Err(StickConfigError::KeyLen(self.key_len));
         }
-        if self.size > MAX_SIZE {
+        if self.size > MAX_SIZE as u64 {
             return Err(StickConfigError::Size(self.size));
         }
         Ok(())
@@ -332,10 +394,10 @@ impl StickTable {
     /// daemon facing the internet should pass a secret random seed to make probe-chain flooding
     /// impractical; the simulator passes its run seed. The seed changes no observable output.
     pub fn with_hash_seed(cfg: StickTableConfig, seed: u64) -> Self {
-        let key_len = clamp_key_len(cfg.key_len);
+        let key_len = cfg.key_bytes();
         let key_words = key_len.div_ceil(8);
         let lines_per = (W_KEY + key_words).div_ceil(WORDS_PER_LINE);
-        let capacity = cfg.size.min(MAX_SIZE);
+        let capacity = cfg.capacity();
         let expire_ms = u64::try_from(cfg.expire.as_millis()).unwrap_or(u64::MAX);
         StickTable {
             key_len,

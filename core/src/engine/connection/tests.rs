@@ -99,12 +99,19 @@ address = "127.0.0.1:1002"
 "#;
 
 fn runtime(frontend_extra: &str, backend_extra: &str, s1_extra: &str) -> Runtime {
-    let retries = if backend_extra.contains("retries") { "" } else { "retries = 3" };
+    let retries = if backend_extra.contains("retries") {
+        ""
+    } else {
+        "retries = 3"
+    };
     let text = BACKEND
         .replace("RETRIES", retries)
         .replace("EXTRA", backend_extra)
         .replace("S1", s1_extra)
-        .replace("timeout-client = \"30s\"", &format!("timeout-client = \"30s\"\n{frontend_extra}"));
+        .replace(
+            "timeout-client = \"30s\"",
+            &format!("timeout-client = \"30s\"\n{frontend_extra}"),
+        );
     let config = load_toml("test.toml", &text).expect("test config loads");
     build(&config, None).expect("test config builds")
 }
@@ -154,12 +161,18 @@ impl Rig {
 
     fn stored(&self, kind: TableKind, key: &[u8]) -> Option<ServerId> {
         let table = self.be().tables.get(kind)?;
-        table.get(key, Clock::from_origin(self.t0).at(self.t0)).map(|e| e.server)
+        table
+            .get(key, Clock::from_origin(self.t0).at(self.t0))
+            .map(|e| e.server)
     }
 
     fn learn(&self, kind: TableKind, key: &[u8], server: &str) {
         let now = Clock::from_origin(self.t0).at(self.t0);
-        self.be().tables.get(kind).unwrap().learn(key, self.id(server), now);
+        self.be()
+            .tables
+            .get(kind)
+            .unwrap()
+            .learn(key, self.id(server), now);
     }
 }
 
@@ -192,10 +205,18 @@ fn inspect_timeout_routes_keyless_at_the_deadline() {
     let rig = Rig::new(runtime("", "", ""));
     let mut c = rig.connection();
     assert_eq!(c.poll(rig.at(0)), Action::ReadClient { max: READ_CHUNK });
-    assert_eq!(c.poll_timeout(), Some(rig.at(2000)), "inspect-delay from accept");
+    assert_eq!(
+        c.poll_timeout(),
+        Some(rig.at(2000)),
+        "inspect-delay from accept"
+    );
     feed(&mut c, &client_hello(&[7; 32], "a.example", None)[..20]);
     assert!(matches!(c.poll(rig.at(500)), Action::ReadClient { .. }));
-    assert_eq!(c.poll_timeout(), Some(rig.at(2000)), "the deadline does not slide");
+    assert_eq!(
+        c.poll_timeout(),
+        Some(rig.at(2000)),
+        "the deadline does not slide"
+    );
     c.handle_timeout(rig.at(2000));
     connect_to(&mut c, rig.at(2000));
     assert_eq!(c.first_bytes().len(), 20, "what arrived is forwarded");
@@ -203,7 +224,10 @@ fn inspect_timeout_routes_keyless_at_the_deadline() {
     c.poll(rig.at(2001));
     c.on_forwarded(Some(forwarded(PumpEnd::Eof, PumpEnd::Eof)));
     let rec = c.finish(rig.at(2002));
-    assert_eq!(rec.matched, MatchOutcome::NoKey(NoKeyReason::InspectTimeout));
+    assert_eq!(
+        rec.matched,
+        MatchOutcome::NoKey(NoKeyReason::InspectTimeout)
+    );
     assert_eq!((rec.tw_ms, rec.tc_ms, rec.tt_ms), (2000, 1, 2002));
 }
 
@@ -222,7 +246,11 @@ fn a_hello_fed_one_byte_at_a_time_is_matched_once_complete() {
         feed(&mut c, std::slice::from_ref(b));
     }
     assert_eq!(connect_to(&mut c, rig.at(hello.len() as u64)), rig.id("s2"));
-    assert_eq!(c.first_bytes(), &hello[..], "the whole hello goes to the server");
+    assert_eq!(
+        c.first_bytes(),
+        &hello[..],
+        "the whole hello goes to the server"
+    );
 }
 
 #[test]
@@ -235,7 +263,10 @@ fn an_oversize_hello_is_forwarded_keyless_at_the_cap() {
         Action::ReadClient { max } => max,
         other => panic!("{other:?}"),
     };
-    assert!(max <= 256 + PROXY_HEADER_ROOM, "reads never run past the cap");
+    assert!(
+        max <= 256 + PROXY_HEADER_ROOM,
+        "reads never run past the cap"
+    );
     feed(&mut c, &hello[..256]);
     connect_to(&mut c, rig.at(1));
     c.on_connect(rig.at(2), Ok(256));
@@ -252,7 +283,9 @@ fn proxy_v1_and_v2_headers_name_the_client_and_are_not_forwarded() {
     let hello = client_hello(&[2; 32], "c.example", None);
     let v1 = b"PROXY TCP4 198.51.100.9 203.0.113.1 5555 443\r\n".to_vec();
     let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    v2.extend_from_slice(&[0x21, 0x11, 0, 12, 198, 51, 100, 9, 203, 0, 113, 1, 0x15, 0xb3, 1, 187]);
+    v2.extend_from_slice(&[
+        0x21, 0x11, 0, 12, 198, 51, 100, 9, 203, 0, 113, 1, 0x15, 0xb3, 1, 187,
+    ]);
     for header in [v1, v2] {
         let mut c = rig.connection();
         let mut bytes = header.clone();
@@ -281,7 +314,10 @@ fn a_broken_proxy_header_closes_with_pr_and_no_server() {
     let rec = c.finish(rig.at(0));
     assert_eq!(rec.termination, ['P', 'R']);
     assert_eq!(rec.server, None);
-    assert_eq!(rig.be().servers[0].counters.current.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        rig.be().servers[0].counters.current.load(Ordering::Relaxed),
+        0
+    );
 }
 
 #[test]
@@ -338,9 +374,17 @@ fn failed_connects_retry_then_redispatch_and_repoint_the_entry() {
             other => panic!("unexpected {other:?}"),
         }
     };
-    assert_eq!(tried, vec![rig.id("s1"); 3], "sticky: same server until the last retry");
+    assert_eq!(
+        tried,
+        vec![rig.id("s1"); 3],
+        "sticky: same server until the last retry"
+    );
     let second = Duration::from_secs(1);
-    assert_eq!(pauses, [second, second, Duration::ZERO], "turnaround, none to redispatch");
+    assert_eq!(
+        pauses,
+        [second, second, Duration::ZERO],
+        "turnaround, none to redispatch"
+    );
     c.on_connect(rig.at(t + 1), Ok(0));
     c.poll(rig.at(t + 1));
     c.on_forwarded(Some(forwarded(PumpEnd::Eof, PumpEnd::Eof)));
@@ -348,11 +392,19 @@ fn failed_connects_retry_then_redispatch_and_repoint_the_entry() {
     assert_eq!(rec.server.as_deref(), Some("s2"));
     assert_eq!((rec.retries, rec.redispatched), (3, true));
     assert_eq!(rec.affinity, AffinityOutcome::Redispatched);
-    assert_eq!(rig.stored(TableKind::SessionId, &sid), Some(server), "entry re-pointed");
+    assert_eq!(
+        rig.stored(TableKind::SessionId, &sid),
+        Some(server),
+        "entry re-pointed"
+    );
     let s1 = &rig.be().servers[0].counters;
     assert_eq!(s1.connect_errors.load(Ordering::Relaxed), 3);
     assert_eq!(s1.redispatches.load(Ordering::Relaxed), 1);
-    assert_eq!(s1.current.load(Ordering::Relaxed), 0, "every attempt released");
+    assert_eq!(
+        s1.current.load(Ordering::Relaxed),
+        0,
+        "every attempt released"
+    );
 }
 
 #[test]
@@ -364,14 +416,22 @@ fn a_connect_timeout_counts_as_a_failure_at_the_deadline_without_turnaround() {
     assert_eq!(c.poll_timeout(), Some(rig.at(3010)), "timeout-connect");
     c.handle_timeout(rig.at(3010));
     assert_eq!(c.poll(rig.at(3010)), Action::Sleep);
-    assert_eq!(c.poll_timeout(), Some(rig.at(3010)), "no wait after a timeout");
+    assert_eq!(
+        c.poll_timeout(),
+        Some(rig.at(3010)),
+        "no wait after a timeout"
+    );
     c.handle_timeout(rig.at(3010));
     assert_eq!(connect_to(&mut c, rig.at(3010)), first, "redispatch never");
     c.handle_timeout(rig.at(6010));
     assert_eq!(c.poll(rig.at(6010)), Action::Close { shutdown: true });
     let rec = c.finish(rig.at(6010));
     assert_eq!((rec.termination, rec.retries), (['S', 'C'], 1));
-    assert_eq!(rec.server.as_deref(), Some("s1"), "the server tried is named");
+    assert_eq!(
+        rec.server.as_deref(),
+        Some("s1"),
+        "the server tried is named"
+    );
 }
 
 #[test]
@@ -379,14 +439,22 @@ fn a_queue_timeout_closes_with_sq_and_releases_the_server() {
     let rig = Rig::new(runtime("", "timeout-queue = \"700ms\"", "maxconn = 1"));
     let mut c = rig.connection();
     feed(&mut c, &client_hello(&[5; 32], "g.example", None));
-    assert_eq!(c.poll(rig.at(1)), Action::TakeSlot { server: rig.id("s1") });
+    assert_eq!(
+        c.poll(rig.at(1)),
+        Action::TakeSlot {
+            server: rig.id("s1")
+        }
+    );
     assert_eq!(c.poll_timeout(), Some(rig.at(701)));
     c.handle_timeout(rig.at(701));
     assert_eq!(c.poll(rig.at(701)), Action::Close { shutdown: true });
     let rec = c.finish(rig.at(701));
     assert_eq!(rec.termination, ['s', 'Q']);
     assert_eq!(rec.server.as_deref(), Some("s1"));
-    assert_eq!(rig.be().servers[0].counters.current.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        rig.be().servers[0].counters.current.load(Ordering::Relaxed),
+        0
+    );
 }
 
 #[test]
@@ -403,10 +471,16 @@ fn queue_time_is_part_of_tw_and_a_full_queue_is_sq() {
     let rec = c.finish(rig.at(400));
     assert_eq!((rec.tw_ms, rec.tc_ms, rec.tt_ms), (305, 1, 400));
 
-    rig.be().set_admin(rig.id("s2"), Some(AdminState::Maint), None);
+    rig.be()
+        .set_admin(rig.id("s2"), Some(AdminState::Maint), None);
     let mut c = rig.connection();
     feed(&mut c, &client_hello(&[6; 32], "h.example", None));
-    assert_eq!(c.poll(rig.at(5)), Action::TakeSlot { server: rig.id("s1") });
+    assert_eq!(
+        c.poll(rig.at(5)),
+        Action::TakeSlot {
+            server: rig.id("s1")
+        }
+    );
     c.on_slot(rig.at(5), Err(QueueError::Full));
     assert_eq!(c.poll(rig.at(5)), Action::Close { shutdown: true });
     assert_eq!(c.finish(rig.at(5)).termination, ['S', 'Q']);
@@ -439,7 +513,10 @@ fn the_server_hello_teaches_the_session_id() {
     c.on_forwarded(Some(forwarded(PumpEnd::Eof, PumpEnd::Eof)));
     let rec = c.finish(rig.at(5));
     assert_eq!(rec.affinity, AffinityOutcome::Learned);
-    assert_eq!((rec.learned, rec.resumed, rec.tls_version), (1, Some(false), Some(0x0303)));
+    assert_eq!(
+        (rec.learned, rec.resumed, rec.tls_version),
+        (1, Some(false), Some(0x0303))
+    );
 }
 
 #[test]
@@ -456,7 +533,10 @@ fn a_new_session_ticket_teaches_the_ticket_and_the_next_hello_hits() {
     c.on_server_bytes(rig.at(2), &flight);
     c.on_forwarded(Some(forwarded(PumpEnd::Eof, PumpEnd::Eof)));
     c.finish(rig.at(3));
-    assert_eq!(rig.stored(TableKind::Ticket, &hash_key(&ticket)), Some(server));
+    assert_eq!(
+        rig.stored(TableKind::Ticket, &hash_key(&ticket)),
+        Some(server)
+    );
 
     let mut c = rig.connection();
     feed(&mut c, &client_hello(&[], "j.example", Some(&ticket)));
@@ -485,7 +565,10 @@ fn an_idle_forward_ends_cd_or_sd_and_counts_bytes() {
         assert_eq!(rec.matched, MatchOutcome::NoKey(NoKeyReason::NotTls));
     }
     let s = &rig.be().servers;
-    let bytes_out: u64 = s.iter().map(|s| s.counters.bytes_out.load(Ordering::Relaxed)).sum();
+    let bytes_out: u64 = s
+        .iter()
+        .map(|s| s.counters.bytes_out.load(Ordering::Relaxed))
+        .sum();
     assert_eq!(bytes_out, 60);
 }
 
@@ -500,5 +583,8 @@ fn a_failed_first_write_is_sd() {
     c.on_forwarded(None);
     let rec = c.finish(rig.at(1));
     assert_eq!(rec.termination, ['S', 'D']);
-    assert_eq!(rig.be().servers[0].counters.current.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        rig.be().servers[0].counters.current.load(Ordering::Relaxed),
+        0
+    );
 }

@@ -6,10 +6,8 @@ use proptest::prelude::*;
 
 fn cfg(key_len: usize, size: usize, expire_ms: u64, nopurge: bool) -> StickTableConfig {
     StickTableConfig {
-        key_len,
-        size,
-        expire: Duration::from_millis(expire_ms),
         nopurge,
+        ..StickTableConfig::new(key_len, size, Duration::from_millis(expire_ms))
     }
 }
 
@@ -491,7 +489,7 @@ fn validate_rejects_what_new_would_clamp() {
     );
     assert_eq!(
         cfg(32, MAX_SIZE + 1, 1, false).validate(),
-        Err(StickConfigError::Size(MAX_SIZE + 1))
+        Err(StickConfigError::Size(MAX_SIZE as u64 + 1))
     );
     let st = StickTable::new(cfg(0, MAX_SIZE + 1, 1, false));
     assert_eq!(st.capacity(), MAX_SIZE);
