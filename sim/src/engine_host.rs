@@ -318,11 +318,7 @@ impl BalancerHost for EngineHost {
         let be = rt.frontends.first()?.backend.clone();
         // No tables (no affinity): nothing to report.
         be.tables.iter().next()?;
-        let capacity = be
-            .tables
-            .iter()
-            .map(|t| t.config().size as u64)
-            .sum::<u64>();
+        let capacity = be.tables.iter().map(|t| t.config().size).sum::<u64>();
         let now = runtime_tables(&rt);
         let retired = self.retired.get();
         let all = add_stats(retired, now);
