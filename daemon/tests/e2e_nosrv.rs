@@ -42,7 +42,7 @@ async fn all_servers_down_closes_the_client_at_once_with_nosrv_sc() {
     let recs = running.sink.wait_for(1).await;
     let r = &recs[0];
     assert_eq!(r.server, None, "{}", running.sink.lines());
-    assert_eq!(r.termination, ['S', 'C']);
+    assert_eq!(r.termination.to_string(), "SC");
     assert_eq!(r.bytes_down, 0);
     let line = r.tcplog("-");
     assert!(line.contains(" main app/<NOSRV> "), "{line}");

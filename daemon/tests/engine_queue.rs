@@ -116,10 +116,7 @@ maxqueue = 1
     drop(b);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let recs = records.0.lock().unwrap().clone();
-    let flags: Vec<String> = recs
-        .iter()
-        .map(|r| r.termination.iter().collect())
-        .collect();
+    let flags: Vec<String> = recs.iter().map(|r| r.termination.to_string()).collect();
     assert!(
         flags.contains(&"SQ".to_string()),
         "queue full logged as SQ: {flags:?}"
@@ -130,7 +127,7 @@ maxqueue = 1
     );
     let queued = recs
         .iter()
-        .find(|r| r.bytes_up == 6 && r.termination == ['-', '-'])
+        .find(|r| r.bytes_up == 6 && r.termination.to_string() == "--")
         .expect("B's record");
     assert!(queued.tw_ms >= 50, "B's wait is in Tw: {}", queued.tw_ms);
     daemon.shutdown(Duration::from_secs(1)).await;

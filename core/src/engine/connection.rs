@@ -30,6 +30,7 @@ use super::forward::{ForwardTimeouts, Forwarded};
 use super::frontend::Frontend;
 use super::log::ConnectionRecord;
 use super::proxy_protocol::{self, ProxyStatus};
+use super::termination::Termination;
 
 /// Most bytes read from the client per inspect read.
 pub const READ_CHUNK: usize = 4096;
@@ -273,11 +274,11 @@ impl<'a> Connection<'a> {
     fn advance_inspect(&mut self, now: Instant) {
         loop {
             if self.inspect.proxy_pending && !self.take_proxy_header() {
-                return self.close_early(now, ['P', 'R']);
+                return self.close_early(now, Termination::BAD_PROXY_HEADER);
             }
             if !self.inspect.proxy_pending {
                 if self.first_bytes().is_empty() && self.inspect.eof {
-                    return self.close_early(now, ['C', 'R']);
+                    return self.close_early(now, Termination::CLIENT_CLOSED_EARLY);
                 }
                 if let Some(reason) = self.inspect_hello() {
                     self.no_hello = reason;
@@ -365,7 +366,7 @@ impl<'a> Connection<'a> {
             tt_ms: 0,
             bytes_down: 0,
             bytes_up: 0,
-            termination: ['-', '-'],
+            termination: Termination::NORMAL,
             actconn: self.actconn.load(Ordering::Relaxed),
             feconn: self.fe.current.load(Ordering::Relaxed),
             beconn: 0,
@@ -388,7 +389,7 @@ impl<'a> Connection<'a> {
     }
 
     /// A PROXY header was broken (`PR`) or the client closed before sending anything (`CR`).
-    fn close_early(&mut self, now: Instant, termination: [char; 2]) {
+    fn close_early(&mut self, now: Instant, termination: Termination) {
         self.open_record(now).termination = termination;
         self.phase = Phase::Closing { shutdown: false };
     }
@@ -556,9 +557,9 @@ impl<'a> Connection<'a> {
             }
         };
         let termination = match r.queue_failed {
-            Some(QueueError::Timeout) => ['s', 'Q'],
-            Some(QueueError::Full) => ['S', 'Q'],
-            None => ['S', 'C'],
+            Some(QueueError::Timeout) => Termination::QUEUE_TIMEOUT,
+            Some(QueueError::Full) => Termination::QUEUE_FULL,
+            None => Termination::NO_SERVER,
         };
         let matched = self.matched();
         let sticky_unusable = r.sticky_unusable;
@@ -686,7 +687,7 @@ impl<'a> Connection<'a> {
                 rec.bytes_down = f.down;
                 rec.termination = f.termination();
             }
-            None => rec.termination = ['S', 'D'],
+            None => rec.termination = Termination::SERVER_ABORT,
         }
         let (up, down) = (rec.bytes_up, rec.bytes_down);
         let counters = &be.servers[server.index()].counters;

@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, Instant};
 
 use super::clock::Clock;
+use super::termination::Termination;
 
 /// Size of each direction's buffer.
 pub const FORWARD_BUF: usize = 32 * 1024;
@@ -63,14 +64,14 @@ pub struct Forwarded {
 
 impl Forwarded {
     /// HAProxy's termination state for a connection that reached the data phase.
-    pub fn termination(&self) -> [char; 2] {
+    pub fn termination(&self) -> Termination {
         use PumpEnd::*;
         match (self.up_end, self.down_end) {
-            (ReadError, _) | (_, WriteError) => ['C', 'D'],
-            (_, ReadError) | (WriteError, _) => ['S', 'D'],
-            (Idle, _) => ['c', 'D'],
-            (_, Idle) => ['s', 'D'],
-            _ => ['-', '-'],
+            (ReadError, _) | (_, WriteError) => Termination::CLIENT_ABORT,
+            (_, ReadError) | (WriteError, _) => Termination::SERVER_ABORT,
+            (Idle, _) => Termination::CLIENT_IDLE,
+            (_, Idle) => Termination::SERVER_IDLE,
+            _ => Termination::NORMAL,
         }
     }
 }
@@ -470,7 +471,7 @@ mod tests {
         assert_eq!(f.up, up_data.len() as u64);
         assert_eq!(f.down, down_data.len() as u64);
         assert_eq!((f.up_end, f.down_end), (PumpEnd::Eof, PumpEnd::Eof));
-        assert_eq!(f.termination(), ['-', '-']);
+        assert_eq!(f.termination(), Termination::NORMAL);
         // The tap saw a prefix of the server's bytes, and stopped once it said so.
         assert!(tapped.len() >= 1000, "tap saw {} bytes", tapped.len());
         assert!(tapped.len() < down_data.len());
@@ -613,7 +614,7 @@ mod tests {
         let took = start.elapsed();
         assert_eq!(f.up_end, PumpEnd::Idle);
         assert_eq!(f.down_end, PumpEnd::Aborted);
-        assert_eq!(f.termination(), ['c', 'D']);
+        assert_eq!(f.termination(), Termination::CLIENT_IDLE);
         assert_eq!(f.up, 1);
         assert!(
             took >= Duration::from_secs(9) && took < Duration::from_secs(10),
@@ -654,6 +655,6 @@ mod tests {
             "{:?}",
             f.down_end
         );
-        assert_eq!(f.termination(), ['S', 'D']);
+        assert_eq!(f.termination(), Termination::SERVER_ABORT);
     }
 }

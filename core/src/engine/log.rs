@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
+use super::termination::Termination;
 use crate::affinity::{AffinityKey, AffinityOutcome, MatchOutcome};
 
 /// Everything known about a connection when it ends.
@@ -32,8 +33,8 @@ pub struct ConnectionRecord {
     pub bytes_down: u64,
     /// Bytes received from the client.
     pub bytes_up: u64,
-    /// HAProxy termination state, two characters (`--`, `SC`, `CD`, `cD`, `sD`, `CR`, `PR`...).
-    pub termination: [char; 2],
+    /// HAProxy termination state (`--`, `SC`, `CD`, `cD`, `sD`, `CR`, `PR`...).
+    pub termination: Termination,
     /// Process-wide active connections (`%ac`).
     pub actconn: u64,
     /// Frontend active connections (`%fc`).
@@ -70,7 +71,7 @@ impl ConnectionRecord {
         let server = self.server.as_deref().unwrap_or("<NOSRV>");
         let _ = write!(
             s,
-            "{}:{} [{}] {} {}/{} {}/{}/{} {} {}{} {}/{}/{}/{}/{}{} 0/0 affinity={}",
+            "{}:{} [{}] {} {}/{} {}/{}/{} {} {} {}/{}/{}/{}/{}{} 0/0 affinity={}",
             self.client.ip(),
             self.client.port(),
             accept_date,
@@ -81,8 +82,7 @@ impl ConnectionRecord {
             self.tc_ms,
             self.tt_ms,
             self.bytes_down,
-            self.termination[0],
-            self.termination[1],
+            self.termination,
             self.actconn,
             self.feconn,
             self.beconn,
@@ -122,7 +122,7 @@ impl ConnectionRecord {
         serde_json::to_string(&Line {
             date: accept_date,
             rec: self,
-            termination_state: self.termination.iter().collect(),
+            termination_state: self.termination.to_string(),
             outcome: self.affinity.label(),
         })
         .unwrap_or_default()

@@ -19,6 +19,7 @@ pub mod net;
 pub mod proxy_protocol;
 pub mod runtime;
 pub mod tables;
+pub mod termination;
 
 pub use backend::{Backend, BackendTimeouts, ServerSlot};
 pub use clock::Clock;
@@ -27,3 +28,4 @@ pub use frontend::Frontend;
 pub use listener::{serve, Listener};
 pub use log::{ConnectionRecord, LogSink};
 pub use net::Net;
+pub use termination::Termination;

@@ -312,7 +312,7 @@ fn a_broken_proxy_header_closes_with_pr_and_no_server() {
     feed(&mut c, b"GET / HTTP/1.1\r\n\r\n");
     assert_eq!(c.poll(rig.at(0)), Action::Close { shutdown: false });
     let rec = c.finish(rig.at(0));
-    assert_eq!(rec.termination, ['P', 'R']);
+    assert_eq!(rec.termination, Termination::BAD_PROXY_HEADER);
     assert_eq!(rec.server, None);
     assert_eq!(
         rig.be().servers[0].counters.current.load(Ordering::Relaxed),
@@ -326,7 +326,10 @@ fn a_client_that_closes_before_sending_anything_is_cr() {
     let mut c = rig.connection();
     c.on_client_read(0);
     assert_eq!(c.poll(rig.at(3)), Action::Close { shutdown: false });
-    assert_eq!(c.finish(rig.at(3)).termination, ['C', 'R']);
+    assert_eq!(
+        c.finish(rig.at(3)).termination,
+        Termination::CLIENT_CLOSED_EARLY
+    );
 }
 
 // ---- choosing and connecting --------------------------------------------------------------------
@@ -341,7 +344,10 @@ fn no_usable_server_closes_at_once_as_nosrv_sc() {
     feed(&mut c, &client_hello(&[3; 32], "d.example", None));
     assert_eq!(c.poll(rig.at(1)), Action::Close { shutdown: true });
     let rec = c.finish(rig.at(1));
-    assert_eq!((rec.server.clone(), rec.termination), (None, ['S', 'C']));
+    assert_eq!(
+        (rec.server.clone(), rec.termination),
+        (None, Termination::NO_SERVER)
+    );
     assert_eq!(rig.be().nosrv.load(Ordering::Relaxed), 1);
     assert!(rec.tcplog("-").contains("app/<NOSRV>"));
 }
@@ -426,7 +432,7 @@ fn a_connect_timeout_counts_as_a_failure_at_the_deadline_without_turnaround() {
     c.handle_timeout(rig.at(6010));
     assert_eq!(c.poll(rig.at(6010)), Action::Close { shutdown: true });
     let rec = c.finish(rig.at(6010));
-    assert_eq!((rec.termination, rec.retries), (['S', 'C'], 1));
+    assert_eq!((rec.termination, rec.retries), (Termination::NO_SERVER, 1));
     assert_eq!(
         rec.server.as_deref(),
         Some("s1"),
@@ -449,7 +455,7 @@ fn a_queue_timeout_closes_with_sq_and_releases_the_server() {
     c.handle_timeout(rig.at(701));
     assert_eq!(c.poll(rig.at(701)), Action::Close { shutdown: true });
     let rec = c.finish(rig.at(701));
-    assert_eq!(rec.termination, ['s', 'Q']);
+    assert_eq!(rec.termination, Termination::QUEUE_TIMEOUT);
     assert_eq!(rec.server.as_deref(), Some("s1"));
     assert_eq!(
         rig.be().servers[0].counters.current.load(Ordering::Relaxed),
@@ -483,7 +489,7 @@ fn queue_time_is_part_of_tw_and_a_full_queue_is_sq() {
     );
     c.on_slot(rig.at(5), Err(QueueError::Full));
     assert_eq!(c.poll(rig.at(5)), Action::Close { shutdown: true });
-    assert_eq!(c.finish(rig.at(5)).termination, ['S', 'Q']);
+    assert_eq!(c.finish(rig.at(5)).termination, Termination::QUEUE_FULL);
 }
 
 // ---- forwarding and learning --------------------------------------------------------------------
@@ -548,9 +554,9 @@ fn a_new_session_ticket_teaches_the_ticket_and_the_next_hello_hits() {
 fn an_idle_forward_ends_cd_or_sd_and_counts_bytes() {
     let rig = Rig::new(runtime("", "", ""));
     for (ends, want) in [
-        ((PumpEnd::Idle, PumpEnd::Aborted), ['c', 'D']),
-        ((PumpEnd::Aborted, PumpEnd::Idle), ['s', 'D']),
-        ((PumpEnd::Eof, PumpEnd::Eof), ['-', '-']),
+        ((PumpEnd::Idle, PumpEnd::Aborted), Termination::CLIENT_IDLE),
+        ((PumpEnd::Aborted, PumpEnd::Idle), Termination::SERVER_IDLE),
+        ((PumpEnd::Eof, PumpEnd::Eof), Termination::NORMAL),
     ] {
         let mut c = rig.connection();
         feed(&mut c, b"\x00not tls");
@@ -582,7 +588,7 @@ fn a_failed_first_write_is_sd() {
     c.poll(rig.at(1));
     c.on_forwarded(None);
     let rec = c.finish(rig.at(1));
-    assert_eq!(rec.termination, ['S', 'D']);
+    assert_eq!(rec.termination, Termination::SERVER_ABORT);
     assert_eq!(
         rig.be().servers[0].counters.current.load(Ordering::Relaxed),
         0
