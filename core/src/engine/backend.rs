@@ -114,11 +114,11 @@ impl ServerSlot {
         }
     }
 
-    /// Takes a connection slot, waiting in the server's queue until `deadline`. `Ok(None)` when
-    /// the server has no `maxconn`.
+    /// Takes a connection slot, waiting in the server's queue until `deadline` (`None`: as long
+    /// as it takes). `Ok(None)` when the server has no `maxconn`.
     pub async fn take_slot_until(
         &self,
-        deadline: tokio::time::Instant,
+        deadline: Option<tokio::time::Instant>,
     ) -> Result<Option<OwnedSemaphorePermit>, QueueError> {
         let Some(sem) = &self.slots else {
             return Ok(None);
@@ -131,7 +131,12 @@ impl ServerSlot {
         if self.maxqueue.is_some_and(|m| waiting >= u64::from(m)) {
             return Err(QueueError::Full);
         }
-        match tokio::time::timeout_at(deadline, sem.clone().acquire_owned()).await {
+        let acquire = sem.clone().acquire_owned();
+        let acquired = match deadline {
+            Some(d) => tokio::time::timeout_at(d, acquire).await,
+            None => Ok(acquire.await),
+        };
+        match acquired {
             Ok(Ok(p)) => Ok(Some(p)),
             Ok(Err(_)) => Err(QueueError::Full),
             Err(_) => Err(QueueError::Timeout),

@@ -47,14 +47,15 @@ pub enum Action {
         /// Most bytes to read.
         max: usize,
     },
-    /// Wait for a connection slot of `server` (its `maxconn`) until the deadline; report with
-    /// [`Connection::on_slot`].
+    /// Wait for a connection slot of `server` (its `maxconn`) until the deadline (none when
+    /// [`Connection::poll_timeout`] is `None`); report with [`Connection::on_slot`].
     TakeSlot {
         /// The server.
         server: ServerId,
     },
-    /// Connect to `server` sending [`Connection::first_bytes`], until the deadline; report with
-    /// [`Connection::on_connect`] or [`Connection::handle_timeout`].
+    /// Connect to `server` sending [`Connection::first_bytes`], until the deadline (none when
+    /// [`Connection::poll_timeout`] is `None`); report with [`Connection::on_connect`] or
+    /// [`Connection::handle_timeout`].
     Connect {
         /// The server.
         server: ServerId,
@@ -83,11 +84,24 @@ pub enum Action {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum Phase {
     Inspect,
-    Queue { server: ServerId, until: Instant },
-    Connect { server: ServerId, until: Instant },
-    Turnaround { until: Instant, redispatch: bool },
-    Forward { server: ServerId },
-    Closing { shutdown: bool },
+    Queue {
+        server: ServerId,
+        until: Option<Instant>,
+    },
+    Connect {
+        server: ServerId,
+        until: Option<Instant>,
+    },
+    Turnaround {
+        until: Instant,
+        redispatch: bool,
+    },
+    Forward {
+        server: ServerId,
+    },
+    Closing {
+        shutdown: bool,
+    },
 }
 
 /// What inspection has seen so far.
@@ -219,9 +233,8 @@ impl<'a> Connection<'a> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
             Phase::Inspect => Some(self.inspect.deadline),
-            Phase::Queue { until, .. }
-            | Phase::Connect { until, .. }
-            | Phase::Turnaround { until, .. } => Some(until),
+            Phase::Queue { until, .. } | Phase::Connect { until, .. } => until,
+            Phase::Turnaround { until, .. } => Some(until),
             Phase::Forward { .. } | Phase::Closing { .. } => None,
         }
     }
@@ -445,7 +458,7 @@ impl<'a> Connection<'a> {
             self.routing.queued_at = Some(now);
             self.phase = Phase::Queue {
                 server,
-                until: now + self.be.timeouts.queue,
+                until: deadline(now, self.be.timeouts.queue),
             };
         } else {
             self.connect(now, server);
@@ -456,7 +469,7 @@ impl<'a> Connection<'a> {
         self.routing.connect_started = Some(now);
         self.phase = Phase::Connect {
             server,
-            until: now + self.be.timeouts.connect,
+            until: deadline(now, self.be.timeouts.connect),
         };
     }
 
@@ -729,6 +742,12 @@ impl<'a> Connection<'a> {
             .as_mut()
             .expect("record opened when inspection ended")
     }
+}
+
+/// When a wait of `timeout` begun at `now` ends; a zero timeout is none, as in HAProxy
+/// (`timeout connect 0`).
+fn deadline(now: Instant, timeout: std::time::Duration) -> Option<Instant> {
+    (!timeout.is_zero()).then(|| now + timeout)
 }
 
 /// Whole milliseconds from `a` to `b` (0 if `b` is earlier).

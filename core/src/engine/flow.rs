@@ -60,13 +60,17 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
             Action::ReadClient { max } => read_client(&mut conn, &mut cr, max).await,
             Action::TakeSlot { server } => {
                 let slot = &fe.backend.servers[server.index()];
-                let r = slot.take_slot_until(deadline(&conn)).await;
+                let r = slot.take_slot_until(conn.poll_timeout()).await;
                 conn.on_slot(Instant::now(), r.map(|p| permit = p));
             }
             Action::Connect { server: s } => {
                 let addr = &fe.backend.servers[s.index()].address;
                 let first = conn.first_bytes();
-                let r = timeout_at(deadline(&conn), ctx.net.connect_sending(addr, first)).await;
+                let connect = ctx.net.connect_sending(addr, first);
+                let r = match conn.poll_timeout() {
+                    Some(until) => timeout_at(until, connect).await,
+                    None => Ok(connect.await),
+                };
                 let r = match r {
                     Ok(Ok((stream, sent))) => {
                         server = Some(stream);

@@ -79,9 +79,9 @@ impl Forwarded {
 /// Timing of a forwarding session.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct ForwardTimeouts {
-    /// Idle limit while waiting on the client.
+    /// Idle limit while waiting on the client; zero: none (HAProxy `timeout client 0`).
     pub client: Duration,
-    /// Idle limit while waiting on the server.
+    /// Idle limit while waiting on the server; zero: none (HAProxy `timeout server 0`).
     pub server: Duration,
 }
 
@@ -209,7 +209,8 @@ where
                 Ok(_) => {}
                 Err(_) => break PumpEnd::ReadError,
             },
-            _ = &mut timer => {
+            // A zero idle timeout is no timeout (HAProxy `timeout client 0`).
+            _ = &mut timer, if !idle.is_zero() => {
                 let deadline = shared.idle_deadline(idle);
                 if deadline <= Instant::now() {
                     break PumpEnd::Idle;
@@ -621,6 +622,47 @@ mod tests {
             "idle after {took:?}"
         );
         drop(server_peer);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_idle_timeout_never_fires() {
+        let Wires {
+            mut client_peer,
+            mut server_peer,
+            mut cr,
+            mut cw,
+            mut sr,
+            mut sw,
+        } = wires(1024);
+        let fwd = forward(
+            Clock::start(),
+            &mut cr,
+            &mut cw,
+            &mut sr,
+            &mut sw,
+            timeouts(Duration::ZERO, Duration::ZERO),
+            plain_write_last,
+            |_| true,
+        );
+        let peers = async {
+            // An hour of silence, then a request, its answer, and a clean close.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            client_peer.write_all(b"ping").await.unwrap();
+            let mut got = [0u8; 4];
+            server_peer.read_exact(&mut got).await.unwrap();
+            server_peer.write_all(b"pong").await.unwrap();
+            client_peer.read_exact(&mut got).await.unwrap();
+            client_peer.shutdown().await.unwrap();
+            server_peer.shutdown().await.unwrap();
+            (client_peer, server_peer)
+        };
+        // Bounded: a forwarder that gave up would leave the peers waiting for ever.
+        let both = tokio::time::timeout(Duration::from_secs(7200), async {
+            tokio::join!(fwd, peers)
+        });
+        let (f, _peers) = both.await.expect("the exchange completes");
+        assert_eq!((f.up_end, f.down_end), (PumpEnd::Eof, PumpEnd::Eof));
+        assert_eq!((f.up, f.down, f.termination()), (4, 4, Termination::NORMAL));
     }
 
     #[tokio::test]

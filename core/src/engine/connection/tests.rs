@@ -84,7 +84,7 @@ name = "app"
 balance = "roundrobin"
 affinity = ["session-id", "ticket"]
 RETRIES
-timeout-connect = "3s"
+CONNECT
 timeout-server = "40s"
 EXTRA
 
@@ -104,8 +104,14 @@ fn runtime(frontend_extra: &str, backend_extra: &str, s1_extra: &str) -> Runtime
     } else {
         "retries = 3"
     };
+    let connect = if backend_extra.contains("timeout-connect") {
+        ""
+    } else {
+        "timeout-connect = \"3s\""
+    };
     let text = BACKEND
         .replace("RETRIES", retries)
+        .replace("CONNECT", connect)
         .replace("EXTRA", backend_extra)
         .replace("S1", s1_extra)
         .replace(
@@ -593,4 +599,21 @@ fn a_failed_first_write_is_sd() {
         rig.be().servers[0].counters.current.load(Ordering::Relaxed),
         0
     );
+}
+
+#[test]
+fn zero_connect_and_queue_timeouts_mean_no_deadline() {
+    // HAProxy reads `timeout connect 0` / `timeout queue 0` as "no timeout".
+    let rig = Rig::new(runtime(
+        "",
+        "timeout-queue = \"0s\"\ntimeout-connect = \"0s\"",
+        "maxconn = 1",
+    ));
+    let mut c = rig.connection();
+    feed(&mut c, &client_hello(&[9; 32], "k.example", None));
+    assert!(matches!(c.poll(rig.at(1)), Action::TakeSlot { .. }));
+    assert_eq!(c.poll_timeout(), None, "no queue deadline");
+    c.on_slot(rig.at(90_000), Ok(()));
+    connect_to(&mut c, rig.at(90_000));
+    assert_eq!(c.poll_timeout(), None, "no connect deadline");
 }
