@@ -1,7 +1,7 @@
 //! `tether convert haproxy.cfg`: the equivalent native TOML, or every reason there is none.
 
 use super::import::import;
-use crate::check::{Finding, Severity};
+use crate::finding::{Finding, Severity};
 use std::fmt;
 use tether_core::config::Config;
 
