@@ -1,10 +1,10 @@
 //! `tether check FILE`: every problem of a haproxy.cfg or a tether TOML config, in one pass.
 //!
 //! Each [`Finding`] says where (file:line), what is wrong, why it matters (what the balancer will
-//! actually do) and what to write instead. A haproxy.cfg is imported with
-//! [`crate::haproxy::import`], which reports what HAProxy 2.6 would reject, what tether ignores and
-//! what silently defeats affinity; a native config is loaded with
-//! [`tether_core::config::load_toml`] and then given affinity advice.
+//! actually do) and what to write instead. A haproxy.cfg is read with [`crate::haproxy::load`]
+//! (the path `run --haproxy` and `convert` take), which reports what HAProxy 2.6 would reject, what
+//! tether ignores, what silently defeats affinity and what tether would refuse to run; a native
+//! config is loaded with [`tether_core::config::load_toml`] and then given affinity advice.
 
 pub mod advice;
 
@@ -114,7 +114,7 @@ pub fn check_file(path: &Path) -> CheckReport {
 /// Checks config text of a known kind; `file` is only used in messages.
 pub fn check_text(file: &str, kind: ConfigKind, text: &str) -> CheckReport {
     match kind {
-        ConfigKind::Haproxy => CheckReport::new(crate::haproxy::import(file, text).findings),
+        ConfigKind::Haproxy => CheckReport::new(crate::haproxy::load(file, text).findings),
         ConfigKind::Toml => match tether_core::config::load_toml(file, text) {
             Ok(config) => CheckReport::new(advise(file, text, &config)),
             Err(errors) => CheckReport::new(
