@@ -181,3 +181,31 @@ fn unknown_enum_value_lists_the_valid_ones() {
     assert_eq!(e[0].line, 16);
     assert!(e[0].fix.contains("roundrobin"), "{}", e[0].fix);
 }
+
+#[test]
+fn stats_auth_takes_exactly_one_password_source() {
+    let with = |auth: &str| GOOD.replace("password-env = \"STATS_PW\"", auth);
+    let c = load_toml("t.toml", &with("password = \"s3cret\"")).unwrap();
+    let auth = c.stats.unwrap().auth.unwrap();
+    assert_eq!(auth.password, Some(ClearPassword("s3cret".into())));
+    assert!(
+        !format!("{auth:?}").contains("s3cret"),
+        "Debug never shows it"
+    );
+    for (auth, message) in [
+        ("password = \"\"", "the password is empty"),
+        (
+            "password = \"x\", password-env = \"STATS_PW\"",
+            "more than one of password-file, password-env and password is set",
+        ),
+        (
+            "password-file = \"/p\", password-env = \"E\"",
+            "more than one",
+        ),
+    ] {
+        let e = errors(&with(auth));
+        assert_eq!(e.len(), 1, "{auth}: {e:?}");
+        assert!(e[0].message.starts_with(message), "{auth}: {e:?}");
+        assert_eq!(e[0].line, 44, "{auth}: the `auth = {{ ... }}` line");
+    }
+}

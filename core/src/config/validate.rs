@@ -247,20 +247,32 @@ impl Config {
                 );
             }
             if let Some(a) = &s.auth {
-                match (&a.password_file, &a.password_env) {
-                    (None, None) => err(
+                let sources = [
+                    a.password_file.is_some(),
+                    a.password_env.is_some(),
+                    a.password.is_some(),
+                ];
+                match sources.iter().filter(|&&set| set).count() {
+                    0 => err(
                         "stats.auth".into(),
                         "no password source".into(),
                         "write password-file = \"/etc/tether/stats.pass\" or password-env = \
                          \"TETHER_STATS_PASSWORD\""
                             .into(),
                     ),
-                    (Some(_), Some(_)) => err(
+                    1 => {}
+                    _ => err(
                         "stats.auth".into(),
-                        "both password-file and password-env are set".into(),
+                        "more than one of password-file, password-env and password is set".into(),
                         "keep one of them".into(),
                     ),
-                    _ => {}
+                }
+                if a.password.as_ref().is_some_and(|p| p.0.is_empty()) {
+                    err(
+                        "stats.auth.password".into(),
+                        "the password is empty".into(),
+                        "write the password after the colon: stats auth admin:PASSWORD".into(),
+                    );
                 }
             }
         }

@@ -13,9 +13,37 @@ fn find_line(text: &str, from: usize, pred: impl Fn(&str) -> bool) -> Option<usi
         .map(|(i, _)| i + 1)
 }
 
+/// A stats password written in the config itself: it works, but it should live elsewhere.
+fn clear_stats_password(file: &str, text: &str, config: &Config) -> Option<Finding> {
+    let auth = config.stats.as_ref()?.auth.as_ref()?;
+    auth.password.as_ref()?;
+    let line = find_line(text, 1, |l| {
+        l.starts_with("password ") || l.starts_with("password=") || l.contains(" password =")
+    })
+    .unwrap_or(0);
+    Some(Finding::new(
+        Severity::Warning,
+        file,
+        line,
+        format!(
+            "stats password for `{}` written in clear in the config",
+            auth.user
+        ),
+        "tether serves the page with it, but anyone who can read the config (backups, tickets) \
+         can reach the admin page and drain or disable servers",
+        format!(
+            "write password-file = \"/etc/tether/stats.pass\" (mode 0600) instead of password \
+             under [stats.auth] user = \"{}\", and change this password",
+            auth.user
+        ),
+    ))
+}
+
 /// Advice for a native config that loaded without errors.
 pub fn advise(file: &str, text: &str, config: &Config) -> Vec<Finding> {
-    let mut out = Vec::new();
+    let mut out: Vec<Finding> = clear_stats_password(file, text, config)
+        .into_iter()
+        .collect();
     for b in &config.backends {
         let name_line = find_line(text, 1, |l| {
             l.replace(' ', "") == format!("name=\"{}\"", b.name)

@@ -6,7 +6,7 @@ use super::sections::Section;
 use super::Importer;
 use crate::finding::Severity;
 use crate::haproxy::lexer::Directive;
-use tether_core::config::{Stats, StatsAuth};
+use tether_core::config::{ClearPassword, Stats, StatsAuth};
 
 impl Importer<'_> {
     /// A `listen` section with `stats` directives: tether's stats page.
@@ -46,7 +46,7 @@ impl Importer<'_> {
                     }
                 }
                 ("stats", "auth") => {
-                    stats.auth = Some(self.stats_auth(d));
+                    stats.auth = self.stats_auth(d);
                     self.origins.note("stats.auth", d.line);
                 }
                 ("stats", "realm") => self.inherited_ignored(d, "tether uses a fixed realm"),
@@ -75,39 +75,47 @@ impl Importer<'_> {
         }
     }
 
-    /// `stats auth USER:PASSWORD`.
-    fn stats_auth(&mut self, d: &Directive) -> StatsAuth {
-        let user = d
-            .word(2)
-            .split_once(':')
-            .map(|(u, _)| u)
-            .unwrap_or(d.word(2))
-            .to_string();
+    /// `stats auth USER:PASSWORD`: served with that password, as HAProxy does, and a warning
+    /// that it sits in clear in the file.
+    fn stats_auth(&mut self, d: &Directive) -> Option<StatsAuth> {
+        let Some((user, password)) = d.word(2).split_once(':') else {
+            self.error(
+                d.line,
+                format!("`{}`: expects USER:PASSWORD", d.text()),
+                "HAProxy rejects it",
+                "stats auth admin:PASSWORD",
+            );
+            return None;
+        };
+        let user = user.to_string();
         self.finding(
             Severity::Warning,
             d.line,
             format!("stats password for `{user}` written in clear in the config"),
-            "anyone who can read the config (backups, tickets, this very post) can \
-             reach the admin page and drain or disable servers; Basic auth over \
-             plain HTTP also sends it in clear",
+            "tether serves the page with it, as HAProxy does, but anyone who can read the config \
+             (backups, tickets, this very post) can reach the admin page and drain or disable \
+             servers; Basic auth over plain HTTP also sends it in clear",
             format!(
                 "keep the password out of the config: in tether write [stats.auth] \
                  user = \"{user}\" and password-file = \"/etc/tether/stats.pass\" \
                  (mode 0600), bind the page to 127.0.0.1, and change this password"
             ),
         );
-        StatsAuth {
+        Some(StatsAuth {
             user,
             password_file: None,
-            password_env: Some("TETHER_STATS_PASSWORD".to_string()),
-        }
+            password_env: None,
+            password: Some(ClearPassword(password.to_string())),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{errors, import_text};
+    use crate::finding::Severity;
     use std::time::Duration;
+    use tether_core::config::ClearPassword;
 
     #[test]
     fn a_stats_listen_becomes_the_stats_page() {
@@ -123,6 +131,31 @@ mod tests {
         assert_eq!(s.refresh, Some(Duration::from_secs(5)));
         assert!(s.hide_version && s.admin);
         assert_eq!(s.auth, None);
+    }
+
+    #[test]
+    fn stats_auth_keeps_the_clear_password_and_warns() {
+        let im = import_text(
+            "listen stats\n  bind 127.0.0.1:1936\n  stats enable\n  stats auth admin:se:cret\n",
+        );
+        assert!(errors(&im).is_empty(), "{:?}", im.findings);
+        let auth = im.config.stats.unwrap().auth.unwrap();
+        assert_eq!(auth.user, "admin");
+        assert_eq!(auth.password, Some(ClearPassword("se:cret".into())));
+        assert_eq!((auth.password_file, auth.password_env), (None, None));
+        let w = &im.findings[0];
+        assert_eq!((w.severity, w.line), (Severity::Warning, 4));
+        assert!(w.what.contains("in clear"), "{w}");
+        assert!(!w.to_string().contains("se:cret"), "{w}");
+    }
+
+    #[test]
+    fn stats_auth_without_a_password_is_refused() {
+        let im = import_text("listen stats\n  bind 127.0.0.1:1936\n  stats auth admin\n");
+        let e = errors(&im);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].line, 3);
+        assert_eq!(im.config.stats.unwrap().auth, None);
     }
 
     #[test]
