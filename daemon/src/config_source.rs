@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use serde::de::{DeserializeOwned, IntoDeserializer as _};
-use serde::Deserialize as _;
 use tether_core::config::{
     self, AffinityKey, Backend, Config, ConfigError, ConfigErrors, Frontend, Server,
 };
