@@ -1,7 +1,7 @@
 //! `tether check FILE`: every problem of a haproxy.cfg or a tether TOML config, in one pass.
 //!
 //! Each [`Finding`] says where (file:line), what is wrong, why it matters (what the balancer will
-//! actually do) and what to write instead. A haproxy.cfg is read with [`crate::haproxy::load`]
+//! actually do) and what to write instead. A haproxy.cfg is read with [`crate::haproxy::load()`]
 //! (the path `run --haproxy` and `convert` take), which reports what HAProxy 2.6 would reject, what
 //! tether ignores, what silently defeats affinity and what tether would refuse to run; a native
 //! config is loaded with [`tether_core::config::load_toml`] and then given affinity advice.

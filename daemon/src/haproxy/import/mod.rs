@@ -8,12 +8,13 @@
 //! (chroot, user, pidfile, log targets...) are warnings and ignored; anything else tether does
 //! not implement is an error naming its line. Nothing is dropped silently.
 //!
-//! One module per section or keyword family: [`sections`] cuts the file, [`global`] and
-//! [`stats`] read those sections, [`proxy`] replays a proxy's directives and hands each to
-//! [`scope`] (does it apply here?) and then to its family: [`frontend`] (bind), [`timeouts`],
-//! [`options`] (redispatch, persist, retries), [`balance`], [`servers`], [`stick`], [`acl`],
-//! [`content`] (tcp-request/response); [`backend`] closes the server side. [`origins`] remembers
-//! the line of each part so later checks of the native config can point back into the file.
+//! One module per section or keyword family: `sections.rs` cuts the file, `global.rs` and
+//! `stats.rs` read those sections, `proxy.rs` replays a proxy's directives and hands each to
+//! `scope.rs` (does it apply here?) and then to its family: `frontend.rs` (bind), `timeouts.rs`,
+//! `options.rs` (redispatch, persist, retries), `balance.rs`, `servers.rs`, `stick.rs`, `acl.rs`,
+//! `content.rs` (tcp-request/response); `backend.rs` closes the server side. [`origins`]
+//! remembers the line of each part so later checks of the native config can point back into
+//! the file.
 
 mod acl;
 mod backend;

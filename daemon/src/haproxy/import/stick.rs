@@ -20,20 +20,7 @@ impl Importer<'_> {
             let val = d.word(i + 1).to_string();
             match key {
                 "type" => {
-                    table.key_type = match val.as_str() {
-                        "binary" => StickKeyType::Binary,
-                        "ip" => StickKeyType::Ip,
-                        "string" => StickKeyType::String,
-                        _ => {
-                            self.error(
-                                d.line,
-                                format!("stick-table type `{val}` is not supported"),
-                                "tether keys are binary, ip or string",
-                                "stick-table type binary len 32 size 60k expire 60m",
-                            );
-                            StickKeyType::Binary
-                        }
-                    };
+                    table.key_type = self.key_type(d, &val);
                     if table.key_type == StickKeyType::Ip {
                         table.key_len = 4;
                     }
@@ -88,6 +75,24 @@ impl Importer<'_> {
                     );
                     i += 2;
                 }
+            }
+        }
+    }
+
+    /// `type binary|ip|string` (anything else is an error, read as binary).
+    fn key_type(&mut self, d: &Directive, val: &str) -> StickKeyType {
+        match val {
+            "binary" => StickKeyType::Binary,
+            "ip" => StickKeyType::Ip,
+            "string" => StickKeyType::String,
+            _ => {
+                self.error(
+                    d.line,
+                    format!("stick-table type `{val}` is not supported"),
+                    "tether keys are binary, ip or string",
+                    "stick-table type binary len 32 size 60k expire 60m",
+                );
+                StickKeyType::Binary
             }
         }
     }
