@@ -42,7 +42,8 @@ impl Importer<'_> {
     }
 
     /// Checks and keeps the frontend of proxy `p`.
-    pub(super) fn finish_frontend(&mut self, p: &mut Draft, mut frontend: Frontend) {
+    pub(super) fn finish_frontend(&mut self, p: &mut Draft) {
+        let mut frontend = std::mem::replace(&mut p.frontend, Frontend::named("", ""));
         frontend.bind = std::mem::take(&mut p.binds);
         if frontend.bind.is_empty() {
             self.error(

@@ -122,8 +122,7 @@ impl Importer<'_> {
             }
         }
         if p.front {
-            let frontend = std::mem::replace(&mut p.frontend, Frontend::named("", ""));
-            self.finish_frontend(&mut p, frontend);
+            self.finish_frontend(&mut p);
         }
         if p.back {
             self.finish_backend(s, p);
