@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod config_source;
+pub mod finding;
 pub mod haproxy;
 pub mod logsink;
 pub mod net;

@@ -97,3 +97,26 @@ fn content_detection_without_extension() {
         ConfigKind::Haproxy
     );
 }
+
+#[test]
+fn a_clear_stats_password_is_a_warning_on_its_line() {
+    let text = format!(
+        "{BASE}\n[stats]\nbind = \"127.0.0.1:1936\"\n\n[stats.auth]\nuser = \"admin\"\n\
+         password = \"s3cret\"\n"
+    );
+    let r = check_text("t.toml", ConfigKind::Toml, &text);
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("password"))
+        .unwrap()
+        + 1;
+    let w: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.what.contains("in clear"))
+        .collect();
+    assert_eq!(w.len(), 1, "{r}");
+    assert_eq!((w[0].severity, w[0].line), (Severity::Warning, line));
+    assert!(!r.has_errors(), "{r}");
+    assert!(!r.to_string().contains("s3cret"), "{r}");
+}

@@ -399,7 +399,9 @@ pub struct Stats {
     pub auth: Option<StatsAuth>,
 }
 
-/// Basic-auth credentials for the stats page; the password never sits in the config itself.
+/// Basic-auth credentials for the stats page. The password comes from exactly one source: a
+/// file or an environment variable, or, for a config imported from HAProxy's `stats auth
+/// user:password`, the clear text itself (served as HAProxy does, with a warning).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StatsAuth {
@@ -411,6 +413,22 @@ pub struct StatsAuth {
     /// Environment variable holding the password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_env: Option<String>,
+    /// The password written in the config (HAProxy's way; `check` warns about it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<ClearPassword>,
+}
+
+/// A password written in clear in a configuration. It exists so that an imported haproxy.cfg
+/// with `stats auth user:password` serves as HAProxy does; `Debug` never shows it, so a logged
+/// config does not leak it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ClearPassword(pub String);
+
+impl std::fmt::Debug for ClearPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClearPassword(<redacted>)")
+    }
 }
 
 /// Default values, named so serde, builders and docs agree.

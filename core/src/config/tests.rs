@@ -192,3 +192,31 @@ fn the_rule_key_is_refused_in_a_native_chain() {
     );
     assert!(e[0].fix.contains("session-id"), "{e:?}");
 }
+
+#[test]
+fn stats_auth_takes_exactly_one_password_source() {
+    let with = |auth: &str| GOOD.replace("password-env = \"STATS_PW\"", auth);
+    let c = load_toml("t.toml", &with("password = \"s3cret\"")).unwrap();
+    let auth = c.stats.unwrap().auth.unwrap();
+    assert_eq!(auth.password, Some(ClearPassword("s3cret".into())));
+    assert!(
+        !format!("{auth:?}").contains("s3cret"),
+        "Debug never shows it"
+    );
+    for (auth, message) in [
+        ("password = \"\"", "the password is empty"),
+        (
+            "password = \"x\", password-env = \"STATS_PW\"",
+            "more than one of password-file, password-env and password is set",
+        ),
+        (
+            "password-file = \"/p\", password-env = \"E\"",
+            "more than one",
+        ),
+    ] {
+        let e = errors(&with(auth));
+        assert_eq!(e.len(), 1, "{auth}: {e:?}");
+        assert!(e[0].message.starts_with(message), "{auth}: {e:?}");
+        assert_eq!(e[0].line, 44, "{auth}: the `auth = {{ ... }}` line");
+    }
+}

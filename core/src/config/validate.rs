@@ -1,7 +1,9 @@
 //! Semantic checks of a [`Config`]: what serde cannot see (references, duplicates, ranges,
 //! addresses, exclusive settings). Each problem carries an index-form key path and a fix.
 
-use super::{AffinityKey, BalanceAlgorithm, Config, ConfigError, Sample, StickKeyType};
+use super::{
+    AffinityKey, Backend, BalanceAlgorithm, Config, ConfigError, Sample, Stats, StickKeyType,
+};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
@@ -58,11 +60,28 @@ impl Config {
                     .into(),
             );
         }
+        self.validate_frontends(&mut err);
+        let mut seen = BTreeSet::new();
+        for (i, b) in self.backends.iter().enumerate() {
+            let p = format!("backend[{i}]");
+            check_name(&mut err, &p, &b.name, "backend", &mut seen);
+            validate_backend(&mut err, &p, b);
+            validate_stick_rules(&mut err, &p, b);
+            validate_servers(&mut err, &p, b);
+        }
+        if let Some(s) = &self.stats {
+            validate_stats(&mut err, s);
+        }
+        out
+    }
+
+    /// Frontends: names, bind addresses, the backend each one names.
+    fn validate_frontends(&self, err: &mut impl FnMut(String, String, String)) {
         let backend_names: Vec<&str> = self.backends.iter().map(|b| b.name.as_str()).collect();
         let mut seen = BTreeSet::new();
         for (i, f) in self.frontends.iter().enumerate() {
             let p = format!("frontend[{i}]");
-            check_name(&mut err, &p, &f.name, "frontend", &mut seen);
+            check_name(err, &p, &f.name, "frontend", &mut seen);
             if f.bind.is_empty() {
                 err(
                     format!("{p}.bind"),
@@ -106,173 +125,190 @@ impl Config {
                 );
             }
         }
-        let mut seen = BTreeSet::new();
-        for (i, b) in self.backends.iter().enumerate() {
-            let p = format!("backend[{i}]");
-            check_name(&mut err, &p, &b.name, "backend", &mut seen);
-            if b.servers.is_empty() {
+    }
+}
+
+/// One backend's own settings: servers present, affinity, hashing, table, checks.
+fn validate_backend(err: &mut impl FnMut(String, String, String), p: &str, b: &Backend) {
+    if b.servers.is_empty() {
+        err(
+            p.to_string(),
+            format!("backend \"{}\" has no server", b.name),
+            "add [[backend.server]] with name = \"s1\" and address = \"10.0.0.1:443\"".into(),
+        );
+    }
+    if b.affinity.is_some() && b.haproxy.is_some() {
+        err(
+            format!("{p}.affinity"),
+            "both `affinity` and [backend.haproxy] rules are set".into(),
+            "keep one: the native `affinity` chain, or HAProxy's stick rules".into(),
+        );
+    }
+    if let Some(chain) = &b.affinity {
+        let mut keys = BTreeSet::new();
+        for k in chain {
+            if *k == AffinityKey::Rule {
                 err(
-                    p.clone(),
-                    format!("backend \"{}\" has no server", b.name),
-                    "add [[backend.server]] with name = \"s1\" and address = \"10.0.0.1:443\""
+                    format!("{p}.affinity"),
+                    "affinity key \"rule\" names the keys of imported HAProxy stick rules".into(),
+                    "use session-id, ticket, psk, source or sni in a native chain".into(),
+                );
+            }
+            if !keys.insert(*k) {
+                err(
+                    format!("{p}.affinity"),
+                    format!("affinity key {k:?} listed twice"),
+                    "list each key once, e.g. affinity = [\"session-id\", \"ticket\", \
+                     \"psk\", \"source\"]"
                         .into(),
                 );
             }
-            if b.affinity.is_some() && b.haproxy.is_some() {
+        }
+    }
+    if b.hash_key.is_some() && b.balance != BalanceAlgorithm::Hash {
+        err(
+            format!("{p}.hash-key"),
+            "hash-key only applies to balance = \"hash\"".into(),
+            "write balance = \"hash\" or remove hash-key".into(),
+        );
+    }
+    if let Some(f) = b.hash_balance_factor {
+        if f != 0 && f < 100 {
+            err(
+                format!("{p}.hash-balance-factor"),
+                format!("hash-balance-factor {f} is below 100"),
+                "write a percentage of at least 100, e.g. hash-balance-factor = 150".into(),
+            );
+        }
+    }
+    if b.stick_table.size == 0 {
+        err(
+            format!("{p}.stick-table.size"),
+            "a stick table of size 0 holds nothing".into(),
+            "write e.g. size = \"60k\"".into(),
+        );
+    }
+    if b.stick_table.key_len == 0 || b.stick_table.key_len > 1024 {
+        err(
+            format!("{p}.stick-table.key-len"),
+            format!("key-len {} out of range 1..=1024", b.stick_table.key_len),
+            "write key-len = 32 (the longest TLS session ID)".into(),
+        );
+    }
+    if b.check.rise == 0 || b.check.fall == 0 {
+        err(
+            format!("{p}.check"),
+            "rise and fall must be at least 1".into(),
+            "write rise = 2 and fall = 3 (HAProxy's defaults)".into(),
+        );
+    }
+    if b.check.inter.is_zero() {
+        err(
+            format!("{p}.check.inter"),
+            "check interval 0".into(),
+            "write inter = \"2s\"".into(),
+        );
+    }
+}
+
+/// HAProxy stick rules: each sample must fit the table's key type.
+fn validate_stick_rules(err: &mut impl FnMut(String, String, String), p: &str, b: &Backend) {
+    if let Some(rules) = &b.haproxy {
+        for (j, r) in rules.stick.iter().enumerate() {
+            let ip_sample = r.sample == Sample::Src;
+            let ip_table = b.stick_table.key_type == StickKeyType::Ip;
+            if ip_sample != ip_table {
                 err(
-                    format!("{p}.affinity"),
-                    "both `affinity` and [backend.haproxy] rules are set".into(),
-                    "keep one: the native `affinity` chain, or HAProxy's stick rules".into(),
+                    format!("{p}.haproxy.stick[{j}].sample"),
+                    format!(
+                        "sample {} does not fit a stick table of type {:?}",
+                        r.sample, b.stick_table.key_type
+                    ),
+                    if ip_sample {
+                        "set [backend.stick-table] type = \"ip\"".into()
+                    } else {
+                        "set [backend.stick-table] type = \"binary\" (or \"string\" for sni)".into()
+                    },
                 );
-            }
-            if let Some(chain) = &b.affinity {
-                let mut keys = BTreeSet::new();
-                for k in chain {
-                    if *k == AffinityKey::Rule {
-                        err(
-                            format!("{p}.affinity"),
-                            "affinity key \"rule\" names the keys of imported HAProxy stick rules"
-                                .into(),
-                            "use session-id, ticket, psk, source or sni in a native chain".into(),
-                        );
-                    }
-                    if !keys.insert(*k) {
-                        err(
-                            format!("{p}.affinity"),
-                            format!("affinity key {k:?} listed twice"),
-                            "list each key once, e.g. affinity = [\"session-id\", \"ticket\", \
-                             \"psk\", \"source\"]"
-                                .into(),
-                        );
-                    }
-                }
-            }
-            if b.hash_key.is_some() && b.balance != BalanceAlgorithm::Hash {
-                err(
-                    format!("{p}.hash-key"),
-                    "hash-key only applies to balance = \"hash\"".into(),
-                    "write balance = \"hash\" or remove hash-key".into(),
-                );
-            }
-            if let Some(f) = b.hash_balance_factor {
-                if f != 0 && f < 100 {
-                    err(
-                        format!("{p}.hash-balance-factor"),
-                        format!("hash-balance-factor {f} is below 100"),
-                        "write a percentage of at least 100, e.g. hash-balance-factor = 150".into(),
-                    );
-                }
-            }
-            if b.stick_table.size == 0 {
-                err(
-                    format!("{p}.stick-table.size"),
-                    "a stick table of size 0 holds nothing".into(),
-                    "write e.g. size = \"60k\"".into(),
-                );
-            }
-            if b.stick_table.key_len == 0 || b.stick_table.key_len > 1024 {
-                err(
-                    format!("{p}.stick-table.key-len"),
-                    format!("key-len {} out of range 1..=1024", b.stick_table.key_len),
-                    "write key-len = 32 (the longest TLS session ID)".into(),
-                );
-            }
-            if b.check.rise == 0 || b.check.fall == 0 {
-                err(
-                    format!("{p}.check"),
-                    "rise and fall must be at least 1".into(),
-                    "write rise = 2 and fall = 3 (HAProxy's defaults)".into(),
-                );
-            }
-            if b.check.inter.is_zero() {
-                err(
-                    format!("{p}.check.inter"),
-                    "check interval 0".into(),
-                    "write inter = \"2s\"".into(),
-                );
-            }
-            if let Some(rules) = &b.haproxy {
-                for (j, r) in rules.stick.iter().enumerate() {
-                    let ip_sample = r.sample == Sample::Src;
-                    let ip_table = b.stick_table.key_type == StickKeyType::Ip;
-                    if ip_sample != ip_table {
-                        err(
-                            format!("{p}.haproxy.stick[{j}].sample"),
-                            format!(
-                                "sample {} does not fit a stick table of type {:?}",
-                                r.sample, b.stick_table.key_type
-                            ),
-                            if ip_sample {
-                                "set [backend.stick-table] type = \"ip\"".into()
-                            } else {
-                                "set [backend.stick-table] type = \"binary\" (or \"string\" for sni)"
-                                    .into()
-                            },
-                        );
-                    }
-                }
-            }
-            let mut servers = BTreeSet::new();
-            for (j, s) in b.servers.iter().enumerate() {
-                let sp = format!("{p}.server[{j}]");
-                check_name(&mut err, &sp, &s.name, "server", &mut servers);
-                if !is_host_port(&s.address) {
-                    err(
-                        format!("{sp}.address"),
-                        format!("invalid address \"{}\"", s.address),
-                        "expected HOST:PORT, e.g. address = \"10.0.0.1:443\"".into(),
-                    );
-                }
-                if s.weight > 256 {
-                    err(
-                        format!("{sp}.weight"),
-                        format!("weight {} above 256", s.weight),
-                        "write a weight from 0 to 256, e.g. weight = 100".into(),
-                    );
-                }
-                if s.rise == Some(0) || s.fall == Some(0) {
-                    err(
-                        sp.clone(),
-                        "rise and fall must be at least 1".into(),
-                        "write rise = 2 and fall = 3, or remove the overrides".into(),
-                    );
-                }
             }
         }
-        if let Some(s) = &self.stats {
-            if s.bind.parse::<SocketAddr>().is_err() {
-                err(
-                    "stats.bind".into(),
-                    format!("invalid bind address \"{}\"", s.bind),
-                    "write e.g. bind = \"127.0.0.1:1936\"".into(),
-                );
-            }
-            if !s.uri.starts_with('/') {
-                err(
-                    "stats.uri".into(),
-                    format!("uri \"{}\" does not start with /", s.uri),
-                    "write e.g. uri = \"/\"".into(),
-                );
-            }
-            if let Some(a) = &s.auth {
-                match (&a.password_file, &a.password_env) {
-                    (None, None) => err(
-                        "stats.auth".into(),
-                        "no password source".into(),
-                        "write password-file = \"/etc/tether/stats.pass\" or password-env = \
-                         \"TETHER_STATS_PASSWORD\""
-                            .into(),
-                    ),
-                    (Some(_), Some(_)) => err(
-                        "stats.auth".into(),
-                        "both password-file and password-env are set".into(),
-                        "keep one of them".into(),
-                    ),
-                    _ => {}
-                }
-            }
+    }
+}
+
+/// Servers: names, addresses, weights, rise/fall overrides.
+fn validate_servers(err: &mut impl FnMut(String, String, String), p: &str, b: &Backend) {
+    let mut servers = BTreeSet::new();
+    for (j, s) in b.servers.iter().enumerate() {
+        let sp = format!("{p}.server[{j}]");
+        check_name(err, &sp, &s.name, "server", &mut servers);
+        if !is_host_port(&s.address) {
+            err(
+                format!("{sp}.address"),
+                format!("invalid address \"{}\"", s.address),
+                "expected HOST:PORT, e.g. address = \"10.0.0.1:443\"".into(),
+            );
         }
-        out
+        if s.weight > 256 {
+            err(
+                format!("{sp}.weight"),
+                format!("weight {} above 256", s.weight),
+                "write a weight from 0 to 256, e.g. weight = 100".into(),
+            );
+        }
+        if s.rise == Some(0) || s.fall == Some(0) {
+            err(
+                sp.clone(),
+                "rise and fall must be at least 1".into(),
+                "write rise = 2 and fall = 3, or remove the overrides".into(),
+            );
+        }
+    }
+}
+
+/// The stats page: its address, path and password source.
+fn validate_stats(err: &mut impl FnMut(String, String, String), s: &Stats) {
+    if s.bind.parse::<SocketAddr>().is_err() {
+        err(
+            "stats.bind".into(),
+            format!("invalid bind address \"{}\"", s.bind),
+            "write e.g. bind = \"127.0.0.1:1936\"".into(),
+        );
+    }
+    if !s.uri.starts_with('/') {
+        err(
+            "stats.uri".into(),
+            format!("uri \"{}\" does not start with /", s.uri),
+            "write e.g. uri = \"/\"".into(),
+        );
+    }
+    if let Some(a) = &s.auth {
+        let sources = [
+            a.password_file.is_some(),
+            a.password_env.is_some(),
+            a.password.is_some(),
+        ];
+        match sources.iter().filter(|&&set| set).count() {
+            0 => err(
+                "stats.auth".into(),
+                "no password source".into(),
+                "write password-file = \"/etc/tether/stats.pass\" or password-env = \
+                 \"TETHER_STATS_PASSWORD\""
+                    .into(),
+            ),
+            1 => {}
+            _ => err(
+                "stats.auth".into(),
+                "more than one of password-file, password-env and password is set".into(),
+                "keep one of them".into(),
+            ),
+        }
+        if a.password.as_ref().is_some_and(|p| p.0.is_empty()) {
+            err(
+                "stats.auth.password".into(),
+                "the password is empty".into(),
+                "write the password after the colon: stats auth admin:PASSWORD".into(),
+            );
+        }
     }
 }
 

@@ -1,93 +1,18 @@
 //! `tether check FILE`: every problem of a haproxy.cfg or a tether TOML config, in one pass.
 //!
 //! Each [`Finding`] says where (file:line), what is wrong, why it matters (what the balancer will
-//! actually do) and what to write instead. A haproxy.cfg is imported with
-//! [`crate::haproxy::import`], which reports what HAProxy 2.6 would reject, what tether ignores and
-//! what silently defeats affinity; a native config is loaded with
-//! [`tether_core::config::load_toml`] and then given affinity advice.
+//! actually do) and what to write instead. A haproxy.cfg is read with [`crate::haproxy::load()`]
+//! (the path `run --haproxy` and `convert` take), which reports what HAProxy 2.6 would reject, what
+//! tether ignores, what silently defeats affinity and what tether would refuse to run; a native
+//! config is loaded with [`tether_core::config::load_toml`] and then given affinity advice.
 
 pub mod advice;
 
 use std::fmt;
 use std::path::Path;
 
+pub use crate::finding::{Finding, Severity};
 pub use advice::advise;
-
-/// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    /// The config is rejected (by HAProxy 2.6 or by tether).
-    Error,
-    /// The config runs but does not do what it seems to, or something is ignored.
-    Warning,
-    /// Worth knowing; nothing is lost.
-    Info,
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-            Severity::Info => "info",
-        })
-    }
-}
-
-/// One problem, located, explained, with the text to write instead.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    /// How bad it is.
-    pub severity: Severity,
-    /// The file, as given.
-    pub file: String,
-    /// 1-based line (0: the file as a whole).
-    pub line: usize,
-    /// What is wrong, in one line.
-    pub what: String,
-    /// Why it matters.
-    pub why: String,
-    /// What to write instead (concrete text).
-    pub fix: String,
-}
-
-impl Finding {
-    /// A finding at `file:line`.
-    pub fn new(
-        severity: Severity,
-        file: &str,
-        line: usize,
-        what: impl Into<String>,
-        why: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> Finding {
-        Finding {
-            severity,
-            file: file.to_string(),
-            line,
-            what: what.into(),
-            why: why.into(),
-            fix: fix.into(),
-        }
-    }
-}
-
-impl fmt::Display for Finding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}: {}: {}",
-            self.file, self.line, self.severity, self.what
-        )?;
-        if !self.why.is_empty() {
-            write!(f, "\n    why: {}", self.why)?;
-        }
-        if !self.fix.is_empty() {
-            write!(f, "\n    fix: {}", self.fix.replace('\n', "\n         "))?;
-        }
-        Ok(())
-    }
-}
 
 /// Every finding for one file, sorted by line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -189,7 +114,7 @@ pub fn check_file(path: &Path) -> CheckReport {
 /// Checks config text of a known kind; `file` is only used in messages.
 pub fn check_text(file: &str, kind: ConfigKind, text: &str) -> CheckReport {
     match kind {
-        ConfigKind::Haproxy => CheckReport::new(crate::haproxy::import(file, text).findings),
+        ConfigKind::Haproxy => CheckReport::new(crate::haproxy::load(file, text).findings),
         ConfigKind::Toml => match tether_core::config::load_toml(file, text) {
             Ok(config) => CheckReport::new(advise(file, text, &config)),
             Err(errors) => CheckReport::new(

@@ -1,7 +1,7 @@
 //! `tether convert haproxy.cfg`: the equivalent native TOML, or every reason there is none.
 
-use super::import::import;
-use crate::check::{Finding, Severity};
+use super::load::load;
+use crate::finding::{Finding, Severity};
 use std::fmt;
 use tether_core::config::Config;
 
@@ -28,32 +28,18 @@ impl fmt::Display for ConvertError {
     }
 }
 
-/// Imports a haproxy.cfg into a native config. Warnings and notes come back with the config;
-/// any error (HAProxy would refuse the file, or tether cannot honour it) fails the conversion.
+/// Imports and validates a haproxy.cfg ([`load`]). Warnings and notes come back with the
+/// config; any error (HAProxy would refuse the file, or tether cannot honour it) fails the
+/// conversion.
 pub fn convert_haproxy(
     path_for_messages: &str,
     text: &str,
 ) -> Result<(Config, Vec<Finding>), ConvertError> {
-    let im = import(path_for_messages, text);
+    let im = load(path_for_messages, text);
     if im.has_errors() {
         return Err(ConvertError {
             findings: im.findings,
         });
-    }
-    let problems = im.config.validate();
-    if !problems.is_empty() {
-        let mut findings = im.findings;
-        findings.extend(problems.into_iter().map(|p| {
-            Finding::new(
-                Severity::Error,
-                path_for_messages,
-                0,
-                format!("{}: {}", p.key_path, p.message),
-                "the converted config would not load",
-                p.fix,
-            )
-        }));
-        return Err(ConvertError { findings });
     }
     Ok((im.config, im.findings))
 }

@@ -1,7 +1,8 @@
 //! HTTP Basic authentication for the stats listener, and the rule deciding who may change state.
 //!
-//! The password comes from a file or an environment variable (never from the config text), is
-//! kept in a [`Secret`] that never prints, and is compared in constant time. Admin actions
+//! The password comes from a file or an environment variable, or, for an imported haproxy.cfg,
+//! from the `stats auth user:password` text itself (with a warning); it is kept in a [`Secret`]
+//! that never prints, and is compared in constant time. Admin actions
 //! (server state, stick-table edits) need authentication unless the listener only accepts
 //! connections from this host.
 
@@ -37,19 +38,28 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// Reads the password named by the config: the first line of `password-file`, or the value
-    /// of `password-env`. Errors name the source, never the value.
+    /// Reads the password named by the config: the first line of `password-file`, the value of
+    /// `password-env`, or the clear text imported from HAProxy's `stats auth user:password`
+    /// (served as HAProxy does, with a warning). Errors name the source, never the value.
     pub fn load(auth: &StatsAuth) -> Result<Self> {
-        let password = match (&auth.password_file, &auth.password_env) {
-            (Some(path), _) => {
+        let password = match (&auth.password_file, &auth.password_env, &auth.password) {
+            (Some(path), _, _) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("stats auth: reading password-file {path}"))?;
                 text.lines().next().unwrap_or("").to_string()
             }
-            (None, Some(var)) => std::env::var(var).with_context(|| {
+            (None, Some(var), _) => std::env::var(var).with_context(|| {
                 format!("stats auth: environment variable {var} is not set (password-env)")
             })?,
-            (None, None) => {
+            (None, None, Some(clear)) => {
+                tracing::warn!(
+                    user = %auth.user,
+                    "stats auth: the password is written in clear in the configuration; \
+                     serving with it as HAProxy does. Move it to a password-file (mode 0600)"
+                );
+                clear.0.clone()
+            }
+            (None, None, None) => {
                 bail!(
                     "stats auth: set password-file or password-env for user {}",
                     auth.user
@@ -210,6 +220,24 @@ mod tests {
         assert!(!c.accepts(Some("Bearer abc")));
         assert!(!c.accepts(Some("Basic !!!")));
         assert!(!c.accepts(None));
+    }
+
+    #[test]
+    fn an_imported_clear_password_is_served() {
+        let auth = StatsAuth {
+            user: "admin".into(),
+            password_file: None,
+            password_env: None,
+            password: Some(tether_core::config::ClearPassword("secret".into())),
+        };
+        let c = Credentials::load(&auth).unwrap();
+        assert!(c.accepts(Some(&basic_authorization("admin", "secret"))));
+        assert!(!c.accepts(Some(&basic_authorization("admin", "secrets"))));
+        let none = StatsAuth {
+            password: None,
+            ..auth
+        };
+        assert!(Credentials::load(&none).is_err());
     }
 
     #[test]

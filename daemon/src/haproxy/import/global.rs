@@ -1,0 +1,160 @@
+//! The `global` section: the few settings tether shares with HAProxy (`maxconn`,
+//! `hard-stop-after`), and a warning for each directive that only configures the HAProxy process.
+
+use super::sections::Section;
+use super::Importer;
+use crate::finding::Severity;
+use crate::haproxy::lexer::Directive;
+
+/// Global directives that only concern the HAProxy process; tether ignores them.
+const PROCESS_ONLY: &[&str] = &[
+    "chroot",
+    "user",
+    "group",
+    "uid",
+    "gid",
+    "daemon",
+    "nbthread",
+    "nbproc",
+    "master-worker",
+    "ulimit-n",
+    "cpu-map",
+    "node",
+    "description",
+    "setenv",
+    "presetenv",
+    "unsetenv",
+    "resetenv",
+    "maxsslconn",
+    "spread-checks",
+    "ca-base",
+    "crt-base",
+    "ssl-server-verify",
+    "pidfile",
+    "lua-load",
+    "quiet",
+    "expose-experimental-directives",
+    "localpeer",
+    "log-send-hostname",
+    "log-tag",
+    "server-state-file",
+    "server-state-base",
+];
+
+impl Importer<'_> {
+    /// Imports the `global` section.
+    pub(super) fn global(&mut self, s: &Section) {
+        for d in &s.body {
+            match d.keyword() {
+                "maxconn" => {
+                    if let Some(n) = self.number(d, 1, "maxconn 4000") {
+                        self.config.global.maxconn = n;
+                        self.origins.note("global.maxconn", d.line);
+                    }
+                }
+                "hard-stop-after" => {
+                    if let Some(t) = self.duration(d, 1) {
+                        self.config.global.grace = t;
+                    }
+                }
+                "log" => self.global_log(d),
+                "pidfile" if d.word(1).ends_with('/') => self.finding(
+                    Severity::Warning,
+                    d.line,
+                    format!("pidfile `{}` is a directory, not a file", d.word(1)),
+                    "HAProxy cannot create a pid file at a directory path, so the daemon fails to \
+                     start (or its init script cannot find the process). tether writes no pid \
+                     file and ignores the directive",
+                    "pidfile /var/run/haproxy.pid",
+                ),
+                "stats" if d.word(1) == "socket" || d.word(1) == "timeout" => self.process_only(d),
+                k if PROCESS_ONLY.contains(&k)
+                    || k.starts_with("tune.")
+                    || k.starts_with("ssl-") =>
+                {
+                    self.process_only(d)
+                }
+                _ => self.unsupported(d, "global"),
+            }
+        }
+    }
+
+    fn process_only(&mut self, d: &Directive) {
+        self.finding(
+            Severity::Warning,
+            d.line,
+            format!("`{}` is ignored", d.text()),
+            "it configures the HAProxy process itself; tether runs under its service manager \
+             and has no equivalent",
+            "remove it (run tether as an unprivileged user from systemd; admin actions are on \
+             the stats page)",
+        );
+    }
+
+    fn global_log(&mut self, d: &Directive) {
+        if d.words.len() < 3 {
+            let arg = d.word(1);
+            self.error(
+                d.line,
+                format!("`{}` has no log address", d.text()),
+                format!(
+                    "`{arg}` is a syslog facility, not a destination. HAProxy 2.6 refuses the \
+                     file: \"log : expects <address> and <facility> as arguments\". Without a log \
+                     target nothing is logged at all, so you cannot see which server each \
+                     connection went to, which is how affinity is verified"
+                ),
+                format!(
+                    "log 127.0.0.1:514 {arg}   (and let rsyslog listen on UDP 514), or `log \
+                     stdout format raw local0`; tether logs every connection (server and affinity \
+                     outcome) to stderr with log-format = \"tcplog\""
+                ),
+            );
+        } else {
+            self.finding(
+                Severity::Warning,
+                d.line,
+                format!("log target `{}` is ignored", d.text()),
+                "tether writes its connection log to stderr (tcplog or json), for journald or \
+                 a log shipper",
+                "remove it; set [global] log-format = \"tcplog\" or \"json\"",
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{errors, import_text};
+    use crate::finding::Severity;
+    use std::time::Duration;
+
+    #[test]
+    fn maxconn_and_hard_stop_after_are_imported() {
+        let im = import_text("global\n  maxconn 321\n  hard-stop-after 45s\n");
+        assert_eq!(im.config.global.maxconn, 321);
+        assert_eq!(im.config.global.grace, Duration::from_secs(45));
+        assert!(errors(&im).is_empty(), "{:?}", im.findings);
+    }
+
+    #[test]
+    fn process_directives_are_warnings_and_unknown_ones_errors() {
+        let im = import_text(
+            "global\n  chroot /var/lib/haproxy\n  tune.bufsize 32768\n  frobnicate 1\n  \
+             log 127.0.0.1:514 local0\n",
+        );
+        let at = |line| im.findings.iter().find(|f| f.line == line).unwrap();
+        assert_eq!(at(2).severity, Severity::Warning);
+        assert_eq!(at(3).severity, Severity::Warning);
+        assert_eq!(at(4).severity, Severity::Error);
+        assert!(at(5).what.contains("log target"), "{}", at(5));
+        assert_eq!(at(5).severity, Severity::Warning);
+    }
+
+    #[test]
+    fn log_with_a_facility_only_is_an_error() {
+        let im = import_text("global\n  log local2\n");
+        let e = errors(&im);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].what.contains("has no log address"));
+    }
+}

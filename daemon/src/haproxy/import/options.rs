@@ -1,0 +1,103 @@
+//! `option` and `no option` in tcp proxies (`redispatch [N]`, `persist`, `tcplog`,
+//! `dontlognull`) and `retries`: what a proxy does when a server fails, and what it logs.
+
+use super::proxy::Draft;
+use super::Importer;
+use crate::haproxy::lexer::Directive;
+use tether_core::config::{LogFormat, Redispatch};
+
+impl Importer<'_> {
+    /// `option NAME [ARG]`.
+    pub(super) fn option(&mut self, p: &mut Draft, d: &Directive) {
+        match d.word(1) {
+            "tcplog" => self.config.global.log_format = LogFormat::Tcplog,
+            "dontlognull" => self.inherited_ignored(
+                d,
+                "tether logs every connection, including those that sent nothing (they show as \
+                 no-key in the affinity outcome)",
+            ),
+            "redispatch" => p.backend.redispatch = self.redispatch(d, p.backend.redispatch),
+            "persist" => p.backend.persist = true,
+            _ => self.unsupported(d, &p.context()),
+        }
+    }
+
+    /// `option redispatch [INTERVAL]`: -1 (the default) redispatches on the last retry, 0 never.
+    fn redispatch(&mut self, d: &Directive, current: Redispatch) -> Redispatch {
+        match d.word(2) {
+            "" => Redispatch::Interval(-1),
+            n => match n.parse::<i32>() {
+                Ok(0) => Redispatch::Never,
+                Ok(v) => Redispatch::Interval(v),
+                Err(_) => {
+                    self.error(
+                        d.line,
+                        format!("`{}`: bad interval", d.text()),
+                        "HAProxy rejects it",
+                        "option redispatch -1",
+                    );
+                    current
+                }
+            },
+        }
+    }
+
+    /// `no option redispatch|persist`.
+    pub(super) fn no_option(&mut self, p: &mut Draft, d: &Directive) {
+        if d.word(2) == "redispatch" {
+            p.backend.redispatch = Redispatch::Never;
+        } else {
+            p.backend.persist = false;
+        }
+    }
+
+    /// `retries N`.
+    pub(super) fn retries(&mut self, p: &mut Draft, d: &Directive) {
+        if let Some(n) = self.number(d, 1, "retries 3") {
+            p.backend.retries = n;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{errors, import_text};
+    use tether_core::config::{LogFormat, Redispatch};
+
+    fn backend(body: &str) -> super::super::Import {
+        import_text(&format!(
+            "defaults\n  option redispatch\n  option persist\nbackend b\n  timeout connect 1s\n  \
+             timeout server 1s\n{body}  server s1 127.0.0.1:8443\n"
+        ))
+    }
+
+    #[test]
+    fn redispatch_forms() {
+        for (body, expect) in [
+            ("", Redispatch::Interval(-1)),
+            ("  option redispatch 2\n", Redispatch::Interval(2)),
+            ("  option redispatch 0\n", Redispatch::Never),
+            ("  no option redispatch\n", Redispatch::Never),
+        ] {
+            let im = backend(body);
+            assert!(im.findings.is_empty(), "{body}: {:?}", im.findings);
+            assert_eq!(im.config.backends[0].redispatch, expect, "{body}");
+        }
+        let im = backend("  option redispatch often\n");
+        assert_eq!(errors(&im)[0].line, 7);
+        assert_eq!(im.config.backends[0].redispatch, Redispatch::Interval(-1));
+    }
+
+    #[test]
+    fn persist_retries_and_tcplog() {
+        let im = backend("  retries 5\n  option tcplog\n");
+        assert!(im.findings.is_empty(), "{:?}", im.findings);
+        assert!(im.config.backends[0].persist);
+        assert_eq!(im.config.backends[0].retries, 5);
+        assert_eq!(im.config.global.log_format, LogFormat::Tcplog);
+        let im = backend("  no option persist\n  retries many\n  option splice-auto\n");
+        assert!(!im.config.backends[0].persist);
+        let e: Vec<usize> = errors(&im).iter().map(|f| f.line).collect();
+        assert_eq!(e, [8, 9]);
+    }
+}

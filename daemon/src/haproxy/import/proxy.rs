@@ -1,0 +1,202 @@
+//! `frontend`, `backend` and `listen` sections: the directives of the last `defaults` replayed
+//! first, then the section's own, each handed to the module of its keyword family.
+
+use super::frontend::bind_address;
+use super::sections::{Kind, Section};
+use super::timeouts::TimeoutsSeen;
+use super::Importer;
+use crate::haproxy::lexer::Directive;
+use crate::haproxy::rules::RuleLines;
+use std::collections::BTreeMap;
+use tether_core::config::{Backend, Condition, Frontend, HaproxyRules, Redispatch};
+
+/// One proxy section being imported: what it builds and what it has seen so far.
+pub(super) struct Draft {
+    /// The proxy's name.
+    pub(super) name: String,
+    /// `frontend`, `backend` or `listen`.
+    pub(super) keyword: String,
+    /// The line of the section header.
+    pub(super) header_line: usize,
+    /// Whether it has a listening side (frontend, listen).
+    pub(super) front: bool,
+    /// Whether it has servers (backend, listen).
+    pub(super) back: bool,
+    /// The `mode` in force (`tcp` unless set).
+    pub(super) mode: String,
+    /// Listening addresses, in order.
+    pub(super) binds: Vec<String>,
+    /// The listening side.
+    pub(super) frontend: Frontend,
+    /// The server side.
+    pub(super) backend: Backend,
+    /// HAProxy's stick and content rules, kept as written.
+    pub(super) rules: HaproxyRules,
+    /// Where the rules are written, for the rule advice.
+    pub(super) lines: RuleLines,
+    /// ACLs declared so far in this section.
+    pub(super) acls: BTreeMap<String, Condition>,
+    /// Which of the timeouts HAProxy warns about are set.
+    pub(super) timeouts: TimeoutsSeen,
+    /// Lines of frontend settings, by key-path suffix (`.bind`), for [`super::Origins`].
+    pub(super) front_origins: Vec<(String, usize)>,
+    /// Lines of backend settings, by key-path suffix (`.server[0]`), for [`super::Origins`].
+    pub(super) back_origins: Vec<(String, usize)>,
+}
+
+impl Draft {
+    fn new(s: &Section, name: String, mode: String, binds: Vec<String>) -> Draft {
+        let mut frontend = Frontend::named(&name, if s.kind == Kind::Listen { &name } else { "" });
+        frontend.inspect_delay = std::time::Duration::ZERO;
+        let mut backend = Backend::named(&name);
+        backend.redispatch = Redispatch::Never;
+        backend.redispatch_on_refused = false;
+        backend.check.passive = false;
+        Draft {
+            keyword: s.header.keyword().to_string(),
+            header_line: s.header.line,
+            front: matches!(s.kind, Kind::Frontend | Kind::Listen),
+            back: matches!(s.kind, Kind::Backend | Kind::Listen),
+            mode,
+            binds,
+            frontend,
+            backend,
+            rules: HaproxyRules::default(),
+            lines: RuleLines {
+                backend: s.header.line,
+                ..RuleLines::default()
+            },
+            acls: BTreeMap::new(),
+            timeouts: TimeoutsSeen::default(),
+            front_origins: Vec::new(),
+            back_origins: Vec::new(),
+            name,
+        }
+    }
+
+    /// `frontend NAME`, `listen NAME`...: how messages name the section.
+    pub(super) fn context(&self) -> String {
+        format!("{} {}", self.keyword, self.name)
+    }
+}
+
+/// The `mode` in force after replaying `all` in order (`tcp` when none is written).
+fn mode_of(all: &[(bool, &Directive)]) -> String {
+    all.iter()
+        .rev()
+        .find(|(_, d)| d.keyword() == "mode")
+        .map(|(_, d)| d.word(1).to_string())
+        .unwrap_or_else(|| "tcp".to_string())
+}
+
+impl Importer<'_> {
+    /// Imports a `frontend`, `backend` or `listen` section (a `listen` with `stats` directives
+    /// is the stats page).
+    pub(super) fn proxy(&mut self, s: &Section, defaults: &[Directive]) {
+        let Some(name) = self.proxy_name(s) else {
+            return;
+        };
+        let binds = self.header_address(s, &name);
+        if s.kind == Kind::Listen && s.body.iter().any(|d| d.keyword() == "stats") {
+            self.stats(s, &name, binds);
+            return;
+        }
+        let all: Vec<(bool, &Directive)> = defaults
+            .iter()
+            .map(|d| (true, d))
+            .chain(s.body.iter().map(|d| (false, d)))
+            .collect();
+        let mode = mode_of(&all);
+        if mode != "tcp" {
+            self.error(
+                s.header.line,
+                format!("{} {name} is in `mode {mode}`", s.header.keyword()),
+                "tether is a TCP (TLS passthrough) balancer; it cannot run HTTP proxies",
+                format!("add `mode tcp` to {} {name}", s.header.keyword()),
+            );
+        }
+        let mut p = Draft::new(s, name, mode, binds);
+        for (inherited, d) in all {
+            if self.applies(&p, inherited, d) {
+                self.directive(&mut p, d);
+            }
+        }
+        if p.front {
+            self.finish_frontend(&mut p);
+        }
+        if p.back {
+            self.finish_backend(s, p);
+        }
+    }
+
+    /// The section's name, or an error when it has none.
+    fn proxy_name(&mut self, s: &Section) -> Option<String> {
+        let name = s.header.word(1).to_string();
+        if name.is_empty() {
+            self.error(
+                s.header.line,
+                format!("`{}` has no name", s.header.keyword()),
+                "HAProxy rejects it",
+                format!("{} app", s.header.keyword()),
+            );
+            return None;
+        }
+        Some(name)
+    }
+
+    /// An address on the header line (`listen stats *:1936`): HAProxy 2.6 refuses it; tether
+    /// reports it and still listens there, so the rest of the section is checked.
+    fn header_address(&mut self, s: &Section, name: &str) -> Vec<String> {
+        if s.header.words.len() <= 2 {
+            return Vec::new();
+        }
+        let addr = s.header.word(2).to_string();
+        self.error(
+            s.header.line,
+            format!(
+                "address `{addr}` on the `{} {name}` line",
+                s.header.keyword()
+            ),
+            "HAProxy 2.6 rejects it: \"please use the 'bind' keyword for listening \
+             addresses.\", and because the section is then not created, every following \
+             line of it fails with \"'listen' or 'defaults' expected.\"",
+            format!("{} {name}\n    bind {addr}", s.header.keyword()),
+        );
+        vec![bind_address(&addr)]
+    }
+
+    /// One directive that applies to proxy `p`, handed to its keyword family.
+    fn directive(&mut self, p: &mut Draft, d: &Directive) {
+        match d.keyword() {
+            "mode" => {}
+            "bind" => self.bind(p, d),
+            "default_backend" => {
+                p.frontend.backend = d.word(1).to_string();
+                p.front_origins.push((".backend".into(), d.line));
+            }
+            "maxconn" => p.frontend.maxconn = self.number(d, 1, "maxconn 6000"),
+            "log" if d.word(1) == "global" => self.inherited_ignored(
+                d,
+                "tether logs every connection itself; see [global] log-format",
+            ),
+            "option" => self.option(p, d),
+            "no" if d.word(1) == "option" && matches!(d.word(2), "redispatch" | "persist") => {
+                self.no_option(p, d)
+            }
+            "retries" => self.retries(p, d),
+            "timeout" => self.timeout(p, d),
+            "balance" => self.balance(p, d),
+            "hash-balance-factor" => self.hash_balance_factor(p, d),
+            "stick-table" => {
+                p.lines.stick_table = d.line;
+                p.back_origins.push((".stick-table".into(), d.line));
+                self.stick_table(d, &mut p.backend);
+            }
+            "acl" => self.acl(d, &mut p.acls),
+            "tcp-request" | "tcp-response" => self.content_rule(p, d),
+            "stick" => self.stick(p, d),
+            "server" => self.add_server(p, d),
+            _ => self.unsupported(d, &p.context()),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The one path from haproxy.cfg text to a configuration tether runs: [`import()`], then, when
+//! HAProxy would accept the file, the same [`Config::validate`] a native config goes through.
+//! `tether check`, `tether convert`, `tether run --haproxy` and the simulator all call [`load`],
+//! so `check` passes exactly the files `run` starts with.
+
+use super::import::{import, Import};
+use crate::finding::{Finding, Severity};
+use tether_core::config::Config;
+
+/// Imports a haproxy.cfg and validates the result; each validation problem becomes an error
+/// finding on the haproxy.cfg line that wrote the setting (0 when no line is known).
+///
+/// Validation only runs on an import without errors: those already say what to fix, and the
+/// native problems they cause (a server without an address...) would repeat them.
+pub fn load(file: &str, text: &str) -> Import {
+    let mut im = import(file, text);
+    if im.has_errors() {
+        return im;
+    }
+    let problems = validation_findings(file, &im);
+    if !problems.is_empty() {
+        im.findings.extend(problems);
+        im.findings.sort_by_key(|f| (f.line, f.severity));
+    }
+    im
+}
+
+/// [`Config::validate`] on the imported config, as findings located in the haproxy.cfg.
+fn validation_findings(file: &str, im: &Import) -> Vec<Finding> {
+    Config::validate(&im.config)
+        .into_iter()
+        .map(|p| {
+            Finding::new(
+                Severity::Error,
+                file,
+                im.origins.line_of(&p.key_path),
+                format!("{}: {}", p.key_path, p.message),
+                "tether refuses to run this config (`run --haproxy` and `convert` stop here)",
+                p.fix,
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::load;
+    use crate::finding::Severity;
+
+    const CFG: &str = "global\n  maxconn 100\ndefaults\n  timeout connect 5s\n  \
+        timeout client 30s\n  timeout server 30s\nfrontend f\n  bind 127.0.0.1:9443\n  \
+        default_backend b\nbackend b\n  stick-table type ip size 1m expire 30m\n  \
+        server s1 127.0.0.1:8443 check\n  server s2 127.0.0.1:8444\n";
+
+    /// The error findings as (line, what).
+    fn errors(text: &str) -> Vec<(usize, String)> {
+        load("v.cfg", text)
+            .findings
+            .into_iter()
+            .filter(|f| f.severity == Severity::Error)
+            .map(|f| (f.line, f.what))
+            .collect()
+    }
+
+    #[test]
+    fn a_clean_config_has_no_validation_errors() {
+        assert_eq!(errors(CFG), []);
+    }
+
+    #[test]
+    fn validation_problems_point_at_the_line_that_wrote_them() {
+        let cases = [
+            (
+                "  server s2 127.0.0.1:8444\n",
+                "  server s2 127.0.0.1:8444 weight 300\n",
+                13,
+                "backend[0].server[1].weight: weight 300 above 256",
+            ),
+            (
+                "  server s2 127.0.0.1:8444\n",
+                "  server s1 127.0.0.1:8444\n",
+                13,
+                "backend[0].server[1].name: duplicate server name \"s1\"",
+            ),
+            (
+                "  maxconn 100\n",
+                "  maxconn 0\n",
+                2,
+                "global.maxconn: maxconn 0 would never accept a connection",
+            ),
+            (
+                "  bind 127.0.0.1:9443\n",
+                "  bind localhost:9443\n",
+                8,
+                "frontend[0].bind: invalid bind address \"localhost:9443\"",
+            ),
+            (
+                "  stick-table type ip size 1m expire 30m\n",
+                "  stick-table type ip size 1m expire 30m\n  tcp-request inspect-delay 1s\n  \
+                 stick on req.payload_lv(43,1)\n",
+                13,
+                "backend[0].haproxy.stick[0].sample: sample payload-lv(43,1) does not fit a \
+                 stick table of type Ip",
+            ),
+        ];
+        for (from, to, line, what) in cases {
+            let text = CFG.replace(from, to);
+            assert_eq!(errors(&text), [(line, what.to_string())], "{to}");
+        }
+    }
+
+    #[test]
+    fn import_errors_are_not_repeated_by_validation() {
+        let text = CFG.replace("127.0.0.1:8444", "check");
+        let e = errors(&text);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].1.contains("has no address"), "{e:?}");
+    }
+}

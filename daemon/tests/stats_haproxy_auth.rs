@@ -1,0 +1,110 @@
+//! An haproxy.cfg whose `listen stats` has `stats auth admin:secret` runs as it does under
+//! HAProxy: the daemon starts with no password file or variable, warns that the password is in
+//! clear, and the page answers 401 without credentials and 200 with admin:secret.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tether::stats::auth::basic_authorization;
+
+/// A port on 127.0.0.1 that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the daemon when the test ends, passed or not.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.1 GET; the status code.
+fn get(addr: SocketAddr, authorization: Option<&str>) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    let _ = s.read_to_string(&mut response);
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"))
+}
+
+#[test]
+fn imported_stats_auth_serves_with_the_clear_password() {
+    let stats = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let front = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let cfg = format!(
+        "global\n    maxconn 100\ndefaults\n    mode tcp\n    timeout connect 1s\n    \
+         timeout client 10s\n    timeout server 10s\nfrontend main\n    bind {front}\n    \
+         default_backend app\nbackend app\n    server s1 127.0.0.1:9\n\
+         listen stats\n    mode http\n    bind {stats}\n    stats enable\n    stats uri /\n    \
+         stats auth admin:secret\n"
+    );
+    let dir = std::env::temp_dir().join(format!("tether-stats-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let log = dir.join("tether.log");
+    let mut daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_tether"))
+            .args(["run", "--haproxy"])
+            .arg(&path)
+            .env_remove("TETHER_STATS_PASSWORD")
+            .env("TETHER_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    // Up to 10 s (500 waits of 20 ms) for the stats listener.
+    let mut waits = 0;
+    while TcpStream::connect(stats).is_err() {
+        if let Some(status) = daemon.0.try_wait().unwrap() {
+            panic!("tether exited ({status}): {}", read_log());
+        }
+        waits += 1;
+        assert!(waits < 500, "stats never listened: {}", read_log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(get(stats, None), 401, "no credentials");
+    assert_eq!(
+        get(stats, Some(&basic_authorization("admin", "wrong"))),
+        401,
+        "a wrong password"
+    );
+    assert_eq!(
+        get(stats, Some(&basic_authorization("admin", "secret"))),
+        200,
+        "admin:secret from the haproxy.cfg"
+    );
+    let text = read_log();
+    assert!(text.contains("written in clear"), "warned: {text}");
+    assert!(
+        !text.contains("secret"),
+        "the password is not logged: {text}"
+    );
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+}
