@@ -778,6 +778,90 @@ mod tests {
         );
     }
 
+    /// Every byte the client and server models put on the wire over three connections of each
+    /// client kind, hashed: the simulator's reports depend on these bytes (sizes, record
+    /// boundaries, what the balancer parses), so a change of encoder must not change them.
+    #[tokio::test]
+    async fn model_wire_bytes_are_pinned() {
+        use crate::client::{exchange, finish_handshake, Exchange, ServerAnswer};
+        use sha2::{Digest, Sha256};
+        let mut wire = Sha256::new();
+        let mut rng = Rng::new(11);
+        let mut resumed = 0;
+        let kinds = [
+            ClientKind::Tls12SessionId,
+            ClientKind::Tls12TicketOpenssl,
+            ClientKind::Tls12TicketGo,
+            ClientKind::Tls13SingleUse,
+            ClientKind::Tls13Reuse,
+            ClientKind::NoResumption,
+        ];
+        for (keys, kind, pq) in [TicketKeys::PerServer, TicketKeys::None]
+            .into_iter()
+            .flat_map(|k| kinds.map(|c| (k, c)))
+            .flat_map(|(k, c)| [(k, c, false), (k, c, true)])
+        {
+            let mut server = ServerModel::new(1, 2, &spec(keys));
+            let mut client = ClientSession::new(kind, Duration::from_secs(3600));
+            for now in [0u64, 1_000, 2_000] {
+                let offer = client.offer(&mut rng, now);
+                let shape = HelloShape {
+                    sni: "pinned.example",
+                    pq_key_share: pq,
+                };
+                let hello = client_hello(kind, &offer, &shape, &mut rng);
+                let d = server.decide(&parse_client_hello(&hello[9..]).unwrap(), now);
+                resumed += u32::from(d.resumed);
+                let mut from_server = server.first_flight(&d);
+                if !d.tls13 && !d.resumed {
+                    from_server.extend(server.second_flight12(&d));
+                }
+                let mut from_client = Vec::new();
+                let mut rd = &from_server[..];
+                let answer = finish_handshake(&mut rd, &mut from_client, kind)
+                    .await
+                    .unwrap();
+                let tickets13 = server.tickets13(&d);
+                let mut response = tickets13.clone();
+                tls_wire::push_encrypted_fill(
+                    &mut response,
+                    APPLICATION_DATA,
+                    APPLICATION_DATA,
+                    0x5a,
+                    700,
+                );
+                let mut tickets = Vec::new();
+                let x = Exchange {
+                    request_bytes: 300,
+                    response_bytes: 700,
+                    hold: Duration::ZERO,
+                };
+                exchange(&mut &response[..], &mut from_client, x, &mut tickets)
+                    .await
+                    .unwrap();
+                let answer = ServerAnswer {
+                    tickets: if d.tls13 {
+                        tickets
+                    } else {
+                        answer.tickets.clone()
+                    },
+                    ..answer
+                };
+                client.learn(&offer, &answer, now);
+                for part in [&hello, &from_server, &tickets13, &from_client] {
+                    wire.update((part.len() as u64).to_be_bytes());
+                    wire.update(part);
+                }
+            }
+        }
+        let digest: String = wire.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(resumed, 38, "the resumption paths are exercised too");
+        assert_eq!(
+            digest,
+            "221648d35ad031c23597ab9c8799df9b228245b7207e5627517496cc1dcbc3f1"
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn client_hello_parser_never_panics(buf in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
