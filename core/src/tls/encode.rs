@@ -143,6 +143,76 @@ pub fn push_new_session_ticket13(
     });
 }
 
+/// The bodies of the hello extensions tether reads, each appended to `out` without the
+/// extension's own type and length: for tests that assemble extension blocks themselves (out of
+/// order, duplicated), and for the builders below.
+pub mod extension_data {
+    use super::{push_prefixed, push_u16s, push_vec, Prefix};
+    use crate::tls::ProtocolVersion;
+
+    /// server_name with one host_name entry.
+    pub fn server_name(out: &mut Vec<u8>, host: &[u8]) {
+        push_prefixed(out, Prefix::U16, |list| {
+            list.push(0); // name_type host_name
+            push_vec(list, Prefix::U16, host);
+        });
+    }
+
+    /// supported_groups.
+    pub fn supported_groups(out: &mut Vec<u8>, groups: &[u16]) {
+        push_prefixed(out, Prefix::U16, |list| push_u16s(list, groups));
+    }
+
+    /// application_layer_protocol_negotiation with `protocols` in order.
+    pub fn alpn(out: &mut Vec<u8>, protocols: &[&[u8]]) {
+        push_prefixed(out, Prefix::U16, |list| {
+            for p in protocols {
+                push_vec(list, Prefix::U8, p);
+            }
+        });
+    }
+
+    /// supported_versions as a client lists them.
+    pub fn supported_versions(out: &mut Vec<u8>, versions: &[ProtocolVersion]) {
+        push_prefixed(out, Prefix::U8, |list| {
+            for v in versions {
+                list.extend_from_slice(&v.0.to_be_bytes());
+            }
+        });
+    }
+
+    /// psk_key_exchange_modes (1 = psk_dhe_ke).
+    pub fn psk_key_exchange_modes(out: &mut Vec<u8>, modes: &[u8]) {
+        push_vec(out, Prefix::U8, modes);
+    }
+
+    /// key_share as a client sends it: one (group, key exchange bytes) entry per share.
+    pub fn key_share(out: &mut Vec<u8>, shares: &[(u16, &[u8])]) {
+        push_prefixed(out, Prefix::U16, |list| {
+            for (group, key) in shares {
+                list.extend_from_slice(&group.to_be_bytes());
+                push_vec(list, Prefix::U16, key);
+            }
+        });
+    }
+
+    /// pre_shared_key as a client sends it: (identity, obfuscated ticket age) pairs, then
+    /// the binders.
+    pub fn pre_shared_key(out: &mut Vec<u8>, identities: &[(&[u8], u32)], binders: &[&[u8]]) {
+        push_prefixed(out, Prefix::U16, |list| {
+            for (identity, age) in identities {
+                push_vec(list, Prefix::U16, identity);
+                list.extend_from_slice(&age.to_be_bytes());
+            }
+        });
+        push_prefixed(out, Prefix::U16, |list| {
+            for binder in binders {
+                push_vec(list, Prefix::U8, binder);
+            }
+        });
+    }
+}
+
 /// An extension block being written: present or not (a hello may end before it), and the
 /// extensions in the order they were added, already encoded.
 #[derive(Debug, Clone, Default)]
@@ -223,18 +293,14 @@ impl ClientHelloBuilder {
 
     /// Adds an extension with already-encoded `data`.
     pub fn extension(&mut self, typ: u16, data: &[u8]) -> &mut Self {
-        self.extensions
-            .add(typ, |b| b.extend_from_slice(data));
+        self.extensions.add(typ, |b| b.extend_from_slice(data));
         self
     }
 
     /// Adds server_name with one host_name entry.
     pub fn server_name(&mut self, host: &[u8]) -> &mut Self {
         self.extensions.add(extension::SERVER_NAME, |b| {
-            push_prefixed(b, Prefix::U16, |list| {
-                list.push(0); // name_type host_name
-                push_vec(list, Prefix::U16, host);
-            });
+            extension_data::server_name(b, host)
         });
         self
     }
@@ -242,20 +308,15 @@ impl ClientHelloBuilder {
     /// Adds supported_groups.
     pub fn supported_groups(&mut self, groups: &[u16]) -> &mut Self {
         self.extensions.add(extension::SUPPORTED_GROUPS, |b| {
-            push_prefixed(b, Prefix::U16, |list| push_u16s(list, groups));
+            extension_data::supported_groups(b, groups)
         });
         self
     }
 
     /// Adds application_layer_protocol_negotiation with `protocols` in order.
     pub fn alpn(&mut self, protocols: &[&[u8]]) -> &mut Self {
-        self.extensions.add(extension::ALPN, |b| {
-            push_prefixed(b, Prefix::U16, |list| {
-                for p in protocols {
-                    push_vec(list, Prefix::U8, p);
-                }
-            });
-        });
+        self.extensions
+            .add(extension::ALPN, |b| extension_data::alpn(b, protocols));
         self
     }
 
@@ -267,33 +328,23 @@ impl ClientHelloBuilder {
     /// Adds supported_versions listing `versions` in order.
     pub fn supported_versions(&mut self, versions: &[ProtocolVersion]) -> &mut Self {
         self.extensions.add(extension::SUPPORTED_VERSIONS, |b| {
-            push_prefixed(b, Prefix::U8, |list| {
-                for v in versions {
-                    list.extend_from_slice(&v.0.to_be_bytes());
-                }
-            });
+            extension_data::supported_versions(b, versions)
         });
         self
     }
 
     /// Adds psk_key_exchange_modes (1 = psk_dhe_ke).
     pub fn psk_key_exchange_modes(&mut self, modes: &[u8]) -> &mut Self {
-        self.extensions
-            .add(extension::PSK_KEY_EXCHANGE_MODES, |b| {
-                push_vec(b, Prefix::U8, modes)
-            });
+        self.extensions.add(extension::PSK_KEY_EXCHANGE_MODES, |b| {
+            extension_data::psk_key_exchange_modes(b, modes)
+        });
         self
     }
 
     /// Adds key_share with one (group, key exchange bytes) entry per share, in order.
     pub fn key_share(&mut self, shares: &[(u16, &[u8])]) -> &mut Self {
         self.extensions.add(extension::KEY_SHARE, |b| {
-            push_prefixed(b, Prefix::U16, |list| {
-                for (group, key) in shares {
-                    list.extend_from_slice(&group.to_be_bytes());
-                    push_vec(list, Prefix::U16, key);
-                }
-            });
+            extension_data::key_share(b, shares)
         });
         self
     }
@@ -302,17 +353,7 @@ impl ClientHelloBuilder {
     /// last.
     pub fn pre_shared_key(&mut self, identities: &[(&[u8], u32)], binders: &[&[u8]]) -> &mut Self {
         self.extensions.add(extension::PRE_SHARED_KEY, |b| {
-            push_prefixed(b, Prefix::U16, |list| {
-                for (identity, age) in identities {
-                    push_vec(list, Prefix::U16, identity);
-                    list.extend_from_slice(&age.to_be_bytes());
-                }
-            });
-            push_prefixed(b, Prefix::U16, |list| {
-                for binder in binders {
-                    push_vec(list, Prefix::U8, binder);
-                }
-            });
+            extension_data::pre_shared_key(b, identities, binders)
         });
         self
     }
@@ -410,8 +451,7 @@ impl ServerHelloBuilder {
 
     /// Adds an extension with already-encoded `data`.
     pub fn extension(&mut self, typ: u16, data: &[u8]) -> &mut Self {
-        self.extensions
-            .add(typ, |b| b.extend_from_slice(data));
+        self.extensions.add(typ, |b| b.extend_from_slice(data));
         self
     }
 
@@ -479,7 +519,12 @@ mod tests {
     #[test]
     fn records_are_cut_at_the_plaintext_limit() {
         let mut out = Vec::new();
-        push_record(&mut out, APPLICATION_DATA, ProtocolVersion::TLS1_2, &[7; 16385]);
+        push_record(
+            &mut out,
+            APPLICATION_DATA,
+            ProtocolVersion::TLS1_2,
+            &[7; 16385],
+        );
         assert_eq!(&out[..5], &[0x17, 3, 3, 0x40, 0]);
         assert_eq!(&out[5 + 16384..5 + 16384 + 5], &[0x17, 3, 3, 0, 1]);
         assert_eq!(out.len(), 16385 + 10);
@@ -524,7 +569,9 @@ mod tests {
     #[test]
     fn a_hello_without_extensions_ends_after_compression() {
         let plain = ClientHelloBuilder::new([1; 32]).message();
-        let with_block = ClientHelloBuilder::new([1; 32]).empty_extensions().message();
+        let with_block = ClientHelloBuilder::new([1; 32])
+            .empty_extensions()
+            .message();
         assert_eq!(with_block.len(), plain.len() + 2);
         let h = ClientHello::parse(&plain[4..]).unwrap();
         assert_eq!(h.extensions().count(), 0);
