@@ -14,6 +14,8 @@ pub const SIGNATURE_ALGORITHMS: u16 = 0x000d;
 pub const ALPN: u16 = 0x0010;
 /// extended_master_secret (RFC 7627).
 pub const EXTENDED_MASTER_SECRET: u16 = 0x0017;
+/// padding (RFC 7685), which some clients add to move a hello out of a size range.
+pub const PADDING: u16 = 0x0015;
 /// SessionTicket (RFC 5077).
 pub const SESSION_TICKET: u16 = 0x0023;
 /// pre_shared_key (RFC 8446).
