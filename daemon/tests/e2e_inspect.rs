@@ -9,10 +9,10 @@ use std::time::Duration;
 use common::{
     dribble_relay, echo_roundtrip, native_toml, start_toml, EchoBackend, Resume, TlsClient,
 };
-use tether::testbed::{TlsBackend, TlsBackendConfig, TlsVersions};
 use tether_core::affinity::{AffinityOutcome, NoKeyReason};
 use tether_core::tls::encode::ClientHelloBuilder;
 use tether_core::tls::extension;
+use tether_testbed::{TlsBackend, TlsBackendConfig, TlsVersions};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
