@@ -12,8 +12,8 @@
 //!
 //! # Panics
 //! A body longer than its length field can say (a record over 65535 bytes, an SNI over 65535,
-//! a session ID over 255...) is a caller bug, not a wire condition: the encoders panic naming
-//! the field rather than write a wrong length.
+//! a session ID over 255...) is a caller bug, not a wire condition: the encoders panic with the
+//! prefix width and the length rather than write a wrong length.
 
 use super::extension;
 use super::record::{
@@ -47,10 +47,11 @@ impl Prefix {
     }
 
     /// Writes `len` over the `width()` bytes at `at`.
-    fn patch(self, out: &mut [u8], at: usize, len: usize, what: &str) {
+    fn patch(self, out: &mut [u8], at: usize, len: usize) {
         assert!(
             len <= self.max(),
-            "TLS {what} holds at most {} bytes, got {len}",
+            "a TLS vector with a {}-byte length holds at most {} bytes, got {len}",
+            self.width(),
             self.max()
         );
         let bytes = (len as u32).to_be_bytes();
@@ -70,7 +71,7 @@ pub fn push_prefixed(out: &mut Vec<u8>, prefix: Prefix, body: impl FnOnce(&mut V
     out.resize(at + prefix.width(), 0);
     body(out);
     let len = out.len() - at - prefix.width();
-    prefix.patch(out, at, len, "vector");
+    prefix.patch(out, at, len);
 }
 
 /// Appends a 5-byte record header announcing `len` payload bytes, for callers that write the
