@@ -5,7 +5,10 @@
 //! session ID and the SNI.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use tether_core::tls::{ClientHelloParser, HelloOutcome, DEFAULT_HELLO_CAP};
+use tether_core::tls::encode::ClientHelloBuilder;
+use tether_core::tls::{
+    extension, ClientHelloParser, HelloOutcome, ProtocolVersion, DEFAULT_HELLO_CAP,
+};
 use tls_parser::{TlsExtension, TlsMessage, TlsMessageHandshake};
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -22,56 +25,24 @@ fn first_record(stream: &[u8]) -> Vec<u8> {
     stream[..5 + len].to_vec()
 }
 
-fn u16v(out: &mut Vec<u8>, body: &[u8]) {
-    out.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    out.extend_from_slice(body);
-}
-
 /// A Chrome-like hello with a 1216-byte X25519MLKEM768 share, in one record.
 fn pq_hello() -> Vec<u8> {
-    let mut exts = Vec::new();
-    let mut add = |typ: u16, body: &[u8]| {
-        exts.extend_from_slice(&typ.to_be_bytes());
-        u16v(&mut exts, body);
-    };
-    let host = b"pq.tether.test";
-    let mut sni = vec![0, host.len() as u8 + 3, 0, 0, host.len() as u8];
-    sni.extend_from_slice(host);
-    add(0x0000, &sni);
-    add(0x0017, &[]);
-    add(0xff01, &[0]);
-    add(0x000a, &[0, 6, 0x11, 0xec, 0, 0x1d, 0, 0x17]);
-    add(0x000b, &[1, 0]);
-    add(0x0023, &[]);
-    add(0x0010, b"\x00\x0c\x02h2\x08http/1.1");
-    add(0x000d, &[0, 4, 4, 3, 8, 4]);
-    let mut ks = Vec::new();
-    ks.extend_from_slice(&[0x11, 0xec]);
-    u16v(&mut ks, &[0xab; 1216]);
-    ks.extend_from_slice(&[0, 0x1d]);
-    u16v(&mut ks, &[0xcd; 32]);
-    let mut ks_body = Vec::new();
-    u16v(&mut ks_body, &ks);
-    add(0x0033, &ks_body);
-    add(0x002d, &[1, 1]);
-    add(0x002b, &[4, 3, 4, 3, 3]);
-    add(0xfe0d, &[0xec; 280]); // GREASE ECH, as Chrome sends
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[0x42; 32]);
-    body.push(32);
-    body.extend_from_slice(&[0x5a; 32]);
-    u16v(
-        &mut body,
-        &[0x13, 1, 0x13, 2, 0x13, 3, 0xc0, 0x2b, 0xc0, 0x2f],
-    );
-    body.extend_from_slice(&[1, 0]);
-    u16v(&mut body, &exts);
-    let mut msg = vec![1];
-    msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    msg.extend_from_slice(&body);
-    let mut rec = vec![0x16, 3, 1];
-    u16v(&mut rec, &msg);
-    rec
+    ClientHelloBuilder::new([0x42; 32])
+        .session_id(&[0x5a; 32])
+        .cipher_suites(&[0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f])
+        .server_name(b"pq.tether.test")
+        .extension(extension::EXTENDED_MASTER_SECRET, &[])
+        .extension(extension::RENEGOTIATION_INFO, &[0])
+        .supported_groups(&[0x11ec, 0x001d, 0x0017])
+        .extension(0x000b, &[1, 0]) // ec_point_formats: uncompressed
+        .session_ticket(&[])
+        .alpn(&[b"h2", b"http/1.1"])
+        .extension(extension::SIGNATURE_ALGORITHMS, &[0, 4, 4, 3, 8, 4])
+        .key_share(&[(0x11ec, &[0xab; 1216]), (0x001d, &[0xcd; 32])])
+        .psk_key_exchange_modes(&[1])
+        .supported_versions(&[ProtocolVersion::TLS1_3, ProtocolVersion::TLS1_2])
+        .extension(extension::ENCRYPTED_CLIENT_HELLO, &[0xec; 280]) // GREASE ECH, as Chrome sends
+        .records()
 }
 
 fn tether(stream: &[u8]) -> (usize, usize) {

@@ -14,6 +14,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use tether::config_source::QuickForm;
 use tether::run::Daemon;
 use tether_core::engine::{runtime, ConnectionRecord, LogSink};
+use tether_core::tls::encode::ClientHelloBuilder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -26,39 +27,15 @@ impl LogSink for Discard {
 
 /// A TLS 1.2-style ClientHello record with a 32-byte session id and an SNI, as browsers send.
 fn client_hello(session: u64) -> Vec<u8> {
-    let sni = b"bench.example";
-    let mut sni_ext = Vec::new();
-    let list_len = 3 + sni.len();
-    sni_ext.extend_from_slice(&(list_len as u16).to_be_bytes());
-    sni_ext.push(0);
-    sni_ext.extend_from_slice(&(sni.len() as u16).to_be_bytes());
-    sni_ext.extend_from_slice(sni);
-    let mut exts = Vec::new();
-    exts.extend_from_slice(&0u16.to_be_bytes());
-    exts.extend_from_slice(&(sni_ext.len() as u16).to_be_bytes());
-    exts.extend_from_slice(&sni_ext);
-    // An empty session ticket extension: the client supports tickets but has none.
-    exts.extend_from_slice(&0x0023u16.to_be_bytes());
-    exts.extend_from_slice(&0u16.to_be_bytes());
-
-    let mut body = vec![0x03, 0x03];
-    body.extend_from_slice(&[0x5a; 32]);
-    body.push(32);
     let mut id = [0u8; 32];
     id[..8].copy_from_slice(&session.to_be_bytes());
-    body.extend_from_slice(&id);
-    body.extend_from_slice(&[0x00, 0x04, 0x13, 0x01, 0xc0, 0x2f]);
-    body.extend_from_slice(&[0x01, 0x00]);
-    body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
-    body.extend_from_slice(&exts);
-
-    let mut hs = vec![0x01];
-    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    hs.extend_from_slice(&body);
-    let mut rec = vec![0x16, 0x03, 0x01];
-    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-    rec.extend_from_slice(&hs);
-    rec
+    ClientHelloBuilder::new([0x5a; 32])
+        .session_id(&id)
+        .cipher_suites(&[0x1301, 0xc02f])
+        .server_name(b"bench.example")
+        // An empty session ticket extension: the client supports tickets but has none.
+        .session_ticket(&[])
+        .records()
 }
 
 /// Echoes every connection's bytes back until the peer closes.

@@ -3,6 +3,7 @@
 
 mod tls_support;
 
+use tether_core::tls::encode::ClientHelloBuilder;
 use tether_core::tls::{
     ClientHelloParser, HelloOutcome, Malformed, ProtocolVersion, ServerEvent, ServerFlight,
     DEFAULT_HELLO_CAP, HELLO_RETRY_REQUEST_RANDOM,
@@ -130,16 +131,14 @@ fn oversized_hello_is_too_large() {
     complete(p.parse(&stream));
 }
 
+/// A hello with exactly these extensions, in this order (the encoder neither sorts nor dedups).
 fn raw_hello(exts: &[(u16, Vec<u8>)]) -> Vec<u8> {
-    let mut b = vec![3, 3];
-    b.extend([1; 32]);
-    b.extend([0, 0, 2, 0x13, 1, 1, 0]);
-    let mut block = Vec::new();
+    let mut hello = ClientHelloBuilder::new([1; 32]);
+    hello.cipher_suites(&[0x1301]).empty_extensions();
     for (t, d) in exts {
-        ext(&mut block, *t, d);
+        hello.extension(*t, d);
     }
-    u16v(&mut b, &block);
-    record(0x16, &handshake(1, &b))
+    record(0x16, &hello.message())
 }
 
 fn malformed(stream: &[u8]) -> Malformed {

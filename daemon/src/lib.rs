@@ -12,5 +12,3 @@ pub mod run;
 pub mod sim_cli;
 pub mod stats;
 pub mod table_cli;
-#[doc(hidden)]
-pub mod testbed;

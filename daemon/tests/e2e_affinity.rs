@@ -5,8 +5,8 @@ mod common;
 
 use common::{native_toml, start_toml, Running};
 use tether::probe::{probe, Mechanism, MechanismReport, ProbeOptions, Verdict};
-use tether::testbed::{TlsBackend, TlsBackendConfig};
 use tether_core::affinity::AffinityOutcome;
+use tether_testbed::{TlsBackend, TlsBackendConfig};
 
 const K: usize = 10;
 

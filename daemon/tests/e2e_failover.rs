@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{eventually, native_toml, start_toml, Resume, TlsClient};
-use tether::testbed::{TlsBackend, TlsBackendConfig, TlsVersions};
 use tether_core::affinity::AffinityOutcome;
+use tether_testbed::{TlsBackend, TlsBackendConfig, TlsVersions};
 
 fn config(name: &str) -> TlsBackendConfig {
     TlsBackendConfig::new(name)
@@ -210,7 +210,7 @@ async fn after_a_redispatch_the_old_key_points_at_the_new_server() {
         &[x.addr(), y.addr()],
     );
     let running = start_toml(&toml).await;
-    let dir = tether::testbed::ScratchDir::create("e2e-repoint").unwrap();
+    let dir = tether_testbed::ScratchDir::create("e2e-repoint").unwrap();
     let sess = dir.path().join("session.pem");
     assert!(!s_client(running.addr, None, Some(&sess)).await);
     let recs = running.sink.wait_for(1).await;

@@ -9,8 +9,10 @@ use std::time::Duration;
 use common::{
     dribble_relay, echo_roundtrip, native_toml, start_toml, EchoBackend, Resume, TlsClient,
 };
-use tether::testbed::{TlsBackend, TlsBackendConfig, TlsVersions};
 use tether_core::affinity::{AffinityOutcome, NoKeyReason};
+use tether_core::tls::encode::ClientHelloBuilder;
+use tether_core::tls::extension;
+use tether_testbed::{TlsBackend, TlsBackendConfig, TlsVersions};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -118,16 +120,11 @@ async fn a_client_hello_sent_one_byte_at_a_time_still_gets_affinity() {
     );
 }
 
-/// A TLS handshake record announcing a ClientHello far larger than the inspect cap.
-fn oversized_hello(total: usize) -> Vec<u8> {
-    let body = total - 9;
-    let mut v = vec![0x16, 0x03, 0x01];
-    v.extend_from_slice(&u16::try_from(body + 4).unwrap_or(u16::MAX).to_be_bytes());
-    v.push(0x01);
-    v.extend_from_slice(&(body as u32).to_be_bytes()[1..]);
-    v.extend_from_slice(&[0x03, 0x03]);
-    v.resize(total, 0x5a);
-    v
+/// A well-formed ClientHello padded (RFC 7685) to more than `padding` bytes, in records.
+fn oversized_hello(padding: usize) -> Vec<u8> {
+    ClientHelloBuilder::new([0x5a; 32])
+        .extension(extension::PADDING, &vec![0; padding])
+        .records()
 }
 
 #[tokio::test]

@@ -9,8 +9,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{native_toml, start_config, start_toml, Running};
-use tether::testbed::{free_port, Haproxy, OpensslServer, OpensslServerConfig, TlsVersions};
 use tether_core::affinity::AffinityOutcome;
+use tether_testbed::{free_port, Haproxy, OpensslServer, OpensslServerConfig, TlsVersions};
 
 /// Runs `openssl s_client -reconnect` (1 connection + 5 reconnections offering the first
 /// session), TLS 1.2 with session IDs only, and returns, per connection, whether s_client

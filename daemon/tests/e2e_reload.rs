@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{echo_roundtrip, eventually, native_toml, start_toml, EchoBackend, Resume, TlsClient};
-use tether::testbed::{free_port, wait_until_listening, TlsBackend, TlsBackendConfig, TlsVersions};
 use tether_core::affinity::AffinityOutcome;
+use tether_testbed::{free_port, wait_until_listening, TlsBackend, TlsBackendConfig, TlsVersions};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -151,7 +151,7 @@ fn binary_config(bind: SocketAddr, servers: &[SocketAddr]) -> String {
 async fn the_binary_reloads_on_sighup_and_exits_zero_on_sigterm() {
     let b1 = TlsBackend::start(tls12("node1")).await.unwrap();
     let b2 = TlsBackend::start(tls12("node2")).await.unwrap();
-    let dir = tether::testbed::ScratchDir::create("e2e-binary").unwrap();
+    let dir = tether_testbed::ScratchDir::create("e2e-binary").unwrap();
     let path = dir.path().join("tether.toml");
     let log = dir.path().join("tether.log");
     let bind = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use tether::probe::cli::render_table;
 use tether::probe::{expect_sticky, probe, Mechanism, ProbeOptions, ProbeReport, Verdict};
-use tether::testbed::{free_port, Haproxy, OpensslServer, OpensslServerConfig};
+use tether_testbed::{free_port, Haproxy, OpensslServer, OpensslServerConfig};
 
 /// The user's backend rules, verbatim apart from indentation; `{response_delay}` is where the
 /// fix goes.

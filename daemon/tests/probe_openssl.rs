@@ -2,7 +2,7 @@
 //! when tickets are off, tickets resume when they are on.
 
 use tether::probe::{expect_sticky, probe, Mechanism, ProbeOptions, ResumedBy, Verdict};
-use tether::testbed::{OpensslServer, OpensslServerConfig, TlsVersions};
+use tether_testbed::{OpensslServer, OpensslServerConfig, TlsVersions};
 
 #[tokio::test]
 async fn session_ids_resume_against_s_server_without_tickets() {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use tether::probe::{expect_sticky, probe, run, Mechanism, ProbeArgs, ProbeOptions, Verdict};
-use tether::testbed::{TlsBackend, TlsBackendConfig};
+use tether_testbed::{TlsBackend, TlsBackendConfig};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The simplest balancer there is: each new connection goes to the next backend in turn.

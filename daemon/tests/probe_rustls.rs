@@ -2,7 +2,7 @@
 //! backend's own counters must agree with what the probe reports.
 
 use tether::probe::{probe, Mechanism, ProbeOptions, ResumedBy, Verdict};
-use tether::testbed::{TlsBackend, TlsBackendConfig, TlsVersions};
+use tether_testbed::{TlsBackend, TlsBackendConfig, TlsVersions};
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -9,7 +9,7 @@ use tether::logsink::DaemonSink;
 use tether::probe::cli::render_table;
 use tether::probe::{expect_sticky, probe, Mechanism, ProbeOptions, Verdict};
 use tether::run::Daemon;
-use tether::testbed::{OpensslServer, OpensslServerConfig};
+use tether_testbed::{OpensslServer, OpensslServerConfig};
 
 async fn tether_in_front_of(servers: &[OpensslServer]) -> Daemon {
     let mut toml = String::from(

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use stats_support::*;
-use tether::testbed::ScratchDir;
+use tether_testbed::ScratchDir;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 

@@ -13,10 +13,16 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use tether_core::tls::encode::{
+    push_change_cipher_spec, push_handshake, push_record, push_vec, ClientHelloBuilder, Prefix,
+};
+use tether_core::tls::extension;
+use tether_core::tls::record::{self, APPLICATION_DATA, CHANGE_CIPHER_SPEC, HANDSHAKE};
+use tether_core::tls::ProtocolVersion;
+
 use crate::rng::Rng;
 use crate::tls_wire::{
-    self, ext, hs, push_encrypted, push_extension, push_handshake, push_record, read_record,
-    HandshakeBuffer, Reader, WireError, APPLICATION_DATA, CHANGE_CIPHER_SPEC, HANDSHAKE,
+    self, push_encrypted, read_record, HandshakeBuffer, Reader, WireError, RECORD_VERSION,
 };
 
 /// The resumption behaviour of a client population.
@@ -238,95 +244,52 @@ pub struct HelloShape<'a> {
 
 const X25519MLKEM768: u16 = 0x11ec;
 const X25519: u16 = 0x001d;
+const SECP256R1: u16 = 0x0017;
+const SECP384R1: u16 = 0x0018;
+/// psk_key_exchange_modes: PSK with (EC)DHE.
+const PSK_DHE_KE: u8 = 1;
+
+/// The cipher suites every model client offers (TLS 1.3 first, then ECDHE, then RSA).
+const CIPHER_SUITES: &[u16] = &[
+    0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014, 0x009c,
+    0x009d, 0x002f, 0x0035,
+];
 
 /// Builds the ClientHello record(s) for `offer`.
 pub fn client_hello(kind: ClientKind, offer: &Offer, shape: &HelloShape, rng: &mut Rng) -> Vec<u8> {
-    let tls13 = kind.is_tls13();
-    let mut body = Vec::with_capacity(512);
-    body.extend_from_slice(&[0x03, 0x03]);
     let mut random = [0u8; 32];
     rng.fill(&mut random);
-    body.extend_from_slice(&random);
-    body.push(offer.session_id.len() as u8);
-    body.extend_from_slice(&offer.session_id);
-    let suites: &[u16] = &[
-        0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014,
-        0x009c, 0x009d, 0x002f, 0x0035,
-    ];
-    body.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
-    for s in suites {
-        body.extend_from_slice(&s.to_be_bytes());
-    }
-    body.extend_from_slice(&[0x01, 0x00]);
-
-    let mut exts = Vec::with_capacity(2048);
-    let name = shape.sni.as_bytes();
-    let mut sni = Vec::with_capacity(name.len() + 5);
-    sni.extend_from_slice(&((name.len() + 3) as u16).to_be_bytes());
-    sni.push(0);
-    sni.extend_from_slice(&(name.len() as u16).to_be_bytes());
-    sni.extend_from_slice(name);
-    push_extension(&mut exts, ext::SERVER_NAME, &sni);
-    push_extension(
-        &mut exts,
-        ext::SUPPORTED_GROUPS,
-        &[0x00, 0x08, 0x11, 0xec, 0x00, 0x1d, 0x00, 0x17, 0x00, 0x18],
-    );
-    push_extension(
-        &mut exts,
-        ext::SIGNATURE_ALGORITHMS,
-        &tls_wire::filler(18, 4),
-    );
-    push_extension(&mut exts, ext::ALPN, b"\x00\x0c\x02h2\x08http/1.1");
+    let mut hello = ClientHelloBuilder::new(random);
+    hello
+        .session_id(&offer.session_id)
+        .cipher_suites(CIPHER_SUITES)
+        .server_name(shape.sni.as_bytes())
+        .supported_groups(&[X25519MLKEM768, X25519, SECP256R1, SECP384R1])
+        .extension(extension::SIGNATURE_ALGORITHMS, &tls_wire::filler(18, 4))
+        .alpn(&[b"h2", b"http/1.1"]);
     if let Some(ticket) = &offer.ticket {
-        push_extension(&mut exts, ext::SESSION_TICKET, ticket);
+        hello.session_ticket(ticket);
     }
-    if tls13 {
-        push_extension(
-            &mut exts,
-            ext::SUPPORTED_VERSIONS,
-            &[4, 0x03, 0x04, 0x03, 0x03],
-        );
-        push_extension(&mut exts, ext::PSK_KEY_EXCHANGE_MODES, &[1, 1]);
-        let mut shares = Vec::with_capacity(1300);
-        if shape.pq_key_share {
-            shares.extend_from_slice(&X25519MLKEM768.to_be_bytes());
-            shares.extend_from_slice(&(1216u16).to_be_bytes());
-            shares.extend_from_slice(&tls_wire::filler(1216, 9));
-        }
-        shares.extend_from_slice(&X25519.to_be_bytes());
-        shares.extend_from_slice(&(32u16).to_be_bytes());
+    if kind.is_tls13() {
+        hello
+            .supported_versions(&[ProtocolVersion::TLS1_3, ProtocolVersion::TLS1_2])
+            .psk_key_exchange_modes(&[PSK_DHE_KE]);
+        let hybrid = shape.pq_key_share.then(|| tls_wire::filler(1216, 9));
         let mut key = [0u8; 32];
         rng.fill(&mut key);
-        shares.extend_from_slice(&key);
-        let mut ks = (shares.len() as u16).to_be_bytes().to_vec();
-        ks.extend_from_slice(&shares);
-        push_extension(&mut exts, ext::KEY_SHARE, &ks);
+        let mut shares: Vec<(u16, &[u8])> = Vec::with_capacity(2);
+        if let Some(hybrid) = &hybrid {
+            shares.push((X25519MLKEM768, hybrid));
+        }
+        shares.push((X25519, &key));
+        hello.key_share(&shares);
         if let Some(identity) = &offer.psk {
             // pre_shared_key must be the last extension.
-            let mut psk = Vec::with_capacity(identity.len() + 48);
-            psk.extend_from_slice(&((identity.len() + 6) as u16).to_be_bytes());
-            psk.extend_from_slice(&(identity.len() as u16).to_be_bytes());
-            psk.extend_from_slice(identity);
-            psk.extend_from_slice(&(rng.next_u64() as u32).to_be_bytes());
-            psk.extend_from_slice(&(33u16).to_be_bytes());
-            psk.push(32);
-            psk.extend_from_slice(&tls_wire::filler(32, 7));
-            push_extension(&mut exts, ext::PRE_SHARED_KEY, &psk);
+            let age = rng.next_u64() as u32;
+            hello.pre_shared_key(&[(identity, age)], &[&tls_wire::filler(32, 7)]);
         }
     }
-    body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
-    body.extend_from_slice(&exts);
-
-    let mut handshake = Vec::with_capacity(body.len() + 4);
-    push_handshake(&mut handshake, hs::CLIENT_HELLO, &body);
-    let mut out = Vec::with_capacity(handshake.len() + 5);
-    push_record(&mut out, HANDSHAKE, &handshake);
-    // The first record of a ClientHello carries version 0x0301 for compatibility.
-    if out.len() > 2 {
-        out[2] = 0x01;
-    }
-    out
+    hello.records()
 }
 
 /// How a simulated connection ended, as the client saw it.
@@ -400,12 +363,12 @@ where
                 let mut done = false;
                 while let Some((t, m)) = hb.next_message() {
                     match t {
-                        hs::SERVER_HELLO => {
+                        record::SERVER_HELLO => {
                             answer = parse_server_hello(&m)?;
                             saw_server_hello = true;
                         }
-                        hs::NEW_SESSION_TICKET => answer.tickets.push(parse_ticket12(&m)?),
-                        hs::SERVER_HELLO_DONE => done = true,
+                        record::NEW_SESSION_TICKET => answer.tickets.push(parse_ticket12(&m)?),
+                        record::SERVER_HELLO_DONE => done = true,
                         _ => {}
                     }
                 }
@@ -428,22 +391,27 @@ where
     }
     let mut out = Vec::with_capacity(128);
     if answer.tls13 {
-        push_record(&mut out, CHANGE_CIPHER_SPEC, &[1]);
+        push_change_cipher_spec(&mut out, RECORD_VERSION);
         let mut fin = Vec::new();
-        push_handshake(&mut fin, hs::FINISHED, &tls_wire::filler(32, 3));
+        push_handshake(&mut fin, record::FINISHED, &tls_wire::filler(32, 3));
         push_encrypted(&mut out, APPLICATION_DATA, HANDSHAKE, &fin);
         wr.write_all(&out).await?;
         return Ok(answer);
     }
     if full12 {
         let mut cke = Vec::new();
-        let mut point = vec![32u8];
-        point.extend_from_slice(&tls_wire::filler(32, 5));
-        push_handshake(&mut cke, hs::CLIENT_KEY_EXCHANGE, &point);
-        push_record(&mut out, HANDSHAKE, &cke);
+        let mut point = Vec::with_capacity(33);
+        push_vec(&mut point, Prefix::U8, &tls_wire::filler(32, 5));
+        push_handshake(&mut cke, record::CLIENT_KEY_EXCHANGE, &point);
+        push_record(&mut out, HANDSHAKE, RECORD_VERSION, &cke);
     }
-    push_record(&mut out, CHANGE_CIPHER_SPEC, &[1]);
-    push_record(&mut out, HANDSHAKE, &tls_wire::filler(40, 1));
+    push_change_cipher_spec(&mut out, RECORD_VERSION);
+    push_record(
+        &mut out,
+        HANDSHAKE,
+        RECORD_VERSION,
+        &tls_wire::filler(40, 1),
+    );
     wr.write_all(&out).await?;
     if full12 {
         // Second server flight: [NewSessionTicket] ChangeCipherSpec Finished.
@@ -455,7 +423,7 @@ where
                 HANDSHAKE => {
                     hb.push(&body)?;
                     while let Some((t, m)) = hb.next_message() {
-                        if t == hs::NEW_SESSION_TICKET {
+                        if t == record::NEW_SESSION_TICKET {
                             answer.tickets.push(parse_ticket12(&m)?);
                         }
                     }
@@ -472,7 +440,7 @@ fn contains_finished(plain: &[u8]) -> Result<bool, WireError> {
     let mut hb = HandshakeBuffer::default();
     hb.push(plain)?;
     while let Some((t, _)) = hb.next_message() {
-        if t == hs::FINISHED {
+        if t == record::FINISHED {
             return Ok(true);
         }
     }
@@ -537,7 +505,7 @@ where
                 let mut hb = HandshakeBuffer::default();
                 hb.push(plain)?;
                 while let Some((t, m)) = hb.next_message() {
-                    if t == hs::NEW_SESSION_TICKET {
+                    if t == record::NEW_SESSION_TICKET {
                         tickets.push(parse_ticket13(&m)?);
                     }
                 }
@@ -621,7 +589,7 @@ mod tests {
             usize::from(u16::from_be_bytes([hello[3], hello[4]])),
             hello.len() - 5
         );
-        assert_eq!(hello[5], hs::CLIENT_HELLO);
+        assert_eq!(hello[5], record::CLIENT_HELLO);
         // payload_lv(43,1): the session ID length at offset 43 of the record.
         assert_eq!(hello[43], 32);
         assert_eq!(&hello[44..76], &[5; 32]);
@@ -633,9 +601,9 @@ mod tests {
         r.vec16("").unwrap();
         r.vec8("").unwrap();
         let exts = tls_wire::extensions(r.vec16("").unwrap()).unwrap();
-        assert_eq!(exts.last().unwrap().0, ext::PRE_SHARED_KEY);
+        assert_eq!(exts.last().unwrap().0, extension::PRE_SHARED_KEY);
         assert!(exts
             .iter()
-            .any(|(t, d)| *t == ext::KEY_SHARE && d.len() > 1216));
+            .any(|(t, d)| *t == extension::KEY_SHARE && d.len() > 1216));
     }
 }

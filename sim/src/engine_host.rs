@@ -89,7 +89,7 @@ impl LogSink for OutcomeSink {
             std::net::IpAddr::V6(_) => None,
         };
         let one = OutcomeEvent {
-            label: rec.affinity.label(),
+            outcome: rec.affinity,
             keyed: !matches!(rec.matched, MatchOutcome::NoKey(_)),
             nosrv: rec.server.is_none(),
             keys_learned: u64::from(rec.learned),

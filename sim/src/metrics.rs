@@ -8,7 +8,8 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+use tether_core::affinity::AffinityOutcome;
 
 use crate::client::Failure;
 
@@ -322,8 +323,8 @@ impl Recorder {
 /// One connection's affinity outcome, as the balancer logged it.
 #[derive(Clone, Debug)]
 pub struct OutcomeEvent {
-    /// The engine's affinity word (`hit`, `learned`, `no-key:<why>`...).
-    pub label: String,
+    /// What affinity did for the connection.
+    pub outcome: AffinityOutcome,
     /// A key was looked up in the table (hit, unknown or expired), i.e. affinity could apply.
     pub keyed: bool,
     /// No server took the connection.
@@ -335,8 +336,9 @@ pub struct OutcomeEvent {
 /// Affinity outcomes of a set of connections: what the table did for them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct OutcomeTally {
-    /// Connections per outcome label, sorted by label.
-    pub outcomes: BTreeMap<String, u64>,
+    /// Connections per outcome; written as labels (`hit`, `no-key:<why>`...) sorted by label.
+    #[serde(serialize_with = "by_label")]
+    pub outcomes: BTreeMap<AffinityOutcome, u64>,
     /// Connections that presented a key the table looked up (hit, unknown or expired).
     pub keyed_lookups: u64,
     /// Connections the stored server took (`hit`).
@@ -351,10 +353,9 @@ pub struct OutcomeTally {
 
 impl OutcomeTally {
     fn add(&mut self, e: &OutcomeEvent) {
-        *self.outcomes.entry(e.label.clone()).or_default() += 1;
+        *self.outcomes.entry(e.outcome).or_default() += 1;
         self.keyed_lookups += u64::from(e.keyed);
-        let hit = e.label == "hit";
-        self.hits += u64::from(hit);
+        self.hits += u64::from(e.outcome == AffinityOutcome::Hit);
         self.nosrv += u64::from(e.nosrv);
         self.keys_learned += e.keys_learned;
         self.affinity_rate = ratio(self.hits, self.keyed_lookups);
@@ -364,6 +365,25 @@ impl OutcomeTally {
     pub fn connections(&self) -> u64 {
         self.outcomes.values().sum()
     }
+
+    /// The count of one outcome (0 if it never happened).
+    pub fn count(&self, outcome: AffinityOutcome) -> u64 {
+        self.outcomes.get(&outcome).copied().unwrap_or(0)
+    }
+
+    /// Counts by label, in label order: how reports print them.
+    pub fn labelled(&self) -> BTreeMap<String, u64> {
+        self.outcomes.iter().map(|(o, n)| (o.label(), *n)).collect()
+    }
+}
+
+/// Writes outcome counts as a map from label to count, in label order (the report's format).
+fn by_label<S: Serializer>(
+    outcomes: &BTreeMap<AffinityOutcome, u64>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let labelled: BTreeMap<String, u64> = outcomes.iter().map(|(o, n)| (o.label(), *n)).collect();
+    labelled.serialize(s)
 }
 
 /// The balancer's affinity outcomes: overall, per fleet (by index) and per simulated minute.
@@ -387,9 +407,9 @@ impl AffinityCounts {
         self.minutes.entry(minute).or_default().add(e);
     }
 
-    /// Total count of one label.
-    pub fn label(&self, label: &str) -> u64 {
-        self.overall.outcomes.get(label).copied().unwrap_or(0)
+    /// Total count of one outcome.
+    pub fn count(&self, outcome: AffinityOutcome) -> u64 {
+        self.overall.count(outcome)
     }
 }
 
@@ -524,6 +544,42 @@ mod tests {
         let s = &r.fleet_stats()["f"];
         assert_eq!((s.client_visible_failures, s.aborted_in_flight), (1, 1));
         assert_eq!(s.handshakes, 1);
+    }
+
+    #[test]
+    fn outcomes_are_counted_by_enum_and_written_by_label() {
+        use tether_core::affinity::NoKeyReason;
+        let mut counts = AffinityCounts::default();
+        let event = |outcome| OutcomeEvent {
+            outcome,
+            keyed: outcome != AffinityOutcome::NoKey(NoKeyReason::NotTls),
+            nosrv: false,
+            keys_learned: 0,
+        };
+        for o in [
+            AffinityOutcome::Redispatched,
+            AffinityOutcome::NoKey(NoKeyReason::NotTls),
+            AffinityOutcome::Hit,
+            AffinityOutcome::Learned,
+            AffinityOutcome::Hit,
+            AffinityOutcome::MissUnknown,
+        ] {
+            counts.add(Some(0), 0, &event(o));
+        }
+        let t = &counts.overall;
+        assert_eq!((t.hits, t.keyed_lookups, t.connections()), (2, 5, 6));
+        assert_eq!(t.affinity_rate, 0.4);
+        assert_eq!(counts.count(AffinityOutcome::Hit), 2);
+        assert_eq!(counts.count(AffinityOutcome::MissExpired), 0);
+        // Label order, not declaration order: the report's bytes depend on it.
+        let labels =
+            r#"{"hit":2,"learned":1,"miss-unknown":1,"no-key:not-tls":1,"redispatched":1}"#;
+        let json = serde_json::to_string(t).unwrap();
+        assert!(
+            json.starts_with(&format!(r#"{{"outcomes":{labels},"#)),
+            "{json}"
+        );
+        assert_eq!(serde_json::to_string(&t.labelled()).unwrap(), labels);
     }
 
     proptest! {

@@ -256,8 +256,11 @@ impl Report {
                 .map(|(k, v)| (k.as_str(), v))
                 .chain(std::iter::once(("ALL", &a.overall)));
             for (name, t) in rows {
-                let outcomes: Vec<String> =
-                    t.outcomes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let outcomes: Vec<String> = t
+                    .labelled()
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
                 let _ = writeln!(
                     out,
                     "{:<22} {:>8} {:>8} {:>8} {:>7.1}% {:>8}  {}",

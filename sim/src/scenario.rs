@@ -2,13 +2,15 @@
 //!
 //! A scenario describes one deployment and one stretch of its life, so that `tether sim` can
 //! predict what affinity and load look like before anything is deployed. Unknown keys are
-//! errors (a typo must not silently fall back to a default). Durations are written as "300s",
-//! "60m", "250ms", "1h" or a bare number of seconds.
+//! errors (a typo must not silently fall back to a default). Durations are written with their
+//! unit, as "300s", "60m", "250ms", "1h" or "1d" (whole numbers, read by the core's one duration
+//! parser); a bare number is refused with an error that says to add the unit.
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tether_core::config::parse_duration_with_unit;
 
 use crate::events::EventSpec;
 use crate::fleet::FleetSpec;
@@ -187,33 +189,12 @@ impl SimDuration {
         self.0
     }
 
-    /// Parses "250ms", "10s", "5m", "2h", "1d" or a bare number of seconds (fractions allowed).
+    /// Parses "250ms", "10s", "5m", "2h" or "1d"; a bare number or a fraction is an error that
+    /// says what to write instead.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let t = text.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let value: f64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration {text:?}: write e.g. \"300s\" or \"60m\""))?;
-        let scale = match unit {
-            "ms" => 0.001,
-            "" | "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            _ => {
-                return Err(format!(
-                    "invalid duration unit in {text:?}: use ms, s, m, h or d"
-                ))
-            }
-        };
-        let secs = value * scale;
-        if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-            return Err(format!("duration {text:?} out of range"));
-        }
-        Ok(SimDuration(Duration::from_secs_f64(secs)))
+        parse_duration_with_unit(text)
+            .map(SimDuration)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -236,6 +217,8 @@ impl Serialize for SimDuration {
 
 impl<'de> Deserialize<'de> for SimDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Numbers are read as their text, so `300` gets the same "write the unit" error as
+        // "300" instead of serde's "expected a string".
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
@@ -243,11 +226,12 @@ impl<'de> Deserialize<'de> for SimDuration {
             Float(f64),
             Text(String),
         }
-        match Raw::deserialize(d)? {
-            Raw::Int(s) => Ok(SimDuration(Duration::from_secs(s))),
-            Raw::Float(s) => SimDuration::parse(&s.to_string()).map_err(serde::de::Error::custom),
-            Raw::Text(t) => SimDuration::parse(&t).map_err(serde::de::Error::custom),
-        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Int(n) => n.to_string(),
+            Raw::Float(x) => x.to_string(),
+            Raw::Text(t) => t,
+        };
+        SimDuration::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -266,12 +250,24 @@ mod tests {
             Duration::from_secs(3600)
         );
         assert_eq!(SimDuration::parse("250ms").unwrap().to_string(), "250ms");
-        assert_eq!(
-            SimDuration::parse("1.5").unwrap().get(),
-            Duration::from_millis(1500)
-        );
+        assert_eq!(SimDuration::parse("1d").unwrap().to_string(), "86400s");
         assert!(SimDuration::parse("5 parsecs").is_err());
         assert!(SimDuration::parse("").is_err());
+        let bare = SimDuration::parse("300").unwrap_err();
+        assert!(bare.contains("has no unit"), "{bare}");
+        let fraction = SimDuration::parse("1.5s").unwrap_err();
+        assert!(fraction.contains("1500ms"), "{fraction}");
+    }
+
+    #[test]
+    fn a_bare_number_in_a_scenario_file_asks_for_the_unit() {
+        for (value, expect) in [("300", "has no unit"), ("1.5", "1500ms")] {
+            let text =
+                DEFAULT_SCENARIO.replace("duration = \"10m\"", &format!("duration = {value}"));
+            assert_ne!(text, DEFAULT_SCENARIO);
+            let err = Scenario::from_toml(&text).unwrap_err().to_string();
+            assert!(err.contains(expect), "{value}: {err}");
+        }
     }
 
     #[test]

@@ -22,9 +22,16 @@ use crate::metrics::SharedRecorder;
 use crate::scenario::{ServersSpec, TicketKeys};
 use tether_core::tls::TicketExt;
 
+use tether_core::tls::encode::{
+    push_change_cipher_spec, push_handshake, push_new_session_ticket12, push_new_session_ticket13,
+    push_record, ServerHelloBuilder,
+};
+use tether_core::tls::extension;
+use tether_core::tls::record::{self, APPLICATION_DATA, CHANGE_CIPHER_SPEC, HANDSHAKE};
+use tether_core::tls::ProtocolVersion;
+
 use crate::tls_wire::{
-    self, ext, hs, push_encrypted, push_extension, push_handshake, push_record, read_record,
-    HandshakeBuffer, Reader, WireError, APPLICATION_DATA, CHANGE_CIPHER_SPEC, HANDSHAKE,
+    self, push_encrypted, read_record, HandshakeBuffer, Reader, WireError, RECORD_VERSION,
 };
 
 /// The port every simulated TLS endpoint listens on.
@@ -331,44 +338,32 @@ impl ServerModel {
     }
 
     fn server_hello(&self, d: &Decision) -> Vec<u8> {
-        let mut body = Vec::with_capacity(1300);
-        body.extend_from_slice(&[0x03, 0x03]);
-        body.extend_from_slice(&tls_wire::filler(32, self.index as u8));
-        body.push(d.session_id.len() as u8);
-        body.extend_from_slice(&d.session_id);
-        body.extend_from_slice(if d.tls13 {
-            &[0x13, 0x01]
-        } else {
-            &[0xc0, 0x2f]
-        });
-        body.push(0);
-        let mut exts = Vec::with_capacity(1200);
+        let mut random = [0u8; 32];
+        random.copy_from_slice(&tls_wire::filler(32, self.index as u8));
+        let mut hello = ServerHelloBuilder::new(random);
+        hello
+            .session_id(&d.session_id)
+            .cipher_suite(if d.tls13 { 0x1301 } else { 0xc02f });
         if d.tls13 {
-            push_extension(&mut exts, ext::SUPPORTED_VERSIONS, &[0x03, 0x04]);
+            hello.supported_version(ProtocolVersion::TLS1_3);
             let (group, len): (u16, usize) = if d.pq && !d.resumed {
                 (0x11ec, 1088 + 32)
             } else {
                 (0x001d, 32)
             };
-            let mut ks = group.to_be_bytes().to_vec();
-            ks.extend_from_slice(&(len as u16).to_be_bytes());
-            ks.extend_from_slice(&tls_wire::filler(len, 2));
-            push_extension(&mut exts, ext::KEY_SHARE, &ks);
+            hello.key_share(group, &tls_wire::filler(len, 2));
             if d.resumed {
-                push_extension(&mut exts, ext::PRE_SHARED_KEY, &[0, 0]);
+                hello.pre_shared_key(0);
             }
         } else {
-            push_extension(&mut exts, 0xff01, &[0]);
-            push_extension(&mut exts, 0x0017, &[]);
+            hello
+                .extension(extension::RENEGOTIATION_INFO, &[0])
+                .extension(extension::EXTENDED_MASTER_SECRET, &[]);
             if d.ticket12.is_some() {
-                push_extension(&mut exts, ext::SESSION_TICKET, &[]);
+                hello.session_ticket();
             }
         }
-        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
-        body.extend_from_slice(&exts);
-        let mut msg = Vec::with_capacity(body.len() + 4);
-        push_handshake(&mut msg, hs::SERVER_HELLO, &body);
-        msg
+        hello.message()
     }
 
     /// The server's first flight for decision `d`.
@@ -376,49 +371,54 @@ impl ServerModel {
         let mut out = Vec::with_capacity(4096);
         let sh = self.server_hello(d);
         if d.tls13 {
-            push_record(&mut out, HANDSHAKE, &sh);
-            push_record(&mut out, CHANGE_CIPHER_SPEC, &[1]);
+            push_record(&mut out, HANDSHAKE, RECORD_VERSION, &sh);
+            push_change_cipher_spec(&mut out, RECORD_VERSION);
             let mut inner = Vec::with_capacity(2048);
             push_handshake(
                 &mut inner,
-                hs::ENCRYPTED_EXTENSIONS,
+                record::ENCRYPTED_EXTENSIONS,
                 &[0, 8, 0, 16, 0, 4, 0, 2, b'h', b'2'],
             );
             if !d.resumed {
                 push_handshake(
                     &mut inner,
-                    hs::CERTIFICATE,
+                    record::CERTIFICATE,
                     &tls_wire::filler(CERTIFICATE_LEN, 11),
                 );
                 push_handshake(
                     &mut inner,
-                    hs::CERTIFICATE_VERIFY,
+                    record::CERTIFICATE_VERIFY,
                     &tls_wire::filler(260, 15),
                 );
             }
-            push_handshake(&mut inner, hs::FINISHED, &tls_wire::filler(32, 20));
+            push_handshake(&mut inner, record::FINISHED, &tls_wire::filler(32, 20));
             push_encrypted(&mut out, APPLICATION_DATA, HANDSHAKE, &inner);
             return out;
         }
         if d.resumed {
-            push_record(&mut out, HANDSHAKE, &sh);
-            push_record(&mut out, CHANGE_CIPHER_SPEC, &[1]);
-            push_record(&mut out, HANDSHAKE, &tls_wire::filler(40, 20));
+            push_record(&mut out, HANDSHAKE, RECORD_VERSION, &sh);
+            push_change_cipher_spec(&mut out, RECORD_VERSION);
+            push_record(
+                &mut out,
+                HANDSHAKE,
+                RECORD_VERSION,
+                &tls_wire::filler(40, 20),
+            );
             return out;
         }
         let mut msgs = sh;
         push_handshake(
             &mut msgs,
-            hs::CERTIFICATE,
+            record::CERTIFICATE,
             &tls_wire::filler(CERTIFICATE_LEN, 11),
         );
         push_handshake(
             &mut msgs,
-            hs::SERVER_KEY_EXCHANGE,
+            record::SERVER_KEY_EXCHANGE,
             &tls_wire::filler(300, 12),
         );
-        push_handshake(&mut msgs, hs::SERVER_HELLO_DONE, &[]);
-        push_record(&mut out, HANDSHAKE, &msgs);
+        push_handshake(&mut msgs, record::SERVER_HELLO_DONE, &[]);
+        push_record(&mut out, HANDSHAKE, RECORD_VERSION, &msgs);
         out
     }
 
@@ -426,17 +426,17 @@ impl ServerModel {
     pub fn second_flight12(&self, d: &Decision) -> Vec<u8> {
         let mut out = Vec::with_capacity(512);
         if let Some(ticket) = &d.ticket12 {
-            let mut body = ((self.ticket_lifetime_ms / 1000) as u32)
-                .to_be_bytes()
-                .to_vec();
-            body.extend_from_slice(&(ticket.len() as u16).to_be_bytes());
-            body.extend_from_slice(ticket);
             let mut msg = Vec::new();
-            push_handshake(&mut msg, hs::NEW_SESSION_TICKET, &body);
-            push_record(&mut out, HANDSHAKE, &msg);
+            push_new_session_ticket12(&mut msg, self.ticket_lifetime_secs(), ticket);
+            push_record(&mut out, HANDSHAKE, RECORD_VERSION, &msg);
         }
-        push_record(&mut out, CHANGE_CIPHER_SPEC, &[1]);
-        push_record(&mut out, HANDSHAKE, &tls_wire::filler(40, 20));
+        push_change_cipher_spec(&mut out, RECORD_VERSION);
+        push_record(
+            &mut out,
+            HANDSHAKE,
+            RECORD_VERSION,
+            &tls_wire::filler(40, 20),
+        );
         out
     }
 
@@ -444,19 +444,16 @@ impl ServerModel {
     pub fn tickets13(&self, d: &Decision) -> Vec<u8> {
         let mut out = Vec::new();
         for (i, ticket) in d.tickets13.iter().enumerate() {
-            let mut body = ((self.ticket_lifetime_ms / 1000) as u32)
-                .to_be_bytes()
-                .to_vec();
-            body.extend_from_slice(&(i as u32).to_be_bytes());
-            body.extend_from_slice(&[1, i as u8]);
-            body.extend_from_slice(&(ticket.len() as u16).to_be_bytes());
-            body.extend_from_slice(ticket);
-            body.extend_from_slice(&[0, 0]);
             let mut msg = Vec::new();
-            push_handshake(&mut msg, hs::NEW_SESSION_TICKET, &body);
+            let lifetime = self.ticket_lifetime_secs();
+            push_new_session_ticket13(&mut msg, lifetime, i as u32, &[i as u8], ticket);
             push_encrypted(&mut out, APPLICATION_DATA, HANDSHAKE, &msg);
         }
         out
+    }
+
+    fn ticket_lifetime_secs(&self) -> u32 {
+        (self.ticket_lifetime_ms / 1000) as u32
     }
 }
 
@@ -547,7 +544,7 @@ where
         }
         hb.push(&body)?;
         if let Some((t, m)) = hb.next_message() {
-            if t != hs::CLIENT_HELLO {
+            if t != record::CLIENT_HELLO {
                 return Err(WireError::Malformed("expected client hello"));
             }
             break parse_client_hello(&m)?;
@@ -605,7 +602,7 @@ where
     let response_len = response_len.min(64 * 1024 * 1024);
     let mut sent = 0;
     while sent < response_len {
-        let n = (response_len - sent).min(tls_wire::MAX_FRAGMENT - 1);
+        let n = (response_len - sent).min(record::MAX_PLAINTEXT - 1);
         let mut out = Vec::with_capacity(n + 32);
         tls_wire::push_encrypted_fill(&mut out, APPLICATION_DATA, APPLICATION_DATA, 0x5a, n);
         wr.write_all(&out).await?;
@@ -775,6 +772,90 @@ mod tests {
             crate::client::parse_server_hello(first_message(&short))
                 .unwrap()
                 .psk_accepted
+        );
+    }
+
+    /// Every byte the client and server models put on the wire over three connections of each
+    /// client kind, hashed: the simulator's reports depend on these bytes (sizes, record
+    /// boundaries, what the balancer parses), so a change of encoder must not change them.
+    #[tokio::test]
+    async fn model_wire_bytes_are_pinned() {
+        use crate::client::{exchange, finish_handshake, Exchange, ServerAnswer};
+        use sha2::{Digest, Sha256};
+        let mut wire = Sha256::new();
+        let mut rng = Rng::new(11);
+        let mut resumed = 0;
+        let kinds = [
+            ClientKind::Tls12SessionId,
+            ClientKind::Tls12TicketOpenssl,
+            ClientKind::Tls12TicketGo,
+            ClientKind::Tls13SingleUse,
+            ClientKind::Tls13Reuse,
+            ClientKind::NoResumption,
+        ];
+        for (keys, kind, pq) in [TicketKeys::PerServer, TicketKeys::None]
+            .into_iter()
+            .flat_map(|k| kinds.map(|c| (k, c)))
+            .flat_map(|(k, c)| [(k, c, false), (k, c, true)])
+        {
+            let mut server = ServerModel::new(1, 2, &spec(keys));
+            let mut client = ClientSession::new(kind, Duration::from_secs(3600));
+            for now in [0u64, 1_000, 2_000] {
+                let offer = client.offer(&mut rng, now);
+                let shape = HelloShape {
+                    sni: "pinned.example",
+                    pq_key_share: pq,
+                };
+                let hello = client_hello(kind, &offer, &shape, &mut rng);
+                let d = server.decide(&parse_client_hello(&hello[9..]).unwrap(), now);
+                resumed += u32::from(d.resumed);
+                let mut from_server = server.first_flight(&d);
+                if !d.tls13 && !d.resumed {
+                    from_server.extend(server.second_flight12(&d));
+                }
+                let mut from_client = Vec::new();
+                let mut rd = &from_server[..];
+                let answer = finish_handshake(&mut rd, &mut from_client, kind)
+                    .await
+                    .unwrap();
+                let tickets13 = server.tickets13(&d);
+                let mut response = tickets13.clone();
+                tls_wire::push_encrypted_fill(
+                    &mut response,
+                    APPLICATION_DATA,
+                    APPLICATION_DATA,
+                    0x5a,
+                    700,
+                );
+                let mut tickets = Vec::new();
+                let x = Exchange {
+                    request_bytes: 300,
+                    response_bytes: 700,
+                    hold: Duration::ZERO,
+                };
+                exchange(&mut &response[..], &mut from_client, x, &mut tickets)
+                    .await
+                    .unwrap();
+                let answer = ServerAnswer {
+                    tickets: if d.tls13 {
+                        tickets
+                    } else {
+                        answer.tickets.clone()
+                    },
+                    ..answer
+                };
+                client.learn(&offer, &answer, now);
+                for part in [&hello, &from_server, &tickets13, &from_client] {
+                    wire.update((part.len() as u64).to_be_bytes());
+                    wire.update(part);
+                }
+            }
+        }
+        let digest: String = wire.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(resumed, 38, "the resumption paths are exercised too");
+        assert_eq!(
+            digest,
+            "221648d35ad031c23597ab9c8799df9b228245b7207e5627517496cc1dcbc3f1"
         );
     }
 

@@ -1,5 +1,5 @@
-//! TLS framing shared by the client and server models: records, handshake headers, extensions,
-//! and a bounds-checked reader.
+//! TLS framing shared by the client and server models beyond what `tether_core::tls::encode`
+//! writes: the stand-in encrypted records, filler bytes, and the readers the models answer with.
 //!
 //! The models exchange real TLS framing with realistic sizes so that a balancer in the middle
 //! sees exactly what it would see in production (record boundaries, ClientHello and ServerHello
@@ -12,67 +12,17 @@ use std::collections::BTreeMap;
 use std::io;
 use std::rc::Rc;
 
+use tether_core::tls::encode::push_record_header;
+use tether_core::tls::record::MAX_PLAINTEXT;
+use tether_core::tls::ProtocolVersion;
 use tokio::io::{AsyncRead, AsyncReadExt};
-
-/// Record content types.
-pub const CHANGE_CIPHER_SPEC: u8 = 0x14;
-/// Handshake records.
-pub const HANDSHAKE: u8 = 0x16;
-/// Application data (and every TLS 1.3 encrypted record).
-pub const APPLICATION_DATA: u8 = 0x17;
-
-/// Handshake message types the models use.
-pub mod hs {
-    /// ClientHello.
-    pub const CLIENT_HELLO: u8 = 1;
-    /// ServerHello.
-    pub const SERVER_HELLO: u8 = 2;
-    /// NewSessionTicket (cleartext in TLS 1.2, encrypted in 1.3).
-    pub const NEW_SESSION_TICKET: u8 = 4;
-    /// EncryptedExtensions (TLS 1.3).
-    pub const ENCRYPTED_EXTENSIONS: u8 = 8;
-    /// Certificate.
-    pub const CERTIFICATE: u8 = 11;
-    /// ServerKeyExchange (TLS 1.2 ECDHE).
-    pub const SERVER_KEY_EXCHANGE: u8 = 12;
-    /// ServerHelloDone (TLS 1.2).
-    pub const SERVER_HELLO_DONE: u8 = 14;
-    /// CertificateVerify (TLS 1.3).
-    pub const CERTIFICATE_VERIFY: u8 = 15;
-    /// ClientKeyExchange (TLS 1.2).
-    pub const CLIENT_KEY_EXCHANGE: u8 = 16;
-    /// Finished.
-    pub const FINISHED: u8 = 20;
-}
-
-/// Extension types the models emit or read.
-pub mod ext {
-    /// server_name.
-    pub const SERVER_NAME: u16 = 0x0000;
-    /// supported_groups.
-    pub const SUPPORTED_GROUPS: u16 = 0x000a;
-    /// signature_algorithms.
-    pub const SIGNATURE_ALGORITHMS: u16 = 0x000d;
-    /// application_layer_protocol_negotiation.
-    pub const ALPN: u16 = 0x0010;
-    /// session_ticket (RFC 5077).
-    pub const SESSION_TICKET: u16 = 0x0023;
-    /// pre_shared_key (TLS 1.3, last in the ClientHello).
-    pub const PRE_SHARED_KEY: u16 = 0x0029;
-    /// supported_versions.
-    pub const SUPPORTED_VERSIONS: u16 = 0x002b;
-    /// psk_key_exchange_modes.
-    pub const PSK_KEY_EXCHANGE_MODES: u16 = 0x002d;
-    /// key_share.
-    pub const KEY_SHARE: u16 = 0x0033;
-}
 
 /// Size of the stand-in AEAD tag appended to every "encrypted" record.
 pub const TAG_LEN: usize = 16;
-/// Largest plaintext per record.
-pub const MAX_FRAGMENT: usize = 16384;
 /// Largest record the models accept (plaintext + expansion allowed by RFC 8446).
-pub const MAX_RECORD: usize = MAX_FRAGMENT + 256;
+pub const MAX_RECORD: usize = MAX_PLAINTEXT + 256;
+/// The record-layer version of every model record but the ClientHello's (0x0301).
+pub const RECORD_VERSION: ProtocolVersion = ProtocolVersion::TLS1_2;
 
 /// Why a peer's bytes could not be understood by a model.
 #[derive(Debug, thiserror::Error)]
@@ -85,19 +35,9 @@ pub enum WireError {
     Malformed(&'static str),
 }
 
-/// Appends a record header and `body` (split into ≤16 KiB fragments) to `out`.
-pub fn push_record(out: &mut Vec<u8>, content_type: u8, body: &[u8]) {
-    for chunk in body.chunks(MAX_FRAGMENT) {
-        out.push(content_type);
-        out.extend_from_slice(&[0x03, 0x03]);
-        out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
-        out.extend_from_slice(chunk);
-    }
-}
-
 /// Appends an "encrypted" record: TLS 1.3 inner plaintext (`body`, inner type) plus a tag.
 pub fn push_encrypted(out: &mut Vec<u8>, outer_type: u8, inner_type: u8, body: &[u8]) {
-    for chunk in body.chunks(MAX_FRAGMENT - 1) {
+    for chunk in body.chunks(MAX_PLAINTEXT - 1) {
         push_encrypted_header(out, outer_type, chunk.len());
         out.extend_from_slice(chunk);
         push_encrypted_trailer(out, inner_type);
@@ -105,7 +45,7 @@ pub fn push_encrypted(out: &mut Vec<u8>, outer_type: u8, inner_type: u8, body: &
 }
 
 /// Appends one "encrypted" record whose plaintext is `len` copies of `byte` (at most
-/// `MAX_FRAGMENT - 1`), written in place: bulk responses need no plaintext buffer of their own.
+/// `MAX_PLAINTEXT - 1`), written in place: bulk responses need no plaintext buffer of their own.
 pub fn push_encrypted_fill(
     out: &mut Vec<u8>,
     outer_type: u8,
@@ -113,7 +53,7 @@ pub fn push_encrypted_fill(
     byte: u8,
     len: usize,
 ) {
-    debug_assert!(len < MAX_FRAGMENT, "one record at most");
+    debug_assert!(len < MAX_PLAINTEXT, "one record at most");
     out.reserve(5 + len + 1 + TAG_LEN);
     push_encrypted_header(out, outer_type, len);
     out.resize(out.len() + len, byte);
@@ -121,9 +61,7 @@ pub fn push_encrypted_fill(
 }
 
 fn push_encrypted_header(out: &mut Vec<u8>, outer_type: u8, plaintext_len: usize) {
-    out.push(outer_type);
-    out.extend_from_slice(&[0x03, 0x03]);
-    out.extend_from_slice(&((plaintext_len + 1 + TAG_LEN) as u16).to_be_bytes());
+    push_record_header(out, outer_type, RECORD_VERSION, plaintext_len + 1 + TAG_LEN);
 }
 
 fn push_encrypted_trailer(out: &mut Vec<u8>, inner_type: u8) {
@@ -138,21 +76,6 @@ pub fn open_encrypted(body: &[u8]) -> Result<(u8, &[u8]), WireError> {
         .checked_sub(TAG_LEN + 1)
         .ok_or(WireError::Malformed("encrypted record"))?;
     Ok((body[without_tag], &body[..without_tag]))
-}
-
-/// Appends a handshake message (type + u24 length + body) to `out`.
-pub fn push_handshake(out: &mut Vec<u8>, msg_type: u8, body: &[u8]) {
-    out.push(msg_type);
-    let len = body.len() as u32;
-    out.extend_from_slice(&len.to_be_bytes()[1..]);
-    out.extend_from_slice(body);
-}
-
-/// Appends an extension (type + u16 length + data) to `out`.
-pub fn push_extension(out: &mut Vec<u8>, ext_type: u16, data: &[u8]) {
-    out.extend_from_slice(&ext_type.to_be_bytes());
-    out.extend_from_slice(&(data.len() as u16).to_be_bytes());
-    out.extend_from_slice(data);
 }
 
 /// Deterministic filler bytes standing in for keys, signatures and certificates.
@@ -313,6 +236,8 @@ impl HandshakeBuffer {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use tether_core::tls::encode::{push_change_cipher_spec, push_handshake, push_record};
+    use tether_core::tls::record::{APPLICATION_DATA, FINISHED, HANDSHAKE, SERVER_HELLO_DONE};
 
     #[test]
     fn encrypted_round_trip() {
@@ -342,8 +267,8 @@ mod tests {
     #[tokio::test]
     async fn read_record_reads_exactly_one_record() {
         let mut wire = Vec::new();
-        push_record(&mut wire, HANDSHAKE, b"abc");
-        push_record(&mut wire, CHANGE_CIPHER_SPEC, &[1]);
+        push_record(&mut wire, HANDSHAKE, RECORD_VERSION, b"abc");
+        push_change_cipher_spec(&mut wire, RECORD_VERSION);
         let mut r = &wire[..];
         assert_eq!(
             read_record(&mut r).await.unwrap(),
@@ -351,7 +276,7 @@ mod tests {
         );
         assert_eq!(
             read_record(&mut r).await.unwrap(),
-            (CHANGE_CIPHER_SPEC, vec![1])
+            (tether_core::tls::record::CHANGE_CIPHER_SPEC, vec![1])
         );
         let mut short = &wire[..6];
         assert!(read_record(&mut short).await.is_err());
@@ -360,14 +285,14 @@ mod tests {
     #[test]
     fn handshake_buffer_reassembles_across_pushes() {
         let mut msg = Vec::new();
-        push_handshake(&mut msg, hs::FINISHED, &[7; 12]);
-        push_handshake(&mut msg, hs::SERVER_HELLO_DONE, &[]);
+        push_handshake(&mut msg, FINISHED, &[7; 12]);
+        push_handshake(&mut msg, SERVER_HELLO_DONE, &[]);
         let mut hb = HandshakeBuffer::default();
         hb.push(&msg[..3]).unwrap();
         assert!(hb.next_message().is_none());
         hb.push(&msg[3..]).unwrap();
-        assert_eq!(hb.next_message(), Some((hs::FINISHED, vec![7; 12])));
-        assert_eq!(hb.next_message(), Some((hs::SERVER_HELLO_DONE, vec![])));
+        assert_eq!(hb.next_message(), Some((FINISHED, vec![7; 12])));
+        assert_eq!(hb.next_message(), Some((SERVER_HELLO_DONE, vec![])));
         assert!(hb.is_empty());
     }
 

@@ -2,6 +2,7 @@
 //! affinity behaviour the design predicts (and each check fails if the engine or a model breaks).
 
 use proptest::prelude::*;
+use tether_core::affinity::{AffinityOutcome, NoKeyReason};
 use tether_sim::scenario::Scenario;
 use tether_sim::{run_with_options, RunOptions};
 
@@ -53,8 +54,9 @@ fn roundrobin_without_affinity_resumes_about_one_in_n() {
     let a = r.affinity.as_ref().expect("engine outcomes");
     assert_eq!(a.overall.hits, 0);
     assert_eq!(
-        a.overall.outcomes.get("no-key:no-affinity").copied(),
-        Some(f.connections),
+        a.overall
+            .count(AffinityOutcome::NoKey(NoKeyReason::NoAffinity)),
+        f.connections,
         "{:?}",
         a.overall
     );
@@ -91,8 +93,8 @@ fn tls13_under_session_id_affinity_resumes_one_in_n_and_stores_nothing() {
     );
     let a = &r.affinity.as_ref().unwrap().overall;
     assert_eq!(
-        a.outcomes.get("no-key:tls13-random-id").copied(),
-        Some(f.connections),
+        a.count(AffinityOutcome::NoKey(NoKeyReason::Tls13RandomId)),
+        f.connections,
         "{a:?}"
     );
     let t = r.table.as_ref().unwrap();
@@ -123,10 +125,7 @@ fn a_table_too_small_for_the_fleet_evicts_and_loses_affinity() {
     let f = &r.fleets["f"];
     assert!(a.affinity_rate < 0.9, "evictions must cost affinity: {a:?}");
     assert!(f.resumption_success < 0.9, "{f:?}");
-    assert!(
-        a.outcomes.get("learned").copied().unwrap_or(0) > 100,
-        "{a:?}"
-    );
+    assert!(a.count(AffinityOutcome::Learned) > 100, "{a:?}");
 }
 
 #[test]

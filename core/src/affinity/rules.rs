@@ -203,19 +203,24 @@ mod tests {
 
     /// A minimal hello record: type 1 (ClientHello) or 2 (ServerHello) with a session ID.
     fn hello_record(kind: u8, sid: &[u8]) -> Vec<u8> {
-        let mut body = vec![0x03, 0x03];
-        body.extend_from_slice(&[0xaa; 32]);
-        body.push(sid.len() as u8);
-        body.extend_from_slice(sid);
-        if kind == 1 {
-            body.extend_from_slice(&[0x00, 0x02, 0x13, 0x01, 0x01, 0x00]);
+        use crate::tls::encode::{push_record, ClientHelloBuilder, ServerHelloBuilder};
+        let message = if kind == 1 {
+            ClientHelloBuilder::new([0xaa; 32])
+                .session_id(sid)
+                .cipher_suites(&[0x1301])
+                .message()
         } else {
-            body.extend_from_slice(&[0x13, 0x01, 0x00]);
-        }
-        let mut hs = vec![kind, 0, (body.len() >> 8) as u8, body.len() as u8];
-        hs.extend_from_slice(&body);
-        let mut rec = vec![0x16, 0x03, 0x01, (hs.len() >> 8) as u8, hs.len() as u8];
-        rec.extend_from_slice(&hs);
+            ServerHelloBuilder::new([0xaa; 32])
+                .session_id(sid)
+                .message()
+        };
+        let mut rec = Vec::new();
+        push_record(
+            &mut rec,
+            crate::tls::record::HANDSHAKE,
+            crate::tls::ProtocolVersion::TLS1_0,
+            &message,
+        );
         rec
     }
 

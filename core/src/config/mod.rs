@@ -38,7 +38,9 @@ pub use load::{load_toml, ConfigError, ConfigErrors};
 pub use rules::{
     Condition, ContentAction, ContentRule, HaproxyRules, Sample, StickAction, StickRule,
 };
-pub use units::{format_duration, format_size, parse_duration, parse_size, UnitError};
+pub use units::{
+    format_duration, format_size, parse_duration, parse_duration_with_unit, parse_size, UnitError,
+};
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;

@@ -3,6 +3,11 @@
 //! Both follow HAProxy, so an imported haproxy.cfg keeps its meaning:
 //! - a duration is a whole number followed by `ms`, `s`, `m`, `h` or `d`; a **bare number is
 //!   milliseconds** (HAProxy's default time unit). Fractions (`1.5s`) are refused: write `1500ms`.
+//! - where nothing says a bare number means milliseconds (command-line flags such as
+//!   `tether probe --timeout`, `tether sim --duration`, and simulator scenario files), the same
+//!   grammar is read by [`parse_duration_with_unit`], which **refuses a bare number** and says
+//!   to write the unit: `3` meant seconds there once and means milliseconds in HAProxy, and a
+//!   silent factor of 1000 is worse than an error.
 //! - a size is a whole number optionally followed by `k` (×1024), `m` (×1048576) or `g`
 //!   (×1073741824), case-insensitive, so `60k` = 61440.
 
@@ -36,6 +41,12 @@ pub enum UnitError {
         /// The accepted suffixes.
         valid: &'static str,
     },
+    /// A bare number where the unit must be written.
+    #[error("duration \"{text}\" has no unit: write it with one, e.g. \"{text}s\" or \"{text}ms\" (units: ms, s, m, h, d)")]
+    MissingUnit {
+        /// The offending text, trimmed.
+        text: String,
+    },
     /// The value does not fit in 64 bits of milliseconds or bytes.
     #[error("{kind} \"{text}\" is too large")]
     Overflow {
@@ -59,6 +70,26 @@ fn split_number(text: &str) -> (&str, &str) {
 /// Reads a duration such as `"10s"`, `"1m"`, `"500ms"`, `"2h"`, `"1d"`; a bare number is in
 /// milliseconds, as in HAProxy.
 pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
+    read_duration(text, BareNumber::Milliseconds)
+}
+
+/// Reads a duration like [`parse_duration`] but refuses a bare number
+/// ([`UnitError::MissingUnit`]): for flags and files outside haproxy.cfg, where a reader cannot
+/// know whether `3` means seconds or milliseconds.
+pub fn parse_duration_with_unit(text: &str) -> Result<Duration, UnitError> {
+    read_duration(text, BareNumber::Refused)
+}
+
+/// What a duration without a unit means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BareNumber {
+    /// HAProxy's default time unit.
+    Milliseconds,
+    /// Not a duration: the unit must be written.
+    Refused,
+}
+
+fn read_duration(text: &str, bare: BareNumber) -> Result<Duration, UnitError> {
     let t = text.trim();
     if t.is_empty() {
         return Err(UnitError::Empty);
@@ -72,6 +103,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
         });
     }
     let multiplier: u64 = match unit {
+        "" if bare == BareNumber::Refused => {
+            return Err(UnitError::MissingUnit {
+                text: t.to_string(),
+            })
+        }
         "" | "ms" => 1,
         "s" => 1_000,
         "m" => 60_000,
@@ -243,6 +279,18 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
         assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
+        assert_eq!(
+            parse_duration_with_unit(" 250ms "),
+            Ok(Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_duration_with_unit(" 3 "),
+            Err(UnitError::MissingUnit { text: "3".into() })
+        );
+        assert_eq!(
+            parse_duration_with_unit("3").unwrap_err().to_string(),
+            "duration \"3\" has no unit: write it with one, e.g. \"3s\" or \"3ms\" (units: ms, s, m, h, d)"
+        );
         assert!(matches!(
             parse_duration("5x"),
             Err(UnitError::UnknownUnit { .. })
@@ -305,7 +353,18 @@ mod tests {
         }
 
         #[test]
+        fn with_a_unit_both_readings_agree(
+            n in 0u64..10_000_000,
+            unit in proptest::sample::select(&["ms", "s", "m", "h", "d"][..]),
+        ) {
+            let text = format!("{n}{unit}");
+            prop_assert!(parse_duration(&text).is_ok());
+            prop_assert_eq!(parse_duration_with_unit(&text), parse_duration(&text));
+        }
+
+        #[test]
         fn parsers_never_panic(s in "\\PC{0,24}") {
+            let _ = parse_duration_with_unit(&s);
             let _ = parse_duration(&s);
             let _ = parse_size(&s);
         }

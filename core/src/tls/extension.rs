@@ -6,18 +6,30 @@ use super::Malformed;
 
 /// server_name (RFC 6066).
 pub const SERVER_NAME: u16 = 0x0000;
+/// supported_groups (RFC 8422, RFC 8446).
+pub const SUPPORTED_GROUPS: u16 = 0x000a;
+/// signature_algorithms (RFC 8446).
+pub const SIGNATURE_ALGORITHMS: u16 = 0x000d;
 /// application_layer_protocol_negotiation (RFC 7301).
 pub const ALPN: u16 = 0x0010;
+/// extended_master_secret (RFC 7627).
+pub const EXTENDED_MASTER_SECRET: u16 = 0x0017;
+/// padding (RFC 7685), which some clients add to move a hello out of a size range.
+pub const PADDING: u16 = 0x0015;
 /// SessionTicket (RFC 5077).
 pub const SESSION_TICKET: u16 = 0x0023;
 /// pre_shared_key (RFC 8446).
 pub const PRE_SHARED_KEY: u16 = 0x0029;
 /// supported_versions (RFC 8446).
 pub const SUPPORTED_VERSIONS: u16 = 0x002b;
+/// psk_key_exchange_modes (RFC 8446).
+pub const PSK_KEY_EXCHANGE_MODES: u16 = 0x002d;
 /// key_share (RFC 8446).
 pub const KEY_SHARE: u16 = 0x0033;
 /// encrypted_client_hello (draft-ietf-tls-esni).
 pub const ENCRYPTED_CLIENT_HELLO: u16 = 0xfe0d;
+/// renegotiation_info (RFC 5746).
+pub const RENEGOTIATION_INFO: u16 = 0xff01;
 
 /// One extension as found in a hello: its type and its still-encoded body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -86,16 +86,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn hello(sid: &[u8]) -> Vec<u8> {
-        let mut body = vec![3, 3];
-        body.extend([0x11; 32]);
-        body.push(sid.len() as u8);
-        body.extend_from_slice(sid);
-        body.extend([0, 2, 0x13, 1, 1, 0]);
-        let mut msg = vec![1, 0, 0, body.len() as u8];
-        msg.extend(body);
-        let mut rec = vec![0x16, 3, 1, 0, msg.len() as u8];
-        rec.extend(msg);
-        rec
+        crate::tls::encode::ClientHelloBuilder::new([0x11; 32])
+            .session_id(sid)
+            .cipher_suites(&[0x1301])
+            .records()
     }
 
     #[test]

@@ -7,11 +7,14 @@
 //! - [`server_hello`]: [`ServerHelloInfo`] (negotiated version, session ID echo, PSK accepted).
 //! - [`server_flight`]: [`ServerFlight`], incremental events up to ChangeCipherSpec.
 //! - [`haproxy`]: HAProxy-compatible samples (`req_ssl_hello_type`, `payload_lv`).
+//! - [`encode`]: the writers beside these readers (records, hellos, tickets), for the
+//!   simulator's TLS peers and for tests.
 //!
 //! Everything is zero-copy over `&[u8]`, bounded by caps, and returns [`Malformed`] instead of
 //! panicking.
 
 pub mod client_hello;
+pub mod encode;
 pub mod extension;
 pub mod haproxy;
 mod malformed;

@@ -29,8 +29,20 @@ pub const CLIENT_HELLO: u8 = 1;
 pub const SERVER_HELLO: u8 = 2;
 /// Handshake message type: NewSessionTicket.
 pub const NEW_SESSION_TICKET: u8 = 4;
+/// Handshake message type: EncryptedExtensions (TLS 1.3, encrypted).
+pub const ENCRYPTED_EXTENSIONS: u8 = 8;
 /// Handshake message type: Certificate.
 pub const CERTIFICATE: u8 = 11;
+/// Handshake message type: ServerKeyExchange (TLS ≤ 1.2).
+pub const SERVER_KEY_EXCHANGE: u8 = 12;
+/// Handshake message type: ServerHelloDone (TLS ≤ 1.2).
+pub const SERVER_HELLO_DONE: u8 = 14;
+/// Handshake message type: CertificateVerify.
+pub const CERTIFICATE_VERIFY: u8 = 15;
+/// Handshake message type: ClientKeyExchange (TLS ≤ 1.2).
+pub const CLIENT_KEY_EXCHANGE: u8 = 16;
+/// Handshake message type: Finished.
+pub const FINISHED: u8 = 20;
 
 /// A decoded record header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

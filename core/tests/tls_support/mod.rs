@@ -1,10 +1,16 @@
-//! Test-only serializer for TLS hellos and server flights, shared by the `tls_*` tests.
+//! Plain structs of TLS hellos and server flights for the `tls_*` tests, with proptest
+//! strategies that generate them; the bytes are written by `tether_core::tls::encode`.
 //!
-//! Builds wire bytes from plain structs so property tests can generate hellos, fragment them
-//! into records of any size and check that parsing gives the struct back.
+//! Property tests generate a spec, fragment its bytes into records of any size and check that
+//! parsing gives the spec back.
 #![allow(dead_code)]
 
 use proptest::prelude::*;
+use tether_core::tls::encode::{
+    extension_data, push_handshake, push_new_session_ticket12, push_record, ClientHelloBuilder,
+    ServerHelloBuilder,
+};
+use tether_core::tls::{extension, ProtocolVersion};
 
 /// A ClientHello to serialize.
 #[derive(Debug, Clone, Default)]
@@ -34,84 +40,73 @@ pub struct ExtSpec {
     pub psk: Vec<Vec<u8>>,
 }
 
-pub fn u16v(out: &mut Vec<u8>, body: &[u8]) {
-    out.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    out.extend_from_slice(body);
-}
-
-pub fn u8v(out: &mut Vec<u8>, body: &[u8]) {
-    out.push(body.len() as u8);
-    out.extend_from_slice(body);
-}
-
-pub fn ext(out: &mut Vec<u8>, typ: u16, body: &[u8]) {
-    out.extend_from_slice(&typ.to_be_bytes());
-    u16v(out, body);
-}
-
 /// Wraps a handshake body in its 4-byte header.
 pub fn handshake(typ: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = vec![typ];
-    m.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    m.extend_from_slice(body);
+    let mut m = Vec::with_capacity(body.len() + 4);
+    push_handshake(&mut m, typ, body);
     m
 }
 
+fn data(write: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut body = Vec::new();
+    write(&mut body);
+    body
+}
+
 impl ExtSpec {
-    /// The extensions in wire order (pre_shared_key last).
+    /// The extensions in wire order (pre_shared_key last), each as (type, encoded data).
     pub fn list(&self) -> Vec<(u16, Vec<u8>)> {
         let mut v = Vec::new();
         if let Some(name) = &self.sni {
-            let mut entry = vec![0u8];
-            u16v(&mut entry, name);
-            let mut body = Vec::new();
-            u16v(&mut body, &entry);
-            v.push((0x0000, body));
+            v.push((
+                extension::SERVER_NAME,
+                data(|b| extension_data::server_name(b, name)),
+            ));
         }
         if !self.alpn.is_empty() {
-            let mut list = Vec::new();
-            for p in &self.alpn {
-                u8v(&mut list, p);
-            }
-            let mut body = Vec::new();
-            u16v(&mut body, &list);
-            v.push((0x0010, body));
+            let protocols: Vec<&[u8]> = self.alpn.iter().map(Vec::as_slice).collect();
+            v.push((
+                extension::ALPN,
+                data(|b| extension_data::alpn(b, &protocols)),
+            ));
         }
         if let Some(t) = &self.ticket {
-            v.push((0x0023, t.clone()));
+            v.push((extension::SESSION_TICKET, t.clone()));
         }
         if !self.versions.is_empty() {
-            let list: Vec<u8> = self.versions.iter().flat_map(|x| x.to_be_bytes()).collect();
-            let mut body = Vec::new();
-            u8v(&mut body, &list);
-            v.push((0x002b, body));
+            let versions: Vec<ProtocolVersion> =
+                self.versions.iter().map(|x| ProtocolVersion(*x)).collect();
+            v.push((
+                extension::SUPPORTED_VERSIONS,
+                data(|b| extension_data::supported_versions(b, &versions)),
+            ));
         }
         if !self.key_shares.is_empty() {
-            let mut list = Vec::new();
-            for (g, k) in &self.key_shares {
-                list.extend_from_slice(&g.to_be_bytes());
-                u16v(&mut list, k);
-            }
-            let mut body = Vec::new();
-            u16v(&mut body, &list);
-            v.push((0x0033, body));
+            let shares: Vec<(u16, &[u8])> = self
+                .key_shares
+                .iter()
+                .map(|(g, k)| (*g, k.as_slice()))
+                .collect();
+            v.push((
+                extension::KEY_SHARE,
+                data(|b| extension_data::key_share(b, &shares)),
+            ));
         }
         if let Some(e) = &self.ech {
-            v.push((0xfe0d, e.clone()));
+            v.push((extension::ENCRYPTED_CLIENT_HELLO, e.clone()));
         }
         v.extend(self.other.iter().cloned());
         if !self.psk.is_empty() {
-            let mut ids = Vec::new();
-            let mut binders = Vec::new();
-            for id in &self.psk {
-                u16v(&mut ids, id);
-                ids.extend_from_slice(&0x0102_0304u32.to_be_bytes());
-                u8v(&mut binders, &[0xb1; 32]);
-            }
-            let mut body = Vec::new();
-            u16v(&mut body, &ids);
-            u16v(&mut body, &binders);
-            v.push((0x0029, body));
+            let identities: Vec<(&[u8], u32)> = self
+                .psk
+                .iter()
+                .map(|id| (id.as_slice(), 0x0102_0304))
+                .collect();
+            let binders = vec![&[0xb1u8; 32][..]; identities.len()];
+            v.push((
+                extension::PRE_SHARED_KEY,
+                data(|b| extension_data::pre_shared_key(b, &identities, &binders)),
+            ));
         }
         v
     }
@@ -120,20 +115,19 @@ impl ExtSpec {
 impl HelloSpec {
     /// The ClientHello handshake message (header included).
     pub fn message(&self) -> Vec<u8> {
-        let mut b = self.version.to_be_bytes().to_vec();
-        b.extend_from_slice(&self.random);
-        u8v(&mut b, &self.session_id);
-        let ciphers: Vec<u8> = self.ciphers.iter().flat_map(|c| c.to_be_bytes()).collect();
-        u16v(&mut b, &ciphers);
-        u8v(&mut b, &self.compression);
+        let mut hello = ClientHelloBuilder::new(self.random);
+        hello
+            .version(ProtocolVersion(self.version))
+            .session_id(&self.session_id)
+            .cipher_suites(&self.ciphers)
+            .compression_methods(&self.compression);
         if let Some(e) = &self.extensions {
-            let mut block = Vec::new();
+            hello.empty_extensions();
             for (t, d) in e.list() {
-                ext(&mut block, t, &d);
+                hello.extension(t, &d);
             }
-            u16v(&mut b, &block);
         }
-        handshake(1, &b)
+        hello.message()
     }
 }
 
@@ -144,11 +138,9 @@ pub fn records(typ: u8, payload: &[u8], sizes: &[usize]) -> Vec<u8> {
     let mut i = 0;
     while !rest.is_empty() {
         let want = sizes.get(i % sizes.len().max(1)).copied().unwrap_or(16384);
-        let n = want.clamp(1, 16384).min(rest.len());
-        out.extend_from_slice(&[typ, 3, 1]);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-        out.extend_from_slice(&rest[..n]);
-        rest = &rest[n..];
+        let (fragment, tail) = rest.split_at(want.clamp(1, 16384).min(rest.len()));
+        push_record(&mut out, typ, ProtocolVersion::TLS1_0, fragment);
+        rest = tail;
         i += 1;
     }
     out
@@ -174,36 +166,32 @@ pub struct ServerHelloSpec {
 
 impl ServerHelloSpec {
     pub fn message(&self) -> Vec<u8> {
-        let mut b = self.version.to_be_bytes().to_vec();
-        b.extend_from_slice(&self.random);
-        u8v(&mut b, &self.session_id);
-        b.extend_from_slice(&self.cipher.to_be_bytes());
-        b.push(0);
-        let mut block = Vec::new();
+        let mut hello = ServerHelloBuilder::new(self.random);
+        hello
+            .version(ProtocolVersion(self.version))
+            .session_id(&self.session_id)
+            .cipher_suite(self.cipher);
         if let Some(v) = self.supported_version {
-            ext(&mut block, 0x002b, &v.to_be_bytes());
+            hello.supported_version(ProtocolVersion(v));
         }
         if let Some(p) = self.psk {
-            ext(&mut block, 0x0029, &p.to_be_bytes());
+            hello.pre_shared_key(p);
         }
         if self.ticket_ext {
-            ext(&mut block, 0x0023, &[]);
+            hello.session_ticket();
         }
         for (t, d) in &self.other {
-            ext(&mut block, *t, d);
+            hello.extension(*t, d);
         }
-        if !block.is_empty() {
-            u16v(&mut b, &block);
-        }
-        handshake(2, &b)
+        hello.message()
     }
 }
 
 /// A TLS ≤ 1.2 NewSessionTicket message.
 pub fn new_session_ticket(lifetime: u32, ticket: &[u8]) -> Vec<u8> {
-    let mut b = lifetime.to_be_bytes().to_vec();
-    u16v(&mut b, ticket);
-    handshake(4, &b)
+    let mut m = Vec::new();
+    push_new_session_ticket12(&mut m, lifetime, ticket);
+    m
 }
 
 /// Splits `bytes` into TCP-like chunks of the given sizes (cycled; 0 means 1).

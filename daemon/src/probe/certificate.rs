@@ -108,7 +108,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn cert(cn: &str) -> Vec<u8> {
-        crate::testbed::SelfSignedCert::generate(cn)
+        tether_testbed::SelfSignedCert::generate(cn)
             .unwrap()
             .cert_der
             .to_vec()

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use tether_core::config::parse_duration_with_unit;
+
 use super::report::{ConnectionReport, Identify, Mechanism, ProbeReport};
 use super::{expect_sticky, probe, ProbeError, ProbeOptions, Request};
 
@@ -35,10 +37,10 @@ pub struct ProbeArgs {
     #[arg(long, value_enum)]
     pub expect: Option<ExpectArg>,
     /// Per-connection timeout (connect, handshake, first answer), e.g. 5s, 500ms.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = positive_duration)]
     pub timeout: Duration,
     /// How long to wait for the server's first answer after the handshake.
-    #[arg(long, default_value = "300ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "300ms", value_parser = positive_duration)]
     pub linger: Duration,
     /// What to send after the handshake.
     #[arg(long, value_enum, default_value = "http")]
@@ -164,24 +166,12 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Parse "5s", "300ms", "2m" or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?}: expected a duration like 5s or 300ms"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        _ => return Err(format!("{text:?}: unit must be ms, s or m")),
-    };
+/// Reads a timeout flag: "5s", "300ms", "2m" (the core's duration grammar, unit required) and
+/// more than zero, since a zero timeout would fail every connection.
+pub fn positive_duration(text: &str) -> Result<Duration, String> {
+    let d = parse_duration_with_unit(text).map_err(|e| e.to_string())?;
     if d.is_zero() {
-        return Err(format!("{text:?}: must be more than zero"));
+        return Err(format!("{:?}: must be more than zero", text.trim()));
     }
     Ok(d)
 }
@@ -353,13 +343,14 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("5h").is_err());
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("99999999999999999999999s").is_err());
+        assert_eq!(positive_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(positive_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(positive_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(positive_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(positive_duration("3").unwrap_err().contains("has no unit"));
+        assert!(positive_duration("0s").is_err());
+        assert!(positive_duration("5x").is_err());
+        assert!(positive_duration("").is_err());
+        assert!(positive_duration("99999999999999999999999s").is_err());
     }
 }

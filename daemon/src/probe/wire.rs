@@ -64,82 +64,51 @@ impl WireObservation {
 
 #[cfg(test)]
 mod tests {
-    // Wire values for building the test streams.
-    const CLIENT_HELLO: u8 = 1;
-    const SERVER_HELLO: u8 = 2;
-    const NEW_SESSION_TICKET: u8 = 4;
-    const EXT_SESSION_TICKET: u16 = 0x0023;
-    const EXT_PRE_SHARED_KEY: u16 = 0x0029;
-    const EXT_SUPPORTED_VERSIONS: u16 = 0x002b;
-    const HELLO_RETRY_RANDOM: [u8; 32] = tether_core::tls::HELLO_RETRY_REQUEST_RANDOM;
     use super::*;
     use proptest::prelude::*;
+    use tether_core::tls::encode::{
+        push_change_cipher_spec, push_handshake, push_new_session_ticket12, push_record,
+        ClientHelloBuilder, ServerHelloBuilder,
+    };
+    use tether_core::tls::record::HANDSHAKE;
+    use tether_core::tls::{ProtocolVersion, HELLO_RETRY_REQUEST_RANDOM};
 
-    fn record(kind: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![kind, 3, 3];
-        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-        out.extend_from_slice(payload);
+    const V12: ProtocolVersion = ProtocolVersion::TLS1_2;
+
+    fn record(payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        push_record(&mut out, HANDSHAKE, V12, payload);
         out
     }
 
-    fn message(kind: u8, body: &[u8]) -> Vec<u8> {
-        let len = body.len() as u32;
-        let mut out = vec![kind, (len >> 16) as u8, (len >> 8) as u8, len as u8];
-        out.extend_from_slice(body);
-        out
+    fn client_hello(session_id: &[u8]) -> ClientHelloBuilder {
+        let mut hello = ClientHelloBuilder::new([7; 32]);
+        hello
+            .session_id(session_id)
+            .cipher_suites(&[0x1301])
+            .empty_extensions();
+        hello
     }
 
-    fn ext(kind: u16, data: &[u8]) -> Vec<u8> {
-        let mut out = kind.to_be_bytes().to_vec();
-        out.extend_from_slice(&(data.len() as u16).to_be_bytes());
-        out.extend_from_slice(data);
-        out
-    }
-
-    fn client_hello(session_id: &[u8], extensions: &[Vec<u8>]) -> Vec<u8> {
-        let mut body = vec![3, 3];
-        body.extend_from_slice(&[7; 32]);
-        body.push(session_id.len() as u8);
-        body.extend_from_slice(session_id);
-        body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
-        let exts: Vec<u8> = extensions.concat();
-        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
-        body.extend_from_slice(&exts);
-        message(CLIENT_HELLO, &body)
-    }
-
-    fn server_hello(random: [u8; 32], session_id: &[u8], extensions: &[Vec<u8>]) -> Vec<u8> {
-        let mut body = vec![3, 3];
-        body.extend_from_slice(&random);
-        body.push(session_id.len() as u8);
-        body.extend_from_slice(session_id);
-        body.extend_from_slice(&[0xc0, 0x2f, 0]);
-        let exts: Vec<u8> = extensions.concat();
-        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
-        body.extend_from_slice(&exts);
-        message(SERVER_HELLO, &body)
+    fn server_hello(random: [u8; 32], session_id: &[u8]) -> ServerHelloBuilder {
+        let mut hello = ServerHelloBuilder::new(random);
+        hello
+            .session_id(session_id)
+            .cipher_suite(0xc02f)
+            .empty_extensions();
+        hello
     }
 
     #[test]
     fn reads_a_tls12_ticket_exchange_split_across_records() {
-        let hello = client_hello(&[1; 32], &[ext(EXT_SESSION_TICKET, b"TICKET")]);
+        let hello = client_hello(&[1; 32]).session_ticket(b"TICKET").message();
         let (a, b) = hello.split_at(10);
-        let client = [record(0x16, a), record(0x16, b)].concat();
-        let mut nst = 300u32.to_be_bytes().to_vec();
-        nst.extend_from_slice(&[0, 3, 9, 9, 9]);
-        let server = [
-            record(
-                0x16,
-                &[
-                    server_hello([5; 32], &[1; 32], &[]),
-                    message(NEW_SESSION_TICKET, &nst),
-                ]
-                .concat(),
-            ),
-            record(0x14, &[1]),
-            record(0x16, &[0xde, 0xad]),
-        ]
-        .concat();
+        let client = [record(a), record(b)].concat();
+        let mut flight = server_hello([5; 32], &[1; 32]).message();
+        push_new_session_ticket12(&mut flight, 300, &[9, 9, 9]);
+        let mut server = record(&flight);
+        push_change_cipher_spec(&mut server, V12);
+        push_record(&mut server, HANDSHAKE, V12, &[0xde, 0xad]);
         let seen = WireObservation::from_streams(&client, &server);
         assert_eq!(seen.offered_session_id.as_deref(), Some(&[1u8; 32][..]));
         assert_eq!(seen.offered_ticket.as_deref(), Some(&b"TICKET"[..]));
@@ -151,31 +120,18 @@ mod tests {
 
     #[test]
     fn reads_a_tls13_psk_offer_and_acceptance() {
-        let mut psk = Vec::new();
-        let identity = [0u8, 4, 0xaa, 0xbb, 0xcc, 0xdd, 0, 0, 0, 1];
-        psk.extend_from_slice(&(identity.len() as u16).to_be_bytes());
-        psk.extend_from_slice(&identity);
-        psk.extend_from_slice(&[0, 33, 32]);
-        psk.extend_from_slice(&[0; 32]);
         let client = record(
-            0x16,
-            &client_hello(&[2; 32], &[ext(EXT_PRE_SHARED_KEY, &psk)]),
+            &client_hello(&[2; 32])
+                .pre_shared_key(&[(&[0xaa, 0xbb, 0xcc, 0xdd], 1)], &[&[0; 32]])
+                .message(),
         );
-        let server = [
-            record(
-                0x16,
-                &server_hello(
-                    [5; 32],
-                    &[2; 32],
-                    &[
-                        ext(EXT_SUPPORTED_VERSIONS, &[3, 4]),
-                        ext(EXT_PRE_SHARED_KEY, &[0, 0]),
-                    ],
-                ),
-            ),
-            record(0x14, &[1]),
-        ]
-        .concat();
+        let mut server = record(
+            &server_hello([5; 32], &[2; 32])
+                .supported_version(ProtocolVersion::TLS1_3)
+                .pre_shared_key(0)
+                .message(),
+        );
+        push_change_cipher_spec(&mut server, V12);
         let seen = WireObservation::from_streams(&client, &server);
         assert_eq!(
             seen.offered_psk_identity.as_deref(),
@@ -188,19 +144,13 @@ mod tests {
 
     #[test]
     fn a_hello_retry_is_followed_by_the_real_server_hello() {
-        let server = record(
-            0x16,
-            &[
-                server_hello(
-                    HELLO_RETRY_RANDOM,
-                    &[3; 32],
-                    &[ext(EXT_SUPPORTED_VERSIONS, &[3, 4])],
-                ),
-                server_hello([1; 32], &[3; 32], &[ext(EXT_SUPPORTED_VERSIONS, &[3, 4])]),
-            ]
-            .concat(),
-        );
-        let seen = WireObservation::from_streams(&[], &server);
+        let mut flight = Vec::new();
+        for random in [HELLO_RETRY_REQUEST_RANDOM, [1; 32]] {
+            server_hello(random, &[3; 32])
+                .supported_version(ProtocolVersion::TLS1_3)
+                .push_message(&mut flight);
+        }
+        let seen = WireObservation::from_streams(&[], &record(&flight));
         assert!(seen.hello_retry);
         assert_eq!(seen.server_version, Some(0x0304));
     }
@@ -211,7 +161,7 @@ mod tests {
             WireObservation::from_streams(&[], &[]),
             WireObservation::default()
         );
-        let hello = record(0x16, &client_hello(&[1; 32], &[]));
+        let hello = record(&client_hello(&[1; 32]).message());
         let seen = WireObservation::from_streams(&hello[..hello.len() - 1], &[]);
         assert_eq!(seen.offered_session_id, None);
     }
@@ -230,14 +180,17 @@ mod tests {
             kinds in proptest::collection::vec(0u8..6, 1..4),
             bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..120), 1..4),
         ) {
-            let msgs: Vec<u8> = kinds.iter().zip(&bodies).flat_map(|(k, b)| message(*k, b)).collect();
-            let stream = record(0x16, &msgs);
+            let mut msgs = Vec::new();
+            for (k, b) in kinds.iter().zip(&bodies) {
+                push_handshake(&mut msgs, *k, b);
+            }
+            let stream = record(&msgs);
             let _ = WireObservation::from_streams(&stream, &stream);
         }
 
         #[test]
         fn the_offered_session_id_round_trips(id in proptest::collection::vec(any::<u8>(), 0..=32)) {
-            let seen = WireObservation::from_streams(&record(0x16, &client_hello(&id, &[])), &[]);
+            let seen = WireObservation::from_streams(&record(&client_hello(&id).message()), &[]);
             prop_assert_eq!(seen.offered_session_id, Some(id));
         }
     }

@@ -12,6 +12,7 @@ use tether::run::Daemon;
 use tether::stats::{serve_stats, StatsListener};
 use tether_core::config::load_toml;
 use tether_core::engine::runtime;
+use tether_core::tls::encode::ClientHelloBuilder;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -145,19 +146,10 @@ pub const PLAIN: &[u8] = b"hello\n";
 /// A TLS 1.2 ClientHello carrying `session_id` (no extensions: nothing says TLS 1.3).
 pub fn client_hello(session_id: &[u8]) -> Vec<u8> {
     assert!(session_id.len() <= 32);
-    let mut body = vec![0x03, 0x03];
-    body.extend_from_slice(&[0x42; 32]);
-    body.push(session_id.len() as u8);
-    body.extend_from_slice(session_id);
-    body.extend_from_slice(&[0x00, 0x02, 0xc0, 0x2f]); // one cipher suite
-    body.extend_from_slice(&[0x01, 0x00]); // null compression
-    let mut hs = vec![0x01];
-    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    hs.extend_from_slice(&body);
-    let mut rec = vec![0x16, 0x03, 0x01];
-    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-    rec.extend_from_slice(&hs);
-    rec
+    ClientHelloBuilder::new([0x42; 32])
+        .session_id(session_id)
+        .cipher_suites(&[0xc02f])
+        .records()
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -1,8 +1,10 @@
-//! Real TLS peers for tests and demonstrations: rustls backends, `openssl s_server` and HAProxy.
+//! Real TLS peers for tests: rustls backends, `openssl s_server` and HAProxy.
 //!
 //! These are not mocks: each backend is a real TLS server on 127.0.0.1 with its own certificate,
 //! session cache and ticket keys, so session affinity (or its absence) is observable exactly as in
-//! a deployment. The probe's tests and the daemon's integration tests share them.
+//! a deployment. The probe's tests and the daemon's integration tests share them. This crate is
+//! only ever a dev-dependency, so the certificate issuer (rcgen) stays out of the `tether` binary.
+#![forbid(unsafe_code)]
 
 mod certificate;
 mod haproxy;
