@@ -14,59 +14,40 @@ use crate::config::load_toml;
 use crate::engine::forward::PumpEnd;
 use crate::engine::runtime::{build, Runtime};
 use crate::server::AdminState;
+use crate::tls::encode::{
+    push_new_session_ticket12, push_record, ClientHelloBuilder, ServerHelloBuilder,
+};
+use crate::tls::record::HANDSHAKE;
+use crate::tls::ProtocolVersion;
 
 // ---- wire bytes ---------------------------------------------------------------------------------
 
-fn handshake_record(typ: u8, body: &[u8]) -> Vec<u8> {
-    let mut hs = vec![typ, 0, (body.len() >> 8) as u8, body.len() as u8];
-    hs.extend_from_slice(body);
-    let mut rec = vec![0x16, 0x03, 0x01, (hs.len() >> 8) as u8, hs.len() as u8];
-    rec.extend_from_slice(&hs);
-    rec
-}
-
 /// A TLS 1.2 ClientHello with a session ID, an SNI and, optionally, a session ticket.
 fn client_hello(session_id: &[u8], sni: &str, ticket: Option<&[u8]>) -> Vec<u8> {
-    let mut body = vec![0x03, 0x03];
-    body.extend_from_slice(&[0x11; 32]);
-    body.push(session_id.len() as u8);
-    body.extend_from_slice(session_id);
-    body.extend_from_slice(&[0x00, 0x02, 0xc0, 0x2f, 0x01, 0x00]);
-    let mut exts = Vec::new();
-    let name = sni.as_bytes();
-    let list_len = name.len() + 3;
-    exts.extend_from_slice(&[0x00, 0x00]);
-    exts.extend_from_slice(&((list_len + 2) as u16).to_be_bytes());
-    exts.extend_from_slice(&(list_len as u16).to_be_bytes());
-    exts.push(0);
-    exts.extend_from_slice(&(name.len() as u16).to_be_bytes());
-    exts.extend_from_slice(name);
+    let mut b = ClientHelloBuilder::new([0x11; 32]);
+    b.session_id(session_id).server_name(sni.as_bytes());
     if let Some(t) = ticket {
-        exts.extend_from_slice(&[0x00, 0x23]);
-        exts.extend_from_slice(&(t.len() as u16).to_be_bytes());
-        exts.extend_from_slice(t);
+        b.session_ticket(t);
     }
-    body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
-    body.extend_from_slice(&exts);
-    handshake_record(1, &body)
+    b.records()
 }
 
-/// A TLS 1.2 ServerHello naming `session_id`.
+/// A TLS 1.2 ServerHello naming `session_id`, in a handshake record.
 fn server_hello(session_id: &[u8]) -> Vec<u8> {
-    let mut body = vec![0x03, 0x03];
-    body.extend_from_slice(&[0x22; 32]);
-    body.push(session_id.len() as u8);
-    body.extend_from_slice(session_id);
-    body.extend_from_slice(&[0xc0, 0x2f, 0x00, 0x00, 0x00]);
-    handshake_record(2, &body)
+    let mut b = ServerHelloBuilder::new([0x22; 32]);
+    b.session_id(session_id).cipher_suite(0xc02f);
+    let mut out = Vec::new();
+    push_record(&mut out, HANDSHAKE, ProtocolVersion::TLS1_2, &b.message());
+    out
 }
 
-/// A TLS 1.2 NewSessionTicket.
+/// A TLS 1.2 NewSessionTicket, in a handshake record.
 fn new_session_ticket(ticket: &[u8]) -> Vec<u8> {
-    let mut body = 7200u32.to_be_bytes().to_vec();
-    body.extend_from_slice(&(ticket.len() as u16).to_be_bytes());
-    body.extend_from_slice(ticket);
-    handshake_record(4, &body)
+    let mut msg = Vec::new();
+    push_new_session_ticket12(&mut msg, 7200, ticket);
+    let mut out = Vec::new();
+    push_record(&mut out, HANDSHAKE, ProtocolVersion::TLS1_2, &msg);
+    out
 }
 
 // ---- a backend and a clock ----------------------------------------------------------------------
