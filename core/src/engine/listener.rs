@@ -20,7 +20,7 @@ pub struct Listener<N: Net> {
     pub frontend: FrontendHandle,
 }
 
-/// Accepts until `shutdown` turns true. `global` holds one permit per connection the process may
+/// Accepts until `shutdown` turns true or its sender is dropped. `global` holds one permit per connection the process may
 /// have open; when none is left, accepting pauses until a connection ends.
 pub async fn serve<N: Net>(
     ctx: Arc<Context<N>>,
@@ -33,12 +33,9 @@ pub async fn serve<N: Net>(
         fe.maxconn.map(|n| Arc::new(Semaphore::new(n)))
     };
     loop {
-        if *shutdown.borrow() {
-            break;
-        }
         let permit = tokio::select! {
             biased;
-            _ = shutdown.changed() => continue,
+            _ = stopped(&mut shutdown) => break,
             p = global.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
@@ -48,13 +45,13 @@ pub async fn serve<N: Net>(
             None => None,
             Some(sem) => tokio::select! {
                 biased;
-                _ = shutdown.changed() => continue,
+                _ = stopped(&mut shutdown) => break,
                 p = sem.clone().acquire_owned() => p.ok(),
             },
         };
         let accepted = tokio::select! {
             biased;
-            _ = shutdown.changed() => continue,
+            _ = stopped(&mut shutdown) => break,
             r = ctx.net.accept(&listener.socket) => r,
         };
         let (stream, peer) = match accepted {
@@ -76,6 +73,11 @@ pub async fn serve<N: Net>(
             drop(permit);
         });
     }
+}
+
+/// Resolves once `rx` says stop, or once nobody can say it any more (the owner is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 fn read(h: &FrontendHandle) -> Arc<Frontend> {
