@@ -156,7 +156,10 @@ async fn transition<N: Net>(
             let failures = slot.counters.check_failures.load(Ordering::Relaxed);
             let (status, took) = match last {
                 // In halves of `inter`, so the tokio run's scheduling noise rounds away.
-                Some(l) => (l.status, (l.duration.as_millis() * 2 + INTER.as_millis() / 2) / INTER.as_millis()),
+                Some(l) => (
+                    l.status,
+                    (l.duration.as_millis() * 2 + INTER.as_millis() / 2) / INTER.as_millis(),
+                ),
                 None => ("none", 0),
             };
             return format!(
@@ -217,8 +220,8 @@ impl Bed for TokioBed {
         tokio::time::sleep(Duration::from_millis(20)).await;
         if mode == Mode::Stalled {
             let addr = self.addrs[server];
-            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                .unwrap();
+            let socket =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
             socket.set_reuse_address(true).unwrap();
             socket.bind(&addr.into()).unwrap();
             socket.listen(0).unwrap();
@@ -246,9 +249,13 @@ async fn tokio_run() -> Vec<String> {
         modes.push(tx);
     }
     let servers: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
-    let process = Process::start(TokioNet, configuration("127.0.0.1:0", &servers), Arc::new(Quiet))
-        .await
-        .unwrap();
+    let process = Process::start(
+        TokioNet,
+        configuration("127.0.0.1:0", &servers),
+        Arc::new(Quiet),
+    )
+    .await
+    .unwrap();
     let frontend = process.local_addrs()["main"].to_string();
     let mut bed = TokioBed {
         addrs,
@@ -307,9 +314,12 @@ fn turmoil_run() -> Vec<String> {
         let published = published.clone();
         async move {
             let servers: Vec<String> = SERVERS.iter().map(|s| format!("{s}:443")).collect();
-            let process =
-                Process::start(TurmoilNet, configuration("0.0.0.0:9000", &servers), Arc::new(Quiet))
-                    .await?;
+            let process = Process::start(
+                TurmoilNet,
+                configuration("0.0.0.0:9000", &servers),
+                Arc::new(Quiet),
+            )
+            .await?;
             *published.borrow_mut() = Some(process.view());
             std::future::pending::<()>().await;
             drop(process);
@@ -345,9 +355,16 @@ fn daemon_and_simulator_check_and_route_alike() {
     assert_eq!(real, simulated, "the daemon and the simulator diverge");
     // And both saw what the configuration promises.
     assert_eq!(real[0], "all up: s1 s2 s3 s1 s2 s3");
-    assert!(real[1].starts_with("s2 Down after 2 failed checks, last L4CON"), "{}", real[1]);
+    assert!(
+        real[1].starts_with("s2 Down after 2 failed checks, last L4CON"),
+        "{}",
+        real[1]
+    );
     assert!(real[3].starts_with("s2 Up"), "{}", real[3]);
-    assert_eq!(real[5], "s3 Down after 2 failed checks, last L4TOUT in 2/2 inter");
+    assert_eq!(
+        real[5],
+        "s3 Down after 2 failed checks, last L4TOUT in 2/2 inter"
+    );
     assert!(real[7].starts_with("s3 Up"), "{}", real[7]);
     for line in &real {
         assert!(!line.contains(" -"), "a connection found no server: {line}");

@@ -129,13 +129,16 @@ mod tests {
     async fn a_hung_check_times_out_after_inter_without_timeout_check() {
         let last = first_timeout("timeout-connect = \"5s\"").await;
         assert_eq!(last.status, "L4TOUT");
-        assert_eq!(last.duration, Duration::from_secs(2), "inter, not timeout connect");
+        assert_eq!(
+            last.duration,
+            Duration::from_secs(2),
+            "inter, not timeout connect"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn timeout_check_bounds_the_connect_by_timeout_connect() {
-        let last =
-            first_timeout("timeout-connect = \"500ms\"\ntimeout-check = \"10s\"").await;
+        let last = first_timeout("timeout-connect = \"500ms\"\ntimeout-check = \"10s\"").await;
         assert_eq!(last.status, "L4TOUT");
         assert_eq!(last.duration, Duration::from_millis(500));
         let last = first_timeout("timeout-connect = \"5s\"\ntimeout-check = \"10s\"").await;
@@ -160,7 +163,13 @@ mod tests {
         assert_eq!(oper(&be), OperState::Up, "down before fall = 3");
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(oper(&be), OperState::Down);
-        assert_eq!(be.servers[0].counters.check_failures.load(Ordering::Relaxed), 3);
+        assert_eq!(
+            be.servers[0]
+                .counters
+                .check_failures
+                .load(Ordering::Relaxed),
+            3
+        );
         let last = be.servers[0].last_check.lock().unwrap().clone().unwrap();
         assert_eq!(last.status, "L4CON");
         let _server = net.server("10.0.0.1:80", "s1").await;

@@ -382,12 +382,16 @@ mod tests {
 
     /// One frontend per address in `binds`, all to backend `app` with unchecked `servers`
     /// (name, address).
-    fn runtime(maxconn: u32, binds: &[&str], servers: &[(&str, &str)], previous: Option<&Runtime>) -> Runtime {
+    fn runtime(
+        maxconn: u32,
+        binds: &[&str],
+        servers: &[(&str, &str)],
+        previous: Option<&Runtime>,
+    ) -> Runtime {
         let mut text = format!("[global]\nmaxconn = {maxconn}\n");
         for (i, b) in binds.iter().enumerate() {
-            text += &format!(
-                "[[frontend]]\nname = \"fe{i}\"\nbind = [\"{b}\"]\nbackend = \"app\"\n"
-            );
+            text +=
+                &format!("[[frontend]]\nname = \"fe{i}\"\nbind = [\"{b}\"]\nbackend = \"app\"\n");
         }
         text += "[[backend]]\nname = \"app\"\n";
         for (name, addr) in servers {
@@ -424,7 +428,9 @@ mod tests {
         let net = MemNet::default();
         let _s1 = net.server("10.0.0.1:80", "s1").await;
         let rt = runtime(1, &["127.0.0.1:8000"], &[("s1", "10.0.0.1:80")], None);
-        let p = Process::start(net.clone(), rt, Arc::new(Routes::default())).await.unwrap();
+        let p = Process::start(net.clone(), rt, Arc::new(Routes::default()))
+            .await
+            .unwrap();
         let mut first = open(&net, "127.0.0.1:8000").await;
         assert_eq!(greeting(&mut first).await.as_deref(), Some("s1"));
         // At the limit the second client waits in the listen queue: not refused, not served.
@@ -432,7 +438,11 @@ mod tests {
         assert_eq!(greeting(&mut second).await, None, "served above maxconn");
         assert_eq!(p.runtime().frontends[0].accepted.load(Ordering::Relaxed), 1);
         drop(first);
-        assert_eq!(greeting(&mut second).await.as_deref(), Some("s1"), "never accepted");
+        assert_eq!(
+            greeting(&mut second).await.as_deref(),
+            Some("s1"),
+            "never accepted"
+        );
         assert_eq!(p.runtime().frontends[0].accepted.load(Ordering::Relaxed), 2);
     }
 
@@ -442,22 +452,36 @@ mod tests {
         let _s1 = net.server("10.0.0.1:80", "s1").await;
         let _s2 = net.server("10.0.0.2:80", "s2").await;
         let rt = runtime(10, &["127.0.0.1:8000"], &[("s1", "10.0.0.1:80")], None);
-        let mut p = Process::start(net.clone(), rt, Arc::new(Routes::default())).await.unwrap();
+        let mut p = Process::start(net.clone(), rt, Arc::new(Routes::default()))
+            .await
+            .unwrap();
         let before = p.local_addrs();
         let mut held = open(&net, "127.0.0.1:8000").await;
         assert_eq!(greeting(&mut held).await.as_deref(), Some("s1"));
         let view = p.view();
         let old = p.runtime().clone();
         // Rebinding the address would fail: it is still bound by the running listener.
-        let new = runtime(10, &["127.0.0.1:8000"], &[("s2", "10.0.0.2:80")], Some(p.runtime()));
+        let new = runtime(
+            10,
+            &["127.0.0.1:8000"],
+            &[("s2", "10.0.0.2:80")],
+            Some(p.runtime()),
+        );
         p.reload(new).await.expect("reload on the same address");
         assert_eq!(p.local_addrs(), before);
         assert_eq!(route(&net, "127.0.0.1:8000").await.as_deref(), Some("s2"));
-        assert!(Arc::ptr_eq(&view.runtime(), p.runtime()), "the view follows reloads");
+        assert!(
+            Arc::ptr_eq(&view.runtime(), p.runtime()),
+            "the view follows reloads"
+        );
         // The connection from before the reload still runs on its old server.
         held.write_all(b"y").await.unwrap();
         let s1 = &old.backends["app"].servers[0];
-        assert_eq!(s1.counters.current.load(Ordering::Relaxed), 1, "old connection cut");
+        assert_eq!(
+            s1.counters.current.load(Ordering::Relaxed),
+            1,
+            "old connection cut"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -465,10 +489,20 @@ mod tests {
         let net = MemNet::default();
         let _s1 = net.server("10.0.0.1:80", "s1").await;
         let rt = runtime(10, &["127.0.0.1:8000"], &[("s1", "10.0.0.1:80")], None);
-        let mut p = Process::start(net.clone(), rt, Arc::new(Routes::default())).await.unwrap();
-        let new = runtime(10, &["127.0.0.1:8001"], &[("s1", "10.0.0.1:80")], Some(p.runtime()));
+        let mut p = Process::start(net.clone(), rt, Arc::new(Routes::default()))
+            .await
+            .unwrap();
+        let new = runtime(
+            10,
+            &["127.0.0.1:8001"],
+            &[("s1", "10.0.0.1:80")],
+            Some(p.runtime()),
+        );
         p.reload(new).await.unwrap();
-        assert!(net.connect("127.0.0.1:8000").await.is_err(), "removed address still open");
+        assert!(
+            net.connect("127.0.0.1:8000").await.is_err(),
+            "removed address still open"
+        );
         assert_eq!(route(&net, "127.0.0.1:8001").await.as_deref(), Some("s1"));
         assert_eq!(p.local_addrs().len(), 1);
     }
@@ -480,7 +514,9 @@ mod tests {
         let _s2 = net.server("10.0.0.2:80", "s2").await;
         let _taken = net.bind("127.0.0.1:8001").await.unwrap();
         let rt = runtime(1, &["127.0.0.1:8000"], &[("s1", "10.0.0.1:80")], None);
-        let mut p = Process::start(net.clone(), rt, Arc::new(Routes::default())).await.unwrap();
+        let mut p = Process::start(net.clone(), rt, Arc::new(Routes::default()))
+            .await
+            .unwrap();
         let old = p.runtime().clone();
         let new = runtime(
             5,
@@ -489,13 +525,20 @@ mod tests {
             Some(p.runtime()),
         );
         let err = p.reload(new).await.unwrap_err();
-        assert!(matches!(err, ProcessError::Bind { ref address, .. } if address == "127.0.0.1:8001"), "{err}");
+        assert!(
+            matches!(err, ProcessError::Bind { ref address, .. } if address == "127.0.0.1:8001"),
+            "{err}"
+        );
         assert!(Arc::ptr_eq(&old, p.runtime()));
         assert_eq!(route(&net, "127.0.0.1:8000").await.as_deref(), Some("s1"));
         // maxconn stayed 1: a second concurrent client waits.
         let mut a = open(&net, "127.0.0.1:8000").await;
         assert_eq!(greeting(&mut a).await.as_deref(), Some("s1"));
-        assert_eq!(route(&net, "127.0.0.1:8000").await, None, "maxconn raised by a failed reload");
+        assert_eq!(
+            route(&net, "127.0.0.1:8000").await,
+            None,
+            "maxconn raised by a failed reload"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -503,23 +546,48 @@ mod tests {
         let net = MemNet::default();
         let _s1 = net.server("10.0.0.1:80", "s1").await;
         let rt = runtime(1, &["127.0.0.1:8000"], &[("s1", "10.0.0.1:80")], None);
-        let mut p = Process::start(net.clone(), rt, Arc::new(Routes::default())).await.unwrap();
-        let new = runtime(2, &["127.0.0.1:8000"], &[("s1", "10.0.0.1:80")], Some(p.runtime()));
+        let mut p = Process::start(net.clone(), rt, Arc::new(Routes::default()))
+            .await
+            .unwrap();
+        let new = runtime(
+            2,
+            &["127.0.0.1:8000"],
+            &[("s1", "10.0.0.1:80")],
+            Some(p.runtime()),
+        );
         p.reload_bound(new).unwrap();
         let mut a = open(&net, "127.0.0.1:8000").await;
         assert_eq!(greeting(&mut a).await.as_deref(), Some("s1"));
         let mut b = open(&net, "127.0.0.1:8000").await;
-        assert_eq!(greeting(&mut b).await.as_deref(), Some("s1"), "maxconn not raised");
-        assert_eq!(route(&net, "127.0.0.1:8000").await, None, "maxconn 2 not enforced");
+        assert_eq!(
+            greeting(&mut b).await.as_deref(),
+            Some("s1"),
+            "maxconn not raised"
+        );
+        assert_eq!(
+            route(&net, "127.0.0.1:8000").await,
+            None,
+            "maxconn 2 not enforced"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn reload_bound_refuses_to_bind() {
         let net = MemNet::default();
         let rt = runtime(1, &["127.0.0.1:8000"], &[("s1", "10.0.0.1:80")], None);
-        let mut p = Process::start(net.clone(), rt, Arc::new(Routes::default())).await.unwrap();
-        let new = runtime(1, &["127.0.0.1:8001"], &[("s1", "10.0.0.1:80")], Some(p.runtime()));
-        assert!(matches!(p.reload_bound(new), Err(ProcessError::NotBound { .. })));
+        let mut p = Process::start(net.clone(), rt, Arc::new(Routes::default()))
+            .await
+            .unwrap();
+        let new = runtime(
+            1,
+            &["127.0.0.1:8001"],
+            &[("s1", "10.0.0.1:80")],
+            Some(p.runtime()),
+        );
+        assert!(matches!(
+            p.reload_bound(new),
+            Err(ProcessError::NotBound { .. })
+        ));
         assert_eq!(p.local_addrs().len(), 1);
     }
 
@@ -528,14 +596,22 @@ mod tests {
         let net = MemNet::default();
         let _s1 = net.server("10.0.0.1:80", "s1").await;
         let rt = runtime(10, &["127.0.0.1:8000"], &[("s1", "10.0.0.1:80")], None);
-        let p = Process::start(net.clone(), rt, Arc::new(Routes::default())).await.unwrap();
+        let p = Process::start(net.clone(), rt, Arc::new(Routes::default()))
+            .await
+            .unwrap();
         let mut held = open(&net, "127.0.0.1:8000").await;
         assert_eq!(greeting(&mut held).await.as_deref(), Some("s1"));
         let t0 = tokio::time::Instant::now();
         let stopping = tokio::spawn(p.shutdown(Duration::from_secs(10)));
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert!(net.connect("127.0.0.1:8000").await.is_err(), "still accepting");
-        assert!(!stopping.is_finished(), "did not wait for the open connection");
+        assert!(
+            net.connect("127.0.0.1:8000").await.is_err(),
+            "still accepting"
+        );
+        assert!(
+            !stopping.is_finished(),
+            "did not wait for the open connection"
+        );
         drop(held);
         assert_eq!(stopping.await.unwrap(), 0);
         assert!(t0.elapsed() < Duration::from_secs(2));
@@ -546,12 +622,17 @@ mod tests {
         let net = MemNet::default();
         let _s1 = net.server("10.0.0.1:80", "s1").await;
         let rt = runtime(10, &["127.0.0.1:8000"], &[("s1", "10.0.0.1:80")], None);
-        let p = Process::start(net.clone(), rt, Arc::new(Routes::default())).await.unwrap();
+        let p = Process::start(net.clone(), rt, Arc::new(Routes::default()))
+            .await
+            .unwrap();
         let mut held = open(&net, "127.0.0.1:8000").await;
         assert_eq!(greeting(&mut held).await.as_deref(), Some("s1"));
         let t0 = tokio::time::Instant::now();
         assert_eq!(p.shutdown(Duration::from_secs(3)).await, 1);
         let waited = t0.elapsed();
-        assert!(waited >= Duration::from_secs(3) && waited < Duration::from_secs(4), "{waited:?}");
+        assert!(
+            waited >= Duration::from_secs(3) && waited < Duration::from_secs(4),
+            "{waited:?}"
+        );
     }
 }
