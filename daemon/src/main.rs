@@ -235,7 +235,7 @@ async fn serve(source: ConfigSource, config: Config) -> Result<ExitCode> {
                     runtime::build_seeded(&c, Some(daemon.runtime()), table_seed)
                         .map_err(anyhow::Error::from)
                 }) {
-                    Ok(new) => match daemon.reload(new).await {
+                    Ok(new) => match daemon.reload(new).await.map_err(anyhow::Error::from) {
                         Ok(()) => tracing::info!("configuration reloaded; stick tables kept"),
                         Err(e) => tracing::error!("reload refused, old configuration still running: {e:#}"),
                     },

@@ -35,7 +35,7 @@ use crate::ServerId;
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     /// A frontend's address could not be bound (in use, not local, malformed).
-    #[error("frontend {frontend}: cannot bind {address}: {source}")]
+    #[error("frontend {frontend}: cannot bind {address}")]
     Bind {
         /// The frontend.
         frontend: String,
