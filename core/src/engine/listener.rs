@@ -127,7 +127,10 @@ mod tests {
     }
 
     async fn open(net: &MemNet) -> DuplexStream {
-        let mut s = net.connect("127.0.0.1:8000").await.expect("listener answers");
+        let mut s = net
+            .connect("127.0.0.1:8000")
+            .await
+            .expect("listener answers");
         s.write_all(b"x").await.unwrap();
         s
     }
@@ -143,7 +146,11 @@ mod tests {
         let mut first = open(&net).await;
         assert_eq!(greeting(&mut first).await.as_deref(), Some("s1"));
         let mut second = open(&net).await;
-        assert_eq!(greeting(&mut second).await, None, "accepted above the frontend's maxconn");
+        assert_eq!(
+            greeting(&mut second).await,
+            None,
+            "accepted above the frontend's maxconn"
+        );
         assert_eq!(fe.accepted.load(Ordering::Relaxed), 1);
         drop(first);
         assert_eq!(greeting(&mut second).await.as_deref(), Some("s1"));
@@ -161,7 +168,10 @@ mod tests {
             .await
             .expect("serve ignored the stop")
             .unwrap();
-        assert!(net.connect("127.0.0.1:8000").await.is_err(), "socket still open");
+        assert!(
+            net.connect("127.0.0.1:8000").await.is_err(),
+            "socket still open"
+        );
     }
 
     #[tokio::test(start_paused = true)]
