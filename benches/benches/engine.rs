@@ -75,7 +75,7 @@ async fn start_daemon(server: SocketAddr) -> (Daemon, SocketAddr) {
     .to_config()
     .expect("quick form config");
     let built = runtime::build(&config, None).expect("runtime");
-    let daemon = Daemon::start(built, Arc::new(Discard))
+    let daemon = tether::run::start(built, Arc::new(Discard))
         .await
         .expect("daemon start");
     let addr = *daemon.local_addrs().values().next().expect("one frontend");

@@ -11,7 +11,6 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use tether::config_source::{ConfigSource, QuickForm};
 use tether::logsink::{DaemonSink, LogFormat};
-use tether::run::Daemon;
 use tether_core::config::Config;
 use tether_core::engine::runtime;
 
@@ -214,7 +213,7 @@ async fn serve(source: ConfigSource, config: Config) -> Result<ExitCode> {
     };
     let built = runtime::build_seeded(&config, None, table_seed)?;
     let grace = built.grace;
-    let mut daemon = Daemon::start(built, sink_for(&config)).await?;
+    let mut daemon = tether::run::start(built, sink_for(&config)).await?;
     for (name, addr) in daemon.local_addrs() {
         tracing::info!(frontend = %name, %addr, "ready");
     }
@@ -236,7 +235,7 @@ async fn serve(source: ConfigSource, config: Config) -> Result<ExitCode> {
                     runtime::build_seeded(&c, Some(daemon.runtime()), table_seed)
                         .map_err(anyhow::Error::from)
                 }) {
-                    Ok(new) => match daemon.reload(new).await {
+                    Ok(new) => match daemon.reload(new).await.map_err(anyhow::Error::from) {
                         Ok(()) => tracing::info!("configuration reloaded; stick tables kept"),
                         Err(e) => tracing::error!("reload refused, old configuration still running: {e:#}"),
                     },

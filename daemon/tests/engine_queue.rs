@@ -4,7 +4,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tether::run::Daemon;
 use tether_core::engine::{ConnectionRecord, LogSink};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -78,7 +77,7 @@ maxqueue = 1
     let config = tether_core::config::load_toml("queue.toml", &toml).unwrap();
     let rt = tether_core::engine::runtime::build(&config, None).unwrap();
     let records = Arc::new(Records::default());
-    let daemon = Daemon::start(rt, records.clone()).await.unwrap();
+    let daemon = tether::run::start(rt, records.clone()).await.unwrap();
     let addr = daemon.local_addrs()["main"];
 
     // A holds the only slot.

@@ -25,7 +25,7 @@ async fn tether_in_front_of(servers: &[OpensslServer]) -> Daemon {
     }
     let config = tether_core::config::load_toml("probe.toml", &toml).expect("config loads");
     let rt = tether_core::engine::runtime::build(&config, None).expect("runtime builds");
-    Daemon::start(rt, Arc::new(DaemonSink::default()))
+    tether::run::start(rt, Arc::new(DaemonSink::default()))
         .await
         .expect("daemon starts")
 }

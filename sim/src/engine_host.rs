@@ -3,24 +3,21 @@
 //! The balancer host runs [`tether_core::engine`] on [`TurmoilNet`]: the same inspect, affinity,
 //! retry and forwarding code as the daemon, with the scenario's tether configuration (native, or
 //! imported from haproxy.cfg by the CLI). Health checks run too, through the engine's own loop.
-//! A balancer restart builds a fresh runtime, so the stick table is lost, as in production.
+//! The host runs the daemon's [`Process`] on turmoil sockets: binding, health checks and reload
+//! are the daemon's own. A balancer restart starts a fresh process with empty tables, as in
+//! production; an added or removed server reloads the running one, tables kept.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use tether_core::config::{self, Config};
-use tether_core::engine::flow::Context;
-use tether_core::engine::health::check_server;
-use tether_core::engine::listener::{serve, FrontendHandle, Listener};
 use tether_core::engine::runtime::{build, Runtime};
-use tether_core::engine::{ConnectionRecord, LogSink, Net};
+use tether_core::engine::{ConnectionRecord, LogSink, Process};
 use tether_core::server::AdminState as EngineAdmin;
 use tether_core::stick::StickStats;
-use tether_core::ServerId;
-use tokio::sync::{watch, Semaphore};
 
 use crate::balancer::{Admin, AdminState, BalancerEnv, BalancerHost, ServerAddr};
 use crate::metrics::{AffinityCounts, OutcomeEvent, TableTotals};
@@ -113,8 +110,9 @@ impl LogSink for OutcomeSink {
 pub struct EngineHost {
     base: Config,
     servers: RefCell<Vec<ServerAddr>>,
-    runtime: Rc<RefCell<Option<Arc<Runtime>>>>,
-    frontend: Rc<RefCell<Option<FrontendHandle>>>,
+    /// The running process: set by the host's software once it has bound, replaced on a
+    /// balancer restart.
+    process: Rc<RefCell<Option<Process<TurmoilNet>>>>,
     outcomes: Arc<OutcomeSink>,
     /// Counters of tables lost in balancer restarts, so totals survive them.
     retired: Cell<StickStats>,
@@ -133,8 +131,7 @@ impl EngineHost {
         Ok(EngineHost {
             base,
             servers: RefCell::new(Vec::new()),
-            runtime: Rc::default(),
-            frontend: Rc::default(),
+            process: Rc::default(),
             outcomes: Arc::default(),
             retired: Cell::new(StickStats::default()),
         })
@@ -223,9 +220,13 @@ impl EngineHost {
         c
     }
 
+    /// The runtime in force, if the balancer is up.
+    fn runtime(&self) -> Option<Arc<Runtime>> {
+        Some(self.process.borrow().as_ref()?.runtime().clone())
+    }
+
     fn backend(&self) -> Option<Arc<tether_core::engine::Backend>> {
-        let rt = self.runtime.borrow();
-        rt.as_ref()?.frontends.first().map(|f| f.backend.clone())
+        self.runtime()?.frontends.first().map(|f| f.backend.clone())
     }
 }
 
@@ -239,45 +240,20 @@ impl BalancerHost for EngineHost {
             *self.servers.borrow_mut() = env.servers.clone();
         }
         let config = self.config_for(env.listen_port);
-        if let Some(old) = self.runtime.borrow_mut().take() {
+        if let Some(old) = self.process.borrow_mut().take() {
             // The restart loses the tables; keep their counters for the totals.
-            let lost = runtime_tables(&old);
+            let lost = runtime_tables(old.runtime());
             self.retired.set(add_stats(self.retired.get(), lost));
         }
-        let runtime_slot = self.runtime.clone();
-        let frontend_slot = self.frontend.clone();
+        let process_slot = self.process.clone();
         let sink = self.outcomes.clone();
         Box::pin(async move {
             // A (re)started balancer starts with empty tables.
-            let runtime = Arc::new(build(&config, None).map_err(|e| e.to_string())?);
-            *runtime_slot.borrow_mut() = Some(runtime.clone());
-            let ctx = Arc::new(Context::new(TurmoilNet, sink));
-            let fe = runtime.frontends[0].clone();
-            let handle: FrontendHandle = Arc::new(RwLock::new(fe.clone()));
-            *frontend_slot.borrow_mut() = Some(handle.clone());
-            let socket = TurmoilNet.bind(&fe.bind).await?;
-            let (_stop_tx, stop_rx) = watch::channel(false);
-            for (i, s) in fe.backend.servers.iter().enumerate() {
-                if s.check {
-                    tokio::spawn(check_server(
-                        TurmoilNet,
-                        fe.backend.clone(),
-                        ServerId(i as u32),
-                        fe.backend.timeouts.connect,
-                        stop_rx.clone(),
-                    ));
-                }
-            }
-            serve(
-                ctx,
-                Listener {
-                    socket,
-                    frontend: handle,
-                },
-                Arc::new(Semaphore::new(runtime.maxconn)),
-                stop_rx,
-            )
-            .await;
+            let runtime = build(&config, None).map_err(|e| e.to_string())?;
+            let process = Process::start(TurmoilNet, runtime, sink).await?;
+            *process_slot.borrow_mut() = Some(process);
+            // The process's tasks serve until the host crashes or restarts.
+            std::future::pending::<()>().await;
             Ok(())
         })
     }
@@ -314,7 +290,7 @@ impl BalancerHost for EngineHost {
     }
 
     fn table_totals(&self) -> Option<TableTotals> {
-        let rt = self.runtime.borrow().clone()?;
+        let rt = self.runtime()?;
         let be = rt.frontends.first()?.backend.clone();
         // No tables (no affinity): nothing to report.
         be.tables.iter().next()?;
@@ -385,14 +361,14 @@ fn add_stats(a: StickStats, b: StickStats) -> StickStats {
 }
 
 impl EngineHost {
-    /// Applies a server-list change like a SIGHUP does: new runtime, same tables, same socket.
+    /// Applies a server-list change like a SIGHUP does: new runtime, same tables, same socket,
+    /// health checks restarted against the new servers.
     fn reload(&self) {
-        let (Some(old), Some(handle)) = (
-            self.runtime.borrow().clone(),
-            self.frontend.borrow().clone(),
-        ) else {
+        let mut slot = self.process.borrow_mut();
+        let Some(process) = slot.as_mut() else {
             return;
         };
+        let old = process.runtime().clone();
         let port = old.frontends[0]
             .bind
             .rsplit(':')
@@ -400,13 +376,11 @@ impl EngineHost {
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
         let config = self.config_for(port);
-        match build(&config, Some(&old)) {
-            Ok(new) => {
-                let new = Arc::new(new);
-                *handle.write().unwrap_or_else(|e| e.into_inner()) = new.frontends[0].clone();
-                *self.runtime.borrow_mut() = Some(new);
-            }
-            Err(e) => tracing::warn!("simulated reload refused: {e}"),
+        let applied = build(&config, Some(&old))
+            .map_err(|e| e.to_string())
+            .and_then(|new| process.reload_bound(new).map_err(|e| e.to_string()));
+        if let Err(e) = applied {
+            tracing::warn!("simulated reload refused: {e}");
         }
     }
 }

@@ -23,6 +23,10 @@ impl Net for TurmoilNet {
         TcpListener::bind(addr.to_owned()).await
     }
 
+    fn local_addr(listener: &TcpListener) -> io::Result<SocketAddr> {
+        listener.local_addr()
+    }
+
     async fn accept(&self, listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
         listener.accept().await
     }

@@ -204,7 +204,8 @@ pub struct Backend {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout_queue: Option<Duration>,
-    /// Health check connect timeout (absent: the check interval, as HAProxy).
+    /// HAProxy `timeout check`: when set, a health check's connect waits at most
+    /// `min(timeout-connect, inter)`; absent, the whole check gets `inter`, as in HAProxy.
     #[serde(
         default,
         with = "duration_text::option",

@@ -27,6 +27,10 @@ pub struct BackendTimeouts {
     pub server: Duration,
     /// Time a connection may wait for a server slot.
     pub queue: Duration,
+    /// HAProxy `timeout check`: when set, a check's connect is bounded by
+    /// `min(connect, inter)` instead of `inter` (see
+    /// [`HealthConfig::check_connect_timeout`](crate::server::HealthConfig::check_connect_timeout)).
+    pub check: Option<Duration>,
 }
 
 impl Default for BackendTimeouts {
@@ -35,6 +39,7 @@ impl Default for BackendTimeouts {
             connect: Duration::from_secs(5),
             server: Duration::from_secs(60),
             queue: Duration::from_secs(60),
+            check: None,
         }
     }
 }

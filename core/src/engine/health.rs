@@ -14,16 +14,19 @@ use super::net::Net;
 use crate::server::Transition;
 use crate::ServerId;
 
-/// Checks one server until `shutdown` turns true.
+/// Checks one server until `shutdown` turns true (or its sender is gone). The check takes its
+/// timeout from the server's and the backend's settings
+/// ([`HealthConfig::check_connect_timeout`](crate::server::HealthConfig::check_connect_timeout)),
+/// so every runner checks alike.
 pub async fn check_server<N: Net>(
     net: N,
     backend: Arc<Backend>,
     server: ServerId,
-    check_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slot = &backend.servers[server.index()];
     let inter = slot.health.inter;
+    let check_timeout = check_timeout(&backend, server);
     loop {
         tokio::select! {
             biased;
@@ -74,5 +77,107 @@ pub async fn check_server<N: Net>(
                 Transition::Down => tracing::warn!(target: "tether::health", "{msg}"),
             }
         }
+    }
+}
+
+/// How long a check of `server` waits for its connection.
+pub fn check_timeout(backend: &Backend, server: ServerId) -> Duration {
+    backend.servers[server.index()]
+        .health
+        .check_connect_timeout(backend.timeouts.connect, backend.timeouts.check)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::config;
+    use crate::engine::runtime::build;
+    use crate::engine::testnet::MemNet;
+    use crate::server::OperState;
+
+    /// Backend `app` with one checked server `s1` on 10.0.0.1:80; `extra` adds backend keys.
+    fn backend(extra: &str) -> Arc<Backend> {
+        let text = format!(
+            "[[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:8000\"]\nbackend = \"app\"\n\
+             [[backend]]\nname = \"app\"\n{extra}\n\
+             [backend.check]\ninter = \"2s\"\nrise = 2\nfall = 3\n\
+             [[backend.server]]\nname = \"s1\"\naddress = \"10.0.0.1:80\"\n"
+        );
+        let config = config::load_toml("test.toml", &text).expect("test config loads");
+        build(&config, None).unwrap().backends["app"].clone()
+    }
+
+    fn oper(be: &Backend) -> OperState {
+        be.server_states()[0].oper
+    }
+
+    /// Runs checks on a blackholed server until the first result and returns it.
+    async fn first_timeout(extra: &str) -> LastCheck {
+        let net = MemNet::default();
+        net.blackhole("10.0.0.1:80", true);
+        let be = backend(extra);
+        let (_stop, rx) = watch::channel(false);
+        tokio::spawn(check_server(net, be.clone(), ServerId(0), rx));
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let last = be.servers[0].last_check.lock().unwrap().clone();
+        last.expect("a check ran")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_check_times_out_after_inter_without_timeout_check() {
+        let last = first_timeout("timeout-connect = \"5s\"").await;
+        assert_eq!(last.status, "L4TOUT");
+        assert_eq!(
+            last.duration,
+            Duration::from_secs(2),
+            "inter, not timeout connect"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeout_check_bounds_the_connect_by_timeout_connect() {
+        let last = first_timeout("timeout-connect = \"500ms\"\ntimeout-check = \"10s\"").await;
+        assert_eq!(last.status, "L4TOUT");
+        assert_eq!(last.duration, Duration::from_millis(500));
+        let last = first_timeout("timeout-connect = \"5s\"\ntimeout-check = \"10s\"").await;
+        assert_eq!(last.duration, Duration::from_secs(2), "min(connect, inter)");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn down_after_fall_failures_up_after_rise_successes() {
+        let net = MemNet::default();
+        let be = backend("");
+        let (stop, rx) = watch::channel(false);
+        let server = net.server("10.0.0.1:80", "s1").await;
+        let checks = tokio::spawn(check_server(net.clone(), be.clone(), ServerId(0), rx));
+        // Checks every 2 s, each passing at once.
+        tokio::time::sleep(Duration::from_millis(4100)).await;
+        assert_eq!(net.connects("10.0.0.1:80"), 2);
+        assert_eq!(oper(&be), OperState::Up);
+        server.abort();
+        let _ = server.await;
+        // Refused: three failures (2 s apart) take it DOWN, not two.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(oper(&be), OperState::Up, "down before fall = 3");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(oper(&be), OperState::Down);
+        assert_eq!(
+            be.servers[0]
+                .counters
+                .check_failures
+                .load(Ordering::Relaxed),
+            3
+        );
+        let last = be.servers[0].last_check.lock().unwrap().clone().unwrap();
+        assert_eq!(last.status, "L4CON");
+        let _server = net.server("10.0.0.1:80", "s1").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(oper(&be), OperState::Down, "up before rise = 2");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(oper(&be), OperState::Up);
+        stop.send(true).unwrap();
+        checks.await.unwrap();
     }
 }

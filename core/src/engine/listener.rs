@@ -20,7 +20,7 @@ pub struct Listener<N: Net> {
     pub frontend: FrontendHandle,
 }
 
-/// Accepts until `shutdown` turns true. `global` holds one permit per connection the process may
+/// Accepts until `shutdown` turns true or its sender is dropped. `global` holds one permit per connection the process may
 /// have open; when none is left, accepting pauses until a connection ends.
 pub async fn serve<N: Net>(
     ctx: Arc<Context<N>>,
@@ -33,12 +33,9 @@ pub async fn serve<N: Net>(
         fe.maxconn.map(|n| Arc::new(Semaphore::new(n)))
     };
     loop {
-        if *shutdown.borrow() {
-            break;
-        }
         let permit = tokio::select! {
             biased;
-            _ = shutdown.changed() => continue,
+            _ = stopped(&mut shutdown) => break,
             p = global.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
@@ -48,13 +45,13 @@ pub async fn serve<N: Net>(
             None => None,
             Some(sem) => tokio::select! {
                 biased;
-                _ = shutdown.changed() => continue,
+                _ = stopped(&mut shutdown) => break,
                 p = sem.clone().acquire_owned() => p.ok(),
             },
         };
         let accepted = tokio::select! {
             biased;
-            _ = shutdown.changed() => continue,
+            _ = stopped(&mut shutdown) => break,
             r = ctx.net.accept(&listener.socket) => r,
         };
         let (stream, peer) = match accepted {
@@ -78,6 +75,116 @@ pub async fn serve<N: Net>(
     }
 }
 
+/// Resolves once `rx` says stop, or once nobody can say it any more (the owner is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
 fn read(h: &FrontendHandle) -> Arc<Frontend> {
     h.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use super::*;
+    use crate::config;
+    use crate::engine::log::{ConnectionRecord, LogSink};
+    use crate::engine::runtime::build;
+    use crate::engine::testnet::MemNet;
+
+    struct Quiet;
+
+    impl LogSink for Quiet {
+        fn record(&self, _: &ConnectionRecord) {}
+    }
+
+    /// A listener on 127.0.0.1:8000 for a frontend with `maxconn`, to server s1 at 10.0.0.1:80.
+    async fn listener(net: &MemNet, maxconn: u32) -> (Listener<MemNet>, Arc<Frontend>) {
+        let text = format!(
+            "[[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:8000\"]\nbackend = \"app\"\n\
+             maxconn = {maxconn}\n\
+             [[backend]]\nname = \"app\"\n\
+             [[backend.server]]\nname = \"s1\"\naddress = \"10.0.0.1:80\"\ncheck = false\n"
+        );
+        let config = config::load_toml("test.toml", &text).expect("test config loads");
+        let fe = build(&config, None).unwrap().frontends[0].clone();
+        let socket = net.bind(&fe.bind).await.unwrap();
+        let frontend = Arc::new(RwLock::new(fe.clone()));
+        (Listener { socket, frontend }, fe)
+    }
+
+    async fn greeting(s: &mut DuplexStream) -> Option<String> {
+        let mut buf = [0u8; 16];
+        match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            _ => None,
+        }
+    }
+
+    async fn open(net: &MemNet) -> DuplexStream {
+        let mut s = net
+            .connect("127.0.0.1:8000")
+            .await
+            .expect("listener answers");
+        s.write_all(b"x").await.unwrap();
+        s
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frontend_maxconn_pauses_accepting() {
+        let net = MemNet::default();
+        let _s1 = net.server("10.0.0.1:80", "s1").await;
+        let (l, fe) = listener(&net, 1).await;
+        let ctx = Arc::new(Context::new(net.clone(), Arc::new(Quiet)));
+        let (_stop, rx) = watch::channel(false);
+        tokio::spawn(serve(ctx, l, Arc::new(Semaphore::new(100)), rx));
+        let mut first = open(&net).await;
+        assert_eq!(greeting(&mut first).await.as_deref(), Some("s1"));
+        let mut second = open(&net).await;
+        assert_eq!(
+            greeting(&mut second).await,
+            None,
+            "accepted above the frontend's maxconn"
+        );
+        assert_eq!(fe.accepted.load(Ordering::Relaxed), 1);
+        drop(first);
+        assert_eq!(greeting(&mut second).await.as_deref(), Some("s1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_ends_accepting_and_frees_the_address() {
+        let net = MemNet::default();
+        let (l, _) = listener(&net, 10).await;
+        let ctx = Arc::new(Context::new(net.clone(), Arc::new(Quiet)));
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(serve(ctx, l, Arc::new(Semaphore::new(100)), rx));
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("serve ignored the stop")
+            .unwrap();
+        assert!(
+            net.connect("127.0.0.1:8000").await.is_err(),
+            "socket still open"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_stop_signal_ends_accepting() {
+        let net = MemNet::default();
+        let (l, _) = listener(&net, 10).await;
+        let ctx = Arc::new(Context::new(net.clone(), Arc::new(Quiet)));
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(serve(ctx, l, Arc::new(Semaphore::new(100)), rx));
+        drop(stop);
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("serve outlived its owner")
+            .unwrap();
+    }
 }

@@ -16,10 +16,13 @@ pub mod health;
 pub mod listener;
 pub mod log;
 pub mod net;
+pub mod process;
 pub mod proxy_protocol;
 pub mod runtime;
 pub mod tables;
 pub mod termination;
+#[cfg(test)]
+mod testnet;
 
 pub use backend::{Backend, BackendTimeouts, ServerSlot};
 pub use clock::Clock;
@@ -28,4 +31,5 @@ pub use frontend::Frontend;
 pub use listener::{serve, Listener};
 pub use log::{ConnectionRecord, LogSink};
 pub use net::Net;
+pub use process::{Process, ProcessError, ProcessView};
 pub use termination::Termination;

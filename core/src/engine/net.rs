@@ -27,6 +27,8 @@ pub trait Net: Clone + Send + Sync + 'static {
 
     /// Binds a listener on `addr`.
     fn bind(&self, addr: &str) -> impl Future<Output = io::Result<Self::Listener>> + Send;
+    /// The address a listener is bound to (the port the system chose for `"host:0"`).
+    fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr>;
     /// Accepts the next connection, with the peer's address.
     fn accept(
         &self,

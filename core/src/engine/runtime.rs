@@ -171,6 +171,7 @@ fn build_backend(
         connect: b.timeout_connect,
         server: b.timeout_server,
         queue: b.timeout_queue.unwrap_or(b.timeout_connect),
+        check: b.timeout_check,
     };
     let spec = BackendSpec {
         name: b.name.clone(),

@@ -56,6 +56,30 @@ impl Default for HealthConfig {
     }
 }
 
+impl HealthConfig {
+    /// How long one TCP-connect check may wait for its connection, HAProxy 2.6's rule
+    /// (`doc/configuration.txt`, `timeout check`; `src/tcpcheck.c`):
+    ///
+    /// > If set, HAProxy uses min("timeout connect", "inter") as a connect timeout for check and
+    /// > "timeout check" as an additional read timeout. [...] If "timeout check" is not set
+    /// > HAProxy uses "inter" for complete check timeout (connect + read).
+    ///
+    /// So without `timeout check` the whole check gets `inter`; with it, the connect part gets
+    /// `min(timeout connect, inter)`. A layer-4 check ends once connected and reads nothing,
+    /// so the read bound that `timeout check` sets never applies to it: only its presence
+    /// matters here. One function, so the daemon and the simulator cannot drift apart again.
+    pub fn check_connect_timeout(
+        &self,
+        timeout_connect: Duration,
+        timeout_check: Option<Duration>,
+    ) -> Duration {
+        match timeout_check {
+            Some(_) => timeout_connect.min(self.inter),
+            None => self.inter,
+        }
+    }
+}
+
 /// A change of operational state worth acting on (balancer update, log line, stats).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Transition {
@@ -187,6 +211,46 @@ mod tests {
             fall,
             ..HealthConfig::default()
         }
+    }
+
+    #[test]
+    fn check_timeout_is_inter_without_timeout_check() {
+        let c = HealthConfig {
+            inter: Duration::from_secs(2),
+            ..HealthConfig::default()
+        };
+        // A long `timeout connect` does not stretch the check, a short one does not cut it.
+        assert_eq!(
+            c.check_connect_timeout(Duration::from_secs(10), None),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            c.check_connect_timeout(Duration::from_millis(500), None),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn check_connect_timeout_is_min_of_connect_and_inter_with_timeout_check() {
+        let c = HealthConfig {
+            inter: Duration::from_secs(2),
+            ..HealthConfig::default()
+        };
+        let check = Some(Duration::from_secs(10));
+        assert_eq!(
+            c.check_connect_timeout(Duration::from_millis(500), check),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            c.check_connect_timeout(Duration::from_secs(10), check),
+            Duration::from_secs(2),
+            "the min keeps a very long timeout connect from slowing checks down"
+        );
+        // The value of `timeout check` bounds the read part, which a TCP check has not.
+        assert_eq!(
+            c.check_connect_timeout(Duration::from_millis(500), Some(Duration::from_millis(1))),
+            Duration::from_millis(500)
+        );
     }
 
     #[test]

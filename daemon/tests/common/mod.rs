@@ -93,7 +93,7 @@ pub async fn start_toml(toml: &str) -> Running {
 pub async fn start_config(config: &tether_core::config::Config) -> Running {
     let rt = tether_core::engine::runtime::build(config, None).expect("runtime builds");
     let sink = Arc::new(CollectingSink::default());
-    let daemon = Daemon::start(rt, sink.clone())
+    let daemon = tether::run::start(rt, sink.clone())
         .await
         .expect("daemon starts");
     let addr = *daemon

@@ -96,7 +96,7 @@ impl Rig {
         text.push_str(&format!("[stats]\nbind = \"127.0.0.1:0\"\n{stats_extra}\n"));
         let config = load_toml("stats-test.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let built = runtime::build(&config, None).unwrap();
-        let daemon = Daemon::start(built, Arc::new(DaemonSink::default()))
+        let daemon = tether::run::start(built, Arc::new(DaemonSink::default()))
             .await
             .unwrap();
         let frontend = *daemon.local_addrs().get("main").unwrap();

@@ -1,0 +1,638 @@
+//! One balancer process on any network: its listeners, health checks, reload and shutdown.
+//!
+//! The daemon runs a `Process<TokioNet>`, the simulator a `Process<TurmoilNet>`; both bind,
+//! check, reload and stop through this code, so what the simulator predicts is what the daemon
+//! does. A reload binds the addresses the new [`Runtime`] adds *before* changing anything, then
+//! swaps each frontend under its live socket, stops the listeners of removed addresses, adjusts
+//! the global `maxconn` permits and restarts the health checks against the new backends.
+//! Established connections keep the frontend and backend they started with.
+//!
+//! Tasks are spawned on the runtime the process started on (a handle kept at start), so the
+//! simulator can apply a reload between simulation steps, outside the balancer host's runtime.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::flow::Context;
+use super::frontend::Frontend;
+use super::health::check_server;
+use super::listener::{serve, FrontendHandle, Listener};
+use super::log::LogSink;
+use super::net::Net;
+use super::runtime::Runtime;
+use crate::ServerId;
+
+/// Why a process could not start or reload. After a failed reload the old configuration keeps
+/// serving, untouched.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// A frontend's address could not be bound (in use, not local, malformed).
+    #[error("frontend {frontend}: cannot bind {address}")]
+    Bind {
+        /// The frontend.
+        frontend: String,
+        /// The address it asked for.
+        address: String,
+        /// What the network said.
+        #[source]
+        source: io::Error,
+    },
+    /// [`Process::reload_bound`] was given a frontend on an address not bound yet.
+    #[error("frontend {frontend}: {address} is not bound yet; only an awaited reload can bind it")]
+    NotBound {
+        /// The frontend.
+        frontend: String,
+        /// Its address.
+        address: String,
+    },
+}
+
+/// A stop signal for a group of tasks: each holds a receiver and ends when it turns true or
+/// when the signal is dropped (so a dropped [`Process`] leaves no task behind).
+#[derive(Debug)]
+struct Stop(watch::Sender<bool>);
+
+impl Stop {
+    fn new() -> Self {
+        Stop(watch::channel(false).0)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<bool> {
+        self.0.subscribe()
+    }
+
+    fn fire(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// A listening socket and the task accepting on it.
+struct Bound {
+    frontend: FrontendHandle,
+    addr: SocketAddr,
+    stop: Stop,
+    task: JoinHandle<()>,
+}
+
+/// A socket bound for a runtime, not yet serving.
+struct Fresh<N: Net> {
+    socket: N::Listener,
+    addr: SocketAddr,
+}
+
+/// A running balancer: the engine context, the global `maxconn`, the bound listeners by
+/// address, the health checks and the configuration in force.
+pub struct Process<N: Net> {
+    ctx: Arc<Context<N>>,
+    spawner: Handle,
+    global: Arc<Semaphore>,
+    maxconn: usize,
+    bound: BTreeMap<String, Bound>,
+    checks: Stop,
+    runtime: Arc<Runtime>,
+    live: Arc<RwLock<Arc<Runtime>>>,
+}
+
+/// What the stats server and the simulator's probes read: the runtime in force (it follows
+/// reloads) and the engine context (clock, process counters). Cheap to clone; outlives reloads.
+pub struct ProcessView<N: Net> {
+    runtime: Arc<RwLock<Arc<Runtime>>>,
+    ctx: Arc<Context<N>>,
+}
+
+impl<N: Net> Clone for ProcessView<N> {
+    fn clone(&self) -> Self {
+        ProcessView {
+            runtime: self.runtime.clone(),
+            ctx: self.ctx.clone(),
+        }
+    }
+}
+
+impl<N: Net> ProcessView<N> {
+    /// A view of a runtime that never changes (tests, tools).
+    pub fn fixed(runtime: Arc<Runtime>, ctx: Arc<Context<N>>) -> Self {
+        ProcessView {
+            runtime: Arc::new(RwLock::new(runtime)),
+            ctx,
+        }
+    }
+
+    /// The runtime in force now.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The engine context: clock and process-wide counters.
+    pub fn context(&self) -> &Arc<Context<N>> {
+        &self.ctx
+    }
+}
+
+impl<N: Net> Process<N> {
+    /// Binds every frontend of `runtime` on `net`, then starts accepting and checking. Must be
+    /// called inside the tokio runtime the process is to run on.
+    pub async fn start(
+        net: N,
+        runtime: Runtime,
+        sink: Arc<dyn LogSink>,
+    ) -> Result<Self, ProcessError> {
+        let runtime = Arc::new(runtime);
+        let mut process = Process {
+            ctx: Arc::new(Context::new(net, sink)),
+            spawner: Handle::current(),
+            global: Arc::new(Semaphore::new(runtime.maxconn)),
+            maxconn: runtime.maxconn,
+            bound: BTreeMap::new(),
+            checks: Stop::new(),
+            live: Arc::new(RwLock::new(runtime.clone())),
+            runtime: runtime.clone(),
+        };
+        let fresh = process.bind_new(&runtime).await?;
+        process.commit(runtime, fresh);
+        Ok(process)
+    }
+
+    /// The engine context shared by every connection (counters, clock).
+    pub fn context(&self) -> &Arc<Context<N>> {
+        &self.ctx
+    }
+
+    /// The runtime in force.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// A view that follows reloads, for the stats server.
+    pub fn view(&self) -> ProcessView<N> {
+        ProcessView {
+            runtime: self.live.clone(),
+            ctx: self.ctx.clone(),
+        }
+    }
+
+    /// The bound address of each frontend, by frontend name (the port chosen for `:0`).
+    pub fn local_addrs(&self) -> BTreeMap<String, SocketAddr> {
+        self.bound
+            .values()
+            .map(|b| (read(&b.frontend).name.clone(), b.addr))
+            .collect()
+    }
+
+    /// Applies a new runtime (built with the old one's tables, see
+    /// [`build`](super::runtime::build)). New addresses are bound first: if one fails, the
+    /// error is returned and the old configuration keeps serving, unchanged. Returns once the
+    /// listeners of removed addresses have closed their sockets.
+    pub async fn reload(&mut self, runtime: Runtime) -> Result<(), ProcessError> {
+        let runtime = Arc::new(runtime);
+        let fresh = self.bind_new(&runtime).await?;
+        for task in self.commit(runtime, fresh) {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+
+    /// A reload that binds nothing, so it needs no await: every frontend of `runtime` must be
+    /// on an address already bound. The simulator applies its admin operations this way,
+    /// between simulation steps. Removed listeners close on their own, soon after.
+    pub fn reload_bound(&mut self, runtime: Runtime) -> Result<(), ProcessError> {
+        if let Some(fe) = runtime
+            .frontends
+            .iter()
+            .find(|fe| !self.bound.contains_key(&fe.bind))
+        {
+            return Err(ProcessError::NotBound {
+                frontend: fe.name.clone(),
+                address: fe.bind.clone(),
+            });
+        }
+        let _closing = self.commit(Arc::new(runtime), BTreeMap::new());
+        Ok(())
+    }
+
+    /// Stops accepting and checking, then waits up to `grace` for established connections to
+    /// finish. Returns how many were still open when the grace period ended.
+    pub async fn shutdown(self, grace: Duration) -> u64 {
+        self.checks.fire();
+        for b in self.bound.values() {
+            b.stop.fire();
+        }
+        for (_, b) in self.bound {
+            let _ = b.task.await;
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let open = self.ctx.actconn.load(Ordering::Relaxed);
+            if open == 0 || tokio::time::Instant::now() >= deadline {
+                return open;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Binds the addresses of `runtime` that are not bound yet. Nothing else changes, so on
+    /// error the process is as it was (the sockets bound so far close when dropped).
+    async fn bind_new(
+        &self,
+        runtime: &Runtime,
+    ) -> Result<BTreeMap<String, Fresh<N>>, ProcessError> {
+        let mut fresh = BTreeMap::new();
+        for fe in &runtime.frontends {
+            if self.bound.contains_key(&fe.bind) || fresh.contains_key(&fe.bind) {
+                continue;
+            }
+            let bind_error = |source| ProcessError::Bind {
+                frontend: fe.name.clone(),
+                address: fe.bind.clone(),
+                source,
+            };
+            let socket = self.ctx.net.bind(&fe.bind).await.map_err(bind_error)?;
+            let addr = N::local_addr(&socket).map_err(bind_error)?;
+            fresh.insert(fe.bind.clone(), Fresh { socket, addr });
+        }
+        Ok(fresh)
+    }
+
+    /// Puts `runtime` in force with the sockets `fresh` bound for it. Returns the tasks of the
+    /// listeners it stopped, which end as soon as they next run.
+    fn commit(
+        &mut self,
+        runtime: Arc<Runtime>,
+        mut fresh: BTreeMap<String, Fresh<N>>,
+    ) -> Vec<JoinHandle<()>> {
+        self.set_maxconn(runtime.maxconn);
+        self.runtime = runtime.clone();
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = runtime.clone();
+        self.restart_checks();
+        for fe in &runtime.frontends {
+            if let Some(b) = self.bound.get(&fe.bind) {
+                // Same address: the new frontend takes over the live socket.
+                *b.frontend.write().unwrap_or_else(|e| e.into_inner()) = fe.clone();
+            } else if let Some(f) = fresh.remove(&fe.bind) {
+                let bound = self.listen(fe, f);
+                self.bound.insert(fe.bind.clone(), bound);
+            }
+        }
+        let removed: Vec<String> = self
+            .bound
+            .keys()
+            .filter(|addr| !runtime.frontends.iter().any(|fe| &fe.bind == *addr))
+            .cloned()
+            .collect();
+        let mut stopped = Vec::new();
+        for addr in removed {
+            if let Some(b) = self.bound.remove(&addr) {
+                tracing::info!(%addr, "listener removed by reload");
+                b.stop.fire();
+                stopped.push(b.task);
+            }
+        }
+        stopped
+    }
+
+    /// Starts accepting on a freshly bound socket for `fe`.
+    fn listen(&self, fe: &Arc<Frontend>, fresh: Fresh<N>) -> Bound {
+        let frontend: FrontendHandle = Arc::new(RwLock::new(fe.clone()));
+        let stop = Stop::new();
+        let task = self.spawner.spawn(serve(
+            self.ctx.clone(),
+            Listener {
+                socket: fresh.socket,
+                frontend: frontend.clone(),
+            },
+            self.global.clone(),
+            stop.subscribe(),
+        ));
+        tracing::info!(frontend = %fe.name, addr = %fresh.addr, backend = %fe.backend.name, "listening");
+        Bound {
+            frontend,
+            addr: fresh.addr,
+            stop,
+            task,
+        }
+    }
+
+    /// Grows or shrinks the global connection permits to `maxconn`. Shrinking takes back free
+    /// permits only; connections above the new limit finish normally.
+    fn set_maxconn(&mut self, maxconn: usize) {
+        if maxconn > self.maxconn {
+            self.global.add_permits(maxconn - self.maxconn);
+        } else if maxconn < self.maxconn {
+            self.global.forget_permits(self.maxconn - maxconn);
+        }
+        self.maxconn = maxconn;
+    }
+
+    /// Stops the checks of the previous runtime and checks the servers of the current one
+    /// (backends and servers in configuration order, so a simulation replays exactly).
+    fn restart_checks(&mut self) {
+        self.checks.fire();
+        self.checks = Stop::new();
+        for backend in self.runtime.backends.values() {
+            for (i, server) in backend.servers.iter().enumerate() {
+                if server.check {
+                    self.spawner.spawn(check_server(
+                        self.ctx.net.clone(),
+                        backend.clone(),
+                        ServerId(i as u32),
+                        self.checks.subscribe(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn read(h: &FrontendHandle) -> Arc<Frontend> {
+    h.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use super::*;
+    use crate::config;
+    use crate::engine::log::ConnectionRecord;
+    use crate::engine::runtime::build;
+    use crate::engine::testnet::MemNet;
+
+    /// Keeps the server each connection went to.
+    #[derive(Default)]
+    struct Routes(Mutex<Vec<Option<String>>>);
+
+    impl LogSink for Routes {
+        fn record(&self, rec: &ConnectionRecord) {
+            self.0.lock().unwrap().push(rec.server.clone());
+        }
+    }
+
+    /// One frontend per address in `binds`, all to backend `app` with unchecked `servers`
+    /// (name, address).
+    fn runtime(
+        maxconn: u32,
+        binds: &[&str],
+        servers: &[(&str, &str)],
+        previous: Option<&Runtime>,
+    ) -> Runtime {
+        let mut text = format!("[global]\nmaxconn = {maxconn}\n");
+        for (i, b) in binds.iter().enumerate() {
+            text +=
+                &format!("[[frontend]]\nname = \"fe{i}\"\nbind = [\"{b}\"]\nbackend = \"app\"\n");
+        }
+        text += "[[backend]]\nname = \"app\"\n";
+        for (name, addr) in servers {
+            text += &format!(
+                "[[backend.server]]\nname = \"{name}\"\naddress = \"{addr}\"\ncheck = false\n"
+            );
+        }
+        let config = config::load_toml("test.toml", &text).expect("test config loads");
+        build(&config, previous).expect("test config builds")
+    }
+
+    /// Connects to `addr`, sends a non-TLS byte (routed at once) and returns the open stream.
+    async fn open(net: &MemNet, addr: &str) -> DuplexStream {
+        let mut s = net.connect(addr).await.expect("frontend answers");
+        s.write_all(b"x").await.unwrap();
+        s
+    }
+
+    /// The name the server behind `s` greeted with, or `None` if nothing came within 1 s.
+    async fn greeting(s: &mut DuplexStream) -> Option<String> {
+        let mut buf = [0u8; 16];
+        match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            _ => None,
+        }
+    }
+
+    async fn route(net: &MemNet, addr: &str) -> Option<String> {
+        greeting(&mut open(net, addr).await).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn maxconn_pauses_accepting_instead_of_rejecting() {
+        let net = MemNet::default();
+        let _s1 = net.server("10.0.0.1:80", "s1").await;
+        let rt = runtime(1, &["127.0.0.1:8000"], &[("s1", "10.0.0.1:80")], None);
+        let p = Process::start(net.clone(), rt, Arc::new(Routes::default()))
+            .await
+            .unwrap();
+        let mut first = open(&net, "127.0.0.1:8000").await;
+        assert_eq!(greeting(&mut first).await.as_deref(), Some("s1"));
+        // At the limit the second client waits in the listen queue: not refused, not served.
+        let mut second = open(&net, "127.0.0.1:8000").await;
+        assert_eq!(greeting(&mut second).await, None, "served above maxconn");
+        assert_eq!(p.runtime().frontends[0].accepted.load(Ordering::Relaxed), 1);
+        drop(first);
+        assert_eq!(
+            greeting(&mut second).await.as_deref(),
+            Some("s1"),
+            "never accepted"
+        );
+        assert_eq!(p.runtime().frontends[0].accepted.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reload_keeps_the_socket_and_swaps_the_frontend() {
+        let net = MemNet::default();
+        let _s1 = net.server("10.0.0.1:80", "s1").await;
+        let _s2 = net.server("10.0.0.2:80", "s2").await;
+        let rt = runtime(10, &["127.0.0.1:8000"], &[("s1", "10.0.0.1:80")], None);
+        let mut p = Process::start(net.clone(), rt, Arc::new(Routes::default()))
+            .await
+            .unwrap();
+        let before = p.local_addrs();
+        let mut held = open(&net, "127.0.0.1:8000").await;
+        assert_eq!(greeting(&mut held).await.as_deref(), Some("s1"));
+        let view = p.view();
+        let old = p.runtime().clone();
+        // Rebinding the address would fail: it is still bound by the running listener.
+        let new = runtime(
+            10,
+            &["127.0.0.1:8000"],
+            &[("s2", "10.0.0.2:80")],
+            Some(p.runtime()),
+        );
+        p.reload(new).await.expect("reload on the same address");
+        assert_eq!(p.local_addrs(), before);
+        assert_eq!(route(&net, "127.0.0.1:8000").await.as_deref(), Some("s2"));
+        assert!(
+            Arc::ptr_eq(&view.runtime(), p.runtime()),
+            "the view follows reloads"
+        );
+        // The connection from before the reload still runs on its old server.
+        held.write_all(b"y").await.unwrap();
+        let s1 = &old.backends["app"].servers[0];
+        assert_eq!(
+            s1.counters.current.load(Ordering::Relaxed),
+            1,
+            "old connection cut"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reload_binds_new_addresses_and_stops_removed_ones() {
+        let net = MemNet::default();
+        let _s1 = net.server("10.0.0.1:80", "s1").await;
+        let rt = runtime(10, &["127.0.0.1:8000"], &[("s1", "10.0.0.1:80")], None);
+        let mut p = Process::start(net.clone(), rt, Arc::new(Routes::default()))
+            .await
+            .unwrap();
+        let new = runtime(
+            10,
+            &["127.0.0.1:8001"],
+            &[("s1", "10.0.0.1:80")],
+            Some(p.runtime()),
+        );
+        p.reload(new).await.unwrap();
+        assert!(
+            net.connect("127.0.0.1:8000").await.is_err(),
+            "removed address still open"
+        );
+        assert_eq!(route(&net, "127.0.0.1:8001").await.as_deref(), Some("s1"));
+        assert_eq!(p.local_addrs().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_bind_keeps_the_old_configuration_serving() {
+        let net = MemNet::default();
+        let _s1 = net.server("10.0.0.1:80", "s1").await;
+        let _s2 = net.server("10.0.0.2:80", "s2").await;
+        let _taken = net.bind("127.0.0.1:8001").await.unwrap();
+        let rt = runtime(1, &["127.0.0.1:8000"], &[("s1", "10.0.0.1:80")], None);
+        let mut p = Process::start(net.clone(), rt, Arc::new(Routes::default()))
+            .await
+            .unwrap();
+        let old = p.runtime().clone();
+        let new = runtime(
+            5,
+            &["127.0.0.1:8000", "127.0.0.1:8001"],
+            &[("s2", "10.0.0.2:80")],
+            Some(p.runtime()),
+        );
+        let err = p.reload(new).await.unwrap_err();
+        assert!(
+            matches!(err, ProcessError::Bind { ref address, .. } if address == "127.0.0.1:8001"),
+            "{err}"
+        );
+        assert!(Arc::ptr_eq(&old, p.runtime()));
+        assert_eq!(route(&net, "127.0.0.1:8000").await.as_deref(), Some("s1"));
+        // maxconn stayed 1: a second concurrent client waits.
+        let mut a = open(&net, "127.0.0.1:8000").await;
+        assert_eq!(greeting(&mut a).await.as_deref(), Some("s1"));
+        assert_eq!(
+            route(&net, "127.0.0.1:8000").await,
+            None,
+            "maxconn raised by a failed reload"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reload_adjusts_maxconn() {
+        let net = MemNet::default();
+        let _s1 = net.server("10.0.0.1:80", "s1").await;
+        let rt = runtime(1, &["127.0.0.1:8000"], &[("s1", "10.0.0.1:80")], None);
+        let mut p = Process::start(net.clone(), rt, Arc::new(Routes::default()))
+            .await
+            .unwrap();
+        let new = runtime(
+            2,
+            &["127.0.0.1:8000"],
+            &[("s1", "10.0.0.1:80")],
+            Some(p.runtime()),
+        );
+        p.reload_bound(new).unwrap();
+        let mut a = open(&net, "127.0.0.1:8000").await;
+        assert_eq!(greeting(&mut a).await.as_deref(), Some("s1"));
+        let mut b = open(&net, "127.0.0.1:8000").await;
+        assert_eq!(
+            greeting(&mut b).await.as_deref(),
+            Some("s1"),
+            "maxconn not raised"
+        );
+        assert_eq!(
+            route(&net, "127.0.0.1:8000").await,
+            None,
+            "maxconn 2 not enforced"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reload_bound_refuses_to_bind() {
+        let net = MemNet::default();
+        let rt = runtime(1, &["127.0.0.1:8000"], &[("s1", "10.0.0.1:80")], None);
+        let mut p = Process::start(net.clone(), rt, Arc::new(Routes::default()))
+            .await
+            .unwrap();
+        let new = runtime(
+            1,
+            &["127.0.0.1:8001"],
+            &[("s1", "10.0.0.1:80")],
+            Some(p.runtime()),
+        );
+        assert!(matches!(
+            p.reload_bound(new),
+            Err(ProcessError::NotBound { .. })
+        ));
+        assert_eq!(p.local_addrs().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_stops_accepting_and_waits_for_the_grace_period() {
+        let net = MemNet::default();
+        let _s1 = net.server("10.0.0.1:80", "s1").await;
+        let rt = runtime(10, &["127.0.0.1:8000"], &[("s1", "10.0.0.1:80")], None);
+        let p = Process::start(net.clone(), rt, Arc::new(Routes::default()))
+            .await
+            .unwrap();
+        let mut held = open(&net, "127.0.0.1:8000").await;
+        assert_eq!(greeting(&mut held).await.as_deref(), Some("s1"));
+        let t0 = tokio::time::Instant::now();
+        let stopping = tokio::spawn(p.shutdown(Duration::from_secs(10)));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            net.connect("127.0.0.1:8000").await.is_err(),
+            "still accepting"
+        );
+        assert!(
+            !stopping.is_finished(),
+            "did not wait for the open connection"
+        );
+        drop(held);
+        assert_eq!(stopping.await.unwrap(), 0);
+        assert!(t0.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_gives_up_after_the_grace_period() {
+        let net = MemNet::default();
+        let _s1 = net.server("10.0.0.1:80", "s1").await;
+        let rt = runtime(10, &["127.0.0.1:8000"], &[("s1", "10.0.0.1:80")], None);
+        let p = Process::start(net.clone(), rt, Arc::new(Routes::default()))
+            .await
+            .unwrap();
+        let mut held = open(&net, "127.0.0.1:8000").await;
+        assert_eq!(greeting(&mut held).await.as_deref(), Some("s1"));
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(p.shutdown(Duration::from_secs(3)).await, 1);
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_secs(3) && waited < Duration::from_secs(4),
+            "{waited:?}"
+        );
+    }
+}
