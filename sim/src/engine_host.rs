@@ -176,8 +176,7 @@ impl EngineHost {
             be.insert("server".into(), toml::Value::Array(vec![s.into()]));
         }
         doc.insert("backend".into(), toml::Value::Array(vec![be.into()]));
-        let text = toml::to_string(&doc).map_err(|e| SimError::Scenario(e.to_string()))?;
-        config::load_toml("[balancer.config]", &text)
+        config::load_table("[balancer.config]", &doc)
             .map_err(|e| SimError::Scenario(format!("balancer config:\n{e}")))
     }
 

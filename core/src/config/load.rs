@@ -83,11 +83,6 @@ const TOP_KEYS: [&str; 4] = ["global", "frontend", "backend", "stats"];
 /// Reads a native configuration from TOML text; `path_for_messages` is only used in messages.
 pub fn load_toml(path_for_messages: &str, text: &str) -> Result<Config, ConfigErrors> {
     let lines = KeyLines::scan(text);
-    let mut cx = Context {
-        file: path_for_messages,
-        lines: &lines,
-        errors: Vec::new(),
-    };
     let table: toml::Table = match text.parse() {
         Ok(t) => t,
         Err(e) => {
@@ -105,8 +100,28 @@ pub fn load_toml(path_for_messages: &str, text: &str) -> Result<Config, ConfigEr
         }
     };
 
+    load_parsed(path_for_messages, &table, &lines)
+}
+
+/// Loads a configuration already parsed as TOML (a section of another file, such as a
+/// scenario's `[balancer.config]`), with the same checks as [`load_toml`]; errors name key
+/// paths, and line 1 of `path_for_messages`, since no text is at hand.
+pub fn load_table(path_for_messages: &str, table: &toml::Table) -> Result<Config, ConfigErrors> {
+    load_parsed(path_for_messages, table, &KeyLines::default())
+}
+
+fn load_parsed(
+    path_for_messages: &str,
+    table: &toml::Table,
+    lines: &KeyLines,
+) -> Result<Config, ConfigErrors> {
+    let mut cx = Context {
+        file: path_for_messages,
+        lines,
+        errors: Vec::new(),
+    };
     let mut config = Config::default();
-    for (key, value) in &table {
+    for (key, value) in table {
         match key.as_str() {
             "global" => {
                 if let Some(g) = cx.section::<Global>(value, "global") {
@@ -151,7 +166,7 @@ pub fn load_toml(path_for_messages: &str, text: &str) -> Result<Config, ConfigEr
         return Ok(config);
     }
     for e in &mut errors {
-        e.key_path = named_path(&table, &e.key_path);
+        e.key_path = named_path(table, &e.key_path);
     }
     errors.sort_by_key(|e| e.line);
     Err(ConfigErrors(errors))

@@ -34,7 +34,7 @@ pub mod rules;
 pub mod units;
 mod validate;
 
-pub use load::{load_toml, ConfigError, ConfigErrors};
+pub use load::{load_table, load_toml, ConfigError, ConfigErrors};
 pub use rules::{
     Condition, ContentAction, ContentRule, HaproxyRules, Sample, StickAction, StickRule,
 };

@@ -220,3 +220,18 @@ fn stats_auth_takes_exactly_one_password_source() {
         assert_eq!(e[0].line, 44, "{auth}: the `auth = {{ ... }}` line");
     }
 }
+
+#[test]
+fn a_parsed_table_loads_as_its_text_does_with_the_same_checks() {
+    let table: toml::Table = GOOD.parse().unwrap();
+    assert_eq!(
+        crate::config::load_table("s.toml", &table).unwrap(),
+        load_toml("s.toml", GOOD).unwrap()
+    );
+    let bad: toml::Table = GOOD.replace("weight = 10", "weight = 300").parse().unwrap();
+    let e = crate::config::load_table("s.toml", &bad).unwrap_err().0;
+    assert!(
+        e.iter().any(|e| e.message == "weight 300 above 256"),
+        "{e:?}"
+    );
+}
