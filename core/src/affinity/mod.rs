@@ -87,6 +87,8 @@ pub enum NoKeyReason {
     InspectTimeout,
     /// The client closed (or errored) before a complete ClientHello arrived.
     ClientClosed,
+    /// A required PROXY protocol header was missing or broken: the connection was refused.
+    BadProxyHeader,
     /// The ClientHello exceeded the inspect cap.
     TooLarge,
     /// The ClientHello was malformed.
@@ -115,6 +117,7 @@ impl NoKeyReason {
             NoKeyReason::Sslv2 => "sslv2",
             NoKeyReason::InspectTimeout => "inspect-timeout",
             NoKeyReason::ClientClosed => "client-closed",
+            NoKeyReason::BadProxyHeader => "bad-proxy-header",
             NoKeyReason::TooLarge => "too-large",
             NoKeyReason::Malformed => "malformed",
             NoKeyReason::EmptySessionId => "empty-session-id",

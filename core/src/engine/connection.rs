@@ -287,10 +287,12 @@ impl<'a> Connection<'a> {
     fn advance_inspect(&mut self, now: Instant) {
         loop {
             if self.inspect.proxy_pending && !self.take_proxy_header() {
+                self.no_hello = NoKeyReason::BadProxyHeader;
                 return self.close_early(now, Termination::BAD_PROXY_HEADER);
             }
             if !self.inspect.proxy_pending {
                 if self.first_bytes().is_empty() && self.inspect.eof {
+                    self.no_hello = NoKeyReason::ClientClosed;
                     return self.close_early(now, Termination::CLIENT_CLOSED_EARLY);
                 }
                 if let Some(reason) = self.inspect_hello() {

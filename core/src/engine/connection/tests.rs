@@ -300,6 +300,11 @@ fn a_broken_proxy_header_closes_with_pr_and_no_server() {
     assert_eq!(c.poll(rig.at(0)), Action::Close { shutdown: false });
     let rec = c.finish(rig.at(0));
     assert_eq!(rec.termination, Termination::BAD_PROXY_HEADER);
+    assert_eq!(
+        rec.affinity.label(),
+        "no-key:bad-proxy-header",
+        "not an inspect timeout (issue 17 §0.8)"
+    );
     assert_eq!(rec.server, None);
     assert_eq!(
         rig.be().servers[0].counters.current.load(Ordering::Relaxed),
@@ -313,10 +318,9 @@ fn a_client_that_closes_before_sending_anything_is_cr() {
     let mut c = rig.connection();
     c.on_client_read(0);
     assert_eq!(c.poll(rig.at(3)), Action::Close { shutdown: false });
-    assert_eq!(
-        c.finish(rig.at(3)).termination,
-        Termination::CLIENT_CLOSED_EARLY
-    );
+    let rec = c.finish(rig.at(3));
+    assert_eq!(rec.termination, Termination::CLIENT_CLOSED_EARLY);
+    assert_eq!(rec.affinity.label(), "no-key:client-closed");
 }
 
 // ---- choosing and connecting --------------------------------------------------------------------
