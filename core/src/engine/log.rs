@@ -104,7 +104,8 @@ impl ConnectionRecord {
             let _ = write!(s, " tls={}", tls_version_name(v));
         }
         if let Some(n) = &self.sni {
-            let _ = write!(s, " sni={n}");
+            s.push_str(" sni=");
+            push_escaped(&mut s, n);
         }
         s
     }
@@ -144,4 +145,35 @@ fn tls_version_name(v: u16) -> &'static str {
 pub trait LogSink: Send + Sync + 'static {
     /// Called once per connection, when it ends.
     fn record(&self, rec: &ConnectionRecord);
+}
+
+/// Appends a client-supplied name with control characters, spaces and backslashes written as
+/// `\xNN`, so a hostile server name cannot forge or split a log line.
+fn push_escaped(out: &mut String, text: &str) {
+    for c in text.chars() {
+        if c.is_control() || c == ' ' || c == '\\' {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hostile_server_name_cannot_forge_a_log_line() {
+        let mut out = String::new();
+        push_escaped(&mut out, "a.example\n1.2.3.4:5 [x] forged\u{7f} \\");
+        assert_eq!(
+            out,
+            "a.example\\x0a1.2.3.4:5\\x20[x]\\x20forged\\x7f\\x20\\x5c"
+        );
+        assert!(!out.contains('\n') && !out.contains(' '));
+    }
 }
