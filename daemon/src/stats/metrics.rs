@@ -61,6 +61,15 @@ pub fn render(snap: &Snapshot) -> String {
     )
     .sample(&[], snap.actconn);
 
+    frontends(&mut out, snap);
+    servers(&mut out, snap);
+    backends(&mut out, snap);
+    tables(&mut out, snap);
+    out
+}
+
+/// Per-frontend families.
+fn frontends(out: &mut String, snap: &Snapshot) {
     let fe: [(&'static str, &str, &str, FrontendField); 2] = [
         (
             "tether_frontend_connections_total",
@@ -76,12 +85,15 @@ pub fn render(snap: &Snapshot) -> String {
         ),
     ];
     for (name, kind, help, get) in fe {
-        let mut fam = Family::new(&mut out, name, kind, help);
+        let mut fam = Family::new(out, name, kind, help);
         for f in &snap.frontends {
             fam.sample(&[("frontend", &f.name)], get(f));
         }
     }
+}
 
+/// Per-server counters and gauges.
+fn servers(out: &mut String, snap: &Snapshot) {
     let servers: [(&'static str, &str, &str, ServerField); 10] = [
         (
             "tether_server_connections_current",
@@ -145,15 +157,19 @@ pub fn render(snap: &Snapshot) -> String {
         ),
     ];
     for (name, kind, help, get) in servers {
-        let mut fam = Family::new(&mut out, name, kind, help);
+        let mut fam = Family::new(out, name, kind, help);
         for b in &snap.backends {
             for s in &b.servers {
                 fam.sample(&[("backend", &b.name), ("server", &s.name)], get(s));
             }
         }
     }
+}
+
+/// Server state and per-backend families.
+fn backends(out: &mut String, snap: &Snapshot) {
     let mut fam = Family::new(
-        &mut out,
+        out,
         "tether_server_up",
         "gauge",
         "1 when health checks say the server is up.",
@@ -167,7 +183,7 @@ pub fn render(snap: &Snapshot) -> String {
         }
     }
     let mut fam = Family::new(
-        &mut out,
+        out,
         "tether_server_admin_state",
         "gauge",
         "1 for the operator state the server is in.",
@@ -188,7 +204,7 @@ pub fn render(snap: &Snapshot) -> String {
     }
 
     let mut fam = Family::new(
-        &mut out,
+        out,
         "tether_backend_nosrv_total",
         "counter",
         "Connections for which no server was usable.",
@@ -197,7 +213,7 @@ pub fn render(snap: &Snapshot) -> String {
         fam.sample(&[("backend", &b.name)], b.nosrv);
     }
     let mut fam = Family::new(
-        &mut out,
+        out,
         "tether_affinity_outcomes_total",
         "counter",
         "Affinity outcome of each connection (no-key carries its reason).",
@@ -218,7 +234,10 @@ pub fn render(snap: &Snapshot) -> String {
             );
         }
     }
+}
 
+/// Stick-table families.
+fn tables(out: &mut String, snap: &Snapshot) {
     type TableField = fn(&tether_core::stick::StickStats) -> u64;
     let tables: [(&'static str, &str, &str, TableField); 9] = [
         (
@@ -277,7 +296,7 @@ pub fn render(snap: &Snapshot) -> String {
         ),
     ];
     for (name, kind, help, get) in tables {
-        let mut fam = Family::new(&mut out, name, kind, help);
+        let mut fam = Family::new(out, name, kind, help);
         for b in &snap.backends {
             for t in &b.tables {
                 fam.sample(&[("backend", &b.name), ("table", t.kind)], get(&t.stats));
@@ -285,7 +304,7 @@ pub fn render(snap: &Snapshot) -> String {
         }
     }
     let mut fam = Family::new(
-        &mut out,
+        out,
         "tether_stick_table_occupancy_ratio",
         "gauge",
         "Entries divided by capacity.",
@@ -295,7 +314,6 @@ pub fn render(snap: &Snapshot) -> String {
             fam.sample(&[("backend", &b.name), ("table", t.kind)], t.occupancy());
         }
     }
-    out
 }
 
 #[cfg(test)]
