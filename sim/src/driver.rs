@@ -413,29 +413,7 @@ pub fn simulate(
         }
         None => world.servers[0].host.clone(),
     };
-    let mut runs = Vec::new();
-    for (i, spec) in scenario.fleets.iter().enumerate() {
-        runs.push(Rc::new(FleetRun {
-            index: i,
-            spec: spec.clone(),
-            seed,
-            target: target.clone(),
-            end_ms: duration.as_millis() as u64,
-            connect_timeout: CONNECT_TIMEOUT,
-            io_timeout: IO_TIMEOUT,
-            recorder: recorder.clone(),
-        }));
-    }
-    world.sim.client(CLIENT_HOST, async move {
-        let fleets: Vec<_> = runs
-            .into_iter()
-            .map(|run| tokio::task::spawn_local(run_fleet(run)))
-            .collect();
-        for f in fleets {
-            f.await??;
-        }
-        Ok(())
-    });
+    start_fleets(&mut world, scenario, seed, &target);
     let client_latency = scenario.network.client_latency.get();
     world.set_latency(&world.fleet_hosts.clone(), &target, client_latency);
     if balancer.is_some() {
@@ -458,26 +436,7 @@ pub fn simulate(
             }
         }
         if let (Some(t), Some(b)) = (tr.as_mut(), balancer.as_ref()) {
-            let mut now_down = b.down_servers();
-            now_down.sort();
-            for s in now_down.iter().filter(|s| !down.contains(s)) {
-                t.health.push(HealthChange {
-                    at_ms: now,
-                    server: s.clone(),
-                    down: true,
-                });
-            }
-            for s in down.iter().filter(|s| !now_down.contains(s)) {
-                t.health.push(HealthChange {
-                    at_ms: now,
-                    server: s.clone(),
-                    down: false,
-                });
-            }
-            down = now_down;
-            if let Some(entries) = b.table_occupancy() {
-                t.peak_table_entries = t.peak_table_entries.max(entries);
-            }
+            trace_health(t, &**b, &mut down, now);
         }
         if now >= next_progress {
             if let Some(p) = progress.as_mut() {
@@ -502,13 +461,7 @@ pub fn simulate(
     }
     let elapsed = world.sim.elapsed();
     if let Some(b) = &balancer {
-        let end = elapsed.as_millis() as u64;
-        if let Some(totals) = b.table_totals() {
-            recorder.borrow_mut().table_sample(end, totals);
-        }
-        if let Some(counts) = b.affinity_counts() {
-            recorder.borrow_mut().set_affinity(counts);
-        }
+        record_final(&recorder, &**b, elapsed.as_millis() as u64);
     }
     if let (Some(t), Some(b)) = (tr.as_mut(), balancer.as_ref()) {
         t.table_capacity = b.table_totals().map(|x| x.capacity);
@@ -520,4 +473,66 @@ pub fn simulate(
         t.connections = recorder.borrow_mut().take_trace();
     }
     Ok((report, tr))
+}
+
+/// Records which servers the balancer's health checks turned DOWN or UP since the last step.
+fn trace_health(t: &mut Trace, b: &dyn BalancerHost, down: &mut Vec<String>, now: u64) {
+    let mut now_down = b.down_servers();
+    now_down.sort();
+    for s in now_down.iter().filter(|s| !down.contains(s)) {
+        t.health.push(HealthChange {
+            at_ms: now,
+            server: s.clone(),
+            down: true,
+        });
+    }
+    for s in down.iter().filter(|s| !now_down.contains(s)) {
+        t.health.push(HealthChange {
+            at_ms: now,
+            server: s.clone(),
+            down: false,
+        });
+    }
+    *down = now_down;
+    if let Some(entries) = b.table_occupancy() {
+        t.peak_table_entries = t.peak_table_entries.max(entries);
+    }
+}
+
+/// Starts every fleet of the scenario on the client host, aimed at `target`.
+fn start_fleets(world: &mut World, scenario: &Scenario, seed: u64, target: &str) {
+    let duration = scenario.duration.get();
+    let mut runs = Vec::new();
+    for (i, spec) in scenario.fleets.iter().enumerate() {
+        runs.push(Rc::new(FleetRun {
+            index: i,
+            spec: spec.clone(),
+            seed,
+            target: target.to_owned(),
+            end_ms: duration.as_millis() as u64,
+            connect_timeout: CONNECT_TIMEOUT,
+            io_timeout: IO_TIMEOUT,
+            recorder: world.recorder.clone(),
+        }));
+    }
+    world.sim.client(CLIENT_HOST, async move {
+        let fleets: Vec<_> = runs
+            .into_iter()
+            .map(|run| tokio::task::spawn_local(run_fleet(run)))
+            .collect();
+        for f in fleets {
+            f.await??;
+        }
+        Ok(())
+    });
+}
+
+/// The balancer's table totals and affinity counts at the end of the run.
+fn record_final(recorder: &Rc<RefCell<Recorder>>, b: &dyn BalancerHost, end: u64) {
+    if let Some(totals) = b.table_totals() {
+        recorder.borrow_mut().table_sample(end, totals);
+    }
+    if let Some(counts) = b.affinity_counts() {
+        recorder.borrow_mut().set_affinity(counts);
+    }
 }
