@@ -110,149 +110,177 @@ where
     root.fill(&WHITE)?;
     let minutes = r.series.connections.len().max(1) as f64;
     match chart {
-        Chart::Load => {
-            let top = r
-                .series
-                .connections_per_server
-                .values()
-                .flat_map(|v| v.iter().copied())
-                .max()
-                .unwrap_or(1)
-                .max(1) as f64;
-            let mut c = ChartBuilder::on(root)
-                .caption(
-                    format!("{}: connections per server per minute", r.scenario),
-                    ("sans-serif", 22),
-                )
-                .margin(12)
-                .x_label_area_size(36)
-                .y_label_area_size(60)
-                .build_cartesian_2d(0f64..minutes, 0f64..top * 1.1)?;
-            c.configure_mesh()
-                .x_desc("minute")
-                .y_desc("connections")
-                .draw()?;
-            for (i, (name, v)) in r.series.connections_per_server.iter().enumerate() {
-                let color = Palette99::pick(i).to_rgba();
-                c.draw_series(LineSeries::new(
-                    v.iter()
-                        .enumerate()
-                        .map(|(m, &y)| (m as f64 + 0.5, y as f64)),
-                    color.stroke_width(2),
-                ))?
-                .label(name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
-            }
-            c.configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()?;
-        }
-        Chart::Resumption => {
-            let mut c = ChartBuilder::on(root)
-                .caption(
-                    format!("{}: resumption rate per minute", r.scenario),
-                    ("sans-serif", 22),
-                )
-                .margin(12)
-                .x_label_area_size(36)
-                .y_label_area_size(60)
-                .build_cartesian_2d(0f64..minutes, 0f64..1.05f64)?;
-            c.configure_mesh()
-                .x_desc("minute")
-                .y_desc("resumed / handshakes")
-                .draw()?;
-            c.draw_series(LineSeries::new(
-                r.series
-                    .resumption_rate
-                    .iter()
-                    .enumerate()
-                    .map(|(m, &y)| (m as f64 + 0.5, y)),
-                BLUE.stroke_width(2),
-            ))?
-            .label("resumed / handshakes")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
-            if !r.series.affinity_rate.is_empty() {
-                c.draw_series(LineSeries::new(
-                    r.series
-                        .affinity_rate
-                        .iter()
-                        .enumerate()
-                        .map(|(m, &y)| (m as f64 + 0.5, y)),
-                    GREEN.stroke_width(2),
-                ))?
-                .label("affinity: hits / keyed lookups")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], GREEN));
-            }
-            for e in &r.events {
-                let x = e.at_seconds / 60.0;
-                c.draw_series(std::iter::once(PathElement::new(
-                    vec![(x, 0.0), (x, 1.05)],
-                    RED.stroke_width(1),
-                )))?;
-                c.draw_series(std::iter::once(Text::new(
-                    e.what.clone(),
-                    (x, 1.0),
-                    ("sans-serif", 14).into_font().color(&RED),
-                )))?;
-            }
-            c.configure_series_labels()
-                .position(SeriesLabelPosition::LowerLeft)
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()?;
-        }
-        Chart::Table => {
-            let v = &r.series.table_occupancy;
-            let top = v
-                .iter()
-                .chain(&r.series.table_evictions)
-                .chain(&r.series.table_expirations)
-                .copied()
-                .max()
-                .unwrap_or(1)
-                .max(1) as f64;
-            let mut c = ChartBuilder::on(root)
-                .caption(
-                    format!(
-                        "{}: stick-table entries, evictions, expirations",
-                        r.scenario
-                    ),
-                    ("sans-serif", 22),
-                )
-                .margin(12)
-                .x_label_area_size(36)
-                .y_label_area_size(70)
-                .build_cartesian_2d(0f64..(v.len().max(1) as f64), 0f64..top * 1.1)?;
-            c.configure_mesh()
-                .x_desc("minute")
-                .y_desc("entries")
-                .draw()?;
-            c.draw_series(LineSeries::new(
-                v.iter().enumerate().map(|(m, &y)| (m as f64, y as f64)),
-                GREEN.stroke_width(2),
-            ))?
-            .label("entries")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], GREEN));
-            for (name, color, values) in [
-                ("evicted in the minute", RED, &r.series.table_evictions),
-                ("expired in the minute", BLUE, &r.series.table_expirations),
-            ] {
-                c.draw_series(LineSeries::new(
-                    values
-                        .iter()
-                        .enumerate()
-                        .map(|(m, &y)| (m as f64, y as f64)),
-                    color.stroke_width(1),
-                ))?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
-            }
-            c.configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()?;
-        }
+        Chart::Load => draw_load(root, r, minutes),
+        Chart::Resumption => draw_resumption(root, r, minutes),
+        Chart::Table => draw_table(root, r),
     }
+}
+
+/// Connections per server per minute.
+fn draw_load<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    r: &Report,
+    minutes: f64,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let top = r
+        .series
+        .connections_per_server
+        .values()
+        .flat_map(|v| v.iter().copied())
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let mut c = ChartBuilder::on(root)
+        .caption(
+            format!("{}: connections per server per minute", r.scenario),
+            ("sans-serif", 22),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..minutes, 0f64..top * 1.1)?;
+    c.configure_mesh()
+        .x_desc("minute")
+        .y_desc("connections")
+        .draw()?;
+    for (i, (name, v)) in r.series.connections_per_server.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        c.draw_series(LineSeries::new(
+            v.iter()
+                .enumerate()
+                .map(|(m, &y)| (m as f64 + 0.5, y as f64)),
+            color.stroke_width(2),
+        ))?
+        .label(name.clone())
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+    }
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+/// Resumption and affinity rates per minute.
+fn draw_resumption<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    r: &Report,
+    minutes: f64,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let mut c = ChartBuilder::on(root)
+        .caption(
+            format!("{}: resumption rate per minute", r.scenario),
+            ("sans-serif", 22),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..minutes, 0f64..1.05f64)?;
+    c.configure_mesh()
+        .x_desc("minute")
+        .y_desc("resumed / handshakes")
+        .draw()?;
+    c.draw_series(LineSeries::new(
+        r.series
+            .resumption_rate
+            .iter()
+            .enumerate()
+            .map(|(m, &y)| (m as f64 + 0.5, y)),
+        BLUE.stroke_width(2),
+    ))?
+    .label("resumed / handshakes")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+    if !r.series.affinity_rate.is_empty() {
+        c.draw_series(LineSeries::new(
+            r.series
+                .affinity_rate
+                .iter()
+                .enumerate()
+                .map(|(m, &y)| (m as f64 + 0.5, y)),
+            GREEN.stroke_width(2),
+        ))?
+        .label("affinity: hits / keyed lookups")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], GREEN));
+    }
+    for e in &r.events {
+        let x = e.at_seconds / 60.0;
+        c.draw_series(std::iter::once(PathElement::new(
+            vec![(x, 0.0), (x, 1.05)],
+            RED.stroke_width(1),
+        )))?;
+        c.draw_series(std::iter::once(Text::new(
+            e.what.clone(),
+            (x, 1.0),
+            ("sans-serif", 14).into_font().color(&RED),
+        )))?;
+    }
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::LowerLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+/// Stick-table occupancy per minute.
+fn draw_table<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Report) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let v = &r.series.table_occupancy;
+    let top = v
+        .iter()
+        .chain(&r.series.table_evictions)
+        .chain(&r.series.table_expirations)
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let mut c = ChartBuilder::on(root)
+        .caption(
+            format!(
+                "{}: stick-table entries, evictions, expirations",
+                r.scenario
+            ),
+            ("sans-serif", 22),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..(v.len().max(1) as f64), 0f64..top * 1.1)?;
+    c.configure_mesh()
+        .x_desc("minute")
+        .y_desc("entries")
+        .draw()?;
+    c.draw_series(LineSeries::new(
+        v.iter().enumerate().map(|(m, &y)| (m as f64, y as f64)),
+        GREEN.stroke_width(2),
+    ))?
+    .label("entries")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], GREEN));
+    for (name, color, values) in [
+        ("evicted in the minute", RED, &r.series.table_evictions),
+        ("expired in the minute", BLUE, &r.series.table_expirations),
+    ] {
+        c.draw_series(LineSeries::new(
+            values
+                .iter()
+                .enumerate()
+                .map(|(m, &y)| (m as f64, y as f64)),
+            color.stroke_width(1),
+        ))?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+    }
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
     Ok(())
 }
