@@ -9,6 +9,7 @@ use tether_core::tls::encode::ClientHelloBuilder;
 use tether_core::tls::{
     extension, ClientHelloParser, HelloOutcome, ProtocolVersion, DEFAULT_HELLO_CAP,
 };
+use tether_core::Progress;
 use tls_parser::{TlsExtension, TlsMessage, TlsMessageHandshake};
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -48,7 +49,9 @@ fn pq_hello() -> Vec<u8> {
 fn tether(stream: &[u8]) -> (usize, usize) {
     let mut p = ClientHelloParser::new(DEFAULT_HELLO_CAP);
     match p.parse(stream) {
-        HelloOutcome::Complete(h) => (h.session_id().len(), h.server_name().map_or(0, <[u8]>::len)),
+        Progress::Done(HelloOutcome::Complete(h)) => {
+            (h.session_id().len(), h.server_name().map_or(0, <[u8]>::len))
+        }
         _ => panic!("tether failed"),
     }
 }

@@ -12,12 +12,14 @@ pub mod affinity;
 pub mod balance;
 pub mod config;
 pub mod engine;
+pub mod progress;
 pub mod retry;
 pub mod server;
 pub mod stick;
 pub mod time;
 pub mod tls;
 
+pub use progress::Progress;
 pub use server::ServerId;
 pub use time::Timestamp;
 pub use tls::{

@@ -8,6 +8,7 @@ use tether_core::tls::{
     ClientHelloParser, HelloOutcome, Malformed, ProtocolVersion, ServerEvent, ServerFlight,
     DEFAULT_HELLO_CAP, HELLO_RETRY_REQUEST_RANDOM,
 };
+use tether_core::Progress;
 use tls_support::*;
 
 /// A Chrome-like hello with an X25519MLKEM768 (0x11ec) 1216-byte share plus x25519: ~1.8 KB.
@@ -31,9 +32,9 @@ fn pq_hello() -> HelloSpec {
     }
 }
 
-fn complete<'a>(out: HelloOutcome<'a>) -> tether_core::tls::ClientHello<'a> {
+fn complete<'a>(out: Progress<HelloOutcome<'a>>) -> tether_core::tls::ClientHello<'a> {
     match out {
-        HelloOutcome::Complete(h) => h,
+        Progress::Done(HelloOutcome::Complete(h)) => h,
         other => panic!("expected a hello, got {other:?}"),
     }
 }
@@ -52,7 +53,7 @@ fn post_quantum_hello_over_records_and_segments() {
                 end += c.len();
                 let out = p.parse(&stream[..end]);
                 if end < stream.len() {
-                    assert!(matches!(out, HelloOutcome::NeedMore), "{out:?}");
+                    assert!(matches!(out, Progress::NeedMore), "{out:?}");
                 } else {
                     let h = complete(out);
                     assert_eq!(h.key_share_groups().collect::<Vec<_>>(), [0x11ec, 0x001d]);
@@ -74,10 +75,13 @@ fn sslv2_hello_is_recognised() {
         0x80, 0x2e, 0x01, 0x03, 0x01, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10,
     ];
     let mut p = ClientHelloParser::new(DEFAULT_HELLO_CAP);
-    assert!(matches!(p.parse(&v2[..1]), HelloOutcome::NeedMore));
-    assert!(matches!(p.parse(&v2[..2]), HelloOutcome::NeedMore));
-    assert!(matches!(p.parse(&v2), HelloOutcome::SslV2));
-    assert!(matches!(p.parse(&[0x80, 0x2e, 0x04]), HelloOutcome::NotTls));
+    assert!(matches!(p.parse(&v2[..1]), Progress::NeedMore));
+    assert!(matches!(p.parse(&v2[..2]), Progress::NeedMore));
+    assert!(matches!(p.parse(&v2), Progress::Done(HelloOutcome::SslV2)));
+    assert!(matches!(
+        p.parse(&[0x80, 0x2e, 0x04]),
+        Progress::Done(HelloOutcome::NotTls)
+    ));
 }
 
 #[test]
@@ -85,13 +89,13 @@ fn non_tls_is_decided_from_one_byte() {
     for first in [b'G', b'P', 0x00, 0x15, 0x17, 0x7f] {
         let mut p = ClientHelloParser::new(DEFAULT_HELLO_CAP);
         assert!(
-            matches!(p.parse(&[first]), HelloOutcome::NotTls),
+            matches!(p.parse(&[first]), Progress::Done(HelloOutcome::NotTls)),
             "{first:#x}"
         );
     }
     let mut p = ClientHelloParser::new(DEFAULT_HELLO_CAP);
-    assert!(matches!(p.parse(&[0x16]), HelloOutcome::NeedMore));
-    assert!(matches!(p.parse(&[]), HelloOutcome::NeedMore));
+    assert!(matches!(p.parse(&[0x16]), Progress::NeedMore));
+    assert!(matches!(p.parse(&[]), Progress::NeedMore));
 }
 
 #[test]
@@ -101,8 +105,8 @@ fn first_record_of_one_byte() {
     stream.extend(records(0x16, &msg[1..], &[16384]));
     assert_eq!(&stream[..6], &[0x16, 3, 1, 0, 1, 1]);
     let mut p = ClientHelloParser::new(DEFAULT_HELLO_CAP);
-    assert!(matches!(p.parse(&stream[..6]), HelloOutcome::NeedMore));
-    assert!(matches!(p.parse(&stream[..11]), HelloOutcome::NeedMore));
+    assert!(matches!(p.parse(&stream[..6]), Progress::NeedMore));
+    assert!(matches!(p.parse(&stream[..11]), Progress::NeedMore));
     let h = complete(p.parse(&stream));
     assert_eq!(h.random(), &[0x42; 32]);
 }
@@ -115,18 +119,24 @@ fn oversized_hello_is_too_large() {
     // Announced in the handshake header: decided before the body arrives.
     let stream = records(0x16, &msg, &[16384]);
     let mut p = ClientHelloParser::new(4096);
-    assert!(matches!(p.parse(&stream[..9]), HelloOutcome::TooLarge));
+    assert!(matches!(
+        p.parse(&stream[..9]),
+        Progress::Done(HelloOutcome::TooLarge)
+    ));
     let mut p = ClientHelloParser::new(4096);
     assert!(matches!(
         p.parse(&records(0x16, &msg, &[2])),
-        HelloOutcome::TooLarge
+        Progress::Done(HelloOutcome::TooLarge)
     ));
     // A hello under the cap but spread over so many records the stream exceeds it.
     let small = pq_hello().message();
     let stream = records(0x16, &small, &[1]);
     assert!(stream.len() > 4096);
     let mut p = ClientHelloParser::new(4096);
-    assert!(matches!(p.parse(&stream), HelloOutcome::TooLarge));
+    assert!(matches!(
+        p.parse(&stream),
+        Progress::Done(HelloOutcome::TooLarge)
+    ));
     let mut p = ClientHelloParser::new(DEFAULT_HELLO_CAP);
     complete(p.parse(&stream));
 }
@@ -144,7 +154,7 @@ fn raw_hello(exts: &[(u16, Vec<u8>)]) -> Vec<u8> {
 fn malformed(stream: &[u8]) -> Malformed {
     let mut p = ClientHelloParser::new(DEFAULT_HELLO_CAP);
     match p.parse(stream) {
-        HelloOutcome::Malformed(m) => m,
+        Progress::Done(HelloOutcome::Malformed(m)) => m,
         other => panic!("expected malformed, got {other:?}"),
     }
 }
@@ -201,7 +211,7 @@ fn protocol_violations_are_malformed_with_a_reason() {
 fn p_ok(stream: &[u8]) -> Option<usize> {
     let mut p = ClientHelloParser::new(DEFAULT_HELLO_CAP);
     match p.parse(stream) {
-        HelloOutcome::Complete(h) => Some(h.psk_identities().count()),
+        Progress::Done(HelloOutcome::Complete(h)) => Some(h.psk_identities().count()),
         _ => None,
     }
 }

@@ -7,9 +7,10 @@ mod tls_support;
 
 use proptest::prelude::*;
 use tether_core::tls::{
-    payload_lv, ClientHello, ClientHelloParser, HelloOutcome, ProtocolVersion, Sample, ServerEvent,
+    payload_lv, ClientHello, ClientHelloParser, HelloOutcome, ProtocolVersion, ServerEvent,
     ServerFlight, TicketExt, DEFAULT_HELLO_CAP,
 };
+use tether_core::Progress;
 use tls_support::*;
 
 /// Everything the parser exposes, owned, so two parses can be compared.
@@ -63,7 +64,7 @@ fn parse_in_chunks(stream: &[u8], sizes: &[usize]) -> Result<Summary, TestCaseEr
         end += c.len();
         let out = p.parse(&stream[..end]);
         if end < stream.len() {
-            if !matches!(out, HelloOutcome::NeedMore) {
+            if !matches!(out, Progress::NeedMore) {
                 return Err(TestCaseError::fail(format!(
                     "{out:?} at {end}/{}",
                     stream.len()
@@ -71,7 +72,7 @@ fn parse_in_chunks(stream: &[u8], sizes: &[usize]) -> Result<Summary, TestCaseEr
             }
         } else {
             return match out {
-                HelloOutcome::Complete(h) => Ok(summary(&h)),
+                Progress::Done(HelloOutcome::Complete(h)) => Ok(summary(&h)),
                 other => Err(TestCaseError::fail(format!("{other:?}"))),
             };
         }
@@ -184,13 +185,13 @@ proptest! {
     fn session_id_matches_haproxy_payload_lv_43_1(spec in hello_spec()) {
         let stream = record(0x16, &spec.message());
         let mut p = ClientHelloParser::new(DEFAULT_HELLO_CAP);
-        let HelloOutcome::Complete(h) = p.parse(&stream) else {
+        let Progress::Done(HelloOutcome::Complete(h)) = p.parse(&stream) else {
             return Err(TestCaseError::fail("not complete"));
         };
         match payload_lv(&stream, 43, 1, true) {
-            Sample::Found(sid) => prop_assert_eq!(sid, h.session_id()),
-            Sample::NotFound => prop_assert!(h.session_id().is_empty()),
-            Sample::Wait => prop_assert!(false, "final evaluation waited"),
+            Progress::Done(Some(sid)) => prop_assert_eq!(sid, h.session_id()),
+            Progress::Done(None) => prop_assert!(h.session_id().is_empty()),
+            Progress::NeedMore => prop_assert!(false, "final evaluation waited"),
         }
     }
 
@@ -199,7 +200,7 @@ proptest! {
         use tls_parser::{TlsExtension, TlsExtensionType, TlsMessage, TlsMessageHandshake};
         let stream = record(0x16, &spec.message());
         let mut p = ClientHelloParser::new(DEFAULT_HELLO_CAP);
-        let HelloOutcome::Complete(ours) = p.parse(&stream) else {
+        let Progress::Done(HelloOutcome::Complete(ours)) = p.parse(&stream) else {
             return Err(TestCaseError::fail("tether did not parse"));
         };
         let (_, plain) = tls_parser::parse_tls_plaintext(&stream).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;

@@ -16,6 +16,7 @@ use tether_core::tls::{
     ClientHelloParser, HelloOutcome, ProtocolVersion, ServerEvent, ServerFlight, ServerHelloInfo,
     TicketExt, DEFAULT_HELLO_CAP,
 };
+use tether_core::Progress;
 
 /// Accepts any certificate: the test is about the hello bytes, not about PKI.
 #[derive(Debug)]
@@ -154,8 +155,8 @@ fn hello(cap: &Capture, sni: &str) -> Hello {
     loop {
         end = (end + 100).min(cap.c2s.len());
         match p.parse(&cap.c2s[..end]) {
-            HelloOutcome::NeedMore => assert!(end < cap.c2s.len()),
-            HelloOutcome::Complete(h) => {
+            Progress::NeedMore => assert!(end < cap.c2s.len()),
+            Progress::Done(HelloOutcome::Complete(h)) => {
                 assert_eq!(h.server_name(), Some(sni.as_bytes()));
                 assert_eq!(h.alpn().collect::<Vec<_>>(), [&b"h2"[..], &b"http/1.1"[..]]);
                 assert!(h.key_share_groups().count() > 0 || !h.offers_tls13());

@@ -6,9 +6,9 @@ mod tls_support;
 use sha2::{Digest, Sha256};
 use tether_core::tls::{
     payload_lv, rep_ssl_hello_type, req_ssl_hello_type, ClientHelloParser, HelloOutcome,
-    ProtocolVersion, Sample, ServerEvent, ServerFlight, ServerHelloInfo, TicketExt,
-    DEFAULT_HELLO_CAP,
+    ProtocolVersion, ServerEvent, ServerFlight, ServerHelloInfo, TicketExt, DEFAULT_HELLO_CAP,
 };
+use tether_core::Progress;
 use tls_support::hex;
 
 struct Vector {
@@ -84,7 +84,7 @@ fn unhex_upper(s: &str) -> Vec<u8> {
 /// Checks what every OpenSSL hello here shares; returns (session id, ticket ext) owned.
 fn check_common_hello(v: &Vector, sni: &str) -> (Vec<u8>, Option<Vec<u8>>, bool, usize) {
     let mut p = ClientHelloParser::new(DEFAULT_HELLO_CAP);
-    let HelloOutcome::Complete(h) = p.parse(&v.c2s) else {
+    let Progress::Done(HelloOutcome::Complete(h)) = p.parse(&v.c2s) else {
         panic!("no hello");
     };
     assert_eq!(h.server_name(), Some(sni.as_bytes()));
@@ -95,13 +95,13 @@ fn check_common_hello(v: &Vector, sni: &str) -> (Vec<u8>, Option<Vec<u8>>, bool,
     assert_eq!(h.legacy_version(), ProtocolVersion::TLS1_2);
     assert!(h.cipher_suites().count() > 1);
     assert!(!h.has_ech());
-    assert_eq!(req_ssl_hello_type(&v.c2s, false), Sample::Found(1));
-    assert_eq!(rep_ssl_hello_type(&v.s2c, false), Sample::Found(2));
+    assert_eq!(req_ssl_hello_type(&v.c2s, false), Progress::Done(Some(1)));
+    assert_eq!(rep_ssl_hello_type(&v.s2c, false), Progress::Done(Some(2)));
     let lv = payload_lv(&v.c2s, 43, 1, true);
     if h.session_id().is_empty() {
-        assert_eq!(lv, Sample::NotFound);
+        assert_eq!(lv, Progress::Done(None));
     } else {
-        assert_eq!(lv, Sample::Found(h.session_id()));
+        assert_eq!(lv, Progress::Done(Some(h.session_id())));
     }
     let ticket = match h.session_ticket() {
         TicketExt::Absent => None,
@@ -201,7 +201,7 @@ fn tls13_full_and_psk_resumption() {
     assert_eq!(sid.len(), 32, "middlebox-compat random session id");
     assert_eq!(psk, 0);
     let mut p = ClientHelloParser::new(DEFAULT_HELLO_CAP);
-    let HelloOutcome::Complete(h) = p.parse(&full.c2s) else {
+    let Progress::Done(HelloOutcome::Complete(h)) = p.parse(&full.c2s) else {
         panic!()
     };
     assert!(h.key_share_groups().any(|g| g == 0x001d), "x25519 share");
@@ -220,7 +220,7 @@ fn tls13_full_and_psk_resumption() {
     assert_ne!(sid2, sid, "fresh random id every connection");
     assert_eq!(psk, 1, "one PSK identity (the ticket)");
     let mut p = ClientHelloParser::new(DEFAULT_HELLO_CAP);
-    let HelloOutcome::Complete(h) = p.parse(&res.c2s) else {
+    let Progress::Done(HelloOutcome::Complete(h)) = p.parse(&res.c2s) else {
         panic!()
     };
     assert_eq!(h.extensions().last().map(|e| e.typ), Some(0x0029));
@@ -237,7 +237,7 @@ fn real_hellos_parse_identically_in_one_byte_records_and_segments() {
         let v = load(name);
         let mut p = ClientHelloParser::new(DEFAULT_HELLO_CAP);
         let len = v.c2s[3] as usize * 256 + v.c2s[4] as usize;
-        let HelloOutcome::Complete(h) = p.parse(&v.c2s[..5 + len]) else {
+        let Progress::Done(HelloOutcome::Complete(h)) = p.parse(&v.c2s[..5 + len]) else {
             panic!()
         };
         let exts: Vec<_> = h.extensions().collect();
@@ -245,9 +245,9 @@ fn real_hellos_parse_identically_in_one_byte_records_and_segments() {
         let split = tls_support::records(0x16, &msg, &[1]);
         let mut q = ClientHelloParser::new(DEFAULT_HELLO_CAP);
         for end in 1..split.len() {
-            assert!(matches!(q.parse(&split[..end]), HelloOutcome::NeedMore));
+            assert!(matches!(q.parse(&split[..end]), Progress::NeedMore));
         }
-        let HelloOutcome::Complete(h2) = q.parse(&split) else {
+        let Progress::Done(HelloOutcome::Complete(h2)) = q.parse(&split) else {
             panic!()
         };
         assert_eq!(h2.extensions().collect::<Vec<_>>(), exts, "{name}");

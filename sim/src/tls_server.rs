@@ -15,7 +15,8 @@ use std::io::Cursor;
 use std::rc::Rc;
 use std::time::Duration;
 
-use tether_core::engine::proxy_protocol::{self, ProxyStatus};
+use tether_core::engine::proxy_protocol::{self, ProxyHeader};
+use tether_core::Progress;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::metrics::SharedRecorder;
@@ -513,10 +514,10 @@ async fn skip_proxy_header<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Vec<u8>, 
         }
         if !buf.is_empty() {
             match proxy_protocol::parse(&buf) {
-                Ok(ProxyStatus::Complete { header_len, .. }) => {
+                Ok(Progress::Done(ProxyHeader { header_len, .. })) => {
                     return Ok(buf.split_off(header_len))
                 }
-                Ok(ProxyStatus::Partial) => {}
+                Ok(Progress::NeedMore) => {}
                 Err(_) => return Err(WireError::Malformed("proxy header")),
             }
         }

@@ -12,7 +12,7 @@ use super::chain::Chain;
 use super::keys::HelloKeys;
 use super::rules::{PendingStore, RequestView, Rules};
 use super::{Decision, NoKeyReason, Route, TableKind, Tables};
-use crate::tls::haproxy::Sample;
+use crate::progress::Progress;
 use crate::tls::ServerHelloInfo;
 use crate::{ServerId, Timestamp};
 
@@ -27,17 +27,9 @@ pub struct HelloWants {
     pub psk: bool,
 }
 
-/// One step of learning from the server's first bytes (HAProxy `store-response`).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum ResponseStep {
-    /// The rules need more response bytes.
-    Wait,
-    /// Evaluation ended; `stored` says whether a key was stored.
-    Done {
-        /// A key was stored.
-        stored: bool,
-    },
-}
+/// One step of learning from the server's first bytes (HAProxy `store-response`): `NeedMore`
+/// while the rules need more response bytes, then `Done(stored)`, whether a key was stored.
+pub type ResponseStep = Progress<bool>;
 
 /// How a backend decides and learns affinity.
 pub trait Affinity: fmt::Debug + Send + Sync {
@@ -192,7 +184,7 @@ impl Affinity for Chain {
         _tables: &dyn Tables,
         _now: Timestamp,
     ) -> ResponseStep {
-        ResponseStep::Done { stored: false }
+        Progress::Done(false)
     }
 }
 
@@ -275,12 +267,8 @@ impl Affinity for Rules {
         tables: &dyn Tables,
         now: Timestamp,
     ) -> ResponseStep {
-        match Rules::on_response(self, buf, final_) {
-            Sample::Wait => ResponseStep::Wait,
-            Sample::Found(Some(k)) => ResponseStep::Done {
-                stored: tables.learn(TableKind::Rule, &k, server, now).is_some(),
-            },
-            Sample::Found(None) | Sample::NotFound => ResponseStep::Done { stored: false },
-        }
+        Rules::on_response(self, buf, final_).map(|key| {
+            key.is_some_and(|k| tables.learn(TableKind::Rule, &k, server, now).is_some())
+        })
     }
 }

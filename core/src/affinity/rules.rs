@@ -16,8 +16,9 @@ use super::chain::ip_bytes;
 use super::keys::HelloKeys;
 use super::{AffinityKey, Decision, MatchOutcome, NoKeyReason, Route, TableKind, Tables};
 use crate::config::{self, Condition, StickAction, StickRule};
+use crate::progress::Progress;
 use crate::stick::Lookup;
-use crate::tls::haproxy::{payload_lv, req_ssl_hello_type, Sample};
+use crate::tls::haproxy::{payload_lv, req_ssl_hello_type};
 use crate::Timestamp;
 
 /// An imported backend's rules and the inspection settings that decide when they run.
@@ -59,7 +60,7 @@ impl Rules {
         }
         match &self.request_accept_if {
             None | Some(Condition::Always) => true,
-            Some(cond) => !matches!(condition(cond, buf, false), Sample::Wait),
+            Some(cond) => !matches!(condition(cond, buf, false), Progress::NeedMore),
         }
     }
 
@@ -78,7 +79,7 @@ impl Rules {
             if rule.action == StickAction::StoreResponse {
                 continue;
             }
-            if !matches!(condition(&rule.when, req.buf, true), Sample::Found(true)) {
+            if !matches!(condition(&rule.when, req.buf, true), Progress::Done(true)) {
                 continue;
             }
             let Some(key) = request_sample(rule.sample, &req) else {
@@ -127,66 +128,57 @@ impl Rules {
                 .any(|r| r.action == StickAction::StoreResponse)
     }
 
-    /// Evaluates store-response rules on the first bytes of the response. `Sample::Wait` asks for
-    /// more bytes; `Found(None)` means evaluation ended with nothing to store.
-    pub fn on_response(&self, buf: &[u8], final_: bool) -> Sample<Option<Vec<u8>>> {
+    /// Evaluates store-response rules on the first bytes of the response. `NeedMore` asks for
+    /// more bytes; `Done(None)` means evaluation ended with nothing to store.
+    pub fn on_response(&self, buf: &[u8], final_: bool) -> Progress<Option<Vec<u8>>> {
         if !self.learns_from_response() {
             // HAProxy >= 2.2 without tcp-response inspect-delay: evaluated on an empty buffer.
-            return Sample::Found(None);
+            return Progress::Done(None);
         }
         for rule in &self.rules {
             if rule.action != StickAction::StoreResponse {
                 continue;
             }
             match condition(&rule.when, buf, final_) {
-                Sample::Wait => return Sample::Wait,
-                Sample::Found(true) => {}
+                Progress::NeedMore => return Progress::NeedMore,
+                Progress::Done(true) => {}
                 _ => continue,
             }
             match rule.sample {
                 config::Sample::PayloadLv { offset, len_size } => {
                     match payload_lv(buf, offset as usize, usize::from(len_size), final_) {
-                        Sample::Wait => return Sample::Wait,
-                        Sample::Found(k) => return Sample::Found(Some(k.to_vec())),
-                        Sample::NotFound => continue,
+                        Progress::NeedMore => return Progress::NeedMore,
+                        Progress::Done(Some(k)) => return Progress::Done(Some(k.to_vec())),
+                        Progress::Done(None) => continue,
                     }
                 }
                 // Neither is a response sample in HAProxy; the importer refuses them.
                 config::Sample::Sni | config::Sample::Src => continue,
             }
         }
-        Sample::Found(None)
+        Progress::Done(None)
     }
 }
 
-/// Evaluates an ACL on a buffer: `Wait` while undecided and not final. Conditions on the server
+/// Evaluates an ACL on a buffer: `NeedMore` while undecided and not final. Conditions on the server
 /// name or the source address are refused when the runtime is built (the import says what to
 /// write instead), so they never reach here; they count as false.
-fn condition(cond: &Condition, buf: &[u8], final_: bool) -> Sample<bool> {
+fn condition(cond: &Condition, buf: &[u8], final_: bool) -> Progress<bool> {
     let want = match cond {
-        Condition::Always => return Sample::Found(true),
+        Condition::Always => return Progress::Done(true),
         Condition::ClientHello => 1,
         Condition::ServerHello => 2,
-        Condition::Not(inner) => {
-            return match condition(inner, buf, final_) {
-                Sample::Found(b) => Sample::Found(!b),
-                other => other,
-            }
-        }
-        Condition::Sni(_) | Condition::Src(_) => return Sample::Found(false),
+        Condition::Not(inner) => return condition(inner, buf, final_).map(|b| !b),
+        Condition::Sni(_) | Condition::Src(_) => return Progress::Done(false),
     };
-    match req_ssl_hello_type(buf, final_) {
-        Sample::Wait => Sample::Wait,
-        Sample::Found(t) => Sample::Found(t == want),
-        Sample::NotFound => Sample::Found(false),
-    }
+    req_ssl_hello_type(buf, final_).map(|t| t == Some(want))
 }
 
 fn request_sample(sample: config::Sample, req: &RequestView<'_>) -> Option<Vec<u8>> {
     match sample {
         config::Sample::PayloadLv { offset, len_size } => {
             match payload_lv(req.buf, offset as usize, usize::from(len_size), true) {
-                Sample::Found(k) => Some(k.to_vec()),
+                Progress::Done(Some(k)) => Some(k.to_vec()),
                 _ => None,
             }
         }
@@ -313,18 +305,21 @@ mod tests {
         let server = hello_record(2, &[8; 32]);
         assert_eq!(
             seed_rules(false).on_response(&server, false),
-            Sample::Found(None)
+            Progress::Done(None)
         );
         let with_delay = seed_rules(true);
-        assert_eq!(with_delay.on_response(&server[..30], false), Sample::Wait);
+        assert_eq!(
+            with_delay.on_response(&server[..30], false),
+            Progress::NeedMore
+        );
         assert_eq!(
             with_delay.on_response(&server, false),
-            Sample::Found(Some(vec![8; 32]))
+            Progress::Done(Some(vec![8; 32]))
         );
         // A TLS 1.3 ServerHello echoes the client's random ID: HAProxy stores it all the same.
         assert_eq!(
             with_delay.on_response(&hello_record(2, &[]), true),
-            Sample::Found(None)
+            Progress::Done(None)
         );
     }
 }

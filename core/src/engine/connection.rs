@@ -18,8 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::time::Instant;
 
 use crate::affinity::rules::{PendingStore, RequestView};
-use crate::affinity::{AffinityKey, ResponseStep};
+use crate::affinity::AffinityKey;
 use crate::affinity::{AffinityOutcome, Decision, HelloKeys, MatchOutcome, NoKeyReason, Route};
+use crate::progress::Progress;
 use crate::retry::{Attempts, ConnectFailure, RetryDecision};
 use crate::tls::{ClientHelloParser, HelloOutcome, ServerEvent, ServerFlight};
 use crate::ServerId;
@@ -29,7 +30,7 @@ use super::clock::Clock;
 use super::forward::{ForwardTimeouts, Forwarded};
 use super::frontend::Frontend;
 use super::log::ConnectionRecord;
-use super::proxy_protocol::{self, ProxyStatus};
+use super::proxy_protocol::{self, ProxyHeader};
 use super::termination::Termination;
 
 /// Most bytes read from the client per inspect read.
@@ -313,10 +314,10 @@ impl<'a> Connection<'a> {
     fn take_proxy_header(&mut self) -> bool {
         let ins = &mut self.inspect;
         match proxy_protocol::parse(&ins.buf) {
-            Ok(ProxyStatus::Partial) if !(ins.eof || ins.timed_out) => true,
-            Ok(ProxyStatus::Complete {
+            Ok(Progress::NeedMore) if !(ins.eof || ins.timed_out) => true,
+            Ok(Progress::Done(ProxyHeader {
                 header_len, source, ..
-            }) => {
+            })) => {
                 ins.data_start = header_len;
                 if let Some(src) = source {
                     self.client = src;
@@ -335,23 +336,23 @@ impl<'a> Connection<'a> {
         let full = data.len() >= self.fe.inspect_cap;
         let final_ = ins.eof || ins.timed_out || full;
         let parsed = match ins.parser.parse(data) {
-            HelloOutcome::NeedMore if !final_ => None,
-            HelloOutcome::NeedMore => Some(if full {
+            Progress::NeedMore if !final_ => None,
+            Progress::NeedMore => Some(if full {
                 NoKeyReason::TooLarge
             } else if ins.timed_out {
                 NoKeyReason::InspectTimeout
             } else {
                 NoKeyReason::ClientClosed
             }),
-            HelloOutcome::Complete(hello) => {
+            Progress::Done(HelloOutcome::Complete(hello)) => {
                 let wants = self.be.affinity.hello_wants();
                 self.hello = Some(HelloKeys::extract(&hello, wants.ticket, wants.psk));
                 Some(NoKeyReason::NoSample)
             }
-            HelloOutcome::NotTls => Some(NoKeyReason::NotTls),
-            HelloOutcome::SslV2 => Some(NoKeyReason::Sslv2),
-            HelloOutcome::TooLarge => Some(NoKeyReason::TooLarge),
-            HelloOutcome::Malformed(_) => Some(NoKeyReason::Malformed),
+            Progress::Done(HelloOutcome::NotTls) => Some(NoKeyReason::NotTls),
+            Progress::Done(HelloOutcome::SslV2) => Some(NoKeyReason::Sslv2),
+            Progress::Done(HelloOutcome::TooLarge) => Some(NoKeyReason::TooLarge),
+            Progress::Done(HelloOutcome::Malformed(_)) => Some(NoKeyReason::Malformed),
         };
         let data = &ins.buf[ins.data_start..];
         if !self
@@ -674,8 +675,8 @@ impl<'a> Connection<'a> {
                 .affinity
                 .on_response(&l.response, final_, server, &be.tables, ts)
             {
-                ResponseStep::Wait => {}
-                ResponseStep::Done { stored } => {
+                Progress::NeedMore => {}
+                Progress::Done(stored) => {
                     l.learned += u32::from(stored);
                     l.response_done = true;
                     l.response = Vec::new();

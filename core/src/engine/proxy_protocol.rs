@@ -2,13 +2,15 @@
 //!
 //! A load balancer behind another proxy (or the simulator, which runs a whole client fleet on a
 //! few hosts) learns the real client address from a header placed before the first byte of the
-//! proxied stream. [`parse`] looks at what has been received so far and says `Partial` (read
-//! more), `Complete` (how many bytes the header took and the addresses it carried) or an error; it
+//! proxied stream. [`parse`] looks at what has been received so far and says `NeedMore` (read
+//! more), `Done` with a [`ProxyHeader`] (the bytes it took, the addresses it carried) or an error; it
 //! never allocates, never panics, and never looks past its bounds (v1: 107 bytes, v2:
 //! [`MAX_V2_HEADER`]). [`encode_v1`] and [`encode_v2`] build headers for `send-proxy` and for
 //! the simulator's clients.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+
+use crate::progress::Progress;
 
 /// The 12-byte signature that starts every version 2 header.
 pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
@@ -27,21 +29,20 @@ const V2_FIXED: usize = 16;
 const V2_INET_LEN: usize = 12;
 const V2_INET6_LEN: usize = 36;
 
-/// The outcome of looking at the first bytes of a connection.
+/// A whole PROXY header: where the proxied stream starts and the addresses it carried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProxyStatus {
-    /// What we have is a valid prefix of a header: read more and call [`parse`] again.
-    Partial,
-    /// A whole header; the proxied stream starts at `header_len`.
-    Complete {
-        /// Bytes taken by the header, to be skipped before the proxied protocol.
-        header_len: usize,
-        /// The original client, if the sender knew it (`None` for LOCAL, UNKNOWN, UNSPEC, UNIX).
-        source: Option<SocketAddr>,
-        /// The address the client connected to, under the same conditions as `source`.
-        destination: Option<SocketAddr>,
-    },
+pub struct ProxyHeader {
+    /// Bytes taken by the header, to be skipped before the proxied protocol.
+    pub header_len: usize,
+    /// The original client, if the sender knew it (`None` for LOCAL, UNKNOWN, UNSPEC, UNIX).
+    pub source: Option<SocketAddr>,
+    /// The address the client connected to, under the same conditions as `source`.
+    pub destination: Option<SocketAddr>,
 }
+
+/// What the first bytes of a connection hold so far: `NeedMore` while they are a valid prefix of
+/// a header.
+pub type ProxyStatus = Progress<ProxyHeader>;
 
 /// Why the first bytes are not an acceptable PROXY header: the connection must be closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -75,10 +76,10 @@ pub enum ProxyError {
 /// Looks for a complete PROXY header (v1 or v2) at the start of `buf`.
 ///
 /// Stateless: the caller keeps appending received bytes to `buf` and calls again while it gets
-/// [`ProxyStatus::Partial`]. Bytes after the header are never examined.
+/// [`Progress::NeedMore`]. Bytes after the header are never examined.
 pub fn parse(buf: &[u8]) -> Result<ProxyStatus, ProxyError> {
     match buf.first() {
-        None => Ok(ProxyStatus::Partial),
+        None => Ok(Progress::NeedMore),
         Some(b'P') => parse_v1(buf),
         Some(b'\r') => parse_v2(buf),
         Some(_) => Err(ProxyError::NotProxy),
@@ -99,7 +100,7 @@ fn parse_v1(buf: &[u8]) -> Result<ProxyStatus, ProxyError> {
         if window.contains(&b'\n') {
             return Err(ProxyError::V1Malformed);
         }
-        return Ok(ProxyStatus::Partial);
+        return Ok(Progress::NeedMore);
     };
     // The prefix check above guarantees `cr >= 6`: "PROXY " holds no CR.
     let header_len = cr + 2;
@@ -107,11 +108,11 @@ fn parse_v1(buf: &[u8]) -> Result<ProxyStatus, ProxyError> {
         .get(V1_PREFIX.len()..cr)
         .ok_or(ProxyError::V1Malformed)?;
     let (source, destination) = parse_v1_fields(line)?;
-    Ok(ProxyStatus::Complete {
+    Ok(Progress::Done(ProxyHeader {
         header_len,
         source,
         destination,
-    })
+    }))
 }
 
 type AddrPair = (Option<SocketAddr>, Option<SocketAddr>);
@@ -182,7 +183,7 @@ fn parse_v2(buf: &[u8]) -> Result<ProxyStatus, ProxyError> {
         if let Some(&ver_cmd) = buf.get(12) {
             check_ver_cmd(ver_cmd)?;
         }
-        return Ok(ProxyStatus::Partial);
+        return Ok(Progress::NeedMore);
     }
     let ver_cmd = buf[12];
     let command = check_ver_cmd(ver_cmd)?;
@@ -210,7 +211,7 @@ fn parse_v2(buf: &[u8]) -> Result<ProxyStatus, ProxyError> {
         }
     }
     if buf.len() < header_len {
-        return Ok(ProxyStatus::Partial);
+        return Ok(Progress::NeedMore);
     }
     let body = &buf[V2_FIXED..header_len];
     let (source, destination) = match (command, family, transport) {
@@ -239,11 +240,11 @@ fn parse_v2(buf: &[u8]) -> Result<ProxyStatus, ProxyError> {
         (Command::Proxy, _, _) => (None, None),
     };
     // Whatever follows the addresses is TLVs, which tether does not need: skipped.
-    Ok(ProxyStatus::Complete {
+    Ok(Progress::Done(ProxyHeader {
         header_len,
         source,
         destination,
-    })
+    }))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -331,11 +332,11 @@ mod tests {
 
     fn complete(buf: &[u8]) -> (usize, Option<SocketAddr>, Option<SocketAddr>) {
         match parse(buf) {
-            Ok(ProxyStatus::Complete {
+            Ok(Progress::Done(ProxyHeader {
                 header_len,
                 source,
                 destination,
-            }) => (header_len, source, destination),
+            })) => (header_len, source, destination),
             other => panic!("expected Complete, got {other:?}"),
         }
     }
@@ -393,7 +394,7 @@ mod tests {
         let mut long = b"PROXY UNKNOWN ".to_vec();
         long.resize(V1_MAX_LEN, b'a');
         assert_eq!(parse(&long), Err(ProxyError::V1TooLong));
-        assert_eq!(parse(&long[..106]), Ok(ProxyStatus::Partial));
+        assert_eq!(parse(&long[..106]), Ok(Progress::NeedMore));
     }
 
     #[test]
@@ -476,7 +477,7 @@ mod tests {
             prop_assert_eq!(ps, Some(unified(s, d)));
             prop_assert_eq!(pd, Some(unified(d, s)));
             for cut in 0..header.len() {
-                prop_assert_eq!(parse(&header[..cut]), Ok(ProxyStatus::Partial));
+                prop_assert_eq!(parse(&header[..cut]), Ok(Progress::NeedMore));
             }
         }
 
@@ -491,13 +492,13 @@ mod tests {
             prop_assert_eq!(ps, Some(unified(s, d)));
             prop_assert_eq!(pd, Some(unified(d, s)));
             for cut in 0..header.len() {
-                prop_assert_eq!(parse(&header[..cut]), Ok(ProxyStatus::Partial));
+                prop_assert_eq!(parse(&header[..cut]), Ok(Progress::NeedMore));
             }
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..300)) {
-            if let Ok(ProxyStatus::Complete { header_len, .. }) = parse(&buf) {
+            if let Ok(Progress::Done(ProxyHeader { header_len, .. })) = parse(&buf) {
                 prop_assert!(header_len <= buf.len());
             }
         }
@@ -508,7 +509,7 @@ mod tests {
             let mut header = if v1 { encode_v1(s, d) } else { encode_v2(s, d) };
             let i = at % header.len();
             header[i] = byte;
-            if let Ok(ProxyStatus::Complete { header_len, .. }) = parse(&header) {
+            if let Ok(Progress::Done(ProxyHeader { header_len, .. })) = parse(&header) {
                 prop_assert!(header_len <= header.len());
             }
         }

@@ -2,13 +2,14 @@
 //! [`ClientHelloParser`], which finds it in the raw client stream.
 //!
 //! Parsing follows httparse: hand over everything received so far and get back
-//! [`HelloOutcome::NeedMore`] or a verdict. A hello that fits its first record (the common case)
+//! [`Progress::NeedMore`] or a [`HelloOutcome`]. A hello that fits its first record (the common case)
 //! is parsed in place without allocating; a hello spread over records is reassembled once.
 
 use super::extension::{self, Extension, Extensions, SeenTypes};
 use super::reader::{Reader, U16, U8};
 use super::record::{self, Assembly, FirstMessage, RecordHeader, HEADER_LEN};
 use super::{Malformed, ProtocolVersion};
+use crate::progress::Progress;
 
 /// Default cap on the ClientHello (and on the client bytes walked to find it): 16 KiB.
 pub const DEFAULT_HELLO_CAP: usize = 16 * 1024;
@@ -321,11 +322,10 @@ fn psk_identities(data: &[u8]) -> Option<&[u8]> {
     (n > 0 && n == b).then_some(identities)
 }
 
-/// What the client stream holds so far.
+/// What the client stream was found to hold (once [`ClientHelloParser::parse`] stops asking for
+/// more bytes).
 #[derive(Debug, Clone)]
 pub enum HelloOutcome<'a> {
-    /// Not enough bytes to decide; call again with more.
-    NeedMore,
     /// A complete, valid ClientHello.
     Complete(ClientHello<'a>),
     /// The stream is not TLS (first byte is not a handshake record): forward it keyless at once.
@@ -360,9 +360,10 @@ impl ClientHelloParser {
 
     /// Looks at `stream`, everything received from the client so far, and says what it holds.
     ///
-    /// Call again with a longer stream after `NeedMore`; work already done is not repeated.
+    /// Call again with a longer stream after [`Progress::NeedMore`]; work already done is not
+    /// repeated.
     #[inline]
-    pub fn parse<'s>(&'s mut self, stream: &'s [u8]) -> HelloOutcome<'s> {
+    pub fn parse<'s>(&'s mut self, stream: &'s [u8]) -> Progress<HelloOutcome<'s>> {
         if !self.spread {
             match first_record(stream, self.cap) {
                 FirstRecord::Decided(outcome) => return outcome,
@@ -373,12 +374,12 @@ impl ClientHelloParser {
             .assembly
             .advance(stream, record::CLIENT_HELLO, self.cap)
         {
-            Assembly::NeedMore => HelloOutcome::NeedMore,
-            Assembly::TooLarge => HelloOutcome::TooLarge,
-            Assembly::Malformed(e) => HelloOutcome::Malformed(e),
-            Assembly::Complete => {
+            Progress::NeedMore => Progress::NeedMore,
+            Progress::Done(Assembly::TooLarge) => Progress::Done(HelloOutcome::TooLarge),
+            Progress::Done(Assembly::Malformed(e)) => Progress::Done(HelloOutcome::Malformed(e)),
+            Progress::Done(Assembly::Complete) => {
                 let msg: &'s [u8] = &self.assembly.scratch;
-                outcome(msg.get(4..).unwrap_or(&[]))
+                Progress::Done(outcome(msg.get(4..).unwrap_or(&[])))
             }
         }
     }
@@ -391,7 +392,7 @@ impl Default for ClientHelloParser {
 }
 
 enum FirstRecord<'a> {
-    Decided(HelloOutcome<'a>),
+    Decided(Progress<HelloOutcome<'a>>),
     /// The hello does not fit in the first record: reassemble.
     Spread,
 }
@@ -409,32 +410,32 @@ fn outcome(body: &[u8]) -> HelloOutcome<'_> {
 fn first_record(stream: &[u8], cap: usize) -> FirstRecord<'_> {
     use FirstRecord::Decided;
     let Some(&b0) = stream.first() else {
-        return Decided(HelloOutcome::NeedMore);
+        return Decided(Progress::NeedMore);
     };
     if b0 != record::HANDSHAKE {
         if b0 & 0x80 != 0 {
             return match stream.get(2) {
-                None => Decided(HelloOutcome::NeedMore),
-                Some(1) => Decided(HelloOutcome::SslV2),
-                Some(_) => Decided(HelloOutcome::NotTls),
+                None => Decided(Progress::NeedMore),
+                Some(1) => Decided(Progress::Done(HelloOutcome::SslV2)),
+                Some(_) => Decided(Progress::Done(HelloOutcome::NotTls)),
             };
         }
-        return Decided(HelloOutcome::NotTls);
+        return Decided(Progress::Done(HelloOutcome::NotTls));
     }
     match stream.get(1) {
-        None => return Decided(HelloOutcome::NeedMore),
+        None => return Decided(Progress::NeedMore),
         Some(3) => {}
-        Some(_) => return Decided(HelloOutcome::NotTls),
+        Some(_) => return Decided(Progress::Done(HelloOutcome::NotTls)),
     }
     let Some(h) = stream
         .get(..HEADER_LEN)
         .and_then(|h| <&[u8; HEADER_LEN]>::try_from(h).ok())
     else {
-        return Decided(HelloOutcome::NeedMore);
+        return Decided(Progress::NeedMore);
     };
     let header = RecordHeader::decode(h);
     if let Err(e) = header.check_handshake() {
-        return Decided(HelloOutcome::Malformed(e));
+        return Decided(Progress::Done(HelloOutcome::Malformed(e)));
     }
     let end = stream.len().min(HEADER_LEN + header.len);
     let payload = &stream[HEADER_LEN..end];
@@ -442,21 +443,23 @@ fn first_record(stream: &[u8], cap: usize) -> FirstRecord<'_> {
         return if header.len < 4 {
             FirstRecord::Spread
         } else {
-            Decided(HelloOutcome::NeedMore)
+            Decided(Progress::NeedMore)
         };
     };
     if typ != record::CLIENT_HELLO {
-        return Decided(HelloOutcome::Malformed(Malformed::UnexpectedHandshake(typ)));
+        return Decided(Progress::Done(HelloOutcome::Malformed(
+            Malformed::UnexpectedHandshake(typ),
+        )));
     }
     let msg_len = 4 + body_len;
     if msg_len > cap {
-        return Decided(HelloOutcome::TooLarge);
+        return Decided(Progress::Done(HelloOutcome::TooLarge));
     }
     if msg_len > header.len {
         return FirstRecord::Spread;
     }
     match payload.get(4..msg_len) {
-        Some(body) => Decided(outcome(body)),
-        None => Decided(HelloOutcome::NeedMore),
+        Some(body) => Decided(Progress::Done(outcome(body))),
+        None => Decided(Progress::NeedMore),
     }
 }

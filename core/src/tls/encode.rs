@@ -510,6 +510,7 @@ fn push_u16s(out: &mut Vec<u8>, values: &[u16]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::progress::Progress;
     use crate::tls::record::{APPLICATION_DATA, HANDSHAKE};
     use crate::tls::{
         ClientHello, ClientHelloParser, HelloOutcome, ServerEvent, ServerFlight, ServerHelloInfo,
@@ -634,7 +635,7 @@ mod tests {
                 push_record(&mut stream, HANDSHAKE, ProtocolVersion::TLS1_0, piece);
             }
             let mut parser = ClientHelloParser::new(DEFAULT_HELLO_CAP);
-            let HelloOutcome::Complete(h) = parser.parse(&stream) else {
+            let Progress::Done(HelloOutcome::Complete(h)) = parser.parse(&stream) else {
                 return Err(TestCaseError::fail("the hello did not parse"));
             };
             prop_assert_eq!(h.legacy_version().0, version);

@@ -5,25 +5,21 @@
 //! exactly why `payload_lv(43,1)` misreads a ClientHello split over records. tether's own
 //! parser ([`super::ClientHelloParser`]) is the one that gets that right.
 
-/// The result of a sample fetch on the data buffered so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sample<T> {
-    /// More data could change the answer and the evaluation is not final: keep waiting.
-    Wait,
-    /// The sample has a value.
-    Found(T),
-    /// The sample has no value (HAProxy: the fetch failed; the rule does not match).
-    NotFound,
-}
+use crate::progress::Progress;
+
+/// The result of a sample fetch on the data buffered so far: `NeedMore` while more data could
+/// change the answer and the evaluation is not final; `Done(None)` when the sample has no value
+/// (HAProxy: the fetch failed; the rule does not match).
+pub type Sample<T> = Progress<Option<T>>;
 
 /// HAProxy's default `tune.bufsize`; `payload_lv` never matches data extending past it.
 pub const HAPROXY_BUFSIZE: usize = 16384;
 
 fn too_short<T>(final_: bool) -> Sample<T> {
     if final_ {
-        Sample::NotFound
+        Progress::Done(None)
     } else {
-        Sample::Wait
+        Progress::NeedMore
     }
 }
 
@@ -35,22 +31,22 @@ pub fn req_ssl_hello_type(buf: &[u8], final_: bool) -> Sample<u8> {
         return too_short(final_);
     };
     if !((0x14..=0x17).contains(&b0) || b0 == 0xff) {
-        return Sample::NotFound;
+        return Progress::Done(None);
     }
     let Some(h) = buf.get(..9) else {
         return too_short(final_);
     };
     if (u32::from(h[1]) << 16) + u32::from(h[2]) < 0x0003_0000 {
-        return Sample::NotFound;
+        return Progress::Done(None);
     }
     if u16::from_be_bytes([h[3], h[4]]) < 4 {
-        return Sample::NotFound;
+        return Progress::Done(None);
     }
     let hs_len = u32::from_be_bytes([0, h[6], h[7], h[8]]) as usize;
     if buf.len() < 9 + hs_len {
         return too_short(final_);
     }
-    Sample::Found(h[5])
+    Progress::Done(Some(h[5]))
 }
 
 /// `rep_ssl_hello_type`: the same fetch on the response buffer.
@@ -62,7 +58,7 @@ pub fn rep_ssl_hello_type(buf: &[u8], final_: bool) -> Sample<u8> {
 /// at `len_offset`. A zero length, or data reaching past [`HAPROXY_BUFSIZE`], never matches.
 pub fn payload_lv(buf: &[u8], len_offset: usize, len_size: usize, final_: bool) -> Sample<&[u8]> {
     let Some(len_end) = len_offset.checked_add(len_size) else {
-        return Sample::NotFound;
+        return Progress::Done(None);
     };
     let Some(len_bytes) = buf.get(len_offset..len_end) else {
         return too_short(final_);
@@ -72,10 +68,10 @@ pub fn payload_lv(buf: &[u8], len_offset: usize, len_size: usize, final_: bool) 
         .fold(0u64, |acc, &b| acc.wrapping_shl(8) | u64::from(b));
     let size = usize::try_from(size).unwrap_or(usize::MAX);
     if size == 0 || size > HAPROXY_BUFSIZE || len_end.saturating_add(size) > HAPROXY_BUFSIZE {
-        return Sample::NotFound;
+        return Progress::Done(None);
     }
     match buf.get(len_end..len_end + size) {
-        Some(v) => Sample::Found(v),
+        Some(v) => Progress::Done(Some(v)),
         None => too_short(final_),
     }
 }
@@ -95,47 +91,53 @@ mod tests {
     #[test]
     fn hello_type_waits_for_the_whole_message_unless_final() {
         let h = hello(&[5; 32]);
-        assert_eq!(req_ssl_hello_type(&h, false), Sample::Found(1));
-        assert_eq!(req_ssl_hello_type(&h[..h.len() - 1], false), Sample::Wait);
+        assert_eq!(req_ssl_hello_type(&h, false), Progress::Done(Some(1)));
+        assert_eq!(
+            req_ssl_hello_type(&h[..h.len() - 1], false),
+            Progress::NeedMore
+        );
         assert_eq!(
             req_ssl_hello_type(&h[..h.len() - 1], true),
-            Sample::NotFound
+            Progress::Done(None)
         );
-        assert_eq!(req_ssl_hello_type(&[], false), Sample::Wait);
+        assert_eq!(req_ssl_hello_type(&[], false), Progress::NeedMore);
         assert_eq!(
             req_ssl_hello_type(b"GET / HTTP/1.1", false),
-            Sample::NotFound
+            Progress::Done(None)
         );
         assert_eq!(
             req_ssl_hello_type(&[0x16, 2, 0, 0, 9, 1, 0, 0, 0], false),
-            Sample::NotFound
+            Progress::Done(None)
         );
         assert_eq!(
             req_ssl_hello_type(&[0x16, 3, 3, 0, 3, 1, 0, 0, 0], false),
-            Sample::NotFound
+            Progress::Done(None)
         );
     }
 
     #[test]
     fn payload_lv_43_1_is_the_session_id() {
         let h = hello(&[5; 32]);
-        assert_eq!(payload_lv(&h, 43, 1, false), Sample::Found(&[5u8; 32][..]));
-        assert_eq!(payload_lv(&h[..50], 43, 1, false), Sample::Wait);
-        assert_eq!(payload_lv(&h[..50], 43, 1, true), Sample::NotFound);
-        assert_eq!(payload_lv(&h[..43], 43, 1, false), Sample::Wait);
+        assert_eq!(
+            payload_lv(&h, 43, 1, false),
+            Progress::Done(Some(&[5u8; 32][..]))
+        );
+        assert_eq!(payload_lv(&h[..50], 43, 1, false), Progress::NeedMore);
+        assert_eq!(payload_lv(&h[..50], 43, 1, true), Progress::Done(None));
+        assert_eq!(payload_lv(&h[..43], 43, 1, false), Progress::NeedMore);
         let empty = hello(&[]);
-        assert_eq!(payload_lv(&empty, 43, 1, false), Sample::NotFound);
-        assert_eq!(payload_lv(&[0xff, 0xff], 0, 2, false), Sample::NotFound);
+        assert_eq!(payload_lv(&empty, 43, 1, false), Progress::Done(None));
+        assert_eq!(payload_lv(&[0xff, 0xff], 0, 2, false), Progress::Done(None));
     }
 
     proptest! {
         #[test]
         fn samples_never_panic_and_final_never_waits(buf in proptest::collection::vec(any::<u8>(), 0..80),
                                                      off in 0usize..90, size in 0usize..9) {
-            prop_assert_ne!(req_ssl_hello_type(&buf, true), Sample::Wait);
-            prop_assert_ne!(payload_lv(&buf, off, size, true), Sample::Wait);
+            prop_assert_ne!(req_ssl_hello_type(&buf, true), Progress::NeedMore);
+            prop_assert_ne!(payload_lv(&buf, off, size, true), Progress::NeedMore);
             let _ = req_ssl_hello_type(&buf, false);
-            if let Sample::Found(v) = payload_lv(&buf, off, size, false) {
+            if let Progress::Done(Some(v)) = payload_lv(&buf, off, size, false) {
                 prop_assert!(!v.is_empty());
             }
         }

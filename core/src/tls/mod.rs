@@ -3,7 +3,7 @@
 //!
 //! - `reader`: the bounds-checked cursor every parser uses.
 //! - [`record`]: record layer and reassembly of a handshake message across records and segments.
-//! - [`client_hello`]: [`ClientHello`] and [`ClientHelloParser`] (`NeedMore` until decided).
+//! - [`client_hello`]: [`ClientHello`] and [`ClientHelloParser`] (`Progress::NeedMore` until decided).
 //! - [`server_hello`]: [`ServerHelloInfo`] (negotiated version, session ID echo, PSK accepted).
 //! - [`server_flight`]: [`ServerFlight`], incremental events up to ChangeCipherSpec.
 //! - [`haproxy`]: HAProxy-compatible samples (`req_ssl_hello_type`, `payload_lv`).

@@ -6,6 +6,7 @@
 //! scratch buffer only when the message spans records, and gives up past a byte cap.
 
 use super::Malformed;
+use crate::progress::Progress;
 
 /// Record content type: change_cipher_spec.
 pub const CHANGE_CIPHER_SPEC: u8 = 0x14;
@@ -90,11 +91,10 @@ pub(crate) fn handshake_header(h: &[u8]) -> Option<(u8, usize)> {
     Some((r.u8().ok()?, r.u24().ok()? as usize))
 }
 
-/// Where a [`FirstMessage`] walk stands after looking at the stream.
+/// What a [`FirstMessage`] walk decided (it says [`Progress::NeedMore`] while the stream ends
+/// before the message does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Assembly {
-    /// The stream ends before the message does.
-    NeedMore,
     /// The whole message (header included) is in the scratch buffer.
     Complete,
     /// The message or the stream walked for it exceeds the cap.
@@ -129,15 +129,15 @@ impl FirstMessage {
     }
 
     /// Walks `stream` from where it stopped, expecting handshake type `want`.
-    pub(crate) fn advance(&mut self, stream: &[u8], want: u8, cap: usize) -> Assembly {
+    pub(crate) fn advance(&mut self, stream: &[u8], want: u8, cap: usize) -> Progress<Assembly> {
         if stream.len() < self.consumed {
             self.reset();
         }
         if let Some(v) = self.verdict {
-            return v;
+            return Progress::Done(v);
         }
         let v = self.walk(stream, want, cap);
-        if v != Assembly::NeedMore {
+        if let Progress::Done(v) = v {
             self.verdict = Some(v);
         }
         v
@@ -150,21 +150,21 @@ impl FirstMessage {
         }
     }
 
-    fn walk(&mut self, stream: &[u8], want: u8, cap: usize) -> Assembly {
+    fn walk(&mut self, stream: &[u8], want: u8, cap: usize) -> Progress<Assembly> {
         loop {
             if self.consumed > cap {
-                return Assembly::TooLarge;
+                return Progress::Done(Assembly::TooLarge);
             }
             if self.record_left == 0 {
                 let Some(h) = stream
                     .get(self.consumed..self.consumed + HEADER_LEN)
                     .and_then(|h| <&[u8; HEADER_LEN]>::try_from(h).ok())
                 else {
-                    return Assembly::NeedMore;
+                    return Progress::NeedMore;
                 };
                 let header = RecordHeader::decode(h);
                 if let Err(e) = header.check_handshake() {
-                    return Assembly::Malformed(e);
+                    return Progress::Done(Assembly::Malformed(e));
                 }
                 self.consumed += HEADER_LEN;
                 self.record_left = header.len;
@@ -172,7 +172,7 @@ impl FirstMessage {
             }
             let avail = stream.get(self.consumed..).unwrap_or(&[]);
             if avail.is_empty() {
-                return Assembly::NeedMore;
+                return Progress::NeedMore;
             }
             let before = self.scratch.len() < 4;
             let n = avail
@@ -184,14 +184,16 @@ impl FirstMessage {
             self.record_left -= n;
             if before && self.scratch.len() >= 4 {
                 if self.scratch[0] != want {
-                    return Assembly::Malformed(Malformed::UnexpectedHandshake(self.scratch[0]));
+                    return Progress::Done(Assembly::Malformed(Malformed::UnexpectedHandshake(
+                        self.scratch[0],
+                    )));
                 }
                 if self.needed() > cap {
-                    return Assembly::TooLarge;
+                    return Progress::Done(Assembly::TooLarge);
                 }
             }
             if self.scratch.len() >= 4 && self.scratch.len() == self.needed() {
-                return Assembly::Complete;
+                return Progress::Done(Assembly::Complete);
             }
         }
     }
@@ -217,9 +219,12 @@ mod tests {
         }
         let mut fm = FirstMessage::default();
         for end in 0..stream.len() {
-            assert_eq!(fm.advance(&stream[..end], 1, 1000), Assembly::NeedMore);
+            assert_eq!(fm.advance(&stream[..end], 1, 1000), Progress::NeedMore);
         }
-        assert_eq!(fm.advance(&stream, 1, 1000), Assembly::Complete);
+        assert_eq!(
+            fm.advance(&stream, 1, 1000),
+            Progress::Done(Assembly::Complete)
+        );
         assert_eq!(fm.scratch, msg);
     }
 
@@ -230,9 +235,12 @@ mod tests {
         let mut fm = FirstMessage::default();
         assert_eq!(
             fm.advance(&stream, 1, 1000),
-            Assembly::Malformed(Malformed::UnexpectedRecord(ALERT))
+            Progress::Done(Assembly::Malformed(Malformed::UnexpectedRecord(ALERT)))
         );
         let mut fm = FirstMessage::default();
-        assert_eq!(fm.advance(&rec(&[1, 0, 4, 0]), 1, 1000), Assembly::TooLarge);
+        assert_eq!(
+            fm.advance(&rec(&[1, 0, 4, 0]), 1, 1000),
+            Progress::Done(Assembly::TooLarge)
+        );
     }
 }

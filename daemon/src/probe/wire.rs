@@ -9,6 +9,7 @@
 use tether_core::tls::{
     ClientHelloParser, HelloOutcome, ServerEvent, ServerFlight, TicketExt, DEFAULT_HELLO_CAP,
 };
+use tether_core::Progress;
 
 /// The cleartext handshake facts of one connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,7 +38,7 @@ impl WireObservation {
     pub fn from_streams(client_to_server: &[u8], server_to_client: &[u8]) -> Self {
         let mut seen = Self::default();
         let mut parser = ClientHelloParser::new(DEFAULT_HELLO_CAP);
-        if let HelloOutcome::Complete(hello) = parser.parse(client_to_server) {
+        if let Progress::Done(HelloOutcome::Complete(hello)) = parser.parse(client_to_server) {
             seen.offered_session_id = Some(hello.session_id().to_vec());
             seen.offered_ticket = match hello.session_ticket() {
                 TicketExt::Ticket(t) => Some(t.to_vec()),
