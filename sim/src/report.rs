@@ -202,6 +202,27 @@ impl Report {
             "scenario {} | seed {} | balancer {} | {:.0} s simulated",
             self.scenario, self.seed, self.balancer, self.simulated_seconds
         );
+        self.write_fleets(&mut out);
+        self.write_servers(&mut out);
+        if let Some(a) = &self.affinity {
+            write_affinity(&mut out, a);
+        }
+        if let Some(t) = &self.table {
+            write_table(&mut out, t);
+        }
+        let _ = writeln!(
+            out,
+            "\nimbalance: max/mean {:.2}, coefficient of variation {:.3}",
+            self.imbalance.max_over_mean, self.imbalance.coefficient_of_variation
+        );
+        for e in &self.events {
+            let _ = writeln!(out, "event at {:>7.1} s: {}", e.at_seconds, e.what);
+        }
+        out
+    }
+
+    /// Client-side figures, one row per fleet and one for all of them.
+    fn write_fleets(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "\n{:<22} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7}",
@@ -227,6 +248,10 @@ impl Report {
                 f.connect_latency_p99_ms
             );
         }
+    }
+
+    /// Server-side figures, one row per server.
+    fn write_servers(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "\n{:<22} {:>8} {:>8} {:>8} {:>8} {:>7}",
@@ -244,57 +269,52 @@ impl Report {
                 s.share * 100.0
             );
         }
-        if let Some(a) = &self.affinity {
-            let _ = writeln!(
-                out,
-                "\n{:<22} {:>8} {:>8} {:>8} {:>8} {:>8}  outcomes",
-                "affinity", "conns", "keyed", "hits", "rate", "learned"
-            );
-            let rows = a
-                .fleets
-                .iter()
-                .map(|(k, v)| (k.as_str(), v))
-                .chain(std::iter::once(("ALL", &a.overall)));
-            for (name, t) in rows {
-                let outcomes: Vec<String> = t
-                    .labelled()
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "{:<22} {:>8} {:>8} {:>8} {:>7.1}% {:>8}  {}",
-                    name,
-                    t.connections(),
-                    t.keyed_lookups,
-                    t.hits,
-                    t.affinity_rate * 100.0,
-                    t.keys_learned,
-                    outcomes.join(" ")
-                );
-            }
-        }
-        if let Some(t) = &self.table {
-            let _ = writeln!(
-                out,
-                "\nstick table: size {}, entries at end {}, peak {}, inserted {}, evicted {}, expired {}, lost in restarts {}",
-                t.totals.capacity,
-                t.totals.entries,
-                t.peak_entries,
-                t.totals.inserted,
-                t.totals.evicted,
-                t.totals.expired,
-                t.totals.lost_in_restarts
-            );
-        }
+    }
+}
+
+/// The balancer's affinity figures, one row per fleet and one for all of them.
+fn write_affinity(out: &mut String, a: &AffinityReport) {
+    let _ = writeln!(
+        out,
+        "\n{:<22} {:>8} {:>8} {:>8} {:>8} {:>8}  outcomes",
+        "affinity", "conns", "keyed", "hits", "rate", "learned"
+    );
+    let rows = a
+        .fleets
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .chain(std::iter::once(("ALL", &a.overall)));
+    for (name, t) in rows {
+        let outcomes: Vec<String> = t
+            .labelled()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         let _ = writeln!(
             out,
-            "\nimbalance: max/mean {:.2}, coefficient of variation {:.3}",
-            self.imbalance.max_over_mean, self.imbalance.coefficient_of_variation
+            "{:<22} {:>8} {:>8} {:>8} {:>7.1}% {:>8}  {}",
+            name,
+            t.connections(),
+            t.keyed_lookups,
+            t.hits,
+            t.affinity_rate * 100.0,
+            t.keys_learned,
+            outcomes.join(" ")
         );
-        for e in &self.events {
-            let _ = writeln!(out, "event at {:>7.1} s: {}", e.at_seconds, e.what);
-        }
-        out
     }
+}
+
+/// The stick table's totals at the end of the run.
+fn write_table(out: &mut String, t: &TableReport) {
+    let _ = writeln!(
+        out,
+        "\nstick table: size {}, entries at end {}, peak {}, inserted {}, evicted {}, expired {}, lost in restarts {}",
+        t.totals.capacity,
+        t.totals.entries,
+        t.peak_entries,
+        t.totals.inserted,
+        t.totals.evicted,
+        t.totals.expired,
+        t.totals.lost_in_restarts
+    );
 }
