@@ -41,6 +41,9 @@ pub struct SimArgs {
 pub enum SimCommand {
     /// Run the scenario once per value of each parameter; write sweep.csv, sweep.md and plots.
     Sweep(SweepArgs),
+    /// Swarm testing: generated scenarios with seeded fault mixes, each run twice, invariants
+    /// checked on every run.
+    Check(crate::sim_check::CheckArgs),
 }
 
 /// Arguments of `tether sim sweep`.
@@ -72,8 +75,10 @@ pub struct SweepArgs {
 
 /// Runs `tether sim` (or `tether sim sweep`).
 pub fn run(args: SimArgs) -> Result<ExitCode> {
-    if let Some(SimCommand::Sweep(s)) = args.command {
-        return run_sweep(s);
+    match args.command {
+        Some(SimCommand::Sweep(s)) => return run_sweep(s),
+        Some(SimCommand::Check(c)) => return crate::sim_check::run(c),
+        None => {}
     }
     let (scenario, config) = load(args.scenario.as_deref())?;
     let seed = args.seed.or(scenario.seed).unwrap_or(1);

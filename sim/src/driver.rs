@@ -304,6 +304,8 @@ pub struct Trace {
     pub connections: Vec<ClientTrace>,
     /// Every connection the engine logged (empty for other balancers).
     pub routes: Vec<crate::engine_host::RouteTrace>,
+    /// The engine's counters and table once the run has settled (tether's engine only).
+    pub engine_end: Option<crate::engine_host::EngineEnd>,
     /// Servers going DOWN or UP in the balancer's view, as observed after each step.
     pub health: Vec<HealthChange>,
     /// Events as applied (simulated ms, action).

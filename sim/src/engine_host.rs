@@ -11,13 +11,15 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use tether_core::config::{self, Config};
 use tether_core::engine::runtime::{build, Runtime};
-use tether_core::engine::{ConnectionRecord, LogSink, Process};
+use tether_core::engine::{ConnectionRecord, LogSink, Process, Termination};
 use tether_core::server::AdminState as EngineAdmin;
 use tether_core::stick::StickStats;
+use tether_core::Timestamp;
 
 use crate::balancer::{Admin, AdminState, BalancerEnv, BalancerHost, ServerAddr};
 use crate::metrics::{AffinityCounts, OutcomeEvent, TableTotals};
@@ -54,6 +56,32 @@ pub struct RouteTrace {
     pub retries: u32,
     /// The client's address (from the PROXY header).
     pub client: std::net::SocketAddr,
+    /// How the connection ended (HAProxy's two-letter code).
+    pub termination: Termination,
+}
+
+/// The engine's state once the run has settled, for invariant checks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineEnd {
+    /// Per server (by name): connections still counted as current, and the most ever counted.
+    pub servers: Vec<ServerEnd>,
+    /// Connections the running process accepted (its frontend counter).
+    pub accepted: u64,
+    /// Stick entries whose server is not in the backend's server list.
+    pub dangling_entries: usize,
+}
+
+/// One server's connection counters at the end of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerEnd {
+    /// Server name.
+    pub name: String,
+    /// Connections still counted as current (0 once everything has ended).
+    pub current: u64,
+    /// The most connections counted at once.
+    pub max: u64,
+    /// The server's `maxconn`, when set.
+    pub maxconn: Option<u64>,
 }
 
 impl OutcomeSink {
@@ -101,6 +129,7 @@ impl LogSink for OutcomeSink {
                 server: rec.server.clone(),
                 retries: rec.retries,
                 client: rec.client,
+                termination: rec.termination,
             });
         }
     }
@@ -183,6 +212,41 @@ impl EngineHost {
     /// Affinity outcomes counted so far.
     pub fn outcomes(&self) -> AffinityCounts {
         self.outcomes.snapshot()
+    }
+
+    /// The running process's connection counters and table consistency (`None` when the
+    /// balancer is down).
+    pub fn end_state(&self) -> Option<EngineEnd> {
+        let rt = self.runtime()?;
+        let fe = rt.frontends.first()?;
+        let be = &fe.backend;
+        // Every simulated server is built from the first configured server (the template).
+        let maxconn = self.base.backends[0]
+            .servers
+            .first()
+            .and_then(|t| t.maxconn)
+            .map(u64::from);
+        let servers = be
+            .servers
+            .iter()
+            .map(|s| ServerEnd {
+                name: s.name.clone(),
+                current: s.counters.current.load(Ordering::Relaxed),
+                max: s.counters.max.load(Ordering::Relaxed),
+                maxconn: s.slots.as_ref().and(maxconn),
+            })
+            .collect();
+        let dangling_entries = be
+            .tables
+            .iter()
+            .flat_map(|t| t.entries(Timestamp::ZERO))
+            .filter(|e| e.server.index() >= be.servers.len())
+            .count();
+        Some(EngineEnd {
+            servers,
+            accepted: fe.accepted.load(Ordering::Relaxed),
+            dangling_entries,
+        })
     }
 
     /// The sink that counts outcomes (and traces routes when asked).

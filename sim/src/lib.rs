@@ -18,6 +18,7 @@ pub mod plot;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod swarm;
 pub mod sweep;
 pub mod tls_server;
 pub mod tls_wire;
@@ -124,6 +125,7 @@ pub fn run_with_options(
         driver::simulate(scenario, seed, balancer, options.trace, options.progress)?;
     if let (Some(t), Some(e)) = (trace.as_mut(), routes_from) {
         t.routes = e.sink().routes();
+        t.engine_end = e.end_state();
     }
     Ok(Run { report, trace })
 }

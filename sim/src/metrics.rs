@@ -17,7 +17,7 @@ use crate::client::Failure;
 pub type SharedRecorder = Rc<RefCell<Recorder>>;
 
 /// One client connection, as the client saw it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct ConnectionRecord {
     /// When the client started connecting (simulated ms).
     pub start_ms: u64,

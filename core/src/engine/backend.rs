@@ -339,6 +339,24 @@ impl Backend {
         }
     }
 
+    /// Carries same-named servers' run-time state over a reload from `old`: health (a DOWN
+    /// server stays DOWN until its checks bring it back) and the operator's admin state (a
+    /// server put in maintenance stays there). Weights come from the new configuration.
+    pub fn carry_state(&self, old: &Backend) {
+        let old_st = old.state();
+        let mut st = self.state();
+        for (i, slot) in self.servers.iter().enumerate() {
+            let Some(j) = old.servers.iter().position(|o| o.name == slot.name) else {
+                continue;
+            };
+            st.servers[i].oper = old_st.servers[j].oper;
+            st.servers[i].admin = old_st.servers[j].admin;
+            let config = *st.health[i].config();
+            st.health[i] = Health::continuing(config, &old_st.health[j]);
+        }
+        st.rebalance();
+    }
+
     /// Locks the mutable state (short critical sections only).
     pub fn state(&self) -> MutexGuard<'_, BackendState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())

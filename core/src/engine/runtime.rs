@@ -116,6 +116,43 @@ pub fn build_seeded(
     })
 }
 
+/// A reload keeps a same-named server's `maxconn` slots: connections still running under the
+/// old configuration hold them, so the new one must count them against the limit (a fresh
+/// semaphore would let `maxconn` more in). A changed `maxconn` resizes the kept slots (a smaller
+/// one as far as free slots allow now).
+fn carry_slots(
+    mut servers: Vec<(ServerSlot, ServerState)>,
+    old: &Backend,
+) -> Vec<(ServerSlot, ServerState)> {
+    let old_states = old.server_states();
+    for (slot, state) in &mut servers {
+        let Some(kept) = old
+            .servers
+            .iter()
+            .find(|o| o.name == slot.name)
+            .and_then(|o| o.slots.clone())
+        else {
+            continue;
+        };
+        let Some(new) = &slot.slots else { continue };
+        let was = old_states
+            .iter()
+            .find(|o| o.name == slot.name)
+            .map_or(0, |o| o.maxconn as usize);
+        let want = new.available_permits();
+        match want.cmp(&was) {
+            std::cmp::Ordering::Greater => kept.add_permits(want - was),
+            std::cmp::Ordering::Less => {
+                kept.forget_permits(was - want);
+            }
+            std::cmp::Ordering::Equal => {}
+        }
+        debug_assert_eq!(state.maxconn as usize, want);
+        slot.slots = Some(kept);
+    }
+    servers
+}
+
 fn build_backend(
     b: &config::Backend,
     old: Option<&Backend>,
@@ -167,6 +204,10 @@ fn build_backend(
             )
         })
         .collect::<Vec<_>>();
+    let servers = match old {
+        Some(old) => carry_slots(servers, old),
+        None => servers,
+    };
     let timeouts = BackendTimeouts {
         connect: b.timeout_connect,
         server: b.timeout_server,
@@ -213,7 +254,9 @@ fn build_backend(
             });
         }
     }
-    Ok(Backend::with_tables(spec, tables))
+    let backend = Backend::with_tables(spec, tables);
+    backend.carry_state(old);
+    Ok(backend)
 }
 
 fn build_rules(b: &config::Backend) -> Result<Rules, BuildError> {
@@ -262,4 +305,101 @@ fn build_rules(b: &config::Backend) -> Result<Rules, BuildError> {
         request_accept_if,
         response_inspect: h.response_inspect_delay.is_some(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{build, Runtime};
+    use crate::config::load_toml;
+
+    fn runtime(maxconn: u32, previous: Option<&Runtime>) -> Runtime {
+        let text = format!(
+            r#"
+            [[frontend]]
+            name = "fe"
+            bind = ["127.0.0.1:0"]
+            backend = "be"
+            [[backend]]
+            name = "be"
+            [[backend.server]]
+            name = "a"
+            address = "127.0.0.1:1"
+            maxconn = {maxconn}
+            "#
+        );
+        let config = load_toml("test.toml", &text).expect("test config loads");
+        build(&config, previous).expect("test config builds")
+    }
+
+    fn two_or_three(three: bool, previous: Option<&Runtime>) -> Runtime {
+        let mut text = String::from(
+            "[[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:0\"]\nbackend = \"be\"\n\
+             [[backend]]\nname = \"be\"\ncheck = { inter = \"1s\", rise = 2, fall = 2 }\n",
+        );
+        let names: &[&str] = if three { &["a", "b", "c"] } else { &["a", "b"] };
+        for (i, n) in names.iter().enumerate() {
+            text += &format!(
+                "[[backend.server]]\nname = \"{n}\"\naddress = \"127.0.0.1:{}\"\n",
+                i + 1
+            );
+        }
+        let config = load_toml("test.toml", &text).expect("test config loads");
+        build(&config, previous).expect("test config builds")
+    }
+
+    #[test]
+    fn a_reload_keeps_down_servers_down_and_maintenance_in_place() {
+        use crate::server::{AdminState, OperState};
+        use crate::ServerId;
+        let old = two_or_three(false, None);
+        let be = &old.backends["be"];
+        be.health_result(ServerId(0), false);
+        be.health_result(ServerId(0), false);
+        be.set_admin(ServerId(1), Some(AdminState::Maint), None);
+        let new = two_or_three(true, Some(&old));
+        let be = &new.backends["be"];
+        let st = be.server_states();
+        assert_eq!(
+            st[0].oper,
+            OperState::Down,
+            "a crashed server is not UP again"
+        );
+        assert_eq!(st[1].admin, AdminState::Maint);
+        assert_eq!(
+            (st[2].oper, st[2].admin),
+            (OperState::Up, AdminState::Ready)
+        );
+        // It comes back after `rise` good checks, as before the reload.
+        assert_eq!(be.health_result(ServerId(0), true), None);
+        assert!(be.health_result(ServerId(0), true).is_some());
+    }
+
+    fn free_slots(rt: &Runtime) -> usize {
+        let be = &rt.backends["be"];
+        be.servers[0]
+            .slots
+            .as_ref()
+            .expect("maxconn")
+            .available_permits()
+    }
+
+    #[test]
+    fn a_reload_counts_connections_still_running_against_maxconn() {
+        let old = runtime(2, None);
+        let sem = old.backends["be"].servers[0]
+            .slots
+            .clone()
+            .expect("maxconn");
+        let _running = sem.try_acquire_owned().expect("a slot");
+        let same = runtime(2, Some(&old));
+        assert_eq!(
+            free_slots(&same),
+            1,
+            "the running connection holds one of 2 slots"
+        );
+        let bigger = runtime(3, Some(&same));
+        assert_eq!(free_slots(&bigger), 2);
+        let smaller = runtime(1, Some(&bigger));
+        assert_eq!(free_slots(&smaller), 0);
+    }
 }

@@ -113,6 +113,16 @@ impl Health {
         }
     }
 
+    /// The counter of a server that was already checked under `previous` (a reload): a DOWN
+    /// server stays DOWN until `rise` checks pass, an UP one stays UP.
+    pub fn continuing(config: HealthConfig, previous: &Health) -> Self {
+        let mut h = Health::new(config);
+        if !previous.is_up() {
+            h.counter = 0;
+        }
+        h
+    }
+
     /// The settings in use (with `rise`, `fall` and `error_limit` raised to at least 1).
     pub fn config(&self) -> &HealthConfig {
         &self.config
