@@ -130,7 +130,10 @@ fn build_backend(
         },
     };
     let affinity = match b.effective_affinity() {
-        Some(keys) => Box::new(Chain::new(&keys)) as Box<dyn Affinity>,
+        Some(keys) => {
+            Box::new(Chain::new(&keys).with_name_span(b.ticket_key_name.unwrap_or_default()))
+                as Box<dyn Affinity>
+        }
         None => Box::new(build_rules(b)?),
     };
     // Sharding hashes the key as the table holds it, so the length is clamped here once.
@@ -213,6 +216,20 @@ fn build_backend(
             });
         }
     }
+    let tables = match old.tables.ticket_keys_arc() {
+        Some(learner) if spec.affinity.uses_ticket_keys() => {
+            learner
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remap_servers(|id| {
+                    let name = &old.servers.get(id.index())?.name;
+                    let i = names.iter().position(|n| n == name)?;
+                    Some(crate::ServerId(i as u32))
+                });
+            tables.with_ticket_keys(Some(learner.clone()))
+        }
+        _ => tables,
+    };
     Ok(Backend::with_tables(spec, tables))
 }
 
