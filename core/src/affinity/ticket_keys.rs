@@ -15,10 +15,12 @@
 //! and learning stops for it.
 //!
 //! An unknown name is routed by a deterministic *bootstrap*, in this order: the server that last
-//! served this client address (its ticket most likely came from there); else a server that has
-//! no confirmed name yet (picked by a hash of the name); else, when no server is unnamed, any
-//! server not yet refuted for this name. A refusal is remembered per name, so each guess is
-//! tried once.
+//! served this client address, if it has no confirmed name yet (its ticket most likely came from
+//! there); else a server that has no confirmed name yet (picked by a hash of the name); else,
+//! when some server is unnamed, nothing (the ticket is most likely that server's: fall through);
+//! else the client's last server (a rotated key), else any server. A server that refused the
+//! name is never guessed for it again, so each wrong guess costs one connection. Only servers
+//! seen answering are candidates.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -275,26 +277,30 @@ impl TicketKeys {
         let refuted = self.refuted.get(name).map_or(&[][..], Vec::as_slice);
         let usable =
             |s: &ServerId| !refuted.contains(s) && self.servers.get(s).is_some_and(|k| !k.unnamed);
-        if let Some((last, _)) = client.and_then(|ip| self.clients.get(&ip)) {
-            if self.servers.get(last).is_some_and(|k| k.unnamed) {
-                return Guess::Unnamed;
-            }
-            if usable(last) {
-                return Guess::Bootstrap(*last);
-            }
+        let nameless = |s: &ServerId| self.servers.get(s).is_some_and(|k| k.names.is_empty());
+        let last = client.and_then(|ip| self.clients.get(&ip)).map(|(s, _)| *s);
+        if last.is_some_and(|s| self.servers.get(&s).is_some_and(|k| k.unnamed)) {
+            return Guess::Unnamed;
+        }
+        if let Some(s) = last.filter(|s| usable(s) && nameless(s)) {
+            return Guess::Bootstrap(s);
         }
         let pick = |c: Vec<ServerId>| c[(stable_hash(name.as_slice()) % c.len() as u64) as usize];
-        let nameless: Vec<ServerId> = self
+        let candidates: Vec<ServerId> = self
             .servers
-            .iter()
-            .filter(|(s, k)| k.names.is_empty() && usable(s))
-            .map(|(s, _)| *s)
+            .keys()
+            .copied()
+            .filter(|s| usable(s) && nameless(s))
             .collect();
-        if !nameless.is_empty() {
-            return Guess::Bootstrap(pick(nameless));
+        if !candidates.is_empty() {
+            return Guess::Bootstrap(pick(candidates));
         }
         if self.servers.values().any(|k| k.unnamed) {
             return Guess::Unnamed;
+        }
+        // Every server has a name: this one is most likely a rotated key.
+        if let Some(s) = last.filter(usable) {
+            return Guess::Bootstrap(s);
         }
         let any: Vec<ServerId> = self.servers.keys().copied().filter(usable).collect();
         if any.is_empty() {

@@ -90,6 +90,20 @@ fn the_bootstrap_prefers_the_clients_last_server_then_a_nameless_one() {
 }
 
 #[test]
+fn a_named_last_server_yields_to_a_nameless_one_until_all_have_names() {
+    let mut k = learner();
+    k.on_served(None, ServerId(0));
+    k.on_served(None, ServerId(1));
+    k.on_accepted(&name(1), ServerId(0));
+    k.on_served(ip(9), ServerId(0));
+    // Server 0's tickets carry name 1: an unknown name is more likely server 1's.
+    assert_eq!(k.route(&name(2), ip(9)), Guess::Bootstrap(ServerId(1)));
+    k.on_accepted(&name(3), ServerId(1));
+    // Everyone has a name: an unknown one is most likely a rotation on the client's server.
+    assert_eq!(k.route(&name(2), ip(9)), Guess::Bootstrap(ServerId(0)));
+}
+
+#[test]
 fn a_name_accepted_on_two_servers_is_shared_and_falls_through() {
     let mut k = learner();
     k.on_accepted(&name(1), ServerId(0));
