@@ -12,6 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{native_toml, start_toml, Resume, Running, TlsClient};
+use tether::stats::serve_stats;
 use tether_core::affinity::{AffinityOutcome, NoKeyReason};
 use tether_testbed::{
     OpensslServer, OpensslServerConfig, ScratchDir, TlsBackend, TlsBackendConfig, TlsVersions,
@@ -186,9 +187,7 @@ async fn tls13_reconnections_resume_on_the_server_that_issued_their_ticket() {
     assert!(recs
         .iter()
         .any(|r| r.key == Some(tether_core::affinity::AffinityKey::TicketKey)));
-    let rt = running.daemon.runtime();
-    let learner = rt.backends["app"].tables.ticket_keys_arc().unwrap();
-    let snap = learner.lock().unwrap().snapshot();
+    let snap = learned(&running);
     for s in &snap.servers {
         assert_eq!(
             s.names.len(),
@@ -197,6 +196,45 @@ async fn tls13_reconnections_resume_on_the_server_that_issued_their_ticket() {
         );
     }
     assert!(snap.shared.is_empty(), "each process has its own key");
+    // The stats page and its JSON show the names, in hex, per server.
+    let stats = serve_stats(
+        toml::from_str("bind = \"127.0.0.1:0\"").unwrap(),
+        running.daemon.view(),
+    )
+    .await
+    .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&http_get(stats.local_addr(), "/;json").await).unwrap();
+    let keys = &json["backends"][0]["ticket_keys"];
+    let names: Vec<&str> = keys["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["names"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{keys}");
+    let html = http_get(stats.local_addr(), "/").await;
+    for n in &names {
+        assert_eq!(n.len(), 32, "16 bytes in hex: {n}");
+        assert!(n.bytes().all(|b| b.is_ascii_hexdigit()), "{n}");
+        assert!(html.contains(n), "the page shows {n}");
+    }
+}
+
+/// The body of a plain HTTP/1.0 GET.
+async fn http_get(addr: SocketAddr, target: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {target} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut s, &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
