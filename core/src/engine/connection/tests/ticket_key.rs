@@ -188,3 +188,46 @@ fn a_name_two_servers_accept_is_shared_and_falls_through_to_balancing() {
         AffinityOutcome::NoKey(NoKeyReason::TicketKeyShared)
     );
 }
+
+#[test]
+fn a_reload_keeps_the_learned_names_under_the_servers_new_ids() {
+    let rig = rig();
+    let (s, _) = run(
+        &rig,
+        &hello13(Some(&ticket(7, 1))),
+        &server_hello13(true),
+        1,
+    );
+    let name = rig.be().servers[s.index()].name.clone();
+    // The same servers, declared in the other order.
+    let text = BACKEND
+        .replace("affinity = [\"session-id\", \"ticket\"]", CHAIN)
+        .replace("RETRIES", "retries = 3")
+        .replace("CONNECT", "timeout-connect = \"3s\"")
+        .replace("EXTRA", "")
+        .replace("S1", "")
+        .replace(
+            "name = \"s1\"\naddress = \"127.0.0.1:1001\"",
+            "name = \"tmp\"\naddress = \"127.0.0.1:1001\"",
+        )
+        .replace(
+            "name = \"s2\"\naddress = \"127.0.0.1:1002\"",
+            "name = \"s1\"\naddress = \"127.0.0.1:1001\"",
+        )
+        .replace(
+            "name = \"tmp\"\naddress = \"127.0.0.1:1001\"",
+            "name = \"s2\"\naddress = \"127.0.0.1:1002\"",
+        );
+    let config = load_toml("test.toml", &text).expect("reordered config loads");
+    let reloaded = Rig::new(build(&config, Some(&rig.rt)).expect("reload builds"));
+    let moved = reloaded.be().server_id(&name).unwrap();
+    assert_ne!(moved, s, "the server changed index");
+    assert_eq!(owner(&reloaded, 7), Some(moved));
+    let (again, rec) = run(
+        &reloaded,
+        &hello13(Some(&ticket(7, 2))),
+        &server_hello13(true),
+        2,
+    );
+    assert_eq!((again, rec.affinity), (moved, AffinityOutcome::Hit));
+}
