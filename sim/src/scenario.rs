@@ -80,6 +80,14 @@ pub struct ServersSpec {
     /// Lifetime of tickets (TLS 1.2 and 1.3), announced and enforced.
     #[serde(default = "default_ticket_lifetime")]
     pub ticket_lifetime: SimDuration,
+    /// Tickets start with their key's 16-byte name (RFC 5077 §4, as OpenSSL and BoringSSL
+    /// write them). Off: every ticket starts differently, as Go ≥ 1.21's do.
+    #[serde(default)]
+    pub ticket_names: bool,
+    /// A new ticket key every this long (named tickets only); the previous key still opens
+    /// tickets, as OpenSSL and Go keep old keys for decryption.
+    #[serde(default)]
+    pub ticket_key_rotation: Option<SimDuration>,
 }
 
 fn default_session_cache() -> usize {

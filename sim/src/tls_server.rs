@@ -43,6 +43,8 @@ pub const CERTIFICATE_LEN: usize = 1500;
 const TICKET12_LEN: usize = 176;
 const TICKET13_LEN: usize = 224;
 const TICKET_MAGIC: u8 = b'T';
+/// Length of a named ticket's key name (RFC 5077 §4).
+const KEY_NAME_LEN: usize = 16;
 
 /// A session cache with a capacity (least recently used evicted) and a timeout from creation.
 #[derive(Debug)]
@@ -193,6 +195,10 @@ pub struct ServerModel {
     keys: TicketKeys,
     tls13_tickets: u8,
     ticket_lifetime_ms: u64,
+    /// Tickets start with the key's name (see [`ServersSpec::ticket_names`]).
+    named: bool,
+    /// Key rotation period in ms (0: never).
+    rotation_ms: u64,
     cache: SessionCache,
     next_session: u64,
 }
@@ -206,6 +212,10 @@ impl ServerModel {
             keys: spec.ticket_keys,
             tls13_tickets: spec.tls13_tickets,
             ticket_lifetime_ms: spec.ticket_lifetime.get().as_millis() as u64,
+            named: spec.ticket_names,
+            rotation_ms: spec
+                .ticket_key_rotation
+                .map_or(0, |r| r.get().as_millis() as u64),
             cache: SessionCache::new(spec.session_cache, spec.session_timeout.get()),
             next_session: 0,
         }
@@ -238,8 +248,27 @@ impl ServerModel {
         id
     }
 
+    /// Which key generation is current at `now_ms` (always 0 without rotation).
+    fn epoch(&self, now_ms: u64) -> u32 {
+        now_ms.checked_div(self.rotation_ms).unwrap_or(0) as u32
+    }
+
+    /// The 16-byte name of the key of `epoch`: the same for every ticket sealed under it, and
+    /// different for every other key (per server and boot, or shared).
+    fn key_name(&self, epoch: u32) -> [u8; KEY_NAME_LEN] {
+        let mut name = [0u8; KEY_NAME_LEN];
+        name[..4].copy_from_slice(b"tkey");
+        name[4..8].copy_from_slice(&self.key_id().to_be_bytes());
+        name[8..12].copy_from_slice(&epoch.to_be_bytes());
+        name[12..].copy_from_slice(&tls_wire::filler(4, self.key_id() as u8));
+        name
+    }
+
     fn seal_ticket(&self, session: u64, now_ms: u64, len: usize) -> Vec<u8> {
         let mut t = Vec::with_capacity(len);
+        if self.named {
+            t.extend_from_slice(&self.key_name(self.epoch(now_ms)));
+        }
         t.push(TICKET_MAGIC);
         t.extend_from_slice(&self.key_id().to_be_bytes());
         t.extend_from_slice(&session.to_be_bytes());
@@ -250,6 +279,19 @@ impl ServerModel {
 
     /// The session a ticket names, if this server holds its key and it has not expired.
     fn open_ticket(&mut self, ticket: &[u8], now_ms: u64) -> Option<u64> {
+        let ticket = if self.named {
+            let (name, rest) = ticket.split_at_checked(KEY_NAME_LEN)?;
+            let epoch = self.epoch(now_ms);
+            let known = [epoch, epoch.saturating_sub(1)]
+                .iter()
+                .any(|e| name == self.key_name(*e));
+            if !known {
+                return None;
+            }
+            rest
+        } else {
+            ticket
+        };
         let mut r = Reader::new(ticket);
         if r.u8("magic").ok()? != TICKET_MAGIC {
             return None;
@@ -649,6 +691,67 @@ mod tests {
         );
         let body = &bytes[9..];
         (offer, parse_client_hello(body).unwrap())
+    }
+
+    fn named(keys: TicketKeys, rotation: Option<u64>) -> ServersSpec {
+        let mut s = spec(keys);
+        s.ticket_names = true;
+        s.ticket_key_rotation = rotation.map(|r| SimDuration(Duration::from_millis(r)));
+        s
+    }
+
+    fn tls13_hello(psk: Option<Vec<u8>>) -> ClientHelloView {
+        ClientHelloView {
+            session_id: vec![7; 32],
+            ticket: None,
+            psk,
+            tls13: true,
+            pq: false,
+        }
+    }
+
+    #[test]
+    fn named_tickets_start_with_their_keys_name() {
+        let spec = named(TicketKeys::PerServer, None);
+        let (mut a, mut b) = (ServerModel::new(0, 1, &spec), ServerModel::new(1, 1, &spec));
+        let ta = a.decide(&tls13_hello(None), 10).tickets13;
+        let tb = b.decide(&tls13_hello(None), 20).tickets13;
+        assert_eq!(ta[0][..16], ta[1][..16], "one server, one key name");
+        assert_ne!(ta[0][..16], tb[0][..16], "two servers, two names");
+        assert_ne!(ta[0][16..], ta[1][16..]);
+        assert_eq!(ta[0].len(), TICKET13_LEN);
+        assert!(a.decide(&tls13_hello(Some(ta[0].clone())), 30).resumed);
+        assert!(!b.decide(&tls13_hello(Some(ta[0].clone())), 30).resumed);
+        // A restart is a new key: the old name no longer opens.
+        let mut a2 = ServerModel::new(0, 2, &spec);
+        assert!(!a2.decide(&tls13_hello(Some(ta[1].clone())), 40).resumed);
+        let shared = named(TicketKeys::Shared, None);
+        let (mut a, b) = (
+            ServerModel::new(0, 1, &shared),
+            ServerModel::new(1, 1, &shared),
+        );
+        assert_eq!(a.key_name(0), b.key_name(0));
+        let t = a.decide(&tls13_hello(None), 10).tickets13;
+        assert!(
+            ServerModel::new(1, 9, &shared)
+                .decide(&tls13_hello(Some(t[0].clone())), 20)
+                .resumed
+        );
+    }
+
+    #[test]
+    fn a_rotated_key_still_opens_the_previous_generation_only() {
+        let spec = named(TicketKeys::PerServer, Some(1000));
+        let mut a = ServerModel::new(0, 1, &spec);
+        let old = a.decide(&tls13_hello(None), 500).tickets13[0].clone();
+        let new = a.decide(&tls13_hello(None), 1500).tickets13[0].clone();
+        assert_ne!(old[..16], new[..16], "a new key, a new name");
+        assert!(a.decide(&tls13_hello(Some(old.clone())), 1600).resumed);
+        assert!(
+            !a.decide(&tls13_hello(Some(old)), 2600).resumed,
+            "two generations old"
+        );
+        assert!(a.decide(&tls13_hello(Some(new)), 2600).resumed);
     }
 
     #[test]

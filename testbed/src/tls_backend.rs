@@ -28,6 +28,9 @@ pub struct TlsBackendConfig {
     pub tickets: bool,
     /// Server-side session cache entries; 0 disables the cache.
     pub session_cache: usize,
+    /// Start every ticket with 16 fresh random bytes instead of rustls' 16-byte key name, as
+    /// Go ≥ 1.21 does (`iv | encrypted_state | mac`): tickets with no stable key name.
+    pub unnamed_tickets: bool,
 }
 
 impl TlsBackendConfig {
@@ -38,7 +41,14 @@ impl TlsBackendConfig {
             versions: TlsVersions::Both,
             tickets: true,
             session_cache: 256,
+            unnamed_tickets: false,
         }
+    }
+
+    /// Issue tickets with a random prefix (no stable key name).
+    pub fn unnamed_tickets(mut self, on: bool) -> Self {
+        self.unnamed_tickets = on;
+        self
     }
 
     /// Restrict the versions.
@@ -182,7 +192,45 @@ fn server_config(
     if config.tickets {
         server.ticketer = rustls::crypto::ring::Ticketer::new()?;
     }
+    if config.unnamed_tickets {
+        server.ticketer = Arc::new(RandomPrefix {
+            inner: rustls::crypto::ring::Ticketer::new()?,
+            random: provider_random(),
+        });
+    }
     Ok(server)
+}
+
+fn provider_random() -> &'static dyn rustls::crypto::SecureRandom {
+    rustls::crypto::ring::default_provider().secure_random
+}
+
+/// A ticketer whose tickets start with 16 random bytes: no two tickets share a prefix.
+#[derive(Debug)]
+struct RandomPrefix {
+    inner: Arc<dyn rustls::server::ProducesTickets>,
+    random: &'static dyn rustls::crypto::SecureRandom,
+}
+
+impl rustls::server::ProducesTickets for RandomPrefix {
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    fn lifetime(&self) -> u32 {
+        self.inner.lifetime()
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        let mut out = vec![0u8; 16];
+        self.random.fill(&mut out).ok()?;
+        out.extend(self.inner.encrypt(plain)?);
+        Some(out)
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        self.inner.decrypt(cipher.get(16..)?)
+    }
 }
 
 async fn serve(

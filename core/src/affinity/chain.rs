@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 
 use super::keys::{hash_key, HelloKeys, TicketKey};
+use super::ticket_keys::{Change, Guess, KeyName, NameSpan};
 use super::{
     stable_hash, AffinityKey, Decision, MatchOutcome, NoKeyReason, Route, TableKind, Tables,
 };
@@ -20,6 +21,7 @@ use crate::{ServerId, Timestamp};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Chain {
     keys: Vec<AffinityKey>,
+    span: NameSpan,
 }
 
 /// What learning from one server message did.
@@ -42,7 +44,21 @@ impl Chain {
                 out.push(k);
             }
         }
-        Chain { keys: out }
+        Chain {
+            keys: out,
+            span: NameSpan::default(),
+        }
+    }
+
+    /// The same chain, cutting ticket key names at `span` instead of RFC 5077's 16 bytes.
+    pub fn with_name_span(mut self, span: NameSpan) -> Self {
+        self.span = span;
+        self
+    }
+
+    /// Where the `ticket-key` key cuts key names out of tickets.
+    pub fn name_span(&self) -> NameSpan {
+        self.span
     }
 
     /// The keys in matching order.
@@ -117,6 +133,17 @@ impl Chain {
                     Some(k) => Some(k.as_slice()),
                     None => {
                         reason.get_or_insert(NoKeyReason::NoPsk);
+                        None
+                    }
+                },
+                (AffinityKey::TicketKey, Some(h)) => match ticket_key_decision(h, client, tables) {
+                    Ok(d) => return d,
+                    Err(Some(r)) => {
+                        reason.get_or_insert(r);
+                        None
+                    }
+                    Err(None) => {
+                        missed = true;
                         None
                     }
                 },
@@ -239,7 +266,7 @@ impl Chain {
             return false;
         }
         let key = hash_key(ticket);
-        let mut any = false;
+        let mut any = self.learn_issued_name(ticket, server, tables);
         if self.has(AffinityKey::Ticket) {
             any |= stored(tables.learn(TableKind::Ticket, &key, server, now));
         }
@@ -261,7 +288,128 @@ impl Chain {
 
     /// Whether the chain learns anything from the server's flight.
     pub fn learns_from_server(&self) -> bool {
-        self.has(AffinityKey::SessionId) || self.has(AffinityKey::Ticket) || self.wants_psk()
+        self.has(AffinityKey::SessionId)
+            || self.has(AffinityKey::Ticket)
+            || self.wants_psk()
+            || self.has(AffinityKey::TicketKey)
+    }
+
+    /// Teaches the ticket-key learner from a ServerHello: who served `client`, and whether the
+    /// presented ticket's key name was accepted (TLS 1.3 `pre_shared_key`, TLS 1.2 session ID
+    /// echo) or refused. Returns whether something new was stored.
+    pub fn learn_ticket_key(
+        &self,
+        hello: Option<&HelloKeys>,
+        client: Option<IpAddr>,
+        info: &ServerHelloInfo,
+        server: ServerId,
+        tables: &(impl Tables + ?Sized),
+    ) -> bool {
+        if !self.has(AffinityKey::TicketKey) || info.hello_retry_request {
+            return false;
+        }
+        let Some(learner) = tables.ticket_keys() else {
+            return false;
+        };
+        let mut k = learner.lock().unwrap_or_else(|e| e.into_inner());
+        k.on_served(client, server);
+        let Some(p) = hello.and_then(|h| h.ticket_name) else {
+            return false;
+        };
+        let accepted = match (info.negotiated >= ProtocolVersion::TLS1_3, p.from_psk) {
+            (true, true) => info.psk_selected == Some(0),
+            (false, false) => {
+                let id = info.session_id.as_slice();
+                !id.is_empty() && hello.is_some_and(|h| h.session_id.as_slice() == id)
+            }
+            // The name came from the other version's field: the answer says nothing about it.
+            _ => return false,
+        };
+        let change = if accepted {
+            k.on_accepted(&p.name, server)
+        } else {
+            k.on_rejected(&p.name, server)
+        };
+        report(change, &p.name, server);
+        change.stored()
+    }
+
+    /// Teaches the ticket-key learner the key name of a TLS 1.2 ticket `server` issued.
+    fn learn_issued_name(
+        &self,
+        ticket: &[u8],
+        server: ServerId,
+        tables: &(impl Tables + ?Sized),
+    ) -> bool {
+        let (true, Some(learner)) = (self.has(AffinityKey::TicketKey), tables.ticket_keys()) else {
+            return false;
+        };
+        let Some(name) = KeyName::from_ticket(ticket, self.span) else {
+            return false;
+        };
+        let change = learner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .on_issued(&name, server);
+        report(change, &name, server);
+        change.stored()
+    }
+}
+
+/// Routes by the ticket's key name, or says why the chain falls through (`None`: unknown).
+fn ticket_key_decision(
+    h: &HelloKeys,
+    client: Option<IpAddr>,
+    tables: &(impl Tables + ?Sized),
+) -> Result<Decision, Option<NoKeyReason>> {
+    let Some(p) = h.ticket_name else {
+        return Err(Some(if h.offers_tls13 {
+            NoKeyReason::NoPsk
+        } else {
+            NoKeyReason::NoTicket
+        }));
+    };
+    let Some(learner) = tables.ticket_keys() else {
+        return Err(None);
+    };
+    let guess = learner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .route(&p.name, client);
+    let sticky = |server, matched| Decision {
+        route: Route::Sticky {
+            server,
+            key: AffinityKey::TicketKey,
+        },
+        matched,
+    };
+    match guess {
+        Guess::Owner(s) | Guess::Probe(s) => {
+            Ok(sticky(s, MatchOutcome::Hit(AffinityKey::TicketKey)))
+        }
+        // A guess, not a hit: the log says `learned` when the server confirms it.
+        Guess::Bootstrap(s) => Ok(sticky(s, MatchOutcome::MissUnknown)),
+        Guess::Shared => Err(Some(NoKeyReason::TicketKeyShared)),
+        Guess::Unnamed => Err(Some(NoKeyReason::TicketKeyUnnamed)),
+        Guess::Unknown => Err(None),
+    }
+}
+
+/// Says once in the log what changed a backend's ticket-key routing for good.
+fn report(change: Change, name: &KeyName, server: ServerId) {
+    match change {
+        Change::BecameShared => tracing::info!(
+            name = %name.hex(),
+            server = server.0,
+            "ticket key name accepted by two servers: they share a ticket key, so ticket-key \
+             affinity falls through the chain for it"
+        ),
+        Change::BecameUnnamed => tracing::warn!(
+            server = server.0,
+            "this server's tickets carry no stable key name (every accepted ticket starts \
+             differently): ticket-key stops learning for it and falls through the chain"
+        ),
+        _ => {}
     }
 }
 
@@ -308,6 +456,7 @@ mod tests {
             psk: None,
             sni: None,
             offers_tls13: tls13,
+            ticket_name: None,
         }
     }
 
@@ -547,6 +696,7 @@ mod repoint_tests {
             psk: None,
             sni: None,
             offers_tls13: false,
+            ticket_name: None,
         };
         tables.learn(TableKind::SessionId, &[7; 32], ServerId(0), now);
         assert!(chain.repoint(

@@ -6,6 +6,7 @@
 
 use sha2::{Digest, Sha256};
 
+use super::ticket_keys::{KeyName, NameSpan};
 use crate::tls::{ClientHello, SessionId, TicketExt};
 
 /// Length of a hashed key (ticket, PSK identity): SHA-256.
@@ -35,6 +36,37 @@ pub struct HelloKeys {
     pub sni: Option<Box<[u8]>>,
     /// The client offers TLS 1.3 (supported_versions lists 0x0304).
     pub offers_tls13: bool,
+    /// The key name of the ticket presented, when the chain uses `ticket-key`.
+    pub ticket_name: Option<PresentedName>,
+}
+
+/// A ticket key name as a ClientHello presented it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct PresentedName {
+    /// The name.
+    pub name: KeyName,
+    /// It came from the first TLS 1.3 PSK identity (else from the TLS 1.2 session ticket):
+    /// which ServerHello field confirms it depends on this.
+    pub from_psk: bool,
+}
+
+impl PresentedName {
+    /// The name of the first PSK identity, else of the session ticket, cut at `span`.
+    pub fn extract(hello: &ClientHello<'_>, span: NameSpan) -> Option<Self> {
+        if let Some(id) = hello.psk_identities().next() {
+            return KeyName::from_ticket(id, span).map(|name| PresentedName {
+                name,
+                from_psk: true,
+            });
+        }
+        match hello.session_ticket() {
+            TicketExt::Ticket(t) => KeyName::from_ticket(t, span).map(|name| PresentedName {
+                name,
+                from_psk: false,
+            }),
+            TicketExt::Absent | TicketExt::Empty => None,
+        }
+    }
 }
 
 impl HelloKeys {
@@ -59,6 +91,7 @@ impl HelloKeys {
             psk,
             sni: hello.server_name().map(Box::from),
             offers_tls13: hello.offers_tls13(),
+            ticket_name: None,
         }
     }
 

@@ -14,6 +14,7 @@ pub mod chain;
 pub mod keys;
 pub mod policy;
 pub mod rules;
+pub mod ticket_keys;
 
 use std::fmt;
 
@@ -42,6 +43,9 @@ pub enum AffinityKey {
     Source,
     /// The requested server name: consistent hash, routes a name to a server, not a client.
     Sni,
+    /// The key name at the start of a TLS 1.3 PSK identity or TLS 1.2 ticket: learned per
+    /// server from accepted resumptions ([`ticket_keys`]), so single-use tickets stick too.
+    TicketKey,
     /// A key produced by an imported HAProxy stick rule.
     Rule,
 }
@@ -55,6 +59,7 @@ impl AffinityKey {
             AffinityKey::Psk => "psk",
             AffinityKey::Source => "source",
             AffinityKey::Sni => "sni",
+            AffinityKey::TicketKey => "ticket-key",
             AffinityKey::Rule => "rule",
         }
     }
@@ -107,6 +112,10 @@ pub enum NoKeyReason {
     NoSample,
     /// The chain is empty: the backend does not use affinity.
     NoAffinity,
+    /// The ticket's key name is shared by several servers: any of them resumes it.
+    TicketKeyShared,
+    /// The ticket most likely comes from a server whose tickets carry no stable key name.
+    TicketKeyUnnamed,
 }
 
 impl NoKeyReason {
@@ -127,6 +136,8 @@ impl NoKeyReason {
             NoKeyReason::NoSni => "no-sni",
             NoKeyReason::NoSample => "no-sample",
             NoKeyReason::NoAffinity => "no-affinity",
+            NoKeyReason::TicketKeyShared => "ticket-key-shared",
+            NoKeyReason::TicketKeyUnnamed => "ticket-key-unnamed",
         }
     }
 }
@@ -265,7 +276,7 @@ impl TableKind {
             AffinityKey::Ticket => Some(TableKind::Ticket),
             AffinityKey::Psk => Some(TableKind::Psk),
             AffinityKey::Rule => Some(TableKind::Rule),
-            AffinityKey::Source | AffinityKey::Sni => None,
+            AffinityKey::Source | AffinityKey::Sni | AffinityKey::TicketKey => None,
         }
     }
 
@@ -288,6 +299,10 @@ pub trait Tables {
     /// Stores `key -> server`; `None` when the backend has no table of that kind.
     fn learn(&self, kind: TableKind, key: &[u8], server: ServerId, now: Timestamp)
         -> Option<Learn>;
+    /// The backend's ticket key-name learner, when its chain uses `ticket-key`.
+    fn ticket_keys(&self) -> Option<&std::sync::Mutex<ticket_keys::TicketKeys>> {
+        None
+    }
 }
 
 /// A stable, seed-free 64-bit hash (FNV-1a) for hash routing of source addresses and names.

@@ -7,9 +7,10 @@
 //! never switches on the kind of affinity.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use super::chain::Chain;
-use super::keys::HelloKeys;
+use super::keys::{HelloKeys, PresentedName};
 use super::rules::{PendingStore, RequestView, Rules};
 use super::{Decision, NoKeyReason, Route, TableKind, Tables};
 use crate::progress::Progress;
@@ -25,6 +26,19 @@ pub struct HelloWants {
     pub ticket: bool,
     /// Hash the first TLS 1.3 PSK identity.
     pub psk: bool,
+    /// Cut the ticket key name at this span (the chain uses `ticket-key`).
+    pub ticket_name: Option<super::ticket_keys::NameSpan>,
+}
+
+impl HelloWants {
+    /// The ClientHello summary these wants ask for.
+    pub fn extract(&self, hello: &crate::tls::ClientHello<'_>) -> HelloKeys {
+        let mut keys = HelloKeys::extract(hello, self.ticket, self.psk);
+        keys.ticket_name = self
+            .ticket_name
+            .and_then(|span| PresentedName::extract(hello, span));
+        keys
+    }
 }
 
 /// One step of learning from the server's first bytes (HAProxy `store-response`): `NeedMore`
@@ -42,6 +56,11 @@ pub trait Affinity: fmt::Debug + Send + Sync {
 
     /// What the ClientHello summary must carry.
     fn hello_wants(&self) -> HelloWants;
+
+    /// Whether it needs a ticket key-name learner beside the stick tables.
+    fn uses_ticket_keys(&self) -> bool {
+        false
+    }
 
     /// Whether inspection may end. `hello_done`: the hello parser reached a verdict (complete,
     /// not TLS, malformed...); `final_`: the deadline passed, the client closed or the cap is
@@ -70,10 +89,11 @@ pub trait Affinity: fmt::Debug + Send + Sync {
         now: Timestamp,
     ) -> u32;
 
-    /// Learns from the server's ServerHello.
+    /// Learns from the server's ServerHello, sent to the client at `client`.
     fn on_server_hello(
         &self,
         hello: Option<&HelloKeys>,
+        client: Option<IpAddr>,
         info: &ServerHelloInfo,
         server: ServerId,
         tables: &dyn Tables,
@@ -116,7 +136,14 @@ impl Affinity for Chain {
         HelloWants {
             ticket: self.wants_ticket(),
             psk: self.wants_psk(),
+            ticket_name: self
+                .has(super::AffinityKey::TicketKey)
+                .then(|| self.name_span()),
         }
+    }
+
+    fn uses_ticket_keys(&self) -> bool {
+        self.has(super::AffinityKey::TicketKey)
     }
 
     fn request_ready(&self, _buf: &[u8], hello_done: bool, _final: bool) -> bool {
@@ -154,12 +181,15 @@ impl Affinity for Chain {
     fn on_server_hello(
         &self,
         hello: Option<&HelloKeys>,
+        client: Option<IpAddr>,
         info: &ServerHelloInfo,
         server: ServerId,
         tables: &dyn Tables,
         now: Timestamp,
     ) -> Learned {
-        self.learn_server_hello(hello, info, server, tables, now)
+        let mut learned = self.learn_server_hello(hello, info, server, tables, now);
+        learned.stored |= self.learn_ticket_key(hello, client, info, server, tables);
+        learned
     }
 
     fn on_ticket(
@@ -237,6 +267,7 @@ impl Affinity for Rules {
     fn on_server_hello(
         &self,
         hello: Option<&HelloKeys>,
+        _client: Option<IpAddr>,
         info: &ServerHelloInfo,
         _server: ServerId,
         _tables: &dyn Tables,

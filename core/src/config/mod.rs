@@ -179,6 +179,10 @@ pub struct Backend {
     /// rules): [`Backend::DEFAULT_AFFINITY`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Vec<AffinityKey>>,
+    /// Where `ticket-key` affinity finds the key name in a ticket (default: RFC 5077's first
+    /// 16 bytes, as OpenSSL and BoringSSL write it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_key_name: Option<crate::affinity::ticket_keys::NameSpan>,
     /// `option persist`: go back to a sticky server even when it is marked down.
     #[serde(default)]
     pub persist: bool,
@@ -251,6 +255,7 @@ impl Backend {
             hash_key: None,
             hash_balance_factor: None,
             affinity: None,
+            ticket_key_name: None,
             persist: false,
             retries: defaults::retries(),
             redispatch: Redispatch::default(),

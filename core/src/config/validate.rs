@@ -165,6 +165,16 @@ fn validate_backend(err: &mut impl FnMut(String, String, String), p: &str, b: &B
             }
         }
     }
+    if let Some(span) = b.ticket_key_name {
+        if span.length == 0 || usize::from(span.length) > crate::affinity::ticket_keys::MAX_NAME_LEN
+        {
+            err(
+                format!("{p}.ticket-key-name.length"),
+                format!("ticket key name length {} out of range 1..=32", span.length),
+                "write length = 16 (RFC 5077's key_name, as OpenSSL and BoringSSL use)".into(),
+            );
+        }
+    }
     if b.hash_key.is_some() && b.balance != BalanceAlgorithm::Hash {
         err(
             format!("{p}.hash-key"),

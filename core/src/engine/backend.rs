@@ -305,7 +305,10 @@ impl Backend {
     }
 
     /// Builds a backend reusing `tables` (a reload keeps the learned entries).
-    pub fn with_tables(spec: BackendSpec, tables: BackendTables) -> Self {
+    pub fn with_tables(spec: BackendSpec, mut tables: BackendTables) -> Self {
+        if spec.affinity.uses_ticket_keys() && tables.ticket_keys_arc().is_none() {
+            tables = tables.with_ticket_keys(None);
+        }
         let (slots, states): (Vec<ServerSlot>, Vec<ServerState>) = spec.servers.into_iter().unzip();
         let health = slots.iter().map(|s| Health::new(s.health)).collect();
         let balancer = Balancer::new(spec.algorithm, &states);

@@ -346,7 +346,7 @@ impl<'a> Connection<'a> {
             }),
             Progress::Done(HelloOutcome::Complete(hello)) => {
                 let wants = self.be.affinity.hello_wants();
-                self.hello = Some(HelloKeys::extract(&hello, wants.ticket, wants.psk));
+                self.hello = Some(wants.extract(&hello));
                 Some(NoKeyReason::NoSample)
             }
             Progress::Done(HelloOutcome::NotTls) => Some(NoKeyReason::NotTls),
@@ -650,6 +650,7 @@ impl<'a> Connection<'a> {
                         rec.tls_version = Some(info.negotiated.0);
                         let learned = be.affinity.on_server_hello(
                             self.hello.as_ref(),
+                            Some(self.client.ip()),
                             &info,
                             server,
                             &be.tables,

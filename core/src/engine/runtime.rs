@@ -167,7 +167,10 @@ fn build_backend(
         },
     };
     let affinity = match b.effective_affinity() {
-        Some(keys) => Box::new(Chain::new(&keys)) as Box<dyn Affinity>,
+        Some(keys) => {
+            Box::new(Chain::new(&keys).with_name_span(b.ticket_key_name.unwrap_or_default()))
+                as Box<dyn Affinity>
+        }
         None => Box::new(build_rules(b)?),
     };
     // Sharding hashes the key as the table holds it, so the length is clamped here once.
@@ -237,9 +240,17 @@ fn build_backend(
         hash_balance_factor: b.hash_balance_factor,
         table_seed,
     };
-    let Some(old) = old else {
-        return Ok(Backend::new(spec));
-    };
+    Ok(match old {
+        Some(old) => take_over(spec, old),
+        None => Backend::new(spec),
+    })
+}
+
+/// A reload's backend: the same-named backend's stick tables and ticket-key learner are taken
+/// over (entries renumbered to the new server order by name, removed servers' dropped), and its
+/// servers' run-time state carried over.
+fn take_over(spec: BackendSpec, old: &Backend) -> Backend {
+    let (table, table_seed) = (spec.table.clone(), spec.table_seed);
     let previous: Vec<_> = old.tables.iter().cloned().collect();
     let tables = BackendTables::reusing(&spec.affinity.tables(), &table, &previous, table_seed);
     let names: Vec<String> = spec.servers.iter().map(|(s, _)| s.name.clone()).collect();
@@ -254,9 +265,23 @@ fn build_backend(
             });
         }
     }
+    let tables = match old.tables.ticket_keys_arc() {
+        Some(learner) if spec.affinity.uses_ticket_keys() => {
+            learner
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remap_servers(|id| {
+                    let name = &old.servers.get(id.index())?.name;
+                    let i = names.iter().position(|n| n == name)?;
+                    Some(crate::ServerId(i as u32))
+                });
+            tables.with_ticket_keys(Some(learner.clone()))
+        }
+        _ => tables,
+    };
     let backend = Backend::with_tables(spec, tables);
     backend.carry_state(old);
-    Ok(backend)
+    backend
 }
 
 fn build_rules(b: &config::Backend) -> Result<Rules, BuildError> {

@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::affinity::ticket_keys::{Limits, TicketKeys};
 use crate::affinity::{stable_hash, TableKind, Tables};
 use crate::stick::{Learn, Lookup, StickEntry, StickStats, StickTable, StickTableConfig};
 use crate::{ServerId, Timestamp};
@@ -167,6 +168,7 @@ fn lock(m: &Mutex<StickTable>) -> MutexGuard<'_, StickTable> {
 #[derive(Debug, Default)]
 pub struct BackendTables {
     tables: Vec<Arc<SharedTable>>,
+    ticket_keys: Option<Arc<Mutex<TicketKeys>>>,
 }
 
 impl BackendTables {
@@ -196,7 +198,24 @@ impl BackendTables {
                 old.unwrap_or_else(|| Arc::new(SharedTable::new(k, config.clone(), hash_seed))),
             );
         }
-        BackendTables { tables }
+        BackendTables {
+            tables,
+            ticket_keys: None,
+        }
+    }
+
+    /// Gives the backend a ticket key-name learner (`ticket-key` affinity): `previous` when a
+    /// reload keeps the one its predecessor filled, else a new one.
+    pub fn with_ticket_keys(mut self, previous: Option<Arc<Mutex<TicketKeys>>>) -> Self {
+        self.ticket_keys = Some(
+            previous.unwrap_or_else(|| Arc::new(Mutex::new(TicketKeys::new(Limits::default())))),
+        );
+        self
+    }
+
+    /// The ticket key-name learner, shared so a reload can keep it.
+    pub fn ticket_keys_arc(&self) -> Option<&Arc<Mutex<TicketKeys>>> {
+        self.ticket_keys.as_ref()
     }
 
     /// The table of a kind.
@@ -223,5 +242,9 @@ impl Tables for BackendTables {
         now: Timestamp,
     ) -> Option<Learn> {
         self.get(kind).map(|t| t.learn(key, server, now))
+    }
+
+    fn ticket_keys(&self) -> Option<&Mutex<TicketKeys>> {
+        self.ticket_keys.as_deref()
     }
 }

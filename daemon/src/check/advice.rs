@@ -3,7 +3,7 @@
 
 use crate::finding::{Finding, Severity};
 use crate::haproxy::rules::{rule_findings, RuleLines};
-use tether_core::config::{AffinityKey, Config};
+use tether_core::config::{AffinityKey, Backend, Config, Sample};
 
 fn find_line(text: &str, from: usize, pred: impl Fn(&str) -> bool) -> Option<usize> {
     text.lines()
@@ -37,6 +37,67 @@ fn clear_stats_password(file: &str, text: &str, config: &Config) -> Option<Findi
             auth.user
         ),
     ))
+}
+
+/// What a TLS 1.3 client needs that session IDs, TLS 1.2 tickets and PSK identities do not
+/// give: the one advice both config kinds share.
+const TICKET_KEY_WHY: &str = "TLS 1.3 clients send a random legacy_session_id and resume with \
+    tickets that browsers, curl, rustls and OpenSSL use once each, so neither the session ID nor \
+    the PSK identity ever matches again; each ticket starts with its server's 16-byte key name \
+    (OpenSSL, BoringSSL, rustls, and nginx, Apache, HAProxy, Envoy on top of them), which tether \
+    learns once per server from the accepted resumptions";
+
+/// Points a backend whose affinity cannot place TLS 1.3 resumptions at `ticket-key`.
+fn ticket_key_advice(file: &str, line: usize, b: &Backend, fix: &str) -> Finding {
+    Finding::new(
+        Severity::Info,
+        file,
+        line,
+        format!(
+            "backend {}: TLS 1.3 clients never resume through this affinity",
+            b.name
+        ),
+        TICKET_KEY_WHY,
+        fix,
+    )
+}
+
+/// Advice for an imported haproxy.cfg that loaded: a backend sticking on the ClientHello
+/// session ID (`payload_lv(43,1)`) is pointed at `ticket-key` for its TLS 1.3 clients.
+pub fn advise_haproxy(file: &str, text: &str, config: &Config) -> Vec<Finding> {
+    let session_id = Sample::PayloadLv {
+        offset: 43,
+        len_size: 1,
+    };
+    config
+        .backends
+        .iter()
+        .filter(|b| {
+            b.haproxy
+                .as_ref()
+                .is_some_and(|h| h.stick.iter().any(|r| r.sample == session_id))
+        })
+        .map(|b| {
+            let header = find_line(text, 1, |l| {
+                let mut w = l.split_whitespace();
+                matches!(w.next(), Some("backend" | "listen")) && w.next() == Some(b.name.as_str())
+            })
+            .unwrap_or(0);
+            let line = find_line(text, header, |l| {
+                l.starts_with("stick") && l.contains("payload_lv(43,1)")
+            })
+            .unwrap_or(header);
+            ticket_key_advice(
+                file,
+                line,
+                b,
+                "run it with tether and the ticket key names: `tether run --haproxy haproxy.cfg` \
+                 then write affinity = [\"session-id\", \"ticket\", \"ticket-key\"] in the \
+                 converted config (`tether convert`), or `tether run --affinity \
+                 session-id,ticket,ticket-key` for a quick start",
+            )
+        })
+        .collect()
 }
 
 /// Advice for a native config that loaded without errors.
@@ -100,6 +161,16 @@ pub fn advise(file: &str, text: &str, config: &Config) -> Vec<Finding> {
                  help a TLS 1.3 client",
                 "add \"psk\" to the chain, e.g. affinity = [\"session-id\", \"ticket\", \"psk\", \
                  \"source\"]",
+            ));
+        }
+        let tls13_blind = !has(AffinityKey::TicketKey) && !has(AffinityKey::Source);
+        if tls13_blind && (has(AffinityKey::SessionId) || has(AffinityKey::Psk)) {
+            out.push(ticket_key_advice(
+                file,
+                affinity_line,
+                b,
+                "add \"ticket-key\" to the chain, e.g. affinity = [\"session-id\", \"ticket\", \
+                 \"ticket-key\"]",
             ));
         }
         if let Some(pos) = chain

@@ -114,7 +114,14 @@ pub fn check_file(path: &Path) -> CheckReport {
 /// Checks config text of a known kind; `file` is only used in messages.
 pub fn check_text(file: &str, kind: ConfigKind, text: &str) -> CheckReport {
     match kind {
-        ConfigKind::Haproxy => CheckReport::new(crate::haproxy::load(file, text).findings),
+        ConfigKind::Haproxy => {
+            let im = crate::haproxy::load(file, text);
+            // Like the rule analysis, this reads the imported stick rules, which errors
+            // elsewhere in the file (a log line, a server address) do not invalidate.
+            let mut findings = im.findings;
+            findings.extend(advice::advise_haproxy(file, text, &im.config));
+            CheckReport::new(findings)
+        }
         ConfigKind::Toml => match tether_core::config::load_toml(file, text) {
             Ok(config) => CheckReport::new(advise(file, text, &config)),
             Err(errors) => CheckReport::new(

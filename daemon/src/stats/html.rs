@@ -175,6 +175,37 @@ fn backend(h: &mut String, b: &BackendView, opts: &PageOptions<'_>) {
         }
         h.push_str("</table>\n");
     }
+    if let Some(k) = &b.ticket_keys {
+        ticket_keys(h, k);
+    }
+}
+
+/// What `ticket-key` affinity learned: key names per server (hex), shared and unnamed states.
+fn ticket_keys(h: &mut String, k: &super::snapshot::TicketKeysView) {
+    h.push_str("<table class=\"ticket-keys\"><tr><th>ticket key names</th><th>state</th></tr>");
+    for (name, names, unnamed) in &k.servers {
+        let state = if *unnamed {
+            "unnamed: tickets carry no stable key name, falls through".to_string()
+        } else if names.is_empty() {
+            "no name learned yet".to_string()
+        } else {
+            names.join(" ")
+        };
+        let _ = write!(
+            h,
+            "<tr><td class=\"name\">{}</td><td>{}</td></tr>",
+            escape(name),
+            escape(&state)
+        );
+    }
+    for name in &k.shared {
+        let _ = write!(
+            h,
+            "<tr><td class=\"name\">shared</td><td>{} (several servers accept it, falls through)</td></tr>",
+            escape(name)
+        );
+    }
+    h.push_str("</table>\n");
 }
 
 fn server(h: &mut String, b: &BackendView, s: &ServerView, opts: &PageOptions<'_>) {

@@ -49,6 +49,14 @@ pub fn render(snap: &Snapshot, version: Option<&str>) -> Value {
                     "refused": t.stats.refused,
                     "removed": t.stats.removed,
                 })).collect::<Vec<_>>(),
+                "ticket_keys": b.ticket_keys.as_ref().map(|k| json!({
+                    "servers": k.servers.iter().map(|(name, names, unnamed)| json!({
+                        "server": name,
+                        "names": names,
+                        "unnamed": unnamed,
+                    })).collect::<Vec<_>>(),
+                    "shared": k.shared,
+                })),
             })
         })
         .collect();

@@ -47,6 +47,37 @@ pub struct BackendView {
     pub nosrv: u64,
     /// Stick tables.
     pub tables: Vec<TableView>,
+    /// What `ticket-key` affinity has learned, when the backend uses it.
+    pub ticket_keys: Option<TicketKeysView>,
+}
+
+/// The ticket key names a backend has learned (hex names, never tickets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketKeysView {
+    /// Per server that answered: its name, its confirmed key names, whether it is unnamed.
+    pub servers: Vec<(String, Vec<String>, bool)>,
+    /// Names several servers accept (a shared ticket key).
+    pub shared: Vec<String>,
+}
+
+impl TicketKeysView {
+    fn read(b: &tether_core::engine::backend::Backend) -> Option<Self> {
+        let learner = b.tables.ticket_keys_arc()?;
+        let snap = learner.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
+        let name = |id: tether_core::ServerId| {
+            b.servers
+                .get(id.index())
+                .map_or_else(|| format!("#{}", id.0), |s| s.name.clone())
+        };
+        Some(TicketKeysView {
+            servers: snap
+                .servers
+                .into_iter()
+                .map(|s| (name(s.server), s.names, s.unnamed))
+                .collect(),
+            shared: snap.shared,
+        })
+    }
 }
 
 /// The latest active health check of a server.
@@ -282,6 +313,7 @@ pub fn take(runtime: &Runtime, actconn: u64) -> Snapshot {
                         stats: t.stats(),
                     })
                     .collect(),
+                ticket_keys: TicketKeysView::read(b),
             }
         })
         .collect();

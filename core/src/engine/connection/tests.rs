@@ -20,6 +20,8 @@ use crate::tls::encode::{
 use crate::tls::record::HANDSHAKE;
 use crate::tls::ProtocolVersion;
 
+mod ticket_key;
+
 // ---- wire bytes ---------------------------------------------------------------------------------
 
 /// A TLS 1.2 ClientHello with a session ID, an SNI and, optionally, a session ticket.
