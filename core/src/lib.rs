@@ -13,6 +13,7 @@ pub mod balance;
 pub mod config;
 pub mod engine;
 pub mod retry;
+pub mod route;
 pub mod server;
 pub mod stick;
 pub mod time;

@@ -1,0 +1,170 @@
+//! Address networks flattened into a prefix table: the address space cut into disjoint ranges,
+//! each labelled with every network (atom) that covers it, so one binary search over the range
+//! starts answers "which of these 100,000 networks contain this address" with all of them,
+//! nested ones included. IPv4 ranges get their own 32-bit table (denser in cache).
+
+use std::collections::BTreeMap;
+
+use super::cidr::{ip_key, Cidr};
+use super::hasher::FastMap;
+use std::net::IpAddr;
+
+/// Where IPv4-mapped addresses start in the 128-bit space.
+const V4_BASE: u128 = 0xffff_0000_0000;
+const V4_END: u128 = V4_BASE | 0xffff_ffff;
+
+/// Disjoint ranges over keys of type `K`, each pointing at a set of atoms.
+#[derive(Debug, Default)]
+struct RangeTable<K> {
+    starts: Vec<K>,
+    set_of: Vec<u32>,
+}
+
+/// Interned atom sets, shared by both tables.
+#[derive(Debug, Default)]
+struct Sets {
+    spans: Vec<(u32, u32)>,
+    atoms: Vec<u32>,
+    ids: FastMap<Vec<u32>, u32>,
+}
+
+impl Sets {
+    fn intern(&mut self, set: Vec<u32>) -> u32 {
+        if let Some(&id) = self.ids.get(&set) {
+            return id;
+        }
+        let id = self.spans.len() as u32;
+        let from = self.atoms.len() as u32;
+        self.atoms.extend_from_slice(&set);
+        self.spans.push((from, self.atoms.len() as u32));
+        self.ids.insert(set, id);
+        id
+    }
+
+    fn get(&self, id: u32) -> &[u32] {
+        let (a, b) = self.spans[id as usize];
+        &self.atoms[a as usize..b as usize]
+    }
+}
+
+impl<K: Copy + Ord> RangeTable<K> {
+    /// Sweeps `(first, last, atom)` ranges (inclusive) into disjoint labelled ranges.
+    /// `after(last)` is the key following `last`, `None` at the end of the space.
+    fn build(ranges: &[(K, K, u32)], after: impl Fn(K) -> Option<K>, sets: &mut Sets) -> Self {
+        let mut events: Vec<(K, bool, u32)> = Vec::with_capacity(ranges.len() * 2);
+        for &(lo, hi, atom) in ranges {
+            events.push((lo, true, atom));
+            if let Some(next) = after(hi) {
+                events.push((next, false, atom));
+            }
+        }
+        events.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut active: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut table = RangeTable {
+            starts: Vec::new(),
+            set_of: Vec::new(),
+        };
+        let empty = sets.intern(Vec::new());
+        let mut last = empty;
+        let mut i = 0;
+        while i < events.len() {
+            let key = events[i].0;
+            while i < events.len() && events[i].0 == key {
+                let (_, open, atom) = events[i];
+                let n = active.entry(atom).or_insert(0);
+                if open {
+                    *n += 1;
+                } else {
+                    *n -= 1;
+                    if *n == 0 {
+                        active.remove(&atom);
+                    }
+                }
+                i += 1;
+            }
+            let id = sets.intern(active.keys().copied().collect());
+            if id != last {
+                table.starts.push(key);
+                table.set_of.push(id);
+                last = id;
+            }
+        }
+        table
+    }
+
+    fn lookup(&self, key: K) -> Option<u32> {
+        let i = self.starts.partition_point(|&s| s <= key);
+        (i > 0).then(|| self.set_of[i - 1])
+    }
+}
+
+/// The networks of every address test of a rule set.
+#[derive(Debug, Default)]
+pub(crate) struct PrefixTable {
+    v4: RangeTable<u32>,
+    v6: RangeTable<u128>,
+    sets: Sets,
+}
+
+impl PrefixTable {
+    /// Builds the table from `(network, atom)` pairs.
+    pub fn build(nets: &[(Cidr, u32)]) -> PrefixTable {
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::with_capacity(nets.len());
+        for &(net, atom) in nets {
+            let (lo, hi) = net.range();
+            if lo <= V4_END && hi >= V4_BASE {
+                let a = (lo.max(V4_BASE) - V4_BASE) as u32;
+                let b = (hi.min(V4_END) - V4_BASE) as u32;
+                v4.push((a, b, atom));
+            }
+            v6.push((lo, hi, atom));
+        }
+        let mut sets = Sets::default();
+        let v4 = RangeTable::build(&v4, |k: u32| k.checked_add(1), &mut sets);
+        let v6 = RangeTable::build(&v6, |k: u128| k.checked_add(1), &mut sets);
+        PrefixTable { v4, v6, sets }
+    }
+
+    /// The atoms whose networks contain `ip`.
+    pub fn lookup(&self, ip: IpAddr) -> &[u32] {
+        let key = ip_key(ip);
+        let id = if (V4_BASE..=V4_END).contains(&key) {
+            self.v4.lookup((key - V4_BASE) as u32)
+        } else {
+            self.v6.lookup(key)
+        };
+        id.map_or(&[], |id| self.sets.get(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_and_overlapping_networks_all_match() {
+        let n = |s: &str| s.parse::<Cidr>().unwrap();
+        let t = PrefixTable::build(&[
+            (n("10.0.0.0/8"), 1),
+            (n("10.1.0.0/16"), 2),
+            (n("10.1.2.3"), 3),
+            (n("0.0.0.0/0"), 4),
+            (n("::/0"), 5),
+            (n("2001:db8::/32"), 6),
+            (n("255.255.255.255/32"), 7),
+        ]);
+        let at = |s: &str| t.lookup(s.parse().unwrap()).to_vec();
+        assert_eq!(at("10.1.2.3"), [1, 2, 3, 4, 5]);
+        assert_eq!(at("10.1.2.4"), [1, 2, 4, 5]);
+        assert_eq!(at("10.2.0.0"), [1, 4, 5]);
+        assert_eq!(at("11.0.0.0"), [4, 5]);
+        assert_eq!(at("255.255.255.255"), [4, 5, 7]);
+        assert_eq!(at("2001:db8::9"), [5, 6]);
+        assert_eq!(at("2001:db9::9"), [5]);
+        assert_eq!(
+            PrefixTable::build(&[]).lookup("1.2.3.4".parse().unwrap()),
+            &[] as &[u32]
+        );
+    }
+}
