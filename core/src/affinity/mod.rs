@@ -107,6 +107,8 @@ pub enum NoKeyReason {
     NoSample,
     /// The chain is empty: the backend does not use affinity.
     NoAffinity,
+    /// A frontend route rule refused the connection before any affinity lookup.
+    Refused,
 }
 
 impl NoKeyReason {
@@ -127,6 +129,7 @@ impl NoKeyReason {
             NoKeyReason::NoSni => "no-sni",
             NoKeyReason::NoSample => "no-sample",
             NoKeyReason::NoAffinity => "no-affinity",
+            NoKeyReason::Refused => "refused",
         }
     }
 }

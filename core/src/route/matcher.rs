@@ -274,7 +274,7 @@ impl RouteTable {
             .iter()
             .for_each(|&a| matched.push(a));
         let mut best = limit;
-        let mut scan = |list: &[u32], best: &mut usize| {
+        let scan = |list: &[u32], best: &mut usize| {
             for &r in list {
                 let r = r as usize;
                 if r >= *best {
