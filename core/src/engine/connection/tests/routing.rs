@@ -182,3 +182,21 @@ fn an_inspect_timeout_decides_on_what_is_known() {
         "no name, not 'not TLS': the default"
     );
 }
+
+#[test]
+fn hello_rules_wait_for_the_hello_even_when_the_default_backend_would_not() {
+    // An imported backend without content rules is ready at once (HAProxy evaluates on an
+    // empty buffer); the frontend's name rules still need the hello to choose.
+    let text = ROUTED.replace(
+        "name = \"app\"\naffinity = [\"session-id\"]",
+        "name = \"app\"\n[backend.haproxy]",
+    );
+    let rig = Rig::new(build(&load_toml("routed.toml", &text).unwrap(), None).unwrap());
+    let mut c = rig.connection();
+    let hello = client_hello(&[1; 32], "api.example", None);
+    feed(&mut c, &hello[..30]);
+    assert!(matches!(c.poll(rig.at(0)), Action::ReadClient { .. }));
+    feed(&mut c, &hello[30..]);
+    connect_to(&mut c, rig.at(1));
+    assert_eq!(c.backend().name, "api");
+}
