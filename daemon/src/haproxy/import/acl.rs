@@ -73,14 +73,17 @@ fn split_criterion(words: &[String]) -> Result<Criterion<'_>, String> {
             }
             "-f" => {
                 i += 1;
-                c.files.push(words.get(i).ok_or("-f without a file")?.clone());
+                c.files
+                    .push(words.get(i).ok_or("-f without a file")?.clone());
             }
             "--" => {
                 c.values.extend(words[i + 1..].iter().cloned());
                 break;
             }
             f if f.starts_with('-') && c.values.is_empty() => {
-                return Err(format!("flag `{f}` is not supported (tether reads -i, -m, -f)"))
+                return Err(format!(
+                    "flag `{f}` is not supported (tether reads -i, -m, -f)"
+                ))
             }
             v => c.values.push(v.to_string()),
         }
@@ -128,11 +131,15 @@ fn sni_acl(c: &Criterion<'_>) -> Result<Acl, String> {
         "sub" => NameMethodName::Contains,
         "dom" => NameMethodName::Domain,
         "reg" => {
-            return Err("`-m reg`: tether does not evaluate regular expressions; write the names \
+            return Err(
+                "`-m reg`: tether does not evaluate regular expressions; write the names \
                  with -m str, -m beg, -m end, -m sub or -m dom (several values or -f FILE)"
-                .into())
+                    .into(),
+            )
         }
-        m => return Err(format!("`-m {m}` does not apply to req.ssl_sni in tether; write -m str, beg, end, sub or dom")),
+        m => return Err(format!(
+            "`-m {m}` does not apply to req.ssl_sni in tether; write -m str, beg, end, sub or dom"
+        )),
     };
     let simple = method == NameMethodName::Exact && file.is_none();
     let route = if simple && c.ignore_case && !c.values.iter().any(|v| v.starts_with("*.")) {
@@ -160,7 +167,10 @@ fn sni_acl(c: &Criterion<'_>) -> Result<Acl, String> {
 /// The address ACLs (`src`, `dst`).
 fn address_acl(c: &Criterion<'_>, source: bool) -> Result<Acl, String> {
     if !matches!(c.method, None | Some("ip")) {
-        return Err(format!("`-m {}` on an address: write networks (-m ip)", c.method.unwrap_or("")));
+        return Err(format!(
+            "`-m {}` on an address: write networks (-m ip)",
+            c.method.unwrap_or("")
+        ));
     }
     need_values(c)?;
     let file = one_file(c)?;
@@ -197,7 +207,9 @@ fn port_acl(c: &Criterion<'_>) -> Result<Acl, String> {
             Err(_) => PortSpec::Range(v.replacen(':', "-", 1)),
         };
         if spec.range().is_none() {
-            return Err(format!("invalid port or range `{v}`: write 443 or 8000:8100"));
+            return Err(format!(
+                "invalid port or range `{v}`: write 443 or 8000:8100"
+            ));
         }
         ports.push(spec);
     }
@@ -232,7 +244,11 @@ fn acl_of(words: &[String]) -> Result<Acl, String> {
         "dst_port" => port_acl(&c),
         "req_ssl_ver" | "req.ssl_ver" => {
             need_values(&c)?;
-            if let Some(bad) = c.values.iter().find(|v| tether_core::config::route::dotted_range(v).is_none()) {
+            if let Some(bad) = c
+                .values
+                .iter()
+                .find(|v| tether_core::config::route::dotted_range(v).is_none())
+            {
                 return Err(format!("invalid TLS version `{bad}`: write 3.3 or 3.1:3.3"));
             }
             Ok(Acl {
@@ -245,7 +261,9 @@ fn acl_of(words: &[String]) -> Result<Acl, String> {
         }
         "req.ssl_alpn" | "req_ssl_alpn" => {
             if !c.files.is_empty() || !matches!(c.method, None | Some("str")) {
-                return Err("req.ssl_alpn takes protocol names written on the line (h2 http/1.1)".into());
+                return Err(
+                    "req.ssl_alpn takes protocol names written on the line (h2 http/1.1)".into(),
+                );
             }
             need_values(&c)?;
             Ok(Acl {
@@ -283,7 +301,12 @@ impl Importer<'_> {
     }
 
     /// Parses `if|unless TERMS` from word `at` (`None` after an error, reported).
-    pub(super) fn parse_condition(&mut self, d: &Directive, at: usize, acls: &Acls) -> Option<Option<Parsed>> {
+    pub(super) fn parse_condition(
+        &mut self,
+        d: &Directive,
+        at: usize,
+        acls: &Acls,
+    ) -> Option<Option<Parsed>> {
         let words = &d.words[at.min(d.words.len())..];
         let Some(first) = words.first() else {
             return Some(None);
@@ -309,15 +332,28 @@ impl Importer<'_> {
             match w {
                 "||" | "or" => {
                     if negate || any.last().is_some_and(Vec::is_empty) {
-                        self.error(d.line, format!("`{}`: `{w}` without a term before it", d.text()), "HAProxy rejects it", "if a || b");
+                        self.error(
+                            d.line,
+                            format!("`{}`: `{w}` without a term before it", d.text()),
+                            "HAProxy rejects it",
+                            "if a || b",
+                        );
                         return None;
                     }
                     any.push(Vec::new());
                 }
                 "!" => negate = !negate,
-                "{" => {
+                "{" | "!{" => {
+                    if w == "!{" {
+                        negate = !negate;
+                    }
                     let Some(end) = words[i..].iter().position(|x| x == "}") else {
-                        self.error(d.line, format!("`{}`: `{{` without `}}`", d.text()), "HAProxy rejects it", "if { req.ssl_sni -i a.example }");
+                        self.error(
+                            d.line,
+                            format!("`{}`: `{{` without `}}`", d.text()),
+                            "HAProxy rejects it",
+                            "if { req.ssl_sni -i a.example }",
+                        );
                         return None;
                     };
                     let acl = self.criterion(d.line, &words[i + 1..i + end])?;
@@ -331,7 +367,10 @@ impl Importer<'_> {
                         None => (negate, w),
                     };
                     let acl = match name {
-                        "TRUE" | "always_true" => vec![Acl { route: Some(Match::default()), legacy: Some(Condition::Always) }],
+                        "TRUE" | "always_true" => vec![Acl {
+                            route: Some(Match::default()),
+                            legacy: Some(Condition::Always),
+                        }],
                         _ => match acls.get(name) {
                             Some(a) => a.clone(),
                             None => {
@@ -340,14 +379,21 @@ impl Importer<'_> {
                             }
                         },
                     };
-                    any.last_mut().expect("one").push((neg, acl, Some(name.to_string())));
+                    any.last_mut()
+                        .expect("one")
+                        .push((neg, acl, Some(name.to_string())));
                     negate = false;
                 }
             }
             i += 1;
         }
         if negate || any.iter().any(Vec::is_empty) {
-            self.error(d.line, format!("`{}`: incomplete condition", d.text()), "HAProxy rejects it", "if acl1 || !acl2");
+            self.error(
+                d.line,
+                format!("`{}`: incomplete condition", d.text()),
+                "HAProxy rejects it",
+                "if acl1 || !acl2",
+            );
             return None;
         }
         Some(Some(Parsed { unless, any }))
@@ -370,7 +416,10 @@ impl Importer<'_> {
         let Some((neg, cond)) = single else {
             self.error(
                 d.line,
-                format!("condition `{}` is too complex here", d.words[at..].join(" ")),
+                format!(
+                    "condition `{}` is too complex here",
+                    d.words[at..].join(" ")
+                ),
                 "stick rules and backend accept rules take one ACL (optionally negated) on \
                  req_ssl_hello_type, rep_ssl_hello_type, req.ssl_sni (exact names) or src",
                 "split it into several rules",
@@ -383,7 +432,12 @@ impl Importer<'_> {
     }
 
     /// Reads a condition for route rules (`use_backend`, `tcp-request` accept/reject).
-    pub(super) fn route_condition(&mut self, d: &Directive, at: usize, acls: &Acls) -> Option<RouteCondition> {
+    pub(super) fn route_condition(
+        &mut self,
+        d: &Directive,
+        at: usize,
+        acls: &Acls,
+    ) -> Option<RouteCondition> {
         let Some(p) = self.parse_condition(d, at, acls)? else {
             return Some(RouteCondition::default());
         };
@@ -406,18 +460,56 @@ impl Importer<'_> {
                     };
                     alts.push(m);
                 }
-                let m = if alts.len() == 1 { alts.pop().expect("one") } else { Match { any: alts, ..Match::default() } };
-                all.push(if *neg { Match { not: Some(Box::new(m)), ..Match::default() } } else { m });
+                let m = if alts.len() == 1 {
+                    alts.pop().expect("one")
+                } else {
+                    Match {
+                        any: alts,
+                        ..Match::default()
+                    }
+                };
+                all.push(if *neg {
+                    Match {
+                        not: Some(Box::new(m)),
+                        ..Match::default()
+                    }
+                } else {
+                    m
+                });
             }
-            any.push(if all.len() == 1 { all.pop().expect("one") } else { Match { all, ..Match::default() } });
+            any.push(if all.len() == 1 {
+                all.pop().expect("one")
+            } else {
+                Match {
+                    all,
+                    ..Match::default()
+                }
+            });
         }
-        let m = if any.len() == 1 { any.pop().expect("one") } else { Match { any, ..Match::default() } };
+        let m = if any.len() == 1 {
+            any.pop().expect("one")
+        } else {
+            Match {
+                any,
+                ..Match::default()
+            }
+        };
         let always = m == Match::default();
         let when = match (always, p.unless) {
             (true, false) => None,
-            (true, true) => Some(Match { not: Some(Box::new(Match { client_hello: Some(true), ..Match::default() })), client_hello: Some(true), ..Match::default() }),
+            (true, true) => Some(Match {
+                not: Some(Box::new(Match {
+                    client_hello: Some(true),
+                    ..Match::default()
+                })),
+                client_hello: Some(true),
+                ..Match::default()
+            }),
             (false, false) => Some(m),
-            (false, true) => Some(Match { not: Some(Box::new(m)), ..Match::default() }),
+            (false, true) => Some(Match {
+                not: Some(Box::new(m)),
+                ..Match::default()
+            }),
         };
         Some(RouteCondition { when, label })
     }

@@ -26,13 +26,13 @@ mod options;
 pub mod origins;
 mod proxy;
 mod routing;
-#[cfg(test)]
-mod test_routes;
 mod scope;
 mod sections;
 mod servers;
 mod stats;
 mod stick;
+#[cfg(test)]
+mod test_routes;
 mod timeouts;
 
 use super::lexer::{split_lines, Directive};
@@ -362,7 +362,11 @@ mod tests {
         // The reject is a route rule of the frontend now; the accept stays for the stick rules.
         assert_eq!(r.request_content.len(), 1);
         assert_eq!(r.request_content[0].when, Condition::ClientHello);
-        assert_eq!(im.config.frontends[0].routes.len(), 2, "reject unless hello; accept if hello");
+        assert_eq!(
+            im.config.frontends[0].routes.len(),
+            2,
+            "reject unless hello; accept if hello"
+        );
         assert_eq!(
             r.stick[0].when,
             Condition::Not(Box::new(Condition::Sni(vec![

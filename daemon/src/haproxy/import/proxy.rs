@@ -1,14 +1,14 @@
 //! `frontend`, `backend` and `listen` sections: the directives of the last `defaults` replayed
 //! first, then the section's own, each handed to the module of its keyword family.
 
+use super::acl::Acls;
 use super::frontend::bind_address;
+use super::routing::{FrontRoutes, StageRule};
 use super::sections::{Kind, Section};
 use super::timeouts::TimeoutsSeen;
 use super::Importer;
 use crate::haproxy::lexer::Directive;
 use crate::haproxy::rules::RuleLines;
-use super::acl::Acls;
-use super::routing::{FrontRoutes, StageRule};
 use tether_core::config::{Backend, Frontend, HaproxyRules, Redispatch};
 
 /// One proxy section being imported: what it builds and what it has seen so far.

@@ -180,7 +180,10 @@ impl Importer<'_> {
                 if !self.config.backends.iter().any(|b| b.name == s.backend) {
                     self.error(
                         s.line,
-                        format!("use_backend names backend {} which is not defined", s.backend),
+                        format!(
+                            "use_backend names backend {} which is not defined",
+                            s.backend
+                        ),
                         "HAProxy refuses the config: unknown backend",
                         "define `backend NAME` or fix the name",
                     );
@@ -198,9 +201,16 @@ impl Importer<'_> {
             c.stage(0, &[]);
             let (rules, reached) = (c.out, c.reached);
             if rules.len() > MAX_RULES {
-                let what = format!("frontend {} expands to more than {MAX_RULES} route rules", f.name);
+                let what = format!(
+                    "frontend {} expands to more than {MAX_RULES} route rules",
+                    f.name
+                );
                 self.error(
-                    front.connection.first().or(front.content.first()).map_or(0, |r| r.line),
+                    front
+                        .connection
+                        .first()
+                        .or(front.content.first())
+                        .map_or(0, |r| r.line),
                     what,
                     "each `accept` repeats the rules after it under its condition",
                     "merge the accept rules into one condition",

@@ -137,11 +137,7 @@ impl Importer<'_> {
         }
     }
 
-    fn stick_rule(
-        &mut self,
-        d: &Directive,
-        acls: &super::acl::Acls,
-    ) -> Option<StickRule> {
+    fn stick_rule(&mut self, d: &Directive, acls: &super::acl::Acls) -> Option<StickRule> {
         let action = match d.word(1) {
             "on" => StickAction::On,
             "match" => StickAction::Match,

@@ -42,7 +42,11 @@ pub fn route(im: &Import, frontend: usize, c: &Client<'_>) -> (String, Option<St
         Verdict::Default => (f.backend.clone(), None),
         Verdict::Rule(i) => {
             let rule = &table.rules()[i];
-            let label = Some(if rule.label.is_empty() { (i + 1).to_string() } else { rule.label.clone() });
+            let label = Some(if rule.label.is_empty() {
+                (i + 1).to_string()
+            } else {
+                rule.label.clone()
+            });
             match rule.action {
                 RouteAction::Reject => ("reject".into(), label),
                 RouteAction::Accept => (f.backend.clone(), label),

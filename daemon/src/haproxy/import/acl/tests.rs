@@ -17,7 +17,16 @@ fn frontend(lines: &str) -> super::super::Import {
 }
 
 fn to(im: &super::super::Import, src: &str, sni: Option<&str>) -> String {
-    route(im, 0, &Client { src, sni, tls: true }).0
+    route(
+        im,
+        0,
+        &Client {
+            src,
+            sni,
+            tls: true,
+        },
+    )
+    .0
 }
 
 #[test]
@@ -28,21 +37,51 @@ fn named_anonymous_negated_ored_and_anded_acls_route_as_haproxy() {
          use_backend api if is_api lan\n  use_backend other if other_name || ! lan { req.ssl_sni -m found }\n",
     );
     assert!(errors(&im).is_empty(), "{:?}", im.findings);
-    assert_eq!(to(&im, "10.1.1.1", Some("API2.example")), "api", "-i and a second acl line");
-    assert_eq!(to(&im, "192.0.2.1", Some("api.example")), "other", "not lan, has a name");
+    assert_eq!(
+        to(&im, "10.1.1.1", Some("API2.example")),
+        "api",
+        "-i and a second acl line"
+    );
+    assert_eq!(
+        to(&im, "192.0.2.1", Some("api.example")),
+        "other",
+        "not lan, has a name"
+    );
     assert_eq!(to(&im, "10.1.1.1", Some("x.other.example")), "other");
-    assert_eq!(to(&im, "10.1.1.1", Some("x.OTHER.example")), "web", "no -i: case counts");
+    assert_eq!(
+        to(&im, "10.1.1.1", Some("x.OTHER.example")),
+        "web",
+        "no -i: case counts"
+    );
     assert_eq!(to(&im, "192.0.2.1", None), "web", "no name: -m found fails");
-    let (_, label) = route(&im, 0, &Client { src: "10.1.1.1", sni: Some("api.example"), tls: true });
+    let (_, label) = route(
+        &im,
+        0,
+        &Client {
+            src: "10.1.1.1",
+            sni: Some("api.example"),
+            tls: true,
+        },
+    );
     assert_eq!(label.as_deref(), Some("1"), "two ACLs: logged by position");
 }
 
 #[test]
 fn the_label_is_the_acl_name_and_unless_negates() {
-    let im = frontend("  acl blocked src 192.0.2.0/24\n  tcp-request content reject if blocked\n  \
-                       use_backend api unless { req.ssl_sni -m beg www. }\n");
+    let im = frontend(
+        "  acl blocked src 192.0.2.0/24\n  tcp-request content reject if blocked\n  \
+                       use_backend api unless { req.ssl_sni -m beg www. }\n",
+    );
     assert!(errors(&im).is_empty(), "{:?}", im.findings);
-    let r = route(&im, 0, &Client { src: "192.0.2.9", sni: Some("a"), tls: true });
+    let r = route(
+        &im,
+        0,
+        &Client {
+            src: "192.0.2.9",
+            sni: Some("a"),
+            tls: true,
+        },
+    );
     assert_eq!(r, ("reject".to_string(), Some("blocked".to_string())));
     assert_eq!(to(&im, "10.0.0.1", Some("www.a")), "web");
     assert_eq!(to(&im, "10.0.0.1", Some("api.a")), "api");
@@ -77,7 +116,10 @@ fn what_tether_cannot_evaluate_is_an_error() {
          use_backend api when x\n  use_backend api if TRUE ||\n  use_backend %[req.ssl_sni] \n  \
          tcp-request connection reject if { req.ssl_sni a }\n  use_backend missing\n",
     );
-    let e: Vec<(usize, String)> = errors(&im).iter().map(|f| (f.line, f.what.clone())).collect();
+    let e: Vec<(usize, String)> = errors(&im)
+        .iter()
+        .map(|f| (f.line, f.what.clone()))
+        .collect();
     assert_eq!(e.len(), 10, "{e:#?}");
     assert!(e[0].1.starts_with("unsupported ACL `req.len"));
     assert!(e[1].1.contains("-m reg") && e[1].1.contains("regular expressions"));
@@ -99,11 +141,17 @@ fn stick_rules_keep_their_simple_conditions() {
          acl hello req_ssl_hello_type 1\n  stick on src if ! lan\n  stick on src unless hello\n  \
          stick on src if lan hello\n  server s1 127.0.0.1:8443\n",
     );
-    let e: Vec<(usize, String)> = errors(&im).iter().map(|f| (f.line, f.what.clone())).collect();
+    let e: Vec<(usize, String)> = errors(&im)
+        .iter()
+        .map(|f| (f.line, f.what.clone()))
+        .collect();
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(e[0].1.contains("too complex"), "{e:?}");
     let rules = im.config.backends[0].haproxy.as_ref().unwrap();
     let lan = Condition::Src(vec!["10.0.0.0/8".into()]);
     assert_eq!(rules.stick[0].when, Condition::Not(Box::new(lan)));
-    assert_eq!(rules.stick[1].when, Condition::Not(Box::new(Condition::ClientHello)));
+    assert_eq!(
+        rules.stick[1].when,
+        Condition::Not(Box::new(Condition::ClientHello))
+    );
 }

@@ -24,11 +24,16 @@ fn delays_and_rules_land_on_their_side() {
     assert_eq!(r.response_content[0].when, Condition::ServerHello);
 }
 
-const FRONT: &str = "frontend f\n  bind 127.0.0.1:9443\n  default_backend b\n  timeout client 1m\n  \
+const FRONT: &str =
+    "frontend f\n  bind 127.0.0.1:9443\n  default_backend b\n  timeout client 1m\n  \
     tcp-request inspect-delay 5s\n";
 
 fn client<'a>(src: &'a str, sni: Option<&'a str>) -> Client<'a> {
-    Client { src, sni, tls: true }
+    Client {
+        src,
+        sni,
+        tls: true,
+    }
 }
 
 #[test]
@@ -39,14 +44,24 @@ fn a_reject_after_an_accept_never_fires_as_in_haproxy() {
          tcp-request content reject if {{ req.ssl_sni -m end .evil.example }}\n{BACKEND}"
     ));
     assert!(errors(&im).is_empty(), "{:?}", im.findings);
-    assert_eq!(route(&im, 0, &client("10.0.0.1", Some("a.evil.example"))).0, "b");
-    let plain = Client { src: "10.0.0.1", sni: None, tls: false };
+    assert_eq!(
+        route(&im, 0, &client("10.0.0.1", Some("a.evil.example"))).0,
+        "b"
+    );
+    let plain = Client {
+        src: "10.0.0.1",
+        sni: None,
+        tls: false,
+    };
     assert_eq!(route(&im, 0, &plain).0, "b", "no hello: neither rule holds");
     let reversed = import_text(&format!(
         "{FRONT}  tcp-request content reject if {{ req.ssl_sni -m end .evil.example }}\n  \
          tcp-request content accept if {{ req_ssl_hello_type 1 }}\n{BACKEND}"
     ));
-    assert_eq!(route(&reversed, 0, &client("10.0.0.1", Some("a.evil.example"))).0, "reject");
+    assert_eq!(
+        route(&reversed, 0, &client("10.0.0.1", Some("a.evil.example"))).0,
+        "reject"
+    );
 }
 
 #[test]
@@ -58,12 +73,29 @@ fn a_reject_first_refuses_and_connection_rules_come_before_content_rules() {
     ));
     assert!(errors(&im).is_empty(), "{:?}", im.findings);
     let at = |src, sni| route(&im, 0, &client(src, sni)).0;
-    assert_eq!(at("10.1.0.1", Some("a.example")), "reject", "connection reject");
-    assert_eq!(at("10.66.0.1", Some("a.example")), "b", "connection accept skips the reject");
-    assert_eq!(at("10.66.0.1", Some("x.evil.example")), "reject", "but content rules still run");
+    assert_eq!(
+        at("10.1.0.1", Some("a.example")),
+        "reject",
+        "connection reject"
+    );
+    assert_eq!(
+        at("10.66.0.1", Some("a.example")),
+        "b",
+        "connection accept skips the reject"
+    );
+    assert_eq!(
+        at("10.66.0.1", Some("x.evil.example")),
+        "reject",
+        "but content rules still run"
+    );
     assert_eq!(at("192.0.2.1", Some("x.evil.example")), "reject");
     assert_eq!(at("192.0.2.1", Some("ok.example")), "b");
-    assert_eq!(route(&im, 0, &client("192.0.2.1", Some("x.evil.example"))).1.as_deref(), Some("evil"));
+    assert_eq!(
+        route(&im, 0, &client("192.0.2.1", Some("x.evil.example")))
+            .1
+            .as_deref(),
+        Some("evil")
+    );
 }
 
 #[test]
@@ -86,14 +118,21 @@ fn a_backend_reject_is_enforced_by_every_frontend_that_reaches_it() {
         at("203.0.113.5", Some("secure.example")),
         ("reject".to_string(), Some("!internal_networks".to_string()))
     );
-    assert_eq!(at("203.0.113.5", Some("www.example")).0, "open", "the other backend is open");
+    assert_eq!(
+        at("203.0.113.5", Some("www.example")).0,
+        "open",
+        "the other backend is open"
+    );
     assert_eq!(
         im.config.frontends[0].inspect_delay,
         Duration::from_secs(3),
         "the backend's delay lets its rules see the hello"
     );
     let rules = im.config.backends[0].haproxy.as_ref().unwrap();
-    assert!(rules.request_content.is_empty(), "the reject lives in the routes, not here");
+    assert!(
+        rules.request_content.is_empty(),
+        "the reject lives in the routes, not here"
+    );
     tether_core::engine::runtime::build(&im.config, None).expect("and run starts");
 }
 
