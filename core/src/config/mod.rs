@@ -36,6 +36,7 @@ pub mod units;
 mod validate;
 
 pub use load::{load_table, load_toml, ConfigError, ConfigErrors};
+pub use locate::key_line;
 pub use route::{Match, RouteRule, RuleAction};
 pub use rules::{
     Condition, ContentAction, ContentRule, HaproxyRules, Sample, StickAction, StickRule,

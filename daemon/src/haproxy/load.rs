@@ -21,6 +21,12 @@ pub fn load(file: &str, text: &str) -> Import {
     if problems.is_empty() {
         problems.extend(build_finding(file, &im));
     }
+    if problems.is_empty() {
+        let line_of = |path: &str| im.origins.line_of(path);
+        problems.extend(crate::check::routes::route_findings(
+            file, &im.config, &line_of,
+        ));
+    }
     if !problems.is_empty() {
         im.findings.extend(problems);
         im.findings.sort_by_key(|f| (f.line, f.severity));

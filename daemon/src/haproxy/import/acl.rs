@@ -137,9 +137,11 @@ fn sni_acl(c: &Criterion<'_>) -> Result<Acl, String> {
                     .into(),
             )
         }
-        m => return Err(format!(
+        m => {
+            return Err(format!(
             "`-m {m}` does not apply to req.ssl_sni in tether; write -m str, beg, end, sub or dom"
-        )),
+        ))
+        }
     };
     let simple = method == NameMethodName::Exact && file.is_none();
     let route = if simple && c.ignore_case && !c.values.iter().any(|v| v.starts_with("*.")) {

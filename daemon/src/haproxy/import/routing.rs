@@ -66,8 +66,15 @@ pub(super) struct BackFilters {
 struct Composer<'a> {
     front: &'a FrontRoutes,
     default: &'a str,
+    /// The `default_backend` line.
+    default_line: usize,
     backs: &'a BTreeMap<String, BackFilters>,
     out: Vec<RouteRule>,
+    /// The haproxy.cfg line of the rule that decides each emitted rule.
+    lines: Vec<usize>,
+    /// The `accept` rules being expanded (innermost last): a default-backend rule under one
+    /// comes from its line.
+    via: Vec<usize>,
     /// An unconditional rule was emitted: nothing after it can fire.
     closed: bool,
     /// Backends whose rules were reached (for their inspect delay).
@@ -94,9 +101,11 @@ impl Composer<'_> {
             }
             let parts = with(prefix, &r.cond);
             if r.reject {
-                self.push(parts, None, &r.cond.label);
+                self.push(parts, None, &r.cond.label, r.line);
             } else {
+                self.via.push(r.line);
                 self.stage(stage + 1, &parts);
+                self.via.pop();
             }
             if r.cond.when.is_none() {
                 return;
@@ -108,16 +117,17 @@ impl Composer<'_> {
     fn switching(&mut self, prefix: &[Match]) {
         let front = self.front;
         for s in &front.switching {
-            self.backend(&s.backend, &with(prefix, &s.cond), &s.cond.label);
+            self.backend(&s.backend, &with(prefix, &s.cond), &s.cond.label, s.line);
             if s.cond.when.is_none() || self.closed {
                 return;
             }
         }
         let default = self.default.to_string();
-        self.backend(&default, prefix, "");
+        let line = self.via.last().copied().unwrap_or(self.default_line);
+        self.backend(&default, prefix, "", line);
     }
 
-    fn backend(&mut self, name: &str, prefix: &[Match], label: &str) {
+    fn backend(&mut self, name: &str, prefix: &[Match], label: &str, line: usize) {
         if self.front.own_backend.as_deref() != Some(name) {
             if let Some(b) = self.backs.get(name) {
                 if !b.rules.is_empty() && !self.reached.iter().any(|n| n == name) {
@@ -126,9 +136,9 @@ impl Composer<'_> {
                 for r in &b.rules {
                     let parts = with(prefix, &r.cond);
                     if r.reject {
-                        self.push(parts, None, &r.cond.label);
+                        self.push(parts, None, &r.cond.label, r.line);
                     } else {
-                        self.push(parts, Some(name), label);
+                        self.push(parts, Some(name), label, r.line);
                     }
                     if r.cond.when.is_none() || self.closed {
                         return;
@@ -136,11 +146,11 @@ impl Composer<'_> {
                 }
             }
         }
-        self.push(prefix.to_vec(), Some(name), label);
+        self.push(prefix.to_vec(), Some(name), label, line);
     }
 
     /// Emits a rule (`backend` None: reject).
-    fn push(&mut self, mut parts: Vec<Match>, backend: Option<&str>, label: &str) {
+    fn push(&mut self, mut parts: Vec<Match>, backend: Option<&str>, label: &str, line: usize) {
         if self.closed || self.out.len() > MAX_RULES {
             return;
         }
@@ -157,6 +167,7 @@ impl Composer<'_> {
                 ..Match::default()
             }),
         };
+        self.lines.push(line);
         self.out.push(RouteRule {
             name: label.to_string(),
             when,
@@ -193,13 +204,20 @@ impl Importer<'_> {
             let mut c = Composer {
                 front,
                 default: &f.backend,
+                default_line: self.origins.line_of(&format!("frontend[{i}].backend")),
                 backs: &backs,
                 out: Vec::new(),
+                lines: Vec::new(),
+                via: Vec::new(),
                 closed: false,
                 reached: Vec::new(),
             };
             c.stage(0, &[]);
-            let (rules, reached) = (c.out, c.reached);
+            let (rules, reached, lines) = (c.out, c.reached, c.lines);
+            for (j, line) in lines.iter().enumerate() {
+                self.origins
+                    .note(&format!("frontend[{i}].route[{j}]"), *line);
+            }
             if rules.len() > MAX_RULES {
                 let what = format!(
                     "frontend {} expands to more than {MAX_RULES} route rules",
