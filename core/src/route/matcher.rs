@@ -8,11 +8,10 @@
 //! candidate only then; the remaining rules are always candidates. The smallest candidate index
 //! whose condition holds is the first rule a plain scan would find.
 
-use std::collections::HashMap;
-
 use super::cidr::Cidr;
 use super::condition::{Condition, NameMethod, Test};
 use super::facts::{Facts, HelloFacts};
+use super::hasher::FastMap;
 use super::names::NameIndex;
 use super::prefix::PrefixTable;
 use super::rule::{Rule, Verdict};
@@ -106,7 +105,7 @@ fn is_indexed(t: &Test) -> bool {
 #[derive(Default)]
 struct Builder {
     atoms: Vec<Test>,
-    ids: HashMap<Test, u32>,
+    ids: FastMap<Test, u32>,
 }
 
 impl Builder {

@@ -3,8 +3,6 @@
 //! starts answers "which of these 100,000 networks contain this address" with all of them,
 //! nested ones included. IPv4 ranges get their own 32-bit table (denser in cache).
 
-use std::collections::BTreeMap;
-
 use super::cidr::{ip_key, Cidr};
 use super::hasher::FastMap;
 use std::net::IpAddr;
@@ -29,15 +27,15 @@ struct Sets {
 }
 
 impl Sets {
-    fn intern(&mut self, set: Vec<u32>) -> u32 {
-        if let Some(&id) = self.ids.get(&set) {
+    fn intern(&mut self, set: &[u32]) -> u32 {
+        if let Some(&id) = self.ids.get(set) {
             return id;
         }
         let id = self.spans.len() as u32;
         let from = self.atoms.len() as u32;
-        self.atoms.extend_from_slice(&set);
+        self.atoms.extend_from_slice(set);
         self.spans.push((from, self.atoms.len() as u32));
-        self.ids.insert(set, id);
+        self.ids.insert(set.to_vec(), id);
         id
     }
 
@@ -58,31 +56,40 @@ impl<K: Copy + Ord> RangeTable<K> {
                 events.push((next, false, atom));
             }
         }
-        events.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut active: BTreeMap<u32, u32> = BTreeMap::new();
+        events.sort_unstable_by_key(|e| e.0);
+        // Atoms covering the current point: a count per atom and the sorted set of those > 0
+        // (sets are small: the nesting depth of the networks).
+        let atoms = ranges.iter().map(|r| r.2 as usize + 1).max().unwrap_or(0);
+        let mut count = vec![0u32; atoms];
+        let mut active: Vec<u32> = Vec::new();
         let mut table = RangeTable {
             starts: Vec::new(),
             set_of: Vec::new(),
         };
-        let empty = sets.intern(Vec::new());
+        let empty = sets.intern(&[]);
         let mut last = empty;
         let mut i = 0;
         while i < events.len() {
             let key = events[i].0;
             while i < events.len() && events[i].0 == key {
                 let (_, open, atom) = events[i];
-                let n = active.entry(atom).or_insert(0);
+                let n = &mut count[atom as usize];
                 if open {
                     *n += 1;
+                    if *n == 1 {
+                        let at = active.partition_point(|&a| a < atom);
+                        active.insert(at, atom);
+                    }
                 } else {
                     *n -= 1;
                     if *n == 0 {
-                        active.remove(&atom);
+                        let at = active.partition_point(|&a| a < atom);
+                        active.remove(at);
                     }
                 }
                 i += 1;
             }
-            let id = sets.intern(active.keys().copied().collect());
+            let id = sets.intern(&active);
             if id != last {
                 table.starts.push(key);
                 table.set_of.push(id);
@@ -98,10 +105,51 @@ impl<K: Copy + Ord> RangeTable<K> {
     }
 }
 
+/// An IPv4 range table with a direct index on the first 16 bits: each /16 knows where its
+/// ranges start, so a lookup is one index read and a search among the few ranges of one /16,
+/// instead of a binary search over every range (about 17 cache misses at 100,000 networks).
+#[derive(Debug, Default)]
+struct V4Table {
+    table: RangeTable<u32>,
+    /// `first[p]`: the index of the first range starting at or after `p << 16`.
+    first: Vec<u32>,
+}
+
+impl V4Table {
+    fn new(table: RangeTable<u32>) -> Self {
+        if table.starts.is_empty() {
+            return V4Table {
+                table,
+                first: Vec::new(),
+            };
+        }
+        let mut first = Vec::with_capacity((1 << 16) + 1);
+        let mut i = 0usize;
+        for p in 0..=(1u32 << 16) {
+            let start = u64::from(p) << 16;
+            while i < table.starts.len() && u64::from(table.starts[i]) < start {
+                i += 1;
+            }
+            first.push(i as u32);
+        }
+        V4Table { table, first }
+    }
+
+    fn lookup(&self, key: u32) -> Option<u32> {
+        if self.first.is_empty() {
+            return None;
+        }
+        let p = (key >> 16) as usize;
+        let (lo, hi) = (self.first[p] as usize, self.first[p + 1] as usize);
+        let i = lo + self.table.starts[lo..hi].partition_point(|&s| s <= key);
+        (i > 0).then(|| self.table.set_of[i - 1])
+    }
+}
+
 /// The networks of every address test of a rule set.
 #[derive(Debug, Default)]
 pub(crate) struct PrefixTable {
-    v4: RangeTable<u32>,
+    v4: V4Table,
     v6: RangeTable<u128>,
     sets: Sets,
 }
@@ -110,7 +158,7 @@ impl PrefixTable {
     /// Builds the table from `(network, atom)` pairs.
     pub fn build(nets: &[(Cidr, u32)]) -> PrefixTable {
         let mut v4 = Vec::new();
-        let mut v6 = Vec::with_capacity(nets.len());
+        let mut v6 = Vec::new();
         for &(net, atom) in nets {
             let (lo, hi) = net.range();
             if lo <= V4_END && hi >= V4_BASE {
@@ -118,10 +166,13 @@ impl PrefixTable {
                 let b = (hi.min(V4_END) - V4_BASE) as u32;
                 v4.push((a, b, atom));
             }
-            v6.push((lo, hi, atom));
+            // Networks inside the IPv4-mapped block are answered by the IPv4 table alone.
+            if lo < V4_BASE || hi > V4_END {
+                v6.push((lo, hi, atom));
+            }
         }
         let mut sets = Sets::default();
-        let v4 = RangeTable::build(&v4, |k: u32| k.checked_add(1), &mut sets);
+        let v4 = V4Table::new(RangeTable::build(&v4, |k: u32| k.checked_add(1), &mut sets));
         let v6 = RangeTable::build(&v6, |k: u128| k.checked_add(1), &mut sets);
         PrefixTable { v4, v6, sets }
     }
