@@ -10,7 +10,11 @@
 //! [[frontend]]
 //! name = "main"
 //! bind = ["127.0.0.1:9443"]
-//! backend = "app"
+//! backend = "app"               # default backend
+//!
+//! [[frontend.route]]             # ordered rules, see [`route`]
+//! if = { server-name = ["api.example.com"] }
+//! use-backend = "api"
 //!
 //! [[backend]]
 //! name = "app"

@@ -32,8 +32,19 @@ pub(super) type Acls = BTreeMap<String, Vec<Acl>>;
 pub(super) struct Parsed {
     /// `unless` instead of `if`.
     pub unless: bool,
-    /// OR of ANDs of (negated, ACL lines, name for logs).
-    pub any: Vec<Vec<(bool, Vec<Acl>, Option<String>)>>,
+    /// OR of ANDs of terms.
+    pub any: Vec<Vec<Term>>,
+}
+
+/// One term of a condition: an ACL (all its lines), maybe negated.
+#[derive(Debug, Clone)]
+pub(super) struct Term {
+    /// Written with `!`.
+    pub negated: bool,
+    /// The ACL's lines (ORed).
+    pub lines: Vec<Acl>,
+    /// The ACL's name (none for an anonymous ACL), for logs.
+    pub name: Option<String>,
 }
 
 /// What a rule condition turns into for the route rules.
@@ -359,7 +370,11 @@ impl Importer<'_> {
                         return None;
                     };
                     let acl = self.criterion(d.line, &words[i + 1..i + end])?;
-                    any.last_mut().expect("one").push((negate, vec![acl], None));
+                    any.last_mut().expect("one").push(Term {
+                        negated: negate,
+                        lines: vec![acl],
+                        name: None,
+                    });
                     negate = false;
                     i += end;
                 }
@@ -381,9 +396,11 @@ impl Importer<'_> {
                             }
                         },
                     };
-                    any.last_mut()
-                        .expect("one")
-                        .push((neg, acl, Some(name.to_string())));
+                    any.last_mut().expect("one").push(Term {
+                        negated: neg,
+                        lines: acl,
+                        name: Some(name.to_string()),
+                    });
                     negate = false;
                 }
             }
@@ -410,7 +427,7 @@ impl Importer<'_> {
         };
         let single = match p.any.as_slice() {
             [terms] => match terms.as_slice() {
-                [(neg, lines, _)] if lines.len() == 1 => lines[0].legacy.clone().map(|c| (*neg, c)),
+                [t] if t.lines.len() == 1 => t.lines[0].legacy.clone().map(|c| (t.negated, c)),
                 _ => None,
             },
             _ => None,
@@ -445,17 +462,22 @@ impl Importer<'_> {
         };
         let mut label = String::new();
         if let [terms] = p.any.as_slice() {
-            if let [(neg, _, Some(name))] = terms.as_slice() {
-                let bang = if *neg != p.unless { "!" } else { "" };
+            if let [Term {
+                negated,
+                name: Some(name),
+                ..
+            }] = terms.as_slice()
+            {
+                let bang = if *negated != p.unless { "!" } else { "" };
                 label = format!("{bang}{name}");
             }
         }
         let mut any = Vec::new();
         for terms in &p.any {
             let mut all = Vec::new();
-            for (neg, lines, _) in terms {
+            for term in terms {
                 let mut alts = Vec::new();
-                for acl in lines {
+                for acl in &term.lines {
                     let Some(m) = acl.route.clone() else {
                         self.error(d.line, format!("`{}` uses a response ACL in a request rule", d.text()), "rep_ssl_hello_type looks at the server's answer, which does not exist yet when a connection is routed", "use req.ssl_hello_type 1");
                         return None;
@@ -470,7 +492,7 @@ impl Importer<'_> {
                         ..Match::default()
                     }
                 };
-                all.push(if *neg {
+                all.push(if term.negated {
                     Match {
                         not: Some(Box::new(m)),
                         ..Match::default()

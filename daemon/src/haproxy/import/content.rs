@@ -20,14 +20,14 @@ fn legacy(p: &Option<Parsed>) -> Option<Condition> {
     let [terms] = p.any.as_slice() else {
         return None;
     };
-    let [(neg, lines, _)] = terms.as_slice() else {
+    let [term] = terms.as_slice() else {
         return None;
     };
-    let [acl] = lines.as_slice() else {
+    let [acl] = term.lines.as_slice() else {
         return None;
     };
     let mut c = acl.legacy.clone()?;
-    if *neg {
+    if term.negated {
         c = Condition::Not(Box::new(c));
     }
     if p.unless {
