@@ -241,6 +241,28 @@ mod tests {
     }
 
     #[test]
+    fn refusals_land_in_dcon_and_dreq() {
+        let f = FrontendView {
+            name: "main".into(),
+            binds: vec!["127.0.0.1:9443".into()],
+            backend: "app".into(),
+            current: 0,
+            accepted: 9,
+            denied_connections: 3,
+            denied_requests: 2,
+        };
+        let out = render(&Snapshot {
+            frontends: vec![f],
+            backends: vec![],
+            actconn: 0,
+        });
+        let row: Vec<&str> = out.lines().nth(1).unwrap().split(',').collect();
+        let col = |name: &str| row[COLUMNS.iter().position(|c| *c == name).unwrap()];
+        assert_eq!((col("dcon"), col("dreq"), col("dses")), ("3", "2", "0"));
+        assert_eq!(col("stot"), "9");
+    }
+
+    #[test]
     fn awkward_names_are_quoted() {
         let mut out = String::new();
         let mut r = empty();
