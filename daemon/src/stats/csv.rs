@@ -1,4 +1,4 @@
-//! HAProxy's stats CSV (`<uri>;csv`): the first 33 columns of HAProxy's layout, in HAProxy's
+//! HAProxy's stats CSV (`<uri>;csv`): the first 83 columns of HAProxy's layout (to `dses`), in HAProxy's
 //! order and with its names, so scripts and dashboards written for HAProxy read tether unchanged.
 //! Columns tether does not track (queues, request/response errors, down time) are left empty, as
 //! HAProxy does for fields that do not apply.
@@ -6,11 +6,90 @@
 use super::snapshot::{BackendView, FrontendView, ServerView, Snapshot};
 
 /// HAProxy's column names, in order (`show stat` / `;csv`).
-pub const COLUMNS: [&str; 33] = [
-    "pxname", "svname", "qcur", "qmax", "scur", "smax", "slim", "stot", "bin", "bout", "dreq",
-    "dresp", "ereq", "econ", "eresp", "wretr", "wredis", "status", "weight", "act", "bck",
-    "chkfail", "chkdown", "lastchg", "downtime", "qlimit", "pid", "iid", "sid", "throttle",
-    "lbtot", "tracked", "type",
+pub const COLUMNS: [&str; 83] = [
+    "pxname",
+    "svname",
+    "qcur",
+    "qmax",
+    "scur",
+    "smax",
+    "slim",
+    "stot",
+    "bin",
+    "bout",
+    "dreq",
+    "dresp",
+    "ereq",
+    "econ",
+    "eresp",
+    "wretr",
+    "wredis",
+    "status",
+    "weight",
+    "act",
+    "bck",
+    "chkfail",
+    "chkdown",
+    "lastchg",
+    "downtime",
+    "qlimit",
+    "pid",
+    "iid",
+    "sid",
+    "throttle",
+    "lbtot",
+    "tracked",
+    "type",
+    "rate",
+    "rate_lim",
+    "rate_max",
+    "check_status",
+    "check_code",
+    "check_duration",
+    "hrsp_1xx",
+    "hrsp_2xx",
+    "hrsp_3xx",
+    "hrsp_4xx",
+    "hrsp_5xx",
+    "hrsp_other",
+    "hanafail",
+    "req_rate",
+    "req_rate_max",
+    "req_tot",
+    "cli_abrt",
+    "srv_abrt",
+    "comp_in",
+    "comp_out",
+    "comp_byp",
+    "comp_rsp",
+    "lastsess",
+    "last_chk",
+    "last_agt",
+    "qtime",
+    "ctime",
+    "rtime",
+    "ttime",
+    "agent_status",
+    "agent_code",
+    "agent_duration",
+    "check_desc",
+    "agent_desc",
+    "check_rise",
+    "check_fall",
+    "check_health",
+    "agent_rise",
+    "agent_fall",
+    "agent_health",
+    "addr",
+    "cookie",
+    "mode",
+    "algo",
+    "conn_rate",
+    "conn_rate_max",
+    "conn_tot",
+    "intercepted",
+    "dcon",
+    "dses",
 ];
 
 /// Renders the snapshot: a `# `-prefixed header line, then per proxy its FRONTEND row, or its
@@ -32,7 +111,7 @@ pub fn render(snap: &Snapshot) -> String {
     out
 }
 
-type Row = [String; 33];
+type Row = [String; 83];
 
 fn empty() -> Row {
     std::array::from_fn(|_| String::new())
@@ -65,6 +144,12 @@ fn frontend_row(f: &FrontendView, iid: usize) -> Row {
     set(&mut r, "svname", "FRONTEND");
     set(&mut r, "scur", f.current);
     set(&mut r, "stot", f.accepted);
+    // Route refusals: at accept on addresses (`tcp-request connection`), after inspection
+    // (`tcp-request content`, counted by HAProxy as denied requests); tether has no session
+    // rules, so `dses` stays 0.
+    set(&mut r, "dreq", f.denied_requests);
+    set(&mut r, "dcon", f.denied_connections);
+    set(&mut r, "dses", 0);
     set(&mut r, "status", "OPEN");
     set(&mut r, "pid", 1);
     set(&mut r, "iid", iid);
@@ -147,7 +232,34 @@ mod tests {
             actconn: 0,
         });
         assert!(out.starts_with("# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,"));
-        assert!(out.trim_end().ends_with("lbtot,tracked,type,"));
+        assert!(out.trim_end().ends_with("intercepted,dcon,dses,"));
+        assert_eq!(
+            COLUMNS.iter().position(|c| *c == "dcon"),
+            Some(81),
+            "HAProxy's field 81"
+        );
+    }
+
+    #[test]
+    fn refusals_land_in_dcon_and_dreq() {
+        let f = FrontendView {
+            name: "main".into(),
+            binds: vec!["127.0.0.1:9443".into()],
+            backend: "app".into(),
+            current: 0,
+            accepted: 9,
+            denied_connections: 3,
+            denied_requests: 2,
+        };
+        let out = render(&Snapshot {
+            frontends: vec![f],
+            backends: vec![],
+            actconn: 0,
+        });
+        let row: Vec<&str> = out.lines().nth(1).unwrap().split(',').collect();
+        let col = |name: &str| row[COLUMNS.iter().position(|c| *c == name).unwrap()];
+        assert_eq!((col("dcon"), col("dreq"), col("dses")), ("3", "2", "0"));
+        assert_eq!(col("stot"), "9");
     }
 
     #[test]
@@ -157,6 +269,6 @@ mod tests {
         set(&mut r, "pxname", "a,\"b\"");
         push_row(&mut out, &r);
         assert!(out.starts_with("\"a,\"\"b\"\"\","));
-        assert_eq!(out.matches(',').count(), 33 + 1);
+        assert_eq!(out.matches(',').count(), 83 + 1);
     }
 }
