@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod config_source;
+pub mod fdlimit;
 pub mod finding;
 pub mod haproxy;
 pub mod logsink;
