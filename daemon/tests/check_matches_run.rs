@@ -96,7 +96,10 @@ fn run_refuses(path: &Path) -> String {
     }
     let _ = child.kill();
     let _ = child.wait();
-    panic!("run started serving a config check refuses: {}", path.display());
+    panic!(
+        "run started serving a config check refuses: {}",
+        path.display()
+    );
 }
 
 /// `check` fails with every `(line, text)` among its errors, and `run` refuses the file too.
@@ -119,7 +122,8 @@ fn check_and_run_refuse(tag: &str, text: &str, expected: &[(usize, &str)]) {
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
-const DEFAULTS: &str = "defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 30s\n    \
+const DEFAULTS: &str =
+    "defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 30s\n    \
                         timeout server 30s\n";
 
 #[test]
@@ -156,8 +160,9 @@ fn bad_numbers_are_reported_at_their_keyword_with_a_real_hint() {
         &text,
         &[(2, "`maxconn -1`"), (12, "weight 99999999999")],
     );
-    let report = String::from_utf8_lossy(&tether(&["check"], &scratch("numbers-hint", &text)).stdout)
-        .into_owned();
+    let report =
+        String::from_utf8_lossy(&tether(&["check"], &scratch("numbers-hint", &text)).stdout)
+            .into_owned();
     assert!(report.contains("write e.g. `maxconn 4000`"), "{report}");
     assert!(!report.contains("write u32"), "{report}");
 }

@@ -66,9 +66,7 @@ fn clock_ticks_per_second() -> u64 {
 
 /// Sends a line through the balancer and expects it back.
 async fn echoed(front: SocketAddr) -> Result<(), String> {
-    let mut s = TcpStream::connect(front)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut s = TcpStream::connect(front).await.map_err(|e| e.to_string())?;
     s.write_all(b"ping\n").await.map_err(|e| e.to_string())?;
     let mut got = [0u8; 5];
     match timeout(Duration::from_secs(3), s.read_exact(&mut got)).await {
@@ -150,6 +148,11 @@ async fn out_of_descriptors_pauses_accepting_then_recovers_and_blames_no_server(
         "{accept_lines} accept-failure lines in {wall:.1} s: one per loop turn?"
     );
     let share = cpu as f64 / clock_ticks_per_second() as f64 / wall;
+    eprintln!(
+        "{IDLE_CLIENTS} idle clients, 64 descriptors: {accept_lines} accept-failure line(s) in \
+         {wall:.1} s, daemon CPU {:.1}% of a core",
+        share * 100.0
+    );
     assert!(
         share < 0.3,
         "the daemon used {:.0}% of a core while out of descriptors: spinning?",

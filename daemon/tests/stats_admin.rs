@@ -74,7 +74,10 @@ async fn admin_without_credentials_is_refused_even_on_loopback() {
         rig.daemon.runtime().backends["app"].server_states()[0].admin,
         tether_core::server::AdminState::Ready
     );
-    assert!(!rig.get("/").await.body.contains("<form"), "no admin forms shown");
+    assert!(
+        !rig.get("/").await.body.contains("<form"),
+        "no admin forms shown"
+    );
     assert_eq!(admin_decision(true, true, false), AdminDecision::Allowed);
     assert_eq!(admin_decision(true, false, true), AdminDecision::Allowed);
 }
@@ -101,7 +104,11 @@ async fn spread(rig: &Rig, n: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn drain_maint_ready_and_weight_change_routing() {
-    let rig = Rig::start(&["alpha", "beta"], "admin = true\nadmin-without-auth = true").await;
+    let rig = Rig::start(
+        &["alpha", "beta"],
+        "admin = true\nadmin-without-auth = true",
+    )
+    .await;
     let stats = rig.stats_addr();
     assert_eq!(spread(&rig, 4).await, ["alpha", "beta"]);
 
@@ -150,7 +157,11 @@ async fn drain_maint_ready_and_weight_change_routing() {
 
 #[tokio::test]
 async fn after_a_reload_the_listener_shows_and_acts_on_the_new_runtime() {
-    let mut rig = Rig::start(&["alpha", "beta"], "admin = true\nadmin-without-auth = true").await;
+    let mut rig = Rig::start(
+        &["alpha", "beta"],
+        "admin = true\nadmin-without-auth = true",
+    )
+    .await;
     let text = rig.text.replace("name = \"beta\"", "name = \"delta\"");
     let config = tether_core::config::load_toml("reloaded.toml", &text).unwrap();
     let new = tether_core::engine::runtime::build(&config, Some(rig.daemon.runtime())).unwrap();

@@ -79,7 +79,11 @@ fn hidden_value(form: &str, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_renders_states_and_drives_an_admin_form() {
-    let rig = Rig::start(&["alpha", "beta"], "admin = true\nadmin-without-auth = true").await;
+    let rig = Rig::start(
+        &["alpha", "beta"],
+        "admin = true\nadmin-without-auth = true",
+    )
+    .await;
     let url = format!("http://{}/", rig.stats_addr());
     let scratch = ScratchDir::create("stats-browser").unwrap();
     let profile = scratch.path().join("profile");
@@ -151,7 +155,10 @@ async fn chromium_renders_states_and_drives_an_admin_form() {
     .await;
     assert_eq!(r.status, 303, "{}", r.body);
     let p = profile.clone();
-    let location = format!("{url}{}", r.header("location").unwrap().trim_start_matches('/'));
+    let location = format!(
+        "{url}{}",
+        r.header("location").unwrap().trim_start_matches('/')
+    );
     let after = tokio::task::spawn_blocking(move || dump_dom(&p, &location))
         .await
         .unwrap();

@@ -24,14 +24,28 @@ use tokio_rustls::TlsConnector;
 
 const PASSWORD_ENV: &str = "TETHER_STATS_HARDENING_PASSWORD";
 
+/// A forged post: what it tries, its headers, its body.
+type Forgery<'a> = (&'a str, Vec<(&'a str, &'a str)>, String);
+
 fn admin_state(rig: &Rig, server: usize) -> AdminState {
     rig.daemon.runtime().backends["app"].server_states()[server].admin
 }
 
 /// The admin token the page renders into its forms.
 async fn page_token(rig: &Rig, auth: &str) -> String {
-    let page = http(rig.stats_addr(), "GET", "/", &[("Authorization", auth)], b"").await;
-    let at = page.body.find("name=\"token\" value=\"").expect("admin forms") + 20;
+    let page = http(
+        rig.stats_addr(),
+        "GET",
+        "/",
+        &[("Authorization", auth)],
+        b"",
+    )
+    .await;
+    let at = page
+        .body
+        .find("name=\"token\" value=\"")
+        .expect("admin forms")
+        + 20;
     page.body[at..at + 32].to_string()
 }
 
@@ -50,7 +64,7 @@ async fn cross_site_admin_posts_are_refused_and_the_pages_own_form_works() {
     let own = format!("http://{stats}");
     let form = "application/x-www-form-urlencoded";
     let maint = format!("b=app&s=alpha&action=maint&token={token}");
-    let forged: [(&str, Vec<(&str, &str)>, String); 5] = [
+    let forged: [Forgery; 5] = [
         (
             "cross-origin",
             vec![("Origin", "http://evil.example"), ("Content-Type", form)],
@@ -63,7 +77,10 @@ async fn cross_site_admin_posts_are_refused_and_the_pages_own_form_works() {
         ),
         (
             "text/plain body without token",
-            vec![("Origin", "http://evil.example"), ("Content-Type", "text/plain")],
+            vec![
+                ("Origin", "http://evil.example"),
+                ("Content-Type", "text/plain"),
+            ],
             "b=app&s=alpha&action=maint".into(),
         ),
         (
@@ -81,13 +98,21 @@ async fn cross_site_admin_posts_are_refused_and_the_pages_own_form_works() {
         headers.push(("Authorization", &auth));
         let r = http(stats, "POST", "/", &headers, body.as_bytes()).await;
         assert_eq!(r.status, 403, "{what}: {}", r.body);
-        assert_eq!(admin_state(&rig, 0), AdminState::Ready, "{what} put alpha in maintenance");
+        assert_eq!(
+            admin_state(&rig, 0),
+            AdminState::Ready,
+            "{what} put alpha in maintenance"
+        );
     }
     let r = http(
         stats,
         "POST",
         "/",
-        &[("Origin", &own), ("Content-Type", form), ("Authorization", &auth)],
+        &[
+            ("Origin", &own),
+            ("Content-Type", form),
+            ("Authorization", &auth),
+        ],
         maint.as_bytes(),
     )
     .await;
@@ -100,7 +125,10 @@ async fn trickle(stats: SocketAddr) {
     let Ok(mut s) = TcpStream::connect(stats).await else {
         return;
     };
-    for b in b"GET /;csv HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().chain([b'a'; 1000].iter()) {
+    for b in b"GET /;csv HTTP/1.1\r\nHost: x\r\nX-Slow: "
+        .iter()
+        .chain([b'a'; 1000].iter())
+    {
         if s.write_all(&[*b]).await.is_err() {
             return;
         }
@@ -157,9 +185,12 @@ async fn https_get(stats: SocketAddr, cert: &SelfSignedCert, auth: Option<&str>)
     let auth = auth
         .map(|a| format!("Authorization: {a}\r\n"))
         .unwrap_or_default();
-    tls.write_all(format!("GET /;csv HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    tls.write_all(
+        format!("GET /;csv HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut out = Vec::new();
     let _ = timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
     let text = String::from_utf8_lossy(&out).into_owned();
@@ -255,7 +286,9 @@ async fn a_bad_certificate_file_stops_the_listener_with_its_name() {
         }),
         admin_without_auth: false,
     };
-    let e = serve_stats(stats.clone(), rig.daemon.view()).await.unwrap_err();
+    let e = serve_stats(stats.clone(), rig.daemon.view())
+        .await
+        .unwrap_err();
     assert!(format!("{e:#}").contains("no private key in"), "{e:#}");
     stats.tls.as_mut().unwrap().cert = dir.path().join("missing.pem").display().to_string();
     let e = serve_stats(stats, rig.daemon.view()).await.unwrap_err();

@@ -239,7 +239,12 @@ fn a_parsed_table_loads_as_its_text_does_with_the_same_checks() {
 #[test]
 fn listeners_on_one_address_conflict_but_port_zero_never_does() {
     let base = GOOD;
-    let problems = |text: &str| load_toml("t.toml", text).err().map(|e| e.0).unwrap_or_default();
+    let problems = |text: &str| {
+        load_toml("t.toml", text)
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default()
+    };
     let second = "\n[[frontend]]\nname = \"other\"\nbind = [\"BIND\"]\nbackend = \"app\"\n";
     for (bind, conflict) in [
         ("127.0.0.1:9443", true),
@@ -255,7 +260,9 @@ fn listeners_on_one_address_conflict_but_port_zero_never_does() {
     }
     let zero = GOOD.replace("127.0.0.1:9443", "127.0.0.1:0");
     let text = format!("{zero}{}", second.replace("BIND", "127.0.0.1:0"));
-    assert!(!problems(&text).iter().any(|e| e.message.contains("already listens on")));
+    assert!(!problems(&text)
+        .iter()
+        .any(|e| e.message.contains("already listens on")));
     let stats = GOOD.replace("bind = \"127.0.0.1:1936\"", "bind = \"127.0.0.1:9443\"");
     assert!(
         problems(&stats)

@@ -88,14 +88,21 @@ impl Config {
     fn validate_bind_conflicts(&self, err: &mut impl FnMut(String, String, String)) {
         let mut taken: Vec<(SocketAddr, String)> = Vec::new();
         let binds = self.frontends.iter().enumerate().flat_map(|(i, f)| {
-            f.bind
-                .iter()
-                .map(move |b| (format!("frontend[{i}].bind"), format!("frontend {}", f.name), b))
+            f.bind.iter().map(move |b| {
+                (
+                    format!("frontend[{i}].bind"),
+                    format!("frontend {}", f.name),
+                    b,
+                )
+            })
         });
-        let stats = self
-            .stats
-            .iter()
-            .map(|s| ("stats.bind".to_string(), "the stats page".to_string(), &s.bind));
+        let stats = self.stats.iter().map(|s| {
+            (
+                "stats.bind".to_string(),
+                "the stats page".to_string(),
+                &s.bind,
+            )
+        });
         for (path, owner, text) in binds.chain(stats) {
             let Ok(addr) = text.parse::<SocketAddr>() else {
                 continue;

@@ -155,15 +155,24 @@ mod tests {
         let t = AdminToken("abc".into());
         let good = "b=app&s=s1&action=maint&token=abc";
         let cases = [
-            (post(&[HOST, ("origin", "http://evil.example")], good), Forged::CrossOrigin),
+            (
+                post(&[HOST, ("origin", "http://evil.example")], good),
+                Forged::CrossOrigin,
+            ),
             (post(&[HOST, ("origin", "null")], good), Forged::NullOrigin),
             (post(&[HOST], good), Forged::NoOrigin),
             (
-                post(&[HOST, ("referer", "http://127.0.0.1:1936.evil.example/")], good),
+                post(
+                    &[HOST, ("referer", "http://127.0.0.1:1936.evil.example/")],
+                    good,
+                ),
                 Forged::CrossOrigin,
             ),
             (
-                post(&[HOST, ("origin", "http://127.0.0.1:1936")], "b=app&s=s1&action=maint"),
+                post(
+                    &[HOST, ("origin", "http://127.0.0.1:1936")],
+                    "b=app&s=s1&action=maint",
+                ),
                 Forged::NoToken,
             ),
             (
@@ -183,14 +192,23 @@ mod tests {
     fn a_custom_header_replaces_the_token_and_put_needs_no_origin() {
         let t = AdminToken("abc".into());
         let scripted = post(
-            &[HOST, ("origin", "http://127.0.0.1:1936"), (ADMIN_HEADER, "1")],
+            &[
+                HOST,
+                ("origin", "http://127.0.0.1:1936"),
+                (ADMIN_HEADER, "1"),
+            ],
             "b=app&s=s1&action=maint",
         );
         assert_eq!(check(&scripted, "http", &t), Ok(()));
         let mut put = post(&[HOST], "");
         put.method = "PUT".into();
-        assert_eq!(check(&put, "http", &t), Ok(()), "the table CLI sends no Origin");
-        put.headers.push(("origin".into(), "http://evil.example".into()));
+        assert_eq!(
+            check(&put, "http", &t),
+            Ok(()),
+            "the table CLI sends no Origin"
+        );
+        put.headers
+            .push(("origin".into(), "http://evil.example".into()));
         assert_eq!(check(&put, "http", &t), Err(Forged::CrossOrigin));
     }
 

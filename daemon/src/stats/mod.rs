@@ -68,7 +68,8 @@ impl Drop for StatsListener {
 pub async fn serve_stats(config: Stats, view: DaemonView) -> Result<StatsListener> {
     let credentials = config.auth.as_ref().map(Credentials::load).transpose()?;
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
-    let token = AdminToken::generate().context("stats: reading /dev/urandom for the admin token")?;
+    let token =
+        AdminToken::generate().context("stats: reading /dev/urandom for the admin token")?;
     let socket = TcpListener::bind(&config.bind)
         .await
         .with_context(|| format!("stats: cannot bind {}", config.bind))?;

@@ -139,7 +139,10 @@ mod tests {
         assert_eq!(slots.len(), 3, "an evicted slot is not freed twice");
         c.state.set_answering(true);
         d.state.set_answering(true);
-        assert!(slots.admit().is_none(), "everyone answering: the newcomer waits outside");
+        assert!(
+            slots.admit().is_none(),
+            "everyone answering: the newcomer waits outside"
+        );
         drop(a);
         assert!(slots.admit().is_some());
     }

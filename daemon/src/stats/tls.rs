@@ -34,6 +34,8 @@ pub fn acceptor(tls: &StatsTls) -> Result<TlsAcceptor> {
         .context("stats tls: protocol versions")?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .with_context(|| format!("stats tls: the key in {key_file} does not fit the certificate"))?;
+        .with_context(|| {
+            format!("stats tls: the key in {key_file} does not fit the certificate")
+        })?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

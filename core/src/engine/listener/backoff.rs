@@ -127,10 +127,17 @@ mod tests {
         assert_eq!(b.on_success(), None);
         let step = b.on_failure(at(t0, 10), true);
         assert_eq!(step.pause, FIRST_PAUSE, "the pause starts over");
-        assert_eq!(step.log, None, "a new episode within the interval stays quiet");
+        assert_eq!(
+            step.log, None,
+            "a new episode within the interval stays quiet"
+        );
         assert_eq!(b.on_success(), None, "nor does its end");
         let step = b.on_failure(at(t0, 5_000), true);
-        assert_eq!(step.log, Some(5), "the next line counts the 5 failures held back");
+        assert_eq!(
+            step.log,
+            Some(5),
+            "the next line counts the 5 failures held back"
+        );
     }
 
     #[test]

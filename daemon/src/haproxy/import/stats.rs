@@ -204,10 +204,10 @@ impl Importer<'_> {
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{errors, import_text, warnings};
-    use tether_core::config::StatsTls;
     use crate::finding::Severity;
     use std::time::Duration;
     use tether_core::config::ClearPassword;
+    use tether_core::config::StatsTls;
 
     #[test]
     fn a_stats_listen_becomes_the_stats_page() {
@@ -276,8 +276,14 @@ mod tests {
     #[test]
     fn stats_bind_options_tether_cannot_honour_are_errors() {
         for (bind, what) in [
-            ("bind 127.0.0.1:1936 ssl crt /x.pem alpn h2", "unsupported stats bind option `alpn`"),
-            ("bind 127.0.0.1:1936 accept-proxy", "unsupported stats bind option `accept-proxy`"),
+            (
+                "bind 127.0.0.1:1936 ssl crt /x.pem alpn h2",
+                "unsupported stats bind option `alpn`",
+            ),
+            (
+                "bind 127.0.0.1:1936 accept-proxy",
+                "unsupported stats bind option `accept-proxy`",
+            ),
             ("bind 127.0.0.1:1936 ssl", "`ssl` without `crt FILE`"),
             ("bind 127.0.0.1:1936 crt /x.pem", "`crt` without `ssl`"),
             ("bind 127.0.0.1:1936 ssl crt", "`crt` without a file"),
@@ -291,9 +297,8 @@ mod tests {
 
     #[test]
     fn basic_auth_in_clear_off_loopback_warns_at_the_bind_line() {
-        let im = import_text(
-            "listen stats\n  bind :1936\n  stats enable\n  stats auth admin:secret\n",
-        );
+        let im =
+            import_text("listen stats\n  bind :1936\n  stats enable\n  stats auth admin:secret\n");
         let w = warnings(&im);
         let clear: Vec<_> = w.iter().filter(|f| f.what.contains("plain HTTP")).collect();
         assert_eq!(clear.len(), 1, "{w:?}");
@@ -301,7 +306,9 @@ mod tests {
         let local = import_text(
             "listen stats\n  bind 127.0.0.1:1936\n  stats enable\n  stats auth admin:secret\n",
         );
-        assert!(!warnings(&local).iter().any(|f| f.what.contains("plain HTTP")));
+        assert!(!warnings(&local)
+            .iter()
+            .any(|f| f.what.contains("plain HTTP")));
     }
 
     #[test]
