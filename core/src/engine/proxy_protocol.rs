@@ -97,12 +97,13 @@ fn parse_v1(buf: &[u8]) -> Result<ProxyStatus, ProxyError> {
     }
     let window = &buf[..buf.len().min(V1_MAX_LEN)];
     let Some(cr) = window.windows(2).position(|w| w == b"\r\n") else {
-        if buf.len() >= V1_MAX_LEN {
-            return Err(ProxyError::V1TooLong);
-        }
-        // A lone LF or a stray CR not followed by LF can never become valid.
+        // A lone LF can never become valid; decided before the length, so the verdict does
+        // not depend on how many bytes have arrived (found by the proxy_header fuzz target).
         if window.contains(&b'\n') {
             return Err(ProxyError::V1Malformed);
+        }
+        if buf.len() >= V1_MAX_LEN {
+            return Err(ProxyError::V1TooLong);
         }
         return Ok(ProxyStatus::Partial);
     };
