@@ -135,6 +135,11 @@ pub enum ConnectFailure {
     Timeout,
     /// Any other error (unreachable, reset during connect...).
     Other,
+    /// The balancer itself ran out of descriptors, buffers or memory before anything reached
+    /// the server (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): never the server's fault, so it is
+    /// neither counted against its health nor a reason to try another server (HAProxy's
+    /// `SF_ERR_RESOURCE`, logged `RC`).
+    Local,
 }
 
 impl ConnectFailure {
@@ -142,9 +147,31 @@ impl ConnectFailure {
     pub fn of(e: &std::io::Error) -> Self {
         if e.kind() == std::io::ErrorKind::ConnectionRefused {
             ConnectFailure::Refused
+        } else if local_exhaustion(e) {
+            ConnectFailure::Local
         } else {
             ConnectFailure::Other
         }
+    }
+}
+
+/// Did a socket call fail because this process or host ran out of a local resource (file
+/// descriptors, socket buffers, kernel memory) rather than because of the peer? An accept loop
+/// pauses on these; a connect reports them as [`ConnectFailure::Local`].
+pub fn local_exhaustion(e: &std::io::Error) -> bool {
+    if e.kind() == std::io::ErrorKind::OutOfMemory {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        false
     }
 }
 
@@ -326,7 +353,8 @@ mod tests {
         prop_oneof![
             Just(ConnectFailure::Refused),
             Just(ConnectFailure::Timeout),
-            Just(ConnectFailure::Other)
+            Just(ConnectFailure::Other),
+            Just(ConnectFailure::Local)
         ]
     }
 

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod children;
 pub mod config_source;
+pub mod fdlimit;
 pub mod finding;
 pub mod haproxy;
 pub mod logsink;

@@ -211,6 +211,7 @@ async fn serve(source: ConfigSource, config: Config) -> Result<ExitCode> {
         use std::hash::BuildHasher;
         std::collections::hash_map::RandomState::new().hash_one(std::process::id())
     };
+    tether::fdlimit::prepare(&config);
     let built = runtime::build_seeded(&config, None, table_seed)?;
     let grace = built.grace;
     let mut daemon = tether::run::start(built, sink_for(&config)).await?;

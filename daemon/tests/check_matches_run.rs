@@ -125,3 +125,122 @@ fn a_backend_source_restriction_passes_check_and_run_enforces_it() {
     );
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+/// Runs `tether run --haproxy FILE` and expects it to refuse within 10 s (a daemon that starts
+/// serving is killed and the test fails).
+fn run_refuses(path: &Path) -> String {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["run", "--haproxy"])
+        .arg(path)
+        .env("TETHER_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            assert!(!status.success(), "run accepted it: {err}");
+            return err;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!(
+        "run started serving a config check refuses: {}",
+        path.display()
+    );
+}
+
+/// `check` fails with every `(line, text)` among its errors, and `run` refuses the file too.
+fn check_and_run_refuse(tag: &str, text: &str, expected: &[(usize, &str)]) {
+    let path = scratch(tag, text);
+    let name = path.display().to_string();
+    let check = tether(&["check"], &path);
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(!check.status.success(), "check passed: {report}");
+    for (line, what) in expected {
+        let located = format!("{name}:{line}: error: ");
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with(&located) && l.contains(what)),
+            "no error {what:?} at line {line}:\n{report}"
+        );
+    }
+    run_refuses(&path);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+const DEFAULTS: &str =
+    "defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 30s\n    \
+                        timeout server 30s\n";
+
+#[test]
+fn an_empty_file_is_refused_by_both() {
+    check_and_run_refuse("empty", "", &[(0, "no frontend")]);
+    check_and_run_refuse("comments-only", "# nothing here\n\n", &[(0, "no frontend")]);
+}
+
+#[test]
+fn duplicate_frontend_and_backend_names_are_reported_at_the_second() {
+    let text = format!(
+        "{DEFAULTS}frontend main\n    bind 127.0.0.1:19101\n    default_backend app\n\
+         frontend main\n    bind 127.0.0.1:19102\n    default_backend app\n\
+         backend app\n    server s1 127.0.0.1:9\nbackend app\n    server s2 127.0.0.1:9\n"
+    );
+    check_and_run_refuse(
+        "dup-names",
+        &text,
+        &[
+            (9, "duplicate frontend name \"main\""),
+            (14, "duplicate backend name \"app\""),
+        ],
+    );
+}
+
+#[test]
+fn bad_numbers_are_reported_at_their_keyword_with_a_real_hint() {
+    let text = format!(
+        "global\n    maxconn -1\n{DEFAULTS}frontend main\n    bind 127.0.0.1:19103\n    \
+         default_backend app\nbackend app\n    server s1 127.0.0.1:9 weight 99999999999\n"
+    );
+    check_and_run_refuse(
+        "numbers",
+        &text,
+        &[(2, "`maxconn -1`"), (12, "weight 99999999999")],
+    );
+    let report =
+        String::from_utf8_lossy(&tether(&["check"], &scratch("numbers-hint", &text)).stdout)
+            .into_owned();
+    assert!(report.contains("write e.g. `maxconn 4000`"), "{report}");
+    assert!(!report.contains("write u32"), "{report}");
+}
+
+#[test]
+fn an_undefined_backend_is_reported_at_the_line_that_names_it() {
+    let text = format!(
+        "{DEFAULTS}frontend main\n    bind 127.0.0.1:19104\n    default_backend nope\n\
+         backend app\n    server s1 127.0.0.1:9\n"
+    );
+    check_and_run_refuse(
+        "undefined-backend",
+        &text,
+        &[(8, "uses backend nope which is not defined")],
+    );
+}
+
+#[test]
+fn two_frontends_on_one_address_are_refused_by_both() {
+    for (second, tag) in [("127.0.0.1:19105", "same-addr"), ("*:19105", "wildcard")] {
+        let text = format!(
+            "{DEFAULTS}frontend a\n    bind 127.0.0.1:19105\n    default_backend app\n\
+             frontend b\n    bind {second}\n    default_backend app\n\
+             backend app\n    server s1 127.0.0.1:9\n"
+        );
+        check_and_run_refuse(tag, &text, &[(10, "which frontend a already listens on")]);
+    }
+}

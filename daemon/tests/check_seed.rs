@@ -130,6 +130,9 @@ fn plaintext_stats_credentials_are_flagged_without_echoing_the_password() {
     let r = report();
     let f = at(&r, 69, "in clear");
     assert!(f.fix.contains("password-file"));
+    // And Basic auth on *:1936 without TLS (issue 17 §0.3).
+    let f = at(&r, 64, "plain HTTP");
+    assert!(f.fix.contains("ssl crt"), "{}", f.fix);
     assert!(
         !r.to_string().contains("clu8ter8"),
         "the report must not repeat the password"
@@ -144,7 +147,7 @@ fn whole_report_is_one_pass_with_errors() {
     let text = r.to_string();
     assert!(text.contains("seed-haproxy.cfg:5: error:"));
     assert!(
-        text.ends_with("6 error(s), 13 warning(s), 3 note(s)"),
+        text.ends_with("6 error(s), 14 warning(s), 3 note(s)"),
         "{text}"
     );
     let lines: Vec<usize> = r.findings.iter().map(|f| f.line).collect();

@@ -1,10 +1,8 @@
 //! Admin actions and authentication on a real daemon: 401 without credentials, 200 with; admin
-//! refused off loopback without auth (the decision function, since tests bind 127.0.0.1 only);
-//! drain, maint, ready and weight change server state, and the next connections honour it.
+//! refused without auth even on loopback unless `admin-without-auth` opens it; drain, maint,
+//! ready and weight change server state, and the next connections honour it.
 
 mod stats_support;
-
-use std::net::SocketAddr;
 
 use stats_support::*;
 use tether::stats::auth::{admin_decision, basic_authorization, AdminDecision};
@@ -63,33 +61,25 @@ async fn basic_auth_guards_every_output() {
     );
 }
 
-#[test]
-fn admin_is_refused_off_loopback_without_auth_and_allowed_with_it() {
-    let public: SocketAddr = "0.0.0.0:1936".parse().unwrap();
-    let lan: SocketAddr = "10.1.2.3:1936".parse().unwrap();
-    let v6_any: SocketAddr = "[::]:1936".parse().unwrap();
-    let lo: SocketAddr = "127.0.0.1:1936".parse().unwrap();
-    let lo6: SocketAddr = "[::1]:1936".parse().unwrap();
-    for addr in [public, lan, v6_any] {
-        assert_eq!(
-            admin_decision(true, false, addr),
-            AdminDecision::NeedsAuth,
-            "{addr}"
-        );
-        assert_eq!(
-            admin_decision(true, true, addr),
-            AdminDecision::Allowed,
-            "{addr}"
-        );
-    }
-    for addr in [lo, lo6] {
-        assert_eq!(
-            admin_decision(true, false, addr),
-            AdminDecision::Allowed,
-            "{addr}"
-        );
-    }
-    assert_eq!(admin_decision(false, true, lo), AdminDecision::Disabled);
+#[tokio::test]
+async fn admin_without_credentials_is_refused_even_on_loopback() {
+    // Issue 17 §0.5: any web page the operator opens can reach 127.0.0.1.
+    let rig = Rig::start(&["alpha"], "admin = true").await;
+    let r = admin_post(rig.stats_addr(), "b=app&s=alpha&action=maint", None).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("need authentication"), "{}", r.body);
+    let r = http(rig.stats_addr(), "DELETE", "/table/app", &[], b"").await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        rig.daemon.runtime().backends["app"].server_states()[0].admin,
+        tether_core::server::AdminState::Ready
+    );
+    assert!(
+        !rig.get("/").await.body.contains("<form"),
+        "no admin forms shown"
+    );
+    assert_eq!(admin_decision(true, true, false), AdminDecision::Allowed);
+    assert_eq!(admin_decision(true, false, true), AdminDecision::Allowed);
 }
 
 #[tokio::test]
@@ -114,7 +104,11 @@ async fn spread(rig: &Rig, n: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn drain_maint_ready_and_weight_change_routing() {
-    let rig = Rig::start(&["alpha", "beta"], "admin = true").await;
+    let rig = Rig::start(
+        &["alpha", "beta"],
+        "admin = true\nadmin-without-auth = true",
+    )
+    .await;
     let stats = rig.stats_addr();
     assert_eq!(spread(&rig, 4).await, ["alpha", "beta"]);
 
@@ -163,7 +157,11 @@ async fn drain_maint_ready_and_weight_change_routing() {
 
 #[tokio::test]
 async fn after_a_reload_the_listener_shows_and_acts_on_the_new_runtime() {
-    let mut rig = Rig::start(&["alpha", "beta"], "admin = true").await;
+    let mut rig = Rig::start(
+        &["alpha", "beta"],
+        "admin = true\nadmin-without-auth = true",
+    )
+    .await;
     let text = rig.text.replace("name = \"beta\"", "name = \"delta\"");
     let config = tether_core::config::load_toml("reloaded.toml", &text).unwrap();
     let new = tether_core::engine::runtime::build(&config, Some(rig.daemon.runtime())).unwrap();

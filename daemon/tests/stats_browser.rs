@@ -1,5 +1,7 @@
-//! The stats page in a real browser (headless Chromium): it renders every server with its state,
-//! and clicking an admin button in the page's own form changes the server's state.
+//! The stats page in a real browser (headless Chromium): it renders every server with its state;
+//! its admin form copied onto another page (a `file://` one, `Origin: null`) and clicked there is
+//! refused (issue 17 §0.5: cross-site request forgery), while the same form posted from the
+//! page's own origin, token included, changes the server's state.
 //!
 //! CI installs Debian's `chromium` (see `.ci/run`); without it this test fails and says so.
 
@@ -66,9 +68,22 @@ fn status_of(dom: &str, server: &str) -> String {
     row[cell..cell + row[cell..].find('<').unwrap()].to_string()
 }
 
+/// The value of the hidden input `name` in a rendered form.
+fn hidden_value(form: &str, name: &str) -> String {
+    let at = form
+        .find(&format!("name=\"{name}\" value=\""))
+        .unwrap_or_else(|| panic!("no {name} in {form}"))
+        + format!("name=\"{name}\" value=\"").len();
+    form[at..at + form[at..].find('"').unwrap()].to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_renders_states_and_drives_an_admin_form() {
-    let rig = Rig::start(&["alpha", "beta"], "admin = true").await;
+    let rig = Rig::start(
+        &["alpha", "beta"],
+        "admin = true\nadmin-without-auth = true",
+    )
+    .await;
     let url = format!("http://{}/", rig.stats_addr());
     let scratch = ScratchDir::create("stats-browser").unwrap();
     let profile = scratch.path().join("profile");
@@ -83,7 +98,7 @@ async fn chromium_renders_states_and_drives_an_admin_form() {
     assert!(status_of(&dom, "beta").starts_with("UP"));
 
     // Take beta's admin form exactly as the browser parsed it, point it at the listener, and have
-    // Chromium click its "drain" button: a real form submission, then the redirect back.
+    // Chromium click its "drain" button from another page: a real cross-site form submission.
     let start = dom.find("id=\"srv-app-beta\"").unwrap();
     let form_start = start + dom[start..].find("<form").unwrap();
     let form_end = form_start + dom[form_start..].find("</form>").unwrap() + "</form>".len();
@@ -96,12 +111,13 @@ async fn chromium_renders_states_and_drives_an_admin_form() {
         form.contains("name=\"b\" value=\"app\"") && form.contains("name=\"s\" value=\"beta\""),
         "{form}"
     );
-    let form = form.replacen("action=\"/\"", &format!("action=\"{url}\""), 1);
+    let token = hidden_value(form, "token");
+    let cross_site = form.replacen("action=\"/\"", &format!("action=\"{url}\""), 1);
     let page = scratch.path().join("click.html");
     std::fs::write(
         &page,
         format!(
-            "<!DOCTYPE html><html><body>{form}<script>\
+            "<!DOCTYPE html><html><body>{cross_site}<script>\
              window.addEventListener('load', () => document.querySelector('button[value=drain]').click());\
              </script></body></html>"
         ),
@@ -113,9 +129,40 @@ async fn chromium_renders_states_and_drives_an_admin_form() {
         .await
         .unwrap();
     assert!(
-        after.contains("last action: DONE"),
-        "redirected to the result page:\n{after}"
+        after.contains("Origin null"),
+        "the browser's cross-site post is refused:\n{after}"
     );
+    let states = rig.daemon.runtime().backends["app"].server_states();
+    assert_eq!(
+        states[1].admin,
+        tether_core::server::AdminState::Ready,
+        "a cross-site form drained beta"
+    );
+
+    // The same form from the page's own origin, as the browser sends it (Origin, urlencoded
+    // fields, the token it rendered): applied, with the redirect back to the page.
+    let origin = format!("http://{}", rig.stats_addr());
+    let r = http(
+        rig.stats_addr(),
+        "POST",
+        "/",
+        &[
+            ("Origin", &origin),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        format!("b=app&s=beta&token={token}&action=drain").as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let p = profile.clone();
+    let location = format!(
+        "{url}{}",
+        r.header("location").unwrap().trim_start_matches('/')
+    );
+    let after = tokio::task::spawn_blocking(move || dump_dom(&p, &location))
+        .await
+        .unwrap();
+    assert!(after.contains("last action: DONE"), "{after}");
     assert!(status_of(&after, "beta").starts_with("DRAIN"), "{after}");
     assert!(status_of(&after, "alpha").starts_with("UP"));
     let states = rig.daemon.runtime().backends["app"].server_states();

@@ -8,7 +8,11 @@ use stats_support::*;
 
 #[tokio::test]
 async fn html_lists_every_server_with_its_state_refresh_and_version() {
-    let rig = Rig::start(&["alpha", "beta"], "refresh = \"7s\"\nadmin = true").await;
+    let rig = Rig::start(
+        &["alpha", "beta"],
+        "refresh = \"7s\"\nadmin = true\nadmin-without-auth = true",
+    )
+    .await;
     let r = rig.get("/").await;
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").unwrap().starts_with("text/html"));

@@ -14,7 +14,11 @@ async fn routed(rig: &Rig, session_id: &[u8]) -> String {
 
 #[tokio::test]
 async fn set_show_list_clear_over_http_change_routing() {
-    let rig = Rig::start(&["alpha", "beta", "gamma"], "admin = true").await;
+    let rig = Rig::start(
+        &["alpha", "beta", "gamma"],
+        "admin = true\nadmin-without-auth = true",
+    )
+    .await;
     let stats = rig.stats_addr();
     let id = [0xab; 32];
     let key = hex(&id);
@@ -138,7 +142,11 @@ fn tether(args: &[&str]) -> (bool, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tether_table_cli_sets_shows_lists_and_clears() {
-    let rig = Rig::start(&["alpha", "beta"], "admin = true").await;
+    let rig = Rig::start(
+        &["alpha", "beta"],
+        "admin = true\nadmin-without-auth = true",
+    )
+    .await;
     let url = format!("http://{}/", rig.stats_addr());
     let id = [0x5a; 32];
     let key = hex(&id);

@@ -416,6 +416,37 @@ pub struct Stats {
     /// Basic authentication; absent means no authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<StatsAuth>,
+    /// Serve the page over HTTPS (HAProxy's `bind ... ssl crt FILE`); absent: plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<StatsTls>,
+    /// Allow admin actions without credentials (off: admin needs `auth`, even on loopback, so
+    /// that any web page the operator opens cannot drive it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin_without_auth: bool,
+}
+
+/// The stats page's certificate: PEM files as HAProxy's `crt` reads them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StatsTls {
+    /// PEM file with the certificate chain (leaf first), and the private key too when `key` is
+    /// absent (HAProxy's `crt` file holds both).
+    pub cert: String,
+    /// PEM file with the private key, when it is not in `cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl Stats {
+    /// Basic credentials would cross the network in clear: auth without TLS on an address
+    /// other than loopback (`check` and the daemon warn about it).
+    pub fn cleartext_auth_off_loopback(&self) -> bool {
+        let loopback = self
+            .bind
+            .parse::<SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback());
+        self.auth.is_some() && self.tls.is_none() && !loopback
+    }
 }
 
 /// Basic-auth credentials for the stats page. The password comes from exactly one source: a

@@ -235,3 +235,40 @@ fn a_parsed_table_loads_as_its_text_does_with_the_same_checks() {
         "{e:?}"
     );
 }
+
+#[test]
+fn listeners_on_one_address_conflict_but_port_zero_never_does() {
+    let base = GOOD;
+    let problems = |text: &str| {
+        load_toml("t.toml", text)
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default()
+    };
+    let second = "\n[[frontend]]\nname = \"other\"\nbind = [\"BIND\"]\nbackend = \"app\"\n";
+    for (bind, conflict) in [
+        ("127.0.0.1:9443", true),
+        ("0.0.0.0:9443", true),
+        ("127.0.0.2:9443", false),
+        ("127.0.0.1:9444", false),
+    ] {
+        let text = format!("{base}{}", second.replace("BIND", bind));
+        let found = problems(&text)
+            .iter()
+            .any(|e| e.message.contains("already listens on"));
+        assert_eq!(found, conflict, "{bind}");
+    }
+    let zero = GOOD.replace("127.0.0.1:9443", "127.0.0.1:0");
+    let text = format!("{zero}{}", second.replace("BIND", "127.0.0.1:0"));
+    assert!(!problems(&text)
+        .iter()
+        .any(|e| e.message.contains("already listens on")));
+    let stats = GOOD.replace("bind = \"127.0.0.1:1936\"", "bind = \"127.0.0.1:9443\"");
+    assert!(
+        problems(&stats)
+            .iter()
+            .any(|e| e.key_path == "stats.bind" && e.message.contains("already listens on")),
+        "{:?}",
+        problems(&stats)
+    );
+}

@@ -23,6 +23,12 @@ pub(crate) fn is_host_port(text: &str) -> bool {
     port_ok && host_ok
 }
 
+/// Whether two listening addresses collide: same port, and the same IP or a wildcard on
+/// either side.
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 /// The fix for a bind address written HAProxy's way.
 pub(crate) fn bind_fix(text: &str) -> String {
     let port = text.rsplit_once(':').map(|(_, p)| p).unwrap_or("9443");
@@ -61,6 +67,7 @@ impl Config {
             );
         }
         self.validate_frontends(&mut err);
+        self.validate_bind_conflicts(&mut err);
         let mut seen = BTreeSet::new();
         for (i, b) in self.backends.iter().enumerate() {
             let p = format!("backend[{i}]");
@@ -73,6 +80,46 @@ impl Config {
             validate_stats(&mut err, s);
         }
         out
+    }
+
+    /// Two listeners on one address (or a wildcard and an address on the same port): one
+    /// would silently take every connection, or the second bind fails at start. Port 0 (the
+    /// system picks a free port) never conflicts.
+    fn validate_bind_conflicts(&self, err: &mut impl FnMut(String, String, String)) {
+        let mut taken: Vec<(SocketAddr, String)> = Vec::new();
+        let binds = self.frontends.iter().enumerate().flat_map(|(i, f)| {
+            f.bind.iter().map(move |b| {
+                (
+                    format!("frontend[{i}].bind"),
+                    format!("frontend {}", f.name),
+                    b,
+                )
+            })
+        });
+        let stats = self.stats.iter().map(|s| {
+            (
+                "stats.bind".to_string(),
+                "the stats page".to_string(),
+                &s.bind,
+            )
+        });
+        for (path, owner, text) in binds.chain(stats) {
+            let Ok(addr) = text.parse::<SocketAddr>() else {
+                continue;
+            };
+            if addr.port() == 0 {
+                continue;
+            }
+            if let Some((_, first)) = taken.iter().find(|(a, _)| overlaps(*a, addr)) {
+                err(
+                    path,
+                    format!("{owner} binds {addr}, which {first} already listens on"),
+                    "give each listener its own address or port".into(),
+                );
+            } else {
+                taken.push((addr, owner));
+            }
+        }
     }
 
     /// Frontends: names, bind addresses, the backend each one names.

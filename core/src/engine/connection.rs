@@ -129,6 +129,8 @@ struct Routing {
     attempts: Option<Attempts>,
     redispatched_sticky: bool,
     queue_failed: Option<QueueError>,
+    /// A connect failed for lack of a local resource (ends `RC`, the server not blamed).
+    local_exhausted: bool,
     balance_key: Option<Vec<u8>>,
     /// When the current slot wait began (queue time is added to `Tw`).
     queued_at: Option<Instant>,
@@ -598,6 +600,13 @@ impl<'a> Connection<'a> {
     fn connect_failed(&mut self, now: Instant, server: ServerId, failure: ConnectFailure) {
         let be = self.be;
         let slot = &be.servers[server.index()];
+        if failure == ConnectFailure::Local {
+            // Our own descriptors or memory ran out: no error, health or retry is charged to
+            // the server, and another server would fail alike.
+            be.release(server);
+            self.routing.local_exhausted = true;
+            return self.give_up();
+        }
         tracing::debug!(backend = %be.name, server = %slot.name, ?failure, "connect failed");
         slot.counters.connect_errors.fetch_add(1, Ordering::Relaxed);
         be.release(server);
@@ -653,7 +662,7 @@ impl<'a> Connection<'a> {
     fn give_up(&mut self) {
         let be = self.be;
         let r = &self.routing;
-        let tried = r.attempts.is_some() || r.queue_failed.is_some();
+        let tried = r.attempts.is_some() || r.queue_failed.is_some() || r.local_exhausted;
         let server = match r.choice.server {
             Some(s) if tried => Some(be.servers[s.index()].name.clone()),
             _ => {
@@ -664,6 +673,7 @@ impl<'a> Connection<'a> {
         let termination = match r.queue_failed {
             Some(QueueError::Timeout) => Termination::QUEUE_TIMEOUT,
             Some(QueueError::Full) => Termination::QUEUE_FULL,
+            None if r.local_exhausted => Termination::LOCAL_RESOURCE,
             None => Termination::NO_SERVER,
         };
         let matched = self.matched();

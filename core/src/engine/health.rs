@@ -38,6 +38,13 @@ pub async fn check_server<N: Net>(
         }
         let t0 = Instant::now();
         let result = timeout(check_timeout, net.connect(&slot.address)).await;
+        if let Ok(Err(e)) = &result {
+            if crate::retry::local_exhaustion(e) {
+                // Our own descriptors ran out: this says nothing about the server.
+                tracing::debug!(backend = %backend.name, server = %slot.name, error = %e, "check skipped: local resources exhausted");
+                continue;
+            }
+        }
         let (ok, info, status, error) = match result {
             Ok(Ok(_stream)) => (true, String::from("Layer4 check passed"), "L4OK", None),
             Ok(Err(e)) => (

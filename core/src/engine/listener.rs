@@ -1,10 +1,14 @@
 //! Accepting connections: global and per-frontend `maxconn` pause accepting (as HAProxy's
-//! listeners do) instead of rejecting; each connection runs the flow in its own task.
+//! listeners do) instead of rejecting; each connection runs the flow in its own task. A failing
+//! `accept` (out of descriptors) pauses the listener too ([`backoff`]), never spins.
+
+pub mod backoff;
 
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::{watch, Semaphore};
 
+use self::backoff::AcceptBackoff;
 use super::flow::{handle, Context};
 use super::frontend::Frontend;
 use super::net::Net;
@@ -32,6 +36,7 @@ pub async fn serve<N: Net>(
         let fe = read(&listener.frontend);
         fe.maxconn.map(|n| Arc::new(Semaphore::new(n)))
     };
+    let mut failures = AcceptBackoff::default();
     loop {
         let permit = tokio::select! {
             biased;
@@ -57,10 +62,19 @@ pub async fn serve<N: Net>(
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                continue;
+                drop((permit, fe_permit));
+                let pause = accept_failed(&listener, &mut failures, &e);
+                tokio::select! {
+                    biased;
+                    _ = stopped(&mut shutdown) => break,
+                    _ = tokio::time::sleep(pause) => continue,
+                }
             }
         };
+        if let Some(failed) = failures.on_success() {
+            let fe = read(&listener.frontend);
+            tracing::info!(frontend = %fe.name, failed, "accepting again");
+        }
         let fe = read(&listener.frontend);
         fe.accepted
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -73,6 +87,27 @@ pub async fn serve<N: Net>(
             drop(permit);
         });
     }
+}
+
+/// Notes a failed accept, logs it if a line is due, and returns how long to pause.
+fn accept_failed<N: Net>(
+    listener: &Listener<N>,
+    failures: &mut AcceptBackoff,
+    e: &std::io::Error,
+) -> std::time::Duration {
+    let exhausted = crate::retry::local_exhaustion(e);
+    let step = failures.on_failure(tokio::time::Instant::now(), exhausted);
+    if let Some(suppressed) = step.log {
+        let fe = read(&listener.frontend);
+        tracing::warn!(
+            frontend = %fe.name,
+            error = %e,
+            pause_ms = step.pause.as_millis() as u64,
+            suppressed,
+            "accept failed; listener paused (suppressed: failures since the last such line)"
+        );
+    }
+    step.pause
 }
 
 /// Resolves once `rx` says stop, or once nobody can say it any more (the owner is gone).

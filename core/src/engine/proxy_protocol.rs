@@ -68,6 +68,11 @@ pub enum ProxyError {
     /// A v2 header whose length cannot hold the addresses its family announces.
     #[error("PROXY v2 address block too short for its family")]
     V2Truncated,
+    /// A v2 header whose TLVs after the addresses do not exactly fill its declared length (a
+    /// TLV longer than what is left, or a stray byte too short for a TLV header): HAProxy
+    /// rejects such a header, and so does tether, since its addresses are as suspect.
+    #[error("PROXY v2 TLVs do not fill the header's declared length")]
+    V2BadTlv,
     /// A v2 header for a datagram or unknown transport where a stream was expected.
     #[error("PROXY v2 header for an unsupported transport {0:#04x}")]
     V2Transport(u8),
@@ -93,12 +98,13 @@ fn parse_v1(buf: &[u8]) -> Result<ProxyStatus, ProxyError> {
     }
     let window = &buf[..buf.len().min(V1_MAX_LEN)];
     let Some(cr) = window.windows(2).position(|w| w == b"\r\n") else {
-        if buf.len() >= V1_MAX_LEN {
-            return Err(ProxyError::V1TooLong);
-        }
-        // A lone LF or a stray CR not followed by LF can never become valid.
+        // A lone LF can never become valid; decided before the length, so the verdict does
+        // not depend on how many bytes have arrived (found by the proxy_header fuzz target).
         if window.contains(&b'\n') {
             return Err(ProxyError::V1Malformed);
+        }
+        if buf.len() >= V1_MAX_LEN {
+            return Err(ProxyError::V1TooLong);
         }
         return Ok(Progress::NeedMore);
     };
@@ -214,6 +220,14 @@ fn parse_v2(buf: &[u8]) -> Result<ProxyStatus, ProxyError> {
         return Ok(Progress::NeedMore);
     }
     let body = &buf[V2_FIXED..header_len];
+    let addresses = match (command, family, transport) {
+        (Command::Proxy, 1, 1) => Some(V2_INET_LEN),
+        (Command::Proxy, 2, 1) => Some(V2_INET6_LEN),
+        _ => None,
+    };
+    if let Some(at) = addresses {
+        check_tlvs(&body[at..])?;
+    }
     let (source, destination) = match (command, family, transport) {
         (Command::Local, _, _) => (None, None),
         (Command::Proxy, 1, 1) => {
@@ -239,12 +253,25 @@ fn parse_v2(buf: &[u8]) -> Result<ProxyStatus, ProxyError> {
         // UNSPEC family or transport, AF_UNIX: the receiver uses the real connection addresses.
         (Command::Proxy, _, _) => (None, None),
     };
-    // Whatever follows the addresses is TLVs, which tether does not need: skipped.
+    // The TLVs after the addresses were checked for shape; tether needs none of them.
     Ok(Progress::Done(ProxyHeader {
         header_len,
         source,
         destination,
     }))
+}
+
+/// Walks the type-length-value records after the addresses: each needs its 3-byte header and
+/// its whole value within the block, and the last must end exactly at the block's end.
+fn check_tlvs(mut tlvs: &[u8]) -> Result<(), ProxyError> {
+    while !tlvs.is_empty() {
+        let [_kind, hi, lo, rest @ ..] = tlvs else {
+            return Err(ProxyError::V2BadTlv);
+        };
+        let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+        tlvs = rest.get(len..).ok_or(ProxyError::V2BadTlv)?;
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -452,6 +479,56 @@ mod tests {
         assert_eq!(parse(&huge), Err(ProxyError::V2TooLong(16 + 0xff0c)));
     }
 
+    /// An INET header for 10.0.0.1:1000 -> 10.0.0.2:443 followed by `tlvs`, its length field
+    /// covering the addresses and exactly `tlvs`.
+    fn with_tlvs(tlvs: &[u8]) -> Vec<u8> {
+        let mut h = encode_v2(sa("10.0.0.1:1000"), sa("10.0.0.2:443"));
+        let len = (12 + tlvs.len()) as u16;
+        h[14..16].copy_from_slice(&len.to_be_bytes());
+        h.extend_from_slice(tlvs);
+        h
+    }
+
+    #[test]
+    fn v2_rejects_tlvs_that_lie_about_their_length() {
+        // Issue 17 §0.7: a TLV declaring 32 bytes but carrying 3, the header's length covering
+        // only those 3.
+        assert_eq!(
+            parse(&with_tlvs(&[0x01, 0x00, 0x20, b'h', b'2', b'x'])),
+            Err(ProxyError::V2BadTlv)
+        );
+        // ... even when bytes follow the header (the next TLV must not borrow the stream).
+        let mut borrowed = with_tlvs(&[0x01, 0x00, 0x20, b'h', b'2', b'x']);
+        borrowed.extend_from_slice(&[0x16; 64]);
+        assert_eq!(parse(&borrowed), Err(ProxyError::V2BadTlv));
+        // A stray byte or two after the last TLV: too short for a TLV header.
+        assert_eq!(parse(&with_tlvs(&[0x04])), Err(ProxyError::V2BadTlv));
+        assert_eq!(
+            parse(&with_tlvs(&[0x01, 0x00, 0x01, b'x', 0x04, 0x00])),
+            Err(ProxyError::V2BadTlv)
+        );
+        // Well-formed: none, one, several, an empty value.
+        for ok in [
+            &[][..],
+            &[0x01, 0x00, 0x02, b'h', b'2'],
+            &[
+                0x01, 0x00, 0x02, b'h', b'2', 0x04, 0x00, 0x00, 0x05, 0x00, 0x01, 0xff,
+            ],
+        ] {
+            let h = with_tlvs(ok);
+            assert_eq!(complete(&h).0, h.len(), "{ok:?}");
+        }
+    }
+
+    fn any_tlv() -> impl Strategy<Value = Vec<u8>> {
+        (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..40)).prop_map(|(kind, value)| {
+            let mut t = vec![kind];
+            t.extend_from_slice(&(value.len() as u16).to_be_bytes());
+            t.extend_from_slice(&value);
+            t
+        })
+    }
+
     fn any_addr() -> impl Strategy<Value = SocketAddr> {
         prop_oneof![
             (any::<[u8; 4]>(), any::<u16>())
@@ -493,6 +570,38 @@ mod tests {
             prop_assert_eq!(pd, Some(unified(d, s)));
             for cut in 0..header.len() {
                 prop_assert_eq!(parse(&header[..cut]), Ok(Progress::NeedMore));
+            }
+        }
+
+        /// Whole TLVs are accepted; a TLV length field changed so the records no longer tile
+        /// the declared block is rejected, never read past.
+        #[test]
+        fn tlvs_must_tile_the_declared_length(
+            tlvs in proptest::collection::vec(any_tlv(), 1..6),
+            pick in any::<usize>(),
+            delta in 1u16..300,
+            tail in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let block: Vec<u8> = tlvs.concat();
+            let mut wire = with_tlvs(&block);
+            let header_len = wire.len();
+            wire.extend_from_slice(&tail);
+            prop_assert_eq!(complete(&wire).0, header_len);
+            // Change one TLV's length (its length field is at this offset in the block).
+            let i = pick % tlvs.len();
+            let at = 16 + 12 + tlvs[..i].iter().map(Vec::len).sum::<usize>() + 1;
+            let old = u16::from_be_bytes([wire[at], wire[at + 1]]);
+            let lied = old.wrapping_add(delta);
+            wire[at..at + 2].copy_from_slice(&lied.to_be_bytes());
+            let grew_last = lied > old && i == tlvs.len() - 1;
+            match parse(&wire) {
+                // Changing a length can make the records tile by chance (one TLV swallowing
+                // the next ones exactly); the header's extent never moves.
+                Ok(Progress::Done(ProxyHeader { header_len: n, .. })) => {
+                    prop_assert!(!grew_last, "a last TLV reaching past the header was accepted");
+                    prop_assert_eq!(n, header_len);
+                }
+                r => prop_assert_eq!(r, Err(ProxyError::V2BadTlv)),
             }
         }
 

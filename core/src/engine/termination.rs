@@ -20,6 +20,8 @@ pub enum EndCause {
     ClientTimeout,
     /// `s`: the server-side timeout (`timeout server`, `timeout queue`).
     ServerTimeout,
+    /// `R`: a resource of the balancer itself ran out (descriptors, memory), not the server.
+    LocalResource,
 }
 
 /// The second character: where the connection was when it ended.
@@ -57,6 +59,10 @@ impl Termination {
         Termination::new(EndCause::ProxyError, EndPhase::Request);
     /// `PR`: a route rule refused the connection (HAProxy's `tcp-request ... reject`).
     pub const DENIED: Termination = Termination::new(EndCause::ProxyError, EndPhase::Request);
+    /// `RC`: connecting failed for lack of a local descriptor or memory (HAProxy's
+    /// `SF_ERR_RESOURCE`); the server was never reached.
+    pub const LOCAL_RESOURCE: Termination =
+        Termination::new(EndCause::LocalResource, EndPhase::Connect);
     /// `SC`: no usable server, or every connect attempt failed.
     pub const NO_SERVER: Termination = Termination::new(EndCause::ServerAbort, EndPhase::Connect);
     /// `SQ`: the server's queue was full (`maxqueue`).
@@ -87,6 +93,7 @@ impl Termination {
             EndCause::ProxyError => 'P',
             EndCause::ClientTimeout => 'c',
             EndCause::ServerTimeout => 's',
+            EndCause::LocalResource => 'R',
         };
         let phase = match self.phase {
             EndPhase::Closed => '-',
@@ -123,6 +130,7 @@ mod tests {
             (Termination::CLIENT_CLOSED_EARLY, "CR"),
             (Termination::BAD_PROXY_HEADER, "PR"),
             (Termination::NO_SERVER, "SC"),
+            (Termination::LOCAL_RESOURCE, "RC"),
             (Termination::QUEUE_FULL, "SQ"),
             (Termination::QUEUE_TIMEOUT, "sQ"),
             (Termination::CLIENT_ABORT, "CD"),

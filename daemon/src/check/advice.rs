@@ -100,6 +100,40 @@ pub fn advise_haproxy(file: &str, text: &str, config: &Config) -> Vec<Finding> {
         .collect()
 }
 
+/// Who can reach the stats page: Basic credentials in clear off loopback, admin actions that
+/// stay closed without credentials.
+fn stats_exposure(file: &str, text: &str, config: &Config) -> Vec<Finding> {
+    let Some(stats) = &config.stats else {
+        return Vec::new();
+    };
+    let section = find_line(text, 1, |l| l == "[stats]").unwrap_or(0);
+    let bind = find_line(text, section, |l| l.starts_with("bind")).unwrap_or(section);
+    let mut out = Vec::new();
+    if stats.cleartext_auth_off_loopback() {
+        out.push(Finding::new(
+            Severity::Warning,
+            file,
+            bind,
+            format!("stats Basic auth over plain HTTP on {}", stats.bind),
+            "the password crosses the network in clear on every request (Base64 is not \
+             encryption)",
+            "add [stats.tls] cert = \"/etc/tether/stats.pem\", or bind the page to 127.0.0.1",
+        ));
+    }
+    if stats.admin && stats.auth.is_none() && !stats.admin_without_auth {
+        out.push(Finding::new(
+            Severity::Warning,
+            file,
+            section,
+            "stats admin = true without [stats.auth]: admin actions stay closed",
+            "without credentials any web page the operator opens could post admin actions",
+            "add [stats.auth] with a password-file, or admin-without-auth = true if you accept \
+             the risk",
+        ));
+    }
+    out
+}
+
 /// Advice for a native config that loaded without errors.
 pub fn advise(file: &str, text: &str, config: &Config) -> Vec<Finding> {
     let mut out: Vec<Finding> = clear_stats_password(file, text, config)
@@ -107,6 +141,7 @@ pub fn advise(file: &str, text: &str, config: &Config) -> Vec<Finding> {
         .collect();
     let line_of = |path: &str| tether_core::config::key_line(text, path);
     out.extend(super::routes::route_findings(file, config, &line_of));
+    out.extend(stats_exposure(file, text, config));
     for b in &config.backends {
         let name_line = find_line(text, 1, |l| {
             l.replace(' ', "") == format!("name=\"{}\"", b.name)

@@ -3,10 +3,8 @@
 //! The password comes from a file or an environment variable, or, for an imported haproxy.cfg,
 //! from the `stats auth user:password` text itself (with a warning); it is kept in a [`Secret`]
 //! that never prints, and is compared in constant time. Admin actions
-//! (server state, stick-table edits) need authentication unless the listener only accepts
-//! connections from this host.
-
-use std::net::SocketAddr;
+//! (server state, stick-table edits) need authentication unless `admin-without-auth` opens them
+//! explicitly: a loopback bind does not protect them from the operator's own browser.
 
 use anyhow::{bail, Context as _, Result};
 use tether_core::config::StatsAuth;
@@ -132,18 +130,23 @@ impl AdminDecision {
                 "admin actions are disabled; set admin = true in [stats] to allow them"
             }
             AdminDecision::NeedsAuth => {
-                "admin actions on a non-loopback stats listener need authentication; add auth = { user = ..., password-file = ... } to [stats] or bind it to 127.0.0.1"
+                "admin actions need authentication; add auth = { user = ..., password-file = ... } to [stats] (or admin-without-auth = true if you accept that any web page could drive them)"
             }
         }
     }
 }
 
-/// The admin rule: enabled in the config, and either authenticated or only reachable from this
-/// host (the listener is bound to a loopback address).
-pub fn admin_decision(admin_enabled: bool, authenticated: bool, bind: SocketAddr) -> AdminDecision {
+/// The admin rule: enabled in the config, and either authenticated or explicitly opened
+/// without credentials (`admin-without-auth`). A loopback bind is no longer enough: any web
+/// page the operator's browser opens can reach 127.0.0.1.
+pub fn admin_decision(
+    admin_enabled: bool,
+    authenticated: bool,
+    without_auth: bool,
+) -> AdminDecision {
     if !admin_enabled {
         AdminDecision::Disabled
-    } else if authenticated || bind.ip().is_loopback() {
+    } else if authenticated || without_auth {
         AdminDecision::Allowed
     } else {
         AdminDecision::NeedsAuth
@@ -262,15 +265,11 @@ mod tests {
     }
 
     #[test]
-    fn admin_needs_auth_off_loopback() {
-        let lo: SocketAddr = "127.0.0.1:1936".parse().unwrap();
-        let any: SocketAddr = "0.0.0.0:1936".parse().unwrap();
-        let lan: SocketAddr = "192.0.2.7:1936".parse().unwrap();
-        assert_eq!(admin_decision(false, true, lo), AdminDecision::Disabled);
-        assert_eq!(admin_decision(true, false, lo), AdminDecision::Allowed);
-        assert_eq!(admin_decision(true, false, any), AdminDecision::NeedsAuth);
-        assert_eq!(admin_decision(true, false, lan), AdminDecision::NeedsAuth);
-        assert_eq!(admin_decision(true, true, lan), AdminDecision::Allowed);
+    fn admin_needs_auth_even_on_loopback_unless_opened_explicitly() {
+        assert_eq!(admin_decision(false, true, true), AdminDecision::Disabled);
+        assert_eq!(admin_decision(true, false, false), AdminDecision::NeedsAuth);
+        assert_eq!(admin_decision(true, true, false), AdminDecision::Allowed);
+        assert_eq!(admin_decision(true, false, true), AdminDecision::Allowed);
     }
 
     proptest! {

@@ -21,6 +21,8 @@ pub struct PageOptions<'a> {
     pub version: Option<&'a str>,
     /// Show admin forms.
     pub admin: bool,
+    /// The admin token the forms carry (see [`super::csrf`]).
+    pub token: &'a str,
     /// Result of the previous admin action (`;st=...`), shown as a banner.
     pub status: Option<&'a str>,
 }
@@ -248,6 +250,7 @@ fn server(h: &mut String, b: &BackendView, s: &ServerView, opts: &PageOptions<'_
             h,
             "<td class=\"name\"><form method=\"post\" action=\"{}\" class=\"admin\">\
              <input type=\"hidden\" name=\"b\" value=\"{}\"><input type=\"hidden\" name=\"s\" value=\"{}\">\
+             <input type=\"hidden\" name=\"token\" value=\"{}\">\
              <button type=\"submit\" name=\"action\" value=\"ready\">ready</button>\
              <button type=\"submit\" name=\"action\" value=\"drain\">drain</button>\
              <button type=\"submit\" name=\"action\" value=\"maint\">maint</button>\
@@ -256,6 +259,7 @@ fn server(h: &mut String, b: &BackendView, s: &ServerView, opts: &PageOptions<'_
             escape(opts.uri),
             escape(&b.name),
             escape(&s.name),
+            escape(opts.token),
             s.weight
         );
     }
@@ -288,6 +292,7 @@ mod tests {
                 refresh: Some(Duration::from_secs(5)),
                 version: None,
                 admin: false,
+                token: "",
                 status: None,
             },
         );

@@ -1,19 +1,24 @@
 //! The stats and admin listener: the HTML page, HAProxy's CSV (`<uri>;csv`), JSON (`<uri>;json`),
 //! Prometheus metrics (`/metrics`), admin actions (POST to `<uri>`) and the stick-table API
-//! (`<base>/table/...`), over a small HTTP/1.1 server, with optional Basic authentication.
+//! (`<base>/table/...`), over a small HTTP/1.1 server (HTTPS with `[stats.tls]`), with optional
+//! Basic authentication; admin posts must come from the page itself ([`csrf`]), and slow clients
+//! cannot hold every connection ([`slots`]).
 //!
 //! It reads the runtime through a [`DaemonView`], so after a reload it shows (and acts on) the new
 //! configuration while keeping its own socket.
 
 pub mod admin;
 pub mod auth;
+pub mod csrf;
 pub mod csv;
 pub mod html;
 pub mod json;
 pub mod metrics;
 pub mod server;
+pub mod slots;
 pub mod snapshot;
 pub mod table;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -21,16 +26,20 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use tether_core::config::Stats;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use crate::run::DaemonView;
 use admin::AdminRequest;
 use auth::{admin_decision, Credentials};
+use csrf::AdminToken;
 use server::{percent_encode, Request, Response};
+use slots::{ConnectionSlots, Slot};
 
-/// Most stats connections served at once; more wait in the accept queue.
+/// Most stats connections open at once; a newcomer evicts the oldest one still waiting for its
+/// request.
 const MAX_CONNECTIONS: usize = 64;
 
 /// The running stats listener. Dropping it stops the listener.
@@ -58,30 +67,35 @@ impl Drop for StatsListener {
 /// cannot be read, so a misconfiguration stops the daemon at startup.
 pub async fn serve_stats(config: Stats, view: DaemonView) -> Result<StatsListener> {
     let credentials = config.auth.as_ref().map(Credentials::load).transpose()?;
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    let token =
+        AdminToken::generate().context("stats: reading /dev/urandom for the admin token")?;
     let socket = TcpListener::bind(&config.bind)
         .await
         .with_context(|| format!("stats: cannot bind {}", config.bind))?;
     let addr = socket.local_addr()?;
-    if config.admin && credentials.is_none() && !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "stats admin actions are refused: the listener is not on loopback and has no auth");
+    if config.admin && credentials.is_none() && !config.admin_without_auth {
+        tracing::warn!(%addr, "stats admin actions are refused: no auth (set admin-without-auth = true to open them anyway)");
     }
-    tracing::info!(%addr, uri = %config.uri, "stats listening");
+    if config.cleartext_auth_off_loopback() {
+        tracing::warn!(%addr, "stats Basic auth over plain HTTP off loopback: the password crosses the network in clear; add [stats.tls]");
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, uri = %config.uri, scheme, "stats listening");
     let site = Arc::new(Site {
         config,
         view,
         credentials,
-        addr,
+        scheme,
+        token,
     });
-    let task = tokio::spawn(accept_loop(socket, site));
+    let task = tokio::spawn(accept_loop(socket, site, tls));
     Ok(StatsListener { addr, task })
 }
 
-async fn accept_loop(socket: TcpListener, site: Arc<Site>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+async fn accept_loop(socket: TcpListener, site: Arc<Site>, tls: Option<TlsAcceptor>) {
+    let slots = ConnectionSlots::new(MAX_CONNECTIONS);
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let stream = match socket.accept().await {
             Ok((s, _)) => s,
             Err(e) => {
@@ -90,12 +104,44 @@ async fn accept_loop(socket: TcpListener, site: Arc<Site>) {
                 continue;
             }
         };
-        let site = site.clone();
+        // Full of requests being answered: close the newcomer (it may retry at once).
+        let Some(slot) = slots.admit() else {
+            continue;
+        };
+        let (site, tls) = (site.clone(), tls.clone());
         tokio::spawn(async move {
-            server::serve_connection(stream, |req| site.handle(req)).await;
-            drop(permit);
+            let state = slot.state.clone();
+            tokio::select! {
+                biased;
+                _ = state.evicted() => {}
+                _ = connection(stream, &site, tls, &slot) => {}
+            }
         });
     }
+}
+
+/// One stats connection: the TLS handshake when configured (bounded by the request deadline),
+/// then HTTP requests.
+async fn connection(stream: TcpStream, site: &Site, tls: Option<TlsAcceptor>, slot: &Slot) {
+    match tls {
+        None => serve_http(stream, site, slot).await,
+        Some(acceptor) => {
+            let handshake =
+                tokio::time::timeout(server::REQUEST_DEADLINE, acceptor.accept(stream)).await;
+            if let Ok(Ok(tls_stream)) = handshake {
+                serve_http(tls_stream, site, slot).await;
+            }
+        }
+    }
+}
+
+async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(stream: S, site: &Site, slot: &Slot) {
+    server::serve_connection(
+        stream,
+        |req| site.handle(req),
+        |answering| slot.state.set_answering(answering),
+    )
+    .await;
 }
 
 /// Everything a request handler reads.
@@ -103,7 +149,9 @@ struct Site {
     config: Stats,
     view: DaemonView,
     credentials: Option<Credentials>,
-    addr: SocketAddr,
+    /// `http` or `https`: the origin admin posts must come from.
+    scheme: &'static str,
+    token: AdminToken,
 }
 
 /// What a path under the stats URI asks for.
@@ -158,7 +206,18 @@ impl Site {
             }
             None => false,
         };
-        let admin = admin_decision(self.config.admin, authenticated, self.addr);
+        let admin = admin_decision(
+            self.config.admin,
+            authenticated,
+            self.config.admin_without_auth,
+        );
+        let mutating = !matches!(req.method.as_str(), "GET" | "HEAD");
+        if mutating {
+            if let Err(forged) = csrf::check(req, self.scheme, &self.token) {
+                tracing::warn!(method = %req.method, path = %req.path, origin = ?req.header("origin"), "stats: {forged}");
+                return Response::text(403, forged.to_string());
+            }
+        }
         let runtime = self.view.runtime();
         let snap = || {
             snapshot::take(
@@ -188,6 +247,7 @@ impl Site {
                         refresh: self.config.refresh,
                         version,
                         admin: admin == auth::AdminDecision::Allowed,
+                        token: self.token.as_str(),
                         status,
                     },
                 );

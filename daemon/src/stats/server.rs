@@ -1,5 +1,7 @@
 //! A small HTTP/1.1 server for the stats listener: request line, headers and an optional
-//! `Content-Length` body, every part bounded, keep-alive with an idle timeout.
+//! `Content-Length` body, every part bounded, keep-alive with an idle timeout, and a whole-request
+//! deadline (HAProxy's `timeout http-request`): a client dribbling a byte at a time cannot hold a
+//! connection past [`REQUEST_DEADLINE`] however often it sends.
 //!
 //! The stats page is read by browsers, `curl`, Prometheus and `tether table`; none of them needs
 //! more than this, and a hand-sized parser keeps hostile input bounded without a new dependency.
@@ -7,8 +9,8 @@
 use std::io;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 /// Largest request head (request line plus headers).
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -18,8 +20,11 @@ pub const MAX_BODY: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
 /// Requests served on one connection before it is closed.
 const MAX_REQUESTS_PER_CONNECTION: usize = 100;
-/// How long a connection may sit idle or dribble a request.
+/// How long a connection may sit idle between two reads.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a whole request (head and body) may take from its first wait, however the bytes
+/// trickle in; a keep-alive connection waiting for its next request is closed after it too.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 
 /// One parsed request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -149,10 +154,17 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// Serves requests on one connection until it closes, errs, times out or asks to close.
-pub async fn serve_connection(mut stream: TcpStream, handler: impl Fn(&Request) -> Response) {
+/// `answering` is told when a whole request has arrived (`true`) and when its response is out
+/// (`false`): a connection between the two is never evicted.
+pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    handler: impl Fn(&Request) -> Response,
+    answering: impl Fn(bool),
+) {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     for _ in 0..MAX_REQUESTS_PER_CONNECTION {
-        let req = match read_request(&mut stream, &mut buf).await {
+        let deadline = Instant::now() + REQUEST_DEADLINE;
+        let req = match read_request(&mut stream, &mut buf, deadline).await {
             Ok(r) => r,
             Err(RequestError::Closed | RequestError::Io(_)) => return,
             Err(e) => {
@@ -166,19 +178,18 @@ pub async fn serve_connection(mut stream: TcpStream, handler: impl Fn(&Request) 
                 return;
             }
         };
+        answering(true);
         let resp = handler(&req);
-        if write_response(&mut stream, &resp, req.keep_alive)
-            .await
-            .is_err()
-            || !req.keep_alive
-        {
+        let written = write_response(&mut stream, &resp, req.keep_alive).await;
+        answering(false);
+        if written.is_err() || !req.keep_alive {
             return;
         }
     }
 }
 
-async fn write_response(
-    stream: &mut TcpStream,
+async fn write_response<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     resp: &Response,
     keep_alive: bool,
 ) -> io::Result<()> {
@@ -201,8 +212,13 @@ async fn write_response(
     stream.flush().await
 }
 
-/// Reads one request; `buf` carries bytes read past the previous request (pipelining).
-async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Request, RequestError> {
+/// Reads one request by `deadline`; `buf` carries bytes read past the previous request
+/// (pipelining).
+async fn read_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+) -> Result<Request, RequestError> {
     let head_end = loop {
         if let Some(i) = find_head_end(buf) {
             break i;
@@ -210,26 +226,28 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Reque
         if buf.len() >= MAX_HEAD {
             return Err(RequestError::TooLarge);
         }
-        read_more(stream, buf, MAX_HEAD).await?;
+        read_more(stream, buf, MAX_HEAD, deadline).await?;
     };
     let (mut req, body_len) = parse_head(&buf[..head_end])?;
     let body_start = head_end + 4;
     while buf.len() < body_start + body_len {
-        read_more(stream, buf, body_start + body_len).await?;
+        read_more(stream, buf, body_start + body_len, deadline).await?;
     }
     req.body = buf[body_start..body_start + body_len].to_vec();
     buf.drain(..body_start + body_len);
     Ok(req)
 }
 
-async fn read_more(
-    stream: &mut TcpStream,
+async fn read_more<S: AsyncRead + Unpin>(
+    stream: &mut S,
     buf: &mut Vec<u8>,
     limit: usize,
+    deadline: Instant,
 ) -> Result<(), RequestError> {
     let mut chunk = [0u8; 4096];
     let want = limit.saturating_sub(buf.len()).clamp(1, chunk.len());
-    let n = tokio::time::timeout(IDLE_TIMEOUT, stream.read(&mut chunk[..want]))
+    let until = deadline.min(Instant::now() + IDLE_TIMEOUT);
+    let n = tokio::time::timeout_at(until, stream.read(&mut chunk[..want]))
         .await
         .map_err(|_| {
             if buf.is_empty() {
@@ -417,6 +435,56 @@ mod tests {
         assert_eq!(percent_decode("a%2Fb%zz%", false), "a/b%zz%");
         assert_eq!(percent_decode("a+b", true), "a b");
         assert_eq!(percent_decode(&percent_encode("s 1/é&="), true), "s 1/é&=");
+    }
+
+    /// A client that sends one header byte every 2 s, as slowloris does.
+    async fn trickle(mut w: tokio::io::WriteHalf<tokio::io::DuplexStream>) {
+        for b in b"GET /;csv HTTP/1.1\r\nHost: x\r\n".iter().cycle() {
+            if w.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickled_request_ends_at_the_whole_request_deadline() {
+        let (client, server) = tokio::io::duplex(1024);
+        let (mut client_r, client_w) = tokio::io::split(client);
+        tokio::spawn(trickle(client_w));
+        let start = Instant::now();
+        serve_connection(server, |_| Response::text(200, "ok"), |_| {}).await;
+        let took = start.elapsed();
+        assert!(
+            took <= REQUEST_DEADLINE + Duration::from_secs(2),
+            "a client sending a byte every 2 s held the connection {took:?}"
+        );
+        let mut answer = String::new();
+        client_r.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_inside_the_deadline_are_served_and_announced() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let seen = std::sync::Mutex::new(Vec::new());
+        let serve = serve_connection(
+            server,
+            |r| Response::text(200, r.path.clone()),
+            |a| seen.lock().unwrap().push(a),
+        );
+        let talk = async {
+            client
+                .write_all(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = String::new();
+            client.read_to_string(&mut answer).await.unwrap();
+            answer
+        };
+        let ((), answer) = tokio::join!(serve, talk);
+        assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
+        assert_eq!(*seen.lock().unwrap(), [true, false, true, false]);
     }
 
     proptest! {

@@ -223,8 +223,15 @@ pub async fn http(
 }
 
 /// POSTs an admin form.
+/// An admin POST as a script sends it: from the page's own origin, with `X-Tether-Admin` (a
+/// header no cross-site form can set) in place of the page's token.
 pub async fn admin_post(addr: SocketAddr, fields: &str, auth: Option<&str>) -> HttpResponse {
-    let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
+    let origin = format!("http://{addr}");
+    let mut headers = vec![
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Origin", origin.as_str()),
+        ("X-Tether-Admin", "1"),
+    ];
     if let Some(a) = auth {
         headers.push(("Authorization", a));
     }

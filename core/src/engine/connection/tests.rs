@@ -407,6 +407,36 @@ fn failed_connects_retry_then_redispatch_and_repoint_the_entry() {
 }
 
 #[test]
+fn a_local_resource_failure_ends_rc_and_never_blames_the_server() {
+    // EMFILE on our own socket: the server was never reached. Many of them in a row (far past
+    // the passive-health error limit) must leave s1 UP, uncharged, and nobody redispatched.
+    let rig = Rig::new(runtime("", "", ""));
+    let sid = [0x51; 32];
+    rig.learn(TableKind::SessionId, &sid, "s1");
+    for _ in 0..50 {
+        let mut c = rig.connection();
+        feed(&mut c, &client_hello(&sid, "g.example", None));
+        assert_eq!(connect_to(&mut c, rig.at(1)), rig.id("s1"));
+        c.on_connect(rig.at(1), Err(ConnectFailure::Local));
+        assert_eq!(c.poll(rig.at(1)), Action::Close { shutdown: true });
+        let rec = c.finish(rig.at(1));
+        assert_eq!(rec.termination, Termination::LOCAL_RESOURCE);
+        assert_eq!(rec.server.as_deref(), Some("s1"));
+        assert_eq!((rec.retries, rec.redispatched), (0, false));
+    }
+    let s1 = &rig.be().servers[0].counters;
+    assert_eq!(s1.connect_errors.load(Ordering::Relaxed), 0);
+    assert_eq!(s1.retries.load(Ordering::Relaxed), 0);
+    assert_eq!(s1.redispatches.load(Ordering::Relaxed), 0);
+    assert_eq!(s1.current.load(Ordering::Relaxed), 0, "slot released");
+    assert!(
+        rig.be().server_states()[0].usable_for_balance(),
+        "passive health marked s1 down for our own exhaustion"
+    );
+    assert_eq!(rig.be().nosrv.load(Ordering::Relaxed), 0);
+}
+
+#[test]
 fn a_connect_timeout_counts_as_a_failure_at_the_deadline_without_turnaround() {
     let rig = Rig::new(runtime("", "retries = 1\nredispatch = false", ""));
     let mut c = rig.connection();

@@ -206,21 +206,25 @@ impl Importer<'_> {
             .iter()
             .map(|b| b.name.clone())
             .collect();
-        let missing: Vec<String> = self
+        let missing: Vec<(usize, String)> = self
             .config
             .frontends
             .iter()
-            .filter(|f| !f.backend.is_empty() && !names.contains(&f.backend))
-            .map(|f| {
-                format!(
-                    "frontend {} uses backend {} which is not defined",
-                    f.name, f.backend
+            .enumerate()
+            .filter(|(_, f)| !f.backend.is_empty() && !names.contains(&f.backend))
+            .map(|(i, f)| {
+                (
+                    self.origins.line_of(&format!("frontend[{i}].backend")),
+                    format!(
+                        "frontend {} uses backend {} which is not defined",
+                        f.name, f.backend
+                    ),
                 )
             })
             .collect();
-        for m in missing {
+        for (line, m) in missing {
             self.error(
-                0,
+                line,
                 m,
                 "HAProxy refuses the config: unknown backend",
                 "define `backend NAME` or fix default_backend",

@@ -1,12 +1,14 @@
 //! The stats page: a `listen` section with `stats enable|uri|refresh|hide-version|admin|auth`
-//! becomes `[stats]`.
+//! becomes `[stats]`; `bind ADDR ssl crt FILE` serves it over HTTPS. A bind option tether
+//! cannot honour is an error: ignoring `ssl` would serve the page, credentials included, in
+//! clear on an address the operator believes encrypted.
 
 use super::frontend::bind_address;
 use super::sections::Section;
 use super::Importer;
 use crate::finding::Severity;
 use crate::haproxy::lexer::Directive;
-use tether_core::config::{ClearPassword, Stats, StatsAuth};
+use tether_core::config::{ClearPassword, Stats, StatsAuth, StatsTls};
 
 impl Importer<'_> {
     /// A `listen` section with `stats` directives: tether's stats page.
@@ -21,14 +23,21 @@ impl Importer<'_> {
             hide_version: false,
             admin: false,
             auth: None,
+            tls: None,
+            admin_without_auth: false,
         };
+        let mut bind_line = s.header.line;
         for d in &s.body {
             match (d.keyword(), d.word(1)) {
                 ("bind", a) => {
                     if binds.is_empty() {
                         self.origins.note("stats.bind", d.line);
+                        bind_line = d.line;
                     }
                     binds.push(bind_address(a));
+                    if let Some(tls) = self.stats_bind_options(d) {
+                        stats.tls = Some(tls);
+                    }
                 }
                 ("mode", _) => {}
                 ("stats", "enable") => {}
@@ -62,6 +71,7 @@ impl Importer<'_> {
                 "bind 127.0.0.1:1936",
             ),
         }
+        self.stats_exposure(&stats, bind_line);
         if self.config.stats.is_some() {
             self.error(
                 s.header.line,
@@ -72,6 +82,87 @@ impl Importer<'_> {
         } else {
             self.origins.note("stats", s.header.line);
             self.config.stats = Some(stats);
+        }
+    }
+
+    /// The options after a stats `bind` address: `ssl` with `crt FILE` (a PEM holding the
+    /// certificate chain and the key, as HAProxy reads it) serve HTTPS; anything else is an
+    /// error.
+    fn stats_bind_options(&mut self, d: &Directive) -> Option<StatsTls> {
+        let (mut ssl, mut crt) = (false, None);
+        let mut words = d.words.iter().skip(2);
+        while let Some(opt) = words.next() {
+            match opt.as_str() {
+                "ssl" => ssl = true,
+                "crt" => match words.next() {
+                    Some(file) => crt = Some(file.clone()),
+                    None => {
+                        self.error(
+                            d.line,
+                            "`crt` without a file",
+                            "HAProxy rejects it",
+                            format!("bind {} ssl crt /etc/tether/stats.pem", d.word(1)),
+                        );
+                        return None;
+                    }
+                },
+                other => {
+                    // Its arguments, if any, are unknown: one error for the rest of the line.
+                    self.error(
+                        d.line,
+                        format!("unsupported stats bind option `{other}`"),
+                        "tether serves the stats page with `ssl crt FILE` or in clear, and will \
+                         not ignore an option that changes how it is reached",
+                        format!("bind {} ssl crt /etc/tether/stats.pem", d.word(1)),
+                    );
+                    return None;
+                }
+            }
+        }
+        match (ssl, crt) {
+            (true, Some(cert)) => Some(StatsTls { cert, key: None }),
+            (false, None) => None,
+            (true, None) => {
+                self.error(
+                    d.line,
+                    "`ssl` without `crt FILE`",
+                    "there is no certificate to serve the page with",
+                    format!("bind {} ssl crt /etc/tether/stats.pem", d.word(1)),
+                );
+                None
+            }
+            (false, Some(_)) => {
+                self.error(
+                    d.line,
+                    "`crt` without `ssl`",
+                    "the page would be served in clear although a certificate is named",
+                    format!("bind {} ssl crt {}", d.word(1), d.word(3)),
+                );
+                None
+            }
+        }
+    }
+
+    /// Warnings about who can reach the page: Basic credentials in clear off loopback, and
+    /// admin actions that tether keeps closed without credentials.
+    fn stats_exposure(&mut self, stats: &Stats, bind_line: usize) {
+        if stats.cleartext_auth_off_loopback() {
+            self.finding(
+                Severity::Warning,
+                bind_line,
+                format!("stats Basic auth over plain HTTP on {}", stats.bind),
+                "the password crosses the network in clear on every request (Base64 is not encryption)",
+                format!("serve it over TLS: bind {} ssl crt /etc/tether/stats.pem, or bind it to 127.0.0.1", stats.bind),
+            );
+        }
+        if stats.admin && stats.auth.is_none() {
+            self.finding(
+                Severity::Warning,
+                bind_line,
+                "stats admin without `stats auth`: tether keeps admin actions closed",
+                "without credentials any web page the operator opens could post admin actions (HAProxy would apply them)",
+                "add `stats auth admin:PASSWORD` (better: [stats.auth] with password-file in a native config), or admin-without-auth = true in [stats] if you accept the risk",
+            );
         }
     }
 
@@ -112,10 +203,11 @@ impl Importer<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{errors, import_text};
+    use super::super::test_support::{errors, import_text, warnings};
     use crate::finding::Severity;
     use std::time::Duration;
     use tether_core::config::ClearPassword;
+    use tether_core::config::StatsTls;
 
     #[test]
     fn a_stats_listen_becomes_the_stats_page() {
@@ -156,6 +248,67 @@ mod tests {
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(e[0].line, 3);
         assert_eq!(im.config.stats.unwrap().auth, None);
+    }
+
+    #[test]
+    fn ssl_crt_on_the_stats_bind_serves_https() {
+        let im = import_text(
+            "listen stats\n  bind 0.0.0.0:1936 ssl crt /etc/tether/stats.pem\n  stats enable\n  \
+             stats auth admin:secret\n",
+        );
+        assert!(errors(&im).is_empty(), "{:?}", im.findings);
+        let s = im.config.stats.unwrap();
+        assert_eq!(s.bind, "0.0.0.0:1936");
+        assert_eq!(
+            s.tls,
+            Some(StatsTls {
+                cert: "/etc/tether/stats.pem".into(),
+                key: None
+            })
+        );
+        assert!(
+            !im.findings.iter().any(|f| f.what.contains("plain HTTP")),
+            "{:?}",
+            im.findings
+        );
+    }
+
+    #[test]
+    fn stats_bind_options_tether_cannot_honour_are_errors() {
+        for (bind, what) in [
+            (
+                "bind 127.0.0.1:1936 ssl crt /x.pem alpn h2",
+                "unsupported stats bind option `alpn`",
+            ),
+            (
+                "bind 127.0.0.1:1936 accept-proxy",
+                "unsupported stats bind option `accept-proxy`",
+            ),
+            ("bind 127.0.0.1:1936 ssl", "`ssl` without `crt FILE`"),
+            ("bind 127.0.0.1:1936 crt /x.pem", "`crt` without `ssl`"),
+            ("bind 127.0.0.1:1936 ssl crt", "`crt` without a file"),
+        ] {
+            let im = import_text(&format!("listen stats\n  {bind}\n  stats enable\n"));
+            let e = errors(&im);
+            assert_eq!(e.len(), 1, "{bind}: {e:?}");
+            assert_eq!((e[0].line, e[0].what.as_str()), (2, what), "{bind}");
+        }
+    }
+
+    #[test]
+    fn basic_auth_in_clear_off_loopback_warns_at_the_bind_line() {
+        let im =
+            import_text("listen stats\n  bind :1936\n  stats enable\n  stats auth admin:secret\n");
+        let w = warnings(&im);
+        let clear: Vec<_> = w.iter().filter(|f| f.what.contains("plain HTTP")).collect();
+        assert_eq!(clear.len(), 1, "{w:?}");
+        assert_eq!(clear[0].line, 2);
+        let local = import_text(
+            "listen stats\n  bind 127.0.0.1:1936\n  stats enable\n  stats auth admin:secret\n",
+        );
+        assert!(!warnings(&local)
+            .iter()
+            .any(|f| f.what.contains("plain HTTP")));
     }
 
     #[test]

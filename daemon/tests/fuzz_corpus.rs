@@ -1,0 +1,47 @@
+//! The fuzz targets' invariants over their seed corpora and every regression input kept in
+//! `fuzz/regressions/<target>/` (a crash the fuzzer found, minimised): plain `cargo test` runs
+//! them, so nightly and cargo-fuzz are only needed to search for new inputs.
+
+#[path = "../../fuzz/src/lib.rs"]
+#[allow(unexpected_cfgs)]
+mod checks;
+
+use std::path::Path;
+
+/// Runs `check` on every file of `fuzz/<kind>/<target>`; the number of inputs run.
+fn run_dir(kind: &str, target: &str, check: fn(&[u8])) -> usize {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz")
+        .join(kind)
+        .join(target);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return 0;
+    };
+    let mut files: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    files.sort();
+    for f in &files {
+        let data = std::fs::read(f).unwrap();
+        let result = std::panic::catch_unwind(|| check(&data));
+        assert!(result.is_ok(), "{target} fails on {}", f.display());
+    }
+    files.len()
+}
+
+#[test]
+fn every_corpus_and_regression_input_holds_the_invariants() {
+    for (target, check) in checks::targets() {
+        let seeds = run_dir("corpus", target, check);
+        assert!(
+            seeds > 0,
+            "no seed corpus for {target} in fuzz/corpus/{target}"
+        );
+        run_dir("regressions", target, check);
+    }
+}
+
+#[test]
+fn the_lying_tlv_regression_is_refused() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/proxy_header");
+    let data = std::fs::read(dir.join("v2_tlv_lying_length")).unwrap();
+    assert!(tether_core::engine::proxy_protocol::parse(&data).is_err());
+}

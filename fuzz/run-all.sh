@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every core fuzz target for SECONDS seconds each (default 60) on its seed corpus, keeping
+# new inputs in corpus-run/ (the committed seeds stay small); crashes land in artifacts/.
+# Needs nightly and cargo-fuzz: rustup toolchain install nightly; cargo install cargo-fuzz.
+set -euo pipefail
+cd "$(dirname "$0")"
+secs=${1:-60}
+for t in client_hello server_flight proxy_header native_toml; do
+    mkdir -p "corpus-run/$t"
+    cargo +nightly fuzz run -O "$t" "corpus-run/$t" "corpus/$t" -- -max_total_time="$secs" -max_len=20000 2>&1 |
+        grep -E "^(#[0-9]+ *DONE|Done|==[0-9]+==|SUMMARY)" | sed "s/^/$t: /"
+done
+# The importer target builds the whole daemon: cargo +nightly fuzz run -O --features daemon haproxy_cfg
