@@ -86,7 +86,7 @@ fn connect(words: &[String]) -> Result<TcpStep, CheckError> {
 }
 
 /// Words back into one native rule string, quoting those with spaces or quotes.
-fn join_quoted(words: &[String]) -> String {
+pub fn join_quoted(words: &[String]) -> String {
     words
         .iter()
         .map(|w| {
