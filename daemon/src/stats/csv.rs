@@ -1,4 +1,5 @@
-//! HAProxy's stats CSV (`<uri>;csv`): the first 33 columns of HAProxy's layout, in HAProxy's
+//! HAProxy's stats CSV (`<uri>;csv`): the first 70 columns of HAProxy's layout (through the
+//! check columns `check_status`, `check_code`, `check_duration`, `last_chk`, `check_desc`), in HAProxy's
 //! order and with its names, so scripts and dashboards written for HAProxy read tether unchanged.
 //! Columns tether does not track (queues, request/response errors, down time) are left empty, as
 //! HAProxy does for fields that do not apply.
@@ -6,11 +7,77 @@
 use super::snapshot::{BackendView, FrontendView, ServerView, Snapshot};
 
 /// HAProxy's column names, in order (`show stat` / `;csv`).
-pub const COLUMNS: [&str; 33] = [
-    "pxname", "svname", "qcur", "qmax", "scur", "smax", "slim", "stot", "bin", "bout", "dreq",
-    "dresp", "ereq", "econ", "eresp", "wretr", "wredis", "status", "weight", "act", "bck",
-    "chkfail", "chkdown", "lastchg", "downtime", "qlimit", "pid", "iid", "sid", "throttle",
-    "lbtot", "tracked", "type",
+pub const COLUMNS: [&str; 70] = [
+    "pxname",
+    "svname",
+    "qcur",
+    "qmax",
+    "scur",
+    "smax",
+    "slim",
+    "stot",
+    "bin",
+    "bout",
+    "dreq",
+    "dresp",
+    "ereq",
+    "econ",
+    "eresp",
+    "wretr",
+    "wredis",
+    "status",
+    "weight",
+    "act",
+    "bck",
+    "chkfail",
+    "chkdown",
+    "lastchg",
+    "downtime",
+    "qlimit",
+    "pid",
+    "iid",
+    "sid",
+    "throttle",
+    "lbtot",
+    "tracked",
+    "type",
+    "rate",
+    "rate_lim",
+    "rate_max",
+    "check_status",
+    "check_code",
+    "check_duration",
+    "hrsp_1xx",
+    "hrsp_2xx",
+    "hrsp_3xx",
+    "hrsp_4xx",
+    "hrsp_5xx",
+    "hrsp_other",
+    "hanafail",
+    "req_rate",
+    "req_rate_max",
+    "req_tot",
+    "cli_abrt",
+    "srv_abrt",
+    "comp_in",
+    "comp_out",
+    "comp_byp",
+    "comp_rsp",
+    "lastsess",
+    "last_chk",
+    "last_agt",
+    "qtime",
+    "ctime",
+    "rtime",
+    "ttime",
+    "agent_status",
+    "agent_code",
+    "agent_duration",
+    "check_desc",
+    "agent_desc",
+    "check_rise",
+    "check_fall",
+    "check_health",
 ];
 
 /// Renders the snapshot: a `# `-prefixed header line, then per proxy its FRONTEND row, or its
@@ -32,7 +99,7 @@ pub fn render(snap: &Snapshot) -> String {
     out
 }
 
-type Row = [String; 33];
+type Row = [String; 70];
 
 fn empty() -> Row {
     std::array::from_fn(|_| String::new())
@@ -95,6 +162,19 @@ fn server_row(b: &BackendView, s: &ServerView, iid: usize, sid: usize) -> Row {
     set(&mut r, "bck", u8::from(s.backup));
     if s.check {
         set(&mut r, "chkfail", s.check_failures);
+        set(&mut r, "chkdown", s.check_downs);
+        if let Some(secs) = s.last_change_s {
+            set(&mut r, "lastchg", secs);
+        }
+        if let Some(c) = &s.last_check {
+            set(&mut r, "check_status", c.status);
+            if let Some(code) = c.code {
+                set(&mut r, "check_code", code);
+            }
+            set(&mut r, "check_duration", c.duration_ms);
+            set(&mut r, "last_chk", c.info.as_deref().unwrap_or(""));
+            set(&mut r, "check_desc", c.desc);
+        }
     }
     set(&mut r, "pid", 1);
     set(&mut r, "iid", iid);
@@ -147,7 +227,10 @@ mod tests {
             actconn: 0,
         });
         assert!(out.starts_with("# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,"));
-        assert!(out.trim_end().ends_with("lbtot,tracked,type,"));
+        assert!(out.contains("lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,"));
+        assert!(out
+            .trim_end()
+            .ends_with("check_desc,agent_desc,check_rise,check_fall,check_health,"));
     }
 
     #[test]
@@ -157,6 +240,6 @@ mod tests {
         set(&mut r, "pxname", "a,\"b\"");
         push_row(&mut out, &r);
         assert!(out.starts_with("\"a,\"\"b\"\"\","));
-        assert_eq!(out.matches(',').count(), 33 + 1);
+        assert_eq!(out.matches(',').count(), 70 + 1);
     }
 }
