@@ -190,3 +190,63 @@ async fn redis_check_passes_a_real_redis_and_fails_a_non_redis_port() {
     assert_eq!(states[1].oper, tether_core::server::OperState::Down);
     assert_eq!(states[0].oper, tether_core::server::OperState::Up);
 }
+
+#[tokio::test]
+async fn ssl_hello_chk_passes_openssl_s_server_and_fails_a_plain_server_like_haproxy() {
+    let tls =
+        tether_testbed::OpensslServer::start(tether_testbed::OpensslServerConfig::new("tls1"))
+            .await
+            .expect("openssl s_server runs (apt-get install -y openssl)");
+    let plain = named_server("plain").await;
+    let config = |port: u16| {
+        format!(
+            "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n\
+             listen tls\n  bind 127.0.0.1:{port}\n  option ssl-hello-chk\n  \
+             server tls1 {} check inter 200ms fall 1 rise 1\n  server plain {plain} check inter 200ms fall 1 rise 1\n",
+            tls.addr()
+        )
+    };
+    let t = start_tether(&config(0)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let rt = t.daemon.runtime();
+    let be = &rt.backends["tls"];
+    let last = |i: usize| {
+        be.servers[i]
+            .last_check
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("checked")
+    };
+    assert_eq!(last(0).status, "L6OK", "{:?}", last(0));
+    assert_eq!(last(1).status, "L6RSP", "{:?}", last(1));
+    // HAProxy on the same file routes every connection to the TLS server too.
+    let hport = free_port().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{hport}").parse().unwrap();
+    let haproxy = Haproxy::start(&config(hport), addr)
+        .await
+        .expect("haproxy runs");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for _ in 0..6 {
+        assert!(
+            !reaches_plain(haproxy.frontend()).await,
+            "{}",
+            haproxy.log()
+        );
+        assert!(
+            !reaches_plain(t.addr).await,
+            "tether sent a connection to the plain server"
+        );
+    }
+}
+
+/// Whether a connection through `fe` lands on the plain server (which speaks at once; the TLS
+/// server waits for a ClientHello).
+async fn reaches_plain(fe: SocketAddr) -> bool {
+    let mut s = TcpStream::connect(fe).await.unwrap();
+    let mut buf = [0u8; 5];
+    matches!(
+        tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await,
+        Ok(Ok(5)) if &buf == b"plain"
+    )
+}
