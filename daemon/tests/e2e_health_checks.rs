@@ -250,3 +250,93 @@ async fn reaches_plain(fe: SocketAddr) -> bool {
         Ok(Ok(5)) if &buf == b"plain"
     )
 }
+
+/// A real PostgreSQL 15 (Debian) in a scratch directory, as user `postgres` (it refuses root),
+/// trusting every role but `nobody`, which pg_hba.conf rejects; stopped on drop.
+struct Postgres {
+    child: std::process::Child,
+    dir: String,
+    port: u16,
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn postgres() -> Postgres {
+    let bin = "/usr/lib/postgresql/15/bin";
+    assert!(
+        std::path::Path::new(bin).join("postgres").is_file(),
+        "PostgreSQL 15 is needed: apt-get install -y postgresql"
+    );
+    let port = free_port().unwrap();
+    let dir = format!("/tmp/tether-pg-{}-{port}", std::process::id());
+    std::fs::create_dir_all(&dir).unwrap();
+    let own = std::process::Command::new("chown")
+        .args(["postgres", &dir])
+        .status()
+        .unwrap();
+    assert!(own.success());
+    let init = std::process::Command::new("su")
+        .args(["postgres", "-s", "/bin/sh", "-c"])
+        .arg(format!(
+            "{bin}/initdb -D {dir}/data -U haproxy --auth=trust >/dev/null 2>&1"
+        ))
+        .status()
+        .unwrap();
+    assert!(init.success(), "initdb failed");
+    // First match wins: the role `nobody` is refused with an ErrorResponse, others trusted.
+    std::fs::write(
+        format!("{dir}/data/pg_hba.conf"),
+        "host all nobody 127.0.0.1/32 reject\nhost all all 127.0.0.1/32 trust\n",
+    )
+    .unwrap();
+    let child = std::process::Command::new("su")
+        .args(["postgres", "-s", "/bin/sh", "-c"])
+        .arg(format!(
+            "exec {bin}/postgres -D {dir}/data -p {port} -k {dir} -h 127.0.0.1 >{dir}/log 2>&1"
+        ))
+        .spawn()
+        .unwrap();
+    Postgres { child, dir, port }
+}
+
+#[tokio::test]
+async fn pgsql_check_passes_a_trusted_role_and_fails_a_rejected_one_on_real_postgres() {
+    let pg = postgres();
+    let addr: SocketAddr = format!("127.0.0.1:{}", pg.port).parse().unwrap();
+    assert!(
+        wait_until_listening(addr, Duration::from_secs(20)).await,
+        "postgres did not start"
+    );
+    let cfg = |user: &str| {
+        format!(
+            "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n\
+             backend db\n  option pgsql-check user {user}\n  server pg1 {addr} check inter 200ms\n\
+             frontend f\n  bind 127.0.0.1:0\n  default_backend db\n"
+        )
+    };
+    for (user, status, info) in [
+        ("haproxy", "L7OK", "PostgreSQL server is ok"),
+        ("nobody", "L7RSP", "FATAL"), // pg_hba.conf reject: an ErrorResponse
+    ] {
+        let t = start_tether(&cfg(user)).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let rt = t.daemon.runtime();
+        let last = rt.backends["db"].servers[0]
+            .last_check
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("checked");
+        assert_eq!(
+            (last.status, last.info.as_deref()),
+            (status, Some(info)),
+            "user {user}"
+        );
+    }
+}
