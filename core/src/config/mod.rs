@@ -306,13 +306,37 @@ impl Frontend {
 
 pub use crate::stick::{StickKeyType, StickTableConfig};
 
-/// Health checking of a backend's servers (TCP connect).
+pub use crate::server::check::{
+    CheckProtocol, ConnectStep, DbUser, HttpCheck, SmtpCheck, TcpCheck, TcpStep,
+};
+
+/// Health checking of a backend's servers: timing, and what a check does once connected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CheckConfig {
     /// Interval between checks.
     #[serde(default = "defaults::inter", with = "duration_text")]
     pub inter: Duration,
+    /// Interval while a server is going up or down (HAProxy `fastinter`; absent: `inter`).
+    #[serde(
+        default,
+        with = "duration_text::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fastinter: Option<Duration>,
+    /// Interval while a server is fully down (HAProxy `downinter`; absent: `inter`).
+    #[serde(
+        default,
+        with = "duration_text::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub downinter: Option<Duration>,
+    /// What a check does once connected: `"connect"` (default), `"redis"`, `"ssl-hello"`,
+    /// or a table: `{ http = { uri = "/health" } }`, `{ tcp-check = { steps = [...] } }`,
+    /// `{ mysql = { user = "haproxy" } }`, `{ pgsql = { user = "haproxy" } }`,
+    /// `{ smtp = {} }`.
+    #[serde(default, skip_serializing_if = "is_connect")]
+    pub protocol: CheckProtocol,
     /// Consecutive successes to mark a server up.
     #[serde(default = "defaults::rise")]
     pub rise: u32,
@@ -324,10 +348,17 @@ pub struct CheckConfig {
     pub passive: bool,
 }
 
+fn is_connect(p: &CheckProtocol) -> bool {
+    *p == CheckProtocol::Connect
+}
+
 impl Default for CheckConfig {
     fn default() -> Self {
         CheckConfig {
             inter: defaults::inter(),
+            fastinter: None,
+            downinter: None,
+            protocol: CheckProtocol::Connect,
             rise: defaults::rise(),
             fall: defaults::fall(),
             passive: true,
@@ -371,6 +402,26 @@ pub struct Server {
     /// Override of the backend `fall`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fall: Option<u32>,
+    /// Override of the backend `fastinter`.
+    #[serde(
+        default,
+        with = "duration_text::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fastinter: Option<Duration>,
+    /// Override of the backend `downinter`.
+    #[serde(
+        default,
+        with = "duration_text::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub downinter: Option<Duration>,
+    /// Port health checks connect to instead of the server's (HAProxy `port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_port: Option<u16>,
+    /// Host health checks connect to instead of the server's (HAProxy `addr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_addr: Option<String>,
 }
 
 impl Server {
@@ -387,7 +438,29 @@ impl Server {
             inter: None,
             rise: None,
             fall: None,
+            fastinter: None,
+            downinter: None,
+            check_port: None,
+            check_addr: None,
         }
+    }
+
+    /// Where health checks connect (`addr` and `port` applied), on `step_port` if a check step
+    /// names one.
+    pub fn check_address(&self, step_port: Option<u16>) -> String {
+        let (host, port) = match self.address.rsplit_once(':') {
+            Some((h, p)) => (h, p.to_string()),
+            None => (self.address.as_str(), String::new()),
+        };
+        let host = match self.check_addr.as_deref() {
+            Some(a) if a.contains(':') && !a.starts_with('[') => format!("[{a}]"),
+            Some(a) => a.to_string(),
+            None => host.to_string(),
+        };
+        let port = step_port
+            .or(self.check_port)
+            .map_or(port, |p| p.to_string());
+        format!("{host}:{port}")
     }
 }
 

@@ -291,6 +291,9 @@ fn validate_backend(err: &mut impl FnMut(String, String, String), p: &str, b: &B
             "write rise = 2 and fall = 3 (HAProxy's defaults)".into(),
         );
     }
+    if let Err(e) = b.check.protocol.plan() {
+        err(format!("{p}.check.protocol"), e.what, e.fix);
+    }
     if b.check.inter.is_zero() {
         err(
             format!("{p}.check.inter"),

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::affinity::{Affinity, AffinityKey, AffinityOutcome, Route};
 use crate::balance::{Algorithm, Balancer, PickContext};
 use crate::retry::{RetryContext, RetryPolicy};
+use crate::server::check::Plan;
 use crate::server::{AdminState, Health, HealthConfig, OperState, ServerState, Transition};
 use crate::stick::StickTableConfig;
 use crate::ServerId;
@@ -65,6 +66,8 @@ pub struct ServerCounters {
     pub redispatches: AtomicU64,
     /// Health check results that failed.
     pub check_failures: AtomicU64,
+    /// UP to DOWN transitions caused by checks (HAProxy `chkdown`).
+    pub check_downs: AtomicU64,
 }
 
 /// The static part of a server plus its counters.
@@ -88,27 +91,39 @@ pub struct ServerSlot {
     pub queued: AtomicU64,
     /// The result of the latest active health check, for the stats page.
     pub last_check: Mutex<Option<LastCheck>>,
+    /// What a health check does once connected (compiled from the backend's check protocol).
+    pub plan: Plan,
+    /// Where health checks connect (`"host:port"`, the server's unless `addr`/`port` are set).
+    pub check_address: String,
+    /// When checks last changed the server's state (HAProxy `lastchg`).
+    pub last_change: Mutex<Option<tokio::time::Instant>>,
 }
 
 /// One active health check's result, as HAProxy's stats page shows it (`L4OK in 0ms`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LastCheck {
-    /// HAProxy's check status code: `L4OK`, `L4CON` (refused/error) or `L4TOUT`.
+    /// HAProxy's check status code: `L4OK`, `L4CON`, `L4TOUT`, `L7OK`, `L7STS`...
     pub status: &'static str,
+    /// The protocol's code (HTTP status, SMTP reply, MySQL error), when it has one.
+    pub code: Option<u32>,
+    /// HAProxy's description of the status (`Layer7 wrong status`).
+    pub desc: &'static str,
     /// How long the check took.
     pub duration: Duration,
     /// When it finished.
     pub at: tokio::time::Instant,
-    /// The error, when it failed.
+    /// The server's words or the error (HAProxy `last_chk`), when there are any.
     pub info: Option<String>,
 }
 
 impl ServerSlot {
     /// A server without connection limits.
     pub fn new(name: impl Into<String>, address: impl Into<String>) -> Self {
+        let address = address.into();
         ServerSlot {
             name: name.into(),
-            address: address.into(),
+            check_address: address.clone(),
+            address,
             check: false,
             health: HealthConfig::default(),
             counters: ServerCounters::default(),
@@ -116,6 +131,8 @@ impl ServerSlot {
             maxqueue: None,
             queued: AtomicU64::new(0),
             last_check: Mutex::new(None),
+            plan: Plan::connect(),
+            last_change: Mutex::new(None),
         }
     }
 
@@ -454,6 +471,12 @@ impl Backend {
         let t = st.health[server.index()].on_check(ok);
         st.apply(server, t);
         t
+    }
+
+    /// How long until the next check of `server` if one ends now: `inter`, `fastinter` while
+    /// the server is moving, `downinter` while it is fully down (HAProxy `srv_getinter`).
+    pub fn check_interval(&self, server: ServerId) -> Duration {
+        self.state().health[server.index()].interval()
     }
 
     /// Feeds a live connect result (passive health: `error_limit` consecutive failures count as

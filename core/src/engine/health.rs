@@ -1,16 +1,24 @@
-//! Active health checks: a TCP connect every `inter`, fed into the core's rise/fall counter.
+//! Active health checks: every `inter` (`fastinter` while a server moves, `downinter` while it is
+//! down) the server's check [`Plan`](crate::server::check::Plan) is run over the [`Net`], and
+//! its verdict fed into the core's rise/fall counter.
 //!
 //! The loop is here, not in the daemon, so the simulator checks servers exactly as production
-//! does; transitions are logged with HAProxy's wording.
+//! does; transitions are logged with HAProxy's wording. The protocol (what to send, how to judge
+//! the answer) is the sans-IO [`Probe`]; this file only moves its bytes and keeps its time:
+//! without `timeout check` the whole check gets `inter`, with it the connect gets
+//! `min(timeout connect, inter)` and the answer `timeout check`, as in HAProxy.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{sleep, timeout_at, Instant};
 
-use super::backend::{Backend, LastCheck};
+use super::backend::{Backend, LastCheck, ServerSlot};
 use super::net::Net;
+use crate::server::check::{Io, Verdict};
 use crate::server::Transition;
 use crate::ServerId;
 
@@ -25,65 +33,137 @@ pub async fn check_server<N: Net>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slot = &backend.servers[server.index()];
-    let inter = slot.health.inter;
-    let check_timeout = check_timeout(&backend, server);
     loop {
+        let wait = backend.check_interval(server);
         tokio::select! {
             biased;
             _ = shutdown.changed() => return,
-            _ = sleep(inter) => {}
+            _ = sleep(wait) => {}
         }
         if *shutdown.borrow() {
             return;
         }
         let t0 = Instant::now();
-        let result = timeout(check_timeout, net.connect(&slot.address)).await;
-        if let Ok(Err(e)) = &result {
-            if crate::retry::local_exhaustion(e) {
-                // Our own descriptors ran out: this says nothing about the server.
-                tracing::debug!(backend = %backend.name, server = %slot.name, error = %e, "check skipped: local resources exhausted");
-                continue;
-            }
-        }
-        let (ok, info, status, error) = match result {
-            Ok(Ok(_stream)) => (true, String::from("Layer4 check passed"), "L4OK", None),
-            Ok(Err(e)) => (
-                false,
-                format!("Layer4 connection problem, info: \"{e}\""),
-                "L4CON",
-                Some(e.to_string()),
-            ),
-            Err(_) => (false, String::from("Layer4 timeout"), "L4TOUT", None),
+        let Some(verdict) = probe(&net, &backend, slot, server).await else {
+            // Our own descriptors ran out: this says nothing about the server.
+            tracing::debug!(backend = %backend.name, server = %slot.name, "check skipped: local resources exhausted");
+            continue;
         };
-        *slot.last_check.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastCheck {
-            status,
-            duration: t0.elapsed(),
-            at: Instant::now(),
-            info: error,
-        });
-        if !ok {
-            slot.counters
-                .check_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        if let Some(t) = backend.health_result(server, ok) {
-            let states = backend.server_states();
-            let up = states.iter().filter(|s| s.usable_for_balance()).count();
-            let word = match t {
-                Transition::Up => "UP",
-                Transition::Down => "DOWN",
-            };
-            let msg = format!(
-                "Server {}/{} is {word}, reason: {info}, check duration: {}ms. {up} active servers left.",
-                backend.name,
-                slot.name,
-                t0.elapsed().as_millis()
-            );
-            match t {
-                Transition::Up => tracing::info!(target: "tether::health", "{msg}"),
-                Transition::Down => tracing::warn!(target: "tether::health", "{msg}"),
+        let duration = t0.elapsed();
+        record(&backend, server, &verdict, duration);
+    }
+}
+
+/// Keeps the verdict for the stats page, counts it, and logs a state change.
+fn record(backend: &Backend, server: ServerId, verdict: &Verdict, duration: Duration) {
+    let slot = &backend.servers[server.index()];
+    let ok = verdict.status.is_ok();
+    *slot.last_check.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastCheck {
+        status: verdict.status.as_str(),
+        code: verdict.code,
+        desc: verdict.status.description(),
+        duration,
+        at: Instant::now(),
+        info: Some(verdict.info.clone()).filter(|i| !i.is_empty()),
+    });
+    if !ok {
+        slot.counters.check_failures.fetch_add(1, Ordering::Relaxed);
+    }
+    let Some(t) = backend.health_result(server, ok) else {
+        return;
+    };
+    *slot.last_change.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    if t == Transition::Down {
+        slot.counters.check_downs.fetch_add(1, Ordering::Relaxed);
+    }
+    let states = backend.server_states();
+    let up = states.iter().filter(|s| s.usable_for_balance()).count();
+    let word = match t {
+        Transition::Up => "UP",
+        Transition::Down => "DOWN",
+    };
+    let msg = format!(
+        "Server {}/{} is {word}, reason: {}, check duration: {}ms. {up} active servers left.",
+        backend.name,
+        slot.name,
+        verdict.reason(),
+        duration.as_millis()
+    );
+    match t {
+        Transition::Up => tracing::info!(target: "tether::health", "{msg}"),
+        Transition::Down => tracing::warn!(target: "tether::health", "{msg}"),
+    }
+}
+
+/// Runs one check of `slot`: connects, sends and reads as its probe asks, within the time rules.
+/// `None` when connecting failed for lack of a local resource (EMFILE...): no verdict on the
+/// server.
+async fn probe<N: Net>(
+    net: &N,
+    backend: &Backend,
+    slot: &ServerSlot,
+    server: ServerId,
+) -> Option<Verdict> {
+    let start = Instant::now();
+    let connect_timeout = check_timeout(backend, server);
+    let read_budget = backend.timeouts.check;
+    let whole = start + slot.health.inter;
+    let mut probe = slot.plan.probe();
+    let mut stream: Option<N::Stream> = None;
+    let mut read_deadline = whole;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match probe.poll() {
+            Io::Done(v) => return Some(v),
+            Io::Connect { port } => {
+                stream = None;
+                let addr = with_port(&slot.check_address, port);
+                let limit = match read_budget {
+                    Some(_) => Instant::now() + connect_timeout,
+                    None => whole,
+                };
+                match timeout_at(limit, net.connect(&addr)).await {
+                    Ok(Ok(s)) => {
+                        stream = Some(s);
+                        read_deadline = read_budget.map_or(whole, |t| Instant::now() + t);
+                        probe.on_connected();
+                    }
+                    Ok(Err(e)) if crate::retry::local_exhaustion(&e) => return None,
+                    Ok(Err(e)) => probe.on_connect_error(&e.to_string()),
+                    Err(_) => probe.on_timeout(),
+                }
+            }
+            Io::Send(bytes) => {
+                let Some(s) = stream.as_mut() else {
+                    probe.on_io_error("not connected");
+                    continue;
+                };
+                match timeout_at(read_deadline, s.write_all(&bytes)).await {
+                    Ok(Ok(())) => probe.on_sent(),
+                    Ok(Err(e)) => probe.on_io_error(&e.to_string()),
+                    Err(_) => probe.on_timeout(),
+                }
+            }
+            Io::Recv => {
+                let Some(s) = stream.as_mut() else {
+                    probe.on_io_error("not connected");
+                    continue;
+                };
+                match timeout_at(read_deadline, s.read(&mut buf)).await {
+                    Ok(Ok(n)) => probe.on_data(&buf[..n]),
+                    Ok(Err(e)) => probe.on_io_error(&e.to_string()),
+                    Err(_) => probe.on_timeout(),
+                }
             }
         }
+    }
+}
+
+/// `addr` (`"host:port"`) with its port replaced by `port` when given.
+fn with_port(addr: &str, port: Option<u16>) -> String {
+    match (port, addr.rsplit_once(':')) {
+        (Some(p), Some((host, _))) => format!("{host}:{p}"),
+        _ => addr.to_string(),
     }
 }
 
@@ -186,5 +266,135 @@ mod tests {
         assert_eq!(oper(&be), OperState::Up);
         stop.send(true).unwrap();
         checks.await.unwrap();
+    }
+
+    /// Serves `answer` to every connection on `addr`, sending what each request held to `seen`.
+    async fn responder(
+        net: &MemNet,
+        addr: &str,
+        answer: &'static [u8],
+    ) -> tokio::sync::mpsc::UnboundedReceiver<Vec<u8>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = net.bind(addr).await.unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let net = net.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = net.accept(&listener).await {
+                let mut buf = vec![0u8; 512];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let _ = tx.send(buf[..n].to_vec());
+                let _ = s.write_all(answer).await;
+            }
+        });
+        rx
+    }
+
+    /// Backend `app` with one server `s2` on 10.0.0.2:5432, HTTP-checked on `check_port`.
+    fn http_backend(check_port: u16) -> Arc<Backend> {
+        let text = format!(
+            "[[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:8000\"]\nbackend = \"app\"\n\
+             [[backend]]\nname = \"app\"\n[backend.check]\ninter = \"2s\"\n\
+             [backend.check.protocol.http]\nuri = \"/primary\"\n\
+             [[backend.server]]\nname = \"s2\"\naddress = \"10.0.0.2:5432\"\ncheck-port = {check_port}\n"
+        );
+        let config = config::load_toml("test.toml", &text).expect("test config loads");
+        build(&config, None).unwrap().backends["app"].clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_http_check_on_the_check_port_takes_a_503_server_down_with_l7sts() {
+        let net = MemNet::default();
+        let mut seen = responder(
+            &net,
+            "10.0.0.2:8008",
+            b"HTTP/1.1 503 Service Unavailable\r\n\r\n",
+        )
+        .await;
+        let be = http_backend(8008);
+        let (_stop, rx) = watch::channel(false);
+        tokio::spawn(check_server(net.clone(), be.clone(), ServerId(0), rx));
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(
+            seen.recv().await.unwrap(),
+            b"OPTIONS /primary HTTP/1.0\r\n\r\n"
+        );
+        let last = be.servers[0].last_check.lock().unwrap().clone().unwrap();
+        assert_eq!((last.status, last.code), ("L7STS", Some(503)));
+        assert_eq!(last.info.as_deref(), Some("Service Unavailable"));
+        assert_eq!(
+            be.server_states()[0].oper,
+            OperState::Down,
+            "first failure of a never-checked server"
+        );
+        assert_eq!(
+            be.servers[0].counters.check_downs.load(Ordering::Relaxed),
+            1
+        );
+        assert!(be.servers[0].last_change.lock().unwrap().is_some());
+        assert_eq!(
+            net.connects("10.0.0.2:5432"),
+            0,
+            "checks go to the check port only"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_200_keeps_the_server_up_with_l7ok() {
+        let net = MemNet::default();
+        let _seen = responder(&net, "10.0.0.2:8008", b"HTTP/1.1 200 OK\r\n\r\n").await;
+        let be = http_backend(8008);
+        let (_stop, rx) = watch::channel(false);
+        tokio::spawn(check_server(net.clone(), be.clone(), ServerId(0), rx));
+        tokio::time::sleep(Duration::from_millis(4100)).await;
+        let last = be.servers[0].last_check.lock().unwrap().clone().unwrap();
+        assert_eq!(
+            (last.status, last.code, last.desc),
+            ("L7OK", Some(200), "Layer7 check passed")
+        );
+        assert_eq!(be.server_states()[0].oper, OperState::Up);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_http_server_is_l7tout_after_inter() {
+        let net = MemNet::default();
+        let listener = net.bind("10.0.0.2:8008").await.unwrap();
+        let keep = net.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = keep.accept(&listener).await {
+                held.push(s);
+            }
+        });
+        let be = http_backend(8008);
+        let (_stop, rx) = watch::channel(false);
+        tokio::spawn(check_server(net.clone(), be.clone(), ServerId(0), rx));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let last = be.servers[0].last_check.lock().unwrap().clone().unwrap();
+        assert_eq!(
+            (last.status, last.duration),
+            ("L7TOUT", Duration::from_secs(2))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn downinter_spaces_checks_of_a_down_server() {
+        let net = MemNet::default();
+        let be = {
+            let text = "[[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:8000\"]\nbackend = \"app\"\n\
+                 [[backend]]\nname = \"app\"\n[backend.check]\ninter = \"2s\"\ndowninter = \"10s\"\n\
+                 fastinter = \"500ms\"\n[[backend.server]]\nname = \"s1\"\naddress = \"10.0.0.1:80\"\n";
+            let config = config::load_toml("test.toml", text).expect("test config loads");
+            build(&config, None).unwrap().backends["app"].clone()
+        };
+        let (_stop, rx) = watch::channel(false);
+        tokio::spawn(check_server(net.clone(), be.clone(), ServerId(0), rx));
+        // Never checked: counter between the extremes, so the first check comes after fastinter.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(net.connects("10.0.0.1:80"), 1);
+        assert_eq!(oper(&be), OperState::Down, "refused");
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        assert_eq!(net.connects("10.0.0.1:80"), 1, "downinter, not inter");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(net.connects("10.0.0.1:80"), 2);
     }
 }

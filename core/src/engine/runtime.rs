@@ -228,12 +228,23 @@ fn build_backend(
         key_len: b.stick_table.key_bytes() as u32,
         ..b.stick_table.clone()
     };
+    let plan = b
+        .check
+        .protocol
+        .plan()
+        .map_err(|e| BuildError::Unsupported {
+            backend: b.name.clone(),
+            what: format!("health check: {}", e.what),
+            fix: e.fix,
+        })?;
     let servers = b
         .servers
         .iter()
         .map(|s| {
             let health = HealthConfig {
                 inter: s.inter.unwrap_or(b.check.inter),
+                fastinter: s.fastinter.or(b.check.fastinter),
+                downinter: s.downinter.or(b.check.downinter),
                 rise: s.rise.unwrap_or(b.check.rise),
                 fall: s.fall.unwrap_or(b.check.fall),
                 observe: b.check.passive,
@@ -251,6 +262,8 @@ fn build_backend(
                         .filter(|&n| n > 0)
                         .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
                     maxqueue: s.maxqueue,
+                    plan: plan.clone(),
+                    check_address: s.check_address(None),
                     ..ServerSlot::new(s.name.clone(), s.address.clone())
                 },
                 state,

@@ -198,15 +198,19 @@ impl Health {
     /// When the next check is due if the last one ran at `now`: `inter` for a steady UP server,
     /// `downinter` for a fully DOWN one, `fastinter` in between (HAProxy `srv_getinter`).
     pub fn next_check(&self, now: Timestamp) -> Timestamp {
+        now + self.interval()
+    }
+
+    /// The wait between the check that just ended and the next one (see [`Health::next_check`]).
+    pub fn interval(&self) -> Duration {
         let c = &self.config;
-        let interval = if self.counter == self.top() {
+        if self.counter == self.top() {
             c.inter
         } else if self.counter == 0 {
             c.downinter.unwrap_or(c.inter)
         } else {
             c.fastinter.unwrap_or(c.inter)
-        };
-        now + interval
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Servers of a backend: identity, admin and operational state, health counting.
 
+pub mod check;
 pub mod health;
 pub mod state;
 

@@ -1,4 +1,5 @@
-//! HAProxy's stats CSV (`<uri>;csv`): the first 83 columns of HAProxy's layout (to `dses`), in HAProxy's
+//! HAProxy's stats CSV (`<uri>;csv`): the first 83 columns of HAProxy's layout (to `dses`, with
+//! the check columns `check_status`, `check_code`, `check_duration`, `last_chk`, `check_desc`), in HAProxy's
 //! order and with its names, so scripts and dashboards written for HAProxy read tether unchanged.
 //! Columns tether does not track (queues, request/response errors, down time) are left empty, as
 //! HAProxy does for fields that do not apply.
@@ -180,6 +181,19 @@ fn server_row(b: &BackendView, s: &ServerView, iid: usize, sid: usize) -> Row {
     set(&mut r, "bck", u8::from(s.backup));
     if s.check {
         set(&mut r, "chkfail", s.check_failures);
+        set(&mut r, "chkdown", s.check_downs);
+        if let Some(secs) = s.last_change_s {
+            set(&mut r, "lastchg", secs);
+        }
+        if let Some(c) = &s.last_check {
+            set(&mut r, "check_status", c.status);
+            if let Some(code) = c.code {
+                set(&mut r, "check_code", code);
+            }
+            set(&mut r, "check_duration", c.duration_ms);
+            set(&mut r, "last_chk", c.info.as_deref().unwrap_or(""));
+            set(&mut r, "check_desc", c.desc);
+        }
     }
     set(&mut r, "pid", 1);
     set(&mut r, "iid", iid);
@@ -232,6 +246,8 @@ mod tests {
             actconn: 0,
         });
         assert!(out.starts_with("# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,"));
+        assert!(out.contains("lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,"));
+        assert!(out.contains("check_desc,agent_desc,check_rise,check_fall,check_health,"));
         assert!(out.trim_end().ends_with("intercepted,dcon,dses,"));
         assert_eq!(
             COLUMNS.iter().position(|c| *c == "dcon"),

@@ -92,8 +92,12 @@ fn server(s: &ServerView) -> Value {
         "retries": s.retries,
         "redispatches": s.redispatches,
         "check_failures": s.check_failures,
+        "check_downs": s.check_downs,
+        "last_change_s": s.last_change_s,
         "last_check": s.last_check.as_ref().map(|c| serde_json::json!({
             "status": c.status,
+            "code": c.code,
+            "desc": c.desc,
             "duration_ms": c.duration_ms,
             "age_ms": c.age_ms,
             "info": c.info,

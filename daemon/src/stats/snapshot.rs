@@ -87,8 +87,12 @@ impl TicketKeysView {
 /// The latest active health check of a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckView {
-    /// `L4OK`, `L4CON` or `L4TOUT`.
+    /// HAProxy's status code: `L4OK`, `L4CON`, `L7OK`, `L7STS`...
     pub status: &'static str,
+    /// The protocol's code (HTTP status...), if any.
+    pub code: Option<u32>,
+    /// HAProxy's description of the status (`Layer7 wrong status`).
+    pub desc: &'static str,
     /// Check duration in milliseconds.
     pub duration_ms: u64,
     /// Milliseconds since it finished.
@@ -100,8 +104,9 @@ pub struct CheckView {
 impl CheckView {
     /// HAProxy's wording: `L4OK in 0ms, 2s ago`.
     pub fn describe(&self) -> String {
+        let code = self.code.map(|c| format!("/{c}")).unwrap_or_default();
         let mut s = format!(
-            "{} in {}ms, {}s ago",
+            "{}{code} in {}ms, {}s ago",
             self.status,
             self.duration_ms,
             self.age_ms / 1000
@@ -154,6 +159,10 @@ pub struct ServerView {
     pub redispatches: u64,
     /// Failed health checks.
     pub check_failures: u64,
+    /// UP to DOWN transitions by checks (HAProxy `chkdown`).
+    pub check_downs: u64,
+    /// Seconds since checks last changed the state (HAProxy `lastchg`), if they ever did.
+    pub last_change_s: Option<u64>,
     /// Latest active check: status code, duration, age, error.
     pub last_check: Option<CheckView>,
 }
@@ -296,6 +305,12 @@ pub fn take(runtime: &Runtime, actconn: u64) -> Snapshot {
                         retries: load(&c.retries),
                         redispatches: load(&c.redispatches),
                         check_failures: load(&c.check_failures),
+                        check_downs: load(&c.check_downs),
+                        last_change_s: slot
+                            .last_change
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .map(|t| t.elapsed().as_secs()),
                         last_check: slot
                             .last_check
                             .lock()
@@ -303,6 +318,8 @@ pub fn take(runtime: &Runtime, actconn: u64) -> Snapshot {
                             .as_ref()
                             .map(|l| CheckView {
                                 status: l.status,
+                                code: l.code,
+                                desc: l.desc,
                                 duration_ms: l.duration.as_millis() as u64,
                                 age_ms: l.at.elapsed().as_millis() as u64,
                                 info: l.info.clone(),

@@ -19,6 +19,7 @@
 mod acl;
 mod backend;
 mod balance;
+mod checks;
 mod content;
 mod frontend;
 mod global;

@@ -9,6 +9,9 @@ use tether_core::config::{LogFormat, Redispatch};
 impl Importer<'_> {
     /// `option NAME [ARG]`.
     pub(super) fn option(&mut self, p: &mut Draft, d: &Directive) {
+        if self.check_option(p, d) {
+            return;
+        }
         match d.word(1) {
             "tcplog" => self.config.global.log_format = LogFormat::Tcplog,
             "dontlognull" => self.inherited_ignored(

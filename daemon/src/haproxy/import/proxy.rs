@@ -47,6 +47,15 @@ pub(super) struct Draft {
     pub(super) front_origins: Vec<(String, usize)>,
     /// Lines of backend settings, by key-path suffix (`.server[0]`), for [`super::Origins`].
     pub(super) back_origins: Vec<(String, usize)>,
+    /// `http-check send` / `expect` rules, applied when `option httpchk` is in force.
+    pub(super) http_rules: tether_core::config::HttpCheck,
+    /// Whether an `http-check send` set the request line.
+    pub(super) http_send: bool,
+    /// `tcp-check` rules, applied when `option tcp-check` is in force.
+    pub(super) tcp_steps: Vec<tether_core::config::TcpStep>,
+    /// Server options of `default-server` lines (defaults first), applied before each
+    /// server's own.
+    pub(super) default_server: Vec<String>,
 }
 
 impl Draft {
@@ -77,6 +86,10 @@ impl Draft {
             timeouts: TimeoutsSeen::default(),
             front_origins: Vec::new(),
             back_origins: Vec::new(),
+            http_rules: tether_core::config::HttpCheck::default(),
+            http_send: false,
+            tcp_steps: Vec::new(),
+            default_server: Vec::new(),
             name,
         }
     }
@@ -132,6 +145,7 @@ impl Importer<'_> {
             self.finish_frontend(&mut p);
         }
         if p.back {
+            self.finish_checks(&mut p);
             self.finish_backend(s, p);
         }
     }
@@ -204,6 +218,9 @@ impl Importer<'_> {
             "tcp-request" | "tcp-response" => self.content_rule(p, d),
             "stick" => self.stick(p, d),
             "server" => self.add_server(p, d),
+            "default-server" => self.default_server(p, d),
+            "http-check" => self.http_check(p, d),
+            "tcp-check" => self.tcp_check(p, d),
             _ => self.unsupported(d, &p.context()),
         }
     }

@@ -21,7 +21,6 @@ const HTTP_ONLY_OPTIONS: &[&str] = &[
     "originalto",
     "abortonclose",
     "http-ignore-probes",
-    "httpchk",
     "http-restrict-req-hdr-names",
 ];
 /// Timeouts that only mean something in `mode http`.
@@ -48,7 +47,20 @@ pub(super) fn side_of(d: &Directive) -> Side {
         "balance" | "server" | "stick-table" | "stick" | "retries" | "hash-balance-factor"
     ) || (k == "timeout"
         && matches!(d.word(1), "connect" | "server" | "queue" | "check"))
-        || (k == "option" && matches!(d.word(1), "redispatch" | "persist"));
+        || matches!(k, "http-check" | "tcp-check" | "default-server")
+        || (k == "option"
+            && matches!(
+                d.word(1),
+                "redispatch"
+                    | "persist"
+                    | "httpchk"
+                    | "tcp-check"
+                    | "ssl-hello-chk"
+                    | "redis-check"
+                    | "mysql-check"
+                    | "pgsql-check"
+                    | "smtpchk"
+            ));
     if front {
         Side::Front
     } else if back {

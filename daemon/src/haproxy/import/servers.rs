@@ -27,7 +27,7 @@ const KEYWORDS: &[&str] = &[
 impl Importer<'_> {
     /// Adds a server line to proxy `p`.
     pub(super) fn add_server(&mut self, p: &mut Draft, d: &Directive) {
-        if let Some(server) = self.server(d, p.backend.servers.len() + 1) {
+        if let Some(server) = self.server(d, p.backend.servers.len() + 1, &p.default_server) {
             p.back_origins
                 .push((format!(".server[{}]", p.backend.servers.len()), d.line));
             p.backend.servers.push(server);
@@ -35,7 +35,7 @@ impl Importer<'_> {
     }
 
     /// `server NAME ADDRESS [OPTIONS...]`; `ordinal` numbers the example address of a fix.
-    fn server(&mut self, d: &Directive, ordinal: usize) -> Option<Server> {
+    fn server(&mut self, d: &Directive, ordinal: usize, defaults: &[String]) -> Option<Server> {
         let name = d.word(1);
         let addr = d.word(2);
         if name.is_empty() {
@@ -50,7 +50,13 @@ impl Importer<'_> {
         let mut server = Server::new(name, addr);
         server.check = false;
         let params_from = self.server_address(d, ordinal, &mut server);
-        self.server_options(d, params_from, &mut server);
+        // `default-server` options first (reported on their own line), then the server's own.
+        let inherited = Directive {
+            line: d.line,
+            words: [vec![String::new(); 3], defaults.to_vec()].concat(),
+        };
+        self.server_options(&inherited, 3, &mut server, false);
+        self.server_options(d, params_from, &mut server, true);
         Some(server)
     }
 
@@ -86,13 +92,51 @@ impl Importer<'_> {
     }
 
     /// The options from word `from` on.
-    fn server_options(&mut self, d: &Directive, from: usize, server: &mut Server) {
+    fn server_options(&mut self, d: &Directive, from: usize, server: &mut Server, report: bool) {
+        let saved = self.findings.len();
+        self.server_words(d, from, server);
+        if !report {
+            self.findings.truncate(saved);
+        }
+    }
+
+    /// `default-server OPTIONS...`: checked once on its own line, then kept for the servers.
+    pub(super) fn default_server(&mut self, p: &mut Draft, d: &Directive) {
+        let mut scratch = Server::new("", "");
+        let first_time = self.reported.insert(d.line);
+        let line = Directive {
+            line: d.line,
+            words: [vec![String::new(); 2], d.words[1..].to_vec()].concat(),
+        };
+        self.server_options(&line, 2, &mut scratch, first_time);
+        p.default_server.extend(d.words[1..].iter().cloned());
+    }
+
+    fn server_words(&mut self, d: &Directive, from: usize, server: &mut Server) {
         let (name, addr) = (d.word(1), d.word(2));
         let mut i = from;
         while i < d.words.len() {
             let w = d.word(i);
             match w {
                 "check" => server.check = true,
+                "no-check" => server.check = false,
+                "port" => {
+                    server.check_port = self.number(d, i + 1, "port 8008");
+                    i += 1;
+                }
+                "addr" => {
+                    server.check_addr = Some(d.word(i + 1).to_string());
+                    i += 1;
+                }
+                "fastinter" | "downinter" => {
+                    let v = self.duration(d, i + 1);
+                    if w == "fastinter" {
+                        server.fastinter = v;
+                    } else {
+                        server.downinter = v;
+                    }
+                    i += 1;
+                }
                 "backup" => server.backup = true,
                 "weight" | "rise" | "fall" | "maxconn" | "maxqueue" => {
                     let n = self.number::<u32>(d, i + 1, "weight 1");
@@ -110,7 +154,7 @@ impl Importer<'_> {
                     i += 1;
                 }
                 other => {
-                    self.error(d.line, format!("unsupported server option `{other}`"), "tether understands check, weight, inter, rise, fall, maxconn, maxqueue and backup", format!("server {name} {addr} check"));
+                    self.error(d.line, format!("unsupported server option `{other}`"), "tether understands check, weight, inter, fastinter, downinter, rise, fall, port, addr, maxconn, maxqueue and backup", format!("server {name} {addr} check"));
                 }
             }
             i += 1;

@@ -1,0 +1,312 @@
+//! One run of a check: a state machine over a [`Plan`](super::Plan)'s steps. The caller asks
+//! [`Probe::poll`] what to do, does it on its network, and reports back; the probe ends with a
+//! [`Verdict`].
+//!
+//! A plan that does not start with a connect step gets one, as in HAProxy; every send clears
+//! the bytes received so far, so each expect judges the answer to the last thing sent; a plan
+//! that ends without an expect passes with `L4OK`, otherwise with the last expect's verdict.
+
+use std::sync::Arc;
+
+use super::expect::Outcome;
+use super::status::{CheckStatus, Verdict};
+use super::{Step, MAX_RESPONSE};
+
+/// What the caller must do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Io {
+    /// Connect to the check address, on `port` if given; then [`Probe::on_connected`] or
+    /// [`Probe::on_connect_error`].
+    Connect {
+        /// Port instead of the check port.
+        port: Option<u16>,
+    },
+    /// Write all these bytes; then [`Probe::on_sent`] (or [`Probe::on_io_error`]).
+    Send(Vec<u8>),
+    /// Read; then [`Probe::on_data`] (empty when the server closed).
+    Recv,
+    /// The check is over.
+    Done(Verdict),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Idle,
+    Connecting,
+    Connected,
+}
+
+/// A check in progress.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    steps: Arc<[Step]>,
+    next: usize,
+    state: State,
+    buf: Vec<u8>,
+    eof: bool,
+    last_pass: Option<Verdict>,
+    verdict: Option<Verdict>,
+}
+
+impl Probe {
+    /// A probe at the start of `steps`.
+    pub fn new(steps: Arc<[Step]>) -> Probe {
+        Probe {
+            steps,
+            next: 0,
+            state: State::Idle,
+            buf: Vec::new(),
+            eof: false,
+            last_pass: None,
+            verdict: None,
+        }
+    }
+
+    /// The next thing to do.
+    pub fn poll(&mut self) -> Io {
+        if let Some(v) = &self.verdict {
+            return Io::Done(v.clone());
+        }
+        if self.state == State::Idle {
+            let port = match self.steps.get(self.next) {
+                Some(Step::Connect { port }) => {
+                    self.next += 1;
+                    *port
+                }
+                _ => None,
+            };
+            return self.connect(port);
+        }
+        loop {
+            match self.steps.get(self.next) {
+                None => {
+                    let v = self
+                        .last_pass
+                        .take()
+                        .unwrap_or_else(|| Verdict::new(CheckStatus::L4Ok, None, ""));
+                    return self.finish(v);
+                }
+                Some(Step::Connect { port }) => {
+                    let port = *port;
+                    self.next += 1;
+                    return self.connect(port);
+                }
+                Some(Step::Send(bytes)) => {
+                    let bytes = bytes.clone();
+                    self.next += 1;
+                    self.buf.clear();
+                    self.eof = false;
+                    return Io::Send(bytes);
+                }
+                Some(Step::Expect(e)) => {
+                    let full = self.buf.len() >= MAX_RESPONSE;
+                    match e.eval(&self.buf, self.eof || full) {
+                        Outcome::NeedMore => return Io::Recv,
+                        Outcome::Pass(v) => {
+                            self.last_pass = Some(v);
+                            self.next += 1;
+                        }
+                        Outcome::Fail(v) => return self.finish(v),
+                    }
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, port: Option<u16>) -> Io {
+        self.state = State::Connecting;
+        self.buf.clear();
+        self.eof = false;
+        Io::Connect { port }
+    }
+
+    fn finish(&mut self, v: Verdict) -> Io {
+        self.verdict = Some(v.clone());
+        Io::Done(v)
+    }
+
+    /// Whether the probe waits for a connection (a timeout now is `L4TOUT`).
+    pub fn connecting(&self) -> bool {
+        self.state == State::Connecting
+    }
+
+    /// The connection is up.
+    pub fn on_connected(&mut self) {
+        self.state = State::Connected;
+    }
+
+    /// The connection failed: `L4CON` with the system's words.
+    pub fn on_connect_error(&mut self, error: &str) {
+        self.verdict = Some(Verdict::new(CheckStatus::L4Con, None, error));
+    }
+
+    /// The bytes of the last [`Io::Send`] are written.
+    pub fn on_sent(&mut self) {}
+
+    /// A read or write failed on an established connection (reset): `L4CON`, as HAProxy
+    /// reports a connection error met during a check.
+    pub fn on_io_error(&mut self, error: &str) {
+        self.verdict = Some(Verdict::new(CheckStatus::L4Con, None, error));
+    }
+
+    /// Bytes read; empty when the server closed its side. Beyond [`MAX_RESPONSE`] bytes are
+    /// dropped and the answer is judged as it stands.
+    pub fn on_data(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            self.eof = true;
+            return;
+        }
+        let room = MAX_RESPONSE.saturating_sub(self.buf.len());
+        self.buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    /// The time allowed ran out: `L4TOUT` while connecting, else the waiting rule's timeout
+    /// status (`L7TOUT`, `L6TOUT` for SSL hello).
+    pub fn on_timeout(&mut self) {
+        if self.verdict.is_some() {
+            return;
+        }
+        let status = if self.connecting() {
+            CheckStatus::L4Tout
+        } else {
+            match self.steps.get(self.next) {
+                Some(Step::Expect(e)) => e.timeout,
+                _ => CheckStatus::L7Tout,
+            }
+        };
+        self.verdict = Some(Verdict::new(status, None, ""));
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::super::{CheckProtocol, TcpCheck, TcpStep};
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Runs `protocol` against a server that accepts and answers with `chunks` in turn (an
+    /// empty chunk closes); a read after the last chunk times out. Returns what was sent.
+    pub(in crate::server::check) fn run(
+        protocol: &CheckProtocol,
+        chunks: &[&[u8]],
+    ) -> (Vec<u8>, Verdict) {
+        let mut p = protocol.plan().expect("plan compiles").probe();
+        let mut sent = Vec::new();
+        let mut chunks = chunks.iter();
+        for _ in 0..1000 {
+            match p.poll() {
+                Io::Connect { .. } => p.on_connected(),
+                Io::Send(b) => {
+                    sent.extend(b);
+                    p.on_sent();
+                }
+                Io::Recv => match chunks.next() {
+                    Some(c) => p.on_data(c),
+                    None => p.on_timeout(),
+                },
+                Io::Done(v) => return (sent, v),
+            }
+        }
+        panic!("probe did not finish");
+    }
+
+    fn tcp(steps: Vec<TcpStep>) -> CheckProtocol {
+        CheckProtocol::TcpCheck(TcpCheck { steps })
+    }
+
+    #[test]
+    fn connect_only_is_l4ok_and_failures_are_layer4() {
+        let mut p = CheckProtocol::Connect.plan().unwrap().probe();
+        assert_eq!(p.poll(), Io::Connect { port: None });
+        p.on_connected();
+        assert_eq!(
+            p.poll(),
+            Io::Done(Verdict::new(CheckStatus::L4Ok, None, ""))
+        );
+        let mut p = CheckProtocol::Connect.plan().unwrap().probe();
+        p.poll();
+        p.on_connect_error("Connection refused");
+        assert!(
+            matches!(p.poll(), Io::Done(v) if v.status == CheckStatus::L4Con && v.info == "Connection refused")
+        );
+        let mut p = CheckProtocol::Connect.plan().unwrap().probe();
+        p.poll();
+        p.on_timeout();
+        assert!(matches!(p.poll(), Io::Done(v) if v.status == CheckStatus::L4Tout));
+    }
+
+    #[test]
+    fn timeouts_after_connect_take_the_rule_status() {
+        let (_, v) = run(&CheckProtocol::Redis, &[]);
+        assert_eq!(v.status, CheckStatus::L7Tout);
+        let (_, v) = run(&CheckProtocol::SslHello, &[b"\x16"]);
+        assert_eq!(v.status, CheckStatus::L6Tout);
+    }
+
+    #[test]
+    fn connect_steps_use_their_port_and_reset_the_answer() {
+        let p = tcp(vec![
+            TcpStep::Connect(super::super::ConnectStep { port: Some(8008) }),
+            TcpStep::Send("GET\r\n".into()),
+            TcpStep::Expect("string master".into()),
+            TcpStep::Connect(super::super::ConnectStep { port: None }),
+            TcpStep::Expect("string ready".into()),
+        ]);
+        let mut probe = p.plan().unwrap().probe();
+        assert_eq!(probe.poll(), Io::Connect { port: Some(8008) });
+        probe.on_connected();
+        assert_eq!(probe.poll(), Io::Send(b"GET\r\n".to_vec()));
+        probe.on_sent();
+        assert_eq!(probe.poll(), Io::Recv);
+        probe.on_data(b"role: master ready");
+        assert_eq!(probe.poll(), Io::Connect { port: None });
+        probe.on_connected();
+        assert_eq!(probe.poll(), Io::Recv, "the first answer is gone");
+        probe.on_data(b"ready");
+        assert!(matches!(probe.poll(), Io::Done(v) if v.status == CheckStatus::L7Ok));
+    }
+
+    #[test]
+    fn a_flood_is_cut_at_the_buffer_limit_and_judged() {
+        let big = vec![b'x'; MAX_RESPONSE * 2];
+        let (_, v) = run(
+            &tcp(vec![TcpStep::Expect("string never".into())]),
+            &[&big, &big],
+        );
+        assert_eq!(v.status, CheckStatus::L7Rsp);
+    }
+
+    proptest! {
+        /// Hostile answers, cut anywhere, never panic a probe and always end it.
+        #[test]
+        fn any_answer_ends_every_protocol(
+            answer in proptest::collection::vec(any::<u8>(), 0..300),
+            cuts in proptest::collection::vec(0usize..300, 0..5),
+            which in 0usize..7,
+        ) {
+            let protocols = [
+                CheckProtocol::Redis,
+                CheckProtocol::SslHello,
+                CheckProtocol::Http(Default::default()),
+                CheckProtocol::Mysql(super::super::DbUser { user: "u".into(), pre41: false }),
+                CheckProtocol::Pgsql(super::super::DbUser { user: "u".into(), pre41: false }),
+                CheckProtocol::Smtp(Default::default()),
+                tcp(vec![TcpStep::Expect("rstring ^OK".into())]),
+            ];
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(answer.len())).collect();
+            cuts.sort_unstable();
+            let mut chunks: Vec<&[u8]> = Vec::new();
+            let mut at = 0;
+            for c in cuts {
+                if c > at {
+                    chunks.push(&answer[at..c]);
+                    at = c;
+                }
+            }
+            chunks.push(&answer[at..]);
+            chunks.push(b"");
+            let (_, v) = run(&protocols[which], &chunks);
+            prop_assert!(v.info.len() <= Verdict::MAX_INFO);
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! `option smtpchk [HELO|EHLO domain]`: the banner must be a 2xx reply, then the greeting
+//! (`HELO localhost` unless written) must be answered 2xx.
+
+use super::expect::{Expect, Judgement, Matcher};
+use super::status::CheckStatus;
+use super::Step;
+
+/// A reply line `NNN` followed by space, `\r` (or `-` where `more` allows a multi-line reply).
+fn reply(buf: &[u8], first: u8, more: bool) -> Judgement {
+    let Some(code) = buf.get(..3).filter(|c| c.iter().all(u8::is_ascii_digit)) else {
+        return Judgement::NoMatch {
+            code: None,
+            info: line(buf).to_vec(),
+        };
+    };
+    let code_n = code.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    let sep_ok = matches!(buf.get(3), Some(b' ' | b'\r')) || (more && buf.get(3) == Some(&b'-'));
+    let text = line(buf.get(4..).unwrap_or_default());
+    let text = text.strip_prefix(b" ").unwrap_or(text).to_vec();
+    if sep_ok && (first == 0 || code[0] == first) {
+        Judgement::Match {
+            code: Some(code_n),
+            info: text,
+        }
+    } else {
+        Judgement::NoMatch {
+            code: Some(code_n),
+            info: text,
+        }
+    }
+}
+
+/// The first line without its end of line.
+fn line(buf: &[u8]) -> &[u8] {
+    let end = buf
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(buf.len());
+    &buf[..end]
+}
+
+fn any_reply(buf: &[u8], _eof: bool) -> Judgement {
+    reply(buf, 0, false)
+}
+fn banner_2xx(buf: &[u8], _eof: bool) -> Judgement {
+    reply(buf, b'2', false)
+}
+fn greeting_2xx(buf: &[u8], _eof: bool) -> Judgement {
+    reply(buf, b'2', true)
+}
+
+fn rule(m: fn(&[u8], bool) -> Judgement, error: CheckStatus) -> Step {
+    let mut e = Expect::new(Matcher::Custom(m));
+    e.min_recv = Some(4);
+    e.error = error;
+    Step::Expect(e)
+}
+
+/// The steps of an SMTP check greeting with `greeting` (`HELO localhost`).
+pub(super) fn steps(greeting: &str) -> Vec<Step> {
+    vec![
+        Step::Connect { port: None },
+        rule(any_reply, CheckStatus::L7Rsp),
+        rule(banner_2xx, CheckStatus::L7Sts),
+        Step::Send(format!("{greeting}\r\n").into_bytes()),
+        rule(greeting_2xx, CheckStatus::L7Sts),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::probe::tests::run;
+    use super::super::CheckProtocol;
+    use super::*;
+
+    fn smtp() -> CheckProtocol {
+        CheckProtocol::Smtp(super::super::SmtpCheck::default())
+    }
+
+    #[test]
+    fn banner_then_helo_both_2xx() {
+        let (sent, v) = run(&smtp(), &[b"220 mx ESMTP Postfix\r\n", b"250 mx\r\n"]);
+        assert_eq!(sent, b"HELO localhost\r\n");
+        assert_eq!(
+            (v.status, v.code, v.info.as_str()),
+            (CheckStatus::L7Ok, Some(250), "mx")
+        );
+        let (_, v) = run(&smtp(), &[b"220 mx\r\n", b"250-mx\r\n250 8BITMIME\r\n"]);
+        assert_eq!(v.status, CheckStatus::L7Ok, "multi-line EHLO answer");
+    }
+
+    #[test]
+    fn busy_banner_is_l7sts_garbage_is_l7rsp() {
+        let (sent, v) = run(&smtp(), &[b"421 mx busy\r\n"]);
+        assert!(sent.is_empty(), "nothing sent after a refusal");
+        assert_eq!(
+            (v.status, v.code, v.info.as_str()),
+            (CheckStatus::L7Sts, Some(421), "mx busy")
+        );
+        let (_, v) = run(&smtp(), &[b"+OK POP3 ready\r\n"]);
+        assert_eq!(v.status, CheckStatus::L7Rsp);
+        let (_, v) = run(&smtp(), &[b"220 mx\r\n", b"550 no\r\n"]);
+        assert_eq!((v.status, v.code), (CheckStatus::L7Sts, Some(550)));
+    }
+}

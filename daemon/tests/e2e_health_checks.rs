@@ -1,0 +1,342 @@
+//! Health checks beyond a TCP connect, over loopback with real servers, side by side with
+//! HAProxy 2.6 on the same haproxy.cfg (issue 19).
+//!
+//! The Patroni pattern: three database nodes, each with an HTTP health endpoint on another port;
+//! only the primary answers 200 to `OPTIONS /primary`, the replicas 503. `option httpchk` in a
+//! TCP listen must send every connection to the primary. The health endpoint is a tiny HTTP
+//! responder here (it is the thing checked); the data ports are plain TCP servers that say their
+//! name. The Redis check runs against a real `redis-server`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tether_testbed::{free_port, wait_until_listening, Haproxy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A data port that writes `name` to every client, then closes.
+async fn named_server(name: &'static str) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let _ = s.write_all(name.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// An HTTP health endpoint answering `status` to any request (Patroni's REST API role check).
+async fn health_endpoint(status: &'static str) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let body =
+                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = s.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Connects to `fe` and reads what the server says.
+async fn who(fe: SocketAddr) -> String {
+    let mut s = TcpStream::connect(fe).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut out))
+        .await
+        .expect("server answers")
+        .unwrap();
+    out
+}
+
+/// Imports `cfg` as `tether check` / `run` would and starts the daemon.
+async fn start_tether(cfg: &str) -> common::Running {
+    let im = tether::haproxy::import::import("patroni.cfg", cfg);
+    assert!(!im.has_errors(), "{:#?}", im.findings);
+    common::start_config(&im.config).await
+}
+
+#[tokio::test]
+async fn patroni_httpchk_sends_every_connection_to_the_primary_like_haproxy() {
+    let mut servers = String::new();
+    for (i, (name, status)) in [
+        ("pg1", "503 Service Unavailable"),
+        ("pg2", "200 OK"),
+        ("pg3", "503 Service Unavailable"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let data = named_server(name).await;
+        let health = health_endpoint(status).await;
+        servers.push_str(&format!(
+            "  server pg{} {data} maxconn 100 check port {}\n",
+            i + 1,
+            health.port()
+        ));
+    }
+    let config = |port: u16| {
+        format!(
+            "global\n  maxconn 100\ndefaults\n  mode tcp\n  timeout connect 4s\n  timeout client 30m\n  \
+             timeout server 30m\n  timeout check 2s\nlisten master\n  bind 127.0.0.1:{port}\n  \
+             option httpchk OPTIONS /primary\n  http-check expect status 200\n  \
+             default-server inter 200ms fall 1 rise 1 on-marked-down shutdown-sessions\n{servers}"
+        )
+    };
+    // tether imports the same file; on-marked-down is HAProxy's, not needed for routing here.
+    let tether_cfg = config(0).replace(" on-marked-down shutdown-sessions", "");
+    let tether = start_tether(&tether_cfg).await;
+    let hport = free_port().unwrap();
+    let haproxy_addr: SocketAddr = format!("127.0.0.1:{hport}").parse().unwrap();
+    let haproxy = Haproxy::start(&config(hport), haproxy_addr)
+        .await
+        .expect("haproxy runs");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for i in 0..12 {
+        assert_eq!(
+            who(tether.addr).await,
+            "pg2",
+            "tether connection {i} reached a replica"
+        );
+        assert_eq!(
+            who(haproxy.frontend()).await,
+            "pg2",
+            "haproxy connection {i}:\n{}",
+            haproxy.log()
+        );
+    }
+}
+
+/// A real `redis-server` on a free loopback port, killed on drop.
+struct Redis(std::process::Child, u16);
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn redis() -> Redis {
+    let port = free_port().unwrap();
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is needed: apt-get install -y redis-server");
+    Redis(child, port)
+}
+
+#[tokio::test]
+async fn redis_check_passes_a_real_redis_and_fails_a_non_redis_port() {
+    let r = redis();
+    let not_redis = health_endpoint("200 OK").await;
+    assert!(
+        wait_until_listening(
+            format!("127.0.0.1:{}", r.1).parse().unwrap(),
+            Duration::from_secs(5)
+        )
+        .await,
+        "redis-server did not start"
+    );
+    let cfg = format!(
+        "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n\
+         backend cache\n  option redis-check\n  server r1 127.0.0.1:{} check inter 200ms\n  \
+         server r2 {not_redis} check inter 200ms\nfrontend f\n  bind 127.0.0.1:0\n  default_backend cache\n",
+        r.1
+    );
+    let t = start_tether(&cfg).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let rt = t.daemon.runtime();
+    let be = &rt.backends["cache"];
+    let last = |i: usize| {
+        be.servers[i]
+            .last_check
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("checked")
+    };
+    assert_eq!(
+        (last(0).status, last(0).info.as_deref()),
+        ("L7OK", Some("Redis server is ok"))
+    );
+    assert_eq!(
+        last(1).status,
+        "L7STS",
+        "an HTTP server is not Redis: {:?}",
+        last(1)
+    );
+    let states = be.server_states();
+    assert_eq!(states[1].oper, tether_core::server::OperState::Down);
+    assert_eq!(states[0].oper, tether_core::server::OperState::Up);
+}
+
+#[tokio::test]
+async fn ssl_hello_chk_passes_openssl_s_server_and_fails_a_plain_server_like_haproxy() {
+    let tls =
+        tether_testbed::OpensslServer::start(tether_testbed::OpensslServerConfig::new("tls1"))
+            .await
+            .expect("openssl s_server runs (apt-get install -y openssl)");
+    let plain = named_server("plain").await;
+    let config = |port: u16| {
+        format!(
+            "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n\
+             listen tls\n  bind 127.0.0.1:{port}\n  option ssl-hello-chk\n  \
+             server tls1 {} check inter 200ms fall 1 rise 1\n  server plain {plain} check inter 200ms fall 1 rise 1\n",
+            tls.addr()
+        )
+    };
+    let t = start_tether(&config(0)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let rt = t.daemon.runtime();
+    let be = &rt.backends["tls"];
+    let last = |i: usize| {
+        be.servers[i]
+            .last_check
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("checked")
+    };
+    assert_eq!(last(0).status, "L6OK", "{:?}", last(0));
+    assert_eq!(last(1).status, "L6RSP", "{:?}", last(1));
+    // HAProxy on the same file routes every connection to the TLS server too.
+    let hport = free_port().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{hport}").parse().unwrap();
+    let haproxy = Haproxy::start(&config(hport), addr)
+        .await
+        .expect("haproxy runs");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for _ in 0..6 {
+        assert!(
+            !reaches_plain(haproxy.frontend()).await,
+            "{}",
+            haproxy.log()
+        );
+        assert!(
+            !reaches_plain(t.addr).await,
+            "tether sent a connection to the plain server"
+        );
+    }
+}
+
+/// Whether a connection through `fe` lands on the plain server (which speaks at once; the TLS
+/// server waits for a ClientHello).
+async fn reaches_plain(fe: SocketAddr) -> bool {
+    let mut s = TcpStream::connect(fe).await.unwrap();
+    let mut buf = [0u8; 5];
+    matches!(
+        tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await,
+        Ok(Ok(5)) if &buf == b"plain"
+    )
+}
+
+/// A real PostgreSQL 15 (Debian) in a scratch directory, as user `postgres` (it refuses root),
+/// trusting every role but `nobody`, which pg_hba.conf rejects; stopped on drop.
+struct Postgres {
+    child: std::process::Child,
+    dir: String,
+    port: u16,
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn postgres() -> Postgres {
+    let bin = "/usr/lib/postgresql/15/bin";
+    assert!(
+        std::path::Path::new(bin).join("postgres").is_file(),
+        "PostgreSQL 15 is needed: apt-get install -y postgresql"
+    );
+    let port = free_port().unwrap();
+    let dir = format!("/tmp/tether-pg-{}-{port}", std::process::id());
+    std::fs::create_dir_all(&dir).unwrap();
+    let own = std::process::Command::new("chown")
+        .args(["postgres", &dir])
+        .status()
+        .unwrap();
+    assert!(own.success());
+    let init = std::process::Command::new("su")
+        .args(["postgres", "-s", "/bin/sh", "-c"])
+        .arg(format!(
+            "{bin}/initdb -D {dir}/data -U haproxy --auth=trust >/dev/null 2>&1"
+        ))
+        .status()
+        .unwrap();
+    assert!(init.success(), "initdb failed");
+    // First match wins: the role `nobody` is refused with an ErrorResponse, others trusted.
+    std::fs::write(
+        format!("{dir}/data/pg_hba.conf"),
+        "host all nobody 127.0.0.1/32 reject\nhost all all 127.0.0.1/32 trust\n",
+    )
+    .unwrap();
+    let child = std::process::Command::new("su")
+        .args(["postgres", "-s", "/bin/sh", "-c"])
+        .arg(format!(
+            "exec {bin}/postgres -D {dir}/data -p {port} -k {dir} -h 127.0.0.1 >{dir}/log 2>&1"
+        ))
+        .spawn()
+        .unwrap();
+    Postgres { child, dir, port }
+}
+
+#[tokio::test]
+async fn pgsql_check_passes_a_trusted_role_and_fails_a_rejected_one_on_real_postgres() {
+    let pg = postgres();
+    let addr: SocketAddr = format!("127.0.0.1:{}", pg.port).parse().unwrap();
+    assert!(
+        wait_until_listening(addr, Duration::from_secs(20)).await,
+        "postgres did not start"
+    );
+    let cfg = |user: &str| {
+        format!(
+            "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n\
+             backend db\n  option pgsql-check user {user}\n  server pg1 {addr} check inter 200ms\n\
+             frontend f\n  bind 127.0.0.1:0\n  default_backend db\n"
+        )
+    };
+    for (user, status, info) in [
+        ("haproxy", "L7OK", "PostgreSQL server is ok"),
+        ("nobody", "L7RSP", "FATAL"), // pg_hba.conf reject: an ErrorResponse
+    ] {
+        let t = start_tether(&cfg(user)).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let rt = t.daemon.runtime();
+        let last = rt.backends["db"].servers[0]
+            .last_check
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("checked");
+        assert_eq!(
+            (last.status, last.info.as_deref()),
+            (status, Some(info)),
+            "user {user}"
+        );
+    }
+}
