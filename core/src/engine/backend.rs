@@ -88,6 +88,9 @@ pub struct ServerSlot {
     pub queued: AtomicU64,
     /// The result of the latest active health check, for the stats page.
     pub last_check: Mutex<Option<LastCheck>>,
+    /// The weight the configuration gave (the runtime API's `get weight` shows it as "initial"
+    /// and `set weight N%` is relative to it).
+    pub initial_weight: u32,
 }
 
 /// One active health check's result, as HAProxy's stats page shows it (`L4OK in 0ms`).
@@ -116,6 +119,7 @@ impl ServerSlot {
             maxqueue: None,
             queued: AtomicU64::new(0),
             last_check: Mutex::new(None),
+            initial_weight: 1,
         }
     }
 

@@ -201,6 +201,7 @@ fn build_backend(
                         .filter(|&n| n > 0)
                         .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
                     maxqueue: s.maxqueue,
+                    initial_weight: s.weight,
                     ..ServerSlot::new(s.name.clone(), s.address.clone())
                 },
                 state,

@@ -29,6 +29,7 @@ mod scope;
 mod sections;
 mod servers;
 mod stats;
+mod stats_socket;
 mod stick;
 mod timeouts;
 
