@@ -1,16 +1,141 @@
-//! HAProxy's stats CSV (`<uri>;csv`): the first 33 columns of HAProxy's layout, in HAProxy's
-//! order and with its names, so scripts and dashboards written for HAProxy read tether unchanged.
+//! HAProxy's stats CSV (`<uri>;csv` and the runtime API's `show stat`): all of HAProxy 2.6's
+//! columns, in its order and with its names, so scripts, dashboards and `hatop` (which wants at
+//! least 51 columns) read tether unchanged.
 //! Columns tether does not track (queues, request/response errors, down time) are left empty, as
 //! HAProxy does for fields that do not apply.
 
 use super::snapshot::{BackendView, FrontendView, ServerView, Snapshot};
 
-/// HAProxy's column names, in order (`show stat` / `;csv`).
-pub const COLUMNS: [&str; 33] = [
-    "pxname", "svname", "qcur", "qmax", "scur", "smax", "slim", "stot", "bin", "bout", "dreq",
-    "dresp", "ereq", "econ", "eresp", "wretr", "wredis", "status", "weight", "act", "bck",
-    "chkfail", "chkdown", "lastchg", "downtime", "qlimit", "pid", "iid", "sid", "throttle",
-    "lbtot", "tracked", "type",
+/// HAProxy 2.6's column names, in order (`show stat` / `;csv`), the `-` placeholder included.
+pub const COLUMNS: [&str; 128] = [
+    "pxname",
+    "svname",
+    "qcur",
+    "qmax",
+    "scur",
+    "smax",
+    "slim",
+    "stot",
+    "bin",
+    "bout",
+    "dreq",
+    "dresp",
+    "ereq",
+    "econ",
+    "eresp",
+    "wretr",
+    "wredis",
+    "status",
+    "weight",
+    "act",
+    "bck",
+    "chkfail",
+    "chkdown",
+    "lastchg",
+    "downtime",
+    "qlimit",
+    "pid",
+    "iid",
+    "sid",
+    "throttle",
+    "lbtot",
+    "tracked",
+    "type",
+    "rate",
+    "rate_lim",
+    "rate_max",
+    "check_status",
+    "check_code",
+    "check_duration",
+    "hrsp_1xx",
+    "hrsp_2xx",
+    "hrsp_3xx",
+    "hrsp_4xx",
+    "hrsp_5xx",
+    "hrsp_other",
+    "hanafail",
+    "req_rate",
+    "req_rate_max",
+    "req_tot",
+    "cli_abrt",
+    "srv_abrt",
+    "comp_in",
+    "comp_out",
+    "comp_byp",
+    "comp_rsp",
+    "lastsess",
+    "last_chk",
+    "last_agt",
+    "qtime",
+    "ctime",
+    "rtime",
+    "ttime",
+    "agent_status",
+    "agent_code",
+    "agent_duration",
+    "check_desc",
+    "agent_desc",
+    "check_rise",
+    "check_fall",
+    "check_health",
+    "agent_rise",
+    "agent_fall",
+    "agent_health",
+    "addr",
+    "cookie",
+    "mode",
+    "algo",
+    "conn_rate",
+    "conn_rate_max",
+    "conn_tot",
+    "intercepted",
+    "dcon",
+    "dses",
+    "wrew",
+    "connect",
+    "reuse",
+    "cache_lookups",
+    "cache_hits",
+    "srv_icur",
+    "src_ilim",
+    "qtime_max",
+    "ctime_max",
+    "rtime_max",
+    "ttime_max",
+    "eint",
+    "idle_conn_cur",
+    "safe_conn_cur",
+    "used_conn_cur",
+    "need_conn_est",
+    "uweight",
+    "agg_server_status",
+    "agg_server_check_status",
+    "agg_check_status",
+    "-",
+    "ssl_sess",
+    "ssl_reused_sess",
+    "ssl_failed_handshake",
+    "h2_headers_rcvd",
+    "h2_data_rcvd",
+    "h2_settings_rcvd",
+    "h2_rst_stream_rcvd",
+    "h2_goaway_rcvd",
+    "h2_detected_conn_protocol_errors",
+    "h2_detected_strm_protocol_errors",
+    "h2_rst_stream_resp",
+    "h2_goaway_resp",
+    "h2_open_connections",
+    "h2_backend_open_streams",
+    "h2_total_connections",
+    "h2_backend_total_streams",
+    "h1_open_connections",
+    "h1_open_streams",
+    "h1_total_connections",
+    "h1_total_streams",
+    "h1_bytes_in",
+    "h1_bytes_out",
+    "h1_spliced_bytes_in",
+    "h1_spliced_bytes_out",
 ];
 
 /// Renders the snapshot: a `# `-prefixed header line, then per proxy its FRONTEND row, or its
@@ -32,10 +157,10 @@ pub fn render(snap: &Snapshot) -> String {
     out
 }
 
-type Row = [String; 33];
+type Row = Vec<String>;
 
 fn empty() -> Row {
-    std::array::from_fn(|_| String::new())
+    vec![String::new(); COLUMNS.len()]
 }
 
 fn set(row: &mut Row, column: &str, value: impl ToString) {
@@ -101,6 +226,8 @@ fn server_row(b: &BackendView, s: &ServerView, iid: usize, sid: usize) -> Row {
     set(&mut r, "sid", sid);
     set(&mut r, "lbtot", s.total);
     set(&mut r, "type", 2);
+    set(&mut r, "addr", &s.address);
+    set(&mut r, "mode", "tcp");
     r
 }
 
@@ -147,7 +274,9 @@ mod tests {
             actconn: 0,
         });
         assert!(out.starts_with("# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,"));
-        assert!(out.trim_end().ends_with("lbtot,tracked,type,"));
+        assert!(out
+            .trim_end()
+            .ends_with("h1_spliced_bytes_in,h1_spliced_bytes_out,"));
     }
 
     #[test]
@@ -157,6 +286,6 @@ mod tests {
         set(&mut r, "pxname", "a,\"b\"");
         push_row(&mut out, &r);
         assert!(out.starts_with("\"a,\"\"b\"\"\","));
-        assert_eq!(out.matches(',').count(), 33 + 1);
+        assert_eq!(out.matches(',').count(), COLUMNS.len() + 1);
     }
 }
