@@ -29,7 +29,10 @@ async fn landed(api: &ApiRig, n: usize) -> Vec<String> {
 async fn show_stat_is_csv_with_every_server() {
     let api = ApiRig::start("stat", &NAMES).await;
     let out = socat(api.admin.path(), "show stat\n").await;
-    assert!(out.ends_with("\n\n"), "an answer ends with an empty line: {out:?}");
+    assert!(
+        out.ends_with("\n\n"),
+        "an answer ends with an empty line: {out:?}"
+    );
     let rows = csv_rows(&out);
     assert_eq!(rows[0].len(), 128, "HAProxy 2.6's 128 columns");
     assert_eq!(&rows[0][..3], ["pxname", "svname", "qcur"]);
@@ -37,19 +40,32 @@ async fn show_stat_is_csv_with_every_server() {
     let names: Vec<&str> = rows[1..].iter().map(|r| r[1].as_str()).collect();
     assert_eq!(names, ["FRONTEND", "alpha", "beta", "gamma", "BACKEND"]);
     let http = api.rig.get("/;csv").await.body;
-    assert_eq!(csv_rows(&http)[0], rows[0], "the HTTP CSV has the same columns");
+    assert_eq!(
+        csv_rows(&http)[0],
+        rows[0],
+        "the HTTP CSV has the same columns"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maint_from_socat_moves_real_traffic() {
     let api = ApiRig::start("maint", &NAMES).await;
     let sock = api.admin.path();
-    assert_eq!(socat(sock, "set server app/alpha state maint\n").await, "\n");
-    assert_eq!(status_of(&socat(sock, "show stat\n").await, "app", "alpha"), "MAINT");
+    assert_eq!(
+        socat(sock, "set server app/alpha state maint\n").await,
+        "\n"
+    );
+    assert_eq!(
+        status_of(&socat(sock, "show stat\n").await, "app", "alpha"),
+        "MAINT"
+    );
     let went = landed(&api, 6).await;
     assert!(!went.contains(&"alpha".to_string()), "{went:?}");
     assert!(went.contains(&"beta".to_string()) && went.contains(&"gamma".to_string()));
-    assert_eq!(socat(sock, "set server app/alpha state ready\n").await, "\n");
+    assert_eq!(
+        socat(sock, "set server app/alpha state ready\n").await,
+        "\n"
+    );
     let went = landed(&api, 6).await;
     assert!(went.contains(&"alpha".to_string()), "{went:?}");
 }
@@ -59,27 +75,52 @@ async fn disable_and_enable_server() {
     let api = ApiRig::start("disable", &NAMES).await;
     let sock = api.admin.path();
     assert_eq!(socat(sock, "disable server app/beta\n").await, "\n");
-    assert_eq!(status_of(&socat(sock, "show stat\n").await, "app", "beta"), "MAINT");
+    assert_eq!(
+        status_of(&socat(sock, "show stat\n").await, "app", "beta"),
+        "MAINT"
+    );
     let went = landed(&api, 6).await;
     assert!(!went.contains(&"beta".to_string()), "{went:?}");
     assert_eq!(socat(sock, "enable server app/beta\n").await, "\n");
-    assert_ne!(status_of(&socat(sock, "show stat\n").await, "app", "beta"), "MAINT");
+    assert_ne!(
+        status_of(&socat(sock, "show stat\n").await, "app", "beta"),
+        "MAINT"
+    );
     let went = landed(&api, 6).await;
     assert!(went.contains(&"beta".to_string()), "{went:?}");
-    assert_eq!(socat(sock, "disable server app/nope\n").await, "No such server.\n\n");
+    assert_eq!(
+        socat(sock, "disable server app/nope\n").await,
+        "No such server.\n\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn levels_refuse_what_they_do_not_allow() {
     let api = ApiRig::start("levels", &NAMES).await;
     let denied = "Permission denied\n\n";
-    assert_eq!(socat(api.user.path(), "disable server app/alpha\n").await, denied);
-    assert_eq!(socat(api.user.path(), "set weight app/alpha 9\n").await, denied);
+    assert_eq!(
+        socat(api.user.path(), "disable server app/alpha\n").await,
+        denied
+    );
+    assert_eq!(
+        socat(api.user.path(), "set weight app/alpha 9\n").await,
+        denied
+    );
     assert_eq!(socat(api.user.path(), "clear table app\n").await, denied);
     let stat = socat(api.user.path(), "show stat\n").await;
-    assert_eq!(status_of(&stat, "app", "alpha"), "UP", "user can read; nothing changed");
-    assert_eq!(socat(api.operator.path(), "clear table app\n").await, denied);
-    assert_eq!(socat(api.operator.path(), "set weight app/alpha 9\n").await, "\n");
+    assert_eq!(
+        status_of(&stat, "app", "alpha"),
+        "UP",
+        "user can read; nothing changed"
+    );
+    assert_eq!(
+        socat(api.operator.path(), "clear table app\n").await,
+        denied
+    );
+    assert_eq!(
+        socat(api.operator.path(), "set weight app/alpha 9\n").await,
+        "\n"
+    );
     assert_eq!(
         socat(api.user.path(), "get weight app/alpha\n").await,
         "9 (initial 1)\n\n"
@@ -104,8 +145,15 @@ async fn several_commands_per_line_prompt_mode_and_unknown_commands() {
         "{out}"
     );
     let out = socat(sock, "show servers state app\n").await;
-    assert!(out.starts_with("1\n# be_id be_name srv_id srv_name "), "{out}");
-    assert_eq!(out.lines().filter(|l| l.contains(" app ")).count(), 3, "{out}");
+    assert!(
+        out.starts_with("1\n# be_id be_name srv_id srv_name "),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.contains(" app ")).count(),
+        3,
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,15 +168,24 @@ async fn a_stale_socket_is_replaced_and_other_files_are_refused() {
     let stale = api.dir.path("stale.sock");
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     assert!(stale.exists(), "a dead daemon left its socket file");
-    let l = serve_runtime_api(config(&stale), view.clone()).await.unwrap();
-    assert!(socat(&stale, "show info\n").await.starts_with("Name: tether"));
+    let l = serve_runtime_api(config(&stale), view.clone())
+        .await
+        .unwrap();
+    assert!(socat(&stale, "show info\n")
+        .await
+        .starts_with("Name: tether"));
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(&stale).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let e = serve_runtime_api(config(&stale), view.clone()).await.unwrap_err();
+    let e = serve_runtime_api(config(&stale), view.clone())
+        .await
+        .unwrap_err();
     assert!(format!("{e:#}").contains("in use"), "{e:#}");
     drop(l);
-    assert!(!stale.exists(), "the listener removes its socket when it stops");
+    assert!(
+        !stale.exists(),
+        "the listener removes its socket when it stops"
+    );
     let file = api.dir.path("precious.txt");
     std::fs::write(&file, "keep me").unwrap();
     let e = serve_runtime_api(config(&file), view).await.unwrap_err();
@@ -151,7 +208,9 @@ async fn hostile_clients_never_stall_the_data_plane() {
     assert!(String::from_utf8_lossy(&answer).starts_with("Line too long."));
     // Binary garbage: an answer, no panic.
     let mut s = UnixStream::connect(&sock).await.unwrap();
-    s.write_all(b"\xff\xfe\x00show\x00 stat;;\xc3\x28 \x01\n").await.unwrap();
+    s.write_all(b"\xff\xfe\x00show\x00 stat;;\xc3\x28 \x01\n")
+        .await
+        .unwrap();
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer))
         .await
@@ -171,9 +230,15 @@ async fn hostile_clients_never_stall_the_data_plane() {
     let mut first = idle.remove(0);
     let mut buf = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(5), first.read_to_end(&mut buf)).await;
-    assert!(closed.is_ok(), "an idle client is closed after `timeout cli`");
+    assert!(
+        closed.is_ok(),
+        "an idle client is closed after `timeout cli`"
+    );
     assert_eq!(String::from_utf8_lossy(&buf), "\n> \n> ");
     drop(idle);
     let out = socat(&sock, "show info\n").await;
-    assert!(out.starts_with("Name: tether"), "served again once the idle ones left");
+    assert!(
+        out.starts_with("Name: tether"),
+        "served again once the idle ones left"
+    );
 }

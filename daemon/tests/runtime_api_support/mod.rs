@@ -122,7 +122,11 @@ pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
         .map(|l| {
             let l = l.strip_prefix("# ").unwrap_or(l);
             let mut cells: Vec<String> = l.split(',').map(str::to_string).collect();
-            assert_eq!(cells.pop().as_deref(), Some(""), "rows end with a comma: {l}");
+            assert_eq!(
+                cells.pop().as_deref(),
+                Some(""),
+                "rows end with a comma: {l}"
+            );
             cells
         })
         .collect()
