@@ -80,6 +80,43 @@ impl Compare {
     }
 }
 
+/// `show stat`'s selection, as HAProxy's: a proxy (by `iid` or name, `-1` for all), a type
+/// mask (1 frontends, 2 backends, 4 servers, `-1` all), a server id (`-1` all), and whether to
+/// leave out servers that are not up (`up`) or in maintenance (`no-maint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatFilter<'a> {
+    /// `None`: every proxy.
+    pub proxy: Option<ProxySelector<'a>>,
+    /// Bit mask of row types.
+    pub types: i32,
+    /// Server id, `-1` for all.
+    pub sid: i32,
+    /// Only servers that are up.
+    pub up: bool,
+    /// Leave servers in maintenance out.
+    pub no_maint: bool,
+}
+
+impl StatFilter<'_> {
+    /// Everything.
+    pub const ALL: StatFilter<'static> = StatFilter {
+        proxy: None,
+        types: -1,
+        sid: -1,
+        up: false,
+        no_maint: false,
+    };
+}
+
+/// A proxy named by `iid` or by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxySelector<'a> {
+    /// Its `iid` column.
+    Iid(i32),
+    /// Its name.
+    Name(&'a str),
+}
+
 /// One understood command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command<'a> {
@@ -95,8 +132,8 @@ pub enum Command<'a> {
     Level(AdminLevel),
     /// `show info`
     ShowInfo,
-    /// `show stat`
-    ShowStat,
+    /// `show stat [{IID|PROXY} TYPE SID] [up|no-maint]`
+    ShowStat(StatFilter<'a>),
     /// `show servers state [BACKEND]`
     ShowServersState(Option<&'a str>),
     /// `show table` (no name: the list of tables).
@@ -167,7 +204,7 @@ fn parse_words<'a>(w: &[&'a str]) -> Parsed<'a> {
             Command::Level(AdminLevel::parse(level).unwrap_or(AdminLevel::User))
         }
         ("show", "info") => Command::ShowInfo,
-        ("show", "stat") => Command::ShowStat,
+        ("show", "stat") => return show_stat(&w[2..]),
         ("show", "servers") if arg(2) == "state" => Command::ShowServersState(w.get(3).copied()),
         ("show", "table") => return show_table(w),
         ("clear", "table") => return clear_table(w),
@@ -290,6 +327,40 @@ fn show_table<'a>(w: &[&'a str]) -> Parsed<'a> {
         _ => return Parsed::Invalid("Optional argument only supports \"data.<store_data_type>\" <operator> <value> and key <key>\n"),
     };
     Parsed::Command(Command::ShowTable(Some(name), filter))
+}
+
+fn show_stat<'a>(args: &[&'a str]) -> Parsed<'a> {
+    let mut filter = StatFilter::ALL;
+    let mut positional: Vec<&'a str> = Vec::new();
+    for a in args {
+        match *a {
+            "up" => filter.up = true,
+            "no-maint" => filter.no_maint = true,
+            "desc" => {}
+            "typed" | "json" => {
+                return Parsed::Invalid(
+                    "tether serves 'show stat' as CSV only (no typed or json).\n",
+                )
+            }
+            p => positional.push(p),
+        }
+    }
+    match positional[..] {
+        [] => {}
+        [proxy, types, sid] => {
+            let (Ok(types), Ok(sid)) = (types.parse(), sid.parse()) else {
+                return Parsed::Invalid("Require a valid type and server id.\n");
+            };
+            filter.proxy = match proxy.parse::<i32>() {
+                Ok(-1) => None,
+                Ok(iid) => Some(ProxySelector::Iid(iid)),
+                Err(_) => Some(ProxySelector::Name(proxy)),
+            };
+            (filter.types, filter.sid) = (types, sid);
+        }
+        _ => return Parsed::Invalid("Require 'show stat [{<iid>|<proxy>} <type> <sid>]'.\n"),
+    }
+    Parsed::Command(Command::ShowStat(filter))
 }
 
 fn clear_table<'a>(w: &[&'a str]) -> Parsed<'a> {

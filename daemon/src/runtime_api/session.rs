@@ -99,7 +99,7 @@ impl Session {
                 String::new()
             }
             Command::ShowInfo => show::info(ctx),
-            Command::ShowStat => show::stat(ctx),
+            Command::ShowStat(filter) => show::stat(ctx, &filter),
             Command::ShowServersState(b) => show::servers_state(ctx, b),
             Command::ShowTable(name, filter) => tables::show(ctx, name, filter),
             Command::ClearTable(name, key) => tables::clear(ctx, name, key),

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use tether_core::server::{AdminState, OperState};
 
+use super::command::{ProxySelector, StatFilter};
 use super::Ctx;
 use crate::stats::{csv, snapshot};
 
@@ -133,9 +134,56 @@ pub fn info(ctx: &Ctx) -> String {
     out
 }
 
-/// `show stat`: exactly the HTTP page's CSV.
-pub fn stat(ctx: &Ctx) -> String {
-    csv::render(&snapshot::take(ctx.runtime, ctx.actconn))
+/// `show stat`: the HTTP page's CSV (the same bytes when nothing is filtered), keeping the
+/// rows `filter` selects.
+pub fn stat(ctx: &Ctx, filter: &StatFilter) -> String {
+    let all = csv::render(&snapshot::take(ctx.runtime, ctx.actconn));
+    if *filter == StatFilter::ALL {
+        return all;
+    }
+    let col = |name: &str| csv::COLUMNS.iter().position(|c| *c == name).unwrap_or(0);
+    let (iid, sid, kind, status) = (col("iid"), col("sid"), col("type"), col("status"));
+    let mut out = String::new();
+    for line in all.lines() {
+        // Names with commas are quoted in the CSV; such rows are kept only when unfiltered by
+        // name, which is the conservative choice for a monitoring filter.
+        let cells: Vec<&str> = line.split(',').collect();
+        let keep = line.starts_with('#') || keeps(filter, &cells, iid, sid, kind, status);
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn keeps(
+    f: &StatFilter,
+    cells: &[&str],
+    iid: usize,
+    sid: usize,
+    kind: usize,
+    status: usize,
+) -> bool {
+    let num = |i: usize| {
+        cells
+            .get(i)
+            .and_then(|c| c.parse::<i32>().ok())
+            .unwrap_or(-2)
+    };
+    let proxy_ok = match f.proxy {
+        None => true,
+        Some(ProxySelector::Iid(n)) => num(iid) == n,
+        Some(ProxySelector::Name(n)) => cells.first() == Some(&n),
+    };
+    let t = num(kind);
+    let type_ok = f.types == -1 || (t >= 0 && t <= 2 && f.types & (1 << t) != 0);
+    let is_server = t == 2;
+    let sid_ok = f.sid == -1 || !is_server || num(sid) == f.sid;
+    let st = cells.get(status).copied().unwrap_or("");
+    let up_ok = !f.up || !is_server || st.starts_with("UP") || st == "no check";
+    let maint_ok = !f.no_maint || !is_server || !st.starts_with("MAINT");
+    proxy_ok && type_ok && sid_ok && up_ok && maint_ok
 }
 
 /// The `show servers state` header (format version 1).

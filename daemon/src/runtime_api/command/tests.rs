@@ -12,7 +12,32 @@ const APP_S1: Target<'static> = Target {
 
 #[test]
 fn reads_the_commands_the_tools_send() {
-    assert_eq!(cmd("show stat"), Parsed::Command(Command::ShowStat));
+    assert_eq!(
+        cmd("show stat"),
+        Parsed::Command(Command::ShowStat(StatFilter::ALL))
+    );
+    assert_eq!(
+        cmd("show stat 3 4 -1 no-maint"),
+        Parsed::Command(Command::ShowStat(StatFilter {
+            proxy: Some(ProxySelector::Iid(3)),
+            types: 4,
+            sid: -1,
+            up: false,
+            no_maint: true,
+        }))
+    );
+    assert_eq!(
+        cmd("show stat app -1 2"),
+        Parsed::Command(Command::ShowStat(StatFilter {
+            proxy: Some(ProxySelector::Name("app")),
+            types: -1,
+            sid: 2,
+            up: false,
+            no_maint: false,
+        }))
+    );
+    assert!(matches!(cmd("show stat typed"), Parsed::Invalid(_)));
+    assert!(matches!(cmd("show stat 3 x 1"), Parsed::Invalid(_)));
     assert_eq!(cmd("  show   info \r"), Parsed::Command(Command::ShowInfo));
     assert_eq!(cmd("prompt"), Parsed::Command(Command::Prompt));
     assert_eq!(

@@ -164,6 +164,21 @@ fn show_stat_is_the_stats_page_csv() {
     let out = say(&mut s, &rt, "show stat").output;
     let csv = crate::stats::csv::render(&crate::stats::snapshot::take(&rt, 0));
     assert_eq!(out, format!("{csv}\n"));
+    // hatop's filter form: proxy iid 2 (the backend), servers only, server 2.
+    let out = say(&mut s, &rt, "show stat 2 4 2").output;
+    let rows: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(rows[1].starts_with("app,s2,"), "{out}");
+    let _ = say(
+        &mut Session::new(AdminLevel::Admin),
+        &rt,
+        "disable server app/s1",
+    );
+    let out = say(&mut s, &rt, "show stat app -1 -1 no-maint").output;
+    assert!(
+        !out.contains("app,s1,") && out.contains("app,BACKEND,"),
+        "{out}"
+    );
 }
 
 #[test]
