@@ -147,7 +147,7 @@ async fn the_exporter_reads_every_server_over_the_socket_and_http() {
     assert_eq!(name, "gamma");
     // Sessions closing is counted asynchronously: wait until tether itself says 2 current.
     let settled = wait_for(Duration::from_secs(5), || {
-        let snap = tether::stats::snapshot::take(&api.rig.daemon.runtime(), 0);
+        let snap = tether::stats::snapshot::take(api.rig.daemon.runtime(), 0);
         (snap.backends[0].sum(|s| s.current) == 2).then_some(())
     })
     .await;

@@ -6,7 +6,7 @@ use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context as _, Result};
 use tether_core::config::{AdminLevel, AdminSocket};
@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, Buf
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::session::Session;
 use super::Ctx;
@@ -71,11 +72,14 @@ pub async fn serve_runtime_api(
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("runtime API: cannot chmod {} to {mode:o}", path.display()))?;
     tracing::info!(path = %path.display(), level = ?config.level, "runtime API listening");
+    // `show info`'s Start_time_sec is wall-clock time, read once here in the daemon.
+    #[allow(clippy::disallowed_methods)]
+    let wall = SystemTime::now();
     let shared = Arc::new(Shared {
         view,
         level: config.level,
         started: Instant::now(),
-        started_unix: SystemTime::now()
+        started_unix: wall
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         node: std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -177,7 +177,7 @@ fn keeps(
         Some(ProxySelector::Name(n)) => cells.first() == Some(&n),
     };
     let t = num(kind);
-    let type_ok = f.types == -1 || (t >= 0 && t <= 2 && f.types & (1 << t) != 0);
+    let type_ok = f.types == -1 || ((0..=2).contains(&t) && f.types & (1 << t) != 0);
     let is_server = t == 2;
     let sid_ok = f.sid == -1 || !is_server || num(sid) == f.sid;
     let st = cells.get(status).copied().unwrap_or("");
