@@ -88,6 +88,23 @@ impl Importer<'_> {
             );
             return;
         }
+        self.finding(
+            Severity::Info,
+            d.line,
+            format!(
+                "`stats socket {}` is served as tether's runtime API",
+                socket.socket
+            ),
+            "hatop, socat scripts and the Prometheus exporter's unix mode work against it; \
+             server changes need level operator or admin",
+            format!(
+                "nothing to change; natively: [admin] socket = \"{}\", mode = \"{}\", \
+                 level = \"{}\"",
+                socket.socket,
+                socket.mode,
+                format!("{:?}", socket.level).to_lowercase()
+            ),
+        );
         self.origins.note("admin", d.line);
         self.origins.note("admin.socket", d.line);
         self.config.admin = Some(socket);
@@ -115,7 +132,12 @@ mod tests {
             (a.socket.as_str(), a.level),
             ("/tmp/x.sock", AdminLevel::Admin)
         );
-        assert_eq!(im.findings.len(), 1, "{:?}", im.findings);
+        assert_eq!(
+            im.findings.len(),
+            2,
+            "a warning and the note: {:?}",
+            im.findings
+        );
     }
 
     #[test]
