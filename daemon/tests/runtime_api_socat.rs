@@ -242,3 +242,50 @@ async fn hostile_clients_never_stall_the_data_plane() {
         "served again once the idle ones left"
     );
 }
+
+/// The daemon binary, from an haproxy.cfg: `stats socket ... level user` is served, read-only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tether_run_serves_an_imported_stats_socket() {
+    let backend = stats_support::BannerBackend::start("solo").await;
+    let dir = TempDir::new("run");
+    let sock = dir.path("haproxy.sock");
+    let cfg = dir.path("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n  stats socket {} mode 600 level user\ndefaults\n  mode tcp\n  \
+             timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n\
+             frontend main\n  bind 127.0.0.1:{}\n  default_backend app\n\
+             backend app\n  server solo {}\n",
+            sock.display(),
+            free_port(),
+            backend.addr
+        ),
+    )
+    .unwrap();
+    /// Kills the daemon however the test ends.
+    struct Daemon(std::process::Child);
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _daemon = Daemon(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+            .arg("run")
+            .arg("--haproxy")
+            .arg(&cfg)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let up = wait_for(Duration::from_secs(10), || sock.exists().then_some(())).await;
+    assert!(up.is_some(), "tether run created the imported socket");
+    let stat = socat(&sock, "show stat\n").await;
+    assert_eq!(status_of(&stat, "app", "solo"), "no check");
+    assert_eq!(
+        socat(&sock, "disable server app/solo\n").await,
+        "Permission denied\n\n"
+    );
+}
