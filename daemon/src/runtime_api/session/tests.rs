@@ -210,3 +210,32 @@ fn tables_list_show_and_clear() {
     );
     assert!(t.is_empty());
 }
+
+use proptest::prelude::*;
+
+proptest! {
+    /// Any line, made of command words and junk, runs without a panic and ends as HAProxy ends
+    /// its answers.
+    #[test]
+    fn any_line_is_answered_without_panicking(
+        words in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::sample::select(vec![
+                    "show", "stat", "info", "table", "app", "app.session-id", "servers", "state",
+                    "set", "server", "weight", "get", "clear", "key", "enable", "disable",
+                    "app/s1", "app/s2", "app/", "/s1", "maint", "drain", "ready", "50%", "0",
+                    "257", "-1", "4", "prompt", "help", "quit", "timeout", "cli", ";", "user",
+                    "data.server_id", "eq", "ab", "operator",
+                ]).prop_map(|s| s.as_bytes().to_vec()),
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..6),
+            ],
+            0..10,
+        )
+    ) {
+        let rt = runtime();
+        let line = words.join(&b' ');
+        let mut s = Session::new(AdminLevel::Admin);
+        let a = s.line(&line, &ctx(&rt));
+        proptest::prop_assert!(a.output.is_empty() || a.output.ends_with('\n') || a.output.ends_with("> "));
+    }
+}
