@@ -14,6 +14,7 @@ pub mod config;
 pub mod engine;
 pub mod progress;
 pub mod retry;
+pub mod route;
 pub mod server;
 pub mod stick;
 pub mod time;

@@ -2,6 +2,7 @@
 //! shared with its integration tests.
 
 pub mod check;
+pub mod children;
 pub mod config_source;
 pub mod finding;
 pub mod haproxy;
@@ -12,5 +13,6 @@ pub mod run;
 pub mod runtime_api;
 pub mod sim_check;
 pub mod sim_cli;
+pub mod sim_seeds;
 pub mod stats;
 pub mod table_cli;

@@ -8,9 +8,8 @@
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use tether_sim::swarm::{self, Reached, Verdict, Violation};
 
 /// Arguments of `tether sim check`.
@@ -189,20 +188,8 @@ fn run_child(args: &CheckArgs) -> Result<ExitCode> {
 
 /// Runs one seed in a fresh child process.
 fn run_in_child(seed: u64) -> Result<Outcome> {
-    let exe = std::env::current_exe().context("finding the tether binary")?;
-    let out = std::process::Command::new(exe)
-        .args(["sim", "check", "--child", "--seeds", &seed.to_string()])
-        .env("TETHER_LOG", "error")
-        .output()
-        .context("starting a child run")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!(
-            "seed {seed}: child run failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    stdout
+    let args = ["sim", "check", "--child", "--seeds", &seed.to_string()].map(String::from);
+    crate::children::tether(&args)?
         .lines()
         .find_map(Outcome::parse)
         .with_context(|| format!("seed {seed}: no result from the child run"))
@@ -211,30 +198,11 @@ fn run_in_child(seed: u64) -> Result<Outcome> {
 /// Runs every seed twice, `args.jobs` child processes at a time, in seed order.
 fn run_seeds(args: &CheckArgs) -> Result<Vec<(Outcome, Outcome)>> {
     let seeds: Vec<u64> = args.seeds.clone().collect();
-    let next = AtomicU64::new(0);
-    let jobs = args.jobs.clamp(1, 64);
-    let mut results: Vec<(u64, Result<(Outcome, Outcome)>)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..jobs)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                        let Some(&seed) = seeds.get(i) else { break };
-                        let pair = run_in_child(seed).and_then(|a| Ok((a, run_in_child(seed)?)));
-                        out.push((seed, pair));
-                    }
-                    out
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
-            .collect()
-    });
-    results.sort_by_key(|(seed, _)| *seed);
-    results.into_iter().map(|(_, r)| r).collect()
+    crate::children::parallel(&seeds, args.jobs, |&seed| {
+        Ok((run_in_child(seed)?, run_in_child(seed)?))
+    })
+    .into_iter()
+    .collect()
 }
 
 fn report_failure(v: &Outcome, violations: &[String], args: &CheckArgs) -> Result<()> {

@@ -31,6 +31,16 @@ pub struct SimArgs {
     /// No progress indicator.
     #[arg(long)]
     pub quiet: bool,
+    /// Run this many seeds (from --seed), each in a fresh process, and report means with 95 %
+    /// confidence intervals; every [[expect]] must hold on every seed.
+    #[arg(long)]
+    pub seeds: Option<u64>,
+    /// With --seeds: runs at once (default: the machine's cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Internal: print the headline figures as one JSON line (what --seeds children do).
+    #[arg(long, hide = true)]
+    pub headline: bool,
     /// Sweep a parameter instead of running once.
     #[command(subcommand)]
     pub command: Option<SimCommand>,
@@ -82,6 +92,13 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
     }
     let (scenario, config) = load(args.scenario.as_deref())?;
     let seed = args.seed.or(scenario.seed).unwrap_or(1);
+    if let Some(n) = args.seeds {
+        let jobs = args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let path = args.scenario.as_deref();
+        return crate::sim_seeds::run(path, &scenario, seed, n, jobs, &args.out);
+    }
     let wall = WallClock::start();
     let report = simulate(&scenario, seed, config, !args.quiet)?;
     let wall_s = wall.seconds();
@@ -108,7 +125,27 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
         plots.len(),
         args.out.display()
     );
-    Ok(ExitCode::SUCCESS)
+    let checked = tether_sim::expect::check(&scenario, &report);
+    if !checked.is_empty() {
+        println!("\nexpectations:");
+        for c in &checked {
+            println!("  {}", c.line());
+        }
+    }
+    if args.headline {
+        let h = tether_sim::headline::Headline::of(&report, &checked);
+        println!(
+            "{}{}",
+            crate::sim_seeds::HEADLINE_PREFIX,
+            serde_json::to_string(&h)?
+        );
+    }
+    // A --seeds child reports; the parent judges every seed.
+    Ok(if args.headline || checked.iter().all(|c| c.pass) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The scenario (file or embedded default) and the engine configuration it asks for: imported

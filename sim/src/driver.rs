@@ -279,6 +279,11 @@ impl World<'_> {
 }
 
 fn validate(scenario: &Scenario) -> Result<(), SimError> {
+    for (i, e) in scenario.expect.iter().enumerate() {
+        e.validate(scenario).map_err(|why| {
+            SimError::Scenario(format!("[[expect]] #{} ({}): {why}", i + 1, e.describe()))
+        })?;
+    }
     if scenario.servers.count == 0 {
         return Err(SimError::Scenario(
             "servers.count must be at least 1".into(),

@@ -44,6 +44,9 @@ pub struct Scenario {
     /// Faults and operations at fixed simulated times.
     #[serde(default)]
     pub events: Vec<EventSpec>,
+    /// What the run must show (`tether sim` exits non-zero when one fails).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect: Vec<crate::expect::Expectation>,
 }
 
 impl Scenario {

@@ -116,6 +116,8 @@ pub enum NoKeyReason {
     TicketKeyShared,
     /// The ticket most likely comes from a server whose tickets carry no stable key name.
     TicketKeyUnnamed,
+    /// A frontend route rule refused the connection before any affinity lookup.
+    Refused,
 }
 
 impl NoKeyReason {
@@ -138,6 +140,7 @@ impl NoKeyReason {
             NoKeyReason::NoAffinity => "no-affinity",
             NoKeyReason::TicketKeyShared => "ticket-key-shared",
             NoKeyReason::TicketKeyUnnamed => "ticket-key-unnamed",
+            NoKeyReason::Refused => "refused",
         }
     }
 }

@@ -188,6 +188,12 @@ impl KeyLines {
     }
 }
 
+/// The line of key `path` (index form, `frontend[0].route[2]`) in TOML `text`, or of its
+/// nearest ancestor, or 1: for messages about a config that loaded.
+pub fn key_line(text: &str, path: &str) -> usize {
+    KeyLines::scan(text).line_of(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,11 @@
 //! [[frontend]]
 //! name = "main"
 //! bind = ["127.0.0.1:9443"]
-//! backend = "app"
+//! backend = "app"               # default backend
+//!
+//! [[frontend.route]]             # ordered rules, see [`route`]
+//! if = { server-name = ["api.example.com"] }
+//! use-backend = "api"
 //!
 //! [[backend]]
 //! name = "app"
@@ -30,11 +34,14 @@
 
 mod load;
 mod locate;
+pub mod route;
 pub mod rules;
 pub mod units;
 mod validate;
 
 pub use load::{load_table, load_toml, ConfigError, ConfigErrors};
+pub use locate::key_line;
+pub use route::{Match, RouteRule, RuleAction};
 pub use rules::{
     Condition, ContentAction, ContentRule, HaproxyRules, Sample, StickAction, StickRule,
 };
@@ -155,8 +162,11 @@ pub struct Frontend {
     /// Expect a PROXY protocol v1/v2 header from a trusted L4 balancer in front.
     #[serde(default)]
     pub accept_proxy: bool,
-    /// The backend every connection goes to.
+    /// The default backend: where connections go that no `route` rule decides.
     pub backend: String,
+    /// Ordered routing and filtering rules (`[[frontend.route]]`); the first that holds decides.
+    #[serde(default, rename = "route", skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteRule>,
     /// Connections this frontend serves at once (absent: only the global limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maxconn: Option<u32>,
@@ -323,6 +333,7 @@ impl Frontend {
             bind: Vec::new(),
             accept_proxy: false,
             backend: backend.to_string(),
+            routes: Vec::new(),
             maxconn: None,
             timeout_client: defaults::timeout_client(),
             inspect_delay: defaults::inspect_delay(),

@@ -120,6 +120,7 @@ impl Config {
                     fix,
                 );
             }
+            validate_routes(err, &p, f, &backend_names);
             if f.inspect_cap == 0 {
                 err(
                     format!("{p}.inspect-cap"),
@@ -127,6 +128,37 @@ impl Config {
                     "write inspect-cap = \"15k\" (HAProxy's limit)".into(),
                 );
             }
+        }
+    }
+}
+
+/// A frontend's `[[frontend.route]]` rules: actions, backends, conditions, list files; and a
+/// `destination` test needs a bind address that says which address the client reached.
+fn validate_routes(
+    err: &mut impl FnMut(String, String, String),
+    p: &str,
+    f: &super::Frontend,
+    backend_names: &[&str],
+) {
+    if let Err(problems) = super::route::compile_rules(&f.routes, backend_names) {
+        for (j, pr) in problems {
+            err(format!("{p}.route[{j}].{}", pr.key), pr.message, pr.fix);
+        }
+    }
+    let wildcard_bind = f.bind_addrs().iter().any(|a| a.ip().is_unspecified());
+    for (j, r) in f.routes.iter().enumerate() {
+        let uses_dst = [&r.when, &r.unless]
+            .into_iter()
+            .flatten()
+            .any(super::route::Match::mentions_destination);
+        if uses_dst && wildcard_bind {
+            err(
+                format!("{p}.route[{j}]"),
+                "a destination test on a frontend bound to every address (0.0.0.0 or ::)".into(),
+                "bind the addresses the test tells apart, e.g. bind = [\"192.0.2.10:443\"], or \
+                 test destination-port instead"
+                    .into(),
+            );
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::affinity::AffinityKey;
 use crate::affinity::{AffinityOutcome, Decision, HelloKeys, MatchOutcome, NoKeyReason, Route};
 use crate::progress::Progress;
 use crate::retry::{Attempts, ConnectFailure, RetryDecision};
+use crate::route::{AcceptVerdict, Facts, HelloFacts, Verdict};
 use crate::tls::{ClientHelloParser, HelloOutcome, ServerEvent, ServerFlight};
 use crate::ServerId;
 
@@ -31,6 +32,7 @@ use super::forward::{ForwardTimeouts, Forwarded};
 use super::frontend::Frontend;
 use super::log::ConnectionRecord;
 use super::proxy_protocol::{self, ProxyHeader};
+use super::router::Routed;
 use super::termination::Termination;
 
 /// Most bytes read from the client per inspect read.
@@ -160,6 +162,18 @@ pub struct Connection<'a> {
     routing: Routing,
     learning: Learning,
     rec: Option<ConnectionRecord>,
+    verdict: RouteVerdict,
+}
+
+/// Where the frontend's route rules stand for this connection.
+#[derive(Debug, Default)]
+struct RouteVerdict {
+    /// A rule needs the ClientHello: the backend is chosen when inspection ends.
+    pending: bool,
+    /// The rule that decided, as logs name it.
+    label: Option<String>,
+    /// A rule refused the connection.
+    refused: bool,
 }
 
 impl<'a> Connection<'a> {
@@ -204,7 +218,46 @@ impl<'a> Connection<'a> {
                 sent: 0,
             },
             rec: None,
+            verdict: RouteVerdict::default(),
         }
+        .routed_at_accept(now)
+    }
+
+    /// The backend serving the connection (the frontend's default until a rule chose one).
+    pub fn backend(&self) -> &'a Backend {
+        self.be
+    }
+
+    /// Runs the frontend's route rules that only need addresses, before any byte is read.
+    fn routed_at_accept(mut self, now: Instant) -> Self {
+        let Some(router) = self.fe.router.as_deref() else {
+            return self;
+        };
+        match router
+            .table
+            .decide_at_accept(self.client.ip(), self.fe.destination)
+        {
+            AcceptVerdict::NeedHello => self.verdict.pending = true,
+            AcceptVerdict::Decided(v) => {
+                if self.apply_verdict(v) {
+                    self.fe.denied_connections.fetch_add(1, Ordering::Relaxed);
+                    self.no_hello = NoKeyReason::Refused;
+                    self.close_early(now, Termination::DENIED);
+                }
+            }
+        }
+        self
+    }
+
+    /// Takes the backend (or refusal) a verdict names; true when refused.
+    fn apply_verdict(&mut self, v: Verdict) -> bool {
+        take_verdict(
+            self.fe,
+            v,
+            &mut self.be,
+            &mut self.learning,
+            &mut self.verdict,
+        )
     }
 
     /// The next thing to do. Call after construction and after every input.
@@ -298,6 +351,10 @@ impl<'a> Connection<'a> {
                 }
                 if let Some(reason) = self.inspect_hello() {
                     self.no_hello = reason;
+                    if self.verdict.refused {
+                        self.fe.denied_requests.fetch_add(1, Ordering::Relaxed);
+                        return self.close_early(now, Termination::DENIED);
+                    }
                     return self.route(now);
                 }
             }
@@ -335,7 +392,31 @@ impl<'a> Connection<'a> {
         let data = &ins.buf[ins.data_start..];
         let full = data.len() >= self.fe.inspect_cap;
         let final_ = ins.eof || ins.timed_out || full;
-        let parsed = match ins.parser.parse(data) {
+        let outcome = ins.parser.parse(data);
+        let routing_waits = self.verdict.pending;
+        if routing_waits && (final_ || !matches!(outcome, Progress::NeedMore)) {
+            // The rules that need the hello run on what inspection parsed, once.
+            self.verdict.pending = false;
+            let router = self.fe.router.as_deref().expect("pending only with rules");
+            let facts = Facts {
+                source: self.client.ip(),
+                destination: self.fe.destination,
+                hello: match &outcome {
+                    Progress::Done(HelloOutcome::Complete(h)) => HelloFacts::Hello(h.clone()),
+                    Progress::Done(HelloOutcome::NotTls) => HelloFacts::NotTls,
+                    _ => HelloFacts::Nothing,
+                },
+            };
+            let v = router.table.decide(&facts);
+            take_verdict(
+                self.fe,
+                v,
+                &mut self.be,
+                &mut self.learning,
+                &mut self.verdict,
+            );
+        }
+        let parsed = match outcome {
             Progress::NeedMore if !final_ => None,
             Progress::NeedMore => Some(if full {
                 NoKeyReason::TooLarge
@@ -354,6 +435,12 @@ impl<'a> Connection<'a> {
             Progress::Done(HelloOutcome::TooLarge) => Some(NoKeyReason::TooLarge),
             Progress::Done(HelloOutcome::Malformed(_)) => Some(NoKeyReason::Malformed),
         };
+        if routing_waits && parsed.is_none() {
+            return None;
+        }
+        if self.verdict.refused {
+            return Some(parsed.unwrap_or(NoKeyReason::Refused));
+        }
         let data = &ins.buf[ins.data_start..];
         if !self
             .be
@@ -400,6 +487,8 @@ impl<'a> Connection<'a> {
                 .as_ref()
                 .and_then(|h| h.sni.as_deref())
                 .map(|s| String::from_utf8_lossy(s).into_owned()),
+            route: self.verdict.label.clone(),
+            refused: self.verdict.refused,
         };
         self.rec.insert(rec)
     }
@@ -731,7 +820,11 @@ impl<'a> Connection<'a> {
             self.rec.take().expect("just opened")
         });
         rec.tt_ms = ms_between(start, now);
-        self.be.outcomes.add(rec.affinity);
+        if rec.refused {
+            rec.backend = self.fe.name.clone();
+        } else {
+            self.be.outcomes.add(rec.affinity);
+        }
         rec
     }
 
@@ -746,6 +839,30 @@ impl<'a> Connection<'a> {
             .as_mut()
             .expect("record opened when inspection ended")
     }
+}
+
+/// Applies a route verdict: the backend it names (and whether that backend reads the server's
+/// response), the deciding rule's label, a refusal. True when refused.
+fn take_verdict<'a>(
+    fe: &'a Frontend,
+    v: Verdict,
+    be: &mut &'a Backend,
+    learning: &mut Learning,
+    verdict: &mut RouteVerdict,
+) -> bool {
+    let Some(router) = fe.router.as_deref() else {
+        return false;
+    };
+    verdict.label = router.label(v);
+    match router.resolve(v) {
+        Routed::Serve(Some(chosen)) => {
+            *be = chosen;
+            learning.response_done = !chosen.affinity.reads_response();
+        }
+        Routed::Serve(None) => {}
+        Routed::Refuse => verdict.refused = true,
+    }
+    verdict.refused
 }
 
 /// When a wait of `timeout` begun at `now` ends; a zero timeout is none, as in HAProxy

@@ -59,12 +59,12 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
         match conn.poll(Instant::now()) {
             Action::ReadClient { max } => read_client(&mut conn, &mut cr, max).await,
             Action::TakeSlot { server } => {
-                let slot = &fe.backend.servers[server.index()];
+                let slot = &conn.backend().servers[server.index()];
                 let r = slot.take_slot_until(conn.poll_timeout()).await;
                 conn.on_slot(Instant::now(), r.map(|p| permit = p));
             }
             Action::Connect { server: s } => {
-                let addr = &fe.backend.servers[s.index()].address;
+                let addr = &conn.backend().servers[s.index()].address;
                 let first = conn.first_bytes();
                 let connect = ctx.net.connect_sending(addr, first);
                 let r = match conn.poll_timeout() {

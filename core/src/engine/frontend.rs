@@ -1,10 +1,12 @@
 //! A frontend at run time: where clients arrive and how their first bytes are inspected.
 
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::backend::Backend;
+use super::router::Router;
 
 /// A frontend: listening address, inspection limits, client timeout and its backend.
 #[derive(Debug)]
@@ -23,8 +25,16 @@ pub struct Frontend {
     pub timeout_client: Duration,
     /// Most concurrent connections on this frontend (accepting pauses at the limit).
     pub maxconn: Option<usize>,
-    /// The backend connections go to.
+    /// The default backend: where connections go that no route rule sends elsewhere.
     pub backend: Arc<Backend>,
+    /// The address clients reach (the bind address; `destination` tests, `dst_port`).
+    pub destination: SocketAddr,
+    /// The frontend's route rules, if it has any.
+    pub router: Option<Arc<Router>>,
+    /// Connections a route rule refused at accept, on addresses alone (HAProxy `dcon`).
+    pub denied_connections: AtomicU64,
+    /// Connections a route rule refused after inspection (HAProxy `dreq`).
+    pub denied_requests: AtomicU64,
     /// Connections accepted.
     pub accepted: AtomicU64,
     /// Connections currently open (`%fc`).
@@ -43,6 +53,10 @@ impl Frontend {
             timeout_client: Duration::from_secs(60),
             maxconn: None,
             backend,
+            router: None,
+            destination: SocketAddr::from(([0, 0, 0, 0], 0)),
+            denied_connections: AtomicU64::new(0),
+            denied_requests: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
             current: AtomicU64::new(0),
         }

@@ -61,6 +61,12 @@ pub struct ConnectionRecord {
     pub tls_version: Option<u16>,
     /// The requested server name.
     pub sni: Option<String>,
+    /// The route rule that decided (`3` or its name); `None` without rules or by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// Whether a route rule refused the connection.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
 }
 
 impl ConnectionRecord {
@@ -106,6 +112,13 @@ impl ConnectionRecord {
         if let Some(n) = &self.sni {
             s.push_str(" sni=");
             push_escaped(&mut s, n);
+        }
+        if let Some(r) = &self.route {
+            s.push_str(" route=");
+            push_escaped(&mut s, r);
+        }
+        if self.refused {
+            s.push_str(" refused=yes");
         }
         s
     }

@@ -18,6 +18,7 @@ pub mod log;
 pub mod net;
 pub mod process;
 pub mod proxy_protocol;
+pub mod router;
 pub mod runtime;
 pub mod tables;
 pub mod termination;

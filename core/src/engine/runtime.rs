@@ -31,7 +31,9 @@ use crate::server::{HealthConfig, ServerState};
 use crate::stick::StickTableConfig;
 
 use super::backend::{BackendSpec, BackendTimeouts, ServerSlot};
+use super::router::Router;
 use super::tables::BackendTables;
+use crate::route::RouteTable;
 
 /// Why a validated configuration still cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +45,18 @@ pub enum BuildError {
         frontend: String,
         /// The missing backend.
         backend: String,
+    },
+    /// A frontend's route rules do not compile (a list file went missing since validation...).
+    #[error("frontend {frontend}: route rule {rule}: {message}; {fix}")]
+    Route {
+        /// The frontend.
+        frontend: String,
+        /// The 1-based rule.
+        rule: usize,
+        /// What is wrong.
+        message: String,
+        /// What to write instead.
+        fix: String,
     },
     /// An imported rule uses something the engine does not evaluate.
     #[error("backend {backend}: {what} is not supported at run time; {fix}")]
@@ -90,9 +104,12 @@ pub fn build_seeded(
                     backend: f.backend.clone(),
                 })?;
         let cfg_backend = config.backends.iter().find(|b| b.name == f.backend);
+        let router = build_router(config, f, &backends)?;
         // An imported backend inspects as HAProxy does: only as long as its own
-        // `tcp-request inspect-delay` says (none: no waiting at all).
+        // `tcp-request inspect-delay` says (none: no waiting at all). Rules that read the
+        // hello wait as long as the frontend's own delay says.
         let inspect_delay = match cfg_backend.and_then(|b| b.haproxy.as_ref()) {
+            _ if router.as_ref().is_some_and(|r| r.table.needs_hello()) => f.inspect_delay,
             Some(h) if cfg_backend.is_some_and(|b| b.affinity.is_none()) => {
                 h.request_inspect_delay.unwrap_or(Duration::ZERO)
             }
@@ -100,6 +117,10 @@ pub fn build_seeded(
         };
         for bind in &f.bind {
             let mut fe = Frontend::new(f.name.clone(), bind.clone(), backend.clone());
+            fe.router = router.clone();
+            if let Ok(addr) = bind.parse() {
+                fe.destination = addr;
+            }
             fe.accept_proxy = f.accept_proxy;
             fe.inspect_delay = inspect_delay;
             fe.inspect_cap = usize::try_from(f.inspect_cap).unwrap_or(usize::MAX).max(64);
@@ -151,6 +172,35 @@ fn carry_slots(
         slot.slots = Some(kept);
     }
     servers
+}
+
+/// Compiles a frontend's route rules (none: `None`), naming backends by their config order.
+fn build_router(
+    config: &Config,
+    f: &config::Frontend,
+    backends: &BTreeMap<String, Arc<Backend>>,
+) -> Result<Option<Arc<Router>>, BuildError> {
+    if f.routes.is_empty() {
+        return Ok(None);
+    }
+    let names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
+    let rules = config::route::compile_rules(&f.routes, &names).map_err(|problems| {
+        let (i, p) = problems.into_iter().next().expect("an error has a problem");
+        BuildError::Route {
+            frontend: f.name.clone(),
+            rule: i + 1,
+            message: format!("{}: {}", p.key, p.message),
+            fix: p.fix,
+        }
+    })?;
+    let targets = names
+        .iter()
+        .filter_map(|n| backends.get(*n).cloned())
+        .collect();
+    Ok(Some(Arc::new(Router {
+        table: RouteTable::compile(rules),
+        backends: targets,
+    })))
 }
 
 fn build_backend(

@@ -55,6 +55,8 @@ impl Termination {
     /// `PR`: a required PROXY header was broken.
     pub const BAD_PROXY_HEADER: Termination =
         Termination::new(EndCause::ProxyError, EndPhase::Request);
+    /// `PR`: a route rule refused the connection (HAProxy's `tcp-request ... reject`).
+    pub const DENIED: Termination = Termination::new(EndCause::ProxyError, EndPhase::Request);
     /// `SC`: no usable server, or every connect attempt failed.
     pub const NO_SERVER: Termination = Termination::new(EndCause::ServerAbort, EndPhase::Connect);
     /// `SQ`: the server's queue was full (`maxqueue`).

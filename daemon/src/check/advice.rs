@@ -105,6 +105,8 @@ pub fn advise(file: &str, text: &str, config: &Config) -> Vec<Finding> {
     let mut out: Vec<Finding> = clear_stats_password(file, text, config)
         .into_iter()
         .collect();
+    let line_of = |path: &str| tether_core::config::key_line(text, path);
+    out.extend(super::routes::route_findings(file, config, &line_of));
     for b in &config.backends {
         let name_line = find_line(text, 1, |l| {
             l.replace(' ', "") == format!("name=\"{}\"", b.name)

@@ -17,12 +17,35 @@ pub fn load(file: &str, text: &str) -> Import {
     if im.has_errors() {
         return im;
     }
-    let problems = validation_findings(file, &im);
+    let mut problems = validation_findings(file, &im);
+    if problems.is_empty() {
+        problems.extend(build_finding(file, &im));
+    }
+    if problems.is_empty() {
+        let line_of = |path: &str| im.origins.line_of(path);
+        problems.extend(crate::check::routes::route_findings(
+            file, &im.config, &line_of,
+        ));
+    }
     if !problems.is_empty() {
         im.findings.extend(problems);
         im.findings.sort_by_key(|f| (f.line, f.severity));
     }
     im
+}
+
+/// What `run` would still refuse after validation: the runtime build (rules the engine does not
+/// evaluate, list files gone...). `check` calls this too, so the two never disagree.
+fn build_finding(file: &str, im: &Import) -> Option<Finding> {
+    let e = tether_core::engine::runtime::build(&im.config, None).err()?;
+    Some(Finding::new(
+        Severity::Error,
+        file,
+        0,
+        e.to_string(),
+        "tether refuses to run this config (`run --haproxy` stops here)",
+        "see the message for what to write instead",
+    ))
 }
 
 /// [`Config::validate`] on the imported config, as findings located in the haproxy.cfg.

@@ -1,8 +1,8 @@
 //! HAProxy's stats CSV (`<uri>;csv` and the runtime API's `show stat`): all of HAProxy 2.6's
 //! columns, in its order and with its names, so scripts, dashboards and `hatop` (which wants at
-//! least 51 columns) read tether unchanged.
-//! Columns tether does not track (queues, request/response errors, down time) are left empty, as
-//! HAProxy does for fields that do not apply.
+//! least 51 columns) read tether unchanged. Columns tether does not track (queues,
+//! request/response errors, down time) are left empty, as HAProxy does for fields that do not
+//! apply.
 
 use super::snapshot::{BackendView, FrontendView, ServerView, Snapshot};
 
@@ -190,6 +190,12 @@ fn frontend_row(f: &FrontendView, iid: usize) -> Row {
     set(&mut r, "svname", "FRONTEND");
     set(&mut r, "scur", f.current);
     set(&mut r, "stot", f.accepted);
+    // Route refusals: at accept on addresses (`tcp-request connection`), after inspection
+    // (`tcp-request content`, counted by HAProxy as denied requests); tether has no session
+    // rules, so `dses` stays 0.
+    set(&mut r, "dreq", f.denied_requests);
+    set(&mut r, "dcon", f.denied_connections);
+    set(&mut r, "dses", 0);
     set(&mut r, "status", "OPEN");
     set(&mut r, "pid", 1);
     set(&mut r, "iid", iid);
@@ -277,6 +283,33 @@ mod tests {
         assert!(out
             .trim_end()
             .ends_with("h1_spliced_bytes_in,h1_spliced_bytes_out,"));
+        assert_eq!(
+            COLUMNS.iter().position(|c| *c == "dcon"),
+            Some(81),
+            "HAProxy's field 81"
+        );
+    }
+
+    #[test]
+    fn refusals_land_in_dcon_and_dreq() {
+        let f = FrontendView {
+            name: "main".into(),
+            binds: vec!["127.0.0.1:9443".into()],
+            backend: "app".into(),
+            current: 0,
+            accepted: 9,
+            denied_connections: 3,
+            denied_requests: 2,
+        };
+        let out = render(&Snapshot {
+            frontends: vec![f],
+            backends: vec![],
+            actconn: 0,
+        });
+        let row: Vec<&str> = out.lines().nth(1).unwrap().split(',').collect();
+        let col = |name: &str| row[COLUMNS.iter().position(|c| *c == name).unwrap()];
+        assert_eq!((col("dcon"), col("dreq"), col("dses")), ("3", "2", "0"));
+        assert_eq!(col("stot"), "9");
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub struct FrontendView {
     pub current: u64,
     /// Connections accepted since start.
     pub accepted: u64,
+    /// Connections a route rule refused at accept (HAProxy `dcon`).
+    pub denied_connections: u64,
+    /// Connections a route rule refused after inspection (HAProxy `dreq`).
+    pub denied_requests: u64,
 }
 
 /// A backend and its servers.
@@ -233,10 +237,14 @@ pub fn take(runtime: &Runtime, actconn: u64) -> Snapshot {
     for f in &runtime.frontends {
         let current = f.current.load(Ordering::Relaxed);
         let accepted = f.accepted.load(Ordering::Relaxed);
+        let denied_connections = f.denied_connections.load(Ordering::Relaxed);
+        let denied_requests = f.denied_requests.load(Ordering::Relaxed);
         if let Some(v) = frontends.iter_mut().find(|v| v.name == f.name) {
             v.binds.push(f.bind.clone());
             v.current += current;
             v.accepted += accepted;
+            v.denied_connections += denied_connections;
+            v.denied_requests += denied_requests;
         } else {
             frontends.push(FrontendView {
                 name: f.name.clone(),
@@ -244,6 +252,8 @@ pub fn take(runtime: &Runtime, actconn: u64) -> Snapshot {
                 backend: f.backend.name.clone(),
                 current,
                 accepted,
+                denied_connections,
+                denied_requests,
             });
         }
     }

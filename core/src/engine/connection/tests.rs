@@ -604,3 +604,5 @@ fn zero_connect_and_queue_timeouts_mean_no_deadline() {
     connect_to(&mut c, rig.at(90_000));
     assert_eq!(c.poll_timeout(), None, "no connect deadline");
 }
+
+mod routing;

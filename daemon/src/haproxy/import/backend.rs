@@ -28,6 +28,13 @@ impl Importer<'_> {
                 "stick-table type binary len 32 size 60k expire 60m",
             );
         }
+        if !p.back_filters.is_empty() {
+            let filters = super::routing::BackFilters {
+                rules: p.back_filters.clone(),
+                inspect_delay: p.rules.request_inspect_delay,
+            };
+            self.back_filters.insert(name.clone(), filters);
+        }
         backend.haproxy = Some(p.rules);
         let extra = rule_findings(self.file, &backend, &p.lines);
         self.findings.extend(extra);

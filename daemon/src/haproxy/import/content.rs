@@ -1,38 +1,181 @@
-//! `tcp-request` / `tcp-response`: the inspect delays and the content accept/reject rules,
-//! kept as written so HAProxy's evaluation order (and its quirks) survives the import.
+//! `tcp-request` / `tcp-response`: the inspect delays, and the accept/reject rules.
+//!
+//! `tcp-request connection` and `tcp-request content` accept/reject rules become route rules
+//! (see `routing.rs`): the frontend's, and a backend's folded into every frontend that reaches
+//! it, so a backend's restriction is enforced, never dropped. A backend's content `accept` rules
+//! also stay in `[backend.haproxy]`, where they say when its stick rules have seen enough.
 
+use super::acl::Parsed;
 use super::proxy::Draft;
+use super::routing::{StageRule, Switch};
 use super::Importer;
 use crate::haproxy::lexer::Directive;
-use tether_core::config::{ContentAction, ContentRule};
+use tether_core::config::{Condition, ContentAction, ContentRule, Match};
+
+/// The `[backend.haproxy]` form of a parsed condition: one ACL with a simple form.
+fn legacy(p: &Option<Parsed>) -> Option<Condition> {
+    let Some(p) = p else {
+        return Some(Condition::Always);
+    };
+    let [terms] = p.any.as_slice() else {
+        return None;
+    };
+    let [term] = terms.as_slice() else {
+        return None;
+    };
+    let [acl] = term.lines.as_slice() else {
+        return None;
+    };
+    let mut c = acl.legacy.clone()?;
+    if term.negated {
+        c = Condition::Not(Box::new(c));
+    }
+    if p.unless {
+        c = Condition::Not(Box::new(c));
+    }
+    Some(c)
+}
+
+/// Whether a condition reads the ClientHello (a `tcp-request connection` rule cannot).
+fn reads_hello(m: &Match) -> bool {
+    let mut problems = Vec::new();
+    m.condition("if", &mut problems).needs_hello()
+}
 
 impl Importer<'_> {
-    /// `tcp-request|tcp-response inspect-delay T` or `... content accept|reject [COND]`.
+    /// `tcp-request|tcp-response inspect-delay T`, `... content accept|reject [COND]`,
+    /// `tcp-request connection accept|reject [COND]`.
     pub(super) fn content_rule(&mut self, p: &mut Draft, d: &Directive) {
         let request = d.keyword() == "tcp-request";
-        match d.word(1) {
-            "inspect-delay" => self.inspect_delay(p, d, request),
-            "content" if p.back => {
-                let action = match d.word(2) {
-                    "accept" => Some(ContentAction::Accept),
-                    "reject" => Some(ContentAction::Reject),
-                    _ => None,
-                };
-                match (action, self.condition(d, 3, &p.acls)) {
-                    (Some(action), Some(when)) => {
-                        let rule = ContentRule { action, when };
-                        if request {
-                            p.lines.request_rules = d.line;
-                            p.rules.request_content.push(rule);
-                        } else {
-                            p.rules.response_content.push(rule);
-                        }
+        match (d.word(1), request) {
+            ("inspect-delay", _) => self.inspect_delay(p, d, request),
+            ("content", true) => self.request_content(p, d),
+            ("content", false) if p.back => self.response_content(p, d),
+            ("connection", true) => self.connection_rule(p, d),
+            _ => self.unsupported(d, &p.context()),
+        }
+    }
+
+    fn action(&mut self, p: &Draft, d: &Directive) -> Option<bool> {
+        match d.word(2) {
+            "accept" => Some(false),
+            "reject" => Some(true),
+            _ => {
+                self.unsupported(d, &p.context());
+                None
+            }
+        }
+    }
+
+    /// `tcp-request content accept|reject [COND]`.
+    fn request_content(&mut self, p: &mut Draft, d: &Directive) {
+        let Some(reject) = self.action(p, d) else {
+            return;
+        };
+        let acls = p.acls.clone();
+        let Some(parsed) = self.parse_condition(d, 3, &acls) else {
+            return;
+        };
+        let Some(cond) = self.route_condition(d, 3, &acls) else {
+            return;
+        };
+        let rule = StageRule {
+            cond,
+            reject,
+            line: d.line,
+        };
+        if p.front {
+            p.routes.content.push(rule);
+        } else {
+            p.back_filters.push(rule);
+        }
+        if p.back {
+            p.lines.request_rules = d.line;
+            if !reject {
+                match legacy(&parsed) {
+                    Some(when) => p.rules.request_content.push(ContentRule {
+                        action: ContentAction::Accept,
+                        when,
+                    }),
+                    None if p.rules.request_content.is_empty() => {
+                        p.rules.request_content.push(ContentRule {
+                            action: ContentAction::Accept,
+                            when: Condition::ClientHello,
+                        })
                     }
-                    (None, _) => self.unsupported(d, &p.context()),
-                    _ => {}
+                    None => {}
                 }
             }
-            _ => self.unsupported(d, &p.context()),
+        }
+    }
+
+    fn response_content(&mut self, p: &mut Draft, d: &Directive) {
+        let action = match d.word(2) {
+            "accept" => ContentAction::Accept,
+            "reject" => ContentAction::Reject,
+            _ => return self.unsupported(d, &p.context()),
+        };
+        let acls = p.acls.clone();
+        if let Some(when) = self.condition(d, 3, &acls) {
+            p.rules.response_content.push(ContentRule { action, when });
+        }
+    }
+
+    /// `tcp-request connection accept|reject [COND]`: addresses only, before any byte.
+    fn connection_rule(&mut self, p: &mut Draft, d: &Directive) {
+        if !p.front {
+            self.error(
+                d.line,
+                format!("`{}` in {}", d.text(), p.context()),
+                "HAProxy refuses `tcp-request connection` in a backend: it runs when a \
+                 frontend accepts, before any backend is chosen",
+                "move it to the frontend, or write `tcp-request content reject ...` here",
+            );
+            return;
+        }
+        let Some(reject) = self.action(p, d) else {
+            return;
+        };
+        let acls = p.acls.clone();
+        let Some(cond) = self.route_condition(d, 3, &acls) else {
+            return;
+        };
+        if cond.when.as_ref().is_some_and(reads_hello) {
+            self.error(
+                d.line,
+                format!("`{}` reads the request in a connection rule", d.text()),
+                "`tcp-request connection` runs at accept, before any byte arrived: only src, \
+                 dst and dst_port are known (HAProxy warns and never matches)",
+                "write it as `tcp-request content ...` with `tcp-request inspect-delay 5s`",
+            );
+            return;
+        }
+        p.routes.connection.push(StageRule {
+            cond,
+            reject,
+            line: d.line,
+        });
+    }
+
+    /// `use_backend NAME [if|unless COND]`.
+    pub(super) fn use_backend(&mut self, p: &mut Draft, d: &Directive) {
+        let name = d.word(1).to_string();
+        if name.is_empty() || name.contains('%') {
+            self.error(
+                d.line,
+                format!("`{}`: tether needs a backend name here", d.text()),
+                "dynamic names (%[...]) are not evaluated",
+                "use_backend api if { req.ssl_sni -i api.example.com }",
+            );
+            return;
+        }
+        let acls = p.acls.clone();
+        if let Some(cond) = self.route_condition(d, 2, &acls) {
+            p.routes.switching.push(Switch {
+                cond,
+                backend: name,
+                line: d.line,
+            });
         }
     }
 
@@ -53,39 +196,4 @@ impl Importer<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::test_support::{errors, import_text, BACKEND};
-    use std::time::Duration;
-    use tether_core::config::{Condition, ContentAction};
-
-    #[test]
-    fn delays_and_rules_land_on_their_side() {
-        let im = import_text(
-            "listen l\n  bind :9443\n  timeout client 1m\n  timeout connect 1s\n  \
-             timeout server 1s\n  tcp-request inspect-delay 2s\n  \
-             tcp-response inspect-delay 3s\n  tcp-request content reject\n  \
-             tcp-response content accept if { rep_ssl_hello_type 2 }\n  \
-             server s1 127.0.0.1:8443\n",
-        );
-        assert!(errors(&im).is_empty(), "{:?}", im.findings);
-        assert_eq!(im.config.frontends[0].inspect_delay, Duration::from_secs(2));
-        let r = im.config.backends[0].haproxy.as_ref().unwrap();
-        assert_eq!(r.request_inspect_delay, Some(Duration::from_secs(2)));
-        assert_eq!(r.response_inspect_delay, Some(Duration::from_secs(3)));
-        assert_eq!(r.request_content[0].action, ContentAction::Reject);
-        assert_eq!(r.request_content[0].when, Condition::Always);
-        assert_eq!(r.response_content[0].when, Condition::ServerHello);
-    }
-
-    #[test]
-    fn a_frontend_keeps_the_delay_and_refuses_content_rules() {
-        let im = import_text(&format!(
-            "frontend f\n  bind :9443\n  default_backend b\n  timeout client 1m\n  \
-             tcp-request inspect-delay 4s\n  tcp-request content accept\n  \
-             tcp-request connection reject\n{BACKEND}"
-        ));
-        assert_eq!(im.config.frontends[0].inspect_delay, Duration::from_secs(4));
-        let e: Vec<usize> = errors(&im).iter().map(|f| f.line).collect();
-        assert_eq!(e, [6, 7]);
-    }
-}
+mod tests;

@@ -62,6 +62,11 @@ impl Importer<'_> {
             );
         }
         self.missing_client_timeout(p);
+        let mut routes = std::mem::take(&mut p.routes);
+        if p.back {
+            routes.own_backend = Some(p.name.clone());
+        }
+        self.front_routes.push(routes);
         let at = format!("frontend[{}]", self.config.frontends.len());
         self.origins.note(&at, p.header_line);
         for (suffix, line) in &p.front_origins {

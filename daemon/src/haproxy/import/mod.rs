@@ -25,12 +25,15 @@ mod global;
 mod options;
 pub mod origins;
 mod proxy;
+mod routing;
 mod scope;
 mod sections;
 mod servers;
 mod stats;
 mod stats_socket;
 mod stick;
+#[cfg(test)]
+mod test_routes;
 mod timeouts;
 
 use super::lexer::{split_lines, Directive};
@@ -68,6 +71,10 @@ struct Importer<'a> {
     reported: BTreeSet<usize>,
     config: Config,
     origins: Origins,
+    /// Each frontend's route rules (in `config.frontends` order), composed at the end.
+    front_routes: Vec<routing::FrontRoutes>,
+    /// Each backend's `tcp-request content` rules, folded into the frontends that reach it.
+    back_filters: BTreeMap<String, routing::BackFilters>,
 }
 
 /// Imports a haproxy.cfg; never fails, the findings say what is wrong.
@@ -79,6 +86,8 @@ pub fn import(file: &str, text: &str) -> Import {
         reported: BTreeSet::new(),
         config: Config::default(),
         origins: Origins::default(),
+        front_routes: Vec::new(),
+        back_filters: BTreeMap::new(),
     };
     let (directives, lex_errors) = split_lines(text);
     for e in lex_errors {
@@ -99,6 +108,7 @@ pub fn import(file: &str, text: &str) -> Import {
         }
     }
     im.report_inherited_http();
+    im.compose_routes();
     im.references();
     let mut findings = im.findings;
     findings.sort_by_key(|f| (f.line, f.severity));
@@ -350,11 +360,14 @@ mod tests {
             r.request_inspect_delay,
             Some(std::time::Duration::from_secs(5))
         );
+        // The reject is a route rule of the frontend now; the accept stays for the stick rules.
+        assert_eq!(r.request_content.len(), 1);
+        assert_eq!(r.request_content[0].when, Condition::ClientHello);
         assert_eq!(
-            r.request_content[0].when,
-            Condition::Not(Box::new(Condition::ClientHello))
+            im.config.frontends[0].routes.len(),
+            2,
+            "reject unless hello; accept if hello"
         );
-        assert_eq!(r.request_content[1].when, Condition::ClientHello);
         assert_eq!(
             r.stick[0].when,
             Condition::Not(Box::new(Condition::Sni(vec![

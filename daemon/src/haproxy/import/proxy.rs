@@ -1,14 +1,15 @@
 //! `frontend`, `backend` and `listen` sections: the directives of the last `defaults` replayed
 //! first, then the section's own, each handed to the module of its keyword family.
 
+use super::acl::Acls;
 use super::frontend::bind_address;
+use super::routing::{FrontRoutes, StageRule};
 use super::sections::{Kind, Section};
 use super::timeouts::TimeoutsSeen;
 use super::Importer;
 use crate::haproxy::lexer::Directive;
 use crate::haproxy::rules::RuleLines;
-use std::collections::BTreeMap;
-use tether_core::config::{Backend, Condition, Frontend, HaproxyRules, Redispatch};
+use tether_core::config::{Backend, Frontend, HaproxyRules, Redispatch};
 
 /// One proxy section being imported: what it builds and what it has seen so far.
 pub(super) struct Draft {
@@ -35,7 +36,11 @@ pub(super) struct Draft {
     /// Where the rules are written, for the rule advice.
     pub(super) lines: RuleLines,
     /// ACLs declared so far in this section.
-    pub(super) acls: BTreeMap<String, Condition>,
+    pub(super) acls: Acls,
+    /// The frontend side's route rules (connection, content, use_backend).
+    pub(super) routes: FrontRoutes,
+    /// A backend's own `tcp-request content` accept/reject rules, as route rules.
+    pub(super) back_filters: Vec<StageRule>,
     /// Which of the timeouts HAProxy warns about are set.
     pub(super) timeouts: TimeoutsSeen,
     /// Lines of frontend settings, by key-path suffix (`.bind`), for [`super::Origins`].
@@ -66,7 +71,9 @@ impl Draft {
                 backend: s.header.line,
                 ..RuleLines::default()
             },
-            acls: BTreeMap::new(),
+            acls: Acls::new(),
+            routes: FrontRoutes::default(),
+            back_filters: Vec::new(),
             timeouts: TimeoutsSeen::default(),
             front_origins: Vec::new(),
             back_origins: Vec::new(),
@@ -170,6 +177,7 @@ impl Importer<'_> {
         match d.keyword() {
             "mode" => {}
             "bind" => self.bind(p, d),
+            "use_backend" => self.use_backend(p, d),
             "default_backend" => {
                 p.frontend.backend = d.word(1).to_string();
                 p.front_origins.push((".backend".into(), d.line));

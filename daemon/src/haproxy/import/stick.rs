@@ -4,9 +4,8 @@
 use super::proxy::Draft;
 use super::Importer;
 use crate::haproxy::lexer::Directive;
-use std::collections::BTreeMap;
 use tether_core::config::{
-    parse_duration, parse_size, Backend, Condition, Sample, StickAction, StickKeyType, StickRule,
+    parse_duration, parse_size, Backend, Sample, StickAction, StickKeyType, StickRule,
 };
 
 impl Importer<'_> {
@@ -138,11 +137,7 @@ impl Importer<'_> {
         }
     }
 
-    fn stick_rule(
-        &mut self,
-        d: &Directive,
-        acls: &BTreeMap<String, Condition>,
-    ) -> Option<StickRule> {
+    fn stick_rule(&mut self, d: &Directive, acls: &super::acl::Acls) -> Option<StickRule> {
         let action = match d.word(1) {
             "on" => StickAction::On,
             "match" => StickAction::Match,
