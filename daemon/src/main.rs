@@ -223,6 +223,11 @@ async fn serve(source: ConfigSource, config: Config) -> Result<ExitCode> {
         Some(stats) => Some(tether::stats::serve_stats(stats, daemon.view()).await?),
         None => None,
     };
+    // The runtime API socket follows reloads the same way.
+    let _runtime_api = match config.admin.clone() {
+        Some(admin) => Some(tether::runtime_api::serve_runtime_api(admin, daemon.view()).await?),
+        None => None,
+    };
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

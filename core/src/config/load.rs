@@ -6,7 +6,7 @@
 //! problems. Each [`ConfigError`] names file:line, the key, and what to write instead.
 
 use super::locate::KeyLines;
-use super::{Backend, Config, Frontend, Global, Stats};
+use super::{AdminSocket, Backend, Config, Frontend, Global, Stats};
 use serde::de::DeserializeOwned;
 use std::fmt;
 
@@ -78,7 +78,7 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-const TOP_KEYS: [&str; 4] = ["global", "frontend", "backend", "stats"];
+const TOP_KEYS: [&str; 5] = ["global", "frontend", "backend", "stats", "admin"];
 
 /// Reads a native configuration from TOML text; `path_for_messages` is only used in messages.
 pub fn load_toml(path_for_messages: &str, text: &str) -> Result<Config, ConfigErrors> {
@@ -129,6 +129,7 @@ fn load_parsed(
                 }
             }
             "stats" => config.stats = cx.section::<Stats>(value, "stats"),
+            "admin" => config.admin = cx.section::<AdminSocket>(value, "admin"),
             "frontend" | "backend" => match value.as_array() {
                 Some(items) => {
                     for (i, item) in items.iter().enumerate() {

@@ -70,6 +70,49 @@ pub struct Config {
     /// The stats/admin HTTP page, if wanted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<Stats>,
+    /// HAProxy's runtime API on a unix socket (`stats socket`), if wanted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminSocket>,
+}
+
+/// The runtime API socket: HAProxy's `stats socket PATH [mode M] [level L]`, so `socat`, `hatop`
+/// and the Prometheus exporter's unix mode work unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AdminSocket {
+    /// Filesystem path of the unix socket.
+    pub socket: String,
+    /// File permissions of the socket, octal text as HAProxy's `mode` (`"600"`).
+    #[serde(default = "defaults::admin_mode")]
+    pub mode: String,
+    /// What a client may do.
+    #[serde(default)]
+    pub level: AdminLevel,
+}
+
+/// A runtime API access level, as HAProxy's: each level can do what the ones below it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdminLevel {
+    /// Read-only: `show`, `get`, `help`.
+    User,
+    /// Also change server state and weight.
+    Operator,
+    /// Also clear stick tables.
+    #[default]
+    Admin,
+}
+
+impl AdminLevel {
+    /// Reads HAProxy's level word.
+    pub fn parse(word: &str) -> Option<Self> {
+        match word {
+            "user" => Some(AdminLevel::User),
+            "operator" => Some(AdminLevel::Operator),
+            "admin" => Some(AdminLevel::Admin),
+            _ => None,
+        }
+    }
 }
 
 /// Process-wide settings.
@@ -557,6 +600,11 @@ impl std::fmt::Debug for ClearPassword {
 /// Default values, named so serde, builders and docs agree.
 pub mod defaults {
     use std::time::Duration;
+
+    /// Runtime API socket permissions: owner only.
+    pub fn admin_mode() -> String {
+        "600".to_string()
+    }
 
     /// Global connection limit.
     pub fn global_maxconn() -> u32 {

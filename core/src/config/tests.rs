@@ -272,3 +272,23 @@ fn listeners_on_one_address_conflict_but_port_zero_never_does() {
         problems(&stats)
     );
 }
+
+#[test]
+fn the_runtime_api_socket_loads_and_bad_values_are_located() {
+    let text =
+        format!("{GOOD}\n[admin]\nsocket = \"/run/tether/admin.sock\"\nlevel = \"operator\"\n");
+    let c = load_toml("tether.toml", &text).unwrap();
+    let a = c.admin.unwrap();
+    assert_eq!(a.socket, "/run/tether/admin.sock");
+    assert_eq!((a.mode.as_str(), a.level), ("600", AdminLevel::Operator));
+    let bad = format!("{GOOD}\n[admin]\nsocket = \"\"\nmode = \"999\"\n");
+    let e = errors(&bad);
+    let paths: Vec<&str> = e.iter().map(|e| e.key_path.as_str()).collect();
+    assert_eq!(paths, ["admin.socket", "admin.mode"], "{e:?}");
+    assert!(e.iter().all(|e| e.line > 40), "{e:?}");
+    let e = errors(&format!(
+        "{GOOD}\n[admin]\nsocket = \"/x\"\nlevel = \"root\"\n"
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].message.contains("root"), "{e:?}");
+}

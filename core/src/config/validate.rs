@@ -76,6 +76,9 @@ impl Config {
             validate_stick_rules(&mut err, &p, b);
             validate_servers(&mut err, &p, b);
         }
+        if let Some(a) = &self.admin {
+            validate_admin_socket(&mut err, a);
+        }
         if let Some(s) = &self.stats {
             validate_stats(&mut err, s);
         }
@@ -422,6 +425,28 @@ fn check_name(
             format!("{path}.name"),
             format!("duplicate {kind} name \"{name}\""),
             format!("give each {kind} its own name"),
+        );
+    }
+}
+
+/// The runtime API socket: a non-empty path (unix sockets take at most 107 bytes) and an octal
+/// mode.
+fn validate_admin_socket(err: &mut impl FnMut(String, String, String), a: &super::AdminSocket) {
+    if a.socket.is_empty() || a.socket.len() > 107 {
+        err(
+            "admin.socket".into(),
+            format!(
+                "socket path {:?} must be 1 to 107 bytes (a unix socket address limit)",
+                a.socket
+            ),
+            "write e.g. socket = \"/run/tether/admin.sock\"".into(),
+        );
+    }
+    if u32::from_str_radix(&a.mode, 8).map_or(true, |m| m > 0o777) {
+        err(
+            "admin.mode".into(),
+            format!("mode {:?} is not octal permissions", a.mode),
+            "write e.g. mode = \"600\"".into(),
         );
     }
 }

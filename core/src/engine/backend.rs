@@ -97,6 +97,9 @@ pub struct ServerSlot {
     pub check_address: String,
     /// When checks last changed the server's state (HAProxy `lastchg`).
     pub last_change: Mutex<Option<tokio::time::Instant>>,
+    /// The weight the configuration gave (the runtime API's `get weight` shows it as "initial"
+    /// and `set weight N%` is relative to it).
+    pub initial_weight: u32,
 }
 
 /// One active health check's result, as HAProxy's stats page shows it (`L4OK in 0ms`).
@@ -133,6 +136,7 @@ impl ServerSlot {
             last_check: Mutex::new(None),
             plan: Plan::connect(),
             last_change: Mutex::new(None),
+            initial_weight: 1,
         }
     }
 

@@ -264,6 +264,7 @@ fn build_backend(
                     maxqueue: s.maxqueue,
                     plan: plan.clone(),
                     check_address: s.check_address(None),
+                    initial_weight: s.weight,
                     ..ServerSlot::new(s.name.clone(), s.address.clone())
                 },
                 state,

@@ -1,13 +1,13 @@
-//! HAProxy's stats CSV (`<uri>;csv`): the first 83 columns of HAProxy's layout (to `dses`, with
-//! the check columns `check_status`, `check_code`, `check_duration`, `last_chk`, `check_desc`), in HAProxy's
-//! order and with its names, so scripts and dashboards written for HAProxy read tether unchanged.
-//! Columns tether does not track (queues, request/response errors, down time) are left empty, as
-//! HAProxy does for fields that do not apply.
+//! HAProxy's stats CSV (`<uri>;csv` and the runtime API's `show stat`): all of HAProxy 2.6's
+//! columns, in its order and with its names, so scripts, dashboards and `hatop` (which wants at
+//! least 51 columns) read tether unchanged. Columns tether does not track (queues,
+//! request/response errors, down time) are left empty, as HAProxy does for fields that do not
+//! apply.
 
 use super::snapshot::{BackendView, FrontendView, ServerView, Snapshot};
 
-/// HAProxy's column names, in order (`show stat` / `;csv`).
-pub const COLUMNS: [&str; 83] = [
+/// HAProxy 2.6's column names, in order (`show stat` / `;csv`), the `-` placeholder included.
+pub const COLUMNS: [&str; 128] = [
     "pxname",
     "svname",
     "qcur",
@@ -91,6 +91,51 @@ pub const COLUMNS: [&str; 83] = [
     "intercepted",
     "dcon",
     "dses",
+    "wrew",
+    "connect",
+    "reuse",
+    "cache_lookups",
+    "cache_hits",
+    "srv_icur",
+    "src_ilim",
+    "qtime_max",
+    "ctime_max",
+    "rtime_max",
+    "ttime_max",
+    "eint",
+    "idle_conn_cur",
+    "safe_conn_cur",
+    "used_conn_cur",
+    "need_conn_est",
+    "uweight",
+    "agg_server_status",
+    "agg_server_check_status",
+    "agg_check_status",
+    "-",
+    "ssl_sess",
+    "ssl_reused_sess",
+    "ssl_failed_handshake",
+    "h2_headers_rcvd",
+    "h2_data_rcvd",
+    "h2_settings_rcvd",
+    "h2_rst_stream_rcvd",
+    "h2_goaway_rcvd",
+    "h2_detected_conn_protocol_errors",
+    "h2_detected_strm_protocol_errors",
+    "h2_rst_stream_resp",
+    "h2_goaway_resp",
+    "h2_open_connections",
+    "h2_backend_open_streams",
+    "h2_total_connections",
+    "h2_backend_total_streams",
+    "h1_open_connections",
+    "h1_open_streams",
+    "h1_total_connections",
+    "h1_total_streams",
+    "h1_bytes_in",
+    "h1_bytes_out",
+    "h1_spliced_bytes_in",
+    "h1_spliced_bytes_out",
 ];
 
 /// Renders the snapshot: a `# `-prefixed header line, then per proxy its FRONTEND row, or its
@@ -112,10 +157,10 @@ pub fn render(snap: &Snapshot) -> String {
     out
 }
 
-type Row = [String; 83];
+type Row = Vec<String>;
 
 fn empty() -> Row {
-    std::array::from_fn(|_| String::new())
+    vec![String::new(); COLUMNS.len()]
 }
 
 fn set(row: &mut Row, column: &str, value: impl ToString) {
@@ -200,6 +245,8 @@ fn server_row(b: &BackendView, s: &ServerView, iid: usize, sid: usize) -> Row {
     set(&mut r, "sid", sid);
     set(&mut r, "lbtot", s.total);
     set(&mut r, "type", 2);
+    set(&mut r, "addr", &s.address);
+    set(&mut r, "mode", "tcp");
     r
 }
 
@@ -248,7 +295,10 @@ mod tests {
         assert!(out.starts_with("# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,"));
         assert!(out.contains("lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,"));
         assert!(out.contains("check_desc,agent_desc,check_rise,check_fall,check_health,"));
-        assert!(out.trim_end().ends_with("intercepted,dcon,dses,"));
+        assert!(out.contains("intercepted,dcon,dses,"));
+        assert!(out
+            .trim_end()
+            .ends_with("h1_spliced_bytes_in,h1_spliced_bytes_out,"));
         assert_eq!(
             COLUMNS.iter().position(|c| *c == "dcon"),
             Some(81),
@@ -285,6 +335,6 @@ mod tests {
         set(&mut r, "pxname", "a,\"b\"");
         push_row(&mut out, &r);
         assert!(out.starts_with("\"a,\"\"b\"\"\","));
-        assert_eq!(out.matches(',').count(), 83 + 1);
+        assert_eq!(out.matches(',').count(), COLUMNS.len() + 1);
     }
 }

@@ -67,7 +67,8 @@ impl Importer<'_> {
                      file and ignores the directive",
                     "pidfile /var/run/haproxy.pid",
                 ),
-                "stats" if d.word(1) == "socket" || d.word(1) == "timeout" => self.process_only(d),
+                "stats" if d.word(1) == "socket" => self.stats_socket(d),
+                "stats" if d.word(1) == "timeout" => self.process_only(d),
                 k if PROCESS_ONLY.contains(&k)
                     || k.starts_with("tune.")
                     || k.starts_with("ssl-") =>
@@ -87,7 +88,7 @@ impl Importer<'_> {
             "it configures the HAProxy process itself; tether runs under its service manager \
              and has no equivalent",
             "remove it (run tether as an unprivileged user from systemd; admin actions are on \
-             the stats page)",
+             the stats page and the runtime API socket)",
         );
     }
 

@@ -31,6 +31,7 @@ mod scope;
 mod sections;
 mod servers;
 mod stats;
+mod stats_socket;
 mod stick;
 #[cfg(test)]
 mod test_routes;
