@@ -318,8 +318,11 @@ fn take_over(spec: BackendSpec, old: &Backend) -> Backend {
     let previous: Vec<_> = old.tables.iter().cloned().collect();
     let tables = BackendTables::reusing(&spec.affinity.tables(), &table, &previous, table_seed);
     let names: Vec<String> = spec.servers.iter().map(|(s, _)| s.name.clone()).collect();
+    // Same servers in the same order: the entries' numbering still holds.
+    let renumbered = old.servers.len() != names.len()
+        || old.servers.iter().zip(&names).any(|(o, n)| &o.name != n);
     for t in tables.iter() {
-        if previous.iter().any(|p| Arc::ptr_eq(p, t)) {
+        if renumbered && previous.iter().any(|p| Arc::ptr_eq(p, t)) {
             t.remap_servers(|id| {
                 let name = &old.servers.get(id.index())?.name;
                 names
@@ -329,6 +332,7 @@ fn take_over(spec: BackendSpec, old: &Backend) -> Backend {
             });
         }
     }
+    let tables = tables.pin();
     let tables = match old.tables.ticket_keys_arc() {
         Some(learner) if spec.affinity.uses_ticket_keys() => {
             learner
@@ -461,6 +465,52 @@ mod tests {
         // It comes back after `rise` good checks, as before the reload.
         assert_eq!(be.health_result(ServerId(0), true), None);
         assert!(be.health_result(ServerId(0), true).is_some());
+    }
+
+    fn with_table(servers: &[&str], previous: Option<&Runtime>) -> Runtime {
+        let mut text = String::from(
+            "[[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:0\"]\nbackend = \"be\"\n\
+             [[backend]]\nname = \"be\"\naffinity = [\"session-id\"]\n",
+        );
+        for (i, n) in servers.iter().enumerate() {
+            text += &format!(
+                "[[backend.server]]\nname = \"{n}\"\naddress = \"127.0.0.1:{}\"\n",
+                i + 1
+            );
+        }
+        let config = load_toml("test.toml", &text).expect("test config loads");
+        build(&config, previous).expect("test config builds")
+    }
+
+    #[test]
+    fn a_connection_from_before_a_reload_cannot_write_an_old_server_index() {
+        use crate::affinity::{TableKind, Tables};
+        use crate::stick::Lookup;
+        use crate::{ServerId, Timestamp};
+        let now = Timestamp::from_millis(1);
+        let old = with_table(&["a", "b", "c"], None);
+        let old_be = old.backends["be"].clone();
+        let kind = TableKind::SessionId;
+        assert!(old_be.tables.learn(kind, b"k1", ServerId(2), now).is_some());
+        // "a" is removed: "c" is now index 1, and index 2 does not exist.
+        let new = with_table(&["b", "c"], Some(&old));
+        let new_be = &new.backends["be"];
+        assert_eq!(
+            new_be.tables.lookup(kind, b"k1", now),
+            Some(Lookup::Hit(ServerId(1)))
+        );
+        // A connection still running on the old backend learns "c" by its old index 2.
+        assert_eq!(old_be.tables.learn(kind, b"k2", ServerId(2), now), None);
+        assert_eq!(new_be.tables.lookup(kind, b"k2", now), Some(Lookup::Miss));
+        assert_eq!(old_be.tables.lookup(kind, b"k1", now), Some(Lookup::Miss));
+        // The same servers again renumber nothing: connections across that reload keep learning.
+        let same = with_table(&["b", "c"], Some(&new));
+        assert!(new_be.tables.learn(kind, b"k3", ServerId(0), now).is_some());
+        let same_be = &same.backends["be"];
+        assert_eq!(
+            same_be.tables.lookup(kind, b"k3", now),
+            Some(Lookup::Hit(ServerId(0)))
+        );
     }
 
     fn free_slots(rt: &Runtime) -> usize {

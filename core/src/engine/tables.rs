@@ -4,6 +4,7 @@
 //! connections on different keys do not contend. A small table keeps a single shard: then LRU
 //! order is exact across the whole table, as the core `StickTable` guarantees per shard.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::affinity::ticket_keys::{Limits, TicketKeys};
@@ -22,6 +23,10 @@ pub struct SharedTable {
     kind: TableKind,
     config: StickTableConfig,
     shards: Box<[Mutex<StickTable>]>,
+    /// The server numbering the entries use: bumped by every [`SharedTable::remap_servers`], so
+    /// a connection still running under the configuration before a reload cannot write (or
+    /// read) a server index of the old numbering into the table the new one took over.
+    layout: AtomicU64,
 }
 
 impl SharedTable {
@@ -46,7 +51,13 @@ impl SharedTable {
             kind,
             config,
             shards,
+            layout: AtomicU64::new(0),
         }
+    }
+
+    /// The current server numbering (see [`SharedTable::remap_servers`]).
+    pub fn layout(&self) -> u64 {
+        self.layout.load(Ordering::Acquire)
     }
 
     /// The kind of key stored here.
@@ -149,8 +160,33 @@ impl SharedTable {
         t
     }
 
+    /// Looks a key up for a backend numbering servers as `layout`: a miss when the table has
+    /// been renumbered since (the connection belongs to the configuration before a reload).
+    pub fn lookup_in(&self, layout: u64, key: &[u8], now: Timestamp) -> Lookup {
+        let mut shard = self.shard(key);
+        if self.layout() != layout {
+            return Lookup::Miss;
+        }
+        shard.lookup(key, now)
+    }
+
+    /// Stores `key -> server` for a backend numbering servers as `layout`; nothing when the
+    /// table has been renumbered since. Checked under the shard's lock, and the renumbering
+    /// bumps the layout before it takes the locks, so no stale index slips in.
+    pub fn learn_in(
+        &self,
+        layout: u64,
+        key: &[u8],
+        server: ServerId,
+        now: Timestamp,
+    ) -> Option<Learn> {
+        let mut shard = self.shard(key);
+        (self.layout() == layout).then(|| shard.learn(key, server, now))
+    }
+
     /// Renumbers or drops entries after a reload changed the server list.
     pub fn remap_servers(&self, mut f: impl FnMut(ServerId) -> Option<ServerId>) {
+        self.layout.fetch_add(1, Ordering::AcqRel);
         for s in self.shards.iter() {
             lock(s).remap_servers(&mut f);
         }
@@ -168,6 +204,8 @@ fn lock(m: &Mutex<StickTable>) -> MutexGuard<'_, StickTable> {
 #[derive(Debug, Default)]
 pub struct BackendTables {
     tables: Vec<Arc<SharedTable>>,
+    /// Each table's server numbering when this backend was built ([`BackendTables::pin`]).
+    layouts: Vec<u64>,
     ticket_keys: Option<Arc<Mutex<TicketKeys>>>,
 }
 
@@ -200,8 +238,22 @@ impl BackendTables {
         }
         BackendTables {
             tables,
+            layouts: Vec::new(),
             ticket_keys: None,
         }
+        .pin()
+    }
+
+    /// Records the tables' current server numbering as this backend's: call after renumbering
+    /// taken-over tables.
+    pub fn pin(mut self) -> Self {
+        self.layouts = self.tables.iter().map(|t| t.layout()).collect();
+        self
+    }
+
+    fn with_layout(&self, kind: TableKind) -> Option<(&SharedTable, u64)> {
+        let i = self.tables.iter().position(|t| t.kind == kind)?;
+        Some((&*self.tables[i], self.layouts.get(i).copied().unwrap_or(0)))
     }
 
     /// Gives the backend a ticket key-name learner (`ticket-key` affinity): `previous` when a
@@ -231,7 +283,8 @@ impl BackendTables {
 
 impl Tables for BackendTables {
     fn lookup(&self, kind: TableKind, key: &[u8], now: Timestamp) -> Option<Lookup> {
-        self.get(kind).map(|t| t.lookup(key, now))
+        self.with_layout(kind)
+            .map(|(t, layout)| t.lookup_in(layout, key, now))
     }
 
     fn learn(
@@ -241,7 +294,8 @@ impl Tables for BackendTables {
         server: ServerId,
         now: Timestamp,
     ) -> Option<Learn> {
-        self.get(kind).map(|t| t.learn(key, server, now))
+        let (t, layout) = self.with_layout(kind)?;
+        t.learn_in(layout, key, server, now)
     }
 
     fn ticket_keys(&self) -> Option<&Mutex<TicketKeys>> {
