@@ -99,9 +99,8 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     })
 }
 
-/// One seed's result as a child reports it on a line: `seed digest connections faults
-/// reached... | violation | violation...`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One seed's result as a child reports it: one JSON line.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Outcome {
     seed: u64,
     digest: u64,
@@ -124,56 +123,11 @@ impl Outcome {
     }
 
     fn line(&self) -> String {
-        let mut l = format!(
-            "{} {:016x} {} {}",
-            self.seed,
-            self.digest,
-            self.connections,
-            if self.faults.is_empty() {
-                "-"
-            } else {
-                &self.faults
-            }
-        );
-        for (_, n) in self.reached.named() {
-            l.push_str(&format!(" {n}"));
-        }
-        for v in &self.violations {
-            l.push_str(" | ");
-            l.push_str(&v.replace(['|', '\n'], " "));
-        }
-        l
+        serde_json::to_string(self).unwrap_or_default()
     }
 
     fn parse(line: &str) -> Option<Self> {
-        let mut parts = line.split(" | ");
-        let mut f = parts.next()?.split(' ');
-        let seed = f.next()?.parse().ok()?;
-        let digest = u64::from_str_radix(f.next()?, 16).ok()?;
-        let connections = f.next()?.parse().ok()?;
-        let faults = match f.next()? {
-            "-" => String::new(),
-            names => names.to_owned(),
-        };
-        let n: Vec<u64> = f.map(|x| x.parse().ok()).collect::<Option<_>>()?;
-        let [retried, queued, repointed, down_seen, evicted, lost_in_restart] = n[..] else {
-            return None;
-        };
-        Some(Outcome {
-            seed,
-            digest,
-            connections,
-            faults,
-            reached: Reached {
-                retried,
-                queued,
-                repointed,
-                down_seen,
-                evicted,
-                lost_in_restart,
-            },
-            violations: parts.map(str::to_owned).collect(),
-        })
+        serde_json::from_str(line).ok()
     }
 }
 

@@ -360,6 +360,49 @@ fn settle(sim: &mut turmoil::Sim<'_>, tick: Duration) -> Result<(), SimError> {
 /// How long the balancer gets after the last client finished.
 const SETTLE: Duration = Duration::from_secs(1);
 
+/// The turmoil simulation for `seed`: fixed epoch, 1 ms messages, the scenario's tick.
+fn turmoil_sim(seed: u64, duration: Duration, tick: Duration) -> turmoil::Sim<'static> {
+    turmoil::Builder::new()
+        .epoch(UNIX_EPOCH + Duration::from_secs(1_767_225_600))
+        .rng_seed(seed)
+        .simulation_duration(duration + GRACE)
+        .tick_duration(tick)
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(1))
+        .tcp_capacity(1 << 16)
+        .build()
+}
+
+/// Starts the balancer host (if any) and returns the host clients connect to.
+fn start_balancer(world: &mut World<'_>, balancer: Option<&Rc<dyn BalancerHost>>) -> String {
+    let Some(b) = balancer else {
+        return world.servers[0].host.clone();
+    };
+    let env = BalancerEnv {
+        listen_port: TLS_PORT,
+        servers: world.servers.clone(),
+        recorder: world.recorder.clone(),
+    };
+    let b = b.clone();
+    world
+        .sim
+        .host(BALANCER_HOST, move || b.software(env.clone()));
+    BALANCER_HOST.to_owned()
+}
+
+/// Client↔target and balancer↔server link latencies from the scenario.
+fn link_latencies(world: &mut World<'_>, scenario: &Scenario, target: &str, balancer: bool) {
+    let client_latency = scenario.network.client_latency.get();
+    world.set_latency(&world.fleet_hosts.clone(), target, client_latency);
+    if balancer {
+        for host in world.server_hosts() {
+            world
+                .sim
+                .set_link_latency(BALANCER_HOST, host.as_str(), world.server_latency);
+        }
+    }
+}
+
 /// Runs the scenario to completion and builds the report (and the trace when asked).
 pub fn simulate(
     scenario: &Scenario,
@@ -371,15 +414,7 @@ pub fn simulate(
     validate(scenario)?;
     let duration = scenario.duration.get();
     let tick = scenario.network.tick.get().max(Duration::from_millis(1));
-    let sim = turmoil::Builder::new()
-        .epoch(UNIX_EPOCH + Duration::from_secs(1_767_225_600))
-        .rng_seed(seed)
-        .simulation_duration(duration + GRACE)
-        .tick_duration(tick)
-        .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(Duration::from_millis(1))
-        .tcp_capacity(1 << 16)
-        .build();
+    let sim = turmoil_sim(seed, duration, tick);
     let recorder = Recorder::shared();
     if trace {
         recorder.borrow_mut().enable_trace();
@@ -405,31 +440,9 @@ pub fn simulate(
         &own_host_servers(scenario),
         balancer.is_some(),
     );
-    let target = match &balancer {
-        Some(b) => {
-            let env = BalancerEnv {
-                listen_port: TLS_PORT,
-                servers: world.servers.clone(),
-                recorder: recorder.clone(),
-            };
-            let b = b.clone();
-            world
-                .sim
-                .host(BALANCER_HOST, move || b.software(env.clone()));
-            BALANCER_HOST.to_owned()
-        }
-        None => world.servers[0].host.clone(),
-    };
+    let target = start_balancer(&mut world, balancer.as_ref());
     start_fleets(&mut world, scenario, seed, &target);
-    let client_latency = scenario.network.client_latency.get();
-    world.set_latency(&world.fleet_hosts.clone(), &target, client_latency);
-    if balancer.is_some() {
-        for host in world.server_hosts() {
-            world
-                .sim
-                .set_link_latency(BALANCER_HOST, host.as_str(), world.server_latency);
-        }
-    }
+    link_latencies(&mut world, scenario, &target, balancer.is_some());
 
     let mut schedule = Schedule::new(&scenario.events);
     let mut next_sample = 0u64;

@@ -266,7 +266,7 @@ pub struct Verdict {
 }
 
 /// `sometimes` coverage: behaviours a fault mix should provoke at least once over many seeds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reached {
     /// A connection was retried or redispatched.
     pub retried: u64,

@@ -203,6 +203,43 @@ fn build_router(
     })))
 }
 
+/// A server's slot (address, limits, check) and its initial state, from its config and the
+/// backend's check settings.
+fn build_server(
+    s: &config::Server,
+    b: &config::Backend,
+    plan: &crate::server::check::Plan,
+) -> (ServerSlot, ServerState) {
+    let health = HealthConfig {
+        inter: s.inter.unwrap_or(b.check.inter),
+        fastinter: s.fastinter.or(b.check.fastinter),
+        downinter: s.downinter.or(b.check.downinter),
+        rise: s.rise.unwrap_or(b.check.rise),
+        fall: s.fall.unwrap_or(b.check.fall),
+        observe: b.check.passive,
+        ..HealthConfig::default()
+    };
+    let mut state = ServerState::new(s.name.clone(), s.weight);
+    state.backup = s.backup;
+    state.maxconn = s.maxconn.unwrap_or(0);
+    (
+        ServerSlot {
+            check: s.check,
+            health,
+            slots: s
+                .maxconn
+                .filter(|&n| n > 0)
+                .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
+            maxqueue: s.maxqueue,
+            plan: plan.clone(),
+            check_address: s.check_address(None),
+            initial_weight: s.weight,
+            ..ServerSlot::new(s.name.clone(), s.address.clone())
+        },
+        state,
+    )
+}
+
 fn build_backend(
     b: &config::Backend,
     old: Option<&Backend>,
@@ -240,36 +277,7 @@ fn build_backend(
     let servers = b
         .servers
         .iter()
-        .map(|s| {
-            let health = HealthConfig {
-                inter: s.inter.unwrap_or(b.check.inter),
-                fastinter: s.fastinter.or(b.check.fastinter),
-                downinter: s.downinter.or(b.check.downinter),
-                rise: s.rise.unwrap_or(b.check.rise),
-                fall: s.fall.unwrap_or(b.check.fall),
-                observe: b.check.passive,
-                ..HealthConfig::default()
-            };
-            let mut state = ServerState::new(s.name.clone(), s.weight);
-            state.backup = s.backup;
-            state.maxconn = s.maxconn.unwrap_or(0);
-            (
-                ServerSlot {
-                    check: s.check,
-                    health,
-                    slots: s
-                        .maxconn
-                        .filter(|&n| n > 0)
-                        .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
-                    maxqueue: s.maxqueue,
-                    plan: plan.clone(),
-                    check_address: s.check_address(None),
-                    initial_weight: s.weight,
-                    ..ServerSlot::new(s.name.clone(), s.address.clone())
-                },
-                state,
-            )
-        })
+        .map(|s| build_server(s, b, &plan))
         .collect::<Vec<_>>();
     let servers = match old {
         Some(old) => carry_slots(servers, old),
@@ -291,7 +299,7 @@ fn build_backend(
         },
         servers,
         affinity,
-        table: table.clone(),
+        table,
         retry: RetryPolicy {
             retries: b.retries,
             redispatch: b.redispatch,

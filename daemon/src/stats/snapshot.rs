@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 
 use tether_core::affinity::AffinityOutcome;
 use tether_core::engine::runtime::Runtime;
-use tether_core::server::{AdminState, OperState};
+use tether_core::engine::{Backend, ServerSlot};
+use tether_core::server::{AdminState, OperState, ServerState};
 use tether_core::stick::StickStats;
 
 /// Everything the stats outputs show.
@@ -242,6 +243,15 @@ impl BackendView {
 
 /// Reads `runtime` now.
 pub fn take(runtime: &Runtime, actconn: u64) -> Snapshot {
+    Snapshot {
+        frontends: frontend_views(runtime),
+        backends: runtime.backends.values().map(|b| backend_view(b)).collect(),
+        actconn,
+    }
+}
+
+/// One row per frontend name: a frontend bound to several addresses is one view.
+fn frontend_views(runtime: &Runtime) -> Vec<FrontendView> {
     let mut frontends: Vec<FrontendView> = Vec::new();
     for f in &runtime.frontends {
         let current = f.current.load(Ordering::Relaxed);
@@ -266,87 +276,84 @@ pub fn take(runtime: &Runtime, actconn: u64) -> Snapshot {
             });
         }
     }
-    let backends = runtime
-        .backends
-        .values()
-        .map(|b| {
-            let (states, progress): (Vec<_>, Vec<_>) = {
-                let st = b.state();
-                (
-                    st.servers.clone(),
-                    st.health.iter().map(|h| h.progress()).collect(),
-                )
-            };
-            let servers = b
-                .servers
-                .iter()
-                .zip(states)
-                .zip(progress)
-                .map(|((slot, st), progress)| {
-                    let c = &slot.counters;
-                    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-                    ServerView {
-                        name: slot.name.clone(),
-                        address: slot.address.clone(),
-                        check: slot.check,
-                        admin: st.admin,
-                        oper: st.oper,
-                        weight: st.weight,
-                        effective_weight: st.effective_weight(),
-                        backup: st.backup,
-                        maxconn: st.maxconn,
-                        progress,
-                        current: load(&c.current),
-                        max: load(&c.max),
-                        total: load(&c.total),
-                        bytes_in: load(&c.bytes_in),
-                        bytes_out: load(&c.bytes_out),
-                        connect_errors: load(&c.connect_errors),
-                        retries: load(&c.retries),
-                        redispatches: load(&c.redispatches),
-                        check_failures: load(&c.check_failures),
-                        check_downs: load(&c.check_downs),
-                        last_change_s: slot
-                            .last_change
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .map(|t| t.elapsed().as_secs()),
-                        last_check: slot
-                            .last_check
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .as_ref()
-                            .map(|l| CheckView {
-                                status: l.status,
-                                code: l.code,
-                                desc: l.desc,
-                                duration_ms: l.duration.as_millis() as u64,
-                                age_ms: l.at.elapsed().as_millis() as u64,
-                                info: l.info.clone(),
-                            }),
-                    }
-                })
-                .collect();
-            BackendView {
-                name: b.name.clone(),
-                servers,
-                outcomes: b.outcomes.snapshot(),
-                nosrv: b.nosrv.load(Ordering::Relaxed),
-                tables: b
-                    .tables
-                    .iter()
-                    .map(|t| TableView {
-                        kind: t.kind().key().as_str(),
-                        stats: t.stats(),
-                    })
-                    .collect(),
-                ticket_keys: TicketKeysView::read(b),
-            }
-        })
+    frontends
+}
+
+/// A backend's servers, outcomes and tables as they are now.
+fn backend_view(b: &Backend) -> BackendView {
+    let (states, progress): (Vec<_>, Vec<_>) = {
+        let st = b.state();
+        (
+            st.servers.clone(),
+            st.health.iter().map(|h| h.progress()).collect(),
+        )
+    };
+    let servers = b
+        .servers
+        .iter()
+        .zip(states)
+        .zip(progress)
+        .map(|((slot, st), progress)| server_view(slot, &st, progress))
         .collect();
-    Snapshot {
-        frontends,
-        backends,
-        actconn,
+    BackendView {
+        name: b.name.clone(),
+        servers,
+        outcomes: b.outcomes.snapshot(),
+        nosrv: b.nosrv.load(Ordering::Relaxed),
+        tables: b
+            .tables
+            .iter()
+            .map(|t| TableView {
+                kind: t.kind().key().as_str(),
+                stats: t.stats(),
+            })
+            .collect(),
+        ticket_keys: TicketKeysView::read(b),
+    }
+}
+
+/// One server's state and counters.
+fn server_view(slot: &ServerSlot, st: &ServerState, progress: (u32, u32)) -> ServerView {
+    let c = &slot.counters;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    ServerView {
+        name: slot.name.clone(),
+        address: slot.address.clone(),
+        check: slot.check,
+        admin: st.admin,
+        oper: st.oper,
+        weight: st.weight,
+        effective_weight: st.effective_weight(),
+        backup: st.backup,
+        maxconn: st.maxconn,
+        progress,
+        current: load(&c.current),
+        max: load(&c.max),
+        total: load(&c.total),
+        bytes_in: load(&c.bytes_in),
+        bytes_out: load(&c.bytes_out),
+        connect_errors: load(&c.connect_errors),
+        retries: load(&c.retries),
+        redispatches: load(&c.redispatches),
+        check_failures: load(&c.check_failures),
+        check_downs: load(&c.check_downs),
+        last_change_s: slot
+            .last_change
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|t| t.elapsed().as_secs()),
+        last_check: slot
+            .last_check
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|l| CheckView {
+                status: l.status,
+                code: l.code,
+                desc: l.desc,
+                duration_ms: l.duration.as_millis() as u64,
+                age_ms: l.at.elapsed().as_millis() as u64,
+                info: l.info.clone(),
+            }),
     }
 }

@@ -360,47 +360,14 @@ impl Importer<'_> {
                     if w == "!{" {
                         negate = !negate;
                     }
-                    let Some(end) = words[i..].iter().position(|x| x == "}") else {
-                        self.error(
-                            d.line,
-                            format!("`{}`: `{{` without `}}`", d.text()),
-                            "HAProxy rejects it",
-                            "if { req.ssl_sni -i a.example }",
-                        );
-                        return None;
-                    };
-                    let acl = self.criterion(d.line, &words[i + 1..i + end])?;
-                    any.last_mut().expect("one").push(Term {
-                        negated: negate,
-                        lines: vec![acl],
-                        name: None,
-                    });
+                    let (term, end) = self.anonymous_term(d, &words[i..], negate)?;
+                    any.last_mut().expect("one").push(term);
                     negate = false;
                     i += end;
                 }
                 _ => {
-                    let (neg, name) = match w.strip_prefix('!') {
-                        Some(n) => (!negate, n),
-                        None => (negate, w),
-                    };
-                    let acl = match name {
-                        "TRUE" | "always_true" => vec![Acl {
-                            route: Some(Match::default()),
-                            legacy: Some(Condition::Always),
-                        }],
-                        _ => match acls.get(name) {
-                            Some(a) => a.clone(),
-                            None => {
-                                self.error(d.line, format!("unknown ACL `{name}`"), "HAProxy rejects a condition naming an ACL not declared earlier in the same section", format!("acl {name} req_ssl_hello_type 1"));
-                                return None;
-                            }
-                        },
-                    };
-                    any.last_mut().expect("one").push(Term {
-                        negated: neg,
-                        lines: acl,
-                        name: Some(name.to_string()),
-                    });
+                    let term = self.named_term(d, w, negate, acls)?;
+                    any.last_mut().expect("one").push(term);
                     negate = false;
                 }
             }
@@ -416,6 +383,63 @@ impl Importer<'_> {
             return None;
         }
         Some(Some(Parsed { unless, any }))
+    }
+
+    /// An anonymous ACL `{ criterion }` at the start of `words`; also how many words it took
+    /// (up to its `}`).
+    fn anonymous_term(
+        &mut self,
+        d: &Directive,
+        words: &[String],
+        negated: bool,
+    ) -> Option<(Term, usize)> {
+        let Some(end) = words.iter().position(|x| x == "}") else {
+            self.error(
+                d.line,
+                format!("`{}`: `{{` without `}}`", d.text()),
+                "HAProxy rejects it",
+                "if { req.ssl_sni -i a.example }",
+            );
+            return None;
+        };
+        let acl = self.criterion(d.line, &words[1..end])?;
+        let term = Term {
+            negated,
+            lines: vec![acl],
+            name: None,
+        };
+        Some((term, end))
+    }
+
+    /// A named ACL (`name` or `!name`), or HAProxy's predefined `TRUE`.
+    fn named_term(&mut self, d: &Directive, w: &str, negate: bool, acls: &Acls) -> Option<Term> {
+        let (negated, name) = match w.strip_prefix('!') {
+            Some(n) => (!negate, n),
+            None => (negate, w),
+        };
+        let lines = match name {
+            "TRUE" | "always_true" => vec![Acl {
+                route: Some(Match::default()),
+                legacy: Some(Condition::Always),
+            }],
+            _ => match acls.get(name) {
+                Some(a) => a.clone(),
+                None => {
+                    self.error(
+                        d.line,
+                        format!("unknown ACL `{name}`"),
+                        "HAProxy rejects a condition naming an ACL not declared earlier in the same section",
+                        format!("acl {name} req_ssl_hello_type 1"),
+                    );
+                    return None;
+                }
+            },
+        };
+        Some(Term {
+            negated,
+            lines,
+            name: Some(name.to_string()),
+        })
     }
 
     /// Reads a condition for stick rules and backend content rules, which take one ACL
