@@ -279,10 +279,6 @@ fn build_backend(
         .iter()
         .map(|s| build_server(s, b, &plan))
         .collect::<Vec<_>>();
-    let servers = match old {
-        Some(old) => carry_slots(servers, old),
-        None => servers,
-    };
     let timeouts = BackendTimeouts {
         connect: b.timeout_connect,
         server: b.timeout_server,
@@ -320,8 +316,12 @@ fn build_backend(
 
 /// A reload's backend: the same-named backend's stick tables and ticket-key learner are taken
 /// over (entries renumbered to the new server order by name, removed servers' dropped), and its
-/// servers' run-time state carried over.
+/// servers' `maxconn` slots and run-time state carried over.
 fn take_over(spec: BackendSpec, old: &Backend) -> Backend {
+    let spec = BackendSpec {
+        servers: carry_slots(spec.servers, old),
+        ..spec
+    };
     let (table, table_seed) = (spec.table.clone(), spec.table_seed);
     let previous: Vec<_> = old.tables.iter().cloned().collect();
     let tables = BackendTables::reusing(&spec.affinity.tables(), &table, &previous, table_seed);
