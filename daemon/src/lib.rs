@@ -14,6 +14,8 @@ pub mod run;
 pub mod runtime_api;
 pub mod sim_check;
 pub mod sim_cli;
+pub mod sim_merge;
 pub mod sim_seeds;
+pub mod sim_sweep;
 pub mod stats;
 pub mod table_cli;

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use plotters::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tether_core::config::Config;
 
 use crate::report::Report;
@@ -19,7 +19,7 @@ use crate::scenario::{Scenario, SimDuration};
 use crate::SimError;
 
 /// A knob a sweep can turn.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SweepParam {
     /// Stick-table size (entries) of the balancer's backend.
@@ -139,7 +139,7 @@ impl FromStr for SweepParam {
 }
 
 /// One point of a sweep.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SweepRow {
     /// The parameter turned.
     pub param: SweepParam,
