@@ -332,7 +332,7 @@ where
             .collect();
         c.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
             .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+            .legend(crate::plot::swatch(color));
         c.draw_series(pts.into_iter().map(|pt| Circle::new(pt, 4, color.filled())))?;
     }
     c.configure_series_labels()
