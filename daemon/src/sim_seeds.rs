@@ -157,6 +157,14 @@ pub fn summarise(job: &SeedsJob, heads: &[Headline], out: &Path) -> Result<ExitC
         out.join("seeds.json"),
         serde_json::to_string_pretty(heads)? + "\n",
     )?;
+    let title = job
+        .scenario
+        .as_deref()
+        .map_or("default scenario".to_owned(), |p| {
+            let name = Path::new(p).file_stem().and_then(|n| n.to_str());
+            name.unwrap_or(p).to_owned()
+        });
+    tether_sim::seeds_plot::write(heads, &title, out)?;
     Ok(if failed {
         ExitCode::FAILURE
     } else {

@@ -179,7 +179,16 @@ fn seeds_in_two_slices_merge_to_the_unsharded_summary_byte_for_byte() {
     }
     let merged = root.join("merged");
     let joined = ok(tether(&["sim", "merge", s(&slices), "--out", s(&merged)]));
-    same_files(&whole, &merged, &["seeds.md", "seeds.json"]);
+    same_files(
+        &whole,
+        &merged,
+        &[
+            "seeds.md",
+            "seeds.json",
+            "seeds-resumption.png",
+            "seeds-resumption.svg",
+        ],
+    );
     let md = std::fs::read_to_string(merged.join("seeds.md")).unwrap();
     assert!(
         joined.starts_with(&md),

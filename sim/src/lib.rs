@@ -20,6 +20,7 @@ pub mod plot;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod seeds_plot;
 pub mod shard;
 pub mod swarm;
 pub mod sweep;

@@ -122,17 +122,21 @@ pub(crate) struct Minutes {
 }
 
 impl Minutes {
-    /// The buckets of a run of `seconds` with `buckets` per-minute values.
+    /// The buckets of a run of `seconds` with `buckets` per-minute values. A last bucket under
+    /// 10 s (the run's final instant) is not drawn: its few events would read as a swing.
     pub fn of(seconds: f64, buckets: usize) -> Self {
-        let end = (seconds / 60.0).max(buckets.saturating_sub(1) as f64);
-        Minutes {
-            buckets,
-            end: if end > 0.0 {
-                end
-            } else {
-                buckets.max(1) as f64
-            },
-        }
+        let end = seconds / 60.0;
+        let last = buckets.saturating_sub(1) as f64;
+        let buckets = if buckets > 1 && end - last < 1.0 / 6.0 {
+            buckets - 1
+        } else {
+            buckets
+        };
+        let end = end.clamp(
+            buckets.saturating_sub(1) as f64 + 1.0 / 6.0,
+            buckets.max(1) as f64,
+        );
+        Minutes { buckets, end }
     }
 
     /// The width of bucket `m` in minutes (1, or less for the last, partial one; at least 10 s,
@@ -221,6 +225,7 @@ where
         let color = Palette99::pick(i).to_rgba();
         c.draw_series(LineSeries::new(
             v.iter()
+                .take(minutes.buckets)
                 .enumerate()
                 .map(|(m, &y)| (minutes.x(m), minutes.rate(m, y))),
             color.stroke_width(2),
@@ -281,7 +286,11 @@ where
             continue;
         }
         c.draw_series(LineSeries::new(
-            values.iter().enumerate().map(|(m, &y)| (minutes.x(m), y)),
+            values
+                .iter()
+                .take(minutes.buckets)
+                .enumerate()
+                .map(|(m, &y)| (minutes.x(m), y)),
             color.stroke_width(2),
         ))?
         .label(name)
@@ -320,6 +329,7 @@ where
     let per_minute = |values: &[u64]| -> Vec<(f64, f64)> {
         values
             .iter()
+            .take(minutes.buckets)
             .enumerate()
             .map(|(m, &y)| (minutes.x(m), minutes.rate(m, y)))
             .collect()
@@ -355,7 +365,10 @@ where
         .y_desc("entries")
         .draw()?;
     c.draw_series(LineSeries::new(
-        v.iter().enumerate().map(|(m, &y)| (minutes.x(m), y as f64)),
+        v.iter()
+            .take(minutes.buckets)
+            .enumerate()
+            .map(|(m, &y)| (minutes.x(m), y as f64)),
         GREEN.stroke_width(2),
     ))?
     .label("entries")
@@ -391,8 +404,14 @@ mod tests {
     }
 
     #[test]
-    fn a_sliver_of_a_bucket_is_not_blown_up() {
+    fn a_sliver_of_a_last_bucket_is_not_drawn() {
         let m = Minutes::of(600.5, 11);
-        assert!(m.rate(10, 5) <= 30.0, "{}", m.rate(10, 5));
+        assert_eq!((m.buckets, m.end), (10, 10.0));
+        assert_eq!(m.partial_seconds(), None);
+        let m = Minutes::of(41.0, 1);
+        assert_eq!(
+            (m.buckets, m.partial_seconds().map(f64::round)),
+            (1, Some(41.0))
+        );
     }
 }
