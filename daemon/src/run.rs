@@ -43,6 +43,7 @@ pub async fn start_peers(
     )
     .await
     .with_context(|| format!("starting peers section {name}"))?;
+    daemon.attach_peers(service.view());
     tracing::info!(section = %name, local = %local, addr = ?service.local_addr(), "peers ready");
     Ok(service)
 }

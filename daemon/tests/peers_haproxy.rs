@@ -86,7 +86,6 @@ async fn tether(p: &Ports, backends: &[SocketAddr]) -> Tether {
         "check = false",
         backends,
     );
-    let running = start_toml(&toml).await;
     let section = PeersSection {
         name: "mesh".into(),
         local: "lb1".into(),
@@ -99,6 +98,8 @@ async fn tether(p: &Ports, backends: &[SocketAddr]) -> Tether {
             })
             .collect(),
     };
+    let toml = format!("{toml}\n{}", peers_toml(&section));
+    let running = start_toml(&toml).await;
     let peers = tether::run::start_peers(section, &running.daemon, 11)
         .await
         .expect("peers start");
@@ -242,4 +243,21 @@ async fn tether_started_later_gets_haproxys_table_by_resync() {
         conn.close().await;
     }
     assert_eq!(same, ROUNDS);
+}
+
+/// The `[peers]` TOML of a section (the config the daemon loads).
+fn peers_toml(s: &PeersSection) -> String {
+    let mut t = format!(
+        "[peers]\nname = \"{}\"\nlocal = \"{}\"\nbind = \"{}\"\n",
+        s.name,
+        s.local,
+        s.bind.as_deref().unwrap_or_default()
+    );
+    for p in &s.peers {
+        t.push_str(&format!(
+            "[[peers.peer]]\nname = \"{}\"\naddress = \"{}\"\n",
+            p.name, p.address
+        ));
+    }
+    t
 }

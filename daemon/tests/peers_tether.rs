@@ -55,6 +55,7 @@ fn section(local: &str, bind: SocketAddr, peers: &[(&str, SocketAddr)]) -> Peers
 struct Node {
     running: Running,
     peers: PeersService,
+    stats: tether::stats::StatsListener,
 }
 
 async fn node(backends: &[SocketAddr], section: PeersSection) -> Node {
@@ -65,11 +66,21 @@ async fn node(backends: &[SocketAddr], section: PeersSection) -> Node {
         "check = false",
         backends,
     );
+    let toml = format!("{toml}\n[stats]\nbind = \"127.0.0.1:0\"\nuri = \"/stats\"\n");
+    let toml = format!("{toml}\n{}", peers_toml(&section));
     let running = start_toml(&toml).await;
     let peers = tether::run::start_peers(section, &running.daemon, 7)
         .await
         .expect("peers start");
-    Node { running, peers }
+    let config = tether_core::config::load_toml("t.toml", &toml).unwrap();
+    let stats = tether::stats::serve_stats(config.stats.unwrap(), running.daemon.view())
+        .await
+        .unwrap();
+    Node {
+        running,
+        peers,
+        stats,
+    }
 }
 
 async fn wait_open(n: &Node) {
@@ -150,6 +161,43 @@ async fn sessions_learned_on_one_resume_through_the_other_both_ways() {
         &first_key(&a),
     );
     assert!(origin.is_some());
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_json_metrics_and_page_show_the_peers() {
+    let (_backends, a, b) = pair().await;
+    let before = entries(&b);
+    assert!(learn_then_resume(a.running.addr, b.running.addr, &b, before).await);
+    let addr = a.stats.local_addr();
+    let json = http_get(addr, "/stats;json").await;
+    let body: serde_json::Value =
+        serde_json::from_str(json.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let p = &body["peers"];
+    assert_eq!(p["local"], "lb1");
+    assert_eq!(p["peers"][0]["name"], "lb2");
+    assert_eq!(p["peers"][0]["state"], "open");
+    assert!(p["peers"][0]["updates_sent"].as_u64().unwrap() >= 1, "{p}");
+    assert!(p["peers"][0]["last_hello_age_ms"].is_u64());
+    let metrics = http_get(addr, "/metrics").await;
+    assert!(
+        metrics.contains("tether_peer_up{peer=\"lb2\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tether_peer_updates_sent_total{peer=\"lb2\"}"));
+    let page = http_get(addr, "/stats").await;
+    assert!(
+        page.contains("peers (local: lb1)") && page.contains("<td>lb2</td>"),
+        "{page}"
+    );
 }
 
 fn first_key(n: &Node) -> Vec<u8> {
@@ -257,4 +305,21 @@ async fn garbage_on_the_peers_port_closes_that_connection_only() {
     wait_open(&a).await;
     let before = entries(&b);
     assert!(learn_then_resume(a.running.addr, b.running.addr, &b, before).await);
+}
+
+/// The `[peers]` TOML of a section (the config the daemon loads).
+fn peers_toml(s: &PeersSection) -> String {
+    let mut t = format!(
+        "[peers]\nname = \"{}\"\nlocal = \"{}\"\nbind = \"{}\"\n",
+        s.name,
+        s.local,
+        s.bind.as_deref().unwrap_or_default()
+    );
+    for p in &s.peers {
+        t.push_str(&format!(
+            "[[peers.peer]]\nname = \"{}\"\naddress = \"{}\"\n",
+            p.name, p.address
+        ));
+    }
+    t
 }
