@@ -7,7 +7,8 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use common::{eventually, native_toml, start_toml, Resume, Running, TlsClient};
 use tether_core::config::peers::{PeerEntry, PeersSection};
@@ -53,6 +54,7 @@ fn section(local: &str, bind: SocketAddr, peers: &[(&str, SocketAddr)]) -> Peers
 }
 
 struct Node {
+    toml: String,
     running: Running,
     peers: PeersService,
     stats: tether::stats::StatsListener,
@@ -77,6 +79,7 @@ async fn node(backends: &[SocketAddr], section: PeersSection) -> Node {
         .await
         .unwrap();
     Node {
+        toml,
         running,
         peers,
         stats,
@@ -198,6 +201,47 @@ async fn stats_json_metrics_and_page_show_the_peers() {
         page.contains("peers (local: lb1)") && page.contains("<td>lb2</td>"),
         "{page}"
     );
+}
+
+/// HAProxy issues #842, #1216, #1078, #3161: tables emptied after frequent reloads, entries
+/// missing on a peer. Reload lb2 five times in a row while replicating: it keeps every entry,
+/// and what lb1 learns afterwards still reaches it and resumes through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frequent_reloads_keep_the_table_and_replication() {
+    let (_backends, a, mut b) = pair().await;
+    for _ in 0..3 {
+        let before = entries(&b);
+        assert!(learn_then_resume(a.running.addr, b.running.addr, &b, before).await);
+    }
+    let kept = entries(&b);
+    let config = tether_core::config::load_toml("t.toml", &b.toml).unwrap();
+    for _ in 0..5 {
+        let rt =
+            tether_core::engine::runtime::build(&config, Some(b.running.daemon.runtime())).unwrap();
+        b.running.daemon.reload(rt).await.unwrap();
+    }
+    assert_eq!(entries(&b), kept, "a reload lost entries");
+    for _ in 0..3 {
+        let before = entries(&b);
+        assert!(
+            learn_then_resume(a.running.addr, b.running.addr, &b, before).await,
+            "replication into the reloaded balancer failed"
+        );
+    }
+    // A reload that changes the table (its size) replaces it: the peer connections follow.
+    let bigger = b
+        .toml
+        .replace("peers = \"mesh\"", "peers = \"mesh\"\nsize = \"2k\"");
+    let config = tether_core::config::load_toml("t.toml", &bigger).unwrap();
+    let rt =
+        tether_core::engine::runtime::build(&config, Some(b.running.daemon.runtime())).unwrap();
+    b.running.daemon.reload(rt).await.unwrap();
+    let before = entries(&b);
+    assert!(
+        learn_then_resume(a.running.addr, b.running.addr, &b, before).await,
+        "replication into a replaced table failed"
+    );
+    wait_open(&b).await;
 }
 
 fn first_key(n: &Node) -> Vec<u8> {

@@ -50,6 +50,8 @@ const TICK: Duration = Duration::from_millis(20);
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait between reconnects (HAProxy: 5 s).
 const MAX_BACKOFF_MS: u64 = 5_000;
+/// How often a connection checks that a reload left its tables in place.
+const RELOAD_CHECK_MS: u64 = 1_000;
 
 /// One stick table shared by a peers section, as the driver needs it.
 #[derive(Clone, Debug)]
@@ -564,9 +566,20 @@ async fn drive<N: Net>(
     let mut buf = vec![0u8; 16 * 1024];
     let mut out: Vec<u8> = Vec::new();
     let mut stalled_since = None;
+    let mut checked = shared.clock.now();
     let end = loop {
         let now = shared.clock.now();
         session.handle_timeout(now);
+        if now.0 >= checked.0 + RELOAD_CHECK_MS {
+            checked = now;
+            if !same_tables(&conn.tables, &shared.tables()) {
+                // A reload replaced or renumbered a table: reconnect with the new ones (the
+                // peer resends from its last acknowledged update), and ask for everything again:
+                // what was acknowledged into a replaced table is not in the new one.
+                lock(&shared.resync).0 = true;
+                session.close("tables changed by a reload");
+            }
+        }
         if let Some(e) = conn.events(shared, &mut session, &mut slot, now) {
             break e;
         }
@@ -611,6 +624,17 @@ async fn drive<N: Net>(
     let _ = wr.shutdown().await;
     conn.unregister(shared, slot.as_deref(), &end);
     end
+}
+
+/// Whether two table lists are the same tables with the same server numbering.
+fn same_tables(a: &[PeerTable], b: &[PeerTable]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.name == y.name
+                && Arc::ptr_eq(&x.table, &y.table)
+                && x.layout == y.layout
+                && x.servers == y.servers
+        })
 }
 
 /// Waits until the generation changes past ours (never when there is none).
