@@ -95,6 +95,18 @@ impl SharedTable {
         self.shard(key).set(key, server, now)
     }
 
+    /// Stores an entry carried over from another process with its deadline there (see
+    /// [`StickTable::restore`]).
+    pub fn restore(
+        &self,
+        key: &[u8],
+        server: ServerId,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Option<Learn> {
+        self.shard(key).restore(key, server, expires_at, now)
+    }
+
     /// Reads one entry without refreshing it.
     pub fn get(&self, key: &[u8], now: Timestamp) -> Option<StickEntry> {
         self.shard(key).get(key, now)
