@@ -17,3 +17,4 @@ pub mod sim_cli;
 pub mod sim_seeds;
 pub mod stats;
 pub mod table_cli;
+pub mod upgrade;
