@@ -220,7 +220,7 @@ mod tests {
         let snap = snapshot(&old, later);
         assert_eq!(snap.len(), 3);
         assert!(snap.iter().all(|e| e.remaining_ms == 6_000), "{snap:?}");
-        let chunks = encode(&snap, 40);
+        let chunks = encode(&snap, 100);
         assert!(chunks.len() > 1, "small chunks split the records");
         let decoded: Vec<Entry> = chunks.iter().flat_map(|c| decode(c).unwrap()).collect();
         assert_eq!(decoded, snap);
