@@ -252,6 +252,8 @@ async fn serve(
     for name in inherited::close_rest() {
         tracing::info!(socket = %name, "upgrade: handed-over socket closed: the configuration no longer has it");
     }
+    // Handlers first: a signal sent the moment we say ready must not kill us (USR2's default).
+    let signals = Signals::install()?;
     let notifier = Notifier::from_env();
     match incoming {
         // The old process tells systemd, once it has stopped accepting: MAINPID is ours then.
@@ -268,8 +270,28 @@ async fn serve(
         runtime_api,
         notifier,
     };
-    let ending = serving.until_stopped().await?;
+    let ending = serving.until_stopped(signals).await?;
     Ok(serving.stop(ending, grace).await)
+}
+
+/// The signals the daemon acts on.
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            usr2: signal(SignalKind::user_defined2())?,
+        })
+    }
 }
 
 /// A notification systemd may miss is logged, never fatal.
@@ -294,19 +316,14 @@ struct Serving {
 impl Serving {
     /// Serves until SIGTERM/SIGINT, or until a SIGUSR2 upgrade has a successor serving;
     /// SIGHUP reloads.
-    async fn until_stopped(&mut self) -> Result<Ending> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hup = signal(SignalKind::hangup())?;
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut usr2 = signal(SignalKind::user_defined2())?;
+    async fn until_stopped(&mut self, mut signals: Signals) -> Result<Ending> {
         loop {
             tokio::select! {
                 biased;
-                _ = term.recv() => return Ok(Ending::Stop),
-                _ = int.recv() => return Ok(Ending::Stop),
-                _ = hup.recv() => self.reload().await,
-                _ = usr2.recv() => {
+                _ = signals.term.recv() => return Ok(Ending::Stop),
+                _ = signals.int.recv() => return Ok(Ending::Stop),
+                _ = signals.hup.recv() => self.reload().await,
+                _ = signals.usr2.recv() => {
                     tell(self.notifier.reloading());
                     match self.upgrade().await {
                         Ok(successor) => return Ok(Ending::Upgraded(successor)),
