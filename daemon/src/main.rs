@@ -14,7 +14,7 @@ use tether::logsink::{DaemonSink, LogFormat};
 use tether::upgrade::incoming::Incoming;
 use tether::upgrade::notify::Notifier;
 use tether::upgrade::successor::{self, Successor};
-use tether::upgrade::{inherited, Launch};
+use tether::upgrade::{inherited, over_peers, Launch};
 use tether_core::config::Config;
 use tether_core::engine::runtime;
 
@@ -87,6 +87,9 @@ struct RunArgs {
     /// Worker threads serving connections (HAProxy's `nbthread`); default: one per CPU.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
+    /// This process's name in the peers section (HAProxy's `-L`; overrides `localpeer`).
+    #[arg(short = 'L', long = "local-peer")]
+    local_peer: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -181,7 +184,10 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         )),
         _ => anyhow::bail!("say what to run: -c tether.toml, --haproxy haproxy.cfg, or --listen ADDR --server ADDR..."),
     };
-    let config = source.load()?;
+    let mut config = source.load()?;
+    if let (Some(name), Some(peers)) = (args.local_peer.as_ref(), config.peers.as_mut()) {
+        peers.local = name.clone();
+    }
     // Before any socket is bound: a process started by an upgrade takes its predecessor's.
     let launch = Launch::current();
     let incoming = Incoming::receive()?;
@@ -239,6 +245,11 @@ async fn serve(
     for (name, addr) in daemon.local_addrs() {
         tracing::info!(frontend = %name, %addr, "ready");
     }
+    // Stick-table replication (HAProxy's peers protocol) follows reloads through the view.
+    let peers = match config.peers.clone() {
+        Some(section) => Some(tether::run::start_peers(section, &daemon, table_seed).await?),
+        None => None,
+    };
     // The stats listener follows reloads through the view; its own settings are read once.
     let stats = match config.stats.clone() {
         Some(stats) => Some(tether::stats::serve_stats(stats, daemon.view()).await?),
@@ -266,6 +277,7 @@ async fn serve(
         launch,
         table_seed,
         daemon,
+        peers,
         stats,
         runtime_api,
         notifier,
@@ -308,6 +320,7 @@ struct Serving {
     launch: Launch,
     table_seed: u64,
     daemon: tether::run::Daemon,
+    peers: Option<tether_core::engine::peers::PeersService>,
     stats: Option<tether::stats::StatsListener>,
     runtime_api: Option<tether::runtime_api::RuntimeApiListener>,
     notifier: Notifier,
@@ -361,11 +374,25 @@ impl Serving {
             .zip(self.config.stats.as_ref())
             .map(|(listener, cfg)| (cfg.bind.as_str(), listener));
         let (sockets, entries) = successor::state_of(&self.daemon, stats)?;
-        // A unix socket path cannot be shared: the new process binds the runtime API anew.
+        // A unix socket path cannot be shared: the new process binds the runtime API anew,
+        // and its peers address likewise.
         let had_api = self.runtime_api.take().is_some();
+        let peers = self.peers.take().zip(self.config.peers.clone());
+        let had_peers = match peers {
+            Some((service, section)) => {
+                over_peers::release(service, &section).await;
+                Some(section)
+            }
+            None => None,
+        };
         match Successor::start(self.launch.clone(), sockets, entries).await {
             Ok(successor) => Ok(successor),
             Err(e) => {
+                if let Some(section) = had_peers {
+                    self.peers = Some(
+                        tether::run::start_peers(section, &self.daemon, self.table_seed).await?,
+                    );
+                }
                 if let (true, Some(admin)) = (had_api, self.config.admin.clone()) {
                     let view = self.daemon.view();
                     self.runtime_api =
@@ -389,7 +416,22 @@ impl Serving {
             Some(s) => {
                 tell(self.notifier.handed_over(s.pid()));
                 let sent = s.send_changes(&runtime, clock.now()).await;
-                tracing::info!(pid = s.pid(), entries = sent, "upgrade: the new process serves; draining here");
+                tracing::info!(
+                    pid = s.pid(),
+                    entries = sent,
+                    "upgrade: the new process serves; draining here"
+                );
+                if let Some(section) = &self.config.peers {
+                    match over_peers::push(section, &runtime, clock).await {
+                        Some(Ok(n)) => {
+                            tracing::info!(entries = n, section = %section.name, "upgrade: stick tables pushed over the peers protocol")
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "upgrade: stick tables not pushed over the peers protocol")
+                        }
+                        None => {}
+                    }
+                }
             }
             None => tell(self.notifier.stopping()),
         }
@@ -407,7 +449,10 @@ impl Serving {
         }
         if let Some(s) = successor {
             let sent = s.finish(&runtime, clock.now()).await;
-            tracing::info!(entries = sent, "upgrade: drained; last stick-table changes sent");
+            tracing::info!(
+                entries = sent,
+                "upgrade: drained; last stick-table changes sent"
+            );
         }
         ExitCode::SUCCESS
     }

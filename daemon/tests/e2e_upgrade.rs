@@ -155,7 +155,11 @@ async fn client_loop(
     failures: Arc<std::sync::Mutex<Vec<String>>>,
 ) -> String {
     let client = TlsClient::new(Resume::SessionId);
-    let home = client.connect(addr).await.expect("first connection").backend;
+    let home = client
+        .connect(addr)
+        .await
+        .expect("first connection")
+        .backend;
     while !stop.load(Ordering::Relaxed) {
         match client.connect(addr).await {
             Ok(mut c) => {
@@ -192,9 +196,15 @@ async fn upgrades_under_tls_load_refuse_nothing_and_keep_sessions() {
     let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr()).collect();
     let bind = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
     let stats = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
-    let config = native_toml("", "", "affinity = [\"session-id\"]", "check = false", &addrs)
-        .replace("127.0.0.1:0", &bind.to_string())
-        .replace("grace = \"1s\"", "grace = \"20s\"")
+    let config = native_toml(
+        "",
+        "",
+        "affinity = [\"session-id\"]",
+        "check = false",
+        &addrs,
+    )
+    .replace("127.0.0.1:0", &bind.to_string())
+    .replace("grace = \"1s\"", "grace = \"20s\"")
         + &format!("\n[stats]\nbind = \"{stats}\"\n");
     let mut d = Upgradable::start("e2e-upgrade", &config);
     assert_eq!(d.notification(), "READY=1\n", "{}", d.log());
@@ -237,9 +247,14 @@ async fn upgrades_under_tls_load_refuse_nothing_and_keep_sessions() {
             // The connection from before still works on the draining process, which waits
             // for it (grace is 20 s), then ends.
             let mut held = held.take().expect("held once");
-            held.echo("during\n").await.expect("established connection drains");
+            held.echo("during\n")
+                .await
+                .expect("established connection drains");
             tokio::time::sleep(Duration::from_millis(300)).await;
-            assert!(!exited(old), "the old process left before its connection ended");
+            assert!(
+                !exited(old),
+                "the old process left before its connection ended"
+            );
             held.echo("still\n").await.unwrap();
             held.close().await;
         }
@@ -249,10 +264,15 @@ async fn upgrades_under_tls_load_refuse_nothing_and_keep_sessions() {
             d.log()
         );
         let exe = std::fs::read_link(format!("/proc/{}/exe", d.pid)).unwrap();
-        assert_eq!(exe, d.exe, "round {round}: runs the file on disk, not a deleted inode");
+        assert_eq!(
+            exe, d.exe,
+            "round {round}: runs the file on disk, not a deleted inode"
+        );
         let grown = ok.load(Ordering::Relaxed);
         assert!(
-            eventually(Duration::from_secs(5), || ok.load(Ordering::Relaxed) > grown + 20).await,
+            eventually(Duration::from_secs(5), || ok.load(Ordering::Relaxed)
+                > grown + 20)
+            .await,
             "round {round}: the load stalled after the upgrade ({before} -> {grown})"
         );
     }
@@ -260,8 +280,16 @@ async fn upgrades_under_tls_load_refuse_nothing_and_keep_sessions() {
     stop.store(true, Ordering::Relaxed);
     let homes: Vec<String> = futures_join(load).await;
     let failed = failures.lock().unwrap().clone();
-    assert!(failed.is_empty(), "{} failed: {failed:?}\n{}", failed.len(), d.log());
-    assert!(ok.load(Ordering::Relaxed) > 100, "too little load to prove anything");
+    assert!(
+        failed.is_empty(),
+        "{} failed: {failed:?}\n{}",
+        failed.len(),
+        d.log()
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 100,
+        "too little load to prove anything"
+    );
     assert!(homes.iter().all(|h| h.starts_with("node")));
 
     let again = sticky.connect(bind).await.unwrap();
@@ -273,7 +301,9 @@ async fn upgrades_under_tls_load_refuse_nothing_and_keep_sessions() {
     again.close().await;
 
     // The stats listener came along too.
-    let mut s = tokio::net::TcpStream::connect(stats).await.expect("stats answers");
+    let mut s = tokio::net::TcpStream::connect(stats)
+        .await
+        .expect("stats answers");
     s.write_all(b"GET /stats HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         .await
         .unwrap();
@@ -311,15 +341,21 @@ async fn a_new_binary_that_fails_to_start_leaves_the_old_one_serving() {
     // The "new version" exits at once without taking over.
     let broken = d.dir.path().join("broken.sh");
     std::fs::write(&broken, "#!/bin/sh\nexit 3\n").unwrap();
-    std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::rename(&broken, &d.exe).unwrap();
     d.signal("-USR2");
     assert!(d.notification().starts_with("RELOADING=1\n"));
-    assert_eq!(d.notification(), "READY=1\n", "back to ready, same main process");
+    assert_eq!(
+        d.notification(),
+        "READY=1\n",
+        "back to ready, same main process"
+    );
     assert!(d.log().contains("upgrade abandoned"), "{}", d.log());
     assert!(!exited(d.pid));
-    let c = TlsClient::new(Resume::SessionId).connect(bind).await.unwrap();
+    let c = TlsClient::new(Resume::SessionId)
+        .connect(bind)
+        .await
+        .unwrap();
     assert_eq!(c.backend, "node1");
     c.close().await;
     // A broken configuration is refused the same way: the new process exits before ready.
@@ -328,7 +364,10 @@ async fn a_new_binary_that_fails_to_start_leaves_the_old_one_serving() {
     d.signal("-USR2");
     assert!(d.notification().starts_with("RELOADING=1\n"));
     assert_eq!(d.notification(), "READY=1\n");
-    let c = TlsClient::new(Resume::SessionId).connect(bind).await.unwrap();
+    let c = TlsClient::new(Resume::SessionId)
+        .connect(bind)
+        .await
+        .unwrap();
     assert_eq!(c.backend, "node1");
     c.close().await;
 }

@@ -150,7 +150,10 @@ impl Channel {
             SendFlags::NOSIGNAL,
         )?;
         if sent != bytes.len() {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "handover message cut"));
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "handover message cut",
+            ));
         }
         Ok(())
     }
@@ -180,7 +183,9 @@ impl Channel {
             }
         }
         if got.flags.contains(ReturnFlags::CTRUNC) {
-            return Err(HandoverError::Malformed("too many descriptors on one message"));
+            return Err(HandoverError::Malformed(
+                "too many descriptors on one message",
+            ));
         }
         if got.bytes == 0 && fds.is_empty() {
             return Ok(None);
@@ -189,7 +194,9 @@ impl Channel {
             return Err(HandoverError::Malformed("message too large"));
         }
         if fds.len() > 1 {
-            return Err(HandoverError::Malformed("more than one descriptor on a message"));
+            return Err(HandoverError::Malformed(
+                "more than one descriptor on a message",
+            ));
         }
         Ok(Some((Message::decode(&buf[..got.bytes])?, fds.pop())))
     }
@@ -264,7 +271,10 @@ mod tests {
         assert!(matches!(raw(b"?x"), Err(HandoverError::Malformed(_))));
         assert!(matches!(raw(b"R12"), Err(HandoverError::Malformed(_))));
         assert!(matches!(raw(b"Sx"), Err(HandoverError::Malformed(_))));
-        assert!(matches!(raw(&vec![b'E'; MAX_MESSAGE + 100]), Err(HandoverError::Malformed(_))));
+        assert!(matches!(
+            raw(&vec![b'E'; MAX_MESSAGE + 100]),
+            Err(HandoverError::Malformed(_))
+        ));
         // Two descriptors on one message: refused, both closed.
         let l1 = TcpListener::bind("127.0.0.1:0").unwrap();
         let l2 = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -272,8 +282,13 @@ mod tests {
         let mut control = SendAncillaryBuffer::new(&mut space);
         let fds = [l1.as_fd(), l2.as_fd()];
         control.push(SendAncillaryMessage::ScmRights(&fds));
-        sendmsg(a.socket.as_fd(), &[IoSlice::new(b"Lx")], &mut control, SendFlags::NOSIGNAL)
-            .unwrap();
+        sendmsg(
+            a.socket.as_fd(),
+            &[IoSlice::new(b"Lx")],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        )
+        .unwrap();
         assert!(matches!(b.recv(), Err(HandoverError::Malformed(_))));
         // The channel still works after a bad message.
         a.send(&Message::Final, None).unwrap();

@@ -27,7 +27,10 @@ impl Incoming {
         match std::env::var_os(HANDOVER_ENV) {
             None => return Ok(None),
             Some(v) if v == "stdin" => {}
-            Some(v) => bail!("{HANDOVER_ENV}={}: only `stdin` is understood", v.to_string_lossy()),
+            Some(v) => bail!(
+                "{HANDOVER_ENV}={}: only `stdin` is understood",
+                v.to_string_lossy()
+            ),
         }
         let fd = std::io::stdin()
             .as_fd()
@@ -53,7 +56,11 @@ impl Incoming {
                 None => bail!("upgrade: the old process closed the handover before start"),
             }
         }
-        tracing::info!(sockets, entries = entries.len(), "upgrade: state received from the old process");
+        tracing::info!(
+            sockets,
+            entries = entries.len(),
+            "upgrade: state received from the old process"
+        );
         Ok(Some(Incoming { channel, entries }))
     }
 
@@ -103,5 +110,8 @@ fn follow(channel: &Channel, view: &DaemonView) {
             }
         }
     }
-    tracing::info!(stored, "upgrade: the old process is done; entries it learned meanwhile applied");
+    tracing::info!(
+        stored,
+        "upgrade: the old process is done; entries it learned meanwhile applied"
+    );
 }

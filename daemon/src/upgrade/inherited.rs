@@ -82,7 +82,10 @@ mod tests {
         assert!(take_tcp(Role::Stats, "127.0.0.1:0").is_none(), "wrong role");
         let got = take_tcp(Role::Frontend, "127.0.0.1:0").expect("inherited");
         assert_eq!(got.local_addr().unwrap(), a_addr);
-        assert!(take_tcp(Role::Frontend, "127.0.0.1:0").is_none(), "taken once");
+        assert!(
+            take_tcp(Role::Frontend, "127.0.0.1:0").is_none(),
+            "taken once"
+        );
         // Bound elsewhere than its name says: refused (and closed).
         assert!(take_tcp(Role::Frontend, "127.0.0.2:1").is_none());
         assert_eq!(close_rest(), vec![format!("stats {b_addr}")]);

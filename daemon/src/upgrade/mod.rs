@@ -6,7 +6,10 @@
 //!
 //! - [`handover`]: the channel between the two processes (sockets as `SCM_RIGHTS`).
 //! - [`inherited`]: received sockets, until the code that binds their address takes them.
-//! - [`table_transfer`]: the stick-table entries carried over, by backend and server name.
+//! - [`table_transfer`]: the stick-table entries carried over, by backend and server name,
+//!   before the new process serves (every table, shared with peers or not).
+//! - [`over_peers`]: tables a `[peers]` section shares are also pushed over HAProxy's peers
+//!   protocol once the new process serves, as HAProxy's old process does.
 //! - [`notify`]: `sd_notify` (`READY=1`, `RELOADING=1`, `MAINPID=`, `STOPPING=1`).
 //! - [`successor`]: the old process's side; [`incoming`]: the new one's.
 
@@ -14,6 +17,7 @@ pub mod handover;
 pub mod incoming;
 pub mod inherited;
 pub mod notify;
+pub mod over_peers;
 pub mod successor;
 pub mod table_transfer;
 
@@ -70,7 +74,10 @@ mod tests {
 
     #[test]
     fn the_program_path_is_kept_as_given_but_made_absolute() {
-        assert_eq!(absolute("/usr/sbin/tether".into()), PathBuf::from("/usr/sbin/tether"));
+        assert_eq!(
+            absolute("/usr/sbin/tether".into()),
+            PathBuf::from("/usr/sbin/tether")
+        );
         assert_eq!(absolute("tether".into()), PathBuf::from("tether"));
         let cwd = std::env::current_dir().unwrap();
         assert_eq!(

@@ -81,8 +81,7 @@ impl Successor {
         self.sent = current;
         let count = changed.len();
         let channel = self.channel.clone();
-        let result =
-            tokio::task::spawn_blocking(move || send_entries(&channel, &changed)).await;
+        let result = tokio::task::spawn_blocking(move || send_entries(&channel, &changed)).await;
         match result {
             Ok(Ok(())) => count,
             Ok(Err(e)) => {

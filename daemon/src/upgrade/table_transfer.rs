@@ -213,9 +213,12 @@ mod tests {
         let old = runtime(&["a", "b", "c"]);
         let be = &old.backends["be"];
         let t0 = Timestamp(50_000);
-        be.tables.learn(TableKind::SessionId, b"sess-1", ServerId(2), t0);
-        be.tables.learn(TableKind::Ticket, b"tick-1", ServerId(0), t0);
-        be.tables.learn(TableKind::SessionId, b"sess-2", ServerId(1), t0);
+        be.tables
+            .learn(TableKind::SessionId, b"sess-1", ServerId(2), t0);
+        be.tables
+            .learn(TableKind::Ticket, b"tick-1", ServerId(0), t0);
+        be.tables
+            .learn(TableKind::SessionId, b"sess-2", ServerId(1), t0);
         let later = Timestamp(54_000);
         let snap = snapshot(&old, later);
         assert_eq!(snap.len(), 3);
@@ -227,7 +230,13 @@ mod tests {
         // The new process dropped "a" and reordered: "c" is index 0, "b" index 1.
         let new = runtime(&["c", "b"]);
         let done = restore(&new, &decoded, Timestamp(0));
-        assert_eq!(done, Restored { stored: 2, skipped: 1 });
+        assert_eq!(
+            done,
+            Restored {
+                stored: 2,
+                skipped: 1
+            }
+        );
         let t = new.backends["be"].tables.get(TableKind::SessionId).unwrap();
         let e = t.get(b"sess-1", Timestamp(0)).expect("carried over");
         assert_eq!((e.server, e.expires_at), (ServerId(0), Timestamp(6_000)));
