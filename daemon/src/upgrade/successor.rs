@@ -47,6 +47,9 @@ pub enum UpgradeError {
     },
 }
 
+/// A listening socket under its registry name ([`super::inherited::name`]).
+pub type NamedSocket = (String, OwnedFd);
+
 /// A new process that serves on this one's sockets.
 #[derive(Debug)]
 pub struct Successor {
@@ -61,7 +64,7 @@ impl Successor {
     /// failure the new process is killed and reaped.
     pub async fn start(
         launch: Launch,
-        listeners: Vec<(String, OwnedFd)>,
+        listeners: Vec<NamedSocket>,
         entries: Vec<Entry>,
     ) -> Result<Successor, UpgradeError> {
         tokio::task::spawn_blocking(move || start_blocking(&launch, &listeners, entries))
@@ -104,7 +107,7 @@ impl Successor {
 
 fn start_blocking(
     launch: &Launch,
-    listeners: &[(String, OwnedFd)],
+    listeners: &[NamedSocket],
     entries: Vec<Entry>,
 ) -> Result<Successor, UpgradeError> {
     let spawn_error = |source| UpgradeError::Spawn {
@@ -135,7 +138,7 @@ fn start_blocking(
 /// Sends the state, then waits for the new process to report ready.
 fn converse(
     channel: &Channel,
-    listeners: &[(String, OwnedFd)],
+    listeners: &[NamedSocket],
     entries: &[Entry],
     pid: u32,
 ) -> Result<(), UpgradeError> {
@@ -180,7 +183,7 @@ fn abandon(child: &mut Child) {
 pub fn state_of(
     daemon: &crate::run::Daemon,
     stats: Option<(&str, &crate::stats::StatsListener)>,
-) -> std::io::Result<(Vec<(String, OwnedFd)>, Vec<Entry>)> {
+) -> std::io::Result<(Vec<NamedSocket>, Vec<Entry>)> {
     use super::inherited::{name, Role};
     let mut sockets = Vec::new();
     for (bind, socket) in daemon.listeners() {
