@@ -61,17 +61,31 @@ impl Upgradable {
         notify
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
-        let first = Command::new(&exe)
-            .arg("run")
-            .arg("-c")
-            .arg(&config_path)
-            .env("TETHER_LOG", "info")
-            .env("NOTIFY_SOCKET", &notify_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let spawn = || {
+            Command::new(&exe)
+                .arg("run")
+                .arg("-c")
+                .arg(&config_path)
+                .env("TETHER_LOG", "info")
+                .env("NOTIFY_SOCKET", &notify_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+        };
+        // Another test of this process copying its binary may have forked a child holding the
+        // copy open for writing a moment (ETXTBSY): try again shortly.
+        let mut first = spawn();
+        for _ in 0..50 {
+            match &first {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    first = spawn();
+                }
+                _ => break,
+            }
+        }
+        let first = first.unwrap();
         let pid = first.id();
         Upgradable {
             dir,
