@@ -19,3 +19,4 @@ pub mod sim_seeds;
 pub mod sim_sweep;
 pub mod stats;
 pub mod table_cli;
+pub mod upgrade;

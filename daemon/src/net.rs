@@ -22,7 +22,13 @@ impl Net for TokioNet {
     type ReadHalf = OwnedReadHalf;
     type WriteHalf = OwnedWriteHalf;
 
+    /// A socket handed over by the process this one replaces (an upgrade) is taken as is;
+    /// otherwise a fresh one is bound.
     async fn bind(&self, addr: &str) -> io::Result<TcpListener> {
+        use crate::upgrade::inherited::{take_tcp, Role};
+        if let Some(inherited) = take_tcp(Role::Frontend, addr) {
+            return TcpListener::from_std(inherited);
+        }
         let addr: SocketAddr = addr
             .parse()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;

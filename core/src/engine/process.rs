@@ -76,7 +76,8 @@ impl Stop {
 }
 
 /// A listening socket and the task accepting on it.
-struct Bound {
+struct Bound<N: Net> {
+    socket: Arc<N::Listener>,
     frontend: FrontendHandle,
     addr: SocketAddr,
     stop: Stop,
@@ -96,7 +97,7 @@ pub struct Process<N: Net> {
     spawner: Handle,
     global: Arc<Semaphore>,
     maxconn: usize,
-    bound: BTreeMap<String, Bound>,
+    bound: BTreeMap<String, Bound<N>>,
     checks: Stop,
     runtime: Arc<Runtime>,
     live: Arc<RwLock<Arc<Runtime>>>,
@@ -204,6 +205,16 @@ impl<N: Net> Process<N> {
         self.bound
             .values()
             .map(|b| (read(&b.frontend).name.clone(), b.addr))
+            .collect()
+    }
+
+    /// The listening sockets by configured address (`bind`), for handing over to a successor
+    /// process (a hitless upgrade): it accepts on the very same sockets, so no connection
+    /// arriving during the switch is refused.
+    pub fn listeners(&self) -> Vec<(String, Arc<N::Listener>)> {
+        self.bound
+            .iter()
+            .map(|(bind, b)| (bind.clone(), b.socket.clone()))
             .collect()
     }
 
@@ -319,13 +330,14 @@ impl<N: Net> Process<N> {
     }
 
     /// Starts accepting on a freshly bound socket for `fe`.
-    fn listen(&self, fe: &Arc<Frontend>, fresh: Fresh<N>) -> Bound {
+    fn listen(&self, fe: &Arc<Frontend>, fresh: Fresh<N>) -> Bound<N> {
         let frontend: FrontendHandle = Arc::new(RwLock::new(fe.clone()));
         let stop = Stop::new();
+        let socket = Arc::new(fresh.socket);
         let task = self.spawner.spawn(serve(
             self.ctx.clone(),
             Listener {
-                socket: fresh.socket,
+                socket: socket.clone(),
                 frontend: frontend.clone(),
             },
             self.global.clone(),
@@ -333,6 +345,7 @@ impl<N: Net> Process<N> {
         ));
         tracing::info!(frontend = %fe.name, addr = %fresh.addr, backend = %fe.backend.name, "listening");
         Bound {
+            socket,
             frontend,
             addr: fresh.addr,
             stop,

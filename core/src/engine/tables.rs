@@ -135,11 +135,13 @@ impl SharedTable {
     }
 
     fn shard(&self, key: &[u8]) -> MutexGuard<'_, StickTable> {
-        let k = &key[..key.len().min(self.config.key_bytes())];
         let i = if self.shards.len() == 1 {
             0
         } else {
-            (stable_hash(k) % self.shards.len() as u64) as usize
+            // The key as the table holds it (zero-padded or cut to its length): "ab" and
+            // "ab\0" are one key, so they must live in one shard.
+            let k = crate::stick::StickKey::new(key, self.config.key_bytes());
+            (stable_hash(k.as_bytes()) % self.shards.len() as u64) as usize
         };
         lock(&self.shards[i])
     }
@@ -163,6 +165,18 @@ impl SharedTable {
         let outcome = shard.set(key, server, now);
         self.record(key, server, outcome, Origin::Local);
         outcome
+    }
+
+    /// Stores an entry carried over from another process with its deadline there (see
+    /// [`StickTable::restore`]).
+    pub fn restore(
+        &self,
+        key: &[u8],
+        server: ServerId,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Option<Learn> {
+        self.shard(key).restore(key, server, expires_at, now)
     }
 
     /// Reads one entry without refreshing it.
@@ -375,5 +389,29 @@ impl Tables for BackendTables {
 
     fn ticket_keys(&self) -> Option<&Mutex<TicketKeys>> {
         self.ticket_keys.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_key_and_its_padded_form_are_one_entry_in_a_sharded_table() {
+        let config = StickTableConfig::new(32, 100_000, std::time::Duration::from_secs(60));
+        let t = SharedTable::new(TableKind::SessionId, config, 7);
+        assert!(t.shards.len() > 1, "the test needs a sharded table");
+        let now = Timestamp(0);
+        for i in 0u8..64 {
+            let short = [i, 1, 2];
+            let mut padded = [0u8; 32];
+            padded[..3].copy_from_slice(&short);
+            t.learn(&short, ServerId(u32::from(i)), now);
+            assert_eq!(
+                t.get(&padded, now).map(|e| e.server),
+                Some(ServerId(u32::from(i))),
+                "key {i}"
+            );
+        }
     }
 }

@@ -48,12 +48,19 @@ const MAX_CONNECTIONS: usize = 64;
 pub struct StatsListener {
     addr: SocketAddr,
     task: JoinHandle<()>,
+    /// The listening socket, for handing over to a successor process (an upgrade).
+    socket: std::os::fd::OwnedFd,
 }
 
 impl StatsListener {
     /// Where it listens (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// A copy of the listening socket, for a successor process to accept on.
+    pub fn socket(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        self.socket.try_clone()
     }
 }
 
@@ -71,10 +78,15 @@ pub async fn serve_stats(config: Stats, view: DaemonView) -> Result<StatsListene
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let token =
         AdminToken::generate().context("stats: reading /dev/urandom for the admin token")?;
-    let socket = TcpListener::bind(&config.bind)
-        .await
-        .with_context(|| format!("stats: cannot bind {}", config.bind))?;
+    let role = crate::upgrade::inherited::Role::Stats;
+    let socket = match crate::upgrade::inherited::take_tcp(role, &config.bind) {
+        Some(inherited) => TcpListener::from_std(inherited)?,
+        None => TcpListener::bind(&config.bind)
+            .await
+            .with_context(|| format!("stats: cannot bind {}", config.bind))?,
+    };
     let addr = socket.local_addr()?;
+    let handover = std::os::fd::AsFd::as_fd(&socket).try_clone_to_owned()?;
     if config.admin && credentials.is_none() && !config.admin_without_auth {
         tracing::warn!(%addr, "stats admin actions are refused: no auth (set admin-without-auth = true to open them anyway)");
     }
@@ -91,7 +103,11 @@ pub async fn serve_stats(config: Stats, view: DaemonView) -> Result<StatsListene
         token,
     });
     let task = tokio::spawn(accept_loop(socket, site, tls));
-    Ok(StatsListener { addr, task })
+    Ok(StatsListener {
+        addr,
+        task,
+        socket: handover,
+    })
 }
 
 async fn accept_loop(socket: TcpListener, site: Arc<Site>, tls: Option<TlsAcceptor>) {
