@@ -61,8 +61,8 @@ pub enum SimCommand {
 pub struct SweepArgs {
     /// Scenario TOML; without one, the embedded default deployment.
     pub scenario: Option<PathBuf>,
-    /// Parameter to sweep (repeat; default all): table-size, expire, servers, fleet-size,
-    /// session-timeout.
+    /// Parameter to sweep (repeat; default all but instances): table-size, expire, servers,
+    /// fleet-size, session-timeout, instances.
     #[arg(long = "param")]
     pub params: Vec<SweepParam>,
     /// Values for a single --param (comma separated; sizes in entries, times in seconds,

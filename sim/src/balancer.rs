@@ -110,6 +110,11 @@ pub trait BalancerHost {
     fn affinity_counts(&self) -> Option<AffinityCounts> {
         None
     }
+    /// Every stick-table entry as (table number and key bytes, server name), to compare the
+    /// tables of several instances; `None` without tables.
+    fn table_keys(&self) -> Option<Vec<(Vec<u8>, String)>> {
+        None
+    }
     /// Servers the balancer currently considers DOWN (health checks), for trace mode.
     fn down_servers(&self) -> Vec<String> {
         Vec::new()

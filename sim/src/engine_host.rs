@@ -380,6 +380,24 @@ impl BalancerHost for EngineHost {
         Some(self.outcomes.snapshot())
     }
 
+    fn table_keys(&self) -> Option<Vec<(Vec<u8>, String)>> {
+        let be = self.backend()?;
+        be.tables.iter().next()?;
+        let mut out = Vec::new();
+        for (n, table) in be.tables.iter().enumerate() {
+            for e in table.entries(Timestamp::ZERO) {
+                let mut key = vec![n as u8];
+                key.extend_from_slice(&e.key);
+                let server = be
+                    .servers
+                    .get(e.server.index())
+                    .map_or_else(String::new, |s| s.name.clone());
+                out.push((key, server));
+            }
+        }
+        Some(out)
+    }
+
     fn down_servers(&self) -> Vec<String> {
         let Some(be) = self.backend() else {
             return Vec::new();
