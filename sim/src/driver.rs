@@ -805,8 +805,7 @@ fn record_final(recorder: &Rc<RefCell<Recorder>>, b: &Instances, end: u64) {
     let mut rec = recorder.borrow_mut();
     if let Some(m) = rec.instances_mut() {
         for (i, x) in b.all().iter().enumerate() {
-            let affinity = x.balancer.affinity_counts().map(|c| c.overall);
-            m.set_final(i, affinity, x.balancer.table_totals());
+            m.set_final(i, x.balancer.affinity_counts(), x.balancer.table_totals());
         }
     }
 }

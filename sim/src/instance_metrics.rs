@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::frontdoor::{instance_host, Spread};
-use crate::metrics::{ConnectionRecord, FleetStats, FleetTally, OutcomeTally, TableTotals};
+use crate::metrics::{
+    AffinityCounts, ConnectionRecord, FleetStats, FleetTally, OutcomeTally, TableTotals,
+};
 
 /// Tables "agree" from this share of keys on (keys learned in the last instants are always
 /// still on their way).
@@ -19,7 +21,7 @@ pub struct InstanceMetrics {
     spread: Option<Spread>,
     replication: bool,
     clients: BTreeMap<usize, FleetTally>,
-    finals: BTreeMap<usize, (Option<OutcomeTally>, Option<TableTotals>)>,
+    finals: BTreeMap<usize, (Option<AffinityCounts>, Option<TableTotals>)>,
     agreement: BTreeMap<u64, f64>,
     convergence: Vec<Convergence>,
 }
@@ -56,7 +58,7 @@ impl InstanceMetrics {
     pub fn set_final(
         &mut self,
         i: usize,
-        affinity: Option<OutcomeTally>,
+        affinity: Option<AffinityCounts>,
         table: Option<TableTotals>,
     ) {
         self.finals.insert(i, (affinity, table));
@@ -86,6 +88,7 @@ impl InstanceMetrics {
     /// The report section.
     pub fn report(&self) -> InstancesReport {
         let mut per_instance = BTreeMap::new();
+        let mut affinity_per_minute = BTreeMap::new();
         let indices: std::collections::BTreeSet<usize> = self
             .clients
             .keys()
@@ -94,6 +97,14 @@ impl InstanceMetrics {
             .collect();
         for i in indices {
             let (affinity, table) = self.finals.get(&i).cloned().unwrap_or_default();
+            if let Some(a) = &affinity {
+                let last = a.minutes.keys().next_back().copied().unwrap_or(0);
+                let rates = (0..=last)
+                    .map(|m| a.minutes.get(&m).map_or(0.0, |t| t.affinity_rate))
+                    .collect();
+                affinity_per_minute.insert(instance_host(i), rates);
+            }
+            let affinity = affinity.map(|a| a.overall);
             per_instance.insert(
                 instance_host(i),
                 InstanceStats {
@@ -112,6 +123,7 @@ impl InstanceMetrics {
             spread: self.spread.unwrap_or_default(),
             replication: self.replication,
             per_instance,
+            affinity_per_minute,
             table_agreement_per_minute: per_minute.into_values().collect(),
             convergence: self.convergence.clone(),
         }
@@ -127,6 +139,8 @@ pub struct InstancesReport {
     pub replication: bool,
     /// Per instance (by host name).
     pub per_instance: BTreeMap<String, InstanceStats>,
+    /// Each instance's affinity rate per minute of acceptance (0 in minutes it took nothing).
+    pub affinity_per_minute: BTreeMap<String, Vec<f64>>,
     /// Share of keys all running instances hold alike, at each minute's start.
     pub table_agreement_per_minute: Vec<f64>,
     /// How long the tables took to agree after each partition heal or instance restart.
