@@ -602,7 +602,11 @@ fn build_world<'a>(
     world.door = start_balancer(&mut world, scenario.balancer.spread);
     start_fleets(&mut world, scenario, seed);
     link_latencies(&mut world);
-    if scenario.balancer.instances > 1 {
+    let adds = scenario
+        .events
+        .iter()
+        .any(|e| e.action == Action::AddInstance);
+    if has_balancer && (scenario.balancer.instances > 1 || adds) {
         recorder.borrow_mut().track_instances(InstanceMetrics::new(
             scenario.balancer.spread,
             replication.is_some_and(|r| r.enabled),

@@ -120,6 +120,19 @@ pub enum Action {
 }
 
 impl Action {
+    /// The balancer instance an event names, if it names one.
+    pub fn instance(&self) -> Option<usize> {
+        match *self {
+            Action::CrashInstance { instance }
+            | Action::RestartInstance { instance }
+            | Action::RemoveInstance { instance }
+            | Action::UpgradeInstance { instance, .. }
+            | Action::PartitionPeers { instance }
+            | Action::HealPeers { instance } => Some(instance),
+            _ => None,
+        }
+    }
+
     /// A short human description for reports and plots.
     pub fn describe(&self) -> String {
         match self {

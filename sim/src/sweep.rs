@@ -139,6 +139,9 @@ impl SweepParam {
                     )));
                 }
                 s.balancer.instances = value as usize;
+                // Events on instances this point does not have are left out.
+                s.events
+                    .retain(|e| e.action.instance().is_none_or(|i| i < value as usize));
             }
         }
         Ok((s, c))
@@ -386,6 +389,13 @@ mod tests {
         let (s4, _) = SweepParam::Instances.apply(3, &s, None).unwrap();
         assert_eq!(s4.balancer.instances, 3);
         assert!(SweepParam::Instances.apply(0, &s, None).is_err());
+        let multi = Scenario::from_toml(include_str!("../scenarios/multi-balancer.toml")).unwrap();
+        let (one, _) = SweepParam::Instances.apply(1, &multi, None).unwrap();
+        assert!(one
+            .events
+            .iter()
+            .all(|e| e.action.instance().unwrap_or(0) < 1));
+        assert!(one.events.len() < multi.events.len() && !one.events.is_empty());
         assert_eq!("instances".parse::<SweepParam>(), Ok(SweepParam::Instances));
         assert!(!SweepParam::ALL.contains(&SweepParam::Instances));
     }
