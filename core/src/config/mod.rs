@@ -34,6 +34,7 @@
 
 mod load;
 mod locate;
+pub mod peers;
 pub mod route;
 pub mod rules;
 pub mod units;
@@ -73,6 +74,9 @@ pub struct Config {
     /// HAProxy's runtime API on a unix socket (`stats socket`), if wanted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminSocket>,
+    /// Stick-table replication with HAProxy's peers protocol, if wanted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<peers::PeersSection>,
 }
 
 /// The runtime API socket: HAProxy's `stats socket PATH [mode M] [level L]`, so `socat`, `hatop`

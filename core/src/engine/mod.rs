@@ -16,6 +16,7 @@ pub mod health;
 pub mod listener;
 pub mod log;
 pub mod net;
+pub mod peers;
 pub mod process;
 pub mod proxy_protocol;
 pub mod router;

@@ -5,11 +5,14 @@
 //! order is exact across the whole table, as the core `StickTable` guarantees per shard.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::affinity::ticket_keys::{Limits, TicketKeys};
 use crate::affinity::{stable_hash, TableKind, Tables};
-use crate::stick::{Learn, Lookup, StickEntry, StickStats, StickTable, StickTableConfig};
+use crate::stick::{
+    Learn, Lookup, Origin, StickEntry, StickKey, StickStats, StickTable, StickTableConfig,
+    UpdateFeed,
+};
 use crate::{ServerId, Timestamp};
 
 /// Tables below this many entries per shard are not sharded.
@@ -27,6 +30,17 @@ pub struct SharedTable {
     /// a connection still running under the configuration before a reload cannot write (or
     /// read) a server index of the old numbering into the table the new one took over.
     layout: AtomicU64,
+    /// The update feed the peers protocol reads, once a peers section shares the table.
+    feed: OnceLock<Feed>,
+}
+
+/// A table's update feed and the wake-up of whoever pushes it to peers.
+#[derive(Debug)]
+pub struct Feed {
+    /// The ordered, bounded record of stores.
+    pub updates: Mutex<UpdateFeed>,
+    /// Notified after every store.
+    pub changed: tokio::sync::Notify,
 }
 
 impl SharedTable {
@@ -52,7 +66,57 @@ impl SharedTable {
             config,
             shards,
             layout: AtomicU64::new(0),
+            feed: OnceLock::new(),
         }
+    }
+
+    /// Starts recording stores for peers (idempotent), keeping the last `backlog` of them.
+    pub fn enable_feed(&self, backlog: usize) -> &Feed {
+        self.feed.get_or_init(|| Feed {
+            updates: Mutex::new(UpdateFeed::new(backlog)),
+            changed: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The update feed, when a peers section shares this table.
+    pub fn feed(&self) -> Option<&Feed> {
+        self.feed.get()
+    }
+
+    /// Records a store in the feed (called under the shard's lock, so the feed's order is the
+    /// table's). Refused stores are not recorded.
+    fn record(&self, key: &[u8], server: ServerId, outcome: Learn, origin: Origin) {
+        let Some(feed) = self.feed.get() else { return };
+        if outcome == Learn::Refused {
+            return;
+        }
+        let key = StickKey::new(key, self.config.key_bytes());
+        let layout = self.layout();
+        feed.updates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(key, server, layout, origin);
+        feed.changed.notify_one();
+    }
+
+    /// Stores an entry a peer sent, for numbering `layout`: last writer wins, and it is recorded
+    /// with the peer as origin so it is not pushed back as a local update. Nothing when the
+    /// table was renumbered since.
+    pub fn apply_remote(
+        &self,
+        layout: u64,
+        key: &[u8],
+        server: ServerId,
+        now: Timestamp,
+        peer: u16,
+    ) -> Option<Learn> {
+        let mut shard = self.shard(key);
+        if self.layout() != layout {
+            return None;
+        }
+        let outcome = shard.set(key, server, now);
+        self.record(key, server, outcome, Origin::Peer(peer));
+        Some(outcome)
     }
 
     /// The current server numbering (see [`SharedTable::remap_servers`]).
@@ -87,12 +151,18 @@ impl SharedTable {
 
     /// Stores `key -> server`.
     pub fn learn(&self, key: &[u8], server: ServerId, now: Timestamp) -> Learn {
-        self.shard(key).learn(key, server, now)
+        let mut shard = self.shard(key);
+        let outcome = shard.learn(key, server, now);
+        self.record(key, server, outcome, Origin::Local);
+        outcome
     }
 
     /// Operator action: point a key at a server.
     pub fn set(&self, key: &[u8], server: ServerId, now: Timestamp) -> Learn {
-        self.shard(key).set(key, server, now)
+        let mut shard = self.shard(key);
+        let outcome = shard.set(key, server, now);
+        self.record(key, server, outcome, Origin::Local);
+        outcome
     }
 
     /// Reads one entry without refreshing it.
@@ -181,7 +251,12 @@ impl SharedTable {
         now: Timestamp,
     ) -> Option<Learn> {
         let mut shard = self.shard(key);
-        (self.layout() == layout).then(|| shard.learn(key, server, now))
+        if self.layout() != layout {
+            return None;
+        }
+        let outcome = shard.learn(key, server, now);
+        self.record(key, server, outcome, Origin::Local);
+        Some(outcome)
     }
 
     /// Renumbers or drops entries after a reload changed the server list.

@@ -102,6 +102,9 @@ pub struct StickTableConfig {
     /// Refuse new keys when full instead of evicting the least recently used entry.
     #[serde(default)]
     pub nopurge: bool,
+    /// The peers section replicating this table (`peers NAME`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<String>,
 }
 
 impl Default for StickTableConfig {
@@ -112,6 +115,7 @@ impl Default for StickTableConfig {
             expire: defaults::table_expire(),
             key_len: defaults::key_len(),
             nopurge: false,
+            peers: None,
         }
     }
 }
@@ -136,6 +140,7 @@ impl StickTableConfig {
             expire,
             key_len: u32::try_from(key_len).unwrap_or(u32::MAX),
             nopurge: false,
+            peers: None,
         }
     }
 
