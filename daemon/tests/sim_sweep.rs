@@ -50,20 +50,17 @@ fn table_size_sweep_shows_evictions_only_for_the_small_table() {
 fn instances_sweep_shows_affinity_falling_with_per_connection_spread() {
     let dir = std::env::temp_dir().join(format!("tether-sim-sweep-inst-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let scenario = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../sim/scenarios/multi-balancer.toml"
-    );
+    std::fs::create_dir_all(&dir).unwrap();
+    // The shipped scenario with replication off: the instances do not share their tables.
+    let shipped = include_str!("../../sim/scenarios/multi-balancer.toml");
+    let apart = shipped.replace("enabled = true", "enabled = false");
+    assert_ne!(apart, shipped);
+    let scenario = dir.join("apart.toml");
+    std::fs::write(&scenario, apart).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .args([
-            "sim",
-            "sweep",
-            scenario,
-            "--param",
-            "instances",
-            "--values",
-            "1,3",
-        ])
+        .args(["sim", "sweep"])
+        .arg(&scenario)
+        .args(["--param", "instances", "--values", "1,3"])
         .args(["--duration", "120s", "--quiet", "--out"])
         .arg(&dir)
         .output()

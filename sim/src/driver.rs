@@ -610,6 +610,7 @@ fn build_world<'a>(
         recorder.borrow_mut().track_instances(InstanceMetrics::new(
             scenario.balancer.spread,
             replication.is_some_and(|r| r.enabled),
+            scenario.network.tick.get().as_millis().max(1) as u64,
         ));
     }
     world
@@ -723,6 +724,7 @@ fn run_steps(
             }
             next_sample += 60_000;
         }
+        sample_replication(world, now);
         if now >= next_agreement {
             sample_agreement(world, now);
             next_agreement += AGREEMENT_EVERY_MS;
@@ -735,6 +737,20 @@ fn run_steps(
             Ok(false) => {}
             Err(e) => return Err(SimError::Turmoil(e.to_string())),
         }
+    }
+}
+
+/// Reads what the instances stored and received since the last step (replication lag).
+fn sample_replication(world: &World<'_>, now: u64) {
+    let Some(b) = world.balancer.as_ref() else {
+        return;
+    };
+    let updates = b.replication_updates();
+    if updates.is_empty() {
+        return;
+    }
+    if let Some(m) = world.recorder.borrow_mut().instances_mut() {
+        m.replication_updates(now, &updates);
     }
 }
 

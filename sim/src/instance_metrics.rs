@@ -10,6 +10,7 @@ use crate::frontdoor::{instance_host, Spread};
 use crate::metrics::{
     AffinityCounts, ConnectionRecord, FleetStats, FleetTally, OutcomeTally, TableTotals,
 };
+use crate::replication_lag::{LagProbe, LagStats};
 
 /// Tables "agree" from this share of keys on (keys learned in the last instants are always
 /// still on their way).
@@ -24,6 +25,8 @@ pub struct InstanceMetrics {
     finals: BTreeMap<usize, (Option<AffinityCounts>, Option<TableTotals>)>,
     agreement: BTreeMap<u64, f64>,
     convergence: Vec<Convergence>,
+    lag: LagProbe,
+    step_ms: u64,
 }
 
 /// Tables catching up after an event that set them apart.
@@ -41,10 +44,11 @@ pub struct Convergence {
 
 impl InstanceMetrics {
     /// Metrics for a run whose clients reach the instances by `spread`.
-    pub fn new(spread: Spread, replication: bool) -> Self {
+    pub fn new(spread: Spread, replication: bool, step_ms: u64) -> Self {
         InstanceMetrics {
             spread: Some(spread),
             replication,
+            step_ms,
             ..InstanceMetrics::default()
         }
     }
@@ -64,19 +68,26 @@ impl InstanceMetrics {
         self.finals.insert(i, (affinity, table));
     }
 
-    /// A sample of the table agreement at `now_ms`; settles pending convergences.
+    /// A sample of the table agreement at `now_ms`; settles pending convergences (from the
+    /// first sample after their event: at the event itself a restarted instance has no table).
     pub fn agreement_sample(&mut self, now_ms: u64, agreement: f64) {
         self.agreement.insert(now_ms, agreement);
         for c in &mut self.convergence {
-            if c.converged_after_seconds.is_none() && agreement >= CONVERGED {
-                let at_ms = (c.at_seconds * 1000.0) as u64;
+            let at_ms = (c.at_seconds * 1000.0) as u64;
+            if c.converged_after_seconds.is_none() && agreement >= CONVERGED && now_ms > at_ms {
                 c.converged_after_seconds = Some(now_ms.saturating_sub(at_ms) as f64 / 1000.0);
             }
         }
     }
 
+    /// The instances' stick-table updates read after a step (see [`LagProbe::observe`]).
+    pub fn replication_updates(&mut self, now_ms: u64, updates: &[(Vec<u8>, bool)]) {
+        self.lag.observe(now_ms, updates);
+    }
+
     /// An event set the tables apart at `now_ms`: measure how long until they agree again.
     pub fn await_convergence(&mut self, now_ms: u64, after: String, agreement: f64) {
+        self.lag.catch_up_from(now_ms);
         self.convergence.push(Convergence {
             after,
             at_seconds: now_ms as f64 / 1000.0,
@@ -126,6 +137,7 @@ impl InstanceMetrics {
             affinity_per_minute,
             table_agreement_per_minute: per_minute.into_values().collect(),
             convergence: self.convergence.clone(),
+            replication_lag: self.lag.stats(self.step_ms),
         }
     }
 }
@@ -145,6 +157,8 @@ pub struct InstancesReport {
     pub table_agreement_per_minute: Vec<f64>,
     /// How long the tables took to agree after each partition heal or instance restart.
     pub convergence: Vec<Convergence>,
+    /// From a store on one instance to its copy on another (replicating runs).
+    pub replication_lag: Option<LagStats>,
 }
 
 /// One instance's figures.
@@ -164,16 +178,19 @@ mod tests {
 
     #[test]
     fn convergence_is_the_first_agreeing_sample_after_the_event() {
-        let mut m = InstanceMetrics::new(Spread::Sticky, true);
+        let mut m = InstanceMetrics::new(Spread::Sticky, true, 20);
         m.agreement_sample(0, 1.0);
         m.await_convergence(10_000, "heal".into(), 0.5);
         m.agreement_sample(11_000, 0.7);
         m.agreement_sample(13_000, 0.995);
+        m.await_convergence(14_000, "restart".into(), 1.0);
         m.agreement_sample(14_000, 0.2);
+        m.agreement_sample(15_000, 1.0);
         m.await_convergence(20_000, "heal again".into(), 0.2);
         let r = m.report();
         assert_eq!(r.convergence[0].converged_after_seconds, Some(3.0));
-        assert_eq!(r.convergence[1].converged_after_seconds, None);
+        assert_eq!(r.convergence[1].converged_after_seconds, Some(1.0));
+        assert_eq!(r.convergence[2].converged_after_seconds, None);
         assert_eq!(r.table_agreement_per_minute, vec![1.0]);
     }
 }

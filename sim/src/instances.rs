@@ -158,6 +158,15 @@ impl Instances {
         down
     }
 
+    /// Stick-table updates of every running instance since the last call (replication).
+    pub fn replication_updates(&self) -> Vec<(Vec<u8>, bool)> {
+        self.list
+            .iter()
+            .filter(|x| x.state == InstanceState::Up)
+            .flat_map(|x| x.balancer.replication_updates())
+            .collect()
+    }
+
     /// How far the running instances' tables agree (see [`agreement`]); `None` without tables.
     pub fn table_agreement(&self) -> Option<f64> {
         let tables: Vec<Vec<(Vec<u8>, String)>> = self

@@ -20,6 +20,7 @@ pub mod instances;
 pub mod metrics;
 pub mod net;
 pub mod plot;
+pub mod replication_lag;
 pub mod report;
 pub mod rng;
 pub mod scenario;
@@ -102,7 +103,7 @@ pub fn run_with_options(
     options: RunOptions,
 ) -> Result<Run, SimError> {
     let engines: Rc<RefCell<Vec<Rc<engine_host::EngineHost>>>> = Rc::default();
-    let make = balancer_factory(scenario, &options, &engines)?;
+    let make = balancer_factory(scenario, seed, &options, &engines)?;
     let balancer = match make {
         Some(make) => Some(instances::Instances::new(
             scenario.balancer.instances.max(1),
@@ -126,6 +127,7 @@ pub fn run_with_options(
 /// `engines`, for traces), the relay, or nothing in direct mode.
 fn balancer_factory(
     scenario: &Scenario,
+    seed: u64,
     options: &RunOptions,
     engines: &Rc<RefCell<Vec<Rc<engine_host::EngineHost>>>>,
 ) -> Result<Option<instances::MakeBalancer>, SimError> {
@@ -144,14 +146,41 @@ fn balancer_factory(
     };
     let trace = options.trace;
     let engines = engines.clone();
+    let roster = replication_roster(scenario);
     Ok(Some(Box::new(move || {
-        let host = Rc::new(engine_host::EngineHost::new(config.clone())?);
+        let index = engines.borrow().len();
+        let mut host = engine_host::EngineHost::new(config.clone())?;
+        if let Some(roster) = &roster {
+            host = host.with_replication(engine_host::Replication {
+                local: frontdoor::instance_host(index),
+                roster: roster.clone(),
+                seed: seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            });
+        }
+        let host = Rc::new(host);
         if trace {
             host.sink().enable_trace();
         }
         engines.borrow_mut().push(host.clone());
         Ok(host as Rc<dyn BalancerHost>)
     })))
+}
+
+/// Every instance that will exist in the run (those added by events too), when the scenario
+/// replicates: each instance's peers section lists them all from the start, and a peer whose
+/// host does not exist yet is simply unreachable until it does.
+fn replication_roster(scenario: &Scenario) -> Option<Vec<String>> {
+    let r = scenario.balancer.replication.as_ref()?;
+    if !r.enabled {
+        return None;
+    }
+    let added = scenario
+        .events
+        .iter()
+        .filter(|e| e.action == events::Action::AddInstance)
+        .count();
+    let total = scenario.balancer.instances + added;
+    Some((0..total).map(frontdoor::instance_host).collect())
 }
 
 /// Runs `scenario` with `seed` on the given balancer (the seam for tether's engine); one

@@ -361,6 +361,13 @@ fn write_instances(out: &mut String, r: &InstancesReport) {
         .map(|a| format!("{:.0}%", a * 100.0))
         .collect();
     let _ = writeln!(out, "table agreement per minute: {}", agreement.join(" "));
+    if let Some(l) = &r.replication_lag {
+        let _ = writeln!(
+            out,
+            "replication lag: p50 {} ms, p99 {} ms, max {} ms over {} updates (step {} ms)",
+            l.p50_ms, l.p99_ms, l.max_ms, l.samples, l.resolution_ms
+        );
+    }
     for c in &r.convergence {
         let when = c.converged_after_seconds.map_or_else(
             || "not converged".to_owned(),

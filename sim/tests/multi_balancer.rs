@@ -44,6 +44,14 @@ fn scenario(instances: usize, spread: &str, extra: &str) -> Scenario {
     Scenario::from_toml(&text).expect("test scenario")
 }
 
+/// `scenario` with the instances replicating over links of `latency`.
+fn replicated(instances: usize, spread: &str, extra: &str) -> Scenario {
+    let mut s = scenario(instances, spread, extra);
+    s.balancer.replication =
+        Some(toml::from_str("enabled = true\nlatency = \"2ms\"").expect("replication section"));
+    s
+}
+
 fn affinity(r: &Report) -> f64 {
     r.affinity.as_ref().expect("engine outcomes").fleets["f"].affinity_rate
 }
@@ -198,4 +206,86 @@ fn bad_instance_counts_and_events_are_refused() {
         .expect("bad instance")
         .to_string();
     assert!(e.contains("instance 5"), "{e}");
+}
+
+#[test]
+fn with_replication_per_connection_spread_comes_within_a_few_points_of_one_balancer() {
+    let single = affinity(&tether_sim::run(&scenario(1, "per-connection", ""), 8).unwrap());
+    let apart = affinity(&tether_sim::run(&scenario(3, "per-connection", ""), 8).unwrap());
+    let r = tether_sim::run(&replicated(3, "per-connection", ""), 8).unwrap();
+    let shared = affinity(&r);
+    println!("one {single}, three apart {apart}, three replicating {shared}");
+    assert!(shared > single - 0.05, "one {single}, replicating {shared}");
+    assert!(apart < single * 0.5, "apart {apart}");
+    let inst = r.instances.as_ref().unwrap();
+    assert!(inst.replication);
+    // Every instance holds every key: the tables agree after the first seconds.
+    assert!(
+        inst.table_agreement_per_minute
+            .iter()
+            .skip(1)
+            .all(|&a| a > 0.97),
+        "{:?}",
+        inst.table_agreement_per_minute
+    );
+    let lag = inst.replication_lag.as_ref().expect("lag measured");
+    assert!(lag.samples > 100, "{lag:?}");
+    // 2 ms links, seen through 10 ms steps.
+    assert!(lag.p50_ms <= 30, "{lag:?}");
+}
+
+#[test]
+fn after_a_peer_partition_heals_the_tables_converge() {
+    let events = r#"
+        [[events]]
+        at = "30s"
+        action = "partition-peers"
+        instance = 1
+        [[events]]
+        at = "100s"
+        action = "heal-peers"
+        instance = 1
+        "#;
+    let r = tether_sim::run(&replicated(3, "sticky", events), 9).unwrap();
+    let inst = r.instances.as_ref().unwrap();
+    // Minute 1 (60 s) is inside the partition: instance 1 has learned keys the others lack.
+    let during = inst.table_agreement_per_minute[1];
+    assert!(during < 0.95, "{:?}", inst.table_agreement_per_minute);
+    let c = &inst.convergence;
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert!(c[0].agreement_at_event < 0.95, "{c:?}");
+    let after = c[0]
+        .converged_after_seconds
+        .expect("tables converge after the heal");
+    assert!(after <= 10.0, "{c:?}");
+    // Without replication nothing converges.
+    let apart = tether_sim::run(&scenario(3, "sticky", events), 9).unwrap();
+    let c = &apart.instances.as_ref().unwrap().convergence;
+    assert_eq!(c[0].converged_after_seconds, None, "{c:?}");
+}
+
+#[test]
+fn a_restarted_instance_gets_the_table_back_from_its_peers() {
+    let events = r#"
+        [[events]]
+        at = "40s"
+        action = "crash-instance"
+        instance = 2
+        [[events]]
+        at = "60s"
+        action = "restart-instance"
+        instance = 2
+        "#;
+    let r = tether_sim::run(&replicated(3, "per-connection", events), 10).unwrap();
+    let inst = r.instances.as_ref().unwrap();
+    let c = &inst.convergence;
+    let after = c[0].converged_after_seconds.expect("resync after restart");
+    assert!(after <= 5.0, "{c:?}");
+    // Its affinity after the restart is as good as the others': it knew every key at once.
+    let lb2 = inst.per_instance["lb-2"]
+        .affinity
+        .as_ref()
+        .unwrap()
+        .affinity_rate;
+    assert!(lb2 > 0.9, "{lb2}");
 }
