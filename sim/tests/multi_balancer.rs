@@ -193,7 +193,7 @@ fn bad_instance_counts_and_events_are_refused() {
     ] {
         let mut s = scenario(1, "sticky", "");
         s.balancer.instances = text.rsplit(' ').next().unwrap().parse().unwrap();
-        let e = tether_sim::run(&s, 1).err().expect(text).to_string();
+        let e = tether_sim::run(&s, 1).expect_err(text).to_string();
         assert!(e.contains(why), "{text}: {e}");
     }
     let s = scenario(
@@ -202,8 +202,7 @@ fn bad_instance_counts_and_events_are_refused() {
         "[[events]]\nat = \"1s\"\naction = \"crash-instance\"\ninstance = 5",
     );
     let e = tether_sim::run(&s, 1)
-        .err()
-        .expect("bad instance")
+        .expect_err("bad instance")
         .to_string();
     assert!(e.contains("instance 5"), "{e}");
 }
