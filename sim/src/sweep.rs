@@ -139,9 +139,11 @@ impl SweepParam {
                     )));
                 }
                 s.balancer.instances = value as usize;
-                // Events on instances this point does not have are left out.
-                s.events
-                    .retain(|e| e.action.instance().is_none_or(|i| i < value as usize));
+                // Each point is N instances in steady state: events that crash, add, upgrade
+                // or cut instances would make the points incomparable, and are left out.
+                s.events.retain(|e| {
+                    e.action.instance().is_none() && e.action != crate::events::Action::AddInstance
+                });
             }
         }
         Ok((s, c))
@@ -391,11 +393,9 @@ mod tests {
         assert!(SweepParam::Instances.apply(0, &s, None).is_err());
         let multi = Scenario::from_toml(include_str!("../scenarios/multi-balancer.toml")).unwrap();
         let (one, _) = SweepParam::Instances.apply(1, &multi, None).unwrap();
-        assert!(one
-            .events
-            .iter()
-            .all(|e| e.action.instance().unwrap_or(0) < 1));
-        assert!(one.events.len() < multi.events.len() && !one.events.is_empty());
+        assert!(one.events.is_empty() && !multi.events.is_empty());
+        let (d, _) = SweepParam::Instances.apply(2, &s, None).unwrap();
+        assert_eq!(d.events.len(), s.events.len(), "server events are kept");
         assert_eq!("instances".parse::<SweepParam>(), Ok(SweepParam::Instances));
         assert!(!SweepParam::ALL.contains(&SweepParam::Instances));
     }
