@@ -82,6 +82,9 @@ struct RunArgs {
     /// Worker threads serving connections (HAProxy's `nbthread`); default: one per CPU.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
+    /// This process's name in the peers section (HAProxy's `-L`; overrides `localpeer`).
+    #[arg(short = 'L', long = "local-peer")]
+    local_peer: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -176,7 +179,10 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         )),
         _ => anyhow::bail!("say what to run: -c tether.toml, --haproxy haproxy.cfg, or --listen ADDR --server ADDR..."),
     };
-    let config = source.load()?;
+    let mut config = source.load()?;
+    if let (Some(name), Some(peers)) = (args.local_peer.as_ref(), config.peers.as_mut()) {
+        peers.local = name.clone();
+    }
     // One thread: tokio's single-threaded scheduler runs the same tasks without the
     // work-stealing machinery (no cross-thread queues or wake-ups), as HAProxy's nbthread 1.
     let mut builder = match args.threads {
@@ -218,6 +224,11 @@ async fn serve(source: ConfigSource, config: Config) -> Result<ExitCode> {
     for (name, addr) in daemon.local_addrs() {
         tracing::info!(frontend = %name, %addr, "ready");
     }
+    // Stick-table replication (HAProxy's peers protocol) follows reloads through the view.
+    let _peers = match config.peers.clone() {
+        Some(section) => Some(tether::run::start_peers(section, &daemon, table_seed).await?),
+        None => None,
+    };
     // The stats listener follows reloads through the view; its own settings are read once.
     let _stats = match config.stats.clone() {
         Some(stats) => Some(tether::stats::serve_stats(stats, daemon.view()).await?),

@@ -49,3 +49,31 @@ impl PeersSection {
         self.peers.iter().filter(move |p| p.name != self.local)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load_toml;
+
+    const BASE: &str = "[[frontend]]\nname = \"f\"\nbind = [\"127.0.0.1:9443\"]\nbackend = \"app\"\n\n[[backend]]\nname = \"app\"\n[backend.stick-table]\npeers = \"mesh\"\n[[backend.server]]\nname = \"s1\"\naddress = \"127.0.0.1:8443\"\n";
+
+    #[test]
+    fn peers_section_loads() {
+        let text = format!("{BASE}\n[peers]\nname = \"mesh\"\nlocal = \"lb1\"\nbind = \"127.0.0.1:10000\"\n[[peers.peer]]\nname = \"lb2\"\naddress = \"127.0.0.1:10001\"\n");
+        let c = load_toml("t.toml", &text).unwrap();
+        let p = c.peers.unwrap();
+        assert_eq!((p.local.as_str(), p.remotes().count()), ("lb1", 1));
+        assert_eq!(c.backends[0].stick_table.peers.as_deref(), Some("mesh"));
+    }
+
+    #[test]
+    fn unknown_section_and_bad_address_name_their_line() {
+        let e = load_toml("t.toml", BASE).unwrap_err().to_string();
+        assert!(
+            e.contains("t.toml:9") && e.contains("\"mesh\", which is not defined"),
+            "{e}"
+        );
+        let text = format!("{BASE}\n[peers]\nname = \"mesh\"\nlocal = \"lb1\"\n[[peers.peer]]\nname = \"lb2\"\naddress = \"nowhere\"\n");
+        let e = load_toml("t.toml", &text).unwrap_err().to_string();
+        assert!(e.contains("has no port"), "{e}");
+    }
+}

@@ -269,15 +269,18 @@ pub struct PeersService {
 /// A cheap handle on the service's status, for the stats server.
 #[derive(Clone)]
 pub struct PeersView {
-    shared: Arc<Shared>,
+    shared: std::sync::Weak<Shared>,
 }
 
 impl PeersView {
     /// Per remote peer, in configuration order.
     pub fn status(&self) -> Vec<PeerStatus> {
-        let now = self.shared.clock.now();
-        let tables = self.shared.source.peer_tables(&self.shared.section.name);
-        self.shared
+        let Some(shared) = self.shared.upgrade() else {
+            return Vec::new();
+        };
+        let now = shared.clock.now();
+        let tables = shared.source.peer_tables(&shared.section.name);
+        shared
             .peers
             .iter()
             .map(|p| {
@@ -288,9 +291,12 @@ impl PeersView {
             .collect()
     }
 
-    /// This process's peer name.
-    pub fn local_name(&self) -> &str {
-        &self.shared.section.local
+    /// This process's peer name (empty once the service stopped).
+    pub fn local_name(&self) -> String {
+        self.shared
+            .upgrade()
+            .map(|s| s.section.local.clone())
+            .unwrap_or_default()
     }
 
     /// Where `key` of table `table` came from, if the feed still remembers:
@@ -298,9 +304,10 @@ impl PeersView {
     pub fn origin_of(&self, table: &SharedTable, key: &[u8]) -> Option<String> {
         let feed = table.feed()?;
         let origin = lock(&feed.updates).origin_of(key)?;
+        let shared = self.shared.upgrade()?;
         Some(match origin {
             Origin::Local => "local".to_owned(),
-            Origin::Peer(i) => match self.shared.peers.get(usize::from(i)) {
+            Origin::Peer(i) => match shared.peers.get(usize::from(i)) {
                 Some(p) => format!("peer {}", p.name),
                 None => format!("peer #{i}"),
             },
@@ -330,7 +337,7 @@ impl PeersService {
     /// A handle for status pages.
     pub fn view(&self) -> PeersView {
         PeersView {
-            shared: self.shared.clone(),
+            shared: Arc::downgrade(&self.shared),
         }
     }
 

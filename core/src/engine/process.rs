@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -27,6 +27,7 @@ use super::health::check_server;
 use super::listener::{serve, FrontendHandle, Listener};
 use super::log::LogSink;
 use super::net::Net;
+use super::peers::PeersView;
 use super::runtime::Runtime;
 use crate::ServerId;
 
@@ -99,6 +100,7 @@ pub struct Process<N: Net> {
     checks: Stop,
     runtime: Arc<Runtime>,
     live: Arc<RwLock<Arc<Runtime>>>,
+    peers: Arc<OnceLock<PeersView>>,
 }
 
 /// What the stats server and the simulator's probes read: the runtime in force (it follows
@@ -106,6 +108,7 @@ pub struct Process<N: Net> {
 pub struct ProcessView<N: Net> {
     runtime: Arc<RwLock<Arc<Runtime>>>,
     ctx: Arc<Context<N>>,
+    peers: Arc<OnceLock<PeersView>>,
 }
 
 impl<N: Net> Clone for ProcessView<N> {
@@ -113,6 +116,7 @@ impl<N: Net> Clone for ProcessView<N> {
         ProcessView {
             runtime: self.runtime.clone(),
             ctx: self.ctx.clone(),
+            peers: self.peers.clone(),
         }
     }
 }
@@ -123,7 +127,13 @@ impl<N: Net> ProcessView<N> {
         ProcessView {
             runtime: Arc::new(RwLock::new(runtime)),
             ctx,
+            peers: Arc::default(),
         }
+    }
+
+    /// The peers service's status, once one runs for this process.
+    pub fn peers(&self) -> Option<&PeersView> {
+        self.peers.get()
     }
 
     /// The runtime in force now.
@@ -157,11 +167,17 @@ impl<N: Net> Process<N> {
             bound: BTreeMap::new(),
             checks: Stop::new(),
             live: Arc::new(RwLock::new(runtime.clone())),
+            peers: Arc::default(),
             runtime: runtime.clone(),
         };
         let fresh = process.bind_new(&runtime).await?;
         process.commit(runtime, fresh);
         Ok(process)
+    }
+
+    /// Shows the peers service's status on this process's views (stats pages); once.
+    pub fn attach_peers(&self, view: PeersView) {
+        let _ = self.peers.set(view);
     }
 
     /// The engine context shared by every connection (counters, clock).
@@ -179,6 +195,7 @@ impl<N: Net> Process<N> {
         ProcessView {
             runtime: self.live.clone(),
             ctx: self.ctx.clone(),
+            peers: self.peers.clone(),
         }
     }
 

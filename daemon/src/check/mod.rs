@@ -7,6 +7,7 @@
 //! config is loaded with [`tether_core::config::load_toml`] and then given affinity advice.
 
 pub mod advice;
+pub mod peers;
 pub mod routes;
 
 use std::fmt;

@@ -14,6 +14,7 @@ pub mod csv;
 pub mod html;
 pub mod json;
 pub mod metrics;
+pub mod peers;
 pub mod server;
 pub mod slots;
 pub mod snapshot;
@@ -225,22 +226,28 @@ impl Site {
                 self.view.context().actconn.load(Ordering::Relaxed),
             )
         };
+        let peers = || peers::Peers::take(&self.view);
         let version = (!self.config.hide_version).then_some(env!("CARGO_PKG_VERSION"));
         let read_only = matches!(req.method.as_str(), "GET" | "HEAD");
         match route(&self.config.uri, &req.path) {
             Route::Metrics if read_only => {
-                Response::new(200, metrics::CONTENT_TYPE, metrics::render(&snap()))
+                let text = metrics::render(&snap()) + &peers().metrics();
+                Response::new(200, metrics::CONTENT_TYPE, text)
             }
             Route::Csv if read_only => {
                 Response::new(200, "text/csv; charset=utf-8", csv::render(&snap()))
             }
-            Route::Json if read_only => Response::json(200, &json::render(&snap(), version)),
+            Route::Json if read_only => {
+                let mut v = json::render(&snap(), version);
+                v["peers"] = peers().json();
+                Response::json(200, &v)
+            }
             Route::Table(rest) => {
                 let now = self.view.context().clock.now();
                 table::handle(&runtime, now, req, rest, admin)
             }
             Route::Page { status } if read_only => {
-                let page = html::render(
+                let page = peers().into_page(html::render(
                     &snap(),
                     &html::PageOptions {
                         uri: &self.config.uri,
@@ -250,7 +257,7 @@ impl Site {
                         token: self.token.as_str(),
                         status,
                     },
-                );
+                ));
                 let mut resp = Response::new(200, "text/html; charset=utf-8", page);
                 if let Some(r) = self.config.refresh {
                     resp = resp.with_header("Refresh", r.as_secs().max(1).to_string());

@@ -34,7 +34,6 @@ const PROCESS_ONLY: &[&str] = &[
     "lua-load",
     "quiet",
     "expose-experimental-directives",
-    "localpeer",
     "log-send-hostname",
     "log-tag",
     "server-state-file",
@@ -68,6 +67,7 @@ impl Importer<'_> {
                     "pidfile /var/run/haproxy.pid",
                 ),
                 "stats" if d.word(1) == "socket" => self.stats_socket(d),
+                "localpeer" => self.peers.localpeer = Some(d.word(1).to_string()),
                 "stats" if d.word(1) == "timeout" => self.process_only(d),
                 k if PROCESS_ONLY.contains(&k)
                     || k.starts_with("tune.")

@@ -25,6 +25,7 @@ mod frontend;
 mod global;
 mod options;
 pub mod origins;
+mod peers;
 mod proxy;
 mod routing;
 mod scope;
@@ -76,6 +77,8 @@ struct Importer<'a> {
     front_routes: Vec<routing::FrontRoutes>,
     /// Each backend's `tcp-request content` rules, folded into the frontends that reach it.
     back_filters: BTreeMap<String, routing::BackFilters>,
+    /// The peers section and `localpeer`, completed after all sections.
+    peers: peers::PendingPeers,
 }
 
 /// Imports a haproxy.cfg; never fails, the findings say what is wrong.
@@ -89,6 +92,7 @@ pub fn import(file: &str, text: &str) -> Import {
         origins: Origins::default(),
         front_routes: Vec::new(),
         back_filters: BTreeMap::new(),
+        peers: peers::PendingPeers::default(),
     };
     let (directives, lex_errors) = split_lines(text);
     for e in lex_errors {
@@ -106,8 +110,10 @@ pub fn import(file: &str, text: &str) -> Import {
             Kind::Global => im.global(&s),
             Kind::Defaults => defaults = s.body,
             Kind::Frontend | Kind::Backend | Kind::Listen => im.proxy(&s, &defaults),
+            Kind::Peers => im.peers(&s),
         }
     }
+    im.finish_peers();
     im.report_inherited_http();
     im.compose_routes();
     im.references();

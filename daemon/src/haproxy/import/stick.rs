@@ -65,11 +65,16 @@ impl Importer<'_> {
                     table.nopurge = true;
                     i += 1;
                 }
+                "peers" => {
+                    self.peers.uses.push((d.line, val.clone()));
+                    table.peers = Some(val);
+                    i += 2;
+                }
                 other => {
                     self.error(
                         d.line,
                         format!("unsupported stick-table argument `{other}`"),
-                        "tether tables store key → server only (no peers, no counters)",
+                        "tether tables store key → server only (no counters)",
                         "stick-table type binary len 32 size 60k expire 60m",
                     );
                     i += 2;
