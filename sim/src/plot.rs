@@ -22,6 +22,9 @@ pub fn write_plots(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, SimError
     if !report.series.table_occupancy.is_empty() {
         charts.push(("table", Chart::Table));
     }
+    if report.instances.is_some() {
+        charts.push(("instances", Chart::Instances));
+    }
     // The bitmaps and the SVGs do not depend on each other: draw them on two threads (a run
     // ends with this, and the simulation itself is single-threaded). Same files either way.
     let (pngs, svgs) = std::thread::scope(|scope| {
@@ -99,6 +102,7 @@ enum Chart {
     Load,
     Resumption,
     Table,
+    Instances,
 }
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
@@ -189,6 +193,7 @@ where
         Chart::Load => draw_load(root, r, minutes)?,
         Chart::Resumption => draw_resumption(root, r, minutes)?,
         Chart::Table => draw_table(root, r, minutes)?,
+        Chart::Instances => draw_instances(root, r, minutes)?,
     }
     partial_note(root, minutes)
 }
@@ -306,6 +311,83 @@ where
             e.what.clone(),
             (x, LABEL_ROWS[i % LABEL_ROWS.len()]),
             ("sans-serif", 13).into_font().color(&RED),
+        )))?;
+    }
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::LowerLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+/// Affinity per instance and overall, and how far the instances' tables agree, per minute.
+fn draw_instances<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    r: &Report,
+    minutes: Minutes,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let Some(inst) = &r.instances else {
+        return Ok(());
+    };
+    let mut c = ChartBuilder::on(root)
+        .caption(
+            format!(
+                "{}: affinity per instance, table agreement ({}, replication {})",
+                r.scenario,
+                inst.spread.name(),
+                if inst.replication { "on" } else { "off" }
+            ),
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..minutes.end, 0f64..1.05f64)?;
+    c.configure_mesh()
+        .x_desc("minute")
+        .y_desc("rate (0..1)")
+        .draw()?;
+    let mut lines: Vec<(String, RGBAColor, u32, &[f64])> = inst
+        .affinity_per_minute
+        .iter()
+        .enumerate()
+        .map(|(i, (name, v))| {
+            let color = Palette99::pick(i + 1).to_rgba();
+            (format!("affinity {name}"), color, 1, v.as_slice())
+        })
+        .collect();
+    lines.push((
+        "affinity, all instances".into(),
+        BLUE.to_rgba(),
+        3,
+        &r.series.affinity_rate,
+    ));
+    lines.push((
+        "table agreement".into(),
+        BLACK.to_rgba(),
+        2,
+        &inst.table_agreement_per_minute,
+    ));
+    for (name, color, width, v) in lines {
+        c.draw_series(LineSeries::new(
+            v.iter()
+                .take(minutes.buckets)
+                .enumerate()
+                .map(|(m, &y)| (minutes.x(m), y)),
+            color.stroke_width(width),
+        ))?
+        .label(name)
+        .legend(swatch(color));
+    }
+    for e in &r.events {
+        let x = e.at_seconds / 60.0;
+        c.draw_series(std::iter::once(PathElement::new(
+            vec![(x, 0.0), (x, 1.05)],
+            RED.stroke_width(1),
         )))?;
     }
     c.configure_series_labels()

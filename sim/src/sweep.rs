@@ -32,6 +32,8 @@ pub enum SweepParam {
     FleetSize,
     /// Server session cache timeout (seconds).
     SessionTimeout,
+    /// Balancer instances side by side (the scenario's spread and replication).
+    Instances,
 }
 
 impl SweepParam {
@@ -44,6 +46,16 @@ impl SweepParam {
         SweepParam::SessionTimeout,
     ];
 
+    /// Every parameter a sweep can turn: [`Self::ALL`], and those run only when asked for.
+    pub const KNOWN: [SweepParam; 6] = [
+        SweepParam::TableSize,
+        SweepParam::Expire,
+        SweepParam::Servers,
+        SweepParam::FleetSize,
+        SweepParam::SessionTimeout,
+        SweepParam::Instances,
+    ];
+
     /// The name used on the command line and in file names.
     pub fn name(self) -> &'static str {
         match self {
@@ -52,6 +64,7 @@ impl SweepParam {
             SweepParam::Servers => "servers",
             SweepParam::FleetSize => "fleet-size",
             SweepParam::SessionTimeout => "session-timeout",
+            SweepParam::Instances => "instances",
         }
     }
 
@@ -63,6 +76,7 @@ impl SweepParam {
             SweepParam::Servers => vec![2, 4, 8],
             SweepParam::FleetSize => vec![50, 100, 200],
             SweepParam::SessionTimeout => vec![30, 120, 300, 3_600],
+            SweepParam::Instances => vec![1, 2, 3, 4],
         }
     }
 
@@ -73,6 +87,7 @@ impl SweepParam {
             SweepParam::Expire | SweepParam::SessionTimeout => "s",
             SweepParam::Servers => "servers",
             SweepParam::FleetSize => "% of clients",
+            SweepParam::Instances => "instances",
         }
     }
 
@@ -116,6 +131,20 @@ impl SweepParam {
             SweepParam::SessionTimeout => {
                 s.servers.session_timeout = SimDuration(Duration::from_secs(value.max(1)));
             }
+            SweepParam::Instances => {
+                let max = crate::driver::MAX_INSTANCES as u64;
+                if !(1..=max).contains(&value) {
+                    return Err(SimError::Scenario(format!(
+                        "sweeping instances: {value} is not between 1 and {max}"
+                    )));
+                }
+                s.balancer.instances = value as usize;
+                // Each point is N instances in steady state: events that crash, add, upgrade
+                // or cut instances would make the points incomparable, and are left out.
+                s.events.retain(|e| {
+                    e.action.instance().is_none() && e.action != crate::events::Action::AddInstance
+                });
+            }
         }
         Ok((s, c))
     }
@@ -125,11 +154,11 @@ impl FromStr for SweepParam {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        SweepParam::ALL
+        SweepParam::KNOWN
             .into_iter()
             .find(|p| p.name() == text)
             .ok_or_else(|| {
-                let names: Vec<&str> = SweepParam::ALL.iter().map(|p| p.name()).collect();
+                let names: Vec<&str> = SweepParam::KNOWN.iter().map(|p| p.name()).collect();
                 format!(
                     "unknown sweep parameter {text:?}; use one of {}",
                     names.join(", ")
@@ -209,7 +238,7 @@ pub fn to_csv(rows: &[SweepRow]) -> String {
 /// The sweep's rows as a markdown table, one section per parameter.
 pub fn to_markdown(rows: &[SweepRow]) -> String {
     let mut out = String::new();
-    for p in SweepParam::ALL {
+    for p in SweepParam::KNOWN {
         let mine: Vec<&SweepRow> = rows.iter().filter(|r| r.param == p).collect();
         if mine.is_empty() {
             continue;
@@ -245,7 +274,7 @@ pub fn to_markdown(rows: &[SweepRow]) -> String {
 pub fn write_plots(rows: &[SweepRow], dir: &Path) -> Result<Vec<PathBuf>, SimError> {
     std::fs::create_dir_all(dir).map_err(|e| plot_error(dir, e))?;
     let mut written = Vec::new();
-    for p in SweepParam::ALL {
+    for p in SweepParam::KNOWN {
         let mine: Vec<&SweepRow> = rows.iter().filter(|r| r.param == p).collect();
         if mine.is_empty() {
             continue;
@@ -359,5 +388,15 @@ mod tests {
         let (s3, _) = SweepParam::Servers.apply(8, &s, None).unwrap();
         assert_eq!(s3.servers.count, 8);
         assert!(SweepParam::TableSize.apply(10, &s, None).is_err());
+        let (s4, _) = SweepParam::Instances.apply(3, &s, None).unwrap();
+        assert_eq!(s4.balancer.instances, 3);
+        assert!(SweepParam::Instances.apply(0, &s, None).is_err());
+        let multi = Scenario::from_toml(include_str!("../scenarios/multi-balancer.toml")).unwrap();
+        let (one, _) = SweepParam::Instances.apply(1, &multi, None).unwrap();
+        assert!(one.events.is_empty() && !multi.events.is_empty());
+        let (d, _) = SweepParam::Instances.apply(2, &s, None).unwrap();
+        assert_eq!(d.events.len(), s.events.len(), "server events are kept");
+        assert_eq!("instances".parse::<SweepParam>(), Ok(SweepParam::Instances));
+        assert!(!SweepParam::ALL.contains(&SweepParam::Instances));
     }
 }
