@@ -43,6 +43,10 @@ impl Net for TokioNet {
         listener.local_addr()
     }
 
+    fn local_addr_of(read: &OwnedReadHalf) -> Option<SocketAddr> {
+        read.local_addr().ok()
+    }
+
     async fn accept(&self, listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
         listener.accept().await
     }

@@ -465,6 +465,20 @@ pub struct Server {
     /// Host health checks connect to instead of the server's (HAProxy `addr`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_addr: Option<String>,
+    /// A PROXY protocol header sent before the client's bytes, so the server sees the client's
+    /// address (HAProxy `send-proxy`, `send-proxy-v2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_proxy: Option<SendProxy>,
+}
+
+/// Which PROXY protocol header a server gets first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SendProxy {
+    /// The text header (`PROXY TCP4 ...\r\n`), HAProxy `send-proxy`.
+    V1,
+    /// The binary header, HAProxy `send-proxy-v2`.
+    V2,
 }
 
 impl Server {
@@ -485,6 +499,7 @@ impl Server {
             downinter: None,
             check_port: None,
             check_addr: None,
+            send_proxy: None,
         }
     }
 

@@ -100,6 +100,8 @@ pub struct ServerSlot {
     /// The weight the configuration gave (the runtime API's `get weight` shows it as "initial"
     /// and `set weight N%` is relative to it).
     pub initial_weight: u32,
+    /// The PROXY header the server gets before the client's bytes (`send-proxy[-v2]`).
+    pub send_proxy: Option<crate::config::SendProxy>,
 }
 
 /// One active health check's result, as HAProxy's stats page shows it (`L4OK in 0ms`).
@@ -137,6 +139,7 @@ impl ServerSlot {
             plan: Plan::connect(),
             last_change: Mutex::new(None),
             initial_weight: 1,
+            send_proxy: None,
         }
     }
 

@@ -234,6 +234,7 @@ fn build_server(
             plan: plan.clone(),
             check_address: s.check_address(None),
             initial_weight: s.weight,
+            send_proxy: s.send_proxy,
             ..ServerSlot::new(s.name.clone(), s.address.clone())
         },
         state,
