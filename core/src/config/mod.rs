@@ -179,6 +179,10 @@ pub struct Frontend {
     /// The most bytes buffered while waiting for the ClientHello (HAProxy gives up at 15360).
     #[serde(default = "defaults::inspect_cap", with = "size_text")]
     pub inspect_cap: u64,
+    /// TCP keepalive probes on client connections (HAProxy `option clitcpka`), so that idle
+    /// long-lived connections survive NAT and firewall idle timers and dead peers are noticed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tcp_keepalive: bool,
 }
 
 /// How a backend picks a server for a connection that affinity does not place.
@@ -261,6 +265,17 @@ pub struct Backend {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout_queue: Option<Duration>,
+    /// HAProxy `timeout tunnel`: once the server is connected, the idle limit of both sides,
+    /// in place of the frontend's `timeout-client` and `timeout-server`.
+    #[serde(
+        default,
+        with = "duration_text::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout_tunnel: Option<Duration>,
+    /// TCP keepalive probes on server connections (HAProxy `option srvtcpka`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tcp_keepalive: bool,
     /// HAProxy `timeout check`: when set, a health check's connect waits at most
     /// `min(timeout-connect, inter)`; absent, the whole check gets `inter`, as in HAProxy.
     #[serde(
@@ -316,6 +331,8 @@ impl Backend {
             timeout_connect: defaults::timeout_connect(),
             timeout_server: defaults::timeout_server(),
             timeout_queue: None,
+            timeout_tunnel: None,
+            tcp_keepalive: false,
             timeout_check: None,
             stick_table: StickTableConfig::default(),
             check: CheckConfig::default(),
@@ -338,6 +355,7 @@ impl Frontend {
             timeout_client: defaults::timeout_client(),
             inspect_delay: defaults::inspect_delay(),
             inspect_cap: defaults::inspect_cap(),
+            tcp_keepalive: false,
         }
     }
 

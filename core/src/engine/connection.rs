@@ -296,8 +296,8 @@ impl<'a> Connection<'a> {
             Phase::Forward { server } => Action::Forward {
                 server,
                 timeouts: ForwardTimeouts {
-                    client: self.fe.timeout_client,
-                    server: self.be.timeouts.server,
+                    client: (self.be.timeouts.tunnel).unwrap_or(self.fe.timeout_client),
+                    server: (self.be.timeouts.tunnel).unwrap_or(self.be.timeouts.server),
                 },
             },
             Phase::Closing { shutdown } => Action::Close { shutdown },

@@ -51,6 +51,9 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
     ctx.actconn.fetch_add(1, Ordering::Relaxed);
     fe.current.fetch_add(1, Ordering::Relaxed);
     let mut conn = Connection::new(fe, ctx.clock, &ctx.actconn, peer, Instant::now());
+    if fe.tcp_keepalive {
+        N::set_keepalive(&client);
+    }
     let (mut cr, mut cw) = N::split(client);
     // A server's `maxconn` slot, held while connecting and connected.
     let mut permit = None;
@@ -70,6 +73,9 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
                     Some(h) => connect_with_header(ctx, &conn, s, h).await,
                 };
                 let r = r.map(|(stream, sent)| {
+                    if conn.backend().servers[s.index()].tcp_keepalive {
+                        N::set_keepalive(&stream);
+                    }
                     server = Some(stream);
                     sent
                 });

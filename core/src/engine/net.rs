@@ -59,6 +59,12 @@ pub trait Net: Clone + Send + Sync + 'static {
         None
     }
 
+    /// Turns TCP keepalive probes on for a connection (HAProxy `option tcpka`); the default
+    /// transport has none and does nothing.
+    fn set_keepalive(stream: &Self::Stream) {
+        let _ = stream;
+    }
+
     /// Splits a stream so both directions can be driven at once without a lock.
     fn split(stream: Self::Stream) -> (Self::ReadHalf, Self::WriteHalf);
 

@@ -224,13 +224,14 @@ impl Importer<'_> {
                 "tether logs every connection itself; see [global] log-format",
             ),
             "option" => self.option(p, d),
-            "no" if d.word(1) == "option" && matches!(d.word(2), "redispatch" | "persist") => {
+            "no" if d.word(1) == "option" && super::options::NEGATABLE.contains(&d.word(2)) => {
                 self.no_option(p, d)
             }
             "retries" => self.retries(p, d),
             "timeout" => self.timeout(p, d),
             "balance" => self.balance(p, d),
             "hash-balance-factor" => self.hash_balance_factor(p, d),
+            "hash-type" => self.hash_type(d),
             "stick-table" => {
                 p.lines.stick_table = d.line;
                 p.back_origins.push((".stick-table".into(), d.line));
