@@ -1,6 +1,6 @@
 //! The everyday keywords of real-world TCP configs, imported from haproxy.cfg and run over
-//! loopback side by side with HAProxy 2.6 on the same file (issue 19): `timeout tunnel` and
-//! `option tcpka`/`clitcpka`/`srvtcpka`.
+//! loopback side by side with HAProxy 2.6 on the same file (issue 19): `timeout tunnel`,
+//! `option tcpka`/`clitcpka`/`srvtcpka`, and `nbthread` (the worker threads of `tether run`).
 
 mod common;
 
@@ -184,4 +184,58 @@ async fn tcpka_options_turn_keepalive_on_for_their_side_like_haproxy() {
             );
         }
     }
+}
+
+/// The tokio worker threads of process `pid` (tokio names them `tokio-rt-worker`).
+fn workers_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("/proc (Linux)")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim() == "tokio-rt-worker")
+        .count()
+}
+
+/// Kills the daemon when the test ends, whatever happens.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn nbthread_sets_the_worker_threads_of_tether_run() {
+    let dir = std::env::temp_dir().join(format!("tether-nbthread-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (nbthread, workers) in [(1, 0), (3, 3)] {
+        let port = free_port().unwrap();
+        let cfg = dir.join(format!("nbthread-{nbthread}.cfg"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "global\n  nbthread {nbthread}\ndefaults\n  mode tcp\n  timeout connect 1s\n  \
+                 timeout client 1s\n  timeout server 1s\nlisten l\n  bind 127.0.0.1:{port}\n  \
+                 server s1 127.0.0.1:9\n"
+            ),
+        )
+        .unwrap();
+        let child = Child(
+            std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+                .arg("run")
+                .arg("--haproxy")
+                .arg(&cfg)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("tether runs"),
+        );
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(loopback(port)).is_err() {
+            assert!(std::time::Instant::now() < give_up, "tether listens");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(workers_of(child.0.id()), workers, "nbthread {nbthread}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -128,6 +128,10 @@ pub struct Global {
     /// How long SIGTERM waits for connections to drain before closing them.
     #[serde(default = "defaults::grace", with = "duration_text")]
     pub grace: Duration,
+    /// Worker threads serving connections (HAProxy `nbthread`; absent: one per CPU; `--threads`
+    /// overrides it). Read at start: a reload keeps the threads it started with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u16>,
 }
 
 impl Default for Global {
@@ -136,6 +140,7 @@ impl Default for Global {
             maxconn: defaults::global_maxconn(),
             log_format: LogFormat::default(),
             grace: defaults::grace(),
+            threads: None,
         }
     }
 }
