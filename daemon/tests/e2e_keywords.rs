@@ -123,7 +123,11 @@ async fn keepalive_timers(fe: SocketAddr, server: SocketAddr) -> (bool, bool) {
         .collect::<std::collections::BTreeSet<u16>>()
         .into_iter()
         .collect();
-    assert_eq!(to_server.len(), 1, "one connection to {server}: {to_server:?}");
+    assert_eq!(
+        to_server.len(),
+        1,
+        "one connection to {server}: {to_server:?}"
+    );
     let server_side = timer_of(loopback(to_server[0]), server) == Some(2);
     let client_side = timer_of(fe, me) == Some(2);
     drop(c);
@@ -136,7 +140,12 @@ fn tcpka_config(ports: [u16; 4], servers: [SocketAddr; 4]) -> String {
     let mut cfg = "defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  \
                    timeout server 30s\n"
         .to_string();
-    let options = ["  option tcpka\n", "  option clitcpka\n", "  option srvtcpka\n", ""];
+    let options = [
+        "  option tcpka\n",
+        "  option clitcpka\n",
+        "  option srvtcpka\n",
+        "",
+    ];
     for (i, name) in ["both", "cli", "srv", "none"].into_iter().enumerate() {
         cfg.push_str(&format!(
             "listen {name}\n  bind 127.0.0.1:{}\n{}  server s1 {}\n",
@@ -163,15 +172,14 @@ async fn tcpka_options_turn_keepalive_on_for_their_side_like_haproxy() {
     let a = tether.daemon.local_addrs();
     let (_h_echo, h_servers) = echo_servers().await;
     let h = ports();
-    let haproxy = start_haproxy(
-        &tcpka_config(h, h_servers),
-        loopback(h[0]),
-        loopback(h[3]),
-    )
-    .await;
+    let haproxy = start_haproxy(&tcpka_config(h, h_servers), loopback(h[0]), loopback(h[3])).await;
     let expected = [(true, true), (true, false), (false, true), (false, false)];
     for (who, fes, servers) in [
-        ("tether", [a["both"], a["cli"], a["srv"], a["none"]], t_servers),
+        (
+            "tether",
+            [a["both"], a["cli"], a["srv"], a["none"]],
+            t_servers,
+        ),
         ("haproxy", h.map(loopback), h_servers),
     ] {
         for i in 0..4 {
@@ -230,11 +238,12 @@ fn nbthread_sets_the_worker_threads_of_tether_run() {
                 .spawn()
                 .expect("tether runs"),
         );
-        let give_up = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(loopback(port)).is_err() {
-            assert!(std::time::Instant::now() < give_up, "tether listens");
+        // At most 10 s (200 tries 50 ms apart) for the daemon to listen.
+        let listening = (0..200).any(|_| {
             std::thread::sleep(Duration::from_millis(50));
-        }
+            std::net::TcpStream::connect(loopback(port)).is_ok()
+        });
+        assert!(listening, "tether listens on {port}");
         assert_eq!(workers_of(child.0.id()), workers, "nbthread {nbthread}");
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -199,9 +199,17 @@ mod tests {
         assert!(e[0].fix.starts_with("tether cannot do it"), "{}", e[0].fix);
         assert!(e[0].fix.contains("verify required"), "{}", e[0].fix);
         for f in &e {
-            assert!(!f.fix.contains("`bind *:8883`"), "a fix dropped TLS: {}", f.fix);
+            assert!(
+                !f.fix.contains("`bind *:8883`"),
+                "a fix dropped TLS: {}",
+                f.fix
+            );
         }
-        assert!(e[3].fix.contains("bind *:8884 accept-proxy"), "{}", e[3].fix);
+        assert!(
+            e[3].fix.contains("bind *:8884 accept-proxy"),
+            "{}",
+            e[3].fix
+        );
         assert!(im.config.frontends[0].accept_proxy);
     }
 }

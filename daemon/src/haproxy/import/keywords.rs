@@ -236,7 +236,13 @@ mod tests {
         let o: Vec<String> = server_options(&w).iter().map(Opt::text).collect();
         assert_eq!(
             o,
-            ["check", "port 8008", "verify none", "send-proxy-v2", "inter "]
+            [
+                "check",
+                "port 8008",
+                "verify none",
+                "send-proxy-v2",
+                "inter "
+            ]
         );
     }
 }

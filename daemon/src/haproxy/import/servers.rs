@@ -8,7 +8,6 @@ use super::Importer;
 use crate::haproxy::lexer::Directive;
 use tether_core::config::{parse_duration, SendProxy, Server};
 
-
 impl Importer<'_> {
     /// Adds a server line to proxy `p`.
     pub(super) fn add_server(&mut self, p: &mut Draft, d: &Directive) {
@@ -274,7 +273,11 @@ mod tests {
             ]
         );
         for f in &e {
-            assert!(f.fix.starts_with("tether has no equivalent of"), "{}", f.fix);
+            assert!(
+                f.fix.starts_with("tether has no equivalent of"),
+                "{}",
+                f.fix
+            );
             assert!(!f.fix.contains("server a 10.0.0.1:443"), "{}", f.fix);
         }
         assert_eq!(im.config.backends[0].servers[0].check_port, Some(8008));
@@ -302,7 +305,10 @@ mod tests {
         );
         let e = errors(&im);
         assert_eq!(e.len(), 1, "{e:?}");
-        assert_eq!((e[0].line, e[0].what.as_str()), (2, "unsupported server option `frobnicate`"));
+        assert_eq!(
+            (e[0].line, e[0].what.as_str()),
+            (2, "unsupported server option `frobnicate`")
+        );
         assert!(!e[0].fix.contains("server "), "{}", e[0].fix);
     }
 }

@@ -264,7 +264,11 @@ mod tests {
         let e = errors(&im);
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].why.contains("MQTT"), "{}", e[0].why);
-        assert!(e[0].fix.starts_with("tether cannot stick on"), "{}", e[0].fix);
+        assert!(
+            e[0].fix.starts_with("tether cannot stick on"),
+            "{}",
+            e[0].fix
+        );
         assert!(!e[0].fix.contains("payload_lv(43,1)"), "{}", e[0].fix);
     }
 }
