@@ -1,6 +1,7 @@
 //! The everyday keywords of real-world TCP configs, imported from haproxy.cfg and run over
 //! loopback side by side with HAProxy 2.6 on the same file (issue 19): `timeout tunnel`,
-//! `option tcpka`/`clitcpka`/`srvtcpka`, and `nbthread` (the worker threads of `tether run`).
+//! `option tcpka`/`clitcpka`/`srvtcpka`, server `disabled`, and `nbthread` (the worker threads
+//! of `tether run`).
 
 mod common;
 
@@ -247,4 +248,57 @@ fn nbthread_sets_the_worker_threads_of_tether_run() {
         assert_eq!(workers_of(child.0.id()), workers, "nbthread {nbthread}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A data port that writes `name` to every client, then closes.
+async fn named_server(name: &'static str) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut s, name.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Connects to `fe` and reads what the server says.
+async fn who(fe: SocketAddr) -> String {
+    let mut s = TcpStream::connect(fe).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::io::AsyncReadExt::read_to_string(&mut s, &mut out),
+    )
+    .await
+    .expect("server answers")
+    .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn a_disabled_server_gets_no_connections_like_haproxy() {
+    let (s1, s2) = (named_server("s1").await, named_server("s2").await);
+    let config = |port: u16| {
+        format!(
+            "defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 5s\n  \
+             timeout server 5s\nlisten l\n  bind 127.0.0.1:{port}\n  server s1 {s1}\n  \
+             server s2 {s2} disabled\n"
+        )
+    };
+    let tether = start_tether(&config(free_port().unwrap())).await;
+    let h = free_port().unwrap();
+    let haproxy = start_haproxy(&config(h), loopback(h), loopback(h)).await;
+    for (who_, fe) in [("tether", tether.addr), ("haproxy", loopback(h))] {
+        for i in 0..6 {
+            assert_eq!(
+                who(fe).await,
+                "s1",
+                "{who_} connection {i}:\n{}",
+                haproxy.log()
+            );
+        }
+    }
 }

@@ -455,6 +455,10 @@ pub struct Server {
     /// Used only when every non-backup server is down.
     #[serde(default)]
     pub backup: bool,
+    /// Starts in maintenance (HAProxy `disabled`): no traffic until it is enabled on the stats
+    /// page or the runtime API.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
     /// Override of the backend check interval.
     #[serde(
         default,
@@ -515,6 +519,7 @@ impl Server {
             maxconn: None,
             maxqueue: None,
             backup: false,
+            disabled: false,
             inter: None,
             rise: None,
             fall: None,

@@ -222,6 +222,9 @@ fn build_server(
     };
     let mut state = ServerState::new(s.name.clone(), s.weight);
     state.backup = s.backup;
+    if s.disabled {
+        state.admin = crate::server::state::AdminState::Maint;
+    }
     state.maxconn = s.maxconn.unwrap_or(0);
     (
         ServerSlot {

@@ -114,6 +114,8 @@ impl Importer<'_> {
                 "check" => server.check = true,
                 "no-check" => server.check = false,
                 "backup" => server.backup = true,
+                "disabled" => server.disabled = true,
+                "enabled" => server.disabled = false,
                 "send-proxy" => server.send_proxy = Some(SendProxy::V1),
                 "send-proxy-v2" => server.send_proxy = Some(SendProxy::V2),
                 "no-send-proxy" | "no-send-proxy-v2" => server.send_proxy = None,
@@ -141,7 +143,7 @@ impl Importer<'_> {
             d.line,
             format!("unsupported server option `{}`", o.text()),
             "tether understands check, weight, inter, fastinter, downinter, rise, fall, port, \
-             addr, maxconn, maxqueue, backup, send-proxy and send-proxy-v2",
+             addr, maxconn, maxqueue, backup, disabled, send-proxy and send-proxy-v2",
             format!(
                 "tether has no equivalent of `{}`: keep this backend on HAProxy, or remove the \
                  option if the servers do not need it",
