@@ -84,7 +84,8 @@ struct RunArgs {
     /// Quick form: expect a PROXY protocol header on each connection.
     #[arg(long)]
     accept_proxy: bool,
-    /// Worker threads serving connections (HAProxy's `nbthread`); default: one per CPU.
+    /// Worker threads serving connections (HAProxy's `nbthread`); default: the config's
+    /// `[global] threads` (an imported `nbthread`), else one per CPU.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
     /// This process's name in the peers section (HAProxy's `-L`; overrides `localpeer`).
@@ -193,7 +194,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let incoming = Incoming::receive()?;
     // One thread: tokio's single-threaded scheduler runs the same tasks without the
     // work-stealing machinery (no cross-thread queues or wake-ups), as HAProxy's nbthread 1.
-    let mut builder = match args.threads {
+    let mut builder = match args.threads.or(config.global.threads) {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
             let mut b = tokio::runtime::Builder::new_multi_thread();

@@ -49,6 +49,17 @@ impl Net for TokioNet {
         listener.local_addr()
     }
 
+    fn local_addr_of(read: &OwnedReadHalf) -> Option<SocketAddr> {
+        read.local_addr().ok()
+    }
+
+    /// SO_KEEPALIVE with the system's probe timers, as HAProxy's `option tcpka` sets it.
+    fn set_keepalive(stream: &TcpStream) {
+        if let Err(e) = SockRef::from(stream).set_keepalive(true) {
+            tracing::debug!("SO_KEEPALIVE: {e}");
+        }
+    }
+
     async fn accept(&self, listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
         listener.accept().await
     }

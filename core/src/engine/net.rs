@@ -52,6 +52,19 @@ pub trait Net: Clone + Send + Sync + 'static {
         async move { Ok((connect.await?, 0)) }
     }
 
+    /// The local address of an accepted connection (its read half), for the PROXY header sent
+    /// to a server; the default does not know it and the bind address is used.
+    fn local_addr_of(read: &Self::ReadHalf) -> Option<SocketAddr> {
+        let _ = read;
+        None
+    }
+
+    /// Turns TCP keepalive probes on for a connection (HAProxy `option tcpka`); the default
+    /// transport has none and does nothing.
+    fn set_keepalive(stream: &Self::Stream) {
+        let _ = stream;
+    }
+
     /// Splits a stream so both directions can be driven at once without a lock.
     fn split(stream: Self::Stream) -> (Self::ReadHalf, Self::WriteHalf);
 

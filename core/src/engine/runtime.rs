@@ -125,6 +125,7 @@ pub fn build_seeded(
             fe.inspect_delay = inspect_delay;
             fe.inspect_cap = usize::try_from(f.inspect_cap).unwrap_or(usize::MAX).max(64);
             fe.timeout_client = f.timeout_client;
+            fe.tcp_keepalive = f.tcp_keepalive;
             fe.maxconn = f.maxconn.map(|n| n as usize);
             frontends.push(Arc::new(fe));
         }
@@ -221,6 +222,9 @@ fn build_server(
     };
     let mut state = ServerState::new(s.name.clone(), s.weight);
     state.backup = s.backup;
+    if s.disabled {
+        state.admin = crate::server::state::AdminState::Maint;
+    }
     state.maxconn = s.maxconn.unwrap_or(0);
     (
         ServerSlot {
@@ -234,6 +238,8 @@ fn build_server(
             plan: plan.clone(),
             check_address: s.check_address(None),
             initial_weight: s.weight,
+            send_proxy: s.send_proxy,
+            tcp_keepalive: b.tcp_keepalive,
             ..ServerSlot::new(s.name.clone(), s.address.clone())
         },
         state,
@@ -283,6 +289,7 @@ fn build_backend(
         connect: b.timeout_connect,
         server: b.timeout_server,
         queue: b.timeout_queue.unwrap_or(b.timeout_connect),
+        tunnel: b.timeout_tunnel,
         check: b.timeout_check,
     };
     let spec = BackendSpec {

@@ -14,7 +14,6 @@ const PROCESS_ONLY: &[&str] = &[
     "uid",
     "gid",
     "daemon",
-    "nbthread",
     "nbproc",
     "master-worker",
     "ulimit-n",
@@ -57,6 +56,10 @@ impl Importer<'_> {
                     }
                 }
                 "log" => self.global_log(d),
+                "nbthread" => {
+                    let n = self.number::<u16>(d, 1, "nbthread 4");
+                    self.config.global.threads = n.filter(|&n| n > 0);
+                }
                 "pidfile" if d.word(1).ends_with('/') => self.finding(
                     Severity::Warning,
                     d.line,

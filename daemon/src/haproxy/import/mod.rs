@@ -23,6 +23,7 @@ mod checks;
 mod content;
 mod frontend;
 mod global;
+mod keywords;
 mod options;
 pub mod origins;
 mod peers;
@@ -71,6 +72,8 @@ struct Importer<'a> {
     inherited_http: BTreeMap<usize, (String, Vec<String>)>,
     /// Inherited directives already reported as ignored.
     reported: BTreeSet<usize>,
+    /// Lines of `defaults` whose findings were reported (with the first proxy replaying them).
+    defaults_reported: BTreeSet<usize>,
     config: Config,
     origins: Origins,
     /// Each frontend's route rules (in `config.frontends` order), composed at the end.
@@ -88,6 +91,7 @@ pub fn import(file: &str, text: &str) -> Import {
         findings: Vec::new(),
         inherited_http: BTreeMap::new(),
         reported: BTreeSet::new(),
+        defaults_reported: BTreeSet::new(),
         config: Config::default(),
         origins: Origins::default(),
         front_routes: Vec::new(),
