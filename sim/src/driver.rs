@@ -45,6 +45,7 @@ fn own_host_servers(scenario: &Scenario) -> Vec<usize> {
         .iter()
         .filter_map(|e| match e.action {
             Action::Crash { server }
+            | Action::HostDown { server }
             | Action::Restart { server }
             | Action::Partition { server }
             | Action::Heal { server }
@@ -67,6 +68,8 @@ struct ServerSeed {
     name: Rc<str>,
     port: u16,
     boots: Rc<Cell<u32>>,
+    /// The server process runs (false after `crash`: the host is up, nothing listens).
+    up: Rc<Cell<bool>>,
 }
 
 impl ServerSeed {
@@ -94,6 +97,8 @@ struct World<'a> {
     balancer: Option<Rc<dyn BalancerHost>>,
     fleet_hosts: Vec<String>,
     server_latency: Duration,
+    /// Per server: its process runs (see [`ServerSeed::up`]).
+    process_up: Vec<Rc<Cell<bool>>>,
 }
 
 impl World<'_> {
@@ -107,11 +112,21 @@ impl World<'_> {
             name: addr.name.as_str().into(),
             port: addr.port,
             boots: Rc::default(),
+            up: Rc::new(Cell::new(true)),
         };
+        self.process_up.push(seed.up.clone());
         let spec = self.spec.clone();
         let recorder = self.recorder.clone();
         self.sim.host(addr.host.as_str(), move || {
-            run_server(seed.boot(&spec, &recorder), seed.port)
+            // A crashed process leaves its host up with nothing bound: SYNs are refused.
+            let boot = seed.up.get().then(|| seed.boot(&spec, &recorder));
+            let port = seed.port;
+            async move {
+                match boot {
+                    Some(ctx) => run_server(ctx, port).await,
+                    None => std::future::pending().await,
+                }
+            }
         });
         self.servers.push(addr.clone());
         addr
@@ -146,7 +161,9 @@ impl World<'_> {
                 name: addr.name.as_str().into(),
                 port: addr.port,
                 boots: Rc::default(),
+                up: Rc::new(Cell::new(true)),
             });
+            self.process_up.push(Rc::new(Cell::new(true)));
             self.servers.push(addr);
         }
         let spec = self.spec.clone();
@@ -217,11 +234,18 @@ impl World<'_> {
     fn apply(&mut self, action: &Action) -> Result<(), SimError> {
         match *action {
             Action::Crash { server } => {
+                // The process dies, its host stays: sockets close, the port refuses.
+                let s = self.server_host(server)?;
+                self.process_up[server].set(false);
+                self.sim.bounce(s.as_str());
+            }
+            Action::HostDown { server } => {
                 let s = self.server_host(server)?;
                 self.sim.crash(s.as_str());
             }
             Action::Restart { server } => {
                 let s = self.server_host(server)?;
+                self.process_up[server].set(true);
                 self.sim.bounce(s.as_str());
             }
             Action::Partition { server } => {
@@ -434,6 +458,7 @@ pub fn simulate(
         balancer: balancer.clone(),
         fleet_hosts: vec![CLIENT_HOST.to_owned()],
         server_latency: scenario.network.server_latency.get(),
+        process_up: Vec::new(),
     };
     world.add_initial_servers(
         scenario.servers.count,
