@@ -7,6 +7,7 @@ pub mod config_source;
 pub mod fdlimit;
 pub mod finding;
 pub mod haproxy;
+pub mod loadgen;
 pub mod logsink;
 pub mod net;
 pub mod probe;

@@ -28,7 +28,7 @@ pub mod tls_wire;
 use std::rc::Rc;
 
 pub use balancer::{BalancerEnv, BalancerHost, RoundRobinRelay};
-pub use driver::{ClientTrace, HealthChange, Trace};
+pub use driver::{server_name, ClientTrace, HealthChange, Trace};
 pub use report::Report;
 pub use scenario::Scenario;
 pub use tether_core::config::Config;
