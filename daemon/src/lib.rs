@@ -15,6 +15,7 @@ pub mod run;
 pub mod runtime_api;
 pub mod sim_check;
 pub mod sim_cli;
+pub mod sim_compare;
 pub mod sim_seeds;
 pub mod stats;
 pub mod table_cli;

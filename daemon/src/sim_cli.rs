@@ -54,6 +54,9 @@ pub enum SimCommand {
     /// Swarm testing: generated scenarios with seeded fault mixes, each run twice, invariants
     /// checked on every run.
     Check(crate::sim_check::CheckArgs),
+    /// Two reports side by side (e.g. `tether sim` vs `tether loadgen`), with differences;
+    /// exits 1 when a rate or share differs by more than --tolerance points.
+    Compare(crate::sim_compare::CompareArgs),
 }
 
 /// Arguments of `tether sim sweep`.
@@ -88,6 +91,7 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
     match args.command {
         Some(SimCommand::Sweep(s)) => return run_sweep(s),
         Some(SimCommand::Check(c)) => return crate::sim_check::run(c),
+        Some(SimCommand::Compare(c)) => return crate::sim_compare::run(c),
         None => {}
     }
     let (scenario, config) = load(args.scenario.as_deref())?;

@@ -8,6 +8,7 @@
 
 pub mod balancer;
 pub mod client;
+pub mod compare;
 mod driver;
 pub mod engine_host;
 pub mod events;

@@ -236,10 +236,10 @@ async fn perform_events(
             continue; // --target: the operator performs events on their own system.
         };
         match e.action {
-            Action::Crash { server } => t.servers.crash(server_index(t, server)?),
+            Action::Crash { server } => t.servers.crash(server_index(t, server)?).await,
             Action::Restart { server } => {
                 let i = server_index(t, server)?;
-                t.servers.crash(i);
+                t.servers.crash(i).await;
                 t.servers.start(i).await?;
             }
             _ => unreachable!("checked before the run"),

@@ -198,10 +198,12 @@ impl ServerFleet {
         Ok(())
     }
 
-    /// The process dies: the listener and every connection close; the port refuses.
-    pub fn crash(&mut self, i: usize) {
+    /// The process dies: the listener and every connection close; the port refuses. Returns
+    /// once they are closed (the port can be bound again).
+    pub async fn crash(&mut self, i: usize) {
         if let Some(task) = self.servers[i].running.take() {
             task.abort();
+            let _ = task.await;
         }
     }
 
@@ -228,8 +230,10 @@ impl ServerFleet {
 
 impl Drop for ServerFleet {
     fn drop(&mut self) {
-        for i in 0..self.servers.len() {
-            self.crash(i);
+        for s in &mut self.servers {
+            if let Some(task) = s.running.take() {
+                task.abort();
+            }
         }
     }
 }
