@@ -102,6 +102,9 @@ pub struct FleetRun {
     pub names: Rc<ServerNames>,
     /// Where results go.
     pub recorder: SharedRecorder,
+    /// The servers are the testbed's: they answer each request with the bytes it asks for.
+    /// Other servers (`--target`) need not answer; only a reset counts as a failure there.
+    pub testbed_servers: bool,
 }
 
 /// Connect timeout, in scenario time (as the simulator's clients).
@@ -240,15 +243,25 @@ async fn connection(
         rec.server_open(&server, start_ms);
         rec.server_handshake(&server, record.resumed, start_ms);
     }
-    let exchanged = timeout(run.clock.wall(IO_TIMEOUT), exchange(&mut tls, &run.spec)).await;
+    let exchanged = timeout(
+        run.clock.wall(IO_TIMEOUT),
+        exchange(&mut tls, &run.spec, run.testbed_servers),
+    )
+    .await;
     if !matches!(exchanged, Ok(Ok(()))) {
         record.failure = Some(Failure::InFlight);
     } else {
-        // Held open; the server never closes first, so EOF or an error means it broke.
-        let mut probe = [0u8; 64];
-        if let Ok(read) = timeout(run.clock.wall(hold), tls.read(&mut probe)).await {
-            if !matches!(read, Ok(n) if n > 0) {
-                record.failure = Some(Failure::InFlight);
+        // Held open; a testbed server never closes first, so EOF or an error means it broke.
+        let mut probe = [0u8; 4096];
+        let until = Instant::now() + run.clock.wall(hold);
+        while let Ok(read) = tokio::time::timeout_at(until, tls.read(&mut probe)).await {
+            match read {
+                Ok(n) if n > 0 && !run.testbed_servers => continue,
+                Ok(0) if !run.testbed_servers => break,
+                _ => {
+                    record.failure = Some(Failure::InFlight);
+                    break;
+                }
             }
         }
         let _ = tls.shutdown().await;
@@ -263,8 +276,9 @@ async fn connect(ip: Ipv4Addr, target: SocketAddr) -> std::io::Result<tokio::net
     socket.connect(target).await
 }
 
-/// Sends the request (the response size wanted, then padding) and reads the response.
-async fn exchange<S>(tls: &mut S, spec: &FleetSpec) -> std::io::Result<()>
+/// Sends the request (the response size wanted, then padding) and, from a testbed server,
+/// reads the response.
+async fn exchange<S>(tls: &mut S, spec: &FleetSpec, testbed: bool) -> std::io::Result<()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -272,6 +286,9 @@ where
     request.resize((spec.request_bytes as usize).max(4), b'r');
     tls.write_all(&request).await?;
     tls.flush().await?;
+    if !testbed {
+        return Ok(());
+    }
     let mut response = vec![0u8; spec.response_bytes as usize];
     tls.read_exact(&mut response).await?;
     Ok(())

@@ -161,7 +161,15 @@ async fn run_scenario(args: &LoadgenArgs, scenario: &Scenario, seed: u64) -> Res
     }
     let start_of_day = wall_ms_of_day();
     let clock = ScaledClock::start(args.time_scale);
-    let fleets = start_fleets(scenario, seed, target, clock, Rc::new(names), &recorder);
+    let fleets = start_fleets(
+        scenario,
+        seed,
+        target,
+        clock,
+        Rc::new(names),
+        &recorder,
+        testbed.is_some(),
+    );
     perform_events(scenario, testbed.as_mut(), clock, &recorder).await?;
     for f in fleets {
         let _ = f.await;
@@ -195,6 +203,7 @@ fn start_fleets(
     clock: ScaledClock,
     names: Rc<ServerNames>,
     recorder: &SharedRecorder,
+    testbed_servers: bool,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let end_ms = scenario.duration.get().as_millis() as u64;
     scenario
@@ -211,6 +220,7 @@ fn start_fleets(
                 clock,
                 names: names.clone(),
                 recorder: recorder.clone(),
+                testbed_servers,
             });
             tokio::task::spawn_local(clients::run_fleet(run))
         })
