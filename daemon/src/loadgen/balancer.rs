@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use tether_core::affinity::{AffinityOutcome, MatchOutcome};
-use tether_sim::metrics::{AffinityCounts, OutcomeEvent};
+use tether_sim::metrics::{AffinityCounts, OutcomeEvent, TableTotals};
 use tether_sim::scenario::SimDuration;
 
 use super::clients::fleet_of_ip;
@@ -45,12 +45,13 @@ pub fn scale_durations(table: &mut toml::Table, scale: f64) {
 }
 
 /// The daemon's configuration: the scenario's backend settings, the testbed's servers, one
-/// frontend on `listen`, JSON connection logs.
+/// frontend on `listen`, JSON connection logs, the runtime API on `admin`.
 pub fn config_text(
     scenario: Option<&toml::Value>,
     listen: SocketAddr,
     servers: &[(String, SocketAddr)],
     scale: f64,
+    admin: &Path,
 ) -> Result<String> {
     let mut src = match scenario {
         Some(toml::Value::Table(t)) => t.clone(),
@@ -92,6 +93,10 @@ pub fn config_text(
         .collect();
     be.insert("server".into(), toml::Value::Array(list));
     doc.insert("backend".into(), toml::Value::Array(vec![be.into()]));
+    let mut api = toml::Table::new();
+    api.insert("socket".into(), admin.display().to_string().into());
+    api.insert("level".into(), "admin".into());
+    doc.insert("admin".into(), api.into());
     Ok(toml::to_string(&doc)?)
 }
 
@@ -108,7 +113,11 @@ impl TetherChild {
         let file = dir.join("tether.toml");
         std::fs::write(&file, config).with_context(|| format!("writing {}", file.display()))?;
         let log = dir.join("balancer.log");
-        let stderr = std::fs::File::create(&log)?;
+        // Appended: a restarted balancer adds to the same log.
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let exe = std::env::current_exe().context("finding the tether binary")?;
         let child = Command::new(exe)
             .arg("run")
@@ -147,6 +156,53 @@ impl TetherChild {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+impl TetherChild {
+    /// Rewrites the configuration and reloads it (SIGHUP: tables and connections are kept).
+    pub async fn reload(&self, dir: &Path, config: &str) -> Result<()> {
+        std::fs::write(dir.join("tether.toml"), config)?;
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("could not signal tether to reload");
+        }
+        // The daemon reloads asynchronously; give it a moment before the next event.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(())
+    }
+}
+
+/// Sends one runtime API command and returns the answer.
+pub async fn admin(socket: &Path, command: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::UnixStream::connect(socket)
+        .await
+        .with_context(|| format!("connecting to {}", socket.display()))?;
+    s.write_all(format!("{command}\n").as_bytes()).await?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await??;
+    Ok(out)
+}
+
+/// Stick-table size and occupancy summed over `show table`'s headers.
+pub fn table_totals(show_table: &str) -> Option<TableTotals> {
+    let mut t = TableTotals::default();
+    let mut any = false;
+    for line in show_table.lines().filter(|l| l.starts_with("# table:")) {
+        let field = |name: &str| -> Option<u64> {
+            let rest = &line[line.find(name)? + name.len()..];
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        };
+        t.capacity += field("size:")?;
+        t.entries += field("used:")?;
+        any = true;
+    }
+    any.then_some(t)
 }
 
 impl Drop for TetherChild {
@@ -224,6 +280,15 @@ mod tests {
         assert_eq!(be["stick-table"]["expire"].as_str(), Some("360000ms"));
         assert_eq!(be["stick-table"]["size"].as_str(), Some("60k"));
         assert_eq!(be["check"]["inter"].as_str(), Some("200ms"));
+    }
+
+    #[test]
+    fn table_headers_sum_up() {
+        let text = "# table: app, type: binary, size:100, used:7\nkey=ab\n\
+                    # table: app.ticket, type: binary, size:50, used:3\n";
+        let t = table_totals(text).unwrap();
+        assert_eq!((t.capacity, t.entries), (150, 10));
+        assert!(table_totals("Unknown command\n").is_none());
     }
 
     #[test]

@@ -85,16 +85,18 @@ pub fn run(args: LoadgenArgs) -> Result<ExitCode> {
 /// Events the testbed performs on real processes and sockets.
 fn check_events(events: &[EventSpec]) -> Result<()> {
     for e in events {
-        match e.action {
-            Action::Crash { .. } | Action::Restart { .. } => {}
-            ref other => bail!(
-                "event `{}` at {}: --testbed performs crash and restart only so far \
-                 (host-down, partition and latency need a packet filter; drain, maint, ready, \
-                 add/remove and balancer restarts are not wired yet); remove it or use \
-                 `tether sim`",
-                other.describe(),
+        if let Action::HostDown { .. }
+        | Action::Partition { .. }
+        | Action::Heal { .. }
+        | Action::Latency { .. } = e.action
+        {
+            bail!(
+                "event `{}` at {}: --testbed cannot make a loopback host silent or slow \
+                 (host-down, partition, heal and latency need a packet filter); remove it, use \
+                 `crash` (the process dies, its port refuses), or run it in `tether sim`",
+                e.action.describe(),
                 e.at
-            ),
+            );
         }
     }
     Ok(())
@@ -104,7 +106,96 @@ fn check_events(events: &[EventSpec]) -> Result<()> {
 struct Testbed {
     servers: ServerFleet,
     tether: TetherChild,
+    plan: Plan,
+}
+
+/// What the balancer's configuration is made of.
+struct Plan {
     listen: SocketAddr,
+    dir: PathBuf,
+    admin: PathBuf,
+    /// The scenario's `[balancer.config]`.
+    balancer: Option<toml::Value>,
+    /// Servers (by index) in the balancer's pool.
+    pool: Vec<usize>,
+    scale: f64,
+}
+
+impl Plan {
+    /// The daemon's configuration for the current pool.
+    fn config(&self, servers: &ServerFleet) -> Result<String> {
+        let list: Vec<(String, SocketAddr)> = self
+            .pool
+            .iter()
+            .map(|&i| {
+                let s = &servers.servers[i];
+                (s.identity.name.clone(), s.addr)
+            })
+            .collect();
+        balancer::config_text(
+            self.balancer.as_ref(),
+            self.listen,
+            &list,
+            self.scale,
+            &self.admin,
+        )
+    }
+}
+
+impl Testbed {
+    fn server(&self, i: usize) -> Result<String> {
+        match self.servers.servers.get(i) {
+            Some(s) => Ok(s.identity.name.clone()),
+            None => bail!("event names server {i}, which does not exist"),
+        }
+    }
+
+    async fn reload(&mut self) -> Result<()> {
+        let config = self.plan.config(&self.servers)?;
+        self.tether.reload(&self.plan.dir, &config).await
+    }
+
+    /// Performs one event on the real processes and sockets.
+    async fn apply(&mut self, action: &Action) -> Result<()> {
+        match *action {
+            Action::Crash { server } => {
+                self.server(server)?;
+                self.servers.crash(server).await;
+            }
+            Action::Restart { server } => {
+                self.server(server)?;
+                self.servers.crash(server).await;
+                self.servers.start(server).await?;
+            }
+            Action::Drain { server } | Action::Maint { server } | Action::Ready { server } => {
+                let state = match action {
+                    Action::Drain { .. } => "drain",
+                    Action::Maint { .. } => "maint",
+                    _ => "ready",
+                };
+                let cmd = format!("set server app/{} state {state}", self.server(server)?);
+                balancer::admin(&self.plan.admin, &cmd).await?;
+            }
+            Action::AddServer => {
+                let i = self.servers.add(&self.plan.dir)?;
+                self.servers.start(i).await?;
+                self.plan.pool.push(i);
+                self.reload().await?;
+            }
+            Action::RemoveServer { server } => {
+                self.server(server)?;
+                self.plan.pool.retain(|&i| i != server);
+                self.reload().await?;
+            }
+            Action::RestartBalancer => {
+                self.tether.stop().await;
+                let config = self.plan.config(&self.servers)?;
+                self.tether = TetherChild::start(&self.plan.dir, &config, self.plan.listen).await?;
+            }
+            _ => unreachable!("refused before the run"),
+        }
+        Ok(())
+    }
 }
 
 async fn start_testbed(args: &LoadgenArgs, scenario: &Scenario) -> Result<Testbed> {
@@ -113,6 +204,7 @@ async fn start_testbed(args: &LoadgenArgs, scenario: &Scenario) -> Result<Testbe
     }
     check_events(&scenario.events)?;
     let dir = args.out.join("testbed");
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let mut servers = ServerFleet::new(&scenario.servers, args.time_scale, &dir)?;
     for i in 0..servers.servers.len() {
@@ -121,24 +213,37 @@ async fn start_testbed(args: &LoadgenArgs, scenario: &Scenario) -> Result<Testbe
     let port = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
         .local_addr()?
         .port();
-    let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let list: Vec<(String, SocketAddr)> = servers
-        .servers
-        .iter()
-        .map(|s| (s.identity.name.clone(), s.addr))
-        .collect();
-    let config = balancer::config_text(
-        scenario.balancer.config.as_ref(),
-        listen,
-        &list,
-        args.time_scale,
-    )?;
-    let tether = TetherChild::start(&dir, &config, listen).await?;
+    let plan = Plan {
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        admin: dir.join("admin.sock"),
+        dir,
+        balancer: scenario.balancer.config.clone(),
+        pool: (0..servers.servers.len()).collect(),
+        scale: args.time_scale,
+    };
+    let tether = TetherChild::start(&plan.dir, &plan.config(&servers)?, plan.listen).await?;
     Ok(Testbed {
         servers,
         tether,
-        listen,
+        plan,
     })
+}
+
+/// Samples the balancer's stick tables every scenario minute (until aborted).
+async fn sample_tables(admin: PathBuf, clock: ScaledClock, recorder: SharedRecorder) {
+    let mut next = 0u64;
+    loop {
+        if let Ok(text) = balancer::admin(&admin, "show table").await {
+            if let Some(t) = balancer::table_totals(&text) {
+                recorder.borrow_mut().table_sample(next, t);
+            }
+        }
+        next += 60_000;
+        let now = clock.now_ms();
+        clock
+            .sleep(Duration::from_millis(next.saturating_sub(now)))
+            .await;
+    }
 }
 
 async fn run_scenario(args: &LoadgenArgs, scenario: &Scenario, seed: u64) -> Result<Report> {
@@ -147,7 +252,7 @@ async fn run_scenario(args: &LoadgenArgs, scenario: &Scenario, seed: u64) -> Res
         None => Some(start_testbed(args, scenario).await?),
     };
     let target = match (&testbed, args.target) {
-        (Some(t), _) => t.listen,
+        (Some(t), _) => t.plan.listen,
         (None, Some(a)) => a,
         (None, None) => bail!("give --testbed or --target ADDR"),
     };
@@ -170,11 +275,25 @@ async fn run_scenario(args: &LoadgenArgs, scenario: &Scenario, seed: u64) -> Res
         &recorder,
         testbed.is_some(),
     );
+    let sampler = testbed.as_ref().map(|t| {
+        tokio::task::spawn_local(sample_tables(t.plan.admin.clone(), clock, recorder.clone()))
+    });
     perform_events(scenario, testbed.as_mut(), clock, &recorder).await?;
     for f in fleets {
         let _ = f.await;
     }
     let elapsed = Duration::from_millis(clock.now_ms());
+    if let (Some(s), Some(t)) = (sampler, &testbed) {
+        s.abort();
+        if let Ok(text) = balancer::admin(&t.plan.admin, "show table").await {
+            if let Some(totals) = balancer::table_totals(&text) {
+                recorder
+                    .borrow_mut()
+                    .table_sample(elapsed.as_millis() as u64, totals);
+            }
+        }
+    }
+
     let log = match (&mut testbed, &args.balancer_log) {
         (Some(t), _) => {
             t.tether.stop().await;
@@ -245,27 +364,12 @@ async fn perform_events(
         let Some(t) = testbed.as_deref_mut() else {
             continue; // --target: the operator performs events on their own system.
         };
-        match e.action {
-            Action::Crash { server } => t.servers.crash(server_index(t, server)?).await,
-            Action::Restart { server } => {
-                let i = server_index(t, server)?;
-                t.servers.crash(i).await;
-                t.servers.start(i).await?;
-            }
-            _ => unreachable!("checked before the run"),
-        }
+        t.apply(&e.action).await?;
         recorder
             .borrow_mut()
             .event(clock.now_ms(), e.action.describe());
     }
     Ok(())
-}
-
-fn server_index(t: &Testbed, i: usize) -> Result<usize> {
-    if i >= t.servers.servers.len() {
-        bail!("event names server {i}, which does not exist");
-    }
-    Ok(i)
 }
 
 /// Milliseconds since midnight UTC now, to place the daemon's log dates on the run's clock.
