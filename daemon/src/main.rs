@@ -59,6 +59,9 @@ enum Command {
     Table(tether::table_cli::TableArgs),
     /// Simulate a deployment (tether's engine, client fleets, failures): affinity and load.
     Sim(tether::sim_cli::SimArgs),
+    /// Run a scenario's client fleets as real TLS clients against a real balancer (--testbed:
+    /// servers and tether on loopback too) and write the same report as `tether sim`.
+    Loadgen(tether::loadgen::LoadgenArgs),
 }
 
 #[derive(clap::Args)]
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
         Command::Probe(args) => probe(args),
         Command::Table(args) => table(args),
         Command::Sim(args) => tether::sim_cli::run(args),
+        Command::Loadgen(args) => tether::loadgen::run(args),
     };
     match result {
         Ok(code) => code,

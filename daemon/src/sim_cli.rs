@@ -59,6 +59,9 @@ pub enum SimCommand {
     /// Swarm testing: generated scenarios with seeded fault mixes, each run twice, invariants
     /// checked on every run.
     Check(crate::sim_check::CheckArgs),
+    /// Two reports side by side (e.g. `tether sim` vs `tether loadgen`), with differences;
+    /// exits 1 when a rate or share differs by more than --tolerance points.
+    Compare(crate::sim_compare::CompareArgs),
 }
 
 /// Runs `tether sim` (or `tether sim sweep`).
@@ -67,6 +70,7 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
         Some(SimCommand::Sweep(s)) => return crate::sim_sweep::run(s),
         Some(SimCommand::Merge(m)) => return crate::sim_merge::run(m),
         Some(SimCommand::Check(c)) => return crate::sim_check::run(c),
+        Some(SimCommand::Compare(c)) => return crate::sim_compare::run(c),
         None => {}
     }
     let (scenario, config) = load(args.scenario.as_deref())?;

@@ -48,6 +48,7 @@ fn own_host_servers(scenario: &Scenario) -> Vec<usize> {
         .iter()
         .filter_map(|e| match e.action {
             Action::Crash { server }
+            | Action::HostDown { server }
             | Action::Restart { server }
             | Action::Partition { server }
             | Action::Heal { server }
@@ -70,6 +71,8 @@ struct ServerSeed {
     name: Rc<str>,
     port: u16,
     boots: Rc<Cell<u32>>,
+    /// The server process runs (false after `crash`: the host is up, nothing listens).
+    up: Rc<Cell<bool>>,
 }
 
 impl ServerSeed {
@@ -106,6 +109,8 @@ struct World<'a> {
     peer_latency: Duration,
     /// Actions an event scheduled for later (an upgrade's restart), by simulated ms.
     later: Vec<(u64, Action)>,
+    /// Per server: its process runs (see [`ServerSeed::up`]).
+    process_up: Vec<Rc<Cell<bool>>>,
 }
 
 impl World<'_> {
@@ -119,11 +124,21 @@ impl World<'_> {
             name: addr.name.as_str().into(),
             port: addr.port,
             boots: Rc::default(),
+            up: Rc::new(Cell::new(true)),
         };
+        self.process_up.push(seed.up.clone());
         let spec = self.spec.clone();
         let recorder = self.recorder.clone();
         self.sim.host(addr.host.as_str(), move || {
-            run_server(seed.boot(&spec, &recorder), seed.port)
+            // A crashed process leaves its host up with nothing bound: SYNs are refused.
+            let boot = seed.up.get().then(|| seed.boot(&spec, &recorder));
+            let port = seed.port;
+            async move {
+                match boot {
+                    Some(ctx) => run_server(ctx, port).await,
+                    None => std::future::pending().await,
+                }
+            }
         });
         self.servers.push(addr.clone());
         addr
@@ -158,7 +173,9 @@ impl World<'_> {
                 name: addr.name.as_str().into(),
                 port: addr.port,
                 boots: Rc::default(),
+                up: Rc::new(Cell::new(true)),
             });
+            self.process_up.push(Rc::new(Cell::new(true)));
             self.servers.push(addr);
         }
         let spec = self.spec.clone();
@@ -360,11 +377,18 @@ impl World<'_> {
     fn apply(&mut self, action: &Action, now: u64) -> Result<(), SimError> {
         match *action {
             Action::Crash { server } => {
+                // The process dies, its host stays: sockets close, the port refuses.
+                let s = self.server_host(server)?;
+                self.process_up[server].set(false);
+                self.sim.bounce(s.as_str());
+            }
+            Action::HostDown { server } => {
                 let s = self.server_host(server)?;
                 self.sim.crash(s.as_str());
             }
             Action::Restart { server } => {
                 let s = self.server_host(server)?;
+                self.process_up[server].set(true);
                 self.sim.bounce(s.as_str());
             }
             Action::Partition { server } => {
@@ -592,6 +616,7 @@ fn build_world<'a>(
         client_latency: scenario.network.client_latency.get(),
         peer_latency: replication.map_or(Duration::from_millis(1), |r| r.latency.get()),
         later: Vec::new(),
+        process_up: Vec::new(),
     };
     let has_balancer = world.balancer.is_some();
     world.add_initial_servers(

@@ -27,17 +27,28 @@ pub struct EventSpec {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
-    /// The server host crashes: its connections break, its session cache is lost.
+    /// The server process crashes on a host that stays up: its port refuses new connections at
+    /// once (the kernel answers a SYN with RST, so a balancer retries elsewhere within
+    /// milliseconds), its open connections are closed, its session cache is lost.
     Crash {
         /// Server index.
         server: usize,
     },
-    /// The server software starts again (new boot: empty cache, new per-server ticket keys).
+    /// The whole server host is lost (power, kernel panic, network gone): it goes silent, so
+    /// new connections wait for their connect timeout and open ones hang until a timeout; its
+    /// session cache is lost. `restart` boots it again.
+    HostDown {
+        /// Server index.
+        server: usize,
+    },
+    /// The server software starts again after `crash` or `host-down` (new boot: empty cache,
+    /// new per-server ticket keys).
     Restart {
         /// Server index.
         server: usize,
     },
-    /// The link between the balancer and the server is cut.
+    /// The link between the balancer and the server is cut: silent, as `host-down`, but the
+    /// server keeps running (and keeps its cache) behind the cut.
     Partition {
         /// Server index.
         server: usize,
@@ -137,6 +148,7 @@ impl Action {
     pub fn describe(&self) -> String {
         match self {
             Action::Crash { server } => format!("crash server {server}"),
+            Action::HostDown { server } => format!("host-down server {server}"),
             Action::Restart { server } => format!("restart server {server}"),
             Action::Partition { server } => format!("partition server {server}"),
             Action::Heal { server } => format!("heal server {server}"),
@@ -238,5 +250,8 @@ mod tests {
         assert_eq!(later[1].action, Action::Restart { server: 1 });
         assert!(s.due(300_000).is_empty());
         assert_eq!(later[0].action.describe(), "latency 50ms to clients");
+        let down: File =
+            toml::from_str("[[events]]\nat = \"1s\"\naction = \"host-down\"\nserver = 3").unwrap();
+        assert_eq!(down.events[0].action, Action::HostDown { server: 3 });
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod balancer;
 pub mod client;
+pub mod compare;
 mod driver;
 pub mod engine_host;
 pub mod events;
@@ -35,7 +36,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 pub use balancer::{BalancerEnv, BalancerHost, RoundRobinRelay};
-pub use driver::{ClientTrace, HealthChange, Trace};
+pub use driver::{server_name, ClientTrace, HealthChange, Trace};
 pub use report::Report;
 pub use scenario::Scenario;
 pub use tether_core::config::Config;
