@@ -26,6 +26,17 @@ pub fn partial_path(out: &Path, shard: shard::Shard) -> PathBuf {
     out.join(format!("partial-{}-of-{}.json", shard.index, shard.count))
 }
 
+/// The digest that identifies a scenario in a job description: of the file's bytes (so copies at
+/// other paths match and an edited file does not), or "default" for the embedded scenario.
+pub fn scenario_digest(path: Option<&Path>) -> Result<String> {
+    Ok(match path {
+        Some(p) => {
+            shard::digest(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
+        }
+        None => "default".to_owned(),
+    })
+}
+
 /// Writes a slice's partial into `out` and returns its path.
 pub fn write_partial<T: Serialize>(out: &Path, partial: &Partial<T>) -> Result<PathBuf> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;

@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use tether_sim::headline::{self, Headline};
 use tether_sim::scenario::Scenario;
-use tether_sim::shard::{self, Item, Partial, Shard};
+use tether_sim::shard::{Item, Partial, Shard};
 
 /// What the child prints before its headline, on a line of its own.
 pub const HEADLINE_PREFIX: &str = "headline: ";
@@ -86,12 +86,7 @@ pub fn run(
             .collect::<Result<_>>()?;
     let job = SeedsJob {
         scenario: path.map(|p| p.display().to_string()),
-        digest: match path {
-            Some(p) => shard::digest(
-                &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
-            ),
-            None => "default".into(),
-        },
+        digest: crate::sim_merge::scenario_digest(path)?,
         first: seeds.first,
         count: seeds.count,
         expectations: scenario.expect.iter().map(|e| e.describe()).collect(),

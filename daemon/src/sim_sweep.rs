@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
 use tether_sim::scenario::SimDuration;
-use tether_sim::shard::{self, Item, Partial, Shard};
+use tether_sim::shard::{Item, Partial, Shard};
 use tether_sim::sweep::{self, SweepParam, SweepRow};
 
 /// What a point's child prints before its row, on a line of its own.
@@ -122,12 +122,7 @@ fn points(args: &SweepArgs) -> Result<Vec<(SweepParam, u64)>> {
 
 /// What defines the sweep: slices of one sweep share it, and merge checks they do.
 fn job(args: &SweepArgs) -> Result<String> {
-    let scenario = match &args.scenario {
-        Some(p) => {
-            shard::digest(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
-        }
-        None => "default".to_owned(),
-    };
+    let scenario = crate::sim_merge::scenario_digest(args.scenario.as_deref())?;
     let params: Vec<&str> = args.params.iter().map(|p| p.name()).collect();
     Ok(format!(
         "scenario {scenario} params [{}] values {:?} duration {} seed {}",

@@ -90,7 +90,8 @@ where
     root.present().map_err(|e| plot_error(file, e))
 }
 
-fn plot_error(file: &Path, e: impl std::fmt::Display) -> SimError {
+/// A plotting failure, naming the file being drawn.
+pub(crate) fn plot_error(file: &Path, e: impl std::fmt::Display) -> SimError {
     SimError::Plot {
         file: file.display().to_string(),
         reason: e.to_string(),

@@ -8,7 +8,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::headline::{Headline, Interval};
-use crate::plot::{swatch, Minutes};
+use crate::plot::{plot_error, swatch, Minutes};
 use crate::SimError;
 
 /// One curve over the seeds: per minute, the interval of the seeds' values.
@@ -33,19 +33,15 @@ pub fn write(seeds: &[Headline], title: &str, dir: &Path) -> Result<Vec<PathBuf>
     }
     let png = dir.join("seeds-resumption.png");
     let svg = dir.join("seeds-resumption.svg");
-    let err = |file: &Path, e: &dyn std::fmt::Display| SimError::Plot {
-        file: file.display().to_string(),
-        reason: e.to_string(),
-    };
     {
         let root = BitMapBackend::new(&png, (960, 540)).into_drawing_area();
-        draw(&root, seeds, title).map_err(|e| err(&png, &e))?;
-        root.present().map_err(|e| err(&png, &e))?;
+        draw(&root, seeds, title).map_err(|e| plot_error(&png, e))?;
+        root.present().map_err(|e| plot_error(&png, e))?;
     }
     {
         let root = SVGBackend::new(&svg, (960, 540)).into_drawing_area();
-        draw(&root, seeds, title).map_err(|e| err(&svg, &e))?;
-        root.present().map_err(|e| err(&svg, &e))?;
+        draw(&root, seeds, title).map_err(|e| plot_error(&svg, e))?;
+        root.present().map_err(|e| plot_error(&svg, e))?;
     }
     Ok(vec![png, svg])
 }

@@ -14,6 +14,7 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 use tether_core::config::Config;
 
+use crate::plot::plot_error;
 use crate::report::Report;
 use crate::scenario::{Scenario, SimDuration};
 use crate::SimError;
@@ -295,13 +296,6 @@ pub fn write_plots(rows: &[SweepRow], dir: &Path) -> Result<Vec<PathBuf>, SimErr
         written.push(svg);
     }
     Ok(written)
-}
-
-fn plot_error(file: &Path, e: impl std::fmt::Display) -> SimError {
-    SimError::Plot {
-        file: file.display().to_string(),
-        reason: e.to_string(),
-    }
 }
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
