@@ -45,6 +45,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
+/// The tests of this file run one at a time: the heap count is the whole process's.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// An echo backend that holds no buffer while a connection is idle (readiness, then a read
 /// into the stack), so the heap it uses per connection is its task alone.
 async fn lean_echo() -> SocketAddr {
@@ -113,6 +116,7 @@ async fn settled_live() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_hold_no_relay_buffer() {
+    let _serial = SERIAL.lock().await;
     const N: usize = 200;
     let backend = lean_echo().await;
     let d = daemon_to(backend).await;
@@ -181,6 +185,7 @@ async fn read_all_then_answer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_both_ways_with_half_close_arrives_whole_and_in_order() {
+    let _serial = SERIAL.lock().await;
     // Not a multiple of a buffer; the first bytes are not TLS, so inspection ends at once.
     let up = pattern(3_000_017, 3);
     let down = pattern(2_000_029, 11);
@@ -218,6 +223,7 @@ async fn bulk_both_ways_with_half_close_arrives_whole_and_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_reset_mid_stream_delivers_an_exact_prefix_and_closes_the_server() {
+    let _serial = SERIAL.lock().await;
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let backend = l.local_addr().unwrap();
     let d = daemon_to(backend).await;
