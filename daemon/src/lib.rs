@@ -8,6 +8,7 @@ pub mod fdlimit;
 pub mod finding;
 pub mod haproxy;
 pub mod logsink;
+pub mod memory;
 pub mod net;
 pub mod probe;
 pub mod run;

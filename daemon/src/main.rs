@@ -190,6 +190,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let rt = builder
         .enable_all()
+        .on_thread_park(tether::memory::on_thread_park)
         .build()
         .context("starting the tokio runtime")?;
     rt.block_on(serve(source, config))
@@ -215,6 +216,9 @@ async fn serve(source: ConfigSource, config: Config) -> Result<ExitCode> {
     let built = runtime::build_seeded(&config, None, table_seed)?;
     let grace = built.grace;
     let mut daemon = tether::run::start(built, sink_for(&config)).await?;
+    tokio::spawn(tether::memory::release_on_low_load(
+        daemon.context().clone(),
+    ));
     for (name, addr) in daemon.local_addrs() {
         tracing::info!(frontend = %name, %addr, "ready");
     }
