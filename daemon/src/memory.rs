@@ -4,8 +4,8 @@
 //! system) only from later allocator calls. When connections close and the daemon goes quiet,
 //! nothing calls it, and the RSS of the busiest moment stays for good. A tick watches the open
 //! connections; when they have fallen well below their peak it asks every worker thread to
-//! collect its allocator heap the next time it goes idle ([`on_thread_park`]), which purges the
-//! free pages.
+//! free its pooled relay buffers and collect its allocator heap the next time it goes idle
+//! ([`on_thread_park`]), which purges the free pages.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,6 +68,7 @@ pub fn request_release() {
 pub fn on_thread_park() {
     let epoch = RELEASE_EPOCH.load(Ordering::Relaxed);
     if SEEN_EPOCH.with(|s| s.replace(epoch)) != epoch {
+        tether_core::engine::buffers::release_pooled();
         // SAFETY: `mi_collect` takes no pointer and may be called from any thread at any
         // time; the global allocator of this binary is mimalloc, whose library defines it.
         unsafe { mi_collect(true) };

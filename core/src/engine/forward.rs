@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, Instant};
 
+use super::buffers;
 use super::clock::Clock;
 use super::termination::Termination;
 
@@ -270,7 +271,9 @@ where
         total += buf.len() as u64;
         if io.read_ready.is_some() && buf.len() < buf.capacity() {
             // Drained: the next bytes may be a while; give the buffer back.
-            held = None;
+            if let Some(b) = held.take() {
+                buffers::give_back(b);
+            }
         }
         match after {
             Ahead::Nothing => {}
@@ -278,7 +281,9 @@ where
             Ahead::Error => break PumpEnd::ReadError,
         }
     };
-    drop(held);
+    if let Some(b) = held {
+        buffers::give_back(b);
+    }
     if !matches!(end, PumpEnd::Eof) {
         // Failure or idleness ends the whole connection: stop the other direction too. It
         // runs in this task (`forward` joins both), so waking the task is all it needs.
@@ -316,13 +321,15 @@ async fn next_chunk<R: AsyncRead + Unpin>(
             return Ahead::Error;
         }
         // Read into spare capacity (never zeroed; pages are touched only as bytes arrive).
-        let buf = held.get_or_insert_with(|| Vec::with_capacity(FORWARD_BUF));
+        let buf = held.get_or_insert_with(buffers::take);
         buf.clear();
         let after = read_ready(r, buf).await;
         if !buf.is_empty() || after != Ahead::Nothing {
             return after;
         }
-        *held = None;
+        if let Some(b) = held.take() {
+            buffers::give_back(b);
+        }
     }
 }
 
