@@ -209,6 +209,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let rt = builder
         .enable_all()
+        .on_thread_park(tether::memory::on_thread_park)
         .build()
         .context("starting the tokio runtime")?;
     rt.block_on(serve(source, config, launch, incoming))
@@ -247,6 +248,8 @@ async fn serve(
     }
     let grace = built.grace;
     let daemon = tether::run::start(built, sink_for(&config)).await?;
+    // Freed memory goes back to the system once connections fall (on every worker as it parks).
+    tokio::spawn(tether::memory::release_on_low_load(daemon.context().clone()));
     for (name, addr) in daemon.local_addrs() {
         tracing::info!(frontend = %name, %addr, "ready");
     }

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tether_core::engine::forward::ReadReady;
 use tether_core::engine::Net;
 use tokio::io::Interest;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -139,6 +140,11 @@ impl Net for TokioNet {
                 r => return Poll::Ready(r),
             }
         }
+    }
+
+    /// tokio's readiness of the socket: waiting on it takes no buffer and no syscall.
+    fn read_readiness() -> Option<ReadReady<OwnedReadHalf>> {
+        Some(|read, cx| read.get_mut().as_ref().poll_read_ready(cx))
     }
 }
 

@@ -351,6 +351,13 @@ impl<'a> Connection<'a> {
         &data[(self.learning.sent as usize).min(data.len())..]
     }
 
+    /// The client's first bytes have all reached the server: counts them as sent and gives the
+    /// inspect buffer back, which a forwarded connection would otherwise hold until it closes.
+    pub fn first_bytes_delivered(&mut self) {
+        self.learning.sent = self.first_bytes().len() as u64;
+        self.inspect.buf = Vec::new();
+    }
+
     /// Room for the next read: never past the cap plus a PROXY header.
     fn read_room(&self) -> usize {
         (self.fe.inspect_cap + self.inspect.data_start + PROXY_HEADER_ROOM)

@@ -191,6 +191,9 @@ async fn forward_to<N: Net>(
     let (mut sr, mut sw) = N::split(server);
     let rest = conn.unsent();
     let prefix_ok = rest.is_empty() || sw.write_all(rest).await.is_ok();
+    if prefix_ok {
+        conn.first_bytes_delivered();
+    }
     let fwd = if prefix_ok {
         let tap = |chunk: &[u8]| conn.on_server_bytes(Instant::now(), chunk);
         let f = forward(
@@ -200,7 +203,7 @@ async fn forward_to<N: Net>(
             &mut sr,
             &mut sw,
             timeouts,
-            N::poll_write_last,
+            N::io_hooks(),
             tap,
         );
         Some(f.await)

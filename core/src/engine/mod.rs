@@ -7,6 +7,7 @@
 //! every `select!` is `biased;` so a simulation replays identically for a seed.
 
 pub mod backend;
+pub mod buffers;
 pub mod clock;
 pub mod connection;
 pub mod flow;

@@ -87,4 +87,20 @@ pub trait Net: Clone + Send + Sync + 'static {
     ) -> Poll<io::Result<usize>> {
         super::forward::plain_write_last(write, cx, buf)
     }
+
+    /// How to wait until a read half can be read without waiting (bytes, its end or an error)
+    /// while holding no buffer: the forwarder then takes a buffer only when bytes are there and
+    /// gives it back once drained, so an idle connection holds none. `None` (the default): the
+    /// transport cannot tell, and each direction keeps a buffer while it waits in `read`.
+    fn read_readiness() -> Option<super::forward::ReadReady<Self::ReadHalf>> {
+        None
+    }
+
+    /// The forwarder's hooks for this transport.
+    fn io_hooks() -> super::forward::IoHooks<Self::ReadHalf, Self::WriteHalf> {
+        super::forward::IoHooks {
+            write_last: Self::poll_write_last,
+            read_ready: Self::read_readiness(),
+        }
+    }
 }
