@@ -249,7 +249,9 @@ async fn serve(
     let grace = built.grace;
     let daemon = tether::run::start(built, sink_for(&config)).await?;
     // Freed memory goes back to the system once connections fall (on every worker as it parks).
-    tokio::spawn(tether::memory::release_on_low_load(daemon.context().clone()));
+    tokio::spawn(tether::memory::release_on_low_load(
+        daemon.context().clone(),
+    ));
     for (name, addr) in daemon.local_addrs() {
         tracing::info!(frontend = %name, %addr, "ready");
     }

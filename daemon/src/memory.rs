@@ -38,16 +38,18 @@ extern "C" {
 }
 
 /// Decides when memory is given back: once the open connections have fallen to half their
-/// peak since the last release, by at least [`MIN_DROP`].
+/// peak since the last release, by at least [`MIN_DROP`]. The peak is the process's own
+/// high-water mark between two looks, so connections that come and go between ticks count.
 #[derive(Debug, Default)]
 pub struct LowLoad {
     peak: u64,
 }
 
 impl LowLoad {
-    /// Takes the current count of open connections; true when memory should be given back.
-    pub fn observe(&mut self, open: u64) -> bool {
-        self.peak = self.peak.max(open);
+    /// Takes the current count of open connections and the most open at once since the last
+    /// look; true when memory should be given back.
+    pub fn observe(&mut self, open: u64, peak_between: u64) -> bool {
+        self.peak = self.peak.max(open).max(peak_between);
         let fell = self.peak - open;
         if fell >= MIN_DROP && open <= self.peak / 2 {
             self.peak = open;
@@ -82,7 +84,9 @@ pub async fn release_on_low_load<N: Net>(ctx: Arc<Context<N>>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if low.observe(ctx.actconn.load(Ordering::Relaxed)) {
+        let open = ctx.actconn.load(Ordering::Relaxed);
+        let peak_between = ctx.actconn_peak.swap(open, Ordering::Relaxed);
+        if low.observe(open, peak_between) {
             tracing::debug!("connections fell: giving freed memory back");
             request_release();
         }
@@ -98,26 +102,35 @@ mod tests {
         let mut l = LowLoad::default();
         // Growing and steady load: nothing to give back.
         for open in [0, 100, 2_000, 4_000, 3_900, 4_000] {
-            assert!(!l.observe(open), "{open}");
+            assert!(!l.observe(open, open), "{open}");
         }
         // Not yet half.
-        assert!(!l.observe(2_500));
+        assert!(!l.observe(2_500, 2_500));
         // Half gone: release, and the peak starts again from here.
-        assert!(l.observe(1_000));
-        assert!(!l.observe(900));
-        assert!(!l.observe(1_000));
+        assert!(l.observe(1_000, 1_000));
+        assert!(!l.observe(900, 900));
+        assert!(!l.observe(1_000, 1_000));
         // All gone, and more than MIN_DROP of them.
-        assert!(l.observe(0));
-        assert!(!l.observe(0));
+        assert!(l.observe(0, 0));
+        assert!(!l.observe(0, 0));
+    }
+
+    #[test]
+    fn a_peak_between_two_looks_counts() {
+        let mut l = LowLoad::default();
+        assert!(!l.observe(0, 0));
+        // Thousands came and went between two ticks: the memory they used is to give back.
+        assert!(l.observe(0, 3_000));
+        assert!(!l.observe(0, 0));
     }
 
     #[test]
     fn a_small_fall_is_not_worth_a_collection() {
         let mut l = LowLoad::default();
-        assert!(!l.observe(MIN_DROP - 1));
-        assert!(!l.observe(0));
-        assert!(!l.observe(MIN_DROP));
-        assert!(l.observe(0));
+        assert!(!l.observe(MIN_DROP - 1, MIN_DROP - 1));
+        assert!(!l.observe(0, 0));
+        assert!(!l.observe(MIN_DROP, MIN_DROP));
+        assert!(l.observe(0, 0));
     }
 
     #[test]

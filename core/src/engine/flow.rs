@@ -32,6 +32,9 @@ pub struct Context<N: Net> {
     pub sink: Arc<dyn LogSink>,
     /// Connections open in the process (`%ac`).
     pub actconn: AtomicU64,
+    /// The most connections open at once since the memory watcher last took it: a peak between
+    /// two of its ticks is not missed.
+    pub actconn_peak: AtomicU64,
 }
 
 impl<N: Net> Context<N> {
@@ -42,13 +45,18 @@ impl<N: Net> Context<N> {
             clock: Clock::start(),
             sink,
             actconn: AtomicU64::new(0),
+            actconn_peak: AtomicU64::new(0),
         }
     }
 }
 
 /// Runs one client connection to completion and reports it to the sink.
 pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, peer: SocketAddr) {
-    ctx.actconn.fetch_add(1, Ordering::Relaxed);
+    let open = ctx.actconn.fetch_add(1, Ordering::Relaxed) + 1;
+    // A load first: the read-modify-write only runs while the peak is climbing.
+    if open > ctx.actconn_peak.load(Ordering::Relaxed) {
+        ctx.actconn_peak.fetch_max(open, Ordering::Relaxed);
+    }
     fe.current.fetch_add(1, Ordering::Relaxed);
     let mut conn = Connection::new(fe, ctx.clock, &ctx.actconn, peer, Instant::now());
     if fe.tcp_keepalive {
