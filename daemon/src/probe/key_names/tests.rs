@@ -23,8 +23,11 @@ fn conn(index: usize, backend: &str, offered: Option<(u8, &str)>) -> ConnectionR
     c
 }
 
+/// A connection's backend and the (prefix, digest) of the ticket it offered.
+type Step<'a> = (&'a str, Option<(u8, &'a str)>);
+
 /// One chain per plan; each reconnection offers the ticket its predecessor's backend issued.
-fn report(chains: &[Vec<(&str, Option<(u8, &str)>)>]) -> Vec<BackendKeyNames> {
+fn report(chains: &[Vec<Step>]) -> Vec<BackendKeyNames> {
     let chains = chains
         .iter()
         .enumerate()
