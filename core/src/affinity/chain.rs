@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 use super::keys::{hash_key, HelloKeys, TicketKey};
-use super::ticket_keys::{Change, Guess, KeyName, NameSpan};
+use super::ticket_keys::{Bootstrap, Change, Guess, KeyName, NameSpan};
 use super::{
     stable_hash, AffinityKey, Decision, MatchOutcome, NoKeyReason, Route, TableKind, Tables,
 };
@@ -22,6 +22,7 @@ use crate::{ServerId, Timestamp};
 pub struct Chain {
     keys: Vec<AffinityKey>,
     span: NameSpan,
+    bootstrap: Bootstrap,
 }
 
 /// What learning from one server message did.
@@ -47,12 +48,19 @@ impl Chain {
         Chain {
             keys: out,
             span: NameSpan::default(),
+            bootstrap: Bootstrap::default(),
         }
     }
 
     /// The same chain, cutting ticket key names at `span` instead of RFC 5077's 16 bytes.
     pub fn with_name_span(mut self, span: NameSpan) -> Self {
         self.span = span;
+        self
+    }
+
+    /// The same chain, routing unknown ticket key names by `bootstrap`.
+    pub fn with_bootstrap(mut self, bootstrap: Bootstrap) -> Self {
+        self.bootstrap = bootstrap;
         self
     }
 
@@ -136,17 +144,19 @@ impl Chain {
                         None
                     }
                 },
-                (AffinityKey::TicketKey, Some(h)) => match ticket_key_decision(h, client, tables) {
-                    Ok(d) => return d,
-                    Err(Some(r)) => {
-                        reason.get_or_insert(r);
-                        None
+                (AffinityKey::TicketKey, Some(h)) => {
+                    match ticket_key_decision(h, client, self.bootstrap, tables) {
+                        Ok(d) => return d,
+                        Err(Some(r)) => {
+                            reason.get_or_insert(r);
+                            None
+                        }
+                        Err(None) => {
+                            missed = true;
+                            None
+                        }
                     }
-                    Err(None) => {
-                        missed = true;
-                        None
-                    }
-                },
+                }
                 (AffinityKey::Rule, Some(_)) => None,
             };
             let (Some(bytes), Some(kind)) = (lookup_key, TableKind::for_key(key)) else {
@@ -360,6 +370,7 @@ impl Chain {
 fn ticket_key_decision(
     h: &HelloKeys,
     client: Option<IpAddr>,
+    bootstrap: Bootstrap,
     tables: &(impl Tables + ?Sized),
 ) -> Result<Decision, Option<NoKeyReason>> {
     let Some(p) = h.ticket_name else {
@@ -375,7 +386,7 @@ fn ticket_key_decision(
     let guess = learner
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .route(&p.name, client);
+        .route(&p.name, client, bootstrap);
     let sticky = |server, matched| Decision {
         route: Route::Sticky {
             server,

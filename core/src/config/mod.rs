@@ -249,6 +249,10 @@ pub struct Backend {
     /// 16 bytes, as OpenSSL and BoringSSL write it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket_key_name: Option<crate::affinity::ticket_keys::NameSpan>,
+    /// How `ticket-key` affinity routes a key name no server has confirmed yet (default:
+    /// the client's last server, then a server with no name yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_key_bootstrap: Option<crate::affinity::ticket_keys::Bootstrap>,
     /// `option persist`: go back to a sticky server even when it is marked down.
     #[serde(default)]
     pub persist: bool,
@@ -333,6 +337,7 @@ impl Backend {
             hash_balance_factor: None,
             affinity: None,
             ticket_key_name: None,
+            ticket_key_bootstrap: None,
             persist: false,
             retries: defaults::retries(),
             redispatch: Redispatch::default(),

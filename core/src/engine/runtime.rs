@@ -261,8 +261,10 @@ fn build_backend(
     };
     let affinity = match b.effective_affinity() {
         Some(keys) => {
-            Box::new(Chain::new(&keys).with_name_span(b.ticket_key_name.unwrap_or_default()))
-                as Box<dyn Affinity>
+            let chain = Chain::new(&keys)
+                .with_name_span(b.ticket_key_name.unwrap_or_default())
+                .with_bootstrap(b.ticket_key_bootstrap.unwrap_or_default());
+            Box::new(chain) as Box<dyn Affinity>
         }
         None => Box::new(build_rules(b)?),
     };
