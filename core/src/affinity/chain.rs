@@ -318,10 +318,9 @@ impl Chain {
         if !self.has(AffinityKey::TicketKey) || info.hello_retry_request {
             return false;
         }
-        let Some(learner) = tables.ticket_keys() else {
+        let Some(mut k) = tables.ticket_learner() else {
             return false;
         };
-        let mut k = learner.lock().unwrap_or_else(|e| e.into_inner());
         k.on_served(client, server);
         let Some(p) = hello.and_then(|h| h.ticket_name) else {
             return false;
@@ -351,16 +350,16 @@ impl Chain {
         server: ServerId,
         tables: &(impl Tables + ?Sized),
     ) -> bool {
-        let (true, Some(learner)) = (self.has(AffinityKey::TicketKey), tables.ticket_keys()) else {
+        if !self.has(AffinityKey::TicketKey) {
+            return false;
+        }
+        let Some(mut learner) = tables.ticket_learner() else {
             return false;
         };
         let Some(name) = KeyName::from_ticket(ticket, self.span) else {
             return false;
         };
-        let change = learner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .on_issued(&name, server);
+        let change = learner.on_issued(&name, server);
         report(change, &name, server);
         change.stored()
     }
@@ -380,13 +379,11 @@ fn ticket_key_decision(
             NoKeyReason::NoTicket
         }));
     };
-    let Some(learner) = tables.ticket_keys() else {
+    let Some(mut learner) = tables.ticket_learner() else {
         return Err(None);
     };
-    let guess = learner
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .route(&p.name, client, bootstrap);
+    let guess = learner.route(&p.name, client, bootstrap);
+    drop(learner);
     let sticky = |server, matched| Decision {
         route: Route::Sticky {
             server,

@@ -228,6 +228,8 @@ struct NameEntry {
 #[derive(Clone, Debug, Default)]
 pub struct TicketKeys {
     limits: Limits,
+    /// Bumped each time [`TicketKeys::remap_servers`] renumbers servers.
+    layout: u64,
     names: BTreeMap<KeyName, NameEntry>,
     servers: BTreeMap<ServerId, ServerKeys>,
     shared: VecDeque<KeyName>,
@@ -566,11 +568,25 @@ impl TicketKeys {
         }
     }
 
+    /// The server numbering this learner holds: bumped whenever a reload renumbers servers, so
+    /// a backend built for an older numbering neither reads nor teaches it
+    /// ([`crate::affinity::Tables::ticket_learner`]).
+    pub fn layout(&self) -> u64 {
+        self.layout
+    }
+
     /// Renumbers or drops servers after a reload changed the server list.
     pub fn remap_servers(&mut self, mut f: impl FnMut(ServerId) -> Option<ServerId>) {
+        let map: BTreeMap<ServerId, Option<ServerId>> =
+            self.servers.keys().map(|s| (*s, f(*s))).collect();
+        if map.iter().all(|(s, to)| *to == Some(*s)) {
+            // The same servers in the same places: nothing renumbered, connections keep teaching.
+            return;
+        }
+        self.layout += 1;
         let old = std::mem::take(&mut self.servers);
         for (s, k) in old {
-            match f(s) {
+            match map[&s] {
                 Some(n) => {
                     self.servers.insert(n, k);
                 }
@@ -583,7 +599,7 @@ impl TicketKeys {
         }
         for e in self.names.values_mut() {
             if let Owner::Server(s) = e.owner {
-                e.owner = Owner::Server(f(s).unwrap_or(s));
+                e.owner = Owner::Server(map.get(&s).copied().flatten().unwrap_or(s));
             }
         }
         self.refuted.clear();

@@ -485,9 +485,13 @@ mod tests {
     }
 
     fn with_table(servers: &[&str], previous: Option<&Runtime>) -> Runtime {
-        let mut text = String::from(
+        with_chain("session-id", servers, previous)
+    }
+
+    fn with_chain(key: &str, servers: &[&str], previous: Option<&Runtime>) -> Runtime {
+        let mut text = format!(
             "[[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:0\"]\nbackend = \"be\"\n\
-             [[backend]]\nname = \"be\"\naffinity = [\"session-id\"]\n",
+             [[backend]]\nname = \"be\"\naffinity = [\"{key}\"]\n",
         );
         for (i, n) in servers.iter().enumerate() {
             text += &format!(
@@ -528,6 +532,40 @@ mod tests {
             same_be.tables.lookup(kind, b"k3", now),
             Some(Lookup::Hit(ServerId(0)))
         );
+    }
+
+    #[test]
+    fn a_connection_from_before_a_reload_cannot_teach_the_ticket_key_learner_an_old_index() {
+        use crate::affinity::ticket_keys::{Bootstrap, Guess, KeyName};
+        use crate::affinity::Tables;
+        use crate::ServerId;
+        let name = |b: u8| KeyName::from_ticket(&[b; 40], Default::default()).unwrap();
+        let old = with_chain("ticket-key", &["a", "b", "c"], None);
+        let old_be = old.backends["be"].clone();
+        old_be
+            .tables
+            .ticket_learner()
+            .unwrap()
+            .on_issued(&name(1), ServerId(2));
+        // "a" is removed: "c" is now index 1.
+        let new = with_chain("ticket-key", &["b", "c"], Some(&old));
+        let new_be = new.backends["be"].clone();
+        let route = |be: &crate::engine::backend::Backend, n| {
+            let mut k = be.tables.ticket_learner().expect("current numbering");
+            k.route(&name(n), None, Bootstrap::None)
+        };
+        assert_eq!(route(&new_be, 1), Guess::Owner(ServerId(1)));
+        // The old backend's connection cannot reach the renumbered learner at all.
+        assert!(old_be.tables.ticket_learner().is_none());
+        assert_eq!(route(&new_be, 2), Guess::Unknown);
+        // The same servers again renumber nothing: connections across that reload keep teaching.
+        let same = with_chain("ticket-key", &["b", "c"], Some(&new));
+        new_be
+            .tables
+            .ticket_learner()
+            .expect("not renumbered")
+            .on_issued(&name(3), ServerId(0));
+        assert_eq!(route(&same.backends["be"], 3), Guess::Owner(ServerId(0)));
     }
 
     fn free_slots(rt: &Runtime) -> usize {

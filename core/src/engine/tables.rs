@@ -296,6 +296,8 @@ pub struct BackendTables {
     /// Each table's server numbering when this backend was built ([`BackendTables::pin`]).
     layouts: Vec<u64>,
     ticket_keys: Option<Arc<Mutex<TicketKeys>>>,
+    /// The learner's numbering when this backend was built.
+    ticket_layout: u64,
 }
 
 impl BackendTables {
@@ -329,6 +331,7 @@ impl BackendTables {
             tables,
             layouts: Vec::new(),
             ticket_keys: None,
+            ticket_layout: 0,
         }
         .pin()
     }
@@ -348,9 +351,10 @@ impl BackendTables {
     /// Gives the backend a ticket key-name learner (`ticket-key` affinity): `previous` when a
     /// reload keeps the one its predecessor filled, else a new one.
     pub fn with_ticket_keys(mut self, previous: Option<Arc<Mutex<TicketKeys>>>) -> Self {
-        self.ticket_keys = Some(
-            previous.unwrap_or_else(|| Arc::new(Mutex::new(TicketKeys::new(Limits::default())))),
-        );
+        let learner =
+            previous.unwrap_or_else(|| Arc::new(Mutex::new(TicketKeys::new(Limits::default()))));
+        self.ticket_layout = learner.lock().unwrap_or_else(|e| e.into_inner()).layout();
+        self.ticket_keys = Some(learner);
         self
     }
 
@@ -389,6 +393,10 @@ impl Tables for BackendTables {
 
     fn ticket_keys(&self) -> Option<&Mutex<TicketKeys>> {
         self.ticket_keys.as_deref()
+    }
+
+    fn ticket_layout(&self) -> u64 {
+        self.ticket_layout
     }
 }
 
