@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use tether_core::engine::peers::PeerStatus;
 use tether_core::Timestamp;
 
+use super::html::escape as escape_html;
 use crate::run::DaemonView;
 
 /// The peers' status at one moment.
@@ -141,16 +142,16 @@ impl Peers {
             return page;
         }
         let mut t = format!(
-            "<h2>peers (local: {})</h2>\n<table>\n<tr><th>peer</th><th>address</th><th>state</th><th>last hello</th><th>last message</th><th>sent</th><th>received</th><th>pending</th><th>resyncs in/out</th><th>errors</th><th>last error</th></tr>\n",
-            html_escape(&self.local)
+            "<h2 class=\"peers\">peers (local: {})</h2>\n<table>\n<tr><th>peer</th><th>address</th><th>state</th><th>last hello</th><th>last message</th><th>sent</th><th>received</th><th>pending</th><th>resyncs in/out</th><th>errors</th><th>last error</th></tr>\n",
+            escape_html(&self.local)
         );
         for r in &self.rows {
             let ms = |t| age(self.now, t).map_or("-".to_string(), |a| format!("{a} ms ago"));
             let _ = writeln!(
                 t,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td></tr>",
-                html_escape(&r.name),
-                html_escape(&r.address),
+                escape_html(&r.name),
+                escape_html(&r.address),
                 r.state.as_str(),
                 ms(r.last_hello),
                 ms(r.last_rx),
@@ -160,7 +161,7 @@ impl Peers {
                 r.resyncs_received,
                 r.resyncs_sent,
                 r.errors,
-                html_escape(r.last_error.as_deref().unwrap_or("")),
+                escape_html(r.last_error.as_deref().unwrap_or("")),
             );
         }
         t.push_str("</table>\n");
@@ -175,11 +176,4 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-fn html_escape(v: &str) -> String {
-    v.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
