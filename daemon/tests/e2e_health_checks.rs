@@ -340,3 +340,93 @@ async fn pgsql_check_passes_a_trusted_role_and_fails_a_rejected_one_on_real_post
         );
     }
 }
+
+/// A real OpenLDAP `slapd` on a free loopback port with `directives` added to an otherwise
+/// empty configuration, killed on drop.
+struct Slapd(std::process::Child, u16, tether_testbed::ScratchDir);
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn slapd(directives: &str) -> Slapd {
+    const SLAPD: &str = "/usr/sbin/slapd";
+    assert!(
+        std::path::Path::new(SLAPD).exists(),
+        "{SLAPD} is needed: apt-get install -y slapd (.ci/run does)"
+    );
+    let dir = tether_testbed::ScratchDir::create("slapd").unwrap();
+    let conf = dir.path().join("slapd.conf");
+    let d = dir.path().display();
+    std::fs::write(
+        &conf,
+        format!("pidfile {d}/slapd.pid\nargsfile {d}/slapd.args\n{directives}\n"),
+    )
+    .unwrap();
+    let port = free_port().unwrap();
+    let child = std::process::Command::new(SLAPD)
+        .arg("-f")
+        .arg(&conf)
+        .args(["-h", &format!("ldap://127.0.0.1:{port}/"), "-d", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("slapd runs");
+    Slapd(child, port, dir)
+}
+
+#[tokio::test]
+async fn ldap_check_passes_real_slapd_and_fails_one_that_refuses_anonymous_binds() {
+    let open = slapd("");
+    let closed = slapd("disallow bind_anon");
+    let not_ldap = health_endpoint("200 OK").await;
+    for s in [&open, &closed] {
+        let addr = format!("127.0.0.1:{}", s.1).parse().unwrap();
+        assert!(
+            wait_until_listening(addr, Duration::from_secs(5)).await,
+            "slapd did not start"
+        );
+    }
+    let cfg = format!(
+        "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n\
+         backend dir\n  option ldap-check\n  server open 127.0.0.1:{} check inter 200ms\n  \
+         server closed 127.0.0.1:{} check inter 200ms\n  server web {not_ldap} check inter 200ms\n\
+         frontend f\n  bind 127.0.0.1:0\n  default_backend dir\n",
+        open.1, closed.1
+    );
+    let t = start_tether(&cfg).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let rt = t.daemon.runtime();
+    let be = &rt.backends["dir"];
+    let last = |i: usize| {
+        be.servers[i]
+            .last_check
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("checked")
+    };
+    assert_eq!(
+        (last(0).status, last(0).info.as_deref()),
+        ("L7OK", Some("Success"))
+    );
+    // slapd answers inappropriateAuthentication (48) when anonymous binds are disallowed.
+    assert_eq!(
+        (last(1).status, last(1).code),
+        ("L7STS", Some(48)),
+        "{:?}",
+        last(1)
+    );
+    assert_eq!(
+        last(2).status,
+        "L7RSP",
+        "an HTTP server is not LDAP: {:?}",
+        last(2)
+    );
+    let states = be.server_states();
+    let up = |i: usize| states[i].oper == tether_core::server::OperState::Up;
+    assert_eq!((up(0), up(1), up(2)), (true, false, false));
+}

@@ -10,6 +10,7 @@
 
 mod expect;
 pub mod http;
+pub mod ldap;
 pub mod mysql;
 pub mod pgsql;
 mod probe;
@@ -54,6 +55,8 @@ pub enum CheckProtocol {
     Pgsql(DbUser),
     /// `option smtpchk [HELO|EHLO domain]`.
     Smtp(SmtpCheck),
+    /// `option ldap-check`.
+    Ldap,
 }
 
 /// `option tcp-check` rules, in order.
@@ -174,6 +177,7 @@ impl CheckProtocol {
                 .collect::<Result<_, _>>()?,
             CheckProtocol::SslHello => ssl_hello::steps(),
             CheckProtocol::Redis => redis::steps(),
+            CheckProtocol::Ldap => ldap::steps(),
             CheckProtocol::Mysql(u) => {
                 mysql::steps(Some(u.user.as_str()).filter(|u| !u.is_empty()), !u.pre41)
             }
@@ -211,6 +215,7 @@ impl CheckProtocol {
             CheckProtocol::Mysql(_) => "mysql-check",
             CheckProtocol::Pgsql(_) => "pgsql-check",
             CheckProtocol::Smtp(_) => "smtpchk",
+            CheckProtocol::Ldap => "ldap-check",
         }
     }
 }

@@ -282,7 +282,7 @@ pub(super) mod tests {
         fn any_answer_ends_every_protocol(
             answer in proptest::collection::vec(any::<u8>(), 0..300),
             cuts in proptest::collection::vec(0usize..300, 0..5),
-            which in 0usize..7,
+            which in 0usize..8,
         ) {
             let protocols = [
                 CheckProtocol::Redis,
@@ -291,6 +291,7 @@ pub(super) mod tests {
                 CheckProtocol::Mysql(super::super::DbUser { user: "u".into(), pre41: false }),
                 CheckProtocol::Pgsql(super::super::DbUser { user: "u".into(), pre41: false }),
                 CheckProtocol::Smtp(Default::default()),
+                CheckProtocol::Ldap,
                 tcp(vec![TcpStep::Expect("rstring ^OK".into())]),
             ];
             let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(answer.len())).collect();

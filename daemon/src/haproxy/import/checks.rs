@@ -1,4 +1,4 @@
-//! Health-check directives: `option httpchk|tcp-check|ssl-hello-chk|redis-check|mysql-check|
+//! Health-check directives: `option httpchk|tcp-check|ssl-hello-chk|redis-check|ldap-check|mysql-check|
 //! pgsql-check|smtpchk`, the `http-check send|expect` and `tcp-check` rules, read into the
 //! backend's [`CheckProtocol`]. HAProxy runs these checks in `mode tcp` too (a Patroni setup
 //! sends writes to the primary only because of `option httpchk`), so they are honoured, never
@@ -19,6 +19,7 @@ impl Importer<'_> {
             "tcp-check" => CheckProtocol::TcpCheck(TcpCheck::default()),
             "ssl-hello-chk" => CheckProtocol::SslHello,
             "redis-check" => CheckProtocol::Redis,
+            "ldap-check" => CheckProtocol::Ldap,
             "mysql-check" => match db_user(&args, false) {
                 Some(u) => CheckProtocol::Mysql(u),
                 None => return self.check_syntax(d, "option mysql-check user haproxy"),
@@ -209,6 +210,7 @@ mod tests {
             ("option mysql-check user haproxy", "mysql-check"),
             ("option pgsql-check user haproxy", "pgsql-check"),
             ("option smtpchk HELO mx.example", "smtpchk"),
+            ("option ldap-check", "ldap-check"),
             (
                 "option tcp-check\n  tcp-check send PING\\r\\n\n  tcp-check expect string +PONG",
                 "tcp-check",

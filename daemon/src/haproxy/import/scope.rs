@@ -67,6 +67,7 @@ pub(super) fn side_of(d: &Directive) -> Side {
                     | "tcp-check"
                     | "ssl-hello-chk"
                     | "redis-check"
+                    | "ldap-check"
                     | "mysql-check"
                     | "pgsql-check"
                     | "smtpchk"
