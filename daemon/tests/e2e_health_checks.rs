@@ -342,8 +342,12 @@ async fn pgsql_check_passes_a_trusted_role_and_fails_a_rejected_one_on_real_post
 }
 
 /// A real OpenLDAP `slapd` on a free loopback port with `directives` added to an otherwise
-/// empty configuration, killed on drop.
-struct Slapd(std::process::Child, u16, tether_testbed::ScratchDir);
+/// empty configuration, killed on drop; its configuration lives in the scratch directory.
+struct Slapd(
+    std::process::Child,
+    u16,
+    #[allow(dead_code)] tether_testbed::ScratchDir,
+);
 
 impl Drop for Slapd {
     fn drop(&mut self) {
