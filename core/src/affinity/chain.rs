@@ -35,6 +35,20 @@ pub struct Learned {
     pub resumed: Option<bool>,
 }
 
+/// What one key of a chain yields before any table lookup ([`Chain::decide`]).
+enum KeyStep<'h> {
+    /// The key decides at once (source or SNI hash, ticket-key).
+    Decided(Decision),
+    /// Look these bytes up in the key's table.
+    Lookup(&'h [u8]),
+    /// The key is not in this hello, for this reason.
+    Absent(NoKeyReason),
+    /// The key is there but nothing knows it.
+    Unknown,
+    /// Nothing to do for this key.
+    Skip,
+}
+
 impl Chain {
     /// A chain over `keys`, in order; duplicates after the first occurrence are dropped and the
     /// HAProxy-only [`AffinityKey::Rule`] is ignored.
@@ -104,62 +118,20 @@ impl Chain {
         let mut expired = false;
         let mut missed = false;
         for &key in &self.keys {
-            let lookup_key: Option<&[u8]> = match (key, hello) {
-                (AffinityKey::Source, _) => {
-                    if let Some(ip) = client {
-                        return hashed(key, &ip_bytes(ip));
-                    }
-                    None
+            let bytes = match self.key_step(key, hello, no_hello, client, tables) {
+                KeyStep::Decided(d) => return d,
+                KeyStep::Lookup(bytes) => bytes,
+                KeyStep::Absent(r) => {
+                    reason.get_or_insert(r);
+                    continue;
                 }
-                (_, None) => {
-                    reason.get_or_insert(no_hello);
-                    None
+                KeyStep::Unknown => {
+                    missed = true;
+                    continue;
                 }
-                (AffinityKey::Sni, Some(h)) => match &h.sni {
-                    Some(name) => return hashed(key, name),
-                    None => {
-                        reason.get_or_insert(NoKeyReason::NoSni);
-                        None
-                    }
-                },
-                (AffinityKey::SessionId, Some(h)) => {
-                    if h.session_id.is_empty() {
-                        reason.get_or_insert(NoKeyReason::EmptySessionId);
-                        None
-                    } else {
-                        Some(h.session_id.as_slice())
-                    }
-                }
-                (AffinityKey::Ticket, Some(h)) => match &h.ticket {
-                    TicketKey::Present(k) => Some(k.as_slice()),
-                    _ => {
-                        reason.get_or_insert(NoKeyReason::NoTicket);
-                        None
-                    }
-                },
-                (AffinityKey::Psk, Some(h)) => match &h.psk {
-                    Some(k) => Some(k.as_slice()),
-                    None => {
-                        reason.get_or_insert(NoKeyReason::NoPsk);
-                        None
-                    }
-                },
-                (AffinityKey::TicketKey, Some(h)) => {
-                    match ticket_key_decision(h, client, self.bootstrap, tables) {
-                        Ok(d) => return d,
-                        Err(Some(r)) => {
-                            reason.get_or_insert(r);
-                            None
-                        }
-                        Err(None) => {
-                            missed = true;
-                            None
-                        }
-                    }
-                }
-                (AffinityKey::Rule, Some(_)) => None,
+                KeyStep::Skip => continue,
             };
-            let (Some(bytes), Some(kind)) = (lookup_key, TableKind::for_key(key)) else {
+            let Some(kind) = TableKind::for_key(key) else {
                 continue;
             };
             match tables.lookup(kind, bytes, now) {
@@ -189,6 +161,49 @@ impl Chain {
             MatchOutcome::NoKey(reason.unwrap_or(no_hello))
         };
         Decision::balance(matched)
+    }
+
+    /// What `key` yields before any table lookup: a decision at once (a hash key, ticket-key),
+    /// the bytes to look up, or why there is nothing.
+    fn key_step<'h>(
+        &self,
+        key: AffinityKey,
+        hello: Option<&'h HelloKeys>,
+        no_hello: NoKeyReason,
+        client: Option<IpAddr>,
+        tables: &(impl Tables + ?Sized),
+    ) -> KeyStep<'h> {
+        match (key, hello) {
+            (AffinityKey::Source, _) => match client {
+                Some(ip) => KeyStep::Decided(hashed(key, &ip_bytes(ip))),
+                None => KeyStep::Skip,
+            },
+            (_, None) => KeyStep::Absent(no_hello),
+            (AffinityKey::Sni, Some(h)) => match &h.sni {
+                Some(name) => KeyStep::Decided(hashed(key, name)),
+                None => KeyStep::Absent(NoKeyReason::NoSni),
+            },
+            (AffinityKey::SessionId, Some(h)) if h.session_id.is_empty() => {
+                KeyStep::Absent(NoKeyReason::EmptySessionId)
+            }
+            (AffinityKey::SessionId, Some(h)) => KeyStep::Lookup(h.session_id.as_slice()),
+            (AffinityKey::Ticket, Some(h)) => match &h.ticket {
+                TicketKey::Present(k) => KeyStep::Lookup(k.as_slice()),
+                _ => KeyStep::Absent(NoKeyReason::NoTicket),
+            },
+            (AffinityKey::Psk, Some(h)) => match &h.psk {
+                Some(k) => KeyStep::Lookup(k.as_slice()),
+                None => KeyStep::Absent(NoKeyReason::NoPsk),
+            },
+            (AffinityKey::TicketKey, Some(h)) => {
+                match ticket_key_decision(h, client, self.bootstrap, tables) {
+                    Ok(d) => KeyStep::Decided(d),
+                    Err(Some(r)) => KeyStep::Absent(r),
+                    Err(None) => KeyStep::Unknown,
+                }
+            }
+            (AffinityKey::Rule, Some(_)) => KeyStep::Skip,
+        }
     }
 
     /// Learns from the server's ServerHello, for a connection whose ClientHello gave `hello`, now
