@@ -50,7 +50,7 @@ pub struct BackendKeyNames {
 
 /// Builds the per-backend conclusions from every chain of every mechanism.
 pub fn key_names(mechanisms: &[MechanismReport], identify: Identify) -> Vec<BackendKeyNames> {
-    let mut sightings = Sightings::default();
+    let mut sightings = Sightings::new();
     for chain in mechanisms.iter().flat_map(|m| &m.chains) {
         let mut issuer_of_offer: Option<&ConnectionReport> = None;
         for c in &chain.connections {
@@ -80,14 +80,24 @@ struct Backend {
     names: BTreeSet<KeyName>,
 }
 
-#[derive(Default)]
 struct Sightings {
-    learner: Option<TicketKeys>,
+    learner: TicketKeys,
     backends: BTreeMap<String, Backend>,
     seen: BTreeSet<String>,
 }
 
 impl Sightings {
+    fn new() -> Self {
+        Sightings {
+            learner: TicketKeys::new(Limits {
+                unnamed_after: UNNAMED_AFTER,
+                ..Limits::default()
+            }),
+            backends: BTreeMap::new(),
+            seen: BTreeSet::new(),
+        }
+    }
+
     /// A ticket named `name` (digest `digest`) issued by `by`; each ticket counts once.
     fn ticket(&mut self, by: &ConnectionReport, identify: Identify, name: KeyName, digest: &str) {
         let Some(identity) = by.backend.as_ref() else {
@@ -107,17 +117,11 @@ impl Sightings {
             });
         backend.tickets += 1;
         backend.names.insert(name);
-        let learner = self.learner.get_or_insert_with(|| {
-            TicketKeys::new(Limits {
-                unnamed_after: UNNAMED_AFTER,
-                ..Limits::default()
-            })
-        });
-        learner.on_issued(&name, ServerId(backend.id));
+        self.learner.on_issued(&name, ServerId(backend.id));
     }
 
     fn conclude(self) -> Vec<BackendKeyNames> {
-        let learner = self.learner.unwrap_or_default();
+        let learner = self.learner;
         let mut out: Vec<(u32, BackendKeyNames)> = self
             .backends
             .into_values()

@@ -52,12 +52,12 @@ fn bind_response(buf: &[u8], eof: bool) -> Judgement {
 }
 
 fn judge(buf: &[u8]) -> Result<Option<Judgement>, ()> {
-    let Some((0x30, len, at)) = header(buf)? else {
-        return match header(buf)? {
-            None => Ok(None),
-            Some(_) => Err(()),
-        };
+    let Some((tag, len, at)) = header(buf)? else {
+        return Ok(None);
     };
+    if tag != 0x30 {
+        return Err(());
+    }
     let Some(msg) = buf.get(at..at + len) else {
         return Ok(None);
     };
