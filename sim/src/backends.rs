@@ -39,9 +39,12 @@ impl BackendPlan {
         };
         for (i, be) in list.iter().enumerate() {
             let at = format!("[[balancer.config.backend]] #{}", i + 1);
-            let name = be.get("name").and_then(toml::Value::as_str).ok_or_else(|| {
-                SimError::Scenario(format!("{at}: no name; write name = \"api\""))
-            })?;
+            let name = be
+                .get("name")
+                .and_then(toml::Value::as_str)
+                .ok_or_else(|| {
+                    SimError::Scenario(format!("{at}: no name; write name = \"api\""))
+                })?;
             let share = be
                 .get(SERVERS_KEY)
                 .and_then(toml::Value::as_integer)
@@ -125,7 +128,9 @@ mod tests {
         let one = config("[backend]\nbalance = \"roundrobin\"\n");
         assert_eq!(BackendPlan::from_config(Some(&one)).unwrap(), None);
         let bad = config("[[backend]]\nname = \"api\"\n");
-        let err = BackendPlan::from_config(Some(&bad)).unwrap_err().to_string();
+        let err = BackendPlan::from_config(Some(&bad))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("servers = N"), "{err}");
     }
 }

@@ -124,7 +124,10 @@ impl LogSink for OutcomeSink {
         let ended_ms = turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64;
         let accepted_ms = ended_ms.saturating_sub(rec.tt_ms);
         let mut st = self.lock();
-        let own = st.fleet_networks.iter().find(|(c, _)| c.contains(rec.client.ip()));
+        let own = st
+            .fleet_networks
+            .iter()
+            .find(|(c, _)| c.contains(rec.client.ip()));
         let fleet = own.map(|&(_, f)| f).or(match rec.client.ip() {
             std::net::IpAddr::V4(v4) => crate::fleet::fleet_of_address(v4),
             std::net::IpAddr::V6(_) => None,
@@ -577,7 +580,9 @@ impl BalancerHost for EngineHost {
         let bes = self.running_backends();
         bes.iter().flat_map(|be| be.tables.iter()).next()?;
         let mut out = Vec::new();
-        let tables = bes.iter().flat_map(|be| be.tables.iter().map(move |t| (be, t)));
+        let tables = bes
+            .iter()
+            .flat_map(|be| be.tables.iter().map(move |t| (be, t)));
         for (n, (be, table)) in tables.enumerate() {
             for e in table.entries(Timestamp::ZERO) {
                 let mut key = vec![n as u8];

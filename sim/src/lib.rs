@@ -176,9 +176,7 @@ fn balancer_factory(
 }
 
 /// The fleets that name their own network, with their positions.
-fn fleet_networks(
-    scenario: &Scenario,
-) -> Result<Vec<(tether_core::route::Cidr, usize)>, SimError> {
+fn fleet_networks(scenario: &Scenario) -> Result<Vec<(tether_core::route::Cidr, usize)>, SimError> {
     let mut out = Vec::new();
     for (i, f) in scenario.fleets.iter().enumerate() {
         if let Some(net) = f.own_network().map_err(SimError::Scenario)? {

@@ -27,7 +27,11 @@ fn each_fleet_lands_on_its_backend_and_the_blocked_network_nowhere() {
     );
     let table = r.summary_table();
     assert_eq!(api.servers, ["server-00", "server-01"], "{table}");
-    assert_eq!(web.servers, ["server-02", "server-03", "server-04"], "{table}");
+    assert_eq!(
+        web.servers,
+        ["server-02", "server-03", "server-04"],
+        "{table}"
+    );
     // Every handshake an api server did was an api client's, and every api client's connection
     // was one of them: routed by name, nothing leaked to the default backend.
     assert!(api_fleet.handshakes > 1000, "{table}");
@@ -48,7 +52,11 @@ fn each_fleet_lands_on_its_backend_and_the_blocked_network_nowhere() {
     assert_eq!(routing.refused, blocked.connections, "{table}");
     // Routing shares: server connections split as the fleets' traffic (health checks aside).
     let want = api_fleet.handshakes as f64 / (api_fleet.handshakes + browsers.handshakes) as f64;
-    assert!((api.share - want).abs() < 0.05, "api share {} vs {want}\n{table}", api.share);
+    assert!(
+        (api.share - want).abs() < 0.05,
+        "api share {} vs {want}\n{table}",
+        api.share
+    );
     assert!((api.share + web.share - 1.0).abs() < 1e-3, "{table}");
 }
 
@@ -93,12 +101,18 @@ fn shares_that_do_not_add_up_and_bad_networks_are_scenario_errors() {
     let err = tether_sim::run(&Scenario::from_toml(&text).unwrap(), 1)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("add up to 6") && err.contains("count = 5"), "{err}");
+    assert!(
+        err.contains("add up to 6") && err.contains("count = 5"),
+        "{err}"
+    );
     let text = SCENARIO.replace("\"192.0.2.0/24\"", "\"192.0.2.0/33\"");
     let err = tether_sim::run(&Scenario::from_toml(&text).unwrap(), 1)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("api-clients") && err.contains("network"), "{err}");
+    assert!(
+        err.contains("api-clients") && err.contains("network"),
+        "{err}"
+    );
 }
 
 #[test]

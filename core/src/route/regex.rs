@@ -128,14 +128,20 @@ mod tests {
         let i = NameRegex::new(vec![r"^api[0-9]+\.".into()], true).unwrap();
         assert!(i.matches(b"API7.example.com"));
         // Bytes that are not UTF-8 are matched, not refused.
-        assert!(NameRegex::new(vec!["a.c".into()], false).unwrap().matches(b"a\xffc"));
+        assert!(NameRegex::new(vec!["a.c".into()], false)
+            .unwrap()
+            .matches(b"a\xffc"));
     }
 
     #[test]
     fn a_bad_pattern_is_named_in_the_error() {
         let e = NameRegex::new(vec!["ok".into(), "api(".into()], false).unwrap_err();
         assert_eq!(e.pattern, "api(");
-        assert!(e.to_string().contains("invalid regular expression \"api(\""), "{e}");
+        assert!(
+            e.to_string()
+                .contains("invalid regular expression \"api(\""),
+            "{e}"
+        );
         let huge = NameRegex::new(vec!["[a-z]{1000}{1000}".into()], false).unwrap_err();
         assert!(huge.why.contains("size limit"), "{}", huge.why);
     }
@@ -143,8 +149,7 @@ mod tests {
     const PIECES: &[&str] = &["a", "A", ".", "ex", "example", "b", "-", "x"];
 
     fn literal() -> impl Strategy<Value = String> {
-        proptest::collection::vec(proptest::sample::select(PIECES), 0..4)
-            .prop_map(|v| v.concat())
+        proptest::collection::vec(proptest::sample::select(PIECES), 0..4).prop_map(|v| v.concat())
     }
 
     proptest! {

@@ -80,10 +80,14 @@ const PATTERNS: &[&str] = &[
 ];
 
 fn regex_test() -> impl Strategy<Value = Test> {
-    (proptest::collection::vec(pick(PATTERNS), 1..3), any::<bool>()).prop_map(|(ps, ic)| {
-        let ps = ps.iter().map(|p| p.to_string()).collect();
-        Test::ServerNameRegex(crate::route::NameRegex::new(ps, ic).expect("valid pattern"))
-    })
+    (
+        proptest::collection::vec(pick(PATTERNS), 1..3),
+        any::<bool>(),
+    )
+        .prop_map(|(ps, ic)| {
+            let ps = ps.iter().map(|p| p.to_string()).collect();
+            Test::ServerNameRegex(crate::route::NameRegex::new(ps, ic).expect("valid pattern"))
+        })
 }
 
 fn nets() -> impl Strategy<Value = Vec<Cidr>> {

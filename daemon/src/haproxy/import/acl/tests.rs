@@ -119,9 +119,21 @@ fn regex_acls_match_in_rule_order_with_and_without_case() {
     assert!(errors(&im).is_empty(), "{:?}", im.findings);
     assert_eq!(to(&im, "10.0.0.1", Some("api12.example")), "api");
     assert_eq!(to(&im, "10.0.0.1", Some("API12.example")), "web", "no -i");
-    assert_eq!(to(&im, "10.0.0.1", Some("api.example")), "api", "exact, indexed");
-    assert_eq!(to(&im, "10.0.0.1", Some("api12.example.net")), "web", "$ anchors");
-    assert_eq!(to(&im, "10.0.0.1", Some("WWW.api12.example")), "other", "first rule wins");
+    assert_eq!(
+        to(&im, "10.0.0.1", Some("api.example")),
+        "api",
+        "exact, indexed"
+    );
+    assert_eq!(
+        to(&im, "10.0.0.1", Some("api12.example.net")),
+        "web",
+        "$ anchors"
+    );
+    assert_eq!(
+        to(&im, "10.0.0.1", Some("WWW.api12.example")),
+        "other",
+        "first rule wins"
+    );
     assert_eq!(to(&im, "10.0.0.1", None), "web");
 }
 
