@@ -471,6 +471,10 @@ fn validate(scenario: &Scenario) -> Result<(), SimError> {
         ));
     }
     validate_instances(scenario)?;
+    crate::backends::BackendPlan::of_scenario(scenario)?;
+    for f in &scenario.fleets {
+        f.own_network().map_err(SimError::Scenario)?;
+    }
     let mut names: Vec<&str> = scenario.fleets.iter().map(|f| f.name.as_str()).collect();
     names.sort_unstable();
     if names.windows(2).any(|w| w[0] == w[1]) {

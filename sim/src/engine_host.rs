@@ -23,6 +23,11 @@ use tether_core::stick::StickStats;
 use tether_core::stick::{Origin, Since};
 use tether_core::Timestamp;
 
+use std::collections::BTreeMap;
+
+use tether_core::route::Cidr;
+
+use crate::backends::BackendPlan;
 use crate::balancer::{Admin, AdminState, BalancerEnv, BalancerHost, ServerAddr};
 use crate::metrics::{AffinityCounts, OutcomeEvent, TableTotals};
 use crate::net::TurmoilNet;
@@ -39,6 +44,8 @@ pub struct OutcomeSink {
 #[derive(Debug, Default)]
 struct OutcomeState {
     counts: AffinityCounts,
+    /// Fleets whose clients come from their own network (checked before the default scheme).
+    fleet_networks: Vec<(Cidr, usize)>,
     /// When `Some`, one [`RouteTrace`] per connection (property tests).
     trace: Option<Vec<RouteTrace>>,
 }
@@ -92,6 +99,11 @@ impl OutcomeSink {
         self.lock().counts.clone()
     }
 
+    /// Attributes clients from these networks to these fleets.
+    pub fn set_fleet_networks(&self, networks: Vec<(Cidr, usize)>) {
+        self.lock().fleet_networks = networks;
+    }
+
     /// Starts keeping one [`RouteTrace`] per connection.
     pub fn enable_trace(&self) {
         self.lock().trace.get_or_insert_with(Vec::new);
@@ -111,18 +123,27 @@ impl LogSink for OutcomeSink {
     fn record(&self, rec: &ConnectionRecord) {
         let ended_ms = turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64;
         let accepted_ms = ended_ms.saturating_sub(rec.tt_ms);
-        let fleet = match rec.client.ip() {
+        let mut st = self.lock();
+        let own = st
+            .fleet_networks
+            .iter()
+            .find(|(c, _)| c.contains(rec.client.ip()));
+        let fleet = own.map(|&(_, f)| f).or(match rec.client.ip() {
             std::net::IpAddr::V4(v4) => crate::fleet::fleet_of_address(v4),
             std::net::IpAddr::V6(_) => None,
-        };
+        });
         let one = OutcomeEvent {
             outcome: rec.affinity,
             keyed: !matches!(rec.matched, MatchOutcome::NoKey(_)),
             nosrv: rec.server.is_none(),
             keys_learned: u64::from(rec.learned),
         };
-        let mut st = self.lock();
         st.counts.add(fleet, accepted_ms / 60_000, &one);
+        if rec.termination == Termination::DENIED {
+            st.counts.refused += 1;
+        } else {
+            st.counts.add_backend(&rec.backend, &one);
+        }
         if let Some(t) = st.trace.as_mut() {
             t.push(RouteTrace {
                 accepted_ms,
@@ -182,6 +203,10 @@ pub struct EngineHost {
     /// Per table, the last feed update the replication probe has read.
     feed_cursors: RefCell<Vec<u32>>,
     servers: RefCell<Vec<ServerAddr>>,
+    /// Several backends and their server shares; `None`: every server feeds the first backend.
+    plan: Option<BackendPlan>,
+    /// Per server name, the backend (index into `base.backends`) it feeds.
+    owners: RefCell<BTreeMap<String, usize>>,
     /// The running process: set by the host's software once it has bound, replaced on a
     /// balancer restart.
     process: Rc<RefCell<Option<Process<TurmoilNet>>>>,
@@ -206,6 +231,8 @@ impl EngineHost {
             peers: Rc::default(),
             feed_cursors: RefCell::default(),
             servers: RefCell::new(Vec::new()),
+            plan: None,
+            owners: RefCell::default(),
             process: Rc::default(),
             outcomes: Arc::default(),
             retired: Cell::new(StickStats::default()),
@@ -216,6 +243,18 @@ impl EngineHost {
     /// engine's own driver over turmoil).
     pub fn with_replication(mut self, replication: Replication) -> Self {
         self.replication = Some(replication);
+        self
+    }
+
+    /// Feeds the simulated servers to several backends, as `plan` deals them out.
+    pub fn with_backends(mut self, plan: Option<BackendPlan>) -> Self {
+        self.plan = plan;
+        self
+    }
+
+    /// Attributes connections from the fleets' own networks to their fleets.
+    pub fn with_fleet_networks(self, networks: Vec<(Cidr, usize)>) -> Self {
+        self.outcomes.set_fleet_networks(networks);
         self
     }
 
@@ -272,22 +311,38 @@ impl EngineHost {
         };
         fe.insert("name".into(), "main".into());
         fe.insert("bind".into(), toml::Value::Array(vec!["0.0.0.0:0".into()]));
-        fe.insert("backend".into(), "app".into());
         fe.insert("accept-proxy".into(), true.into());
-        doc.insert("frontend".into(), toml::Value::Array(vec![fe.into()]));
-        let mut be = match table.get("backend") {
-            Some(toml::Value::Table(t)) => t.clone(),
-            _ => toml::Table::new(),
+        let backends = match table.get("backend") {
+            // Several backends (see [`crate::backends`]): the frontend keeps its own default
+            // backend and route rules; each backend loses the simulator-only `servers` key.
+            Some(toml::Value::Array(list)) => {
+                let list: Vec<toml::Table> = list
+                    .iter()
+                    .filter_map(|b| b.as_table().cloned())
+                    .map(|mut b| {
+                        b.remove(crate::backends::SERVERS_KEY);
+                        b
+                    })
+                    .collect();
+                if let Some(first) = list.first().and_then(|b| b.get("name")) {
+                    fe.entry("backend").or_insert_with(|| first.clone());
+                }
+                list
+            }
+            Some(toml::Value::Table(t)) => {
+                let mut be = t.clone();
+                be.insert("name".into(), "app".into());
+                fe.insert("backend".into(), "app".into());
+                vec![be]
+            }
+            _ => {
+                fe.insert("backend".into(), "app".into());
+                vec![toml::Table::from_iter([("name".into(), "app".into())])]
+            }
         };
-        be.insert("name".into(), "app".into());
-        if !be.contains_key("server") {
-            // Replaced by the simulated servers at start; the first entry is their template.
-            let mut s = toml::Table::new();
-            s.insert("name".into(), "template".into());
-            s.insert("address".into(), "template:443".into());
-            be.insert("server".into(), toml::Value::Array(vec![s.into()]));
-        }
-        doc.insert("backend".into(), toml::Value::Array(vec![be.into()]));
+        doc.insert("frontend".into(), toml::Value::Array(vec![fe.into()]));
+        let backends = backends.into_iter().map(with_template_server).collect();
+        doc.insert("backend".into(), toml::Value::Array(backends));
         config::load_table("[balancer.config]", &doc)
             .map_err(|e| SimError::Scenario(format!("balancer config:\n{e}")))
     }
@@ -302,34 +357,31 @@ impl EngineHost {
     pub fn end_state(&self) -> Option<EngineEnd> {
         let rt = self.runtime()?;
         let fe = rt.frontends.first()?;
-        let be = &fe.backend;
-        // Every simulated server is built from the first configured server (the template).
-        let maxconn = self.base.backends[0]
-            .servers
-            .first()
-            .and_then(|t| t.maxconn)
-            .map(u64::from);
-        let servers = be
-            .servers
-            .iter()
-            .map(|s| ServerEnd {
+        let mut end = EngineEnd {
+            accepted: fe.accepted.load(Ordering::Relaxed),
+            ..EngineEnd::default()
+        };
+        for (b, be) in self.fed_backends(&rt).iter().enumerate() {
+            // Every simulated server is built from its backend's first configured server.
+            let maxconn = self.base.backends[b]
+                .servers
+                .first()
+                .and_then(|t| t.maxconn)
+                .map(u64::from);
+            end.servers.extend(be.servers.iter().map(|s| ServerEnd {
                 name: s.name.clone(),
                 current: s.counters.current.load(Ordering::Relaxed),
                 max: s.counters.max.load(Ordering::Relaxed),
                 maxconn: s.slots.as_ref().and(maxconn),
-            })
-            .collect();
-        let dangling_entries = be
-            .tables
-            .iter()
-            .flat_map(|t| t.entries(Timestamp::ZERO))
-            .filter(|e| e.server.index() >= be.servers.len())
-            .count();
-        Some(EngineEnd {
-            servers,
-            accepted: fe.accepted.load(Ordering::Relaxed),
-            dangling_entries,
-        })
+            }));
+            end.dangling_entries += be
+                .tables
+                .iter()
+                .flat_map(|t| t.entries(Timestamp::ZERO))
+                .filter(|e| e.server.index() >= be.servers.len())
+                .count();
+        }
+        Some(end)
     }
 
     /// The sink that counts outcomes (and traces routes when asked).
@@ -341,25 +393,32 @@ impl EngineHost {
     fn config_for(&self, port: u16) -> Config {
         let mut c = self.base.clone();
         let servers = self.servers.borrow();
-        let template = c.backends[0].servers.first().cloned();
-        c.backends[0].servers = servers
-            .iter()
-            .map(|srv| {
-                let mut s = template
-                    .clone()
-                    .unwrap_or_else(|| config::Server::new(&srv.name, ""));
-                s.name = srv.name.clone();
-                s.address = srv.address();
-                s
-            })
-            .collect();
+        let owners = self.owners.borrow();
+        let fed = self.plan.as_ref().map_or(1, |p| p.shares.len());
+        for (b, be) in c.backends.iter_mut().enumerate().take(fed) {
+            let template = be.servers.first().cloned();
+            be.servers = servers
+                .iter()
+                .filter(|srv| owners.get(&srv.name).copied().unwrap_or(0) == b)
+                .map(|srv| {
+                    let mut s = template
+                        .clone()
+                        .unwrap_or_else(|| config::Server::new(&srv.name, ""));
+                    s.name = srv.name.clone();
+                    s.address = srv.address();
+                    s
+                })
+                .collect();
+        }
         let backend = c.backends[0].name.clone();
         let mut fe = c
             .frontends
             .first()
             .cloned()
             .unwrap_or_else(|| config::Frontend::named("main", &backend));
-        fe.backend = backend;
+        if self.plan.is_none() {
+            fe.backend = backend;
+        }
         fe.bind = vec![format!("0.0.0.0:{port}")];
         fe.accept_proxy = true;
         c.frontends = vec![fe];
@@ -378,6 +437,24 @@ impl EngineHost {
     fn backend(&self) -> Option<Arc<tether_core::engine::Backend>> {
         self.runtime()?.frontends.first().map(|f| f.backend.clone())
     }
+
+    /// The backends the simulated servers feed, in configuration order (one without a plan).
+    fn fed_backends(&self, rt: &Runtime) -> Vec<Arc<tether_core::engine::Backend>> {
+        let fed = self.plan.as_ref().map_or(1, |p| p.shares.len());
+        self.base
+            .backends
+            .iter()
+            .take(fed)
+            .filter_map(|b| rt.backends.get(&b.name).cloned())
+            .collect()
+    }
+
+    /// The fed backends of the running process (empty when the balancer is down).
+    fn running_backends(&self) -> Vec<Arc<tether_core::engine::Backend>> {
+        self.runtime()
+            .map(|rt| self.fed_backends(&rt))
+            .unwrap_or_default()
+    }
 }
 
 impl BalancerHost for EngineHost {
@@ -388,11 +465,16 @@ impl BalancerHost for EngineHost {
     fn software(&self, env: BalancerEnv) -> Pin<Box<dyn Future<Output = turmoil::Result>>> {
         if self.servers.borrow().is_empty() {
             *self.servers.borrow_mut() = env.servers.clone();
+            let mut owners = self.owners.borrow_mut();
+            for (i, srv) in env.servers.iter().enumerate() {
+                let b = self.plan.as_ref().map_or(0, |p| p.backend_of(i));
+                owners.insert(srv.name.clone(), b);
+            }
         }
         let config = self.config_for(env.listen_port);
         if let Some(old) = self.process.borrow_mut().take() {
             // The restart loses the tables; keep their counters for the totals.
-            let lost = runtime_tables(old.runtime());
+            let lost = runtime_tables(&self.fed_backends(old.runtime()));
             self.retired.set(add_stats(self.retired.get(), lost));
         }
         let process_slot = self.process.clone();
@@ -423,17 +505,20 @@ impl BalancerHost for EngineHost {
     fn admin(&self, op: &Admin) {
         match op {
             Admin::SetState { server, state } => {
-                let Some(be) = self.backend() else { return };
-                if let Some(id) = be.server_id(server) {
-                    let admin = match state {
-                        AdminState::Ready => EngineAdmin::Ready,
-                        AdminState::Drain => EngineAdmin::Drain,
-                        AdminState::Maint => EngineAdmin::Maint,
-                    };
-                    be.set_admin(id, Some(admin), None);
+                let admin = match state {
+                    AdminState::Ready => EngineAdmin::Ready,
+                    AdminState::Drain => EngineAdmin::Drain,
+                    AdminState::Maint => EngineAdmin::Maint,
+                };
+                for be in self.running_backends() {
+                    if let Some(id) = be.server_id(server) {
+                        be.set_admin(id, Some(admin), None);
+                    }
                 }
             }
             Admin::AddServer { server } => {
+                let last = self.plan.as_ref().map_or(0, |p| p.shares.len() - 1);
+                self.owners.borrow_mut().insert(server.name.clone(), last);
                 self.servers.borrow_mut().push(server.clone());
                 self.reload();
             }
@@ -445,19 +530,27 @@ impl BalancerHost for EngineHost {
     }
 
     fn table_occupancy(&self) -> Option<u64> {
-        let be = self.backend()?;
+        let bes = self.running_backends();
         // No tables (no affinity): nothing to report.
-        be.tables.iter().next()?;
-        Some(be.tables.iter().map(|t| t.len() as u64).sum())
+        bes.iter().flat_map(|be| be.tables.iter()).next()?;
+        Some(
+            bes.iter()
+                .flat_map(|be| be.tables.iter())
+                .map(|t| t.len() as u64)
+                .sum(),
+        )
     }
 
     fn table_totals(&self) -> Option<TableTotals> {
-        let rt = self.runtime()?;
-        let be = rt.frontends.first()?.backend.clone();
+        let bes = self.running_backends();
         // No tables (no affinity): nothing to report.
-        be.tables.iter().next()?;
-        let capacity = be.tables.iter().map(|t| t.config().size).sum::<u64>();
-        let now = runtime_tables(&rt);
+        bes.iter().flat_map(|be| be.tables.iter()).next()?;
+        let capacity = bes
+            .iter()
+            .flat_map(|be| be.tables.iter())
+            .map(|t| t.config().size)
+            .sum::<u64>();
+        let now = runtime_tables(&bes);
         let retired = self.retired.get();
         let all = add_stats(retired, now);
         Some(TableTotals {
@@ -484,10 +577,13 @@ impl BalancerHost for EngineHost {
     }
 
     fn table_keys(&self) -> Option<Vec<(Vec<u8>, String)>> {
-        let be = self.backend()?;
-        be.tables.iter().next()?;
+        let bes = self.running_backends();
+        bes.iter().flat_map(|be| be.tables.iter()).next()?;
         let mut out = Vec::new();
-        for (n, table) in be.tables.iter().enumerate() {
+        let tables = bes
+            .iter()
+            .flat_map(|be| be.tables.iter().map(move |t| (be, t)));
+        for (n, (be, table)) in tables.enumerate() {
             for e in table.entries(Timestamp::ZERO) {
                 let mut key = vec![n as u8];
                 key.extend_from_slice(&e.key);
@@ -502,26 +598,38 @@ impl BalancerHost for EngineHost {
     }
 
     fn down_servers(&self) -> Vec<String> {
-        let Some(be) = self.backend() else {
-            return Vec::new();
-        };
-        let states = be.server_states();
-        be.servers
-            .iter()
-            .zip(states)
-            .filter(|(_, st)| st.oper == tether_core::server::OperState::Down)
-            .map(|(s, _)| s.name.clone())
-            .collect()
+        let mut down = Vec::new();
+        for be in self.running_backends() {
+            let states = be.server_states();
+            down.extend(
+                be.servers
+                    .iter()
+                    .zip(states)
+                    .filter(|(_, st)| st.oper == tether_core::server::OperState::Down)
+                    .map(|(s, _)| s.name.clone()),
+            );
+        }
+        down
     }
 }
 
-/// Stick-table counters of a runtime's first backend, summed over its tables.
-fn runtime_tables(rt: &Runtime) -> StickStats {
+/// A backend table with a `server` entry: the template of the simulated servers it gets
+/// (replaced by them at start).
+fn with_template_server(mut be: toml::Table) -> toml::Value {
+    if !be.contains_key("server") {
+        let mut s = toml::Table::new();
+        s.insert("name".into(), "template".into());
+        s.insert("address".into(), "template:443".into());
+        be.insert("server".into(), toml::Value::Array(vec![s.into()]));
+    }
+    be.into()
+}
+
+/// Stick-table counters of backends, summed over their tables.
+fn runtime_tables(backends: &[Arc<tether_core::engine::Backend>]) -> StickStats {
     let mut t = StickStats::default();
-    if let Some(fe) = rt.frontends.first() {
-        for table in fe.backend.tables.iter() {
-            t = add_stats(t, table.stats());
-        }
+    for table in backends.iter().flat_map(|be| be.tables.iter()) {
+        t = add_stats(t, table.stats());
     }
     t
 }

@@ -6,12 +6,13 @@
 //! one turmoil host (turmoil slows down with the number of hosts); each connection starts with a
 //! PROXY v2 header carrying the client's own address, NAT sharing included.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tether_core::engine::proxy_protocol;
+use tether_core::route::Cidr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::client::{self, client_hello, ClientKind, ClientSession, Exchange, Failure, HelloShape};
@@ -153,6 +154,48 @@ pub struct FleetSpec {
     /// Server name in SNI.
     #[serde(default = "default_sni")]
     pub sni: String,
+    /// The network the clients' addresses come from (`"203.0.113.0/24"`), one address per NAT
+    /// in turn; absent: a network of the fleet's own in 100.64.0.0/10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+}
+
+impl FleetSpec {
+    /// The fleet's own network, if it names one; an unreadable one is a scenario error.
+    pub fn own_network(&self) -> Result<Option<Cidr>, String> {
+        self.network
+            .as_deref()
+            .map(|n| {
+                n.parse::<Cidr>()
+                    .map_err(|e| format!("fleet {}: network: {e}", self.name))
+            })
+            .transpose()
+    }
+
+    /// The public address of client `client` of this fleet (at position `fleet`).
+    pub fn address(&self, fleet: usize, client: usize) -> IpAddr {
+        match self.own_network() {
+            Ok(Some(net)) => address_in(net, client / self.clients_per_nat.max(1)),
+            _ => client_address(fleet, client, self.clients_per_nat),
+        }
+    }
+}
+
+/// Host `n` of `net` (skipping the network's own address when it has others), wrapping
+/// around when the network has fewer hosts.
+pub fn address_in(net: Cidr, n: usize) -> IpAddr {
+    let (lo, hi) = net.range();
+    let hosts = hi - lo;
+    let offset = if hosts == 0 {
+        0
+    } else {
+        1 + (n as u128) % hosts
+    };
+    let ip = Ipv6Addr::from(lo + offset);
+    match ip.to_ipv4_mapped() {
+        Some(v4) if net.to_string().contains('.') => IpAddr::V4(v4),
+        _ => IpAddr::V6(ip),
+    }
 }
 
 /// The public address of client `client` of fleet `fleet` (clients behind one NAT share it).
@@ -212,7 +255,7 @@ async fn simulated_client(run: Rc<FleetRun>, c: usize) {
     let spec = &run.spec;
     let mut rng = Rng::fork(run.seed, ((run.index as u64) << 32) | c as u64);
     let mut session = ClientSession::new(spec.kind, spec.session_lifetime.get());
-    let ip = client_address(run.index, c, spec.clients_per_nat);
+    let ip = spec.address(run.index, c);
     let mut port_seq: u32 = (c % spec.clients_per_nat.max(1)) as u32 * 997;
     let first = spec.first_visit.sample(&mut rng);
     if now_ms() + first.as_millis() as u64 >= run.end_ms {
@@ -352,6 +395,19 @@ mod tests {
             assert_eq!(fleet_of_address(ip), Some(fleet));
         }
         assert_eq!(fleet_of_address(Ipv4Addr::new(10, 0, 0, 1)), None);
+    }
+
+    #[test]
+    fn own_networks_give_addresses_inside_them() {
+        let net: Cidr = "203.0.113.0/30".parse().unwrap();
+        let got: Vec<IpAddr> = (0..4).map(|n| address_in(net, n)).collect();
+        let want: Vec<IpAddr> = ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.1"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(got, want);
+        let host: Cidr = "192.0.2.9".parse().unwrap();
+        assert_eq!(address_in(host, 7), "192.0.2.9".parse::<IpAddr>().unwrap());
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! report of resumption rates, failures and load per server. The same scenario and seed give
 //! byte-identical reports.
 
+pub mod backend_report;
+pub mod backends;
 pub mod balancer;
 pub mod client;
 pub mod compare;
@@ -150,9 +152,13 @@ fn balancer_factory(
     let trace = options.trace;
     let engines = engines.clone();
     let roster = replication_roster(scenario);
+    let plan = backends::BackendPlan::of_scenario(scenario)?;
+    let networks = fleet_networks(scenario)?;
     Ok(Some(Box::new(move || {
         let index = engines.borrow().len();
-        let mut host = engine_host::EngineHost::new(config.clone())?;
+        let mut host = engine_host::EngineHost::new(config.clone())?
+            .with_backends(plan.clone())
+            .with_fleet_networks(networks.clone());
         if let Some(roster) = &roster {
             host = host.with_replication(engine_host::Replication {
                 local: frontdoor::instance_host(index),
@@ -167,6 +173,17 @@ fn balancer_factory(
         engines.borrow_mut().push(host.clone());
         Ok(host as Rc<dyn BalancerHost>)
     })))
+}
+
+/// The fleets that name their own network, with their positions.
+fn fleet_networks(scenario: &Scenario) -> Result<Vec<(tether_core::route::Cidr, usize)>, SimError> {
+    let mut out = Vec::new();
+    for (i, f) in scenario.fleets.iter().enumerate() {
+        if let Some(net) = f.own_network().map_err(SimError::Scenario)? {
+            out.push((net, i));
+        }
+    }
+    Ok(out)
 }
 
 /// Every instance that will exist in the run (those added by events too), when the scenario

@@ -429,6 +429,10 @@ pub struct AffinityCounts {
     pub fleets: BTreeMap<usize, OutcomeTally>,
     /// Per minute of acceptance.
     pub minutes: BTreeMap<u64, OutcomeTally>,
+    /// Per backend that took the connection (refused connections are not in any).
+    pub backends: BTreeMap<String, OutcomeTally>,
+    /// Connections a route rule refused.
+    pub refused: u64,
 }
 
 impl AffinityCounts {
@@ -446,6 +450,18 @@ impl AffinityCounts {
         self.overall.count(outcome)
     }
 
+    /// Counts a connection a backend took.
+    pub fn add_backend(&mut self, backend: &str, e: &OutcomeEvent) {
+        match self.backends.get_mut(backend) {
+            Some(t) => t.add(e),
+            None => {
+                let mut t = OutcomeTally::default();
+                t.add(e);
+                self.backends.insert(backend.to_owned(), t);
+            }
+        }
+    }
+
     /// Adds another balancer instance's counts.
     pub fn merge(&mut self, other: &AffinityCounts) {
         self.overall.merge(&other.overall);
@@ -455,6 +471,10 @@ impl AffinityCounts {
         for (m, t) in &other.minutes {
             self.minutes.entry(*m).or_default().merge(t);
         }
+        for (b, t) in &other.backends {
+            self.backends.entry(b.clone()).or_default().merge(t);
+        }
+        self.refused += other.refused;
     }
 }
 

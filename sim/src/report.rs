@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::backend_report::RoutingReport;
+use crate::backends::BackendPlan;
 use crate::instance_metrics::InstancesReport;
 use crate::metrics::{
     ratio, FleetStats, Imbalance, OutcomeTally, Recorder, ServerStats, TableTotals,
@@ -41,6 +43,9 @@ pub struct Report {
     /// Per balancer instance, table agreement and convergence (runs with several instances).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instances: Option<InstancesReport>,
+    /// Per backend, when the scenario defines several (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing: Option<RoutingReport>,
     /// Events as applied.
     pub events: Vec<EventRecord>,
     /// One-minute time series.
@@ -168,6 +173,10 @@ impl Report {
             totals,
             peak_entries: rec.peak_table_entries(),
         });
+        let routing = BackendPlan::of_scenario(scenario)
+            .ok()
+            .flatten()
+            .map(|p| RoutingReport::build(&p, scenario.servers.count, &servers, rec.affinity()));
         Report {
             scenario: scenario.name.clone(),
             seed,
@@ -180,6 +189,7 @@ impl Report {
             affinity,
             table,
             instances: rec.instances().map(|i| i.report()),
+            routing,
             events: rec
                 .events()
                 .iter()
@@ -217,6 +227,9 @@ impl Report {
         }
         if let Some(i) = &self.instances {
             write_instances(&mut out, i);
+        }
+        if let Some(r) = &self.routing {
+            r.write(&mut out);
         }
         let _ = writeln!(
             out,

@@ -348,6 +348,7 @@ mod tests {
                 "haproxy-seed",
                 include_str!("../scenarios/haproxy-seed.toml"),
             ),
+            ("sni-routing", include_str!("../scenarios/sni-routing.toml")),
         ] {
             Scenario::from_toml(text).unwrap_or_else(|e| panic!("{name}: {e}"));
         }

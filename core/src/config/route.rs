@@ -27,7 +27,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::route::{self, Cidr, Condition, NameMatch, NameMethod, RouteAction, Test};
+use crate::route::{self, Cidr, Condition, NameMatch, NameMethod, NameRegex, RouteAction, Test};
 use crate::tls::ProtocolVersion;
 
 /// One rule of a frontend.
@@ -122,7 +122,7 @@ pub struct Match {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct NameMatchSpec {
-    /// `exact`, `wildcard`, `prefix`, `suffix`, `contains` or `domain`.
+    /// `exact`, `wildcard`, `prefix`, `suffix`, `contains`, `domain` or `regex`.
     pub method: NameMethodName,
     /// The values compared with.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -155,6 +155,9 @@ pub enum NameMethodName {
     Contains,
     /// Whole labels inside the name.
     Domain,
+    /// A regular expression found anywhere in the name (anchor with `^` / `$`); rules with one
+    /// are evaluated in order, outside the name index (HAProxy `-m reg`).
+    Regex,
 }
 
 /// A port or an inclusive range `"LOW-HIGH"`.
@@ -410,6 +413,20 @@ impl Match {
                 ));
             }
             let method = match spec.method {
+                NameMethodName::Regex => {
+                    match NameRegex::new(values, spec.ignore_case) {
+                        Ok(r) => all.push(Condition::Test(Test::ServerNameRegex(r))),
+                        Err(e) => {
+                            all.push(Condition::Any(Vec::new()));
+                            problems.push(problem(
+                            &format!("{at}.name-match.values"),
+                            e.to_string(),
+                            "write a regular expression in Rust regex syntax, e.g. \"^api[0-9]+\\\\.example\\\\.com$\" (escape a literal dot as \\\\.)",
+                        ));
+                        }
+                    }
+                    return;
+                }
                 NameMethodName::Exact => NameMethod::Exact,
                 NameMethodName::Wildcard => NameMethod::Wildcard,
                 NameMethodName::Prefix => NameMethod::Prefix,

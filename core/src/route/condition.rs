@@ -4,6 +4,7 @@
 
 use super::cidr::Cidr;
 use super::facts::{Facts, HelloFacts};
+use super::regex::NameRegex;
 use crate::tls::ProtocolVersion;
 
 /// A boolean combination of [`Test`]s.
@@ -26,6 +27,8 @@ pub enum Condition {
 pub enum Test {
     /// The ClientHello's server name matches.
     ServerName(NameMatch),
+    /// The ClientHello's server name matches one of these regular expressions (`-m reg`).
+    ServerNameRegex(NameRegex),
     /// A ClientHello without a server name was read.
     NoServerName,
     /// The client address is in one of the networks.
@@ -154,6 +157,9 @@ impl Test {
             Test::ServerName(m) => hello
                 .and_then(|h| h.server_name())
                 .is_some_and(|n| m.matches(n)),
+            Test::ServerNameRegex(r) => hello
+                .and_then(|h| h.server_name())
+                .is_some_and(|n| r.matches(n)),
             Test::NoServerName => hello.is_some_and(|h| h.server_name().is_none()),
             Test::Source(nets) => nets.iter().any(|n| n.contains(facts.source)),
             Test::Destination(nets) => nets.iter().any(|n| n.contains(facts.destination.ip())),

@@ -19,10 +19,12 @@ mod hasher;
 mod matcher;
 mod names;
 mod prefix;
+mod regex;
 mod rule;
 
 pub use cidr::{Cidr, CidrError};
 pub use condition::{Condition, NameMatch, NameMethod, Test};
 pub use facts::{Facts, HelloFacts};
 pub use matcher::{AcceptVerdict, RouteTable};
+pub use regex::{NameRegex, RegexError};
 pub use rule::{decide_linear, RouteAction, Rule, Verdict};

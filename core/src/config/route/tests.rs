@@ -172,3 +172,34 @@ fn versions_and_ports_read_their_forms() {
     );
     assert_eq!(super::PortSpec::Range("9-1".into()).range(), None);
 }
+
+#[test]
+fn a_regex_name_match_loads_and_a_bad_one_names_its_line() {
+    let good = config(
+        "[[frontend.route]]\nif = { name-match = { method = \"regex\", values = ['^api[0-9]+\\.example$'], ignore-case = false } }\nuse-backend = \"api\"\n",
+    );
+    let c = load_toml("r.toml", &good).unwrap();
+    let rules = super::compile_rules(&c.frontends[0].routes, &["web", "api"]).unwrap();
+    match &rules[0].when {
+        Condition::Test(Test::ServerNameRegex(r)) => {
+            assert_eq!(r.patterns(), [r"^api[0-9]+\.example$"]);
+            assert!(!r.ignore_case());
+            assert!(r.matches(b"api7.example") && !r.matches(b"API7.example"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let bad = config(
+        "[[frontend.route]]\nif = { name-match = { method = \"regex\", values = [\"ok\", \"api(\"] } }\nuse-backend = \"api\"\n",
+    );
+    let errs = load_toml("r.toml", &bad).unwrap_err().0;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    let line = bad.lines().position(|l| l.contains("api(")).unwrap() + 1;
+    assert_eq!(errs[0].line, line, "{errs:?}");
+    assert!(
+        errs[0]
+            .message
+            .contains("invalid regular expression \"api(\""),
+        "{errs:?}"
+    );
+    assert!(errs[0].fix.contains("regular expression"), "{errs:?}");
+}

@@ -67,6 +67,29 @@ fn name_test() -> impl Strategy<Value = Test> {
     })
 }
 
+/// Regexes over the names above: anchored, unanchored, classes, alternations.
+const PATTERNS: &[&str] = &[
+    r"^a\.example$",
+    r"example$",
+    r"^[a-z]\.",
+    r"x\.a",
+    r"^(a|b)\.example",
+    r"\.test$",
+    r"^example$",
+    r"EXAMPLE",
+];
+
+fn regex_test() -> impl Strategy<Value = Test> {
+    (
+        proptest::collection::vec(pick(PATTERNS), 1..3),
+        any::<bool>(),
+    )
+        .prop_map(|(ps, ic)| {
+            let ps = ps.iter().map(|p| p.to_string()).collect();
+            Test::ServerNameRegex(crate::route::NameRegex::new(ps, ic).expect("valid pattern"))
+        })
+}
+
 fn nets() -> impl Strategy<Value = Vec<Cidr>> {
     proptest::collection::vec(pick(NETS), 1..3)
         .prop_map(|v| v.iter().map(|s| s.parse().unwrap()).collect())
@@ -75,6 +98,7 @@ fn nets() -> impl Strategy<Value = Vec<Cidr>> {
 fn test() -> impl Strategy<Value = Test> {
     prop_oneof![
         3 => name_test(),
+        1 => regex_test(),
         1 => Just(Test::NoServerName),
         3 => nets().prop_map(Test::Source),
         1 => nets().prop_map(Test::Destination),

@@ -142,15 +142,15 @@ fn sni_acl(c: &Criterion<'_>) -> Result<Acl, String> {
         "sub" => NameMethodName::Contains,
         "dom" => NameMethodName::Domain,
         "reg" => {
-            return Err(
-                "`-m reg`: tether does not evaluate regular expressions; write the names \
-                 with -m str, -m beg, -m end, -m sub or -m dom (several values or -f FILE)"
-                    .into(),
-            )
+            // Checked here so that a bad pattern names its haproxy.cfg line.
+            tether_core::route::NameRegex::new(c.values.clone(), c.ignore_case).map_err(|e| {
+                format!("{e}; write a pattern in Rust regex syntax (PCRE-like: ^api[0-9]+\\.example$)")
+            })?;
+            NameMethodName::Regex
         }
         m => {
             return Err(format!(
-            "`-m {m}` does not apply to req.ssl_sni in tether; write -m str, beg, end, sub or dom"
+            "`-m {m}` does not apply to req.ssl_sni in tether; write -m str, beg, end, sub, dom or reg"
         ))
         }
     };

@@ -109,9 +109,38 @@ fn sub_dom_ports_versions_alpn_and_files() {
 }
 
 #[test]
+fn regex_acls_match_in_rule_order_with_and_without_case() {
+    let im = frontend(
+        "  acl exact_api req.ssl_sni -i api.example\n  \
+         acl numbered req.ssl_sni -m reg ^api[0-9]+\\.example$\n  \
+         use_backend other if { req.ssl_sni -m reg -i ^www\\. }\n  \
+         use_backend api if numbered || exact_api\n",
+    );
+    assert!(errors(&im).is_empty(), "{:?}", im.findings);
+    assert_eq!(to(&im, "10.0.0.1", Some("api12.example")), "api");
+    assert_eq!(to(&im, "10.0.0.1", Some("API12.example")), "web", "no -i");
+    assert_eq!(
+        to(&im, "10.0.0.1", Some("api.example")),
+        "api",
+        "exact, indexed"
+    );
+    assert_eq!(
+        to(&im, "10.0.0.1", Some("api12.example.net")),
+        "web",
+        "$ anchors"
+    );
+    assert_eq!(
+        to(&im, "10.0.0.1", Some("WWW.api12.example")),
+        "other",
+        "first rule wins"
+    );
+    assert_eq!(to(&im, "10.0.0.1", None), "web");
+}
+
+#[test]
 fn what_tether_cannot_evaluate_is_an_error() {
     let im = frontend(
-        "  acl big req.len gt 10\n  acl r req.ssl_sni -m reg ^a\n  acl x src -m beg 1\n  \
+        "  acl big req.len gt 10\n  acl r req.ssl_sni -m reg ^a(\n  acl x src -m beg 1\n  \
          use_backend api if nope\n  use_backend api if { req.ssl_sni a\n  \
          use_backend api when x\n  use_backend api if TRUE ||\n  use_backend %[req.ssl_sni] \n  \
          tcp-request connection reject if { req.ssl_sni a }\n  use_backend missing\n",
@@ -122,7 +151,10 @@ fn what_tether_cannot_evaluate_is_an_error() {
         .collect();
     assert_eq!(e.len(), 10, "{e:#?}");
     assert!(e[0].1.starts_with("unsupported ACL `req.len"));
-    assert!(e[1].1.contains("-m reg") && e[1].1.contains("regular expressions"));
+    assert!(
+        e[1].1.contains("invalid regular expression \"^a(\"") && e[1].0 == 6,
+        "{e:?}"
+    );
     assert!(e[2].1.contains("-m beg"));
     assert_eq!(e[3].1, "unknown ACL `nope`");
     assert!(e[4].1.contains("without `}`"));
