@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use common::{eventually, native_toml, start_toml, Resume, Running, TlsClient};
+use common::{eventually, native_toml, peers_toml, start_toml, Resume, Running, TlsClient};
 use tether_core::config::peers::{PeerEntry, PeersSection};
 use tether_core::engine::peers::{PeerState, PeersService};
 use tether_testbed::{TlsBackend, TlsBackendConfig};
@@ -352,18 +352,3 @@ async fn garbage_on_the_peers_port_closes_that_connection_only() {
 }
 
 /// The `[peers]` TOML of a section (the config the daemon loads).
-fn peers_toml(s: &PeersSection) -> String {
-    let mut t = format!(
-        "[peers]\nname = \"{}\"\nlocal = \"{}\"\nbind = \"{}\"\n",
-        s.name,
-        s.local,
-        s.bind.as_deref().unwrap_or_default()
-    );
-    for p in &s.peers {
-        t.push_str(&format!(
-            "[[peers.peer]]\nname = \"{}\"\naddress = \"{}\"\n",
-            p.name, p.address
-        ));
-    }
-    t
-}
