@@ -170,8 +170,8 @@ impl SharedTable {
         outcome
     }
 
-    /// Stores an entry carried over from another process with its deadline there (see
-    /// [`StickTable::restore`]).
+    /// Stores an entry carried over from the process this one took over from, with its
+    /// deadline there (see [`StickTable::restore`]); recorded as the previous process's.
     pub fn restore(
         &self,
         key: &[u8],
@@ -179,7 +179,10 @@ impl SharedTable {
         expires_at: Timestamp,
         now: Timestamp,
     ) -> Option<Learn> {
-        self.shard(key).restore(key, server, expires_at, now)
+        let mut shard = self.shard(key);
+        let outcome = shard.restore(key, server, expires_at, now)?;
+        self.record(key, server, outcome, Origin::Predecessor);
+        Some(outcome)
     }
 
     /// Reads one entry without refreshing it.
