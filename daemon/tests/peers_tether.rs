@@ -351,4 +351,3 @@ async fn garbage_on_the_peers_port_closes_that_connection_only() {
     assert!(learn_then_resume(a.running.addr, b.running.addr, &b, before).await);
 }
 
-/// The `[peers]` TOML of a section (the config the daemon loads).
