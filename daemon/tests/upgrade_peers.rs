@@ -91,7 +91,7 @@ async fn the_old_process_pushes_its_table_to_the_new_one_over_peers() {
     for e in shared.entries(now) {
         assert_eq!(
             new_peers.view().origin_of(&shared, e.key.as_bytes()).as_deref(),
-            Some("previous process")
+            Some("previous-process")
         );
     }
     // The window closed with the push: our name is refused again.

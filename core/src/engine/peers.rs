@@ -279,6 +279,12 @@ pub struct PeersView {
     shared: std::sync::Weak<Shared>,
 }
 
+impl std::fmt::Debug for PeersView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeersView").finish_non_exhaustive()
+    }
+}
+
 impl PeersView {
     /// Per remote peer, in configuration order.
     pub fn status(&self) -> Vec<PeerStatus> {
@@ -306,21 +312,34 @@ impl PeersView {
             .unwrap_or_default()
     }
 
-    /// Where `key` of table `table` came from, if the feed still remembers:
-    /// `"local"` or `"peer NAME"`.
+    /// Where `key` of table `table` came from: see [`origin_label`].
     pub fn origin_of(&self, table: &SharedTable, key: &[u8]) -> Option<String> {
-        let feed = table.feed()?;
-        let origin = lock(&feed.updates).origin_of(key)?;
-        let shared = self.shared.upgrade()?;
-        Some(match origin {
-            Origin::Local => "local".to_owned(),
-            Origin::Peer(i) => match shared.peers.get(usize::from(i)) {
-                Some(p) => format!("peer {}", p.name),
-                None => format!("peer #{i}"),
-            },
-            Origin::Predecessor => "previous process".to_owned(),
-        })
+        origin_label(table, key, Some(self))
     }
+
+    fn peer_name(&self, index: u16) -> Option<String> {
+        let shared = self.shared.upgrade()?;
+        let p = shared.peers.get(usize::from(index))?;
+        Some(p.name.clone())
+    }
+}
+
+/// Where `key` of `table` came from, as the table views (`tether table`, `show table`, the
+/// table API) show it: `local` (traffic or an operator here), `peer:NAME` (learned from that
+/// peer) or `previous-process` (carried over by an upgrade). `None` when unknown: the table
+/// keeps no update feed (no peers section shares it) or the feed's bounded backlog no longer
+/// reaches back to the entry's last store.
+pub fn origin_label(table: &SharedTable, key: &[u8], peers: Option<&PeersView>) -> Option<String> {
+    let feed = table.feed()?;
+    let origin = lock(&feed.updates).origin_of(key)?;
+    Some(match origin {
+        Origin::Local => "local".to_owned(),
+        Origin::Peer(i) => match peers.and_then(|p| p.peer_name(i)) {
+            Some(name) => format!("peer:{name}"),
+            None => format!("peer:#{i}"),
+        },
+        Origin::Predecessor => "previous-process".to_owned(),
+    })
 }
 
 fn pending(p: &PeerSlot, tables: &[PeerTable], _now: Timestamp) -> u64 {

@@ -16,6 +16,7 @@ fn runtime() -> runtime::Runtime {
 fn ctx(rt: &runtime::Runtime) -> Ctx<'_> {
     Ctx {
         runtime: rt,
+        peers: None,
         actconn: 0,
         now: Timestamp(0),
         uptime: Duration::from_secs(3723),
