@@ -435,7 +435,10 @@ async fn an_upgrade_pushes_a_peers_shared_table_over_the_peers_protocol() {
         log.contains("received from the previous process over the peers protocol"),
         "{log}"
     );
-    assert!(!log.contains("sending them over the handover channel instead"), "{log}");
+    assert!(
+        !log.contains("sending them over the handover channel instead"),
+        "{log}"
+    );
     for (client, home) in &learned {
         let c = client.connect(bind).await.unwrap();
         assert_eq!((&c.backend, c.resumed), (home, true), "{}", d.log());

@@ -351,7 +351,6 @@ async fn garbage_on_the_peers_port_closes_that_connection_only() {
     assert!(learn_then_resume(a.running.addr, b.running.addr, &b, before).await);
 }
 
-
 /// `tether table`, the table API and the runtime API's `show table` say where an entry came
 /// from: learned here (`local`) or from a peer (`peer:NAME`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,7 +388,10 @@ async fn table_views_say_where_an_entry_came_from() {
     .await
     .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains(" from=peer:lb1"), "{text}");
+    assert!(
+        out.status.success() && text.contains(" from=peer:lb1"),
+        "{text}"
+    );
     // The runtime API (HAProxy's stats socket), on lb2.
     let dir = std::env::temp_dir().join(format!("tether-origin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

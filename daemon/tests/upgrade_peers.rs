@@ -86,11 +86,19 @@ async fn the_old_process_pushes_its_table_to_the_new_one_over_peers() {
         .expect("pushed");
     assert_eq!(pushed, 8);
     assert_eq!(table(&new), 8, "confirmed means applied");
-    let shared = new.daemon.runtime().backends["app"].tables.iter().next().unwrap().clone();
+    let shared = new.daemon.runtime().backends["app"]
+        .tables
+        .iter()
+        .next()
+        .unwrap()
+        .clone();
     let now = new.daemon.context().clock.now();
     for e in shared.entries(now) {
         assert_eq!(
-            new_peers.view().origin_of(&shared, e.key.as_bytes()).as_deref(),
+            new_peers
+                .view()
+                .origin_of(&shared, e.key.as_bytes())
+                .as_deref(),
             Some("previous-process")
         );
     }

@@ -489,8 +489,7 @@ async fn accept_loop<N: Net>(
                 tokio::spawn(async move {
                     let tables = shared.tables();
                     let now = shared.clock.now();
-                    let mut session =
-                        Session::accept(shared.session_config(&tables), allowed, now);
+                    let mut session = Session::accept(shared.session_config(&tables), allowed, now);
                     if let Some(pid) = *lock(&shared.predecessor) {
                         session = session.allow_predecessor(pid);
                     }

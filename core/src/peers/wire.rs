@@ -639,11 +639,7 @@ impl fmt::Display for Hello<'_> {
         write!(
             f,
             "{PROTO_NAME} {}.{}\n{}\n{} {} 1\n",
-            self.version.0,
-            self.version.1,
-            self.remote,
-            self.local,
-            self.pid
+            self.version.0, self.version.1, self.remote, self.local, self.pid
         )
     }
 }

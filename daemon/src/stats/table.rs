@@ -202,12 +202,7 @@ fn list(
         .into_iter()
         .filter(|e| server.is_none_or(|s| e.server == s))
         .collect();
-    let page: Vec<Value> = all
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(entry)
-        .collect();
+    let page: Vec<Value> = all.iter().skip(offset).take(limit).map(entry).collect();
     Response::json(
         200,
         &json!({

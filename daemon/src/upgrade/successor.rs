@@ -111,8 +111,7 @@ impl Successor {
     /// Sends the entries of `runtime` (at `now`) that are new or moved since last sent.
     pub async fn send_changes(&mut self, runtime: &Runtime, now: Timestamp) -> usize {
         let section = self.over_peers.as_deref();
-        let current =
-            table_transfer::snapshot(runtime, now, |p| section.is_none() || p != section);
+        let current = table_transfer::snapshot(runtime, now, |p| section.is_none() || p != section);
         let changed = table_transfer::changed_since(&self.sent, &current);
         self.sent = current;
         let count = changed.len();
@@ -233,5 +232,8 @@ pub fn state_of(
     }
     let now = daemon.context().clock.now();
     let keep = |p: Option<&str>| over_peers.is_none() || p != over_peers;
-    Ok((sockets, table_transfer::snapshot(daemon.runtime(), now, keep)))
+    Ok((
+        sockets,
+        table_transfer::snapshot(daemon.runtime(), now, keep),
+    ))
 }

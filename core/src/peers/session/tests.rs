@@ -79,7 +79,10 @@ fn update_travels_and_is_acknowledged() {
     assert_eq!(u.server_name.as_deref(), Some("s3"));
     // Untimed: the sender's table expire (60 s, from its definition), within ours.
     assert_eq!(u.table_expire_ms, Some(60_000));
-    assert_eq!((u.lifetime_ms(90_000), u.lifetime_ms(10_000)), (60_000, 10_000));
+    assert_eq!(
+        (u.lifetime_ms(90_000), u.lifetime_ms(10_000)),
+        (60_000, 10_000)
+    );
     assert_eq!(
         events(&mut a),
         [Event::Acked {
@@ -143,7 +146,10 @@ fn our_own_name_is_let_in_only_from_the_process_we_took_over_from() {
     pump(&mut a, &mut b, t(1));
     assert!(matches!(
         &events(&mut b)[..],
-        [Event::Closed(SessionError::RefusedHello { status: 504, .. })]
+        [Event::Closed(SessionError::RefusedHello {
+            status: 504,
+            ..
+        })]
     ));
 }
 
