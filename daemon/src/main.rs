@@ -260,6 +260,10 @@ async fn serve(
         Some(section) => Some(tether::run::start_peers(section, &daemon, table_seed).await?),
         None => None,
     };
+    if let (Some(_), Some(service)) = (&incoming, &peers) {
+        // The process we took over from pushes its shared tables under our own peer name.
+        service.expect_predecessor(std::os::unix::process::parent_id());
+    }
     // The stats listener follows reloads through the view; its own settings are read once.
     let stats = match config.stats.clone() {
         Some(stats) => Some(tether::stats::serve_stats(stats, daemon.view()).await?),
@@ -383,7 +387,11 @@ impl Serving {
             .as_ref()
             .zip(self.config.stats.as_ref())
             .map(|(listener, cfg)| (cfg.bind.as_str(), listener));
-        let (sockets, entries) = successor::state_of(&self.daemon, stats)?;
+        // Tables a peers section shares go over the peers protocol when it has an address.
+        let over_peers = (self.config.peers.as_ref())
+            .filter(|s| s.bind.is_some() && self.peers.is_some())
+            .map(|s| s.name.clone());
+        let (sockets, entries) = successor::state_of(&self.daemon, stats, over_peers.as_deref())?;
         // A unix socket path cannot be shared: the new process binds the runtime API anew,
         // and its peers address likewise.
         let had_api = self.runtime_api.take().is_some();
@@ -395,7 +403,7 @@ impl Serving {
             }
             None => None,
         };
-        match Successor::start(self.launch.clone(), sockets, entries).await {
+        match Successor::start(self.launch.clone(), sockets, entries, over_peers).await {
             Ok(successor) => Ok(successor),
             Err(e) => {
                 if let Some(section) = had_peers {
@@ -425,23 +433,13 @@ impl Serving {
         match &mut successor {
             Some(s) => {
                 tell(self.notifier.handed_over(s.pid()));
+                over_peers::carry(s, self.config.peers.as_ref(), &runtime, clock).await;
                 let sent = s.send_changes(&runtime, clock.now()).await;
                 tracing::info!(
                     pid = s.pid(),
                     entries = sent,
                     "upgrade: the new process serves; draining here"
                 );
-                if let Some(section) = &self.config.peers {
-                    match over_peers::push(section, &runtime, clock).await {
-                        Some(Ok(n)) => {
-                            tracing::info!(entries = n, section = %section.name, "upgrade: stick tables pushed over the peers protocol")
-                        }
-                        Some(Err(e)) => {
-                            tracing::warn!(error = %e, "upgrade: stick tables not pushed over the peers protocol")
-                        }
-                        None => {}
-                    }
-                }
             }
             None => tell(self.notifier.stopping()),
         }

@@ -236,10 +236,11 @@ pub async fn run(args: TableArgs) -> Result<ExitCode> {
 fn print_human(command: &TableCommand, v: &Value) {
     let line = |e: &Value| {
         format!(
-            "{} {} expires-in={}s",
+            "{} {} expires-in={}s from={}",
             e["key"].as_str().unwrap_or("?"),
             e["server"].as_str().unwrap_or("?"),
-            e["expires_in_ms"].as_u64().unwrap_or(0) / 1000
+            e["expires_in_ms"].as_u64().unwrap_or(0) / 1000,
+            e["origin"].as_str().unwrap_or("-")
         )
     };
     match command {

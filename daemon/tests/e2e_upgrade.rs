@@ -385,3 +385,63 @@ async fn a_new_binary_that_fails_to_start_leaves_the_old_one_serving() {
     assert_eq!(c.backend, "node1");
     c.close().await;
 }
+
+/// With a `[peers]` section, the table it shares crosses the upgrade over HAProxy's peers
+/// protocol (the old process connects to the new one under the local peer name and teaches
+/// it), not over the handover channel: sessions learned before resume on the same server
+/// after, and the log says which path ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_pushes_a_peers_shared_table_over_the_peers_protocol() {
+    let mut backends = Vec::new();
+    for i in 1..=3 {
+        backends.push(TlsBackend::start(tls12(&format!("node{i}"))).await.unwrap());
+    }
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr()).collect();
+    let bind = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let peers = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let config = native_toml(
+        "",
+        "",
+        "affinity = [\"session-id\"]\n[backend.stick-table]\npeers = \"mesh\"",
+        "check = false",
+        &addrs,
+    )
+    .replace("127.0.0.1:0", &bind.to_string())
+        + &format!(
+            "\n[peers]\nname = \"mesh\"\nlocal = \"lb1\"\nbind = \"{peers}\"\n\
+             [[peers.peer]]\nname = \"lb1\"\naddress = \"{peers}\"\n"
+        );
+    let mut d = Upgradable::start("e2e-upgrade-peers", &config);
+    assert_eq!(d.notification(), "READY=1\n", "{}", d.log());
+    let mut learned = Vec::new();
+    for _ in 0..6 {
+        let client = TlsClient::new(Resume::SessionId);
+        let c = client.connect(bind).await.unwrap();
+        learned.push((client, c.backend.clone()));
+        c.close().await;
+    }
+    let old = d.upgrade();
+    assert!(
+        eventually(Duration::from_secs(10), || exited(old)).await,
+        "the old process did not exit: {}",
+        d.log()
+    );
+    let log = d.log();
+    assert!(
+        log.contains("shared stick tables pushed over the peers protocol"),
+        "{log}"
+    );
+    assert!(
+        log.contains("received from the previous process over the peers protocol"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("sending them over the handover channel instead"),
+        "{log}"
+    );
+    for (client, home) in &learned {
+        let c = client.connect(bind).await.unwrap();
+        assert_eq!((&c.backend, c.resumed), (home, true), "{}", d.log());
+        c.close().await;
+    }
+}

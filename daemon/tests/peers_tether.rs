@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use common::{eventually, native_toml, start_toml, Resume, Running, TlsClient};
+use common::{eventually, native_toml, peers_toml, start_toml, Resume, Running, TlsClient};
 use tether_core::config::peers::{PeerEntry, PeersSection};
 use tether_core::engine::peers::{PeerState, PeersService};
 use tether_testbed::{TlsBackend, TlsBackendConfig};
@@ -351,19 +351,67 @@ async fn garbage_on_the_peers_port_closes_that_connection_only() {
     assert!(learn_then_resume(a.running.addr, b.running.addr, &b, before).await);
 }
 
-/// The `[peers]` TOML of a section (the config the daemon loads).
-fn peers_toml(s: &PeersSection) -> String {
-    let mut t = format!(
-        "[peers]\nname = \"{}\"\nlocal = \"{}\"\nbind = \"{}\"\n",
-        s.name,
-        s.local,
-        s.bind.as_deref().unwrap_or_default()
+/// `tether table`, the table API and the runtime API's `show table` say where an entry came
+/// from: learned here (`local`) or from a peer (`peer:NAME`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_views_say_where_an_entry_came_from() {
+    let (_backends, a, b) = pair().await;
+    let before = entries(&b);
+    let client = TlsClient::new(Resume::SessionId);
+    let c = client.connect(a.running.addr).await.unwrap();
+    c.close().await;
+    assert!(
+        eventually(Duration::from_secs(5), || entries(&b) > before).await,
+        "the entry never reached lb2"
     );
-    for p in &s.peers {
-        t.push_str(&format!(
-            "[[peers.peer]]\nname = \"{}\"\naddress = \"{}\"\n",
-            p.name, p.address
-        ));
+    for (node, want) in [(&a, "local"), (&b, "peer:lb1")] {
+        let json = http_get(node.stats.local_addr(), "/stats/table/app").await;
+        let body: serde_json::Value =
+            serde_json::from_str(json.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        let origins: Vec<&str> = body["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["origin"].as_str().unwrap_or("-"))
+            .collect();
+        assert_eq!(origins, [want], "{body}");
     }
-    t
+    // The CLI, against lb2's stats listener.
+    let url = format!("http://{}/stats", b.stats.local_addr());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+            .args(["table", "--stats", &url, "list", "app"])
+            .env("TETHER_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(" from=peer:lb1"),
+        "{text}"
+    );
+    // The runtime API (HAProxy's stats socket), on lb2.
+    let dir = std::env::temp_dir().join(format!("tether-origin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("admin.sock");
+    let config = tether_core::config::AdminSocket {
+        socket: socket.to_string_lossy().into_owned(),
+        mode: "600".into(),
+        level: tether_core::config::AdminLevel::Admin,
+    };
+    let _api = tether::runtime_api::serve_runtime_api(config, b.running.daemon.view())
+        .await
+        .unwrap();
+    let mut s = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    s.write_all(b"show table app\n").await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("0x")).collect();
+    assert!(
+        rows.len() == 1 && rows[0].ends_with(" origin=peer:lb1"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,7 +8,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{native_toml, start_toml, Resume, TlsClient};
+use common::{native_toml, peers_toml, start_toml, Resume, TlsClient};
 use tether::upgrade::over_peers;
 use tether_core::config::peers::{PeerEntry, PeersSection};
 use tether_testbed::{TlsBackend, TlsBackendConfig, TlsVersions};
@@ -30,8 +30,6 @@ fn free_port() -> SocketAddr {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the peers driver refuses a connection under its own local peer name (accept allows \
-            remotes only), which push_all's documentation relies on; un-ignore with that fix"]
 async fn the_old_process_pushes_its_table_to_the_new_one_over_peers() {
     let mut backends = Vec::new();
     for i in 1..=3 {
@@ -41,6 +39,7 @@ async fn the_old_process_pushes_its_table_to_the_new_one_over_peers() {
         backends.push(TlsBackend::start(cfg).await.unwrap());
     }
     let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr()).collect();
+    let section = section(free_port());
     let toml = native_toml(
         "",
         "",
@@ -48,7 +47,7 @@ async fn the_old_process_pushes_its_table_to_the_new_one_over_peers() {
         "check = false",
         &addrs,
     );
-    let section = section(free_port());
+    let toml = format!("{toml}\n{}", peers_toml(&section));
     let old = start_toml(&toml).await;
     let old_peers = tether::run::start_peers(section.clone(), &old.daemon, 1)
         .await
@@ -63,7 +62,7 @@ async fn the_old_process_pushes_its_table_to_the_new_one_over_peers() {
     // The new process cannot bind the peers address until the old one lets it go.
     over_peers::release(old_peers, &section).await;
     let new = start_toml(&toml).await;
-    let _new_peers = tether::run::start_peers(section.clone(), &new.daemon, 2)
+    let new_peers = tether::run::start_peers(section.clone(), &new.daemon, 2)
         .await
         .expect("the released peers address binds");
     let table = |r: &common::Running| -> usize {
@@ -74,12 +73,40 @@ async fn the_old_process_pushes_its_table_to_the_new_one_over_peers() {
             .sum()
     };
     assert_eq!(table(&new), 0);
+    // A process claiming our name is refused unless it is the one we took over from.
+    let refused = over_peers::push(&section, old.daemon.runtime(), old.daemon.context().clock)
+        .await
+        .expect("an address to push to");
+    assert!(refused.is_err(), "pushed without being expected");
+    assert_eq!(table(&new), 0);
+    new_peers.expect_predecessor(std::process::id());
     let pushed = over_peers::push(&section, old.daemon.runtime(), old.daemon.context().clock)
         .await
         .expect("an address to push to")
         .expect("pushed");
     assert_eq!(pushed, 8);
     assert_eq!(table(&new), 8, "confirmed means applied");
+    let shared = new.daemon.runtime().backends["app"]
+        .tables
+        .iter()
+        .next()
+        .unwrap()
+        .clone();
+    let now = new.daemon.context().clock.now();
+    for e in shared.entries(now) {
+        assert_eq!(
+            new_peers
+                .view()
+                .origin_of(&shared, e.key.as_bytes())
+                .as_deref(),
+            Some("previous-process")
+        );
+    }
+    // The window closed with the push: our name is refused again.
+    let again = over_peers::push(&section, old.daemon.runtime(), old.daemon.context().clock)
+        .await
+        .expect("an address to push to");
+    assert!(again.is_err(), "a second push under our name was let in");
     for (client, home) in &learned {
         let c = client.connect(new.addr).await.unwrap();
         assert_eq!((&c.backend, c.resumed), (home, true));

@@ -35,7 +35,9 @@ use super::process::ProcessView;
 use super::runtime::Runtime;
 use super::tables::SharedTable;
 use crate::config::peers::PeersSection;
-use crate::peers::session::{Event, LocalTable, OutgoingUpdate, Session, SessionConfig};
+use crate::peers::session::{
+    Event, LocalTable, OutgoingUpdate, RemoteUpdate, Session, SessionConfig,
+};
 use crate::peers::SessionError;
 use crate::stick::{Origin, Since};
 use crate::{ServerId, Timestamp};
@@ -215,6 +217,9 @@ struct Shared {
     peers: Vec<Arc<PeerSlot>>,
     /// A full resync from a peer is still wanted; `Some(generation)` while one is asked.
     resync: Mutex<(bool, Option<(u16, u64)>)>,
+    /// The process id of the process this one took over from, until it has pushed its tables
+    /// ([`PeersService::expect_predecessor`]).
+    predecessor: Mutex<Option<u32>>,
     rng: Mutex<u64>,
 }
 
@@ -274,6 +279,12 @@ pub struct PeersView {
     shared: std::sync::Weak<Shared>,
 }
 
+impl std::fmt::Debug for PeersView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeersView").finish_non_exhaustive()
+    }
+}
+
 impl PeersView {
     /// Per remote peer, in configuration order.
     pub fn status(&self) -> Vec<PeerStatus> {
@@ -301,20 +312,34 @@ impl PeersView {
             .unwrap_or_default()
     }
 
-    /// Where `key` of table `table` came from, if the feed still remembers:
-    /// `"local"` or `"peer NAME"`.
+    /// Where `key` of table `table` came from: see [`origin_label`].
     pub fn origin_of(&self, table: &SharedTable, key: &[u8]) -> Option<String> {
-        let feed = table.feed()?;
-        let origin = lock(&feed.updates).origin_of(key)?;
-        let shared = self.shared.upgrade()?;
-        Some(match origin {
-            Origin::Local => "local".to_owned(),
-            Origin::Peer(i) => match shared.peers.get(usize::from(i)) {
-                Some(p) => format!("peer {}", p.name),
-                None => format!("peer #{i}"),
-            },
-        })
+        origin_label(table, key, Some(self))
     }
+
+    fn peer_name(&self, index: u16) -> Option<String> {
+        let shared = self.shared.upgrade()?;
+        let p = shared.peers.get(usize::from(index))?;
+        Some(p.name.clone())
+    }
+}
+
+/// Where `key` of `table` came from, as the table views (`tether table`, `show table`, the
+/// table API) show it: `local` (traffic or an operator here), `peer:NAME` (learned from that
+/// peer) or `previous-process` (carried over by an upgrade). `None` when unknown: the table
+/// keeps no update feed (no peers section shares it) or the feed's bounded backlog no longer
+/// reaches back to the entry's last store.
+pub fn origin_label(table: &SharedTable, key: &[u8], peers: Option<&PeersView>) -> Option<String> {
+    let feed = table.feed()?;
+    let origin = lock(&feed.updates).origin_of(key)?;
+    Some(match origin {
+        Origin::Local => "local".to_owned(),
+        Origin::Peer(i) => match peers.and_then(|p| p.peer_name(i)) {
+            Some(name) => format!("peer:{name}"),
+            None => format!("peer:#{i}"),
+        },
+        Origin::Predecessor => "previous-process".to_owned(),
+    })
 }
 
 fn pending(p: &PeerSlot, tables: &[PeerTable], _now: Timestamp) -> u64 {
@@ -346,6 +371,14 @@ impl PeersService {
     /// Per remote peer status.
     pub fn status(&self) -> Vec<PeerStatus> {
         self.view().status()
+    }
+
+    /// Lets process `pid` (the one this process took over from in an upgrade) connect once
+    /// under our own local peer name and push its tables, as HAProxy's old process teaches the
+    /// new one on a reload. Closed again when that push finishes; until then anyone else
+    /// claiming our name is still refused.
+    pub fn expect_predecessor(&self, pid: u32) {
+        *lock(&self.shared.predecessor) = Some(pid);
     }
 
     /// Stops every task and closes every peer connection.
@@ -399,6 +432,7 @@ pub async fn start<N: Net>(
         clock,
         peers,
         resync: Mutex::new((true, None)),
+        predecessor: Mutex::new(None),
         rng: Mutex::new(seed | 1),
     });
     shared.tables();
@@ -455,7 +489,10 @@ async fn accept_loop<N: Net>(
                 tokio::spawn(async move {
                     let tables = shared.tables();
                     let now = shared.clock.now();
-                    let session = Session::accept(shared.session_config(&tables), allowed, now);
+                    let mut session = Session::accept(shared.session_config(&tables), allowed, now);
+                    if let Some(pid) = *lock(&shared.predecessor) {
+                        session = session.allow_predecessor(pid);
+                    }
                     let end = drive::<N>(&shared, stream, session, tables, None, stop).await;
                     tracing::info!(peer.from = %from, reason = %end, "peers: accepted connection closed");
                 });
@@ -559,6 +596,8 @@ async fn drive<N: Net>(
         cursors: Vec::new(),
         generation: None,
         counted: false,
+        predecessor: false,
+        from_predecessor: 0,
     };
     if let Some(s) = &slot {
         conn.register(s, false, shared);
@@ -659,6 +698,10 @@ struct Conn {
     cursors: Vec<Option<u32>>,
     generation: Option<(watch::Receiver<u64>, u64)>,
     counted: bool,
+    /// The other side is the process this one took over from, pushing its tables.
+    predecessor: bool,
+    /// Entries it pushed and were stored.
+    from_predecessor: u64,
 }
 
 impl Conn {
@@ -712,6 +755,10 @@ impl Conn {
     ) -> Option<SessionError> {
         while let Some(ev) = session.poll_event() {
             match ev {
+                Event::Open { .. } if session.is_predecessor() => {
+                    tracing::info!("peers: the previous process connected to push its tables");
+                    self.predecessor = true;
+                }
                 Event::Open { peer } => {
                     if slot.is_none() {
                         let s = shared.slot(&peer)?.clone();
@@ -721,21 +768,7 @@ impl Conn {
                     let s = slot.as_ref()?;
                     self.opened(shared, session, s, now);
                 }
-                Event::Update(u) => {
-                    let (Some(t), Some(s)) = (self.tables.get(u.table), slot.as_ref()) else {
-                        continue;
-                    };
-                    let server = resolve(&t.servers, u.server_name.as_deref(), u.server_id);
-                    match server {
-                        Some(server) => {
-                            t.table.apply_remote(t.layout, &u.key, server, now, s.index);
-                            lock(&s.status).updates_received += 1;
-                        }
-                        None => {
-                            tracing::debug!(peer = %s.name, table = %t.name, name = ?u.server_name, id = ?u.server_id, "peers: update for an unknown server skipped")
-                        }
-                    }
-                }
+                Event::Update(u) => self.apply(&u, slot.as_deref(), now),
                 Event::Acked { table, update } => {
                     if let (Some(t), Some(s)) = (self.tables.get(table), slot.as_ref()) {
                         lock(&s.acked).insert(t.name.clone(), update);
@@ -744,6 +777,14 @@ impl Conn {
                 Event::Declined { name, why } => {
                     tracing::info!(table = %name, why, "peers: remote table not shared")
                 }
+                Event::ResyncFinished { .. } if self.predecessor => {
+                    *lock(&shared.predecessor) = None;
+                    tracing::info!(
+                        entries = self.from_predecessor,
+                        "upgrade: stick tables received from the previous process over the peers protocol"
+                    );
+                }
+                Event::ResyncRequested if self.predecessor => {}
                 Event::ResyncRequested => {
                     self.teach(session, now);
                     if let Some(s) = slot {
@@ -767,6 +808,31 @@ impl Conn {
             st.last_rx = Some(session.stats().last_rx);
         }
         None
+    }
+
+    /// Stores one entry the other side sent, living what it conveyed within our `expire`.
+    fn apply(&mut self, u: &RemoteUpdate, slot: Option<&PeerSlot>, now: Timestamp) {
+        let Some(t) = self.tables.get(u.table) else {
+            return;
+        };
+        let origin = match slot {
+            Some(s) => Origin::Peer(s.index),
+            None if self.predecessor => Origin::Predecessor,
+            None => return,
+        };
+        let Some(server) = resolve(&t.servers, u.server_name.as_deref(), u.server_id) else {
+            tracing::debug!(table = %t.name, name = ?u.server_name, id = ?u.server_id, ?origin, "peers: update for an unknown server skipped");
+            return;
+        };
+        let expire = u64::try_from(t.table.config().expire.as_millis()).unwrap_or(u64::MAX);
+        let stored = t
+            .table
+            .apply_remote(t.layout, &u.key, server, now, u.lifetime_ms(expire), origin)
+            .is_some();
+        match slot {
+            Some(s) => lock(&s.status).updates_received += 1,
+            None => self.from_predecessor += u64::from(stored),
+        }
     }
 
     fn opened(&mut self, shared: &Shared, session: &mut Session, s: &PeerSlot, now: Timestamp) {

@@ -99,23 +99,26 @@ impl SharedTable {
         feed.changed.notify_one();
     }
 
-    /// Stores an entry a peer sent, for numbering `layout`: last writer wins, and it is recorded
-    /// with the peer as origin so it is not pushed back as a local update. Nothing when the
-    /// table was renumbered since.
+    /// Stores an entry a peer (or the previous process) sent, for numbering `layout`: last
+    /// writer wins, living `lifetime_ms` (what the sender conveyed, capped at this table's
+    /// `expire` by [`StickTable::restore`]; 0 stores nothing), and recorded with `origin` so it
+    /// is not pushed back as a local update. Nothing when the table was renumbered since.
     pub fn apply_remote(
         &self,
         layout: u64,
         key: &[u8],
         server: ServerId,
         now: Timestamp,
-        peer: u16,
+        lifetime_ms: u64,
+        origin: Origin,
     ) -> Option<Learn> {
         let mut shard = self.shard(key);
         if self.layout() != layout {
             return None;
         }
-        let outcome = shard.set(key, server, now);
-        self.record(key, server, outcome, Origin::Peer(peer));
+        let deadline = Timestamp(now.0.saturating_add(lifetime_ms));
+        let outcome = shard.restore(key, server, deadline, now)?;
+        self.record(key, server, outcome, origin);
         Some(outcome)
     }
 
@@ -167,8 +170,8 @@ impl SharedTable {
         outcome
     }
 
-    /// Stores an entry carried over from another process with its deadline there (see
-    /// [`StickTable::restore`]).
+    /// Stores an entry carried over from the process this one took over from, with its
+    /// deadline there (see [`StickTable::restore`]); recorded as the previous process's.
     pub fn restore(
         &self,
         key: &[u8],
@@ -176,7 +179,10 @@ impl SharedTable {
         expires_at: Timestamp,
         now: Timestamp,
     ) -> Option<Learn> {
-        self.shard(key).restore(key, server, expires_at, now)
+        let mut shard = self.shard(key);
+        let outcome = shard.restore(key, server, expires_at, now)?;
+        self.record(key, server, outcome, Origin::Predecessor);
+        Some(outcome)
     }
 
     /// Reads one entry without refreshing it.

@@ -143,6 +143,23 @@ pub struct RemoteUpdate {
     pub server_name: Option<Arc<str>>,
     /// Remaining lifetime, when the sender said (a resync).
     pub expire_ms: Option<u32>,
+    /// The sender's table `expire`, from its table definition (`None`: it sent 0, no expiry).
+    pub table_expire_ms: Option<u64>,
+}
+
+impl RemoteUpdate {
+    /// How long the entry lives here: the remaining lifetime the sender conveyed (a timed
+    /// update in a resync or an upgrade's push), else its table's `expire`, never longer than
+    /// our own table's `expire` (`local_expire_ms`), as HAProxy bounds a learned entry by its
+    /// table.
+    pub fn lifetime_ms(&self, local_expire_ms: u64) -> u64 {
+        let conveyed = self
+            .expire_ms
+            .map(u64::from)
+            .or(self.table_expire_ms)
+            .unwrap_or(local_expire_ms);
+        conveyed.min(local_expire_ms)
+    }
 }
 
 /// Counters of one session.
@@ -178,6 +195,8 @@ enum State {
 struct RemoteTable {
     remote_id: u64,
     layout: RemoteLayout,
+    /// The sender's table `expire` in ms (0: none).
+    expire_ms: u64,
     local: Option<usize>,
     last_get: u32,
     last_acked: u32,
@@ -192,6 +211,9 @@ pub struct Session {
     peer: String,
     /// Names allowed to connect (accepting side).
     allowed: Vec<String>,
+    /// The process id of the process this one took over from, while it may still connect
+    /// under our own name to push its table ([`Session::allow_predecessor`]).
+    predecessor: Option<u32>,
     rx: Vec<u8>,
     tx: Vec<u8>,
     events: VecDeque<Event>,
@@ -214,6 +236,7 @@ impl Session {
             version: wire::VERSION,
             remote: peer,
             local: &s.config.local_name,
+            pid: std::process::id(),
         }
         .to_string();
         s.tx.extend_from_slice(hello.as_bytes());
@@ -223,6 +246,19 @@ impl Session {
     /// We accepted a connection; only peers named in `allowed` are let in.
     pub fn accept(config: Arc<SessionConfig>, allowed: Vec<String>, now: Timestamp) -> Self {
         Self::new(config, String::new(), allowed, State::AwaitHello, now)
+    }
+
+    /// Also lets in a hello under our own local name, but only from process `pid`: the process
+    /// this one took over from, pushing its table as HAProxy's old process does on a reload.
+    /// Anyone else claiming our name is refused with [`wire::status::ERR_PEER`].
+    pub fn allow_predecessor(mut self, pid: u32) -> Self {
+        self.predecessor = Some(pid);
+        self
+    }
+
+    /// Whether the other side is the process this one took over from (open sessions only).
+    pub fn is_predecessor(&self) -> bool {
+        self.is_open() && self.predecessor.is_some() && self.peer == self.config.local_name
     }
 
     fn new(
@@ -238,6 +274,7 @@ impl Session {
             state,
             peer,
             allowed,
+            predecessor: None,
             rx: Vec::new(),
             tx: Vec::new(),
             events: VecDeque::new(),
@@ -465,6 +502,16 @@ impl Session {
                     h.remote, self.config.local_name
                 ),
             ))
+        } else if h.local == self.config.local_name {
+            (self.predecessor != Some(h.pid) || h.pid == 0).then(|| {
+                (
+                    wire::status::ERR_PEER,
+                    format!(
+                        "claims our own name {:?} (pid {}) but is not the process we took over from",
+                        h.local, h.pid
+                    ),
+                )
+            })
         } else if !self.allowed.iter().any(|p| p == h.local) {
             Some((
                 wire::status::ERR_PEER,
@@ -567,6 +614,7 @@ impl Session {
                 data_types: def.data_types,
                 array_len: def.array_len,
             },
+            expire_ms: def.expire_ms,
             local: if why.is_none() { local } else { None },
             last_get: 0,
             last_acked: 0,
@@ -597,6 +645,7 @@ impl Session {
         };
         let u = wire::decode_update(kind, body, &t.layout)?;
         t.last_get = u.id.unwrap_or(t.last_get.wrapping_add(1));
+        let table_expire_ms = (t.expire_ms > 0).then_some(t.expire_ms);
         let server_name = match u.server_key {
             None => None,
             Some(d) => Some(self.dict_entry(d.id, d.value)?),
@@ -609,6 +658,7 @@ impl Session {
             server_id: u.server_id.and_then(|v| u32::try_from(v).ok()),
             server_name,
             expire_ms: u.expire_ms,
+            table_expire_ms,
         }));
         Ok(())
     }

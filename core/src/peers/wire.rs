@@ -629,6 +629,9 @@ pub struct Hello<'a> {
     pub remote: &'a str,
     /// The sender's own name.
     pub local: &'a str,
+    /// The sender's process id (third line; 0 when it sent none that parses). A new process
+    /// lets in a hello under its own name only from the process it took over from.
+    pub pid: u32,
 }
 
 impl fmt::Display for Hello<'_> {
@@ -636,11 +639,7 @@ impl fmt::Display for Hello<'_> {
         write!(
             f,
             "{PROTO_NAME} {}.{}\n{}\n{} {} 1\n",
-            self.version.0,
-            self.version.1,
-            self.remote,
-            self.local,
-            std::process::id()
+            self.version.0, self.version.1, self.remote, self.local, self.pid
         )
     }
 }
@@ -676,15 +675,20 @@ pub fn decode_hello(input: &[u8]) -> Result<Option<(Hello<'_>, usize)>, WireErro
     let Some((l3, n3)) = take_line(&input[n1 + n2..])? else {
         return Ok(None);
     };
-    let local = l3
+    let (local, rest) = l3
         .split_once(' ')
-        .map(|(name, _)| name)
         .ok_or(WireError::Handshake("third line has no pid"))?;
+    let pid = rest
+        .split(' ')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     Ok(Some((
         Hello {
             version: (maj, min),
             remote,
             local,
+            pid,
         },
         n1 + n2 + n3,
     )))

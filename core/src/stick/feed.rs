@@ -19,6 +19,8 @@ pub enum Origin {
     Local,
     /// The peer of this index in the peers section.
     Peer(u16),
+    /// The process this one took over from in a hitless upgrade.
+    Predecessor,
 }
 
 /// One recorded store.

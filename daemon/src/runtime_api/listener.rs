@@ -168,6 +168,7 @@ async fn serve_client(stream: UnixStream, shared: &Shared) -> std::io::Result<()
             let runtime = shared.view.runtime();
             let ctx = Ctx {
                 runtime: &runtime,
+                peers: shared.view.peers(),
                 actconn: shared.view.context().actconn.load(Ordering::Relaxed),
                 now: shared.view.context().clock.now(),
                 uptime: shared.started.elapsed(),

@@ -25,6 +25,8 @@ pub use listener::{serve_runtime_api, RuntimeApiListener};
 pub struct Ctx<'a> {
     /// The configuration and state in force.
     pub runtime: &'a Runtime,
+    /// The peers service, when one runs (where table entries came from).
+    pub peers: Option<&'a tether_core::engine::peers::PeersView>,
     /// Connections open in the process.
     pub actconn: u64,
     /// The engine clock (stick-table expiry).

@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 
 use tether_core::engine::backend::Backend;
+use tether_core::engine::peers::origin_label;
 use tether_core::engine::tables::SharedTable;
 
 use super::command::TableFilter;
@@ -79,12 +80,14 @@ pub fn show(ctx: &Ctx, name: Option<&str>, filter: Option<TableFilter>) -> Strin
             .servers
             .get(e.server.index())
             .map_or("-", |s| s.name.as_str());
+        let origin = origin_label(table, e.key.as_bytes(), ctx.peers);
         let _ = writeln!(
             out,
-            "{:#x}: key={} use=0 exp={} server_id={sid} server_key={server}",
+            "{:#x}: key={} use=0 exp={} server_id={sid} server_key={server} origin={}",
             i + 1,
             e.key.to_string().to_ascii_uppercase(),
             e.expires_at.0.saturating_sub(ctx.now.0),
+            origin.as_deref().unwrap_or("-"),
         );
     }
     out

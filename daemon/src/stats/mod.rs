@@ -260,7 +260,7 @@ impl Site {
             }
             Route::Table(rest) => {
                 let now = self.view.context().clock.now();
-                table::handle(&runtime, now, req, rest, admin)
+                table::handle(&runtime, self.view.peers(), now, req, rest, admin)
             }
             Route::Page { status } if read_only => {
                 let page = peers().into_page(html::render(

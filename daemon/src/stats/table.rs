@@ -13,6 +13,7 @@
 
 use serde_json::{json, Value};
 use tether_core::engine::backend::Backend;
+use tether_core::engine::peers::{origin_label, PeersView};
 use tether_core::engine::runtime::Runtime;
 use tether_core::engine::tables::SharedTable;
 use tether_core::stick::{Learn, StickEntry};
@@ -29,6 +30,7 @@ pub const DEFAULT_PAGE: usize = 100;
 /// Serves `rest` (the path after `table/`).
 pub fn handle(
     runtime: &Runtime,
+    peers: Option<&PeersView>,
     now: Timestamp,
     req: &Request,
     rest: &str,
@@ -53,8 +55,9 @@ pub fn handle(
         return error(403, admin.explain().to_string());
     }
     let kind = table.kind().key().as_str();
+    let entry = |e: &StickEntry| entry(backend, table, peers, e, now);
     match (req.method.as_str(), key) {
-        ("GET", None) => list(backend, table, now, req),
+        ("GET", None) => list(backend, table, &entry, now, req),
         ("DELETE", None) => {
             let n = table.len();
             table.clear();
@@ -73,7 +76,7 @@ pub fn handle(
             }
             match method {
                 "GET" => match table.get(&raw, now) {
-                    Some(e) => Response::json(200, &entry(backend, kind, &e, now)),
+                    Some(e) => Response::json(200, &entry(&e)),
                     None => error(404, format!("key {hex} is not in the {kind} table")),
                 },
                 "DELETE" => match table.remove(&raw) {
@@ -110,7 +113,7 @@ pub fn handle(
                     tracing::info!(backend = %backend.name, table = kind, key = %hex, server = %name, "stick entry set");
                     match table.get(&raw, now) {
                         Some(e) => {
-                            let mut v = entry(backend, kind, &e, now);
+                            let mut v = entry(&e);
                             v["result"] = json!(result);
                             Response::json(200, &v)
                         }
@@ -158,7 +161,13 @@ fn pick_table<'a>(backend: &'a Backend, wanted: Option<&str>) -> Result<&'a Shar
     })
 }
 
-fn list(backend: &Backend, table: &SharedTable, now: Timestamp, req: &Request) -> Response {
+fn list(
+    backend: &Backend,
+    table: &SharedTable,
+    entry: &dyn Fn(&StickEntry) -> Value,
+    now: Timestamp,
+    req: &Request,
+) -> Response {
     let server = match req.param("server") {
         Some(name) => match backend.server_id(name) {
             Some(id) => Some(id),
@@ -193,12 +202,7 @@ fn list(backend: &Backend, table: &SharedTable, now: Timestamp, req: &Request) -
         .into_iter()
         .filter(|e| server.is_none_or(|s| e.server == s))
         .collect();
-    let page: Vec<Value> = all
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|e| entry(backend, kind, e, now))
-        .collect();
+    let page: Vec<Value> = all.iter().skip(offset).take(limit).map(entry).collect();
     Response::json(
         200,
         &json!({
@@ -220,12 +224,20 @@ fn server_name(backend: &Backend, id: tether_core::ServerId) -> String {
         .unwrap_or_else(|| format!("#{}", id.0))
 }
 
-fn entry(backend: &Backend, kind: &str, e: &StickEntry, now: Timestamp) -> Value {
+/// One entry; `origin` says where it came from (see [`origin_label`]), null when unknown.
+fn entry(
+    backend: &Backend,
+    table: &SharedTable,
+    peers: Option<&PeersView>,
+    e: &StickEntry,
+    now: Timestamp,
+) -> Value {
     json!({
-        "table": kind,
+        "table": table.kind().key().as_str(),
         "key": e.key.to_string(),
         "server": server_name(backend, e.server),
         "expires_in_ms": e.expires_at.0.saturating_sub(now.0),
+        "origin": origin_label(table, e.key.as_bytes(), peers),
     })
 }
 

@@ -7,9 +7,13 @@
 //! - [`handover`]: the channel between the two processes (sockets as `SCM_RIGHTS`).
 //! - [`inherited`]: received sockets, until the code that binds their address takes them.
 //! - [`table_transfer`]: the stick-table entries carried over, by backend and server name,
-//!   before the new process serves (every table, shared with peers or not).
-//! - [`over_peers`]: tables a `[peers]` section shares are also pushed over HAProxy's peers
-//!   protocol once the new process serves, as HAProxy's old process does.
+//!   before the new process serves: every table no `[peers]` section can carry, and — as a
+//!   fallback — the shared ones too when the push over peers fails.
+//! - [`over_peers`]: tables a `[peers]` section (with a `bind` address) shares are pushed over
+//!   HAProxy's peers protocol once the new process serves, as HAProxy's old process does: it
+//!   connects under the local peer name, which the new process lets in only from its parent.
+//!   Changes learned while draining follow over the handover channel. The log says which path
+//!   carried what.
 //! - [`notify`]: `sd_notify` (`READY=1`, `RELOADING=1`, `MAINPID=`, `STOPPING=1`).
 //! - [`successor`]: the old process's side; [`incoming`]: the new one's.
 

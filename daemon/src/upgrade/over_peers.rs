@@ -14,6 +14,7 @@ use tether_core::engine::peers::{push_all, runtime_tables, PeersError, PeersServ
 use tether_core::engine::runtime::Runtime;
 use tether_core::engine::Clock;
 
+use super::successor::Successor;
 use crate::net::TokioNet;
 
 /// How long the push may take, confirmation included.
@@ -32,6 +33,35 @@ pub async fn release(service: PeersService, section: &PeersSection) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tracing::warn!(section = %section.name, %addr, "upgrade: the peers address is still bound");
+}
+
+/// Carries the tables `successor` left to the peers protocol (those of its peers section,
+/// when it has an address to push to) and logs which path ran: pushed over peers, or — when no
+/// peers section can carry them, or the push failed — over the handover channel with the next
+/// changes ([`super::table_transfer`]).
+pub async fn carry(
+    successor: &mut Successor,
+    section: Option<&PeersSection>,
+    runtime: &Runtime,
+    clock: Clock,
+) {
+    let section = section.filter(|s| successor.over_peers() == Some(s.name.as_str()));
+    let Some(section) = section else {
+        tracing::info!("upgrade: stick tables carried over the handover channel (no peers section with a bind address)");
+        return;
+    };
+    let snapshot = successor.peers_snapshot(runtime, clock.now());
+    match push(section, runtime, clock).await {
+        Some(Ok(n)) => {
+            tracing::info!(entries = n, section = %section.name, "upgrade: shared stick tables pushed over the peers protocol; the others over the handover channel");
+            successor.after_peers_push(Some(snapshot));
+        }
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, section = %section.name, "upgrade: stick tables not pushed over the peers protocol; sending them over the handover channel instead");
+            successor.after_peers_push(None);
+        }
+        None => successor.after_peers_push(None),
+    }
 }
 
 /// Pushes the tables of `runtime` shared by `section` to the new process's peers service

@@ -56,20 +56,51 @@ pub struct Successor {
     channel: Arc<Channel>,
     pid: u32,
     sent: Vec<Entry>,
+    /// The peers section whose tables go over the peers protocol, not the handover channel,
+    /// until [`Successor::after_peers_push`].
+    over_peers: Option<String>,
 }
 
 impl Successor {
     /// Starts `launch` with the handover channel as its standard input, sends it `listeners`
-    /// (registry name, socket) and `entries`, and waits until it reports serving. On any
-    /// failure the new process is killed and reaped.
+    /// (registry name, socket) and `entries` (those of [`state_of`]), and waits until it
+    /// reports serving. On any failure the new process is killed and reaped.
     pub async fn start(
         launch: Launch,
         listeners: Vec<NamedSocket>,
         entries: Vec<Entry>,
+        over_peers: Option<String>,
     ) -> Result<Successor, UpgradeError> {
-        tokio::task::spawn_blocking(move || start_blocking(&launch, &listeners, entries))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        let mut s =
+            tokio::task::spawn_blocking(move || start_blocking(&launch, &listeners, entries))
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        s.over_peers = over_peers;
+        Ok(s)
+    }
+
+    /// The peers section whose tables are to be pushed over the peers protocol, if any.
+    pub fn over_peers(&self) -> Option<&str> {
+        self.over_peers.as_deref()
+    }
+
+    /// The entries of the tables that go over the peers protocol, now: take it just before
+    /// pushing and hand it to [`Successor::after_peers_push`] once the push is confirmed.
+    pub fn peers_snapshot(&self, runtime: &Runtime, now: Timestamp) -> Vec<Entry> {
+        let section = self.over_peers.as_deref();
+        table_transfer::snapshot(runtime, now, |p| section.is_some() && p == section)
+    }
+
+    /// Says how the push over the peers protocol went: `Some(snapshot)` (from
+    /// [`Successor::peers_snapshot`]) when confirmed, so only later changes follow; `None` when
+    /// it failed, so those tables follow whole over the handover channel with the next
+    /// [`Successor::send_changes`], as when no peers section is configured. Either way every
+    /// later change of every table goes over the handover channel.
+    pub fn after_peers_push(&mut self, pushed: Option<Vec<Entry>>) {
+        if let Some(entries) = pushed {
+            self.sent.extend(entries);
+        }
+        self.over_peers = None;
     }
 
     /// The new process's pid.
@@ -79,7 +110,8 @@ impl Successor {
 
     /// Sends the entries of `runtime` (at `now`) that are new or moved since last sent.
     pub async fn send_changes(&mut self, runtime: &Runtime, now: Timestamp) -> usize {
-        let current = table_transfer::snapshot(runtime, now);
+        let section = self.over_peers.as_deref();
+        let current = table_transfer::snapshot(runtime, now, |p| section.is_none() || p != section);
         let changed = table_transfer::changed_since(&self.sent, &current);
         self.sent = current;
         let count = changed.len();
@@ -127,6 +159,7 @@ fn start_blocking(
             channel: Arc::new(channel),
             pid,
             sent: entries,
+            over_peers: None,
         }),
         Err(e) => {
             abandon(&mut child);
@@ -179,10 +212,12 @@ fn abandon(child: &mut Child) {
 
 /// What a running daemon hands over: its listening sockets (frontends, and the stats
 /// listener, with its configured address, when there is one) under their registry names, and
-/// its stick-table entries now.
+/// its stick-table entries now, but for the tables of peers section `over_peers` (pushed over
+/// the peers protocol instead).
 pub fn state_of(
     daemon: &crate::run::Daemon,
     stats: Option<(&str, &crate::stats::StatsListener)>,
+    over_peers: Option<&str>,
 ) -> std::io::Result<(Vec<NamedSocket>, Vec<Entry>)> {
     use super::inherited::{name, Role};
     let mut sockets = Vec::new();
@@ -196,5 +231,9 @@ pub fn state_of(
         sockets.push((name(Role::Stats, bind), stats.socket()?));
     }
     let now = daemon.context().clock.now();
-    Ok((sockets, table_transfer::snapshot(daemon.runtime(), now)))
+    let keep = |p: Option<&str>| over_peers.is_none() || p != over_peers;
+    Ok((
+        sockets,
+        table_transfer::snapshot(daemon.runtime(), now, keep),
+    ))
 }

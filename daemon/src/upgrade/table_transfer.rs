@@ -65,11 +65,19 @@ fn kind_code(kind: TableKind) -> u8 {
 
 /// Every live entry of `runtime` at `now`: backends by name, tables in configuration order,
 /// oldest deadline first within a table (restored in that order, the most recently used end
-/// up most recent again).
-pub fn snapshot(runtime: &Runtime, now: Timestamp) -> Vec<Entry> {
+/// up most recent again). Only tables whose peers section (`None`: not shared) passes `keep`:
+/// the tables a peers section shares go over the peers protocol when it can carry them.
+pub fn snapshot(
+    runtime: &Runtime,
+    now: Timestamp,
+    keep: impl Fn(Option<&str>) -> bool,
+) -> Vec<Entry> {
     let mut out = Vec::new();
     for (name, backend) in &runtime.backends {
         for table in backend.tables.iter() {
+            if !keep(table.config().peers.as_deref()) {
+                continue;
+            }
             let mut entries = table.entries(now);
             entries.sort_by_key(|e| (e.expires_at, e.key));
             for e in entries {
@@ -220,7 +228,7 @@ mod tests {
         be.tables
             .learn(TableKind::SessionId, b"sess-2", ServerId(1), t0);
         let later = Timestamp(54_000);
-        let snap = snapshot(&old, later);
+        let snap = snapshot(&old, later, |_| true);
         assert_eq!(snap.len(), 3);
         assert!(snap.iter().all(|e| e.remaining_ms == 6_000), "{snap:?}");
         let chunks = encode(&snap, 100);

@@ -126,6 +126,23 @@ pub fn native_toml(
     t
 }
 
+/// The `[peers]` TOML of `s`, to append to a test configuration.
+pub fn peers_toml(s: &tether_core::config::peers::PeersSection) -> String {
+    let mut t = format!(
+        "[peers]\nname = \"{}\"\nlocal = \"{}\"\nbind = \"{}\"\n",
+        s.name,
+        s.local,
+        s.bind.as_deref().unwrap_or_default()
+    );
+    for p in &s.peers {
+        t.push_str(&format!(
+            "[[peers.peer]]\nname = \"{}\"\naddress = \"{}\"\n",
+            p.name, p.address
+        ));
+    }
+    t
+}
+
 /// A plain TCP echo server that also reports when it accepted each connection.
 pub struct EchoBackend {
     pub addr: SocketAddr,

@@ -77,6 +77,12 @@ fn update_travels_and_is_acknowledged() {
         (0, &[2u8; 32][..], Some(2))
     );
     assert_eq!(u.server_name.as_deref(), Some("s3"));
+    // Untimed: the sender's table expire (60 s, from its definition), within ours.
+    assert_eq!(u.table_expire_ms, Some(60_000));
+    assert_eq!(
+        (u.lifetime_ms(90_000), u.lifetime_ms(10_000)),
+        (60_000, 10_000)
+    );
     assert_eq!(
         events(&mut a),
         [Event::Acked {
@@ -101,6 +107,50 @@ fn hello_to_the_wrong_name_or_from_a_stranger_is_refused() {
             [Event::Closed(SessionError::Refused(status))]
         );
     }
+}
+
+/// A hello under our own name is the previous process pushing its table: let in only when this
+/// process took over from one, and only from that process id.
+#[test]
+fn our_own_name_is_let_in_only_from_the_process_we_took_over_from() {
+    let me = std::process::id();
+    let cases = [
+        (None, Some(504)),
+        (Some(me.wrapping_add(1)), Some(504)),
+        (Some(me), None),
+    ];
+    for (predecessor, refused) in cases {
+        let mut a = Session::connect(config("lb1", 32), "lb1", t(0));
+        let mut b = Session::accept(config("lb1", 32), vec!["lb2".into()], t(0));
+        if let Some(pid) = predecessor {
+            b = b.allow_predecessor(pid);
+        }
+        pump(&mut a, &mut b, t(1));
+        match refused {
+            Some(status) => {
+                assert!(
+                    matches!(&events(&mut b)[..], [Event::Closed(SessionError::RefusedHello { status: s, why })] if *s == status && why.contains("own name")),
+                    "{predecessor:?}"
+                );
+                assert!(!b.is_predecessor());
+            }
+            None => {
+                assert_eq!(events(&mut b), [Event::Open { peer: "lb1".into() }]);
+                assert!(b.is_predecessor());
+            }
+        }
+    }
+    // The window for the old process does not let strangers in.
+    let mut a = Session::connect(config("stranger", 32), "lb1", t(0));
+    let mut b = Session::accept(config("lb1", 32), vec!["lb2".into()], t(0)).allow_predecessor(me);
+    pump(&mut a, &mut b, t(1));
+    assert!(matches!(
+        &events(&mut b)[..],
+        [Event::Closed(SessionError::RefusedHello {
+            status: 504,
+            ..
+        })]
+    ));
 }
 
 #[test]
@@ -139,6 +189,10 @@ fn resync_request_finished_confirm() {
     pump(&mut a, &mut b, t(3));
     let got = events(&mut a);
     assert!(matches!(&got[0], Event::Update(u) if u.expire_ms == Some(500)));
+    assert!(
+        matches!(&got[0], Event::Update(u) if u.lifetime_ms(60_000) == 500 && u.lifetime_ms(200) == 200),
+        "a resync entry keeps its remaining lifetime, within our expire"
+    );
     assert_eq!(got[1], Event::ResyncFinished { partial: false });
     assert_eq!(
         events(&mut b),
@@ -230,6 +284,33 @@ proptest! {
         for (u, (k, s)) in got.iter().zip(&keys) {
             prop_assert_eq!(&u.key[..], &k[..]);
             prop_assert_eq!(u.server_name.as_deref(), Some(names[*s as usize]));
+        }
+    }
+}
+
+proptest! {
+    /// An entry learned from a peer never lives longer than our table's expire, nor longer
+    /// than the sender said (its remaining lifetime when timed, else its table's expire).
+    #[test]
+    fn learned_lifetime_is_bounded_by_both_sides(
+        timed in proptest::option::of(any::<u32>()),
+        table in proptest::option::of(1u64..u64::MAX),
+        local in any::<u64>(),
+    ) {
+        let u = RemoteUpdate {
+            table: 0,
+            key: StickKey::new(&[1], 4),
+            server_id: Some(1),
+            server_name: None,
+            expire_ms: timed,
+            table_expire_ms: table,
+        };
+        let l = u.lifetime_ms(local);
+        prop_assert!(l <= local);
+        match (timed, table) {
+            (Some(t), _) => prop_assert_eq!(l, u64::from(t).min(local)),
+            (None, Some(t)) => prop_assert_eq!(l, t.min(local)),
+            (None, None) => prop_assert_eq!(l, local),
         }
     }
 }

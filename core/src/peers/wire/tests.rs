@@ -40,9 +40,13 @@ fn hello_and_status_lines() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        (h.version, h.remote, h.local, n),
-        ((2, 1), "lb2", "lb1", 28)
+        (h.version, h.remote, h.local, h.pid, n),
+        ((2, 1), "lb2", "lb1", 1234, 28)
     );
+    let (h, _) = decode_hello(b"HAProxyS 2.1\nlb2\nlb1 x 1\n")
+        .unwrap()
+        .unwrap();
+    assert_eq!(h.pid, 0, "a pid that does not parse is none");
     assert_eq!(decode_hello(b"HAProxyS 2.1\nlb2\n").unwrap(), None);
     assert!(decode_hello(b"GET / HTTP/1.1\r\n").is_err());
     assert!(decode_hello(b"HAProxyS 2.1\nlb2\nlb1\n").is_err());

@@ -16,6 +16,7 @@ fn runtime() -> runtime::Runtime {
 fn ctx(rt: &runtime::Runtime) -> Ctx<'_> {
     Ctx {
         runtime: rt,
+        peers: None,
         actconn: 0,
         now: Timestamp(0),
         uptime: Duration::from_secs(3723),
@@ -197,7 +198,10 @@ fn tables_list_show_and_clear() {
     let out = say(&mut s, &rt, "show table app data.server_id eq 2").output;
     assert!(out.contains(": key=ABABABAB0000"), "{out}");
     assert!(out.contains(" use=0 exp=1800000 "), "{out}");
-    assert!(out.contains(" server_id=2 server_key=s2\n"), "{out}");
+    assert!(
+        out.contains(" server_id=2 server_key=s2 origin=-\n"),
+        "{out}"
+    );
     let out = say(&mut s, &rt, "show table app data.server_id eq 1").output;
     assert!(!out.contains("key="), "{out}");
     assert_eq!(
