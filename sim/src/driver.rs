@@ -82,6 +82,10 @@ impl ServerSeed {
                 spec,
             ))),
             recorder: recorder.clone(),
+            cpu: spec
+                .cost
+                .as_ref()
+                .map(|c| Rc::new(crate::cost::ServerCpu::new(c))),
         }
     }
 }
@@ -283,6 +287,9 @@ fn validate(scenario: &Scenario) -> Result<(), SimError> {
         e.validate(scenario).map_err(|why| {
             SimError::Scenario(format!("[[expect]] #{} ({}): {why}", i + 1, e.describe()))
         })?;
+    }
+    if let Some(cost) = &scenario.servers.cost {
+        cost.validate().map_err(SimError::Scenario)?;
     }
     if scenario.servers.count == 0 {
         return Err(SimError::Scenario(

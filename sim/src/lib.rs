@@ -8,6 +8,8 @@
 
 pub mod balancer;
 pub mod client;
+pub mod cost;
+pub mod cost_report;
 mod driver;
 pub mod engine_host;
 pub mod events;
