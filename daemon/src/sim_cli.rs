@@ -54,6 +54,8 @@ pub enum SimCommand {
     /// Swarm testing: generated scenarios with seeded fault mixes, each run twice, invariants
     /// checked on every run.
     Check(crate::sim_check::CheckArgs),
+    /// Measure a live TLS server's full and resumed handshake CPU; print `[servers.cost]`.
+    Calibrate(crate::sim_calibrate::CalibrateArgs),
 }
 
 /// Arguments of `tether sim sweep`.
@@ -62,7 +64,7 @@ pub struct SweepArgs {
     /// Scenario TOML; without one, the embedded default deployment.
     pub scenario: Option<PathBuf>,
     /// Parameter to sweep (repeat; default all): table-size, expire, servers, fleet-size,
-    /// session-timeout.
+    /// session-timeout, cores (with `[servers.cost]`).
     #[arg(long = "param")]
     pub params: Vec<SweepParam>,
     /// Values for a single --param (comma separated; sizes in entries, times in seconds,
@@ -81,6 +83,10 @@ pub struct SweepArgs {
     /// No progress indicator.
     #[arg(long)]
     pub quiet: bool,
+    /// Print the smallest value that meets this, e.g. 'p99 < 50ms' or 'cpu < 0.7' (exit 1 when
+    /// none does).
+    #[arg(long)]
+    pub target: Option<sweep::Target>,
 }
 
 /// Runs `tether sim` (or `tether sim sweep`).
@@ -88,6 +94,7 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
     match args.command {
         Some(SimCommand::Sweep(s)) => return run_sweep(s),
         Some(SimCommand::Check(c)) => return crate::sim_check::run(c),
+        Some(SimCommand::Calibrate(c)) => return crate::sim_calibrate::run(c),
         None => {}
     }
     let (scenario, config) = load(args.scenario.as_deref())?;
@@ -219,15 +226,15 @@ fn simulate(
 
 /// Wall-clock time of a run, for the throughput line and the progress bar; it never reaches
 /// the simulation.
-struct WallClock(std::time::Instant);
+pub(crate) struct WallClock(std::time::Instant);
 
 impl WallClock {
     #[allow(clippy::disallowed_methods)]
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         WallClock(std::time::Instant::now())
     }
 
-    fn seconds(&self) -> f64 {
+    pub(crate) fn seconds(&self) -> f64 {
         self.0.elapsed().as_secs_f64()
     }
 }
@@ -279,6 +286,7 @@ fn run_sweep(args: SweepArgs) -> Result<ExitCode> {
         SweepParam::ALL
             .into_iter()
             .filter(|p| config.is_some() || !p.needs_engine())
+            .filter(|&p| p != SweepParam::Cores || scenario.servers.cost.is_some())
             .collect()
     } else {
         args.params.clone()
@@ -287,6 +295,7 @@ fn run_sweep(args: SweepArgs) -> Result<ExitCode> {
         bail!("--values needs exactly one --param");
     }
     let mut rows: Vec<SweepRow> = Vec::new();
+    let mut met: Vec<(SweepParam, u64, bool)> = Vec::new();
     for p in params {
         let values = if args.values.is_empty() {
             p.default_values()
@@ -300,6 +309,9 @@ fn run_sweep(args: SweepArgs) -> Result<ExitCode> {
             let (s, c) = p.apply(v, &scenario, config.as_ref())?;
             let report = simulate(&s, seed, c, !args.quiet)?;
             rows.push(SweepRow::of(p, v, &report));
+            if let Some(t) = &args.target {
+                met.push((p, v, t.met(&report)));
+            }
         }
     }
     std::fs::create_dir_all(&args.out)
@@ -314,5 +326,40 @@ fn run_sweep(args: SweepArgs) -> Result<ExitCode> {
         plots.len(),
         args.out.display()
     );
-    Ok(ExitCode::SUCCESS)
+    match &args.target {
+        Some(t) => Ok(print_smallest(t, &met)),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Prints, per swept parameter, the smallest value that met the target; failure when one has
+/// none.
+fn print_smallest(target: &sweep::Target, met: &[(SweepParam, u64, bool)]) -> ExitCode {
+    let mut code = ExitCode::SUCCESS;
+    let mut params: Vec<SweepParam> = met.iter().map(|m| m.0).collect();
+    params.dedup();
+    for p in params {
+        let points: Vec<(u64, bool)> = met
+            .iter()
+            .filter(|m| m.0 == p)
+            .map(|m| (m.1, m.2))
+            .collect();
+        match sweep::smallest_meeting(&points) {
+            Some(v) => println!(
+                "smallest {} meeting {}: {v} {}",
+                p.name(),
+                target.describe(),
+                p.unit()
+            ),
+            None => {
+                println!(
+                    "no {} value swept meets {}; try larger values with --values",
+                    p.name(),
+                    target.describe()
+                );
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
+    code
 }

@@ -22,6 +22,9 @@ pub fn write_plots(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, SimError
     if !report.series.table_occupancy.is_empty() {
         charts.push(("table", Chart::Table));
     }
+    if report.cost.is_some() {
+        charts.push(("cpu", Chart::Cpu));
+    }
     // The bitmaps and the SVGs do not depend on each other: draw them on two threads (a run
     // ends with this, and the simulation itself is single-threaded). Same files either way.
     let (pngs, svgs) = std::thread::scope(|scope| {
@@ -99,6 +102,7 @@ enum Chart {
     Load,
     Resumption,
     Table,
+    Cpu,
 }
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
@@ -113,6 +117,7 @@ where
         Chart::Load => draw_load(root, r, minutes),
         Chart::Resumption => draw_resumption(root, r, minutes),
         Chart::Table => draw_table(root, r),
+        Chart::Cpu => draw_cpu(root, r, minutes),
     }
 }
 
@@ -222,6 +227,59 @@ where
     }
     c.configure_series_labels()
         .position(SeriesLabelPosition::LowerLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+/// CPU utilisation per server per minute, with the events marked (only with a cost model).
+fn draw_cpu<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Report, minutes: f64) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let Some(cost) = &r.cost else {
+        return Ok(());
+    };
+    let mut c = ChartBuilder::on(root)
+        .caption(
+            format!(
+                "{}: CPU utilisation per server per minute ({} cores each)",
+                r.scenario, cost.cores_per_server
+            ),
+            ("sans-serif", 22),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..minutes, 0f64..1.05f64)?;
+    c.configure_mesh()
+        .x_desc("minute")
+        .y_desc("busy core time / capacity")
+        .draw()?;
+    for (i, (name, v)) in cost.series.utilisation.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        c.draw_series(LineSeries::new(
+            v.iter().enumerate().map(|(m, &y)| (m as f64 + 0.5, y)),
+            color.stroke_width(2),
+        ))?
+        .label(name.clone())
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+    }
+    for e in &r.events {
+        let x = e.at_seconds / 60.0;
+        c.draw_series(std::iter::once(PathElement::new(
+            vec![(x, 0.0), (x, 1.05)],
+            RED.stroke_width(1),
+        )))?;
+        c.draw_series(std::iter::once(Text::new(
+            e.what.clone(),
+            (x, 1.0),
+            ("sans-serif", 14).into_font().color(&RED),
+        )))?;
+    }
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;

@@ -32,16 +32,19 @@ pub enum SweepParam {
     FleetSize,
     /// Server session cache timeout (seconds).
     SessionTimeout,
+    /// Cores per server (needs `[servers.cost]`).
+    Cores,
 }
 
 impl SweepParam {
     /// Every parameter, in the order a full sweep runs them.
-    pub const ALL: [SweepParam; 5] = [
+    pub const ALL: [SweepParam; 6] = [
         SweepParam::TableSize,
         SweepParam::Expire,
         SweepParam::Servers,
         SweepParam::FleetSize,
         SweepParam::SessionTimeout,
+        SweepParam::Cores,
     ];
 
     /// The name used on the command line and in file names.
@@ -52,6 +55,7 @@ impl SweepParam {
             SweepParam::Servers => "servers",
             SweepParam::FleetSize => "fleet-size",
             SweepParam::SessionTimeout => "session-timeout",
+            SweepParam::Cores => "cores",
         }
     }
 
@@ -63,6 +67,7 @@ impl SweepParam {
             SweepParam::Servers => vec![2, 4, 8],
             SweepParam::FleetSize => vec![50, 100, 200],
             SweepParam::SessionTimeout => vec![30, 120, 300, 3_600],
+            SweepParam::Cores => vec![1, 2, 4, 8],
         }
     }
 
@@ -73,6 +78,7 @@ impl SweepParam {
             SweepParam::Expire | SweepParam::SessionTimeout => "s",
             SweepParam::Servers => "servers",
             SweepParam::FleetSize => "% of clients",
+            SweepParam::Cores => "cores",
         }
     }
 
@@ -116,6 +122,15 @@ impl SweepParam {
             SweepParam::SessionTimeout => {
                 s.servers.session_timeout = SimDuration(Duration::from_secs(value.max(1)));
             }
+            SweepParam::Cores => {
+                let cost = s.servers.cost.as_mut().ok_or_else(|| {
+                    SimError::Scenario(
+                        "sweeping cores needs a [servers.cost] block (see `tether sim calibrate`)"
+                            .into(),
+                    )
+                })?;
+                cost.cores = u32::try_from(value.clamp(1, 4096)).unwrap_or(1);
+            }
         }
         Ok((s, c))
     }
@@ -136,6 +151,88 @@ impl FromStr for SweepParam {
                 )
             })
     }
+}
+
+/// What a sweep looks for: `p99 < 50ms`, `p50 <= 20ms` or `cpu < 0.7` (a fraction).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Target {
+    /// Latency percentile (50 or 99), or None for CPU.
+    pub percentile: Option<u8>,
+    /// `<=` instead of `<`.
+    pub inclusive: bool,
+    /// The bound (ms for latency, a fraction for CPU).
+    pub bound: f64,
+}
+
+impl FromStr for Target {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let help = || format!("cannot read target {text:?}; write e.g. 'p99 < 50ms', 'p50 <= 20ms' or 'cpu < 0.7'");
+        let t = text.trim();
+        let (what, rest) = t.split_once('<').ok_or_else(help)?;
+        let (inclusive, rest) = match rest.strip_prefix('=') {
+            Some(r) => (true, r),
+            None => (false, rest),
+        };
+        let percentile = match what.trim() {
+            "p99" => Some(99),
+            "p50" => Some(50),
+            "cpu" => None,
+            _ => return Err(help()),
+        };
+        let value = rest.trim();
+        let number = if percentile.is_some() {
+            value.strip_suffix("ms").ok_or_else(help)?
+        } else {
+            value
+        };
+        let bound: f64 = number.trim().parse().map_err(|_| help())?;
+        if !bound.is_finite() || bound < 0.0 {
+            return Err(help());
+        }
+        Ok(Target {
+            percentile,
+            inclusive,
+            bound,
+        })
+    }
+}
+
+impl Target {
+    /// The measured value on a report (CPU: the busiest server's busiest minute).
+    pub fn measure(&self, r: &Report) -> Option<f64> {
+        match self.percentile {
+            Some(99) => Some(r.overall.connect_latency_p99_ms as f64),
+            Some(_) => Some(r.overall.connect_latency_p50_ms as f64),
+            None => r.cost.as_ref().and_then(|c| c.peak_utilisation(None)),
+        }
+    }
+
+    /// Whether the report meets the target.
+    pub fn met(&self, r: &Report) -> bool {
+        self.measure(r).is_some_and(|v| {
+            if self.inclusive {
+                v <= self.bound
+            } else {
+                v < self.bound
+            }
+        })
+    }
+
+    /// As written, normalised: `p99 < 50ms`.
+    pub fn describe(&self) -> String {
+        let op = if self.inclusive { "<=" } else { "<" };
+        match self.percentile {
+            Some(p) => format!("p{p} {op} {}ms", self.bound),
+            None => format!("cpu {op} {}", self.bound),
+        }
+    }
+}
+
+/// The smallest swept value whose run met the target, from (value, met) pairs.
+pub fn smallest_meeting(points: &[(u64, bool)]) -> Option<u64> {
+    points.iter().filter(|p| p.1).map(|p| p.0).min()
 }
 
 /// One point of a sweep.
@@ -161,6 +258,10 @@ pub struct SweepRow {
     pub expired: u64,
     /// Client-visible failures.
     pub failures: u64,
+    /// Handshake latency p99 (ms).
+    pub p99_ms: u64,
+    /// Busiest server's busiest minute of CPU (0 without a cost model).
+    pub cpu_peak: f64,
 }
 
 impl SweepRow {
@@ -178,6 +279,12 @@ impl SweepRow {
             evicted: table.evicted,
             expired: table.expired,
             failures: r.overall.client_visible_failures,
+            p99_ms: r.overall.connect_latency_p99_ms,
+            cpu_peak: r
+                .cost
+                .as_ref()
+                .and_then(|c| c.peak_utilisation(None))
+                .unwrap_or(0.0),
         }
     }
 }
@@ -185,12 +292,12 @@ impl SweepRow {
 /// The sweep's rows as CSV (header first).
 pub fn to_csv(rows: &[SweepRow]) -> String {
     let mut out = String::from(
-        "param,value,connections,resumption_success,affinity_rate,max_over_mean,cv,evicted,expired,failures\n",
+        "param,value,connections,resumption_success,affinity_rate,max_over_mean,cv,evicted,expired,failures,p99_ms,cpu_peak\n",
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{}",
             r.param.name(),
             r.value,
             r.connections,
@@ -200,7 +307,9 @@ pub fn to_csv(rows: &[SweepRow]) -> String {
             r.coefficient_of_variation,
             r.evicted,
             r.expired,
-            r.failures
+            r.failures,
+            r.p99_ms,
+            r.cpu_peak
         );
     }
     out
@@ -217,13 +326,13 @@ pub fn to_markdown(rows: &[SweepRow]) -> String {
         let _ = writeln!(out, "### {} ({})\n", p.name(), p.unit());
         let _ = writeln!(
             out,
-            "| value | conns | resumed/tried | affinity | max/mean | cv | evicted | expired | failures |"
+            "| value | conns | resumed/tried | affinity | max/mean | cv | evicted | expired | failures | p99 ms | cpu peak |"
         );
-        let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for r in mine {
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.1}% | {:.1}% | {:.2} | {:.3} | {} | {} | {} |",
+                "| {} | {} | {:.1}% | {:.1}% | {:.2} | {:.3} | {} | {} | {} | {} | {:.1}% |",
                 r.value,
                 r.connections,
                 r.resumption_success * 100.0,
@@ -232,7 +341,9 @@ pub fn to_markdown(rows: &[SweepRow]) -> String {
                 r.coefficient_of_variation,
                 r.evicted,
                 r.expired,
-                r.failures
+                r.failures,
+                r.p99_ms,
+                r.cpu_peak * 100.0
             );
         }
         out.push('\n');
@@ -345,6 +456,24 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_parse_and_the_smallest_value_meeting_one_is_found() {
+        let t: Target = "p99 < 50ms".parse().unwrap();
+        assert_eq!(t.percentile, Some(99));
+        assert!(!t.inclusive);
+        assert_eq!(t.bound, 50.0);
+        assert_eq!(t.describe(), "p99 < 50ms");
+        let c: Target = "cpu<=0.7".parse().unwrap();
+        assert_eq!((c.percentile, c.inclusive, c.bound), (None, true, 0.7));
+        for bad in ["p99 < 50", "p98 < 5ms", "p99 > 5ms", "cpu < x", "p99 < -1ms"] {
+            assert!(bad.parse::<Target>().unwrap_err().contains("write e.g."), "{bad}");
+        }
+        assert_eq!(smallest_meeting(&[(4, true), (1, false), (2, true)]), Some(2));
+        assert_eq!(smallest_meeting(&[(1, false)]), None);
+        let s = Scenario::default_scenario();
+        assert!(SweepParam::Cores.apply(2, &s, None).is_err(), "no cost block");
+    }
 
     #[test]
     fn params_parse_and_apply() {
