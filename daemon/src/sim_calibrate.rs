@@ -3,7 +3,7 @@
 //! connections in parallel, and prints the `[servers.cost]` block to paste into a scenario.
 //!
 //! With `--pid` (a server on this machine) the cost is the server process's own CPU
-//! (`/proc/PID/stat` utime + stime) over the handshakes done; otherwise it is the wall time the
+//! (`/proc/PID/schedstat`, else `/proc/PID/stat` utime + stime) over the handshakes done; otherwise it is the wall time the
 //! server's `--cores` were kept busy, which assumes enough parallel connections to saturate it
 //! (an upper bound when they do not).
 
@@ -267,8 +267,16 @@ pub fn client_config(tls13: bool, resume: bool) -> ClientConfig {
     config
 }
 
-/// A process's CPU time (user + system) in seconds, from `/proc/PID/stat`.
+/// A process's CPU time in seconds: `/proc/PID/schedstat` (nanoseconds on a CPU) where the
+/// kernel keeps it, else utime + stime from `/proc/PID/stat` (10 ms ticks).
 pub fn process_cpu_seconds(pid: u32) -> Result<f64> {
+    let sched = format!("/proc/{pid}/schedstat");
+    if let Some(ns) = std::fs::read_to_string(&sched)
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u64>().ok())
+    {
+        return Ok(ns as f64 / 1e9);
+    }
     let path = format!("/proc/{pid}/stat");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     parse_stat_cpu(&text).with_context(|| format!("{path}: no utime/stime"))
