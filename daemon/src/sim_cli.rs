@@ -41,6 +41,10 @@ pub struct SimArgs {
     /// Internal: print the headline figures as one JSON line (what --seeds children do).
     #[arg(long, hide = true)]
     pub headline: bool,
+    /// Run the round-robin relay instead of the scenario's balancer: the no-affinity baseline
+    /// (same clients, servers, costs and events).
+    #[arg(long, conflicts_with = "seeds")]
+    pub no_affinity: bool,
     /// Sweep a parameter instead of running once.
     #[command(subcommand)]
     pub command: Option<SimCommand>,
@@ -97,7 +101,12 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
         Some(SimCommand::Calibrate(c)) => return crate::sim_calibrate::run(c),
         None => {}
     }
-    let (scenario, config) = load(args.scenario.as_deref())?;
+    let (mut scenario, mut config) = load(args.scenario.as_deref())?;
+    if args.no_affinity {
+        scenario.balancer.kind = BalancerKind::Relay;
+        scenario.balancer.haproxy = None;
+        config = None;
+    }
     let seed = args.seed.or(scenario.seed).unwrap_or(1);
     if let Some(n) = args.seeds {
         let jobs = args

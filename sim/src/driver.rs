@@ -536,7 +536,10 @@ fn start_fleets(world: &mut World, scenario: &Scenario, seed: u64, target: &str)
             spec: spec.clone(),
             seed,
             target: target.to_owned(),
-            end_ms: duration.as_millis() as u64,
+            end_ms: spec
+                .until
+                .map_or(duration, |u| u.get().min(duration))
+                .as_millis() as u64,
             connect_timeout: CONNECT_TIMEOUT,
             io_timeout: IO_TIMEOUT,
             recorder: world.recorder.clone(),

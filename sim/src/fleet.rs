@@ -152,6 +152,10 @@ pub struct FleetSpec {
     /// Server name in SNI.
     #[serde(default = "default_sni")]
     pub sni: String,
+    /// No visit of this fleet starts after this time (default: the scenario's end): fleets
+    /// with staggered windows draw a daily curve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<SimDuration>,
 }
 
 /// The public address of client `client` of fleet `fleet` (clients behind one NAT share it).

@@ -310,6 +310,10 @@ mod tests {
             ("maintenance", include_str!("../scenarios/maintenance.toml")),
             ("capacity", include_str!("../scenarios/capacity.toml")),
             (
+                "peak-with-failure",
+                include_str!("../scenarios/peak-with-failure.toml"),
+            ),
+            (
                 "haproxy-seed",
                 include_str!("../scenarios/haproxy-seed.toml"),
             ),
