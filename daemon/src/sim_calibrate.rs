@@ -302,7 +302,8 @@ mod tests {
 
     #[test]
     fn stat_cpu_reads_utime_and_stime_past_a_name_with_spaces() {
-        let stat = "1234 (openssl s) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 1 0 100 0 0";
+        let stat =
+            "1234 (openssl s) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 1 0 100 0 0";
         let secs = parse_stat_cpu(stat).unwrap();
         assert!((secs - 3.0).abs() < 1e-9, "{secs}");
         assert!(parse_stat_cpu("garbage").is_none());
@@ -330,11 +331,11 @@ mod tests {
             resumed: phase(30_398, 5.0),
         };
         let block = cost_block(&args, &c);
-        let cost: tether_sim::cost::CostSpec =
-            toml::from_str::<toml::Table>(&block).unwrap()["servers"]["cost"]
-                .clone()
-                .try_into()
-                .unwrap();
+        let cost: tether_sim::cost::CostSpec = toml::from_str::<toml::Table>(&block).unwrap()
+            ["servers"]["cost"]
+            .clone()
+            .try_into()
+            .unwrap();
         // 2 cores × 5 s over 4,454 handshakes; over 30,398.
         assert_eq!(cost.tls12.full_us, 2_245);
         assert_eq!(cost.tls12.resumed_us, 329);

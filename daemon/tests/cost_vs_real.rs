@@ -40,10 +40,7 @@ fn require(program: &str, package: &str) {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "{program} is needed: apt-get install -y {package}"
-    );
+    assert!(found, "{program} is needed: apt-get install -y {package}");
 }
 
 fn start_server(dir: &Path) -> PinnedServer {
@@ -51,7 +48,9 @@ fn start_server(dir: &Path) -> PinnedServer {
     require("taskset", "util-linux");
     let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
     let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
         .args(["-subj", "/CN=localhost", "-keyout"])
         .arg(&key)
         .arg("-out")
@@ -65,9 +64,21 @@ fn start_server(dir: &Path) -> PinnedServer {
         .expect("free port")
         .port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let cpu = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 { "1" } else { "0" };
+    let cpu = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+        "1"
+    } else {
+        "0"
+    };
     let child = Command::new("taskset")
-        .args(["-c", cpu, "openssl", "s_server", "-quiet", "-tls1_2", "-no_ticket"])
+        .args([
+            "-c",
+            cpu,
+            "openssl",
+            "s_server",
+            "-quiet",
+            "-tls1_2",
+            "-no_ticket",
+        ])
         .args(["-naccept", "1000000", "-accept"])
         .arg(addr.to_string())
         .arg("-cert")
@@ -165,7 +176,10 @@ fn simulated_cpu_per_server_matches_a_pinned_s_server_within_10_percent() {
     );
     let sim_cpu = report.cost.as_ref().unwrap().servers["server-00"].cpu_seconds;
     let error = (sim_cpu - real_cpu).abs() / real_cpu;
-    eprintln!("{block}real CPU {real_cpu:.3} s, simulated {sim_cpu:.3} s, error {:.1} %", error * 100.0);
+    eprintln!(
+        "{block}real CPU {real_cpu:.3} s, simulated {sim_cpu:.3} s, error {:.1} %",
+        error * 100.0
+    );
     assert!(
         error < 0.10,
         "simulated {sim_cpu:.3} s vs real {real_cpu:.3} s ({:.1} %)\n{block}",

@@ -230,7 +230,10 @@ mod tests {
             }
         );
         assert_eq!(q.submit(20, 100, true), Admission::Refused, "backlog of 1");
-        assert!(matches!(q.submit(20, 5, false), Admission::Run { start_us: 200, .. }));
+        assert!(matches!(
+            q.submit(20, 5, false),
+            Admission::Run { start_us: 200, .. }
+        ));
         // Once the waiting jobs started, there is room again.
         assert!(matches!(q.submit(250, 1, true), Admission::Run { .. }));
     }
@@ -239,29 +242,45 @@ mod tests {
     fn two_cores_take_two_at_once() {
         let mut q = CoreQueue::new(2, 10);
         for _ in 0..2 {
-            assert!(matches!(q.submit(0, 100, true), Admission::Run { start_us: 0, .. }));
+            assert!(matches!(
+                q.submit(0, 100, true),
+                Admission::Run { start_us: 0, .. }
+            ));
         }
-        assert!(matches!(q.submit(0, 100, true), Admission::Run { start_us: 100, .. }));
+        assert!(matches!(
+            q.submit(0, 100, true),
+            Admission::Run { start_us: 100, .. }
+        ));
     }
 
     #[test]
     fn busy_time_splits_at_minute_edges() {
-        assert_eq!(busy_by_minute(59_999_000, 60_002_000), vec![(0, 1_000), (1, 2_000)]);
+        assert_eq!(
+            busy_by_minute(59_999_000, 60_002_000),
+            vec![(0, 1_000), (1, 2_000)]
+        );
         assert!(busy_by_minute(5, 5).is_empty());
     }
 
     #[test]
     fn costs_fall_back_to_tls12_and_validate() {
-        let text = "cores = 2\ntls12 = { full_us = 1000, resumed_us = 150 }\npayload_us_per_kb = 2.0";
+        let text =
+            "cores = 2\ntls12 = { full_us = 1000, resumed_us = 150 }\npayload_us_per_kb = 2.0";
         let c: CostSpec = toml::from_str(text).unwrap();
         assert_eq!(c.handshake_us(true, false), 1000);
         assert_eq!(c.handshake_us(false, true), 150);
         assert_eq!(c.payload_us(8_000), 16);
         assert!(c.validate().is_ok());
-        let bad = CostSpec { cores: 0, ..c.clone() };
+        let bad = CostSpec {
+            cores: 0,
+            ..c.clone()
+        };
         assert!(bad.validate().unwrap_err().contains("cores"));
         let inverted = CostSpec {
-            tls13: Some(HandshakeCost { full_us: 10, resumed_us: 20 }),
+            tls13: Some(HandshakeCost {
+                full_us: 10,
+                resumed_us: 20,
+            }),
             ..c
         };
         assert!(inverted.validate().unwrap_err().contains("tls13"));

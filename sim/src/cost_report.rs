@@ -194,7 +194,9 @@ fn balancer_cost(scenario: &Scenario, rec: &Recorder, minutes: usize) -> Balance
             .fleets
             .iter()
             .find(|f| f.name == fleet)
-            .map_or(0, |f| u64::from(f.request_bytes) + u64::from(f.response_bytes))
+            .map_or(0, |f| {
+                u64::from(f.request_bytes) + u64::from(f.response_bytes)
+            })
     };
     let mut peak = (0.0, 0.0, 0.0);
     for m in 0..minutes as u64 {

@@ -234,7 +234,11 @@ where
 }
 
 /// CPU utilisation per server per minute, with the events marked (only with a cost model).
-fn draw_cpu<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Report, minutes: f64) -> DrawResult
+fn draw_cpu<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    r: &Report,
+    minutes: f64,
+) -> DrawResult
 where
     DB::ErrorType: 'static,
 {

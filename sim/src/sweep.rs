@@ -168,7 +168,9 @@ impl FromStr for Target {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let help = || format!("cannot read target {text:?}; write e.g. 'p99 < 50ms', 'p50 <= 20ms' or 'cpu < 0.7'");
+        let help = || {
+            format!("cannot read target {text:?}; write e.g. 'p99 < 50ms', 'p50 <= 20ms' or 'cpu < 0.7'")
+        };
         let t = text.trim();
         let (what, rest) = t.split_once('<').ok_or_else(help)?;
         let (inclusive, rest) = match rest.strip_prefix('=') {
@@ -328,7 +330,10 @@ pub fn to_markdown(rows: &[SweepRow]) -> String {
             out,
             "| value | conns | resumed/tried | affinity | max/mean | cv | evicted | expired | failures | p99 ms | cpu peak |"
         );
-        let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            out,
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         for r in mine {
             let _ = writeln!(
                 out,
@@ -466,13 +471,28 @@ mod tests {
         assert_eq!(t.describe(), "p99 < 50ms");
         let c: Target = "cpu<=0.7".parse().unwrap();
         assert_eq!((c.percentile, c.inclusive, c.bound), (None, true, 0.7));
-        for bad in ["p99 < 50", "p98 < 5ms", "p99 > 5ms", "cpu < x", "p99 < -1ms"] {
-            assert!(bad.parse::<Target>().unwrap_err().contains("write e.g."), "{bad}");
+        for bad in [
+            "p99 < 50",
+            "p98 < 5ms",
+            "p99 > 5ms",
+            "cpu < x",
+            "p99 < -1ms",
+        ] {
+            assert!(
+                bad.parse::<Target>().unwrap_err().contains("write e.g."),
+                "{bad}"
+            );
         }
-        assert_eq!(smallest_meeting(&[(4, true), (1, false), (2, true)]), Some(2));
+        assert_eq!(
+            smallest_meeting(&[(4, true), (1, false), (2, true)]),
+            Some(2)
+        );
         assert_eq!(smallest_meeting(&[(1, false)]), None);
         let s = Scenario::default_scenario();
-        assert!(SweepParam::Cores.apply(2, &s, None).is_err(), "no cost block");
+        assert!(
+            SweepParam::Cores.apply(2, &s, None).is_err(),
+            "no cost block"
+        );
     }
 
     #[test]

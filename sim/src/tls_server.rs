@@ -539,7 +539,10 @@ async fn spend_cpu(ctx: &ServerContext, service_us: u64, saved_us: u64, may_refu
         return true;
     };
     let now_us = turmoil::sim_elapsed().unwrap_or_default().as_micros() as u64;
-    let admission = cpu.queue.borrow_mut().submit(now_us, service_us, may_refuse);
+    let admission = cpu
+        .queue
+        .borrow_mut()
+        .submit(now_us, service_us, may_refuse);
     let Admission::Run { start_us, end_us } = admission else {
         ctx.recorder.borrow_mut().server_refused(&ctx.name);
         return false;
@@ -682,7 +685,10 @@ where
         got += tls_wire::open_encrypted(&body)?.1.len();
     }
     let response_len = response_len.min(64 * 1024 * 1024);
-    let payload_us = ctx.cpu.as_ref().map_or(0, |c| c.spec.payload_us(response_len as u64));
+    let payload_us = ctx
+        .cpu
+        .as_ref()
+        .map_or(0, |c| c.spec.payload_us(response_len as u64));
     if payload_us > 0 {
         spend_cpu(ctx, payload_us, 0, false).await;
     }

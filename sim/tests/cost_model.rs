@@ -67,7 +67,11 @@ fn cpu_is_the_handshakes_priced_and_resumption_saving_is_counted() {
         .flatten()
         .map(|u| u * 2.0 * 60.0)
         .sum();
-    assert!((util_s - cost.cpu_seconds).abs() < 0.01, "{util_s} vs {}", cost.cpu_seconds);
+    assert!(
+        (util_s - cost.cpu_seconds).abs() < 0.01,
+        "{util_s} vs {}",
+        cost.cpu_seconds
+    );
     assert!(cost.balancer.cores_at_peak > 0.0);
     assert_eq!(r.overall.client_visible_failures, 0, "no overload here");
 }
@@ -89,7 +93,14 @@ fn a_saturated_server_queues_then_refuses() {
     assert!(peak(&light) < 0.5, "{}", peak(&light));
     assert!(peak(&heavy) > 0.75, "{}", peak(&heavy));
     let small = run(&scenario(1, 1, 80_000, 4, ""), 1).expect("small backlog");
-    let refused: u64 = small.cost.as_ref().unwrap().servers.values().map(|s| s.refused).sum();
+    let refused: u64 = small
+        .cost
+        .as_ref()
+        .unwrap()
+        .servers
+        .values()
+        .map(|s| s.refused)
+        .sum();
     assert!(refused > 0, "a backlog of 4 overflows");
     assert!(
         small.overall.client_visible_failures >= refused,

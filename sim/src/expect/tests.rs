@@ -111,7 +111,10 @@ fn bad_expectations_are_refused_before_running_with_the_reason() {
             "metric = \"imbalance\"\nserver = \"server-00\"\nmax = 2",
             "only for metrics \"share\" and \"cpu\"",
         ),
-        ("metric = \"cpu\"\nmax = 0.8", "needs a [servers.cost] block"),
+        (
+            "metric = \"cpu\"\nmax = 0.8",
+            "needs a [servers.cost] block",
+        ),
         (
             "metric = \"p99-ms\"\nfrom = \"1m\"\nmax = 50",
             "per-minute latency needs a [servers.cost] block",
