@@ -97,6 +97,9 @@ fn a_cores_sweep_prints_the_smallest_value_meeting_the_target() {
     assert!(!none.status.success(), "nothing meets 1 ms");
     assert!(String::from_utf8_lossy(&none.stdout).contains("no cores value swept meets"));
     let csv = std::fs::read_to_string(dir.join("out/sweep.csv")).unwrap();
-    assert!(csv.starts_with("param,value") && csv.contains("\ncores,1,"), "{csv}");
+    assert!(
+        csv.starts_with("param,value") && csv.contains("\ncores,1,"),
+        "{csv}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
