@@ -12,6 +12,7 @@ pub mod affinity;
 pub mod balance;
 pub mod config;
 pub mod engine;
+pub mod peers;
 pub mod progress;
 pub mod retry;
 pub mod route;

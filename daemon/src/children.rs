@@ -59,3 +59,8 @@ pub fn parallel<I: Sync, T: Send>(
     done.sort_by_key(|(i, _)| *i);
     done.into_iter().map(|(_, r)| r).collect()
 }
+
+/// The machine's cores: how many children run at once unless told otherwise.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

@@ -11,6 +11,10 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use tether::config_source::{ConfigSource, QuickForm};
 use tether::logsink::{DaemonSink, LogFormat};
+use tether::upgrade::incoming::Incoming;
+use tether::upgrade::notify::Notifier;
+use tether::upgrade::successor::{self, Successor};
+use tether::upgrade::{inherited, over_peers, Launch};
 use tether_core::config::Config;
 use tether_core::engine::runtime;
 
@@ -35,7 +39,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the balancer in the foreground until SIGTERM/SIGINT (SIGHUP reloads).
+    /// Run the balancer in the foreground until SIGTERM/SIGINT (SIGHUP reloads, SIGUSR2
+    /// upgrades in place to the binary on disk).
     Run(RunArgs),
     /// Check a tether.toml or haproxy.cfg: every finding in one pass, with file:line and a fix.
     Check {
@@ -54,6 +59,9 @@ enum Command {
     Table(tether::table_cli::TableArgs),
     /// Simulate a deployment (tether's engine, client fleets, failures): affinity and load.
     Sim(tether::sim_cli::SimArgs),
+    /// Run a scenario's client fleets as real TLS clients against a real balancer (--testbed:
+    /// servers and tether on loopback too) and write the same report as `tether sim`.
+    Loadgen(tether::loadgen::LoadgenArgs),
 }
 
 #[derive(clap::Args)]
@@ -79,9 +87,13 @@ struct RunArgs {
     /// Quick form: expect a PROXY protocol header on each connection.
     #[arg(long)]
     accept_proxy: bool,
-    /// Worker threads serving connections (HAProxy's `nbthread`); default: one per CPU.
+    /// Worker threads serving connections (HAProxy's `nbthread`); default: the config's
+    /// `[global] threads` (an imported `nbthread`), else one per CPU.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
+    /// This process's name in the peers section (HAProxy's `-L`; overrides `localpeer`).
+    #[arg(short = 'L', long = "local-peer")]
+    local_peer: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -94,6 +106,7 @@ fn main() -> ExitCode {
         Command::Probe(args) => probe(args),
         Command::Table(args) => table(args),
         Command::Sim(args) => tether::sim_cli::run(args),
+        Command::Loadgen(args) => tether::loadgen::run(args),
     };
     match result {
         Ok(code) => code,
@@ -176,10 +189,16 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         )),
         _ => anyhow::bail!("say what to run: -c tether.toml, --haproxy haproxy.cfg, or --listen ADDR --server ADDR..."),
     };
-    let config = source.load()?;
+    let mut config = source.load()?;
+    if let (Some(name), Some(peers)) = (args.local_peer.as_ref(), config.peers.as_mut()) {
+        peers.local = name.clone();
+    }
+    // Before any socket is bound: a process started by an upgrade takes its predecessor's.
+    let launch = Launch::current();
+    let incoming = Incoming::receive()?;
     // One thread: tokio's single-threaded scheduler runs the same tasks without the
     // work-stealing machinery (no cross-thread queues or wake-ups), as HAProxy's nbthread 1.
-    let mut builder = match args.threads {
+    let mut builder = match args.threads.or(config.global.threads) {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
@@ -190,9 +209,10 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let rt = builder
         .enable_all()
+        .on_thread_park(tether::memory::on_thread_park)
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(serve(source, config))
+    rt.block_on(serve(source, config, launch, incoming))
 }
 
 fn sink_for(config: &Config) -> Arc<DaemonSink> {
@@ -204,8 +224,18 @@ fn sink_for(config: &Config) -> Arc<DaemonSink> {
     })
 }
 
-async fn serve(source: ConfigSource, config: Config) -> Result<ExitCode> {
-    use tokio::signal::unix::{signal, SignalKind};
+/// What the signal loop ended with: a stop, or a successor that took over.
+enum Ending {
+    Stop,
+    Upgraded(Successor),
+}
+
+async fn serve(
+    source: ConfigSource,
+    config: Config,
+    launch: Launch,
+    mut incoming: Option<Incoming>,
+) -> Result<ExitCode> {
     // A per-process secret keys the stick tables' index hash (clients choose session IDs).
     let table_seed = {
         use std::hash::BuildHasher;
@@ -213,53 +243,227 @@ async fn serve(source: ConfigSource, config: Config) -> Result<ExitCode> {
     };
     tether::fdlimit::prepare(&config);
     let built = runtime::build_seeded(&config, None, table_seed)?;
+    if let Some(incoming) = incoming.as_mut() {
+        incoming.restore_into(&built);
+    }
     let grace = built.grace;
-    let mut daemon = tether::run::start(built, sink_for(&config)).await?;
+    let daemon = tether::run::start(built, sink_for(&config)).await?;
+    // Freed memory goes back to the system once connections fall (on every worker as it parks).
+    tokio::spawn(tether::memory::release_on_low_load(
+        daemon.context().clone(),
+    ));
     for (name, addr) in daemon.local_addrs() {
         tracing::info!(frontend = %name, %addr, "ready");
     }
+    // Stick-table replication (HAProxy's peers protocol) follows reloads through the view.
+    let peers = match config.peers.clone() {
+        Some(section) => Some(tether::run::start_peers(section, &daemon, table_seed).await?),
+        None => None,
+    };
     // The stats listener follows reloads through the view; its own settings are read once.
-    let _stats = match config.stats.clone() {
+    let stats = match config.stats.clone() {
         Some(stats) => Some(tether::stats::serve_stats(stats, daemon.view()).await?),
         None => None,
     };
     // The runtime API socket follows reloads the same way.
-    let _runtime_api = match config.admin.clone() {
+    let runtime_api = match config.admin.clone() {
         Some(admin) => Some(tether::runtime_api::serve_runtime_api(admin, daemon.view()).await?),
         None => None,
     };
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    loop {
-        tokio::select! {
-            biased;
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => {
-                match source.load().and_then(|c| {
-                    runtime::build_seeded(&c, Some(daemon.runtime()), table_seed)
-                        .map_err(anyhow::Error::from)
-                }) {
-                    Ok(new) => match daemon.reload(new).await.map_err(anyhow::Error::from) {
-                        Ok(()) => tracing::info!("configuration reloaded; stick tables kept"),
-                        Err(e) => tracing::error!("reload refused, old configuration still running: {e:#}"),
-                    },
-                    Err(e) => tracing::error!("reload refused, old configuration still running:\n{e:#}"),
+    for name in inherited::close_rest() {
+        tracing::info!(socket = %name, "upgrade: handed-over socket closed: the configuration no longer has it");
+    }
+    // Handlers first: a signal sent the moment we say ready must not kill us (USR2's default).
+    let signals = Signals::install()?;
+    let notifier = Notifier::from_env();
+    match incoming {
+        // The old process tells systemd, once it has stopped accepting: MAINPID is ours then.
+        Some(incoming) => incoming.ready(daemon.view())?,
+        None => tell(notifier.ready()),
+    }
+    let mut serving = Serving {
+        source,
+        config,
+        launch,
+        table_seed,
+        daemon,
+        peers,
+        stats,
+        runtime_api,
+        notifier,
+    };
+    let ending = serving.until_stopped(signals).await?;
+    Ok(serving.stop(ending, grace).await)
+}
+
+/// The signals the daemon acts on.
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            usr2: signal(SignalKind::user_defined2())?,
+        })
+    }
+}
+
+/// A notification systemd may miss is logged, never fatal.
+fn tell(sent: std::io::Result<()>) {
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "sd_notify failed");
+    }
+}
+
+/// The running daemon and what its signals act on.
+struct Serving {
+    source: ConfigSource,
+    config: Config,
+    launch: Launch,
+    table_seed: u64,
+    daemon: tether::run::Daemon,
+    peers: Option<tether_core::engine::peers::PeersService>,
+    stats: Option<tether::stats::StatsListener>,
+    runtime_api: Option<tether::runtime_api::RuntimeApiListener>,
+    notifier: Notifier,
+}
+
+impl Serving {
+    /// Serves until SIGTERM/SIGINT, or until a SIGUSR2 upgrade has a successor serving;
+    /// SIGHUP reloads.
+    async fn until_stopped(&mut self, mut signals: Signals) -> Result<Ending> {
+        loop {
+            tokio::select! {
+                biased;
+                _ = signals.term.recv() => return Ok(Ending::Stop),
+                _ = signals.int.recv() => return Ok(Ending::Stop),
+                _ = signals.hup.recv() => self.reload().await,
+                _ = signals.usr2.recv() => {
+                    tell(self.notifier.reloading());
+                    match self.upgrade().await {
+                        Ok(successor) => return Ok(Ending::Upgraded(successor)),
+                        Err(e) => {
+                            tracing::error!("upgrade abandoned, this process keeps serving: {e:#}");
+                            tell(self.notifier.ready());
+                        }
+                    }
                 }
             }
         }
     }
-    tracing::info!(
-        grace_ms = grace.as_millis() as u64,
-        "stopping: no new connections, waiting for established ones"
-    );
-    let left = daemon.shutdown(grace).await;
-    if left > 0 {
-        tracing::warn!(
-            connections = left,
-            "grace period over; closing remaining connections"
-        );
+
+    async fn reload(&mut self) {
+        tell(self.notifier.reloading());
+        match self.source.load().and_then(|c| {
+            runtime::build_seeded(&c, Some(self.daemon.runtime()), self.table_seed)
+                .map_err(anyhow::Error::from)
+        }) {
+            Ok(new) => match self.daemon.reload(new).await.map_err(anyhow::Error::from) {
+                Ok(()) => tracing::info!("configuration reloaded; stick tables kept"),
+                Err(e) => tracing::error!("reload refused, old configuration still running: {e:#}"),
+            },
+            Err(e) => tracing::error!("reload refused, old configuration still running:\n{e:#}"),
+        }
+        tell(self.notifier.ready());
     }
-    Ok(ExitCode::SUCCESS)
+
+    /// Starts the successor and hands it the sockets and tables; returns once it serves.
+    async fn upgrade(&mut self) -> Result<Successor> {
+        tracing::info!(exe = %self.launch.exe.display(), "upgrade: starting the new process");
+        let stats = self
+            .stats
+            .as_ref()
+            .zip(self.config.stats.as_ref())
+            .map(|(listener, cfg)| (cfg.bind.as_str(), listener));
+        let (sockets, entries) = successor::state_of(&self.daemon, stats)?;
+        // A unix socket path cannot be shared: the new process binds the runtime API anew,
+        // and its peers address likewise.
+        let had_api = self.runtime_api.take().is_some();
+        let peers = self.peers.take().zip(self.config.peers.clone());
+        let had_peers = match peers {
+            Some((service, section)) => {
+                over_peers::release(service, &section).await;
+                Some(section)
+            }
+            None => None,
+        };
+        match Successor::start(self.launch.clone(), sockets, entries).await {
+            Ok(successor) => Ok(successor),
+            Err(e) => {
+                if let Some(section) = had_peers {
+                    self.peers = Some(
+                        tether::run::start_peers(section, &self.daemon, self.table_seed).await?,
+                    );
+                }
+                if let (true, Some(admin)) = (had_api, self.config.admin.clone()) {
+                    let view = self.daemon.view();
+                    self.runtime_api =
+                        Some(tether::runtime_api::serve_runtime_api(admin, view).await?);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Stops accepting and lets connections finish within `grace`; after an upgrade, tells
+    /// systemd the successor is the main process and sends it what was learned meanwhile.
+    async fn stop(self, ending: Ending, grace: std::time::Duration) -> ExitCode {
+        let runtime = self.daemon.runtime().clone();
+        let clock = self.daemon.context().clock;
+        let mut successor = match ending {
+            Ending::Upgraded(s) => Some(s),
+            Ending::Stop => None,
+        };
+        match &mut successor {
+            Some(s) => {
+                tell(self.notifier.handed_over(s.pid()));
+                let sent = s.send_changes(&runtime, clock.now()).await;
+                tracing::info!(
+                    pid = s.pid(),
+                    entries = sent,
+                    "upgrade: the new process serves; draining here"
+                );
+                if let Some(section) = &self.config.peers {
+                    match over_peers::push(section, &runtime, clock).await {
+                        Some(Ok(n)) => {
+                            tracing::info!(entries = n, section = %section.name, "upgrade: stick tables pushed over the peers protocol")
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "upgrade: stick tables not pushed over the peers protocol")
+                        }
+                        None => {}
+                    }
+                }
+            }
+            None => tell(self.notifier.stopping()),
+        }
+        drop(self.stats);
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "stopping: no new connections, waiting for established ones"
+        );
+        let left = self.daemon.shutdown(grace).await;
+        if left > 0 {
+            tracing::warn!(
+                connections = left,
+                "grace period over; closing remaining connections"
+            );
+        }
+        if let Some(s) = successor {
+            let sent = s.finish(&runtime, clock.now()).await;
+            tracing::info!(
+                entries = sent,
+                "upgrade: drained; last stick-table changes sent"
+            );
+        }
+        ExitCode::SUCCESS
+    }
 }

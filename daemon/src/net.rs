@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tether_core::engine::forward::ReadReady;
 use tether_core::engine::Net;
 use tokio::io::Interest;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -22,7 +23,13 @@ impl Net for TokioNet {
     type ReadHalf = OwnedReadHalf;
     type WriteHalf = OwnedWriteHalf;
 
+    /// A socket handed over by the process this one replaces (an upgrade) is taken as is;
+    /// otherwise a fresh one is bound.
     async fn bind(&self, addr: &str) -> io::Result<TcpListener> {
+        use crate::upgrade::inherited::{take_tcp, Role};
+        if let Some(inherited) = take_tcp(Role::Frontend, addr) {
+            return TcpListener::from_std(inherited);
+        }
         let addr: SocketAddr = addr
             .parse()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
@@ -41,6 +48,17 @@ impl Net for TokioNet {
 
     fn local_addr(listener: &TcpListener) -> io::Result<SocketAddr> {
         listener.local_addr()
+    }
+
+    fn local_addr_of(read: &OwnedReadHalf) -> Option<SocketAddr> {
+        read.local_addr().ok()
+    }
+
+    /// SO_KEEPALIVE with the system's probe timers, as HAProxy's `option tcpka` sets it.
+    fn set_keepalive(stream: &TcpStream) {
+        if let Err(e) = SockRef::from(stream).set_keepalive(true) {
+            tracing::debug!("SO_KEEPALIVE: {e}");
+        }
     }
 
     async fn accept(&self, listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
@@ -122,6 +140,11 @@ impl Net for TokioNet {
                 r => return Poll::Ready(r),
             }
         }
+    }
+
+    /// tokio's readiness of the socket: waiting on it takes no buffer and no syscall.
+    fn read_readiness() -> Option<ReadReady<OwnedReadHalf>> {
+        Some(|read, cx| read.get_mut().as_ref().poll_read_ready(cx))
     }
 }
 

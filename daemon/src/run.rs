@@ -24,3 +24,26 @@ pub async fn start(runtime: Runtime, sink: Arc<dyn LogSink>) -> Result<Daemon> {
         .await
         .context("starting the listeners")
 }
+
+/// Starts the peers service of `section` for the daemon's tables (HAProxy's peers protocol),
+/// logging where it listens.
+pub async fn start_peers(
+    section: tether_core::config::peers::PeersSection,
+    daemon: &Daemon,
+    seed: u64,
+) -> Result<tether_core::engine::peers::PeersService> {
+    let name = section.name.clone();
+    let local = section.local.clone();
+    let service = tether_core::engine::peers::start(
+        TokioNet,
+        section,
+        Arc::new(daemon.view()),
+        daemon.context().clock,
+        seed,
+    )
+    .await
+    .with_context(|| format!("starting peers section {name}"))?;
+    daemon.attach_peers(service.view());
+    tracing::info!(section = %name, local = %local, addr = ?service.local_addr(), "peers ready");
+    Ok(service)
+}

@@ -10,10 +10,9 @@ use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use tether_core::config::Config;
-use tether_sim::scenario::{BalancerKind, Scenario, SimDuration};
-use tether_sim::sweep::{self, SweepParam, SweepRow};
+use tether_sim::scenario::{BalancerKind, Scenario};
 use tether_sim::{Report, RunOptions};
 
 /// Arguments of `tether sim`.
@@ -38,6 +37,10 @@ pub struct SimArgs {
     /// With --seeds: runs at once (default: the machine's cores).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// With --seeds: run only slice K of N of the seeds (0-based, e.g. a Kubernetes Indexed
+    /// Job's `$JOB_COMPLETION_INDEX`) and write `partial-K-of-N.json` for `tether sim merge`.
+    #[arg(long, requires = "seeds")]
+    pub shard: Option<tether_sim::shard::Shard>,
     /// Internal: print the headline figures as one JSON line (what --seeds children do).
     #[arg(long, hide = true)]
     pub headline: bool,
@@ -54,51 +57,27 @@ pub struct SimArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum SimCommand {
     /// Run the scenario once per value of each parameter; write sweep.csv, sweep.md and plots.
-    Sweep(SweepArgs),
+    Sweep(crate::sim_sweep::SweepArgs),
+    /// Join the partial results that `--shard K/N` slices wrote into one run's output.
+    Merge(crate::sim_merge::MergeArgs),
     /// Swarm testing: generated scenarios with seeded fault mixes, each run twice, invariants
     /// checked on every run.
     Check(crate::sim_check::CheckArgs),
     /// Measure a live TLS server's full and resumed handshake CPU; print `[servers.cost]`.
     Calibrate(crate::sim_calibrate::CalibrateArgs),
-}
-
-/// Arguments of `tether sim sweep`.
-#[derive(clap::Args, Debug)]
-pub struct SweepArgs {
-    /// Scenario TOML; without one, the embedded default deployment.
-    pub scenario: Option<PathBuf>,
-    /// Parameter to sweep (repeat; default all): table-size, expire, servers, fleet-size,
-    /// session-timeout, cores (with `[servers.cost]`).
-    #[arg(long = "param")]
-    pub params: Vec<SweepParam>,
-    /// Values for a single --param (comma separated; sizes in entries, times in seconds,
-    /// fleet size in percent).
-    #[arg(long, value_delimiter = ',')]
-    pub values: Vec<u64>,
-    /// Shorten (or lengthen) the scenario, e.g. "3m", to keep many runs quick.
-    #[arg(long)]
-    pub duration: Option<String>,
-    /// Seed for every point.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Directory for sweep.csv, sweep.md and the plots.
-    #[arg(long, default_value = "out/sim-sweep")]
-    pub out: PathBuf,
-    /// No progress indicator.
-    #[arg(long)]
-    pub quiet: bool,
-    /// Print the smallest value that meets this, e.g. 'p99 < 50ms' or 'cpu < 0.7' (exit 1 when
-    /// none does).
-    #[arg(long)]
-    pub target: Option<sweep::Target>,
+    /// Two reports side by side (e.g. `tether sim` vs `tether loadgen`), with differences;
+    /// exits 1 when a rate or share differs by more than --tolerance points.
+    Compare(crate::sim_compare::CompareArgs),
 }
 
 /// Runs `tether sim` (or `tether sim sweep`).
 pub fn run(args: SimArgs) -> Result<ExitCode> {
     match args.command {
-        Some(SimCommand::Sweep(s)) => return run_sweep(s),
+        Some(SimCommand::Sweep(s)) => return crate::sim_sweep::run(s),
+        Some(SimCommand::Merge(m)) => return crate::sim_merge::run(m),
         Some(SimCommand::Check(c)) => return crate::sim_check::run(c),
         Some(SimCommand::Calibrate(c)) => return crate::sim_calibrate::run(c),
+        Some(SimCommand::Compare(c)) => return crate::sim_compare::run(c),
         None => {}
     }
     let (mut scenario, mut config) = load(args.scenario.as_deref())?;
@@ -109,11 +88,14 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
     }
     let seed = args.seed.or(scenario.seed).unwrap_or(1);
     if let Some(n) = args.seeds {
-        let jobs = args
-            .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let jobs = args.jobs.unwrap_or_else(crate::children::cores);
         let path = args.scenario.as_deref();
-        return crate::sim_seeds::run(path, &scenario, seed, n, jobs, &args.out);
+        let seeds = crate::sim_seeds::Seeds {
+            first: seed,
+            count: n,
+            shard: args.shard,
+        };
+        return crate::sim_seeds::run(path, &scenario, seeds, jobs, &args.out);
     }
     let wall = WallClock::start();
     let report = simulate(&scenario, seed, config, !args.quiet)?;
@@ -202,7 +184,7 @@ pub fn load(path: Option<&Path>) -> Result<(Scenario, Option<Config>)> {
 
 /// One run, with a progress indicator on stderr when it is a terminal (or forced) and the run
 /// takes more than a couple of wall seconds.
-fn simulate(
+pub fn simulate(
     scenario: &Scenario,
     seed: u64,
     config: Option<Config>,
@@ -283,92 +265,4 @@ impl Progress {
         );
         let _ = err.flush();
     }
-}
-
-fn run_sweep(args: SweepArgs) -> Result<ExitCode> {
-    let (mut scenario, config) = load(args.scenario.as_deref())?;
-    if let Some(d) = &args.duration {
-        scenario.duration = SimDuration::parse(d).map_err(anyhow::Error::msg)?;
-    }
-    let seed = args.seed.or(scenario.seed).unwrap_or(1);
-    let params: Vec<SweepParam> = if args.params.is_empty() {
-        SweepParam::ALL
-            .into_iter()
-            .filter(|p| config.is_some() || !p.needs_engine())
-            .filter(|&p| p != SweepParam::Cores || scenario.servers.cost.is_some())
-            .collect()
-    } else {
-        args.params.clone()
-    };
-    if !args.values.is_empty() && params.len() != 1 {
-        bail!("--values needs exactly one --param");
-    }
-    let mut rows: Vec<SweepRow> = Vec::new();
-    let mut met: Vec<(SweepParam, u64, bool)> = Vec::new();
-    for p in params {
-        let values = if args.values.is_empty() {
-            p.default_values()
-        } else {
-            args.values.clone()
-        };
-        for v in values {
-            if !args.quiet {
-                eprintln!("sweep {} = {v} ...", p.name());
-            }
-            let (s, c) = p.apply(v, &scenario, config.as_ref())?;
-            let report = simulate(&s, seed, c, !args.quiet)?;
-            rows.push(SweepRow::of(p, v, &report));
-            if let Some(t) = &args.target {
-                met.push((p, v, t.met(&report)));
-            }
-        }
-    }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let md = sweep::to_markdown(&rows);
-    std::fs::write(args.out.join("sweep.csv"), sweep::to_csv(&rows))?;
-    std::fs::write(args.out.join("sweep.md"), &md)?;
-    let plots = sweep::write_plots(&rows, &args.out)?;
-    print!("{md}");
-    println!(
-        "wrote sweep.csv, sweep.md and {} plots in {}",
-        plots.len(),
-        args.out.display()
-    );
-    match &args.target {
-        Some(t) => Ok(print_smallest(t, &met)),
-        None => Ok(ExitCode::SUCCESS),
-    }
-}
-
-/// Prints, per swept parameter, the smallest value that met the target; failure when one has
-/// none.
-fn print_smallest(target: &sweep::Target, met: &[(SweepParam, u64, bool)]) -> ExitCode {
-    let mut code = ExitCode::SUCCESS;
-    let mut params: Vec<SweepParam> = met.iter().map(|m| m.0).collect();
-    params.dedup();
-    for p in params {
-        let points: Vec<(u64, bool)> = met
-            .iter()
-            .filter(|m| m.0 == p)
-            .map(|m| (m.1, m.2))
-            .collect();
-        match sweep::smallest_meeting(&points) {
-            Some(v) => println!(
-                "smallest {} meeting {}: {v} {}",
-                p.name(),
-                target.describe(),
-                p.unit()
-            ),
-            None => {
-                println!(
-                    "no {} value swept meets {}; try larger values with --values",
-                    p.name(),
-                    target.describe()
-                );
-                code = ExitCode::FAILURE;
-            }
-        }
-    }
-    code
 }

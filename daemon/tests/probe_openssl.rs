@@ -1,6 +1,8 @@
 //! `tether probe` against `openssl s_server`, the reference implementation: session IDs resume
 //! when tickets are off, tickets resume when they are on.
 
+use tether::probe::cli::render_table;
+use tether::probe::key_names::Naming;
 use tether::probe::{expect_sticky, probe, Mechanism, ProbeOptions, ResumedBy, Verdict};
 use tether_testbed::{OpensslServer, OpensslServerConfig, TlsVersions};
 
@@ -47,4 +49,23 @@ async fn tickets_resume_against_s_server_with_tickets() {
     }
     let psk = report.mechanism(Mechanism::Psk).unwrap();
     assert_eq!(psk.verdict, Verdict::StickyAndResuming, "{psk:#?}");
+}
+
+#[tokio::test]
+async fn openssl_names_its_ticket_keys_and_the_probe_says_ticket_key_can_learn_it() {
+    let server = OpensslServer::start(OpensslServerConfig::new("ossl-named"))
+        .await
+        .unwrap();
+    let options = ProbeOptions::new(server.addr().to_string())
+        .mechanisms(&[Mechanism::Ticket, Mechanism::Psk]);
+    let report = probe(&options).await.unwrap();
+    let keys = &report.ticket_keys;
+    assert_eq!(keys.len(), 1, "{keys:#?}\n{}", server.log());
+    assert_eq!(keys[0].backend, "ossl-named");
+    assert_eq!(keys[0].naming, Naming::Named, "{keys:#?}");
+    // TLS 1.2 and TLS 1.3 tickets of one s_server process share one key name.
+    assert_eq!(keys[0].names.len(), 1, "{keys:#?}");
+    assert!(keys[0].tickets >= 6, "{keys:#?}");
+    let text = render_table(&report);
+    assert!(text.contains("ossl-named: named, key"), "{text}");
 }

@@ -1,6 +1,8 @@
 //! `tether probe` against one real rustls backend: every mechanism must stay and resume, and the
 //! backend's own counters must agree with what the probe reports.
 
+use tether::probe::cli::render_table;
+use tether::probe::key_names::Naming;
 use tether::probe::{probe, Mechanism, ProbeOptions, ResumedBy, Verdict};
 use tether_testbed::{TlsBackend, TlsBackendConfig, TlsVersions};
 
@@ -168,4 +170,27 @@ async fn the_json_report_names_mechanisms_and_verdicts() {
     assert_eq!(m["verdict"]["kind"], "sticky-and-resuming");
     assert_eq!(m["chains"][0]["connections"][1]["resumed_by"], "session-id");
     assert_eq!(m["chains"][0]["connections"][0]["backend"]["name"], "json");
+}
+
+#[tokio::test]
+async fn a_backend_whose_tickets_have_a_random_prefix_is_reported_unnamed() {
+    // Tickets that start with 16 random bytes, as Go >= 1.21 writes them.
+    let backend = TlsBackend::start(
+        TlsBackendConfig::new("unnamed")
+            .versions(TlsVersions::Tls13)
+            .unnamed_tickets(true),
+    )
+    .await
+    .unwrap();
+    let options = ProbeOptions::new(backend.addr().to_string()).mechanisms(&[Mechanism::Psk]);
+    let report = probe(&options).await.expect("probe runs");
+    let keys = &report.ticket_keys;
+    assert_eq!(keys.len(), 1, "{keys:#?}");
+    assert_eq!(keys[0].naming, Naming::Unnamed, "{keys:#?}");
+    assert_eq!(keys[0].names.len(), keys[0].tickets, "every prefix differs");
+    let text = render_table(&report);
+    assert!(
+        text.contains("unnamed: tickets carry no stable key name"),
+        "{text}"
+    );
 }

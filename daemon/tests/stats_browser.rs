@@ -16,13 +16,13 @@ use tether_testbed::ScratchDir;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-fn dump_dom(profile: &Path, url: &str) -> String {
+/// Headless Chromium with the flags every run here needs, then `extra`, then `url`; retried a
+/// few times because a loaded machine occasionally gets nothing from a headless start.
+fn chromium(profile: &Path, extra: &[&str], url: &str, ok: impl Fn(&[u8]) -> bool) -> Vec<u8> {
     assert!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: install it (apt-get install -y chromium); .ci/run does"
     );
-    // A loaded machine occasionally gets an empty dump from a headless start; a real page
-    // rendering is what is under test, so try a few starts before failing.
     let mut last = String::new();
     for attempt in 0..3 {
         if attempt > 0 {
@@ -41,13 +41,12 @@ fn dump_dom(profile: &Path, url: &str) -> String {
                 "--virtual-time-budget=5000",
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
-            .arg("--dump-dom")
+            .args(extra)
             .arg(url)
             .output()
             .expect("chromium runs");
-        let dom = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success() && !dom.is_empty() {
-            return dom;
+        if out.status.success() && ok(&out.stdout) {
+            return out.stdout;
         }
         last = format!(
             "exit {}\n{}",
@@ -56,6 +55,31 @@ fn dump_dom(profile: &Path, url: &str) -> String {
         );
     }
     panic!("chromium rendered nothing in 3 attempts: {last}");
+}
+
+fn dump_dom(profile: &Path, url: &str) -> String {
+    let out = chromium(profile, &["--dump-dom"], url, |o| !o.is_empty());
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A PNG screenshot of `url`, decoded to RGB rows.
+fn screenshot(profile: &Path, url: &str) -> (u32, u32, Vec<[u8; 3]>) {
+    let file = profile.join("shot.png");
+    let arg = format!("--screenshot={}", file.display());
+    let _ = std::fs::remove_file(&file);
+    chromium(profile, &[&arg, "--window-size=1280,800"], url, |_| {
+        file.exists()
+    });
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&file).unwrap()));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("a frame");
+    let step = info.color_type.samples();
+    let pixels = buf[..info.buffer_size()]
+        .chunks(step)
+        .map(|p| [p[0], p[1], p[2]])
+        .collect();
+    (info.width, info.height, pixels)
 }
 
 /// The text of the status cell in the row of `server`.
@@ -173,4 +197,55 @@ async fn chromium_renders_states_and_drives_an_admin_form() {
         assert_eq!(rig.connect(PLAIN).await, "alpha");
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// The page must look like a stats page, not merely contain the words: a screenshot that is
+/// blank, unstyled or missing the state colours fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screenshot_shows_the_title_bar_and_each_state_in_its_colour() {
+    let rig = Rig::start(&["alpha", "beta", "gamma"], "").await;
+    let be = &rig.daemon.runtime().backends["app"];
+    be.set_admin(
+        tether_core::ServerId(1),
+        Some(tether_core::server::AdminState::Maint),
+        None,
+    );
+    be.set_admin(
+        tether_core::ServerId(2),
+        Some(tether_core::server::AdminState::Drain),
+        None,
+    );
+    let url = format!("http://{}/", rig.stats_addr());
+    let scratch = ScratchDir::create("stats-shot").unwrap();
+    let profile = scratch.path().join("profile");
+    std::fs::create_dir_all(&profile).unwrap();
+    let (w, h, pixels) = tokio::task::spawn_blocking(move || screenshot(&profile, &url))
+        .await
+        .unwrap();
+    let count = |rgb: [u8; 3]| pixels.iter().filter(|p| **p == rgb).count();
+    let white = count([255, 255, 255]);
+    let area = (w * h) as usize;
+    let colours = [
+        ("title bar #20466e", [0x20, 0x46, 0x6e]),
+        ("header cells #20d0d0", [0x20, 0xd0, 0xd0]),
+        ("backend bar #b00040", [0xb0, 0x00, 0x40]),
+        ("UP rows #c0ffc0", [0xc0, 0xff, 0xc0]),
+        ("MAINT rows #c0c0ff", [0xc0, 0xc0, 0xff]),
+        ("DRAIN rows #ffd080", [0xff, 0xd0, 0x80]),
+    ];
+    let seen: Vec<String> = colours
+        .iter()
+        .map(|(what, rgb)| format!("{what}: {} px", count(*rgb)))
+        .collect();
+    assert!(
+        white < area * 9 / 10,
+        "a mostly blank page ({white} of {area} px white); {seen:?}"
+    );
+    for (what, rgb) in colours {
+        // Each is at least a row of cells: hundreds of pixels, not a stray one.
+        assert!(
+            count(rgb) > 500,
+            "{what} missing from the screenshot: {seen:?}"
+        );
+    }
 }

@@ -97,6 +97,49 @@ pub fn proxy_header(data: &[u8]) {
     }
 }
 
+/// Peers protocol, accepting side: whatever arrives (after a valid hello when the first byte is
+/// even), the session never panics, and reports the same events however the bytes are split.
+pub fn peers_session(data: &[u8]) {
+    use std::sync::Arc;
+    use tether_core::peers::{LocalTable, Session, SessionConfig};
+    use tether_core::Timestamp;
+    let config = Arc::new(SessionConfig {
+        local_name: "lb2".into(),
+        tables: vec![LocalTable {
+            name: "app".into(),
+            key_len: 32,
+            expire_ms: 60_000,
+        }],
+    });
+    let (cut_at, stream) = cuts(data);
+    let hello: &[u8] = if data.first().is_some_and(|b| b % 2 == 0) {
+        b"HAProxyS 2.1\nlb2\nlb1 1 1\n"
+    } else {
+        b""
+    };
+    let run = |pieces: &[&[u8]]| {
+        let mut s = Session::accept(config.clone(), vec!["lb1".into()], Timestamp(0));
+        let _ = s.handle_input(hello, Timestamp(0));
+        for p in pieces {
+            let _ = s.handle_input(p, Timestamp(1));
+        }
+        std::iter::from_fn(|| s.poll_event()).collect::<Vec<_>>()
+    };
+    let whole = run(&[stream]);
+    let mut pieces = Vec::new();
+    let mut from = 0;
+    for &c in &cut_at {
+        pieces.push(&stream[from..c]);
+        from = c;
+    }
+    pieces.push(&stream[from..]);
+    assert_eq!(
+        whole,
+        run(&pieces),
+        "re-split peers stream gave other events"
+    );
+}
+
 /// haproxy.cfg import: a file that loads converts to TOML that loads to the same config.
 /// (Built for fuzzing only with the `daemon` feature: the importer pulls in the whole daemon.)
 #[cfg(any(feature = "daemon", not(fuzzing)))]
@@ -137,6 +180,7 @@ pub fn targets() -> Vec<Target> {
         ("server_flight", server_flight),
         ("proxy_header", proxy_header),
         ("native_toml", native_toml),
+        ("peers_session", peers_session),
     ];
     #[cfg(any(feature = "daemon", not(fuzzing)))]
     let all = {

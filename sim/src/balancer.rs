@@ -110,6 +110,16 @@ pub trait BalancerHost {
     fn affinity_counts(&self) -> Option<AffinityCounts> {
         None
     }
+    /// Every stick-table entry as (table number and key bytes, server name), to compare the
+    /// tables of several instances; `None` without tables.
+    fn table_keys(&self) -> Option<Vec<(Vec<u8>, String)>> {
+        None
+    }
+    /// Stick-table updates since the last call, as (table number and key, stored from traffic
+    /// here rather than by a peer); empty when the balancer does not replicate.
+    fn replication_updates(&self) -> Vec<(Vec<u8>, bool)> {
+        Vec::new()
+    }
     /// Servers the balancer currently considers DOWN (health checks), for trace mode.
     fn down_servers(&self) -> Vec<String> {
         Vec::new()

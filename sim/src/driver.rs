@@ -4,9 +4,12 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::balancer::{Admin, AdminState, BalancerEnv, BalancerHost, ServerAddr, BALANCER_HOST};
+use crate::balancer::{Admin, AdminState, BalancerEnv, ServerAddr};
 use crate::events::{Action, Schedule};
 use crate::fleet::{run_fleet, FleetRun};
+use crate::frontdoor::{FrontDoor, SharedFrontDoor, Spread};
+use crate::instance_metrics::InstanceMetrics;
+use crate::instances::{InstanceState, Instances};
 use crate::metrics::{Recorder, SharedRecorder};
 use crate::report::Report;
 use crate::scenario::{Scenario, ServersSpec};
@@ -45,6 +48,7 @@ fn own_host_servers(scenario: &Scenario) -> Vec<usize> {
         .iter()
         .filter_map(|e| match e.action {
             Action::Crash { server }
+            | Action::HostDown { server }
             | Action::Restart { server }
             | Action::Partition { server }
             | Action::Heal { server }
@@ -67,6 +71,8 @@ struct ServerSeed {
     name: Rc<str>,
     port: u16,
     boots: Rc<Cell<u32>>,
+    /// The server process runs (false after `crash`: the host is up, nothing listens).
+    up: Rc<Cell<bool>>,
 }
 
 impl ServerSeed {
@@ -93,11 +99,22 @@ impl ServerSeed {
 struct World<'a> {
     sim: turmoil::Sim<'a>,
     servers: Vec<ServerAddr>,
+    /// Servers removed from the pool (a new balancer instance starts without them).
+    removed: Vec<String>,
     spec: ServersSpec,
     recorder: SharedRecorder,
-    balancer: Option<Rc<dyn BalancerHost>>,
+    balancer: Option<Instances>,
+    /// Where clients' connections go.
+    door: SharedFrontDoor,
     fleet_hosts: Vec<String>,
     server_latency: Duration,
+    client_latency: Duration,
+    /// One-way latency between balancer instances.
+    peer_latency: Duration,
+    /// Actions an event scheduled for later (an upgrade's restart), by simulated ms.
+    later: Vec<(u64, Action)>,
+    /// Per server: its process runs (see [`ServerSeed::up`]).
+    process_up: Vec<Rc<Cell<bool>>>,
 }
 
 impl World<'_> {
@@ -111,11 +128,21 @@ impl World<'_> {
             name: addr.name.as_str().into(),
             port: addr.port,
             boots: Rc::default(),
+            up: Rc::new(Cell::new(true)),
         };
+        self.process_up.push(seed.up.clone());
         let spec = self.spec.clone();
         let recorder = self.recorder.clone();
         self.sim.host(addr.host.as_str(), move || {
-            run_server(seed.boot(&spec, &recorder), seed.port)
+            // A crashed process leaves its host up with nothing bound: SYNs are refused.
+            let boot = seed.up.get().then(|| seed.boot(&spec, &recorder));
+            let port = seed.port;
+            async move {
+                match boot {
+                    Some(ctx) => run_server(ctx, port).await,
+                    None => std::future::pending().await,
+                }
+            }
         });
         self.servers.push(addr.clone());
         addr
@@ -150,7 +177,9 @@ impl World<'_> {
                 name: addr.name.as_str().into(),
                 port: addr.port,
                 boots: Rc::default(),
+                up: Rc::new(Cell::new(true)),
             });
+            self.process_up.push(Rc::new(Cell::new(true)));
             self.servers.push(addr);
         }
         let spec = self.spec.clone();
@@ -184,13 +213,144 @@ impl World<'_> {
         hosts
     }
 
-    /// Hosts on the other side of a server's link: the balancer, or the clients in direct mode.
+    /// Hosts on the other side of a server's link: the balancer instances, or the clients in
+    /// direct mode.
     fn front(&self) -> Vec<String> {
-        if self.balancer.is_some() {
-            vec![BALANCER_HOST.to_owned()]
-        } else {
-            self.fleet_hosts.clone()
+        match &self.balancer {
+            Some(b) => b.hosts(),
+            None => self.fleet_hosts.clone(),
         }
+    }
+
+    /// What a balancer instance gets at (re)start: the current server list.
+    fn balancer_env(&self) -> BalancerEnv {
+        BalancerEnv {
+            listen_port: TLS_PORT,
+            servers: self
+                .servers
+                .iter()
+                .filter(|s| !self.removed.contains(&s.name))
+                .cloned()
+                .collect(),
+            recorder: self.recorder.clone(),
+        }
+    }
+
+    /// Starts balancer instance `i` on its host.
+    fn start_instance(&mut self, i: usize) {
+        let Some(b) = &self.balancer else { return };
+        let Some(x) = b.all().get(i) else { return };
+        let (host, software) = (x.host.clone(), x.balancer.clone());
+        let env = self.balancer_env();
+        self.sim
+            .host(host.as_str(), move || software.software(env.clone()));
+    }
+
+    /// Latencies of instance `host`'s links to clients, servers and the other instances.
+    fn instance_links(&mut self, host: &str) {
+        for c in self.fleet_hosts.clone() {
+            self.sim
+                .set_link_latency(c.as_str(), host, self.client_latency);
+        }
+        for s in self.server_hosts() {
+            self.sim
+                .set_link_latency(host, s.as_str(), self.server_latency);
+        }
+        let peers = self
+            .balancer
+            .as_ref()
+            .map(|b| b.hosts())
+            .unwrap_or_default();
+        for p in peers.iter().filter(|p| p.as_str() != host) {
+            self.sim
+                .set_link_latency(host, p.as_str(), self.peer_latency);
+        }
+    }
+
+    /// The instances (index, host) of the run, or an error naming the event.
+    fn instance(&self, i: usize) -> Result<String, SimError> {
+        match &self.balancer {
+            Some(b) => Ok(b.get(i)?.host.clone()),
+            None => Err(SimError::Scenario(
+                "balancer instance events need a balancer (kind engine or relay)".into(),
+            )),
+        }
+    }
+
+    fn set_instance_state(&mut self, i: usize, state: InstanceState) {
+        if let Some(b) = self.balancer.as_mut() {
+            b.set_state(i, state);
+        }
+    }
+
+    /// Cuts (or restores) instance `i`'s links to every other instance.
+    fn peer_links(&mut self, i: usize, cut: bool) -> Result<(), SimError> {
+        let host = self.instance(i)?;
+        let peers = self
+            .balancer
+            .as_ref()
+            .map(|b| b.hosts())
+            .unwrap_or_default();
+        for p in peers.iter().filter(|p| **p != host) {
+            if cut {
+                self.sim.partition(host.as_str(), p.as_str());
+            } else {
+                self.sim.repair(host.as_str(), p.as_str());
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies an event on a balancer instance (crash, restart, add, remove, upgrade, peers).
+    fn apply_instance(&mut self, action: &Action, now: u64) -> Result<(), SimError> {
+        match *action {
+            Action::CrashInstance { instance } => {
+                let h = self.instance(instance)?;
+                self.door.borrow_mut().set_routed(instance, false);
+                self.set_instance_state(instance, InstanceState::Crashed);
+                self.sim.crash(h.as_str());
+            }
+            Action::RestartInstance { instance } => {
+                let h = self.instance(instance)?;
+                self.sim.bounce(h.as_str());
+                self.set_instance_state(instance, InstanceState::Up);
+                self.door.borrow_mut().set_routed(instance, true);
+            }
+            Action::AddInstance => {
+                let b = self.balancer.as_mut().ok_or_else(|| {
+                    SimError::Scenario(
+                        "add-instance needs a balancer (kind engine or relay)".into(),
+                    )
+                })?;
+                let i = b.add()?;
+                let host = b.all()[i].host.clone();
+                self.start_instance(i);
+                self.instance_links(&host);
+                self.door.borrow_mut().add(host);
+            }
+            Action::RemoveInstance { instance } => {
+                self.instance(instance)?;
+                self.door.borrow_mut().remove(instance);
+                self.set_instance_state(instance, InstanceState::Removed);
+            }
+            Action::UpgradeInstance { instance, drain } => {
+                self.instance(instance)?;
+                self.door.borrow_mut().set_routed(instance, false);
+                let at = now + drain.get().as_millis() as u64;
+                self.later.push((at, Action::RestartInstance { instance }));
+            }
+            Action::PartitionPeers { instance } => self.peer_links(instance, true)?,
+            Action::HealPeers { instance } => self.peer_links(instance, false)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The actions scheduled for `now` or earlier by earlier events, in order.
+    fn due_later(&mut self, now: u64) -> Vec<Action> {
+        let (due, keep): (Vec<_>, Vec<_>) = self.later.drain(..).partition(|(at, _)| *at <= now);
+        self.later = keep;
+        due.into_iter().map(|(_, a)| a).collect()
     }
 
     fn server(&self, i: usize) -> Result<&ServerAddr, SimError> {
@@ -218,14 +378,21 @@ impl World<'_> {
         }
     }
 
-    fn apply(&mut self, action: &Action) -> Result<(), SimError> {
+    fn apply(&mut self, action: &Action, now: u64) -> Result<(), SimError> {
         match *action {
             Action::Crash { server } => {
+                // The process dies, its host stays: sockets close, the port refuses.
+                let s = self.server_host(server)?;
+                self.process_up[server].set(false);
+                self.sim.bounce(s.as_str());
+            }
+            Action::HostDown { server } => {
                 let s = self.server_host(server)?;
                 self.sim.crash(s.as_str());
             }
             Action::Restart { server } => {
                 let s = self.server_host(server)?;
+                self.process_up[server].set(true);
                 self.sim.bounce(s.as_str());
             }
             Action::Partition { server } => {
@@ -257,11 +424,17 @@ impl World<'_> {
             }
             Action::RemoveServer { server } => {
                 let server = self.server(server)?.name.clone();
+                self.removed.push(server.clone());
                 self.admin(Admin::RemoveServer { server });
             }
             Action::RestartBalancer => {
-                if self.balancer.is_some() {
-                    self.sim.bounce(BALANCER_HOST);
+                for h in self
+                    .balancer
+                    .as_ref()
+                    .map(|b| b.hosts())
+                    .unwrap_or_default()
+                {
+                    self.sim.bounce(h.as_str());
                 }
             }
             Action::Latency { server, latency } => match server {
@@ -270,13 +443,16 @@ impl World<'_> {
                     self.set_latency(&self.front(), &s, latency.get());
                 }
                 None => {
-                    let target = match self.balancer {
-                        Some(_) => BALANCER_HOST.to_owned(),
-                        None => self.server_host(0)?,
+                    let targets = match &self.balancer {
+                        Some(b) => b.hosts(),
+                        None => vec![self.server_host(0)?],
                     };
-                    self.set_latency(&self.fleet_hosts, &target, latency.get());
+                    for t in targets {
+                        self.set_latency(&self.fleet_hosts, &t, latency.get());
+                    }
                 }
             },
+            _ => self.apply_instance(action, now)?,
         }
         Ok(())
     }
@@ -301,10 +477,31 @@ fn validate(scenario: &Scenario) -> Result<(), SimError> {
             "write between 1 and 15 [[fleets]]".into(),
         ));
     }
+    validate_instances(scenario)?;
     let mut names: Vec<&str> = scenario.fleets.iter().map(|f| f.name.as_str()).collect();
     names.sort_unstable();
     if names.windows(2).any(|w| w[0] == w[1]) {
         return Err(SimError::Scenario("fleet names must be unique".into()));
+    }
+    Ok(())
+}
+
+/// Most balancer instances a scenario may ask for (each is a turmoil host).
+pub const MAX_INSTANCES: usize = 16;
+
+fn validate_instances(scenario: &Scenario) -> Result<(), SimError> {
+    let b = &scenario.balancer;
+    if b.instances == 0 || b.instances > MAX_INSTANCES {
+        return Err(SimError::Scenario(format!(
+            "balancer.instances must be between 1 and {MAX_INSTANCES}, not {}",
+            b.instances
+        )));
+    }
+    if b.instances > 1 && b.kind == crate::scenario::BalancerKind::Direct {
+        return Err(SimError::Scenario(
+            "balancer.instances > 1 needs kind = \"engine\" or \"relay\" (direct has no balancer)"
+                .into(),
+        ));
     }
     Ok(())
 }
@@ -380,43 +577,84 @@ fn turmoil_sim(seed: u64, duration: Duration, tick: Duration) -> turmoil::Sim<'s
         .build()
 }
 
-/// Starts the balancer host (if any) and returns the host clients connect to.
-fn start_balancer(world: &mut World<'_>, balancer: Option<&Rc<dyn BalancerHost>>) -> String {
-    let Some(b) = balancer else {
-        return world.servers[0].host.clone();
+/// Starts the balancer instances (if any) and returns the front door clients go through.
+fn start_balancer(world: &mut World<'_>, spread: Spread) -> SharedFrontDoor {
+    let hosts = match &world.balancer {
+        Some(b) => b.hosts(),
+        None => vec![world.servers[0].host.clone()],
     };
-    let env = BalancerEnv {
-        listen_port: TLS_PORT,
-        servers: world.servers.clone(),
-        recorder: world.recorder.clone(),
-    };
-    let b = b.clone();
-    world
-        .sim
-        .host(BALANCER_HOST, move || b.software(env.clone()));
-    BALANCER_HOST.to_owned()
+    for i in 0..hosts.len() {
+        world.start_instance(i);
+    }
+    Rc::new(RefCell::new(FrontDoor::new(spread, hosts)))
 }
 
-/// Client↔target and balancer↔server link latencies from the scenario.
-fn link_latencies(world: &mut World<'_>, scenario: &Scenario, target: &str, balancer: bool) {
-    let client_latency = scenario.network.client_latency.get();
-    world.set_latency(&world.fleet_hosts.clone(), target, client_latency);
-    if balancer {
-        for host in world.server_hosts() {
-            world
-                .sim
-                .set_link_latency(BALANCER_HOST, host.as_str(), world.server_latency);
-        }
+/// Client↔balancer, balancer↔server and balancer↔balancer link latencies from the scenario.
+fn link_latencies(world: &mut World<'_>) {
+    let Some(b) = &world.balancer else {
+        let server = world.servers[0].host.clone();
+        world.set_latency(&world.fleet_hosts.clone(), &server, world.client_latency);
+        return;
+    };
+    for host in b.hosts() {
+        world.instance_links(&host);
     }
+}
+
+/// The world for `scenario`: servers, balancer instances, fleets and links.
+fn build_world<'a>(
+    scenario: &Scenario,
+    seed: u64,
+    sim: turmoil::Sim<'a>,
+    recorder: &SharedRecorder,
+    balancer: Option<Instances>,
+) -> World<'a> {
+    let replication = scenario.balancer.replication.as_ref();
+    let mut world = World {
+        sim,
+        servers: Vec::new(),
+        removed: Vec::new(),
+        spec: scenario.servers.clone(),
+        recorder: recorder.clone(),
+        door: Rc::new(RefCell::new(FrontDoor::new(Spread::default(), Vec::new()))),
+        balancer,
+        fleet_hosts: vec![CLIENT_HOST.to_owned()],
+        server_latency: scenario.network.server_latency.get(),
+        client_latency: scenario.network.client_latency.get(),
+        peer_latency: replication.map_or(Duration::from_millis(1), |r| r.latency.get()),
+        later: Vec::new(),
+        process_up: Vec::new(),
+    };
+    let has_balancer = world.balancer.is_some();
+    world.add_initial_servers(
+        scenario.servers.count,
+        &own_host_servers(scenario),
+        has_balancer,
+    );
+    world.door = start_balancer(&mut world, scenario.balancer.spread);
+    start_fleets(&mut world, scenario, seed);
+    link_latencies(&mut world);
+    let adds = scenario
+        .events
+        .iter()
+        .any(|e| e.action == Action::AddInstance);
+    if has_balancer && (scenario.balancer.instances > 1 || adds) {
+        recorder.borrow_mut().track_instances(InstanceMetrics::new(
+            scenario.balancer.spread,
+            replication.is_some_and(|r| r.enabled),
+            scenario.network.tick.get().as_millis().max(1) as u64,
+        ));
+    }
+    world
 }
 
 /// Runs the scenario to completion and builds the report (and the trace when asked).
 pub fn simulate(
     scenario: &Scenario,
     seed: u64,
-    balancer: Option<Rc<dyn BalancerHost>>,
+    balancer: Option<Instances>,
     trace: bool,
-    mut progress: Option<Box<dyn FnMut(u64, u64)>>,
+    progress: Option<Box<dyn FnMut(u64, u64)>>,
 ) -> Result<(Report, Option<Trace>), SimError> {
     validate(scenario)?;
     let duration = scenario.duration.get();
@@ -430,70 +668,19 @@ pub fn simulate(
         tick_ms: tick.as_millis() as u64,
         ..Trace::default()
     });
-    let mut down: Vec<String> = Vec::new();
-    let mut next_progress = PROGRESS_EVERY_MS;
-    let total_ms = duration.as_millis() as u64;
-    let mut world = World {
-        sim,
-        servers: Vec::new(),
-        spec: scenario.servers.clone(),
-        recorder: recorder.clone(),
-        balancer: balancer.clone(),
-        fleet_hosts: vec![CLIENT_HOST.to_owned()],
-        server_latency: scenario.network.server_latency.get(),
-    };
-    world.add_initial_servers(
-        scenario.servers.count,
-        &own_host_servers(scenario),
-        balancer.is_some(),
-    );
-    let target = start_balancer(&mut world, balancer.as_ref());
-    start_fleets(&mut world, scenario, seed, &target);
-    link_latencies(&mut world, scenario, &target, balancer.is_some());
-
-    let mut schedule = Schedule::new(&scenario.events);
-    let mut next_sample = 0u64;
-    loop {
-        let now = world.sim.elapsed().as_millis() as u64;
-        for event in schedule.due(now) {
-            world.apply(&event.action)?;
-            recorder.borrow_mut().event(now, event.action.describe());
-            if let Some(t) = tr.as_mut() {
-                t.events.push((now, event.action.clone()));
-            }
-        }
-        if let (Some(t), Some(b)) = (tr.as_mut(), balancer.as_ref()) {
-            trace_health(t, &**b, &mut down, now);
-        }
-        if now >= next_progress {
-            if let Some(p) = progress.as_mut() {
-                p(now, total_ms);
-            }
-            next_progress += PROGRESS_EVERY_MS;
-        }
-        if now >= next_sample {
-            if let Some(totals) = balancer.as_ref().and_then(|b| b.table_totals()) {
-                recorder.borrow_mut().table_sample(now, totals);
-            }
-            next_sample += 60_000;
-        }
-        match world.sim.step() {
-            Ok(true) => {
-                settle(&mut world.sim, tick)?;
-                break;
-            }
-            Ok(false) => {}
-            Err(e) => return Err(SimError::Turmoil(e.to_string())),
-        }
-    }
+    let mut world = build_world(scenario, seed, sim, &recorder, balancer);
+    run_steps(&mut world, scenario, tick, tr.as_mut(), progress)?;
     let elapsed = world.sim.elapsed();
-    if let Some(b) = &balancer {
-        record_final(&recorder, &**b, elapsed.as_millis() as u64);
+    if let Some(b) = &world.balancer {
+        record_final(&recorder, b, elapsed.as_millis() as u64);
     }
-    if let (Some(t), Some(b)) = (tr.as_mut(), balancer.as_ref()) {
+    if let (Some(t), Some(b)) = (tr.as_mut(), world.balancer.as_ref()) {
         t.table_capacity = b.table_totals().map(|x| x.capacity);
     }
-    let balancer_name = balancer.map_or_else(|| "direct".to_owned(), |b| b.name());
+    let balancer_name = world
+        .balancer
+        .as_ref()
+        .map_or_else(|| "direct".to_owned(), |b| b.name());
     drop(world);
     let report = Report::build(scenario, seed, &balancer_name, elapsed, &recorder.borrow());
     if let Some(t) = tr.as_mut() {
@@ -502,10 +689,115 @@ pub fn simulate(
     Ok((report, tr))
 }
 
+/// How often the tables of several instances are compared (simulated ms).
+const AGREEMENT_EVERY_MS: u64 = 1_000;
+
+/// Applies the events due at `now` (the scenario's, then those earlier events scheduled).
+fn apply_due(
+    world: &mut World<'_>,
+    schedule: &mut Schedule,
+    now: u64,
+    mut tr: Option<&mut Trace>,
+) -> Result<(), SimError> {
+    let mut due: Vec<Action> = schedule.due(now).into_iter().map(|e| e.action).collect();
+    due.extend(world.due_later(now));
+    for action in due {
+        world.apply(&action, now)?;
+        world.recorder.borrow_mut().event(now, action.describe());
+        if matches!(
+            action,
+            Action::HealPeers { .. } | Action::RestartInstance { .. } | Action::AddInstance
+        ) {
+            let agreement = world
+                .balancer
+                .as_ref()
+                .and_then(|b| b.table_agreement())
+                .unwrap_or(1.0);
+            if let Some(m) = world.recorder.borrow_mut().instances_mut() {
+                m.await_convergence(now, action.describe(), agreement);
+            }
+        }
+        if let Some(t) = tr.as_deref_mut() {
+            t.events.push((now, action.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Steps the simulation until every client is done, firing events and taking samples.
+fn run_steps(
+    world: &mut World<'_>,
+    scenario: &Scenario,
+    tick: Duration,
+    mut tr: Option<&mut Trace>,
+    mut progress: Option<Box<dyn FnMut(u64, u64)>>,
+) -> Result<(), SimError> {
+    let total_ms = scenario.duration.get().as_millis() as u64;
+    let mut down: Vec<String> = Vec::new();
+    let mut next_progress = PROGRESS_EVERY_MS;
+    let mut schedule = Schedule::new(&scenario.events);
+    let mut next_sample = 0u64;
+    let mut next_agreement = 0u64;
+    loop {
+        let now = world.sim.elapsed().as_millis() as u64;
+        apply_due(world, &mut schedule, now, tr.as_deref_mut())?;
+        if let (Some(t), Some(b)) = (tr.as_deref_mut(), world.balancer.as_ref()) {
+            trace_health(t, b, &mut down, now);
+        }
+        if now >= next_progress {
+            if let Some(p) = progress.as_mut() {
+                p(now, total_ms);
+            }
+            next_progress += PROGRESS_EVERY_MS;
+        }
+        if now >= next_sample {
+            if let Some(totals) = world.balancer.as_ref().and_then(|b| b.table_totals()) {
+                world.recorder.borrow_mut().table_sample(now, totals);
+            }
+            next_sample += 60_000;
+        }
+        sample_replication(world, now);
+        if now >= next_agreement {
+            sample_agreement(world, now);
+            next_agreement += AGREEMENT_EVERY_MS;
+        }
+        match world.sim.step() {
+            Ok(true) => {
+                settle(&mut world.sim, tick)?;
+                return Ok(());
+            }
+            Ok(false) => {}
+            Err(e) => return Err(SimError::Turmoil(e.to_string())),
+        }
+    }
+}
+
+/// Reads what the instances stored and received since the last step (replication lag).
+fn sample_replication(world: &World<'_>, now: u64) {
+    let Some(b) = world.balancer.as_ref() else {
+        return;
+    };
+    let updates = b.replication_updates();
+    if updates.is_empty() {
+        return;
+    }
+    if let Some(m) = world.recorder.borrow_mut().instances_mut() {
+        m.replication_updates(now, &updates);
+    }
+}
+
+/// Compares the instances' tables (runs with several instances only).
+fn sample_agreement(world: &World<'_>, now: u64) {
+    let mut rec = world.recorder.borrow_mut();
+    let Some(m) = rec.instances_mut() else { return };
+    if let Some(a) = world.balancer.as_ref().and_then(|b| b.table_agreement()) {
+        m.agreement_sample(now, a);
+    }
+}
+
 /// Records which servers the balancer's health checks turned DOWN or UP since the last step.
-fn trace_health(t: &mut Trace, b: &dyn BalancerHost, down: &mut Vec<String>, now: u64) {
-    let mut now_down = b.down_servers();
-    now_down.sort();
+fn trace_health(t: &mut Trace, b: &Instances, down: &mut Vec<String>, now: u64) {
+    let now_down = b.down_servers();
     for s in now_down.iter().filter(|s| !down.contains(s)) {
         t.health.push(HealthChange {
             at_ms: now,
@@ -526,8 +818,8 @@ fn trace_health(t: &mut Trace, b: &dyn BalancerHost, down: &mut Vec<String>, now
     }
 }
 
-/// Starts every fleet of the scenario on the client host, aimed at `target`.
-fn start_fleets(world: &mut World, scenario: &Scenario, seed: u64, target: &str) {
+/// Starts every fleet of the scenario on the client host, going through the front door.
+fn start_fleets(world: &mut World, scenario: &Scenario, seed: u64) {
     let duration = scenario.duration.get();
     let mut runs = Vec::new();
     for (i, spec) in scenario.fleets.iter().enumerate() {
@@ -535,7 +827,7 @@ fn start_fleets(world: &mut World, scenario: &Scenario, seed: u64, target: &str)
             index: i,
             spec: spec.clone(),
             seed,
-            target: target.to_owned(),
+            door: world.door.clone(),
             end_ms: spec
                 .until
                 .map_or(duration, |u| u.get().min(duration))
@@ -557,12 +849,18 @@ fn start_fleets(world: &mut World, scenario: &Scenario, seed: u64, target: &str)
     });
 }
 
-/// The balancer's table totals and affinity counts at the end of the run.
-fn record_final(recorder: &Rc<RefCell<Recorder>>, b: &dyn BalancerHost, end: u64) {
+/// The balancer's table totals and affinity counts at the end of the run (and per instance).
+fn record_final(recorder: &Rc<RefCell<Recorder>>, b: &Instances, end: u64) {
     if let Some(totals) = b.table_totals() {
         recorder.borrow_mut().table_sample(end, totals);
     }
     if let Some(counts) = b.affinity_counts() {
         recorder.borrow_mut().set_affinity(counts);
+    }
+    let mut rec = recorder.borrow_mut();
+    if let Some(m) = rec.instances_mut() {
+        for (i, x) in b.all().iter().enumerate() {
+            m.set_final(i, x.balancer.affinity_counts(), x.balancer.table_totals());
+        }
     }
 }

@@ -15,10 +15,12 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use tether_core::config::{self, Config};
+use tether_core::engine::peers::{self, PeersService};
 use tether_core::engine::runtime::{build, Runtime};
 use tether_core::engine::{ConnectionRecord, LogSink, Process, Termination};
 use tether_core::server::AdminState as EngineAdmin;
 use tether_core::stick::StickStats;
+use tether_core::stick::{Origin, Since};
 use tether_core::Timestamp;
 
 use crate::balancer::{Admin, AdminState, BalancerEnv, BalancerHost, ServerAddr};
@@ -135,9 +137,50 @@ impl LogSink for OutcomeSink {
     }
 }
 
+/// The simulator's peers port on every balancer instance.
+pub const PEERS_PORT: u16 = 10_000;
+
+/// Name of the peers section the simulator gives replicating instances.
+const PEERS_SECTION: &str = "sim";
+
+/// Who an instance replicates with: its own peer name and every instance's (its own included,
+/// as in a shared haproxy.cfg `peers` section), each reached on [`PEERS_PORT`] of its host.
+#[derive(Clone, Debug)]
+pub struct Replication {
+    /// This instance's peer name (its host).
+    pub local: String,
+    /// Every instance's peer name (host), including instances added later in the run.
+    pub roster: Vec<String>,
+    /// Seed of the reconnect jitter.
+    pub seed: u64,
+}
+
+impl Replication {
+    fn section(&self) -> config::peers::PeersSection {
+        config::peers::PeersSection {
+            name: PEERS_SECTION.to_owned(),
+            local: self.local.clone(),
+            bind: Some(format!("0.0.0.0:{PEERS_PORT}")),
+            peers: self
+                .roster
+                .iter()
+                .map(|h| config::peers::PeerEntry {
+                    name: h.clone(),
+                    address: format!("{h}:{PEERS_PORT}"),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The engine on the balancer host.
 pub struct EngineHost {
     base: Config,
+    replication: Option<Replication>,
+    /// The running peers service (replicating instances), replaced on every restart.
+    peers: Rc<RefCell<Option<PeersService>>>,
+    /// Per table, the last feed update the replication probe has read.
+    feed_cursors: RefCell<Vec<u32>>,
     servers: RefCell<Vec<ServerAddr>>,
     /// The running process: set by the host's software once it has bound, replaced on a
     /// balancer restart.
@@ -159,11 +202,51 @@ impl EngineHost {
         }
         Ok(EngineHost {
             base,
+            replication: None,
+            peers: Rc::default(),
+            feed_cursors: RefCell::default(),
             servers: RefCell::new(Vec::new()),
             process: Rc::default(),
             outcomes: Arc::default(),
             retired: Cell::new(StickStats::default()),
         })
+    }
+
+    /// Replicates this instance's tables with its peers (HAProxy's peers protocol, the
+    /// engine's own driver over turmoil).
+    pub fn with_replication(mut self, replication: Replication) -> Self {
+        self.replication = Some(replication);
+        self
+    }
+
+    /// Updates stored in this instance's shared tables since the last call, as (table number
+    /// and key, stored from traffic here rather than by a peer), oldest first.
+    pub fn new_updates(&self) -> Vec<(Vec<u8>, bool)> {
+        let Some(be) = self.backend() else {
+            return Vec::new();
+        };
+        let mut cursors = self.feed_cursors.borrow_mut();
+        let mut out = Vec::new();
+        for (n, table) in be.tables.iter().enumerate() {
+            let Some(feed) = table.feed() else { continue };
+            if cursors.len() <= n {
+                cursors.resize(n + 1, 0);
+            }
+            let updates = feed.updates.lock().unwrap_or_else(|e| e.into_inner());
+            match updates.since(cursors[n], usize::MAX) {
+                Since::Entries(entries, next) => {
+                    for e in entries {
+                        let mut key = vec![n as u8];
+                        key.extend_from_slice(&e.key);
+                        out.push((key, e.origin == Origin::Local));
+                    }
+                    cursors[n] = next;
+                }
+                // A new process's table, or more updates than the backlog keeps: skip ahead.
+                Since::Gap => cursors[n] = updates.last_id(),
+            }
+        }
+        out
     }
 
     /// Builds the native config from a scenario's `[balancer.config]`: optional `global`, a single
@@ -280,6 +363,10 @@ impl EngineHost {
         fe.bind = vec![format!("0.0.0.0:{port}")];
         fe.accept_proxy = true;
         c.frontends = vec![fe];
+        if let Some(r) = &self.replication {
+            c.peers = Some(r.section());
+            c.backends[0].stick_table.peers = Some(PEERS_SECTION.to_owned());
+        }
         c
     }
 
@@ -309,11 +396,23 @@ impl BalancerHost for EngineHost {
             self.retired.set(add_stats(self.retired.get(), lost));
         }
         let process_slot = self.process.clone();
+        let peers_slot = self.peers.clone();
+        let seed = self.replication.as_ref().map_or(0, |r| r.seed);
+        self.feed_cursors.borrow_mut().clear();
         let sink = self.outcomes.clone();
         Box::pin(async move {
-            // A (re)started balancer starts with empty tables.
+            // A (re)started balancer starts with empty tables (its peers teach it theirs).
             let runtime = build(&config, None).map_err(|e| e.to_string())?;
             let process = Process::start(TurmoilNet, runtime, sink).await?;
+            let service = match config.peers.clone() {
+                Some(section) => {
+                    let view = Arc::new(process.view());
+                    let clock = process.context().clock;
+                    Some(peers::start(TurmoilNet, section, view, clock, seed).await?)
+                }
+                None => None,
+            };
+            *peers_slot.borrow_mut() = service;
             *process_slot.borrow_mut() = Some(process);
             // The process's tasks serve until the host crashes or restarts.
             std::future::pending::<()>().await;
@@ -378,6 +477,28 @@ impl BalancerHost for EngineHost {
 
     fn affinity_counts(&self) -> Option<AffinityCounts> {
         Some(self.outcomes.snapshot())
+    }
+
+    fn replication_updates(&self) -> Vec<(Vec<u8>, bool)> {
+        self.new_updates()
+    }
+
+    fn table_keys(&self) -> Option<Vec<(Vec<u8>, String)>> {
+        let be = self.backend()?;
+        be.tables.iter().next()?;
+        let mut out = Vec::new();
+        for (n, table) in be.tables.iter().enumerate() {
+            for e in table.entries(Timestamp::ZERO) {
+                let mut key = vec![n as u8];
+                key.extend_from_slice(&e.key);
+                let server = be
+                    .servers
+                    .get(e.server.index())
+                    .map_or_else(String::new, |s| s.name.clone());
+                out.push((key, server));
+            }
+        }
+        Some(out)
     }
 
     fn down_servers(&self) -> Vec<String> {

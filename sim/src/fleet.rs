@@ -15,6 +15,7 @@ use tether_core::engine::proxy_protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::client::{self, client_hello, ClientKind, ClientSession, Exchange, Failure, HelloShape};
+use crate::frontdoor::SharedFrontDoor;
 use crate::metrics::{ConnectionRecord, SharedRecorder};
 use crate::rng::Rng;
 use crate::scenario::SimDuration;
@@ -184,8 +185,8 @@ pub struct FleetRun {
     pub spec: FleetSpec,
     /// Scenario seed.
     pub seed: u64,
-    /// Host the clients connect to (the balancer, or a server in direct mode).
-    pub target: String,
+    /// Where each connection goes (a balancer instance, or the server in direct mode).
+    pub door: SharedFrontDoor,
     /// No visit starts after this simulated time (ms).
     pub end_ms: u64,
     /// Connect timeout.
@@ -223,13 +224,17 @@ async fn simulated_client(run: Rc<FleetRun>, c: usize) {
     }
     tokio::time::sleep(first).await;
     loop {
+        // DNS round robin: one lookup per visit (None for the other spreads).
+        let resolved = run.door.borrow_mut().resolve();
         for k in 0..spec.connections_per_visit {
             if k > 0 {
                 tokio::time::sleep(spec.connection_gap.sample(&mut rng)).await;
             }
             port_seq = port_seq.wrapping_add(1);
             let source = SocketAddr::new(ip, 1024 + (port_seq % 64_000) as u16);
-            let record = one_connection(&run, &mut session, &mut rng, source).await;
+            let target = run.door.borrow().pick(source, resolved);
+            let target = target.map(|i| (i, run.door.borrow().host(i).to_owned()));
+            let record = one_connection(&run, &mut session, &mut rng, source, target).await;
             run.recorder
                 .borrow_mut()
                 .connection_ended(&spec.name, record, now_ms());
@@ -248,6 +253,7 @@ async fn one_connection(
     session: &mut ClientSession,
     rng: &mut Rng,
     source: SocketAddr,
+    target: Option<(usize, String)>,
 ) -> ConnectionRecord {
     let spec = &run.spec;
     let start_ms = now_ms();
@@ -259,6 +265,7 @@ async fn one_connection(
         resumed: false,
         latency_ms: None,
         failure: None,
+        instance: target.as_ref().map_or(0, |t| t.0),
     };
     let hello = client_hello(
         kind,
@@ -274,9 +281,14 @@ async fn one_connection(
         response_bytes: spec.response_bytes,
         hold: spec.hold.sample(rng),
     };
+    let Some((_, target)) = target else {
+        // No instance announced: the connection goes nowhere.
+        record.failure = Some(Failure::Connect);
+        return record;
+    };
     let connect = tokio::time::timeout(
         run.connect_timeout,
-        turmoil::net::TcpStream::connect((run.target.as_str(), TLS_PORT)),
+        turmoil::net::TcpStream::connect((target.as_str(), TLS_PORT)),
     )
     .await;
     let stream = match connect {
@@ -286,7 +298,7 @@ async fn one_connection(
             return record;
         }
     };
-    let destination = SocketAddr::new(turmoil::lookup(run.target.as_str()), TLS_PORT);
+    let destination = SocketAddr::new(turmoil::lookup(target.as_str()), TLS_PORT);
     let (mut rd, mut wr) = stream.into_split();
     let mut first = proxy_protocol::encode_v2(source, destination);
     first.extend_from_slice(&hello);

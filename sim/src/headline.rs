@@ -28,6 +28,15 @@ pub struct Headline {
     pub p99_ms: u64,
     /// Each expectation of the scenario, in order: held or not.
     pub expectations: Vec<bool>,
+    /// Resumption rate per minute, for the band across seeds.
+    #[serde(default)]
+    pub resumption_per_minute: Vec<f64>,
+    /// Affinity rate per minute (empty without a stick table).
+    #[serde(default)]
+    pub affinity_per_minute: Vec<f64>,
+    /// The run's length in seconds (where a partial last minute ends).
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 impl Headline {
@@ -41,6 +50,9 @@ impl Headline {
             imbalance: report.imbalance.max_over_mean,
             p99_ms: report.overall.connect_latency_p99_ms,
             expectations: checked.iter().map(|c| c.pass).collect(),
+            resumption_per_minute: report.series.resumption_rate.clone(),
+            affinity_per_minute: report.series.affinity_rate.clone(),
+            seconds: report.simulated_seconds,
         }
     }
 }
@@ -153,6 +165,9 @@ mod tests {
             imbalance: 1.5,
             p99_ms: 40,
             expectations: vec![true, false],
+            resumption_per_minute: vec![0.1, 0.2],
+            affinity_per_minute: vec![],
+            seconds: 120.0,
         };
         let line = serde_json::to_string(&h).expect("json");
         assert_eq!(serde_json::from_str::<Headline>(&line).expect("parse"), h);

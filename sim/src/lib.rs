@@ -8,6 +8,7 @@
 
 pub mod balancer;
 pub mod client;
+pub mod compare;
 pub mod cost;
 pub mod cost_report;
 mod driver;
@@ -15,22 +16,29 @@ pub mod engine_host;
 pub mod events;
 pub mod expect;
 pub mod fleet;
+pub mod frontdoor;
 pub mod headline;
+pub mod instance_metrics;
+pub mod instances;
 pub mod metrics;
 pub mod net;
 pub mod plot;
+pub mod replication_lag;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod seeds_plot;
+pub mod shard;
 pub mod swarm;
 pub mod sweep;
 pub mod tls_server;
 pub mod tls_wire;
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 pub use balancer::{BalancerEnv, BalancerHost, RoundRobinRelay};
-pub use driver::{ClientTrace, HealthChange, Trace};
+pub use driver::{server_name, ClientTrace, HealthChange, Trace};
 pub use report::Report;
 pub use scenario::Scenario;
 pub use tether_core::config::Config;
@@ -99,46 +107,100 @@ pub fn run_with_options(
     seed: u64,
     options: RunOptions,
 ) -> Result<Run, SimError> {
-    let engine = |config: Config| -> Result<Rc<engine_host::EngineHost>, SimError> {
-        let host = engine_host::EngineHost::new(config)?;
-        if options.trace {
-            host.sink().enable_trace();
-        }
-        Ok(Rc::new(host))
-    };
-    let mut routes_from: Option<Rc<engine_host::EngineHost>> = None;
-    let balancer: Option<Rc<dyn BalancerHost>> = match (&options.config, scenario.balancer.kind) {
-        (Some(c), _) => {
-            let e = engine(c.clone())?;
-            routes_from = Some(e.clone());
-            Some(e)
-        }
-        (None, scenario::BalancerKind::Direct) => None,
-        (None, scenario::BalancerKind::Relay) => Some(Rc::new(RoundRobinRelay::new(
-            scenario.balancer.connect_timeout.get(),
-        ))),
-        (None, scenario::BalancerKind::Engine) => {
-            let e = engine(engine_host::EngineHost::config_from_scenario(
-                scenario.balancer.config.as_ref(),
-            )?)?;
-            routes_from = Some(e.clone());
-            Some(e)
-        }
+    let engines: Rc<RefCell<Vec<Rc<engine_host::EngineHost>>>> = Rc::default();
+    let make = balancer_factory(scenario, seed, &options, &engines)?;
+    let balancer = match make {
+        Some(make) => Some(instances::Instances::new(
+            scenario.balancer.instances.max(1),
+            make,
+        )?),
+        None => None,
     };
     let (report, mut trace) =
         driver::simulate(scenario, seed, balancer, options.trace, options.progress)?;
-    if let (Some(t), Some(e)) = (trace.as_mut(), routes_from) {
-        t.routes = e.sink().routes();
-        t.engine_end = e.end_state();
+    if let Some(t) = trace.as_mut() {
+        let engines = engines.borrow();
+        if let Some(first) = engines.first() {
+            t.routes = engines.iter().flat_map(|e| e.sink().routes()).collect();
+            t.engine_end = first.end_state();
+        }
     }
     Ok(Run { report, trace })
 }
 
-/// Runs `scenario` with `seed` on the given balancer (the seam for tether's engine).
+/// What builds each balancer instance: tether's engine (every one created is kept in
+/// `engines`, for traces), the relay, or nothing in direct mode.
+fn balancer_factory(
+    scenario: &Scenario,
+    seed: u64,
+    options: &RunOptions,
+    engines: &Rc<RefCell<Vec<Rc<engine_host::EngineHost>>>>,
+) -> Result<Option<instances::MakeBalancer>, SimError> {
+    let config = match (&options.config, scenario.balancer.kind) {
+        (Some(c), _) => c.clone(),
+        (None, scenario::BalancerKind::Direct) => return Ok(None),
+        (None, scenario::BalancerKind::Relay) => {
+            let timeout = scenario.balancer.connect_timeout.get();
+            return Ok(Some(Box::new(move || {
+                Ok(Rc::new(RoundRobinRelay::new(timeout)) as Rc<dyn BalancerHost>)
+            })));
+        }
+        (None, scenario::BalancerKind::Engine) => {
+            engine_host::EngineHost::config_from_scenario(scenario.balancer.config.as_ref())?
+        }
+    };
+    let trace = options.trace;
+    let engines = engines.clone();
+    let roster = replication_roster(scenario);
+    Ok(Some(Box::new(move || {
+        let index = engines.borrow().len();
+        let mut host = engine_host::EngineHost::new(config.clone())?;
+        if let Some(roster) = &roster {
+            host = host.with_replication(engine_host::Replication {
+                local: frontdoor::instance_host(index),
+                roster: roster.clone(),
+                seed: seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            });
+        }
+        let host = Rc::new(host);
+        if trace {
+            host.sink().enable_trace();
+        }
+        engines.borrow_mut().push(host.clone());
+        Ok(host as Rc<dyn BalancerHost>)
+    })))
+}
+
+/// Every instance that will exist in the run (those added by events too), when the scenario
+/// replicates: each instance's peers section lists them all from the start, and a peer whose
+/// host does not exist yet is simply unreachable until it does.
+fn replication_roster(scenario: &Scenario) -> Option<Vec<String>> {
+    let r = scenario.balancer.replication.as_ref()?;
+    if !r.enabled {
+        return None;
+    }
+    let added = scenario
+        .events
+        .iter()
+        .filter(|e| e.action == events::Action::AddInstance)
+        .count();
+    let total = scenario.balancer.instances + added;
+    Some((0..total).map(frontdoor::instance_host).collect())
+}
+
+/// Runs `scenario` with `seed` on the given balancer (the seam for tether's engine); one
+/// instance only, since every instance needs its own state.
 pub fn run_with_balancer(
     scenario: &Scenario,
     seed: u64,
     balancer: Rc<dyn BalancerHost>,
 ) -> Result<Report, SimError> {
+    if scenario.balancer.instances != 1 {
+        return Err(SimError::Scenario(
+            "run_with_balancer runs one balancer instance; set balancer.instances = 1".into(),
+        ));
+    }
+    let make: instances::MakeBalancer = Box::new(move || Ok(balancer.clone()));
+    let balancer = instances::Instances::new(1, make)?;
     Ok(driver::simulate(scenario, seed, Some(balancer), false, None)?.0)
 }

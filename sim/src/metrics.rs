@@ -29,6 +29,8 @@ pub struct ConnectionRecord {
     pub latency_ms: Option<u64>,
     /// How the connection failed, if it did.
     pub failure: Option<Failure>,
+    /// The balancer instance it was sent to (0 with one balancer).
+    pub instance: usize,
 }
 
 /// Running totals for one fleet (or all of them).
@@ -42,7 +44,7 @@ pub struct FleetTally {
 }
 
 impl FleetTally {
-    fn add(&mut self, r: &ConnectionRecord) {
+    pub(crate) fn add(&mut self, r: &ConnectionRecord) {
         self.connections += 1;
         self.attempts += u64::from(r.attempted);
         self.resumptions += u64::from(r.resumed);
@@ -161,6 +163,8 @@ pub struct Recorder {
     cpu: BTreeMap<String, CpuTally>,
     /// Handshake latencies per fleet per minute (of the connection's start).
     fleet_minutes: BTreeMap<String, BTreeMap<u64, Vec<u64>>>,
+    /// Per balancer instance, when there are several.
+    instances: Option<crate::instance_metrics::InstanceMetrics>,
 }
 
 /// One server's CPU over the run (only with a cost model).
@@ -270,6 +274,9 @@ impl Recorder {
 
     /// A client connection ended.
     pub fn connection(&mut self, fleet: &str, r: ConnectionRecord) {
+        if let Some(i) = self.instances.as_mut() {
+            i.connection(&r);
+        }
         self.fleets.entry(fleet.to_owned()).or_default().add(&r);
         self.overall.add(&r);
         if let Some(l) = r.latency_ms {
@@ -361,6 +368,21 @@ impl Recorder {
         &self.table
     }
 
+    /// Starts counting per balancer instance (runs with several).
+    pub fn track_instances(&mut self, metrics: crate::instance_metrics::InstanceMetrics) {
+        self.instances = Some(metrics);
+    }
+
+    /// The per-instance figures, when tracked.
+    pub fn instances(&self) -> Option<&crate::instance_metrics::InstanceMetrics> {
+        self.instances.as_ref()
+    }
+
+    /// The per-instance figures, to add samples to.
+    pub fn instances_mut(&mut self) -> Option<&mut crate::instance_metrics::InstanceMetrics> {
+        self.instances.as_mut()
+    }
+
     /// Applied events (ms, description), in order.
     pub fn events(&self) -> &[(u64, String)] {
         &self.events
@@ -399,6 +421,18 @@ pub struct OutcomeTally {
 }
 
 impl OutcomeTally {
+    /// Adds another set of connections' outcomes (another balancer instance's).
+    pub fn merge(&mut self, other: &OutcomeTally) {
+        for (o, n) in &other.outcomes {
+            *self.outcomes.entry(*o).or_default() += n;
+        }
+        self.keyed_lookups += other.keyed_lookups;
+        self.hits += other.hits;
+        self.nosrv += other.nosrv;
+        self.keys_learned += other.keys_learned;
+        self.affinity_rate = ratio(self.hits, self.keyed_lookups);
+    }
+
     fn add(&mut self, e: &OutcomeEvent) {
         *self.outcomes.entry(e.outcome).or_default() += 1;
         self.keyed_lookups += u64::from(e.keyed);
@@ -458,6 +492,17 @@ impl AffinityCounts {
     pub fn count(&self, outcome: AffinityOutcome) -> u64 {
         self.overall.count(outcome)
     }
+
+    /// Adds another balancer instance's counts.
+    pub fn merge(&mut self, other: &AffinityCounts) {
+        self.overall.merge(&other.overall);
+        for (f, t) in &other.fleets {
+            self.fleets.entry(*f).or_default().merge(t);
+        }
+        for (m, t) in &other.minutes {
+            self.minutes.entry(*m).or_default().merge(t);
+        }
+    }
 }
 
 /// Stick-table totals over the run (summed over the backend's tables, across restarts).
@@ -485,6 +530,25 @@ pub struct TableTotals {
     pub refused: u64,
     /// Entries lost with the tables in balancer restarts.
     pub lost_in_restarts: u64,
+}
+
+impl TableTotals {
+    /// Both sets of tables together (two balancer instances).
+    pub fn plus(&self, o: &TableTotals) -> TableTotals {
+        TableTotals {
+            capacity: self.capacity + o.capacity,
+            entries: self.entries + o.entries,
+            inserted: self.inserted + o.inserted,
+            updated: self.updated + o.updated,
+            refreshed: self.refreshed + o.refreshed,
+            hits: self.hits + o.hits,
+            misses: self.misses + o.misses,
+            evicted: self.evicted + o.evicted,
+            expired: self.expired + o.expired,
+            refused: self.refused + o.refused,
+            lost_in_restarts: self.lost_in_restarts + o.lost_in_restarts,
+        }
+    }
 }
 
 /// Load spread over servers.
@@ -578,6 +642,7 @@ mod tests {
             resumed: false,
             latency_ms: None,
             failure: Some(Failure::Connect),
+            instance: 0,
         };
         r.connection("f", base);
         r.connection(

@@ -22,6 +22,9 @@ pub fn write_plots(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, SimError
     if !report.series.table_occupancy.is_empty() {
         charts.push(("table", Chart::Table));
     }
+    if report.instances.is_some() {
+        charts.push(("instances", Chart::Instances));
+    }
     if report.cost.is_some() {
         charts.push(("cpu", Chart::Cpu));
     }
@@ -90,7 +93,8 @@ where
     root.present().map_err(|e| plot_error(file, e))
 }
 
-fn plot_error(file: &Path, e: impl std::fmt::Display) -> SimError {
+/// A plotting failure, naming the file being drawn.
+pub(crate) fn plot_error(file: &Path, e: impl std::fmt::Display) -> SimError {
     SimError::Plot {
         file: file.display().to_string(),
         reason: e.to_string(),
@@ -102,30 +106,109 @@ enum Chart {
     Load,
     Resumption,
     Table,
+    Instances,
     Cpu,
 }
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A legend entry's swatch: a filled bar in the series' colour, thick enough to read as that
+/// colour at a glance (a 1-pixel line reads as black).
+pub(crate) fn swatch<C: Color>(color: C) -> impl Fn((i32, i32)) -> Rectangle<(i32, i32)> {
+    let style = color.filled();
+    move |(x, y)| Rectangle::new([(x, y - 3), (x + 18, y + 3)], style)
+}
+
+/// How the per-minute buckets sit on the time axis: the run's last bucket may be a partial
+/// minute, whose counts are scaled to a per-minute rate so the curve does not appear to
+/// collapse at the end.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Minutes {
+    /// Buckets in the series.
+    pub buckets: usize,
+    /// The run's length in minutes (the x axis's end).
+    pub end: f64,
+}
+
+impl Minutes {
+    /// The buckets of a run of `seconds` with `buckets` per-minute values. A last bucket under
+    /// 10 s (the run's final instant) is not drawn: its few events would read as a swing.
+    pub fn of(seconds: f64, buckets: usize) -> Self {
+        let end = seconds / 60.0;
+        let last = buckets.saturating_sub(1) as f64;
+        let buckets = if buckets > 1 && end - last < 1.0 / 6.0 {
+            buckets - 1
+        } else {
+            buckets
+        };
+        let end = end.clamp(
+            buckets.saturating_sub(1) as f64 + 1.0 / 6.0,
+            buckets.max(1) as f64,
+        );
+        Minutes { buckets, end }
+    }
+
+    /// The width of bucket `m` in minutes (1, or less for the last, partial one; at least 10 s,
+    /// so a sliver of a bucket is not blown up).
+    pub fn width(self, m: usize) -> f64 {
+        (self.end - m as f64).clamp(1.0 / 6.0, 1.0)
+    }
+
+    /// Where bucket `m` is drawn: its middle.
+    pub fn x(self, m: usize) -> f64 {
+        m as f64 + self.width(m) / 2.0
+    }
+
+    /// A count in bucket `m` as a per-minute rate.
+    pub fn rate(self, m: usize, count: u64) -> f64 {
+        count as f64 / self.width(m)
+    }
+
+    /// The last bucket's length in seconds when it is a partial minute.
+    pub fn partial_seconds(self) -> Option<f64> {
+        let last = self.buckets.checked_sub(1)?;
+        let w = self.width(last);
+        (w < 0.999).then_some(w * 60.0)
+    }
+}
+
+/// A note under a per-minute chart when its last bucket is a partial minute.
+fn partial_note<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, m: Minutes) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    if let Some(s) = m.partial_seconds() {
+        let (w, h) = root.dim_in_pixel();
+        root.draw(&Text::new(
+            format!("last point: a partial minute ({s:.0} s), scaled to per minute"),
+            (w as i32 - 330, h as i32 - 16),
+            ("sans-serif", 12).into_font().color(&BLACK.mix(0.6)),
+        ))?;
+    }
+    Ok(())
+}
 
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Report, chart: Chart) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE)?;
-    let minutes = r.series.connections.len().max(1) as f64;
+    let minutes = Minutes::of(r.simulated_seconds, r.series.connections.len());
     match chart {
-        Chart::Load => draw_load(root, r, minutes),
-        Chart::Resumption => draw_resumption(root, r, minutes),
-        Chart::Table => draw_table(root, r),
-        Chart::Cpu => draw_cpu(root, r, minutes),
+        Chart::Load => draw_load(root, r, minutes)?,
+        Chart::Resumption => draw_resumption(root, r, minutes)?,
+        Chart::Table => draw_table(root, r, minutes)?,
+        Chart::Instances => draw_instances(root, r, minutes)?,
+        Chart::Cpu => draw_cpu(root, r, minutes)?,
     }
+    partial_note(root, minutes)
 }
 
 /// Connections per server per minute.
 fn draw_load<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     r: &Report,
-    minutes: f64,
+    minutes: Minutes,
 ) -> DrawResult
 where
     DB::ErrorType: 'static,
@@ -134,10 +217,8 @@ where
         .series
         .connections_per_server
         .values()
-        .flat_map(|v| v.iter().copied())
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
+        .flat_map(|v| v.iter().enumerate().map(|(m, &y)| minutes.rate(m, y)))
+        .fold(1.0, f64::max);
     let mut c = ChartBuilder::on(root)
         .caption(
             format!("{}: connections per server per minute", r.scenario),
@@ -146,21 +227,22 @@ where
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(60)
-        .build_cartesian_2d(0f64..minutes, 0f64..top * 1.1)?;
+        .build_cartesian_2d(0f64..minutes.end, 0f64..top * 1.1)?;
     c.configure_mesh()
         .x_desc("minute")
-        .y_desc("connections")
+        .y_desc("connections per minute")
         .draw()?;
     for (i, (name, v)) in r.series.connections_per_server.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         c.draw_series(LineSeries::new(
             v.iter()
+                .take(minutes.buckets)
                 .enumerate()
-                .map(|(m, &y)| (m as f64 + 0.5, y as f64)),
+                .map(|(m, &y)| (minutes.x(m), minutes.rate(m, y))),
             color.stroke_width(2),
         ))?
         .label(name.clone())
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+        .legend(swatch(color));
     }
     c.configure_series_labels()
         .background_style(WHITE.mix(0.8))
@@ -169,11 +251,15 @@ where
     Ok(())
 }
 
-/// Resumption and affinity rates per minute.
+/// Where event labels go: above the rates (which stop at 1.0), in rows so that neighbouring
+/// labels do not overlap.
+const LABEL_ROWS: [f64; 3] = [1.27, 1.19, 1.11];
+
+/// Resumption and affinity rates per minute, with the events marked.
 fn draw_resumption<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     r: &Report,
-    minutes: f64,
+    minutes: Minutes,
 ) -> DrawResult
 where
     DB::ErrorType: 'static,
@@ -186,43 +272,128 @@ where
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(60)
-        .build_cartesian_2d(0f64..minutes, 0f64..1.05f64)?;
+        .build_cartesian_2d(0f64..minutes.end, 0f64..1.32f64)?;
     c.configure_mesh()
         .x_desc("minute")
         .y_desc("resumed / handshakes")
+        .y_label_formatter(&|y| {
+            if *y <= 1.0 + 1e-9 {
+                format!("{y:.1}")
+            } else {
+                String::new()
+            }
+        })
         .draw()?;
-    c.draw_series(LineSeries::new(
-        r.series
-            .resumption_rate
-            .iter()
-            .enumerate()
-            .map(|(m, &y)| (m as f64 + 0.5, y)),
-        BLUE.stroke_width(2),
-    ))?
-    .label("resumed / handshakes")
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
-    if !r.series.affinity_rate.is_empty() {
+    let lines = [
+        ("resumed / handshakes", BLUE, &r.series.resumption_rate),
+        (
+            "affinity: hits / keyed lookups",
+            GREEN,
+            &r.series.affinity_rate,
+        ),
+    ];
+    for (name, color, values) in lines {
+        if values.is_empty() {
+            continue;
+        }
         c.draw_series(LineSeries::new(
-            r.series
-                .affinity_rate
+            values
                 .iter()
+                .take(minutes.buckets)
                 .enumerate()
-                .map(|(m, &y)| (m as f64 + 0.5, y)),
-            GREEN.stroke_width(2),
+                .map(|(m, &y)| (minutes.x(m), y)),
+            color.stroke_width(2),
         ))?
-        .label("affinity: hits / keyed lookups")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], GREEN));
+        .label(name)
+        .legend(swatch(color));
+    }
+    for (i, e) in r.events.iter().enumerate() {
+        let x = e.at_seconds / 60.0;
+        c.draw_series(std::iter::once(PathElement::new(
+            vec![(x, 0.0), (x, LABEL_ROWS[i % LABEL_ROWS.len()])],
+            RED.mix(0.7).stroke_width(1),
+        )))?;
+        c.draw_series(std::iter::once(Text::new(
+            e.what.clone(),
+            (x, LABEL_ROWS[i % LABEL_ROWS.len()]),
+            ("sans-serif", 13).into_font().color(&RED),
+        )))?;
+    }
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::LowerLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+/// Affinity per instance and overall, and how far the instances' tables agree, per minute.
+fn draw_instances<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    r: &Report,
+    minutes: Minutes,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let Some(inst) = &r.instances else {
+        return Ok(());
+    };
+    let mut c = ChartBuilder::on(root)
+        .caption(
+            format!(
+                "{}: affinity per instance, table agreement ({}, replication {})",
+                r.scenario,
+                inst.spread.name(),
+                if inst.replication { "on" } else { "off" }
+            ),
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..minutes.end, 0f64..1.05f64)?;
+    c.configure_mesh()
+        .x_desc("minute")
+        .y_desc("rate (0..1)")
+        .draw()?;
+    let mut lines: Vec<(String, RGBAColor, u32, &[f64])> = inst
+        .affinity_per_minute
+        .iter()
+        .enumerate()
+        .map(|(i, (name, v))| {
+            let color = Palette99::pick(i + 1).to_rgba();
+            (format!("affinity {name}"), color, 1, v.as_slice())
+        })
+        .collect();
+    lines.push((
+        "affinity, all instances".into(),
+        BLUE.to_rgba(),
+        3,
+        &r.series.affinity_rate,
+    ));
+    lines.push((
+        "table agreement".into(),
+        BLACK.to_rgba(),
+        2,
+        &inst.table_agreement_per_minute,
+    ));
+    for (name, color, width, v) in lines {
+        c.draw_series(LineSeries::new(
+            v.iter()
+                .take(minutes.buckets)
+                .enumerate()
+                .map(|(m, &y)| (minutes.x(m), y)),
+            color.stroke_width(width),
+        ))?
+        .label(name)
+        .legend(swatch(color));
     }
     for e in &r.events {
         let x = e.at_seconds / 60.0;
         c.draw_series(std::iter::once(PathElement::new(
             vec![(x, 0.0), (x, 1.05)],
             RED.stroke_width(1),
-        )))?;
-        c.draw_series(std::iter::once(Text::new(
-            e.what.clone(),
-            (x, 1.0),
-            ("sans-serif", 14).into_font().color(&RED),
         )))?;
     }
     c.configure_series_labels()
@@ -237,7 +408,7 @@ where
 fn draw_cpu<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     r: &Report,
-    minutes: f64,
+    minutes: Minutes,
 ) -> DrawResult
 where
     DB::ErrorType: 'static,
@@ -256,7 +427,7 @@ where
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(60)
-        .build_cartesian_2d(0f64..minutes, 0f64..1.05f64)?;
+        .build_cartesian_2d(0f64..minutes.end, 0f64..1.05f64)?;
     c.configure_mesh()
         .x_desc("minute")
         .y_desc("busy core time / capacity")
@@ -264,11 +435,14 @@ where
     for (i, (name, v)) in cost.series.utilisation.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         c.draw_series(LineSeries::new(
-            v.iter().enumerate().map(|(m, &y)| (m as f64 + 0.5, y)),
+            v.iter()
+                .take(minutes.buckets)
+                .enumerate()
+                .map(|(m, &y)| (minutes.x(m), (y / minutes.width(m)).min(1.0))),
             color.stroke_width(2),
         ))?
         .label(name.clone())
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+        .legend(swatch(color));
     }
     for e in &r.events {
         let x = e.at_seconds / 60.0;
@@ -291,19 +465,37 @@ where
 }
 
 /// Stick-table occupancy per minute.
-fn draw_table<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Report) -> DrawResult
+fn draw_table<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    r: &Report,
+    minutes: Minutes,
+) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
     let v = &r.series.table_occupancy;
+    let per_minute = |values: &[u64]| -> Vec<(f64, f64)> {
+        values
+            .iter()
+            .take(minutes.buckets)
+            .enumerate()
+            .map(|(m, &y)| (minutes.x(m), minutes.rate(m, y)))
+            .collect()
+    };
     let top = v
         .iter()
-        .chain(&r.series.table_evictions)
-        .chain(&r.series.table_expirations)
-        .copied()
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
+        .map(|&y| y as f64)
+        .chain(
+            per_minute(&r.series.table_evictions)
+                .into_iter()
+                .map(|p| p.1),
+        )
+        .chain(
+            per_minute(&r.series.table_expirations)
+                .into_iter()
+                .map(|p| p.1),
+        )
+        .fold(1.0, f64::max);
     let mut c = ChartBuilder::on(root)
         .caption(
             format!(
@@ -315,34 +507,59 @@ where
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..(v.len().max(1) as f64), 0f64..top * 1.1)?;
+        .build_cartesian_2d(0f64..minutes.end, 0f64..top * 1.1)?;
     c.configure_mesh()
         .x_desc("minute")
         .y_desc("entries")
         .draw()?;
     c.draw_series(LineSeries::new(
-        v.iter().enumerate().map(|(m, &y)| (m as f64, y as f64)),
+        v.iter()
+            .take(minutes.buckets)
+            .enumerate()
+            .map(|(m, &y)| (minutes.x(m), y as f64)),
         GREEN.stroke_width(2),
     ))?
     .label("entries")
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], GREEN));
+    .legend(swatch(GREEN));
     for (name, color, values) in [
-        ("evicted in the minute", RED, &r.series.table_evictions),
-        ("expired in the minute", BLUE, &r.series.table_expirations),
+        ("evicted per minute", RED, &r.series.table_evictions),
+        ("expired per minute", BLUE, &r.series.table_expirations),
     ] {
-        c.draw_series(LineSeries::new(
-            values
-                .iter()
-                .enumerate()
-                .map(|(m, &y)| (m as f64, y as f64)),
-            color.stroke_width(1),
-        ))?
-        .label(name)
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+        c.draw_series(LineSeries::new(per_minute(values), color.stroke_width(1)))?
+            .label(name)
+            .legend(swatch(color));
     }
     c.configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_last_minute_is_scaled_to_a_rate_and_placed_in_its_middle() {
+        let m = Minutes::of(630.0, 11);
+        assert_eq!(m.end, 10.5);
+        assert_eq!((m.x(0), m.rate(0, 100)), (0.5, 100.0));
+        // 50 connections in the last 30 s are 100 per minute, drawn at 10.25 min.
+        assert_eq!((m.x(10), m.rate(10, 50)), (10.25, 100.0));
+        assert_eq!(m.partial_seconds(), Some(30.0));
+        assert_eq!(Minutes::of(600.0, 10).partial_seconds(), None);
+    }
+
+    #[test]
+    fn a_sliver_of_a_last_bucket_is_not_drawn() {
+        let m = Minutes::of(600.5, 11);
+        assert_eq!((m.buckets, m.end), (10, 10.0));
+        assert_eq!(m.partial_seconds(), None);
+        let m = Minutes::of(41.0, 1);
+        assert_eq!(
+            (m.buckets, m.partial_seconds().map(f64::round)),
+            (1, Some(41.0))
+        );
+    }
 }

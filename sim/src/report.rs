@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::instance_metrics::InstancesReport;
 use crate::metrics::{
     ratio, FleetStats, Imbalance, OutcomeTally, Recorder, ServerStats, TableTotals,
 };
@@ -37,6 +38,9 @@ pub struct Report {
     pub affinity: Option<AffinityReport>,
     /// The balancer's stick tables (absent without tables).
     pub table: Option<TableReport>,
+    /// Per balancer instance, table agreement and convergence (runs with several instances).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<InstancesReport>,
     /// Events as applied.
     pub events: Vec<EventRecord>,
     /// One-minute time series.
@@ -178,6 +182,7 @@ impl Report {
             imbalance: Imbalance::of(&loads),
             affinity,
             table,
+            instances: rec.instances().map(|i| i.report()),
             events: rec
                 .events()
                 .iter()
@@ -213,6 +218,9 @@ impl Report {
         }
         if let Some(t) = &self.table {
             write_table(&mut out, t);
+        }
+        if let Some(i) = &self.instances {
+            write_instances(&mut out, i);
         }
         if let Some(c) = &self.cost {
             c.write_summary(&mut out);
@@ -324,4 +332,60 @@ fn write_table(out: &mut String, t: &TableReport) {
         t.totals.expired,
         t.totals.lost_in_restarts
     );
+}
+
+/// One row per balancer instance, then table agreement and convergence.
+fn write_instances(out: &mut String, r: &InstancesReport) {
+    let _ = writeln!(
+        out,
+        "\n{:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}   (spread {}, replication {})",
+        "instance",
+        "conns",
+        "tried",
+        "resumed",
+        "rate",
+        "affinity",
+        "entries",
+        r.spread.name(),
+        if r.replication { "on" } else { "off" }
+    );
+    for (name, i) in &r.per_instance {
+        let _ = writeln!(
+            out,
+            "{:<22} {:>8} {:>8} {:>8} {:>7.1}% {:>7.1}% {:>9}",
+            name,
+            i.clients.connections,
+            i.clients.resumption_attempts,
+            i.clients.resumptions,
+            i.clients.resumption_success * 100.0,
+            i.affinity.as_ref().map_or(0.0, |a| a.affinity_rate) * 100.0,
+            i.table.map_or(0, |t| t.entries)
+        );
+    }
+    let agreement: Vec<String> = r
+        .table_agreement_per_minute
+        .iter()
+        .map(|a| format!("{:.0}%", a * 100.0))
+        .collect();
+    let _ = writeln!(out, "table agreement per minute: {}", agreement.join(" "));
+    if let Some(l) = &r.replication_lag {
+        let _ = writeln!(
+            out,
+            "replication lag: p50 {} ms, p99 {} ms, max {} ms over {} updates (step {} ms)",
+            l.p50_ms, l.p99_ms, l.max_ms, l.samples, l.resolution_ms
+        );
+    }
+    for c in &r.convergence {
+        let when = c.converged_after_seconds.map_or_else(
+            || "not converged".to_owned(),
+            |s| format!("converged after {s:.0} s"),
+        );
+        let _ = writeln!(
+            out,
+            "after {} at {:.0} s (agreement {:.0}%): {when}",
+            c.after,
+            c.at_seconds,
+            c.agreement_at_event * 100.0
+        );
+    }
 }

@@ -151,6 +151,40 @@ pub struct BalancerSpec {
     /// Connect timeout used by the relay balancer (the engine takes its own from `config`).
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: SimDuration,
+    /// Balancer instances side by side, each its own host and its own tables (default 1).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub instances: usize,
+    /// How clients reach the instances when there are several.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub spread: crate::frontdoor::Spread,
+    /// Stick-table replication between the instances (peers); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationSpec>,
+}
+
+/// Stick-table replication between balancer instances, over the peers protocol.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationSpec {
+    /// Replicate (`false` keeps the section but runs the instances apart).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// One-way latency of the links between instances.
+    #[serde(default = "default_server_latency")]
+    pub latency: SimDuration,
+}
+
+fn one() -> usize {
+    1
+}
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+fn yes() -> bool {
+    true
+}
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 fn default_connect_timeout() -> SimDuration {
@@ -312,6 +346,10 @@ mod tests {
             (
                 "peak-with-failure",
                 include_str!("../scenarios/peak-with-failure.toml"),
+            ),
+            (
+                "multi-balancer",
+                include_str!("../scenarios/multi-balancer.toml"),
             ),
             (
                 "haproxy-seed",

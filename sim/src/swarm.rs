@@ -360,6 +360,7 @@ fn disruptions(trace: &Trace) -> impl Iterator<Item = u64> + '_ {
         matches!(
             a,
             Action::Crash { .. }
+                | Action::HostDown { .. }
                 | Action::Partition { .. }
                 | Action::RestartBalancer
                 | Action::RemoveServer { .. }

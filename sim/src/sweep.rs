@@ -11,15 +11,16 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use plotters::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tether_core::config::Config;
 
+use crate::plot::plot_error;
 use crate::report::Report;
 use crate::scenario::{Scenario, SimDuration};
 use crate::SimError;
 
 /// A knob a sweep can turn.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SweepParam {
     /// Stick-table size (entries) of the balancer's backend.
@@ -32,6 +33,8 @@ pub enum SweepParam {
     FleetSize,
     /// Server session cache timeout (seconds).
     SessionTimeout,
+    /// Balancer instances side by side (the scenario's spread and replication).
+    Instances,
     /// Cores per server (needs `[servers.cost]`).
     Cores,
 }
@@ -47,6 +50,17 @@ impl SweepParam {
         SweepParam::Cores,
     ];
 
+    /// Every parameter a sweep can turn: [`Self::ALL`], and those run only when asked for.
+    pub const KNOWN: [SweepParam; 7] = [
+        SweepParam::TableSize,
+        SweepParam::Expire,
+        SweepParam::Servers,
+        SweepParam::FleetSize,
+        SweepParam::SessionTimeout,
+        SweepParam::Cores,
+        SweepParam::Instances,
+    ];
+
     /// The name used on the command line and in file names.
     pub fn name(self) -> &'static str {
         match self {
@@ -55,6 +69,7 @@ impl SweepParam {
             SweepParam::Servers => "servers",
             SweepParam::FleetSize => "fleet-size",
             SweepParam::SessionTimeout => "session-timeout",
+            SweepParam::Instances => "instances",
             SweepParam::Cores => "cores",
         }
     }
@@ -67,6 +82,7 @@ impl SweepParam {
             SweepParam::Servers => vec![2, 4, 8],
             SweepParam::FleetSize => vec![50, 100, 200],
             SweepParam::SessionTimeout => vec![30, 120, 300, 3_600],
+            SweepParam::Instances => vec![1, 2, 3, 4],
             SweepParam::Cores => vec![1, 2, 4, 8],
         }
     }
@@ -78,6 +94,7 @@ impl SweepParam {
             SweepParam::Expire | SweepParam::SessionTimeout => "s",
             SweepParam::Servers => "servers",
             SweepParam::FleetSize => "% of clients",
+            SweepParam::Instances => "instances",
             SweepParam::Cores => "cores",
         }
     }
@@ -131,6 +148,20 @@ impl SweepParam {
                 })?;
                 cost.cores = u32::try_from(value.clamp(1, 4096)).unwrap_or(1);
             }
+            SweepParam::Instances => {
+                let max = crate::driver::MAX_INSTANCES as u64;
+                if !(1..=max).contains(&value) {
+                    return Err(SimError::Scenario(format!(
+                        "sweeping instances: {value} is not between 1 and {max}"
+                    )));
+                }
+                s.balancer.instances = value as usize;
+                // Each point is N instances in steady state: events that crash, add, upgrade
+                // or cut instances would make the points incomparable, and are left out.
+                s.events.retain(|e| {
+                    e.action.instance().is_none() && e.action != crate::events::Action::AddInstance
+                });
+            }
         }
         Ok((s, c))
     }
@@ -140,11 +171,11 @@ impl FromStr for SweepParam {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        SweepParam::ALL
+        SweepParam::KNOWN
             .into_iter()
             .find(|p| p.name() == text)
             .ok_or_else(|| {
-                let names: Vec<&str> = SweepParam::ALL.iter().map(|p| p.name()).collect();
+                let names: Vec<&str> = SweepParam::KNOWN.iter().map(|p| p.name()).collect();
                 format!(
                     "unknown sweep parameter {text:?}; use one of {}",
                     names.join(", ")
@@ -202,17 +233,19 @@ impl FromStr for Target {
 }
 
 impl Target {
-    /// The measured value on a report (CPU: the busiest server's busiest minute).
-    pub fn measure(&self, r: &Report) -> Option<f64> {
+    /// The measured value of one sweep point (CPU: the busiest server's busiest minute; none
+    /// without a cost model). A point's row carries it, so a sharded sweep's merge judges the
+    /// points the same as an unsharded run.
+    pub fn measure(&self, r: &SweepRow) -> Option<f64> {
         match self.percentile {
-            Some(99) => Some(r.overall.connect_latency_p99_ms as f64),
-            Some(_) => Some(r.overall.connect_latency_p50_ms as f64),
-            None => r.cost.as_ref().and_then(|c| c.peak_utilisation(None)),
+            Some(99) => Some(r.p99_ms as f64),
+            Some(_) => Some(r.p50_ms as f64),
+            None => r.cpu_peak,
         }
     }
 
-    /// Whether the report meets the target.
-    pub fn met(&self, r: &Report) -> bool {
+    /// Whether the point meets the target.
+    pub fn met(&self, r: &SweepRow) -> bool {
         self.measure(r).is_some_and(|v| {
             if self.inclusive {
                 v <= self.bound
@@ -232,13 +265,44 @@ impl Target {
     }
 }
 
-/// The smallest swept value whose run met the target, from (value, met) pairs.
-pub fn smallest_meeting(points: &[(u64, bool)]) -> Option<u64> {
-    points.iter().filter(|p| p.1).map(|p| p.0).min()
+/// The smallest value of `param` whose point met the target.
+pub fn smallest_meeting(target: &Target, param: SweepParam, rows: &[SweepRow]) -> Option<u64> {
+    rows.iter()
+        .filter(|r| r.param == param && target.met(r))
+        .map(|r| r.value)
+        .min()
+}
+
+/// Per swept parameter (in the rows' order), the smallest value that met the target, as the
+/// lines a sweep prints; `false` when a parameter has none.
+pub fn target_lines(target: &Target, rows: &[SweepRow]) -> (Vec<String>, bool) {
+    let mut params: Vec<SweepParam> = rows.iter().map(|r| r.param).collect();
+    params.dedup();
+    let mut all_met = true;
+    let lines = params
+        .into_iter()
+        .map(|p| match smallest_meeting(target, p, rows) {
+            Some(v) => format!(
+                "smallest {} meeting {}: {v} {}",
+                p.name(),
+                target.describe(),
+                p.unit()
+            ),
+            None => {
+                all_met = false;
+                format!(
+                    "no {} value swept meets {}; try larger values with --values",
+                    p.name(),
+                    target.describe()
+                )
+            }
+        })
+        .collect();
+    (lines, all_met)
 }
 
 /// One point of a sweep.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SweepRow {
     /// The parameter turned.
     pub param: SweepParam,
@@ -260,10 +324,15 @@ pub struct SweepRow {
     pub expired: u64,
     /// Client-visible failures.
     pub failures: u64,
+    /// Handshake latency p50 (ms).
+    #[serde(default)]
+    pub p50_ms: u64,
     /// Handshake latency p99 (ms).
+    #[serde(default)]
     pub p99_ms: u64,
-    /// Busiest server's busiest minute of CPU (0 without a cost model).
-    pub cpu_peak: f64,
+    /// Busiest server's busiest minute of CPU (none without a cost model).
+    #[serde(default)]
+    pub cpu_peak: Option<f64>,
 }
 
 impl SweepRow {
@@ -281,12 +350,9 @@ impl SweepRow {
             evicted: table.evicted,
             expired: table.expired,
             failures: r.overall.client_visible_failures,
+            p50_ms: r.overall.connect_latency_p50_ms,
             p99_ms: r.overall.connect_latency_p99_ms,
-            cpu_peak: r
-                .cost
-                .as_ref()
-                .and_then(|c| c.peak_utilisation(None))
-                .unwrap_or(0.0),
+            cpu_peak: r.cost.as_ref().and_then(|c| c.peak_utilisation(None)),
         }
     }
 }
@@ -311,7 +377,7 @@ pub fn to_csv(rows: &[SweepRow]) -> String {
             r.expired,
             r.failures,
             r.p99_ms,
-            r.cpu_peak
+            r.cpu_peak.map(|c| c.to_string()).unwrap_or_default()
         );
     }
     out
@@ -320,7 +386,7 @@ pub fn to_csv(rows: &[SweepRow]) -> String {
 /// The sweep's rows as a markdown table, one section per parameter.
 pub fn to_markdown(rows: &[SweepRow]) -> String {
     let mut out = String::new();
-    for p in SweepParam::ALL {
+    for p in SweepParam::KNOWN {
         let mine: Vec<&SweepRow> = rows.iter().filter(|r| r.param == p).collect();
         if mine.is_empty() {
             continue;
@@ -337,7 +403,7 @@ pub fn to_markdown(rows: &[SweepRow]) -> String {
         for r in mine {
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.1}% | {:.1}% | {:.2} | {:.3} | {} | {} | {} | {} | {:.1}% |",
+                "| {} | {} | {:.1}% | {:.1}% | {:.2} | {:.3} | {} | {} | {} | {} | {} |",
                 r.value,
                 r.connections,
                 r.resumption_success * 100.0,
@@ -348,7 +414,8 @@ pub fn to_markdown(rows: &[SweepRow]) -> String {
                 r.expired,
                 r.failures,
                 r.p99_ms,
-                r.cpu_peak * 100.0
+                r.cpu_peak
+                    .map_or_else(|| "–".to_owned(), |c| format!("{:.1}%", c * 100.0))
             );
         }
         out.push('\n');
@@ -361,7 +428,7 @@ pub fn to_markdown(rows: &[SweepRow]) -> String {
 pub fn write_plots(rows: &[SweepRow], dir: &Path) -> Result<Vec<PathBuf>, SimError> {
     std::fs::create_dir_all(dir).map_err(|e| plot_error(dir, e))?;
     let mut written = Vec::new();
-    for p in SweepParam::ALL {
+    for p in SweepParam::KNOWN {
         let mine: Vec<&SweepRow> = rows.iter().filter(|r| r.param == p).collect();
         if mine.is_empty() {
             continue;
@@ -382,13 +449,6 @@ pub fn write_plots(rows: &[SweepRow], dir: &Path) -> Result<Vec<PathBuf>, SimErr
         written.push(svg);
     }
     Ok(written)
-}
-
-fn plot_error(file: &Path, e: impl std::fmt::Display) -> SimError {
-    SimError::Plot {
-        file: file.display().to_string(),
-        reason: e.to_string(),
-    }
 }
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
@@ -448,7 +508,7 @@ where
             .collect();
         c.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
             .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+            .legend(crate::plot::swatch(color));
         c.draw_series(pts.into_iter().map(|pt| Circle::new(pt, 4, color.filled())))?;
     }
     c.configure_series_labels()
@@ -483,11 +543,31 @@ mod tests {
                 "{bad}"
             );
         }
-        assert_eq!(
-            smallest_meeting(&[(4, true), (1, false), (2, true)]),
-            Some(2)
-        );
-        assert_eq!(smallest_meeting(&[(1, false)]), None);
+        let row = |value, p99_ms, cpu_peak| SweepRow {
+            param: SweepParam::Cores,
+            value,
+            connections: 1,
+            resumption_success: 0.0,
+            affinity_rate: 0.0,
+            max_over_mean: 1.0,
+            coefficient_of_variation: 0.0,
+            evicted: 0,
+            expired: 0,
+            failures: 0,
+            p50_ms: 1,
+            p99_ms,
+            cpu_peak,
+        };
+        let rows = [row(4, 20, None), row(1, 900, None), row(2, 40, None)];
+        assert_eq!(smallest_meeting(&t, SweepParam::Cores, &rows), Some(2));
+        assert_eq!(smallest_meeting(&t, SweepParam::Cores, &rows[1..2]), None);
+        // Without a cost model there is no CPU figure: a CPU target is never met.
+        assert_eq!(smallest_meeting(&c, SweepParam::Cores, &rows), None);
+        let costed = [row(1, 900, Some(0.99)), row(2, 40, Some(0.6))];
+        assert_eq!(smallest_meeting(&c, SweepParam::Cores, &costed), Some(2));
+        let (lines, all) = target_lines(&t, &rows);
+        assert!(all);
+        assert_eq!(lines, ["smallest cores meeting p99 < 50ms: 2 cores"]);
         let s = Scenario::default_scenario();
         assert!(
             SweepParam::Cores.apply(2, &s, None).is_err(),
@@ -508,5 +588,15 @@ mod tests {
         let (s3, _) = SweepParam::Servers.apply(8, &s, None).unwrap();
         assert_eq!(s3.servers.count, 8);
         assert!(SweepParam::TableSize.apply(10, &s, None).is_err());
+        let (s4, _) = SweepParam::Instances.apply(3, &s, None).unwrap();
+        assert_eq!(s4.balancer.instances, 3);
+        assert!(SweepParam::Instances.apply(0, &s, None).is_err());
+        let multi = Scenario::from_toml(include_str!("../scenarios/multi-balancer.toml")).unwrap();
+        let (one, _) = SweepParam::Instances.apply(1, &multi, None).unwrap();
+        assert!(one.events.is_empty() && !multi.events.is_empty());
+        let (d, _) = SweepParam::Instances.apply(2, &s, None).unwrap();
+        assert_eq!(d.events.len(), s.events.len(), "server events are kept");
+        assert_eq!("instances".parse::<SweepParam>(), Ok(SweepParam::Instances));
+        assert!(!SweepParam::ALL.contains(&SweepParam::Instances));
     }
 }

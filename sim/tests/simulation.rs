@@ -142,3 +142,64 @@ fn default_scenario_runs_on_relay_and_plots() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The issue's deployment: 4 session-ID servers behind the engine, server 2 lost at 20 s and
+/// back at 40 s, by `down_action`.
+fn outage(down_action: &str) -> Scenario {
+    let mut s = small(
+        "tls12-session-id",
+        4,
+        "none",
+        "engine",
+        &format!(
+            r#"[[events]]
+            at = "20s"
+            action = "{down_action}"
+            server = 2
+            [[events]]
+            at = "40s"
+            action = "restart"
+            server = 2"#
+        ),
+    );
+    s.duration = tether_sim::scenario::SimDuration::parse("60s").unwrap();
+    s.fleets[0].clients = 200;
+    s.balancer.config = Some(
+        toml::from_str(
+            r#"[backend]
+            affinity = ["session-id"]
+            [backend.check]
+            inter = "5s""#,
+        )
+        .unwrap(),
+    );
+    s
+}
+
+/// Connections that took a second or more to connect and handshake, or failed.
+fn slow_or_failed(s: &Scenario) -> (usize, usize) {
+    let options = tether_sim::RunOptions {
+        trace: true,
+        ..Default::default()
+    };
+    let run = tether_sim::run_with_options(s, 3, options).unwrap();
+    let conns = run.trace.unwrap().connections;
+    let slow = conns
+        .iter()
+        .filter(|c| c.record.latency_ms.is_some_and(|l| l >= 1_000))
+        .count();
+    let failed = conns.iter().filter(|c| c.record.failure.is_some()).count();
+    (slow, failed)
+}
+
+#[test]
+fn a_crashed_process_refuses_at_once_and_a_lost_host_is_silent() {
+    // A refused connect is redispatched within milliseconds: nobody notices.
+    let (slow, failed) = slow_or_failed(&outage("crash"));
+    assert_eq!((slow, failed), (0, 0), "crash: slow, failed");
+    // A silent host makes connects wait for the engine's connect timeout.
+    let (slow, failed) = slow_or_failed(&outage("host-down"));
+    assert!(slow + failed > 0, "host-down: nothing waited");
+    let crash = tether_sim::run(&outage("crash"), 3).unwrap();
+    assert_eq!(crash.events[0].what, "crash server 2");
+}

@@ -44,3 +44,45 @@ fn ticket_key_resumes_like_source_and_spreads_like_roundrobin() {
     assert!(source.imbalance.max_over_mean > 1.3, "{table}");
     assert!(tk.imbalance.max_over_mean < 1.15, "{table}");
 }
+
+/// 16 servers whose keys rotate every minute: many names to learn, so the bootstrap for an
+/// unknown name decides how many first uses of a ticket resume (README, "Which bootstrap").
+fn run_rotating(bootstrap: &str) -> Report {
+    let text = SCENARIO.replace("count = 4", "count = 16").replace(
+        "ticket_key_rotation = \"2m\"",
+        "ticket_key_rotation = \"1m\"",
+    );
+    let mut s = Scenario::from_toml(&text).expect("variant parses");
+    let backend = s
+        .balancer
+        .config
+        .as_mut()
+        .and_then(|c| c.get_mut("backend"))
+        .and_then(|b| b.as_table_mut())
+        .expect("[balancer.config.backend]");
+    backend.insert(
+        "ticket-key-bootstrap".into(),
+        toml::Value::String(bootstrap.into()),
+    );
+    tether_sim::run(&s, 1).expect("scenario runs")
+}
+
+#[test]
+fn guessing_the_clients_last_server_first_learns_rotated_keys_fastest() {
+    let [default, nameless, none] = ["client-then-nameless", "nameless", "none"].map(run_rotating);
+    let table = format!(
+        "client-then-nameless {:.3}  nameless {:.3}  none {:.3}",
+        default.overall.resumption_rate,
+        nameless.overall.resumption_rate,
+        none.overall.resumption_rate
+    );
+    eprintln!("{table}");
+    assert!(
+        default.overall.resumption_rate > nameless.overall.resumption_rate + 0.02,
+        "{table}"
+    );
+    assert!(
+        default.overall.resumption_rate > none.overall.resumption_rate + 0.1,
+        "{table}"
+    );
+}

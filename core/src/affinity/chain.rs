@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 use super::keys::{hash_key, HelloKeys, TicketKey};
-use super::ticket_keys::{Change, Guess, KeyName, NameSpan};
+use super::ticket_keys::{Bootstrap, Change, Guess, KeyName, NameSpan};
 use super::{
     stable_hash, AffinityKey, Decision, MatchOutcome, NoKeyReason, Route, TableKind, Tables,
 };
@@ -22,6 +22,7 @@ use crate::{ServerId, Timestamp};
 pub struct Chain {
     keys: Vec<AffinityKey>,
     span: NameSpan,
+    bootstrap: Bootstrap,
 }
 
 /// What learning from one server message did.
@@ -47,12 +48,19 @@ impl Chain {
         Chain {
             keys: out,
             span: NameSpan::default(),
+            bootstrap: Bootstrap::default(),
         }
     }
 
     /// The same chain, cutting ticket key names at `span` instead of RFC 5077's 16 bytes.
     pub fn with_name_span(mut self, span: NameSpan) -> Self {
         self.span = span;
+        self
+    }
+
+    /// The same chain, routing unknown ticket key names by `bootstrap`.
+    pub fn with_bootstrap(mut self, bootstrap: Bootstrap) -> Self {
+        self.bootstrap = bootstrap;
         self
     }
 
@@ -136,17 +144,19 @@ impl Chain {
                         None
                     }
                 },
-                (AffinityKey::TicketKey, Some(h)) => match ticket_key_decision(h, client, tables) {
-                    Ok(d) => return d,
-                    Err(Some(r)) => {
-                        reason.get_or_insert(r);
-                        None
+                (AffinityKey::TicketKey, Some(h)) => {
+                    match ticket_key_decision(h, client, self.bootstrap, tables) {
+                        Ok(d) => return d,
+                        Err(Some(r)) => {
+                            reason.get_or_insert(r);
+                            None
+                        }
+                        Err(None) => {
+                            missed = true;
+                            None
+                        }
                     }
-                    Err(None) => {
-                        missed = true;
-                        None
-                    }
-                },
+                }
                 (AffinityKey::Rule, Some(_)) => None,
             };
             let (Some(bytes), Some(kind)) = (lookup_key, TableKind::for_key(key)) else {
@@ -308,10 +318,9 @@ impl Chain {
         if !self.has(AffinityKey::TicketKey) || info.hello_retry_request {
             return false;
         }
-        let Some(learner) = tables.ticket_keys() else {
+        let Some(mut k) = tables.ticket_learner() else {
             return false;
         };
-        let mut k = learner.lock().unwrap_or_else(|e| e.into_inner());
         k.on_served(client, server);
         let Some(p) = hello.and_then(|h| h.ticket_name) else {
             return false;
@@ -341,16 +350,16 @@ impl Chain {
         server: ServerId,
         tables: &(impl Tables + ?Sized),
     ) -> bool {
-        let (true, Some(learner)) = (self.has(AffinityKey::TicketKey), tables.ticket_keys()) else {
+        if !self.has(AffinityKey::TicketKey) {
+            return false;
+        }
+        let Some(mut learner) = tables.ticket_learner() else {
             return false;
         };
         let Some(name) = KeyName::from_ticket(ticket, self.span) else {
             return false;
         };
-        let change = learner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .on_issued(&name, server);
+        let change = learner.on_issued(&name, server);
         report(change, &name, server);
         change.stored()
     }
@@ -360,6 +369,7 @@ impl Chain {
 fn ticket_key_decision(
     h: &HelloKeys,
     client: Option<IpAddr>,
+    bootstrap: Bootstrap,
     tables: &(impl Tables + ?Sized),
 ) -> Result<Decision, Option<NoKeyReason>> {
     let Some(p) = h.ticket_name else {
@@ -369,13 +379,11 @@ fn ticket_key_decision(
             NoKeyReason::NoTicket
         }));
     };
-    let Some(learner) = tables.ticket_keys() else {
+    let Some(mut learner) = tables.ticket_learner() else {
         return Err(None);
     };
-    let guess = learner
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .route(&p.name, client);
+    let guess = learner.route(&p.name, client, bootstrap);
+    drop(learner);
     let sticky = |server, matched| Decision {
         route: Route::Sticky {
             server,

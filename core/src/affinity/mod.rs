@@ -306,6 +306,20 @@ pub trait Tables {
     fn ticket_keys(&self) -> Option<&std::sync::Mutex<ticket_keys::TicketKeys>> {
         None
     }
+    /// The learner's server numbering this backend was built for
+    /// ([`ticket_keys::TicketKeys::layout`]).
+    fn ticket_layout(&self) -> u64 {
+        0
+    }
+    /// The learner, locked, when it still numbers servers as this backend does: a connection
+    /// from before a reload that renumbered the servers neither reads nor teaches it.
+    fn ticket_learner(&self) -> Option<std::sync::MutexGuard<'_, ticket_keys::TicketKeys>> {
+        let learner = self
+            .ticket_keys()?
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        (learner.layout() == self.ticket_layout()).then_some(learner)
+    }
 }
 
 /// A stable, seed-free 64-bit hash (FNV-1a) for hash routing of source addresses and names.

@@ -21,6 +21,9 @@
 //! else the client's last server (a rotated key), else any server. A server that refused the
 //! name is never guessed for it again, so each wrong guess costs one connection. Only servers
 //! seen answering are candidates.
+//!
+//! That order is [`Bootstrap::ClientThenNameless`], the default; [`Bootstrap`] names the
+//! alternatives measured against it in the simulator (README, "Which bootstrap").
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -135,6 +138,24 @@ impl Default for Limits {
     }
 }
 
+/// How an unknown key name is routed until a server confirms it (`ticket-key-bootstrap`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bootstrap {
+    /// The client's last server if it has no confirmed name yet, else a server with no
+    /// confirmed name (by a hash of the name), else the client's last server, else any.
+    #[default]
+    ClientThenNameless,
+    /// A server with no confirmed name yet, else any (by a hash of the name): the client's
+    /// address is not consulted.
+    Nameless,
+    /// The client's last server, whatever it has learned; else any server (by a hash).
+    Client,
+    /// No guess: the chain falls through to the next key or the balance algorithm until a
+    /// server's answer confirms the name.
+    None,
+}
+
 /// Where the learner sends a presented name.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Guess {
@@ -207,6 +228,8 @@ struct NameEntry {
 #[derive(Clone, Debug, Default)]
 pub struct TicketKeys {
     limits: Limits,
+    /// Bumped each time [`TicketKeys::remap_servers`] renumbers servers.
+    layout: u64,
     names: BTreeMap<KeyName, NameEntry>,
     servers: BTreeMap<ServerId, ServerKeys>,
     shared: VecDeque<KeyName>,
@@ -246,10 +269,11 @@ impl TicketKeys {
         }
     }
 
-    /// Where to send a client presenting `name` (from `client`, when known). Counts hits.
-    pub fn route(&mut self, name: &KeyName, client: Option<IpAddr>) -> Guess {
+    /// Where to send a client presenting `name` (from `client`, when known), an unknown name
+    /// by `bootstrap`. Counts hits.
+    pub fn route(&mut self, name: &KeyName, client: Option<IpAddr>, bootstrap: Bootstrap) -> Guess {
         let Some(e) = self.names.get_mut(name) else {
-            return self.bootstrap(name, client);
+            return self.bootstrap(name, client, bootstrap);
         };
         let Owner::Server(owner) = e.owner else {
             return Guess::Shared;
@@ -273,19 +297,31 @@ impl TicketKeys {
     }
 
     /// The bootstrap for an unknown name (see the module doc for the order).
-    fn bootstrap(&self, name: &KeyName, client: Option<IpAddr>) -> Guess {
+    fn bootstrap(&self, name: &KeyName, client: Option<IpAddr>, how: Bootstrap) -> Guess {
+        if how == Bootstrap::None {
+            return Guess::Unknown;
+        }
         let refuted = self.refuted.get(name).map_or(&[][..], Vec::as_slice);
         let usable =
             |s: &ServerId| !refuted.contains(s) && self.servers.get(s).is_some_and(|k| !k.unnamed);
         let nameless = |s: &ServerId| self.servers.get(s).is_some_and(|k| k.names.is_empty());
-        let last = client.and_then(|ip| self.clients.get(&ip)).map(|(s, _)| *s);
+        let last = match how {
+            Bootstrap::Nameless => None,
+            _ => client.and_then(|ip| self.clients.get(&ip)).map(|(s, _)| *s),
+        };
         if last.is_some_and(|s| self.servers.get(&s).is_some_and(|k| k.unnamed)) {
             return Guess::Unnamed;
+        }
+        let pick = |c: Vec<ServerId>| c[(stable_hash(name.as_slice()) % c.len() as u64) as usize];
+        if how == Bootstrap::Client {
+            return match last.filter(usable) {
+                Some(s) => Guess::Bootstrap(s),
+                None => self.any_usable(usable, pick),
+            };
         }
         if let Some(s) = last.filter(|s| usable(s) && nameless(s)) {
             return Guess::Bootstrap(s);
         }
-        let pick = |c: Vec<ServerId>| c[(stable_hash(name.as_slice()) % c.len() as u64) as usize];
         let candidates: Vec<ServerId> = self
             .servers
             .keys()
@@ -302,7 +338,16 @@ impl TicketKeys {
         if let Some(s) = last.filter(usable) {
             return Guess::Bootstrap(s);
         }
-        let any: Vec<ServerId> = self.servers.keys().copied().filter(usable).collect();
+        self.any_usable(usable, pick)
+    }
+
+    /// Any server `usable` allows, chosen by `pick`; unknown when there is none.
+    fn any_usable(
+        &self,
+        usable: impl Fn(&ServerId) -> bool,
+        pick: impl Fn(Vec<ServerId>) -> ServerId,
+    ) -> Guess {
+        let any: Vec<ServerId> = self.servers.keys().copied().filter(|s| usable(s)).collect();
         if any.is_empty() {
             Guess::Unknown
         } else {
@@ -523,11 +568,25 @@ impl TicketKeys {
         }
     }
 
+    /// The server numbering this learner holds: bumped whenever a reload renumbers servers, so
+    /// a backend built for an older numbering neither reads nor teaches it
+    /// ([`crate::affinity::Tables::ticket_learner`]).
+    pub fn layout(&self) -> u64 {
+        self.layout
+    }
+
     /// Renumbers or drops servers after a reload changed the server list.
     pub fn remap_servers(&mut self, mut f: impl FnMut(ServerId) -> Option<ServerId>) {
+        let map: BTreeMap<ServerId, Option<ServerId>> =
+            self.servers.keys().map(|s| (*s, f(*s))).collect();
+        if map.iter().all(|(s, to)| *to == Some(*s)) {
+            // The same servers in the same places: nothing renumbered, connections keep teaching.
+            return;
+        }
+        self.layout += 1;
         let old = std::mem::take(&mut self.servers);
         for (s, k) in old {
-            match f(s) {
+            match map[&s] {
                 Some(n) => {
                     self.servers.insert(n, k);
                 }
@@ -540,7 +599,7 @@ impl TicketKeys {
         }
         for e in self.names.values_mut() {
             if let Owner::Server(s) = e.owner {
-                e.owner = Owner::Server(f(s).unwrap_or(s));
+                e.owner = Owner::Server(map.get(&s).copied().flatten().unwrap_or(s));
             }
         }
         self.refuted.clear();

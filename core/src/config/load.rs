@@ -78,7 +78,7 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-const TOP_KEYS: [&str; 5] = ["global", "frontend", "backend", "stats", "admin"];
+const TOP_KEYS: [&str; 6] = ["global", "frontend", "backend", "stats", "admin", "peers"];
 
 /// Reads a native configuration from TOML text; `path_for_messages` is only used in messages.
 pub fn load_toml(path_for_messages: &str, text: &str) -> Result<Config, ConfigErrors> {
@@ -130,6 +130,7 @@ fn load_parsed(
             }
             "stats" => config.stats = cx.section::<Stats>(value, "stats"),
             "admin" => config.admin = cx.section::<AdminSocket>(value, "admin"),
+            "peers" => config.peers = cx.section::<super::peers::PeersSection>(value, "peers"),
             "frontend" | "backend" => match value.as_array() {
                 Some(items) => {
                     for (i, item) in items.iter().enumerate() {

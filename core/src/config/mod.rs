@@ -34,6 +34,7 @@
 
 mod load;
 mod locate;
+pub mod peers;
 pub mod route;
 pub mod rules;
 pub mod units;
@@ -73,6 +74,9 @@ pub struct Config {
     /// HAProxy's runtime API on a unix socket (`stats socket`), if wanted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminSocket>,
+    /// Stick-table replication with HAProxy's peers protocol, if wanted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<peers::PeersSection>,
 }
 
 /// The runtime API socket: HAProxy's `stats socket PATH [mode M] [level L]`, so `socat`, `hatop`
@@ -128,6 +132,10 @@ pub struct Global {
     /// How long SIGTERM waits for connections to drain before closing them.
     #[serde(default = "defaults::grace", with = "duration_text")]
     pub grace: Duration,
+    /// Worker threads serving connections (HAProxy `nbthread`; absent: one per CPU; `--threads`
+    /// overrides it). Read at start: a reload keeps the threads it started with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u16>,
 }
 
 impl Default for Global {
@@ -136,6 +144,7 @@ impl Default for Global {
             maxconn: defaults::global_maxconn(),
             log_format: LogFormat::default(),
             grace: defaults::grace(),
+            threads: None,
         }
     }
 }
@@ -179,6 +188,10 @@ pub struct Frontend {
     /// The most bytes buffered while waiting for the ClientHello (HAProxy gives up at 15360).
     #[serde(default = "defaults::inspect_cap", with = "size_text")]
     pub inspect_cap: u64,
+    /// TCP keepalive probes on client connections (HAProxy `option clitcpka`), so that idle
+    /// long-lived connections survive NAT and firewall idle timers and dead peers are noticed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tcp_keepalive: bool,
 }
 
 /// How a backend picks a server for a connection that affinity does not place.
@@ -236,6 +249,10 @@ pub struct Backend {
     /// 16 bytes, as OpenSSL and BoringSSL write it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket_key_name: Option<crate::affinity::ticket_keys::NameSpan>,
+    /// How `ticket-key` affinity routes a key name no server has confirmed yet (default:
+    /// the client's last server, then a server with no name yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_key_bootstrap: Option<crate::affinity::ticket_keys::Bootstrap>,
     /// `option persist`: go back to a sticky server even when it is marked down.
     #[serde(default)]
     pub persist: bool,
@@ -261,6 +278,17 @@ pub struct Backend {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout_queue: Option<Duration>,
+    /// HAProxy `timeout tunnel`: once the server is connected, the idle limit of both sides,
+    /// in place of the frontend's `timeout-client` and `timeout-server`.
+    #[serde(
+        default,
+        with = "duration_text::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout_tunnel: Option<Duration>,
+    /// TCP keepalive probes on server connections (HAProxy `option srvtcpka`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tcp_keepalive: bool,
     /// HAProxy `timeout check`: when set, a health check's connect waits at most
     /// `min(timeout-connect, inter)`; absent, the whole check gets `inter`, as in HAProxy.
     #[serde(
@@ -309,6 +337,7 @@ impl Backend {
             hash_balance_factor: None,
             affinity: None,
             ticket_key_name: None,
+            ticket_key_bootstrap: None,
             persist: false,
             retries: defaults::retries(),
             redispatch: Redispatch::default(),
@@ -316,6 +345,8 @@ impl Backend {
             timeout_connect: defaults::timeout_connect(),
             timeout_server: defaults::timeout_server(),
             timeout_queue: None,
+            timeout_tunnel: None,
+            tcp_keepalive: false,
             timeout_check: None,
             stick_table: StickTableConfig::default(),
             check: CheckConfig::default(),
@@ -338,6 +369,7 @@ impl Frontend {
             timeout_client: defaults::timeout_client(),
             inspect_delay: defaults::inspect_delay(),
             inspect_cap: defaults::inspect_cap(),
+            tcp_keepalive: false,
         }
     }
 
@@ -432,6 +464,10 @@ pub struct Server {
     /// Used only when every non-backup server is down.
     #[serde(default)]
     pub backup: bool,
+    /// Starts in maintenance (HAProxy `disabled`): no traffic until it is enabled on the stats
+    /// page or the runtime API.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
     /// Override of the backend check interval.
     #[serde(
         default,
@@ -465,6 +501,20 @@ pub struct Server {
     /// Host health checks connect to instead of the server's (HAProxy `addr`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_addr: Option<String>,
+    /// A PROXY protocol header sent before the client's bytes, so the server sees the client's
+    /// address (HAProxy `send-proxy`, `send-proxy-v2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_proxy: Option<SendProxy>,
+}
+
+/// Which PROXY protocol header a server gets first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SendProxy {
+    /// The text header (`PROXY TCP4 ...\r\n`), HAProxy `send-proxy`.
+    V1,
+    /// The binary header, HAProxy `send-proxy-v2`.
+    V2,
 }
 
 impl Server {
@@ -478,6 +528,7 @@ impl Server {
             maxconn: None,
             maxqueue: None,
             backup: false,
+            disabled: false,
             inter: None,
             rise: None,
             fall: None,
@@ -485,6 +536,7 @@ impl Server {
             downinter: None,
             check_port: None,
             check_addr: None,
+            send_proxy: None,
         }
     }
 

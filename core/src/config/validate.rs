@@ -76,6 +76,7 @@ impl Config {
             validate_stick_rules(&mut err, &p, b);
             validate_servers(&mut err, &p, b);
         }
+        self.validate_peers(&mut err);
         if let Some(a) = &self.admin {
             validate_admin_socket(&mut err, a);
         }
@@ -83,6 +84,51 @@ impl Config {
             validate_stats(&mut err, s);
         }
         out
+    }
+
+    /// A stick table naming a peers section that does not exist, a peers section without a
+    /// local name, peer names used twice, peer addresses that do not parse.
+    fn validate_peers(&self, err: &mut impl FnMut(String, String, String)) {
+        let section = self.peers.as_ref().map(|p| p.name.as_str());
+        for (i, b) in self.backends.iter().enumerate() {
+            match b.stick_table.peers.as_deref() {
+                Some(name) if Some(name) != section => err(
+                    format!("backend[{i}].stick-table.peers"),
+                    format!("backend {}: stick table shared with peers {name:?}, which is not defined", b.name),
+                    format!("add [peers] with name = {name:?}, local = \"<this host's peer name>\" and its [[peers.peer]] entries"),
+                ),
+                _ => {}
+            }
+        }
+        let Some(p) = &self.peers else { return };
+        if p.local.trim().is_empty() {
+            err(
+                "peers.local".into(),
+                "peers: no local peer name".into(),
+                "write local = \"lb1\" (the name the other peers list for this host)".into(),
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for (i, e) in p.peers.iter().enumerate() {
+            if !seen.insert(e.name.as_str()) {
+                err(
+                    format!("peers.peer[{i}].name"),
+                    format!("peer {:?} is listed twice", e.name),
+                    "give each peer one entry".into(),
+                );
+            }
+            if e.address
+                .rsplit_once(':')
+                .and_then(|(_, port)| port.parse::<u16>().ok())
+                .is_none()
+            {
+                err(
+                    format!("peers.peer[{i}].address"),
+                    format!("peer {:?}: address {:?} has no port", e.name, e.address),
+                    "write host:port, e.g. address = \"10.0.0.2:10000\"".into(),
+                );
+            }
+        }
     }
 
     /// Two listeners on one address (or a wildcard and an address on the same port): one

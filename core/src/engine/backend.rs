@@ -28,6 +28,8 @@ pub struct BackendTimeouts {
     pub server: Duration,
     /// Time a connection may wait for a server slot.
     pub queue: Duration,
+    /// HAProxy `timeout tunnel`: the idle limit of both sides once connected, when set.
+    pub tunnel: Option<Duration>,
     /// HAProxy `timeout check`: when set, a check's connect is bounded by
     /// `min(connect, inter)` instead of `inter` (see
     /// [`HealthConfig::check_connect_timeout`](crate::server::HealthConfig::check_connect_timeout)).
@@ -40,6 +42,7 @@ impl Default for BackendTimeouts {
             connect: Duration::from_secs(5),
             server: Duration::from_secs(60),
             queue: Duration::from_secs(60),
+            tunnel: None,
             check: None,
         }
     }
@@ -100,6 +103,10 @@ pub struct ServerSlot {
     /// The weight the configuration gave (the runtime API's `get weight` shows it as "initial"
     /// and `set weight N%` is relative to it).
     pub initial_weight: u32,
+    /// SO_KEEPALIVE on connections to the server (HAProxy `option srvtcpka`).
+    pub tcp_keepalive: bool,
+    /// The PROXY header the server gets before the client's bytes (`send-proxy[-v2]`).
+    pub send_proxy: Option<crate::config::SendProxy>,
 }
 
 /// One active health check's result, as HAProxy's stats page shows it (`L4OK in 0ms`).
@@ -137,6 +144,8 @@ impl ServerSlot {
             plan: Plan::connect(),
             last_change: Mutex::new(None),
             initial_weight: 1,
+            tcp_keepalive: false,
+            send_proxy: None,
         }
     }
 

@@ -157,6 +157,8 @@ pub struct Connection<'a> {
     actconn: &'a AtomicU64,
     start: Instant,
     client: SocketAddr,
+    /// The address the client connected to, as a PROXY header from the client's side said.
+    proxied_to: Option<SocketAddr>,
     phase: Phase,
     inspect: Inspection,
     hello: Option<HelloKeys>,
@@ -196,6 +198,7 @@ impl<'a> Connection<'a> {
             actconn,
             start: now,
             client: peer,
+            proxied_to: None,
             phase: Phase::Inspect,
             inspect: Inspection {
                 // One read's worth: a ClientHello (even a post-quantum one) fits without
@@ -223,6 +226,22 @@ impl<'a> Connection<'a> {
             verdict: RouteVerdict::default(),
         }
         .routed_at_accept(now)
+    }
+
+    /// The PROXY header `server` gets before the client's bytes, if it is configured to:
+    /// the client and the address it connected to (a received PROXY header's, else `local`,
+    /// the accepted socket's, else the bind address).
+    pub fn proxy_header(
+        &self,
+        server: ServerId,
+        local: impl FnOnce() -> Option<SocketAddr>,
+    ) -> Option<Vec<u8>> {
+        let version = self.be.servers[server.index()].send_proxy?;
+        let destination = self
+            .proxied_to
+            .or_else(local)
+            .unwrap_or(self.fe.destination);
+        Some(proxy_protocol::encode(version, self.client, destination))
     }
 
     /// The backend serving the connection (the frontend's default until a rule chose one).
@@ -277,8 +296,8 @@ impl<'a> Connection<'a> {
             Phase::Forward { server } => Action::Forward {
                 server,
                 timeouts: ForwardTimeouts {
-                    client: self.fe.timeout_client,
-                    server: self.be.timeouts.server,
+                    client: (self.be.timeouts.tunnel).unwrap_or(self.fe.timeout_client),
+                    server: (self.be.timeouts.tunnel).unwrap_or(self.be.timeouts.server),
                 },
             },
             Phase::Closing { shutdown } => Action::Close { shutdown },
@@ -332,6 +351,13 @@ impl<'a> Connection<'a> {
         &data[(self.learning.sent as usize).min(data.len())..]
     }
 
+    /// The client's first bytes have all reached the server: counts them as sent and gives the
+    /// inspect buffer back, which a forwarded connection would otherwise hold until it closes.
+    pub fn first_bytes_delivered(&mut self) {
+        self.learning.sent = self.first_bytes().len() as u64;
+        self.inspect.buf = Vec::new();
+    }
+
     /// Room for the next read: never past the cap plus a PROXY header.
     fn read_room(&self) -> usize {
         (self.fe.inspect_cap + self.inspect.data_start + PROXY_HEADER_ROOM)
@@ -375,12 +401,15 @@ impl<'a> Connection<'a> {
         match proxy_protocol::parse(&ins.buf) {
             Ok(Progress::NeedMore) if !(ins.eof || ins.timed_out) => true,
             Ok(Progress::Done(ProxyHeader {
-                header_len, source, ..
+                header_len,
+                source,
+                destination,
             })) => {
                 ins.data_start = header_len;
                 if let Some(src) = source {
                     self.client = src;
                 }
+                self.proxied_to = destination;
                 ins.proxy_pending = false;
                 true
             }

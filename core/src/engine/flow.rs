@@ -32,6 +32,9 @@ pub struct Context<N: Net> {
     pub sink: Arc<dyn LogSink>,
     /// Connections open in the process (`%ac`).
     pub actconn: AtomicU64,
+    /// The most connections open at once since the memory watcher last took it: a peak between
+    /// two of its ticks is not missed.
+    pub actconn_peak: AtomicU64,
 }
 
 impl<N: Net> Context<N> {
@@ -42,15 +45,23 @@ impl<N: Net> Context<N> {
             clock: Clock::start(),
             sink,
             actconn: AtomicU64::new(0),
+            actconn_peak: AtomicU64::new(0),
         }
     }
 }
 
 /// Runs one client connection to completion and reports it to the sink.
 pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, peer: SocketAddr) {
-    ctx.actconn.fetch_add(1, Ordering::Relaxed);
+    let open = ctx.actconn.fetch_add(1, Ordering::Relaxed) + 1;
+    // A load first: the read-modify-write only runs while the peak is climbing.
+    if open > ctx.actconn_peak.load(Ordering::Relaxed) {
+        ctx.actconn_peak.fetch_max(open, Ordering::Relaxed);
+    }
     fe.current.fetch_add(1, Ordering::Relaxed);
     let mut conn = Connection::new(fe, ctx.clock, &ctx.actconn, peer, Instant::now());
+    if fe.tcp_keepalive {
+        N::set_keepalive(&client);
+    }
     let (mut cr, mut cw) = N::split(client);
     // A server's `maxconn` slot, held while connecting and connected.
     let mut permit = None;
@@ -64,21 +75,18 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
                 conn.on_slot(Instant::now(), r.map(|p| permit = p));
             }
             Action::Connect { server: s } => {
-                let addr = &conn.backend().servers[s.index()].address;
-                let first = conn.first_bytes();
-                let connect = ctx.net.connect_sending(addr, first);
-                let r = match conn.poll_timeout() {
-                    Some(until) => timeout_at(until, connect).await,
-                    None => Ok(connect.await),
+                let header = conn.proxy_header(s, || N::local_addr_of(&cr));
+                let r = match header {
+                    None => connect_server(ctx, &conn, s, conn.first_bytes()).await,
+                    Some(h) => connect_with_header(ctx, &conn, s, h).await,
                 };
-                let r = match r {
-                    Ok(Ok((stream, sent))) => {
-                        server = Some(stream);
-                        Ok(sent)
+                let r = r.map(|(stream, sent)| {
+                    if conn.backend().servers[s.index()].tcp_keepalive {
+                        N::set_keepalive(&stream);
                     }
-                    Ok(Err(e)) => Err(ConnectFailure::of(&e)),
-                    Err(_) => Err(ConnectFailure::Timeout),
-                };
+                    server = Some(stream);
+                    sent
+                });
                 if r.is_err() {
                     permit = None;
                 }
@@ -109,6 +117,53 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
     ctx.sink.record(&rec);
     fe.current.fetch_sub(1, Ordering::Relaxed);
     ctx.actconn.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Connects to server `s` within the connect deadline, sending what it can of `first`.
+async fn connect_server<N: Net>(
+    ctx: &Context<N>,
+    conn: &Connection<'_>,
+    s: crate::ServerId,
+    first: &[u8],
+) -> Result<(N::Stream, usize), ConnectFailure> {
+    let addr = &conn.backend().servers[s.index()].address;
+    let connect = ctx.net.connect_sending(addr, first);
+    let r = match conn.poll_timeout() {
+        Some(until) => timeout_at(until, connect).await,
+        None => Ok(connect.await),
+    };
+    match r {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(e)) => Err(ConnectFailure::of(&e)),
+        Err(_) => Err(ConnectFailure::Timeout),
+    }
+}
+
+/// Connects to a `send-proxy` server: the PROXY header goes first, whole, in the connect's
+/// first segment with the client's bytes when they fit; returns how many client bytes went.
+async fn connect_with_header<N: Net>(
+    ctx: &Context<N>,
+    conn: &Connection<'_>,
+    s: crate::ServerId,
+    mut header: Vec<u8>,
+) -> Result<(N::Stream, usize), ConnectFailure> {
+    let header_len = header.len();
+    header.extend_from_slice(conn.first_bytes());
+    let (mut stream, sent) = connect_server(ctx, conn, s, &header).await?;
+    if sent < header_len {
+        let rest = &header[sent..header_len];
+        let write = stream.write_all(rest);
+        let r = match conn.poll_timeout() {
+            Some(until) => timeout_at(until, write).await,
+            None => Ok(write.await),
+        };
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(ConnectFailure::of(&e)),
+            Err(_) => return Err(ConnectFailure::Timeout),
+        }
+    }
+    Ok((stream, sent.saturating_sub(header_len)))
 }
 
 /// The deadline of the machine's current step (every waiting step has one).
@@ -144,6 +199,9 @@ async fn forward_to<N: Net>(
     let (mut sr, mut sw) = N::split(server);
     let rest = conn.unsent();
     let prefix_ok = rest.is_empty() || sw.write_all(rest).await.is_ok();
+    if prefix_ok {
+        conn.first_bytes_delivered();
+    }
     let fwd = if prefix_ok {
         let tap = |chunk: &[u8]| conn.on_server_bytes(Instant::now(), chunk);
         let f = forward(
@@ -153,7 +211,7 @@ async fn forward_to<N: Net>(
             &mut sr,
             &mut sw,
             timeouts,
-            N::poll_write_last,
+            N::io_hooks(),
             tap,
         );
         Some(f.await)

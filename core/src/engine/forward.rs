@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, Instant};
 
+use super::buffers;
 use super::clock::Clock;
 use super::termination::Termination;
 
@@ -23,6 +24,36 @@ pub const FORWARD_BUF: usize = 32 * 1024;
 /// Writes bytes that the end of the stream follows at once ([`super::Net::poll_write_last`]):
 /// the transport may hold them for the FIN, so both leave in one segment.
 pub type WriteLast<W> = fn(Pin<&mut W>, &mut Context<'_>, &[u8]) -> Poll<io::Result<usize>>;
+
+/// Waits until a read half can be read without waiting (bytes, its end, or an error) and takes
+/// no buffer to do so ([`super::Net::read_readiness`]).
+pub type ReadReady<R> = fn(Pin<&mut R>, &mut Context<'_>) -> Poll<io::Result<()>>;
+
+/// What the transport offers the forwarder beyond `AsyncRead`/`AsyncWrite`.
+pub struct IoHooks<R, W> {
+    /// How bytes that the end of the stream follows are written.
+    pub write_last: WriteLast<W>,
+    /// How to wait for a source without holding a buffer; `None`: the transport cannot, and
+    /// each direction keeps its buffer while it waits in `read`.
+    pub read_ready: Option<ReadReady<R>>,
+}
+
+impl<R, W> Clone for IoHooks<R, W> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<R, W> Copy for IoHooks<R, W> {}
+
+impl<R, W: AsyncWrite> IoHooks<R, W> {
+    /// Hooks for a transport with neither hint: plain writes, buffers kept while waiting.
+    pub fn plain() -> Self {
+        IoHooks {
+            write_last: plain_write_last::<W>,
+            read_ready: None,
+        }
+    }
+}
 
 /// A [`WriteLast`] for transports with no such hint: a plain write.
 pub fn plain_write_last<W: AsyncWrite>(
@@ -117,7 +148,7 @@ impl Shared {
 /// sends those FINs (their receive queues are drained, so a close is a clean FIN, not a reset).
 ///
 /// When a source's end is already waiting behind the bytes just read (a server that answers and
-/// closes), the last bytes go out through `write_last` and the FIN follows at once, so the
+/// closes), the last bytes go out through [`IoHooks::write_last`] and the FIN follows at once, so the
 /// transport can send both in one segment and the peer acknowledges once, as HAProxy does.
 #[allow(clippy::too_many_arguments)]
 pub async fn forward<R, W, T>(
@@ -127,7 +158,7 @@ pub async fn forward<R, W, T>(
     server_r: &mut R,
     server_w: &mut W,
     timeouts: ForwardTimeouts,
-    write_last: WriteLast<W>,
+    io: IoHooks<R, W>,
     mut tap: T,
 ) -> Forwarded
 where
@@ -148,7 +179,7 @@ where
         client_r,
         server_w,
         timeouts.client,
-        write_last,
+        io,
         |_: &[u8]| {},
     );
     let down = pump(
@@ -157,7 +188,7 @@ where
         server_r,
         client_w,
         timeouts.server,
-        write_last,
+        io,
         |chunk: &[u8]| {
             if tapping {
                 tapping = tap(chunk);
@@ -178,37 +209,33 @@ const UP: usize = 0;
 /// Index of the server → client direction in [`Shared::eof`].
 const DOWN: usize = 1;
 
-#[allow(clippy::too_many_arguments)]
+/// One direction. A buffer is held only while bytes move: where the transport can wait for a
+/// source without one ([`IoHooks::read_ready`]), it is taken when the source is readable and
+/// given back once a read leaves it drained (not filled), so an idle connection holds none and
+/// a bulk transfer keeps one buffer for as long as the source stays ahead.
 async fn pump<R, W>(
     shared: &Shared,
     dir: usize,
     r: &mut R,
     w: &mut W,
     idle: Duration,
-    write_last: WriteLast<W>,
+    io: IoHooks<R, W>,
     mut tap: impl FnMut(&[u8]),
 ) -> (u64, PumpEnd)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    // Read into spare capacity (never zeroed; pages are touched only as bytes arrive), so a
-    // short connection costs neither a 32 KiB memset nor the page faults behind it.
-    let mut buf: Vec<u8> = Vec::with_capacity(FORWARD_BUF);
+    let mut held: Option<Vec<u8>> = None;
     let mut total = 0u64;
     let timer = sleep_until(shared.idle_deadline(idle));
     tokio::pin!(timer);
     let abort = &shared.abort[dir];
     let end = loop {
-        buf.clear();
-        tokio::select! {
+        let after = tokio::select! {
             biased;
             () = aborted(abort) => break PumpEnd::Aborted,
-            r = r.read_buf(&mut buf) => match r {
-                Ok(0) => break end_of_stream(shared, dir, w).await,
-                Ok(_) => {}
-                Err(_) => break PumpEnd::ReadError,
-            },
+            a = next_chunk(r, &mut held, io.read_ready) => a,
             // A zero idle timeout is no timeout (HAProxy `timeout client 0`).
             _ = &mut timer, if !idle.is_zero() => {
                 let deadline = shared.idle_deadline(idle);
@@ -219,30 +246,44 @@ where
                 continue;
             }
         };
-        // Whatever else the source already holds, its end included, is taken without waiting,
-        // so that an end right behind these bytes can leave in the same segment as them.
-        let after = read_ready(r, &mut buf).await;
+        let buf = held.get_or_insert_with(Vec::new);
+        if buf.is_empty() {
+            match after {
+                Ahead::End => break end_of_stream(shared, dir, w).await,
+                Ahead::Error => break PumpEnd::ReadError,
+                Ahead::Nothing => continue,
+            }
+        }
         shared.touch();
-        tap(&buf);
+        tap(buf);
         let write = match after {
-            Ahead::End => write_last,
+            Ahead::End => io.write_last,
             Ahead::Nothing | Ahead::Error => plain_write_last::<W>,
         };
         let wrote = tokio::select! {
             biased;
             () = aborted(abort) => break PumpEnd::Aborted,
-            w = write_through(w, &buf, write) => w,
+            w = write_through(w, buf, write) => w,
         };
         if wrote.is_err() {
             break PumpEnd::WriteError;
         }
         total += buf.len() as u64;
+        if io.read_ready.is_some() && buf.len() < buf.capacity() {
+            // Drained: the next bytes may be a while; give the buffer back.
+            if let Some(b) = held.take() {
+                buffers::give_back(b);
+            }
+        }
         match after {
             Ahead::Nothing => {}
             Ahead::End => break end_of_stream(shared, dir, w).await,
             Ahead::Error => break PumpEnd::ReadError,
         }
     };
+    if let Some(b) = held {
+        buffers::give_back(b);
+    }
     if !matches!(end, PumpEnd::Eof) {
         // Failure or idleness ends the whole connection: stop the other direction too. It
         // runs in this task (`forward` joins both), so waking the task is all it needs.
@@ -250,6 +291,46 @@ where
         wake_task().await;
     }
     (total, end)
+}
+
+/// Waits for the source, then reads into `held` (emptied first; taken only now when it is
+/// `None`) what the source gives without waiting. An empty buffer with [`Ahead::End`] is the
+/// source's end, with [`Ahead::Error`] a failed read.
+///
+/// With `ready`, the wait holds no buffer: readiness first, then the buffer. A wake-up that
+/// finds nothing to read (readiness is a hint) gives the buffer back and waits again. Without
+/// it, the wait is a `read` into the buffer, kept from one call to the next.
+async fn next_chunk<R: AsyncRead + Unpin>(
+    r: &mut R,
+    held: &mut Option<Vec<u8>>,
+    ready: Option<ReadReady<R>>,
+) -> Ahead {
+    let Some(ready) = ready else {
+        let buf = held.get_or_insert_with(|| Vec::with_capacity(FORWARD_BUF));
+        buf.clear();
+        return match r.read_buf(buf).await {
+            Ok(0) => Ahead::End,
+            // Whatever else the source already holds, its end included, is taken without
+            // waiting, so that an end right behind these bytes leaves in the same segment.
+            Ok(_) => read_ready(r, buf).await,
+            Err(_) => Ahead::Error,
+        };
+    };
+    loop {
+        if poll_fn(|cx| ready(Pin::new(&mut *r), cx)).await.is_err() {
+            return Ahead::Error;
+        }
+        // Read into spare capacity (never zeroed; pages are touched only as bytes arrive).
+        let buf = held.get_or_insert_with(buffers::take);
+        buf.clear();
+        let after = read_ready(r, buf).await;
+        if !buf.is_empty() || after != Ahead::Nothing {
+            return after;
+        }
+        if let Some(b) = held.take() {
+            buffers::give_back(b);
+        }
+    }
 }
 
 /// The source has ended: half-close the destination, unless the other direction has ended too
@@ -393,7 +474,7 @@ mod tests {
         (mut cr, mut cw): (ReadHalf<DuplexStream>, WriteHalf<DuplexStream>),
         (mut sr, mut sw): (ReadHalf<DuplexStream>, WriteHalf<DuplexStream>),
         limits: ForwardTimeouts,
-        write_last: WriteLast<WriteHalf<DuplexStream>>,
+        io: IoHooks<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>,
         tap: T,
     ) -> Forwarded {
         let f = forward(
@@ -403,7 +484,7 @@ mod tests {
             &mut sr,
             &mut sw,
             limits,
-            write_last,
+            io,
             tap,
         )
         .await;
@@ -435,7 +516,7 @@ mod tests {
             (cr, cw),
             (sr, sw),
             timeouts(LONG, LONG),
-            plain_write_last,
+            IoHooks::plain(),
             |chunk| {
                 tapped.extend_from_slice(chunk);
                 tapped.len() < 1000
@@ -493,7 +574,7 @@ mod tests {
             (cr, cw),
             (sr, sw),
             timeouts(LONG, LONG),
-            plain_write_last,
+            IoHooks::plain(),
             |_| true,
         );
         let peers = async move {
@@ -555,7 +636,10 @@ mod tests {
                 (cr, cw),
                 (sr, sw),
                 timeouts(LONG, LONG),
-                counting_write_last,
+                IoHooks {
+                    write_last: counting_write_last,
+                    read_ready: None,
+                },
                 |_| true,
             );
             let client = async {
@@ -602,7 +686,7 @@ mod tests {
             &mut sr,
             &mut sw,
             timeouts(Duration::from_secs(5), Duration::from_secs(30)),
-            plain_write_last,
+            IoHooks::plain(),
             |_| true,
         );
         let client = async {
@@ -641,7 +725,7 @@ mod tests {
             &mut sr,
             &mut sw,
             timeouts(Duration::ZERO, Duration::ZERO),
-            plain_write_last,
+            IoHooks::plain(),
             |_| true,
         );
         let peers = async {
@@ -684,7 +768,7 @@ mod tests {
             &mut sr,
             &mut sw,
             timeouts(LONG, LONG),
-            plain_write_last,
+            IoHooks::plain(),
             |_| true,
         );
         let client = async {

@@ -23,6 +23,8 @@ pub struct Frontend {
     pub inspect_cap: usize,
     /// Idle time allowed waiting on the client.
     pub timeout_client: Duration,
+    /// SO_KEEPALIVE on accepted connections (HAProxy `option clitcpka`).
+    pub tcp_keepalive: bool,
     /// Most concurrent connections on this frontend (accepting pauses at the limit).
     pub maxconn: Option<usize>,
     /// The default backend: where connections go that no route rule sends elsewhere.
@@ -51,6 +53,7 @@ impl Frontend {
             inspect_delay: Duration::from_secs(5),
             inspect_cap: crate::tls::DEFAULT_HELLO_CAP,
             timeout_client: Duration::from_secs(60),
+            tcp_keepalive: false,
             maxconn: None,
             backend,
             router: None,

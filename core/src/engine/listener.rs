@@ -18,8 +18,9 @@ pub type FrontendHandle = Arc<RwLock<Arc<Frontend>>>;
 
 /// A bound listener and the frontend it serves.
 pub struct Listener<N: Net> {
-    /// The bound socket.
-    pub socket: N::Listener,
+    /// The bound socket (shared with the [`Process`](super::Process) that owns it, which can
+    /// hand it over to a successor process).
+    pub socket: Arc<N::Listener>,
     /// The frontend (swappable).
     pub frontend: FrontendHandle,
 }
@@ -150,7 +151,13 @@ mod tests {
         let fe = build(&config, None).unwrap().frontends[0].clone();
         let socket = net.bind(&fe.bind).await.unwrap();
         let frontend = Arc::new(RwLock::new(fe.clone()));
-        (Listener { socket, frontend }, fe)
+        (
+            Listener {
+                socket: Arc::new(socket),
+                frontend,
+            },
+            fe,
+        )
     }
 
     async fn greeting(s: &mut DuplexStream) -> Option<String> {

@@ -7,6 +7,7 @@
 //! every `select!` is `biased;` so a simulation replays identically for a seed.
 
 pub mod backend;
+pub mod buffers;
 pub mod clock;
 pub mod connection;
 pub mod flow;
@@ -16,6 +17,7 @@ pub mod health;
 pub mod listener;
 pub mod log;
 pub mod net;
+pub mod peers;
 pub mod process;
 pub mod proxy_protocol;
 pub mod router;

@@ -52,6 +52,19 @@ pub trait Net: Clone + Send + Sync + 'static {
         async move { Ok((connect.await?, 0)) }
     }
 
+    /// The local address of an accepted connection (its read half), for the PROXY header sent
+    /// to a server; the default does not know it and the bind address is used.
+    fn local_addr_of(read: &Self::ReadHalf) -> Option<SocketAddr> {
+        let _ = read;
+        None
+    }
+
+    /// Turns TCP keepalive probes on for a connection (HAProxy `option tcpka`); the default
+    /// transport has none and does nothing.
+    fn set_keepalive(stream: &Self::Stream) {
+        let _ = stream;
+    }
+
     /// Splits a stream so both directions can be driven at once without a lock.
     fn split(stream: Self::Stream) -> (Self::ReadHalf, Self::WriteHalf);
 
@@ -73,5 +86,21 @@ pub trait Net: Clone + Send + Sync + 'static {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         super::forward::plain_write_last(write, cx, buf)
+    }
+
+    /// How to wait until a read half can be read without waiting (bytes, its end or an error)
+    /// while holding no buffer: the forwarder then takes a buffer only when bytes are there and
+    /// gives it back once drained, so an idle connection holds none. `None` (the default): the
+    /// transport cannot tell, and each direction keeps a buffer while it waits in `read`.
+    fn read_readiness() -> Option<super::forward::ReadReady<Self::ReadHalf>> {
+        None
+    }
+
+    /// The forwarder's hooks for this transport.
+    fn io_hooks() -> super::forward::IoHooks<Self::ReadHalf, Self::WriteHalf> {
+        super::forward::IoHooks {
+            write_last: Self::poll_write_last,
+            read_ready: Self::read_readiness(),
+        }
     }
 }

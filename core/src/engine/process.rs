@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -27,6 +27,7 @@ use super::health::check_server;
 use super::listener::{serve, FrontendHandle, Listener};
 use super::log::LogSink;
 use super::net::Net;
+use super::peers::PeersView;
 use super::runtime::Runtime;
 use crate::ServerId;
 
@@ -75,7 +76,8 @@ impl Stop {
 }
 
 /// A listening socket and the task accepting on it.
-struct Bound {
+struct Bound<N: Net> {
+    socket: Arc<N::Listener>,
     frontend: FrontendHandle,
     addr: SocketAddr,
     stop: Stop,
@@ -95,10 +97,11 @@ pub struct Process<N: Net> {
     spawner: Handle,
     global: Arc<Semaphore>,
     maxconn: usize,
-    bound: BTreeMap<String, Bound>,
+    bound: BTreeMap<String, Bound<N>>,
     checks: Stop,
     runtime: Arc<Runtime>,
     live: Arc<RwLock<Arc<Runtime>>>,
+    peers: Arc<OnceLock<PeersView>>,
 }
 
 /// What the stats server and the simulator's probes read: the runtime in force (it follows
@@ -106,6 +109,7 @@ pub struct Process<N: Net> {
 pub struct ProcessView<N: Net> {
     runtime: Arc<RwLock<Arc<Runtime>>>,
     ctx: Arc<Context<N>>,
+    peers: Arc<OnceLock<PeersView>>,
 }
 
 impl<N: Net> Clone for ProcessView<N> {
@@ -113,6 +117,7 @@ impl<N: Net> Clone for ProcessView<N> {
         ProcessView {
             runtime: self.runtime.clone(),
             ctx: self.ctx.clone(),
+            peers: self.peers.clone(),
         }
     }
 }
@@ -123,7 +128,13 @@ impl<N: Net> ProcessView<N> {
         ProcessView {
             runtime: Arc::new(RwLock::new(runtime)),
             ctx,
+            peers: Arc::default(),
         }
+    }
+
+    /// The peers service's status, once one runs for this process.
+    pub fn peers(&self) -> Option<&PeersView> {
+        self.peers.get()
     }
 
     /// The runtime in force now.
@@ -157,11 +168,17 @@ impl<N: Net> Process<N> {
             bound: BTreeMap::new(),
             checks: Stop::new(),
             live: Arc::new(RwLock::new(runtime.clone())),
+            peers: Arc::default(),
             runtime: runtime.clone(),
         };
         let fresh = process.bind_new(&runtime).await?;
         process.commit(runtime, fresh);
         Ok(process)
+    }
+
+    /// Shows the peers service's status on this process's views (stats pages); once.
+    pub fn attach_peers(&self, view: PeersView) {
+        let _ = self.peers.set(view);
     }
 
     /// The engine context shared by every connection (counters, clock).
@@ -179,6 +196,7 @@ impl<N: Net> Process<N> {
         ProcessView {
             runtime: self.live.clone(),
             ctx: self.ctx.clone(),
+            peers: self.peers.clone(),
         }
     }
 
@@ -187,6 +205,16 @@ impl<N: Net> Process<N> {
         self.bound
             .values()
             .map(|b| (read(&b.frontend).name.clone(), b.addr))
+            .collect()
+    }
+
+    /// The listening sockets by configured address (`bind`), for handing over to a successor
+    /// process (a hitless upgrade): it accepts on the very same sockets, so no connection
+    /// arriving during the switch is refused.
+    pub fn listeners(&self) -> Vec<(String, Arc<N::Listener>)> {
+        self.bound
+            .iter()
+            .map(|(bind, b)| (bind.clone(), b.socket.clone()))
             .collect()
     }
 
@@ -302,13 +330,14 @@ impl<N: Net> Process<N> {
     }
 
     /// Starts accepting on a freshly bound socket for `fe`.
-    fn listen(&self, fe: &Arc<Frontend>, fresh: Fresh<N>) -> Bound {
+    fn listen(&self, fe: &Arc<Frontend>, fresh: Fresh<N>) -> Bound<N> {
         let frontend: FrontendHandle = Arc::new(RwLock::new(fe.clone()));
         let stop = Stop::new();
+        let socket = Arc::new(fresh.socket);
         let task = self.spawner.spawn(serve(
             self.ctx.clone(),
             Listener {
-                socket: fresh.socket,
+                socket: socket.clone(),
                 frontend: frontend.clone(),
             },
             self.global.clone(),
@@ -316,6 +345,7 @@ impl<N: Net> Process<N> {
         ));
         tracing::info!(frontend = %fe.name, addr = %fresh.addr, backend = %fe.backend.name, "listening");
         Bound {
+            socket,
             frontend,
             addr: fresh.addr,
             stop,

@@ -307,6 +307,18 @@ fn same_family(source: SocketAddr, destination: SocketAddr) -> (SocketAddr, Sock
     }
 }
 
+/// The header a server configured with `send-proxy` (v1) or `send-proxy-v2` gets first.
+pub fn encode(
+    version: crate::config::SendProxy,
+    source: SocketAddr,
+    destination: SocketAddr,
+) -> Vec<u8> {
+    match version {
+        crate::config::SendProxy::V1 => encode_v1(source, destination),
+        crate::config::SendProxy::V2 => encode_v2(source, destination),
+    }
+}
+
 /// A version 1 (text) header for a TCP connection, as `send-proxy` writes it.
 pub fn encode_v1(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
     let (s, d) = same_family(source, destination);

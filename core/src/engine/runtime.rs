@@ -125,6 +125,7 @@ pub fn build_seeded(
             fe.inspect_delay = inspect_delay;
             fe.inspect_cap = usize::try_from(f.inspect_cap).unwrap_or(usize::MAX).max(64);
             fe.timeout_client = f.timeout_client;
+            fe.tcp_keepalive = f.tcp_keepalive;
             fe.maxconn = f.maxconn.map(|n| n as usize);
             frontends.push(Arc::new(fe));
         }
@@ -221,6 +222,9 @@ fn build_server(
     };
     let mut state = ServerState::new(s.name.clone(), s.weight);
     state.backup = s.backup;
+    if s.disabled {
+        state.admin = crate::server::state::AdminState::Maint;
+    }
     state.maxconn = s.maxconn.unwrap_or(0);
     (
         ServerSlot {
@@ -234,6 +238,8 @@ fn build_server(
             plan: plan.clone(),
             check_address: s.check_address(None),
             initial_weight: s.weight,
+            send_proxy: s.send_proxy,
+            tcp_keepalive: b.tcp_keepalive,
             ..ServerSlot::new(s.name.clone(), s.address.clone())
         },
         state,
@@ -255,8 +261,10 @@ fn build_backend(
     };
     let affinity = match b.effective_affinity() {
         Some(keys) => {
-            Box::new(Chain::new(&keys).with_name_span(b.ticket_key_name.unwrap_or_default()))
-                as Box<dyn Affinity>
+            let chain = Chain::new(&keys)
+                .with_name_span(b.ticket_key_name.unwrap_or_default())
+                .with_bootstrap(b.ticket_key_bootstrap.unwrap_or_default());
+            Box::new(chain) as Box<dyn Affinity>
         }
         None => Box::new(build_rules(b)?),
     };
@@ -283,6 +291,7 @@ fn build_backend(
         connect: b.timeout_connect,
         server: b.timeout_server,
         queue: b.timeout_queue.unwrap_or(b.timeout_connect),
+        tunnel: b.timeout_tunnel,
         check: b.timeout_check,
     };
     let spec = BackendSpec {
@@ -476,9 +485,13 @@ mod tests {
     }
 
     fn with_table(servers: &[&str], previous: Option<&Runtime>) -> Runtime {
-        let mut text = String::from(
+        with_chain("session-id", servers, previous)
+    }
+
+    fn with_chain(key: &str, servers: &[&str], previous: Option<&Runtime>) -> Runtime {
+        let mut text = format!(
             "[[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:0\"]\nbackend = \"be\"\n\
-             [[backend]]\nname = \"be\"\naffinity = [\"session-id\"]\n",
+             [[backend]]\nname = \"be\"\naffinity = [\"{key}\"]\n",
         );
         for (i, n) in servers.iter().enumerate() {
             text += &format!(
@@ -519,6 +532,40 @@ mod tests {
             same_be.tables.lookup(kind, b"k3", now),
             Some(Lookup::Hit(ServerId(0)))
         );
+    }
+
+    #[test]
+    fn a_connection_from_before_a_reload_cannot_teach_the_ticket_key_learner_an_old_index() {
+        use crate::affinity::ticket_keys::{Bootstrap, Guess, KeyName};
+        use crate::affinity::Tables;
+        use crate::ServerId;
+        let name = |b: u8| KeyName::from_ticket(&[b; 40], Default::default()).unwrap();
+        let old = with_chain("ticket-key", &["a", "b", "c"], None);
+        let old_be = old.backends["be"].clone();
+        old_be
+            .tables
+            .ticket_learner()
+            .unwrap()
+            .on_issued(&name(1), ServerId(2));
+        // "a" is removed: "c" is now index 1.
+        let new = with_chain("ticket-key", &["b", "c"], Some(&old));
+        let new_be = new.backends["be"].clone();
+        let route = |be: &crate::engine::backend::Backend, n| {
+            let mut k = be.tables.ticket_learner().expect("current numbering");
+            k.route(&name(n), None, Bootstrap::None)
+        };
+        assert_eq!(route(&new_be, 1), Guess::Owner(ServerId(1)));
+        // The old backend's connection cannot reach the renumbered learner at all.
+        assert!(old_be.tables.ticket_learner().is_none());
+        assert_eq!(route(&new_be, 2), Guess::Unknown);
+        // The same servers again renumber nothing: connections across that reload keep teaching.
+        let same = with_chain("ticket-key", &["b", "c"], Some(&new));
+        new_be
+            .tables
+            .ticket_learner()
+            .expect("not renumbered")
+            .on_issued(&name(3), ServerId(0));
+        assert_eq!(route(&same.backends["be"], 3), Guess::Owner(ServerId(0)));
     }
 
     fn free_slots(rt: &Runtime) -> usize {

@@ -5,11 +5,14 @@
 //! order is exact across the whole table, as the core `StickTable` guarantees per shard.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::affinity::ticket_keys::{Limits, TicketKeys};
 use crate::affinity::{stable_hash, TableKind, Tables};
-use crate::stick::{Learn, Lookup, StickEntry, StickStats, StickTable, StickTableConfig};
+use crate::stick::{
+    Learn, Lookup, Origin, StickEntry, StickKey, StickStats, StickTable, StickTableConfig,
+    UpdateFeed,
+};
 use crate::{ServerId, Timestamp};
 
 /// Tables below this many entries per shard are not sharded.
@@ -27,6 +30,17 @@ pub struct SharedTable {
     /// a connection still running under the configuration before a reload cannot write (or
     /// read) a server index of the old numbering into the table the new one took over.
     layout: AtomicU64,
+    /// The update feed the peers protocol reads, once a peers section shares the table.
+    feed: OnceLock<Feed>,
+}
+
+/// A table's update feed and the wake-up of whoever pushes it to peers.
+#[derive(Debug)]
+pub struct Feed {
+    /// The ordered, bounded record of stores.
+    pub updates: Mutex<UpdateFeed>,
+    /// Notified after every store.
+    pub changed: tokio::sync::Notify,
 }
 
 impl SharedTable {
@@ -52,7 +66,57 @@ impl SharedTable {
             config,
             shards,
             layout: AtomicU64::new(0),
+            feed: OnceLock::new(),
         }
+    }
+
+    /// Starts recording stores for peers (idempotent), keeping the last `backlog` of them.
+    pub fn enable_feed(&self, backlog: usize) -> &Feed {
+        self.feed.get_or_init(|| Feed {
+            updates: Mutex::new(UpdateFeed::new(backlog)),
+            changed: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The update feed, when a peers section shares this table.
+    pub fn feed(&self) -> Option<&Feed> {
+        self.feed.get()
+    }
+
+    /// Records a store in the feed (called under the shard's lock, so the feed's order is the
+    /// table's). Refused stores are not recorded.
+    fn record(&self, key: &[u8], server: ServerId, outcome: Learn, origin: Origin) {
+        let Some(feed) = self.feed.get() else { return };
+        if outcome == Learn::Refused {
+            return;
+        }
+        let key = StickKey::new(key, self.config.key_bytes());
+        let layout = self.layout();
+        feed.updates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(key, server, layout, origin);
+        feed.changed.notify_one();
+    }
+
+    /// Stores an entry a peer sent, for numbering `layout`: last writer wins, and it is recorded
+    /// with the peer as origin so it is not pushed back as a local update. Nothing when the
+    /// table was renumbered since.
+    pub fn apply_remote(
+        &self,
+        layout: u64,
+        key: &[u8],
+        server: ServerId,
+        now: Timestamp,
+        peer: u16,
+    ) -> Option<Learn> {
+        let mut shard = self.shard(key);
+        if self.layout() != layout {
+            return None;
+        }
+        let outcome = shard.set(key, server, now);
+        self.record(key, server, outcome, Origin::Peer(peer));
+        Some(outcome)
     }
 
     /// The current server numbering (see [`SharedTable::remap_servers`]).
@@ -71,11 +135,13 @@ impl SharedTable {
     }
 
     fn shard(&self, key: &[u8]) -> MutexGuard<'_, StickTable> {
-        let k = &key[..key.len().min(self.config.key_bytes())];
         let i = if self.shards.len() == 1 {
             0
         } else {
-            (stable_hash(k) % self.shards.len() as u64) as usize
+            // The key as the table holds it (zero-padded or cut to its length): "ab" and
+            // "ab\0" are one key, so they must live in one shard.
+            let k = crate::stick::StickKey::new(key, self.config.key_bytes());
+            (stable_hash(k.as_bytes()) % self.shards.len() as u64) as usize
         };
         lock(&self.shards[i])
     }
@@ -87,12 +153,30 @@ impl SharedTable {
 
     /// Stores `key -> server`.
     pub fn learn(&self, key: &[u8], server: ServerId, now: Timestamp) -> Learn {
-        self.shard(key).learn(key, server, now)
+        let mut shard = self.shard(key);
+        let outcome = shard.learn(key, server, now);
+        self.record(key, server, outcome, Origin::Local);
+        outcome
     }
 
     /// Operator action: point a key at a server.
     pub fn set(&self, key: &[u8], server: ServerId, now: Timestamp) -> Learn {
-        self.shard(key).set(key, server, now)
+        let mut shard = self.shard(key);
+        let outcome = shard.set(key, server, now);
+        self.record(key, server, outcome, Origin::Local);
+        outcome
+    }
+
+    /// Stores an entry carried over from another process with its deadline there (see
+    /// [`StickTable::restore`]).
+    pub fn restore(
+        &self,
+        key: &[u8],
+        server: ServerId,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Option<Learn> {
+        self.shard(key).restore(key, server, expires_at, now)
     }
 
     /// Reads one entry without refreshing it.
@@ -181,7 +265,12 @@ impl SharedTable {
         now: Timestamp,
     ) -> Option<Learn> {
         let mut shard = self.shard(key);
-        (self.layout() == layout).then(|| shard.learn(key, server, now))
+        if self.layout() != layout {
+            return None;
+        }
+        let outcome = shard.learn(key, server, now);
+        self.record(key, server, outcome, Origin::Local);
+        Some(outcome)
     }
 
     /// Renumbers or drops entries after a reload changed the server list.
@@ -207,6 +296,8 @@ pub struct BackendTables {
     /// Each table's server numbering when this backend was built ([`BackendTables::pin`]).
     layouts: Vec<u64>,
     ticket_keys: Option<Arc<Mutex<TicketKeys>>>,
+    /// The learner's numbering when this backend was built.
+    ticket_layout: u64,
 }
 
 impl BackendTables {
@@ -240,6 +331,7 @@ impl BackendTables {
             tables,
             layouts: Vec::new(),
             ticket_keys: None,
+            ticket_layout: 0,
         }
         .pin()
     }
@@ -259,9 +351,10 @@ impl BackendTables {
     /// Gives the backend a ticket key-name learner (`ticket-key` affinity): `previous` when a
     /// reload keeps the one its predecessor filled, else a new one.
     pub fn with_ticket_keys(mut self, previous: Option<Arc<Mutex<TicketKeys>>>) -> Self {
-        self.ticket_keys = Some(
-            previous.unwrap_or_else(|| Arc::new(Mutex::new(TicketKeys::new(Limits::default())))),
-        );
+        let learner =
+            previous.unwrap_or_else(|| Arc::new(Mutex::new(TicketKeys::new(Limits::default()))));
+        self.ticket_layout = learner.lock().unwrap_or_else(|e| e.into_inner()).layout();
+        self.ticket_keys = Some(learner);
         self
     }
 
@@ -300,5 +393,33 @@ impl Tables for BackendTables {
 
     fn ticket_keys(&self) -> Option<&Mutex<TicketKeys>> {
         self.ticket_keys.as_deref()
+    }
+
+    fn ticket_layout(&self) -> u64 {
+        self.ticket_layout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_key_and_its_padded_form_are_one_entry_in_a_sharded_table() {
+        let config = StickTableConfig::new(32, 100_000, std::time::Duration::from_secs(60));
+        let t = SharedTable::new(TableKind::SessionId, config, 7);
+        assert!(t.shards.len() > 1, "the test needs a sharded table");
+        let now = Timestamp(0);
+        for i in 0u8..64 {
+            let short = [i, 1, 2];
+            let mut padded = [0u8; 32];
+            padded[..3].copy_from_slice(&short);
+            t.learn(&short, ServerId(u32::from(i)), now);
+            assert_eq!(
+                t.get(&padded, now).map(|e| e.server),
+                Some(ServerId(u32::from(i))),
+                "key {i}"
+            );
+        }
     }
 }

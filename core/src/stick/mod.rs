@@ -4,10 +4,12 @@
 //! does; [`table`] stores them with expiry and exact LRU eviction in bounded, preallocated memory;
 //! [`size`] parses the `60k`-style sizes tables are declared with.
 
+pub mod feed;
 pub mod key;
 pub mod size;
 pub mod table;
 
+pub use feed::{FeedEntry, Origin, Since, UpdateFeed};
 pub use key::{StickKey, MAX_KEY_LEN};
 pub use size::{parse_size, SizeError};
 pub use table::{

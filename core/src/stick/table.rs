@@ -102,6 +102,9 @@ pub struct StickTableConfig {
     /// Refuse new keys when full instead of evicting the least recently used entry.
     #[serde(default)]
     pub nopurge: bool,
+    /// The peers section replicating this table (`peers NAME`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<String>,
 }
 
 impl Default for StickTableConfig {
@@ -112,6 +115,7 @@ impl Default for StickTableConfig {
             expire: defaults::table_expire(),
             key_len: defaults::key_len(),
             nopurge: false,
+            peers: None,
         }
     }
 }
@@ -136,6 +140,7 @@ impl StickTableConfig {
             expire,
             key_len: u32::try_from(key_len).unwrap_or(u32::MAX),
             nopurge: false,
+            peers: None,
         }
     }
 
@@ -462,6 +467,31 @@ impl StickTable {
     /// `sets` instead of `learned`.
     pub fn set(&mut self, key: &[u8], server: ServerId, now: Timestamp) -> Learn {
         self.store(key, server, now, Origin::Set)
+    }
+
+    /// Store an entry carried over from another process (the table a hitless upgrade hands to
+    /// the new process): `key -> server` with the deadline it had there, capped at
+    /// `now + expire` as [`StickTable::reconfigured`] caps it, so an entry never outlives what
+    /// this table's `expire` allows. A deadline already past stores nothing (`None`); otherwise
+    /// as [`StickTable::set`] (may evict, may be refused), counted as a set.
+    pub fn restore(
+        &mut self,
+        key: &[u8],
+        server: ServerId,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Option<Learn> {
+        if expires_at.0 <= now.0 {
+            return None;
+        }
+        let key = self.key(key);
+        let deadline = expires_at.0.min(now.0.saturating_add(self.expire_ms));
+        let outcome = self.store_raw(&key, server.0, deadline, now);
+        match outcome {
+            Learn::Refused => self.stats.refused += 1,
+            _ => self.stats.sets += 1,
+        }
+        Some(outcome)
     }
 
     /// Inspect one key without side effects (`show table key=`): `None` if absent or expired.
@@ -960,5 +990,7 @@ fn le_word(b: &[u8]) -> u64 {
     u64::from_le_bytes(b)
 }
 
+#[cfg(test)]
+mod restore_tests;
 #[cfg(test)]
 mod tests;

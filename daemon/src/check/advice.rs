@@ -65,6 +65,7 @@ fn ticket_key_advice(file: &str, line: usize, b: &Backend, fix: &str) -> Finding
 /// Advice for an imported haproxy.cfg that loaded: a backend sticking on the ClientHello
 /// session ID (`payload_lv(43,1)`) is pointed at `ticket-key` for its TLS 1.3 clients.
 pub fn advise_haproxy(file: &str, text: &str, config: &Config) -> Vec<Finding> {
+    let peers = super::peers::peers_findings(file, text, config);
     let session_id = Sample::PayloadLv {
         offset: 43,
         len_size: 1,
@@ -97,6 +98,7 @@ pub fn advise_haproxy(file: &str, text: &str, config: &Config) -> Vec<Finding> {
                  session-id,ticket,ticket-key` for a quick start",
             )
         })
+        .chain(peers)
         .collect()
 }
 
@@ -142,6 +144,7 @@ pub fn advise(file: &str, text: &str, config: &Config) -> Vec<Finding> {
     let line_of = |path: &str| tether_core::config::key_line(text, path);
     out.extend(super::routes::route_findings(file, config, &line_of));
     out.extend(stats_exposure(file, text, config));
+    out.extend(super::peers::peers_findings(file, text, config));
     for b in &config.backends {
         let name_line = find_line(text, 1, |l| {
             l.replace(' ', "") == format!("name=\"{}\"", b.name)

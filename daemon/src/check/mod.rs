@@ -7,7 +7,9 @@
 //! config is loaded with [`tether_core::config::load_toml`] and then given affinity advice.
 
 pub mod advice;
+pub mod peers;
 pub mod routes;
+pub mod summary;
 
 use std::fmt;
 use std::path::Path;
@@ -20,13 +22,18 @@ pub use advice::advise;
 pub struct CheckReport {
     /// The findings, in file order.
     pub findings: Vec<Finding>,
+    /// The migration verdict printed first (an haproxy.cfg's; see [`summary`]).
+    pub summary: Vec<String>,
 }
 
 impl CheckReport {
     /// Builds a report, sorting findings by line then severity.
     pub fn new(mut findings: Vec<Finding>) -> CheckReport {
         findings.sort_by_key(|f| (f.line, f.severity));
-        CheckReport { findings }
+        CheckReport {
+            findings,
+            summary: Vec::new(),
+        }
     }
 
     /// Whether any finding is an error (the exit status of `tether check`).
@@ -45,6 +52,9 @@ impl CheckReport {
 
 impl fmt::Display for CheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for line in &self.summary {
+            writeln!(f, "{line}")?;
+        }
         for finding in &self.findings {
             writeln!(f, "{finding}")?;
         }
@@ -121,7 +131,9 @@ pub fn check_text(file: &str, kind: ConfigKind, text: &str) -> CheckReport {
             // elsewhere in the file (a log line, a server address) do not invalidate.
             let mut findings = im.findings;
             findings.extend(advice::advise_haproxy(file, text, &im.config));
-            CheckReport::new(findings)
+            let mut report = CheckReport::new(findings);
+            report.summary = summary::summary(file, text, &report.findings);
+            report
         }
         ConfigKind::Toml => match tether_core::config::load_toml(file, text) {
             Ok(config) => CheckReport::new(advise(file, text, &config)),

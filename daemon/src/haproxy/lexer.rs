@@ -28,10 +28,45 @@ impl Directive {
         self.words.get(i).map(String::as_str).unwrap_or("")
     }
 
-    /// The words joined back with single spaces, for messages.
+    /// The words joined back with single spaces, for messages: a word that a space, a control
+    /// character or a quote would split or hide is written back quoted and escaped as HAProxy
+    /// reads it (`"PING\r\n"`), so a finding stays on one line and can be pasted back.
     pub fn text(&self) -> String {
-        self.words.join(" ")
+        let words: Vec<String> = self.words.iter().map(|w| quoted(w)).collect();
+        words.join(" ")
     }
+}
+
+/// `word` as it can be written on a config line: as is when it is plain, else double-quoted with
+/// `\r`, `\n`, `\t`, `\"`, `\\` and `\xHH` escapes.
+fn quoted(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| !c.is_control() && !matches!(c, ' ' | '"' | '\'' | '\\' | '#'));
+    if plain {
+        return word.to_string();
+    }
+    let mut out = String::with_capacity(word.len() + 2);
+    out.push('"');
+    for c in word.chars() {
+        match c {
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// A line that could not be split.
@@ -177,6 +212,20 @@ mod tests {
     }
 
     #[test]
+    fn text_keeps_a_directive_on_one_line_and_reads_back_the_same() {
+        let d = Directive {
+            line: 1,
+            words: ["tcp-check", "send", "PING\r\n", "a b", "q\"\\", "\u{1}", ""]
+                .map(String::from)
+                .to_vec(),
+        };
+        let t = d.text();
+        assert_eq!(t, r#"tcp-check send "PING\r\n" "a b" "q\"\\" "\x01" """#);
+        assert!(!t.contains(['\r', '\n']));
+        assert_eq!(split_words(&t).unwrap(), d.words);
+    }
+
+    #[test]
     fn keeps_line_numbers_and_reports_bad_lines() {
         let (d, e) = split_lines("global\n\n  maxconn 10\nbad 'quote\n");
         assert_eq!(d.len(), 2);
@@ -196,6 +245,14 @@ mod tests {
         fn never_panics_on_arbitrary_bytes(b in proptest::collection::vec(any::<u8>(), 0..300)) {
             let s = String::from_utf8_lossy(&b);
             let _ = split_lines(&s);
+        }
+
+        #[test]
+        fn text_reads_back_as_the_same_words(words in proptest::collection::vec("\\PC{0,8}|[\\x00-\\x1f \"'#\\\\a]{0,6}", 1..8)) {
+            let d = Directive { line: 1, words };
+            let t = d.text();
+            prop_assert!(!t.contains(['\r', '\n']));
+            prop_assert_eq!(split_words(&t).unwrap(), d.words);
         }
 
         #[test]

@@ -220,6 +220,13 @@ pub fn render_table(report: &ProbeReport) -> String {
             m.verdict
         );
     }
+    if !report.ticket_keys.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "ticket key names (first 16 bytes of each ticket):");
+        for b in &report.ticket_keys {
+            let _ = writeln!(out, "  {}", super::key_names::describe(b));
+        }
+    }
     out
 }
 

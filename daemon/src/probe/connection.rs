@@ -6,6 +6,7 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use rustls::{HandshakeKind, ProtocolVersion};
 use sha2::{Digest, Sha256};
+use tether_core::affinity::ticket_keys::{KeyName, NameSpan};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
@@ -145,6 +146,15 @@ fn describe(
         offered_ticket: wire.offered_ticket.as_ref().map(digest),
         issued_ticket: wire.issued_ticket.as_ref().map(digest),
         offered_psk: wire.offered_psk_identity.as_ref().map(digest),
+        offered_key_name: wire
+            .offered_psk_identity
+            .as_ref()
+            .or(wire.offered_ticket.as_ref())
+            .and_then(|t| KeyName::from_ticket(t, NameSpan::default())),
+        issued_key_name: wire
+            .issued_ticket
+            .as_ref()
+            .and_then(|t| KeyName::from_ticket(t, NameSpan::default())),
         sessions_received: activity.received,
         handshake_ms,
     }

@@ -11,6 +11,7 @@
 pub mod certificate;
 pub mod cli;
 mod connection;
+pub mod key_names;
 pub mod recording;
 pub mod report;
 pub mod session_store;
@@ -196,6 +197,7 @@ pub async fn probe(options: &ProbeOptions) -> Result<ProbeReport, ProbeError> {
         reconnections: options.reconnections,
         clients: options.clients,
         identify: options.identify,
+        ticket_keys: key_names::key_names(&mechanisms, options.identify),
         mechanisms,
     })
 }

@@ -2,6 +2,9 @@
 //! CLI renders it as a table or JSON; tests assert on it.
 
 use serde::Serialize;
+use tether_core::affinity::ticket_keys::KeyName;
+
+use super::key_names::BackendKeyNames;
 
 /// A resumption mechanism the probe exercises, each with its own chain of connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -109,6 +112,12 @@ pub struct ConnectionReport {
     pub issued_ticket: Option<String>,
     /// TLS 1.3 PSK identity offered: first 8 bytes of its SHA-256, hex.
     pub offered_psk: Option<String>,
+    /// Key name (RFC 5077 `key_name`, the first 16 bytes) of the ticket or PSK offered.
+    #[serde(serialize_with = "hex_name")]
+    pub offered_key_name: Option<KeyName>,
+    /// Key name of the TLS 1.2 ticket the server issued.
+    #[serde(serialize_with = "hex_name")]
+    pub issued_key_name: Option<KeyName>,
     /// Sessions or tickets the client stored from this connection.
     pub sessions_received: u32,
     /// Connect plus handshake, milliseconds.
@@ -131,6 +140,8 @@ impl ConnectionReport {
             offered_ticket: None,
             issued_ticket: None,
             offered_psk: None,
+            offered_key_name: None,
+            issued_key_name: None,
             sessions_received: 0,
             handshake_ms,
         }
@@ -359,6 +370,14 @@ fn not_resuming_reason(mechanism: Mechanism, chains: &[ChainReport]) -> String {
     "no session was offered on some reconnections".into()
 }
 
+/// Key names as the log and stats page show them: hex, never the ticket.
+fn hex_name<S: serde::Serializer>(name: &Option<KeyName>, s: S) -> Result<S::Ok, S::Error> {
+    match name {
+        Some(n) => s.serialize_some(&n.hex()),
+        None => s.serialize_none(),
+    }
+}
+
 /// Everything `tether probe` found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProbeReport {
@@ -376,6 +395,8 @@ pub struct ProbeReport {
     pub identify: Identify,
     /// One entry per mechanism probed.
     pub mechanisms: Vec<MechanismReport>,
+    /// Per backend that issued tickets: whether their key names let `ticket-key` learn it.
+    pub ticket_keys: Vec<BackendKeyNames>,
 }
 
 impl ProbeReport {
@@ -417,6 +438,8 @@ mod tests {
             offered_ticket: None,
             issued_ticket: None,
             offered_psk: None,
+            offered_key_name: None,
+            issued_key_name: None,
             sessions_received: 1,
             handshake_ms: 1.0,
         }

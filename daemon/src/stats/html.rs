@@ -43,10 +43,21 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-const STYLE: &str = "body{font-family:sans-serif;font-size:13px}table{border-collapse:collapse;margin-bottom:1em}\
-th,td{border:1px solid #999;padding:2px 6px;text-align:right}th{background:#20466e;color:#fff}\
-td.name{text-align:left}tr.UP td.status{background:#c0f0c0}tr.DOWN td.status{background:#f0a0a0}\
-tr.MAINT td.status{background:#c0c0f0}tr.DRAIN td.status{background:#f0e0a0}tr.total{font-weight:bold}\
+/// HAProxy's stats page look: a title bar per proxy, header rows in cyan, each server row in the
+/// colour of its state (the legend at the top says which), totals in bold.
+const STYLE: &str = "body{font-family:Arial,Helvetica,sans-serif;font-size:12px;margin:8px;color:#000;background:#fff}\
+h1{font-size:17px;margin:0 0 8px;padding:5px 8px;background:#20466e;color:#fff}\
+h2{font-size:13px;margin:14px 0 0;padding:3px 8px;background:#b00040;color:#ffff40;display:inline-block;min-width:30em}\
+h2.frontend{background:#6040b0}h2.peers{background:#006060}\
+table{border-collapse:collapse;margin-bottom:6px}\
+th,td{border:1px solid #a0a0a0;padding:2px 6px;text-align:right;white-space:nowrap}\
+th{background:#20d0d0;color:#000;text-align:center}\
+td.name{text-align:left}td.status{font-weight:bold}\
+tr.UP td,tr.OPEN td,tr.no-check td,td.UP{background:#c0ffc0}tr.DOWN td,td.DOWN{background:#ff9090}\
+tr.MAINT td,td.MAINT{background:#c0c0ff}tr.DRAIN td,td.DRAIN{background:#ffd080}\
+tr.total td{background:#e0e0c0;font-weight:bold}tr.total.DOWN td{background:#ff9090}\
+table.info td{text-align:left}table.legend td{padding:2px 10px}\
+.side{display:flex;gap:14px;align-items:flex-start;flex-wrap:wrap}\
 .banner{padding:4px;background:#ffd}";
 
 /// Renders the page.
@@ -66,10 +77,7 @@ pub fn render(snap: &Snapshot, opts: &PageOptions<'_>) -> String {
         h,
         "<style>{STYLE}</style></head><body>\n<h1>tether statistics</h1>\n"
     );
-    if let Some(v) = opts.version {
-        let _ = writeln!(h, "<p class=\"version\">tether version {}</p>", escape(v));
-    }
-    let _ = writeln!(h, "<p>current connections: {}</p>", snap.actconn);
+    info(&mut h, snap, opts);
     if let Some(st) = opts.status {
         let _ = writeln!(
             h,
@@ -81,8 +89,8 @@ pub fn render(snap: &Snapshot, opts: &PageOptions<'_>) -> String {
     for f in &snap.frontends {
         let _ = writeln!(
             h,
-            "<h2>frontend {}</h2>\n<table id=\"fe-{}\"><tr><th>bind</th><th>backend</th><th>status</th><th>sessions cur</th><th>sessions total</th></tr>\
-             <tr><td class=\"name\">{}</td><td class=\"name\">{}</td><td class=\"status\">OPEN</td><td>{}</td><td>{}</td></tr></table>",
+            "<h2 class=\"frontend\">frontend {}</h2>\n<table id=\"fe-{}\"><tr><th>bind</th><th>backend</th><th>status</th><th>sessions cur</th><th>sessions total</th></tr>\
+             <tr class=\"OPEN\"><td class=\"name\">{}</td><td class=\"name\">{}</td><td class=\"status\">OPEN</td><td>{}</td><td>{}</td></tr></table>",
             escape(&f.name),
             escape(&f.name),
             escape(&f.binds.join(" ")),
@@ -96,6 +104,35 @@ pub fn render(snap: &Snapshot, opts: &PageOptions<'_>) -> String {
     }
     h.push_str("</body></html>\n");
     h
+}
+
+/// The process at a glance, and the legend of the state colours.
+fn info(h: &mut String, snap: &Snapshot, opts: &PageOptions<'_>) {
+    let servers: usize = snap.backends.iter().map(|b| b.servers.len()).sum();
+    h.push_str("<div class=\"side\"><table class=\"info\"><tr><th colspan=\"2\">process</th></tr>");
+    if let Some(v) = opts.version {
+        let _ = write!(
+            h,
+            "<tr><td>version</td><td class=\"version\">tether version {}</td></tr>",
+            escape(v)
+        );
+    }
+    let _ = write!(
+        h,
+        "<tr><td>current connections</td><td>{}</td></tr>\
+         <tr><td>frontends / backends / servers</td><td>{} / {} / {}</td></tr></table>",
+        snap.actconn,
+        snap.frontends.len(),
+        snap.backends.len(),
+        servers
+    );
+    h.push_str(
+        "<table class=\"legend\"><tr><th colspan=\"2\">server state</th></tr>\
+         <tr><td class=\"UP\">UP</td><td class=\"name\">serving (checked, or not checked)</td></tr>\
+         <tr><td class=\"DOWN\">DOWN</td><td class=\"name\">failed its health checks</td></tr>\
+         <tr><td class=\"DRAIN\">DRAIN</td><td class=\"name\">sticky clients only, no new ones</td></tr>\
+         <tr><td class=\"MAINT\">MAINT</td><td class=\"name\">in maintenance, no traffic</td></tr></table></div>\n",
+    );
 }
 
 fn backend(h: &mut String, b: &BackendView, opts: &PageOptions<'_>) {
@@ -129,34 +166,34 @@ fn backend(h: &mut String, b: &BackendView, opts: &PageOptions<'_>) {
         if opts.admin { "<td></td>" } else { "" }
     );
 
-    // Affinity: hits, learned, then every miss by its cause.
+    // Affinity: hits, learned, then every miss by its cause, each with its share.
+    let total: u64 = b.outcomes.iter().map(|(_, n)| n).sum::<u64>() + b.nosrv;
+    let share = |n: u64| match total {
+        0 => "-".to_string(),
+        t => format!("{:.1}%", n as f64 * 100.0 / t as f64),
+    };
     let _ = write!(
         h,
-        "<table class=\"affinity\" id=\"aff-{}\"><tr><th>affinity outcome</th><th>connections</th></tr>",
+        "<div class=\"side\"><table class=\"affinity\" id=\"aff-{}\"><tr><th>affinity outcome</th><th>connections</th><th>share</th></tr>",
         escape(&b.name)
     );
-    let _ = write!(
-        h,
-        "<tr><td class=\"name\">hit</td><td>{}</td></tr><tr><td class=\"name\">learned</td><td>{}</td></tr>",
-        b.outcome("hit"),
-        b.outcome("learned")
-    );
-    for (o, n) in &b.outcomes {
-        if matches!(o, AffinityOutcome::Hit | AffinityOutcome::Learned) {
-            continue;
-        }
+    let mut row = |label: &str, n: u64| {
         let _ = write!(
             h,
-            "<tr><td class=\"name\">{}</td><td>{}</td></tr>",
-            escape(&o.label()),
-            n
+            "<tr><td class=\"name\">{}</td><td>{n}</td><td>{}</td></tr>",
+            escape(label),
+            share(n)
         );
+    };
+    row("hit", b.outcome("hit"));
+    row("learned", b.outcome("learned"));
+    for (o, n) in &b.outcomes {
+        if !matches!(o, AffinityOutcome::Hit | AffinityOutcome::Learned) {
+            row(&o.label(), *n);
+        }
     }
-    let _ = writeln!(
-        h,
-        "<tr><td class=\"name\">no server (NOSRV)</td><td>{}</td></tr></table>",
-        b.nosrv
-    );
+    row("no server (NOSRV)", b.nosrv);
+    h.push_str("</table>");
 
     if !b.tables.is_empty() {
         h.push_str("<table class=\"tables\"><tr><th>stick table</th><th>entries</th><th>capacity</th><th>occupancy</th><th>hits</th><th>misses</th><th>learned</th><th>evicted</th><th>expired</th></tr>");
@@ -180,6 +217,7 @@ fn backend(h: &mut String, b: &BackendView, opts: &PageOptions<'_>) {
     if let Some(k) = &b.ticket_keys {
         ticket_keys(h, k);
     }
+    h.push_str("</div>\n");
 }
 
 /// What `ticket-key` affinity learned: key names per server (hex), shared and unnamed states.
@@ -222,7 +260,7 @@ fn server(h: &mut String, b: &BackendView, s: &ServerView, opts: &PageOptions<'_
     let class = s.status().replace(' ', "-");
     let _ = write!(
         h,
-        "<tr class=\"{class}\" id=\"srv-{}-{}\"><td class=\"name\">{}{}</td><td class=\"name\">{}</td><td class=\"status\">{}</td><td>{}</td>\
+        "<tr class=\"{class}\" id=\"srv-{}-{}\"><td class=\"name\">{}{}</td><td class=\"name\">{}</td><td class=\"status\">{}</td><td class=\"name\">{}</td>\
          <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
         escape(&b.name),
         escape(&s.name),

@@ -14,6 +14,7 @@ pub mod csv;
 pub mod html;
 pub mod json;
 pub mod metrics;
+pub mod peers;
 pub mod server;
 pub mod slots;
 pub mod snapshot;
@@ -47,12 +48,19 @@ const MAX_CONNECTIONS: usize = 64;
 pub struct StatsListener {
     addr: SocketAddr,
     task: JoinHandle<()>,
+    /// The listening socket, for handing over to a successor process (an upgrade).
+    socket: std::os::fd::OwnedFd,
 }
 
 impl StatsListener {
     /// Where it listens (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// A copy of the listening socket, for a successor process to accept on.
+    pub fn socket(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        self.socket.try_clone()
     }
 }
 
@@ -70,10 +78,15 @@ pub async fn serve_stats(config: Stats, view: DaemonView) -> Result<StatsListene
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let token =
         AdminToken::generate().context("stats: reading /dev/urandom for the admin token")?;
-    let socket = TcpListener::bind(&config.bind)
-        .await
-        .with_context(|| format!("stats: cannot bind {}", config.bind))?;
+    let role = crate::upgrade::inherited::Role::Stats;
+    let socket = match crate::upgrade::inherited::take_tcp(role, &config.bind) {
+        Some(inherited) => TcpListener::from_std(inherited)?,
+        None => TcpListener::bind(&config.bind)
+            .await
+            .with_context(|| format!("stats: cannot bind {}", config.bind))?,
+    };
     let addr = socket.local_addr()?;
+    let handover = std::os::fd::AsFd::as_fd(&socket).try_clone_to_owned()?;
     if config.admin && credentials.is_none() && !config.admin_without_auth {
         tracing::warn!(%addr, "stats admin actions are refused: no auth (set admin-without-auth = true to open them anyway)");
     }
@@ -90,7 +103,11 @@ pub async fn serve_stats(config: Stats, view: DaemonView) -> Result<StatsListene
         token,
     });
     let task = tokio::spawn(accept_loop(socket, site, tls));
-    Ok(StatsListener { addr, task })
+    Ok(StatsListener {
+        addr,
+        task,
+        socket: handover,
+    })
 }
 
 async fn accept_loop(socket: TcpListener, site: Arc<Site>, tls: Option<TlsAcceptor>) {
@@ -225,22 +242,28 @@ impl Site {
                 self.view.context().actconn.load(Ordering::Relaxed),
             )
         };
+        let peers = || peers::Peers::take(&self.view);
         let version = (!self.config.hide_version).then_some(env!("CARGO_PKG_VERSION"));
         let read_only = matches!(req.method.as_str(), "GET" | "HEAD");
         match route(&self.config.uri, &req.path) {
             Route::Metrics if read_only => {
-                Response::new(200, metrics::CONTENT_TYPE, metrics::render(&snap()))
+                let text = metrics::render(&snap()) + &peers().metrics();
+                Response::new(200, metrics::CONTENT_TYPE, text)
             }
             Route::Csv if read_only => {
                 Response::new(200, "text/csv; charset=utf-8", csv::render(&snap()))
             }
-            Route::Json if read_only => Response::json(200, &json::render(&snap(), version)),
+            Route::Json if read_only => {
+                let mut v = json::render(&snap(), version);
+                v["peers"] = peers().json();
+                Response::json(200, &v)
+            }
             Route::Table(rest) => {
                 let now = self.view.context().clock.now();
                 table::handle(&runtime, now, req, rest, admin)
             }
             Route::Page { status } if read_only => {
-                let page = html::render(
+                let page = peers().into_page(html::render(
                     &snap(),
                     &html::PageOptions {
                         uri: &self.config.uri,
@@ -250,7 +273,7 @@ impl Site {
                         token: self.token.as_str(),
                         status,
                     },
-                );
+                ));
                 let mut resp = Response::new(200, "text/html; charset=utf-8", page);
                 if let Some(r) = self.config.refresh {
                     resp = resp.with_header("Refresh", r.as_secs().max(1).to_string());

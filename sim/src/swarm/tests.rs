@@ -167,6 +167,7 @@ fn a_failure_far_from_any_fault_is_caught_and_one_near_a_crash_is_not() {
     let failed = |start_ms| ClientTrace {
         fleet: "f0".into(),
         record: ConnectionRecord {
+            instance: 0,
             start_ms,
             failure: Some(crate::client::Failure::Handshake),
             ..ConnectionRecord::default()

@@ -53,7 +53,10 @@ fn an_accepted_resumption_teaches_and_the_name_then_routes_there() {
     k.on_served(ip(1), ServerId(0));
     k.on_served(ip(2), ServerId(1));
     assert_eq!(k.on_accepted(&name(1), ServerId(1)), Change::Learned);
-    assert_eq!(k.route(&name(1), ip(9)), Guess::Owner(ServerId(1)));
+    assert_eq!(
+        k.route(&name(1), ip(9), Bootstrap::default()),
+        Guess::Owner(ServerId(1))
+    );
     assert_eq!(k.on_accepted(&name(1), ServerId(1)), Change::Confirmed);
     assert_eq!(k.snapshot().servers[1].names, vec![name(1).hex()]);
 }
@@ -74,10 +77,13 @@ fn the_bootstrap_prefers_the_clients_last_server_then_a_nameless_one() {
         k.on_served(ip(s as u8), ServerId(s));
     }
     // The client was last served by server 2: its ticket most likely comes from there.
-    assert_eq!(k.route(&name(7), ip(2)), Guess::Bootstrap(ServerId(2)));
+    assert_eq!(
+        k.route(&name(7), ip(2), Bootstrap::default()),
+        Guess::Bootstrap(ServerId(2))
+    );
     assert_eq!(k.on_rejected(&name(7), ServerId(2)), Change::Refuted);
     // Refuted there: another server without a name, never server 2 again.
-    let Guess::Bootstrap(next) = k.route(&name(7), ip(2)) else {
+    let Guess::Bootstrap(next) = k.route(&name(7), ip(2), Bootstrap::default()) else {
         panic!("expected a bootstrap guess");
     };
     assert_ne!(next, ServerId(2));
@@ -86,7 +92,10 @@ fn the_bootstrap_prefers_the_clients_last_server_then_a_nameless_one() {
     let last = (0..3)
         .map(ServerId)
         .find(|s| *s != next && *s != ServerId(2));
-    assert_eq!(k.route(&name(7), ip(2)), Guess::Bootstrap(last.unwrap()));
+    assert_eq!(
+        k.route(&name(7), ip(2), Bootstrap::default()),
+        Guess::Bootstrap(last.unwrap())
+    );
 }
 
 #[test]
@@ -97,10 +106,16 @@ fn a_named_last_server_yields_to_a_nameless_one_until_all_have_names() {
     k.on_accepted(&name(1), ServerId(0));
     k.on_served(ip(9), ServerId(0));
     // Server 0's tickets carry name 1: an unknown name is more likely server 1's.
-    assert_eq!(k.route(&name(2), ip(9)), Guess::Bootstrap(ServerId(1)));
+    assert_eq!(
+        k.route(&name(2), ip(9), Bootstrap::default()),
+        Guess::Bootstrap(ServerId(1))
+    );
     k.on_accepted(&name(3), ServerId(1));
     // Everyone has a name: an unknown one is most likely a rotation on the client's server.
-    assert_eq!(k.route(&name(2), ip(9)), Guess::Bootstrap(ServerId(0)));
+    assert_eq!(
+        k.route(&name(2), ip(9), Bootstrap::default()),
+        Guess::Bootstrap(ServerId(0))
+    );
 }
 
 #[test]
@@ -108,7 +123,10 @@ fn a_name_accepted_on_two_servers_is_shared_and_falls_through() {
     let mut k = learner();
     k.on_accepted(&name(1), ServerId(0));
     assert_eq!(k.on_accepted(&name(1), ServerId(1)), Change::BecameShared);
-    assert_eq!(k.route(&name(1), ip(1)), Guess::Shared);
+    assert_eq!(
+        k.route(&name(1), ip(1), Bootstrap::default()),
+        Guess::Shared
+    );
     assert!(k.is_shared(&name(1)));
     assert_eq!(k.snapshot().shared, vec![name(1).hex()]);
     assert!(k.snapshot().servers.iter().all(|s| s.names.is_empty()));
@@ -122,7 +140,9 @@ fn confirmed_names_are_probed_elsewhere_now_and_then() {
     });
     k.on_served(None, ServerId(1));
     k.on_accepted(&name(1), ServerId(0));
-    let routes: Vec<Guess> = (0..8).map(|_| k.route(&name(1), None)).collect();
+    let routes: Vec<Guess> = (0..8)
+        .map(|_| k.route(&name(1), None, Bootstrap::default()))
+        .collect();
     let probes = routes.iter().filter(|g| **g == Guess::Probe(ServerId(1)));
     assert_eq!(probes.count(), 2);
     assert_eq!(k.on_accepted(&name(1), ServerId(1)), Change::BecameShared);
@@ -146,9 +166,15 @@ fn a_server_whose_names_never_repeat_becomes_unnamed_once() {
     );
     // Its clients' unknown names fall through instead of being guessed.
     k.on_served(ip(5), ServerId(0));
-    assert_eq!(k.route(&name(100), ip(5)), Guess::Unnamed);
+    assert_eq!(
+        k.route(&name(100), ip(5), Bootstrap::default()),
+        Guess::Unnamed
+    );
     // Server 1 is named and known: an unknown name from nobody in particular falls through.
-    assert_eq!(k.route(&name(101), None), Guess::Unnamed);
+    assert_eq!(
+        k.route(&name(101), None, Bootstrap::default()),
+        Guess::Unnamed
+    );
 }
 
 #[test]
@@ -173,7 +199,16 @@ enum Op {
     Accepted(u8, u32),
     Issued(u8, u32),
     Rejected(u8, u32),
-    Route(u8, u8),
+    Route(u8, u8, Bootstrap),
+}
+
+fn bootstrap() -> impl Strategy<Value = Bootstrap> {
+    prop_oneof![
+        Just(Bootstrap::ClientThenNameless),
+        Just(Bootstrap::Nameless),
+        Just(Bootstrap::Client),
+        Just(Bootstrap::None),
+    ]
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -182,7 +217,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0u8..40, 0u32..6).prop_map(|(n, s)| Op::Accepted(n, s)),
         (0u8..40, 0u32..6).prop_map(|(n, s)| Op::Issued(n, s)),
         (0u8..40, 0u32..6).prop_map(|(n, s)| Op::Rejected(n, s)),
-        (0u8..40, any::<u8>()).prop_map(|(n, c)| Op::Route(n, c)),
+        (0u8..40, any::<u8>(), bootstrap()).prop_map(|(n, c, b)| Op::Route(n, c, b)),
     ]
 }
 
@@ -192,7 +227,7 @@ fn apply(k: &mut TicketKeys, op: &Op) {
         Op::Accepted(n, s) => drop(k.on_accepted(&name(n), ServerId(s))),
         Op::Issued(n, s) => drop(k.on_issued(&name(n), ServerId(s))),
         Op::Rejected(n, s) => drop(k.on_rejected(&name(n), ServerId(s))),
-        Op::Route(n, c) => drop(k.route(&name(n), ip(c))),
+        Op::Route(n, c, b) => drop(k.route(&name(n), ip(c), b)),
     }
 }
 
@@ -228,11 +263,11 @@ proptest! {
         let before = k.owner(&name(n));
         match k.on_accepted(&name(n), ServerId(s)) {
             Change::Learned | Change::Confirmed if !k.is_shared(&name(n)) => {
-                prop_assert_eq!(k.route(&name(n), None), Guess::Owner(ServerId(s)));
+                prop_assert_eq!(k.route(&name(n), None, Bootstrap::default()), Guess::Owner(ServerId(s)));
             }
             Change::BecameShared => {
                 prop_assert!(before.is_some() && before != Some(ServerId(s)));
-                prop_assert_eq!(k.route(&name(n), None), Guess::Shared);
+                prop_assert_eq!(k.route(&name(n), None, Bootstrap::default()), Guess::Shared);
             }
             Change::BecameUnnamed | Change::Ignored => prop_assert!(k.is_unnamed(ServerId(s))),
             _ => {}
@@ -240,22 +275,49 @@ proptest! {
         if k.owner(&name(n)) == Some(ServerId(s)) {
             prop_assert_eq!(k.on_rejected(&name(n), ServerId(s)), Change::Unlearned);
             prop_assert_eq!(k.owner(&name(n)), None);
-            prop_assert!(k.route(&name(n), None) != Guess::Owner(ServerId(s)));
+            prop_assert!(k.route(&name(n), None, Bootstrap::default()) != Guess::Owner(ServerId(s)));
         }
     }
 
-    /// A guess never names a server that refused this name or one found unnamed.
+    /// Whatever the bootstrap, a guess never names a server that refused this name or one found
+    /// unnamed, and `none` never guesses.
     #[test]
     fn guesses_avoid_refusals_and_unnamed_servers(
         ops in proptest::collection::vec(op(), 0..200), n in 0u8..40, c in any::<u8>(),
+        how in bootstrap(),
     ) {
         let mut k = TicketKeys::new(Limits { probe_every: u64::MAX, ..Limits::default() });
         for o in &ops {
             apply(&mut k, o);
         }
-        if let Guess::Bootstrap(g) = k.route(&name(n), ip(c)) {
+        let guess = k.route(&name(n), ip(c), how);
+        if how == Bootstrap::None && k.owner(&name(n)).is_none() && !k.is_shared(&name(n)) {
+            prop_assert_eq!(guess, Guess::Unknown);
+        }
+        if let Guess::Bootstrap(g) = guess {
             prop_assert!(!k.is_unnamed(g));
             prop_assert!(k.refuted.get(&name(n)).is_none_or(|r| !r.contains(&g)));
         }
     }
+}
+
+#[test]
+fn the_bootstraps_differ_on_a_client_whose_last_server_is_named() {
+    let mut k = TicketKeys::new(Limits::default());
+    for s in 0..3 {
+        k.on_served(ip(200), ServerId(s));
+    }
+    // Server 0 has a name; 1 and 2 have none; the client was last served by 0.
+    k.on_issued(&name(1), ServerId(0));
+    k.on_served(ip(9), ServerId(0));
+    let unknown = name(30);
+    let client = k.route(&unknown, ip(9), Bootstrap::Client);
+    assert_eq!(client, Guess::Bootstrap(ServerId(0)));
+    for how in [Bootstrap::ClientThenNameless, Bootstrap::Nameless] {
+        let Guess::Bootstrap(g) = k.route(&unknown, ip(9), how) else {
+            panic!("{how:?} guesses")
+        };
+        assert_ne!(g, ServerId(0), "{how:?} prefers a server with no name yet");
+    }
+    assert_eq!(k.route(&unknown, ip(9), Bootstrap::None), Guess::Unknown);
 }

@@ -299,7 +299,12 @@ impl Importer<'_> {
         match acl_of(words) {
             Ok(acl) => Some(acl),
             Err(e) => {
-                self.error(line, e, SUPPORTED, "acl internal src 10.0.0.0/8");
+                let fix = format!(
+                    "tether cannot evaluate `{}`: keep this proxy on HAProxy, or write the \
+                     rule with one of the criteria tether understands",
+                    words.join(" ")
+                );
+                self.error(line, e, SUPPORTED, fix);
                 None
             }
         }

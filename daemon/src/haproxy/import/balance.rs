@@ -2,6 +2,7 @@
 
 use super::proxy::Draft;
 use super::Importer;
+use crate::finding::Severity;
 use crate::haproxy::lexer::Directive;
 use tether_core::config::{BalanceAlgorithm, HashKey};
 
@@ -18,6 +19,29 @@ impl Importer<'_> {
                 backend.hash_key = Some(HashKey::Source);
             }
             _ => self.unsupported(d, &p.context()),
+        }
+    }
+
+    /// `hash-type consistent|map-based [FUNCTION] [avalanche]`: tether's hash balancing is
+    /// consistent; `map-based` is honoured as consistent, with a warning saying what differs.
+    pub(super) fn hash_type(&mut self, d: &Directive) {
+        match d.word(1) {
+            "consistent" => {}
+            "map-based" => self.finding(
+                Severity::Warning,
+                d.line,
+                "`hash-type map-based` is balanced with consistent hashing",
+                "tether hashes consistently only: each client still lands on one stable server, \
+                 but not on the server HAProxy's map-based table would pick, and a server going \
+                 down moves only its own clients",
+                "hash-type consistent",
+            ),
+            _ => self.error(
+                d.line,
+                format!("`{}`: unknown hash type", d.text()),
+                "HAProxy accepts map-based or consistent",
+                "hash-type consistent",
+            ),
         }
     }
 
@@ -67,5 +91,16 @@ mod tests {
         assert_eq!(e[0].line, 4);
         let im = balanced("hash-balance-factor 150");
         assert_eq!(im.config.backends[0].hash_balance_factor, Some(150));
+    }
+
+    #[test]
+    fn hash_type_consistent_is_what_tether_does() {
+        let im = balanced("balance source\n  hash-type consistent sdbm avalanche");
+        assert!(im.findings.is_empty(), "{:?}", im.findings);
+        let im = balanced("balance source\n  hash-type map-based");
+        let w: Vec<usize> = im.findings.iter().map(|f| f.line).collect();
+        assert_eq!(w, [5]);
+        assert!(errors(&im).is_empty());
+        assert_eq!(errors(&balanced("hash-type modulo")).len(), 1);
     }
 }

@@ -1,6 +1,7 @@
 //! The listening side of a proxy: `bind` lines, and what a frontend must have (an address, a
 //! backend, a client timeout).
 
+use super::keywords::{bind_options, BIND_TLS};
 use super::proxy::Draft;
 use super::Importer;
 use crate::haproxy::lexer::Directive;
@@ -19,7 +20,8 @@ pub(super) fn bind_address(text: &str) -> String {
 }
 
 impl Importer<'_> {
-    /// `bind ADDR[,ADDR...] [accept-proxy]`.
+    /// `bind ADDR[,ADDR...] [accept-proxy]`; TLS termination is one finding for the line,
+    /// any other option one finding with its value.
     pub(super) fn bind(&mut self, p: &mut Draft, d: &Directive) {
         if p.binds.is_empty() {
             p.front_origins.push((".bind".into(), d.line));
@@ -27,18 +29,67 @@ impl Importer<'_> {
         for a in d.word(1).split(',') {
             p.binds.push(bind_address(a));
         }
-        for opt in d.words.iter().skip(2) {
-            if opt == "accept-proxy" {
-                p.frontend.accept_proxy = true;
-            } else {
-                self.error(
-                    d.line,
-                    format!("unsupported bind option `{opt}`"),
-                    "tether passes TLS through and only understands accept-proxy on bind lines",
-                    format!("bind {}", d.word(1)),
-                );
-            }
+        let opts = bind_options(&d.words[2.min(d.words.len())..]);
+        let accept_proxy = opts.iter().any(|o| o.name == "accept-proxy");
+        p.frontend.accept_proxy |= accept_proxy;
+        let kept = if accept_proxy { " accept-proxy" } else { "" };
+        let tls: Vec<String> = opts
+            .iter()
+            .filter(|o| BIND_TLS.contains(&o.name))
+            .map(|o| o.text())
+            .collect();
+        if !tls.is_empty() {
+            self.tls_termination(d, &tls);
         }
+        for o in opts
+            .iter()
+            .filter(|o| o.name != "accept-proxy" && !BIND_TLS.contains(&o.name))
+        {
+            self.error(
+                d.line,
+                format!("unsupported bind option `{}`", o.text()),
+                "tether only understands accept-proxy on bind lines, and will not ignore an \
+                 option that changes who may connect or how",
+                format!(
+                    "tether has no equivalent of `{}`: keep it on HAProxy, or remove it if the \
+                     listener does not need it (`bind {}{kept}`)",
+                    o.text(),
+                    d.word(1)
+                ),
+            );
+        }
+    }
+
+    /// A `bind` line that terminates TLS: tether passes TLS through to the servers, so it
+    /// cannot, and says what the line does (client certificates included) instead of a fix
+    /// that drops it.
+    fn tls_termination(&mut self, d: &Directive, tls: &[String]) {
+        let mutual = tls
+            .iter()
+            .any(|o| o == "verify required" || o == "verify optional");
+        let why = if mutual {
+            "HAProxy decrypts here and checks client certificates (mutual TLS); tether passes \
+             TLS through to the servers and holds no certificate, and binding without these \
+             options would let clients without a valid certificate reach the servers"
+        } else {
+            "HAProxy decrypts here; tether passes TLS through to the servers and holds no \
+             certificate, and binding without these options would hand the servers TLS \
+             connections they may not expect"
+        };
+        let fix = if mutual {
+            "tether cannot do it: keep this frontend on HAProxy, or move TLS termination and the \
+             client-certificate check (`verify required` with the same CA) to the servers and \
+             then pass TLS through with tether"
+        } else {
+            "tether cannot do it: keep this frontend on HAProxy, or move TLS termination to the \
+             servers and then pass TLS through with tether"
+        };
+        self.error(
+            d.line,
+            format!("`bind {}` terminates TLS ({})", d.word(1), tls.join(" ")),
+            why,
+            fix,
+        );
     }
 
     /// Checks and keeps the frontend of proxy `p`.
@@ -115,11 +166,50 @@ mod tests {
             e,
             [
                 (1, "frontend f has no default_backend".to_string()),
-                (2, "unsupported bind option `ssl`".to_string()),
-                (2, "unsupported bind option `crt`".to_string()),
-                (2, "unsupported bind option `/x.pem`".to_string()),
+                (
+                    2,
+                    "`bind :9443` terminates TLS (ssl crt /x.pem)".to_string()
+                ),
                 (4, "frontend g has no bind line".to_string()),
             ]
         );
+    }
+
+    /// Issue 19 defects 3 and 4: `bind ... ssl crt ... verify required` was "fixed" to a bare
+    /// bind (dropping mutual TLS), and `none`, `/x.pem` were reported as unknown options.
+    #[test]
+    fn tls_termination_is_one_finding_that_never_drops_client_certificates() {
+        let im = import_text(&format!(
+            "frontend f\n  bind *:8883 ssl crt /m.pem verify required ca-file /ca.pem\n  \
+             bind *:8884 ssl crt /n.pem verify none accept-proxy v4v6 maxconn 10\n  \
+             default_backend b\n  timeout client 1m\n{BACKEND}"
+        ));
+        let e = errors(&im);
+        let what: Vec<&str> = e.iter().map(|f| f.what.as_str()).collect();
+        assert_eq!(
+            what,
+            [
+                "`bind *:8883` terminates TLS (ssl crt /m.pem verify required ca-file /ca.pem)",
+                "`bind *:8884` terminates TLS (ssl crt /n.pem verify none)",
+                "unsupported bind option `v4v6`",
+                "unsupported bind option `maxconn 10`",
+            ]
+        );
+        assert!(e[0].why.contains("mutual TLS"), "{}", e[0].why);
+        assert!(e[0].fix.starts_with("tether cannot do it"), "{}", e[0].fix);
+        assert!(e[0].fix.contains("verify required"), "{}", e[0].fix);
+        for f in &e {
+            assert!(
+                !f.fix.contains("`bind *:8883`"),
+                "a fix dropped TLS: {}",
+                f.fix
+            );
+        }
+        assert!(
+            e[3].fix.contains("bind *:8884 accept-proxy"),
+            "{}",
+            e[3].fix
+        );
+        assert!(im.config.frontends[0].accept_proxy);
     }
 }

@@ -14,7 +14,6 @@ const PROCESS_ONLY: &[&str] = &[
     "uid",
     "gid",
     "daemon",
-    "nbthread",
     "nbproc",
     "master-worker",
     "ulimit-n",
@@ -34,7 +33,6 @@ const PROCESS_ONLY: &[&str] = &[
     "lua-load",
     "quiet",
     "expose-experimental-directives",
-    "localpeer",
     "log-send-hostname",
     "log-tag",
     "server-state-file",
@@ -58,6 +56,10 @@ impl Importer<'_> {
                     }
                 }
                 "log" => self.global_log(d),
+                "nbthread" => {
+                    let n = self.number::<u16>(d, 1, "nbthread 4");
+                    self.config.global.threads = n.filter(|&n| n > 0);
+                }
                 "pidfile" if d.word(1).ends_with('/') => self.finding(
                     Severity::Warning,
                     d.line,
@@ -68,6 +70,7 @@ impl Importer<'_> {
                     "pidfile /var/run/haproxy.pid",
                 ),
                 "stats" if d.word(1) == "socket" => self.stats_socket(d),
+                "localpeer" => self.peers.localpeer = Some(d.word(1).to_string()),
                 "stats" if d.word(1) == "timeout" => self.process_only(d),
                 k if PROCESS_ONLY.contains(&k)
                     || k.starts_with("tune.")

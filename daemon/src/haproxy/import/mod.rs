@@ -23,8 +23,10 @@ mod checks;
 mod content;
 mod frontend;
 mod global;
+mod keywords;
 mod options;
 pub mod origins;
+mod peers;
 mod proxy;
 mod routing;
 mod scope;
@@ -70,12 +72,16 @@ struct Importer<'a> {
     inherited_http: BTreeMap<usize, (String, Vec<String>)>,
     /// Inherited directives already reported as ignored.
     reported: BTreeSet<usize>,
+    /// Lines of `defaults` whose findings were reported (with the first proxy replaying them).
+    defaults_reported: BTreeSet<usize>,
     config: Config,
     origins: Origins,
     /// Each frontend's route rules (in `config.frontends` order), composed at the end.
     front_routes: Vec<routing::FrontRoutes>,
     /// Each backend's `tcp-request content` rules, folded into the frontends that reach it.
     back_filters: BTreeMap<String, routing::BackFilters>,
+    /// The peers section and `localpeer`, completed after all sections.
+    peers: peers::PendingPeers,
 }
 
 /// Imports a haproxy.cfg; never fails, the findings say what is wrong.
@@ -85,10 +91,12 @@ pub fn import(file: &str, text: &str) -> Import {
         findings: Vec::new(),
         inherited_http: BTreeMap::new(),
         reported: BTreeSet::new(),
+        defaults_reported: BTreeSet::new(),
         config: Config::default(),
         origins: Origins::default(),
         front_routes: Vec::new(),
         back_filters: BTreeMap::new(),
+        peers: peers::PendingPeers::default(),
     };
     let (directives, lex_errors) = split_lines(text);
     for e in lex_errors {
@@ -106,8 +114,10 @@ pub fn import(file: &str, text: &str) -> Import {
             Kind::Global => im.global(&s),
             Kind::Defaults => defaults = s.body,
             Kind::Frontend | Kind::Backend | Kind::Listen => im.proxy(&s, &defaults),
+            Kind::Peers => im.peers(&s),
         }
     }
+    im.finish_peers();
     im.report_inherited_http();
     im.compose_routes();
     im.references();

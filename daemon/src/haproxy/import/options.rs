@@ -1,10 +1,23 @@
 //! `option` and `no option` in tcp proxies (`redispatch [N]`, `persist`, `tcplog`,
-//! `dontlognull`) and `retries`: what a proxy does when a server fails, and what it logs.
+//! `dontlognull`, `tcpka`/`clitcpka`/`srvtcpka`) and `retries`: what a proxy does when a server fails, and what it logs.
 
 use super::proxy::Draft;
 use super::Importer;
 use crate::haproxy::lexer::Directive;
 use tether_core::config::{LogFormat, Redispatch};
+
+/// Options that `no option` turns off.
+pub(super) const NEGATABLE: &[&str] = &["redispatch", "persist", "tcpka", "clitcpka", "srvtcpka"];
+
+/// `option tcpka` (both sides), `clitcpka` (clients), `srvtcpka` (servers): SO_KEEPALIVE.
+fn keepalive(p: &mut Draft, option: &str, on: bool) {
+    if option != "srvtcpka" {
+        p.frontend.tcp_keepalive = on;
+    }
+    if option != "clitcpka" {
+        p.backend.tcp_keepalive = on;
+    }
+}
 
 impl Importer<'_> {
     /// `option NAME [ARG]`.
@@ -21,6 +34,7 @@ impl Importer<'_> {
             ),
             "redispatch" => p.backend.redispatch = self.redispatch(d, p.backend.redispatch),
             "persist" => p.backend.persist = true,
+            "tcpka" | "clitcpka" | "srvtcpka" => keepalive(p, d.word(1), true),
             _ => self.unsupported(d, &p.context()),
         }
     }
@@ -45,12 +59,12 @@ impl Importer<'_> {
         }
     }
 
-    /// `no option redispatch|persist`.
+    /// `no option redispatch|persist|tcpka|clitcpka|srvtcpka`.
     pub(super) fn no_option(&mut self, p: &mut Draft, d: &Directive) {
-        if d.word(2) == "redispatch" {
-            p.backend.redispatch = Redispatch::Never;
-        } else {
-            p.backend.persist = false;
+        match d.word(2) {
+            "redispatch" => p.backend.redispatch = Redispatch::Never,
+            "persist" => p.backend.persist = false,
+            ka => keepalive(p, ka, false),
         }
     }
 
@@ -102,5 +116,27 @@ mod tests {
         assert!(!im.config.backends[0].persist);
         let e: Vec<usize> = errors(&im).iter().map(|f| f.line).collect();
         assert_eq!(e, [8, 9]);
+    }
+
+    #[test]
+    fn tcp_keepalive_options_set_their_side_and_no_option_clears_them() {
+        let listen = |body: &str| {
+            import_text(&format!(
+                "defaults\n  option tcpka\nlisten l\n  bind :9443\n  timeout client 1s\n  \
+                 timeout connect 1s\n  timeout server 1s\n{body}  server s1 127.0.0.1:8443\n"
+            ))
+        };
+        for (body, client, server) in [
+            ("", true, true),
+            ("  no option tcpka\n", false, false),
+            ("  no option tcpka\n  option clitcpka\n", true, false),
+            ("  no option tcpka\n  option srvtcpka\n", false, true),
+            ("  no option clitcpka\n", false, true),
+        ] {
+            let im = listen(body);
+            assert!(im.findings.is_empty(), "{body}: {:?}", im.findings);
+            assert_eq!(im.config.frontends[0].tcp_keepalive, client, "{body}");
+            assert_eq!(im.config.backends[0].tcp_keepalive, server, "{body}");
+        }
     }
 }

@@ -56,6 +56,8 @@ pub(super) struct Draft {
     /// Server options of `default-server` lines (defaults first), applied before each
     /// server's own.
     pub(super) default_server: Vec<String>,
+    /// A line of `defaults` is being replayed.
+    pub(super) in_defaults: bool,
 }
 
 impl Draft {
@@ -90,12 +92,17 @@ impl Draft {
             http_send: false,
             tcp_steps: Vec::new(),
             default_server: Vec::new(),
+            in_defaults: false,
             name,
         }
     }
 
-    /// `frontend NAME`, `listen NAME`...: how messages name the section.
+    /// `frontend NAME`, `listen NAME`...: how messages name the section (`defaults` while its
+    /// lines are replayed, as they are reported once, on their own line).
     pub(super) fn context(&self) -> String {
+        if self.in_defaults {
+            return "defaults".to_string();
+        }
         format!("{} {}", self.keyword, self.name)
     }
 }
@@ -138,7 +145,7 @@ impl Importer<'_> {
         let mut p = Draft::new(s, name, mode, binds);
         for (inherited, d) in all {
             if self.applies(&p, inherited, d) {
-                self.directive(&mut p, d);
+                self.inherited_directive(&mut p, inherited, d);
             }
         }
         if p.front {
@@ -186,6 +193,21 @@ impl Importer<'_> {
         vec![bind_address(&addr)]
     }
 
+    /// Applies `d` to `p`; a line of `defaults` (`inherited`) is reported the first time a
+    /// proxy replays it, as a line of `defaults`, and silently applied to the proxies after.
+    fn inherited_directive(&mut self, p: &mut Draft, inherited: bool, d: &Directive) {
+        if !inherited {
+            return self.directive(p, d);
+        }
+        let before = self.findings.len();
+        p.in_defaults = true;
+        self.directive(p, d);
+        p.in_defaults = false;
+        if !self.defaults_reported.insert(d.line) {
+            self.findings.truncate(before);
+        }
+    }
+
     /// One directive that applies to proxy `p`, handed to its keyword family.
     fn directive(&mut self, p: &mut Draft, d: &Directive) {
         match d.keyword() {
@@ -202,13 +224,14 @@ impl Importer<'_> {
                 "tether logs every connection itself; see [global] log-format",
             ),
             "option" => self.option(p, d),
-            "no" if d.word(1) == "option" && matches!(d.word(2), "redispatch" | "persist") => {
+            "no" if d.word(1) == "option" && super::options::NEGATABLE.contains(&d.word(2)) => {
                 self.no_option(p, d)
             }
             "retries" => self.retries(p, d),
             "timeout" => self.timeout(p, d),
             "balance" => self.balance(p, d),
             "hash-balance-factor" => self.hash_balance_factor(p, d),
+            "hash-type" => self.hash_type(d),
             "stick-table" => {
                 p.lines.stick_table = d.line;
                 p.back_origins.push((".stick-table".into(), d.line));
@@ -223,5 +246,32 @@ impl Importer<'_> {
             "tcp-check" => self.tcp_check(p, d),
             _ => self.unsupported(d, &p.context()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{errors, import_text};
+
+    /// Issue 19 defect 4: each unsupported `defaults` line was reported once per proxy (77
+    /// errors for one file).
+    #[test]
+    fn a_defaults_line_is_reported_once_on_its_line() {
+        let im = import_text(
+            "defaults\n  timeout client 1m\n  timeout connect 1s\n  timeout server 1s\n  \
+             frobnicate 3\nfrontend a\n  bind :9443\n  default_backend b\nfrontend c\n  \
+             bind :9444\n  default_backend b\nbackend b\n  server s1 127.0.0.1:8443\n",
+        );
+        let e: Vec<(usize, String)> = errors(&im)
+            .iter()
+            .map(|f| (f.line, f.what.clone()))
+            .collect();
+        assert_eq!(
+            e,
+            [(
+                5,
+                "unsupported directive `frobnicate 3` in defaults".to_string()
+            )]
+        );
     }
 }

@@ -41,12 +41,22 @@ pub(super) enum Side {
 pub(super) fn side_of(d: &Directive) -> Side {
     let k = d.keyword();
     let front = matches!(k, "bind" | "default_backend" | "use_backend" | "maxconn")
-        || (k == "timeout" && d.word(1) == "client");
+        || (k == "timeout" && d.word(1) == "client")
+        || (k == "option" && d.word(1) == "clitcpka");
     let back = matches!(
         k,
-        "balance" | "server" | "stick-table" | "stick" | "retries" | "hash-balance-factor"
+        "balance"
+            | "server"
+            | "stick-table"
+            | "stick"
+            | "retries"
+            | "hash-balance-factor"
+            | "hash-type"
     ) || (k == "timeout"
-        && matches!(d.word(1), "connect" | "server" | "queue" | "check"))
+        && matches!(
+            d.word(1),
+            "connect" | "server" | "queue" | "check" | "tunnel"
+        ))
         || matches!(k, "http-check" | "tcp-check" | "default-server")
         || (k == "option"
             && matches!(
@@ -60,6 +70,7 @@ pub(super) fn side_of(d: &Directive) -> Side {
                     | "mysql-check"
                     | "pgsql-check"
                     | "smtpchk"
+                    | "srvtcpka"
             ));
     if front {
         Side::Front

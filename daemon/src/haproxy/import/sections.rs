@@ -12,6 +12,7 @@ pub(super) enum Kind {
     Frontend,
     Backend,
     Listen,
+    Peers,
 }
 
 /// One section: its header line and the directives under it.
@@ -33,7 +34,8 @@ impl Importer<'_> {
                 "frontend" => Some(Kind::Frontend),
                 "backend" => Some(Kind::Backend),
                 "listen" => Some(Kind::Listen),
-                "peers" | "resolvers" | "userlist" | "mailers" | "program" | "cache" | "ring"
+                "peers" => Some(Kind::Peers),
+                "resolvers" | "userlist" | "mailers" | "program" | "cache" | "ring"
                 | "http-errors" | "crt-store" => {
                     self.error(
                         d.line,
@@ -78,12 +80,12 @@ mod tests {
     #[test]
     fn unsupported_sections_are_skipped_whole_with_one_error() {
         let im = import_text(
-            "peers p\n  peer a 127.0.0.1:1024\n  peer b 127.0.0.1:1025\nglobal\n  maxconn 7\n",
+            "resolvers p\n  nameserver a 127.0.0.1:1024\n  nameserver b 127.0.0.1:1025\nglobal\n  maxconn 7\n",
         );
         let e = errors(&im);
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(e[0].line, 1);
-        assert!(e[0].what.contains("unsupported section `peers p`"));
+        assert!(e[0].what.contains("unsupported section `resolvers p`"));
         assert_eq!(
             im.config.global.maxconn, 7,
             "the next section is read again"

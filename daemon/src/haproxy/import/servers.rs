@@ -2,27 +2,11 @@
 //! place) and the options tether honours (check, weight, inter, rise, fall, maxconn, maxqueue,
 //! backup).
 
+use super::keywords::{is_server_option, server_options, Opt};
 use super::proxy::Draft;
 use super::Importer;
 use crate::haproxy::lexer::Directive;
-use tether_core::config::Server;
-
-/// Server options, for spotting an option written where the address belongs.
-const KEYWORDS: &[&str] = &[
-    "check",
-    "weight",
-    "inter",
-    "rise",
-    "fall",
-    "maxconn",
-    "maxqueue",
-    "backup",
-    "disabled",
-    "port",
-    "ssl",
-    "send-proxy",
-    "send-proxy-v2",
-];
+use tether_core::config::{parse_duration, SendProxy, Server};
 
 impl Importer<'_> {
     /// Adds a server line to proxy `p`.
@@ -65,7 +49,7 @@ impl Importer<'_> {
     fn server_address(&mut self, d: &Directive, ordinal: usize, server: &mut Server) -> usize {
         let (name, addr) = (d.word(1), d.word(2));
         let mut params_from = 3;
-        if addr.is_empty() || KEYWORDS.contains(&addr) {
+        if addr.is_empty() || is_server_option(addr) {
             let rest = d.words[2.min(d.words.len())..].join(" ");
             let example_addr = format!("10.0.0.{}:443", ordinal.min(254));
             let example = if rest.is_empty() {
@@ -85,6 +69,17 @@ impl Importer<'_> {
             );
             server.address = String::new();
             params_from = 2;
+        } else if addr.starts_with('/') || addr.starts_with("unix@") || addr.starts_with("abns@") {
+            self.error(
+                d.line,
+                format!("server {name} address `{addr}` is a unix socket"),
+                "tether connects to servers over TCP only; a port added to the path would not \
+                 name the same server",
+                format!(
+                    "tether cannot connect to `{addr}`: keep this backend on HAProxy, or have the \
+                     server also listen on TCP (e.g. 127.0.0.1:PORT) and write that address"
+                ),
+            );
         } else if !addr.contains(':') {
             self.error(d.line, format!("server {name} address `{addr}` has no port"), "HAProxy would then connect to the port the client connected to; tether needs the port written", format!("server {name} {addr}:443"));
         }
@@ -113,51 +108,82 @@ impl Importer<'_> {
     }
 
     fn server_words(&mut self, d: &Directive, from: usize, server: &mut Server) {
-        let (name, addr) = (d.word(1), d.word(2));
-        let mut i = from;
-        while i < d.words.len() {
-            let w = d.word(i);
-            match w {
+        let words = &d.words[from.min(d.words.len())..];
+        for o in server_options(words) {
+            match o.name {
                 "check" => server.check = true,
                 "no-check" => server.check = false,
-                "port" => {
-                    server.check_port = self.number(d, i + 1, "port 8008");
-                    i += 1;
-                }
-                "addr" => {
-                    server.check_addr = Some(d.word(i + 1).to_string());
-                    i += 1;
-                }
-                "fastinter" | "downinter" => {
-                    let v = self.duration(d, i + 1);
-                    if w == "fastinter" {
-                        server.fastinter = v;
-                    } else {
-                        server.downinter = v;
-                    }
-                    i += 1;
-                }
                 "backup" => server.backup = true,
-                "weight" | "rise" | "fall" | "maxconn" | "maxqueue" => {
-                    let n = self.number::<u32>(d, i + 1, "weight 1");
-                    match w {
-                        "weight" => server.weight = n.unwrap_or(1),
-                        "rise" => server.rise = n,
-                        "fall" => server.fall = n,
-                        "maxconn" => server.maxconn = n,
-                        _ => server.maxqueue = n,
-                    }
-                    i += 1;
+                "disabled" => server.disabled = true,
+                "enabled" => server.disabled = false,
+                "send-proxy" => server.send_proxy = Some(SendProxy::V1),
+                "send-proxy-v2" => server.send_proxy = Some(SendProxy::V2),
+                "no-send-proxy" | "no-send-proxy-v2" => server.send_proxy = None,
+                "port" => server.check_port = self.option_number(d, &o, "port 8008"),
+                "addr" => server.check_addr = Some(o.value.to_string()),
+                "fastinter" => server.fastinter = self.option_duration(d, &o),
+                "downinter" => server.downinter = self.option_duration(d, &o),
+                "inter" => server.inter = self.option_duration(d, &o),
+                "weight" => {
+                    server.weight = self.option_number(d, &o, "weight 1").unwrap_or(1);
                 }
-                "inter" => {
-                    server.inter = self.duration(d, i + 1);
-                    i += 1;
-                }
-                other => {
-                    self.error(d.line, format!("unsupported server option `{other}`"), "tether understands check, weight, inter, fastinter, downinter, rise, fall, port, addr, maxconn, maxqueue and backup", format!("server {name} {addr} check"));
-                }
+                "rise" => server.rise = self.option_number(d, &o, "rise 2"),
+                "fall" => server.fall = self.option_number(d, &o, "fall 3"),
+                "maxconn" => server.maxconn = self.option_number(d, &o, "maxconn 100"),
+                "maxqueue" => server.maxqueue = self.option_number(d, &o, "maxqueue 100"),
+                _ => self.unsupported_server_option(d, &o),
             }
-            i += 1;
+        }
+    }
+
+    /// A server option tether does not implement, reported with its value; the fix never
+    /// offers the line without it, since that would change what the server gets.
+    fn unsupported_server_option(&mut self, d: &Directive, o: &Opt<'_>) {
+        self.error(
+            d.line,
+            format!("unsupported server option `{}`", o.text()),
+            "tether understands check, weight, inter, fastinter, downinter, rise, fall, port, \
+             addr, maxconn, maxqueue, backup, disabled, send-proxy and send-proxy-v2",
+            format!(
+                "tether has no equivalent of `{}`: keep this backend on HAProxy, or remove the \
+                 option if the servers do not need it",
+                o.text()
+            ),
+        );
+    }
+
+    /// The whole-number value of option `o` (an error when it is not one).
+    fn option_number<T: std::str::FromStr>(
+        &mut self,
+        d: &Directive,
+        o: &Opt<'_>,
+        example: &str,
+    ) -> Option<T> {
+        let parsed = o.value.parse().ok();
+        if parsed.is_none() {
+            self.error(
+                d.line,
+                format!("`{}`: \"{}\" is not a whole number", d.text(), o.value),
+                "HAProxy rejects it",
+                format!("write e.g. `{example}`"),
+            );
+        }
+        parsed
+    }
+
+    /// The duration value of option `o` (an error when it is not one).
+    fn option_duration(&mut self, d: &Directive, o: &Opt<'_>) -> Option<std::time::Duration> {
+        match parse_duration(o.value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.error(
+                    d.line,
+                    format!("`{}`: {e}", d.text()),
+                    "HAProxy rejects it",
+                    "write e.g. 10s, 500ms or 1m",
+                );
+                None
+            }
         }
     }
 }
@@ -217,5 +243,74 @@ mod tests {
             ]
         );
         assert_eq!(im.config.backends[0].servers[0].weight, 1);
+    }
+
+    /// Issue 19 defect 3: `send-proxy-v2` was dropped by the suggested fix; it is honoured now.
+    #[test]
+    fn send_proxy_is_kept_on_the_server() {
+        use tether_core::config::SendProxy;
+        let im = servers(
+            "  default-server send-proxy\n  server a 10.0.0.1:443 check send-proxy-v2\n  \
+             server b 10.0.0.2:443\n  server c 10.0.0.3:443 no-send-proxy\n",
+        );
+        assert!(im.findings.is_empty(), "{:?}", im.findings);
+        let s = &im.config.backends[0].servers;
+        assert_eq!(s[0].send_proxy, Some(SendProxy::V2));
+        assert_eq!(s[1].send_proxy, Some(SendProxy::V1), "from default-server");
+        assert_eq!(s[2].send_proxy, None);
+    }
+
+    /// Issue 19 defect 4: option values (`none`, `8008`) were reported as unknown options, and
+    /// fixes offered the line without the option (changing what the server gets).
+    #[test]
+    fn option_values_stay_with_their_option_and_fixes_never_drop_them() {
+        let im = servers("  server a 10.0.0.1:443 check port 8008 ssl verify none\n");
+        let e = errors(&im);
+        let what: Vec<&str> = e.iter().map(|f| f.what.as_str()).collect();
+        assert_eq!(
+            what,
+            [
+                "unsupported server option `ssl`",
+                "unsupported server option `verify none`"
+            ]
+        );
+        for f in &e {
+            assert!(
+                f.fix.starts_with("tether has no equivalent of"),
+                "{}",
+                f.fix
+            );
+            assert!(!f.fix.contains("server a 10.0.0.1:443"), "{}", f.fix);
+        }
+        assert_eq!(im.config.backends[0].servers[0].check_port, Some(8008));
+    }
+
+    /// Issue 19 defect 4: a unix-socket server was "fixed" to `...sock:443`.
+    #[test]
+    fn a_unix_socket_server_is_named_as_such() {
+        let im = servers("  server a /var/run/app.sock\n  server b unix@/run/b.sock check\n");
+        let e = errors(&im);
+        assert_eq!(e.len(), 2, "{e:?}");
+        for f in &e {
+            assert!(f.what.contains("is a unix socket"), "{}", f.what);
+            assert!(!f.fix.contains(":443"), "{}", f.fix);
+        }
+    }
+
+    /// Issue 19 defect 4: a bad `default-server` option was "fixed" to `server  inter check`.
+    #[test]
+    fn a_default_server_option_is_reported_once_without_a_broken_fix() {
+        let im = import_text(
+            "defaults\n  default-server inter 3s frobnicate\nbackend b\n  timeout connect 1s\n  \
+             timeout server 1s\n  server a 10.0.0.1:443\nbackend c\n  timeout connect 1s\n  \
+             timeout server 1s\n  server a 10.0.0.1:443\n",
+        );
+        let e = errors(&im);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(
+            (e[0].line, e[0].what.as_str()),
+            (2, "unsupported server option `frobnicate`")
+        );
+        assert!(!e[0].fix.contains("server "), "{}", e[0].fix);
     }
 }

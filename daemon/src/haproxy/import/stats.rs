@@ -40,6 +40,10 @@ impl Importer<'_> {
                     }
                 }
                 ("mode", _) => {}
+                ("log", "global") => self.inherited_ignored(
+                    d,
+                    "tether logs every connection itself; see [global] log-format",
+                ),
                 ("stats", "enable") => {}
                 ("stats", "uri") => {
                     stats.uri = d.word(2).to_string();
@@ -326,5 +330,21 @@ mod tests {
         assert_eq!(e[1].0, 3);
         assert_eq!(e[2].0, 4);
         assert_eq!(e[3], (5, "a second stats section".to_string()));
+    }
+
+    /// Issue 19 defect 4: `log global` was a note in proxies and an error in `listen stats`.
+    #[test]
+    fn log_global_is_the_same_note_in_the_stats_section() {
+        let im = import_text(
+            "listen stats\n  bind 127.0.0.1:8404\n  mode http\n  log global\n  stats enable\n",
+        );
+        assert!(errors(&im).is_empty(), "{:?}", im.findings);
+        let notes: Vec<(usize, &str)> = im
+            .findings
+            .iter()
+            .filter(|f| f.severity == crate::finding::Severity::Info)
+            .map(|f| (f.line, f.what.as_str()))
+            .collect();
+        assert_eq!(notes, [(4, "`log global` is ignored")]);
     }
 }

@@ -65,11 +65,16 @@ impl Importer<'_> {
                     table.nopurge = true;
                     i += 1;
                 }
+                "peers" => {
+                    self.peers.uses.push((d.line, val.clone()));
+                    table.peers = Some(val);
+                    i += 2;
+                }
                 other => {
                     self.error(
                         d.line,
                         format!("unsupported stick-table argument `{other}`"),
-                        "tether tables store key → server only (no peers, no counters)",
+                        "tether tables store key → server only (no counters)",
                         "stick-table type binary len 32 size 60k expire 60m",
                     );
                     i += 2;
@@ -126,11 +131,20 @@ impl Importer<'_> {
             "req_ssl_sni" | "req.ssl_sni" => Some(Sample::Sni),
             "src" => Some(Sample::Src),
             _ => {
+                let why = if text.contains("mqtt") {
+                    "tether reads payload_lv(OFFSET,LEN), req.ssl_sni and src; it does not parse \
+                     MQTT, so it cannot stick a client ID to a broker"
+                } else {
+                    "tether reads payload_lv(OFFSET,LEN), req.ssl_sni and src"
+                };
                 self.error(
                     d.line,
                     format!("unsupported sample `{text}`"),
-                    "tether reads payload_lv(OFFSET,LEN), req.ssl_sni and src",
-                    "stick on payload_lv(43,1) if clienthello",
+                    why,
+                    format!(
+                        "tether cannot stick on `{text}`: keep this backend on HAProxy (`stick \
+                         on src` would stick the client address instead, a different affinity)"
+                    ),
                 );
                 None
             }
@@ -243,5 +257,23 @@ mod tests {
         );
         let e: Vec<usize> = errors(&im).iter().map(|f| f.line).collect();
         assert_eq!(e, [6, 7, 8]);
+    }
+
+    /// Issue 19 defect 3: an MQTT client-ID stick rule was "fixed" to the TLS session ID.
+    #[test]
+    fn an_mqtt_stick_rule_says_tether_cannot_instead_of_a_wrong_fix() {
+        let im = backend(
+            "  stick-table type string len 32 size 100k expire 30m\n  \
+             stick on req.payload(0,0),mqtt_field_value(connect,client_identifier)\n",
+        );
+        let e = errors(&im);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].why.contains("MQTT"), "{}", e[0].why);
+        assert!(
+            e[0].fix.starts_with("tether cannot stick on"),
+            "{}",
+            e[0].fix
+        );
+        assert!(!e[0].fix.contains("payload_lv(43,1)"), "{}", e[0].fix);
     }
 }

@@ -1,4 +1,4 @@
-//! `timeout client|connect|server|queue|check`, and the warnings HAProxy gives when a proxy
+//! `timeout client|connect|server|queue|check|tunnel`, and the warnings HAProxy gives when a proxy
 //! leaves the client, connect or server timeout unset (it then waits forever).
 
 use super::proxy::Draft;
@@ -38,6 +38,7 @@ impl Importer<'_> {
             }
             "queue" => p.backend.timeout_queue = Some(t),
             "check" => p.backend.timeout_check = Some(t),
+            "tunnel" => p.backend.timeout_tunnel = Some(t),
             _ => self.unsupported(d, &p.context()),
         }
     }
@@ -134,5 +135,19 @@ mod tests {
         ));
         let e: Vec<usize> = errors(&im).iter().map(|f| f.line).collect();
         assert_eq!(e, [4, 6]);
+    }
+
+    #[test]
+    fn timeout_tunnel_is_kept_for_the_server_side() {
+        let im = import_text(
+            "defaults\n  timeout tunnel 1h\nfrontend f\n  bind :9443\n  timeout client 1m\n  \
+             default_backend b\nbackend b\n  timeout connect 1s\n  timeout server 1s\n  \
+             server s1 127.0.0.1:8443\n",
+        );
+        assert!(im.findings.is_empty(), "{:?}", im.findings);
+        assert_eq!(
+            im.config.backends[0].timeout_tunnel,
+            Some(Duration::from_secs(3600))
+        );
     }
 }

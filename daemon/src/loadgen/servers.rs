@@ -1,0 +1,271 @@
+//! The scenario's servers as real rustls TLS servers on 127.0.0.1, for `tether loadgen --testbed`.
+//!
+//! Each server has its own certificate (clients tell servers apart by it), a session cache of the
+//! scenario's size whose entries expire after the (time-scaled) session timeout, and ticket keys
+//! as the scenario says: none, per server (new at every boot) or shared (one key for all, kept
+//! across restarts). A crash aborts the listener and every connection, so the port refuses at
+//! once, as a dead process's port does; a restart binds the same port with an empty cache.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
+use rustls::ServerConfig;
+use tether_sim::scenario::{ServersSpec, TicketKeys};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+
+/// A server's certificate and key, made once and kept across restarts.
+pub struct Identity {
+    /// The server's name (certificate subject CN).
+    pub name: String,
+    /// The certificate, DER.
+    pub cert: CertificateDer<'static>,
+    key: Vec<u8>,
+}
+
+impl Identity {
+    /// Issues a self-signed P-256 certificate with CN = `name` with `openssl req` (the binary
+    /// carries no certificate issuer of its own).
+    pub fn issue(name: &str, dir: &Path) -> Result<Self> {
+        let key_pem = dir.join(format!("{name}.key.pem"));
+        let cert = dir.join(format!("{name}.crt.der"));
+        let key = dir.join(format!("{name}.key.der"));
+        let subject = format!("/CN={name}");
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &subject,
+            "-outform",
+            "DER",
+            "-keyout",
+            path(&key_pem)?,
+            "-out",
+            path(&cert)?,
+        ])?;
+        openssl(&[
+            "pkey",
+            "-in",
+            path(&key_pem)?,
+            "-outform",
+            "DER",
+            "-out",
+            path(&key)?,
+        ])?;
+        Ok(Identity {
+            name: name.to_owned(),
+            cert: CertificateDer::from(std::fs::read(&cert)?),
+            key: std::fs::read(&key)?,
+        })
+    }
+
+    fn key(&self) -> Result<PrivateKeyDer<'static>> {
+        PrivateKeyDer::try_from(self.key.clone())
+            .map_err(|e| anyhow::anyhow!("{}: private key: {e}", self.name))
+    }
+}
+
+fn path(p: &Path) -> Result<&str> {
+    p.to_str().context("non-UTF-8 scratch path")
+}
+
+fn openssl(args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .context("running openssl (install it: apt-get install openssl)")?;
+    if !out.status.success() {
+        bail!(
+            "openssl {}: {}",
+            args[0],
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Session cache entries older than the timeout are not resumed (OpenSSL counts from creation).
+#[derive(Debug)]
+struct TimedCache {
+    inner: Arc<ServerSessionMemoryCache>,
+    timeout: Duration,
+    epoch: Instant,
+}
+
+impl TimedCache {
+    fn fresh(&self, stored: Vec<u8>) -> Option<Vec<u8>> {
+        let (stamp, value) = stored.split_at_checked(8)?;
+        let born = u64::from_be_bytes(stamp.try_into().ok()?);
+        let age = (self.epoch.elapsed().as_millis() as u64).saturating_sub(born);
+        (Duration::from_millis(age) < self.timeout).then(|| value.to_vec())
+    }
+}
+
+impl StoresServerSessions for TimedCache {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        let mut v = (self.epoch.elapsed().as_millis() as u64)
+            .to_be_bytes()
+            .to_vec();
+        v.extend_from_slice(&value);
+        self.inner.put(key, v)
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.fresh(self.inner.get(key)?)
+    }
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.fresh(self.inner.take(key)?)
+    }
+    fn can_cache(&self) -> bool {
+        true
+    }
+}
+
+/// One server of the testbed: its identity, port, and the running boot (if up).
+pub struct TestbedServer {
+    /// Certificate and name.
+    pub identity: Arc<Identity>,
+    /// Where it listens (the same port across restarts).
+    pub addr: SocketAddr,
+    running: Option<JoinHandle<()>>,
+}
+
+/// The scenario's servers, their shared ticket key (if any) and the time scale.
+pub struct ServerFleet {
+    spec: ServersSpec,
+    shared_ticketer: Option<Arc<dyn ProducesTickets>>,
+    scale: f64,
+    /// The servers, by index.
+    pub servers: Vec<TestbedServer>,
+}
+
+impl ServerFleet {
+    /// Issues certificates for `spec.count` servers (named as the simulator names them).
+    pub fn new(spec: &ServersSpec, scale: f64, dir: &Path) -> Result<Self> {
+        let shared_ticketer = match spec.ticket_keys {
+            TicketKeys::Shared => Some(rustls::crypto::ring::Ticketer::new()?),
+            _ => None,
+        };
+        let mut fleet = ServerFleet {
+            spec: spec.clone(),
+            shared_ticketer,
+            scale,
+            servers: Vec::new(),
+        };
+        for _ in 0..spec.count {
+            fleet.add(dir)?;
+        }
+        Ok(fleet)
+    }
+
+    /// Adds a server (not started): a new identity on a free port.
+    pub fn add(&mut self, dir: &Path) -> Result<usize> {
+        let i = self.servers.len();
+        let identity = Arc::new(Identity::issue(&tether_sim::server_name(i), dir)?);
+        let port = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port();
+        self.servers.push(TestbedServer {
+            identity,
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            running: None,
+        });
+        Ok(i)
+    }
+
+    /// Boots server `i`: empty cache, new per-server ticket key, listening on its port.
+    pub async fn start(&mut self, i: usize) -> Result<()> {
+        let config = Arc::new(self.config(&self.servers[i].identity)?);
+        let s = &mut self.servers[i];
+        let listener = TcpListener::bind(s.addr)
+            .await
+            .with_context(|| format!("{}: binding {}", s.identity.name, s.addr))?;
+        s.running = Some(tokio::spawn(serve(listener, TlsAcceptor::from(config))));
+        Ok(())
+    }
+
+    /// The process dies: the listener and every connection close; the port refuses. Returns
+    /// once they are closed (the port can be bound again).
+    pub async fn crash(&mut self, i: usize) {
+        if let Some(task) = self.servers[i].running.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    fn config(&self, identity: &Identity) -> Result<ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut c = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_single_cert(vec![identity.cert.clone()], identity.key()?)?;
+        c.session_storage = Arc::new(TimedCache {
+            inner: ServerSessionMemoryCache::new(self.spec.session_cache.max(1)),
+            timeout: self.spec.session_timeout.get().div_f64(self.scale),
+            epoch: Instant::now(),
+        });
+        c.send_tls13_tickets = usize::from(self.spec.tls13_tickets);
+        c.ticketer = match self.spec.ticket_keys {
+            TicketKeys::None => c.ticketer,
+            TicketKeys::PerServer => rustls::crypto::ring::Ticketer::new()?,
+            TicketKeys::Shared => self.shared_ticketer.clone().context("shared ticket key")?,
+        };
+        Ok(c)
+    }
+}
+
+impl Drop for ServerFleet {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            if let Some(task) = s.running.take() {
+                task.abort();
+            }
+        }
+    }
+}
+
+async fn serve(listener: TcpListener, acceptor: TlsAcceptor) {
+    // Owned here: aborting this task closes every connection too.
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((tcp, _)) = accepted else { continue };
+                connections.spawn(session(tcp, acceptor.clone()));
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// After the handshake: the client asks for N response bytes (4 bytes, big endian, then its
+/// request padding); the server sends them and reads until the client closes.
+async fn session(tcp: tokio::net::TcpStream, acceptor: TlsAcceptor) {
+    let Ok(mut tls) = acceptor.accept(tcp).await else {
+        return;
+    };
+    let mut want = [0u8; 4];
+    if tls.read_exact(&mut want).await.is_err() {
+        return;
+    }
+    let n = u32::from_be_bytes(want).min(1 << 20) as usize;
+    if tls.write_all(&vec![b'x'; n]).await.is_err() || tls.flush().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    while matches!(tls.read(&mut sink).await, Ok(k) if k > 0) {}
+}

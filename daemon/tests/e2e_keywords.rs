@@ -1,0 +1,304 @@
+//! The everyday keywords of real-world TCP configs, imported from haproxy.cfg and run over
+//! loopback side by side with HAProxy 2.6 on the same file (issue 19): `timeout tunnel`,
+//! `option tcpka`/`clitcpka`/`srvtcpka`, server `disabled`, and `nbthread` (the worker threads
+//! of `tether run`).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{closed_within, echo_roundtrip, EchoBackend};
+use tether_testbed::{free_port, Haproxy};
+use tokio::net::TcpStream;
+
+/// Imports `cfg` as `tether run --haproxy` does and starts the daemon.
+async fn start_tether(cfg: &str) -> common::Running {
+    let im = tether::haproxy::import::import("keywords.cfg", cfg);
+    assert!(!im.has_errors(), "{:#?}", im.findings);
+    common::start_config(&im.config).await
+}
+
+/// Starts HAProxy on `cfg` (whose first listener is `first`) and waits for `last` to listen.
+async fn start_haproxy(cfg: &str, first: SocketAddr, last: SocketAddr) -> Haproxy {
+    let h = Haproxy::start(cfg, first).await.expect("haproxy runs");
+    let up = common::eventually(Duration::from_secs(3), || {
+        std::net::TcpStream::connect(last).is_ok()
+    })
+    .await;
+    assert!(up, "haproxy listens on {last}:\n{}", h.log());
+    h
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Two listens on the same echo server with 300 ms client and server timeouts; `tunnel` adds
+/// `timeout tunnel 10s`.
+fn tunnel_config(plain: u16, tunnel: u16, server: SocketAddr) -> String {
+    format!(
+        "defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 300ms\n  \
+         timeout server 300ms\nlisten plain\n  bind 127.0.0.1:{plain}\n  server s1 {server}\n\
+         listen tunnel\n  bind 127.0.0.1:{tunnel}\n  timeout tunnel 10s\n  server s1 {server}\n"
+    )
+}
+
+/// Whether a connection through `fe` still works after 1 s idle (past client and server
+/// timeouts).
+async fn survives_idle(fe: SocketAddr) -> bool {
+    let mut s = TcpStream::connect(fe).await.unwrap();
+    assert_eq!(echo_roundtrip(&mut s, b"one").await.unwrap(), b"one");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let alive = matches!(echo_roundtrip(&mut s, b"two").await.as_deref(), Ok(b"two"));
+    alive && !closed_within(&mut s, Duration::from_millis(50)).await
+}
+
+#[tokio::test]
+async fn timeout_tunnel_replaces_client_and_server_timeouts_like_haproxy() {
+    let echo = EchoBackend::start().await;
+    let tether = start_tether(&tunnel_config(
+        free_port().unwrap(),
+        free_port().unwrap(),
+        echo.addr,
+    ))
+    .await;
+    let addrs = tether.daemon.local_addrs();
+    let (p, t) = (free_port().unwrap(), free_port().unwrap());
+    let haproxy = start_haproxy(&tunnel_config(p, t, echo.addr), loopback(p), loopback(t)).await;
+    for (who, plain, tunnel) in [
+        ("tether", addrs["plain"], addrs["tunnel"]),
+        ("haproxy", loopback(p), loopback(t)),
+    ] {
+        assert!(
+            !survives_idle(plain).await,
+            "{who}: without tunnel the 300ms timeouts close an idle connection"
+        );
+        assert!(
+            survives_idle(tunnel).await,
+            "{who}: timeout tunnel 10s keeps it open:\n{}",
+            haproxy.log()
+        );
+    }
+}
+
+/// The `tr` (timer) column of the /proc/net/tcp line of the IPv4 socket `local` → `remote`:
+/// 2 while a keepalive timer runs.
+fn timer_of(local: SocketAddr, remote: SocketAddr) -> Option<u8> {
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        SocketAddr::V6(_) => unreachable!("loopback IPv4 only"),
+    };
+    let (l, r) = (hex(local), hex(remote));
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp (Linux)");
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.get(1) == Some(&l.as_str()) && f.get(2) == Some(&r.as_str()))
+            .then(|| f[5].split(':').next().and_then(|t| t.parse().ok()))
+            .flatten()
+    })
+}
+
+/// The keepalive timers of the balancer's two sockets for one idle connection through `fe` to
+/// `server` (which serves only this connection): (client side, server side).
+async fn keepalive_timers(fe: SocketAddr, server: SocketAddr) -> (bool, bool) {
+    let mut c = TcpStream::connect(fe).await.unwrap();
+    assert_eq!(echo_roundtrip(&mut c, b"ka").await.unwrap(), b"ka");
+    let me = c.local_addr().unwrap();
+    // The balancer's server-side socket: the established one whose peer is the server (the
+    // kernel may list a line twice when the table changes while it is read).
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let to_server: Vec<u16> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            let remote = u16::from_str_radix(f.get(2)?.rsplit(':').next()?, 16).ok()?;
+            (remote == server.port() && f.get(3) == Some(&"01")).then_some(port)
+        })
+        .collect::<std::collections::BTreeSet<u16>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        to_server.len(),
+        1,
+        "one connection to {server}: {to_server:?}"
+    );
+    let server_side = timer_of(loopback(to_server[0]), server) == Some(2);
+    let client_side = timer_of(fe, me) == Some(2);
+    drop(c);
+    (client_side, server_side)
+}
+
+/// Four listens, each to its own server: `option tcpka` (both sides), `clitcpka`, `srvtcpka`,
+/// and none.
+fn tcpka_config(ports: [u16; 4], servers: [SocketAddr; 4]) -> String {
+    let mut cfg = "defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  \
+                   timeout server 30s\n"
+        .to_string();
+    let options = [
+        "  option tcpka\n",
+        "  option clitcpka\n",
+        "  option srvtcpka\n",
+        "",
+    ];
+    for (i, name) in ["both", "cli", "srv", "none"].into_iter().enumerate() {
+        cfg.push_str(&format!(
+            "listen {name}\n  bind 127.0.0.1:{}\n{}  server s1 {}\n",
+            ports[i], options[i], servers[i]
+        ));
+    }
+    cfg
+}
+
+async fn echo_servers() -> (Vec<EchoBackend>, [SocketAddr; 4]) {
+    let mut echoes = Vec::new();
+    for _ in 0..4 {
+        echoes.push(EchoBackend::start().await);
+    }
+    let addrs = [0, 1, 2, 3].map(|i| echoes[i].addr);
+    (echoes, addrs)
+}
+
+#[tokio::test]
+async fn tcpka_options_turn_keepalive_on_for_their_side_like_haproxy() {
+    let ports = || [(); 4].map(|_| free_port().unwrap());
+    let (_t_echo, t_servers) = echo_servers().await;
+    let tether = start_tether(&tcpka_config(ports(), t_servers)).await;
+    let a = tether.daemon.local_addrs();
+    let (_h_echo, h_servers) = echo_servers().await;
+    let h = ports();
+    let haproxy = start_haproxy(&tcpka_config(h, h_servers), loopback(h[0]), loopback(h[3])).await;
+    let expected = [(true, true), (true, false), (false, true), (false, false)];
+    for (who, fes, servers) in [
+        (
+            "tether",
+            [a["both"], a["cli"], a["srv"], a["none"]],
+            t_servers,
+        ),
+        ("haproxy", h.map(loopback), h_servers),
+    ] {
+        for i in 0..4 {
+            assert_eq!(
+                keepalive_timers(fes[i], servers[i]).await,
+                expected[i],
+                "{who} {}: (client side, server side) keepalive:\n{}",
+                fes[i],
+                haproxy.log()
+            );
+        }
+    }
+}
+
+/// The tokio worker threads of process `pid` (tokio names them `tokio-rt-worker`).
+fn workers_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("/proc (Linux)")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim() == "tokio-rt-worker")
+        .count()
+}
+
+/// Kills the daemon when the test ends, whatever happens.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn nbthread_sets_the_worker_threads_of_tether_run() {
+    let dir = std::env::temp_dir().join(format!("tether-nbthread-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (nbthread, workers) in [(1, 0), (3, 3)] {
+        let port = free_port().unwrap();
+        let cfg = dir.join(format!("nbthread-{nbthread}.cfg"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "global\n  nbthread {nbthread}\ndefaults\n  mode tcp\n  timeout connect 1s\n  \
+                 timeout client 1s\n  timeout server 1s\nlisten l\n  bind 127.0.0.1:{port}\n  \
+                 server s1 127.0.0.1:9\n"
+            ),
+        )
+        .unwrap();
+        let child = Child(
+            std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+                .arg("run")
+                .arg("--haproxy")
+                .arg(&cfg)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("tether runs"),
+        );
+        // At most 10 s (200 tries 50 ms apart) for the daemon to listen.
+        let listening = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            std::net::TcpStream::connect(loopback(port)).is_ok()
+        });
+        assert!(listening, "tether listens on {port}");
+        assert_eq!(workers_of(child.0.id()), workers, "nbthread {nbthread}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A data port that writes `name` to every client, then closes.
+async fn named_server(name: &'static str) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut s, name.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Connects to `fe` and reads what the server says.
+async fn who(fe: SocketAddr) -> String {
+    let mut s = TcpStream::connect(fe).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::io::AsyncReadExt::read_to_string(&mut s, &mut out),
+    )
+    .await
+    .expect("server answers")
+    .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn a_disabled_server_gets_no_connections_like_haproxy() {
+    let (s1, s2) = (named_server("s1").await, named_server("s2").await);
+    let config = |port: u16| {
+        format!(
+            "defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 5s\n  \
+             timeout server 5s\nlisten l\n  bind 127.0.0.1:{port}\n  server s1 {s1}\n  \
+             server s2 {s2} disabled\n"
+        )
+    };
+    let tether = start_tether(&config(free_port().unwrap())).await;
+    let h = free_port().unwrap();
+    let haproxy = start_haproxy(&config(h), loopback(h), loopback(h)).await;
+    for (who_, fe) in [("tether", tether.addr), ("haproxy", loopback(h))] {
+        for i in 0..6 {
+            assert_eq!(
+                who(fe).await,
+                "s1",
+                "{who_} connection {i}:\n{}",
+                haproxy.log()
+            );
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Does the simulator predict what really happens? `sim/scenarios/fidelity.toml` (4 servers,
+//! TLS 1.2 session IDs and tickets, TLS 1.3, server 2's process crashing at 60 s and
+//! restarting at 120 s) runs in `tether sim` and in `tether loadgen --testbed` (real rustls
+//! servers, the real daemon as a child process, real clients on loopback, 10× time scale: 18 s).
+//! Affinity and resumption rates and per-server shares must agree within 3 points overall
+//! (`tether sim compare`), and the per-minute curves must have the same shape around the events.
+//! Needs `openssl` (certificates): apt-get install openssl.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tether(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(args)
+        .env("TETHER_LOG", "error")
+        .output()
+        .expect("running tether")
+}
+
+fn scenario() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../sim/scenarios/fidelity.toml")
+}
+
+fn scratch(label: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tether-fidelity-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn report(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("report.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn server_minute(r: &serde_json::Value, server: &str, minute: usize) -> u64 {
+    r["series"]["connections_per_server"][server][minute]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn simulator_and_real_sockets_agree_within_three_points() {
+    let openssl = Command::new("openssl").arg("version").output();
+    assert!(
+        openssl.is_ok_and(|o| o.status.success()),
+        "openssl is needed for the testbed's certificates: apt-get install openssl"
+    );
+    let dir = scratch("run");
+    let (sim, real) = (dir.join("sim"), dir.join("real"));
+    let s = scenario();
+    let s = s.to_str().unwrap();
+    let out = tether(&["sim", s, "--quiet", "--out", sim.to_str().unwrap()]);
+    assert!(out.status.success(), "sim: {out:?}");
+    let out = tether(&[
+        "loadgen",
+        s,
+        "--testbed",
+        "--time-scale",
+        "10",
+        "--out",
+        real.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "loadgen: {out:?}");
+    let (a, b) = (report(&sim), report(&real));
+    let real_log = std::fs::read_to_string(real.join("testbed/balancer.log")).unwrap();
+    assert!(
+        real_log.contains("\"affinity\""),
+        "the daemon logged JSON lines"
+    );
+
+    let compare = tether(&[
+        "sim",
+        "compare",
+        sim.join("report.json").to_str().unwrap(),
+        real.join("report.json").to_str().unwrap(),
+        "--tolerance",
+        "3",
+    ]);
+    let table = String::from_utf8_lossy(&compare.stdout);
+    assert!(compare.status.success(), "beyond 3 points:\n{table}");
+
+    // Real clients told the servers apart by certificate, and all four took connections.
+    for r in [&a, &b] {
+        let servers = r["servers"].as_object().unwrap();
+        assert_eq!(servers.len(), 4, "{servers:?}");
+        assert!(r["overall"]["connections"].as_u64().unwrap() > 1_000);
+        // A crashed process refuses at once: the balancer redispatches, no client fails.
+        assert_eq!(
+            r["overall"]["client_visible_failures"], 0,
+            "{}",
+            r["overall"]
+        );
+        // Same shape around the events: server 2 takes nothing while crashed (minute 1),
+        // and takes connections again after its restart (minute 2).
+        let before = server_minute(r, "server-02", 0);
+        assert!(before > 100, "server-02 minute 0: {before}");
+        assert!(server_minute(r, "server-02", 1) < before / 10);
+        assert!(server_minute(r, "server-02", 2) > 0);
+    }
+    // Session-ID and ticket clients resume nearly always in both; the affinity came from
+    // tether's own logs in the real run.
+    assert!(
+        b["affinity"]["fleets"]["tls12-session-id"]["affinity_rate"]
+            .as_f64()
+            .unwrap()
+            > 0.9
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn compare_fails_beyond_the_tolerance() {
+    let dir = scratch("compare");
+    let out = tether(&[
+        "sim",
+        scenario().to_str().unwrap(),
+        "--quiet",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let mut r = report(&dir);
+    let a = dir.join("report.json");
+    // The same report compares equal; moved by 5 points it fails at 3 and passes at 6.
+    let same = tether(&["sim", "compare", a.to_str().unwrap(), a.to_str().unwrap()]);
+    assert!(same.status.success());
+    let rate = r["overall"]["resumption_rate"].as_f64().unwrap();
+    r["overall"]["resumption_rate"] = serde_json::json!(rate - 0.05);
+    let b = dir.join("moved.json");
+    std::fs::write(&b, serde_json::to_string(&r).unwrap()).unwrap();
+    let args = |t: &str| {
+        tether(&[
+            "sim",
+            "compare",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--tolerance",
+            t,
+        ])
+    };
+    let strict = args("3");
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&strict.stdout).contains("overall resumption"));
+    assert!(args("6").status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
