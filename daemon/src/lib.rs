@@ -14,6 +14,7 @@ pub mod net;
 pub mod probe;
 pub mod run;
 pub mod runtime_api;
+pub mod sim_calibrate;
 pub mod sim_check;
 pub mod sim_cli;
 pub mod sim_compare;

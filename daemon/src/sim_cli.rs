@@ -44,6 +44,10 @@ pub struct SimArgs {
     /// Internal: print the headline figures as one JSON line (what --seeds children do).
     #[arg(long, hide = true)]
     pub headline: bool,
+    /// Run the round-robin relay instead of the scenario's balancer: the no-affinity baseline
+    /// (same clients, servers, costs and events).
+    #[arg(long, conflicts_with = "seeds")]
+    pub no_affinity: bool,
     /// Sweep a parameter instead of running once.
     #[command(subcommand)]
     pub command: Option<SimCommand>,
@@ -59,6 +63,8 @@ pub enum SimCommand {
     /// Swarm testing: generated scenarios with seeded fault mixes, each run twice, invariants
     /// checked on every run.
     Check(crate::sim_check::CheckArgs),
+    /// Measure a live TLS server's full and resumed handshake CPU; print `[servers.cost]`.
+    Calibrate(crate::sim_calibrate::CalibrateArgs),
     /// Two reports side by side (e.g. `tether sim` vs `tether loadgen`), with differences;
     /// exits 1 when a rate or share differs by more than --tolerance points.
     Compare(crate::sim_compare::CompareArgs),
@@ -70,10 +76,16 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
         Some(SimCommand::Sweep(s)) => return crate::sim_sweep::run(s),
         Some(SimCommand::Merge(m)) => return crate::sim_merge::run(m),
         Some(SimCommand::Check(c)) => return crate::sim_check::run(c),
+        Some(SimCommand::Calibrate(c)) => return crate::sim_calibrate::run(c),
         Some(SimCommand::Compare(c)) => return crate::sim_compare::run(c),
         None => {}
     }
-    let (scenario, config) = load(args.scenario.as_deref())?;
+    let (mut scenario, mut config) = load(args.scenario.as_deref())?;
+    if args.no_affinity {
+        scenario.balancer.kind = BalancerKind::Relay;
+        scenario.balancer.haproxy = None;
+        config = None;
+    }
     let seed = args.seed.or(scenario.seed).unwrap_or(1);
     if let Some(n) = args.seeds {
         let jobs = args.jobs.unwrap_or_else(crate::children::cores);
@@ -205,15 +217,15 @@ pub fn simulate(
 
 /// Wall-clock time of a run, for the throughput line and the progress bar; it never reaches
 /// the simulation.
-struct WallClock(std::time::Instant);
+pub(crate) struct WallClock(std::time::Instant);
 
 impl WallClock {
     #[allow(clippy::disallowed_methods)]
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         WallClock(std::time::Instant::now())
     }
 
-    fn seconds(&self) -> f64 {
+    pub(crate) fn seconds(&self) -> f64 {
         self.0.elapsed().as_secs_f64()
     }
 }

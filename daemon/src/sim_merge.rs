@@ -52,9 +52,11 @@ pub fn run(args: MergeArgs) -> Result<ExitCode> {
     let kind = kind_of(&files[0])?;
     match kind.as_str() {
         "sweep" => {
-            let rows: Vec<SweepRow> = join(&files)?.0;
+            let (rows, job): (Vec<SweepRow>, String) = join(&files)?;
+            let job: crate::sim_sweep::SweepJob =
+                serde_json::from_str(&job).context("the partials' job description")?;
             crate::sim_sweep::write_outputs(&rows, &args.out)?;
-            Ok(ExitCode::SUCCESS)
+            crate::sim_sweep::report_target(job.target()?.as_ref(), &rows, &args.out)
         }
         "seeds" => {
             let (heads, job): (Vec<Headline>, String) = join(&files)?;

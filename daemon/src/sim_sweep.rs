@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
+use serde::{Deserialize, Serialize};
 use tether_sim::scenario::SimDuration;
 use tether_sim::shard::{Item, Partial, Shard};
-use tether_sim::sweep::{self, SweepParam, SweepRow};
+use tether_sim::sweep::{self, SweepParam, SweepRow, Target};
 
 /// What a point's child prints before its row, on a line of its own.
 const ROW_PREFIX: &str = "row: ";
@@ -20,7 +21,7 @@ pub struct SweepArgs {
     /// Scenario TOML; without one, the embedded default deployment.
     pub scenario: Option<PathBuf>,
     /// Parameter to sweep (repeat; default all): table-size, expire, servers, fleet-size,
-    /// session-timeout.
+    /// session-timeout, cores (with `[servers.cost]`); instances only when named.
     #[arg(long = "param")]
     pub params: Vec<SweepParam>,
     /// Values for a single --param (comma separated; sizes in entries, times in seconds,
@@ -46,6 +47,10 @@ pub struct SweepArgs {
     /// Slurm array's `$SLURM_ARRAY_TASK_ID`) and write `partial-K-of-N.json` for `tether sim merge`.
     #[arg(long)]
     pub shard: Option<Shard>,
+    /// Print the smallest value that meets this, e.g. 'p99 < 50ms' or 'cpu < 0.7' (exit 1 when
+    /// none does); with --shard, the merge prints it.
+    #[arg(long)]
+    pub target: Option<Target>,
     /// Internal: run point I in this process and print its row (what the children do).
     #[arg(long, hide = true)]
     pub point: Option<usize>,
@@ -90,16 +95,17 @@ pub fn run(args: SweepArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     write_outputs(&rows, &args.out)?;
-    Ok(ExitCode::SUCCESS)
+    report_target(args.target.as_ref(), &rows, &args.out)
 }
 
 /// Every point of the sweep, in the order an unsharded run takes them.
 fn points(args: &SweepArgs) -> Result<Vec<(SweepParam, u64)>> {
-    let engine = crate::sim_cli::load(args.scenario.as_deref())?.1.is_some();
+    let (scenario, config) = crate::sim_cli::load(args.scenario.as_deref())?;
     let params: Vec<SweepParam> = if args.params.is_empty() {
         SweepParam::ALL
             .into_iter()
-            .filter(|p| engine || !p.needs_engine())
+            .filter(|p| config.is_some() || !p.needs_engine())
+            .filter(|&p| p != SweepParam::Cores || scenario.servers.cost.is_some())
             .collect()
     } else {
         args.params.clone()
@@ -120,17 +126,44 @@ fn points(args: &SweepArgs) -> Result<Vec<(SweepParam, u64)>> {
         .collect())
 }
 
-/// What defines the sweep: slices of one sweep share it, and merge checks they do.
+/// What defines a sweep: slices of one sweep carry the same (as JSON in the partial's `job`),
+/// merge checks they do and reads the target back from it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SweepJob {
+    /// Digest of the scenario file.
+    pub scenario: String,
+    /// Parameters named (empty: all).
+    pub params: Vec<SweepParam>,
+    /// Values given (empty: each parameter's defaults).
+    pub values: Vec<u64>,
+    /// Duration override.
+    pub duration: Option<String>,
+    /// Seed override.
+    pub seed: Option<u64>,
+    /// The target the merge judges the points against, as written by [`Target::describe`].
+    pub target: Option<String>,
+}
+
+impl SweepJob {
+    /// The target, if the sweep had one.
+    pub fn target(&self) -> Result<Option<Target>> {
+        self.target
+            .as_deref()
+            .map(|t| t.parse().map_err(anyhow::Error::msg))
+            .transpose()
+    }
+}
+
 fn job(args: &SweepArgs) -> Result<String> {
-    let scenario = crate::sim_merge::scenario_digest(args.scenario.as_deref())?;
-    let params: Vec<&str> = args.params.iter().map(|p| p.name()).collect();
-    Ok(format!(
-        "scenario {scenario} params [{}] values {:?} duration {} seed {}",
-        params.join(","),
-        args.values,
-        args.duration.as_deref().unwrap_or("-"),
-        args.seed.map_or("-".to_owned(), |s| s.to_string())
-    ))
+    let job = SweepJob {
+        scenario: crate::sim_merge::scenario_digest(args.scenario.as_deref())?,
+        params: args.params.clone(),
+        values: args.values.clone(),
+        duration: args.duration.clone(),
+        seed: args.seed,
+        target: args.target.as_ref().map(Target::describe),
+    };
+    Ok(serde_json::to_string(&job)?)
 }
 
 /// Child: runs point `i` here and prints its row as one JSON line.
@@ -193,4 +226,29 @@ pub fn write_outputs(rows: &[SweepRow], out: &Path) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// With a target: prints the smallest value of each parameter that meets it and adds those
+/// lines to sweep.md; failure when a parameter has none. The same for an unsharded run and a
+/// merge of its slices (the rows carry the figures the target reads).
+pub fn report_target(target: Option<&Target>, rows: &[SweepRow], out: &Path) -> Result<ExitCode> {
+    let Some(target) = target else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let (lines, all_met) = sweep::target_lines(target, rows);
+    let md = out.join("sweep.md");
+    let mut text =
+        std::fs::read_to_string(&md).with_context(|| format!("reading {}", md.display()))?;
+    text.push_str("### target\n\n");
+    for l in &lines {
+        println!("{l}");
+        text.push_str(l);
+        text.push('\n');
+    }
+    std::fs::write(&md, text).with_context(|| format!("writing {}", md.display()))?;
+    Ok(if all_met {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -88,6 +88,10 @@ impl ServerSeed {
                 spec,
             ))),
             recorder: recorder.clone(),
+            cpu: spec
+                .cost
+                .as_ref()
+                .map(|c| Rc::new(crate::cost::ServerCpu::new(c))),
         }
     }
 }
@@ -460,6 +464,9 @@ fn validate(scenario: &Scenario) -> Result<(), SimError> {
             SimError::Scenario(format!("[[expect]] #{} ({}): {why}", i + 1, e.describe()))
         })?;
     }
+    if let Some(cost) = &scenario.servers.cost {
+        cost.validate().map_err(SimError::Scenario)?;
+    }
     if scenario.servers.count == 0 {
         return Err(SimError::Scenario(
             "servers.count must be at least 1".into(),
@@ -825,7 +832,10 @@ fn start_fleets(world: &mut World, scenario: &Scenario, seed: u64) {
             spec: spec.clone(),
             seed,
             door: world.door.clone(),
-            end_ms: duration.as_millis() as u64,
+            end_ms: spec
+                .until
+                .map_or(duration, |u| u.get().min(duration))
+                .as_millis() as u64,
             connect_timeout: CONNECT_TIMEOUT,
             io_timeout: IO_TIMEOUT,
             recorder: world.recorder.clone(),

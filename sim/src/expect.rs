@@ -58,8 +58,16 @@ pub enum Metric {
     TablePeak,
     /// One server's share of all connections (a fraction).
     Share,
-    /// Connect-plus-handshake latency, 99th percentile, in milliseconds.
+    /// Connect-plus-handshake latency, 99th percentile, in milliseconds (in a window: the
+    /// worst minute's).
     P99Ms,
+    /// The same, median.
+    P50Ms,
+    /// Busiest minute's CPU utilisation of the busiest server (or of `server`), a fraction;
+    /// needs `[servers.cost]`.
+    Cpu,
+    /// CPU seconds resumption saved over the run (needs `[servers.cost]`).
+    SavedCpuS,
 }
 
 impl Metric {
@@ -72,6 +80,9 @@ impl Metric {
             Metric::TablePeak => "table-peak",
             Metric::Share => "share",
             Metric::P99Ms => "p99-ms",
+            Metric::P50Ms => "p50-ms",
+            Metric::Cpu => "cpu",
+            Metric::SavedCpuS => "saved-cpu-s",
         }
     }
 
@@ -79,7 +90,12 @@ impl Metric {
     fn has_series(self) -> bool {
         matches!(
             self,
-            Metric::Affinity | Metric::Resumption | Metric::Failures
+            Metric::Affinity
+                | Metric::Resumption
+                | Metric::Failures
+                | Metric::P99Ms
+                | Metric::P50Ms
+                | Metric::Cpu
         )
     }
 }
@@ -122,14 +138,27 @@ impl Expectation {
         }
         match (self.metric, &self.server) {
             (Metric::Share, None) => return Err("metric \"share\" needs server = \"NAME\"".into()),
-            (Metric::Share, Some(_)) => {}
-            (_, Some(_)) => return Err("server is only for metric \"share\"".into()),
+            (Metric::Share | Metric::Cpu, Some(_)) => {}
+            (_, Some(_)) => return Err("server is only for metrics \"share\" and \"cpu\"".into()),
             _ => {}
         }
+        let costed = matches!(self.metric, Metric::Cpu | Metric::SavedCpuS);
+        if costed && scenario.servers.cost.is_none() {
+            return Err(format!(
+                "metric \"{}\" needs a [servers.cost] block (cores and handshake costs)",
+                self.metric.name()
+            ));
+        }
         let windowed = self.from.is_some() || self.until.is_some();
+        if windowed
+            && matches!(self.metric, Metric::P99Ms | Metric::P50Ms)
+            && scenario.servers.cost.is_none()
+        {
+            return Err("per-minute latency needs a [servers.cost] block".into());
+        }
         if windowed && (!self.metric.has_series() || self.fleet.is_some()) {
             return Err(
-                "a time window works for affinity, resumption and failures of all fleets together"
+                "a time window works for affinity, resumption, failures, p50-ms, p99-ms and cpu of all fleets together"
                     .into(),
             );
         }
@@ -164,6 +193,11 @@ impl Expectation {
             Metric::Imbalance => report.imbalance.max_over_mean,
             Metric::TablePeak => report.table.as_ref().map_or(0.0, |t| t.peak_entries as f64),
             Metric::P99Ms => fleet.connect_latency_p99_ms as f64,
+            Metric::P50Ms => fleet.connect_latency_p50_ms as f64,
+            Metric::Cpu => cost(report)?
+                .peak_utilisation(self.server.as_deref())
+                .ok_or("no such server in the report")?,
+            Metric::SavedCpuS => cost(report)?.saved_by_resumption_cpu_seconds,
             Metric::Share => {
                 let name = self.server.as_deref().unwrap_or_default();
                 report
@@ -188,9 +222,38 @@ impl Expectation {
             );
             v.get(a..b.max(a)).unwrap_or_default().to_vec()
         };
+        let worst = |v: Vec<f64>| {
+            if v.is_empty() {
+                Err("the window holds no whole minute of the run".to_owned())
+            } else {
+                Ok(v.into_iter().fold(0.0, f64::max))
+            }
+        };
+        let latency = |which: &std::collections::BTreeMap<String, Vec<u64>>| {
+            let all = which.get("ALL").cloned().unwrap_or_default();
+            pick(&all.iter().map(|&x| x as f64).collect::<Vec<_>>())
+        };
         let values = match self.metric {
             Metric::Affinity => pick(&s.affinity_rate),
             Metric::Resumption => pick(&s.resumption_rate),
+            Metric::P99Ms | Metric::P50Ms => {
+                let c = cost(report)?;
+                return worst(latency(if self.metric == Metric::P99Ms {
+                    &c.series.latency_p99_ms
+                } else {
+                    &c.series.latency_p50_ms
+                }));
+            }
+            Metric::Cpu => {
+                let c = cost(report)?;
+                let mut peaks = Vec::new();
+                for (name, v) in &c.series.utilisation {
+                    if self.server.as_ref().is_none_or(|s| s == name) {
+                        peaks.extend(pick(v));
+                    }
+                }
+                return worst(peaks);
+            }
             _ => {
                 let f: Vec<f64> = s.failures.iter().map(|&n| n as f64).collect();
                 return Ok(pick(&f).iter().sum());
@@ -206,6 +269,14 @@ impl Expectation {
     pub fn holds(&self, value: f64) -> bool {
         self.min.is_none_or(|lo| value >= lo) && self.max.is_none_or(|hi| value <= hi)
     }
+}
+
+/// The report's cost part, or why a metric needing it has none.
+fn cost(report: &Report) -> Result<&crate::cost_report::CostReport, String> {
+    report
+        .cost
+        .as_ref()
+        .ok_or_else(|| "the scenario has no [servers.cost] block".to_owned())
 }
 
 /// One expectation checked on one report.

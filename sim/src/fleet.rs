@@ -158,6 +158,10 @@ pub struct FleetSpec {
     /// in turn; absent: a network of the fleet's own in 100.64.0.0/10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// No visit of this fleet starts after this time (default: the scenario's end): fleets
+    /// with staggered windows draw a daily curve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<SimDuration>,
 }
 
 impl FleetSpec {

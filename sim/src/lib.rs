@@ -11,6 +11,8 @@ pub mod backends;
 pub mod balancer;
 pub mod client;
 pub mod compare;
+pub mod cost;
+pub mod cost_report;
 mod driver;
 pub mod engine_host;
 pub mod events;

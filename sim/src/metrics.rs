@@ -160,8 +160,22 @@ pub struct Recorder {
     affinity: Option<AffinityCounts>,
     trace: Option<Vec<crate::driver::ClientTrace>>,
     events: Vec<(u64, String)>,
+    cpu: BTreeMap<String, CpuTally>,
+    /// Handshake latencies per fleet per minute (of the connection's start).
+    fleet_minutes: BTreeMap<String, BTreeMap<u64, Vec<u64>>>,
     /// Per balancer instance, when there are several.
     instances: Option<crate::instance_metrics::InstanceMetrics>,
+}
+
+/// One server's CPU over the run (only with a cost model).
+#[derive(Clone, Debug, Default)]
+pub struct CpuTally {
+    /// Core-microseconds busy, per minute.
+    pub busy_us: BTreeMap<u64, u64>,
+    /// Connections refused with a full backlog.
+    pub refused: u64,
+    /// What the resumed handshakes would have cost more as full ones.
+    pub saved_us: u64,
 }
 
 fn minute(ms: u64) -> u64 {
@@ -204,6 +218,31 @@ impl Recorder {
         }
     }
 
+    /// A server's core was busy from `start_us` to `end_us`; `saved_us` is what a full
+    /// handshake would have cost more.
+    pub fn server_cpu(&mut self, server: &str, start_us: u64, end_us: u64, saved_us: u64) {
+        let t = self.cpu.entry(server.to_owned()).or_default();
+        for (m, us) in crate::cost::busy_by_minute(start_us, end_us) {
+            *t.busy_us.entry(m).or_default() += us;
+        }
+        t.saved_us += saved_us;
+    }
+
+    /// A server refused a connection: its backlog of handshakes waiting for a core was full.
+    pub fn server_refused(&mut self, server: &str) {
+        self.cpu.entry(server.to_owned()).or_default().refused += 1;
+    }
+
+    /// Per-server CPU (servers that did nothing are absent).
+    pub fn cpu(&self) -> &BTreeMap<String, CpuTally> {
+        &self.cpu
+    }
+
+    /// Handshake latencies per fleet per minute.
+    pub fn fleet_minutes(&self) -> &BTreeMap<String, BTreeMap<u64, Vec<u64>>> {
+        &self.fleet_minutes
+    }
+
     /// A server connection ended (normally, or because the server crashed).
     pub fn server_close(&mut self, server: &str) {
         if let Some(s) = self.servers.get_mut(server) {
@@ -240,6 +279,14 @@ impl Recorder {
         }
         self.fleets.entry(fleet.to_owned()).or_default().add(&r);
         self.overall.add(&r);
+        if let Some(l) = r.latency_ms {
+            self.fleet_minutes
+                .entry(fleet.to_owned())
+                .or_default()
+                .entry(minute(r.start_ms))
+                .or_default()
+                .push(l);
+        }
         let m = self.minutes.entry(minute(r.start_ms)).or_default();
         m.connections += 1;
         m.handshakes += u64::from(r.latency_ms.is_some());

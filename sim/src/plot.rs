@@ -25,6 +25,9 @@ pub fn write_plots(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, SimError
     if report.instances.is_some() {
         charts.push(("instances", Chart::Instances));
     }
+    if report.cost.is_some() {
+        charts.push(("cpu", Chart::Cpu));
+    }
     // The bitmaps and the SVGs do not depend on each other: draw them on two threads (a run
     // ends with this, and the simulation itself is single-threaded). Same files either way.
     let (pngs, svgs) = std::thread::scope(|scope| {
@@ -104,6 +107,7 @@ enum Chart {
     Resumption,
     Table,
     Instances,
+    Cpu,
 }
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
@@ -195,6 +199,7 @@ where
         Chart::Resumption => draw_resumption(root, r, minutes)?,
         Chart::Table => draw_table(root, r, minutes)?,
         Chart::Instances => draw_instances(root, r, minutes)?,
+        Chart::Cpu => draw_cpu(root, r, minutes)?,
     }
     partial_note(root, minutes)
 }
@@ -393,6 +398,66 @@ where
     }
     c.configure_series_labels()
         .position(SeriesLabelPosition::LowerLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+/// CPU utilisation per server per minute, with the events marked (only with a cost model).
+fn draw_cpu<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    r: &Report,
+    minutes: Minutes,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let Some(cost) = &r.cost else {
+        return Ok(());
+    };
+    let mut c = ChartBuilder::on(root)
+        .caption(
+            format!(
+                "{}: CPU utilisation per server per minute ({} cores each)",
+                r.scenario, cost.cores_per_server
+            ),
+            ("sans-serif", 22),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..minutes.end, 0f64..1.05f64)?;
+    c.configure_mesh()
+        .x_desc("minute")
+        .y_desc("busy core time / capacity")
+        .draw()?;
+    for (i, (name, v)) in cost.series.utilisation.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        c.draw_series(LineSeries::new(
+            v.iter()
+                .take(minutes.buckets)
+                .enumerate()
+                .map(|(m, &y)| (minutes.x(m), (y / minutes.width(m)).min(1.0))),
+            color.stroke_width(2),
+        ))?
+        .label(name.clone())
+        .legend(swatch(color));
+    }
+    for e in &r.events {
+        let x = e.at_seconds / 60.0;
+        c.draw_series(std::iter::once(PathElement::new(
+            vec![(x, 0.0), (x, 1.05)],
+            RED.stroke_width(1),
+        )))?;
+        c.draw_series(std::iter::once(Text::new(
+            e.what.clone(),
+            (x, 1.0),
+            ("sans-serif", 14).into_font().color(&RED),
+        )))?;
+    }
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;

@@ -50,6 +50,9 @@ pub struct Report {
     pub events: Vec<EventRecord>,
     /// One-minute time series.
     pub series: Series,
+    /// Server CPU, latency per minute and the balancer's cores (only with a cost model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::cost_report::CostReport>,
 }
 
 /// What the balancer's affinity did, overall and per fleet.
@@ -198,6 +201,7 @@ impl Report {
                     what: what.clone(),
                 })
                 .collect(),
+            cost: crate::cost_report::CostReport::build(scenario, rec, n),
             series,
         }
     }
@@ -230,6 +234,9 @@ impl Report {
         }
         if let Some(r) = &self.routing {
             r.write(&mut out);
+        }
+        if let Some(c) = &self.cost {
+            c.write_summary(&mut out);
         }
         let _ = writeln!(
             out,

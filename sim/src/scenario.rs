@@ -91,6 +91,9 @@ pub struct ServersSpec {
     /// tickets, as OpenSSL and Go keep old keys for decryption.
     #[serde(default)]
     pub ticket_key_rotation: Option<SimDuration>,
+    /// CPU cost of handshakes and cores per server (none: handshakes cost no CPU, as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::cost::CostSpec>,
 }
 
 fn default_session_cache() -> usize {
@@ -340,6 +343,10 @@ mod tests {
             ("tls13-fleet", include_str!("../scenarios/tls13-fleet.toml")),
             ("maintenance", include_str!("../scenarios/maintenance.toml")),
             ("capacity", include_str!("../scenarios/capacity.toml")),
+            (
+                "peak-with-failure",
+                include_str!("../scenarios/peak-with-failure.toml"),
+            ),
             (
                 "multi-balancer",
                 include_str!("../scenarios/multi-balancer.toml"),

@@ -35,25 +35,29 @@ pub enum SweepParam {
     SessionTimeout,
     /// Balancer instances side by side (the scenario's spread and replication).
     Instances,
+    /// Cores per server (needs `[servers.cost]`).
+    Cores,
 }
 
 impl SweepParam {
     /// Every parameter, in the order a full sweep runs them.
-    pub const ALL: [SweepParam; 5] = [
+    pub const ALL: [SweepParam; 6] = [
         SweepParam::TableSize,
         SweepParam::Expire,
         SweepParam::Servers,
         SweepParam::FleetSize,
         SweepParam::SessionTimeout,
+        SweepParam::Cores,
     ];
 
     /// Every parameter a sweep can turn: [`Self::ALL`], and those run only when asked for.
-    pub const KNOWN: [SweepParam; 6] = [
+    pub const KNOWN: [SweepParam; 7] = [
         SweepParam::TableSize,
         SweepParam::Expire,
         SweepParam::Servers,
         SweepParam::FleetSize,
         SweepParam::SessionTimeout,
+        SweepParam::Cores,
         SweepParam::Instances,
     ];
 
@@ -66,6 +70,7 @@ impl SweepParam {
             SweepParam::FleetSize => "fleet-size",
             SweepParam::SessionTimeout => "session-timeout",
             SweepParam::Instances => "instances",
+            SweepParam::Cores => "cores",
         }
     }
 
@@ -78,6 +83,7 @@ impl SweepParam {
             SweepParam::FleetSize => vec![50, 100, 200],
             SweepParam::SessionTimeout => vec![30, 120, 300, 3_600],
             SweepParam::Instances => vec![1, 2, 3, 4],
+            SweepParam::Cores => vec![1, 2, 4, 8],
         }
     }
 
@@ -89,6 +95,7 @@ impl SweepParam {
             SweepParam::Servers => "servers",
             SweepParam::FleetSize => "% of clients",
             SweepParam::Instances => "instances",
+            SweepParam::Cores => "cores",
         }
     }
 
@@ -132,6 +139,15 @@ impl SweepParam {
             SweepParam::SessionTimeout => {
                 s.servers.session_timeout = SimDuration(Duration::from_secs(value.max(1)));
             }
+            SweepParam::Cores => {
+                let cost = s.servers.cost.as_mut().ok_or_else(|| {
+                    SimError::Scenario(
+                        "sweeping cores needs a [servers.cost] block (see `tether sim calibrate`)"
+                            .into(),
+                    )
+                })?;
+                cost.cores = u32::try_from(value.clamp(1, 4096)).unwrap_or(1);
+            }
             SweepParam::Instances => {
                 let max = crate::driver::MAX_INSTANCES as u64;
                 if !(1..=max).contains(&value) {
@@ -168,6 +184,123 @@ impl FromStr for SweepParam {
     }
 }
 
+/// What a sweep looks for: `p99 < 50ms`, `p50 <= 20ms` or `cpu < 0.7` (a fraction).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Target {
+    /// Latency percentile (50 or 99), or None for CPU.
+    pub percentile: Option<u8>,
+    /// `<=` instead of `<`.
+    pub inclusive: bool,
+    /// The bound (ms for latency, a fraction for CPU).
+    pub bound: f64,
+}
+
+impl FromStr for Target {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let help = || {
+            format!("cannot read target {text:?}; write e.g. 'p99 < 50ms', 'p50 <= 20ms' or 'cpu < 0.7'")
+        };
+        let t = text.trim();
+        let (what, rest) = t.split_once('<').ok_or_else(help)?;
+        let (inclusive, rest) = match rest.strip_prefix('=') {
+            Some(r) => (true, r),
+            None => (false, rest),
+        };
+        let percentile = match what.trim() {
+            "p99" => Some(99),
+            "p50" => Some(50),
+            "cpu" => None,
+            _ => return Err(help()),
+        };
+        let value = rest.trim();
+        let number = if percentile.is_some() {
+            value.strip_suffix("ms").ok_or_else(help)?
+        } else {
+            value
+        };
+        let bound: f64 = number.trim().parse().map_err(|_| help())?;
+        if !bound.is_finite() || bound < 0.0 {
+            return Err(help());
+        }
+        Ok(Target {
+            percentile,
+            inclusive,
+            bound,
+        })
+    }
+}
+
+impl Target {
+    /// The measured value of one sweep point (CPU: the busiest server's busiest minute; none
+    /// without a cost model). A point's row carries it, so a sharded sweep's merge judges the
+    /// points the same as an unsharded run.
+    pub fn measure(&self, r: &SweepRow) -> Option<f64> {
+        match self.percentile {
+            Some(99) => Some(r.p99_ms as f64),
+            Some(_) => Some(r.p50_ms as f64),
+            None => r.cpu_peak,
+        }
+    }
+
+    /// Whether the point meets the target.
+    pub fn met(&self, r: &SweepRow) -> bool {
+        self.measure(r).is_some_and(|v| {
+            if self.inclusive {
+                v <= self.bound
+            } else {
+                v < self.bound
+            }
+        })
+    }
+
+    /// As written, normalised: `p99 < 50ms`.
+    pub fn describe(&self) -> String {
+        let op = if self.inclusive { "<=" } else { "<" };
+        match self.percentile {
+            Some(p) => format!("p{p} {op} {}ms", self.bound),
+            None => format!("cpu {op} {}", self.bound),
+        }
+    }
+}
+
+/// The smallest value of `param` whose point met the target.
+pub fn smallest_meeting(target: &Target, param: SweepParam, rows: &[SweepRow]) -> Option<u64> {
+    rows.iter()
+        .filter(|r| r.param == param && target.met(r))
+        .map(|r| r.value)
+        .min()
+}
+
+/// Per swept parameter (in the rows' order), the smallest value that met the target, as the
+/// lines a sweep prints; `false` when a parameter has none.
+pub fn target_lines(target: &Target, rows: &[SweepRow]) -> (Vec<String>, bool) {
+    let mut params: Vec<SweepParam> = rows.iter().map(|r| r.param).collect();
+    params.dedup();
+    let mut all_met = true;
+    let lines = params
+        .into_iter()
+        .map(|p| match smallest_meeting(target, p, rows) {
+            Some(v) => format!(
+                "smallest {} meeting {}: {v} {}",
+                p.name(),
+                target.describe(),
+                p.unit()
+            ),
+            None => {
+                all_met = false;
+                format!(
+                    "no {} value swept meets {}; try larger values with --values",
+                    p.name(),
+                    target.describe()
+                )
+            }
+        })
+        .collect();
+    (lines, all_met)
+}
+
 /// One point of a sweep.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SweepRow {
@@ -191,6 +324,15 @@ pub struct SweepRow {
     pub expired: u64,
     /// Client-visible failures.
     pub failures: u64,
+    /// Handshake latency p50 (ms).
+    #[serde(default)]
+    pub p50_ms: u64,
+    /// Handshake latency p99 (ms).
+    #[serde(default)]
+    pub p99_ms: u64,
+    /// Busiest server's busiest minute of CPU (none without a cost model).
+    #[serde(default)]
+    pub cpu_peak: Option<f64>,
 }
 
 impl SweepRow {
@@ -208,6 +350,9 @@ impl SweepRow {
             evicted: table.evicted,
             expired: table.expired,
             failures: r.overall.client_visible_failures,
+            p50_ms: r.overall.connect_latency_p50_ms,
+            p99_ms: r.overall.connect_latency_p99_ms,
+            cpu_peak: r.cost.as_ref().and_then(|c| c.peak_utilisation(None)),
         }
     }
 }
@@ -215,12 +360,12 @@ impl SweepRow {
 /// The sweep's rows as CSV (header first).
 pub fn to_csv(rows: &[SweepRow]) -> String {
     let mut out = String::from(
-        "param,value,connections,resumption_success,affinity_rate,max_over_mean,cv,evicted,expired,failures\n",
+        "param,value,connections,resumption_success,affinity_rate,max_over_mean,cv,evicted,expired,failures,p99_ms,cpu_peak\n",
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{}",
             r.param.name(),
             r.value,
             r.connections,
@@ -230,7 +375,9 @@ pub fn to_csv(rows: &[SweepRow]) -> String {
             r.coefficient_of_variation,
             r.evicted,
             r.expired,
-            r.failures
+            r.failures,
+            r.p99_ms,
+            r.cpu_peak.map(|c| c.to_string()).unwrap_or_default()
         );
     }
     out
@@ -247,13 +394,16 @@ pub fn to_markdown(rows: &[SweepRow]) -> String {
         let _ = writeln!(out, "### {} ({})\n", p.name(), p.unit());
         let _ = writeln!(
             out,
-            "| value | conns | resumed/tried | affinity | max/mean | cv | evicted | expired | failures |"
+            "| value | conns | resumed/tried | affinity | max/mean | cv | evicted | expired | failures | p99 ms | cpu peak |"
         );
-        let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            out,
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         for r in mine {
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.1}% | {:.1}% | {:.2} | {:.3} | {} | {} | {} |",
+                "| {} | {} | {:.1}% | {:.1}% | {:.2} | {:.3} | {} | {} | {} | {} | {} |",
                 r.value,
                 r.connections,
                 r.resumption_success * 100.0,
@@ -262,7 +412,10 @@ pub fn to_markdown(rows: &[SweepRow]) -> String {
                 r.coefficient_of_variation,
                 r.evicted,
                 r.expired,
-                r.failures
+                r.failures,
+                r.p99_ms,
+                r.cpu_peak
+                    .map_or_else(|| "–".to_owned(), |c| format!("{:.1}%", c * 100.0))
             );
         }
         out.push('\n');
@@ -368,6 +521,59 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_parse_and_the_smallest_value_meeting_one_is_found() {
+        let t: Target = "p99 < 50ms".parse().unwrap();
+        assert_eq!(t.percentile, Some(99));
+        assert!(!t.inclusive);
+        assert_eq!(t.bound, 50.0);
+        assert_eq!(t.describe(), "p99 < 50ms");
+        let c: Target = "cpu<=0.7".parse().unwrap();
+        assert_eq!((c.percentile, c.inclusive, c.bound), (None, true, 0.7));
+        for bad in [
+            "p99 < 50",
+            "p98 < 5ms",
+            "p99 > 5ms",
+            "cpu < x",
+            "p99 < -1ms",
+        ] {
+            assert!(
+                bad.parse::<Target>().unwrap_err().contains("write e.g."),
+                "{bad}"
+            );
+        }
+        let row = |value, p99_ms, cpu_peak| SweepRow {
+            param: SweepParam::Cores,
+            value,
+            connections: 1,
+            resumption_success: 0.0,
+            affinity_rate: 0.0,
+            max_over_mean: 1.0,
+            coefficient_of_variation: 0.0,
+            evicted: 0,
+            expired: 0,
+            failures: 0,
+            p50_ms: 1,
+            p99_ms,
+            cpu_peak,
+        };
+        let rows = [row(4, 20, None), row(1, 900, None), row(2, 40, None)];
+        assert_eq!(smallest_meeting(&t, SweepParam::Cores, &rows), Some(2));
+        assert_eq!(smallest_meeting(&t, SweepParam::Cores, &rows[1..2]), None);
+        // Without a cost model there is no CPU figure: a CPU target is never met.
+        assert_eq!(smallest_meeting(&c, SweepParam::Cores, &rows), None);
+        let costed = [row(1, 900, Some(0.99)), row(2, 40, Some(0.6))];
+        assert_eq!(smallest_meeting(&c, SweepParam::Cores, &costed), Some(2));
+        let (lines, all) = target_lines(&t, &rows);
+        assert!(all);
+        assert_eq!(lines, ["smallest cores meeting p99 < 50ms: 2 cores"]);
+        let s = Scenario::default_scenario();
+        assert!(
+            SweepParam::Cores.apply(2, &s, None).is_err(),
+            "no cost block"
+        );
+    }
 
     #[test]
     fn params_parse_and_apply() {

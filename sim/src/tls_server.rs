@@ -19,6 +19,7 @@ use tether_core::engine::proxy_protocol::{self, ProxyHeader};
 use tether_core::Progress;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::cost::{Admission, ServerCpu};
 use crate::metrics::SharedRecorder;
 use crate::scenario::{ServersSpec, TicketKeys};
 use tether_core::tls::TicketExt;
@@ -509,6 +510,8 @@ pub struct ServerContext {
     pub model: Rc<RefCell<ServerModel>>,
     /// Where connection counts go.
     pub recorder: SharedRecorder,
+    /// This boot's cores and cost model (None: handshakes cost no CPU).
+    pub cpu: Option<Rc<ServerCpu>>,
 }
 
 /// Counts a connection open for as long as it lives, including when a crash drops the task.
@@ -526,6 +529,41 @@ impl Drop for OpenConnection {
 
 fn now_ms() -> u64 {
     turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64
+}
+
+/// Waits for a core and holds it for `service_us` (nothing without a cost model); false when
+/// the backlog is full and the connection is to be refused. `saved_us`: what a full handshake
+/// would have cost more (a resumption's saving).
+async fn spend_cpu(ctx: &ServerContext, service_us: u64, saved_us: u64, may_refuse: bool) -> bool {
+    let Some(cpu) = &ctx.cpu else {
+        return true;
+    };
+    let now_us = turmoil::sim_elapsed().unwrap_or_default().as_micros() as u64;
+    let admission = cpu
+        .queue
+        .borrow_mut()
+        .submit(now_us, service_us, may_refuse);
+    let Admission::Run { start_us, end_us } = admission else {
+        ctx.recorder.borrow_mut().server_refused(&ctx.name);
+        return false;
+    };
+    ctx.recorder
+        .borrow_mut()
+        .server_cpu(&ctx.name, start_us, end_us, saved_us);
+    tokio::time::sleep(Duration::from_micros(end_us - now_us)).await;
+    true
+}
+
+/// The CPU of a handshake and what resuming it saved, in microseconds (0, 0 without a model).
+fn handshake_cpu(ctx: &ServerContext, decision: &Decision) -> (u64, u64) {
+    ctx.cpu.as_ref().map_or((0, 0), |cpu| {
+        let cost = cpu.spec.handshake(decision.tls13);
+        if decision.resumed {
+            (cost.resumed_us, cost.full_us - cost.resumed_us)
+        } else {
+            (cost.full_us, 0)
+        }
+    })
 }
 
 /// Serves TLS on `port` (usually [`TLS_PORT`]) until the host crashes; a PROXY header before TLS
@@ -600,6 +638,10 @@ where
         let f = model.first_flight(&d);
         (d, f)
     };
+    let (service_us, saved_us) = handshake_cpu(ctx, &decision);
+    if !spend_cpu(ctx, service_us, saved_us, true).await {
+        return Ok(()); // refused: the accept backlog is full; dropping the stream closes it
+    }
     wr.write_all(&flight).await?;
     // Client's flight: (CKE) CCS Finished — TLS 1.3's Finished is an application-data record.
     let mut after_ccs = false;
@@ -643,6 +685,13 @@ where
         got += tls_wire::open_encrypted(&body)?.1.len();
     }
     let response_len = response_len.min(64 * 1024 * 1024);
+    let payload_us = ctx
+        .cpu
+        .as_ref()
+        .map_or(0, |c| c.spec.payload_us(response_len as u64));
+    if payload_us > 0 {
+        spend_cpu(ctx, payload_us, 0, false).await;
+    }
     let mut sent = 0;
     while sent < response_len {
         let n = (response_len - sent).min(record::MAX_PLAINTEXT - 1);

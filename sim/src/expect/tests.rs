@@ -109,7 +109,15 @@ fn bad_expectations_are_refused_before_running_with_the_reason() {
         ("metric = \"share\"\nmin = 0.1", "needs server"),
         (
             "metric = \"imbalance\"\nserver = \"server-00\"\nmax = 2",
-            "only for metric \"share\"",
+            "only for metrics \"share\" and \"cpu\"",
+        ),
+        (
+            "metric = \"cpu\"\nmax = 0.8",
+            "needs a [servers.cost] block",
+        ),
+        (
+            "metric = \"p99-ms\"\nfrom = \"1m\"\nmax = 50",
+            "per-minute latency needs a [servers.cost] block",
         ),
         (
             "metric = \"imbalance\"\nfrom = \"1m\"\nmax = 2",
