@@ -427,7 +427,14 @@ async fn hup_and_usr2_storms_under_tls_load_fail_nothing() {
     let ok = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
     let load: Vec<_> = (0..6)
-        .map(|_| tokio::spawn(client_loop(bind, stop.clone(), ok.clone(), failures.clone())))
+        .map(|_| {
+            tokio::spawn(client_loop(
+                bind,
+                stop.clone(),
+                ok.clone(),
+                failures.clone(),
+            ))
+        })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -440,7 +447,11 @@ async fn hup_and_usr2_storms_under_tls_load_fail_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let reloads = d.log().matches("configuration reloaded").count();
     // Signals that arrive during a reload coalesce (as for any Unix daemon): most, not all.
-    assert!(reloads >= 10, "only {reloads} of 20 SIGHUPs reloaded: {}", d.log());
+    assert!(
+        reloads >= 10,
+        "only {reloads} of 20 SIGHUPs reloaded: {}",
+        d.log()
+    );
     let during_hups = ok.load(Ordering::Relaxed) - before_hups;
     drain_notifications(&d);
 
@@ -458,7 +469,9 @@ async fn hup_and_usr2_storms_under_tls_load_fail_nothing() {
     }
     let grown = ok.load(Ordering::Relaxed);
     assert!(
-        eventually(Duration::from_secs(5), || ok.load(Ordering::Relaxed) > grown + 20).await,
+        eventually(Duration::from_secs(5), || ok.load(Ordering::Relaxed)
+            > grown + 20)
+        .await,
         "the load stalled after the upgrades"
     );
     stop.store(true, Ordering::Relaxed);
@@ -471,9 +484,17 @@ async fn hup_and_usr2_storms_under_tls_load_fail_nothing() {
         ok.load(Ordering::Relaxed),
         failed.len()
     );
-    assert!(failed.is_empty(), "{} failed: {failed:?}\n{}", failed.len(), d.log());
+    assert!(
+        failed.is_empty(),
+        "{} failed: {failed:?}\n{}",
+        failed.len(),
+        d.log()
+    );
     assert!(during_hups > 50, "too little load during the SIGHUP storm");
-    assert!(grown - before_usr2 > 20, "too little load during the upgrades");
+    assert!(
+        grown - before_usr2 > 20,
+        "too little load during the upgrades"
+    );
     d.signal("-TERM");
     assert!(eventually(Duration::from_secs(10), || exited(d.pid)).await);
 }

@@ -278,7 +278,10 @@ async fn failing_backends_fail_only_their_own_connections() {
         flap.accepted.load(Ordering::Relaxed)
     );
     for (server, want) in expected {
-        assert!(want > 0, "{server} never failed anything: the test proves nothing");
+        assert!(
+            want > 0,
+            "{server} never failed anything: the test proves nothing"
+        );
         assert_eq!(
             failures_per_server.get(server).copied().unwrap_or(0),
             want,

@@ -273,7 +273,8 @@ async fn slowloris_in_inspect_leaves_legit_handshakes_fast_beside_haproxy() {
         t.max_ms,
         t.baseline_ms
     );
-    let per_attacker = (t.rss_during_kib.saturating_sub(t.rss_before_kib)) as f64 / attackers as f64;
+    let per_attacker =
+        (t.rss_during_kib.saturating_sub(t.rss_before_kib)) as f64 / attackers as f64;
     assert!(
         per_attacker < 16.0,
         "{per_attacker:.1} KiB of memory per connection in inspect"
@@ -339,7 +340,13 @@ async fn serve_backends_when_run_as_child() {
 }
 
 /// The backends' addresses, and the child process serving them when there is one.
-async fn idle_backends(n: usize) -> (Vec<SocketAddr>, Option<(Child, ScratchDir)>, Vec<TlsBackend>) {
+async fn idle_backends(
+    n: usize,
+) -> (
+    Vec<SocketAddr>,
+    Option<(Child, ScratchDir)>,
+    Vec<TlsBackend>,
+) {
     if n <= CHILD_ABOVE {
         let backends = tls_backends().await;
         return (backends.iter().map(|b| b.addr()).collect(), None, backends);
@@ -351,6 +358,7 @@ async fn idle_backends(n: usize) -> (Vec<SocketAddr>, Option<(Child, ScratchDir)
         .env(BACKEND_CHILD, &out)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let give_up = Instant::now() + Duration::from_secs(10);
