@@ -445,3 +445,116 @@ async fn an_upgrade_pushes_a_peers_shared_table_over_the_peers_protocol() {
         c.close().await;
     }
 }
+
+/// Reads every notification already queued, without waiting.
+fn drain_notifications(d: &Upgradable) -> Vec<String> {
+    d.notify.set_nonblocking(true).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = d.notify.recv(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    d.notify.set_nonblocking(false).unwrap();
+    got
+}
+
+/// Issue 17 §3: 20 SIGHUPs 100 ms apart (each reloading a changed weight), then 5 SIGUSR2
+/// upgrades back to back (each signalled as soon as the previous successor is ready, the old
+/// processes still draining), all under a steady TLS load: not one client connection fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hup_and_usr2_storms_under_tls_load_fail_nothing() {
+    let mut backends = Vec::new();
+    for i in 1..=3 {
+        backends.push(TlsBackend::start(tls12(&format!("node{i}"))).await.unwrap());
+    }
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr()).collect();
+    let bind = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let config_with_weight = |w: u32| {
+        native_toml(
+            "",
+            "",
+            "affinity = [\"session-id\"]",
+            &format!("check = false\nweight = {w}"),
+            &addrs,
+        )
+        .replace("127.0.0.1:0", &bind.to_string())
+        .replace("grace = \"1s\"", "grace = \"20s\"")
+    };
+    let mut d = Upgradable::start("e2e-storm", &config_with_weight(1));
+    assert_eq!(d.notification(), "READY=1\n", "{}", d.log());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let load: Vec<_> = (0..6)
+        .map(|_| {
+            tokio::spawn(client_loop(
+                bind,
+                stop.clone(),
+                ok.clone(),
+                failures.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let before_hups = ok.load(Ordering::Relaxed);
+    for i in 0..20u32 {
+        std::fs::write(&d.config, config_with_weight(1 + i % 3)).unwrap();
+        d.signal("-HUP");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reloads = d.log().matches("configuration reloaded").count();
+    // Signals that arrive during a reload coalesce (as for any Unix daemon): most, not all.
+    assert!(
+        reloads >= 10,
+        "only {reloads} of 20 SIGHUPs reloaded: {}",
+        d.log()
+    );
+    let during_hups = ok.load(Ordering::Relaxed) - before_hups;
+    drain_notifications(&d);
+
+    let mut old = Vec::new();
+    let before_usr2 = ok.load(Ordering::Relaxed);
+    for _ in 0..5 {
+        old.push(d.upgrade());
+    }
+    for pid in &old {
+        assert!(
+            eventually(Duration::from_secs(15), || exited(*pid)).await,
+            "old process {pid} never finished draining: {}",
+            d.log()
+        );
+    }
+    let grown = ok.load(Ordering::Relaxed);
+    assert!(
+        eventually(Duration::from_secs(5), || ok.load(Ordering::Relaxed)
+            > grown + 20)
+        .await,
+        "the load stalled after the upgrades"
+    );
+    stop.store(true, Ordering::Relaxed);
+    futures_join(load).await;
+    let failed = failures.lock().unwrap().clone();
+    eprintln!(
+        "storm: {reloads} reloads of 20 SIGHUPs ({during_hups} connections meanwhile), 5 \
+         upgrades ({} connections meanwhile), {} connections in all, {} failed",
+        grown - before_usr2,
+        ok.load(Ordering::Relaxed),
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} failed: {failed:?}\n{}",
+        failed.len(),
+        d.log()
+    );
+    assert!(during_hups > 50, "too little load during the SIGHUP storm");
+    assert!(
+        grown - before_usr2 > 20,
+        "too little load during the upgrades"
+    );
+    d.signal("-TERM");
+    assert!(eventually(Duration::from_secs(10), || exited(d.pid)).await);
+}

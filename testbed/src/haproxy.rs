@@ -56,6 +56,11 @@ impl Haproxy {
         })
     }
 
+    /// The process id of the single haproxy process (`-db`: no master, no workers).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// The frontend address.
     pub fn frontend(&self) -> SocketAddr {
         self.frontend

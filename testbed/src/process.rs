@@ -67,6 +67,11 @@ impl ServerProcess {
         })
     }
 
+    /// The process id (for reading its memory and CPU under /proc).
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Wait until `addr` accepts connections; on failure say how the process ended and what it
     /// logged.
     pub(super) async fn ready(&mut self, addr: SocketAddr) -> Result<(), TestbedError> {

@@ -67,13 +67,16 @@ impl Notifier {
         self.send(&format!("STATUS={line}\n"))
     }
 
-    /// Sends one notification datagram.
+    /// Sends one notification datagram. Never waits: a manager whose queue is full (it reads
+    /// nothing, or a signal storm outran it) gets an error the caller logs, and the daemon keeps
+    /// serving and reloading (a blocking send stalled the signal loop for good).
     fn send(&self, message: &str) -> io::Result<()> {
         let Some(target) = &self.target else {
             return Ok(());
         };
         let addr = socket_addr(target)?;
         let socket = UnixDatagram::unbound()?;
+        socket.set_nonblocking(true)?;
         let sent = socket.send_to_addr(message.as_bytes(), &addr)?;
         if sent != message.len() {
             return Err(io::Error::new(
@@ -152,6 +155,25 @@ mod tests {
                 let _ = std::fs::remove_dir_all(&self.0);
             }
         }
+    }
+
+    #[test]
+    fn a_manager_that_reads_nothing_never_blocks_the_sender() {
+        let (_dir, _socket, notifier) = manager();
+        let (done, finished) = std::sync::mpsc::channel();
+        // Far more than a unix datagram queue holds (`net.unix.max_dgram_qlen`, 10 by default).
+        std::thread::spawn(move || {
+            let results: Vec<bool> = (0..100).map(|_| notifier.ready().is_ok()).collect();
+            let _ = done.send(results);
+        });
+        let results = finished
+            .recv_timeout(Duration::from_secs(5))
+            .expect("sd_notify blocked on a full manager queue");
+        assert!(results[0], "the first notification is delivered");
+        assert!(
+            results.iter().any(|ok| !ok),
+            "a full queue is reported as an error"
+        );
     }
 
     #[test]
