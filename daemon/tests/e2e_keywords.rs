@@ -417,3 +417,66 @@ async fn fin_timeouts_close_a_half_closed_connection_like_haproxy() {
         );
     }
 }
+
+/// Two listens over a refusing server and an echo server (roundrobin, `retries 2`,
+/// `option redispatch 1`): `conn_failure` lists `retry-on conn-failure`, `http_only` only
+/// classes of HTTP retries.
+fn retry_on_config(ports: [u16; 2], refusing: SocketAddr, echo: SocketAddr) -> String {
+    format!(
+        "defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 5s\n  timeout server 5s\n  \
+         retries 2\n  option redispatch 1\nlisten conn_failure\n  bind 127.0.0.1:{}\n  \
+         retry-on conn-failure\n  server refusing {refusing}\n  server echo {echo}\n\
+         listen http_only\n  bind 127.0.0.1:{}\n  retry-on empty-response 503\n  \
+         server refusing {refusing}\n  server echo {echo}\n",
+        ports[0], ports[1]
+    )
+}
+
+/// How many of four connections through `fe` get their echo.
+async fn echoed_of_four(fe: SocketAddr) -> usize {
+    let mut n = 0;
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(fe).await.unwrap();
+        if matches!(echo_roundtrip(&mut s, b"x").await.as_deref(), Ok(b"x")) {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[tokio::test]
+async fn retry_on_without_conn_failure_stops_connect_retries_like_haproxy() {
+    let echo = EchoBackend::start().await;
+    let refusing = common::closed_port().await;
+    let tether = start_tether(&retry_on_config(
+        [free_port().unwrap(), free_port().unwrap()],
+        refusing,
+        echo.addr,
+    ))
+    .await;
+    let a = tether.daemon.local_addrs();
+    let ports = [free_port().unwrap(), free_port().unwrap()];
+    let haproxy = start_haproxy(
+        &retry_on_config(ports, refusing, echo.addr),
+        loopback(ports[0]),
+        loopback(ports[1]),
+    )
+    .await;
+    for (who, retried, not_retried) in [
+        ("tether", a["conn_failure"], a["http_only"]),
+        ("haproxy", loopback(ports[0]), loopback(ports[1])),
+    ] {
+        assert_eq!(
+            echoed_of_four(retried).await,
+            4,
+            "{who}: conn-failure: a refused connect is retried on the echo server:\n{}",
+            haproxy.log()
+        );
+        assert_eq!(
+            echoed_of_four(not_retried).await,
+            2,
+            "{who}: no conn-failure: the connections sent to the refusing server fail:\n{}",
+            haproxy.log()
+        );
+    }
+}

@@ -50,6 +50,8 @@ pub(super) fn side_of(d: &Directive) -> Side {
             | "stick-table"
             | "stick"
             | "retries"
+            | "retry-on"
+            | "fullconn"
             | "hash-balance-factor"
             | "hash-type"
     ) || (k == "timeout"
