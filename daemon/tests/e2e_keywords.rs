@@ -1,5 +1,6 @@
 //! The everyday keywords of real-world TCP configs, imported from haproxy.cfg and run over
 //! loopback side by side with HAProxy 2.6 on the same file (issue 19): `timeout tunnel`,
+//! `timeout client-fin`/`server-fin`,
 //! `option tcpka`/`clitcpka`/`srvtcpka`, server `disabled`, and `nbthread` (the worker threads
 //! of `tether run`).
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use common::{closed_within, echo_roundtrip, EchoBackend};
 use tether_testbed::{free_port, Haproxy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Imports `cfg` as `tether run --haproxy` does and starts the daemon.
@@ -300,5 +302,181 @@ async fn a_disabled_server_gets_no_connections_like_haproxy() {
                 haproxy.log()
             );
         }
+    }
+}
+
+/// A server that says `bye` and half-closes at once, then reads until the proxy closes its
+/// side too; the receiver fires then.
+async fn ending_server() -> (SocketAddr, tokio::sync::oneshot::Receiver<()>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        s.write_all(b"bye").await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest).await;
+        let _ = tx.send(());
+    });
+    (addr, rx)
+}
+
+/// A server that reads its client to the end, then keeps the connection open and silent.
+async fn silent_server() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    });
+    addr
+}
+
+/// Four listens with 10 s client and server timeouts: `client_fin` and `server_fin` add a
+/// 300 ms `timeout client-fin` / `server-fin`, `client_open` and `server_open` do not.
+fn fin_config(ports: [u16; 4], ending: [SocketAddr; 2], silent: [SocketAddr; 2]) -> String {
+    format!(
+        "defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 10s\n  \
+         timeout server 10s\nlisten client_fin\n  bind 127.0.0.1:{}\n  \
+         timeout client-fin 300ms\n  server s1 {}\nlisten client_open\n  bind 127.0.0.1:{}\n  \
+         server s1 {}\nlisten server_fin\n  bind 127.0.0.1:{}\n  timeout server-fin 300ms\n  \
+         server s1 {}\nlisten server_open\n  bind 127.0.0.1:{}\n  server s1 {}\n",
+        ports[0], ending[0], ports[1], ending[1], ports[2], silent[0], ports[3], silent[1]
+    )
+}
+
+/// The server ends first; the client reads that end and stays open and silent: does the
+/// proxy close the server's side within 1.5 s?
+async fn half_closed_client_dropped(
+    fe: SocketAddr,
+    closed: tokio::sync::oneshot::Receiver<()>,
+) -> bool {
+    let mut c = TcpStream::connect(fe).await.unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(3), c.read_to_end(&mut got)).await;
+    assert!(
+        read.is_ok() && got == b"bye",
+        "{fe}: the server's end reaches the client"
+    );
+    let dropped = tokio::time::timeout(Duration::from_millis(1500), closed)
+        .await
+        .is_ok();
+    drop(c);
+    dropped
+}
+
+/// The client ends first; the server reads that end and stays open and silent: does the
+/// proxy close the client's side within 1.5 s?
+async fn half_closed_server_dropped(fe: SocketAddr) -> bool {
+    let mut c = TcpStream::connect(fe).await.unwrap();
+    c.write_all(b"hi").await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_millis(1500), c.read_to_end(&mut got))
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn fin_timeouts_close_a_half_closed_connection_like_haproxy() {
+    for who in ["tether", "haproxy"] {
+        let (e0, closed0) = ending_server().await;
+        let (e1, closed1) = ending_server().await;
+        let silent = [silent_server().await, silent_server().await];
+        let ports = [(); 4].map(|()| free_port().unwrap());
+        let cfg = fin_config(ports, [e0, e1], silent);
+        let (_tether, _haproxy, fe): (_, _, Vec<SocketAddr>) = if who == "tether" {
+            let t = start_tether(&cfg).await;
+            let a = t.daemon.local_addrs();
+            let fe = ["client_fin", "client_open", "server_fin", "server_open"]
+                .map(|n| a[n])
+                .to_vec();
+            (Some(t), None, fe)
+        } else {
+            let h = start_haproxy(&cfg, loopback(ports[0]), loopback(ports[3])).await;
+            (None, Some(h), ports.map(loopback).to_vec())
+        };
+        assert!(
+            half_closed_client_dropped(fe[0], closed0).await,
+            "{who}: timeout client-fin 300ms closes a half-closed idle client"
+        );
+        assert!(
+            !half_closed_client_dropped(fe[1], closed1).await,
+            "{who}: without client-fin, timeout client 10s keeps it"
+        );
+        assert!(
+            half_closed_server_dropped(fe[2]).await,
+            "{who}: timeout server-fin 300ms closes a half-closed idle server"
+        );
+        assert!(
+            !half_closed_server_dropped(fe[3]).await,
+            "{who}: without server-fin, timeout server 10s keeps it"
+        );
+    }
+}
+
+/// Two listens over a refusing server and an echo server (roundrobin, `retries 2`,
+/// `option redispatch 1`): `conn_failure` lists `retry-on conn-failure`, `http_only` only
+/// classes of HTTP retries.
+fn retry_on_config(ports: [u16; 2], refusing: SocketAddr, echo: SocketAddr) -> String {
+    format!(
+        "defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 5s\n  timeout server 5s\n  \
+         retries 2\n  option redispatch 1\nlisten conn_failure\n  bind 127.0.0.1:{}\n  \
+         retry-on conn-failure\n  server refusing {refusing}\n  server echo {echo}\n\
+         listen http_only\n  bind 127.0.0.1:{}\n  retry-on empty-response 503\n  \
+         server refusing {refusing}\n  server echo {echo}\n",
+        ports[0], ports[1]
+    )
+}
+
+/// How many of four connections through `fe` get their echo.
+async fn echoed_of_four(fe: SocketAddr) -> usize {
+    let mut n = 0;
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(fe).await.unwrap();
+        if matches!(echo_roundtrip(&mut s, b"x").await.as_deref(), Ok(b"x")) {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[tokio::test]
+async fn retry_on_without_conn_failure_stops_connect_retries_like_haproxy() {
+    let echo = EchoBackend::start().await;
+    let refusing = common::closed_port().await;
+    let tether = start_tether(&retry_on_config(
+        [free_port().unwrap(), free_port().unwrap()],
+        refusing,
+        echo.addr,
+    ))
+    .await;
+    let a = tether.daemon.local_addrs();
+    let ports = [free_port().unwrap(), free_port().unwrap()];
+    let haproxy = start_haproxy(
+        &retry_on_config(ports, refusing, echo.addr),
+        loopback(ports[0]),
+        loopback(ports[1]),
+    )
+    .await;
+    for (who, retried, not_retried) in [
+        ("tether", a["conn_failure"], a["http_only"]),
+        ("haproxy", loopback(ports[0]), loopback(ports[1])),
+    ] {
+        assert_eq!(
+            echoed_of_four(retried).await,
+            4,
+            "{who}: conn-failure: a refused connect is retried on the echo server:\n{}",
+            haproxy.log()
+        );
+        assert_eq!(
+            echoed_of_four(not_retried).await,
+            2,
+            "{who}: no conn-failure: the connections sent to the refusing server fail:\n{}",
+            haproxy.log()
+        );
     }
 }

@@ -182,6 +182,14 @@ pub struct Frontend {
     /// Client inactivity timeout.
     #[serde(default = "defaults::timeout_client", with = "duration_text")]
     pub timeout_client: Duration,
+    /// HAProxy `timeout client-fin`: the client's idle limit once tether has half-closed it
+    /// (the server ended its side), in place of `timeout-client` or `timeout-tunnel`.
+    #[serde(
+        default,
+        with = "duration_text::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout_client_fin: Option<Duration>,
     /// The longest wait for the ClientHello before balancing without it (native affinity).
     #[serde(default = "defaults::inspect_delay", with = "duration_text")]
     pub inspect_delay: Duration,
@@ -286,6 +294,14 @@ pub struct Backend {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout_tunnel: Option<Duration>,
+    /// HAProxy `timeout server-fin`: the server's idle limit once tether has half-closed it
+    /// (the client ended its side), in place of `timeout-server` or `timeout-tunnel`.
+    #[serde(
+        default,
+        with = "duration_text::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout_server_fin: Option<Duration>,
     /// TCP keepalive probes on server connections (HAProxy `option srvtcpka`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tcp_keepalive: bool,
@@ -346,6 +362,7 @@ impl Backend {
             timeout_server: defaults::timeout_server(),
             timeout_queue: None,
             timeout_tunnel: None,
+            timeout_server_fin: None,
             tcp_keepalive: false,
             timeout_check: None,
             stick_table: StickTableConfig::default(),
@@ -367,6 +384,7 @@ impl Frontend {
             routes: Vec::new(),
             maxconn: None,
             timeout_client: defaults::timeout_client(),
+            timeout_client_fin: None,
             inspect_delay: defaults::inspect_delay(),
             inspect_cap: defaults::inspect_cap(),
             tcp_keepalive: false,

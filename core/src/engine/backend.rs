@@ -30,6 +30,9 @@ pub struct BackendTimeouts {
     pub queue: Duration,
     /// HAProxy `timeout tunnel`: the idle limit of both sides once connected, when set.
     pub tunnel: Option<Duration>,
+    /// HAProxy `timeout server-fin`: the idle limit on the server once tether has half-closed
+    /// it, when set.
+    pub server_fin: Option<Duration>,
     /// HAProxy `timeout check`: when set, a check's connect is bounded by
     /// `min(connect, inter)` instead of `inter` (see
     /// [`HealthConfig::check_connect_timeout`](crate::server::HealthConfig::check_connect_timeout)).
@@ -43,6 +46,7 @@ impl Default for BackendTimeouts {
             server: Duration::from_secs(60),
             queue: Duration::from_secs(60),
             tunnel: None,
+            server_fin: None,
             check: None,
         }
     }

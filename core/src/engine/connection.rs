@@ -298,6 +298,8 @@ impl<'a> Connection<'a> {
                 timeouts: ForwardTimeouts {
                     client: (self.be.timeouts.tunnel).unwrap_or(self.fe.timeout_client),
                     server: (self.be.timeouts.tunnel).unwrap_or(self.be.timeouts.server),
+                    client_fin: self.fe.timeout_client_fin,
+                    server_fin: self.be.timeouts.server_fin,
                 },
             },
             Phase::Closing { shutdown } => Action::Close { shutdown },

@@ -114,6 +114,20 @@ pub struct ForwardTimeouts {
     pub client: Duration,
     /// Idle limit while waiting on the server; zero: none (HAProxy `timeout server 0`).
     pub server: Duration,
+    /// Idle limit on the client once the server's end was passed on to it (HAProxy
+    /// `timeout client-fin`); `None`: `client` still applies.
+    pub client_fin: Option<Duration>,
+    /// Idle limit on the server once the client's end was passed on to it (HAProxy
+    /// `timeout server-fin`); `None`: `server` still applies.
+    pub server_fin: Option<Duration>,
+}
+
+/// The idle limits of one direction's source: while both directions are open, and once the
+/// other direction has ended (its destination, this source, is half-closed).
+#[derive(Copy, Clone, Debug)]
+struct IdleLimits {
+    open: Duration,
+    half_closed: Option<Duration>,
 }
 
 struct Shared {
@@ -178,7 +192,10 @@ where
         UP,
         client_r,
         server_w,
-        timeouts.client,
+        IdleLimits {
+            open: timeouts.client,
+            half_closed: timeouts.client_fin,
+        },
         io,
         |_: &[u8]| {},
     );
@@ -187,7 +204,10 @@ where
         DOWN,
         server_r,
         client_w,
-        timeouts.server,
+        IdleLimits {
+            open: timeouts.server,
+            half_closed: timeouts.server_fin,
+        },
         io,
         |chunk: &[u8]| {
             if tapping {
@@ -218,7 +238,7 @@ async fn pump<R, W>(
     dir: usize,
     r: &mut R,
     w: &mut W,
-    idle: Duration,
+    limits: IdleLimits,
     io: IoHooks<R, W>,
     mut tap: impl FnMut(&[u8]),
 ) -> (u64, PumpEnd)
@@ -228,13 +248,23 @@ where
 {
     let mut held: Option<Vec<u8>> = None;
     let mut total = 0u64;
+    let mut idle = limits.open;
     let timer = sleep_until(shared.idle_deadline(idle));
     tokio::pin!(timer);
     let abort = &shared.abort[dir];
+    // The other direction ending half-closes this source: from then on its own limit applies.
+    let other_ended = &shared.eof[1 - dir];
+    let mut half_closed = false;
     let end = loop {
         let after = tokio::select! {
             biased;
             () = aborted(abort) => break PumpEnd::Aborted,
+            () = aborted(other_ended), if !half_closed && limits.half_closed.is_some() => {
+                half_closed = true;
+                idle = limits.half_closed.unwrap_or(idle);
+                timer.as_mut().reset(shared.idle_deadline(idle));
+                continue;
+            }
             a = next_chunk(r, &mut held, io.read_ready) => a,
             // A zero idle timeout is no timeout (HAProxy `timeout client 0`).
             _ = &mut timer, if !idle.is_zero() => {
@@ -441,7 +471,12 @@ mod tests {
     const LONG: Duration = Duration::from_secs(3600);
 
     fn timeouts(client: Duration, server: Duration) -> ForwardTimeouts {
-        ForwardTimeouts { client, server }
+        ForwardTimeouts {
+            client,
+            server,
+            client_fin: None,
+            server_fin: None,
+        }
     }
 
     /// The proxy's two sockets (as halves) and the peers' ends.
@@ -706,6 +741,63 @@ mod tests {
             "idle after {took:?}"
         );
         drop(server_peer);
+    }
+
+    /// HAProxy `timeout client-fin` / `server-fin`: once one side's end was passed on, the
+    /// other side (now half-closed) gets its own, shorter idle limit.
+    #[tokio::test(start_paused = true)]
+    async fn a_half_closed_side_gets_its_fin_timeout() {
+        for server_ends in [true, false] {
+            let Wires {
+                mut client_peer,
+                mut server_peer,
+                mut cr,
+                mut cw,
+                mut sr,
+                mut sw,
+            } = wires(1024);
+            let limits = ForwardTimeouts {
+                client_fin: Some(Duration::from_secs(2)),
+                server_fin: Some(Duration::from_secs(3)),
+                ..timeouts(Duration::from_secs(30), Duration::from_secs(30))
+            };
+            let fwd = forward(
+                Clock::start(),
+                &mut cr,
+                &mut cw,
+                &mut sr,
+                &mut sw,
+                limits,
+                IoHooks::plain(),
+                |_| true,
+            );
+            let ender = async {
+                let (ending, other) = if server_ends {
+                    (&mut server_peer, &mut client_peer)
+                } else {
+                    (&mut client_peer, &mut server_peer)
+                };
+                ending.write_all(b"bye").await.unwrap();
+                ending.shutdown().await.unwrap();
+                let mut got = Vec::new();
+                other.read_to_end(&mut got).await.unwrap();
+                got
+            };
+            let start = Instant::now();
+            let (f, got) = tokio::join!(fwd, ender);
+            let took = start.elapsed();
+            assert_eq!(got, b"bye");
+            let (fin, ends) = if server_ends {
+                (Duration::from_secs(2), (PumpEnd::Idle, PumpEnd::Eof))
+            } else {
+                (Duration::from_secs(3), (PumpEnd::Eof, PumpEnd::Idle))
+            };
+            assert_eq!((f.up_end, f.down_end), ends, "server ends: {server_ends}");
+            assert!(
+                took >= fin && took < fin + Duration::from_secs(1),
+                "server ends: {server_ends}: idle after {took:?}"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -23,6 +23,8 @@ pub struct Frontend {
     pub inspect_cap: usize,
     /// Idle time allowed waiting on the client.
     pub timeout_client: Duration,
+    /// Idle time allowed on the client once its write side is shut (HAProxy `timeout client-fin`).
+    pub timeout_client_fin: Option<Duration>,
     /// SO_KEEPALIVE on accepted connections (HAProxy `option clitcpka`).
     pub tcp_keepalive: bool,
     /// Most concurrent connections on this frontend (accepting pauses at the limit).
@@ -53,6 +55,7 @@ impl Frontend {
             inspect_delay: Duration::from_secs(5),
             inspect_cap: crate::tls::DEFAULT_HELLO_CAP,
             timeout_client: Duration::from_secs(60),
+            timeout_client_fin: None,
             tcp_keepalive: false,
             maxconn: None,
             backend,

@@ -125,6 +125,7 @@ pub fn build_seeded(
             fe.inspect_delay = inspect_delay;
             fe.inspect_cap = usize::try_from(f.inspect_cap).unwrap_or(usize::MAX).max(64);
             fe.timeout_client = f.timeout_client;
+            fe.timeout_client_fin = f.timeout_client_fin;
             fe.tcp_keepalive = f.tcp_keepalive;
             fe.maxconn = f.maxconn.map(|n| n as usize);
             frontends.push(Arc::new(fe));
@@ -292,6 +293,7 @@ fn build_backend(
         server: b.timeout_server,
         queue: b.timeout_queue.unwrap_or(b.timeout_connect),
         tunnel: b.timeout_tunnel,
+        server_fin: b.timeout_server_fin,
         check: b.timeout_check,
     };
     let spec = BackendSpec {

@@ -12,6 +12,10 @@ impl Importer<'_> {
         self.missing_server_timeouts(&p);
         let name = &p.name;
         let mut backend = p.backend;
+        if !p.retry_on_conn_failure {
+            // HAProxy retries a failed connect only when `retry-on` lists conn-failure.
+            backend.retries = 0;
+        }
         if backend.servers.is_empty() && !s.body.iter().any(|d| d.keyword() == "server") {
             self.error(
                 p.header_line,

@@ -1,13 +1,34 @@
 //! `option` and `no option` in tcp proxies (`redispatch [N]`, `persist`, `tcplog`,
-//! `dontlognull`, `tcpka`/`clitcpka`/`srvtcpka`) and `retries`: what a proxy does when a server fails, and what it logs.
+//! `dontlognull`, `tcpka`/`clitcpka`/`srvtcpka`), `retries` and `retry-on`: what a proxy does
+//! when a server fails, and what it logs.
 
 use super::proxy::Draft;
 use super::Importer;
+use crate::finding::Severity;
 use crate::haproxy::lexer::Directive;
 use tether_core::config::{LogFormat, Redispatch};
 
 /// Options that `no option` turns off.
 pub(super) const NEGATABLE: &[&str] = &["redispatch", "persist", "tcpka", "clitcpka", "srvtcpka"];
+
+/// `retry-on` classes that only HTTP retries use (HAProxy 2.6 accepts them in `mode tcp` and
+/// does nothing with them).
+const HTTP_RETRY_CLASSES: &[&str] = &[
+    "empty-response",
+    "junk-response",
+    "response-timeout",
+    "0rtt-rejected",
+    "401",
+    "403",
+    "404",
+    "408",
+    "425",
+    "500",
+    "501",
+    "502",
+    "503",
+    "504",
+];
 
 /// `option tcpka` (both sides), `clitcpka` (clients), `srvtcpka` (servers): SO_KEEPALIVE.
 fn keepalive(p: &mut Draft, option: &str, on: bool) {
@@ -65,6 +86,57 @@ impl Importer<'_> {
             "redispatch" => p.backend.redispatch = Redispatch::Never,
             "persist" => p.backend.persist = false,
             ka => keepalive(p, ka, false),
+        }
+    }
+
+    /// `retry-on CLASS...`: in `mode tcp` only `conn-failure` (alone, or in
+    /// `all-retryable-errors`) means something: listed, failed connects are retried (`retries`);
+    /// not listed (`none`, or HTTP classes only), they are not, as in HAProxy 2.6.
+    pub(super) fn retry_on(&mut self, p: &mut Draft, d: &Directive) {
+        let classes = &d.words[1..];
+        if classes.is_empty() {
+            return self.error(
+                d.line,
+                "`retry-on` without a class",
+                "HAProxy rejects it",
+                "retry-on conn-failure",
+            );
+        }
+        let mut http_only = Vec::new();
+        for c in classes.iter().map(String::as_str) {
+            match c {
+                "none" | "conn-failure" | "all-retryable-errors" => {}
+                c if HTTP_RETRY_CLASSES.contains(&c) => http_only.push(c),
+                c => {
+                    return self.error(
+                        d.line,
+                        format!("`{}`: unknown retry-on class `{c}`", d.text()),
+                        "HAProxy rejects it",
+                        "retry-on conn-failure",
+                    )
+                }
+            }
+        }
+        p.retry_on_conn_failure = classes
+            .iter()
+            .any(|c| c == "conn-failure" || c == "all-retryable-errors");
+        if !http_only.is_empty() {
+            let keeps = if p.retry_on_conn_failure {
+                "retry-on conn-failure"
+            } else {
+                "retry-on none"
+            };
+            self.finding(
+                Severity::Warning,
+                d.line,
+                format!(
+                    "`retry-on {}` does nothing in mode tcp",
+                    http_only.join(" ")
+                ),
+                "these classes retry HTTP requests; in mode tcp HAProxy 2.6 (and tether) \
+                 retries only failed connects, and only when conn-failure is listed",
+                keeps,
+            );
         }
     }
 
@@ -138,5 +210,48 @@ mod tests {
             assert_eq!(im.config.frontends[0].tcp_keepalive, client, "{body}");
             assert_eq!(im.config.backends[0].tcp_keepalive, server, "{body}");
         }
+    }
+
+    #[test]
+    fn retry_on_keeps_connect_retries_only_with_conn_failure() {
+        for (line, retries, warned) in [
+            ("retry-on conn-failure", 5, false),
+            ("retry-on all-retryable-errors", 5, false),
+            ("retry-on conn-failure empty-response 503", 5, true),
+            ("retry-on none", 0, false),
+            ("retry-on empty-response response-timeout", 0, true),
+        ] {
+            let im = backend(&format!("  retries 5\n  {line}\n"));
+            assert!(errors(&im).is_empty(), "{line}: {:?}", im.findings);
+            assert_eq!(im.config.backends[0].retries, retries, "{line}");
+            assert_eq!(
+                im.findings.len(),
+                usize::from(warned),
+                "{line}: {:?}",
+                im.findings
+            );
+            if warned {
+                assert_eq!(im.findings[0].line, 8, "{line}");
+                assert!(im.findings[0].what.contains("does nothing in mode tcp"));
+            }
+        }
+        for bad in ["retry-on", "retry-on conn-failure bogus"] {
+            let im = backend(&format!("  {bad}\n"));
+            let e: Vec<usize> = errors(&im).iter().map(|f| f.line).collect();
+            assert_eq!(e, [7], "{bad}");
+            assert_eq!(im.config.backends[0].retries, 3, "{bad}: the default stays");
+        }
+    }
+
+    #[test]
+    fn retry_on_from_defaults_applies_to_each_backend() {
+        let im = import_text(
+            "defaults\n  retry-on none\n  timeout connect 1s\n  timeout server 1s\n\
+             backend a\n  server s1 127.0.0.1:8443\nbackend b\n  retry-on conn-failure\n  \
+             server s1 127.0.0.1:8443\n",
+        );
+        assert!(im.findings.is_empty(), "{:?}", im.findings);
+        let r: Vec<u32> = im.config.backends.iter().map(|b| b.retries).collect();
+        assert_eq!(r, [0, 3]);
     }
 }

@@ -58,6 +58,8 @@ pub(super) struct Draft {
     pub(super) default_server: Vec<String>,
     /// A line of `defaults` is being replayed.
     pub(super) in_defaults: bool,
+    /// Whether `retry-on` (absent: yes) lets failed connects be retried (`conn-failure`).
+    pub(super) retry_on_conn_failure: bool,
 }
 
 impl Draft {
@@ -93,6 +95,7 @@ impl Draft {
             tcp_steps: Vec::new(),
             default_server: Vec::new(),
             in_defaults: false,
+            retry_on_conn_failure: true,
             name,
         }
     }
@@ -228,6 +231,8 @@ impl Importer<'_> {
                 self.no_option(p, d)
             }
             "retries" => self.retries(p, d),
+            "retry-on" => self.retry_on(p, d),
+            "fullconn" => self.fullconn(d),
             "timeout" => self.timeout(p, d),
             "balance" => self.balance(p, d),
             "hash-balance-factor" => self.hash_balance_factor(p, d),

@@ -41,7 +41,7 @@ pub(super) enum Side {
 pub(super) fn side_of(d: &Directive) -> Side {
     let k = d.keyword();
     let front = matches!(k, "bind" | "default_backend" | "use_backend" | "maxconn")
-        || (k == "timeout" && d.word(1) == "client")
+        || (k == "timeout" && matches!(d.word(1), "client" | "client-fin"))
         || (k == "option" && d.word(1) == "clitcpka");
     let back = matches!(
         k,
@@ -50,12 +50,14 @@ pub(super) fn side_of(d: &Directive) -> Side {
             | "stick-table"
             | "stick"
             | "retries"
+            | "retry-on"
+            | "fullconn"
             | "hash-balance-factor"
             | "hash-type"
     ) || (k == "timeout"
         && matches!(
             d.word(1),
-            "connect" | "server" | "queue" | "check" | "tunnel"
+            "connect" | "server" | "server-fin" | "queue" | "check" | "tunnel"
         ))
         || matches!(k, "http-check" | "tcp-check" | "default-server")
         || (k == "option"

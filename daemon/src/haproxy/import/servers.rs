@@ -131,8 +131,34 @@ impl Importer<'_> {
                 "fall" => server.fall = self.option_number(d, &o, "fall 3"),
                 "maxconn" => server.maxconn = self.option_number(d, &o, "maxconn 100"),
                 "maxqueue" => server.maxqueue = self.option_number(d, &o, "maxqueue 100"),
+                "minconn" => self.no_dynamic_maxconn(d, &o),
                 _ => self.unsupported_server_option(d, &o),
             }
+        }
+    }
+
+    /// `minconn N`: HAProxy's dynamic maxconn (scaled up to `maxconn` as the backend nears
+    /// `fullconn`), which tether does not do; the fix keeps a fixed limit.
+    fn no_dynamic_maxconn(&mut self, d: &Directive, o: &Opt<'_>) {
+        self.error(
+            d.line,
+            format!("unsupported server option `{}`", o.text()),
+            "tether has no dynamic maxconn: a server's limit does not grow with the backend's \
+             load (`minconn` + `fullconn`)",
+            "give the server a fixed limit with `maxconn N` (the limit at full load), or keep \
+             this backend on HAProxy",
+        );
+    }
+
+    /// `fullconn N`: the backend load at which servers reach their `maxconn` from `minconn`.
+    /// Without `minconn` (which tether reports) HAProxy gives it no effect, nor does tether.
+    pub(super) fn fullconn(&mut self, d: &Directive) {
+        if self.number::<u32>(d, 1, "fullconn 1000").is_some() {
+            self.inherited_ignored(
+                d,
+                "it only scales servers' `minconn`, which tether does not implement; without \
+                 `minconn` HAProxy ignores it too",
+            );
         }
     }
 
@@ -312,5 +338,28 @@ mod tests {
             (2, "unsupported server option `frobnicate`")
         );
         assert!(!e[0].fix.contains("server "), "{}", e[0].fix);
+    }
+
+    /// `minconn` (dynamic maxconn) is refused with a fix that keeps a limit; `fullconn` alone
+    /// does nothing, in HAProxy as in tether, and is said to.
+    #[test]
+    fn minconn_is_an_error_and_fullconn_alone_a_note() {
+        let im = servers("  fullconn 1000\n  server a 10.0.0.1:443 minconn 10 maxconn 100\n");
+        let e = errors(&im);
+        assert_eq!(e.len(), 1, "{:?}", im.findings);
+        assert_eq!(e[0].line, 5);
+        assert!(e[0].what.contains("minconn 10"), "{}", e[0]);
+        assert!(e[0].fix.contains("maxconn N"), "{}", e[0]);
+        let notes: Vec<usize> = im
+            .findings
+            .iter()
+            .filter(|f| f.severity == crate::finding::Severity::Info)
+            .map(|f| f.line)
+            .collect();
+        assert_eq!(notes, [4]);
+        assert_eq!(
+            errors(&servers("  fullconn lots\n  server a 10.0.0.1:443\n")).len(),
+            1
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! `timeout client|connect|server|queue|check|tunnel`, and the warnings HAProxy gives when a proxy
+//! `timeout client|client-fin|connect|server|server-fin|queue|check|tunnel`, and the warnings HAProxy gives when a proxy
 //! leaves the client, connect or server timeout unset (it then waits forever).
 
 use super::proxy::Draft;
@@ -39,6 +39,8 @@ impl Importer<'_> {
             "queue" => p.backend.timeout_queue = Some(t),
             "check" => p.backend.timeout_check = Some(t),
             "tunnel" => p.backend.timeout_tunnel = Some(t),
+            "client-fin" => p.frontend.timeout_client_fin = Some(t),
+            "server-fin" => p.backend.timeout_server_fin = Some(t),
             _ => self.unsupported(d, &p.context()),
         }
     }
@@ -148,6 +150,24 @@ mod tests {
         assert_eq!(
             im.config.backends[0].timeout_tunnel,
             Some(Duration::from_secs(3600))
+        );
+    }
+
+    #[test]
+    fn fin_timeouts_land_on_their_side() {
+        let im = import_text(
+            "defaults\n  timeout client-fin 2s\n  timeout server-fin 3s\nfrontend f\n  \
+             bind :9443\n  timeout client 1m\n  default_backend b\nbackend b\n  \
+             timeout connect 1s\n  timeout server 1s\n  server s1 127.0.0.1:8443\n",
+        );
+        assert!(im.findings.is_empty(), "{:?}", im.findings);
+        assert_eq!(
+            im.config.frontends[0].timeout_client_fin,
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            im.config.backends[0].timeout_server_fin,
+            Some(Duration::from_secs(3))
         );
     }
 }
