@@ -70,6 +70,8 @@ pub fn render(snap: &Snapshot, opts: &PageOptions<'_>) -> String {
         let _ = writeln!(h, "<p class=\"version\">tether version {}</p>", escape(v));
     }
     let _ = writeln!(h, "<p>current connections: {}</p>", snap.actconn);
+    let dropped = crate::syslog::dropped();
+    let _ = writeln!(h, "<p id=\"dropped-logs\">log lines dropped: {dropped}</p>");
     if let Some(st) = opts.status {
         let _ = writeln!(
             h,
