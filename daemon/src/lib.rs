@@ -22,5 +22,6 @@ pub mod sim_merge;
 pub mod sim_seeds;
 pub mod sim_sweep;
 pub mod stats;
+pub mod syslog;
 pub mod table_cli;
 pub mod upgrade;

@@ -1,5 +1,6 @@
 //! Where the daemon's connection records go: a log line per connection (HAProxy `tcplog` layout
-//! or JSON) through tracing, stamped with the wall-clock accept date.
+//! or JSON) through tracing, stamped with the wall-clock accept date, and to the configured
+//! `log` targets ([`crate::syslog`]).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,18 +16,22 @@ pub enum LogFormat {
     Json,
 }
 
-/// Writes one line per finished connection to the `tether::log` tracing target.
+/// Writes one line per finished connection to the `tether::log` tracing target and to the
+/// syslog/stdout targets, if any.
 #[derive(Debug, Default)]
 pub struct DaemonSink {
     /// The line format.
     pub format: LogFormat,
+    /// The `log` targets' queue (never blocks the connection that logs).
+    pub syslog: Option<crate::syslog::SyslogSender>,
 }
 
 impl LogSink for DaemonSink {
     fn record(&self, rec: &ConnectionRecord) {
         // Formatting a line costs more than the rest of a short connection's bookkeeping:
         // skip it when connection logs are filtered out.
-        if !tracing::enabled!(target: "tether::log", tracing::Level::INFO) {
+        let traced = tracing::enabled!(target: "tether::log", tracing::Level::INFO);
+        if !traced && self.syslog.is_none() {
             return;
         }
         // The daemon is the edge: reading the wall clock here is its job, not the engine's.
@@ -40,7 +45,12 @@ impl LogSink for DaemonSink {
             LogFormat::Tcplog => rec.tcplog(&date),
             LogFormat::Json => rec.json(&date),
         };
-        tracing::info!(target: "tether::log", "{line}");
+        if traced {
+            tracing::info!(target: "tether::log", "{line}");
+        }
+        if let Some(s) = &self.syslog {
+            s.send(now, line);
+        }
     }
 }
 
@@ -64,7 +74,7 @@ pub fn accept_date(t: SystemTime) -> String {
 }
 
 /// Days since 1970-01-01 to (year, month, day), Howard Hinnant's civil-from-days algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -215,13 +215,24 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     rt.block_on(serve(source, config, launch, incoming))
 }
 
-fn sink_for(config: &Config) -> Arc<DaemonSink> {
-    Arc::new(DaemonSink {
+/// The connection-log sink; its `log` targets are opened here, at start (a reload keeps them).
+fn sink_for(config: &Config) -> Result<Arc<DaemonSink>> {
+    let origin = tether::syslog::Origin {
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into()),
+        tag: "tether".into(),
+        pid: std::process::id(),
+    };
+    let syslog = tether::syslog::SyslogSender::start(&config.logs, origin)
+        .context("opening the log targets")?;
+    Ok(Arc::new(DaemonSink {
         format: match config.global.log_format {
             tether_core::config::LogFormat::Tcplog => LogFormat::Tcplog,
             tether_core::config::LogFormat::Json => LogFormat::Json,
         },
-    })
+        syslog,
+    }))
 }
 
 /// What the signal loop ended with: a stop, or a successor that took over.
@@ -247,7 +258,7 @@ async fn serve(
         incoming.restore_into(&built);
     }
     let grace = built.grace;
-    let daemon = tether::run::start(built, sink_for(&config)).await?;
+    let daemon = tether::run::start(built, sink_for(&config)?).await?;
     // Freed memory goes back to the system once connections fall (on every worker as it parks).
     tokio::spawn(tether::memory::release_on_low_load(
         daemon.context().clone(),

@@ -78,7 +78,9 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-const TOP_KEYS: [&str; 6] = ["global", "frontend", "backend", "stats", "admin", "peers"];
+const TOP_KEYS: [&str; 7] = [
+    "global", "frontend", "backend", "stats", "admin", "peers", "log",
+];
 
 /// Reads a native configuration from TOML text; `path_for_messages` is only used in messages.
 pub fn load_toml(path_for_messages: &str, text: &str) -> Result<Config, ConfigErrors> {
@@ -131,11 +133,15 @@ fn load_parsed(
             "stats" => config.stats = cx.section::<Stats>(value, "stats"),
             "admin" => config.admin = cx.section::<AdminSocket>(value, "admin"),
             "peers" => config.peers = cx.section::<super::peers::PeersSection>(value, "peers"),
-            "frontend" | "backend" => match value.as_array() {
+            "frontend" | "backend" | "log" => match value.as_array() {
                 Some(items) => {
                     for (i, item) in items.iter().enumerate() {
                         let path = format!("{key}[{i}]");
-                        if key == "frontend" {
+                        if key == "log" {
+                            if let Some(t) = cx.section::<super::log::LogTarget>(item, &path) {
+                                config.logs.push(t);
+                            }
+                        } else if key == "frontend" {
                             if let Some(f) = cx.section::<Frontend>(item, &path) {
                                 config.frontends.push(f);
                             }

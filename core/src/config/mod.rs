@@ -34,6 +34,7 @@
 
 mod load;
 mod locate;
+pub mod log;
 pub mod peers;
 pub mod route;
 pub mod rules;
@@ -77,6 +78,9 @@ pub struct Config {
     /// Stick-table replication with HAProxy's peers protocol, if wanted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peers: Option<peers::PeersSection>,
+    /// Syslog/stdout targets for connection logs (HAProxy's `log` lines), see [`log`].
+    #[serde(default, rename = "log", skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<log::LogTarget>,
 }
 
 /// The runtime API socket: HAProxy's `stats socket PATH [mode M] [level L]`, so `socat`, `hatop`

@@ -83,6 +83,7 @@ impl Config {
         if let Some(s) = &self.stats {
             validate_stats(&mut err, s);
         }
+        super::log::validate(&self.logs, &mut err);
         out
     }
 

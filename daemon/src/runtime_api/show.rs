@@ -90,7 +90,7 @@ pub fn info(ctx: &Ctx) -> String {
         .iter()
         .map(|f| f.accepted.load(std::sync::atomic::Ordering::Relaxed))
         .sum();
-    let fields: [(&str, String); 26] = [
+    let fields: [(&str, String); 27] = [
         ("Name", "tether".into()),
         ("Version", env!("CARGO_PKG_VERSION").into()),
         ("Release_date", "-".into()),
@@ -126,6 +126,7 @@ pub fn info(ctx: &Ctx) -> String {
         ("Jobs", ctx.actconn.to_string()),
         ("Listeners", ctx.runtime.frontends.len().to_string()),
         ("Start_time_sec", ctx.started_unix.to_string()),
+        ("DroppedLogs", crate::syslog::dropped().to_string()),
     ];
     let mut out = String::new();
     for (k, v) in fields {

@@ -120,11 +120,13 @@ fn info(h: &mut String, snap: &Snapshot, opts: &PageOptions<'_>) {
     let _ = write!(
         h,
         "<tr><td>current connections</td><td>{}</td></tr>\
-         <tr><td>frontends / backends / servers</td><td>{} / {} / {}</td></tr></table>",
+         <tr><td>frontends / backends / servers</td><td>{} / {} / {}</td></tr>\
+         <tr><td>log lines dropped</td><td id=\"dropped-logs\">{}</td></tr></table>",
         snap.actconn,
         snap.frontends.len(),
         snap.backends.len(),
-        servers
+        servers,
+        crate::syslog::dropped()
     );
     h.push_str(
         "<table class=\"legend\"><tr><th colspan=\"2\">server state</th></tr>\

@@ -62,6 +62,7 @@ pub fn render(snap: &Snapshot, version: Option<&str>) -> Value {
         .collect();
     let mut v = json!({
         "actconn": snap.actconn,
+        "dropped_logs": crate::syslog::dropped(),
         "frontends": frontends,
         "backends": backends,
     });

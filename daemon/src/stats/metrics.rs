@@ -60,6 +60,13 @@ pub fn render(snap: &Snapshot) -> String {
         "Connections open in the process.",
     )
     .sample(&[], snap.actconn);
+    Family::new(
+        &mut out,
+        "tether_dropped_logs_total",
+        "counter",
+        "Log lines not delivered to a log target (queue full, target slow or absent).",
+    )
+    .sample(&[], crate::syslog::dropped());
 
     frontends(&mut out, snap);
     servers(&mut out, snap);

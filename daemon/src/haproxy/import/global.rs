@@ -114,14 +114,7 @@ impl Importer<'_> {
                 ),
             );
         } else {
-            self.finding(
-                Severity::Warning,
-                d.line,
-                format!("log target `{}` is ignored", d.text()),
-                "tether writes its connection log to stderr (tcplog or json), for journald or \
-                 a log shipper",
-                "remove it; set [global] log-format = \"tcplog\" or \"json\"",
-            );
+            self.log_target(d);
         }
     }
 }
@@ -150,8 +143,9 @@ mod tests {
         assert_eq!(at(2).severity, Severity::Warning);
         assert_eq!(at(3).severity, Severity::Warning);
         assert_eq!(at(4).severity, Severity::Error);
-        assert!(at(5).what.contains("log target"), "{}", at(5));
-        assert_eq!(at(5).severity, Severity::Warning);
+        // A log line with an address is a target now, not a finding.
+        assert!(im.findings.iter().all(|f| f.line != 5), "{:?}", im.findings);
+        assert_eq!(im.config.logs.len(), 1);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! `defaults` section, then its own, in order, as HAProxy does. Backends keep HAProxy's stick and
 //! content rules (`[backend.haproxy]`), so quirks such as a `stick store-response` that never
 //! fires without `tcp-response inspect-delay` survive the import. Process-only directives
-//! (chroot, user, pidfile, log targets...) are warnings and ignored; anything else tether does
+//! (chroot, user, pidfile...) are warnings and ignored; anything else tether does
 //! not implement is an error naming its line. Nothing is dropped silently.
 //!
 //! One module per section or keyword family: `sections.rs` cuts the file, `global.rs` and
@@ -24,6 +24,7 @@ mod content;
 mod frontend;
 mod global;
 mod keywords;
+mod log;
 mod options;
 pub mod origins;
 mod peers;

@@ -224,7 +224,7 @@ impl Importer<'_> {
             "maxconn" => p.frontend.maxconn = self.number(d, 1, "maxconn 6000"),
             "log" if d.word(1) == "global" => self.inherited_ignored(
                 d,
-                "tether logs every connection itself; see [global] log-format",
+                "tether sends every connection's log line to the global `log` targets (and stderr)",
             ),
             "option" => self.option(p, d),
             "no" if d.word(1) == "option" && super::options::NEGATABLE.contains(&d.word(2)) => {

@@ -42,7 +42,7 @@ impl Importer<'_> {
                 ("mode", _) => {}
                 ("log", "global") => self.inherited_ignored(
                     d,
-                    "tether logs every connection itself; see [global] log-format",
+                    "tether sends every connection's log line to the global `log` targets (and stderr)",
                 ),
                 ("stats", "enable") => {}
                 ("stats", "uri") => {
