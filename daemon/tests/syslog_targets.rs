@@ -9,12 +9,13 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{echo_roundtrip, native_toml, EchoBackend};
 use tether_testbed::{free_port, wait_until_listening, ScratchDir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// The daemon, killed when the test ends.
 struct Daemon(Child);
