@@ -39,6 +39,25 @@ impl Haproxy {
     /// Write `config` and run haproxy in the foreground; `frontend` is the address the config
     /// binds, awaited for readiness (so the config must bind it).
     pub async fn start(config: &str, frontend: SocketAddr) -> Result<Self, TestbedError> {
+        let mut h = Self::spawn(config, frontend)?;
+        h.process.ready(frontend).await?;
+        Ok(h)
+    }
+
+    /// Like [`Haproxy::start`], but waits for every address in `binds` to be bound without
+    /// connecting to any: for tests whose servers take a single connection each.
+    pub async fn start_unprobed(
+        config: &str,
+        binds: &[SocketAddr],
+    ) -> Result<Self, TestbedError> {
+        let mut h = Self::spawn(config, binds[0])?;
+        for &a in binds {
+            h.process.bound(a).await?;
+        }
+        Ok(h)
+    }
+
+    fn spawn(config: &str, frontend: SocketAddr) -> Result<Self, TestbedError> {
         let program = Self::program()?;
         let scratch = ScratchDir::create("haproxy")?;
         let cfg = scratch.path().join("haproxy.cfg");
@@ -47,8 +66,7 @@ impl Haproxy {
         let mut command = Command::new(program);
         command.arg("-db").arg("-f").arg(&cfg);
         let log = scratch.path().join("haproxy.log");
-        let mut process = ServerProcess::spawn("haproxy", command, &log)?;
-        process.ready(frontend).await?;
+        let process = ServerProcess::spawn("haproxy", command, &log)?;
         Ok(Self {
             process,
             frontend,

@@ -90,6 +90,25 @@ impl ServerProcess {
         }
     }
 
+    /// Wait until `addr` is bound by someone (a bind of our own fails), without connecting to
+    /// it: a probe connection would reach the servers behind a proxy and use up single-use
+    /// fixtures.
+    pub(super) async fn bound(&mut self, addr: SocketAddr) -> Result<(), TestbedError> {
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(self.not_ready(addr, format!("exited with {status}")));
+            }
+            if std::net::TcpListener::bind(addr).is_err() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= give_up {
+                return Err(self.not_ready(addr, "still not listening after 10 s".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Whether the process exited (its port was probably taken), so the caller can retry.
     pub(super) fn has_exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
