@@ -46,10 +46,7 @@ impl Haproxy {
 
     /// Like [`Haproxy::start`], but waits for every address in `binds` to be bound without
     /// connecting to any: for tests whose servers take a single connection each.
-    pub async fn start_unprobed(
-        config: &str,
-        binds: &[SocketAddr],
-    ) -> Result<Self, TestbedError> {
+    pub async fn start_unprobed(config: &str, binds: &[SocketAddr]) -> Result<Self, TestbedError> {
         let mut h = Self::spawn(config, binds[0])?;
         for &a in binds {
             h.process.bound(a).await?;
