@@ -3,7 +3,7 @@
 //!
 //! Four `openssl s_server` backends with their own certificates (told apart by fingerprint) and
 //! a plain TCP echo backend for clients that do not speak TLS; a client matrix over server
-//! names (exact, another, wildcard, none, uppercase with and without `-i`, a refused one),
+//! names (exact, another, wildcard, a regex with `-i`, none, uppercase with and without `-i`, a refused one),
 //! source addresses (127.0.0.1 allowed, 127.0.0.66 refused at accept, bound by the client),
 //! TLS 1.2 and 1.3, and plain bytes.
 
@@ -47,6 +47,7 @@ frontend fe
     use_backend be_a if is_a
     use_backend be_b if { req.ssl_sni -i b.test } || { req.ssl_sni Upper.test }
     use_backend be_wild if { req.ssl_sni -m end .wild.test }
+    use_backend be_wild if { req.ssl_sni -m reg -i ^api[0-9]+\\.reg\\.test$ }
     use_backend be_plain if !{ req_ssl_hello_type 1 }
     default_backend be_default
 backend be_a
@@ -200,6 +201,10 @@ async fn every_client_lands_where_haproxy_sends_it() {
         Some("Upper.test"),
         Some("upper.test"),
         Some("www.evil.test"),
+        Some("api7.reg.test"),
+        Some("API12.REG.TEST"),
+        Some("apix.reg.test"),
+        Some("xapi7.reg.test"),
     ] {
         for source in ["127.0.0.1", "127.0.0.66"] {
             for tls13 in [false, true] {
@@ -233,7 +238,7 @@ async fn every_client_lands_where_haproxy_sends_it() {
     let expect = |sni: Option<&str>| match sni {
         Some("a.test") | Some("A.TEST") => "be_a",
         Some("b.test") | Some("Upper.test") => "be_b",
-        Some("x.wild.test") => "be_wild",
+        Some("x.wild.test") | Some("api7.reg.test") | Some("API12.REG.TEST") => "be_wild",
         Some("www.evil.test") => "refused",
         _ => "be_default",
     };
