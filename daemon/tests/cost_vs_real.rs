@@ -4,6 +4,9 @@
 //! resuming its session — on real sockets (single-threaded client, the server's CPU read from
 //! /proc) and in the simulator with the calibrated `[servers.cost]`. The CPU must agree within
 //! 10 %. The machine is shared with builders, so only CPU time (not wall time) is compared.
+//!
+//! And an overload step: the offered load rises in steps past the server's capacity, on real
+//! sockets and in the simulator; the p99 must jump at the same step (± one).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -47,13 +50,19 @@ fn require(program: &str, package: &str) {
     assert!(found, "{program} is needed: apt-get install -y {package}");
 }
 
-fn start_server(dir: &Path) -> PinnedServer {
+fn start_server(dir: &Path, bits: u32) -> PinnedServer {
     require("openssl", "openssl");
     require("taskset", "util-linux");
     let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
     let made = Command::new("openssl")
         .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "req",
+            "-x509",
+            "-newkey",
+            &format!("rsa:{bits}"),
+            "-nodes",
+            "-days",
+            "2",
         ])
         .args(["-subj", "/CN=localhost", "-keyout"])
         .arg(&key)
@@ -196,7 +205,7 @@ fn simulated_cpu_per_server_matches_a_pinned_s_server_within_10_percent() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("tether-cost-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let server = start_server(&dir);
+    let server = start_server(&dir, 2048);
     let args = CalibrateArgs {
         target: server.addr.to_string(),
         tls: "1.2".into(),
@@ -233,7 +242,7 @@ fn the_calibrate_command_prints_a_block_a_scenario_accepts() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("tether-calibrate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let server = start_server(&dir);
+    let server = start_server(&dir, 2048);
     let tether = env!("CARGO_BIN_EXE_tether");
     let out = Command::new(tether)
         .args(["sim", "calibrate", &server.addr.to_string(), "--tls", "1.2"])
@@ -269,4 +278,181 @@ fn the_calibrate_command_prints_a_block_a_scenario_accepts() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--pid PID"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Steps of offered load, as fractions of the server's measured capacity.
+const STEPS: [f64; 5] = [0.4, 0.7, 1.0, 1.3, 1.6];
+/// Each step's length.
+const STEP: Duration = Duration::from_secs(3);
+
+/// The step where the p99 first rises by a tenth of a step's length over the first step's: a
+/// queue that keeps growing for the step. None when it never does.
+fn knee(p99_ms: &[u64]) -> Option<usize> {
+    let rise = STEP.as_millis() as u64 / 10;
+    p99_ms.iter().position(|&p| p > p99_ms[0] + rise)
+}
+
+/// Arrival times (ms from the start) of each step: `n` uniform in the step's window, sorted —
+/// what the simulated fleet's `first_visit = uniform` draws.
+fn arrivals(counts: &[u64], seed: u64) -> Vec<(usize, u64)> {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let step_ms = STEP.as_millis() as u64;
+    let mut all = Vec::new();
+    for (k, &n) in counts.iter().enumerate() {
+        for _ in 0..n {
+            all.push((k, k as u64 * step_ms + next() % step_ms));
+        }
+    }
+    all.sort_by_key(|a| a.1);
+    all
+}
+
+/// Open-loop load on real sockets: each arrival's full handshake on its own thread (so a slow
+/// server does not slow the offered load); p99 of each step's handshake latency.
+fn real_steps(server: &PinnedServer, counts: &[u64]) -> Vec<u64> {
+    let name = ServerName::try_from("localhost").unwrap();
+    let config = Arc::new(client_config(false, false));
+    let latencies = Arc::new(std::sync::Mutex::new(vec![Vec::new(); counts.len()]));
+    let start = std::time::Instant::now();
+    let mut threads = Vec::new();
+    for (k, at_ms) in arrivals(counts, 7) {
+        let due = Duration::from_millis(at_ms);
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let (config, name, latencies, addr) =
+            (config.clone(), name.clone(), latencies.clone(), server.addr);
+        let t = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let began = std::time::Instant::now();
+                let ok = handshake(&config, addr, &name).is_ok();
+                let ms = began.elapsed().as_millis() as u64;
+                // A failed handshake counts as the longest wait there is: the client gave up.
+                let ms = if ok { ms } else { 5_000 };
+                latencies.lock().unwrap()[k].push(ms);
+            });
+        threads.push(t.expect("spawn a client thread"));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    let mut per_step = latencies.lock().unwrap().clone();
+    per_step.iter_mut().map(|l| p99(l)).collect()
+}
+
+fn p99(l: &mut [u64]) -> u64 {
+    l.sort_unstable();
+    l.get((l.len() * 99 / 100).min(l.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// The same steps in the simulator: one fleet per step, the server costed as measured.
+fn simulated_steps(full_us: u64, counts: &[u64]) -> Vec<u64> {
+    let step_s = STEP.as_secs();
+    let mut text = format!(
+        r#"
+name = "overload-step"
+duration = "{}s"
+[servers]
+count = 1
+ticket_keys = "none"
+[servers.cost]
+cores = 1
+tls12 = {{ full_us = {full_us}, resumed_us = {full_us} }}
+backlog = 4096
+[balancer]
+kind = "direct"
+[network]
+client_latency = "0ms"
+server_latency = "0ms"
+"#,
+        step_s * counts.len() as u64 + 30
+    );
+    for (k, n) in counts.iter().enumerate() {
+        text.push_str(&format!(
+            r#"
+[[fleets]]
+name = "step-{k}"
+kind = "tls12-session-id"
+clients = {n}
+first_visit = {{ dist = "uniform", min = "{}s", max = "{}s" }}
+revisit_gap = {{ dist = "fixed", value = "1d" }}
+connections_per_visit = 1
+"#,
+            k as u64 * step_s,
+            (k as u64 + 1) * step_s
+        ));
+    }
+    let scenario = tether_sim::Scenario::from_toml(&text).expect("scenario");
+    let report = tether_sim::run(&scenario, 1).expect("simulation");
+    (0..counts.len())
+        .map(|k| report.fleets[&format!("step-{k}")].connect_latency_p99_ms)
+        .collect()
+}
+
+/// Measures the server's capacity in wall time (four connections keeping it busy: what it can
+/// do now, on this shared machine), offers the steps for real and in the simulator.
+fn one_overload_comparison(server: &PinnedServer) -> (Option<usize>, Option<usize>) {
+    let args = CalibrateArgs {
+        target: server.addr.to_string(),
+        tls: "1.2".into(),
+        time: "4s".into(),
+        connections: 4,
+        cores: Some(1),
+        pid: None,
+        sni: "localhost".into(),
+        key: "rsa-4096".into(),
+    };
+    let c = calibrate(&args, Duration::from_secs(4)).expect("calibration");
+    let full_us = c.full.cost_us(1).round() as u64;
+    let per_second = 1e6 / full_us as f64;
+    let counts: Vec<u64> = STEPS
+        .iter()
+        .map(|r| (r * per_second * STEP.as_secs_f64()).round() as u64)
+        .collect();
+    let real = real_steps(server, &counts);
+    let sim = simulated_steps(full_us, &counts);
+    eprintln!(
+        "capacity {per_second:.0} handshakes/s ({full_us} us each); offered {counts:?} per {}s step at {STEPS:?} of it",
+        STEP.as_secs()
+    );
+    eprintln!(
+        "p99 ms real {real:?} (knee {:?}), simulated {sim:?} (knee {:?})",
+        knee(&real),
+        knee(&sim)
+    );
+    (knee(&real), knee(&sim))
+}
+
+#[test]
+fn an_overload_step_raises_the_p99_at_the_same_load_for_real_and_simulated() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("tether-overload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // RSA-4096: a full handshake costs the server ~5 ms, so its capacity (~200/s on one core)
+    // is within what one client process offers with room to spare.
+    let server = start_server(&dir, 4096);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let (real, sim) = one_overload_comparison(&server);
+        let sim_knee = sim.expect("the simulated server saturates within the steps");
+        assert!(
+            sim_knee > 0,
+            "the first step is under capacity in the simulator"
+        );
+        seen.push((real, sim_knee));
+        if real.is_some_and(|r| r.abs_diff(sim_knee) <= 1) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+    }
+    panic!("the p99 rose at different steps (real, simulated) on every attempt: {seen:?}");
 }
