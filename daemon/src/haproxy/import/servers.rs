@@ -124,6 +124,7 @@ impl Importer<'_> {
                 "fastinter" => server.fastinter = self.option_duration(d, &o),
                 "downinter" => server.downinter = self.option_duration(d, &o),
                 "inter" => server.inter = self.option_duration(d, &o),
+                "slowstart" => server.slowstart = self.option_duration(d, &o),
                 "weight" => {
                     server.weight = self.option_number(d, &o, "weight 1").unwrap_or(1);
                 }
@@ -169,7 +170,7 @@ impl Importer<'_> {
             d.line,
             format!("unsupported server option `{}`", o.text()),
             "tether understands check, weight, inter, fastinter, downinter, rise, fall, port, \
-             addr, maxconn, maxqueue, backup, disabled, send-proxy and send-proxy-v2",
+             addr, maxconn, maxqueue, backup, disabled, slowstart, send-proxy and send-proxy-v2",
             format!(
                 "tether has no equivalent of `{}`: keep this backend on HAProxy, or remove the \
                  option if the servers do not need it",
