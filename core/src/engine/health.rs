@@ -206,6 +206,7 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use super::*;
+    use crate::affinity::Route;
     use crate::config;
     use crate::engine::runtime::build;
     use crate::engine::testnet::MemNet;
@@ -325,6 +326,54 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_millis(5500)).await;
         assert_eq!(weight(&be), 100, "full after slowstart");
+        stop.send(true).unwrap();
+        checks.await.unwrap();
+    }
+
+    /// Of `n` connections chosen (and released) by the balancer, how many went to `server`.
+    fn share(be: &Backend, server: ServerId, n: u32) -> u32 {
+        let mut hits = 0;
+        for _ in 0..n {
+            let chosen = be
+                .choose(&Route::Balance, &[], None)
+                .server
+                .expect("a server");
+            hits += u32::from(chosen == server);
+            be.release(chosen);
+        }
+        hits
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slowstart_grows_the_returning_servers_share_of_new_connections() {
+        let text = "[[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:8000\"]\nbackend = \"app\"\n\
+             [[backend]]\nname = \"app\"\n[backend.check]\ninter = \"2s\"\nrise = 2\nfall = 3\n\
+             [[backend.server]]\nname = \"s1\"\naddress = \"10.0.0.1:80\"\nweight = 100\nslowstart = \"10s\"\n\
+             [[backend.server]]\nname = \"s2\"\naddress = \"10.0.0.2:80\"\nweight = 100\n";
+        let config = config::load_toml("test.toml", text).expect("test config loads");
+        let be = build(&config, None).unwrap().backends["app"].clone();
+        let s1 = ServerId(0);
+        assert_eq!(share(&be, s1, 1000), 500, "even shares at start");
+        let net = MemNet::default();
+        let (stop, rx) = watch::channel(false);
+        let server = net.server("10.0.0.1:80", "s1").await;
+        let checks = tokio::spawn(check_server(net.clone(), be.clone(), s1, rx));
+        server.abort();
+        let _ = server.await;
+        tokio::time::sleep(Duration::from_millis(6100)).await;
+        assert_eq!(share(&be, s1, 1000), 0, "down: no share");
+        let _server = net.server("10.0.0.1:80", "s1").await;
+        tokio::time::sleep(Duration::from_millis(4000)).await;
+        assert_eq!(oper(&be), OperState::Up);
+        // Weight 1 of 101: about 1% of new connections.
+        let first = share(&be, s1, 1010);
+        assert!((5..=15).contains(&first), "just back: {first} of 1010");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        // About 50 of 150: a third.
+        let half = share(&be, s1, 1500);
+        assert!((450..=550).contains(&half), "halfway: {half} of 1500");
+        tokio::time::sleep(Duration::from_millis(5500)).await;
+        assert_eq!(share(&be, s1, 1000), 500, "even again after slowstart");
         stop.send(true).unwrap();
         checks.await.unwrap();
     }

@@ -155,4 +155,25 @@ mod tests {
         s.maxconn = 10_000;
         assert!(s.is_full());
     }
+
+    proptest::proptest! {
+        /// While slowstart ramps a usable server, its weight is at least 1, at most its full
+        /// weight, grows with the ramp, and is the full weight once the ramp is done.
+        #[test]
+        fn a_ramping_weight_is_between_one_and_full_and_grows(
+            weight in 1u32..=MAX_WEIGHT,
+            a in 0u16..=FULL_RAMP,
+            b in 0u16..=FULL_RAMP,
+        ) {
+            let mut s = ServerState::new("a", weight);
+            let full = s.effective_weight();
+            let at = |s: &mut ServerState, r: u16| { s.ramp = r; s.effective_weight() };
+            let (lo, hi) = (a.min(b), a.max(b));
+            let (wlo, whi) = (at(&mut s, lo), at(&mut s, hi));
+            proptest::prop_assert!(wlo >= 1 && wlo <= whi && whi <= full);
+            proptest::prop_assert_eq!(at(&mut s, FULL_RAMP), full);
+            s.apply(Transition::Down);
+            proptest::prop_assert_eq!(at(&mut s, lo), 0);
+        }
+    }
 }
