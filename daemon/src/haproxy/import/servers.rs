@@ -287,6 +287,24 @@ mod tests {
         assert_eq!(s[2].send_proxy, None);
     }
 
+    /// `slowstart` (k8s control-plane configs) imports, from `default-server` too.
+    #[test]
+    fn slowstart_is_imported_and_inherited() {
+        use std::time::Duration;
+        let im = servers(
+            "  default-server slowstart 60s\n  server a 10.0.0.1:443 check slowstart 10s\n  \
+             server b 10.0.0.2:443 check\n",
+        );
+        assert!(im.findings.is_empty(), "{:?}", im.findings);
+        let s = &im.config.backends[0].servers;
+        assert_eq!(s[0].slowstart, Some(Duration::from_secs(10)));
+        assert_eq!(
+            s[1].slowstart,
+            Some(Duration::from_secs(60)),
+            "from default-server"
+        );
+    }
+
     /// Issue 19 defect 4: option values (`none`, `8008`) were reported as unknown options, and
     /// fixes offered the line without the option (changing what the server gets).
     #[test]
