@@ -95,9 +95,7 @@ fn record(
     if !ok {
         slot.counters.check_failures.fetch_add(1, Ordering::Relaxed);
     }
-    let Some(t) = backend.health_result(server, ok) else {
-        return None;
-    };
+    let t = backend.health_result(server, ok)?;
     *slot.last_change.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     if t == Transition::Down {
         slot.counters.check_downs.fetch_add(1, Ordering::Relaxed);
