@@ -25,7 +25,6 @@ const CORPUS: &[(&str, &[&str])] = &[
     (
         "k8s-apiserver.cfg",
         &[
-            "slowstart",
             "check-ssl",
             "verify",
             "check-ssl",

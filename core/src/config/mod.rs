@@ -527,6 +527,14 @@ pub struct Server {
     /// address (HAProxy `send-proxy`, `send-proxy-v2`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_proxy: Option<SendProxy>,
+    /// After checks bring the server back up, its weight ramps from nearly 0 to full over this
+    /// long, so a cold server is not handed its whole share at once (HAProxy `slowstart`).
+    #[serde(
+        default,
+        with = "duration_text::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub slowstart: Option<Duration>,
 }
 
 /// Which PROXY protocol header a server gets first.
@@ -559,6 +567,7 @@ impl Server {
             check_port: None,
             check_addr: None,
             send_proxy: None,
+            slowstart: None,
         }
     }
 

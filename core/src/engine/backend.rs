@@ -111,6 +111,10 @@ pub struct ServerSlot {
     pub tcp_keepalive: bool,
     /// The PROXY header the server gets before the client's bytes (`send-proxy[-v2]`).
     pub send_proxy: Option<crate::config::SendProxy>,
+    /// How long the weight ramps up after checks bring the server back (`slowstart`).
+    pub slowstart: Option<Duration>,
+    /// Bumped at every ramp start, so an older ramp still stepping stops.
+    pub ramp_generation: AtomicU64,
 }
 
 /// One active health check's result, as HAProxy's stats page shows it (`L4OK in 0ms`).
@@ -150,6 +154,8 @@ impl ServerSlot {
             initial_weight: 1,
             tcp_keepalive: false,
             send_proxy: None,
+            slowstart: None,
+            ramp_generation: AtomicU64::new(0),
         }
     }
 
@@ -486,8 +492,26 @@ impl Backend {
     pub fn health_result(&self, server: ServerId, ok: bool) -> Option<Transition> {
         let mut st = self.state();
         let t = st.health[server.index()].on_check(ok);
+        if t == Some(Transition::Up) && self.servers[server.index()].slowstart.is_some() {
+            // Back with the least weight, in the same critical section: no pick sees it full.
+            st.servers[server.index()].ramp = 0;
+        }
         st.apply(server, t);
         t
+    }
+
+    /// Sets `server`'s slowstart ramp (thousandths of its weight) for the ramp of
+    /// `generation`; false when that ramp is over (a newer one started, or the server is down).
+    pub fn set_ramp(&self, server: ServerId, generation: u64, ramp: u16) -> bool {
+        let slot = &self.servers[server.index()];
+        let mut st = self.state();
+        let s = &mut st.servers[server.index()];
+        if slot.ramp_generation.load(Ordering::Relaxed) != generation || s.oper != OperState::Up {
+            return false;
+        }
+        s.ramp = ramp.min(crate::server::state::FULL_RAMP);
+        st.rebalance();
+        true
     }
 
     /// How long until the next check of `server` if one ends now: `inter`, `fastinter` while

@@ -50,12 +50,38 @@ pub async fn check_server<N: Net>(
             continue;
         };
         let duration = t0.elapsed();
-        record(&backend, server, &verdict, duration);
+        let t = record(&backend, server, &verdict, duration);
+        if let (Some(Transition::Up), Some(slow)) = (t, slot.slowstart) {
+            let generation = slot.ramp_generation.fetch_add(1, Ordering::Relaxed) + 1;
+            tokio::spawn(ramp_up(backend.clone(), server, slow, generation));
+        }
     }
 }
 
-/// Keeps the verdict for the stats page, counts it, and logs a state change.
-fn record(backend: &Backend, server: ServerId, verdict: &Verdict, duration: Duration) {
+/// HAProxy's `slowstart`: the server came back with the least weight (set with the transition);
+/// its share grows linearly to full over `slow`, in steps of a twentieth (50 ms to 1 s). Ends
+/// early when the server goes down or a newer ramp starts.
+async fn ramp_up(backend: Arc<Backend>, server: ServerId, slow: Duration, generation: u64) {
+    let start = Instant::now();
+    let step = (slow / 20).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let full = u128::from(crate::server::state::FULL_RAMP);
+    loop {
+        sleep(step).await;
+        let done = (start.elapsed().as_millis() * full / slow.as_millis().max(1)).min(full);
+        let ramp = u16::try_from(done).unwrap_or(crate::server::state::FULL_RAMP);
+        if !backend.set_ramp(server, generation, ramp) || u128::from(ramp) >= full {
+            return;
+        }
+    }
+}
+
+/// Keeps the verdict for the stats page, counts it, and logs a state change; returns it.
+fn record(
+    backend: &Backend,
+    server: ServerId,
+    verdict: &Verdict,
+    duration: Duration,
+) -> Option<Transition> {
     let slot = &backend.servers[server.index()];
     let ok = verdict.status.is_ok();
     *slot.last_check.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastCheck {
@@ -69,9 +95,7 @@ fn record(backend: &Backend, server: ServerId, verdict: &Verdict, duration: Dura
     if !ok {
         slot.counters.check_failures.fetch_add(1, Ordering::Relaxed);
     }
-    let Some(t) = backend.health_result(server, ok) else {
-        return;
-    };
+    let t = backend.health_result(server, ok)?;
     *slot.last_change.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     if t == Transition::Down {
         slot.counters.check_downs.fetch_add(1, Ordering::Relaxed);
@@ -93,6 +117,7 @@ fn record(backend: &Backend, server: ServerId, verdict: &Verdict, duration: Dura
         Transition::Up => tracing::info!(target: "tether::health", "{msg}"),
         Transition::Down => tracing::warn!(target: "tether::health", "{msg}"),
     }
+    Some(t)
 }
 
 /// Runs one check of `slot`: connects, sends and reads as its probe asks, within the time rules.
@@ -179,6 +204,7 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use super::*;
+    use crate::affinity::Route;
     use crate::config;
     use crate::engine::runtime::build;
     use crate::engine::testnet::MemNet;
@@ -264,6 +290,88 @@ mod tests {
         assert_eq!(oper(&be), OperState::Down, "up before rise = 2");
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(oper(&be), OperState::Up);
+        stop.send(true).unwrap();
+        checks.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slowstart_ramps_the_weight_of_a_server_back_from_down_but_not_at_start() {
+        let text = "[[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:8000\"]\nbackend = \"app\"\n\
+             [[backend]]\nname = \"app\"\n[backend.check]\ninter = \"2s\"\nrise = 2\nfall = 3\n\
+             [[backend.server]]\nname = \"s1\"\naddress = \"10.0.0.1:80\"\nweight = 100\nslowstart = \"10s\"\n";
+        let config = config::load_toml("test.toml", text).expect("test config loads");
+        let be = build(&config, None).unwrap().backends["app"].clone();
+        let weight = |be: &Backend| be.server_states()[0].effective_weight();
+        assert_eq!(weight(&be), 100, "slowstart never applies at start");
+        let net = MemNet::default();
+        let (stop, rx) = watch::channel(false);
+        let server = net.server("10.0.0.1:80", "s1").await;
+        let checks = tokio::spawn(check_server(net.clone(), be.clone(), ServerId(0), rx));
+        server.abort();
+        let _ = server.await;
+        tokio::time::sleep(Duration::from_millis(6100)).await;
+        assert_eq!(oper(&be), OperState::Down);
+        let _server = net.server("10.0.0.1:80", "s1").await;
+        // Two passing checks (2 s apart) bring it back at 10.1 s, with the least weight.
+        tokio::time::sleep(Duration::from_millis(4000)).await;
+        assert_eq!(oper(&be), OperState::Up);
+        assert_eq!(weight(&be), 1, "back with the least weight");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let half = weight(&be);
+        assert!(
+            (45..=55).contains(&half),
+            "halfway through the ramp: {half}"
+        );
+        tokio::time::sleep(Duration::from_millis(5500)).await;
+        assert_eq!(weight(&be), 100, "full after slowstart");
+        stop.send(true).unwrap();
+        checks.await.unwrap();
+    }
+
+    /// Of `n` connections chosen (and released) by the balancer, how many went to `server`.
+    fn share(be: &Backend, server: ServerId, n: u32) -> u32 {
+        let mut hits = 0;
+        for _ in 0..n {
+            let chosen = be
+                .choose(&Route::Balance, &[], None)
+                .server
+                .expect("a server");
+            hits += u32::from(chosen == server);
+            be.release(chosen);
+        }
+        hits
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slowstart_grows_the_returning_servers_share_of_new_connections() {
+        let text = "[[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:8000\"]\nbackend = \"app\"\n\
+             [[backend]]\nname = \"app\"\n[backend.check]\ninter = \"2s\"\nrise = 2\nfall = 3\n\
+             [[backend.server]]\nname = \"s1\"\naddress = \"10.0.0.1:80\"\nweight = 100\nslowstart = \"10s\"\n\
+             [[backend.server]]\nname = \"s2\"\naddress = \"10.0.0.2:80\"\nweight = 100\n";
+        let config = config::load_toml("test.toml", text).expect("test config loads");
+        let be = build(&config, None).unwrap().backends["app"].clone();
+        let s1 = ServerId(0);
+        assert_eq!(share(&be, s1, 1000), 500, "even shares at start");
+        let net = MemNet::default();
+        let (stop, rx) = watch::channel(false);
+        let server = net.server("10.0.0.1:80", "s1").await;
+        let checks = tokio::spawn(check_server(net.clone(), be.clone(), s1, rx));
+        server.abort();
+        let _ = server.await;
+        tokio::time::sleep(Duration::from_millis(6100)).await;
+        assert_eq!(share(&be, s1, 1000), 0, "down: no share");
+        let _server = net.server("10.0.0.1:80", "s1").await;
+        tokio::time::sleep(Duration::from_millis(4000)).await;
+        assert_eq!(oper(&be), OperState::Up);
+        // Weight 1 of 101: about 1% of new connections.
+        let first = share(&be, s1, 1010);
+        assert!((5..=15).contains(&first), "just back: {first} of 1010");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        // About 50 of 150: a third.
+        let half = share(&be, s1, 1500);
+        assert!((450..=550).contains(&half), "halfway: {half} of 1500");
+        tokio::time::sleep(Duration::from_millis(5500)).await;
+        assert_eq!(share(&be, s1, 1000), 500, "even again after slowstart");
         stop.send(true).unwrap();
         checks.await.unwrap();
     }

@@ -240,6 +240,7 @@ fn build_server(
             check_address: s.check_address(None),
             initial_weight: s.weight,
             send_proxy: s.send_proxy,
+            slowstart: s.slowstart,
             tcp_keepalive: b.tcp_keepalive,
             ..ServerSlot::new(s.name.clone(), s.address.clone())
         },

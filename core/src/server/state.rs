@@ -12,6 +12,9 @@ use super::health::Transition;
 /// Largest configurable weight (HAProxy: `weight` 0..=256).
 pub const MAX_WEIGHT: u32 = 256;
 
+/// A full weight, in thousandths ([`ServerState::ramp`]).
+pub const FULL_RAMP: u16 = 1000;
+
 /// The state an operator puts a server in (stats page, admin API, config).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -56,6 +59,9 @@ pub struct ServerState {
     /// Connection slots; 0 means unlimited. A full server is passed over while another can take
     /// the connection.
     pub maxconn: u32,
+    /// The share of its weight the server gets while `slowstart` ramps it up, in thousandths
+    /// ([`FULL_RAMP`] once it is done or without slowstart).
+    pub ramp: u16,
 }
 
 impl ServerState {
@@ -69,6 +75,7 @@ impl ServerState {
             backup: false,
             active_conns: 0,
             maxconn: 0,
+            ramp: FULL_RAMP,
         }
     }
 
@@ -88,13 +95,19 @@ impl ServerState {
         self.maxconn != 0 && self.active_conns >= self.maxconn
     }
 
-    /// The weight the balancer uses: clamped to [`MAX_WEIGHT`], 0 when not usable.
+    /// The weight the balancer uses: clamped to [`MAX_WEIGHT`], 0 when not usable, and while
+    /// slowstart ramps the server up its share of it (at least 1, rounded up as HAProxy does).
     pub fn effective_weight(&self) -> u32 {
-        if self.usable_for_balance() {
-            self.weight.min(MAX_WEIGHT)
-        } else {
-            0
+        if !self.usable_for_balance() {
+            return 0;
         }
+        let w = self.weight.min(MAX_WEIGHT);
+        if self.ramp >= FULL_RAMP {
+            return w;
+        }
+        (w * u32::from(self.ramp))
+            .div_ceil(u32::from(FULL_RAMP))
+            .max(1)
     }
 
     /// Apply a health transition reported by [`super::Health`].
@@ -141,5 +154,26 @@ mod tests {
         assert!(!s.is_full());
         s.maxconn = 10_000;
         assert!(s.is_full());
+    }
+
+    proptest::proptest! {
+        /// While slowstart ramps a usable server, its weight is at least 1, at most its full
+        /// weight, grows with the ramp, and is the full weight once the ramp is done.
+        #[test]
+        fn a_ramping_weight_is_between_one_and_full_and_grows(
+            weight in 1u32..=MAX_WEIGHT,
+            a in 0u16..=FULL_RAMP,
+            b in 0u16..=FULL_RAMP,
+        ) {
+            let mut s = ServerState::new("a", weight);
+            let full = s.effective_weight();
+            let at = |s: &mut ServerState, r: u16| { s.ramp = r; s.effective_weight() };
+            let (lo, hi) = (a.min(b), a.max(b));
+            let (wlo, whi) = (at(&mut s, lo), at(&mut s, hi));
+            proptest::prop_assert!(wlo >= 1 && wlo <= whi && whi <= full);
+            proptest::prop_assert_eq!(at(&mut s, FULL_RAMP), full);
+            s.apply(Transition::Down);
+            proptest::prop_assert_eq!(at(&mut s, lo), 0);
+        }
     }
 }

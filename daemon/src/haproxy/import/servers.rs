@@ -124,6 +124,7 @@ impl Importer<'_> {
                 "fastinter" => server.fastinter = self.option_duration(d, &o),
                 "downinter" => server.downinter = self.option_duration(d, &o),
                 "inter" => server.inter = self.option_duration(d, &o),
+                "slowstart" => server.slowstart = self.option_duration(d, &o),
                 "weight" => {
                     server.weight = self.option_number(d, &o, "weight 1").unwrap_or(1);
                 }
@@ -169,7 +170,7 @@ impl Importer<'_> {
             d.line,
             format!("unsupported server option `{}`", o.text()),
             "tether understands check, weight, inter, fastinter, downinter, rise, fall, port, \
-             addr, maxconn, maxqueue, backup, disabled, send-proxy and send-proxy-v2",
+             addr, maxconn, maxqueue, backup, disabled, slowstart, send-proxy and send-proxy-v2",
             format!(
                 "tether has no equivalent of `{}`: keep this backend on HAProxy, or remove the \
                  option if the servers do not need it",
@@ -284,6 +285,24 @@ mod tests {
         assert_eq!(s[0].send_proxy, Some(SendProxy::V2));
         assert_eq!(s[1].send_proxy, Some(SendProxy::V1), "from default-server");
         assert_eq!(s[2].send_proxy, None);
+    }
+
+    /// `slowstart` (k8s control-plane configs) imports, from `default-server` too.
+    #[test]
+    fn slowstart_is_imported_and_inherited() {
+        use std::time::Duration;
+        let im = servers(
+            "  default-server slowstart 60s\n  server a 10.0.0.1:443 check slowstart 10s\n  \
+             server b 10.0.0.2:443 check\n",
+        );
+        assert!(im.findings.is_empty(), "{:?}", im.findings);
+        let s = &im.config.backends[0].servers;
+        assert_eq!(s[0].slowstart, Some(Duration::from_secs(10)));
+        assert_eq!(
+            s[1].slowstart,
+            Some(Duration::from_secs(60)),
+            "from default-server"
+        );
     }
 
     /// Issue 19 defect 4: option values (`none`, `8008`) were reported as unknown options, and
