@@ -319,7 +319,7 @@ fn real_steps(server: &PinnedServer, counts: &[u64]) -> Vec<u64> {
     let name = ServerName::try_from("localhost").unwrap();
     let config = Arc::new(client_config(false, false));
     let latencies = Arc::new(std::sync::Mutex::new(vec![Vec::new(); counts.len()]));
-    let start = std::time::Instant::now();
+    let start = tokio::time::Instant::now();
     let mut threads = Vec::new();
     for (k, at_ms) in arrivals(counts, 7) {
         let due = Duration::from_millis(at_ms);
@@ -331,7 +331,7 @@ fn real_steps(server: &PinnedServer, counts: &[u64]) -> Vec<u64> {
         let t = std::thread::Builder::new()
             .stack_size(256 * 1024)
             .spawn(move || {
-                let began = std::time::Instant::now();
+                let began = tokio::time::Instant::now();
                 let ok = handshake(&config, addr, &name).is_ok();
                 let ms = began.elapsed().as_millis() as u64;
                 // A failed handshake counts as the longest wait there is: the client gave up.
