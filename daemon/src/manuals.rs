@@ -70,6 +70,8 @@ fn write_page(cmd: &clap::Command, name: &str, dir: &Path) -> io::Result<PathBuf
     let mut buf = Vec::new();
     clap_mangen::Man::new(cmd.clone())
         .title(name.to_uppercase())
+        // Subcommands carry no version of their own: every page names the package's.
+        .source(format!("tether {}", env!("CARGO_PKG_VERSION")))
         .render(&mut buf)?;
     std::fs::write(&path, buf)?;
     Ok(path)
