@@ -102,7 +102,7 @@ mod tests {
                 "t.cfg: cannot run: 4 error(s) to fix first",
                 "  errors by feature: server verify (2), bind ssl (TLS termination) (1), \
                  option splice-auto (1)",
-                // `log /dev/log local0` is served since the syslog targets landed: no warning.
+                "  warnings by feature: log (1)",
             ]
         );
         assert!(r.to_string().starts_with("t.cfg: cannot run"), "{r}");
