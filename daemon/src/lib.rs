@@ -9,6 +9,7 @@ pub mod finding;
 pub mod haproxy;
 pub mod loadgen;
 pub mod logsink;
+pub mod manuals;
 pub mod memory;
 pub mod net;
 pub mod probe;

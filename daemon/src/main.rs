@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use tether::config_source::{ConfigSource, QuickForm};
 use tether::logsink::{DaemonSink, LogFormat};
 use tether::upgrade::incoming::Incoming;
@@ -62,6 +62,11 @@ enum Command {
     /// Run a scenario's client fleets as real TLS clients against a real balancer (--testbed:
     /// servers and tether on loopback too) and write the same report as `tether sim`.
     Loadgen(tether::loadgen::LoadgenArgs),
+    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    Completions(tether::manuals::CompletionsArgs),
+    /// Write the man pages into a directory (a packaging step).
+    #[command(hide = true)]
+    Man(tether::manuals::ManArgs),
 }
 
 #[derive(clap::Args)]
@@ -107,6 +112,8 @@ fn main() -> ExitCode {
         Command::Table(args) => table(args),
         Command::Sim(args) => tether::sim_cli::run(args),
         Command::Loadgen(args) => tether::loadgen::run(args),
+        Command::Completions(args) => completions(&args.shell),
+        Command::Man(args) => man(&args.dir),
     };
     match result {
         Ok(code) => code,
@@ -143,6 +150,21 @@ fn table(args: tether::table_cli::TableArgs) -> Result<ExitCode> {
         .build()
         .context("starting the tokio runtime")?;
     rt.block_on(tether::table_cli::run(args))
+}
+
+fn completions(shell: &str) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    tether::manuals::write_completions(shell, &mut Cli::command(), &mut out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn man(dir: &std::path::Path) -> Result<ExitCode> {
+    let pages = tether::manuals::write_man_pages(Cli::command(), dir)
+        .with_context(|| format!("writing man pages into {}", dir.display()))?;
+    for p in pages {
+        println!("{}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check(file: &std::path::Path) -> Result<ExitCode> {

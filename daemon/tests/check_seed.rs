@@ -169,23 +169,27 @@ fn applying_the_fixes_gives_a_config_both_accept() {
     }
     let r = tether::check::check_text("fixed.cfg", tether::check::ConfigKind::Haproxy, &fixed);
     assert!(!r.has_errors(), "{r}");
+    // HAProxy itself agrees: a missing HAProxy is a failure, never a silent skip.
     let haproxy = Path::new("/usr/sbin/haproxy");
-    if haproxy.exists() {
-        let dir = std::env::temp_dir().join(format!("tether-check-seed-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("fixed.cfg");
-        std::fs::write(&cfg, &fixed).unwrap();
-        let out = std::process::Command::new(haproxy)
-            .arg("-c")
-            .arg("-f")
-            .arg(&cfg)
-            .output()
-            .unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
-        assert!(
-            out.status.success(),
-            "haproxy -c: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    assert!(
+        haproxy.exists(),
+        "/usr/sbin/haproxy is needed: apt-get install -y haproxy (scripts/packages.txt; \
+         ./scripts/test installs it)"
+    );
+    let dir = std::env::temp_dir().join(format!("tether-check-seed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("fixed.cfg");
+    std::fs::write(&cfg, &fixed).unwrap();
+    let out = std::process::Command::new(haproxy)
+        .arg("-c")
+        .arg("-f")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "haproxy -c: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

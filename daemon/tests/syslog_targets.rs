@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
-use std::os::unix::net::UnixDatagram;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -14,8 +13,8 @@ use std::time::Duration;
 use common::{echo_roundtrip, native_toml, EchoBackend};
 use tether_testbed::{free_port, wait_until_listening, ScratchDir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::net::{TcpStream, UdpSocket, UnixDatagram};
+use tokio::time::{timeout, Instant};
 
 /// The daemon, killed when the test ends.
 struct Daemon(Child);
@@ -102,29 +101,37 @@ fn parse_5424(msg: &str) -> (u8, &str, &str, u32, &str) {
     )
 }
 
-fn recv_udp(sock: &UdpSocket) -> String {
+/// How long a test waits for one syslog datagram.
+const RECV_WAIT: Duration = Duration::from_secs(20);
+
+// The receivers await (never block the thread): the echo backend runs on this test's
+// single-threaded runtime, and tether logs a connection only once the backend has closed its
+// side, so a blocking `recv` here would starve the backend and no line would ever come.
+async fn recv_udp(sock: &UdpSocket) -> String {
     let mut buf = [0u8; 4096];
-    let n = sock.recv(&mut buf).expect("a syslog datagram");
+    let n = timeout(RECV_WAIT, sock.recv(&mut buf))
+        .await
+        .expect("a syslog datagram within 20 s")
+        .unwrap();
     String::from_utf8(buf[..n].to_vec()).unwrap()
 }
 
-fn recv_unix(sock: &UnixDatagram) -> String {
+async fn recv_unix(sock: &UnixDatagram) -> String {
     let mut buf = [0u8; 4096];
-    let n = sock.recv(&mut buf).expect("a syslog datagram");
+    let n = timeout(RECV_WAIT, sock.recv(&mut buf))
+        .await
+        .expect("a syslog datagram within 20 s")
+        .unwrap();
     String::from_utf8(buf[..n].to_vec()).unwrap()
 }
 
 #[tokio::test]
-#[ignore = "UNFINISHED: the UDP receiver times out (WouldBlock) in this test; to debug, see the pack branch report"]
 async fn udp_unix_and_stdout_targets_receive_framed_connection_lines() {
     let echo = EchoBackend::start().await;
     let dir = ScratchDir::create("syslog-targets").unwrap();
-    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    udp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let sock_path = dir.path().join("log.sock");
     let unix = UnixDatagram::bind(&sock_path).unwrap();
-    unix.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
     let bind = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
     let toml = native_toml("", "", "", "check = false", &[echo.addr]).replace(
         "127.0.0.1:0",
@@ -146,7 +153,7 @@ async fn udp_unix_and_stdout_targets_receive_framed_connection_lines() {
     // wait_until_listening's probe connection logs a <NOSRV> line first: skip it.
     let mut served = 0;
     while served < 2 {
-        let msg = recv_udp(&udp);
+        let msg = recv_udp(&udp).await;
         let (pri, host, tag, got_pid, body) = parse_3164(&msg);
         assert_eq!(pri, 16 * 8 + 6, "local0.info: {msg}");
         assert_eq!((host, tag, got_pid), (hostname().as_str(), "tether", pid));
@@ -154,7 +161,7 @@ async fn udp_unix_and_stdout_targets_receive_framed_connection_lines() {
     }
     served = 0;
     while served < 2 {
-        let msg = recv_unix(&unix);
+        let msg = recv_unix(&unix).await;
         let (pri, host, tag, got_pid, body) = parse_5424(&msg);
         assert_eq!(pri, 3 * 8 + 6, "daemon.info: {msg}");
         assert_eq!((host, tag), (hostname().as_str(), "tether"));
@@ -169,7 +176,7 @@ async fn udp_unix_and_stdout_targets_receive_framed_connection_lines() {
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while relayed().0 < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (n, out) = relayed();
     assert_eq!(n, 2, "{out}");
@@ -195,7 +202,7 @@ async fn an_imported_haproxy_log_line_reaches_socat() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !sock_path.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let bind = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
     let cfg = format!(
@@ -212,7 +219,7 @@ async fn an_imported_haproxy_log_line_reaches_socat() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut got = String::new();
     while !got.contains("main/s1") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
         got = std::fs::read_to_string(&received).unwrap_or_default();
     }
     let _ = receiver.kill();
