@@ -100,6 +100,10 @@ async fn invalid_table_keys_are_refused_and_change_nothing() {
         );
     }
     assert_eq!(rig.get("/table/app").await.body, before, "a refused key changed the table");
+    // The control: the same request with a valid key is applied, so the comparison above can fail.
+    let valid = hex(&[0x41; 32]);
+    assert_eq!(admin_put(stats, &format!("/table/app/{valid}?server=alpha")).await, 200);
+    assert_ne!(rig.get("/table/app").await.body, before);
 }
 
 /// A table PUT as a script sends it (same origin, the admin header), so only the key decides.
