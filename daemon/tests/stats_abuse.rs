@@ -56,7 +56,12 @@ async fn oversized_heads_and_bodies_are_refused_and_everything_keeps_serving() {
     assert_eq!(raw_status(stats, big.as_bytes()).await.0, 413);
     let chunked = b"POST /table/app HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
     assert_eq!(raw_status(stats, chunked).await.0, 400);
-    assert_eq!(raw_status(stats, b"\x16\x03\x01\x00\x05hello\r\n\r\n").await.0, 400);
+    assert_eq!(
+        raw_status(stats, b"\x16\x03\x01\x00\x05hello\r\n\r\n")
+            .await
+            .0,
+        400
+    );
     // Nothing was lost: the page and the balancer still serve.
     assert_eq!(rig.get("/;csv").await.status, 200);
     let backend = rig.connect(&client_hello(&[7; 32])).await;
@@ -75,9 +80,7 @@ async fn markup_in_a_path_is_never_reflected_as_html() {
         format!("/;st={script}"),
     ] {
         let r = http(stats, "GET", &target, &[], b"").await;
-        let html = r
-            .header("content-type")
-            .is_some_and(|t| t.contains("html"));
+        let html = r.header("content-type").is_some_and(|t| t.contains("html"));
         assert!(
             !(html && r.body.contains("<script>")),
             "{target} reflected markup as HTML: {}",
@@ -88,21 +91,39 @@ async fn markup_in_a_path_is_never_reflected_as_html() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_table_keys_are_refused_and_change_nothing() {
-    let rig = Rig::start(&["alpha", "beta"], "admin = true\nadmin-without-auth = true").await;
+    let rig = Rig::start(
+        &["alpha", "beta"],
+        "admin = true\nadmin-without-auth = true",
+    )
+    .await;
     let stats = rig.stats_addr();
     let before = rig.get("/table/app").await.body;
     let long = "ab".repeat(65);
-    for key in ["zz", "abc", "%00%0a", "%E2%80%AE41", long.as_str(), "..%2f..%2fetc"] {
+    for key in [
+        "zz",
+        "abc",
+        "%00%0a",
+        "%E2%80%AE41",
+        long.as_str(),
+        "..%2f..%2fetc",
+    ] {
         let r = admin_put(stats, &format!("/table/app/{key}?server=alpha")).await;
         assert!(
             r == 400 || r == 404,
             "PUT /table/app/{key} answered {r}, not a refusal"
         );
     }
-    assert_eq!(rig.get("/table/app").await.body, before, "a refused key changed the table");
+    assert_eq!(
+        rig.get("/table/app").await.body,
+        before,
+        "a refused key changed the table"
+    );
     // The control: the same request with a valid key is applied, so the comparison above can fail.
     let valid = hex(&[0x41; 32]);
-    assert_eq!(admin_put(stats, &format!("/table/app/{valid}?server=alpha")).await, 200);
+    assert_eq!(
+        admin_put(stats, &format!("/table/app/{valid}?server=alpha")).await,
+        200
+    );
     assert_ne!(rig.get("/table/app").await.body, before);
 }
 

@@ -186,11 +186,18 @@ pub fn stats_request(data: &[u8]) {
     let Ok((req, body_len)) = parse_head(&data[..end]) else {
         return;
     };
-    assert!(body_len <= MAX_BODY, "body length {body_len} over the bound");
+    assert!(
+        body_len <= MAX_BODY,
+        "body length {body_len} over the bound"
+    );
     assert!(req.headers.len() <= 64, "more headers than the bound");
     assert!(!req.method.is_empty() && req.method.bytes().all(|b| b.is_ascii_uppercase()));
     for (name, _) in &req.headers {
-        assert_eq!(name, &name.to_ascii_lowercase(), "header name not lower-cased");
+        assert_eq!(
+            name,
+            &name.to_ascii_lowercase(),
+            "header name not lower-cased"
+        );
     }
     for value in std::iter::once(&req.path).chain(req.query.iter().flat_map(|(k, v)| [k, v])) {
         assert_eq!(&percent_decode(&percent_encode(value), true), value);
