@@ -45,3 +45,16 @@ fn the_lying_tlv_regression_is_refused() {
     let data = std::fs::read(dir.join("v2_tlv_lying_length")).unwrap();
     assert!(tether_core::engine::proxy_protocol::parse(&data).is_err());
 }
+
+#[test]
+fn the_new_targets_seeds_reach_their_invariants() {
+    // A seed the parser rejects checks nothing past "no panic": the seeds must load.
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    let scenario = std::fs::read_to_string(fuzz.join("scenario_toml/default.toml")).unwrap();
+    assert!(tether_sim::scenario::Scenario::from_toml(&scenario).is_ok());
+    let get = std::fs::read(fuzz.join("stats_request/get_page_auth")).unwrap();
+    let (req, body) = tether::stats::server::parse_head(&get[..get.len() - 4]).unwrap();
+    assert_eq!((req.path.as_str(), body), ("/stats", 0));
+    let bad = std::fs::read(fuzz.join("stats_request/chunked_and_oversized")).unwrap();
+    assert!(tether::stats::server::parse_head(&bad[..bad.len() - 4]).is_err());
+}

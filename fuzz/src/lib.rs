@@ -7,7 +7,10 @@
 //! - a PROXY header's decided result does not change with trailing bytes, and never claims
 //!   more bytes than it was given;
 //! - an haproxy.cfg that loads without errors converts to TOML that loads to the same config;
-//! - a native TOML config that loads serialises to TOML that loads to the same config.
+//! - a native TOML config that loads serialises to TOML that loads to the same config;
+//! - a stats request head that parses stays within its bounds (headers, body length), and a
+//!   percent-encoded value decodes back to itself;
+//! - a simulator scenario that loads serialises to TOML that loads and serialises the same.
 
 use tether_core::engine::proxy_protocol::{self, ProxyHeader};
 use tether_core::tls::server_flight::ServerFlight;
@@ -170,6 +173,55 @@ pub fn native_toml(data: &[u8]) {
     assert_eq!(back, config);
 }
 
+/// Stats/table HTTP requests: the head parser (the stats listener's only parser of stranger
+/// bytes) never panics, keeps every bound, and its decoded values round-trip through encoding.
+#[cfg(any(feature = "daemon", not(fuzzing)))]
+pub fn stats_request(data: &[u8]) {
+    use tether::stats::server::{parse_head, percent_decode, percent_encode, MAX_BODY, MAX_HEAD};
+    let end = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(data.len())
+        .min(MAX_HEAD);
+    let Ok((req, body_len)) = parse_head(&data[..end]) else {
+        return;
+    };
+    assert!(
+        body_len <= MAX_BODY,
+        "body length {body_len} over the bound"
+    );
+    assert!(req.headers.len() <= 64, "more headers than the bound");
+    assert!(!req.method.is_empty() && req.method.bytes().all(|b| b.is_ascii_uppercase()));
+    for (name, _) in &req.headers {
+        assert_eq!(
+            name,
+            &name.to_ascii_lowercase(),
+            "header name not lower-cased"
+        );
+    }
+    for value in std::iter::once(&req.path).chain(req.query.iter().flat_map(|(k, v)| [k, v])) {
+        assert_eq!(&percent_decode(&percent_encode(value), true), value);
+    }
+}
+
+/// Simulator scenario TOML: a scenario that loads serialises to TOML that loads again and
+/// serialises to the same text (the scenario has no `PartialEq`; its TOML is its identity).
+#[cfg(any(feature = "sim", not(fuzzing)))]
+pub fn scenario_toml(data: &[u8]) {
+    use tether_sim::scenario::Scenario;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(scenario) = Scenario::from_toml(text) else {
+        return;
+    };
+    let once = toml::to_string(&scenario).expect("a loaded scenario serialises");
+    let back = Scenario::from_toml(&once)
+        .unwrap_or_else(|e| panic!("serialised scenario does not load: {e}\n{once}"));
+    let twice = toml::to_string(&back).expect("a reloaded scenario serialises");
+    assert_eq!(once, twice, "scenario changed through TOML");
+}
+
 /// A target: its name (the corpus directory) and its check.
 pub type Target = (&'static str, fn(&[u8]));
 
@@ -186,6 +238,13 @@ pub fn targets() -> Vec<Target> {
     let all = {
         let mut all = all;
         all.push(("haproxy_cfg", haproxy_cfg));
+        all.push(("stats_request", stats_request));
+        all
+    };
+    #[cfg(any(feature = "sim", not(fuzzing)))]
+    let all = {
+        let mut all = all;
+        all.push(("scenario_toml", scenario_toml));
         all
     };
     all

@@ -226,11 +226,13 @@ impl<'a> Reader<'a> {
         if first >= 240 {
             let mut shift = 4u32;
             loop {
-                let (&b, r) = rest.split_first().ok_or(WireError::TruncatedInt)?;
-                rest = r;
+                // Checked before the next byte is needed: a tenth continuation byte is too long
+                // whatever it is, so the verdict must not wait for it (nor change when it comes).
                 if shift > 60 {
                     return Err(WireError::IntTooLong);
                 }
+                let (&b, r) = rest.split_first().ok_or(WireError::TruncatedInt)?;
+                rest = r;
                 v = v.wrapping_add(u64::from(b) << shift);
                 shift += 7;
                 if b < 128 {

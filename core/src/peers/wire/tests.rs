@@ -163,3 +163,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_overlong_length_is_refused_as_soon_as_it_is_too_long() {
+    // Found by the peers_session fuzzer: a length of 0xff then nine continuation bytes was
+    // "truncated" (an error) with 10 bytes and "too long" with 11; the verdict must not depend on
+    // how the stream was split.
+    let mut msg = vec![class::STICKTABLE, stkt::DEFINE, 0xff];
+    msg.extend_from_slice(&[0xff; 9]);
+    for cut in 0..msg.len() {
+        assert!(
+            matches!(decode_message(&msg[..cut]), Ok(None)),
+            "cut at {cut}"
+        );
+    }
+    assert!(matches!(decode_message(&msg), Err(WireError::IntTooLong)));
+    msg.push(0x01);
+    assert!(matches!(decode_message(&msg), Err(WireError::IntTooLong)));
+}
