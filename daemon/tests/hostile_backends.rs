@@ -252,18 +252,27 @@ async fn failing_backends_fail_only_their_own_connections() {
     let failed = failed.lock().unwrap().clone();
     let total = ok.load(Ordering::Relaxed) as usize + failed.len();
     let records = rig.sink.wait_for(total).await;
-    let by_port: BTreeMap<u16, _> = records.iter().map(|r| (r.client.port(), r)).collect();
+    // Client ports are reused over thousands of short connections: a port may name several
+    // records. A failure is matched to one of its port's records on a failing server (each used
+    // once); the per-server totals below still have to come out exact.
+    let mut by_port: BTreeMap<u16, Vec<_>> = BTreeMap::new();
+    for r in &records {
+        by_port.entry(r.client.port()).or_default().push(r);
+    }
     let mut failures_per_server: BTreeMap<String, u64> = BTreeMap::new();
     for (port, why) in &failed {
-        let rec = by_port
-            .get(port)
+        let same_port = by_port
+            .get_mut(port)
             .unwrap_or_else(|| panic!("a failure without a record ({why})"));
-        let server = rec.server.clone().unwrap_or_else(|| "<NOSRV>".into());
-        assert!(
-            ["s3", "s4", "s5"].contains(&server.as_str()),
-            "a client failed on healthy server {server} ({why}): {}",
-            rec.tcplog("-")
-        );
+        let on_failing = same_port
+            .iter()
+            .position(|r| matches!(r.server.as_deref(), Some("s3" | "s4" | "s5")));
+        let Some(i) = on_failing else {
+            let logs: Vec<String> = same_port.iter().map(|r| r.tcplog("-")).collect();
+            panic!("a client failed on a healthy server ({why}): {logs:?}");
+        };
+        let rec = same_port.remove(i);
+        let server = rec.server.clone().unwrap_or_default();
         *failures_per_server.entry(server).or_default() += 1;
     }
     let expected = [
