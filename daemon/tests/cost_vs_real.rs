@@ -295,18 +295,12 @@ fn knee(p99_ms: &[u64]) -> Option<usize> {
 /// Arrival times (ms from the start) of each step: `n` uniform in the step's window, sorted —
 /// what the simulated fleet's `first_visit = uniform` draws.
 fn arrivals(counts: &[u64], seed: u64) -> Vec<(usize, u64)> {
-    let mut x = seed | 1;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = tether_sim::rng::Rng::new(seed);
     let step_ms = STEP.as_millis() as u64;
     let mut all = Vec::new();
     for (k, &n) in counts.iter().enumerate() {
         for _ in 0..n {
-            all.push((k, k as u64 * step_ms + next() % step_ms));
+            all.push((k, k as u64 * step_ms + rng.below(step_ms)));
         }
     }
     all.sort_by_key(|a| a.1);

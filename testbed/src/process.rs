@@ -75,31 +75,38 @@ impl ServerProcess {
     /// Wait until `addr` accepts connections; on failure say how the process ended and what it
     /// logged.
     pub(super) async fn ready(&mut self, addr: SocketAddr) -> Result<(), TestbedError> {
-        let give_up = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(self.not_ready(addr, format!("exited with {status}")));
-            }
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= give_up {
-                return Err(self.not_ready(addr, "still not listening after 10 s".into()));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.wait_until(addr, || async move {
+            tokio::net::TcpStream::connect(addr).await.is_ok()
+        })
+        .await
     }
 
     /// Wait until `addr` is bound by someone (a bind of our own fails), without connecting to
     /// it: a probe connection would reach the servers behind a proxy and use up single-use
     /// fixtures.
     pub(super) async fn bound(&mut self, addr: SocketAddr) -> Result<(), TestbedError> {
+        self.wait_until(addr, || async move {
+            std::net::TcpListener::bind(addr).is_err()
+        })
+        .await
+    }
+
+    /// Polls `listening` every 20 ms for up to 10 s, failing early when the process exits.
+    async fn wait_until<F, Fut>(
+        &mut self,
+        addr: SocketAddr,
+        mut listening: F,
+    ) -> Result<(), TestbedError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
         let give_up = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(self.not_ready(addr, format!("exited with {status}")));
             }
-            if std::net::TcpListener::bind(addr).is_err() {
+            if listening().await {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= give_up {
