@@ -166,7 +166,10 @@ async fn a_stale_socket_is_replaced_and_other_files_are_refused() {
         level: AdminLevel::User,
     };
     let stale = api.dir.path("stale.sock");
-    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    // A socket file nobody listens on, as a dead daemon leaves. Not a listener bound and
+    // dropped here: a child another test forks at that moment (socat) would hold it open until
+    // its exec, and the probe would find it in use.
+    drop(std::os::unix::net::UnixDatagram::bind(&stale).unwrap());
     assert!(stale.exists(), "a dead daemon left its socket file");
     let l = serve_runtime_api(config(&stale), view.clone())
         .await
