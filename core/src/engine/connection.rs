@@ -360,11 +360,16 @@ impl<'a> Connection<'a> {
         self.inspect.buf = Vec::new();
     }
 
-    /// Room for the next read: never past the cap plus a PROXY header.
+    /// Room for the next read: never past the cap plus a PROXY header, and within the buffer's
+    /// spare capacity while it has some, so a client trickling its hello a byte at a time
+    /// keeps the one buffer it started with instead of doubling it on its first byte.
     fn read_room(&self) -> usize {
+        let buf = &self.inspect.buf;
+        let spare = buf.capacity() - buf.len();
+        let chunk = if spare > 0 { spare } else { READ_CHUNK };
         (self.fe.inspect_cap + self.inspect.data_start + PROXY_HEADER_ROOM)
-            .saturating_sub(self.inspect.buf.len())
-            .min(READ_CHUNK)
+            .saturating_sub(buf.len())
+            .min(chunk)
     }
 
     /// Runs inspection on what has arrived until it needs more bytes or has ended.

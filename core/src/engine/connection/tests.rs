@@ -189,6 +189,34 @@ fn connect_to(c: &mut Connection<'_>, now: Instant) -> ServerId {
 
 // ---- inspection ---------------------------------------------------------------------------------
 
+/// A client trickling its hello a byte at a time is read within the buffer it was given: the
+/// read room never asks the buffer to grow while it has spare capacity (it doubled on the first
+/// byte before, 8 KiB held per slowloris client instead of 4).
+#[test]
+fn a_trickled_hello_keeps_its_first_buffer() {
+    let rig = Rig::new(runtime("", "", ""));
+    let mut c = rig.connection();
+    let hello = client_hello(&[7; 32], "a.example", None);
+    let first = c.inspect_buffer().capacity();
+    for (i, b) in hello[..64].iter().enumerate() {
+        let Action::ReadClient { max } = c.poll(rig.at(i as u64)) else {
+            panic!("still inspecting");
+        };
+        let buf = c.inspect_buffer();
+        assert!(
+            buf.len() + max <= buf.capacity().max(READ_CHUNK),
+            "read room {max} past the buffer"
+        );
+        buf.reserve(max);
+        feed(&mut c, std::slice::from_ref(b));
+    }
+    assert_eq!(
+        c.inspect_buffer().capacity(),
+        first,
+        "the buffer never grew"
+    );
+}
+
 #[test]
 fn inspect_timeout_routes_keyless_at_the_deadline() {
     let rig = Rig::new(runtime("", "", ""));
