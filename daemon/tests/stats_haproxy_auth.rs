@@ -1,6 +1,7 @@
 //! An haproxy.cfg whose `listen stats` has `stats auth admin:secret` runs as it does under
 //! HAProxy: the daemon starts with no password file or variable, warns that the password is in
-//! clear, and the page answers 401 without credentials and 200 with admin:secret.
+//! clear, and the page answers 401 without credentials and 200 with admin:secret. Its
+//! `monitor-uri` answers without credentials, as HAProxy's does.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -28,8 +29,13 @@ impl Drop for Daemon {
     }
 }
 
-/// One HTTP/1.1 GET; the status code.
+/// One HTTP/1.1 GET of `/`; the status code.
 fn get(addr: SocketAddr, authorization: Option<&str>) -> u16 {
+    request(addr, "/", authorization).0
+}
+
+/// One HTTP/1.1 GET of `path`: the status code and the body.
+fn request(addr: SocketAddr, path: &str, authorization: Option<&str>) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let auth = authorization
@@ -37,16 +43,21 @@ fn get(addr: SocketAddr, authorization: Option<&str>) -> u16 {
         .unwrap_or_default();
     write!(
         s,
-        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
     let _ = s.read_to_string(&mut response);
-    response
+    let status = response
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"))
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 #[test]
@@ -107,4 +118,75 @@ fn imported_stats_auth_serves_with_the_clear_password() {
     );
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 19: `monitor-uri` in `listen stats` (an outside balancer's or orchestrator's probe)
+/// answers 200 without credentials, while the page itself still asks for them: tether and
+/// HAProxy 2.6 on the same file.
+#[tokio::test]
+async fn monitor_uri_answers_without_credentials_beside_haproxy() {
+    let mut answers = Vec::new();
+    for proxy in ["tether", "haproxy"] {
+        let stats = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let front = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let cfg = format!(
+            "global\n    maxconn 100\ndefaults\n    mode tcp\n    timeout connect 1s\n    \
+             timeout client 10s\n    timeout server 10s\nfrontend main\n    bind {front}\n    \
+             default_backend app\nbackend app\n    server s1 127.0.0.1:9\n\
+             listen stats\n    mode http\n    bind {stats}\n    stats enable\n    stats uri /\n    \
+             stats auth admin:secret\n    monitor-uri /healthz\n"
+        );
+        let _running: Box<dyn std::any::Any> = if proxy == "tether" {
+            Box::new(start_tether(&cfg, stats))
+        } else {
+            Box::new(
+                tether_testbed::Haproxy::start_unprobed(&cfg, &[stats, front])
+                    .await
+                    .expect("haproxy 2.6 runs (apt-get install -y haproxy)"),
+            )
+        };
+        let probe = tokio::task::spawn_blocking(move || {
+            (request(stats, "/healthz", None), request(stats, "/", None))
+        })
+        .await
+        .unwrap();
+        answers.push((proxy, probe));
+    }
+    for (proxy, ((status, body), (page, _))) in &answers {
+        assert_eq!(*status, 200, "{proxy}: monitor-uri without credentials");
+        assert!(body.contains("Service ready."), "{proxy}: {body:?}");
+        assert_eq!(*page, 401, "{proxy}: the page still asks for credentials");
+    }
+}
+
+/// The daemon on `cfg`, once its stats listener accepts.
+fn start_tether(cfg: &str, stats: SocketAddr) -> Daemon {
+    let dir = std::env::temp_dir().join(format!(
+        "tether-monitor-{}-{}",
+        std::process::id(),
+        stats.port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let mut daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_tether"))
+            .args(["run", "--haproxy"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..500 {
+        if TcpStream::connect(stats).is_ok() {
+            return daemon;
+        }
+        if let Some(status) = daemon.0.try_wait().unwrap() {
+            panic!("tether exited ({status})");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the stats listener never accepted");
 }

@@ -285,6 +285,7 @@ async fn a_bad_certificate_file_stops_the_listener_with_its_name() {
             key: None,
         }),
         admin_without_auth: false,
+        monitor_uri: None,
     };
     let e = serve_stats(stats.clone(), rig.daemon.view())
         .await

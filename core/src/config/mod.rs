@@ -622,6 +622,10 @@ pub struct Stats {
     /// that any web page the operator opens cannot drive it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub admin_without_auth: bool,
+    /// A path answered `200 OK` without authentication, for an outside load balancer or
+    /// orchestrator probing that the process serves (HAProxy's `monitor-uri`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_uri: Option<String>,
 }
 
 /// The stats page's certificate: PEM files as HAProxy's `crt` reads them.

@@ -161,6 +161,9 @@ async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(stream: S, site: &Site, s
     .await;
 }
 
+/// The `monitor-uri` answer, HAProxy's own words.
+const MONITOR_OK: &str = "<html><body><h1>200 OK</h1>\nService ready.\n</body></html>\n";
+
 /// Everything a request handler reads.
 struct Site {
     config: Stats,
@@ -213,6 +216,11 @@ fn route<'a>(uri: &str, path: &'a str) -> Route<'a> {
 
 impl Site {
     fn handle(&self, req: &Request) -> Response {
+        if self.config.monitor_uri.as_deref() == Some(req.path.as_str()) {
+            // As HAProxy: before authentication, whatever the method.
+            return Response::new(200, "text/html", MONITOR_OK)
+                .with_header("Cache-Control", "no-cache");
+        }
         let authenticated = match &self.credentials {
             Some(c) => {
                 if !c.accepts(req.header("authorization")) {

@@ -138,12 +138,7 @@ impl Importer<'_> {
             .collect();
         let mode = mode_of(&all);
         if mode != "tcp" {
-            self.error(
-                s.header.line,
-                format!("{} {name} is in `mode {mode}`", s.header.keyword()),
-                "tether is a TCP (TLS passthrough) balancer; it cannot run HTTP proxies",
-                format!("add `mode tcp` to {} {name}", s.header.keyword()),
-            );
+            return self.out_of_scope(s, &name, &mode);
         }
         let mut p = Draft::new(s, name, mode, binds);
         for (inherited, d) in all {
@@ -158,6 +153,24 @@ impl Importer<'_> {
             self.finish_checks(&mut p);
             self.finish_backend(s, p);
         }
+    }
+
+    /// A proxy in another mode than `tcp`: one error for the whole section, none for its lines
+    /// (an HTTP proxy's `http-request` rules are its mode's, not separate faults), and never the
+    /// advice to switch it to `mode tcp`, which would change what it does.
+    fn out_of_scope(&mut self, s: &Section, name: &str, mode: &str) {
+        let kind = s.header.keyword();
+        self.error(
+            s.header.line,
+            format!("{kind} {name} is in `mode {mode}`: out of tether's scope"),
+            "tether balances TCP (TLS passthrough) connections; an HTTP proxy's rules work on \
+             requests it never decodes, so this section is not imported (its lines are not \
+             checked)",
+            format!(
+                "keep {kind} {name} on HAProxy (or another L7 proxy: nginx, Envoy) and move \
+                 the `mode tcp` sections to tether; they do not depend on it"
+            ),
+        );
     }
 
     /// The section's name, or an error when it has none.
@@ -278,5 +291,29 @@ mod tests {
                 "unsupported directive `frobnicate 3` in defaults".to_string()
             )]
         );
+    }
+
+    /// Issue 19: an HTTP proxy beside the TCP ones is one error on its header line, none for
+    /// its `http-request` rules or options, and the TCP sections still import cleanly.
+    #[test]
+    fn an_http_proxy_is_one_finding_without_cascade() {
+        let im = import_text(
+            "defaults\n  timeout client 1m\n  timeout connect 1s\n  timeout server 1s\n\
+             frontend web\n  mode http\n  bind :8080\n  http-request set-header X-A b\n  \
+             option forwardfor\n  default_backend webbe\n\
+             backend webbe\n  mode http\n  http-request deny if { path /x }\n  \
+             server w1 127.0.0.1:9000\n\
+             listen db\n  mode tcp\n  bind :5000\n  server d1 127.0.0.1:5432\n",
+        );
+        let e = errors(&im);
+        let lines: Vec<usize> = e.iter().map(|f| f.line).collect();
+        assert_eq!(lines, [5, 11], "{e:#?}");
+        for f in &e {
+            assert!(f.what.contains("`mode http`"), "{f:?}");
+            assert!(
+                !f.fix.contains("add `mode tcp`"),
+                "a fix that changes meaning: {f:?}"
+            );
+        }
     }
 }

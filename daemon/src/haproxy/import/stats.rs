@@ -1,5 +1,5 @@
 //! The stats page: a `listen` section with `stats enable|uri|refresh|hide-version|admin|auth`
-//! becomes `[stats]`; `bind ADDR ssl crt FILE` serves it over HTTPS. A bind option tether
+//! (and `monitor-uri`) becomes `[stats]`; `bind ADDR ssl crt FILE` serves it over HTTPS. A bind option tether
 //! cannot honour is an error: ignoring `ssl` would serve the page, credentials included, in
 //! clear on an address the operator believes encrypted.
 
@@ -25,6 +25,7 @@ impl Importer<'_> {
             auth: None,
             tls: None,
             admin_without_auth: false,
+            monitor_uri: None,
         };
         let mut bind_line = s.header.line;
         for d in &s.body {
@@ -63,6 +64,10 @@ impl Importer<'_> {
                     self.origins.note("stats.auth", d.line);
                 }
                 ("stats", "realm") => self.inherited_ignored(d, "tether uses a fixed realm"),
+                ("monitor-uri", uri) if !uri.is_empty() => {
+                    stats.monitor_uri = Some(uri.to_string());
+                    self.origins.note("stats.monitor-uri", d.line);
+                }
                 _ => self.unsupported(d, &format!("listen {name}")),
             }
         }
