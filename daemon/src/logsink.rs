@@ -1,20 +1,11 @@
-//! Where the daemon's connection records go: a log line per connection (HAProxy `tcplog` layout
-//! or JSON) through tracing, stamped with the wall-clock accept date, and to the configured
-//! `log` targets ([`crate::syslog`]).
+//! Where the daemon's connection records go: a log line per connection (HAProxy `tcplog` layout,
+//! JSON or an HAProxy `log-format` template) through tracing, stamped with the wall-clock accept
+//! date, and to the configured `log` targets ([`crate::syslog`]).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tether_core::engine::{ConnectionRecord, LogSink};
-
-/// The line format of connection logs.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// HAProxy's `option tcplog` layout plus tether's affinity fields.
-    #[default]
-    Tcplog,
-    /// One JSON object per line.
-    Json,
-}
+use tether_core::config::LogFormat;
+use tether_core::engine::{ConnectionRecord, LineContext, LogSink};
 
 /// Writes one line per finished connection to the `tether::log` tracing target and to the
 /// syslog/stdout targets, if any.
@@ -22,6 +13,8 @@ pub enum LogFormat {
 pub struct DaemonSink {
     /// The line format.
     pub format: LogFormat,
+    /// `%H` in a `log-format` template.
+    pub hostname: String,
     /// The `log` targets' queue (never blocks the connection that logs).
     pub syslog: Option<crate::syslog::SyslogSender>,
 }
@@ -41,9 +34,20 @@ impl LogSink for DaemonSink {
             .checked_sub(Duration::from_millis(rec.tt_ms))
             .unwrap_or(now);
         let date = accept_date(accepted);
-        let line = match self.format {
+        let line = match &self.format {
             LogFormat::Tcplog => rec.tcplog(&date),
             LogFormat::Json => rec.json(&date),
+            LogFormat::Template(t) => rec.render(
+                t,
+                &LineContext {
+                    accept_date: &date,
+                    accept_unix: accepted
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs()),
+                    hostname: &self.hostname,
+                    pid: std::process::id(),
+                },
+            ),
         };
         if traced {
             tracing::info!(target: "tether::log", "{line}");

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use clap::{CommandFactory as _, Parser, Subcommand};
 use tether::config_source::{ConfigSource, QuickForm};
-use tether::logsink::{DaemonSink, LogFormat};
+use tether::logsink::DaemonSink;
 use tether::upgrade::incoming::Incoming;
 use tether::upgrade::notify::Notifier;
 use tether::upgrade::successor::{self, Successor};
@@ -246,13 +246,12 @@ fn sink_for(config: &Config) -> Result<Arc<DaemonSink>> {
         tag: "tether".into(),
         pid: std::process::id(),
     };
+    let hostname = origin.hostname.clone();
     let syslog = tether::syslog::SyslogSender::start(&config.logs, origin)
         .context("opening the log targets")?;
     Ok(Arc::new(DaemonSink {
-        format: match config.global.log_format {
-            tether_core::config::LogFormat::Tcplog => LogFormat::Tcplog,
-            tether_core::config::LogFormat::Json => LogFormat::Json,
-        },
+        format: config.global.log_format.clone(),
+        hostname,
         syslog,
     }))
 }

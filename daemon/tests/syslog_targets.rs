@@ -1,7 +1,8 @@
 //! Connection logs to HAProxy's `log` targets, from the real binary: RFC 3164 over a real UDP
 //! socket, RFC 5424 over a real unix datagram socket in a temp dir, raw lines on stdout, an
 //! imported haproxy.cfg `log` line received by `socat`, and a slow plus an absent syslog that
-//! drop and count while connections keep flowing.
+//! drop and count while connections keep flowing; and an imported `log-format` template
+//! rendered as HAProxy 2.6 renders it.
 
 mod common;
 
@@ -228,6 +229,61 @@ async fn an_imported_haproxy_log_line_reaches_socat() {
     assert_eq!(pri, 18 * 8 + 6, "local2.info: {got}");
     assert_eq!((tag, pid), ("tether", daemon.0.id()));
     assert!(body.contains("main main/s1 "), "{got}");
+}
+
+/// Issue 19: one haproxy.cfg with a `log-format` template, run by tether and by HAProxy 2.6,
+/// one echoed connection each: the two syslog messages are the same line. (The connection
+/// counters `%ac/%fc/%bc/%sc` are left out: tether samples them at accept and connect, HAProxy
+/// when it logs, so they differ by the connections that came and went in between.)
+#[tokio::test]
+async fn an_imported_log_format_renders_as_haproxy_renders_it() {
+    let echo = EchoBackend::start().await;
+    let dir = ScratchDir::create("log-format").unwrap();
+    let mut lines = Vec::new();
+    for proxy in ["tether", "haproxy"] {
+        let syslog = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let bind = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+        let cfg = format!(
+            "global\n    log {} local0 info\n\ndefaults\n    mode tcp\n    log global\n    \
+             log-format \"%ci [%{{+Q}}ft] %b/%s %B/%U %ts %rc %sq/%bq %%\"\n    \
+             timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n\n\
+             listen main\n    bind {bind}\n    server s1 {}\n",
+            syslog.local_addr().unwrap(),
+            echo.addr
+        );
+        let path = dir.path().join(format!("{proxy}.cfg"));
+        std::fs::write(&path, &cfg).unwrap();
+        let _running: Box<dyn std::any::Any> = if proxy == "tether" {
+            Box::new(spawn(
+                &["run", "--haproxy", path.to_str().unwrap()],
+                dir.path(),
+            ))
+        } else {
+            Box::new(
+                tether_testbed::Haproxy::start_unprobed(&cfg, &[bind])
+                    .await
+                    .expect("haproxy 2.6 runs (apt-get install -y haproxy)"),
+            )
+        };
+        serve_connections(bind, 1, dir.path()).await;
+        // The readiness probe's empty connection is logged first: the echoed one follows.
+        let line = loop {
+            let msg = recv_udp(&syslog).await;
+            let body = msg.split_once("]: ").map_or(msg.as_str(), |(_, b)| b);
+            if body.split(' ').nth(3) != Some("0/0") {
+                break body.trim_end().to_string();
+            }
+        };
+        lines.push((proxy, line));
+    }
+    assert_eq!(
+        lines[0].1, lines[1].1,
+        "tether and HAProxy log the connection alike: {lines:?}"
+    );
+    assert_eq!(
+        lines[0].1, "127.0.0.1 [\"main\"] main/s1 7/7 -- 0 0/0 %",
+        "{lines:?}"
+    );
 }
 
 async fn http_get(addr: SocketAddr, path: &str) -> String {

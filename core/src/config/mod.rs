@@ -35,6 +35,7 @@
 mod load;
 mod locate;
 pub mod log;
+mod log_format;
 pub mod peers;
 pub mod route;
 pub mod rules;
@@ -43,6 +44,7 @@ mod validate;
 
 pub use load::{load_table, load_toml, ConfigError, ConfigErrors};
 pub use locate::key_line;
+pub use log_format::{LogFormat, LogFormatError, LogTemplate, LogVar, Part as LogPart};
 pub use route::{Match, RouteRule, RuleAction};
 pub use rules::{
     Condition, ContentAction, ContentRule, HaproxyRules, Sample, StickAction, StickRule,
@@ -151,17 +153,6 @@ impl Default for Global {
             threads: None,
         }
     }
-}
-
-/// Per-connection log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LogFormat {
-    /// HAProxy's `option tcplog` line, plus the affinity outcome.
-    #[default]
-    Tcplog,
-    /// One JSON object per line.
-    Json,
 }
 
 /// A listener: where clients connect and which backend serves them.

@@ -1,7 +1,8 @@
 //! One record per connection, written when it closes, and its two line formats.
 //!
 //! `tcplog` reproduces HAProxy's `option tcplog` layout (design.md §3) with the affinity outcome
-//! appended, so existing log tooling keeps working; `json` carries the same fields by name.
+//! appended, so existing log tooling keeps working; `json` carries the same fields by name; an
+//! HAProxy `log-format` template is rendered by [`ConnectionRecord::render`].
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -10,6 +11,21 @@ use serde::Serialize;
 
 use super::termination::Termination;
 use crate::affinity::{AffinityKey, AffinityOutcome, MatchOutcome};
+use crate::config::{LogPart, LogTemplate, LogVar};
+
+/// What a log line carries beyond the record: the wall-clock accept date (the daemon's to read,
+/// never the engine's) and the process's identity.
+#[derive(Clone, Copy, Debug)]
+pub struct LineContext<'a> {
+    /// `%t`: `25/Nov/2026:14:47:05.968`.
+    pub accept_date: &'a str,
+    /// `%Ts`: Unix seconds.
+    pub accept_unix: u64,
+    /// `%H`.
+    pub hostname: &'a str,
+    /// `%pid`.
+    pub pid: u32,
+}
 
 /// Everything known about a connection when it ends.
 #[derive(Clone, Debug, Serialize)]
@@ -81,9 +97,9 @@ impl ConnectionRecord {
             self.client.ip(),
             self.client.port(),
             accept_date,
-            self.frontend,
-            self.backend,
-            server,
+            Escaped(&self.frontend),
+            Escaped(&self.backend),
+            Escaped(server),
             self.tw_ms,
             self.tc_ms,
             self.tt_ms,
@@ -121,6 +137,66 @@ impl ConnectionRecord {
             s.push_str(" refused=yes");
         }
         s
+    }
+
+    /// The line an HAProxy `log-format` template describes. String fields are escaped as in
+    /// [`ConnectionRecord::tcplog`]: a client cannot forge a line through its server name.
+    pub fn render(&self, template: &LogTemplate, at: &LineContext<'_>) -> String {
+        let mut s = String::with_capacity(template.text().len() + 64);
+        for part in template.parts() {
+            match part {
+                LogPart::Literal(text) => s.push_str(text),
+                LogPart::Var { var, quoted } => {
+                    if *quoted {
+                        s.push('"');
+                    }
+                    self.push_var(&mut s, *var, at);
+                    if *quoted {
+                        s.push('"');
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    fn push_var(&self, s: &mut String, var: LogVar, at: &LineContext<'_>) {
+        let number = match var {
+            LogVar::ClientIp => {
+                let _ = write!(s, "{}", self.client.ip());
+                return;
+            }
+            LogVar::Frontend => return push_escaped(s, &self.frontend),
+            LogVar::Backend => return push_escaped(s, &self.backend),
+            LogVar::Server => return push_escaped(s, self.server.as_deref().unwrap_or("<NOSRV>")),
+            LogVar::AcceptDate => return s.push_str(at.accept_date),
+            LogVar::Hostname => return push_escaped(s, at.hostname),
+            LogVar::Sni => return push_escaped(s, self.sni.as_deref().unwrap_or("-")),
+            LogVar::Termination => {
+                let _ = write!(s, "{}", self.termination);
+                return;
+            }
+            LogVar::Retries => {
+                if self.redispatched {
+                    s.push('+');
+                }
+                i128::from(self.retries)
+            }
+            LogVar::ClientPort => i128::from(self.client.port()),
+            LogVar::AcceptUnix => i128::from(at.accept_unix),
+            LogVar::Tw => i128::from(self.tw_ms),
+            LogVar::Tc => i128::from(self.tc_ms),
+            LogVar::Tt => i128::from(self.tt_ms),
+            LogVar::BytesDown => i128::from(self.bytes_down),
+            LogVar::BytesUp => i128::from(self.bytes_up),
+            LogVar::ActConn => i128::from(self.actconn),
+            LogVar::FeConn => i128::from(self.feconn),
+            LogVar::BeConn => i128::from(self.beconn),
+            LogVar::SrvConn => i128::from(self.srvconn),
+            LogVar::SrvQueue | LogVar::BeQueue => 0,
+            LogVar::Pid => i128::from(at.pid),
+        };
+        let _ = write!(s, "{number}");
     }
 
     /// The record as one JSON object.
@@ -163,15 +239,26 @@ pub trait LogSink: Send + Sync + 'static {
 /// Appends a client-supplied name with control characters, spaces and backslashes written as
 /// `\xNN`, so a hostile server name cannot forge or split a log line.
 fn push_escaped(out: &mut String, text: &str) {
-    for c in text.chars() {
-        if c.is_control() || c == ' ' || c == '\\' {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                let _ = write!(out, "\\x{b:02x}");
+    let _ = write!(out, "{}", Escaped(text));
+}
+
+/// A name or client-sent text as a log field: control bytes, spaces and backslashes as `\xNN`,
+/// so no value can end a line or split a field.
+struct Escaped<'a>(&'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() || c == ' ' || c == '\\' {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    write!(f, "\\x{b:02x}")?;
+                }
+            } else {
+                f.write_char(c)?;
             }
-        } else {
-            out.push(c);
         }
+        Ok(())
     }
 }
 
@@ -188,5 +275,65 @@ mod tests {
             "a.example\\x0a1.2.3.4:5\\x20[x]\\x20forged\\x7f\\x20\\x5c"
         );
         assert!(!out.contains('\n') && !out.contains(' '));
+    }
+
+    fn record() -> ConnectionRecord {
+        ConnectionRecord {
+            client: "192.0.2.7:51234".parse().unwrap(),
+            frontend: "fe".into(),
+            backend: "be".into(),
+            server: Some("s\n2".into()),
+            tw_ms: 3,
+            tc_ms: 1,
+            tt_ms: 250,
+            bytes_down: 4096,
+            bytes_up: 517,
+            termination: Termination::NORMAL,
+            actconn: 9,
+            feconn: 8,
+            beconn: 7,
+            srvconn: 6,
+            retries: 1,
+            redispatched: true,
+            matched: MatchOutcome::MissUnknown,
+            affinity: AffinityOutcome::MissUnknown,
+            key: None,
+            learned: 0,
+            resumed: None,
+            tls_version: None,
+            sni: Some("api.example".into()),
+            route: None,
+            refused: false,
+        }
+    }
+
+    /// HAProxy's own definition of `option tcplog`, as a `log-format` template, renders the
+    /// same fields as tether's tcplog line (which appends the affinity outcome).
+    #[test]
+    fn haproxys_tcplog_template_renders_as_the_tcplog_line() {
+        let rec = record();
+        let date = "25/Nov/2026:14:47:05.968";
+        let at = LineContext {
+            accept_date: date,
+            accept_unix: 1_795_625_225,
+            hostname: "lb1",
+            pid: 42,
+        };
+        let t: LogTemplate =
+            "%ci:%cp [%t] %ft %b/%s %Tw/%Tc/%Tt %B %ts %ac/%fc/%bc/%sc/%rc %sq/%bq"
+                .parse()
+                .unwrap();
+        let line = rec.render(&t, &at);
+        assert_eq!(
+            line,
+            "192.0.2.7:51234 [25/Nov/2026:14:47:05.968] fe be/s\\x0a2 3/1/250 4096 -- \
+             9/8/7/6/+1 0/0"
+        );
+        assert!(rec.tcplog(date).starts_with(&format!("{line} affinity=")));
+        let t: LogTemplate = "%H[%pid] %Ts %U %{+Q}[req.ssl_sni]".parse().unwrap();
+        assert_eq!(
+            rec.render(&t, &at),
+            "lb1[42] 1795625225 517 \"api.example\""
+        );
     }
 }

@@ -32,7 +32,7 @@ pub use clock::Clock;
 pub use connection::{Action, Connection};
 pub use frontend::Frontend;
 pub use listener::{serve, Listener};
-pub use log::{ConnectionRecord, LogSink};
+pub use log::{ConnectionRecord, LineContext, LogSink};
 pub use net::Net;
 pub use process::{Process, ProcessError, ProcessView};
 pub use termination::Termination;

@@ -6,7 +6,7 @@ use super::proxy::Draft;
 use super::Importer;
 use crate::finding::Severity;
 use crate::haproxy::lexer::Directive;
-use tether_core::config::{LogFormat, Redispatch};
+use tether_core::config::{LogFormat, LogTemplate, Redispatch};
 
 /// Options that `no option` turns off.
 pub(super) const NEGATABLE: &[&str] = &["redispatch", "persist", "tcpka", "clitcpka", "srvtcpka"];
@@ -140,6 +140,37 @@ impl Importer<'_> {
         }
     }
 
+    /// `log-format TEMPLATE`: HAProxy's `%` variables, rendered by tether for every connection.
+    /// tether has one log format for the process: proxies asking for different ones are an
+    /// error, never a silent choice of one.
+    pub(super) fn log_format(&mut self, d: &Directive) {
+        let text = d.words[1..].join(" ");
+        let template = match text.parse::<LogTemplate>() {
+            Ok(t) => t,
+            Err(e) => {
+                return self.error(
+                    d.line,
+                    format!("`{}`: {}", d.text(), e.what),
+                    "tether fills only what it knows of a TCP connection; an empty or made-up \
+                     field would mislead the tools that parse the line",
+                    e.fix,
+                )
+            }
+        };
+        if let LogFormat::Template(old) = &self.config.global.log_format {
+            if old.text() != text {
+                let old = old.text().to_string();
+                return self.error(
+                    d.line,
+                    format!("a second log-format `{text}` (the first: `{old}`)"),
+                    "tether writes one log format for every frontend",
+                    format!("log-format \"{old}\" in defaults, for every proxy"),
+                );
+            }
+        }
+        self.config.global.log_format = LogFormat::Template(template);
+    }
+
     /// `retries N`.
     pub(super) fn retries(&mut self, p: &mut Draft, d: &Directive) {
         if let Some(n) = self.number(d, 1, "retries 3") {
@@ -188,6 +219,33 @@ mod tests {
         assert!(!im.config.backends[0].persist);
         let e: Vec<usize> = errors(&im).iter().map(|f| f.line).collect();
         assert_eq!(e, [8, 9]);
+    }
+
+    /// Issue 19: `log-format` imports as the process's template (from `defaults`, once); a
+    /// variable tether cannot fill, or a second different template, is an error on its line.
+    #[test]
+    fn log_format_imports_and_what_cannot_be_honoured_is_an_error() {
+        let text = |defaults: &str, listen: &str| {
+            import_text(&format!(
+                "defaults\n  timeout client 1s\n  timeout connect 1s\n  timeout server 1s\n\
+                 {defaults}listen l\n  bind :9443\n{listen}  server s1 127.0.0.1:8443\n\
+                 listen m\n  bind :9444\n  server s1 127.0.0.1:8443\n"
+            ))
+        };
+        let im = text("  log-format \"%ci:%cp [%t] %ft %b/%s %Tt %B %ts\"\n", "");
+        assert!(im.findings.is_empty(), "{:?}", im.findings);
+        match &im.config.global.log_format {
+            LogFormat::Template(t) => assert_eq!(t.text(), "%ci:%cp [%t] %ft %b/%s %Tt %B %ts"),
+            other => panic!("not a template: {other:?}"),
+        }
+        let im = text("", "  log-format \"%ci %HM\"\n");
+        let e = errors(&im);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].line == 7 && e[0].what.contains("%HM"), "{e:?}");
+        let im = text("  log-format \"%ci\"\n", "  log-format \"%ci %b\"\n");
+        let e = errors(&im);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].what.contains("second log-format"), "{e:?}");
     }
 
     #[test]

@@ -244,6 +244,7 @@ impl Importer<'_> {
                 self.no_option(p, d)
             }
             "retries" => self.retries(p, d),
+            "log-format" => self.log_format(d),
             "retry-on" => self.retry_on(p, d),
             "fullconn" => self.fullconn(d),
             "timeout" => self.timeout(p, d),
