@@ -398,9 +398,11 @@ impl Serving {
 
     async fn reload(&mut self) {
         tell(self.notifier.reloading());
-        match self.source.load().and_then(|c| {
-            tether::ca_files::build(&c, Some(self.daemon.runtime()), self.table_seed)
-        }) {
+        match self
+            .source
+            .load()
+            .and_then(|c| tether::ca_files::build(&c, Some(self.daemon.runtime()), self.table_seed))
+        {
             Ok(new) => match self.daemon.reload(new).await.map_err(anyhow::Error::from) {
                 Ok(()) => tracing::info!("configuration reloaded; stick tables kept"),
                 Err(e) => tracing::error!("reload refused, old configuration still running: {e:#}"),

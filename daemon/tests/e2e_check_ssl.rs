@@ -42,9 +42,8 @@ async fn https_endpoint(cert: &SelfSignedCert, status: &'static str) -> SocketAd
                 };
                 let mut buf = vec![0u8; 2048];
                 let _ = tls.read(&mut buf).await;
-                let body = format!(
-                    "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                );
+                let body =
+                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
                 let _ = tls.write_all(body.as_bytes()).await;
                 let _ = tls.shutdown().await;
             });
@@ -186,7 +185,10 @@ async fn check_ssl_verdicts_match_haproxy_on_real_tls_servers() {
     let sock = scratch.path().join("haproxy.sock");
     let hport = free_port().unwrap();
     let haproxy_cfg = config(
-        &format!("    maxconn 100\n    stats socket {} level admin\n", sock.display()),
+        &format!(
+            "    maxconn 100\n    stats socket {} level admin\n",
+            sock.display()
+        ),
         hport,
     );
     let haproxy = Haproxy::start(&haproxy_cfg, format!("127.0.0.1:{hport}").parse().unwrap())
@@ -242,7 +244,11 @@ async fn verify_required_without_ca_file_is_refused_like_haproxy() {
     assert!(errors[0].fix.contains("verify none"), "{}", errors[0].fix);
     let scratch = ScratchDir::create("check-ssl-refused").unwrap();
     let path = scratch.path().join("haproxy.cfg");
-    std::fs::write(&path, cfg.replace("{PORT}", &free_port().unwrap().to_string())).unwrap();
+    std::fs::write(
+        &path,
+        cfg.replace("{PORT}", &free_port().unwrap().to_string()),
+    )
+    .unwrap();
     let out = std::process::Command::new(Haproxy::program().expect("haproxy installed"))
         .arg("-c")
         .arg("-f")

@@ -556,7 +556,12 @@ mod tests {
 
     /// A TLS server on `addr` with `cert`, answering `answer` to the first request of each
     /// connection.
-    async fn tls_responder(net: &MemNet, addr: &str, cert: &rcgen::CertifiedKey, answer: &'static [u8]) {
+    async fn tls_responder(
+        net: &MemNet,
+        addr: &str,
+        cert: &rcgen::CertifiedKey,
+        answer: &'static [u8],
+    ) {
         use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
@@ -621,7 +626,11 @@ mod tests {
         let server = cert("api.internal");
         for (answer, want, up) in [
             (&b"HTTP/1.1 200 OK\r\n\r\n"[..], ("L7OK", Some(200)), true),
-            (b"HTTP/1.1 503 Service Unavailable\r\n\r\n", ("L7STS", Some(503)), false),
+            (
+                b"HTTP/1.1 503 Service Unavailable\r\n\r\n",
+                ("L7STS", Some(503)),
+                false,
+            ),
         ] {
             let net = MemNet::default();
             tls_responder(&net, "10.0.0.3:6443", &server, answer).await;
@@ -658,7 +667,10 @@ mod tests {
             let last = first_check(net, &tls_backend(tls, Some(&ca))).await;
             assert_eq!(last.status, "L6RSP", "{tls}: {last:?}");
             let info = last.info.unwrap_or_default();
-            assert!(info.starts_with("SSL handshake failure") && info.contains(why), "{tls}: {info}");
+            assert!(
+                info.starts_with("SSL handshake failure") && info.contains(why),
+                "{tls}: {info}"
+            );
         }
         // Without a name to match (no sni, no verifyhost) HAProxy checks the chain only.
         let net = MemNet::default();
@@ -692,7 +704,10 @@ mod tests {
         tokio::spawn(check_server(net, be.clone(), ServerId(0), rx));
         tokio::time::sleep(Duration::from_secs(5)).await;
         let last = be.servers[0].last_check.lock().unwrap().clone().unwrap();
-        assert_eq!((last.status, last.duration), ("L6TOUT", Duration::from_secs(2)));
+        assert_eq!(
+            (last.status, last.duration),
+            ("L6TOUT", Duration::from_secs(2))
+        );
     }
 
     #[test]
@@ -702,6 +717,9 @@ mod tests {
              [[backend.server]]\nname = \"cp1\"\naddress = \"10.0.0.3:6443\"\n";
         let config = config::load_toml("test.toml", text).expect("test config loads");
         let e = build(&config, None).unwrap_err().to_string();
-        assert!(e.contains("server cp1") && e.contains("/etc/ca.pem was not read"), "{e}");
+        assert!(
+            e.contains("server cp1") && e.contains("/etc/ca.pem was not read"),
+            "{e}"
+        );
     }
 }

@@ -254,7 +254,13 @@ pub(super) mod tests {
     #[test]
     fn connect_only_is_l4ok_and_failures_are_layer4() {
         let mut p = CheckProtocol::Connect.plan().unwrap().probe();
-        assert_eq!(p.poll(), Io::Connect { port: None, tls: false });
+        assert_eq!(
+            p.poll(),
+            Io::Connect {
+                port: None,
+                tls: false
+            }
+        );
         p.on_connected();
         assert_eq!(
             p.poll(),
@@ -293,13 +299,25 @@ pub(super) mod tests {
             TcpStep::Expect("string ready".into()),
         ]);
         let mut probe = p.plan().unwrap().probe();
-        assert_eq!(probe.poll(), Io::Connect { port: Some(8008), tls: false });
+        assert_eq!(
+            probe.poll(),
+            Io::Connect {
+                port: Some(8008),
+                tls: false
+            }
+        );
         probe.on_connected();
         assert_eq!(probe.poll(), Io::Send(b"GET\r\n".to_vec()));
         probe.on_sent();
         assert_eq!(probe.poll(), Io::Recv);
         probe.on_data(b"role: master ready");
-        assert_eq!(probe.poll(), Io::Connect { port: None, tls: false });
+        assert_eq!(
+            probe.poll(),
+            Io::Connect {
+                port: None,
+                tls: false
+            }
+        );
         probe.on_connected();
         assert_eq!(probe.poll(), Io::Recv, "the first answer is gone");
         probe.on_data(b"ready");
@@ -313,7 +331,13 @@ pub(super) mod tests {
         let http = CheckProtocol::Http(Default::default()).plan().unwrap();
         for ssl in [false, true] {
             let mut p = http.probe_with_ssl(ssl);
-            assert_eq!(p.poll(), Io::Connect { port: None, tls: ssl });
+            assert_eq!(
+                p.poll(),
+                Io::Connect {
+                    port: None,
+                    tls: ssl
+                }
+            );
         }
         let mysql = CheckProtocol::Mysql(Default::default()).plan().unwrap();
         assert_eq!(
@@ -350,8 +374,10 @@ pub(super) mod tests {
         p.poll();
         p.on_connected();
         p.on_handshake_error("invalid peer certificate: UnknownIssuer");
-        assert!(matches!(p.poll(), Io::Done(v) if v.status == CheckStatus::L6Rsp
-            && v.info == "SSL handshake failure (invalid peer certificate: UnknownIssuer)"));
+        assert!(
+            matches!(p.poll(), Io::Done(v) if v.status == CheckStatus::L6Rsp
+            && v.info == "SSL handshake failure (invalid peer certificate: UnknownIssuer)")
+        );
         let mut p = plan.probe_with_ssl(true);
         p.poll();
         p.on_connected();

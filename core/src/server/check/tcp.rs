@@ -96,11 +96,13 @@ fn connect(words: &[String]) -> Result<TcpStep, CheckError> {
             ("default", _) => step.default = true,
             ("linger", _) => {}
             ("comment", Some(_)) => i += 1,
-            (w, _) => return Err(CheckError::new(
-                format!("unsupported tcp-check connect option `{w}`"),
-                "tether connects with `port N`, `ssl` and `default`; set the check's SNI with \
+            (w, _) => {
+                return Err(CheckError::new(
+                    format!("unsupported tcp-check connect option `{w}`"),
+                    "tether connects with `port N`, `ssl` and `default`; set the check's SNI with \
                  check-sni on the server line",
-            )),
+                ))
+            }
         }
         i += 1;
     }

@@ -193,7 +193,9 @@ fn roots(file: &str, pem: &[u8]) -> Result<RootCertStore, CheckError> {
     let mut store = RootCertStore::empty();
     let (added, _) = store.add_parsable_certificates(certs);
     if added == 0 {
-        return Err(bad(format!("ca-file {file} holds no usable CA certificate")));
+        return Err(bad(format!(
+            "ca-file {file} holds no usable CA certificate"
+        )));
     }
     Ok(store)
 }
@@ -288,7 +290,12 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -297,7 +304,12 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -331,7 +343,9 @@ mod tests {
         assert!(e.fix.contains("ca-file") && e.fix.contains("verify none"));
         assert_eq!(tls("verify = \"none\"").problem(), None);
         assert_eq!(tls("ca-file = \"ca.pem\"").problem(), None);
-        let e = tls("verify = \"none\"\nsni = \"not a name\"").problem().unwrap();
+        let e = tls("verify = \"none\"\nsni = \"not a name\"")
+            .problem()
+            .unwrap();
         assert!(e.what.contains("sni `not a name`"), "{}", e.what);
         assert!(tls("verify = \"none\"\nverifyhost = \"a b\"")
             .problem()

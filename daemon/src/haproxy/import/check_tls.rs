@@ -199,7 +199,11 @@ mod tests {
         let a = s[0].check_tls.clone().unwrap();
         assert!(a.enabled);
         assert_eq!(a.verify, Verify::Required);
-        assert_eq!(a.ca_file.as_deref(), Some("/etc/ssl/ours/ca.pem"), "ca-base");
+        assert_eq!(
+            a.ca_file.as_deref(),
+            Some("/etc/ssl/ours/ca.pem"),
+            "ca-base"
+        );
         assert_eq!(a.sni.as_deref(), Some("a.internal"));
         assert_eq!(a.verifyhost.as_deref(), Some("api.internal"));
         let b = s[1].check_tls.clone().unwrap();
