@@ -53,7 +53,10 @@ impl Importer<'_> {
                 "required" => self.tls_of(server).verify = Verify::Required,
                 _ => self.error(
                     d.line,
-                    format!("`{}`: verify takes none or required", o.text()),
+                    format!(
+                        "server option `{}`: verify takes none or required",
+                        o.text()
+                    ),
                     "HAProxy rejects it",
                     "verify required ca-file /etc/haproxy/ca.pem (or verify none)",
                 ),
@@ -108,7 +111,7 @@ impl Importer<'_> {
         self.finding(
             Severity::Warning,
             d.line,
-            format!("`{}` has no effect", o.text()),
+            format!("server option `{}` has no effect", o.text()),
             "`sni` names the TLS HAProxy opens to the server for client traffic (with `ssl`); \
              health checks do not send it, in HAProxy as in tether",
             "for the SNI of checks over TLS write check-sni NAME; otherwise remove it",
@@ -141,8 +144,8 @@ impl Importer<'_> {
             self.error(
                 d.line,
                 format!(
-                    "server {}: check-ssl verifies the certificate (verify required is the \
-                     default) but no ca-file is given",
+                    "server {}: server option `check-ssl` verifies the certificate (verify \
+                     required is the default) but no ca-file is given",
                     server.name
                 ),
                 "HAProxy refuses to start: \"verify is enabled by default but no CA file \
@@ -218,6 +221,12 @@ mod tests {
         let e = errors(&im);
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(e[0].line, 6);
+        // Grouped under its option in `check`'s summary ("server check-ssl").
+        assert!(
+            e[0].what.contains("server option `check-ssl`"),
+            "{}",
+            e[0].what
+        );
         assert!(e[0].why.contains("no CA file specified"), "{}", e[0].why);
         assert!(e[0].fix.contains("ca-file") && e[0].fix.contains("verify none"));
         // Without `check`, no check runs: nothing to refuse.
