@@ -1,6 +1,7 @@
 //! The tether daemon as a library: the building blocks the `tether` binary wires together,
 //! shared with its integration tests.
 
+pub mod ca_files;
 pub mod check;
 pub mod children;
 pub mod config_source;

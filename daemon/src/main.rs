@@ -16,7 +16,6 @@ use tether::upgrade::notify::Notifier;
 use tether::upgrade::successor::{self, Successor};
 use tether::upgrade::{inherited, over_peers, Launch};
 use tether_core::config::Config;
-use tether_core::engine::runtime;
 
 /// mimalloc instead of glibc's malloc: every connection allocates and frees its tokio task,
 /// two socket registrations (128-byte aligned) and two 32 KiB relay buffers, and glibc spends
@@ -274,7 +273,7 @@ async fn serve(
         std::collections::hash_map::RandomState::new().hash_one(std::process::id())
     };
     tether::fdlimit::prepare(&config);
-    let built = runtime::build_seeded(&config, None, table_seed)?;
+    let built = tether::ca_files::build(&config, None, table_seed)?;
     if let Some(incoming) = incoming.as_mut() {
         incoming.restore_into(&built);
     }
@@ -398,10 +397,11 @@ impl Serving {
 
     async fn reload(&mut self) {
         tell(self.notifier.reloading());
-        match self.source.load().and_then(|c| {
-            runtime::build_seeded(&c, Some(self.daemon.runtime()), self.table_seed)
-                .map_err(anyhow::Error::from)
-        }) {
+        match self
+            .source
+            .load()
+            .and_then(|c| tether::ca_files::build(&c, Some(self.daemon.runtime()), self.table_seed))
+        {
             Ok(new) => match self.daemon.reload(new).await.map_err(anyhow::Error::from) {
                 Ok(()) => tracing::info!("configuration reloaded; stick tables kept"),
                 Err(e) => tracing::error!("reload refused, old configuration still running: {e:#}"),

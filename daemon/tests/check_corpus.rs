@@ -22,17 +22,7 @@ const CORPUS: &[(&str, &[&str])] = &[
     ("smtp-relay.cfg", &[]),
     ("tls-passthrough-sni.cfg", &[]),
     ("ldap.cfg", &[]),
-    (
-        "k8s-apiserver.cfg",
-        &[
-            "check-ssl",
-            "verify",
-            "check-ssl",
-            "verify",
-            "check-ssl",
-            "verify",
-        ],
-    ),
+    ("k8s-apiserver.cfg", &[]),
 ];
 
 fn corpus(file: &str) -> PathBuf {

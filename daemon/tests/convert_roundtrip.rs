@@ -79,3 +79,33 @@ fn seed_does_not_convert_and_says_why() {
         "only errors block a conversion: {text}"
     );
 }
+
+/// Checks over TLS (`check-ssl`, `verify`, `ca-file`, `check-sni`, `verifyhost`) convert to the
+/// servers' `check-tls` and load back unchanged.
+#[test]
+fn check_tls_settings_convert_and_load_back() {
+    let dir = std::env::temp_dir().join(format!("tether-convert-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    let cert = tether_testbed::SelfSignedCert::generate("ca").unwrap();
+    std::fs::write(&ca, &cert.cert_pem).unwrap();
+    let cfg = format!(
+        "defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 5s\n    \
+         timeout server 5s\nfrontend f\n    bind 127.0.0.1:6443\n    default_backend api\n\
+         backend api\n    option httpchk GET /healthz\n    \
+         server cp1 10.0.0.1:6443 check check-ssl verify none\n    \
+         server cp2 10.0.0.2:6443 check check-ssl ca-file {} check-sni cp2.internal verifyhost api\n",
+        ca.display()
+    );
+    let (config, _) = convert_haproxy("k8s.cfg", &cfg).unwrap();
+    let text = to_toml(&config);
+    let back = load_toml("converted.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(back, config, "{text}");
+    let tls = |i: usize| back.backends[0].servers[i].check_tls.clone().unwrap();
+    assert_eq!(tls(0).verify, tether_core::config::Verify::None);
+    assert!(tls(1).enabled);
+    assert_eq!(tls(1).sni.as_deref(), Some("cp2.internal"));
+    assert_eq!(tls(1).verifyhost.as_deref(), Some("api"));
+    assert!(text.contains("check-tls"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -144,6 +144,11 @@ impl OpensslServer {
         self.cert.fingerprint()
     }
 
+    /// Its certificate, PEM: self-signed, so also the CA a client verifies it with.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert.cert_pem
+    }
+
     /// What s_server has logged so far.
     pub fn log(&self) -> String {
         self.process.log_text()

@@ -85,6 +85,22 @@ pub struct Config {
     pub logs: Vec<log::LogTarget>,
 }
 
+impl Config {
+    /// Every CA file the servers' check TLS settings name, once each, for the runner to read
+    /// into [`CaFiles`](crate::server::check::CaFiles) (core reads no file).
+    pub fn ca_files(&self) -> Vec<&str> {
+        let mut files: Vec<&str> = self
+            .backends
+            .iter()
+            .flat_map(|b| b.servers.iter().filter_map(|s| b.check_tls(s)))
+            .filter_map(|t| t.ca_file.as_deref())
+            .collect();
+        files.sort_unstable();
+        files.dedup();
+        files
+    }
+}
+
 /// The runtime API socket: HAProxy's `stats socket PATH [mode M] [level L]`, so `socat`, `hatop`
 /// and the Prometheus exporter's unix mode work unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -330,6 +346,12 @@ impl Backend {
         AffinityKey::Psk,
     ];
 
+    /// The TLS settings of `server`'s checks: its own, else the backend's; `None` when its checks
+    /// neither use nor may need TLS.
+    pub fn check_tls<'a>(&'a self, server: &'a Server) -> Option<&'a CheckTls> {
+        server.check_tls.as_ref().or(self.check.tls.as_ref())
+    }
+
     /// The native affinity chain in force: `None` when HAProxy rules drive the backend.
     pub fn effective_affinity(&self) -> Option<Vec<AffinityKey>> {
         match (&self.affinity, &self.haproxy) {
@@ -395,7 +417,7 @@ impl Frontend {
 pub use crate::stick::{StickKeyType, StickTableConfig};
 
 pub use crate::server::check::{
-    CheckProtocol, ConnectStep, DbUser, HttpCheck, SmtpCheck, TcpCheck, TcpStep,
+    CheckProtocol, CheckTls, ConnectStep, DbUser, HttpCheck, SmtpCheck, TcpCheck, TcpStep, Verify,
 };
 
 /// Health checking of a backend's servers: timing, and what a check does once connected.
@@ -425,6 +447,10 @@ pub struct CheckConfig {
     /// `{ smtp = {} }`.
     #[serde(default, skip_serializing_if = "is_connect")]
     pub protocol: CheckProtocol,
+    /// Checks over TLS for every server without its own `check-tls` (HAProxy `check-ssl`,
+    /// `verify`, `ca-file`, `check-sni`, `verifyhost`): `tls = { verify = "none" }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<CheckTls>,
     /// Consecutive successes to mark a server up.
     #[serde(default = "defaults::rise")]
     pub rise: u32,
@@ -447,6 +473,7 @@ impl Default for CheckConfig {
             fastinter: None,
             downinter: None,
             protocol: CheckProtocol::Connect,
+            tls: None,
             rise: defaults::rise(),
             fall: defaults::fall(),
             passive: true,
@@ -514,6 +541,10 @@ pub struct Server {
     /// Host health checks connect to instead of the server's (HAProxy `addr`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_addr: Option<String>,
+    /// Health checks over TLS (HAProxy `check-ssl`, `verify`, `ca-file`, `check-sni`,
+    /// `verifyhost`); replaces the backend's `[backend.check.tls]` for this server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_tls: Option<CheckTls>,
     /// A PROXY protocol header sent before the client's bytes, so the server sees the client's
     /// address (HAProxy `send-proxy`, `send-proxy-v2`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -557,6 +588,7 @@ impl Server {
             downinter: None,
             check_port: None,
             check_addr: None,
+            check_tls: None,
             send_proxy: None,
             slowstart: None,
         }

@@ -292,3 +292,43 @@ fn the_runtime_api_socket_loads_and_bad_values_are_located() {
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(e[0].message.contains("root"), "{e:?}");
 }
+
+/// HAProxy refuses `check-ssl` with its default `verify required` and no `ca-file`; so does the
+/// native config, on the line of the setting, with both ways out.
+#[test]
+fn check_tls_without_a_ca_file_is_located_with_its_fix() {
+    let text = GOOD.replace(
+        "weight = 10",
+        "weight = 10\ncheck-tls = { sni = \"api.internal\" }",
+    );
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].line, 34);
+    assert_eq!(e[0].key_path, "backend.app.server.s1.check-tls");
+    assert!(e[0].message.contains("no CA file"), "{}", e[0].message);
+    assert!(e[0].fix.contains("verify none"), "{}", e[0].fix);
+    let text = GOOD.replace(
+        "inter = \"3s\"",
+        "inter = \"3s\"\ntls = { verify = \"requird\" }",
+    );
+    assert!(
+        errors(&text)[0].message.contains("requird"),
+        "{:?}",
+        errors(&text)
+    );
+    let ok = GOOD.replace(
+        "inter = \"3s\"",
+        "inter = \"3s\"\ntls = { verify = \"none\" }",
+    );
+    let config = load_toml("tether.toml", &ok).unwrap();
+    assert_eq!(
+        config.backends[0]
+            .check_tls(&config.backends[0].servers[0])
+            .map(|t| t.verify),
+        Some(Verify::None),
+        "the backend's settings apply to its servers"
+    );
+    // Serialised and loaded back alike.
+    let back = load_toml("again.toml", &toml::to_string(&config).unwrap()).unwrap();
+    assert_eq!(back, config);
+}

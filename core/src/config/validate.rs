@@ -2,7 +2,8 @@
 //! addresses, exclusive settings). Each problem carries an index-form key path and a fix.
 
 use super::{
-    AffinityKey, Backend, BalanceAlgorithm, Config, ConfigError, Sample, Stats, StickKeyType,
+    AffinityKey, Backend, BalanceAlgorithm, CheckTls, Config, ConfigError, Sample, Server, Stats,
+    StickKeyType,
 };
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -404,6 +405,36 @@ fn validate_servers(err: &mut impl FnMut(String, String, String), p: &str, b: &B
                 "write rise = 2 and fall = 3, or remove the overrides".into(),
             );
         }
+        validate_check_tls(err, p, &sp, b, s);
+    }
+}
+
+/// A server's checks over TLS: HAProxy refuses `verify required` (its default) without a
+/// `ca-file`, and so does tether.
+fn validate_check_tls(
+    err: &mut impl FnMut(String, String, String),
+    p: &str,
+    sp: &str,
+    b: &Backend,
+    s: &Server,
+) {
+    let needs_tls = b.check.protocol.plan().is_ok_and(|plan| plan.needs_tls());
+    let (path, tls) = match (&s.check_tls, &b.check.tls) {
+        (Some(t), _) => (format!("{sp}.check-tls"), t.clone()),
+        (None, Some(t)) => (format!("{p}.check.tls"), t.clone()),
+        (None, None) => (
+            format!("{p}.check.protocol"),
+            CheckTls {
+                enabled: false,
+                ..CheckTls::default()
+            },
+        ),
+    };
+    if !s.check || !(tls.enabled || needs_tls) {
+        return;
+    }
+    if let Some(e) = tls.problem() {
+        err(path, format!("server {}: {}", s.name, e.what), e.fix);
     }
 }
 

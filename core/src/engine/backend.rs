@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::affinity::{Affinity, AffinityKey, AffinityOutcome, Route};
 use crate::balance::{Algorithm, Balancer, PickContext};
 use crate::retry::{RetryContext, RetryPolicy};
-use crate::server::check::Plan;
+use crate::server::check::{Plan, TlsClient};
 use crate::server::{AdminState, Health, HealthConfig, OperState, ServerState, Transition};
 use crate::stick::StickTableConfig;
 use crate::ServerId;
@@ -102,6 +102,8 @@ pub struct ServerSlot {
     pub plan: Plan,
     /// Where health checks connect (`"host:port"`, the server's unless `addr`/`port` are set).
     pub check_address: String,
+    /// TLS for health checks (`check-ssl`, or `tcp-check connect ssl` steps), when configured.
+    pub check_tls: Option<Arc<TlsClient>>,
     /// When checks last changed the server's state (HAProxy `lastchg`).
     pub last_change: Mutex<Option<tokio::time::Instant>>,
     /// The weight the configuration gave (the runtime API's `get weight` shows it as "initial"
@@ -150,6 +152,7 @@ impl ServerSlot {
             queued: AtomicU64::new(0),
             last_check: Mutex::new(None),
             plan: Plan::connect(),
+            check_tls: None,
             last_change: Mutex::new(None),
             initial_weight: 1,
             tcp_keepalive: false,

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::time::{sleep, timeout_at, Instant};
 
 use super::backend::{Backend, LastCheck, ServerSlot};
+use super::check_conn::{handshake, CheckConn};
 use super::net::Net;
 use crate::server::check::{Io, Verdict};
 use crate::server::Transition;
@@ -120,9 +121,9 @@ fn record(
     Some(t)
 }
 
-/// Runs one check of `slot`: connects, sends and reads as its probe asks, within the time rules.
-/// `None` when connecting failed for lack of a local resource (EMFILE...): no verdict on the
-/// server.
+/// Runs one check of `slot`: connects (and does the TLS handshake when the step asks), sends
+/// and reads as its probe asks, within the time rules. `None` when connecting failed for lack of
+/// a local resource (EMFILE...): no verdict on the server.
 async fn probe<N: Net>(
     net: &N,
     backend: &Backend,
@@ -133,25 +134,27 @@ async fn probe<N: Net>(
     let connect_timeout = check_timeout(backend, server);
     let read_budget = backend.timeouts.check;
     let whole = start + slot.health.inter;
-    let mut probe = slot.plan.probe();
-    let mut stream: Option<N::Stream> = None;
+    let check_ssl = slot.check_tls.as_ref().is_some_and(|t| t.default_on);
+    let mut probe = slot.plan.probe_with_ssl(check_ssl);
+    let mut stream: Option<CheckConn<N::Stream>> = None;
     let mut read_deadline = whole;
     let mut buf = vec![0u8; 4096];
     loop {
         match probe.poll() {
             Io::Done(v) => return Some(v),
-            Io::Connect { port } => {
+            Io::Connect { port, tls } => {
                 stream = None;
                 let addr = with_port(&slot.check_address, port);
+                // The TLS handshake is part of connecting, as in HAProxy.
                 let limit = match read_budget {
                     Some(_) => Instant::now() + connect_timeout,
                     None => whole,
                 };
                 match timeout_at(limit, net.connect(&addr)).await {
                     Ok(Ok(s)) => {
-                        stream = Some(s);
-                        read_deadline = read_budget.map_or(whole, |t| Instant::now() + t);
                         probe.on_connected();
+                        stream = secure(slot, s, tls, limit, &mut probe).await;
+                        read_deadline = read_budget.map_or(whole, |t| Instant::now() + t);
                     }
                     Ok(Err(e)) if crate::retry::local_exhaustion(&e) => return None,
                     Ok(Err(e)) => probe.on_connect_error(&e.to_string()),
@@ -163,7 +166,11 @@ async fn probe<N: Net>(
                     probe.on_io_error("not connected");
                     continue;
                 };
-                match timeout_at(read_deadline, s.write_all(&bytes)).await {
+                let write = async {
+                    s.write_all(&bytes).await?;
+                    s.flush().await
+                };
+                match timeout_at(read_deadline, write).await {
                     Ok(Ok(())) => probe.on_sent(),
                     Ok(Err(e)) => probe.on_io_error(&e.to_string()),
                     Err(_) => probe.on_timeout(),
@@ -180,6 +187,42 @@ async fn probe<N: Net>(
                     Err(_) => probe.on_timeout(),
                 }
             }
+        }
+    }
+}
+
+/// The connection a check goes on with: `stream` itself, or (`tls`) wrapped in the server's
+/// TLS session once the handshake is done by `limit`. `None` when the handshake failed or timed
+/// out (the probe then holds its verdict).
+async fn secure<S>(
+    slot: &ServerSlot,
+    stream: S,
+    tls: bool,
+    limit: Instant,
+    probe: &mut crate::server::check::Probe,
+) -> Option<CheckConn<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if !tls {
+        return Some(CheckConn::Plain(stream));
+    }
+    let Some(client) = slot.check_tls.as_deref() else {
+        probe.on_handshake_error("the server has no check TLS settings");
+        return None;
+    };
+    match timeout_at(limit, handshake(client, stream)).await {
+        Ok(Ok(conn)) => {
+            probe.on_handshake_done();
+            Some(conn)
+        }
+        Ok(Err(e)) => {
+            probe.on_handshake_error(&e);
+            None
+        }
+        Err(_) => {
+            probe.on_timeout();
+            None
         }
     }
 }
@@ -504,5 +547,179 @@ mod tests {
         assert_eq!(net.connects("10.0.0.1:80"), 1, "downinter, not inter");
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(net.connects("10.0.0.1:80"), 2);
+    }
+
+    /// A self-signed certificate for `name` (its own CA, as HAProxy's `ca-file` can hold it).
+    fn cert(name: &str) -> rcgen::CertifiedKey {
+        rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap()
+    }
+
+    /// A TLS server on `addr` with `cert`, answering `answer` to the first request of each
+    /// connection.
+    async fn tls_responder(
+        net: &MemNet,
+        addr: &str,
+        cert: &rcgen::CertifiedKey,
+        answer: &'static [u8],
+    ) {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = net.bind(addr).await.unwrap();
+        let net = net.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = net.accept(&listener).await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(s).await else {
+                        return;
+                    };
+                    let mut buf = vec![0u8; 512];
+                    let _ = tls.read(&mut buf).await;
+                    let _ = tls.write_all(answer).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+    }
+
+    /// Backend `app`: server `cp1` on 10.0.0.3:6443, `GET /healthz` over TLS with `tls` (a TOML
+    /// inline table); `ca` is the content of `ca.pem`.
+    fn tls_backend(tls: &str, ca: Option<&str>) -> Arc<Backend> {
+        let text = format!(
+            "[[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:8000\"]\nbackend = \"app\"\n\
+             [[backend]]\nname = \"app\"\n[backend.check]\ninter = \"2s\"\nrise = 1\nfall = 1\n\
+             [backend.check.protocol.http]\nmethod = \"GET\"\nuri = \"/healthz\"\n\
+             [[backend.server]]\nname = \"cp1\"\naddress = \"10.0.0.3:6443\"\ncheck-tls = {tls}\n"
+        );
+        let config = config::load_toml("test.toml", &text).expect("test config loads");
+        let mut cas = crate::server::check::CaFiles::default();
+        if let Some(pem) = ca {
+            cas.insert("ca.pem", pem.as_bytes().to_vec());
+        }
+        crate::engine::runtime::build_with_cas(&config, None, 0, &cas)
+            .unwrap()
+            .backends["app"]
+            .clone()
+    }
+
+    /// The first check's result of `be`'s server.
+    async fn first_check(net: MemNet, be: &Arc<Backend>) -> LastCheck {
+        let (_stop, rx) = watch::channel(false);
+        tokio::spawn(check_server(net, be.clone(), ServerId(0), rx));
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let last = be.servers[0].last_check.lock().unwrap().clone();
+        last.expect("a check ran")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_https_check_verified_against_its_ca_is_l7ok_and_a_503_l7sts() {
+        let server = cert("api.internal");
+        for (answer, want, up) in [
+            (&b"HTTP/1.1 200 OK\r\n\r\n"[..], ("L7OK", Some(200)), true),
+            (
+                b"HTTP/1.1 503 Service Unavailable\r\n\r\n",
+                ("L7STS", Some(503)),
+                false,
+            ),
+        ] {
+            let net = MemNet::default();
+            tls_responder(&net, "10.0.0.3:6443", &server, answer).await;
+            let be = tls_backend(
+                "{ verify = \"required\", ca-file = \"ca.pem\", verifyhost = \"api.internal\" }",
+                Some(&server.cert.pem()),
+            );
+            let last = first_check(net, &be).await;
+            assert_eq!((last.status, last.code), want, "{last:?}");
+            assert_eq!(be.server_states()[0].oper == OperState::Up, up);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_certificate_from_another_ca_or_for_another_name_fails_the_handshake_l6rsp() {
+        let server = cert("api.internal");
+        let other = cert("api.internal");
+        for (tls, ca, why) in [
+            // Same subject, another key: the signature does not verify.
+            ("{ ca-file = \"ca.pem\" }", other.cert.pem(), "BadSignature"),
+            (
+                "{ ca-file = \"ca.pem\", verifyhost = \"db.internal\" }",
+                server.cert.pem(),
+                "not valid for name \"db.internal\"",
+            ),
+            (
+                "{ ca-file = \"ca.pem\", sni = \"db.internal\", verifyhost = \"api.internal\" }",
+                server.cert.pem(),
+                "not valid for name \"db.internal\"",
+            ),
+        ] {
+            let net = MemNet::default();
+            tls_responder(&net, "10.0.0.3:6443", &server, b"HTTP/1.1 200 OK\r\n\r\n").await;
+            let last = first_check(net, &tls_backend(tls, Some(&ca))).await;
+            assert_eq!(last.status, "L6RSP", "{tls}: {last:?}");
+            let info = last.info.unwrap_or_default();
+            assert!(
+                info.starts_with("SSL handshake failure") && info.contains(why),
+                "{tls}: {info}"
+            );
+        }
+        // Without a name to match (no sni, no verifyhost) HAProxy checks the chain only.
+        let net = MemNet::default();
+        tls_responder(&net, "10.0.0.3:6443", &server, b"HTTP/1.1 200 OK\r\n\r\n").await;
+        let be = tls_backend("{ ca-file = \"ca.pem\" }", Some(&server.cert.pem()));
+        assert_eq!(first_check(net, &be).await.status, "L7OK");
+        // verify none: any certificate.
+        let net = MemNet::default();
+        tls_responder(&net, "10.0.0.3:6443", &other, b"HTTP/1.1 200 OK\r\n\r\n").await;
+        let be = tls_backend("{ verify = \"none\" }", None);
+        assert_eq!(first_check(net, &be).await.status, "L7OK");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_plain_server_is_l6rsp_and_a_silent_one_l6tout() {
+        let net = MemNet::default();
+        let _seen = responder(&net, "10.0.0.3:6443", b"HTTP/1.1 200 OK\r\n\r\n").await;
+        let last = first_check(net, &tls_backend("{ verify = \"none\" }", None)).await;
+        assert_eq!(last.status, "L6RSP", "{last:?}");
+        let net = MemNet::default();
+        let listener = net.bind("10.0.0.3:6443").await.unwrap();
+        let keep = net.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = keep.accept(&listener).await {
+                held.push(s);
+            }
+        });
+        let be = tls_backend("{ verify = \"none\" }", None);
+        let (_stop, rx) = watch::channel(false);
+        tokio::spawn(check_server(net, be.clone(), ServerId(0), rx));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let last = be.servers[0].last_check.lock().unwrap().clone().unwrap();
+        assert_eq!(
+            (last.status, last.duration),
+            ("L6TOUT", Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn a_ca_file_not_handed_to_the_build_is_a_build_error() {
+        let text = "[[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:8000\"]\nbackend = \"app\"\n\
+             [[backend]]\nname = \"app\"\n[backend.check.tls]\nca-file = \"/etc/ca.pem\"\n\
+             [[backend.server]]\nname = \"cp1\"\naddress = \"10.0.0.3:6443\"\n";
+        let config = config::load_toml("test.toml", text).expect("test config loads");
+        let e = build(&config, None).unwrap_err().to_string();
+        assert!(
+            e.contains("server cp1") && e.contains("/etc/ca.pem was not read"),
+            "{e}"
+        );
     }
 }

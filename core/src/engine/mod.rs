@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod buffers;
+mod check_conn;
 pub mod clock;
 pub mod connection;
 pub mod flow;

@@ -27,6 +27,7 @@ use crate::affinity::{Affinity, AffinityKey, Chain, Rules};
 use crate::balance::Algorithm;
 use crate::config::{self, Config};
 use crate::retry::RetryPolicy;
+use crate::server::check::{CaFiles, CheckTls, Plan, TlsClient};
 use crate::server::{HealthConfig, ServerState};
 use crate::stick::StickTableConfig;
 
@@ -58,6 +59,18 @@ pub enum BuildError {
         /// What to write instead.
         fix: String,
     },
+    /// A server's checks over TLS cannot be set up (CA file not read or not PEM...).
+    #[error("backend {backend}, server {server}: check TLS: {message}; {fix}")]
+    CheckTls {
+        /// The backend.
+        backend: String,
+        /// The server.
+        server: String,
+        /// What is wrong.
+        message: String,
+        /// What to do instead.
+        fix: String,
+    },
     /// An imported rule uses something the engine does not evaluate.
     #[error("backend {backend}: {what} is not supported at run time; {fix}")]
     Unsupported {
@@ -87,10 +100,21 @@ pub fn build_seeded(
     previous: Option<&Runtime>,
     table_seed: u64,
 ) -> Result<Runtime, BuildError> {
+    build_with_cas(config, previous, table_seed, &CaFiles::default())
+}
+
+/// Like [`build_seeded`], with the contents of the CA files the configuration names
+/// ([`Config::ca_files`]), read by the caller: checks over TLS verify servers against them.
+pub fn build_with_cas(
+    config: &Config,
+    previous: Option<&Runtime>,
+    table_seed: u64,
+    cas: &CaFiles,
+) -> Result<Runtime, BuildError> {
     let mut backends: BTreeMap<String, Arc<Backend>> = BTreeMap::new();
     for b in &config.backends {
         let old = previous.and_then(|p| p.backends.get(&b.name));
-        let backend = build_backend(b, old.map(|o| &**o), table_seed)?;
+        let backend = build_backend(b, old.map(|o| &**o), table_seed, cas)?;
         backends.insert(b.name.clone(), Arc::new(backend));
     }
     let mut frontends = Vec::new();
@@ -210,8 +234,9 @@ fn build_router(
 fn build_server(
     s: &config::Server,
     b: &config::Backend,
-    plan: &crate::server::check::Plan,
-) -> (ServerSlot, ServerState) {
+    plan: &Plan,
+    cas: &CaFiles,
+) -> Result<(ServerSlot, ServerState), BuildError> {
     let health = HealthConfig {
         inter: s.inter.unwrap_or(b.check.inter),
         fastinter: s.fastinter.or(b.check.fastinter),
@@ -227,7 +252,7 @@ fn build_server(
         state.admin = crate::server::state::AdminState::Maint;
     }
     state.maxconn = s.maxconn.unwrap_or(0);
-    (
+    Ok((
         ServerSlot {
             check: s.check,
             health,
@@ -238,6 +263,7 @@ fn build_server(
             maxqueue: s.maxqueue,
             plan: plan.clone(),
             check_address: s.check_address(None),
+            check_tls: check_tls(s, b, plan, cas)?,
             initial_weight: s.weight,
             send_proxy: s.send_proxy,
             slowstart: s.slowstart,
@@ -245,13 +271,42 @@ fn build_server(
             ..ServerSlot::new(s.name.clone(), s.address.clone())
         },
         state,
-    )
+    ))
+}
+
+/// The TLS client of `s`'s checks, when they run and use TLS (`check-ssl`, or a `tcp-check
+/// connect ssl` step, which takes the server's settings or HAProxy's defaults).
+fn check_tls(
+    s: &config::Server,
+    b: &config::Backend,
+    plan: &Plan,
+    cas: &CaFiles,
+) -> Result<Option<Arc<TlsClient>>, BuildError> {
+    let default = CheckTls {
+        enabled: false,
+        ..CheckTls::default()
+    };
+    let tls = b.check_tls(s);
+    if !s.check || !(tls.is_some_and(|t| t.enabled) || plan.needs_tls()) {
+        return Ok(None);
+    }
+    let tls = tls.unwrap_or(&default);
+    let pem = tls.ca_file.as_deref().and_then(|f| cas.get(f));
+    TlsClient::new(tls, pem)
+        .map(|c| Some(Arc::new(c)))
+        .map_err(|e| BuildError::CheckTls {
+            backend: b.name.clone(),
+            server: s.name.clone(),
+            message: e.what,
+            fix: e.fix,
+        })
 }
 
 fn build_backend(
     b: &config::Backend,
     old: Option<&Backend>,
     table_seed: u64,
+    cas: &CaFiles,
 ) -> Result<Backend, BuildError> {
     let algorithm = match b.balance {
         config::BalanceAlgorithm::RoundRobin => Algorithm::RoundRobin,
@@ -287,8 +342,8 @@ fn build_backend(
     let servers = b
         .servers
         .iter()
-        .map(|s| build_server(s, b, &plan))
-        .collect::<Vec<_>>();
+        .map(|s| build_server(s, b, &plan, cas))
+        .collect::<Result<Vec<_>, _>>()?;
     let timeouts = BackendTimeouts {
         connect: b.timeout_connect,
         server: b.timeout_server,

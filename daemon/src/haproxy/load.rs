@@ -37,7 +37,11 @@ pub fn load(file: &str, text: &str) -> Import {
 /// What `run` would still refuse after validation: the runtime build (rules the engine does not
 /// evaluate, list files gone...). `check` calls this too, so the two never disagree.
 fn build_finding(file: &str, im: &Import) -> Option<Finding> {
-    let e = tether_core::engine::runtime::build(&im.config, None).err()?;
+    if let Some(f) = ca_file_finding(file, im) {
+        return Some(f);
+    }
+    let cas = crate::ca_files::read(&im.config).ok()?;
+    let e = tether_core::engine::runtime::build_with_cas(&im.config, None, 0, &cas).err()?;
     Some(Finding::new(
         Severity::Error,
         file,
@@ -46,6 +50,29 @@ fn build_finding(file: &str, im: &Import) -> Option<Finding> {
         "tether refuses to run this config (`run --haproxy` stops here)",
         "see the message for what to write instead",
     ))
+}
+
+/// A `ca-file` that cannot be read, on the line of the first server naming it (HAProxy refuses
+/// to start too: "unable to load").
+fn ca_file_finding(file: &str, im: &Import) -> Option<Finding> {
+    for (i, b) in im.config.backends.iter().enumerate() {
+        for (j, s) in b.servers.iter().enumerate() {
+            let Some(ca) = b.check_tls(s).and_then(|t| t.ca_file.as_deref()) else {
+                continue;
+            };
+            if let Err(e) = std::fs::read(ca) {
+                return Some(Finding::new(
+                    Severity::Error,
+                    file,
+                    im.origins.line_of(&format!("backend[{i}].server[{j}]")),
+                    format!("server {}: cannot read ca-file {ca}: {e}", s.name),
+                    "HAProxy refuses to start too (\"unable to load\"), and so does tether",
+                    "write the path of a readable PEM file of CA certificates",
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// [`Config::validate`] on the imported config, as findings located in the haproxy.cfg.

@@ -91,7 +91,8 @@ pub async fn start_toml(toml: &str) -> Running {
 
 /// Starts a daemon from a configuration.
 pub async fn start_config(config: &tether_core::config::Config) -> Running {
-    let rt = tether_core::engine::runtime::build(config, None).expect("runtime builds");
+    // As `run` builds it: the CA files the config names are read first.
+    let rt = tether::ca_files::build(config, None, 0).expect("runtime builds");
     let sink = Arc::new(CollectingSink::default());
     let daemon = tether::run::start(rt, sink.clone())
         .await

@@ -19,12 +19,14 @@ pub mod smtp;
 pub mod ssl_hello;
 mod status;
 pub mod tcp;
+pub mod tls;
 
 pub use expect::{split_words, Expect, Judgement, Matcher, Outcome};
 pub use http::HttpCheck;
 pub use probe::{Io, Probe};
 pub use status::{CheckStatus, Verdict};
 pub use tcp::{ConnectStep, TcpStep};
+pub use tls::{CaFiles, CheckTls, TlsClient, Verify};
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -128,11 +130,36 @@ pub enum Step {
     Connect {
         /// Port override.
         port: Option<u16>,
+        /// Whether the connection is wrapped in TLS.
+        tls: ConnectTls,
     },
     /// Write these bytes.
     Send(Vec<u8>),
     /// Judge the bytes received since the last send.
     Expect(Expect),
+}
+
+/// Whether a connect step wraps its connection in TLS. HAProxy's own connects (the implicit
+/// first one, those of its built-in checks, `tcp-check connect default`) follow the server's
+/// `check-ssl`; a `tcp-check connect` written out is plain unless it says `ssl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectTls {
+    /// As the server's `check-ssl` says.
+    Default,
+    /// Always TLS (`tcp-check connect ssl`).
+    Always,
+    /// Never TLS.
+    Plain,
+}
+
+impl Step {
+    /// A connect with the server's own settings (HAProxy's `connect default`).
+    pub(crate) fn connect_default() -> Step {
+        Step::Connect {
+            port: None,
+            tls: ConnectTls::Default,
+        }
+    }
 }
 
 /// A compiled check: its steps, shared by every probe of a server.
@@ -154,9 +181,28 @@ impl Plan {
         &self.steps
     }
 
-    /// A fresh probe of this plan.
+    /// A fresh probe of this plan, in clear.
     pub fn probe(&self) -> Probe {
-        Probe::new(self.steps.clone())
+        Probe::new(self.steps.clone(), false)
+    }
+
+    /// A fresh probe of this plan whose default connects use TLS when `check_ssl` is set.
+    pub fn probe_with_ssl(&self, check_ssl: bool) -> Probe {
+        Probe::new(self.steps.clone(), check_ssl)
+    }
+
+    /// Whether a step connects over TLS whatever the server says (`tcp-check connect ssl`), so
+    /// the server needs TLS settings even without `check-ssl`.
+    pub fn needs_tls(&self) -> bool {
+        self.steps.iter().any(|s| {
+            matches!(
+                s,
+                Step::Connect {
+                    tls: ConnectTls::Always,
+                    ..
+                }
+            )
+        })
     }
 }
 

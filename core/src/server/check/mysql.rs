@@ -103,9 +103,9 @@ fn rule(m: fn(&[u8], bool) -> Judgement) -> Step {
 /// The steps of a MySQL check, authenticating as `user` when given.
 pub(super) fn steps(user: Option<&str>, post41: bool) -> Vec<Step> {
     match user {
-        None => vec![Step::Connect { port: None }, rule(handshake_only)],
+        None => vec![Step::connect_default(), rule(handshake_only)],
         Some(u) => vec![
-            Step::Connect { port: None },
+            Step::connect_default(),
             Step::Send(auth_packet(u, post41)),
             rule(handshake_then_more),
             rule(auth_ok),

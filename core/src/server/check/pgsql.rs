@@ -66,7 +66,7 @@ pub(super) fn steps(user: &str) -> Vec<Step> {
     auth.on_success = Some("PostgreSQL server is ok".into());
     auth.on_error = Some("PostgreSQL unknown error".into());
     vec![
-        Step::Connect { port: None },
+        Step::connect_default(),
         Step::Send(startup(user)),
         Step::Expect(not_err),
         Step::Expect(auth),

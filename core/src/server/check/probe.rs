@@ -2,7 +2,10 @@
 //! [`Probe::poll`] what to do, does it on its network, and reports back; the probe ends with a
 //! [`Verdict`].
 //!
-//! A plan that does not start with a connect step gets one, as in HAProxy; every send clears
+//! A plan that does not start with a connect step gets one, as in HAProxy, over TLS when the
+//! server has `check-ssl`. A TLS connect is done in two stages, the TCP connection then the
+//! handshake, so that a failure or timeout in the handshake is a layer-6 verdict (`L6RSP`,
+//! `L6TOUT`) as HAProxy reports it. Every send clears
 //! the bytes received so far, so each expect judges the answer to the last thing sent; a plan
 //! that ends without an expect passes with `L4OK`, otherwise with the last expect's verdict.
 
@@ -10,16 +13,19 @@ use std::sync::Arc;
 
 use super::expect::Outcome;
 use super::status::{CheckStatus, Verdict};
-use super::{Step, MAX_RESPONSE};
+use super::{ConnectTls, Step, MAX_RESPONSE};
 
 /// What the caller must do next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Io {
     /// Connect to the check address, on `port` if given; then [`Probe::on_connected`] or
-    /// [`Probe::on_connect_error`].
+    /// [`Probe::on_connect_error`]. With `tls`, then do the TLS handshake and report it with
+    /// [`Probe::on_handshake_done`] or [`Probe::on_handshake_error`].
     Connect {
         /// Port instead of the check port.
         port: Option<u16>,
+        /// Wrap the connection in TLS.
+        tls: bool,
     },
     /// Write all these bytes; then [`Probe::on_sent`] (or [`Probe::on_io_error`]).
     Send(Vec<u8>),
@@ -33,6 +39,7 @@ pub enum Io {
 enum State {
     Idle,
     Connecting,
+    Handshaking,
     Connected,
 }
 
@@ -40,6 +47,8 @@ enum State {
 #[derive(Clone, Debug)]
 pub struct Probe {
     steps: Arc<[Step]>,
+    check_ssl: bool,
+    tls: bool,
     next: usize,
     state: State,
     buf: Vec<u8>,
@@ -49,10 +58,12 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// A probe at the start of `steps`.
-    pub fn new(steps: Arc<[Step]>) -> Probe {
+    /// A probe at the start of `steps`; `check_ssl`: default connects use TLS.
+    pub fn new(steps: Arc<[Step]>, check_ssl: bool) -> Probe {
         Probe {
             steps,
+            check_ssl,
+            tls: false,
             next: 0,
             state: State::Idle,
             buf: Vec::new(),
@@ -68,14 +79,14 @@ impl Probe {
             return Io::Done(v.clone());
         }
         if self.state == State::Idle {
-            let port = match self.steps.get(self.next) {
-                Some(Step::Connect { port }) => {
+            let (port, tls) = match self.steps.get(self.next) {
+                Some(Step::Connect { port, tls }) => {
                     self.next += 1;
-                    *port
+                    (*port, *tls)
                 }
-                _ => None,
+                _ => (None, ConnectTls::Default),
             };
-            return self.connect(port);
+            return self.connect(port, tls);
         }
         loop {
             match self.steps.get(self.next) {
@@ -86,10 +97,10 @@ impl Probe {
                         .unwrap_or_else(|| Verdict::new(CheckStatus::L4Ok, None, ""));
                     return self.finish(v);
                 }
-                Some(Step::Connect { port }) => {
-                    let port = *port;
+                Some(Step::Connect { port, tls }) => {
+                    let (port, tls) = (*port, *tls);
                     self.next += 1;
-                    return self.connect(port);
+                    return self.connect(port, tls);
                 }
                 Some(Step::Send(bytes)) => {
                     let bytes = bytes.clone();
@@ -113,11 +124,19 @@ impl Probe {
         }
     }
 
-    fn connect(&mut self, port: Option<u16>) -> Io {
+    fn connect(&mut self, port: Option<u16>, tls: ConnectTls) -> Io {
         self.state = State::Connecting;
         self.buf.clear();
         self.eof = false;
-        Io::Connect { port }
+        self.tls = match tls {
+            ConnectTls::Default => self.check_ssl,
+            ConnectTls::Always => true,
+            ConnectTls::Plain => false,
+        };
+        Io::Connect {
+            port,
+            tls: self.tls,
+        }
     }
 
     fn finish(&mut self, v: Verdict) -> Io {
@@ -130,9 +149,25 @@ impl Probe {
         self.state == State::Connecting
     }
 
-    /// The connection is up.
+    /// The TCP connection is up (a TLS connect now does its handshake).
     pub fn on_connected(&mut self) {
+        self.state = if self.tls {
+            State::Handshaking
+        } else {
+            State::Connected
+        };
+    }
+
+    /// The TLS handshake completed.
+    pub fn on_handshake_done(&mut self) {
         self.state = State::Connected;
+    }
+
+    /// The TLS handshake failed (an alert, a certificate refused, a server that does not speak
+    /// TLS): `L6RSP`, with HAProxy's words and the reason.
+    pub fn on_handshake_error(&mut self, error: &str) {
+        let info = format!("SSL handshake failure ({error})");
+        self.verdict = Some(Verdict::new(CheckStatus::L6Rsp, None, info));
     }
 
     /// The connection failed: `L4CON` with the system's words.
@@ -160,14 +195,16 @@ impl Probe {
         self.buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 
-    /// The time allowed ran out: `L4TOUT` while connecting, else the waiting rule's timeout
-    /// status (`L7TOUT`, `L6TOUT` for SSL hello).
+    /// The time allowed ran out: `L4TOUT` while connecting, `L6TOUT` in a TLS handshake, else
+    /// the waiting rule's timeout status (`L7TOUT`, `L6TOUT` for SSL hello).
     pub fn on_timeout(&mut self) {
         if self.verdict.is_some() {
             return;
         }
         let status = if self.connecting() {
             CheckStatus::L4Tout
+        } else if self.state == State::Handshaking {
+            CheckStatus::L6Tout
         } else {
             match self.steps.get(self.next) {
                 Some(Step::Expect(e)) => e.timeout,
@@ -180,7 +217,7 @@ impl Probe {
 
 #[cfg(test)]
 pub(super) mod tests {
-    use super::super::{CheckProtocol, TcpCheck, TcpStep};
+    use super::super::{CheckProtocol, Plan, TcpCheck, TcpStep};
     use super::*;
     use proptest::prelude::*;
 
@@ -217,7 +254,13 @@ pub(super) mod tests {
     #[test]
     fn connect_only_is_l4ok_and_failures_are_layer4() {
         let mut p = CheckProtocol::Connect.plan().unwrap().probe();
-        assert_eq!(p.poll(), Io::Connect { port: None });
+        assert_eq!(
+            p.poll(),
+            Io::Connect {
+                port: None,
+                tls: false
+            }
+        );
         p.on_connected();
         assert_eq!(
             p.poll(),
@@ -246,24 +289,110 @@ pub(super) mod tests {
     #[test]
     fn connect_steps_use_their_port_and_reset_the_answer() {
         let p = tcp(vec![
-            TcpStep::Connect(super::super::ConnectStep { port: Some(8008) }),
+            TcpStep::Connect(super::super::ConnectStep {
+                port: Some(8008),
+                ..Default::default()
+            }),
             TcpStep::Send("GET\r\n".into()),
             TcpStep::Expect("string master".into()),
-            TcpStep::Connect(super::super::ConnectStep { port: None }),
+            TcpStep::Connect(super::super::ConnectStep::default()),
             TcpStep::Expect("string ready".into()),
         ]);
         let mut probe = p.plan().unwrap().probe();
-        assert_eq!(probe.poll(), Io::Connect { port: Some(8008) });
+        assert_eq!(
+            probe.poll(),
+            Io::Connect {
+                port: Some(8008),
+                tls: false
+            }
+        );
         probe.on_connected();
         assert_eq!(probe.poll(), Io::Send(b"GET\r\n".to_vec()));
         probe.on_sent();
         assert_eq!(probe.poll(), Io::Recv);
         probe.on_data(b"role: master ready");
-        assert_eq!(probe.poll(), Io::Connect { port: None });
+        assert_eq!(
+            probe.poll(),
+            Io::Connect {
+                port: None,
+                tls: false
+            }
+        );
         probe.on_connected();
         assert_eq!(probe.poll(), Io::Recv, "the first answer is gone");
         probe.on_data(b"ready");
         assert!(matches!(probe.poll(), Io::Done(v) if v.status == CheckStatus::L7Ok));
+    }
+
+    /// The TLS of each connect: HAProxy's own connects follow `check-ssl`, a written-out
+    /// `tcp-check connect` is plain unless it says `ssl` (or `default`).
+    #[test]
+    fn connects_use_tls_as_check_ssl_and_the_rule_say() {
+        let http = CheckProtocol::Http(Default::default()).plan().unwrap();
+        for ssl in [false, true] {
+            let mut p = http.probe_with_ssl(ssl);
+            assert_eq!(
+                p.poll(),
+                Io::Connect {
+                    port: None,
+                    tls: ssl
+                }
+            );
+        }
+        let mysql = CheckProtocol::Mysql(Default::default()).plan().unwrap();
+        assert_eq!(
+            mysql.probe_with_ssl(true).poll(),
+            Io::Connect {
+                port: None,
+                tls: true
+            }
+        );
+        let step = |ssl: bool, default: bool| {
+            tcp(vec![TcpStep::Connect(super::super::ConnectStep {
+                port: None,
+                ssl,
+                default,
+            })])
+            .plan()
+            .unwrap()
+        };
+        let first = |plan: Plan, check_ssl: bool| match plan.probe_with_ssl(check_ssl).poll() {
+            Io::Connect { tls, .. } => tls,
+            other => panic!("{other:?}"),
+        };
+        assert!(!first(step(false, false), true), "written out: plain");
+        assert!(first(step(true, false), false), "connect ssl");
+        assert!(first(step(false, true), true), "connect default");
+        assert!(!first(step(false, true), false));
+        assert!(step(true, false).needs_tls() && !step(false, true).needs_tls());
+    }
+
+    #[test]
+    fn handshake_failures_and_timeouts_are_layer6() {
+        let plan = CheckProtocol::Http(Default::default()).plan().unwrap();
+        let mut p = plan.probe_with_ssl(true);
+        p.poll();
+        p.on_connected();
+        p.on_handshake_error("invalid peer certificate: UnknownIssuer");
+        assert!(
+            matches!(p.poll(), Io::Done(v) if v.status == CheckStatus::L6Rsp
+            && v.info == "SSL handshake failure (invalid peer certificate: UnknownIssuer)")
+        );
+        let mut p = plan.probe_with_ssl(true);
+        p.poll();
+        p.on_connected();
+        p.on_timeout();
+        assert!(matches!(p.poll(), Io::Done(v) if v.status == CheckStatus::L6Tout));
+        // Once the handshake is done, the HTTP layer judges.
+        let mut p = plan.probe_with_ssl(true);
+        p.poll();
+        p.on_connected();
+        p.on_handshake_done();
+        assert!(matches!(p.poll(), Io::Send(_)));
+        p.on_sent();
+        assert_eq!(p.poll(), Io::Recv);
+        p.on_data(b"HTTP/1.1 503 Service Unavailable\r\n\r\n");
+        assert!(matches!(p.poll(), Io::Done(v) if v.status == CheckStatus::L7Sts));
     }
 
     #[test]

@@ -59,7 +59,7 @@ fn rule(m: fn(&[u8], bool) -> Judgement, error: CheckStatus) -> Step {
 /// The steps of an SMTP check greeting with `greeting` (`HELO localhost`).
 pub(super) fn steps(greeting: &str) -> Vec<Step> {
     vec![
-        Step::Connect { port: None },
+        Step::connect_default(),
         rule(any_reply, CheckStatus::L7Rsp),
         rule(banner_2xx, CheckStatus::L7Sts),
         Step::Send(format!("{greeting}\r\n").into_bytes()),

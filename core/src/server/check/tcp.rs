@@ -1,15 +1,15 @@
-//! `option tcp-check` with `tcp-check connect [port N]`, `send`, `send-binary` and `expect`:
-//! a check written as a sequence of steps.
+//! `option tcp-check` with `tcp-check connect [port N] [ssl] [default]`, `send`, `send-binary`
+//! and `expect`: a check written as a sequence of steps.
 
 use super::expect::{split_words, unhex, Expect};
-use super::{CheckError, Step};
+use super::{CheckError, ConnectTls, Step};
 use serde::{Deserialize, Serialize};
 
 /// One `tcp-check` rule (native `steps = [{ send = "PING\r\n" }, { expect = "string +PONG" }]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub enum TcpStep {
-    /// `tcp-check connect [port N]`: (re)connect, to another port if given.
+    /// `tcp-check connect [port N] [ssl] [default]`: (re)connect, to another port if given.
     Connect(ConnectStep),
     /// `tcp-check send STRING`.
     Send(String),
@@ -26,13 +26,32 @@ pub struct ConnectStep {
     /// Port instead of the server's check port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// Over TLS, with the server's check TLS settings (`ssl`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ssl: bool,
+    /// With the server's settings (`default`): over TLS when the server has `check-ssl`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default: bool,
+}
+
+impl ConnectStep {
+    fn tls(&self) -> ConnectTls {
+        match (self.ssl, self.default) {
+            (true, _) => ConnectTls::Always,
+            (false, true) => ConnectTls::Default,
+            (false, false) => ConnectTls::Plain,
+        }
+    }
 }
 
 impl TcpStep {
     /// The step the probe runs.
     pub(super) fn compile(&self) -> Result<Step, CheckError> {
         Ok(match self {
-            TcpStep::Connect(c) => Step::Connect { port: c.port },
+            TcpStep::Connect(c) => Step::Connect {
+                port: c.port,
+                tls: c.tls(),
+            },
             TcpStep::Send(s) => Step::Send(s.as_bytes().to_vec()),
             TcpStep::SendBinary(h) => Step::Send(unhex(h)?),
             TcpStep::Expect(e) => Step::Expect(Expect::parse_tcp(&split_words(e))?),
@@ -73,12 +92,17 @@ fn connect(words: &[String]) -> Result<TcpStep, CheckError> {
                 })?);
                 i += 1;
             }
-            ("linger", _) | ("default", _) => {}
+            ("ssl", _) => step.ssl = true,
+            ("default", _) => step.default = true,
+            ("linger", _) => {}
             ("comment", Some(_)) => i += 1,
-            (w, _) => return Err(CheckError::new(
-                format!("unsupported tcp-check connect option `{w}`"),
-                "tether connects in clear with `port N`; for TLS servers use option ssl-hello-chk",
-            )),
+            (w, _) => {
+                return Err(CheckError::new(
+                    format!("unsupported tcp-check connect option `{w}`"),
+                    "tether connects with `port N`, `ssl` and `default`; set the check's SNI with \
+                 check-sni on the server line",
+                ))
+            }
         }
         i += 1;
     }
@@ -111,7 +135,13 @@ mod tests {
     #[test]
     fn haproxy_rules_become_steps_and_round_trip_through_native_strings() {
         let s = TcpStep::from_haproxy(&words(&["connect", "port", "8008"])).unwrap();
-        assert_eq!(s, TcpStep::Connect(ConnectStep { port: Some(8008) }));
+        assert_eq!(
+            s,
+            TcpStep::Connect(ConnectStep {
+                port: Some(8008),
+                ..Default::default()
+            })
+        );
         let s = TcpStep::from_haproxy(&words(&["expect", "string", "role: master"])).unwrap();
         assert_eq!(s, TcpStep::Expect("string \"role: master\"".into()));
         match s.compile().unwrap() {
@@ -130,7 +160,7 @@ mod tests {
     #[test]
     fn unsupported_rules_say_so() {
         for bad in [
-            &["connect", "ssl"][..],
+            &["connect", "sni", "api.example"][..],
             &["set-var(check.x)", "1"],
             &["send"],
             &["connect", "port", "x"],

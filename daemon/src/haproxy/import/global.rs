@@ -26,9 +26,7 @@ const PROCESS_ONLY: &[&str] = &[
     "resetenv",
     "maxsslconn",
     "spread-checks",
-    "ca-base",
     "crt-base",
-    "ssl-server-verify",
     "pidfile",
     "lua-load",
     "quiet",
@@ -71,6 +69,7 @@ impl Importer<'_> {
                 ),
                 "stats" if d.word(1) == "socket" => self.stats_socket(d),
                 "localpeer" => self.peers.localpeer = Some(d.word(1).to_string()),
+                "ssl-server-verify" | "ca-base" => self.global_tls(d),
                 "stats" if d.word(1) == "timeout" => self.process_only(d),
                 k if PROCESS_ONLY.contains(&k)
                     || k.starts_with("tune.")

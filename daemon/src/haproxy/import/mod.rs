@@ -11,14 +11,16 @@
 //! One module per section or keyword family: `sections.rs` cuts the file, `global.rs` and
 //! `stats.rs` read those sections, `proxy.rs` replays a proxy's directives and hands each to
 //! `scope.rs` (does it apply here?) and then to its family: `frontend.rs` (bind), `timeouts.rs`,
-//! `options.rs` (redispatch, persist, retries), `balance.rs`, `servers.rs`, `stick.rs`, `acl.rs`,
-//! `content.rs` (tcp-request/response); `backend.rs` closes the server side. [`origins`]
+//! `options.rs` (redispatch, persist, retries), `balance.rs`, `servers.rs` (`check_tls.rs` for
+//! checks over TLS), `stick.rs`, `acl.rs`, `content.rs` (tcp-request/response); `backend.rs`
+//! closes the server side. [`origins`]
 //! remembers the line of each part so later checks of the native config can point back into
 //! the file.
 
 mod acl;
 mod backend;
 mod balance;
+mod check_tls;
 mod checks;
 mod content;
 mod frontend;
@@ -83,6 +85,8 @@ struct Importer<'a> {
     back_filters: BTreeMap<String, routing::BackFilters>,
     /// The peers section and `localpeer`, completed after all sections.
     peers: peers::PendingPeers,
+    /// `ssl-server-verify` and `ca-base` from `global`, for the servers' check TLS.
+    global_tls: check_tls::GlobalTls,
 }
 
 /// Imports a haproxy.cfg; never fails, the findings say what is wrong.
@@ -98,6 +102,7 @@ pub fn import(file: &str, text: &str) -> Import {
         front_routes: Vec::new(),
         back_filters: BTreeMap::new(),
         peers: peers::PendingPeers::default(),
+        global_tls: check_tls::GlobalTls::default(),
     };
     let (directives, lex_errors) = split_lines(text);
     for e in lex_errors {

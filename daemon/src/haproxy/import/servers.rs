@@ -41,6 +41,7 @@ impl Importer<'_> {
         };
         self.server_options(&inherited, 3, &mut server, false);
         self.server_options(d, params_from, &mut server, true);
+        self.check_tls_complete(d, &server);
         Some(server)
     }
 
@@ -133,6 +134,7 @@ impl Importer<'_> {
                 "maxconn" => server.maxconn = self.option_number(d, &o, "maxconn 100"),
                 "maxqueue" => server.maxqueue = self.option_number(d, &o, "maxqueue 100"),
                 "minconn" => self.no_dynamic_maxconn(d, &o),
+                _ if self.server_tls_option(d, &o, server) => {}
                 _ => self.unsupported_server_option(d, &o),
             }
         }
@@ -170,7 +172,8 @@ impl Importer<'_> {
             d.line,
             format!("unsupported server option `{}`", o.text()),
             "tether understands check, weight, inter, fastinter, downinter, rise, fall, port, \
-             addr, maxconn, maxqueue, backup, disabled, slowstart, send-proxy and send-proxy-v2",
+             addr, maxconn, maxqueue, backup, disabled, slowstart, send-proxy, send-proxy-v2, \
+             check-ssl, verify, ca-file, check-sni and verifyhost",
             format!(
                 "tether has no equivalent of `{}`: keep this backend on HAProxy, or remove the \
                  option if the servers do not need it",
@@ -309,14 +312,14 @@ mod tests {
     /// fixes offered the line without the option (changing what the server gets).
     #[test]
     fn option_values_stay_with_their_option_and_fixes_never_drop_them() {
-        let im = servers("  server a 10.0.0.1:443 check port 8008 ssl verify none\n");
+        let im = servers("  server a 10.0.0.1:443 check port 8008 ssl verify none agent-port 9\n");
         let e = errors(&im);
         let what: Vec<&str> = e.iter().map(|f| f.what.as_str()).collect();
         assert_eq!(
             what,
             [
                 "unsupported server option `ssl`",
-                "unsupported server option `verify none`"
+                "unsupported server option `agent-port 9`"
             ]
         );
         for f in &e {
