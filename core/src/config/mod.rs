@@ -535,6 +535,32 @@ pub struct Server {
         skip_serializing_if = "Option::is_none"
     )]
     pub slowstart: Option<Duration>,
+    /// What happens to the server's established connections when it is marked DOWN (HAProxy
+    /// `on-marked-down`): by default they stay open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_marked_down: Option<OnMarkedDown>,
+    /// What happens to the backend's backup servers' connections when this server is marked UP
+    /// (HAProxy `on-marked-up`): by default they stay open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_marked_up: Option<OnMarkedUp>,
+}
+
+/// HAProxy `on-marked-down`: what a server going DOWN does to its established connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnMarkedDown {
+    /// Close them at once (logged `D-`), so clients reconnect to a server that is UP: the
+    /// Patroni pattern, where a DOWN primary has become a replica.
+    ShutdownSessions,
+}
+
+/// HAProxy `on-marked-up`: what a non-backup server coming UP does to the backup servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnMarkedUp {
+    /// Close every backup server's connections at once (logged `U-`), so long sessions come
+    /// back to the active servers.
+    ShutdownBackupSessions,
 }
 
 /// Which PROXY protocol header a server gets first.
@@ -568,6 +594,8 @@ impl Server {
             check_addr: None,
             send_proxy: None,
             slowstart: None,
+            on_marked_down: None,
+            on_marked_up: None,
         }
     }
 

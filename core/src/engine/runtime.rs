@@ -241,6 +241,10 @@ fn build_server(
             initial_weight: s.weight,
             send_proxy: s.send_proxy,
             slowstart: s.slowstart,
+            on_marked_down: s.on_marked_down,
+            on_marked_up: s.on_marked_up,
+            track_sessions: s.on_marked_down.is_some()
+                || (s.backup && (b.servers.iter()).any(|o| !o.backup && o.on_marked_up.is_some())),
             tcp_keepalive: b.tcp_keepalive,
             ..ServerSlot::new(s.name.clone(), s.address.clone())
         },
