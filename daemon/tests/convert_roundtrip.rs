@@ -80,10 +80,10 @@ fn seed_does_not_convert_and_says_why() {
     );
 }
 
-/// Patroni's server options survive the conversion, written as the
+/// Patroni's server options and `balance random(N)` survive the conversion, written as the
 /// native keys (issue 19).
 #[test]
-fn on_marked_down_and_up_round_trip() {
+fn on_marked_down_up_and_balance_random_round_trip() {
     let cfg = "\
 defaults
     mode tcp
@@ -92,6 +92,7 @@ defaults
     timeout server 30m
 listen primary
     bind 127.0.0.1:5000
+    balance random(3)
     option httpchk OPTIONS /primary
     default-server inter 3s on-marked-down shutdown-sessions
     server pg1 127.0.0.1:5432 check port 8008 on-marked-up shutdown-backup-sessions
@@ -102,6 +103,8 @@ listen primary
     for want in [
         "on-marked-down = \"shutdown-sessions\"",
         "on-marked-up = \"shutdown-backup-sessions\"",
+        "balance = \"random\"",
+        "random-draws = 3",
     ] {
         assert!(text.contains(want), "{want}:\n{text}");
     }

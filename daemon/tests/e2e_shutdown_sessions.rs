@@ -196,8 +196,7 @@ async fn patroni(extra: &str) -> (Vec<Node>, common::Running, Haproxy) {
 }
 
 #[tokio::test]
-async fn a_demoted_primary_loses_its_connections_and_new_ones_reach_the_new_primary_like_haproxy(
-) {
+async fn a_demoted_primary_loses_its_connections_and_new_ones_reach_the_new_primary_like_haproxy() {
     let (nodes, tether, haproxy) = patroni(" on-marked-down shutdown-sessions").await;
     let t = flip(tether.addr, &nodes).await;
     let h = flip(haproxy.frontend(), &nodes).await;
@@ -208,7 +207,9 @@ async fn a_demoted_primary_loses_its_connections_and_new_ones_reach_the_new_prim
     );
     // Checks every 200 ms, fall 1: DOWN at the next check, plus its answer.
     for (who, f) in [("tether", &t), ("haproxy", &h)] {
-        let closed = f.closed.unwrap_or_else(|| panic!("{who}: held connection open\n{log}"));
+        let closed = f
+            .closed
+            .unwrap_or_else(|| panic!("{who}: held connection open\n{log}"));
         assert!(closed < Duration::from_millis(1000), "{who}: {closed:?}");
         assert_eq!(f.reached, vec!["pg2"; 10], "{who}\n{log}");
     }
@@ -291,7 +292,9 @@ async fn an_active_server_coming_up_closes_the_backup_connections_like_haproxy()
     let h = comeback(haproxy.frontend(), &active).await;
     let log = haproxy.log();
     for (who, f) in [("tether", &t), ("haproxy", &h)] {
-        let closed = f.closed.unwrap_or_else(|| panic!("{who}: backup connection open\n{log}"));
+        let closed = f
+            .closed
+            .unwrap_or_else(|| panic!("{who}: backup connection open\n{log}"));
         assert!(closed < Duration::from_millis(1000), "{who}: {closed:?}");
         assert_eq!(f.reached, vec!["active"; 5], "{who}\n{log}");
     }

@@ -222,6 +222,10 @@ pub enum BalanceAlgorithm {
     /// Consistent hashing of `hash-key`, with bounded load if `hash-balance-factor` is set.
     #[serde(rename = "hash")]
     Hash,
+    /// The least loaded of `random-draws` (default 2) servers drawn at random by weight
+    /// (HAProxy `balance random(<draws>)`).
+    #[serde(rename = "random")]
+    Random,
 }
 
 /// What `balance = "hash"` hashes.
@@ -253,6 +257,9 @@ pub struct Backend {
     /// Bounded-load factor in percent (≥ 100) for `hash`, as HAProxy `hash-balance-factor`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash_balance_factor: Option<u32>,
+    /// Servers drawn per pick for `balance = "random"` (default 2, HAProxy's `random(<draws>)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random_draws: Option<u32>,
     /// The native affinity chain; exclusive with `[backend.haproxy]`. Absent (and no haproxy
     /// rules): [`Backend::DEFAULT_AFFINITY`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -355,6 +362,7 @@ impl Backend {
             balance: BalanceAlgorithm::default(),
             hash_key: None,
             hash_balance_factor: None,
+            random_draws: None,
             affinity: None,
             ticket_key_name: None,
             ticket_key_bootstrap: None,

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use crate::affinity::{Affinity, AffinityKey, AffinityOutcome, Route};
 use crate::balance::{Algorithm, Balancer, PickContext};
+use crate::config::{OnMarkedDown, OnMarkedUp};
 use crate::retry::{RetryContext, RetryPolicy};
 use crate::server::check::Plan;
 use crate::server::{AdminState, Health, HealthConfig, OperState, ServerState, Transition};
 use crate::stick::StickTableConfig;
-use crate::config::{OnMarkedDown, OnMarkedUp};
 use crate::ServerId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -348,7 +348,8 @@ pub struct BackendSpec {
     pub hash_balance_factor: Option<u32>,
     /// With `balance hash`: what is hashed (`Source` or `Sni`).
     pub balance_hash: Option<AffinityKey>,
-    /// Seed of the stick tables' index hash (see [`super::tables::SharedTable::new`]).
+    /// Seed of the stick tables' index hash (see [`super::tables::SharedTable::new`]) and of
+    /// `balance random`'s draws: the runner's (the daemon's per-process secret).
     pub table_seed: u64,
 }
 
@@ -367,7 +368,9 @@ impl Backend {
         }
         let (slots, states): (Vec<ServerSlot>, Vec<ServerState>) = spec.servers.into_iter().unzip();
         let health = slots.iter().map(|s| Health::new(s.health)).collect();
-        let balancer = Balancer::new(spec.algorithm, &states);
+        // `balance random` draws from the runner's seed, a different sequence per backend.
+        let balance_seed = spec.table_seed ^ crate::balance::hash::key_hash(spec.name.as_bytes());
+        let balancer = Balancer::seeded(spec.algorithm, &states, balance_seed);
         let hash = spec.affinity.uses_hash().then(|| {
             Balancer::new(
                 Algorithm::Hash {

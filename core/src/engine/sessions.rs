@@ -242,10 +242,7 @@ mod tests {
         /// Frontend on 127.0.0.1:8000 to backend `app` (`balance first`, checks every second,
         /// rise 1, fall 1); each server `(name, extra lines)` listens on 10.0.0.N:80 and is
         /// checked on 10.0.0.N:81.
-        async fn start(
-            net: &MemNet,
-            servers: &[(&str, &str)],
-        ) -> (Process<MemNet>, Arc<Records>) {
+        async fn start(net: &MemNet, servers: &[(&str, &str)]) -> (Process<MemNet>, Arc<Records>) {
             let mut text = "[[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:8000\"]\n\
                             backend = \"app\"\n[[backend]]\nname = \"app\"\nbalance = \"first\"\n\
                             [backend.check]\ninter = \"1s\"\nrise = 1\nfall = 1\n"
@@ -268,7 +265,10 @@ mod tests {
 
         /// Opens a client connection and returns it with the name of the server it reached.
         async fn open(net: &MemNet) -> (DuplexStream, String) {
-            let mut s = net.connect("127.0.0.1:8000").await.expect("frontend answers");
+            let mut s = net
+                .connect("127.0.0.1:8000")
+                .await
+                .expect("frontend answers");
             s.write_all(b"x").await.unwrap();
             let mut buf = [0u8; 16];
             let n = s.read(&mut buf).await.unwrap();
