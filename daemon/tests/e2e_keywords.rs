@@ -561,11 +561,12 @@ async fn balance_random_follows_weights_and_evens_open_connections_like_haproxy(
             "{who_}: s2 got {share} of 400\n{}",
             haproxy.log()
         );
-        // 40 open connections over 4 servers: the less loaded of two draws each time.
-        let (_open, per) = held_spread(held, 40).await;
+        // 100 open connections over 4 servers: the less loaded of two draws each time keeps
+        // them within a few of 25 (one draw would spread them about ±4.3 each).
+        let (_open, per) = held_spread(held, 100).await;
         let spread = per.iter().max().unwrap() - per.iter().min().unwrap();
         assert!(
-            spread <= 4,
+            spread <= 6,
             "{who_}: open connections per server {per:?}\n{}",
             haproxy.log()
         );
