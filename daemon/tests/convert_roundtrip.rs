@@ -109,3 +109,35 @@ fn check_tls_settings_convert_and_load_back() {
     assert!(text.contains("check-tls"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Patroni's server options and `balance random(N)` survive the conversion, written as the
+/// native keys (issue 19).
+#[test]
+fn on_marked_down_up_and_balance_random_round_trip() {
+    let cfg = "\
+defaults
+    mode tcp
+    timeout connect 4s
+    timeout client 30m
+    timeout server 30m
+listen primary
+    bind 127.0.0.1:5000
+    balance random(3)
+    option httpchk OPTIONS /primary
+    default-server inter 3s on-marked-down shutdown-sessions
+    server pg1 127.0.0.1:5432 check port 8008 on-marked-up shutdown-backup-sessions
+    server pg2 127.0.0.2:5432 check port 8008 backup
+";
+    let (config, _) = convert_haproxy("p.cfg", cfg).unwrap();
+    let text = to_toml(&config);
+    for want in [
+        "on-marked-down = \"shutdown-sessions\"",
+        "on-marked-up = \"shutdown-backup-sessions\"",
+        "balance = \"random\"",
+        "random-draws = 3",
+    ] {
+        assert!(text.contains(want), "{want}:\n{text}");
+    }
+    let back = load_toml("converted.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(back, config, "{text}");
+}

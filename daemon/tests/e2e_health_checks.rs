@@ -93,9 +93,8 @@ async fn patroni_httpchk_sends_every_connection_to_the_primary_like_haproxy() {
              default-server inter 200ms fall 1 rise 1 on-marked-down shutdown-sessions\n{servers}"
         )
     };
-    // tether imports the same file; on-marked-down is HAProxy's, not needed for routing here.
-    let tether_cfg = config(0).replace(" on-marked-down shutdown-sessions", "");
-    let tether = start_tether(&tether_cfg).await;
+    // tether imports the very same file (`on-marked-down` included).
+    let tether = start_tether(&config(0)).await;
     let hport = free_port().unwrap();
     let haproxy_addr: SocketAddr = format!("127.0.0.1:{hport}").parse().unwrap();
     let haproxy = Haproxy::start(&config(hport), haproxy_addr)

@@ -1,8 +1,8 @@
 //! The everyday keywords of real-world TCP configs, imported from haproxy.cfg and run over
 //! loopback side by side with HAProxy 2.6 on the same file (issue 19): `timeout tunnel`,
 //! `timeout client-fin`/`server-fin`,
-//! `option tcpka`/`clitcpka`/`srvtcpka`, server `disabled`, and `nbthread` (the worker threads
-//! of `tether run`).
+//! `option tcpka`/`clitcpka`/`srvtcpka`, server `disabled`, `balance random`, and `nbthread`
+//! (the worker threads of `tether run`).
 
 mod common;
 
@@ -479,6 +479,95 @@ async fn retry_on_without_conn_failure_stops_connect_retries_like_haproxy() {
             echoed_of_four(not_retried).await,
             2,
             "{who}: no conn-failure: the connections sent to the refusing server fail:\n{}",
+            haproxy.log()
+        );
+    }
+}
+
+/// A data port that writes `name` to every client, then waits for the client to close.
+async fn holding_server(name: &'static str) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let _ = s.write_all(name.as_bytes()).await;
+                let mut sink = [0u8; 64];
+                while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+/// How many of `n` connections, each closed before the next, went to `s2` (weight 3 of 4).
+async fn weighted_share(fe: SocketAddr, n: usize) -> usize {
+    let mut s2 = 0;
+    for _ in 0..n {
+        s2 += usize::from(who(fe).await == "s2");
+    }
+    s2
+}
+
+/// Connections held open at once, per server name: two draws keep them even.
+async fn held_spread(fe: SocketAddr, n: usize) -> (Vec<TcpStream>, Vec<usize>) {
+    let mut held = Vec::new();
+    let mut per = vec![0usize; 4];
+    for _ in 0..n {
+        let mut s = TcpStream::connect(fe).await.unwrap();
+        let mut buf = [0u8; 8];
+        let k = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+            .await
+            .expect("server answers")
+            .unwrap();
+        let name = String::from_utf8_lossy(&buf[..k]).into_owned();
+        per[name.trim_start_matches('h').parse::<usize>().unwrap() - 1] += 1;
+        held.push(s);
+    }
+    (held, per)
+}
+
+#[tokio::test]
+async fn balance_random_follows_weights_and_evens_open_connections_like_haproxy() {
+    let (s1, s2) = (named_server("s1").await, named_server("s2").await);
+    let mut holders = Vec::new();
+    for name in ["h1", "h2", "h3", "h4"] {
+        holders.push(holding_server(name).await);
+    }
+    let config = |weighted: u16, held: u16| {
+        let mut c = format!(
+            "defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  \
+             timeout server 30s\nlisten weighted\n  bind 127.0.0.1:{weighted}\n  \
+             balance random\n  server s1 {s1} weight 1\n  server s2 {s2} weight 3\n\
+             listen held\n  bind 127.0.0.1:{held}\n  balance random(2)\n"
+        );
+        for (i, h) in holders.iter().enumerate() {
+            c += &format!("  server h{} {h}\n", i + 1);
+        }
+        c
+    };
+    let tether = start_tether(&config(free_port().unwrap(), free_port().unwrap())).await;
+    let a = tether.daemon.local_addrs();
+    let (w, h) = (free_port().unwrap(), free_port().unwrap());
+    let haproxy = start_haproxy(&config(w, h), loopback(w), loopback(h)).await;
+    for (who_, weighted, held) in [
+        ("tether", a["weighted"], a["held"]),
+        ("haproxy", loopback(w), loopback(h)),
+    ] {
+        // 400 draws at 3/4: 300 expected, sigma 8.7.
+        let share = weighted_share(weighted, 400).await;
+        assert!(
+            (255..=345).contains(&share),
+            "{who_}: s2 got {share} of 400\n{}",
+            haproxy.log()
+        );
+        // 100 open connections over 4 servers: the less loaded of two draws each time keeps
+        // them within a few of 25 (one draw would spread them about ±4.3 each).
+        let (_open, per) = held_spread(held, 100).await;
+        let spread = per.iter().max().unwrap() - per.iter().min().unwrap();
+        assert!(
+            spread <= 6,
+            "{who_}: open connections per server {per:?}\n{}",
             haproxy.log()
         );
     }

@@ -21,6 +21,7 @@
 pub mod first;
 pub mod hash;
 pub mod leastconn;
+pub mod random;
 pub mod roundrobin;
 
 use std::fmt;
@@ -34,10 +35,12 @@ use crate::server::{ServerId, ServerState};
 pub use first::First;
 pub use hash::ConsistentHash;
 pub use leastconn::LeastConn;
+pub use random::Random;
 pub use roundrobin::RoundRobin;
 
 /// A backend's balancing algorithm, as written in the configuration:
-/// `"roundrobin"`, `"leastconn"`, `"first"`, `"hash"`, or `{ hash = { balance-factor = 150 } }`.
+/// `"roundrobin"`, `"leastconn"`, `"first"`, `"hash"`, `{ hash = { balance-factor = 150 } }`,
+/// `"random"` or `{ random = { draws = 3 } }`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Algorithm {
     /// Smooth weighted round robin in declaration order (HAProxy `roundrobin`).
@@ -53,7 +56,15 @@ pub enum Algorithm {
         /// Percentage of the average load a server may carry (> 100); `None` disables the bound.
         balance_factor: Option<u32>,
     },
+    /// The least loaded of `draws` weighted random servers (HAProxy `random(<draws>)`).
+    Random {
+        /// Servers drawn per pick (HAProxy's default: 2).
+        draws: u32,
+    },
 }
+
+/// HAProxy's default number of draws for `balance random`.
+pub const DEFAULT_DRAWS: u32 = 2;
 
 impl Algorithm {
     /// Does the algorithm send the same input to the same server every time? HAProxy does not
@@ -69,11 +80,12 @@ impl Algorithm {
             Algorithm::LeastConn => "leastconn",
             Algorithm::First => "first",
             Algorithm::Hash { .. } => "hash",
+            Algorithm::Random { .. } => "random",
         }
     }
 }
 
-const ALGORITHM_NAMES: &[&str] = &["roundrobin", "leastconn", "first", "hash"];
+const ALGORITHM_NAMES: &[&str] = &["roundrobin", "leastconn", "first", "hash", "random"];
 
 #[derive(Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -82,23 +94,39 @@ struct HashParams {
     balance_factor: Option<u32>,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RandomParams {
+    draws: u32,
+}
+
+/// `{ NAME = { KEY = VALUE } }`, for the algorithms with a parameter.
+struct OneParam(&'static str, &'static str, u32);
+
+impl Serialize for OneParam {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Params(&'static str, u32);
+        impl Serialize for Params {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry(self.0, &self.1)?;
+                m.end()
+            }
+        }
+        let mut m = serializer.serialize_map(Some(1))?;
+        m.serialize_entry(self.0, &Params(self.1, self.2))?;
+        m.end()
+    }
+}
+
 impl Serialize for Algorithm {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
+        match *self {
             Algorithm::Hash {
                 balance_factor: Some(f),
-            } => {
-                struct Params(u32);
-                impl Serialize for Params {
-                    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                        let mut m = s.serialize_map(Some(1))?;
-                        m.serialize_entry("balance-factor", &self.0)?;
-                        m.end()
-                    }
-                }
-                let mut m = serializer.serialize_map(Some(1))?;
-                m.serialize_entry("hash", &Params(*f))?;
-                m.end()
+            } => OneParam("hash", "balance-factor", f).serialize(serializer),
+            Algorithm::Random { draws } if draws != DEFAULT_DRAWS => {
+                OneParam("random", "draws", draws).serialize(serializer)
             }
             other => serializer.serialize_str(other.name()),
         }
@@ -112,7 +140,8 @@ impl<'de> Deserialize<'de> for Algorithm {
             type Value = Algorithm;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(
-                    "\"roundrobin\", \"leastconn\", \"first\", \"hash\" or { hash = { balance-factor = N } }",
+                    "\"roundrobin\", \"leastconn\", \"first\", \"hash\", \"random\", \
+                     { hash = { balance-factor = N } } or { random = { draws = N } }",
                 )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Algorithm, E> {
@@ -123,6 +152,9 @@ impl<'de> Deserialize<'de> for Algorithm {
                     "hash" => Ok(Algorithm::Hash {
                         balance_factor: None,
                     }),
+                    "random" => Ok(Algorithm::Random {
+                        draws: DEFAULT_DRAWS,
+                    }),
                     other => Err(E::unknown_variant(other, ALGORITHM_NAMES)),
                 }
             }
@@ -130,16 +162,19 @@ impl<'de> Deserialize<'de> for Algorithm {
                 let key: String = map
                     .next_key()?
                     .ok_or_else(|| de::Error::invalid_length(0, &self))?;
-                if key != "hash" {
-                    return Err(de::Error::unknown_variant(&key, &["hash"]));
-                }
-                let params: HashParams = map.next_value()?;
+                let algorithm = match key.as_str() {
+                    "hash" => Algorithm::Hash {
+                        balance_factor: map.next_value::<HashParams>()?.balance_factor,
+                    },
+                    "random" => Algorithm::Random {
+                        draws: map.next_value::<RandomParams>()?.draws,
+                    },
+                    _ => return Err(de::Error::unknown_variant(&key, &["hash", "random"])),
+                };
                 if map.next_key::<String>()?.is_some() {
                     return Err(de::Error::invalid_length(2, &self));
                 }
-                Ok(Algorithm::Hash {
-                    balance_factor: params.balance_factor,
-                })
+                Ok(algorithm)
             }
         }
         deserializer.deserialize_any(AlgorithmVisitor)
@@ -226,6 +261,7 @@ enum Engine {
     LeastConn(LeastConn),
     First(First),
     Hash(ConsistentHash),
+    Random(Random),
 }
 
 /// A backend's balancer: the configured algorithm and its state.
@@ -235,8 +271,14 @@ pub struct Balancer {
 }
 
 impl Balancer {
-    /// A balancer for `servers` (indexed by [`ServerId`]).
+    /// A balancer for `servers` (indexed by [`ServerId`]), `balance random` drawing from seed 0.
     pub fn new(algorithm: Algorithm, servers: &[ServerState]) -> Self {
+        Self::seeded(algorithm, servers, 0)
+    }
+
+    /// A balancer for `servers` whose `balance random` draws start from `seed` (the runner's:
+    /// the core has no randomness of its own).
+    pub fn seeded(algorithm: Algorithm, servers: &[ServerState], seed: u64) -> Self {
         let engine = match algorithm {
             Algorithm::RoundRobin => Engine::RoundRobin(RoundRobin::new(servers)),
             Algorithm::LeastConn => Engine::LeastConn(LeastConn::new()),
@@ -244,6 +286,7 @@ impl Balancer {
             Algorithm::Hash { balance_factor } => {
                 Engine::Hash(ConsistentHash::new(servers, balance_factor))
             }
+            Algorithm::Random { draws } => Engine::Random(Random::new(servers, draws, seed)),
         };
         Balancer { algorithm, engine }
     }
@@ -272,6 +315,7 @@ impl Balancer {
             Engine::LeastConn(lc) => lc.pick(servers, ctx.avoid),
             Engine::First(f) => f.pick(servers, ctx.avoid),
             Engine::Hash(h) => h.pick(servers, ctx.hash_key, ctx.avoid),
+            Engine::Random(r) => r.pick(servers, ctx.avoid),
         }
     }
 
@@ -282,6 +326,7 @@ impl Balancer {
             Engine::RoundRobin(rr) => rr.update(servers),
             Engine::LeastConn(_) | Engine::First(_) => {}
             Engine::Hash(h) => h.update(servers),
+            Engine::Random(r) => r.update(servers),
         }
     }
 }
@@ -331,7 +376,15 @@ mod tests {
         let json = serde_json::to_string(&c.balance).unwrap();
         assert_eq!(json, r#"{"hash":{"balance-factor":150}}"#);
         assert_eq!(serde_json::from_str::<Algorithm>(&json).unwrap(), c.balance);
-        let err = toml::from_str::<Cfg>("balance = \"random\"").err().unwrap();
+        let c: Cfg = toml::from_str("balance = \"random\"").unwrap();
+        assert_eq!(c.balance, Algorithm::Random { draws: 2 });
+        assert_eq!(serde_json::to_string(&c.balance).unwrap(), "\"random\"");
+        let c: Cfg = toml::from_str("balance = { random = { draws = 3 } }").unwrap();
+        assert_eq!(c.balance, Algorithm::Random { draws: 3 });
+        let json = serde_json::to_string(&c.balance).unwrap();
+        assert_eq!(json, r#"{"random":{"draws":3}}"#);
+        assert_eq!(serde_json::from_str::<Algorithm>(&json).unwrap(), c.balance);
+        let err = toml::from_str::<Cfg>("balance = \"uri\"").err().unwrap();
         assert!(err.to_string().contains("roundrobin"), "{err}");
         assert!(toml::from_str::<Cfg>("balance = { hash = { factor = 1 } }").is_err());
     }

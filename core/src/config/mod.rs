@@ -229,6 +229,10 @@ pub enum BalanceAlgorithm {
     /// Consistent hashing of `hash-key`, with bounded load if `hash-balance-factor` is set.
     #[serde(rename = "hash")]
     Hash,
+    /// The least loaded of `random-draws` (default 2) servers drawn at random by weight
+    /// (HAProxy `balance random(<draws>)`).
+    #[serde(rename = "random")]
+    Random,
 }
 
 /// What `balance = "hash"` hashes.
@@ -260,6 +264,9 @@ pub struct Backend {
     /// Bounded-load factor in percent (≥ 100) for `hash`, as HAProxy `hash-balance-factor`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash_balance_factor: Option<u32>,
+    /// Servers drawn per pick for `balance = "random"` (default 2, HAProxy's `random(<draws>)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random_draws: Option<u32>,
     /// The native affinity chain; exclusive with `[backend.haproxy]`. Absent (and no haproxy
     /// rules): [`Backend::DEFAULT_AFFINITY`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -368,6 +375,7 @@ impl Backend {
             balance: BalanceAlgorithm::default(),
             hash_key: None,
             hash_balance_factor: None,
+            random_draws: None,
             affinity: None,
             ticket_key_name: None,
             ticket_key_bootstrap: None,
@@ -557,6 +565,32 @@ pub struct Server {
         skip_serializing_if = "Option::is_none"
     )]
     pub slowstart: Option<Duration>,
+    /// What happens to the server's established connections when it is marked DOWN (HAProxy
+    /// `on-marked-down`): by default they stay open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_marked_down: Option<OnMarkedDown>,
+    /// What happens to the backend's backup servers' connections when this server is marked UP
+    /// (HAProxy `on-marked-up`): by default they stay open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_marked_up: Option<OnMarkedUp>,
+}
+
+/// HAProxy `on-marked-down`: what a server going DOWN does to its established connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnMarkedDown {
+    /// Close them at once (logged `D-`), so clients reconnect to a server that is UP: the
+    /// Patroni pattern, where a DOWN primary has become a replica.
+    ShutdownSessions,
+}
+
+/// HAProxy `on-marked-up`: what a non-backup server coming UP does to the backup servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnMarkedUp {
+    /// Close every backup server's connections at once (logged `U-`), so long sessions come
+    /// back to the active servers.
+    ShutdownBackupSessions,
 }
 
 /// Which PROXY protocol header a server gets first.
@@ -591,6 +625,8 @@ impl Server {
             check_tls: None,
             send_proxy: None,
             slowstart: None,
+            on_marked_down: None,
+            on_marked_up: None,
         }
     }
 

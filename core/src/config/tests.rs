@@ -332,3 +332,35 @@ fn check_tls_without_a_ca_file_is_located_with_its_fix() {
     let back = load_toml("again.toml", &toml::to_string(&config).unwrap()).unwrap();
     assert_eq!(back, config);
 }
+
+/// `random-draws` is bounded and belongs to `balance = "random"` only.
+#[test]
+fn random_draws_are_bounded_and_need_balance_random() {
+    let random = GOOD.replace(
+        "balance = \"hash\"\nhash-key = \"sni\"\nhash-balance-factor = 150",
+        "balance = \"random\"",
+    );
+    assert!(load_toml(
+        "t.toml",
+        &random.replace(
+            "balance = \"random\"",
+            "balance = \"random\"\nrandom-draws = 3"
+        )
+    )
+    .is_ok());
+    for (extra, wrong) in [
+        ("random-draws = 0", "out of range"),
+        ("random-draws = 101", "out of range"),
+    ] {
+        let e = errors(&random.replace(
+            "balance = \"random\"",
+            &format!("balance = \"random\"\n{extra}"),
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].message.contains(wrong), "{}", e[0].message);
+        assert!(e[0].key_path.ends_with("random-draws"), "{}", e[0].key_path);
+    }
+    let e = errors(&GOOD.replace("balance = \"hash\"", "balance = \"hash\"\nrandom-draws = 2"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].message.contains("only applies"), "{}", e[0].message);
+}

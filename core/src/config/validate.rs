@@ -312,6 +312,23 @@ fn validate_backend(err: &mut impl FnMut(String, String, String), p: &str, b: &B
             "write balance = \"hash\" or remove hash-key".into(),
         );
     }
+    if let Some(d) = b.random_draws {
+        if b.balance != BalanceAlgorithm::Random {
+            err(
+                format!("{p}.random-draws"),
+                "random-draws only applies to balance = \"random\"".into(),
+                "write balance = \"random\" or remove random-draws".into(),
+            );
+        }
+        let max = crate::balance::random::MAX_DRAWS;
+        if d == 0 || d > max {
+            err(
+                format!("{p}.random-draws"),
+                format!("random-draws {d} out of range 1..={max}"),
+                "write random-draws = 2 (HAProxy's default: the less loaded of two)".into(),
+            );
+        }
+    }
     if let Some(f) = b.hash_balance_factor {
         if f != 0 && f < 100 {
             err(

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::affinity::{Affinity, AffinityKey, AffinityOutcome, Route};
 use crate::balance::{Algorithm, Balancer, PickContext};
+use crate::config::{OnMarkedDown, OnMarkedUp};
 use crate::retry::{RetryContext, RetryPolicy};
 use crate::server::check::{Plan, TlsClient};
 use crate::server::{AdminState, Health, HealthConfig, OperState, ServerState, Transition};
@@ -17,6 +18,7 @@ use crate::stick::StickTableConfig;
 use crate::ServerId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::sessions::{Kill, Sessions};
 use super::tables::BackendTables;
 
 /// Backend timeouts.
@@ -117,6 +119,16 @@ pub struct ServerSlot {
     pub slowstart: Option<Duration>,
     /// Bumped at every ramp start, so an older ramp still stepping stops.
     pub ramp_generation: AtomicU64,
+    /// `on-marked-down shutdown-sessions`: marked DOWN, the server's connections are closed.
+    pub on_marked_down: Option<OnMarkedDown>,
+    /// `on-marked-up shutdown-backup-sessions`: this active server marked UP closes the
+    /// connections of the backend's backup servers.
+    pub on_marked_up: Option<OnMarkedUp>,
+    /// Whether the server's connections enter [`ServerSlot::sessions`]: only when a state
+    /// change may close them, so the register costs nothing otherwise.
+    pub track_sessions: bool,
+    /// The server's established connections, for closing them at once.
+    pub sessions: Sessions,
 }
 
 /// One active health check's result, as HAProxy's stats page shows it (`L4OK in 0ms`).
@@ -159,6 +171,10 @@ impl ServerSlot {
             send_proxy: None,
             slowstart: None,
             ramp_generation: AtomicU64::new(0),
+            on_marked_down: None,
+            on_marked_up: None,
+            track_sessions: false,
+            sessions: Sessions::default(),
         }
     }
 
@@ -335,7 +351,8 @@ pub struct BackendSpec {
     pub hash_balance_factor: Option<u32>,
     /// With `balance hash`: what is hashed (`Source` or `Sni`).
     pub balance_hash: Option<AffinityKey>,
-    /// Seed of the stick tables' index hash (see [`super::tables::SharedTable::new`]).
+    /// Seed of the stick tables' index hash (see [`super::tables::SharedTable::new`]) and of
+    /// `balance random`'s draws: the runner's (the daemon's per-process secret).
     pub table_seed: u64,
 }
 
@@ -354,7 +371,9 @@ impl Backend {
         }
         let (slots, states): (Vec<ServerSlot>, Vec<ServerState>) = spec.servers.into_iter().unzip();
         let health = slots.iter().map(|s| Health::new(s.health)).collect();
-        let balancer = Balancer::new(spec.algorithm, &states);
+        // `balance random` draws from the runner's seed, a different sequence per backend.
+        let balance_seed = spec.table_seed ^ crate::balance::hash::key_hash(spec.name.as_bytes());
+        let balancer = Balancer::seeded(spec.algorithm, &states, balance_seed);
         let hash = spec.affinity.uses_hash().then(|| {
             Balancer::new(
                 Algorithm::Hash {
@@ -500,7 +519,44 @@ impl Backend {
             st.servers[server.index()].ramp = 0;
         }
         st.apply(server, t);
+        drop(st);
+        if let Some(t) = t {
+            self.shutdown_sessions(server, t);
+        }
         t
+    }
+
+    /// HAProxy's actions on a state change (`srv_update_status`): a server marked DOWN with
+    /// `on-marked-down shutdown-sessions` loses its connections; an active server marked UP
+    /// with `on-marked-up shutdown-backup-sessions`, and able to take traffic, closes those of
+    /// every backup server. Returns how many connections were closed.
+    fn shutdown_sessions(&self, server: ServerId, t: Transition) -> usize {
+        let slot = &self.servers[server.index()];
+        match t {
+            Transition::Down if slot.on_marked_down.is_some() => {
+                let n = slot.sessions.kill_all(Kill::Down);
+                tracing::info!(target: "tether::health", backend = %self.name, server = %slot.name, closed = n, "on-marked-down: connections closed");
+                n
+            }
+            Transition::Up if slot.on_marked_up.is_some() => {
+                let st = self.state();
+                let s = &st.servers[server.index()];
+                if s.backup || s.effective_weight() == 0 {
+                    return 0;
+                }
+                let backups: Vec<usize> = (st.servers.iter().enumerate())
+                    .filter(|(_, s)| s.backup)
+                    .map(|(i, _)| i)
+                    .collect();
+                drop(st);
+                let n = (backups.iter())
+                    .map(|&i| self.servers[i].sessions.kill_all(Kill::Up))
+                    .sum();
+                tracing::info!(target: "tether::health", backend = %self.name, server = %slot.name, closed = n, "on-marked-up: backup connections closed");
+                n
+            }
+            _ => 0,
+        }
     }
 
     /// Sets `server`'s slowstart ramp (thousandths of its weight) for the ramp of
@@ -529,12 +585,19 @@ impl Backend {
         let mut st = self.state();
         let t = st.health[server.index()].on_connect_result(ok);
         st.apply(server, t);
+        drop(st);
+        if let Some(t) = t {
+            self.shutdown_sessions(server, t);
+        }
         t
     }
 
-    /// Operator action: sets a server's admin state and/or weight.
+    /// Operator action: sets a server's admin state and/or weight. A running server entering
+    /// maintenance is going DOWN, one leaving it UP, for `on-marked-down`/`on-marked-up` (as
+    /// HAProxy's `srv_update_status`).
     pub fn set_admin(&self, server: ServerId, admin: Option<AdminState>, weight: Option<u32>) {
         let mut st = self.state();
+        let before = st.servers[server.index()].clone();
         if let Some(a) = admin {
             st.servers[server.index()].admin = a;
         }
@@ -542,6 +605,18 @@ impl Backend {
             st.servers[server.index()].weight = w.min(256);
         }
         st.rebalance();
+        let after = &st.servers[server.index()];
+        let maint = |s: &ServerState| s.admin == AdminState::Maint;
+        let running = before.oper == OperState::Up;
+        let t = match (maint(&before), maint(after)) {
+            (false, true) if running => Some(Transition::Down),
+            (true, false) if running => Some(Transition::Up),
+            _ => None,
+        };
+        drop(st);
+        if let Some(t) = t {
+            self.shutdown_sessions(server, t);
+        }
     }
 
     /// What HAProxy's retry decision looks at: is `server` still UP, how many servers can take

@@ -96,9 +96,12 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
                 sleep_until(deadline(&conn)).await;
                 conn.handle_timeout(Instant::now());
             }
-            Action::Forward { timeouts, .. } => {
+            Action::Forward {
+                timeouts,
+                server: id,
+            } => {
                 let fwd = match server.take() {
-                    Some(s) => forward_to::<N>(ctx, &mut conn, cr, cw, s, timeouts).await,
+                    Some(s) => forward_to::<N>(ctx, &mut conn, cr, cw, (id, s), timeouts).await,
                     None => None,
                 };
                 conn.on_forwarded(fwd);
@@ -187,15 +190,24 @@ async fn read_client<R: AsyncRead + Unpin>(conn: &mut Connection<'_>, cr: &mut R
 
 /// Writes what the connect did not send of the client's first bytes, then forwards both ways
 /// until both directions end, feeding the server's bytes to the machine. `None`: the first write
-/// failed. Both connections are closed on return.
+/// failed. Both connections are closed on return. The connection is in its server's session
+/// register meanwhile, when a change of the server's state may close it.
 async fn forward_to<N: Net>(
     ctx: &Context<N>,
     conn: &mut Connection<'_>,
     mut cr: N::ReadHalf,
     mut cw: N::WriteHalf,
-    server: N::Stream,
+    (id, server): (crate::ServerId, N::Stream),
     timeouts: super::forward::ForwardTimeouts,
 ) -> Option<super::forward::Forwarded> {
+    let slot = &conn.backend().servers[id.index()];
+    let session = slot.track_sessions.then(|| slot.sessions.enter());
+    let killed = async {
+        match &session {
+            Some(s) => s.killed().await,
+            None => std::future::pending().await,
+        }
+    };
     let (mut sr, mut sw) = N::split(server);
     let rest = conn.unsent();
     let prefix_ok = rest.is_empty() || sw.write_all(rest).await.is_ok();
@@ -213,6 +225,7 @@ async fn forward_to<N: Net>(
             timeouts,
             N::io_hooks(),
             tap,
+            killed,
         );
         Some(f.await)
     } else {

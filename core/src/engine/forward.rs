@@ -16,6 +16,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::buffers;
 use super::clock::Clock;
+use super::sessions::Kill;
 use super::termination::Termination;
 
 /// Size of each direction's buffer.
@@ -91,12 +92,17 @@ pub struct Forwarded {
     pub up_end: PumpEnd,
     /// How the server → client direction ended.
     pub down_end: PumpEnd,
+    /// tether closed the connection itself, on a change of server state.
+    pub killed: Option<Kill>,
 }
 
 impl Forwarded {
     /// HAProxy's termination state for a connection that reached the data phase.
     pub fn termination(&self) -> Termination {
         use PumpEnd::*;
+        if let Some(k) = self.killed {
+            return k.termination();
+        }
         match (self.up_end, self.down_end) {
             (ReadError, _) | (_, WriteError) => Termination::CLIENT_ABORT,
             (_, ReadError) | (WriteError, _) => Termination::SERVER_ABORT,
@@ -164,8 +170,11 @@ impl Shared {
 /// When a source's end is already waiting behind the bytes just read (a server that answers and
 /// closes), the last bytes go out through [`IoHooks::write_last`] and the FIN follows at once, so the
 /// transport can send both in one segment and the peer acknowledges once, as HAProxy does.
+///
+/// When `killed` is ready first, both directions stop at once (their streams closed by the
+/// caller) and the result carries the reason; pass `std::future::pending()` for none.
 #[allow(clippy::too_many_arguments)]
-pub async fn forward<R, W, T>(
+pub async fn forward<R, W, T, K>(
     clock: Clock,
     client_r: &mut R,
     client_w: &mut W,
@@ -174,11 +183,13 @@ pub async fn forward<R, W, T>(
     timeouts: ForwardTimeouts,
     io: IoHooks<R, W>,
     mut tap: T,
+    killed: K,
 ) -> Forwarded
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
     T: FnMut(&[u8]) -> bool,
+    K: Future<Output = Kill>,
 {
     let shared = Shared {
         clock,
@@ -215,12 +226,27 @@ where
             }
         },
     );
-    let ((up, up_end), (down, down_end)) = tokio::join!(up, down);
+    let both = async { tokio::join!(up, down) };
+    tokio::pin!(both, killed);
+    let mut kill = None;
+    let ((up, up_end), (down, down_end)) = tokio::select! {
+        biased;
+        done = &mut both => done,
+        why = &mut killed => {
+            kill = Some(why);
+            // Both directions see their flag on this very poll (each checks it first).
+            for a in &shared.abort {
+                a.store(true, Ordering::Relaxed);
+            }
+            both.await
+        }
+    };
     Forwarded {
         up,
         down,
         up_end,
         down_end,
+        killed: kill,
     }
 }
 
@@ -521,6 +547,7 @@ mod tests {
             limits,
             io,
             tap,
+            std::future::pending(),
         )
         .await;
         drop((cr, cw, sr, sw));
@@ -723,6 +750,7 @@ mod tests {
             timeouts(Duration::from_secs(5), Duration::from_secs(30)),
             IoHooks::plain(),
             |_| true,
+            std::future::pending(),
         );
         let client = async {
             // Activity resets the idle clock: 4 s of silence, a byte, 4 s more is not idle.
@@ -770,6 +798,7 @@ mod tests {
                 limits,
                 IoHooks::plain(),
                 |_| true,
+                std::future::pending(),
             );
             let ender = async {
                 let (ending, other) = if server_ends {
@@ -819,6 +848,7 @@ mod tests {
             timeouts(Duration::ZERO, Duration::ZERO),
             IoHooks::plain(),
             |_| true,
+            std::future::pending(),
         );
         let peers = async {
             // An hour of silence, then a request, its answer, and a clean close.
@@ -862,6 +892,7 @@ mod tests {
             timeouts(LONG, LONG),
             IoHooks::plain(),
             |_| true,
+            std::future::pending(),
         );
         let client = async {
             let _ = client_peer.write_all(b"hello?").await;

@@ -23,6 +23,7 @@ pub mod process;
 pub mod proxy_protocol;
 pub mod router;
 pub mod runtime;
+pub mod sessions;
 pub mod tables;
 pub mod termination;
 #[cfg(test)]

@@ -94,7 +94,8 @@ pub fn build(config: &Config, previous: Option<&Runtime>) -> Result<Runtime, Bui
 }
 
 /// Like [`build`], with `table_seed` keying the stick tables' index hash, so clients cannot
-/// choose session IDs that collide in it.
+/// choose session IDs that collide in it, and seeding `balance random`'s draws (the core has
+/// no randomness of its own: the daemon passes a per-process secret from the OS).
 pub fn build_seeded(
     config: &Config,
     previous: Option<&Runtime>,
@@ -267,6 +268,10 @@ fn build_server(
             initial_weight: s.weight,
             send_proxy: s.send_proxy,
             slowstart: s.slowstart,
+            on_marked_down: s.on_marked_down,
+            on_marked_up: s.on_marked_up,
+            track_sessions: s.on_marked_down.is_some()
+                || (s.backup && (b.servers.iter()).any(|o| !o.backup && o.on_marked_up.is_some())),
             tcp_keepalive: b.tcp_keepalive,
             ..ServerSlot::new(s.name.clone(), s.address.clone())
         },
@@ -314,6 +319,9 @@ fn build_backend(
         config::BalanceAlgorithm::First => Algorithm::First,
         config::BalanceAlgorithm::Hash => Algorithm::Hash {
             balance_factor: b.hash_balance_factor,
+        },
+        config::BalanceAlgorithm::Random => Algorithm::Random {
+            draws: b.random_draws.unwrap_or(crate::balance::DEFAULT_DRAWS),
         },
     };
     let affinity = match b.effective_affinity() {
@@ -540,6 +548,38 @@ mod tests {
         // It comes back after `rise` good checks, as before the reload.
         assert_eq!(be.health_result(ServerId(0), true), None);
         assert!(be.health_result(ServerId(0), true).is_some());
+    }
+
+    /// `balance random` draws from the runner's seed: the same seed replays the same picks
+    /// (the simulator), another seed gives another sequence (each daemon process its own).
+    #[test]
+    fn balance_random_draws_from_the_seed_the_runner_gives() {
+        use crate::affinity::Route;
+        let mut text = String::from(
+            "[[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:0\"]\nbackend = \"be\"\n\
+             [[backend]]\nname = \"be\"\nbalance = \"random\"\nrandom-draws = 1\n",
+        );
+        for i in 1..=4 {
+            text += &format!("[[backend.server]]\nname = \"s{i}\"\naddress = \"127.0.0.1:{i}\"\n");
+        }
+        let config = load_toml("test.toml", &text).expect("test config loads");
+        let picks = |seed: u64| {
+            let rt = super::build_seeded(&config, None, seed).unwrap();
+            let be = &rt.backends["be"];
+            (0..40)
+                .map(|_| {
+                    let s = be.choose(&Route::Balance, &[], None).server.unwrap();
+                    be.release(s);
+                    s.0
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(picks(1), picks(1));
+        assert_ne!(picks(1), picks(2));
+        let mut seen = picks(3);
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, [0, 1, 2, 3], "every server is drawn");
     }
 
     fn with_table(servers: &[&str], previous: Option<&Runtime>) -> Runtime {

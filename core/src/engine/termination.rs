@@ -22,6 +22,12 @@ pub enum EndCause {
     ServerTimeout,
     /// `R`: a resource of the balancer itself ran out (descriptors, memory), not the server.
     LocalResource,
+    /// `D`: tether closed it because its server was marked DOWN (`on-marked-down
+    /// shutdown-sessions`).
+    ServerDown,
+    /// `U`: tether closed it, on a backup server, because an active server came UP
+    /// (`on-marked-up shutdown-backup-sessions`).
+    ServerUp,
 }
 
 /// The second character: where the connection was when it ended.
@@ -78,6 +84,11 @@ impl Termination {
     pub const CLIENT_IDLE: Termination = Termination::new(EndCause::ClientTimeout, EndPhase::Data);
     /// `sD`: the server went idle for `timeout server`.
     pub const SERVER_IDLE: Termination = Termination::new(EndCause::ServerTimeout, EndPhase::Data);
+    /// `D-`: closed because its server was marked DOWN. HAProxy 2.6 logs no phase for it
+    /// (seen side by side in `e2e_shutdown_sessions.rs`), so neither does tether.
+    pub const KILLED_DOWN: Termination = Termination::new(EndCause::ServerDown, EndPhase::Closed);
+    /// `U-`: closed, on a backup server, because an active server came UP.
+    pub const KILLED_UP: Termination = Termination::new(EndCause::ServerUp, EndPhase::Closed);
 
     /// A termination state from its two parts.
     pub const fn new(cause: EndCause, phase: EndPhase) -> Self {
@@ -94,6 +105,8 @@ impl Termination {
             EndCause::ClientTimeout => 'c',
             EndCause::ServerTimeout => 's',
             EndCause::LocalResource => 'R',
+            EndCause::ServerDown => 'D',
+            EndCause::ServerUp => 'U',
         };
         let phase = match self.phase {
             EndPhase::Closed => '-',
@@ -137,6 +150,8 @@ mod tests {
             (Termination::SERVER_ABORT, "SD"),
             (Termination::CLIENT_IDLE, "cD"),
             (Termination::SERVER_IDLE, "sD"),
+            (Termination::KILLED_DOWN, "D-"),
+            (Termination::KILLED_UP, "U-"),
         ];
         for (t, text) in all {
             assert_eq!(t.to_string(), text);

@@ -177,6 +177,7 @@ fn forwarded(up_end: PumpEnd, down_end: PumpEnd) -> Forwarded {
         down: 20,
         up_end,
         down_end,
+        killed: None,
     }
 }
 

@@ -4,13 +4,18 @@ use super::proxy::Draft;
 use super::Importer;
 use crate::finding::Severity;
 use crate::haproxy::lexer::Directive;
+use tether_core::balance::random;
 use tether_core::config::{BalanceAlgorithm, HashKey};
 
 impl Importer<'_> {
-    /// `balance roundrobin|static-rr|leastconn|first|source`.
+    /// `balance roundrobin|static-rr|leastconn|first|source|random[(<draws>)]`.
     pub(super) fn balance(&mut self, p: &mut Draft, d: &Directive) {
+        let word = d.word(1);
+        if word == "random" || word.starts_with("random(") {
+            return self.balance_random(p, d);
+        }
         let backend = &mut p.backend;
-        match d.word(1) {
+        match word {
             "roundrobin" | "static-rr" => backend.balance = BalanceAlgorithm::RoundRobin,
             "leastconn" => backend.balance = BalanceAlgorithm::LeastConn,
             "first" => backend.balance = BalanceAlgorithm::First,
@@ -20,6 +25,33 @@ impl Importer<'_> {
             }
             _ => self.unsupported(d, &p.context()),
         }
+    }
+
+    /// `balance random` or `random(<draws>)`, read as HAProxy 2.6 does (`random()` is 2).
+    fn balance_random(&mut self, p: &mut Draft, d: &Directive) {
+        let arg = d.word(1)["random".len()..].to_string();
+        let draws =
+            match arg.strip_prefix('(') {
+                None if arg.is_empty() => None,
+                Some(")") => None,
+                Some(inner) => match inner.strip_suffix(')').map(str::parse::<u32>) {
+                    Some(Ok(n)) if (1..=random::MAX_DRAWS).contains(&n) => Some(n),
+                    _ => return self.error(
+                        d.line,
+                        format!(
+                            "`{}`: the number of draws must be a whole number in 1..={}",
+                            d.text(),
+                            random::MAX_DRAWS
+                        ),
+                        "HAProxy rejects a missing parenthesis or a count below 1; tether bounds \
+                         the draws of each pick",
+                        "balance random(2)",
+                    ),
+                },
+                None => return self.unsupported(d, &p.context()),
+            };
+        p.backend.balance = BalanceAlgorithm::Random;
+        p.backend.random_draws = draws.filter(|&n| n != tether_core::balance::DEFAULT_DRAWS);
     }
 
     /// `hash-type consistent|map-based [FUNCTION] [avalanche]`: tether's hash balancing is
@@ -81,6 +113,32 @@ mod tests {
             assert!(im.findings.is_empty(), "{line}: {:?}", im.findings);
             assert_eq!(im.config.backends[0].balance, algo, "{line}");
             assert_eq!(im.config.backends[0].hash_key, key, "{line}");
+        }
+    }
+
+    /// `balance random` (issue 19's corpus): HAProxy's default of two draws, or `random(N)`.
+    #[test]
+    fn random_and_its_draws_are_imported() {
+        for (line, draws) in [
+            ("balance random", None),
+            ("balance random()", None),
+            ("balance random(2)", None),
+            ("balance random(5)", Some(5)),
+        ] {
+            let im = balanced(line);
+            assert!(im.findings.is_empty(), "{line}: {:?}", im.findings);
+            assert_eq!(im.config.backends[0].balance, BalanceAlgorithm::Random);
+            assert_eq!(im.config.backends[0].random_draws, draws, "{line}");
+        }
+        for bad in [
+            "random(0)",
+            "random(2",
+            "random(x)",
+            "random(1000)",
+            "randomly",
+        ] {
+            let e = errors(&balanced(&format!("balance {bad}")));
+            assert_eq!(e.len(), 1, "{bad}: {e:?}");
         }
     }
 

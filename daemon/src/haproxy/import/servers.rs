@@ -6,7 +6,7 @@ use super::keywords::{is_server_option, server_options, Opt};
 use super::proxy::Draft;
 use super::Importer;
 use crate::haproxy::lexer::Directive;
-use tether_core::config::{parse_duration, SendProxy, Server};
+use tether_core::config::{parse_duration, OnMarkedDown, OnMarkedUp, SendProxy, Server};
 
 impl Importer<'_> {
     /// Adds a server line to proxy `p`.
@@ -134,6 +134,16 @@ impl Importer<'_> {
                 "maxconn" => server.maxconn = self.option_number(d, &o, "maxconn 100"),
                 "maxqueue" => server.maxqueue = self.option_number(d, &o, "maxqueue 100"),
                 "minconn" => self.no_dynamic_maxconn(d, &o),
+                "on-marked-down" => {
+                    server.on_marked_down = self
+                        .option_word(d, &o, "shutdown-sessions")
+                        .then_some(OnMarkedDown::ShutdownSessions);
+                }
+                "on-marked-up" => {
+                    server.on_marked_up = self
+                        .option_word(d, &o, "shutdown-backup-sessions")
+                        .then_some(OnMarkedUp::ShutdownBackupSessions);
+                }
                 _ if self.server_tls_option(d, &o, server) => {}
                 _ => self.unsupported_server_option(d, &o),
             }
@@ -173,13 +183,27 @@ impl Importer<'_> {
             format!("unsupported server option `{}`", o.text()),
             "tether understands check, weight, inter, fastinter, downinter, rise, fall, port, \
              addr, maxconn, maxqueue, backup, disabled, slowstart, send-proxy, send-proxy-v2, \
-             check-ssl, verify, ca-file, check-sni and verifyhost",
+             check-ssl, verify, ca-file, check-sni, verifyhost, on-marked-down and on-marked-up",
             format!(
                 "tether has no equivalent of `{}`: keep this backend on HAProxy, or remove the \
                  option if the servers do not need it",
                 o.text()
             ),
         );
+    }
+
+    /// Whether option `o`'s value is `only`, its one action (HAProxy refuses any other).
+    fn option_word(&mut self, d: &Directive, o: &Opt<'_>, only: &str) -> bool {
+        if o.value == only {
+            return true;
+        }
+        self.error(
+            d.line,
+            format!("`{}` expects `{only}` but got \"{}\"", o.name, o.value),
+            "HAProxy rejects it",
+            format!("write `{} {only}`", o.name),
+        );
+        false
     }
 
     /// The whole-number value of option `o` (an error when it is not one).
@@ -306,6 +330,34 @@ mod tests {
             Some(Duration::from_secs(60)),
             "from default-server"
         );
+    }
+
+    /// `on-marked-down shutdown-sessions` (Patroni) and `on-marked-up shutdown-backup-sessions`
+    /// import, from `default-server` too; any other action is HAProxy's error.
+    #[test]
+    fn on_marked_down_and_up_are_imported_and_inherited() {
+        use tether_core::config::{OnMarkedDown, OnMarkedUp};
+        let im = servers(
+            "  default-server on-marked-down shutdown-sessions\n  \
+             server a 10.0.0.1:443 check on-marked-up shutdown-backup-sessions\n  \
+             server b 10.0.0.2:443 check backup\n",
+        );
+        assert!(im.findings.is_empty(), "{:?}", im.findings);
+        let s = &im.config.backends[0].servers;
+        assert_eq!(s[0].on_marked_down, Some(OnMarkedDown::ShutdownSessions));
+        assert_eq!(s[0].on_marked_up, Some(OnMarkedUp::ShutdownBackupSessions));
+        assert_eq!(s[1].on_marked_down, Some(OnMarkedDown::ShutdownSessions));
+        assert_eq!(s[1].on_marked_up, None);
+        let bad = servers("  server a 10.0.0.1:443 on-marked-down mark-up on-marked-up\n");
+        let what: Vec<String> = errors(&bad).iter().map(|f| f.what.clone()).collect();
+        assert_eq!(
+            what,
+            [
+                "`on-marked-down` expects `shutdown-sessions` but got \"mark-up\"",
+                "`on-marked-up` expects `shutdown-backup-sessions` but got \"\"",
+            ]
+        );
+        assert_eq!(bad.config.backends[0].servers[0].on_marked_down, None);
     }
 
     /// Issue 19 defect 4: option values (`none`, `8008`) were reported as unknown options, and
