@@ -6,6 +6,11 @@
 //! another stats client still gets `/;csv` promptly, and every stalled response is cut by the
 //! response deadline. (A page that fits the send buffer never stalls the server: its
 //! connection is back to waiting for a request, which a newcomer may evict.)
+//!
+//! Not yet bounded, measured here: the pages are computed on the runtime's workers (~90 ms
+//! each for this one), so the 64 arriving at once occupy the workers for seconds (a TLS
+//! handshake beside that burst timed out once on the loaded build machine), and each stalled
+//! reader holds its own copy of the page until the deadline (RSS +345 MiB).
 
 mod common;
 
@@ -14,7 +19,7 @@ use std::time::Duration;
 
 use common::{start_toml, Resume, TlsClient};
 use tether::stats::serve_stats;
-use tether::stats::server::{RESPONSE_DEADLINE, STALLED_AFTER};
+use tether::stats::server::RESPONSE_DEADLINE;
 use tether_testbed::{TlsBackend, TlsBackendConfig, TlsVersions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -24,6 +29,8 @@ use tokio::time::{sleep, timeout, Instant};
 const BULK_SERVERS: usize = 5000;
 /// More slow readers than the stats listener has slots (64).
 const SLOW_READERS: usize = 70;
+/// Time for the readers' pages to be computed and their writes to stall.
+const SETTLE: Duration = Duration::from_secs(5);
 
 /// A daemon serving TLS on `main` (one real TLS backend) and a big backend that only makes
 /// the stats outputs large (its servers are never connected: no checks, no traffic).
@@ -69,6 +76,17 @@ async fn get(stats: SocketAddr, target: &str) -> Option<usize> {
     timeout(Duration::from_secs(3), get).await.ok().flatten()
 }
 
+/// This process's resident memory (the daemon runs in it), in MiB.
+fn rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status");
+    kib / 1024
+}
+
 /// Median full TLS handshake time (through the backend's banner) of `n` clients, in ms.
 async fn handshake_median(frontend: SocketAddr, n: usize) -> f64 {
     let mut times = Vec::new();
@@ -85,18 +103,23 @@ async fn handshake_median(frontend: SocketAddr, n: usize) -> f64 {
     times[n / 2]
 }
 
-/// Whether the server has closed `s` (EOF or reset), reading what little it buffered.
-async fn closed(s: &mut TcpStream) -> bool {
+/// Whether the server cut `s` short (EOF or reset by `until`, before a whole `page` arrived).
+/// A cut response still ends with what its send buffer held (Linux sends it before the FIN),
+/// but never with the whole page, and an answered reader would get no EOF (keep-alive).
+async fn cut_by(s: &mut TcpStream, until: Instant, page: usize) -> bool {
     let mut sink = vec![0u8; 64 * 1024];
+    let mut read = 0;
     let drain = async {
         loop {
             match s.read(&mut sink).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
+                Ok(0) | Err(_) => return read < page,
+                Ok(n) => read += n,
             }
         }
     };
-    timeout(Duration::from_secs(3), drain).await.is_ok()
+    timeout(until.saturating_duration_since(Instant::now()), drain)
+        .await
+        .unwrap_or(false)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,20 +147,30 @@ async fn clients_that_never_read_hold_neither_the_data_plane_nor_the_stats_page(
         "/metrics is {page} B: too small to stall a write"
     );
     let baseline = handshake_median(frontend, 9).await;
-    let mut readers = Vec::new();
-    for _ in 0..SLOW_READERS {
-        readers.push(slow_reader(stats, "/metrics").await);
+    let rss_before = rss_mib();
+    let attack = Instant::now();
+    let readers: Vec<_> = (0..SLOW_READERS)
+        .map(|_| tokio::spawn(slow_reader(stats, "/metrics")))
+        .collect();
+    let mut readers_open = Vec::new();
+    for r in readers {
+        readers_open.push(r.await.unwrap());
     }
-    // Past the stall: each slow reader's response is stuck in its socket, no longer answering.
-    sleep(STALLED_AFTER + Duration::from_millis(500)).await;
+    // Every page computed (tens of ms each, on the runtime's workers: see the module doc) and
+    // stuck in its socket past the stall, no longer answering; the readers hold on.
+    sleep((attack + SETTLE).saturating_duration_since(Instant::now())).await;
     let during = handshake_median(frontend, 9).await;
     let started = Instant::now();
+    let rss_during = rss_mib();
     let got = get(stats, "/;csv").await;
     let csv_ms = started.elapsed().as_millis();
     println!(
         "/metrics {page} B; handshake median {baseline:.1} ms before, {during:.1} ms beside \
-         {SLOW_READERS} slow readers; /;csv in {csv_ms} ms beside them"
+         {SLOW_READERS} slow readers; /;csv in {csv_ms} ms beside them; RSS {rss_before} -> \
+         {rss_during} MiB"
     );
+    // Not bounded yet: each stalled reader holds its own copy of the page until the deadline
+    // (64 x 5.4 MB); printed so the figure is on record.
     assert!(
         got.is_some(),
         "/;csv refused or late behind {SLOW_READERS} clients that never read"
@@ -146,14 +179,19 @@ async fn clients_that_never_read_hold_neither_the_data_plane_nor_the_stats_page(
         during < baseline * 3.0 + 50.0,
         "TLS handshakes slowed from {baseline:.1} ms to {during:.1} ms"
     );
-    // The response deadline cuts every stalled response.
-    sleep(RESPONSE_DEADLINE.saturating_sub(STALLED_AFTER)).await;
+    // The response deadline cuts every stalled response: each began writing within a few
+    // seconds of the attack (the pages are computed one after another).
+    sleep((attack + SETTLE + RESPONSE_DEADLINE).saturating_duration_since(Instant::now())).await;
+    let until = Instant::now() + Duration::from_secs(5);
     let mut still_open = 0;
-    for s in &mut readers {
-        if !closed(s).await {
+    for s in &mut readers_open {
+        if !cut_by(s, until, page).await {
             still_open += 1;
         }
     }
-    assert_eq!(still_open, 0, "slow readers outlived the response deadline");
+    assert_eq!(
+        still_open, 0,
+        "{still_open} slow readers outlived the response deadline"
+    );
     drop(backend);
 }
