@@ -21,3 +21,6 @@ seeds['refused'] = bytes([2]) + b''.join(conn(s, s + 1, h('tls13_resumed.c2s'), 
 for name, data in seeds.items():
     open(out + name, 'wb').write(data)
     print(name, len(data))
+# three_names_one_server: one server issuing TLS 1.2 tickets under three key names (the NST
+# ticket's first 16 bytes rewritten), past names-per-server = 2: reaches the names cap (red when
+# the learner's eviction is off by one).
