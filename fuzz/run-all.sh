@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-60}
 status=0
-for t in client_hello proxy_header peers_session server_flight native_toml; do
+for t in client_hello proxy_header peers_session server_flight native_toml ticket_keys; do
     mkdir -p "corpus-run/$t"
     cargo +nightly fuzz run -O "$t" "corpus-run/$t" "corpus/$t" -- -max_total_time="$secs" -max_len=20000 2>&1 |
         grep -E "^(#[0-9]+ *DONE|Done|==[0-9]+==|SUMMARY)" | sed "s/^/$t: /" || status=1

@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 secs=${1:-360}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(client_hello proxy_header peers_session server_flight)
+[ ${#targets[@]} -gt 0 ] || targets=(client_hello proxy_header peers_session server_flight ticket_keys)
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"

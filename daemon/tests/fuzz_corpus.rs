@@ -58,3 +58,19 @@ fn the_new_targets_seeds_reach_their_invariants() {
     let bad = std::fs::read(fuzz.join("stats_request/chunked_and_oversized")).unwrap();
     assert!(tether::stats::server::parse_head(&bad[..bad.len() - 4]).is_err());
 }
+
+#[test]
+fn the_ticket_key_seeds_teach_the_learner() {
+    // Each captured pair (full handshake, then resumption by the same client) must teach the
+    // learner a name that routes a second client, or the target checks little past "no panic".
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/ticket_keys");
+    for seed in ["tls13", "tls12_ticket"] {
+        let data = std::fs::read(dir.join(seed)).unwrap();
+        let trace = checks::ticket_keys::trace(&data, false);
+        let last_decision = trace.iter().rfind(|t| t.starts_with("decide")).unwrap();
+        assert!(
+            last_decision.contains("Hit(TicketKey)"),
+            "{seed}: {trace:#?}"
+        );
+    }
+}

@@ -10,12 +10,17 @@
 //! - a native TOML config that loads serialises to TOML that loads to the same config;
 //! - a stats request head that parses stays within its bounds (headers, body length), and a
 //!   percent-encoded value decodes back to itself;
-//! - a simulator scenario that loads serialises to TOML that loads and serialises the same.
+//! - a simulator scenario that loads serialises to TOML that loads and serialises the same;
+//! - the ticket-key learner, taught by whole connections (ClientHello, server flight) in any
+//!   split, decides and learns the same whatever the split, and never holds more than its caps.
 
 use tether_core::engine::proxy_protocol::{self, ProxyHeader};
 use tether_core::tls::server_flight::ServerFlight;
 use tether_core::tls::ClientHelloParser;
 use tether_core::Progress;
+
+pub mod ticket_keys;
+pub use ticket_keys::ticket_keys;
 
 /// The cap the ClientHello target parses with: small, so inputs reach it.
 pub const HELLO_CAP: usize = 2048;
@@ -233,6 +238,7 @@ pub fn targets() -> Vec<Target> {
         ("proxy_header", proxy_header),
         ("native_toml", native_toml),
         ("peers_session", peers_session),
+        ("ticket_keys", ticket_keys),
     ];
     #[cfg(any(feature = "daemon", not(fuzzing)))]
     let all = {

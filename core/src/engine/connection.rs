@@ -666,8 +666,11 @@ impl<'a> Connection<'a> {
         if redispatch {
             slot.counters.redispatches.fetch_add(1, Ordering::Relaxed);
         }
+        // The policy counts whole milliseconds: wait what it asks from `now` itself, so the
+        // turnaround neither ends before it began nor falls short by the sub-millisecond part.
+        let wait = not_before.saturating_duration_since(self.clock.at(now));
         self.phase = Phase::Turnaround {
-            until: self.clock.instant(not_before),
+            until: now + wait,
             redispatch,
         };
     }

@@ -1,7 +1,9 @@
 //! A small HTTP/1.1 server for the stats listener: request line, headers and an optional
 //! `Content-Length` body, every part bounded, keep-alive with an idle timeout, and a whole-request
 //! deadline (HAProxy's `timeout http-request`): a client dribbling a byte at a time cannot hold a
-//! connection past [`REQUEST_DEADLINE`] however often it sends.
+//! connection past [`REQUEST_DEADLINE`] however often it sends. Responses are bounded the same
+//! way: a client that asks for a large page and never reads it is cut at [`RESPONSE_DEADLINE`],
+//! and stops counting as "answering" (so a newcomer may take its place) after [`STALLED_AFTER`].
 //!
 //! The stats page is read by browsers, `curl`, Prometheus and `tether table`; none of them needs
 //! more than this, and a hand-sized parser keeps hostile input bounded without a new dependency.
@@ -25,6 +27,12 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a whole request (head and body) may take from its first wait, however the bytes
 /// trickle in; a keep-alive connection waiting for its next request is closed after it too.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// How long one response may take to go out, however slowly the client reads it (HAProxy's
+/// `timeout client` while writing).
+pub const RESPONSE_DEADLINE: Duration = Duration::from_secs(10);
+/// A response still being written after this long is stalled on its reader: the connection no
+/// longer counts as answering, so a newcomer to a full listener may evict it.
+pub const STALLED_AFTER: Duration = Duration::from_secs(1);
 
 /// One parsed request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -180,12 +188,32 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         };
         answering(true);
         let resp = handler(&req);
-        let written = write_response(&mut stream, &resp, req.keep_alive).await;
+        let written = write_bounded(&mut stream, &resp, req.keep_alive, &answering).await;
         answering(false);
         if written.is_err() || !req.keep_alive {
             return;
         }
     }
+}
+
+/// Writes `resp` within [`RESPONSE_DEADLINE`], telling `answering` the connection is no longer
+/// answering once the write has taken [`STALLED_AFTER`] (a reader that stopped reading).
+async fn write_bounded<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    resp: &Response,
+    keep_alive: bool,
+    answering: &impl Fn(bool),
+) -> io::Result<()> {
+    let write = write_response(stream, resp, keep_alive);
+    tokio::pin!(write);
+    if let Ok(done) = tokio::time::timeout(STALLED_AFTER, &mut write).await {
+        return done;
+    }
+    answering(false);
+    let rest = RESPONSE_DEADLINE.saturating_sub(STALLED_AFTER);
+    tokio::time::timeout(rest, write)
+        .await
+        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
 }
 
 async fn write_response<S: AsyncWrite + Unpin>(

@@ -2,7 +2,8 @@
 //! evicts the oldest connection that is only waiting for a request (idle, dribbling its head or
 //! its TLS handshake) instead of waiting behind it. Slow clients can then occupy every slot
 //! without locking anyone out: each arrival pushes the slowest out, and a request being answered
-//! is never cut.
+//! is not cut — unless its response has been stuck for [`super::server::STALLED_AFTER`] on a
+//! client that does not read it, which then counts as waiting too.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

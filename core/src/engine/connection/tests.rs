@@ -20,6 +20,7 @@ use crate::tls::encode::{
 use crate::tls::record::HANDSHAKE;
 use crate::tls::ProtocolVersion;
 
+mod deadlines;
 mod ticket_key;
 
 // ---- wire bytes ---------------------------------------------------------------------------------
