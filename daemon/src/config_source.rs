@@ -194,10 +194,10 @@ mod tests {
 
     #[test]
     fn refuses_unknown_names_missing_servers_and_bad_addresses() {
-        let e = form(None, Some("random")).to_config().unwrap_err();
+        let e = form(None, Some("fastest")).to_config().unwrap_err();
         assert!(
             e.to_string()
-                .starts_with("--balance random: unknown variant"),
+                .starts_with("--balance fastest: unknown variant"),
             "{e}"
         );
         let e = form(Some("session-id,cookie"), None)

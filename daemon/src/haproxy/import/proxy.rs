@@ -185,7 +185,27 @@ impl Importer<'_> {
             );
             return None;
         }
+        self.name_chars(s.header.line, s.header.keyword(), &name);
         Some(name)
+    }
+
+    /// HAProxy 2.6 allows only letters, digits, `.`, `-`, `_` and `:` in proxy and server names
+    /// (`invalid_char()`), and refuses the file otherwise: so does `check`, rather than pass a
+    /// file HAProxy would not start with.
+    pub(super) fn name_chars(&mut self, line: usize, kind: &str, name: &str) {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':');
+        if let Some(bad) = name.chars().find(|&c| !allowed(c)) {
+            let fixed: String = name
+                .chars()
+                .map(|c| if allowed(c) { c } else { '_' })
+                .collect();
+            self.error(
+                line,
+                format!("character '{bad}' is not permitted in {kind} name '{name}'"),
+                "HAProxy 2.6 refuses it (names may hold letters, digits, '.', '-', '_' and ':')",
+                format!("{kind} {fixed}"),
+            );
+        }
     }
 
     /// An address on the header line (`listen stats *:1936`): HAProxy 2.6 refuses it; tether
@@ -316,5 +336,23 @@ mod tests {
                 "a fix that changes meaning: {f:?}"
             );
         }
+    }
+
+    /// `haproxy -c` refuses markup and quotes in names: so does the import, on the line.
+    #[test]
+    fn names_haproxy_refuses_are_errors_on_their_line() {
+        let im = import_text(
+            "defaults\n  timeout client 1m\n  timeout connect 1s\n  timeout server 1s\n\
+             frontend fe<x>\n  bind :9443\n  default_backend b.ok-1:x\n\
+             backend b.ok-1:x\n  server s<1> 127.0.0.1:8443\n  server s_2 127.0.0.1:8444\n",
+        );
+        let e = errors(&im);
+        let lines: Vec<usize> = e.iter().map(|f| f.line).collect();
+        assert_eq!(lines, [5, 9], "{e:#?}");
+        assert!(
+            e[0].what.contains("'<'") && e[0].fix == "frontend fe_x_",
+            "{e:?}"
+        );
+        assert!(e[1].what.contains("server name 's<1>'"), "{e:?}");
     }
 }

@@ -31,6 +31,7 @@ impl Importer<'_> {
             );
             return None;
         }
+        self.name_chars(d.line, "server", name);
         let mut server = Server::new(name, addr);
         server.check = false;
         let params_from = self.server_address(d, ordinal, &mut server);
