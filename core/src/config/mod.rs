@@ -211,6 +211,10 @@ pub struct Frontend {
     /// long-lived connections survive NAT and firewall idle timers and dead peers are noticed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tcp_keepalive: bool,
+    /// Connections whose client sent no byte are not logged (HAProxy `option dontlognull`), so
+    /// an outside balancer's probes or a port scan do not flood the log; stats still count them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dont_log_null: bool,
 }
 
 /// How a backend picks a server for a connection that affinity does not place.
@@ -413,6 +417,7 @@ impl Frontend {
             inspect_delay: defaults::inspect_delay(),
             inspect_cap: defaults::inspect_cap(),
             tcp_keepalive: false,
+            dont_log_null: false,
         }
     }
 

@@ -347,6 +347,14 @@ impl<'a> Connection<'a> {
         &self.inspect.buf[self.inspect.data_start.min(self.inspect.buf.len())..]
     }
 
+    /// Whether the client sent any byte, forwarded or not (HAProxy's `option dontlognull`
+    /// leaves out of the log only the connections that sent none).
+    pub fn client_sent_data(&self) -> bool {
+        !self.first_bytes().is_empty()
+            || self.learning.sent > 0
+            || self.rec.as_ref().is_some_and(|r| r.bytes_up > 0)
+    }
+
     /// What remains of [`Connection::first_bytes`] after the connect sent some.
     pub fn unsent(&self) -> &[u8] {
         let data = self.first_bytes();

@@ -116,8 +116,11 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
         }
     }
     drop(permit);
+    let logged = !fe.dont_log_null || conn.client_sent_data();
     let rec = conn.finish(Instant::now());
-    ctx.sink.record(&rec);
+    if logged {
+        ctx.sink.record(&rec);
+    }
     fe.current.fetch_sub(1, Ordering::Relaxed);
     ctx.actconn.fetch_sub(1, Ordering::Relaxed);
 }

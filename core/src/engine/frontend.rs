@@ -27,6 +27,8 @@ pub struct Frontend {
     pub timeout_client_fin: Option<Duration>,
     /// SO_KEEPALIVE on accepted connections (HAProxy `option clitcpka`).
     pub tcp_keepalive: bool,
+    /// Connections whose client sent nothing are not logged (HAProxy `option dontlognull`).
+    pub dont_log_null: bool,
     /// Most concurrent connections on this frontend (accepting pauses at the limit).
     pub maxconn: Option<usize>,
     /// The default backend: where connections go that no route rule sends elsewhere.
@@ -57,6 +59,7 @@ impl Frontend {
             timeout_client: Duration::from_secs(60),
             timeout_client_fin: None,
             tcp_keepalive: false,
+            dont_log_null: false,
             maxconn: None,
             backend,
             router: None,

@@ -9,7 +9,14 @@ use crate::haproxy::lexer::Directive;
 use tether_core::config::{LogFormat, LogTemplate, Redispatch};
 
 /// Options that `no option` turns off.
-pub(super) const NEGATABLE: &[&str] = &["redispatch", "persist", "tcpka", "clitcpka", "srvtcpka"];
+pub(super) const NEGATABLE: &[&str] = &[
+    "redispatch",
+    "persist",
+    "tcpka",
+    "clitcpka",
+    "srvtcpka",
+    "dontlognull",
+];
 
 /// `retry-on` classes that only HTTP retries use (HAProxy 2.6 accepts them in `mode tcp` and
 /// does nothing with them).
@@ -48,11 +55,7 @@ impl Importer<'_> {
         }
         match d.word(1) {
             "tcplog" => self.config.global.log_format = LogFormat::Tcplog,
-            "dontlognull" => self.inherited_ignored(
-                d,
-                "tether logs every connection, including those that sent nothing (they show as \
-                 no-key in the affinity outcome)",
-            ),
+            "dontlognull" => p.frontend.dont_log_null = true,
             "redispatch" => p.backend.redispatch = self.redispatch(d, p.backend.redispatch),
             "persist" => p.backend.persist = true,
             "tcpka" | "clitcpka" | "srvtcpka" => keepalive(p, d.word(1), true),
@@ -80,11 +83,12 @@ impl Importer<'_> {
         }
     }
 
-    /// `no option redispatch|persist|tcpka|clitcpka|srvtcpka`.
+    /// `no option redispatch|persist|tcpka|clitcpka|srvtcpka|dontlognull`.
     pub(super) fn no_option(&mut self, p: &mut Draft, d: &Directive) {
         match d.word(2) {
             "redispatch" => p.backend.redispatch = Redispatch::Never,
             "persist" => p.backend.persist = false,
+            "dontlognull" => p.frontend.dont_log_null = false,
             ka => keepalive(p, ka, false),
         }
     }
