@@ -143,7 +143,7 @@ fn whole_report_is_one_pass_with_errors() {
     let text = r.to_string();
     assert!(text.contains("seed-haproxy.cfg:5: error:"));
     assert!(
-        text.ends_with("6 error(s), 13 warning(s), 4 note(s)"),
+        text.ends_with("6 error(s), 13 warning(s), 3 note(s)"),
         "{text}"
     );
     let lines: Vec<usize> = r.findings.iter().map(|f| f.line).collect();
