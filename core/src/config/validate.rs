@@ -274,6 +274,13 @@ fn validate_backend(err: &mut impl FnMut(String, String, String), p: &str, b: &B
             "keep one: the native `affinity` chain, or HAProxy's stick rules".into(),
         );
     }
+    validate_affinity(err, p, b);
+    validate_balance(err, p, b);
+    validate_table_and_checks(err, p, b);
+}
+
+/// The native affinity chain (each key once, no imported `rule` key) and the ticket key name.
+fn validate_affinity(err: &mut impl FnMut(String, String, String), p: &str, b: &Backend) {
     if let Some(chain) = &b.affinity {
         let mut keys = BTreeSet::new();
         for k in chain {
@@ -305,6 +312,10 @@ fn validate_backend(err: &mut impl FnMut(String, String, String), p: &str, b: &B
             );
         }
     }
+}
+
+/// Settings of the balance algorithm that only one algorithm reads, and their ranges.
+fn validate_balance(err: &mut impl FnMut(String, String, String), p: &str, b: &Backend) {
     if b.hash_key.is_some() && b.balance != BalanceAlgorithm::Hash {
         err(
             format!("{p}.hash-key"),
@@ -338,6 +349,10 @@ fn validate_backend(err: &mut impl FnMut(String, String, String), p: &str, b: &B
             );
         }
     }
+}
+
+/// The stick table's size and key length, and the health-check timing and protocol.
+fn validate_table_and_checks(err: &mut impl FnMut(String, String, String), p: &str, b: &Backend) {
     if b.stick_table.size == 0 {
         err(
             format!("{p}.stick-table.size"),
