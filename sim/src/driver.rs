@@ -1,6 +1,7 @@
 //! Builds the turmoil world for a scenario, steps it, and fires events at their times.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -529,6 +530,9 @@ pub struct Trace {
     pub peak_table_entries: u64,
     /// The simulation step (ms): observations are this coarse.
     pub tick_ms: u64,
+    /// Per server (by name): connects the balancer abandoned in flight, which the server may
+    /// still count as open (see [`crate::net::take_abandoned_connects`]).
+    pub abandoned_connects: BTreeMap<String, u64>,
 }
 
 /// One client connection with its start and end.
@@ -672,9 +676,18 @@ pub fn simulate(
         tick_ms: tick.as_millis() as u64,
         ..Trace::default()
     });
+    crate::net::take_abandoned_connects();
     let mut world = build_world(scenario, seed, sim, &recorder, balancer);
     run_steps(&mut world, scenario, tick, tr.as_mut(), progress)?;
     let elapsed = world.sim.elapsed();
+    let abandoned = crate::net::take_abandoned_connects();
+    if let Some(t) = tr.as_mut() {
+        t.abandoned_connects = world
+            .servers
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), *abandoned.get(&s.address())?)))
+            .collect();
+    }
     if let Some(b) = &world.balancer {
         record_final(&recorder, b, elapsed.as_millis() as u64);
     }

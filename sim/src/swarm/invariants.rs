@@ -248,14 +248,17 @@ fn engine_end(case: &Case, trace: &Trace, v: &mut Vec<Violation>) {
 
 /// Each server saw at most `maxconn` connections at once, plus the one health check it may be
 /// answering (the servers count what reaches them; the engine's own counter also counts the
-/// connections queued for the server, as HAProxy's leastconn does).
+/// connections queued for the server, as HAProxy's leastconn does), plus the connects the
+/// balancer abandoned in flight that the server had already accepted: turmoil never closes
+/// those (a kernel would reset them), so they stay counted.
 fn maxconn_held(trace: &Trace, servers: &BTreeMap<String, ServerStats>, v: &mut Vec<Violation>) {
     let Some(end) = &trace.engine_end else { return };
     for s in &end.servers {
         let (Some(m), Some(seen)) = (s.maxconn, servers.get(&s.name)) else {
             continue;
         };
-        if seen.peak_concurrency > m + 1 {
+        let abandoned = trace.abandoned_connects.get(&s.name).copied().unwrap_or(0);
+        if seen.peak_concurrency > m + 1 + abandoned {
             v.push(Violation::ServerCount {
                 server: s.name.clone(),
                 what: format!("{} connections at once, maxconn {m}", seen.peak_concurrency),

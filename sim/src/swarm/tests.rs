@@ -182,3 +182,31 @@ fn a_failure_far_from_any_fault_is_caught_and_one_near_a_crash_is_not() {
     t.events = vec![(19_990, Action::Crash { server: 1 })];
     assert_eq!(check_trace(&c, &t), vec![]);
 }
+
+#[test]
+fn connects_abandoned_in_flight_are_allowed_for_and_no_more() {
+    let (c, mut t) = clean();
+    let maxconn = t.engine_end.as_ref().expect("end").servers[1]
+        .maxconn
+        .expect("server-01 has maxconn");
+    let mut seen = std::collections::BTreeMap::new();
+    seen.insert(
+        "server-01".to_string(),
+        crate::metrics::ServerStats {
+            peak_concurrency: maxconn + 2,
+            ..Default::default()
+        },
+    );
+    let over = |t: &Trace| {
+        invariants::check(&c, t, &seen)
+            .iter()
+            .filter(|v| matches!(v, Violation::ServerCount { .. }))
+            .count()
+    };
+    assert_eq!(over(&t), 1, "one over maxconn + the check");
+    t.abandoned_connects.insert("server-01".into(), 1);
+    assert_eq!(over(&t), 0, "the abandoned connect explains it");
+    t.abandoned_connects.insert("server-02".into(), 5);
+    t.abandoned_connects.insert("server-01".into(), 0);
+    assert_eq!(over(&t), 1, "another server's abandoned connects do not");
+}
