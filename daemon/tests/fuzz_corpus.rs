@@ -74,3 +74,17 @@ fn the_ticket_key_seeds_teach_the_learner() {
         );
     }
 }
+
+#[test]
+fn a_bare_option_line_is_an_error_at_its_line() {
+    // Found by the haproxy_cfg fuzzer: `option` with no name used to panic the importer.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/haproxy_cfg");
+    let text = std::fs::read_to_string(dir.join("bare_option.cfg")).unwrap();
+    let err = tether::haproxy::convert_haproxy("bare_option.cfg", &text)
+        .expect_err("a bare `option` is refused")
+        .to_string();
+    assert!(
+        err.contains("bare_option.cfg:3") && err.contains("option name"),
+        "{err}"
+    );
+}

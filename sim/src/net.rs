@@ -122,7 +122,11 @@ mod tests {
         for _ in 0..1_000 {
             sim.step().expect("step");
         }
-        assert_eq!(ended.get(), 1, "the completed connect closed, the abandoned one did not");
+        assert_eq!(
+            ended.get(),
+            1,
+            "the completed connect closed, the abandoned one did not"
+        );
         let abandoned = take_abandoned_connects();
         assert_eq!(abandoned.get("server:9"), Some(&1), "{abandoned:?}");
     }

@@ -13,7 +13,7 @@ use tether_core::server::check::{tcp::join_quoted, Expect};
 impl Importer<'_> {
     /// `option NAME ...` for a check kind; false when `NAME` is not one.
     pub(super) fn check_option(&mut self, p: &mut Draft, d: &Directive) -> bool {
-        let args: Vec<&str> = d.words[2..].iter().map(String::as_str).collect();
+        let args: Vec<&str> = d.words.iter().skip(2).map(String::as_str).collect();
         let protocol = match d.word(1) {
             "httpchk" => CheckProtocol::Http(httpchk(&args)),
             "tcp-check" => CheckProtocol::TcpCheck(TcpCheck::default()),

@@ -59,6 +59,12 @@ impl Importer<'_> {
             "redispatch" => p.backend.redispatch = self.redispatch(d, p.backend.redispatch),
             "persist" => p.backend.persist = true,
             "tcpka" | "clitcpka" | "srvtcpka" => keepalive(p, d.word(1), true),
+            "" => self.error(
+                d.line,
+                "`option` without an option name".to_string(),
+                "HAProxy refuses it: 'option' expects an option name",
+                "option tcplog",
+            ),
             _ => self.unsupported(d, &p.context()),
         }
     }
