@@ -36,7 +36,7 @@ use crate::run::DaemonView;
 use admin::AdminRequest;
 use auth::{admin_decision, Credentials};
 use csrf::AdminToken;
-use server::{percent_encode, Request, Response};
+use server::{percent_encode, Request, Response, StallBudget};
 use slots::{ConnectionSlots, Slot};
 
 /// Most stats connections open at once; a newcomer evicts the oldest one still waiting for its
@@ -101,6 +101,7 @@ pub async fn serve_stats(config: Stats, view: DaemonView) -> Result<StatsListene
         credentials,
         scheme,
         token,
+        stalls: StallBudget::default(),
     });
     let task = tokio::spawn(accept_loop(socket, site, tls));
     Ok(StatsListener {
@@ -157,6 +158,7 @@ async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(stream: S, site: &Site, s
         stream,
         |req| site.handle(req),
         |answering| slot.state.set_answering(answering),
+        &site.stalls,
     )
     .await;
 }
@@ -172,6 +174,8 @@ struct Site {
     /// `http` or `https`: the origin admin posts must come from.
     scheme: &'static str,
     token: AdminToken,
+    /// What responses stalled on their readers may hold, listener-wide.
+    stalls: StallBudget,
 }
 
 /// What a path under the stats URI asks for.

@@ -9,6 +9,8 @@
 //! more than this, and a hand-sized parser keeps hostile input bounded without a new dependency.
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -33,6 +35,61 @@ pub const RESPONSE_DEADLINE: Duration = Duration::from_secs(10);
 /// A response still being written after this long is stalled on its reader: the connection no
 /// longer counts as answering, so a newcomer to a full listener may evict it.
 pub const STALLED_AFTER: Duration = Duration::from_secs(1);
+/// Most bytes the responses stalled on their readers may hold at once on one listener (each
+/// holds its whole rendered page): past it, a response that stalls is cut at once instead of at
+/// [`RESPONSE_DEADLINE`], so clients that never read cannot pin a page copy each.
+pub const STALL_BUDGET: usize = 16 << 20;
+
+/// The bytes held by stalled responses on one listener, bounded by a limit; shared by its
+/// connections.
+#[derive(Debug, Clone)]
+pub struct StallBudget {
+    held: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl Default for StallBudget {
+    fn default() -> Self {
+        StallBudget::new(STALL_BUDGET)
+    }
+}
+
+impl StallBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        StallBudget {
+            held: Arc::default(),
+            limit,
+        }
+    }
+
+    /// Holds `bytes` for a stalled response, or `None` when that would pass the limit (the first
+    /// stalled response is always let through, however large: a lone slow reader keeps its
+    /// page).
+    fn hold(&self, bytes: usize) -> Option<StallHold> {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held == 0 || held.saturating_add(bytes) <= self.limit).then(|| held + bytes)
+            })
+            .ok()?;
+        Some(StallHold {
+            budget: self.clone(),
+            bytes,
+        })
+    }
+}
+
+/// Bytes held in a [`StallBudget`] until the stalled response ends.
+struct StallHold {
+    budget: StallBudget,
+    bytes: usize,
+}
+
+impl Drop for StallHold {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
 
 /// One parsed request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -163,11 +220,13 @@ fn reason(status: u16) -> &'static str {
 
 /// Serves requests on one connection until it closes, errs, times out or asks to close.
 /// `answering` is told when a whole request has arrived (`true`) and when its response is out
-/// (`false`): a connection between the two is never evicted.
+/// (`false`): a connection between the two is never evicted. A response that stalls holds its
+/// bytes in `budget` until it ends, or is cut when the budget is spent.
 pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     handler: impl Fn(&Request) -> Response,
     answering: impl Fn(bool),
+    budget: &StallBudget,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     for _ in 0..MAX_REQUESTS_PER_CONNECTION {
@@ -188,7 +247,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         };
         answering(true);
         let resp = handler(&req);
-        let written = write_bounded(&mut stream, &resp, req.keep_alive, &answering).await;
+        let written = write_bounded(&mut stream, &resp, req.keep_alive, &answering, budget).await;
         answering(false);
         if written.is_err() || !req.keep_alive {
             return;
@@ -197,12 +256,14 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Writes `resp` within [`RESPONSE_DEADLINE`], telling `answering` the connection is no longer
-/// answering once the write has taken [`STALLED_AFTER`] (a reader that stopped reading).
+/// answering once the write has taken [`STALLED_AFTER`] (a reader that stopped reading), and
+/// cutting it then if `budget` cannot hold it.
 async fn write_bounded<S: AsyncWrite + Unpin>(
     stream: &mut S,
     resp: &Response,
     keep_alive: bool,
     answering: &impl Fn(bool),
+    budget: &StallBudget,
 ) -> io::Result<()> {
     let write = write_response(stream, resp, keep_alive);
     tokio::pin!(write);
@@ -210,6 +271,9 @@ async fn write_bounded<S: AsyncWrite + Unpin>(
         return done;
     }
     answering(false);
+    let Some(_hold) = budget.hold(resp.body.len()) else {
+        return Err(io::Error::other("stalled responses hold the whole budget"));
+    };
     let rest = RESPONSE_DEADLINE.saturating_sub(STALLED_AFTER);
     tokio::time::timeout(rest, write)
         .await
@@ -481,7 +545,13 @@ mod tests {
         let (mut client_r, client_w) = tokio::io::split(client);
         tokio::spawn(trickle(client_w));
         let start = Instant::now();
-        serve_connection(server, |_| Response::text(200, "ok"), |_| {}).await;
+        serve_connection(
+            server,
+            |_| Response::text(200, "ok"),
+            |_| {},
+            &StallBudget::default(),
+        )
+        .await;
         let took = start.elapsed();
         assert!(
             took <= REQUEST_DEADLINE + Duration::from_secs(2),
@@ -496,10 +566,12 @@ mod tests {
     async fn requests_inside_the_deadline_are_served_and_announced() {
         let (mut client, server) = tokio::io::duplex(4096);
         let seen = std::sync::Mutex::new(Vec::new());
+        let budget = StallBudget::default();
         let serve = serve_connection(
             server,
             |r| Response::text(200, r.path.clone()),
             |a| seen.lock().unwrap().push(a),
+            &budget,
         );
         let talk = async {
             client
@@ -513,6 +585,41 @@ mod tests {
         let ((), answer) = tokio::join!(serve, talk);
         assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
         assert_eq!(*seen.lock().unwrap(), [true, false, true, false]);
+    }
+
+    /// A client that asks for `body` bytes and reads nothing; resolves when the server ends the
+    /// connection, with the time it took.
+    async fn unread(budget: StallBudget, body: usize) -> Duration {
+        let (mut client, server) = tokio::io::duplex(1024);
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let start = Instant::now();
+        let page = move |_: &Request| Response::text(200, "x".repeat(body));
+        serve_connection(server, page, |_| {}, &budget).await;
+        start.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stalled_responses_past_the_budget_are_cut_at_the_stall() {
+        let budget = StallBudget::new(100_000);
+        let first = tokio::spawn(unread(budget.clone(), 60_000));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let second = unread(budget.clone(), 60_000).await;
+        assert!(
+            second < STALLED_AFTER + Duration::from_millis(100),
+            "the second stalled page fits no budget but lived {second:?}"
+        );
+        let first = first.await.unwrap();
+        assert!(
+            first >= RESPONSE_DEADLINE,
+            "the first stalled page is held to the deadline, cut at {first:?}"
+        );
+        assert_eq!(
+            budget.held.load(Ordering::Acquire),
+            0,
+            "every hold released"
+        );
+        let third = unread(budget, 60_000).await;
+        assert!(third >= RESPONSE_DEADLINE, "the freed budget holds again");
     }
 
     proptest! {
