@@ -5,6 +5,8 @@
 # at a time, keeping new inputs in corpus-run/ and crashes in artifacts/<target>/.
 #
 #   fuzz/run-long.sh [SECONDS] [TARGET...]     (default: the network-facing core targets)
+#
+# FUZZ_PROFILE picks the cargo profile (default `release`; CI uses the quicker `fuzz-ci`).
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-360}
@@ -16,12 +18,13 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
 bins=()
 for t in "${targets[@]}"; do bins+=(--bin "$t"); done
-CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} nice cargo build --release \
+profile=${FUZZ_PROFILE:-release}
+CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} nice cargo build --profile "$profile" \
     --target x86_64-unknown-linux-gnu "${bins[@]}"
 status=0
 for t in "${targets[@]}"; do
     mkdir -p "corpus-run/$t" "artifacts/$t"
-    nice -n 19 "target/x86_64-unknown-linux-gnu/release/$t" "corpus-run/$t" "corpus/$t" \
+    nice -n 19 "target/x86_64-unknown-linux-gnu/$profile/$t" "corpus-run/$t" "corpus/$t" \
         -max_total_time="$secs" -max_len=20000 -artifact_prefix="artifacts/$t/" \
         -print_final_stats=1 2>&1 | grep -E "^Done|stat::number_of_executed_units|SUMMARY|panicked" |
         sed "s/^/$t: /" || status=1

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use tether_core::config::{self, Config};
 use tether_core::engine::peers::{self, PeersService};
-use tether_core::engine::runtime::{build, Runtime};
+use tether_core::engine::runtime::{build_seeded, Runtime};
 use tether_core::engine::{ConnectionRecord, LogSink, Process, Termination};
 use tether_core::server::AdminState as EngineAdmin;
 use tether_core::stick::StickStats;
@@ -213,6 +213,9 @@ pub struct EngineHost {
     outcomes: Arc<OutcomeSink>,
     /// Counters of tables lost in balancer restarts, so totals survive them.
     retired: Cell<StickStats>,
+    /// The engine's seed (stick-table hashing, `balance random`): from the scenario's seed,
+    /// as the daemon's comes from the OS.
+    seed: u64,
 }
 
 impl EngineHost {
@@ -236,7 +239,14 @@ impl EngineHost {
             process: Rc::default(),
             outcomes: Arc::default(),
             retired: Cell::new(StickStats::default()),
+            seed: 0,
         })
+    }
+
+    /// Seeds the engine (stick-table hashing, `balance random`); 0 without it.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
     }
 
     /// Replicates this instance's tables with its peers (HAProxy's peers protocol, the
@@ -480,11 +490,12 @@ impl BalancerHost for EngineHost {
         let process_slot = self.process.clone();
         let peers_slot = self.peers.clone();
         let seed = self.replication.as_ref().map_or(0, |r| r.seed);
+        let engine_seed = self.seed;
         self.feed_cursors.borrow_mut().clear();
         let sink = self.outcomes.clone();
         Box::pin(async move {
             // A (re)started balancer starts with empty tables (its peers teach it theirs).
-            let runtime = build(&config, None).map_err(|e| e.to_string())?;
+            let runtime = build_seeded(&config, None, engine_seed).map_err(|e| e.to_string())?;
             let process = Process::start(TurmoilNet, runtime, sink).await?;
             let service = match config.peers.clone() {
                 Some(section) => {
@@ -668,7 +679,7 @@ impl EngineHost {
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
         let config = self.config_for(port);
-        let applied = build(&config, Some(&old))
+        let applied = build_seeded(&config, Some(&old), self.seed)
             .map_err(|e| e.to_string())
             .and_then(|new| process.reload_bound(new).map_err(|e| e.to_string()));
         if let Err(e) = applied {

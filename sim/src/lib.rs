@@ -158,14 +158,16 @@ fn balancer_factory(
     let networks = fleet_networks(scenario)?;
     Ok(Some(Box::new(move || {
         let index = engines.borrow().len();
+        let instance_seed = seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut host = engine_host::EngineHost::new(config.clone())?
             .with_backends(plan.clone())
-            .with_fleet_networks(networks.clone());
+            .with_fleet_networks(networks.clone())
+            .with_seed(instance_seed);
         if let Some(roster) = &roster {
             host = host.with_replication(engine_host::Replication {
                 local: frontdoor::instance_host(index),
                 roster: roster.clone(),
-                seed: seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                seed: instance_seed,
             });
         }
         let host = Rc::new(host);
