@@ -5,7 +5,9 @@
 //! only the primary answers 200 to `OPTIONS /primary`, the replicas 503. `option httpchk` in a
 //! TCP listen must send every connection to the primary. The health endpoint is a tiny HTTP
 //! responder here (it is the thing checked); the data ports are plain TCP servers that say their
-//! name. The Redis check runs against a real `redis-server`.
+//! name. The Redis check runs against a real `redis-server`, `pgsql-check` against PostgreSQL,
+//! `ldap-check` against slapd, `mysql-check` against MariaDB and `smtpchk` against aiosmtpd,
+//! the last two compared field by field with HAProxy's `show stat` on the same haproxy.cfg.
 
 mod common;
 
@@ -432,4 +434,209 @@ async fn ldap_check_passes_real_slapd_and_fails_one_that_refuses_anonymous_binds
     let states = be.server_states();
     let up = |i: usize| states[i].oper == tether_core::server::OperState::Up;
     assert_eq!((up(0), up(1), up(2)), (true, false, false));
+}
+
+/// One server's check as HAProxy's `show stat` gives it: (backend, `UP`/`DOWN`, check status,
+/// check code, last check text).
+type CheckRow = (String, String, String, String, String);
+
+/// Every backend's first server's check, in backend order, from HAProxy's stats socket.
+async fn haproxy_checks(sock: &std::path::Path) -> Vec<CheckRow> {
+    let Ok(mut s) = tokio::net::UnixStream::connect(sock).await else {
+        return Vec::new();
+    };
+    s.write_all(b"show stat\n").await.unwrap();
+    let mut out = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut out)).await;
+    let mut lines = out.lines();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("# ")
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap_or(usize::MAX);
+    let cols = ["pxname", "status", "check_status", "check_code", "last_chk"].map(col);
+    let sv = col("svname");
+    lines
+        .map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>())
+        .filter(|f| f.len() > cols[4] && f.len() > sv && f[sv] != "FRONTEND" && f[sv] != "BACKEND")
+        .map(|f| {
+            let [px, st, ck, code, last] = cols.map(|c| f[c].clone());
+            let up = if st.starts_with("UP") { "UP" } else { "DOWN" };
+            let ck = ck.trim_start_matches("* ").to_string();
+            (px, up.to_string(), ck, code, last)
+        })
+        .collect()
+}
+
+/// The same rows from a running tether.
+fn tether_checks(t: &common::Running) -> Vec<CheckRow> {
+    let rt = t.daemon.runtime();
+    let mut rows = Vec::new();
+    for (name, be) in &rt.backends {
+        let up = be.server_states()[0].oper == tether_core::server::OperState::Up;
+        let last = be.servers[0].last_check.lock().unwrap().clone();
+        rows.push((
+            name.clone(),
+            if up { "UP" } else { "DOWN" }.to_string(),
+            last.as_ref().map_or("", |l| l.status).to_string(),
+            last.as_ref()
+                .and_then(|l| l.code)
+                .map_or(String::new(), |c| c.to_string()),
+            last.and_then(|l| l.info).unwrap_or_default(),
+        ));
+    }
+    rows.sort();
+    rows
+}
+
+/// Runs `backends` (haproxy.cfg text, one server each, checked every 300 ms) in tether and in
+/// HAProxy 2.6 and returns each one's rows once both have settled on `want`'s states (or after
+/// 8 s), HAProxy's sorted by backend.
+async fn checks_side_by_side(backends: &str, want_up: &[&str]) -> (Vec<CheckRow>, Vec<CheckRow>) {
+    let scratch = tether_testbed::ScratchDir::create("checks").unwrap();
+    let sock = scratch.path().join("haproxy.sock");
+    let cfg = |global: &str, port: u16| {
+        format!(
+            "global\n{global}defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 5s\n  \
+             timeout server 5s\n{backends}frontend f\n  bind 127.0.0.1:{port}\n  \
+             default_backend {}\n",
+            backends.split_whitespace().nth(1).expect("a backend")
+        )
+    };
+    let t = start_tether(&cfg("", 0)).await;
+    let port = free_port().unwrap();
+    let global = format!("  stats socket {} level admin\n", sock.display());
+    let haproxy = Haproxy::start(
+        &cfg(&global, port),
+        format!("127.0.0.1:{port}").parse().unwrap(),
+    )
+    .await
+    .expect("haproxy runs (apt-get install -y haproxy)");
+    let settled = |rows: &[CheckRow]| {
+        rows.len() == want_up.len()
+            && rows
+                .iter()
+                .zip(want_up)
+                .all(|(r, w)| r.1 == *w && !r.2.is_empty())
+    };
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let ours = tether_checks(&t);
+        let mut theirs = haproxy_checks(&sock).await;
+        theirs.sort();
+        if (settled(&ours) && settled(&theirs)) || tokio::time::Instant::now() > give_up {
+            drop(haproxy);
+            return (ours, theirs);
+        }
+    }
+}
+
+/// A real MariaDB (Debian's `mariadb-server`) in a scratch directory on a free loopback port,
+/// with a password-less user `haproxy`; killed on drop.
+struct Mariadb(
+    std::process::Child,
+    u16,
+    #[allow(dead_code)] tether_testbed::ScratchDir,
+);
+
+impl Drop for Mariadb {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn mariadb() -> Mariadb {
+    let missing = "MariaDB is needed: apt-get install -y mariadb-server";
+    let dir = tether_testbed::ScratchDir::create("mariadb").unwrap();
+    let d = dir.path().display().to_string();
+    let init = std::process::Command::new("mariadb-install-db")
+        .args(["--no-defaults", "--user=root", "--skip-test-db"])
+        .arg(format!("--datadir={d}/data"))
+        .arg("--auth-root-authentication-method=normal")
+        .output()
+        .expect(missing);
+    assert!(init.status.success(), "mariadb-install-db failed: {init:?}");
+    std::fs::write(
+        dir.path().join("init.sql"),
+        "CREATE USER 'haproxy'@'127.0.0.1';\n",
+    )
+    .unwrap();
+    let port = free_port().unwrap();
+    let child = std::process::Command::new("mariadbd")
+        .args(["--no-defaults", "--user=root", "--skip-name-resolve"])
+        .args(["--bind-address=127.0.0.1", &format!("--port={port}")])
+        .args([format!("--datadir={d}/data"), format!("--socket={d}/sock")])
+        .args([
+            format!("--init-file={d}/init.sql"),
+            format!("--log-error={d}/err.log"),
+        ])
+        .spawn()
+        .expect(missing);
+    Mariadb(child, port, dir)
+}
+
+#[tokio::test]
+async fn mysql_check_verdicts_match_haproxy_on_real_mariadb() {
+    let db = mariadb();
+    let addr: SocketAddr = format!("127.0.0.1:{}", db.1).parse().unwrap();
+    assert!(
+        wait_until_listening(addr, Duration::from_secs(20)).await,
+        "mariadbd did not start"
+    );
+    let server = format!("  server s {addr} check inter 300ms\n");
+    let backends = [
+        "backend b1-handshake\n  option mysql-check\n",
+        "backend b2-user\n  option mysql-check user haproxy\n",
+        "backend b3-user-post41\n  option mysql-check user haproxy post-41\n",
+        "backend b4-unknown-post41\n  option mysql-check user nobody post-41\n",
+    ]
+    .map(|b| format!("{b}{server}"))
+    .concat();
+    let (ours, theirs) = checks_side_by_side(&backends, &["UP", "UP", "UP", "DOWN"]).await;
+    assert_eq!(ours, theirs, "tether, then HAProxy 2.6");
+    assert_eq!(theirs[3].3, "1045", "access denied: {theirs:?}");
+}
+
+#[tokio::test]
+async fn smtpchk_verdicts_match_haproxy_on_a_real_smtp_server() {
+    // aiosmtpd (Debian's python3-aiosmtpd) is a real SMTP server.
+    let port = free_port().unwrap();
+    let mut smtpd = std::process::Command::new("/usr/bin/python3")
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+        .spawn()
+        .expect("python3 is needed: apt-get install -y python3-aiosmtpd");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let up = wait_until_listening(addr, Duration::from_secs(10)).await;
+    if !up {
+        let _ = smtpd.kill();
+        panic!("aiosmtpd did not start: apt-get install -y python3-aiosmtpd");
+    }
+    let banner = |text: &'static str| async move {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let _ = s.write_all(text.as_bytes()).await;
+            }
+        });
+        a
+    };
+    let not_smtp = banner("hello there\r\n").await;
+    let refusing = banner("554 no SMTP service here\r\n").await;
+    let backends = format!(
+        "backend m1-helo\n  option smtpchk\n  server s {addr} check inter 300ms\n\
+         backend m2-ehlo\n  option smtpchk EHLO check.example\n  server s {addr} check inter 300ms\n\
+         backend m3-not-smtp\n  option smtpchk\n  server s {not_smtp} check inter 300ms\n\
+         backend m4-554\n  option smtpchk\n  server s {refusing} check inter 300ms\n"
+    );
+    let (ours, theirs) = checks_side_by_side(&backends, &["UP", "UP", "DOWN", "DOWN"]).await;
+    let _ = smtpd.kill();
+    let _ = smtpd.wait();
+    assert_eq!(ours, theirs, "tether, then HAProxy 2.6");
+    assert_eq!(theirs[0].2, "L7OK", "{theirs:?}");
 }

@@ -1,7 +1,9 @@
 //! `option mysql-check [user U [post-41|pre-41]]`: without a user, the server's initial
 //! handshake must not be an error packet; with one, HAProxy's client authentication packet
 //! (no password) and a `COM_QUIT` are sent at once, and the packet after the handshake must be
-//! an OK packet. An error packet fails with `L7STS`, its error code and message.
+//! an OK packet. An error packet fails with `L7STS`, its error code and message. A pass is
+//! `L7OK` with code 0 and no text, as HAProxy 2.6 reports it on its stats socket (seen beside a
+//! real MariaDB: `e2e_health_checks::mysql_check_verdicts_match_haproxy_on_real_mariadb`).
 
 use super::expect::{Expect, Judgement, Matcher};
 use super::status::CheckStatus;
@@ -32,7 +34,7 @@ pub fn auth_packet(user: &str, post41: bool) -> Vec<u8> {
 }
 
 /// The packet starting at `offset`: waits for all of it, fails on an error packet.
-fn packet(buf: &[u8], offset: usize, eof: bool, last: bool) -> Judgement {
+fn packet(buf: &[u8], offset: usize, eof: bool) -> Judgement {
     let Some(head) = buf.get(offset..offset + 4) else {
         return if eof { invalid() } else { Judgement::NeedMore };
     };
@@ -50,13 +52,15 @@ fn packet(buf: &[u8], offset: usize, eof: bool, last: bool) -> Judgement {
             info: p.get(3..).unwrap_or_default().to_vec(),
         };
     }
-    let info = if last {
-        let v = p.get(1..).unwrap_or_default();
-        v.split(|&b| b == 0).next().unwrap_or_default().to_vec()
-    } else {
-        Vec::new()
-    };
-    Judgement::Match { code: None, info }
+    passed()
+}
+
+/// HAProxy 2.6's pass: code 0, no text.
+fn passed() -> Judgement {
+    Judgement::Match {
+        code: Some(0),
+        info: Vec::new(),
+    }
 }
 
 fn invalid() -> Judgement {
@@ -66,32 +70,15 @@ fn invalid() -> Judgement {
     }
 }
 
-fn handshake_only(buf: &[u8], eof: bool) -> Judgement {
-    packet(buf, 0, eof, true)
-}
-fn handshake_then_more(buf: &[u8], eof: bool) -> Judgement {
-    packet(buf, 0, eof, false)
+fn handshake(buf: &[u8], eof: bool) -> Judgement {
+    packet(buf, 0, eof)
 }
 /// The packet after the handshake must be an OK packet (0x00).
 fn auth_ok(buf: &[u8], eof: bool) -> Judgement {
     let hs = buf.get(..3).map_or(0, |h| {
         usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16
     });
-    match packet(buf, 4 + hs, eof, false) {
-        Judgement::Match { .. } => {
-            let version = buf.get(5..).unwrap_or_default();
-            let v = version
-                .split(|&b| b == 0)
-                .next()
-                .unwrap_or_default()
-                .to_vec();
-            Judgement::Match {
-                code: None,
-                info: v,
-            }
-        }
-        j => j,
-    }
+    packet(buf, 4 + hs, eof)
 }
 
 fn rule(m: fn(&[u8], bool) -> Judgement) -> Step {
@@ -103,11 +90,11 @@ fn rule(m: fn(&[u8], bool) -> Judgement) -> Step {
 /// The steps of a MySQL check, authenticating as `user` when given.
 pub(super) fn steps(user: Option<&str>, post41: bool) -> Vec<Step> {
     match user {
-        None => vec![Step::connect_default(), rule(handshake_only)],
+        None => vec![Step::connect_default(), rule(handshake)],
         Some(u) => vec![
             Step::connect_default(),
             Step::Send(auth_packet(u, post41)),
-            rule(handshake_then_more),
+            rule(handshake),
             rule(auth_ok),
         ],
     }
@@ -150,14 +137,14 @@ mod tests {
     }
 
     #[test]
-    fn handshake_alone_passes_with_the_version() {
+    fn handshake_alone_passes_with_code_0_as_haproxy_reports_it() {
         let none = CheckProtocol::Mysql(DbUser::default());
         let hs = handshake();
         let (sent, v) = run(&none, &[&hs[..10], &hs[10..]]);
         assert!(sent.is_empty());
         assert_eq!(
-            (v.status, v.info.as_str()),
-            (CheckStatus::L7Ok, "5.5.5-10.11.6-MariaDB-0+deb12u1")
+            (v.status, v.code, v.info.as_str()),
+            (CheckStatus::L7Ok, Some(0), "")
         );
     }
 

@@ -1,5 +1,7 @@
 //! `option smtpchk [HELO|EHLO domain]`: the banner must be a 2xx reply, then the greeting
-//! (`HELO localhost` unless written) must be answered 2xx.
+//! (`HELO localhost` unless written) must be answered 2xx (the whole reply, every line of a
+//! multi-line one), then `QUIT` must be answered 2xx, whose code and text the check reports
+//! (`221`, `Bye`), as HAProxy 2.6 does.
 
 use super::expect::{Expect, Judgement, Matcher};
 use super::status::CheckStatus;
@@ -45,7 +47,32 @@ fn any_reply(buf: &[u8], _eof: bool) -> Judgement {
 fn banner_2xx(buf: &[u8], _eof: bool) -> Judgement {
     reply(buf, b'2', false)
 }
-fn greeting_2xx(buf: &[u8], _eof: bool) -> Judgement {
+/// A whole 2xx reply, multi-line or not (`250-mx\r\n250 8BITMIME\r\n`): waits for its last
+/// line; the first line's code and text are reported.
+fn greeting_2xx(buf: &[u8], eof: bool) -> Judgement {
+    let mut last = buf;
+    while last.first() == Some(&b'2') && last.get(3) == Some(&b'-') {
+        match last.windows(2).position(|w| w == b"\r\n") {
+            Some(end) => last = &last[end + 2..],
+            None if eof => break,
+            None => return Judgement::NeedMore,
+        }
+    }
+    if last.len() < 4 && !eof {
+        return Judgement::NeedMore;
+    }
+    // HAProxy reports the first line's code and text, whatever the verdict.
+    let (code, info) = match reply(buf, 0, true) {
+        Judgement::Match { code, info } | Judgement::NoMatch { code, info } => (code, info),
+        other => return other,
+    };
+    match reply(last, b'2', false) {
+        Judgement::Match { .. } => Judgement::Match { code, info },
+        Judgement::NoMatch { .. } => Judgement::NoMatch { code, info },
+        other => other,
+    }
+}
+fn quit_2xx(buf: &[u8], _eof: bool) -> Judgement {
     reply(buf, b'2', true)
 }
 
@@ -64,6 +91,8 @@ pub(super) fn steps(greeting: &str) -> Vec<Step> {
         rule(banner_2xx, CheckStatus::L7Sts),
         Step::Send(format!("{greeting}\r\n").into_bytes()),
         rule(greeting_2xx, CheckStatus::L7Sts),
+        Step::Send(b"QUIT\r\n".to_vec()),
+        rule(quit_2xx, CheckStatus::L7Sts),
     ]
 }
 
@@ -78,15 +107,44 @@ mod tests {
     }
 
     #[test]
-    fn banner_then_helo_both_2xx() {
-        let (sent, v) = run(&smtp(), &[b"220 mx ESMTP Postfix\r\n", b"250 mx\r\n"]);
-        assert_eq!(sent, b"HELO localhost\r\n");
+    fn banner_helo_and_quit_all_2xx() {
+        let (sent, v) = run(
+            &smtp(),
+            &[
+                b"220 mx ESMTP Postfix\r\n",
+                b"250 mx\r\n",
+                b"221 2.0.0 Bye\r\n",
+            ],
+        );
+        assert_eq!(sent, b"HELO localhost\r\nQUIT\r\n");
         assert_eq!(
             (v.status, v.code, v.info.as_str()),
-            (CheckStatus::L7Ok, Some(250), "mx")
+            (CheckStatus::L7Ok, Some(221), "2.0.0 Bye")
         );
-        let (_, v) = run(&smtp(), &[b"220 mx\r\n", b"250-mx\r\n250 8BITMIME\r\n"]);
-        assert_eq!(v.status, CheckStatus::L7Ok, "multi-line EHLO answer");
+    }
+
+    #[test]
+    fn a_multi_line_answer_is_read_whole_before_quit() {
+        // The EHLO answer's second line arrives apart: it is not taken for QUIT's answer.
+        let (sent, v) = run(
+            &smtp(),
+            &[
+                b"220 mx\r\n",
+                b"250-mx\r\n",
+                b"250 8BITMIME\r\n",
+                b"221 Bye\r\n",
+            ],
+        );
+        assert_eq!(sent, b"HELO localhost\r\nQUIT\r\n");
+        assert_eq!((v.status, v.info.as_str()), (CheckStatus::L7Ok, "Bye"));
+        let (_, v) = run(&smtp(), &[b"220 mx\r\n", b"250-mx\r\n", b"550 no\r\n"]);
+        assert_eq!((v.status, v.code), (CheckStatus::L7Sts, Some(250)));
+        let (_, v) = run(&smtp(), &[b"220 mx\r\n", b"250 mx\r\n", b"502 no\r\n"]);
+        assert_eq!(
+            (v.status, v.code),
+            (CheckStatus::L7Sts, Some(502)),
+            "QUIT refused"
+        );
     }
 
     #[test]
