@@ -18,7 +18,7 @@ use tether_testbed::{
     free_port, Haproxy, OpensslServer, OpensslServerConfig, ScratchDir, SelfSignedCert,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, UnixStream};
+use tokio::net::TcpListener;
 
 /// An HTTPS endpoint with `cert` answering `status` to every request (an API server's
 /// `/healthz`).
@@ -73,37 +73,14 @@ async fn plain_http() -> SocketAddr {
 /// Each server's (status, check status) on HAProxy's stats socket (`show stat`), e.g.
 /// ("UP", "L7OK"); the check in progress marker `* ` is dropped.
 async fn haproxy_verdicts(sock: &std::path::Path, backend: &str) -> Vec<(String, String, String)> {
-    let Ok(mut s) = UnixStream::connect(sock).await else {
-        return Vec::new();
-    };
-    s.write_all(b"show stat\n").await.unwrap();
-    let mut out = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut out)).await;
-    let mut lines = out.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap_or("")
-        .trim_start_matches("# ")
-        .split(',')
-        .collect();
-    let col = |name: &str| header.iter().position(|h| *h == name);
-    let (Some(px), Some(sv), Some(st), Some(ck)) = (
-        col("pxname"),
-        col("svname"),
-        col("status"),
-        col("check_status"),
-    ) else {
-        return Vec::new();
-    };
-    lines
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .filter(|f| f.len() > ck && f[px] == backend && !["FRONTEND", "BACKEND"].contains(&f[sv]))
-        .map(|f| {
-            (
-                f[sv].to_string(),
-                f[st].to_string(),
-                f[ck].trim_start_matches("* ").to_string(),
-            )
+    common::haproxy_server_stats(sock)
+        .await
+        .into_iter()
+        .filter(|r| r.get("pxname").is_some_and(|p| p == backend))
+        .map(|r| {
+            let col = |c: &str| r.get(c).cloned().unwrap_or_default();
+            let check = col("check_status").trim_start_matches("* ").to_string();
+            (col("svname"), col("status"), check)
         })
         .collect()
 }

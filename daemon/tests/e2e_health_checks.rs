@@ -440,33 +440,21 @@ async fn ldap_check_passes_real_slapd_and_fails_one_that_refuses_anonymous_binds
 /// check code, last check text).
 type CheckRow = (String, String, String, String, String);
 
-/// Every backend's first server's check, in backend order, from HAProxy's stats socket.
+/// Every backend's first server's check, from HAProxy's stats socket.
 async fn haproxy_checks(sock: &std::path::Path) -> Vec<CheckRow> {
-    let Ok(mut s) = tokio::net::UnixStream::connect(sock).await else {
-        return Vec::new();
-    };
-    s.write_all(b"show stat\n").await.unwrap();
-    let mut out = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut out)).await;
-    let mut lines = out.lines();
-    let header: Vec<String> = lines
-        .next()
-        .unwrap_or("")
-        .trim_start_matches("# ")
-        .split(',')
-        .map(str::to_string)
-        .collect();
-    let col = |name: &str| header.iter().position(|h| h == name).unwrap_or(usize::MAX);
-    let cols = ["pxname", "status", "check_status", "check_code", "last_chk"].map(col);
-    let sv = col("svname");
-    lines
-        .map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>())
-        .filter(|f| f.len() > cols[4] && f.len() > sv && f[sv] != "FRONTEND" && f[sv] != "BACKEND")
-        .map(|f| {
-            let [px, st, ck, code, last] = cols.map(|c| f[c].clone());
-            let up = if st.starts_with("UP") { "UP" } else { "DOWN" };
-            let ck = ck.trim_start_matches("* ").to_string();
-            (px, up.to_string(), ck, code, last)
+    common::haproxy_server_stats(sock)
+        .await
+        .into_iter()
+        .map(|r| {
+            let col = |c: &str| r.get(c).cloned().unwrap_or_default();
+            let up = if col("status").starts_with("UP") {
+                "UP"
+            } else {
+                "DOWN"
+            };
+            let check = col("check_status").trim_start_matches("* ").to_string();
+            let code = col("check_code");
+            (col("pxname"), up.to_string(), check, code, col("last_chk"))
         })
         .collect()
 }

@@ -172,8 +172,6 @@ pub struct Replication {
     pub local: String,
     /// Every instance's peer name (host), including instances added later in the run.
     pub roster: Vec<String>,
-    /// Seed of the reconnect jitter.
-    pub seed: u64,
 }
 
 impl Replication {
@@ -213,8 +211,8 @@ pub struct EngineHost {
     outcomes: Arc<OutcomeSink>,
     /// Counters of tables lost in balancer restarts, so totals survive them.
     retired: Cell<StickStats>,
-    /// The engine's seed (stick-table hashing, `balance random`): from the scenario's seed,
-    /// as the daemon's comes from the OS.
+    /// The engine's seed (stick-table hashing, `balance random`, the peers' reconnect jitter):
+    /// from the scenario's seed, as the daemon's comes from the OS.
     seed: u64,
 }
 
@@ -243,7 +241,7 @@ impl EngineHost {
         })
     }
 
-    /// Seeds the engine (stick-table hashing, `balance random`); 0 without it.
+    /// Seeds the engine (stick-table hashing, `balance random`, peers jitter); 0 without it.
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
@@ -489,13 +487,12 @@ impl BalancerHost for EngineHost {
         }
         let process_slot = self.process.clone();
         let peers_slot = self.peers.clone();
-        let seed = self.replication.as_ref().map_or(0, |r| r.seed);
-        let engine_seed = self.seed;
+        let seed = self.seed;
         self.feed_cursors.borrow_mut().clear();
         let sink = self.outcomes.clone();
         Box::pin(async move {
             // A (re)started balancer starts with empty tables (its peers teach it theirs).
-            let runtime = build_seeded(&config, None, engine_seed).map_err(|e| e.to_string())?;
+            let runtime = build_seeded(&config, None, seed).map_err(|e| e.to_string())?;
             let process = Process::start(TurmoilNet, runtime, sink).await?;
             let service = match config.peers.clone() {
                 Some(section) => {

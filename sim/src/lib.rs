@@ -167,7 +167,6 @@ fn balancer_factory(
             host = host.with_replication(engine_host::Replication {
                 local: frontdoor::instance_host(index),
                 roster: roster.clone(),
-                seed: instance_seed,
             });
         }
         let host = Rc::new(host);

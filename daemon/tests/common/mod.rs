@@ -402,3 +402,38 @@ pub async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
     };
     timeout(within, fut).await.is_ok()
 }
+
+/// The server rows of HAProxy's `show stat` on its stats socket `sock`, each keyed by column
+/// name (`pxname`, `status`, `check_status`...); empty when the socket does not answer yet.
+pub async fn haproxy_server_stats(
+    sock: &std::path::Path,
+) -> Vec<std::collections::BTreeMap<String, String>> {
+    let Ok(mut s) = tokio::net::UnixStream::connect(sock).await else {
+        return Vec::new();
+    };
+    if s.write_all(b"show stat\n").await.is_err() {
+        return Vec::new();
+    }
+    let mut out = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut out)).await;
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .zip(l.split(','))
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        })
+        .filter(|row| {
+            row.get("svname")
+                .is_some_and(|s| s != "FRONTEND" && s != "BACKEND")
+        })
+        .collect()
+}
