@@ -123,7 +123,9 @@ impl AgentAnswer {
             match rest {
                 [] => break,
                 [b'#', tail @ ..] => {
-                    let d = tail.iter().position(|&b| !matches!(b, b' ' | b'\t' | b'\n'));
+                    let d = tail
+                        .iter()
+                        .position(|&b| !matches!(b, b' ' | b'\t' | b'\n'));
                     a.description = text(&tail[d.unwrap_or(tail.len())..]);
                     break;
                 }
@@ -246,7 +248,13 @@ pub fn parse_maxconn(value: &str) -> Result<u32, &'static str> {
 /// Bytes of the agent's line as text (non-printable bytes become `.`).
 fn text(b: &[u8]) -> String {
     b.iter()
-        .map(|&c| if (0x20..0x7f).contains(&c) { c as char } else { '.' })
+        .map(|&c| {
+            if (0x20..0x7f).contains(&c) {
+                c as char
+            } else {
+                '.'
+            }
+        })
         .collect()
 }
 
