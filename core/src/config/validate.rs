@@ -130,7 +130,7 @@ impl Config {
                     err(
                         path,
                         format!("server {name} tracks a chain that loops back to {end}"),
-                        "end the chain at a server with check = true and no track".into(),
+                        "end the chain at a server that runs checks (`check`; native: check = true) and tracks nothing".into(),
                     );
                 }
             }
