@@ -191,7 +191,9 @@ impl ServerView {
             (_, OperState::Down) => "DOWN",
             (AdminState::Drain, _) if agent.is_some() => "DRAIN (agent)",
             (AdminState::Drain, _) => "DRAIN",
-            (AdminState::Ready, OperState::Up) if !self.check && self.tracked.is_none() => "no check",
+            (AdminState::Ready, OperState::Up) if !self.check && self.tracked.is_none() => {
+                "no check"
+            }
             (AdminState::Ready, OperState::Up) => "UP",
         }
     }
@@ -374,7 +376,9 @@ fn server_view(slot: &ServerSlot, st: &ServerState, progress: (u32, u32)) -> Ser
 }
 
 /// A check's latest result as the page shows it.
-fn check_view(last: &std::sync::Mutex<Option<tether_core::engine::backend::LastCheck>>) -> Option<CheckView> {
+fn check_view(
+    last: &std::sync::Mutex<Option<tether_core::engine::backend::LastCheck>>,
+) -> Option<CheckView> {
     last.lock()
         .unwrap_or_else(|e| e.into_inner())
         .as_ref()
