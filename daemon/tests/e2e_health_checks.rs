@@ -678,7 +678,7 @@ async fn haproxy_stat(sock: &std::path::Path) -> String {
 
 /// tether's stats CSV, as its stats page serves it.
 fn tether_stat(t: &common::Running) -> String {
-    tether::stats::csv::render(&tether::stats::snapshot::take(&t.daemon.runtime(), 0))
+    tether::stats::csv::render(&tether::stats::snapshot::take(t.daemon.runtime(), 0))
 }
 
 /// `columns` of each server of `backend` in a `show stat` CSV.
