@@ -667,10 +667,17 @@ fn stat_rows(csv: &str, backend: &str) -> Vec<std::collections::BTreeMap<String,
 
 /// HAProxy's `show stat` on its stats socket (empty while it is not up yet).
 async fn haproxy_stat(sock: &std::path::Path) -> String {
+    haproxy_cli(sock, "show stat").await
+}
+
+/// One command on HAProxy's stats socket, and its answer.
+async fn haproxy_cli(sock: &std::path::Path, command: &str) -> String {
     let Ok(mut s) = tokio::net::UnixStream::connect(sock).await else {
         return String::new();
     };
-    s.write_all(b"show stat\n").await.unwrap();
+    s.write_all(format!("{command}\n").as_bytes())
+        .await
+        .unwrap();
     let mut out = String::new();
     let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut out)).await;
     out
@@ -842,7 +849,8 @@ async fn agent_check_words_drive_state_weight_and_traffic_like_haproxy() {
 }
 
 /// `track`: s2 does no checks and follows s1; when s1's check endpoint closes, s1 and s2 go
-/// DOWN and only s3 gets connections, in tether as in HAProxy 2.6; both come back with it.
+/// DOWN and only s3 gets connections, in tether as in HAProxy 2.6; both come back with it. s1
+/// put in maintenance takes s2 with it (`MAINT (via app/s1)`).
 #[tokio::test]
 async fn a_tracking_server_goes_down_with_the_tracked_one_like_haproxy() {
     let scratch = tether_testbed::ScratchDir::create("track").unwrap();
@@ -869,6 +877,22 @@ async fn a_tracking_server_goes_down_with_the_tracked_one_like_haproxy() {
     };
     let (t, haproxy, sock) = side_by_side(config, &scratch).await;
     let status = |v: [&str; 3]| v.iter().map(|s| vec![s.to_string()]).collect::<Vec<_>>();
+    let (ours, theirs) = converge(&t, &sock, "app", &["status"], &status(["UP"; 3])).await;
+    assert_eq!((ours, theirs), (status(["UP"; 3]), status(["UP"; 3])));
+    // The operator puts s1 in maintenance (HAProxy's CLI; tether's admin path).
+    let be = t.daemon.runtime().backends["app"].clone();
+    let s1_id = tether_core::ServerId(0);
+    be.set_admin(s1_id, Some(tether_core::server::AdminState::Maint), None);
+    haproxy_cli(&sock, "set server app/s1 state maint").await;
+    let want = status(["MAINT", "MAINT (via app/s1)", "UP"]);
+    let (ours, theirs) = converge(&t, &sock, "app", &["status"], &want).await;
+    assert_eq!(ours, want, "tether");
+    assert_eq!(theirs, want, "haproxy:\n{}", haproxy.log());
+    for fe in [t.addr, haproxy.frontend()] {
+        assert_eq!(share(fe, "s3", 6).await, 6, "only s3 takes connections");
+    }
+    be.set_admin(s1_id, Some(tether_core::server::AdminState::Ready), None);
+    haproxy_cli(&sock, "set server app/s1 state ready").await;
     let (ours, theirs) = converge(&t, &sock, "app", &["status"], &status(["UP"; 3])).await;
     assert_eq!((ours, theirs), (status(["UP"; 3]), status(["UP"; 3])));
     endpoint.abort();

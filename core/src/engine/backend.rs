@@ -136,8 +136,18 @@ pub struct ServerSlot {
     pub last_agent: Mutex<Option<LastCheck>>,
     /// The server whose health this one follows (`track`), as (backend, server).
     pub track: Option<(String, String)>,
-    /// The operational state, published at every change so that trackers follow it.
-    pub oper_watch: tokio::sync::watch::Sender<OperState>,
+    /// The operational and admin state, published at every change so that trackers follow.
+    pub oper_watch: tokio::sync::watch::Sender<Tracked>,
+}
+
+/// What a tracking server takes from the server it tracks: its health, and its maintenance or
+/// drain (HAProxy's inherited `IMAINT`/`IDRAIN`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tracked {
+    /// UP or DOWN.
+    pub oper: OperState,
+    /// Its admin state, its own or inherited in turn.
+    pub admin: AdminState,
 }
 
 /// Where and how often a server's agent is asked.
@@ -198,7 +208,7 @@ impl ServerSlot {
             agent: None,
             last_agent: Mutex::new(None),
             track: None,
-            oper_watch: tokio::sync::watch::Sender::new(OperState::Up),
+            oper_watch: tokio::sync::watch::Sender::new(Tracked::default()),
         }
     }
 
@@ -280,6 +290,11 @@ pub struct BackendState {
     pub agent_up: Vec<bool>,
     /// Whether the tracked server is UP (true without `track`). Indexed by [`ServerId`].
     pub track_up: Vec<bool>,
+    /// The admin state set on the server itself (operator, agent, `disabled`); the one in
+    /// [`ServerState::admin`] is the stronger of it and the inherited one.
+    pub own_admin: Vec<AdminState>,
+    /// The admin state inherited from the tracked server (ready without `track`).
+    pub inherited_admin: Vec<AdminState>,
     balancer: Balancer,
     hash: Option<Balancer>,
 }
@@ -312,11 +327,31 @@ impl BackendState {
         admin: Option<AdminState>,
         weight: Option<u32>,
     ) -> Option<Transition> {
-        let s = &mut self.servers[server.index()];
-        let (was_maint, running) = (s.admin == AdminState::Maint, s.oper == OperState::Up);
+        let i = server.index();
         if let Some(a) = admin {
-            s.admin = a;
+            self.own_admin[i] = a;
         }
+        self.admin_settle(server, weight)
+    }
+
+    /// Sets the server's admin state to the stronger of its own and the inherited one (MAINT
+    /// over DRAIN over READY), and its weight if given; see [`BackendState::admin_change`].
+    fn admin_settle(&mut self, server: ServerId, weight: Option<u32>) -> Option<Transition> {
+        let i = server.index();
+        let rank = |a: AdminState| match a {
+            AdminState::Ready => 0,
+            AdminState::Drain => 1,
+            AdminState::Maint => 2,
+        };
+        let (own, inherited) = (self.own_admin[i], self.inherited_admin[i]);
+        let admin = if rank(inherited) > rank(own) {
+            inherited
+        } else {
+            own
+        };
+        let s = &mut self.servers[i];
+        let (was_maint, running) = (s.admin == AdminState::Maint, s.oper == OperState::Up);
+        s.admin = admin;
         if let Some(w) = weight {
             s.weight = w.min(crate::server::MAX_WEIGHT);
         }
@@ -460,6 +495,8 @@ impl Backend {
             state: Mutex::new(BackendState {
                 agent_up: vec![true; states.len()],
                 track_up: vec![true; states.len()],
+                own_admin: states.iter().map(|s| s.admin).collect(),
+                inherited_admin: vec![AdminState::Ready; states.len()],
                 servers: states,
                 health,
                 balancer,
@@ -480,13 +517,18 @@ impl Backend {
             };
             st.servers[i].oper = old_st.servers[j].oper;
             st.servers[i].admin = old_st.servers[j].admin;
+            st.own_admin[i] = old_st.own_admin[j];
+            st.inherited_admin[i] = old_st.inherited_admin[j];
             let config = *st.health[i].config();
             st.health[i] = Health::continuing(config, &old_st.health[j]);
             if slot.agent.is_some() {
                 st.agent_up[i] = old_st.agent_up[j];
             }
             st.track_up[i] = old_st.track_up[j];
-            slot.oper_watch.send_replace(st.servers[i].oper);
+            slot.oper_watch.send_replace(Tracked {
+                oper: st.servers[i].oper,
+                admin: st.servers[i].admin,
+            });
         }
         st.rebalance();
     }
@@ -614,11 +656,19 @@ impl Backend {
         t
     }
 
-    /// The tracked server's state changed (or is first known): the tracker follows it.
-    pub fn track_result(&self, server: ServerId, tracked: OperState) -> Option<Transition> {
-        self.change(server, |st| {
-            st.track_up[server.index()] = tracked == OperState::Up;
-        })
+    /// The tracked server's state changed (or is first known): the tracker follows its health
+    /// and inherits its maintenance or drain.
+    pub fn track_result(&self, server: ServerId, tracked: Tracked) -> Option<Transition> {
+        let mut maint = None;
+        let t = self.change(server, |st| {
+            st.track_up[server.index()] = tracked.oper == OperState::Up;
+            st.inherited_admin[server.index()] = tracked.admin;
+            maint = st.admin_settle(server, None);
+        });
+        if let Some(m) = maint {
+            self.shutdown_sessions(server, m);
+        }
+        t
     }
 
     /// Runs `f` on the state, settles the server, publishes a new operational state to its
@@ -628,10 +678,12 @@ impl Backend {
         let mut st = self.state();
         f(&mut st);
         let t = st.settle(server, slot.slowstart.is_some());
-        if t.is_some() {
-            slot.oper_watch
-                .send_replace(st.servers[server.index()].oper);
-        }
+        let now = Tracked {
+            oper: st.servers[server.index()].oper,
+            admin: st.servers[server.index()].admin,
+        };
+        slot.oper_watch
+            .send_if_modified(|v| std::mem::replace(v, now) != now);
         drop(st);
         if let Some(t) = t {
             self.shutdown_sessions(server, t);
@@ -704,8 +756,9 @@ impl Backend {
     /// maintenance is going DOWN, one leaving it UP, for `on-marked-down`/`on-marked-up` (as
     /// HAProxy's `srv_update_status`).
     pub fn set_admin(&self, server: ServerId, admin: Option<AdminState>, weight: Option<u32>) {
-        let t = self.state().admin_change(server, admin, weight);
-        if let Some(t) = t {
+        let mut maint = None;
+        self.change(server, |st| maint = st.admin_change(server, admin, weight));
+        if let Some(t) = maint {
             self.shutdown_sessions(server, t);
         }
     }

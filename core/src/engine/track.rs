@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::backend::Backend;
+use super::backend::{Backend, Tracked};
 use super::health::transitioned;
 use crate::server::OperState;
 use crate::ServerId;
@@ -17,13 +17,13 @@ use crate::ServerId;
 pub async fn follow_track(
     backend: Arc<Backend>,
     server: ServerId,
-    mut tracked: watch::Receiver<OperState>,
+    mut tracked: watch::Receiver<Tracked>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         let state = *tracked.borrow_and_update();
         if let Some(t) = backend.track_result(server, state) {
-            let reason = match state {
+            let reason = match state.oper {
                 OperState::Up => "tracked server is UP",
                 OperState::Down => "tracked server is DOWN",
             };

@@ -220,7 +220,7 @@ fn server_row(b: &BackendView, s: &ServerView, iid: usize, sid: usize) -> Row {
     set(&mut r, "econ", s.connect_errors);
     set(&mut r, "wretr", s.retries);
     set(&mut r, "wredis", s.redispatches);
-    set(&mut r, "status", s.status());
+    set(&mut r, "status", s.status_text());
     set(&mut r, "weight", s.effective_weight);
     set(&mut r, "act", u8::from(!s.backup));
     set(&mut r, "bck", u8::from(s.backup));

@@ -170,6 +170,8 @@ pub struct ServerView {
     pub agent: Option<AgentView>,
     /// The server this one tracks (`backend/server`), if any.
     pub tracked: Option<String>,
+    /// In maintenance only because the tracked server is (HAProxy `MAINT (via b/s)`).
+    pub inherited_maint: bool,
 }
 
 /// A server's agent check for the stats page (HAProxy's `agent_*` columns).
@@ -198,9 +200,18 @@ impl ServerView {
         }
     }
 
+    /// The status as HAProxy's CSV writes it, with the tracked server a maintenance comes from
+    /// (`MAINT (via app/s1)`).
+    pub fn status_text(&self) -> String {
+        match &self.tracked {
+            Some(t) if self.inherited_maint => format!("MAINT (via {t})"),
+            _ => self.status().to_string(),
+        }
+    }
+
     /// The status with HAProxy's check progress ("UP 2/3") while a transition is under way.
     pub fn status_detail(&self) -> String {
-        let s = self.status();
+        let s = self.status_text();
         let (n, m) = self.progress;
         if self.check && self.admin != AdminState::Maint && n != m {
             format!("{s} {n}/{m}")
@@ -305,6 +316,7 @@ fn backend_view(b: &Backend) -> BackendView {
             st.servers.clone(),
             (st.health.iter().map(|h| h.progress()))
                 .zip(st.agent_up.iter().copied())
+                .zip(st.own_admin.iter().map(|a| *a != AdminState::Maint))
                 .collect(),
         )
     };
@@ -313,8 +325,9 @@ fn backend_view(b: &Backend) -> BackendView {
         .iter()
         .zip(states)
         .zip(progress)
-        .map(|((slot, st), (progress, agent_up))| {
+        .map(|((slot, st), ((progress, agent_up), own_not_maint))| {
             let mut v = server_view(slot, &st, progress);
+            v.inherited_maint = own_not_maint && st.admin == AdminState::Maint;
             v.agent = slot.agent.as_ref().map(|_| AgentView {
                 up: agent_up,
                 last: check_view(&slot.last_agent),
@@ -372,6 +385,7 @@ fn server_view(slot: &ServerSlot, st: &ServerState, progress: (u32, u32)) -> Ser
         last_check: check_view(&slot.last_check),
         agent: None,
         tracked: slot.track.as_ref().map(|(b, s)| format!("{b}/{s}")),
+        inherited_maint: false,
     }
 }
 
