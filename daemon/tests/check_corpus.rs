@@ -1,5 +1,6 @@
 //! Real-world HAProxy TCP configurations (`tests/corpus/*.cfg`: Patroni, Redis, Galera,
-//! RabbitMQ, SMTP, TLS passthrough by SNI, LDAP, a Kubernetes control plane), each first
+//! RabbitMQ, SMTP, TLS passthrough by SNI, LDAP, a Kubernetes control plane, Galera with
+//! feedback agents and tracking servers), each first
 //! accepted by HAProxy 2.6's own `haproxy -c`, then imported by `tether check`: what runs as is,
 //! and, for what cannot, exactly which features stop it (each an error with its line and a fix).
 //! A keyword tether learns turns its row from "cannot" into "runs"; a keyword it silently drops
@@ -20,6 +21,7 @@ const CORPUS: &[(&str, &[&str])] = &[
     ("tls-passthrough-sni.cfg", &[]),
     ("ldap.cfg", &[]),
     ("k8s-apiserver.cfg", &[]),
+    ("galera-agent-track.cfg", &[]),
 ];
 
 fn corpus(file: &str) -> PathBuf {

@@ -141,3 +141,22 @@ listen primary
     let back = load_toml("converted.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(back, config, "{text}");
 }
+
+/// `agent-check` (with `agent-port`, `agent-addr`, `agent-inter`, `agent-send`, from
+/// `default-server` too) and `track` convert to the native `agent` and `track` keys and load
+/// back unchanged.
+#[test]
+fn agent_check_and_track_round_trip() {
+    let cfg = include_str!("corpus/galera-agent-track.cfg");
+    let (config, _) = convert_haproxy("galera.cfg", cfg).unwrap();
+    let text = to_toml(&config);
+    for want in [
+        "[backend.server.agent]\nport = 3333\ninter = \"5s\"\nsend = \"\"\"\nload\n\"\"\"",
+        "[backend.server.agent]\nport = 3333\naddr = \"10.0.1.12\"",
+        "track = \"galera_writer/db2\"",
+    ] {
+        assert!(text.contains(want), "{want}:\n{text}");
+    }
+    let back = load_toml("converted.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(back, config, "{text}");
+}

@@ -628,3 +628,283 @@ async fn smtpchk_verdicts_match_haproxy_on_a_real_smtp_server() {
     assert_eq!(ours, theirs, "tether, then HAProxy 2.6");
     assert_eq!(theirs[0].2, "L7OK", "{theirs:?}");
 }
+
+/// The rows of a `show stat` CSV (HAProxy's stats socket or tether's stats page) for the
+/// servers of `backend`, each as column name to value; the in-progress marker `* ` is dropped.
+fn stat_rows(csv: &str, backend: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut lines = csv.lines();
+    let header: Vec<String> = (lines
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("# ")
+        .split(','))
+    .map(String::from)
+    .collect();
+    lines
+        .map(|l| {
+            (header.iter().cloned())
+                .zip(l.split(',').map(|v| v.trim_start_matches("* ").to_string()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        })
+        .filter(|r| {
+            r.get("pxname").is_some_and(|p| p == backend)
+                && !["FRONTEND", "BACKEND"].contains(&r.get("svname").map_or("", |s| s.as_str()))
+        })
+        .collect()
+}
+
+/// HAProxy's `show stat` on its stats socket (empty while it is not up yet).
+async fn haproxy_stat(sock: &std::path::Path) -> String {
+    haproxy_cli(sock, "show stat").await
+}
+
+/// One command on HAProxy's stats socket, and its answer.
+async fn haproxy_cli(sock: &std::path::Path, command: &str) -> String {
+    let Ok(mut s) = tokio::net::UnixStream::connect(sock).await else {
+        return String::new();
+    };
+    s.write_all(format!("{command}\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut out)).await;
+    out
+}
+
+/// tether's stats CSV, as its stats page serves it.
+fn tether_stat(t: &common::Running) -> String {
+    tether::stats::csv::render(&tether::stats::snapshot::take(t.daemon.runtime(), 0))
+}
+
+/// `columns` of each server of `backend` in a `show stat` CSV.
+fn cells(csv: &str, backend: &str, columns: &[&str]) -> Vec<Vec<String>> {
+    (stat_rows(csv, backend).iter())
+        .map(|r| {
+            columns
+                .iter()
+                .map(|c| r.get(*c).cloned().unwrap_or_default())
+                .collect()
+        })
+        .collect()
+}
+
+/// Runs tether (imported as `tether check` does) and HAProxy 2.6 on `config(port, global)`;
+/// HAProxy's stats socket is in `scratch`.
+async fn side_by_side(
+    config: impl Fn(u16, &str) -> String,
+    scratch: &tether_testbed::ScratchDir,
+) -> (common::Running, Haproxy, std::path::PathBuf) {
+    let im = tether::haproxy::load::load("agent.cfg", &config(0, ""));
+    assert!(!im.has_errors(), "{:#?}", im.findings);
+    let tether = common::start_config(&im.config).await;
+    let sock = scratch.path().join("haproxy.sock");
+    let hport = free_port().unwrap();
+    let global = format!("  stats socket {} level admin\n", sock.display());
+    let haproxy = Haproxy::start(
+        &config(hport, &global),
+        format!("127.0.0.1:{hport}").parse().unwrap(),
+    )
+    .await
+    .expect("haproxy runs (apt-get install -y haproxy)");
+    (tether, haproxy, sock)
+}
+
+/// Waits until tether's and HAProxy's `columns` of `backend` both equal `want` (5 s at most);
+/// returns them as last seen.
+async fn converge(
+    t: &common::Running,
+    sock: &std::path::Path,
+    backend: &str,
+    columns: &[&str],
+    want: &[Vec<String>],
+) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let ours = cells(&tether_stat(t), backend, columns);
+        let theirs = cells(&haproxy_stat(sock).await, backend, columns);
+        if (ours == want && theirs == want) || tokio::time::Instant::now() > give_up {
+            return (ours, theirs);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How many of `n` connections to `fe` reach `name`.
+async fn share(fe: SocketAddr, name: &str, n: usize) -> usize {
+    let mut hits = 0;
+    for _ in 0..n {
+        hits += usize::from(who(fe).await == name);
+    }
+    hits
+}
+
+/// An agent as HAProxy's `agent-check` asks it: each connection gets the current `line`, then
+/// the agent closes.
+async fn agent(line: std::sync::Arc<std::sync::Mutex<&'static str>>) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let answer = *line.lock().unwrap();
+            tokio::spawn(async move {
+                let _ = s.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A real agent (a TCP listener answering one line) switched at run time through `drain`,
+/// `50%`, `down`, `up`, `maint` and `ready`: tether and HAProxy 2.6 on the same haproxy.cfg show
+/// the same server status, weight and agent status, and spread connections alike.
+#[tokio::test]
+async fn agent_check_words_drive_state_weight_and_traffic_like_haproxy() {
+    let scratch = tether_testbed::ScratchDir::create("agent-check").unwrap();
+    let line = std::sync::Arc::new(std::sync::Mutex::new("ready\n"));
+    let agent_addr = agent(line.clone()).await;
+    let (s1, s2) = (named_server("s1").await, named_server("s2").await);
+    let config = |port: u16, global: &str| {
+        format!(
+            "global\n  maxconn 100\n{global}defaults\n  mode tcp\n  timeout connect 1s\n  \
+             timeout client 5s\n  timeout server 5s\nlisten app\n  bind 127.0.0.1:{port}\n  \
+             balance roundrobin\n  default-server inter 100ms agent-inter 100ms\n  \
+             server s1 {s1} weight 100 check agent-check agent-port {}\n  \
+             server s2 {s2} weight 100 check\n",
+            agent_addr.port()
+        )
+    };
+    let (t, haproxy, sock) = side_by_side(config, &scratch).await;
+    let columns = ["status", "agent_status"];
+    // (answer, s1 status, agent status, s1 weight, s1's share of 12 connections)
+    let steps: [(
+        &'static str,
+        &str,
+        &str,
+        &str,
+        std::ops::RangeInclusive<usize>,
+    ); 6] = [
+        ("drain\n", "DRAIN (agent)", "CHECKED", "100", 0..=0),
+        ("ready 50%\n", "UP", "CHECKED", "50", 3..=5),
+        (
+            "down #maintenance window\n",
+            "DOWN (agent)",
+            "L7STS",
+            "50",
+            0..=0,
+        ),
+        ("up\n", "UP", "L7OK", "50", 3..=5),
+        ("maint\n", "MAINT", "CHECKED", "50", 0..=0),
+        ("ready 100%\n", "UP", "CHECKED", "100", 6..=6),
+    ];
+    for (answer, status, agent_status, weight, s1_share) in steps {
+        *line.lock().unwrap() = answer;
+        let want = vec![
+            vec![status.to_string(), agent_status.to_string()],
+            vec!["UP".to_string(), String::new()],
+        ];
+        let (ours, theirs) = converge(&t, &sock, "app", &columns, &want).await;
+        assert_eq!(ours, want, "tether after {answer:?}");
+        assert_eq!(theirs, want, "haproxy after {answer:?}:\n{}", haproxy.log());
+        // HAProxy's weight column is the server's weight (kept while draining or down).
+        let h = cells(&haproxy_stat(&sock).await, "app", &["weight"]);
+        let ours = t.daemon.runtime().backends["app"].server_states()[0].weight;
+        assert_eq!(
+            (ours.to_string(), h[0][0].as_str()),
+            (weight.to_string(), weight),
+            "{answer:?}"
+        );
+        let (a, b) = (
+            share(t.addr, "s1", 12).await,
+            share(haproxy.frontend(), "s1", 12).await,
+        );
+        assert!(
+            s1_share.contains(&a),
+            "tether sent {a} of 12 to s1 after {answer:?}"
+        );
+        assert!(
+            s1_share.contains(&b),
+            "haproxy sent {b} of 12 to s1 after {answer:?}"
+        );
+        if answer.starts_with("down") {
+            let desc = ["last_agt"];
+            assert_eq!(
+                cells(&tether_stat(&t), "app", &desc)[0],
+                cells(&haproxy_stat(&sock).await, "app", &desc)[0],
+                "the agent's reason"
+            );
+        }
+    }
+}
+
+/// `track`: s2 does no checks and follows s1; when s1's check endpoint closes, s1 and s2 go
+/// DOWN and only s3 gets connections, in tether as in HAProxy 2.6; both come back with it. s1
+/// put in maintenance takes s2 with it (`MAINT (via app/s1)`).
+#[tokio::test]
+async fn a_tracking_server_goes_down_with_the_tracked_one_like_haproxy() {
+    let scratch = tether_testbed::ScratchDir::create("track").unwrap();
+    let (s1, s2, s3) = (
+        named_server("s1").await,
+        named_server("s2").await,
+        named_server("s3").await,
+    );
+    let check = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let check_addr = check.local_addr().unwrap();
+    let endpoint = tokio::spawn(async move {
+        while let Ok((s, _)) = check.accept().await {
+            drop(s);
+        }
+    });
+    let config = |port: u16, global: &str| {
+        format!(
+            "global\n  maxconn 100\n{global}defaults\n  mode tcp\n  timeout connect 1s\n  \
+             timeout client 5s\n  timeout server 5s\nlisten app\n  bind 127.0.0.1:{port}\n  \
+             balance roundrobin\n  default-server inter 100ms rise 1 fall 1\n  \
+             server s1 {s1} check port {}\n  server s2 {s2} track s1\n  server s3 {s3} check\n",
+            check_addr.port()
+        )
+    };
+    let (t, haproxy, sock) = side_by_side(config, &scratch).await;
+    let status = |v: [&str; 3]| v.iter().map(|s| vec![s.to_string()]).collect::<Vec<_>>();
+    let (ours, theirs) = converge(&t, &sock, "app", &["status"], &status(["UP"; 3])).await;
+    assert_eq!((ours, theirs), (status(["UP"; 3]), status(["UP"; 3])));
+    // The operator puts s1 in maintenance (HAProxy's CLI; tether's admin path).
+    let be = t.daemon.runtime().backends["app"].clone();
+    let s1_id = tether_core::ServerId(0);
+    be.set_admin(s1_id, Some(tether_core::server::AdminState::Maint), None);
+    haproxy_cli(&sock, "set server app/s1 state maint").await;
+    let want = status(["MAINT", "MAINT (via app/s1)", "UP"]);
+    let (ours, theirs) = converge(&t, &sock, "app", &["status"], &want).await;
+    assert_eq!(ours, want, "tether");
+    assert_eq!(theirs, want, "haproxy:\n{}", haproxy.log());
+    for fe in [t.addr, haproxy.frontend()] {
+        assert_eq!(share(fe, "s3", 6).await, 6, "only s3 takes connections");
+    }
+    be.set_admin(s1_id, Some(tether_core::server::AdminState::Ready), None);
+    haproxy_cli(&sock, "set server app/s1 state ready").await;
+    let (ours, theirs) = converge(&t, &sock, "app", &["status"], &status(["UP"; 3])).await;
+    assert_eq!((ours, theirs), (status(["UP"; 3]), status(["UP"; 3])));
+    endpoint.abort();
+    let _ = endpoint.await;
+    let want = status(["DOWN", "DOWN", "UP"]);
+    let (ours, theirs) = converge(&t, &sock, "app", &["status"], &want).await;
+    assert_eq!(ours, want, "tether");
+    assert_eq!(theirs, want, "haproxy:\n{}", haproxy.log());
+    for fe in [t.addr, haproxy.frontend()] {
+        assert_eq!(share(fe, "s3", 6).await, 6, "only s3 takes connections");
+    }
+    let back = TcpListener::bind(check_addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = back.accept().await {
+            drop(s);
+        }
+    });
+    let (ours, theirs) = converge(&t, &sock, "app", &["status"], &status(["UP"; 3])).await;
+    assert_eq!((ours, theirs), (status(["UP"; 3]), status(["UP"; 3])));
+    for fe in [t.addr, haproxy.frontend()] {
+        assert_eq!(
+            share(fe, "s2", 6).await,
+            2,
+            "the tracker takes its share again"
+        );
+    }
+}

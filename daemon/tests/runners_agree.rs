@@ -370,3 +370,202 @@ fn daemon_and_simulator_check_and_route_alike() {
         assert!(!line.contains(" -"), "a connection found no server: {line}");
     }
 }
+
+/// Agent checks and `track` in both runners: s1 has an agent whose line the script switches,
+/// s3 does no checks and tracks s2.
+fn agent_configuration(bind: &str, servers: &[String], agent: &str) -> Runtime {
+    let mut text = format!(
+        "[global]\nmaxconn = 100\n\
+         [[frontend]]\nname = \"main\"\nbind = [\"{bind}\"]\nbackend = \"app\"\n\
+         [[backend]]\nname = \"app\"\nbalance = \"roundrobin\"\ntimeout-connect = \"3s\"\n\
+         [backend.check]\ninter = \"{}ms\"\nrise = 2\nfall = 2\npassive = false\n",
+        INTER.as_millis()
+    );
+    let (host, port) = agent.rsplit_once(':').unwrap();
+    let extra = [
+        format!("weight = 100\nagent = {{ port = {port}, addr = \"{host}\" }}\n"),
+        "weight = 100\n".to_string(),
+        "weight = 100\ncheck = false\ntrack = \"s2\"\n".to_string(),
+    ];
+    for ((name, address), extra) in SERVERS.iter().zip(servers).zip(extra) {
+        text += &format!("[[backend.server]]\nname = \"{name}\"\naddress = \"{address}\"\n{extra}");
+    }
+    let config = config::load_toml("runners_agree.toml", &text).expect("config loads");
+    build(&config, None).expect("config builds")
+}
+
+/// An agent: every connection gets the current line.
+async fn serve_agent<N: Net>(net: N, bind: String, line: watch::Receiver<&'static str>) {
+    let listener = net.bind(&bind).await.expect("agent binds");
+    while let Ok((mut s, _)) = net.accept(&listener).await {
+        let answer = *line.borrow();
+        tokio::spawn(async move {
+            let _ = s.write_all(answer.as_bytes()).await;
+        });
+    }
+}
+
+/// Waits until s1's (admin, weight) is `want`; describes it.
+async fn s1_is<N: Net>(view: &ProcessView<N>, want: (&str, u32)) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = view.runtime().backends["app"].server_states()[0].clone();
+        let now = (format!("{:?}", st.admin), st.weight);
+        if (now.0.as_str(), now.1) == want {
+            return format!("s1 {} weight {}", now.0, now.1);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "s1 never {want:?}: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The agent and track script: agent words, then the tracked server closing and coming back.
+async fn agent_script<N: Net, B: Bed>(
+    net: N,
+    bed: &mut B,
+    line: &watch::Sender<&'static str>,
+    view: ProcessView<N>,
+    frontend: &str,
+) -> Vec<String> {
+    for server in 0..2 {
+        transition(&view, server, OperState::Up, Some("L4OK")).await;
+    }
+    let mut log = vec![format!("all up: {}", routes(&net, frontend, 6).await)];
+    for (answer, want) in [("drain\n", ("Drain", 100)), ("ready 50%\n", ("Ready", 50))] {
+        line.send_replace(answer);
+        log.push(s1_is(&view, want).await);
+        log.push(routes(&net, frontend, 5).await);
+    }
+    line.send_replace("down #bye\n");
+    log.push(transition(&view, 0, OperState::Down, None).await);
+    log.push(routes(&net, frontend, 4).await);
+    line.send_replace("up\n");
+    log.push(transition(&view, 0, OperState::Up, None).await);
+    for (mode, want) in [(Mode::Closed, OperState::Down), (Mode::Open, OperState::Up)] {
+        bed.set(1, mode).await;
+        log.push(transition(&view, 1, want, None).await);
+        log.push(transition(&view, 2, want, None).await);
+        log.push(format!("s2 {mode:?}: {}", routes(&net, frontend, 5).await));
+    }
+    log
+}
+
+async fn agent_tokio_run() -> Vec<String> {
+    let (line, rx) = watch::channel("ready\n");
+    let agent = TokioNet.bind("127.0.0.1:0").await.unwrap();
+    let agent_addr = agent.local_addr().unwrap().to_string();
+    drop(agent);
+    tokio::spawn(serve_agent(TokioNet, agent_addr.clone(), rx));
+    let mut addrs = Vec::new();
+    let mut modes = Vec::new();
+    for name in SERVERS {
+        let listener = TokioNet.bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = watch::channel(Mode::Open);
+        tokio::spawn(serve_greeting(
+            TokioNet,
+            addr.to_string(),
+            name,
+            Some(listener),
+            rx,
+        ));
+        addrs.push(addr);
+        modes.push(tx);
+    }
+    let servers: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    let rt = agent_configuration("127.0.0.1:0", &servers, &agent_addr);
+    let process = Process::start(TokioNet, rt, Arc::new(Quiet)).await.unwrap();
+    let frontend = process.local_addrs()["main"].to_string();
+    let stalled = (0..SERVERS.len()).map(|_| None).collect();
+    let mut bed = TokioBed {
+        addrs,
+        modes,
+        stalled,
+    };
+    let log = agent_script(TokioNet, &mut bed, &line, process.view(), &frontend).await;
+    process.shutdown(Duration::from_secs(1)).await;
+    log
+}
+
+fn agent_turmoil_run() -> Vec<String> {
+    let mut sim = turmoil::Builder::new()
+        .epoch(UNIX_EPOCH + Duration::from_secs(1_767_225_600))
+        .rng_seed(1)
+        .simulation_duration(Duration::from_secs(600))
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(1))
+        .build();
+    let (line, line_rx) = watch::channel("ready\n");
+    let mut modes = Vec::new();
+    for name in SERVERS {
+        let (tx, rx) = watch::channel(Mode::Open);
+        let line_rx = line_rx.clone();
+        sim.host(name, move || {
+            let (rx, line_rx) = (rx.clone(), line_rx.clone());
+            async move {
+                if name == "s1" {
+                    tokio::spawn(serve_agent(TurmoilNet, "0.0.0.0:5555".into(), line_rx));
+                }
+                serve_greeting(TurmoilNet, "0.0.0.0:443".into(), name, None, rx).await;
+                Ok(())
+            }
+        });
+        modes.push(tx);
+    }
+    let view: Rc<RefCell<Option<ProcessView<TurmoilNet>>>> = Rc::default();
+    let published = view.clone();
+    sim.host("lb", move || {
+        let published = published.clone();
+        async move {
+            let servers: Vec<String> = SERVERS.iter().map(|s| format!("{s}:443")).collect();
+            let rt = agent_configuration("0.0.0.0:9000", &servers, "s1:5555");
+            let process = Process::start(TurmoilNet, rt, Arc::new(Quiet)).await?;
+            *published.borrow_mut() = Some(process.view());
+            std::future::pending::<()>().await;
+            drop(process);
+            Ok(())
+        }
+    });
+    let log: Rc<RefCell<Vec<String>>> = Rc::default();
+    let out = log.clone();
+    sim.client("client", async move {
+        let view = loop {
+            if let Some(v) = view.borrow().clone() {
+                break v;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let mut bed = TurmoilBed { modes };
+        *out.borrow_mut() = agent_script(TurmoilNet, &mut bed, &line, view, "lb:9000").await;
+        Ok(())
+    });
+    sim.run().expect("simulation runs");
+    log.take()
+}
+
+#[test]
+fn daemon_and_simulator_follow_agents_and_tracks_alike() {
+    let simulated = agent_turmoil_run();
+    let real = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(agent_tokio_run());
+    assert_eq!(real, simulated, "the daemon and the simulator diverge");
+    assert_eq!(
+        real[2], "s2 s3 s2 s3 s2",
+        "a draining s1 takes no new connection"
+    );
+    assert!(real[5].starts_with("s1 Down"), "{}", real[5]);
+    assert_eq!(real[6], "s2 s3 s2 s3");
+    assert!(real[9].starts_with("s3 Down"), "{}", real[9]);
+    assert_eq!(
+        real[10], "s2 Closed: s1 s1 s1 s1 s1",
+        "the tracker is down with s2"
+    );
+}

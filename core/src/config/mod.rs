@@ -578,6 +578,36 @@ pub struct Server {
     /// (HAProxy `on-marked-up`): by default they stay open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_marked_up: Option<OnMarkedUp>,
+    /// A second check to an agent on the server that answers a line of words setting the
+    /// server's weight, admin state and health (HAProxy `agent-check`):
+    /// `agent = { port = 5555 }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentCheck>,
+    /// Follow another server's health instead of checking this one (HAProxy `track`):
+    /// `"SERVER"` in the same backend or `"BACKEND/SERVER"`. Needs `check = false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<String>,
+}
+
+/// HAProxy's `agent-check` with `agent-port`, `agent-addr`, `agent-inter`, `agent-send`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AgentCheck {
+    /// Port the agent listens on.
+    pub port: u16,
+    /// Host of the agent instead of the server's (`agent-addr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// Interval between agent checks (`agent-inter`); absent: the server's `inter`.
+    #[serde(
+        default,
+        with = "duration_text::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub inter: Option<Duration>,
+    /// Bytes written to the agent once connected (`agent-send`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send: Option<String>,
 }
 
 /// HAProxy `on-marked-down`: what a server going DOWN does to its established connections.
@@ -632,7 +662,28 @@ impl Server {
             slowstart: None,
             on_marked_down: None,
             on_marked_up: None,
+            agent: None,
+            track: None,
         }
+    }
+
+    /// Where the agent check connects (`agent-addr`, else the server's host), if there is one.
+    pub fn agent_address(&self) -> Option<String> {
+        let agent = self.agent.as_ref()?;
+        let host = match (agent.addr.as_deref(), self.address.rsplit_once(':')) {
+            (Some(a), _) if a.contains(':') && !a.starts_with('[') => format!("[{a}]"),
+            (Some(a), _) => a.to_string(),
+            (None, Some((h, _))) => h.to_string(),
+            (None, None) => self.address.clone(),
+        };
+        Some(format!("{host}:{}", agent.port))
+    }
+
+    /// The tracked server as (backend, server), `backend` being this server's own when `track`
+    /// names a server alone.
+    pub fn tracked<'a>(&'a self, own_backend: &'a str) -> Option<(&'a str, &'a str)> {
+        let t = self.track.as_deref()?;
+        Some(t.split_once('/').unwrap_or((own_backend, t)))
     }
 
     /// Where health checks connect (`addr` and `port` applied), on `step_port` if a check step

@@ -364,3 +364,77 @@ fn random_draws_are_bounded_and_need_balance_random() {
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(e[0].message.contains("only applies"), "{}", e[0].message);
 }
+
+/// `track` errors are located on the server's `track` line with a fix, as HAProxy refuses
+/// them: an unknown server, a tracker that checks too, an unchecked tracked server, a loop.
+#[test]
+fn track_errors_name_the_line_and_a_fix() {
+    let track = |s1: &str, s2: &str| {
+        GOOD.replace("weight = 10", &format!("weight = 10\n{s1}"))
+            .replace("rise = 5", &format!("rise = 5\n{s2}"))
+    };
+    let ok = load_toml("t.toml", &track("", "check = false\ntrack = \"s1\"")).unwrap();
+    assert_eq!(
+        ok.backends[0].servers[1].tracked("app"),
+        Some(("app", "s1"))
+    );
+    let back = load_toml("again.toml", &toml::to_string(&ok).unwrap()).unwrap();
+    assert_eq!(back, ok, "track survives the round trip");
+    for (s1, s2, line, msg, fix) in [
+        (
+            "",
+            "check = false\ntrack = \"app/s9\"",
+            42,
+            "does not exist",
+            "track = \"s1\"",
+        ),
+        (
+            "",
+            "track = \"s1\"",
+            41,
+            "also runs its own checks",
+            "check = false",
+        ),
+        (
+            "check = false",
+            "check = false\ntrack = \"s1\"",
+            42,
+            "has no checks",
+            "check = true",
+        ),
+        (
+            "check = false\ntrack = \"s2\"",
+            "check = false\ntrack = \"s1\"",
+            35,
+            "loops back",
+            "end the chain",
+        ),
+    ] {
+        let e = errors(&track(s1, s2));
+        assert!(!e.is_empty(), "{s1} / {s2}");
+        assert_eq!(e[0].line, line, "{e:?}");
+        assert!(e[0].key_path.ends_with(".track"), "{e:?}");
+        assert!(e[0].message.contains(msg), "{e:?}");
+        assert!(e[0].fix.contains(fix), "{e:?}");
+    }
+}
+
+/// `agent` loads and round-trips; port 0 is refused on its line.
+#[test]
+fn agent_check_loads_round_trips_and_refuses_port_zero() {
+    let text = GOOD.replace(
+        "weight = 10",
+        "weight = 10\nagent = { port = 5555, addr = \"10.0.0.9\", inter = \"5s\", send = \"hi\\n\" }",
+    );
+    let c = load_toml("t.toml", &text).unwrap();
+    let s = &c.backends[0].servers[0];
+    assert_eq!(s.agent_address().as_deref(), Some("10.0.0.9:5555"));
+    assert_eq!(s.agent.as_ref().unwrap().send.as_deref(), Some("hi\n"));
+    let back = load_toml("again.toml", &toml::to_string(&c).unwrap()).unwrap();
+    assert_eq!(back, c);
+    let e = errors(&text.replace("port = 5555", "port = 0"));
+    assert_eq!(
+        (e[0].line, e[0].key_path.as_str()),
+        (34, "backend.app.server.s1.agent.port")
+    );
+}

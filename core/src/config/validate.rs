@@ -77,6 +77,7 @@ impl Config {
             validate_stick_rules(&mut err, &p, b);
             validate_servers(&mut err, &p, b);
         }
+        self.validate_tracks(&mut err);
         self.validate_peers(&mut err);
         if let Some(a) = &self.admin {
             validate_admin_socket(&mut err, a);
@@ -86,6 +87,93 @@ impl Config {
         }
         super::log::validate(&self.logs, &mut err);
         out
+    }
+
+    /// `track`: the tracked server exists and is checked (by `check`, an agent or a track of its
+    /// own), the tracker does no checks of its own, and no chain loops back (HAProxy's
+    /// `srv_apply_track`, `init_srv_check`).
+    fn validate_tracks(&self, err: &mut impl FnMut(String, String, String)) {
+        for (i, b) in self.backends.iter().enumerate() {
+            for (j, s) in b.servers.iter().enumerate() {
+                let Some((tb, ts)) = s.tracked(&b.name) else {
+                    continue;
+                };
+                let path = format!("backend[{i}].server[{j}].track");
+                let name = format!("{}/{}", b.name, s.name);
+                if s.check {
+                    err(
+                        path.clone(),
+                        format!("server {name} tracks {tb}/{ts} and also runs its own checks"),
+                        "write check = false: a tracking server takes its health from the tracked one (HAProxy refuses both)".into(),
+                    );
+                }
+                let Some(t) = self.server(tb, ts) else {
+                    err(
+                        path,
+                        format!("server {name} tracks {tb}/{ts}, which does not exist"),
+                        format!(
+                            "name a server of the configuration, e.g. track = \"{}\"",
+                            self.example_track(b, s)
+                        ),
+                    );
+                    continue;
+                };
+                if !t.check && t.agent.is_none() && t.track.is_none() {
+                    err(
+                        path,
+                        format!("server {name} tracks {tb}/{ts}, which has no checks"),
+                        format!(
+                            "enable checks on {tb}/{ts} (check = true) or track a checked server"
+                        ),
+                    );
+                } else if let Some(end) = self.track_loop(&b.name, s) {
+                    err(
+                        path,
+                        format!("server {name} tracks a chain that loops back to {end}"),
+                        "end the chain at a server that runs checks (`check`; native: check = true) and tracks nothing".into(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The server `backend/name`.
+    fn server(&self, backend: &str, name: &str) -> Option<&Server> {
+        let b = self.backends.iter().find(|b| b.name == backend)?;
+        b.servers.iter().find(|s| s.name == name)
+    }
+
+    /// A checked server to suggest tracking instead, `backend/server` (or `server` when in `b`).
+    fn example_track(&self, b: &Backend, s: &Server) -> String {
+        let own = b.servers.iter().find(|o| o.check && o.name != s.name);
+        match own {
+            Some(o) => o.name.clone(),
+            None => (self.backends.iter())
+                .flat_map(|x| x.servers.iter().map(move |o| (x, o)))
+                .find(|(_, o)| o.check)
+                .map_or("backend/server".into(), |(x, o)| {
+                    format!("{}/{}", x.name, o.name)
+                }),
+        }
+    }
+
+    /// Where following `s`'s track chain from backend `backend` comes back to a server already
+    /// seen (`backend/server`), if it does.
+    fn track_loop(&self, backend: &str, s: &Server) -> Option<String> {
+        let mut seen = vec![(backend.to_string(), s.name.clone())];
+        let mut cur = (backend.to_string(), s);
+        while let Some((tb, ts)) = cur.1.tracked(&cur.0) {
+            if seen.iter().any(|(b, n)| b == tb && n == ts) {
+                return Some(format!("{tb}/{ts}"));
+            }
+            let next = self.server(tb, ts)?;
+            seen.push((tb.to_string(), ts.to_string()));
+            cur = (tb.to_string(), next);
+            if seen.len() > self.backends.iter().map(|b| b.servers.len()).sum::<usize>() {
+                return None;
+            }
+        }
+        None
     }
 
     /// A stick table naming a peers section that does not exist, a peers section without a
@@ -438,6 +526,15 @@ fn validate_servers(err: &mut impl FnMut(String, String, String), p: &str, b: &B
             );
         }
         validate_check_tls(err, p, &sp, b, s);
+        if let Some(a) = &s.agent {
+            if a.port == 0 {
+                err(
+                    format!("{sp}.agent.port"),
+                    "agent port 0".into(),
+                    "write the port the agent listens on, e.g. agent = { port = 5555 }".into(),
+                );
+            }
+        }
     }
 }
 

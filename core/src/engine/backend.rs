@@ -12,6 +12,7 @@ use crate::affinity::{Affinity, AffinityKey, AffinityOutcome, Route};
 use crate::balance::{Algorithm, Balancer, PickContext};
 use crate::config::{OnMarkedDown, OnMarkedUp};
 use crate::retry::{RetryContext, RetryPolicy};
+use crate::server::check::agent::{AgentEffect, AgentHealth};
 use crate::server::check::{Plan, TlsClient};
 use crate::server::{AdminState, Health, HealthConfig, OperState, ServerState, Transition};
 use crate::stick::StickTableConfig;
@@ -129,6 +130,35 @@ pub struct ServerSlot {
     pub track_sessions: bool,
     /// The server's established connections, for closing them at once.
     pub sessions: Sessions,
+    /// The agent check (`agent-check`), when configured.
+    pub agent: Option<AgentSlot>,
+    /// The agent's latest answer, for the stats page (`agent_status`, `last_agt`).
+    pub last_agent: Mutex<Option<LastCheck>>,
+    /// The server whose health this one follows (`track`), as (backend, server).
+    pub track: Option<(String, String)>,
+    /// The operational and admin state, published at every change so that trackers follow.
+    pub oper_watch: tokio::sync::watch::Sender<Tracked>,
+}
+
+/// What a tracking server takes from the server it tracks: its health, and its maintenance or
+/// drain (HAProxy's inherited `IMAINT`/`IDRAIN`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tracked {
+    /// UP or DOWN.
+    pub oper: OperState,
+    /// Its admin state, its own or inherited in turn.
+    pub admin: AdminState,
+}
+
+/// Where and how often a server's agent is asked.
+#[derive(Debug, Clone)]
+pub struct AgentSlot {
+    /// `"host:port"` of the agent.
+    pub address: String,
+    /// Interval between agent checks (`agent-inter`, else the server's `inter`).
+    pub inter: Duration,
+    /// Connect, write `agent-send`, read a line.
+    pub plan: Plan,
 }
 
 /// One active health check's result, as HAProxy's stats page shows it (`L4OK in 0ms`).
@@ -175,6 +205,10 @@ impl ServerSlot {
             on_marked_up: None,
             track_sessions: false,
             sessions: Sessions::default(),
+            agent: None,
+            last_agent: Mutex::new(None),
+            track: None,
+            oper_watch: tokio::sync::watch::Sender::new(Tracked::default()),
         }
     }
 
@@ -251,19 +285,82 @@ pub struct BackendState {
     pub servers: Vec<ServerState>,
     /// Health counters, indexed by [`ServerId`].
     pub health: Vec<Health>,
+    /// The agent's say on health (HAProxy's agent counter, rise = fall = 1): false after
+    /// `down`/`stopped`/`fail` until `up`. Indexed by [`ServerId`].
+    pub agent_up: Vec<bool>,
+    /// Whether the tracked server is UP (true without `track`). Indexed by [`ServerId`].
+    pub track_up: Vec<bool>,
+    /// The admin state set on the server itself (operator, agent, `disabled`); the one in
+    /// [`ServerState::admin`] is the stronger of it and the inherited one.
+    pub own_admin: Vec<AdminState>,
+    /// The admin state inherited from the tracked server (ready without `track`).
+    pub inherited_admin: Vec<AdminState>,
     balancer: Balancer,
     hash: Option<Balancer>,
 }
 
 impl BackendState {
-    /// Applies a health transition to the server's operational state.
-    fn apply(&mut self, server: ServerId, t: Option<Transition>) {
-        if let Some(t) = t {
-            self.servers[server.index()].oper = match t {
-                Transition::Up => OperState::Up,
-                Transition::Down => OperState::Down,
-            };
-            self.rebalance();
+    /// Brings the server's operational state in line with its health check, its agent and
+    /// the server it tracks: UP only when all three say so (HAProxy `check_notify_success`);
+    /// returns the change. A server coming back with `slowstart` starts with the least weight.
+    fn settle(&mut self, server: ServerId, slowstart: bool) -> Option<Transition> {
+        let i = server.index();
+        let up = self.health[i].is_up() && self.agent_up[i] && self.track_up[i];
+        let oper = if up { OperState::Up } else { OperState::Down };
+        if self.servers[i].oper == oper {
+            return None;
+        }
+        self.servers[i].oper = oper;
+        if up && slowstart {
+            // In the same critical section: no pick sees it at full weight.
+            self.servers[i].ramp = 0;
+        }
+        self.rebalance();
+        Some(if up { Transition::Up } else { Transition::Down })
+    }
+
+    /// Sets a server's admin state and/or weight (operator or agent); a running server
+    /// entering maintenance is going DOWN, one leaving it UP, for `on-marked-down`/`on-marked-up`.
+    fn admin_change(
+        &mut self,
+        server: ServerId,
+        admin: Option<AdminState>,
+        weight: Option<u32>,
+    ) -> Option<Transition> {
+        let i = server.index();
+        if let Some(a) = admin {
+            self.own_admin[i] = a;
+        }
+        self.admin_settle(server, weight)
+    }
+
+    /// Sets the server's admin state to the stronger of its own and the inherited one (MAINT
+    /// over DRAIN over READY), and its weight if given; see [`BackendState::admin_change`].
+    fn admin_settle(&mut self, server: ServerId, weight: Option<u32>) -> Option<Transition> {
+        let i = server.index();
+        let rank = |a: AdminState| match a {
+            AdminState::Ready => 0,
+            AdminState::Drain => 1,
+            AdminState::Maint => 2,
+        };
+        let (own, inherited) = (self.own_admin[i], self.inherited_admin[i]);
+        let admin = if rank(inherited) > rank(own) {
+            inherited
+        } else {
+            own
+        };
+        let s = &mut self.servers[i];
+        let (was_maint, running) = (s.admin == AdminState::Maint, s.oper == OperState::Up);
+        s.admin = admin;
+        if let Some(w) = weight {
+            s.weight = w.min(crate::server::MAX_WEIGHT);
+        }
+        let is_maint = s.admin == AdminState::Maint;
+        self.rebalance();
+        match (was_maint, is_maint) {
+            (false, true) if running => Some(Transition::Down),
+            (true, false) if running => Some(Transition::Up),
+            _ => None,
         }
     }
 
@@ -396,6 +493,10 @@ impl Backend {
             balance_hash: spec.balance_hash,
             algorithm: spec.algorithm,
             state: Mutex::new(BackendState {
+                agent_up: vec![true; states.len()],
+                track_up: vec![true; states.len()],
+                own_admin: states.iter().map(|s| s.admin).collect(),
+                inherited_admin: vec![AdminState::Ready; states.len()],
                 servers: states,
                 health,
                 balancer,
@@ -416,8 +517,18 @@ impl Backend {
             };
             st.servers[i].oper = old_st.servers[j].oper;
             st.servers[i].admin = old_st.servers[j].admin;
+            st.own_admin[i] = old_st.own_admin[j];
+            st.inherited_admin[i] = old_st.inherited_admin[j];
             let config = *st.health[i].config();
             st.health[i] = Health::continuing(config, &old_st.health[j]);
+            if slot.agent.is_some() {
+                st.agent_up[i] = old_st.agent_up[j];
+            }
+            st.track_up[i] = old_st.track_up[j];
+            slot.oper_watch.send_replace(Tracked {
+                oper: st.servers[i].oper,
+                admin: st.servers[i].admin,
+            });
         }
         st.rebalance();
     }
@@ -512,13 +623,67 @@ impl Backend {
     /// Feeds an active health-check result; returns the UP/DOWN transition it caused, already
     /// applied.
     pub fn health_result(&self, server: ServerId, ok: bool) -> Option<Transition> {
-        let mut st = self.state();
-        let t = st.health[server.index()].on_check(ok);
-        if t == Some(Transition::Up) && self.servers[server.index()].slowstart.is_some() {
-            // Back with the least weight, in the same critical section: no pick sees it full.
-            st.servers[server.index()].ramp = 0;
+        self.change(server, |st| {
+            st.health[server.index()].on_check(ok);
+        })
+    }
+
+    /// Applies an agent's answer: admin state, weight, connection limit, and its say on
+    /// health; returns the UP/DOWN transition it caused, already applied.
+    pub fn agent_result(&self, server: ServerId, effect: &AgentEffect) -> Option<Transition> {
+        let i = server.index();
+        let slot = &self.servers[i];
+        let mut maint = None;
+        let t = self.change(server, |st| {
+            if let Some(h) = effect.health {
+                st.agent_up[i] = h == AgentHealth::Up;
+            }
+            maint = st.admin_change(server, effect.admin, effect.weight);
+            if let Some(m) = effect.maxconn {
+                let old = std::mem::replace(&mut st.servers[i].maxconn, m);
+                if let Some(sem) = &slot.slots {
+                    if m > old {
+                        sem.add_permits((m - old) as usize);
+                    } else {
+                        sem.forget_permits((old - m) as usize);
+                    }
+                }
+            }
+        });
+        if let Some(m) = maint {
+            self.shutdown_sessions(server, m);
         }
-        st.apply(server, t);
+        t
+    }
+
+    /// The tracked server's state changed (or is first known): the tracker follows its health
+    /// and inherits its maintenance or drain.
+    pub fn track_result(&self, server: ServerId, tracked: Tracked) -> Option<Transition> {
+        let mut maint = None;
+        let t = self.change(server, |st| {
+            st.track_up[server.index()] = tracked.oper == OperState::Up;
+            st.inherited_admin[server.index()] = tracked.admin;
+            maint = st.admin_settle(server, None);
+        });
+        if let Some(m) = maint {
+            self.shutdown_sessions(server, m);
+        }
+        t
+    }
+
+    /// Runs `f` on the state, settles the server, publishes a new operational state to its
+    /// trackers and acts on the transition (`on-marked-down`...).
+    fn change(&self, server: ServerId, f: impl FnOnce(&mut BackendState)) -> Option<Transition> {
+        let slot = &self.servers[server.index()];
+        let mut st = self.state();
+        f(&mut st);
+        let t = st.settle(server, slot.slowstart.is_some());
+        let now = Tracked {
+            oper: st.servers[server.index()].oper,
+            admin: st.servers[server.index()].admin,
+        };
+        slot.oper_watch
+            .send_if_modified(|v| std::mem::replace(v, now) != now);
         drop(st);
         if let Some(t) = t {
             self.shutdown_sessions(server, t);
@@ -582,39 +747,18 @@ impl Backend {
     /// Feeds a live connect result (passive health: `error_limit` consecutive failures count as
     /// one failed check; a success never brings a DOWN server back, only checks do).
     pub fn passive_result(&self, server: ServerId, ok: bool) -> Option<Transition> {
-        let mut st = self.state();
-        let t = st.health[server.index()].on_connect_result(ok);
-        st.apply(server, t);
-        drop(st);
-        if let Some(t) = t {
-            self.shutdown_sessions(server, t);
-        }
-        t
+        self.change(server, |st| {
+            st.health[server.index()].on_connect_result(ok);
+        })
     }
 
     /// Operator action: sets a server's admin state and/or weight. A running server entering
     /// maintenance is going DOWN, one leaving it UP, for `on-marked-down`/`on-marked-up` (as
     /// HAProxy's `srv_update_status`).
     pub fn set_admin(&self, server: ServerId, admin: Option<AdminState>, weight: Option<u32>) {
-        let mut st = self.state();
-        let before = st.servers[server.index()].clone();
-        if let Some(a) = admin {
-            st.servers[server.index()].admin = a;
-        }
-        if let Some(w) = weight {
-            st.servers[server.index()].weight = w.min(256);
-        }
-        st.rebalance();
-        let after = &st.servers[server.index()];
-        let maint = |s: &ServerState| s.admin == AdminState::Maint;
-        let running = before.oper == OperState::Up;
-        let t = match (maint(&before), maint(after)) {
-            (false, true) if running => Some(Transition::Down),
-            (true, false) if running => Some(Transition::Up),
-            _ => None,
-        };
-        drop(st);
-        if let Some(t) = t {
+        let mut maint = None;
+        self.change(server, |st| maint = st.admin_change(server, admin, weight));
+        if let Some(t) = maint {
             self.shutdown_sessions(server, t);
         }
     }

@@ -50,12 +50,7 @@ pub async fn check_server<N: Net>(
             tracing::debug!(backend = %backend.name, server = %slot.name, "check skipped: local resources exhausted");
             continue;
         };
-        let duration = t0.elapsed();
-        let t = record(&backend, server, &verdict, duration);
-        if let (Some(Transition::Up), Some(slow)) = (t, slot.slowstart) {
-            let generation = slot.ramp_generation.fetch_add(1, Ordering::Relaxed) + 1;
-            tokio::spawn(ramp_up(backend.clone(), server, slow, generation));
-        }
+        record(&backend, server, &verdict, t0.elapsed());
     }
 }
 
@@ -76,27 +71,46 @@ async fn ramp_up(backend: Arc<Backend>, server: ServerId, slow: Duration, genera
     }
 }
 
-/// Keeps the verdict for the stats page, counts it, and logs a state change; returns it.
+/// Keeps the verdict for the stats page, counts it, and acts on a state change; returns it.
 fn record(
-    backend: &Backend,
+    backend: &Arc<Backend>,
     server: ServerId,
     verdict: &Verdict,
     duration: Duration,
 ) -> Option<Transition> {
     let slot = &backend.servers[server.index()];
     let ok = verdict.status.is_ok();
-    *slot.last_check.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastCheck {
+    *slot.last_check.lock().unwrap_or_else(|e| e.into_inner()) = Some(last(verdict, duration));
+    if !ok {
+        slot.counters.check_failures.fetch_add(1, Ordering::Relaxed);
+    }
+    let t = backend.health_result(server, ok)?;
+    transitioned(backend, server, t, &verdict.reason(), Some(duration));
+    Some(t)
+}
+
+/// A verdict as the stats page keeps it.
+pub(super) fn last(verdict: &Verdict, duration: Duration) -> LastCheck {
+    LastCheck {
         status: verdict.status.as_str(),
         code: verdict.code,
         desc: verdict.status.description(),
         duration,
         at: Instant::now(),
         info: Some(verdict.info.clone()).filter(|i| !i.is_empty()),
-    });
-    if !ok {
-        slot.counters.check_failures.fetch_add(1, Ordering::Relaxed);
     }
-    let t = backend.health_result(server, ok)?;
+}
+
+/// What follows a state change, whatever caused it (check, agent, tracked server): the time of
+/// the change and the DOWN count for the stats page, HAProxy's log line, and a slowstart ramp.
+pub(super) fn transitioned(
+    backend: &Arc<Backend>,
+    server: ServerId,
+    t: Transition,
+    reason: &str,
+    duration: Option<Duration>,
+) {
+    let slot = &backend.servers[server.index()];
     *slot.last_change.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     if t == Transition::Down {
         slot.counters.check_downs.fetch_add(1, Ordering::Relaxed);
@@ -107,18 +121,21 @@ fn record(
         Transition::Up => "UP",
         Transition::Down => "DOWN",
     };
+    let took = duration.map_or(String::new(), |d| {
+        format!(", check duration: {}ms", d.as_millis())
+    });
     let msg = format!(
-        "Server {}/{} is {word}, reason: {}, check duration: {}ms. {up} active servers left.",
-        backend.name,
-        slot.name,
-        verdict.reason(),
-        duration.as_millis()
+        "Server {}/{} is {word}, reason: {reason}{took}. {up} active servers left.",
+        backend.name, slot.name,
     );
     match t {
         Transition::Up => tracing::info!(target: "tether::health", "{msg}"),
         Transition::Down => tracing::warn!(target: "tether::health", "{msg}"),
     }
-    Some(t)
+    if let (Transition::Up, Some(slow)) = (t, slot.slowstart) {
+        let generation = slot.ramp_generation.fetch_add(1, Ordering::Relaxed) + 1;
+        tokio::spawn(ramp_up(backend.clone(), server, slow, generation));
+    }
 }
 
 /// Runs one check of `slot`: connects (and does the TLS handshake when the step asks), sends
@@ -130,12 +147,41 @@ async fn probe<N: Net>(
     slot: &ServerSlot,
     server: ServerId,
 ) -> Option<Verdict> {
-    let start = Instant::now();
-    let connect_timeout = check_timeout(backend, server);
-    let read_budget = backend.timeouts.check;
-    let whole = start + slot.health.inter;
     let check_ssl = slot.check_tls.as_ref().is_some_and(|t| t.default_on);
     let mut probe = slot.plan.probe_with_ssl(check_ssl);
+    let timing = Timing {
+        connect: check_timeout(backend, server),
+        read: backend.timeouts.check,
+        whole: slot.health.inter,
+    };
+    run_probe(net, slot, &mut probe, &slot.check_address, timing).await
+}
+
+/// How long a check may take: the connect, each read after it (`timeout check`), and the whole
+/// check when `timeout check` is not set (`inter`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Timing {
+    /// Connect (and TLS handshake) bound when `read` is set.
+    pub connect: Duration,
+    /// `timeout check`.
+    pub read: Option<Duration>,
+    /// The whole check.
+    pub whole: Duration,
+}
+
+/// Walks `probe` over the network to `address` (the check's or the agent's) within `timing`;
+/// `slot` gives the TLS settings. `None` when our own descriptors ran out.
+pub(super) async fn run_probe<N: Net>(
+    net: &N,
+    slot: &ServerSlot,
+    probe: &mut crate::server::check::Probe,
+    address: &str,
+    timing: Timing,
+) -> Option<Verdict> {
+    let start = Instant::now();
+    let connect_timeout = timing.connect;
+    let read_budget = timing.read;
+    let whole = start + timing.whole;
     let mut stream: Option<CheckConn<N::Stream>> = None;
     let mut read_deadline = whole;
     let mut buf = vec![0u8; 4096];
@@ -144,7 +190,7 @@ async fn probe<N: Net>(
             Io::Done(v) => return Some(v),
             Io::Connect { port, tls } => {
                 stream = None;
-                let addr = with_port(&slot.check_address, port);
+                let addr = with_port(address, port);
                 // The TLS handshake is part of connecting, as in HAProxy.
                 let limit = match read_budget {
                     Some(_) => Instant::now() + connect_timeout,
@@ -153,7 +199,7 @@ async fn probe<N: Net>(
                 match timeout_at(limit, net.connect(&addr)).await {
                     Ok(Ok(s)) => {
                         probe.on_connected();
-                        stream = secure(slot, s, tls, limit, &mut probe).await;
+                        stream = secure(slot, s, tls, limit, probe).await;
                         read_deadline = read_budget.map_or(whole, |t| Instant::now() + t);
                     }
                     Ok(Err(e)) if crate::retry::local_exhaustion(&e) => return None,

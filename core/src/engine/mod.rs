@@ -6,6 +6,7 @@
 //! exactly this code. Time comes from `tokio::time::Instant` only (virtual under turmoil) and
 //! every `select!` is `biased;` so a simulation replays identically for a seed.
 
+pub mod agent;
 pub mod backend;
 pub mod buffers;
 mod check_conn;
@@ -28,6 +29,7 @@ pub mod tables;
 pub mod termination;
 #[cfg(test)]
 mod testnet;
+pub mod track;
 
 pub use backend::{Backend, BackendTimeouts, ServerSlot};
 pub use clock::Clock;

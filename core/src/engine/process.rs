@@ -21,6 +21,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::agent::check_agent;
 use super::flow::Context;
 use super::frontend::Frontend;
 use super::health::check_server;
@@ -29,6 +30,7 @@ use super::log::LogSink;
 use super::net::Net;
 use super::peers::PeersView;
 use super::runtime::Runtime;
+use super::track::follow_track;
 use crate::ServerId;
 
 /// Why a process could not start or reload. After a failed reload the old configuration keeps
@@ -371,11 +373,34 @@ impl<N: Net> Process<N> {
         self.checks = Stop::new();
         for backend in self.runtime.backends.values() {
             for (i, server) in backend.servers.iter().enumerate() {
+                let id = ServerId(i as u32);
                 if server.check {
                     self.spawner.spawn(check_server(
                         self.ctx.net.clone(),
                         backend.clone(),
-                        ServerId(i as u32),
+                        id,
+                        self.checks.subscribe(),
+                    ));
+                }
+                if server.agent.is_some() {
+                    self.spawner.spawn(check_agent(
+                        self.ctx.net.clone(),
+                        backend.clone(),
+                        id,
+                        self.checks.subscribe(),
+                    ));
+                }
+                let tracked = (server.track.as_ref())
+                    .and_then(|(b, s)| self.runtime.backends.get(b).map(|b| (b, s)))
+                    .and_then(|(b, s)| {
+                        b.server_id(s)
+                            .map(|t| b.servers[t.index()].oper_watch.subscribe())
+                    });
+                if let Some(rx) = tracked {
+                    self.spawner.spawn(follow_track(
+                        backend.clone(),
+                        id,
+                        rx,
                         self.checks.subscribe(),
                     ));
                 }

@@ -31,7 +31,7 @@ use crate::server::check::{CaFiles, CheckTls, Plan, TlsClient};
 use crate::server::{HealthConfig, ServerState};
 use crate::stick::StickTableConfig;
 
-use super::backend::{BackendSpec, BackendTimeouts, ServerSlot};
+use super::backend::{AgentSlot, BackendSpec, BackendTimeouts, ServerSlot};
 use super::router::Router;
 use super::tables::BackendTables;
 use crate::route::RouteTable;
@@ -274,10 +274,25 @@ fn build_server(
             track_sessions: s.on_marked_down.is_some()
                 || (s.backup && (b.servers.iter()).any(|o| !o.backup && o.on_marked_up.is_some())),
             tcp_keepalive: b.tcp_keepalive,
+            agent: agent_slot(s, &health),
+            track: s
+                .tracked(&b.name)
+                .map(|(tb, ts)| (tb.to_string(), ts.to_string())),
             ..ServerSlot::new(s.name.clone(), s.address.clone())
         },
         state,
     ))
+}
+
+/// The agent check of `s`, when it has one: its address, interval (`agent-inter`, else the
+/// server's `inter`) and plan.
+fn agent_slot(s: &config::Server, health: &HealthConfig) -> Option<AgentSlot> {
+    let agent = s.agent.as_ref()?;
+    Some(AgentSlot {
+        address: s.agent_address()?,
+        inter: agent.inter.unwrap_or(health.inter),
+        plan: crate::server::check::agent::plan(agent.send.as_deref()),
+    })
 }
 
 /// The TLS client of `s`'s checks, when they run and use TLS (`check-ssl`, or a `tcp-check

@@ -233,9 +233,17 @@ pub fn servers_state(ctx: &Ctx, only: Option<&str>) -> String {
             } else {
                 0
             };
+            // An agent: CHK_ST_CONFIGURED | ENABLED | AGENT, and where it is asked.
+            let (agent_state, agent_addr, agent_port) = match &slot.agent {
+                Some(a) => {
+                    let (h, p) = a.address.rsplit_once(':').unwrap_or((&a.address, "0"));
+                    (0x16, h.trim_start_matches('[').trim_end_matches(']'), p)
+                }
+                None => (0, "-", "0"),
+            };
             let _ = writeln!(
                 out,
-                "{} {} {} {} {} {op} {admin} {} {} 0 {status} {result} {health} {state} 0 0 0 - {} - 0 0 - - 0",
+                "{} {} {} {} {} {op} {admin} {} {} 0 {status} {result} {health} {state} {agent_state} 0 0 - {} - 0 0 - {agent_addr} {agent_port}",
                 first_iid + bi,
                 b.name,
                 si + 1,

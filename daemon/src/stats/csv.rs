@@ -4,7 +4,7 @@
 //! request/response errors, down time) are left empty, as HAProxy does for fields that do not
 //! apply.
 
-use super::snapshot::{BackendView, FrontendView, ServerView, Snapshot};
+use super::snapshot::{AgentView, BackendView, FrontendView, ServerView, Snapshot};
 
 /// HAProxy 2.6's column names, in order (`show stat` / `;csv`), the `-` placeholder included.
 pub const COLUMNS: [&str; 128] = [
@@ -220,7 +220,7 @@ fn server_row(b: &BackendView, s: &ServerView, iid: usize, sid: usize) -> Row {
     set(&mut r, "econ", s.connect_errors);
     set(&mut r, "wretr", s.retries);
     set(&mut r, "wredis", s.redispatches);
-    set(&mut r, "status", s.status());
+    set(&mut r, "status", s.status_text());
     set(&mut r, "weight", s.effective_weight);
     set(&mut r, "act", u8::from(!s.backup));
     set(&mut r, "bck", u8::from(s.backup));
@@ -240,6 +240,12 @@ fn server_row(b: &BackendView, s: &ServerView, iid: usize, sid: usize) -> Row {
             set(&mut r, "check_desc", c.desc);
         }
     }
+    if let Some(a) = &s.agent {
+        agent_cells(&mut r, a);
+    }
+    if let Some(t) = &s.tracked {
+        set(&mut r, "tracked", t);
+    }
     set(&mut r, "pid", 1);
     set(&mut r, "iid", iid);
     set(&mut r, "sid", sid);
@@ -248,6 +254,22 @@ fn server_row(b: &BackendView, s: &ServerView, iid: usize, sid: usize) -> Row {
     set(&mut r, "addr", &s.address);
     set(&mut r, "mode", "tcp");
     r
+}
+
+/// HAProxy's agent columns: the agent's counter has rise = fall = 1.
+fn agent_cells(r: &mut Row, a: &AgentView) {
+    set(r, "agent_rise", 1);
+    set(r, "agent_fall", 1);
+    set(r, "agent_health", u8::from(a.up));
+    if let Some(c) = &a.last {
+        set(r, "agent_status", c.status);
+        if let Some(code) = c.code {
+            set(r, "agent_code", code);
+        }
+        set(r, "agent_duration", c.duration_ms);
+        set(r, "agent_desc", c.desc);
+        set(r, "last_agt", c.info.as_deref().unwrap_or(""));
+    }
 }
 
 fn backend_row(b: &BackendView, iid: usize) -> Row {

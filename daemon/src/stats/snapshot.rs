@@ -166,23 +166,52 @@ pub struct ServerView {
     pub last_change_s: Option<u64>,
     /// Latest active check: status code, duration, age, error.
     pub last_check: Option<CheckView>,
+    /// The agent check, when the server has one.
+    pub agent: Option<AgentView>,
+    /// The server this one tracks (`backend/server`), if any.
+    pub tracked: Option<String>,
+    /// In maintenance only because the tracked server is (HAProxy `MAINT (via b/s)`).
+    pub inherited_maint: bool,
+}
+
+/// A server's agent check for the stats page (HAProxy's `agent_*` columns).
+#[derive(Debug, Clone)]
+pub struct AgentView {
+    /// The agent's say on health: false after `down` until `up` (HAProxy `agent_health` 0/1).
+    pub up: bool,
+    /// Its latest answer.
+    pub last: Option<CheckView>,
 }
 
 impl ServerView {
     /// The CSV status word, as HAProxy writes it.
     pub fn status(&self) -> &'static str {
+        let agent = self.agent.as_ref();
         match (self.admin, self.oper) {
             (AdminState::Maint, _) => "MAINT",
+            (_, OperState::Down) if agent.is_some_and(|a| !a.up) => "DOWN (agent)",
             (_, OperState::Down) => "DOWN",
+            (AdminState::Drain, _) if agent.is_some() => "DRAIN (agent)",
             (AdminState::Drain, _) => "DRAIN",
-            (AdminState::Ready, OperState::Up) if !self.check => "no check",
+            (AdminState::Ready, OperState::Up) if !self.check && self.tracked.is_none() => {
+                "no check"
+            }
             (AdminState::Ready, OperState::Up) => "UP",
+        }
+    }
+
+    /// The status as HAProxy's CSV writes it, with the tracked server a maintenance comes from
+    /// (`MAINT (via app/s1)`).
+    pub fn status_text(&self) -> String {
+        match &self.tracked {
+            Some(t) if self.inherited_maint => format!("MAINT (via {t})"),
+            _ => self.status().to_string(),
         }
     }
 
     /// The status with HAProxy's check progress ("UP 2/3") while a transition is under way.
     pub fn status_detail(&self) -> String {
-        let s = self.status();
+        let s = self.status_text();
         let (n, m) = self.progress;
         if self.check && self.admin != AdminState::Maint && n != m {
             format!("{s} {n}/{m}")
@@ -285,7 +314,10 @@ fn backend_view(b: &Backend) -> BackendView {
         let st = b.state();
         (
             st.servers.clone(),
-            st.health.iter().map(|h| h.progress()).collect(),
+            (st.health.iter().map(|h| h.progress()))
+                .zip(st.agent_up.iter().copied())
+                .zip(st.own_admin.iter().map(|a| *a != AdminState::Maint))
+                .collect(),
         )
     };
     let servers = b
@@ -293,7 +325,15 @@ fn backend_view(b: &Backend) -> BackendView {
         .iter()
         .zip(states)
         .zip(progress)
-        .map(|((slot, st), progress)| server_view(slot, &st, progress))
+        .map(|((slot, st), ((progress, agent_up), own_not_maint))| {
+            let mut v = server_view(slot, &st, progress);
+            v.inherited_maint = own_not_maint && st.admin == AdminState::Maint;
+            v.agent = slot.agent.as_ref().map(|_| AgentView {
+                up: agent_up,
+                last: check_view(&slot.last_agent),
+            });
+            v
+        })
         .collect();
     BackendView {
         name: b.name.clone(),
@@ -342,18 +382,26 @@ fn server_view(slot: &ServerSlot, st: &ServerState, progress: (u32, u32)) -> Ser
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .map(|t| t.elapsed().as_secs()),
-        last_check: slot
-            .last_check
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|l| CheckView {
-                status: l.status,
-                code: l.code,
-                desc: l.desc,
-                duration_ms: l.duration.as_millis() as u64,
-                age_ms: l.at.elapsed().as_millis() as u64,
-                info: l.info.clone(),
-            }),
+        last_check: check_view(&slot.last_check),
+        agent: None,
+        tracked: slot.track.as_ref().map(|(b, s)| format!("{b}/{s}")),
+        inherited_maint: false,
     }
+}
+
+/// A check's latest result as the page shows it.
+fn check_view(
+    last: &std::sync::Mutex<Option<tether_core::engine::backend::LastCheck>>,
+) -> Option<CheckView> {
+    last.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|l| CheckView {
+            status: l.status,
+            code: l.code,
+            desc: l.desc,
+            duration_ms: l.duration.as_millis() as u64,
+            age_ms: l.at.elapsed().as_millis() as u64,
+            info: l.info.clone(),
+        })
 }

@@ -8,6 +8,7 @@
 //! turmoil) connects, writes and reads as the probe asks and feeds back what happened; the
 //! probe ends with a [`Verdict`]. No socket and no clock here: timeouts come in as events.
 
+pub mod agent;
 mod expect;
 pub mod http;
 pub mod ldap;
@@ -173,6 +174,13 @@ impl Plan {
     pub fn connect() -> Plan {
         Plan {
             steps: Arc::from(Vec::new()),
+        }
+    }
+
+    /// A plan of these steps.
+    pub(crate) fn from_steps(steps: Vec<Step>) -> Plan {
+        Plan {
+            steps: Arc::from(steps),
         }
     }
 

@@ -144,6 +144,11 @@ impl Probe {
         Io::Done(v)
     }
 
+    /// The bytes received since the last send (an agent's line, read once the probe is done).
+    pub fn received(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// Whether the probe waits for a connection (a timeout now is `L4TOUT`).
     pub fn connecting(&self) -> bool {
         self.state == State::Connecting

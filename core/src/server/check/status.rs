@@ -26,6 +26,8 @@ pub enum CheckStatus {
     L7Rsp,
     /// Layer 7 wrong status: a valid answer saying no (HTTP 503, MySQL error).
     L7Sts,
+    /// An agent answered without a health word: nothing changes (HAProxy `CHECKED`).
+    Checked,
 }
 
 impl CheckStatus {
@@ -42,6 +44,7 @@ impl CheckStatus {
             CheckStatus::L7Tout => "L7TOUT",
             CheckStatus::L7Rsp => "L7RSP",
             CheckStatus::L7Sts => "L7STS",
+            CheckStatus::Checked => "CHECKED",
         }
     }
 
@@ -58,6 +61,7 @@ impl CheckStatus {
             CheckStatus::L7Tout => "Layer7 timeout",
             CheckStatus::L7Rsp => "Layer7 invalid response",
             CheckStatus::L7Sts => "Layer7 wrong status",
+            CheckStatus::Checked => "No status change",
         }
     }
 
@@ -77,7 +81,7 @@ impl CheckStatus {
     }
 }
 
-const ALL: [CheckStatus; 10] = [
+const ALL: [CheckStatus; 11] = [
     CheckStatus::L4Ok,
     CheckStatus::L4Tout,
     CheckStatus::L4Con,
@@ -88,6 +92,7 @@ const ALL: [CheckStatus; 10] = [
     CheckStatus::L7Tout,
     CheckStatus::L7Rsp,
     CheckStatus::L7Sts,
+    CheckStatus::Checked,
 ];
 
 impl std::fmt::Display for CheckStatus {

@@ -6,7 +6,9 @@ use super::keywords::{is_server_option, server_options, Opt};
 use super::proxy::Draft;
 use super::Importer;
 use crate::haproxy::lexer::Directive;
-use tether_core::config::{parse_duration, OnMarkedDown, OnMarkedUp, SendProxy, Server};
+use tether_core::config::{
+    parse_duration, AgentCheck, OnMarkedDown, OnMarkedUp, SendProxy, Server,
+};
 
 impl Importer<'_> {
     /// Adds a server line to proxy `p`.
@@ -43,6 +45,9 @@ impl Importer<'_> {
         self.server_options(&inherited, 3, &mut server, false);
         self.server_options(d, params_from, &mut server, true);
         self.check_tls_complete(d, &server);
+        let own = &d.words[params_from.min(d.words.len())..];
+        server.agent = self.agent_check(d, name, &[defaults, own].concat());
+        self.track_without_check(d, &mut server);
         Some(server)
     }
 
@@ -140,6 +145,15 @@ impl Importer<'_> {
                         .option_word(d, &o, "shutdown-sessions")
                         .then_some(OnMarkedDown::ShutdownSessions);
                 }
+                "agent-check" | "no-agent-check" | "agent-addr" | "agent-send" => {}
+                "no-agent-send" => {}
+                "agent-port" => {
+                    self.option_number::<u16>(d, &o, "agent-port 5555");
+                }
+                "agent-inter" => {
+                    self.option_duration(d, &o);
+                }
+                "track" => server.track = Some(o.value.to_string()),
                 "on-marked-up" => {
                     server.on_marked_up = self
                         .option_word(d, &o, "shutdown-backup-sessions")
@@ -148,6 +162,63 @@ impl Importer<'_> {
                 _ if self.server_tls_option(d, &o, server) => {}
                 _ => self.unsupported_server_option(d, &o),
             }
+        }
+    }
+
+    /// `agent-check` with `agent-port`, `agent-addr`, `agent-inter`, `agent-send` from the
+    /// server's `words` (`default-server` options first). As HAProxy: the agent is asked only
+    /// with `agent-check`; without `agent-port` it uses the check `port`, and without either
+    /// HAProxy refuses the server.
+    fn agent_check(&mut self, d: &Directive, name: &str, words: &[String]) -> Option<AgentCheck> {
+        let (mut on, mut port, mut check_port) = (false, None, None);
+        let mut agent = AgentCheck {
+            port: 0,
+            addr: None,
+            inter: None,
+            send: None,
+        };
+        for o in server_options(words) {
+            match o.name {
+                "agent-check" => on = true,
+                "no-agent-check" => on = false,
+                "agent-port" => port = o.value.parse::<u16>().ok(),
+                "port" => check_port = o.value.parse::<u16>().ok(),
+                "agent-addr" => agent.addr = Some(o.value.to_string()),
+                "agent-inter" => agent.inter = parse_duration(o.value).ok(),
+                "agent-send" => agent.send = Some(o.value.to_string()),
+                "no-agent-send" => agent.send = None,
+                _ => {}
+            }
+        }
+        if !on {
+            return None;
+        }
+        match port.or(check_port) {
+            Some(p) => agent.port = p,
+            None => {
+                self.error(
+                    d.line,
+                    format!("server {name} has agent-check but no agent port"),
+                    "HAProxy refuses it: \"does not have agent port. Agent check has been disabled.\"",
+                    "add `agent-port N`, the port the agent listens on",
+                );
+                return None;
+            }
+        }
+        Some(agent)
+    }
+
+    /// `track` with `check` on the same server: HAProxy refuses both ("unable to enable checks
+    /// and tracking at the same time!"); reported here in HAProxy's terms, once.
+    fn track_without_check(&mut self, d: &Directive, server: &mut Server) {
+        if server.track.is_some() && server.check {
+            self.error(
+                d.line,
+                format!("server {} has both `check` and `track`", server.name),
+                "HAProxy refuses it: \"unable to enable checks and tracking at the same time!\"",
+                "remove `check`: a tracking server takes its state from the tracked server's checks",
+            );
+            server.check = false;
         }
     }
 
@@ -184,7 +255,8 @@ impl Importer<'_> {
             format!("unsupported server option `{}`", o.text()),
             "tether understands check, weight, inter, fastinter, downinter, rise, fall, port, \
              addr, maxconn, maxqueue, backup, disabled, slowstart, send-proxy, send-proxy-v2, \
-             check-ssl, verify, ca-file, check-sni, verifyhost, on-marked-down and on-marked-up",
+             check-ssl, verify, ca-file, check-sni, verifyhost, on-marked-down, on-marked-up, \
+             agent-check (agent-port, agent-addr, agent-inter, agent-send) and track",
             format!(
                 "tether has no equivalent of `{}`: keep this backend on HAProxy, or remove the \
                  option if the servers do not need it",
@@ -365,14 +437,15 @@ mod tests {
     /// fixes offered the line without the option (changing what the server gets).
     #[test]
     fn option_values_stay_with_their_option_and_fixes_never_drop_them() {
-        let im = servers("  server a 10.0.0.1:443 check port 8008 ssl verify none agent-port 9\n");
+        let im =
+            servers("  server a 10.0.0.1:443 check port 8008 ssl verify none pool-max-conn 9\n");
         let e = errors(&im);
         let what: Vec<&str> = e.iter().map(|f| f.what.as_str()).collect();
         assert_eq!(
             what,
             [
                 "unsupported server option `ssl`",
-                "unsupported server option `agent-port 9`"
+                "unsupported server option `pool-max-conn 9`"
             ]
         );
         for f in &e {
@@ -436,5 +509,46 @@ mod tests {
             errors(&servers("  fullconn lots\n  server a 10.0.0.1:443\n")).len(),
             1
         );
+    }
+
+    /// `agent-check` and its options import (from `default-server` too; `port` stands in for
+    /// `agent-port`), and `track` with it; both were unsupported before.
+    #[test]
+    fn agent_check_and_track_import() {
+        let im = servers(
+            "  default-server agent-inter 5s agent-send \"ping\\n\"\n  \
+             server a 10.0.0.1:443 check agent-check agent-port 5555 agent-addr 10.0.0.9\n  \
+             server b 10.0.0.2:443 check port 8008 agent-check\n  \
+             server c 10.0.0.3:443 track a\n  \
+             server d 10.0.0.4:443 agent-port 7\n",
+        );
+        assert!(im.findings.is_empty(), "{:?}", im.findings);
+        let s = &im.config.backends[0].servers;
+        let a = s[0].agent.as_ref().unwrap();
+        assert_eq!((a.port, a.addr.as_deref()), (5555, Some("10.0.0.9")));
+        assert_eq!(
+            (a.inter, a.send.as_deref()),
+            (Some(Duration::from_secs(5)), Some("ping\n"))
+        );
+        assert_eq!(s[1].agent.as_ref().unwrap().port, 8008, "the check port");
+        assert_eq!(s[2].track.as_deref(), Some("a"));
+        assert_eq!(s[3].agent, None, "agent-port alone asks no agent");
+    }
+
+    /// HAProxy refuses `agent-check` without a port and `track` with `check`.
+    #[test]
+    fn agent_without_port_and_track_with_check_are_errors() {
+        let im = servers(
+            "  server a 10.0.0.1:443 check agent-check\n  server b 10.0.0.2:443 check track a\n",
+        );
+        let what: Vec<String> = errors(&im).iter().map(|f| f.what.clone()).collect();
+        assert_eq!(
+            what,
+            [
+                "server a has agent-check but no agent port",
+                "server b has both `check` and `track`"
+            ]
+        );
+        assert!(!im.config.backends[0].servers[1].check);
     }
 }

@@ -8,7 +8,8 @@ fn runtime() -> runtime::Runtime {
     let text = "[[frontend]]\nname = \"main\"\nbind = [\"127.0.0.1:0\"]\nbackend = \"app\"\n\n\
                 [[backend]]\nname = \"app\"\nbalance = \"roundrobin\"\naffinity = [\"session-id\"]\n\n\
                 [[backend.server]]\nname = \"s1\"\naddress = \"127.0.0.1:1\"\n\n\
-                [[backend.server]]\nname = \"s2\"\naddress = \"127.0.0.1:2\"\nweight = 3\n";
+                [[backend.server]]\nname = \"s2\"\naddress = \"127.0.0.1:2\"\nweight = 3\n\
+                agent = { port = 9999 }\n";
     let config = load_toml("t.toml", text).unwrap();
     runtime::build(&config, None).unwrap()
 }
@@ -149,6 +150,14 @@ fn show_info_and_servers_state_have_haproxys_layout() {
     );
     assert!(
         lines[3].starts_with("2 app 2 s2 127.0.0.1 2 0 3 3 "),
+        "{}",
+        lines[3]
+    );
+    // s2's agent: configured, enabled, an agent (0x16), asked on 127.0.0.1:9999.
+    let agent: Vec<&str> = lines[3].split(' ').collect();
+    assert_eq!(
+        (agent[14], agent[23], agent[24]),
+        ("22", "127.0.0.1", "9999"),
         "{}",
         lines[3]
     );

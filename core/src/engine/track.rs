@@ -1,0 +1,98 @@
+//! `track`: a server that does no checks of its own follows another server's state (in its
+//! backend or another). The tracked server publishes its operational state on a watch channel
+//! at every change; this loop applies it to the tracker, whose own changes are published in
+//! turn, so chains follow too. Validation refuses loops and unchecked tracked servers.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::backend::{Backend, Tracked};
+use super::health::transitioned;
+use crate::server::OperState;
+use crate::ServerId;
+
+/// Makes `server` follow `tracked` (the tracked server's state channel) until `shutdown` turns
+/// true or the tracked server is gone (a reload restarts the loop).
+pub async fn follow_track(
+    backend: Arc<Backend>,
+    server: ServerId,
+    mut tracked: watch::Receiver<Tracked>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let state = *tracked.borrow_and_update();
+        if let Some(t) = backend.track_result(server, state) {
+            let reason = match state.oper {
+                OperState::Up => "tracked server is UP",
+                OperState::Down => "tracked server is DOWN",
+            };
+            transitioned(&backend, server, t, reason, None);
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            r = tracked.changed() => if r.is_err() { return },
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config;
+    use crate::engine::health::check_server;
+    use crate::engine::runtime::build;
+    use crate::engine::testnet::MemNet;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tracker_follows_the_tracked_servers_checks_along_a_chain() {
+        let text = "[[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:8000\"]\nbackend = \"app\"\n\
+             [[backend]]\nname = \"app\"\n[backend.check]\ninter = \"1s\"\nrise = 1\nfall = 1\n\
+             [[backend.server]]\nname = \"s1\"\naddress = \"10.0.0.1:80\"\n\
+             [[backend.server]]\nname = \"s2\"\naddress = \"10.0.0.2:80\"\ncheck = false\ntrack = \"s1\"\n\
+             [[backend]]\nname = \"other\"\n\
+             [[backend.server]]\nname = \"t\"\naddress = \"10.0.0.3:80\"\ncheck = false\ntrack = \"app/s2\"\n";
+        let config = config::load_toml("test.toml", text).expect("test config loads");
+        let rt = build(&config, None).unwrap();
+        let (app, other) = (rt.backends["app"].clone(), rt.backends["other"].clone());
+        let net = MemNet::default();
+        let server = net.server("10.0.0.1:80", "s1").await;
+        let (_stop, rx) = watch::channel(false);
+        tokio::spawn(check_server(
+            net.clone(),
+            app.clone(),
+            ServerId(0),
+            rx.clone(),
+        ));
+        let watch_of = |b: &Backend, i: usize| b.servers[i].oper_watch.subscribe();
+        tokio::spawn(follow_track(
+            app.clone(),
+            ServerId(1),
+            watch_of(&app, 0),
+            rx.clone(),
+        ));
+        tokio::spawn(follow_track(
+            other.clone(),
+            ServerId(0),
+            watch_of(&app, 1),
+            rx,
+        ));
+        let opers = || (app.server_states()[1].oper, other.server_states()[0].oper);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(opers(), (OperState::Up, OperState::Up));
+        server.abort();
+        let _ = server.await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(app.server_states()[0].oper, OperState::Down);
+        assert_eq!(opers(), (OperState::Down, OperState::Down));
+        let _server = net.server("10.0.0.1:80", "s1").await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(opers(), (OperState::Up, OperState::Up));
+    }
+}
