@@ -40,6 +40,7 @@ pub mod peers;
 pub mod route;
 pub mod rules;
 pub mod units;
+mod unix_address;
 mod validate;
 
 pub use load::{load_table, load_toml, ConfigError, ConfigErrors};
@@ -52,6 +53,7 @@ pub use rules::{
 pub use units::{
     format_duration, format_size, parse_duration, parse_duration_with_unit, parse_size, UnitError,
 };
+pub use unix_address::{is_unix_address, UnixAddress, MAX_UNIX_NAME};
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -500,7 +502,8 @@ impl Default for CheckConfig {
 pub struct Server {
     /// Name used in logs, stats and admin actions.
     pub name: String,
-    /// `"HOST:PORT"`; a host name is resolved once at start.
+    /// `"HOST:PORT"` (a host name is resolved once at start), or a unix stream socket:
+    /// `"unix@/run/app.sock"`, `"/run/app.sock"` or `"abns@name"` (see [`UnixAddress`]).
     pub address: String,
     /// Share of new connections, 0..=256 (0: only sticky traffic).
     #[serde(default = "defaults::weight")]
@@ -638,6 +641,10 @@ impl Server {
     /// Where health checks connect (`addr` and `port` applied), on `step_port` if a check step
     /// names one.
     pub fn check_address(&self, step_port: Option<u16>) -> String {
+        if self.check_addr.is_none() && is_unix_address(&self.address) {
+            // A unix socket has no port: HAProxy checks the socket itself.
+            return self.address.clone();
+        }
         let (host, port) = match self.address.rsplit_once(':') {
             Some((h, p)) => (h, p.to_string()),
             None => (self.address.as_str(), String::new()),

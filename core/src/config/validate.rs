@@ -416,11 +416,23 @@ fn validate_servers(err: &mut impl FnMut(String, String, String), p: &str, b: &B
     for (j, s) in b.servers.iter().enumerate() {
         let sp = format!("{p}.server[{j}]");
         check_name(err, &sp, &s.name, "server", &mut servers);
-        if !is_host_port(&s.address) {
+        if let Some(unix) = super::UnixAddress::parse(&s.address) {
+            if let Some(problem) = unix.problem() {
+                err(
+                    format!("{sp}.address"),
+                    format!("unix socket address \"{}\": {problem}", s.address),
+                    "write address = \"unix@/run/app.sock\" (or \"abns@NAME\"), the path \
+                     at most 107 bytes"
+                        .into(),
+                );
+            }
+        } else if !is_host_port(&s.address) {
             err(
                 format!("{sp}.address"),
                 format!("invalid address \"{}\"", s.address),
-                "expected HOST:PORT, e.g. address = \"10.0.0.1:443\"".into(),
+                "expected HOST:PORT, e.g. address = \"10.0.0.1:443\", or a unix socket, \
+                 address = \"unix@/run/app.sock\""
+                    .into(),
             );
         }
         if s.weight > 256 {

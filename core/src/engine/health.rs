@@ -229,6 +229,10 @@ where
 
 /// `addr` (`"host:port"`) with its port replaced by `port` when given.
 fn with_port(addr: &str, port: Option<u16>) -> String {
+    if crate::config::is_unix_address(addr) {
+        // A unix socket has no port; a `tcp-check connect port N` checks the socket itself.
+        return addr.to_string();
+    }
     match (port, addr.rsplit_once(':')) {
         (Some(p), Some((host, _))) => format!("{host}:{p}"),
         _ => addr.to_string(),
