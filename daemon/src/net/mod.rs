@@ -2,7 +2,7 @@
 //! `unix@PATH`, `/PATH` or `abns@NAME`.
 
 mod stream;
-mod unix;
+pub mod unix;
 
 pub use stream::{ReadHalf, Stream, WriteHalf};
 
