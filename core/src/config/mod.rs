@@ -288,6 +288,10 @@ pub struct Backend {
     /// `option persist`: go back to a sticky server even when it is marked down.
     #[serde(default)]
     pub persist: bool,
+    /// Log every health-check result that changes the status or moves the rise/fall counter,
+    /// as HAProxy's `option log-health-checks` (`Health check for server b/s1 failed, ...`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub log_health_checks: bool,
     /// Connect retries after the first attempt (`3` = 4 attempts).
     #[serde(default = "defaults::retries")]
     pub retries: u32,
@@ -386,6 +390,7 @@ impl Backend {
             ticket_key_name: None,
             ticket_key_bootstrap: None,
             persist: false,
+            log_health_checks: false,
             retries: defaults::retries(),
             redispatch: Redispatch::default(),
             redispatch_on_refused: true,

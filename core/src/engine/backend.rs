@@ -131,6 +131,19 @@ pub struct ServerSlot {
     pub sessions: Sessions,
 }
 
+/// What one check result did to a server's rise/fall counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthStep {
+    /// The state change it caused, if any.
+    pub transition: Option<Transition>,
+    /// Whether the counter moved (HAProxy logs such a result with `log-health-checks`).
+    pub moved: bool,
+    /// The counter as HAProxy's `status: 1/2 UP` shows it.
+    pub progress: (u32, u32),
+    /// UP as far as checks go, after this result.
+    pub up: bool,
+}
+
 /// One active health check's result, as HAProxy's stats page shows it (`L4OK in 0ms`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LastCheck {
@@ -311,6 +324,8 @@ pub struct Backend {
     pub retry: RetryPolicy,
     /// `option persist`: use a stored server even when it is DOWN.
     pub persist: bool,
+    /// `option log-health-checks`: log each check result that changes something.
+    pub log_health_checks: bool,
     /// Timeouts.
     pub timeouts: BackendTimeouts,
     /// Passive health: feed live connect results into the health counters.
@@ -343,6 +358,8 @@ pub struct BackendSpec {
     pub retry: RetryPolicy,
     /// `option persist`.
     pub persist: bool,
+    /// `option log-health-checks`.
+    pub log_health_checks: bool,
     /// Timeouts.
     pub timeouts: BackendTimeouts,
     /// Passive health.
@@ -389,6 +406,7 @@ impl Backend {
             tables,
             retry: spec.retry,
             persist: spec.persist,
+            log_health_checks: spec.log_health_checks,
             timeouts: spec.timeouts,
             passive_health: spec.passive_health,
             outcomes: OutcomeCounters::default(),
@@ -511,9 +529,17 @@ impl Backend {
 
     /// Feeds an active health-check result; returns the UP/DOWN transition it caused, already
     /// applied.
-    pub fn health_result(&self, server: ServerId, ok: bool) -> Option<Transition> {
+    pub fn health_result(&self, server: ServerId, ok: bool) -> HealthStep {
         let mut st = self.state();
+        let before = st.health[server.index()].counter();
         let t = st.health[server.index()].on_check(ok);
+        let health = &st.health[server.index()];
+        let step = HealthStep {
+            transition: t,
+            moved: health.counter() != before,
+            progress: health.progress(),
+            up: health.is_up(),
+        };
         if t == Some(Transition::Up) && self.servers[server.index()].slowstart.is_some() {
             // Back with the least weight, in the same critical section: no pick sees it full.
             st.servers[server.index()].ramp = 0;
@@ -523,7 +549,7 @@ impl Backend {
         if let Some(t) = t {
             self.shutdown_sessions(server, t);
         }
-        t
+        step
     }
 
     /// HAProxy's actions on a state change (`srv_update_status`): a server marked DOWN with

@@ -18,7 +18,10 @@ use tokio::time::{sleep, timeout_at, Instant};
 
 use super::backend::{Backend, LastCheck, ServerSlot};
 use super::check_conn::{handshake, CheckConn};
+use super::check_log::{check_line, os_error_text, transition_line, Census, Checked};
+use super::log::LogSink;
 use super::net::Net;
+use crate::config::log::Severity;
 use crate::server::check::{Io, Verdict};
 use crate::server::Transition;
 use crate::ServerId;
@@ -31,6 +34,7 @@ pub async fn check_server<N: Net>(
     net: N,
     backend: Arc<Backend>,
     server: ServerId,
+    sink: Arc<dyn LogSink>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slot = &backend.servers[server.index()];
@@ -51,7 +55,7 @@ pub async fn check_server<N: Net>(
             continue;
         };
         let duration = t0.elapsed();
-        let t = record(&backend, server, &verdict, duration);
+        let t = record(&backend, server, &verdict, duration, &*sink);
         if let (Some(Transition::Up), Some(slow)) = (t, slot.slowstart) {
             let generation = slot.ramp_generation.fetch_add(1, Ordering::Relaxed) + 1;
             tokio::spawn(ramp_up(backend.clone(), server, slow, generation));
@@ -76,49 +80,90 @@ async fn ramp_up(backend: Arc<Backend>, server: ServerId, slow: Duration, genera
     }
 }
 
-/// Keeps the verdict for the stats page, counts it, and logs a state change; returns it.
+/// Keeps the verdict for the stats page, counts it, and logs as HAProxy does: the result when
+/// `option log-health-checks` is on and it changed the status or moved the counter, and a state
+/// change always; returns the change.
 fn record(
     backend: &Backend,
     server: ServerId,
     verdict: &Verdict,
     duration: Duration,
+    sink: &dyn LogSink,
 ) -> Option<Transition> {
     let slot = &backend.servers[server.index()];
     let ok = verdict.status.is_ok();
-    *slot.last_check.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastCheck {
-        status: verdict.status.as_str(),
-        code: verdict.code,
-        desc: verdict.status.description(),
-        duration,
-        at: Instant::now(),
-        info: Some(verdict.info.clone()).filter(|i| !i.is_empty()),
-    });
+    let previous = slot
+        .last_check
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .replace(LastCheck {
+            status: verdict.status.as_str(),
+            code: verdict.code,
+            desc: verdict.status.description(),
+            duration,
+            at: Instant::now(),
+            info: Some(verdict.info.clone()).filter(|i| !i.is_empty()),
+        });
     if !ok {
         slot.counters.check_failures.fetch_add(1, Ordering::Relaxed);
     }
-    let t = backend.health_result(server, ok)?;
+    let step = backend.health_result(server, ok);
+    let states = backend.server_states();
+    let me = &states[server.index()];
+    let checked = Checked {
+        backend: &backend.name,
+        server: &slot.name,
+        backup: me.backup,
+        verdict,
+        duration_ms: duration.as_millis(),
+    };
+    let status_changed = previous.is_none_or(|p| p.status != verdict.status.as_str());
+    if backend.log_health_checks && (status_changed || step.moved) {
+        let line = check_line(&checked, &step, me.weight == 0);
+        tracing::info!(target: "tether::health", "{line}");
+        sink.event(Severity::Notice, &line);
+    }
+    let t = step.transition?;
     *slot.last_change.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     if t == Transition::Down {
         slot.counters.check_downs.fetch_add(1, Ordering::Relaxed);
     }
-    let states = backend.server_states();
-    let up = states.iter().filter(|s| s.usable_for_balance()).count();
-    let word = match t {
-        Transition::Up => "UP",
-        Transition::Down => "DOWN",
-    };
-    let msg = format!(
-        "Server {}/{} is {word}, reason: {}, check duration: {}ms. {up} active servers left.",
-        backend.name,
-        slot.name,
-        verdict.reason(),
-        duration.as_millis()
-    );
-    match t {
-        Transition::Up => tracing::info!(target: "tether::health", "{msg}"),
-        Transition::Down => tracing::warn!(target: "tether::health", "{msg}"),
-    }
+    let census = census(backend, server, &states);
+    let line = transition_line(&checked, t, &census, !backend.log_health_checks);
+    log_transition(t, &line, sink);
     Some(t)
+}
+
+/// The counts HAProxy appends to a transition line.
+fn census(backend: &Backend, server: ServerId, states: &[crate::server::ServerState]) -> Census {
+    let slot = &backend.servers[server.index()];
+    let usable = |backup: bool| {
+        states
+            .iter()
+            .filter(|s| s.backup == backup && s.usable_for_balance())
+            .count()
+    };
+    Census {
+        active: usable(false),
+        backup: usable(true),
+        sessions: slot.counters.current.load(Ordering::Relaxed),
+        queued: slot.queued.load(Ordering::Relaxed),
+    }
+}
+
+/// `Server b/s is DOWN|UP ...`: a warning in the daemon's log, and to the log targets at
+/// HAProxy's levels (`alert` for DOWN, `notice` for UP).
+fn log_transition(t: Transition, line: &str, sink: &dyn LogSink) {
+    match t {
+        Transition::Up => {
+            tracing::info!(target: "tether::health", "{line}");
+            sink.event(Severity::Notice, line);
+        }
+        Transition::Down => {
+            tracing::warn!(target: "tether::health", "{line}");
+            sink.event(Severity::Alert, line);
+        }
+    }
 }
 
 /// Runs one check of `slot`: connects (and does the TLS handshake when the step asks), sends
@@ -157,7 +202,7 @@ async fn probe<N: Net>(
                         read_deadline = read_budget.map_or(whole, |t| Instant::now() + t);
                     }
                     Ok(Err(e)) if crate::retry::local_exhaustion(&e) => return None,
-                    Ok(Err(e)) => probe.on_connect_error(&e.to_string()),
+                    Ok(Err(e)) => probe.on_connect_error(&os_error_text(&e)),
                     Err(_) => probe.on_timeout(),
                 }
             }
@@ -172,7 +217,7 @@ async fn probe<N: Net>(
                 };
                 match timeout_at(read_deadline, write).await {
                     Ok(Ok(())) => probe.on_sent(),
-                    Ok(Err(e)) => probe.on_io_error(&e.to_string()),
+                    Ok(Err(e)) => probe.on_io_error(&os_error_text(&e)),
                     Err(_) => probe.on_timeout(),
                 }
             }
@@ -183,7 +228,7 @@ async fn probe<N: Net>(
                 };
                 match timeout_at(read_deadline, s.read(&mut buf)).await {
                     Ok(Ok(n)) => probe.on_data(&buf[..n]),
-                    Ok(Err(e)) => probe.on_io_error(&e.to_string()),
+                    Ok(Err(e)) => probe.on_io_error(&os_error_text(&e)),
                     Err(_) => probe.on_timeout(),
                 }
             }
@@ -253,6 +298,15 @@ mod tests {
     use super::*;
     use crate::affinity::Route;
     use crate::config;
+
+    /// A sink that drops everything (these tests read the server states).
+    fn quiet() -> Arc<dyn LogSink> {
+        struct Quiet;
+        impl LogSink for Quiet {
+            fn record(&self, _: &crate::engine::ConnectionRecord) {}
+        }
+        Arc::new(Quiet)
+    }
     use crate::engine::runtime::build;
     use crate::engine::testnet::MemNet;
     use crate::server::OperState;
@@ -279,7 +333,7 @@ mod tests {
         net.blackhole("10.0.0.1:80", true);
         let be = backend(extra);
         let (_stop, rx) = watch::channel(false);
-        tokio::spawn(check_server(net, be.clone(), ServerId(0), rx));
+        tokio::spawn(check_server(net, be.clone(), ServerId(0), quiet(), rx));
         tokio::time::sleep(Duration::from_secs(20)).await;
         let last = be.servers[0].last_check.lock().unwrap().clone();
         last.expect("a check ran")
@@ -311,7 +365,13 @@ mod tests {
         let be = backend("");
         let (stop, rx) = watch::channel(false);
         let server = net.server("10.0.0.1:80", "s1").await;
-        let checks = tokio::spawn(check_server(net.clone(), be.clone(), ServerId(0), rx));
+        let checks = tokio::spawn(check_server(
+            net.clone(),
+            be.clone(),
+            ServerId(0),
+            quiet(),
+            rx,
+        ));
         // Checks every 2 s, each passing at once.
         tokio::time::sleep(Duration::from_millis(4100)).await;
         assert_eq!(net.connects("10.0.0.1:80"), 2);
@@ -353,7 +413,13 @@ mod tests {
         let net = MemNet::default();
         let (stop, rx) = watch::channel(false);
         let server = net.server("10.0.0.1:80", "s1").await;
-        let checks = tokio::spawn(check_server(net.clone(), be.clone(), ServerId(0), rx));
+        let checks = tokio::spawn(check_server(
+            net.clone(),
+            be.clone(),
+            ServerId(0),
+            quiet(),
+            rx,
+        ));
         server.abort();
         let _ = server.await;
         tokio::time::sleep(Duration::from_millis(6100)).await;
@@ -402,7 +468,7 @@ mod tests {
         let net = MemNet::default();
         let (stop, rx) = watch::channel(false);
         let server = net.server("10.0.0.1:80", "s1").await;
-        let checks = tokio::spawn(check_server(net.clone(), be.clone(), s1, rx));
+        let checks = tokio::spawn(check_server(net.clone(), be.clone(), s1, quiet(), rx));
         server.abort();
         let _ = server.await;
         tokio::time::sleep(Duration::from_millis(6100)).await;
@@ -467,7 +533,13 @@ mod tests {
         .await;
         let be = http_backend(8008);
         let (_stop, rx) = watch::channel(false);
-        tokio::spawn(check_server(net.clone(), be.clone(), ServerId(0), rx));
+        tokio::spawn(check_server(
+            net.clone(),
+            be.clone(),
+            ServerId(0),
+            quiet(),
+            rx,
+        ));
         tokio::time::sleep(Duration::from_millis(2100)).await;
         assert_eq!(
             seen.recv().await.unwrap(),
@@ -499,7 +571,13 @@ mod tests {
         let _seen = responder(&net, "10.0.0.2:8008", b"HTTP/1.1 200 OK\r\n\r\n").await;
         let be = http_backend(8008);
         let (_stop, rx) = watch::channel(false);
-        tokio::spawn(check_server(net.clone(), be.clone(), ServerId(0), rx));
+        tokio::spawn(check_server(
+            net.clone(),
+            be.clone(),
+            ServerId(0),
+            quiet(),
+            rx,
+        ));
         tokio::time::sleep(Duration::from_millis(4100)).await;
         let last = be.servers[0].last_check.lock().unwrap().clone().unwrap();
         assert_eq!(
@@ -522,7 +600,13 @@ mod tests {
         });
         let be = http_backend(8008);
         let (_stop, rx) = watch::channel(false);
-        tokio::spawn(check_server(net.clone(), be.clone(), ServerId(0), rx));
+        tokio::spawn(check_server(
+            net.clone(),
+            be.clone(),
+            ServerId(0),
+            quiet(),
+            rx,
+        ));
         tokio::time::sleep(Duration::from_secs(5)).await;
         let last = be.servers[0].last_check.lock().unwrap().clone().unwrap();
         assert_eq!(
@@ -542,7 +626,13 @@ mod tests {
             build(&config, None).unwrap().backends["app"].clone()
         };
         let (_stop, rx) = watch::channel(false);
-        tokio::spawn(check_server(net.clone(), be.clone(), ServerId(0), rx));
+        tokio::spawn(check_server(
+            net.clone(),
+            be.clone(),
+            ServerId(0),
+            quiet(),
+            rx,
+        ));
         // Never checked: counter between the extremes, so the first check comes after fastinter.
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(net.connects("10.0.0.1:80"), 1);
@@ -619,7 +709,7 @@ mod tests {
     /// The first check's result of `be`'s server.
     async fn first_check(net: MemNet, be: &Arc<Backend>) -> LastCheck {
         let (_stop, rx) = watch::channel(false);
-        tokio::spawn(check_server(net, be.clone(), ServerId(0), rx));
+        tokio::spawn(check_server(net, be.clone(), ServerId(0), quiet(), rx));
         tokio::time::sleep(Duration::from_millis(2100)).await;
         let last = be.servers[0].last_check.lock().unwrap().clone();
         last.expect("a check ran")
@@ -705,7 +795,7 @@ mod tests {
         });
         let be = tls_backend("{ verify = \"none\" }", None);
         let (_stop, rx) = watch::channel(false);
-        tokio::spawn(check_server(net, be.clone(), ServerId(0), rx));
+        tokio::spawn(check_server(net, be.clone(), ServerId(0), quiet(), rx));
         tokio::time::sleep(Duration::from_secs(5)).await;
         let last = be.servers[0].last_check.lock().unwrap().clone().unwrap();
         assert_eq!(

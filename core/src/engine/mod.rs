@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod buffers;
 mod check_conn;
+pub mod check_log;
 pub mod clock;
 pub mod connection;
 pub mod flow;

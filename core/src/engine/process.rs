@@ -376,6 +376,7 @@ impl<N: Net> Process<N> {
                         self.ctx.net.clone(),
                         backend.clone(),
                         ServerId(i as u32),
+                        self.ctx.sink.clone(),
                         self.checks.subscribe(),
                     ));
                 }
