@@ -36,6 +36,7 @@ mod load;
 mod locate;
 pub mod log;
 mod log_format;
+mod monitor;
 pub mod peers;
 pub mod route;
 pub mod rules;
@@ -46,6 +47,7 @@ mod validate;
 pub use load::{load_table, load_toml, ConfigError, ConfigErrors};
 pub use locate::key_line;
 pub use log_format::{LogFormat, LogFormatError, LogTemplate, LogVar, Part as LogPart};
+pub use monitor::{Compare, MonitorFail};
 pub use route::{Match, RouteRule, RuleAction};
 pub use rules::{
     Condition, ContentAction, ContentRule, HaproxyRules, Sample, StickAction, StickRule,
@@ -702,6 +704,10 @@ pub struct Stats {
     /// orchestrator probing that the process serves (HAProxy's `monitor-uri`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor_uri: Option<String>,
+    /// Conditions that make `monitor-uri` answer 503 instead (HAProxy `monitor fail`); any
+    /// one that holds fails the probe.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub monitor_fail: Vec<MonitorFail>,
 }
 
 /// The stats page's certificate: PEM files as HAProxy's `crt` reads them.

@@ -83,6 +83,7 @@ impl Config {
         }
         if let Some(s) = &self.stats {
             validate_stats(&mut err, s);
+            validate_monitor_fail(&mut err, s, &self.backends);
         }
         super::log::validate(&self.logs, &mut err);
         out
@@ -479,6 +480,24 @@ fn validate_check_tls(
     }
     if let Some(e) = tls.problem() {
         err(path, format!("server {}: {}", s.name, e.what), e.fix);
+    }
+}
+
+/// `monitor fail` conditions name existing backends.
+fn validate_monitor_fail(
+    err: &mut impl FnMut(String, String, String),
+    s: &Stats,
+    backends: &[Backend],
+) {
+    for (i, m) in s.monitor_fail.iter().enumerate() {
+        if !backends.iter().any(|b| b.name == m.backend) {
+            let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
+            err(
+                format!("stats.monitor-fail[{i}].backend"),
+                format!("unknown backend \"{}\" in nbsrv()", m.backend),
+                format!("name one of the backends: {}", names.join(", ")),
+            );
+        }
     }
 }
 

@@ -662,6 +662,22 @@ impl Backend {
         }
     }
 
+    /// HAProxy's `nbsrv`: the usable active servers; without any, 1 when a backup serves (only
+    /// the first usable backup takes traffic, as HAProxy without `option allbackups`).
+    pub fn nbsrv(&self) -> u32 {
+        let st = self.state();
+        let usable = |backup: bool| {
+            st.servers
+                .iter()
+                .filter(|s| s.backup == backup && s.usable_for_balance())
+                .count() as u32
+        };
+        match usable(false) {
+            0 => usable(true).min(1),
+            n => n,
+        }
+    }
+
     /// A copy of the server states, for reports.
     pub fn server_states(&self) -> Vec<ServerState> {
         self.state().servers.clone()
