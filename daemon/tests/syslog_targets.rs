@@ -433,16 +433,14 @@ async fn log_health_checks_logs_the_same_check_lines_as_haproxy() {
         format!("Health check for server main/s1 succeeded, {ok}, status: 2/2 UP."),
         format!("Health check for server main/s1 failed, {refused}, status: 1/2 UP."),
         format!("Health check for server main/s1 failed, {refused}, status: 0/2 DOWN."),
-        format!(
-            "Server main/s1 is DOWN. 1 active and 0 backup servers left. 0 sessions active, 0 \
-             requeued, 0 remaining in queue."
-        ),
+        "Server main/s1 is DOWN. 1 active and 0 backup servers left. 0 sessions active, 0 \
+         requeued, 0 remaining in queue."
+            .to_string(),
         format!("Health check for server main/s1 succeeded, {ok}, status: 1/2 DOWN."),
         format!("Health check for server main/s1 succeeded, {ok}, status: 2/2 UP."),
-        format!(
-            "Server main/s1 is UP. 2 active and 0 backup servers online. 0 sessions requeued, \
-             0 total in queue."
-        ),
+        "Server main/s1 is UP. 2 active and 0 backup servers online. 0 sessions requeued, 0 \
+         total in queue."
+            .to_string(),
     ];
     assert_eq!(tether, &want);
 }
