@@ -4,6 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tether_core::config::log::Severity;
 use tether_core::config::LogFormat;
 use tether_core::engine::{ConnectionRecord, LineContext, LogSink};
 
@@ -54,6 +55,17 @@ impl LogSink for DaemonSink {
         }
         if let Some(s) = &self.syslog {
             s.send(now, line);
+        }
+    }
+
+    /// Health-check results and server state changes go to the log targets too, as HAProxy
+    /// sends them to the proxy's `log` servers (the engine has traced them already).
+    fn event(&self, severity: Severity, line: &str) {
+        if let Some(s) = &self.syslog {
+            // The daemon is the edge: reading the wall clock here is its job.
+            #[allow(clippy::disallowed_methods)]
+            let now = SystemTime::now();
+            s.send_at(now, line.to_string(), severity);
         }
     }
 }

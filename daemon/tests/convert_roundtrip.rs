@@ -160,3 +160,36 @@ fn agent_check_and_track_round_trip() {
     let back = load_toml("converted.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(back, config, "{text}");
 }
+
+/// Unix-socket servers (`unix@PATH`, a bare path, `abns@NAME`) convert as written and load
+/// back (issue 19).
+#[test]
+fn unix_socket_servers_round_trip() {
+    let cfg = "\
+defaults
+    mode tcp
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+listen app
+    bind 127.0.0.1:8080
+    server s1 unix@/run/app/s1.sock check send-proxy
+    server s2 /run/app/s2.sock check
+    server s3 abns@app3
+";
+    let (config, _) = convert_haproxy("u.cfg", cfg).unwrap();
+    let text = to_toml(&config);
+    for want in [
+        "address = \"unix@/run/app/s1.sock\"",
+        "address = \"/run/app/s2.sock\"",
+        "address = \"abns@app3\"",
+    ] {
+        assert!(text.contains(want), "{want}:\n{text}");
+    }
+    let back = load_toml("converted.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(back, config, "{text}");
+    // A native path too long for a socket is an error naming the limit.
+    let long = text.replace("/run/app/s2.sock", &format!("/{}", "x".repeat(120)));
+    let err = load_toml("long.toml", &long).unwrap_err().to_string();
+    assert!(err.contains("at most 107"), "{err}");
+}

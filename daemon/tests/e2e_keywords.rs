@@ -1,8 +1,9 @@
 //! The everyday keywords of real-world TCP configs, imported from haproxy.cfg and run over
 //! loopback side by side with HAProxy 2.6 on the same file (issue 19): `timeout tunnel`,
 //! `timeout client-fin`/`server-fin`,
-//! `option tcpka`/`clitcpka`/`srvtcpka`, server `disabled`, `balance random`, and `nbthread`
-//! (the worker threads of `tether run`).
+//! `option tcpka`/`clitcpka`/`srvtcpka`, server `disabled`, `balance random`, `nbthread`
+//! (the worker threads of `tether run`), and unix-socket servers (`unix@PATH`, `/PATH`,
+//! `abns@NAME`).
 
 mod common;
 
@@ -571,4 +572,149 @@ async fn balance_random_follows_weights_and_evens_open_connections_like_haproxy(
             haproxy.log()
         );
     }
+}
+
+/// A unix stream socket server at `addr` (bound as HAProxy binds it, `abns@` names padded):
+/// says `name` and a newline, then echoes every byte, and half-closes once the client has.
+fn unix_echo(addr: &str, name: &'static str) {
+    use tether_core::config::UnixAddress;
+    let unix = UnixAddress::parse(addr).expect("a unix address");
+    let socket = socket2::Socket::new(
+        socket2::Domain::UNIX,
+        socket2::Type::STREAM.nonblocking(),
+        None,
+    )
+    .unwrap();
+    socket
+        .bind(&tether::net::unix::sockaddr(unix).unwrap())
+        .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    socket.listen(64).unwrap();
+    let l = tokio::net::UnixListener::from_std(socket.into()).unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.into_split();
+                w.write_all(format!("{name}\n").as_bytes()).await?;
+                tokio::io::copy(&mut r, &mut w).await?;
+                w.shutdown().await
+            });
+        }
+    });
+}
+
+/// Sends `payload` through `fe`, half-closes, and reads until the server's end: the server's
+/// name and what came back.
+async fn through_unix(fe: SocketAddr, payload: &[u8]) -> (String, Vec<u8>) {
+    let s = TcpStream::connect(fe).await.unwrap();
+    let (mut r, mut w) = s.into_split();
+    let send = async {
+        w.write_all(payload).await.unwrap();
+        w.shutdown().await.unwrap();
+        w
+    };
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(3), r.read_to_end(&mut got));
+    let (_w, read) = tokio::join!(send, read);
+    read.unwrap_or_else(|_| panic!("{fe}: the server's end comes back, got {} bytes", got.len()))
+        .unwrap();
+    let nl = got.iter().position(|&b| b == b'\n').unwrap_or(got.len());
+    let name = String::from_utf8_lossy(&got[..nl]).into_owned();
+    let rest = got.get(nl + 1..).unwrap_or_default().to_vec();
+    (name, rest)
+}
+
+fn unix_config(ports: [u16; 2], dir: &str, abns: &str) -> String {
+    format!(
+        "defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 5s\n  \
+         timeout server 5s\nlisten lb\n  bind 127.0.0.1:{}\n  balance roundrobin\n  \
+         server s1 unix@{dir}/s1.sock check inter 100ms fall 1 rise 1\n  \
+         server s2 {dir}/s2.sock check inter 100ms fall 1 rise 1\n\
+         listen pp\n  bind 127.0.0.1:{}\n  server s3 abns@{abns} send-proxy\n",
+        ports[0], ports[1]
+    )
+}
+
+#[tokio::test]
+async fn unix_socket_servers_forward_balance_and_fail_checks_like_haproxy() {
+    let dir = std::env::temp_dir().join(format!("tether-unixsrv-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_str().unwrap().to_string();
+    let abns = format!("tether-e2e-{}", std::process::id());
+    unix_echo(&format!("unix@{d}/s1.sock"), "s1");
+    unix_echo(&format!("{d}/s2.sock"), "s2");
+    unix_echo(&format!("abns@{abns}"), "s3");
+    let tether = start_tether(&unix_config(
+        [free_port().unwrap(), free_port().unwrap()],
+        &d,
+        &abns,
+    ))
+    .await;
+    let t = tether.daemon.local_addrs();
+    let (hl, hp) = (free_port().unwrap(), free_port().unwrap());
+    let haproxy = start_haproxy(
+        &unix_config([hl, hp], &d, &abns),
+        loopback(hl),
+        loopback(hp),
+    )
+    .await;
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let sides = [
+        ("tether", t["lb"], t["pp"]),
+        ("haproxy", loopback(hl), loopback(hp)),
+    ];
+    for (who, lb, pp) in sides {
+        // Both ways intact through a half-close, spread evenly over the two sockets.
+        let mut names = Vec::new();
+        for _ in 0..4 {
+            let (name, back) = through_unix(lb, &payload).await;
+            assert!(
+                back == payload,
+                "{who}: {} of {} bytes came back intact",
+                back.len(),
+                payload.len()
+            );
+            names.push(name);
+        }
+        names.sort();
+        assert_eq!(names, ["s1", "s1", "s2", "s2"], "{who}:\n{}", haproxy.log());
+        // The PROXY header to a unix server carries the client connection's addresses.
+        let c = TcpStream::connect(pp).await.unwrap();
+        let me = c.local_addr().unwrap();
+        let (mut r, mut w) = c.into_split();
+        w.write_all(b"x").await.unwrap();
+        w.shutdown().await.unwrap();
+        let mut got = String::new();
+        tokio::time::timeout(Duration::from_secs(3), r.read_to_string(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        let want = format!(
+            "s3\nPROXY TCP4 127.0.0.1 127.0.0.1 {} {}\r\nx",
+            me.port(),
+            pp.port()
+        );
+        assert_eq!(got, want, "{who}");
+    }
+    // The first socket goes: both proxies' checks mark it DOWN (awaited, as a connection
+    // sent to it before would wait out its connect retries), then everything goes to s2.
+    std::fs::remove_file(dir.join("s1.sock")).unwrap();
+    let lb = tether.daemon.runtime().backends["lb"].clone();
+    let down = common::eventually(Duration::from_secs(3), || {
+        lb.server_states()[0].oper == tether_core::server::OperState::Down
+            && haproxy.log().contains("Server lb/s1 is DOWN")
+    })
+    .await;
+    assert!(down, "s1 marked DOWN by both:\n{}", haproxy.log());
+    for (who, lb, _) in sides {
+        for i in 0..4 {
+            let (name, back) = through_unix(lb, b"ping").await;
+            assert_eq!(
+                (name.as_str(), &back[..]),
+                ("s2", &b"ping"[..]),
+                "{who} {i}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -190,3 +190,81 @@ fn start_tether(cfg: &str, stats: SocketAddr) -> Daemon {
     }
     panic!("the stats listener never accepted");
 }
+
+/// A TCP server on `addr` that accepts and closes, until the handle is aborted.
+fn accepting(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
+    let l = TcpListener::bind(addr).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let l = tokio::net::TcpListener::from_std(l).unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            drop(s);
+        }
+    })
+}
+
+/// Asks `path` on each stats address until every one answers `status` (checks run every
+/// 100 ms); returns the bodies.
+async fn until_status(stats: &[SocketAddr], path: &'static str, status: u16) -> Vec<String> {
+    let mut bodies = Vec::new();
+    for &addr in stats {
+        let mut last = (0, String::new());
+        for _ in 0..100 {
+            last = tokio::task::spawn_blocking(move || request(addr, path, None))
+                .await
+                .unwrap();
+            if last.0 == status {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        assert_eq!(last.0, status, "{addr}: {}", last.1);
+        bodies.push(last.1);
+    }
+    bodies
+}
+
+#[tokio::test]
+async fn monitor_fail_answers_503_when_a_backend_has_no_server_beside_haproxy() {
+    let app = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let up = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut app_server = accepting(app);
+    let _up_server = accepting(up);
+    let mut stats = Vec::new();
+    let mut running: Vec<Box<dyn std::any::Any>> = Vec::new();
+    for proxy in ["tether", "haproxy"] {
+        let stat = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let front = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let cfg = format!(
+            "defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 10s\n    \
+             timeout server 10s\nfrontend main\n    bind {front}\n    default_backend app\n\
+             backend app\n    server s1 {app} check inter 100ms rise 1 fall 1\n\
+             backend other\n    server s1 {up} check inter 100ms rise 1 fall 1\n\
+             listen stats\n    mode http\n    bind {stat}\n    stats enable\n    stats uri /\n    \
+             monitor-uri /healthz\n    acl app_dead nbsrv(app) lt 1\n    \
+             monitor fail if app_dead\n    monitor fail if {{ nbsrv(other) lt 1 }}\n"
+        );
+        running.push(if proxy == "tether" {
+            Box::new(start_tether(&cfg, stat))
+        } else {
+            Box::new(
+                tether_testbed::Haproxy::start_unprobed(&cfg, &[stat, front])
+                    .await
+                    .expect("haproxy 2.6 runs (apt-get install -y haproxy)"),
+            )
+        });
+        stats.push(stat);
+    }
+    // Both backends have a server: 200. `app` loses its only server: 503, HAProxy's page. It
+    // comes back: 200 again.
+    for body in until_status(&stats, "/healthz", 200).await {
+        assert!(body.contains("Service ready."), "{body:?}");
+    }
+    app_server.abort();
+    let _ = (&mut app_server).await;
+    let bodies = until_status(&stats, "/healthz", 503).await;
+    assert_eq!(bodies[0], bodies[1], "tether answers as HAProxy");
+    assert!(bodies[0].contains("No server is available"), "{bodies:?}");
+    let _app_server = accepting(app);
+    until_status(&stats, "/healthz", 200).await;
+}

@@ -286,6 +286,7 @@ async fn a_bad_certificate_file_stops_the_listener_with_its_name() {
         }),
         admin_without_auth: false,
         monitor_uri: None,
+        monitor_fail: Vec::new(),
     };
     let e = serve_stats(stats.clone(), rig.daemon.view())
         .await

@@ -342,3 +342,105 @@ async fn a_slow_or_absent_syslog_drops_and_counts_while_connections_flow() {
     let v: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(v["dropped_logs"], dropped, "{body}");
 }
+
+/// A TCP server on `addr` that accepts and closes, until the handle is aborted.
+fn accepting(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
+    let l = std::net::TcpListener::bind(addr).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let l = tokio::net::TcpListener::from_std(l).unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            drop(s);
+        }
+    })
+}
+
+/// Receives syslog bodies about `main/s1` into `lines` until one contains `until`.
+async fn check_lines_until(sock: &UdpSocket, lines: &mut Vec<String>, until: &str) {
+    loop {
+        let msg = recv_udp(sock).await;
+        let body = msg.split_once("]: ").map_or(msg.as_str(), |(_, b)| b);
+        if !body.contains("main/s1") {
+            continue; // connection lines, HAProxy's "Proxy main started."
+        }
+        // Timing differs from run to run; the words must not.
+        let body = match body.split_once("check duration: ") {
+            Some((a, b)) => format!("{a}check duration: Nms{}", &b[b.find("ms").unwrap() + 2..]),
+            None => body.to_string(),
+        };
+        let done = body.contains(until);
+        lines.push(body.trim_end().to_string());
+        if done {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn log_health_checks_logs_the_same_check_lines_as_haproxy() {
+    let dir = ScratchDir::create("log-health-checks").unwrap();
+    let echo = EchoBackend::start().await;
+    let s1 = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let mut server = accepting(s1);
+    let mut sides = Vec::new();
+    for proxy in ["tether", "haproxy"] {
+        let syslog = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let bind = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+        let cfg = format!(
+            "global\n    log {} local0 info\n\ndefaults\n    mode tcp\n    log global\n    \
+             timeout connect 1s\n    timeout client 10s\n    timeout server 10s\n\n\
+             listen main\n    bind {bind}\n    option log-health-checks\n    \
+             server s1 {s1} check inter 100ms rise 2 fall 2\n    server s2 {}\n",
+            syslog.local_addr().unwrap(),
+            echo.addr
+        );
+        let path = dir.path().join(format!("{proxy}.cfg"));
+        std::fs::write(&path, &cfg).unwrap();
+        let running: Box<dyn std::any::Any> = if proxy == "tether" {
+            Box::new(spawn(
+                &["run", "--haproxy", path.to_str().unwrap()],
+                dir.path(),
+            ))
+        } else {
+            Box::new(
+                tether_testbed::Haproxy::start_unprobed(&cfg, &[bind])
+                    .await
+                    .expect("haproxy 2.6 runs (apt-get install -y haproxy)"),
+            )
+        };
+        sides.push((proxy, syslog, running, Vec::new()));
+    }
+    // UP from the start; the first check succeeds; s1 stops: two failures take it DOWN; it comes
+    // back: two successes bring it UP.
+    for (_, sock, _, lines) in &mut sides {
+        check_lines_until(sock, lines, "succeeded").await;
+    }
+    server.abort();
+    let _ = (&mut server).await;
+    for (_, sock, _, lines) in &mut sides {
+        check_lines_until(sock, lines, "is DOWN").await;
+    }
+    let _server = accepting(s1);
+    for (_, sock, _, lines) in &mut sides {
+        check_lines_until(sock, lines, "is UP").await;
+    }
+    let (tether, haproxy) = (&sides[0].3, &sides[1].3);
+    assert_eq!(tether, haproxy, "tether and HAProxy log the checks alike");
+    let ok = "reason: Layer4 check passed, check duration: Nms";
+    let refused =
+        "reason: Layer4 connection problem, info: \"Connection refused\", check duration: Nms";
+    let want = [
+        format!("Health check for server main/s1 succeeded, {ok}, status: 2/2 UP."),
+        format!("Health check for server main/s1 failed, {refused}, status: 1/2 UP."),
+        format!("Health check for server main/s1 failed, {refused}, status: 0/2 DOWN."),
+        "Server main/s1 is DOWN. 1 active and 0 backup servers left. 0 sessions active, 0 \
+         requeued, 0 remaining in queue."
+            .to_string(),
+        format!("Health check for server main/s1 succeeded, {ok}, status: 1/2 DOWN."),
+        format!("Health check for server main/s1 succeeded, {ok}, status: 2/2 UP."),
+        "Server main/s1 is UP. 2 active and 0 backup servers online. 0 sessions requeued, 0 \
+         total in queue."
+            .to_string(),
+    ];
+    assert_eq!(tether, &want);
+}

@@ -216,6 +216,26 @@ pub struct EngineHost {
     seed: u64,
 }
 
+/// The simulated network is turmoil's TCP, which has no socket paths: a server written as a
+/// unix socket is refused by name rather than failing to connect at run time.
+fn refuse_unix_servers(base: &Config) -> Result<(), SimError> {
+    for b in &base.backends {
+        if let Some(s) = b
+            .servers
+            .iter()
+            .find(|s| config::is_unix_address(&s.address))
+        {
+            return Err(SimError::Scenario(format!(
+                "backend {} server {}: address `{}` is a unix socket, which the simulator \
+                 cannot model (its network is TCP between simulated hosts); write a HOST:PORT \
+                 address for the simulation",
+                b.name, s.name, s.address
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl EngineHost {
     /// An engine host running `base`, whose first backend is fed with the simulated servers.
     /// `base` must have at least one backend; frontends are replaced by one listening on the
@@ -226,6 +246,7 @@ impl EngineHost {
                 "the balancer config has no backend; add [balancer.config.backend]".into(),
             ));
         }
+        refuse_unix_servers(&base)?;
         Ok(EngineHost {
             base,
             replication: None,
@@ -682,5 +703,30 @@ impl EngineHost {
         if let Err(e) = applied {
             tracing::warn!("simulated reload refused: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unix_socket_server_is_refused_by_name() {
+        let mut config = EngineHost::config_from_scenario(None).unwrap();
+        assert!(EngineHost::new(config.clone()).is_ok());
+        let mut unix = config.backends[0].servers[0].clone();
+        unix.name = "local".into();
+        unix.address = "unix@/run/app.sock".into();
+        config.backends[0].servers.push(unix);
+        let Err(e) = EngineHost::new(config) else {
+            panic!("a unix server is refused")
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains("server local")
+                && e.contains("unix@/run/app.sock")
+                && e.contains("cannot model"),
+            "{e}"
+        );
     }
 }

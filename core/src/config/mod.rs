@@ -36,15 +36,18 @@ mod load;
 mod locate;
 pub mod log;
 mod log_format;
+mod monitor;
 pub mod peers;
 pub mod route;
 pub mod rules;
 pub mod units;
+mod unix_address;
 mod validate;
 
 pub use load::{load_table, load_toml, ConfigError, ConfigErrors};
 pub use locate::key_line;
 pub use log_format::{LogFormat, LogFormatError, LogTemplate, LogVar, Part as LogPart};
+pub use monitor::{Compare, MonitorFail};
 pub use route::{Match, RouteRule, RuleAction};
 pub use rules::{
     Condition, ContentAction, ContentRule, HaproxyRules, Sample, StickAction, StickRule,
@@ -52,6 +55,7 @@ pub use rules::{
 pub use units::{
     format_duration, format_size, parse_duration, parse_duration_with_unit, parse_size, UnitError,
 };
+pub use unix_address::{is_unix_address, UnixAddress, MAX_UNIX_NAME};
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -286,6 +290,10 @@ pub struct Backend {
     /// `option persist`: go back to a sticky server even when it is marked down.
     #[serde(default)]
     pub persist: bool,
+    /// Log every health-check result that changes the status or moves the rise/fall counter,
+    /// as HAProxy's `option log-health-checks` (`Health check for server b/s1 failed, ...`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub log_health_checks: bool,
     /// Connect retries after the first attempt (`3` = 4 attempts).
     #[serde(default = "defaults::retries")]
     pub retries: u32,
@@ -384,6 +392,7 @@ impl Backend {
             ticket_key_name: None,
             ticket_key_bootstrap: None,
             persist: false,
+            log_health_checks: false,
             retries: defaults::retries(),
             redispatch: Redispatch::default(),
             redispatch_on_refused: true,
@@ -500,7 +509,8 @@ impl Default for CheckConfig {
 pub struct Server {
     /// Name used in logs, stats and admin actions.
     pub name: String,
-    /// `"HOST:PORT"`; a host name is resolved once at start.
+    /// `"HOST:PORT"` (a host name is resolved once at start), or a unix stream socket:
+    /// `"unix@/run/app.sock"`, `"/run/app.sock"` or `"abns@name"` (see [`UnixAddress`]).
     pub address: String,
     /// Share of new connections, 0..=256 (0: only sticky traffic).
     #[serde(default = "defaults::weight")]
@@ -689,6 +699,10 @@ impl Server {
     /// Where health checks connect (`addr` and `port` applied), on `step_port` if a check step
     /// names one.
     pub fn check_address(&self, step_port: Option<u16>) -> String {
+        if self.check_addr.is_none() && is_unix_address(&self.address) {
+            // A unix socket has no port: HAProxy checks the socket itself.
+            return self.address.clone();
+        }
         let (host, port) = match self.address.rsplit_once(':') {
             Some((h, p)) => (h, p.to_string()),
             None => (self.address.as_str(), String::new()),
@@ -741,6 +755,10 @@ pub struct Stats {
     /// orchestrator probing that the process serves (HAProxy's `monitor-uri`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor_uri: Option<String>,
+    /// Conditions that make `monitor-uri` answer 503 instead (HAProxy `monitor fail`); any
+    /// one that holds fails the probe.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub monitor_fail: Vec<MonitorFail>,
 }
 
 /// The stats page's certificate: PEM files as HAProxy's `crt` reads them.

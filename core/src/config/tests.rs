@@ -146,7 +146,8 @@ fn missing_backend_and_bad_address_are_located() {
     assert_eq!(
         e[1].to_string(),
         "tether.toml:32: backend.app.server.s1.address: invalid address \"foo\": expected \
-         HOST:PORT, e.g. address = \"10.0.0.1:443\""
+         HOST:PORT, e.g. address = \"10.0.0.1:443\", or a unix socket, address = \
+         \"unix@/run/app.sock\""
     );
 }
 

@@ -84,6 +84,7 @@ impl Config {
         }
         if let Some(s) = &self.stats {
             validate_stats(&mut err, s);
+            validate_monitor_fail(&mut err, s, &self.backends);
         }
         super::log::validate(&self.logs, &mut err);
         out
@@ -504,11 +505,23 @@ fn validate_servers(err: &mut impl FnMut(String, String, String), p: &str, b: &B
     for (j, s) in b.servers.iter().enumerate() {
         let sp = format!("{p}.server[{j}]");
         check_name(err, &sp, &s.name, "server", &mut servers);
-        if !is_host_port(&s.address) {
+        if let Some(unix) = super::UnixAddress::parse(&s.address) {
+            if let Some(problem) = unix.problem() {
+                err(
+                    format!("{sp}.address"),
+                    format!("unix socket address \"{}\": {problem}", s.address),
+                    "write address = \"unix@/run/app.sock\" (or \"abns@NAME\"), the path \
+                     at most 107 bytes"
+                        .into(),
+                );
+            }
+        } else if !is_host_port(&s.address) {
             err(
                 format!("{sp}.address"),
                 format!("invalid address \"{}\"", s.address),
-                "expected HOST:PORT, e.g. address = \"10.0.0.1:443\"".into(),
+                "expected HOST:PORT, e.g. address = \"10.0.0.1:443\", or a unix socket, \
+                 address = \"unix@/run/app.sock\""
+                    .into(),
             );
         }
         if s.weight > 256 {
@@ -564,6 +577,24 @@ fn validate_check_tls(
     }
     if let Some(e) = tls.problem() {
         err(path, format!("server {}: {}", s.name, e.what), e.fix);
+    }
+}
+
+/// `monitor fail` conditions name existing backends.
+fn validate_monitor_fail(
+    err: &mut impl FnMut(String, String, String),
+    s: &Stats,
+    backends: &[Backend],
+) {
+    for (i, m) in s.monitor_fail.iter().enumerate() {
+        if !backends.iter().any(|b| b.name == m.backend) {
+            let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
+            err(
+                format!("stats.monitor-fail[{i}].backend"),
+                format!("unknown backend \"{}\" in nbsrv()", m.backend),
+                format!("name one of the backends: {}", names.join(", ")),
+            );
+        }
     }
 }
 

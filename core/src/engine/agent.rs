@@ -11,7 +11,9 @@ use tokio::sync::watch;
 use tokio::time::{sleep, Instant};
 
 use super::backend::Backend;
+use super::check_log::{status_part, Checked};
 use super::health::{last, run_probe, transitioned, Timing};
+use super::log::LogSink;
 use super::net::Net;
 use crate::server::check::agent;
 use crate::ServerId;
@@ -22,6 +24,7 @@ pub async fn check_agent<N: Net>(
     net: N,
     backend: Arc<Backend>,
     server: ServerId,
+    sink: Arc<dyn LogSink>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slot = &backend.servers[server.index()];
@@ -54,12 +57,18 @@ pub async fn check_agent<N: Net>(
         let effect = agent::judge(verdict, probe.received(), slot.initial_weight);
         *slot.last_agent.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(last(&effect.verdict, duration));
-        apply(&backend, server, &effect, duration);
+        apply(&backend, server, &effect, duration, &*sink);
     }
 }
 
 /// Applies an agent's answer and logs what it changed.
-fn apply(backend: &Arc<Backend>, server: ServerId, effect: &agent::AgentEffect, took: Duration) {
+fn apply(
+    backend: &Arc<Backend>,
+    server: ServerId,
+    effect: &agent::AgentEffect,
+    took: Duration,
+    sink: &dyn LogSink,
+) {
     if effect.admin.is_some() || effect.weight.is_some() || effect.maxconn.is_some() {
         tracing::info!(
             target: "tether::health",
@@ -72,7 +81,11 @@ fn apply(backend: &Arc<Backend>, server: ServerId, effect: &agent::AgentEffect, 
         );
     }
     if let Some(t) = backend.agent_result(server, effect) {
-        transitioned(backend, server, t, &effect.verdict.reason(), Some(took));
+        let checked = Checked {
+            verdict: &effect.verdict,
+            duration_ms: took.as_millis(),
+        };
+        transitioned(backend, server, t, &status_part(&checked), sink);
     }
 }
 
@@ -85,7 +98,7 @@ mod tests {
     use super::*;
     use crate::config;
     use crate::engine::runtime::build;
-    use crate::engine::testnet::MemNet;
+    use crate::engine::testnet::{quiet, MemNet};
     use crate::server::{AdminState, OperState, ServerState};
 
     /// Backend `app`: `s1` (weight 10) with an agent on port 5555 asked every 1 s (`hello\n`
@@ -128,7 +141,13 @@ mod tests {
         let seen = agent(&net, line.clone()).await;
         let be = backend();
         let (_stop, rx) = watch::channel(false);
-        tokio::spawn(check_agent(net.clone(), be.clone(), ServerId(0), rx));
+        tokio::spawn(check_agent(
+            net.clone(),
+            be.clone(),
+            ServerId(0),
+            quiet(),
+            rx,
+        ));
         let step = |answer: &'static str| {
             *line.lock().unwrap() = answer;
             sleep(Duration::from_secs(1))

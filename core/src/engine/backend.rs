@@ -161,6 +161,19 @@ pub struct AgentSlot {
     pub plan: Plan,
 }
 
+/// What one check result did to a server's rise/fall counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthStep {
+    /// The state change it caused, if any.
+    pub transition: Option<Transition>,
+    /// Whether the counter moved (HAProxy logs such a result with `log-health-checks`).
+    pub moved: bool,
+    /// The counter as HAProxy's `status: 1/2 UP` shows it.
+    pub progress: (u32, u32),
+    /// UP as far as checks go, after this result.
+    pub up: bool,
+}
+
 /// One active health check's result, as HAProxy's stats page shows it (`L4OK in 0ms`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LastCheck {
@@ -408,6 +421,8 @@ pub struct Backend {
     pub retry: RetryPolicy,
     /// `option persist`: use a stored server even when it is DOWN.
     pub persist: bool,
+    /// `option log-health-checks`: log each check result that changes something.
+    pub log_health_checks: bool,
     /// Timeouts.
     pub timeouts: BackendTimeouts,
     /// Passive health: feed live connect results into the health counters.
@@ -440,6 +455,8 @@ pub struct BackendSpec {
     pub retry: RetryPolicy,
     /// `option persist`.
     pub persist: bool,
+    /// `option log-health-checks`.
+    pub log_health_checks: bool,
     /// Timeouts.
     pub timeouts: BackendTimeouts,
     /// Passive health.
@@ -486,6 +503,7 @@ impl Backend {
             tables,
             retry: spec.retry,
             persist: spec.persist,
+            log_health_checks: spec.log_health_checks,
             timeouts: spec.timeouts,
             passive_health: spec.passive_health,
             outcomes: OutcomeCounters::default(),
@@ -620,12 +638,25 @@ impl Backend {
             .fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Feeds an active health-check result; returns the UP/DOWN transition it caused, already
-    /// applied.
-    pub fn health_result(&self, server: ServerId, ok: bool) -> Option<Transition> {
-        self.change(server, |st| {
-            st.health[server.index()].on_check(ok);
-        })
+    /// Feeds an active health-check result; returns what it did to the counter and the UP/DOWN
+    /// transition it caused, already applied.
+    pub fn health_result(&self, server: ServerId, ok: bool) -> HealthStep {
+        let i = server.index();
+        let mut step = HealthStep {
+            transition: None,
+            moved: false,
+            progress: (0, 0),
+            up: false,
+        };
+        step.transition = self.change(server, |st| {
+            let before = st.health[i].counter();
+            st.health[i].on_check(ok);
+            let health = &st.health[i];
+            step.moved = health.counter() != before;
+            step.progress = health.progress();
+            step.up = health.is_up();
+        });
+        step
     }
 
     /// Applies an agent's answer: admin state, weight, connection limit, and its say on
@@ -777,6 +808,22 @@ impl Backend {
                 .iter()
                 .filter(|s| !s.backup && s.usable_for_balance())
                 .count(),
+        }
+    }
+
+    /// HAProxy's `nbsrv`: the usable active servers; without any, 1 when a backup serves (only
+    /// the first usable backup takes traffic, as HAProxy without `option allbackups`).
+    pub fn nbsrv(&self) -> u32 {
+        let st = self.state();
+        let usable = |backup: bool| {
+            st.servers
+                .iter()
+                .filter(|s| s.backup == backup && s.usable_for_balance())
+                .count() as u32
+        };
+        match usable(false) {
+            0 => usable(true).min(1),
+            n => n,
         }
     }
 

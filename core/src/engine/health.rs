@@ -18,9 +18,14 @@ use tokio::time::{sleep, timeout_at, Instant};
 
 use super::backend::{Backend, LastCheck, ServerSlot};
 use super::check_conn::{handshake, CheckConn};
+use super::check_log::{
+    check_line, os_error_text, status_part, transition_line, Census, Checked, Subject,
+};
+use super::log::LogSink;
 use super::net::Net;
+use crate::config::log::Severity;
 use crate::server::check::{Io, Verdict};
-use crate::server::Transition;
+use crate::server::{ServerState, Transition};
 use crate::ServerId;
 
 /// Checks one server until `shutdown` turns true (or its sender is gone). The check takes its
@@ -31,6 +36,7 @@ pub async fn check_server<N: Net>(
     net: N,
     backend: Arc<Backend>,
     server: ServerId,
+    sink: Arc<dyn LogSink>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slot = &backend.servers[server.index()];
@@ -50,7 +56,7 @@ pub async fn check_server<N: Net>(
             tracing::debug!(backend = %backend.name, server = %slot.name, "check skipped: local resources exhausted");
             continue;
         };
-        record(&backend, server, &verdict, t0.elapsed());
+        record(&backend, server, &verdict, t0.elapsed(), &*sink);
     }
 }
 
@@ -71,21 +77,46 @@ async fn ramp_up(backend: Arc<Backend>, server: ServerId, slow: Duration, genera
     }
 }
 
-/// Keeps the verdict for the stats page, counts it, and acts on a state change; returns it.
+/// Keeps the verdict for the stats page, counts it, and logs as HAProxy does: the result when
+/// `option log-health-checks` is on and it changed the status or moved the counter; acts on a
+/// state change and returns it.
 fn record(
     backend: &Arc<Backend>,
     server: ServerId,
     verdict: &Verdict,
     duration: Duration,
+    sink: &dyn LogSink,
 ) -> Option<Transition> {
     let slot = &backend.servers[server.index()];
     let ok = verdict.status.is_ok();
-    *slot.last_check.lock().unwrap_or_else(|e| e.into_inner()) = Some(last(verdict, duration));
+    let previous = slot
+        .last_check
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .replace(last(verdict, duration));
     if !ok {
         slot.counters.check_failures.fetch_add(1, Ordering::Relaxed);
     }
-    let t = backend.health_result(server, ok)?;
-    transitioned(backend, server, t, &verdict.reason(), Some(duration));
+    let step = backend.health_result(server, ok);
+    let checked = Checked {
+        verdict,
+        duration_ms: duration.as_millis(),
+    };
+    let status_changed = previous.is_none_or(|p| p.status != verdict.status.as_str());
+    if backend.log_health_checks && (status_changed || step.moved) {
+        let (who, me) = subject(backend, server);
+        let line = check_line(&who, &checked, &step, me.weight == 0);
+        tracing::info!(target: "tether::health", "{line}");
+        sink.event(Severity::Notice, &line);
+    }
+    let t = step.transition?;
+    // With `log-health-checks` the reason is already on the check's own line.
+    let cause = if backend.log_health_checks {
+        String::new()
+    } else {
+        status_part(&checked)
+    };
+    transitioned(backend, server, t, &cause, sink);
     Some(t)
 }
 
@@ -101,40 +132,70 @@ pub(super) fn last(verdict: &Verdict, duration: Duration) -> LastCheck {
     }
 }
 
+/// Who a log line is about, with its state now.
+fn subject(backend: &Backend, server: ServerId) -> (Subject<'_>, ServerState) {
+    let me = backend.server_states().swap_remove(server.index());
+    let who = Subject {
+        backend: &backend.name,
+        server: &backend.servers[server.index()].name,
+        backup: me.backup,
+    };
+    (who, me)
+}
+
 /// What follows a state change, whatever caused it (check, agent, tracked server): the time of
-/// the change and the DOWN count for the stats page, HAProxy's log line, and a slowstart ramp.
+/// the change and the DOWN count for the stats page, HAProxy's log line (`cause` as
+/// [`transition_line`] takes it), and a slowstart ramp.
 pub(super) fn transitioned(
     backend: &Arc<Backend>,
     server: ServerId,
     t: Transition,
-    reason: &str,
-    duration: Option<Duration>,
+    cause: &str,
+    sink: &dyn LogSink,
 ) {
     let slot = &backend.servers[server.index()];
     *slot.last_change.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     if t == Transition::Down {
         slot.counters.check_downs.fetch_add(1, Ordering::Relaxed);
     }
-    let states = backend.server_states();
-    let up = states.iter().filter(|s| s.usable_for_balance()).count();
-    let word = match t {
-        Transition::Up => "UP",
-        Transition::Down => "DOWN",
-    };
-    let took = duration.map_or(String::new(), |d| {
-        format!(", check duration: {}ms", d.as_millis())
-    });
-    let msg = format!(
-        "Server {}/{} is {word}, reason: {reason}{took}. {up} active servers left.",
-        backend.name, slot.name,
-    );
-    match t {
-        Transition::Up => tracing::info!(target: "tether::health", "{msg}"),
-        Transition::Down => tracing::warn!(target: "tether::health", "{msg}"),
-    }
+    let census = census(backend, server, &backend.server_states());
+    let line = transition_line(&subject(backend, server).0, t, &census, cause);
+    log_transition(t, &line, sink);
     if let (Transition::Up, Some(slow)) = (t, slot.slowstart) {
         let generation = slot.ramp_generation.fetch_add(1, Ordering::Relaxed) + 1;
         tokio::spawn(ramp_up(backend.clone(), server, slow, generation));
+    }
+}
+
+/// The counts HAProxy appends to a transition line.
+fn census(backend: &Backend, server: ServerId, states: &[ServerState]) -> Census {
+    let slot = &backend.servers[server.index()];
+    let usable = |backup: bool| {
+        states
+            .iter()
+            .filter(|s| s.backup == backup && s.usable_for_balance())
+            .count()
+    };
+    Census {
+        active: usable(false),
+        backup: usable(true),
+        sessions: slot.counters.current.load(Ordering::Relaxed),
+        queued: slot.queued.load(Ordering::Relaxed),
+    }
+}
+
+/// `Server b/s is DOWN|UP ...`: a warning in the daemon's log, and to the log targets at
+/// HAProxy's levels (`alert` for DOWN, `notice` for UP).
+fn log_transition(t: Transition, line: &str, sink: &dyn LogSink) {
+    match t {
+        Transition::Up => {
+            tracing::info!(target: "tether::health", "{line}");
+            sink.event(Severity::Notice, line);
+        }
+        Transition::Down => {
+            tracing::warn!(target: "tether::health", "{line}");
+            sink.event(Severity::Alert, line);
+        }
     }
 }
 
@@ -203,7 +264,7 @@ pub(super) async fn run_probe<N: Net>(
                         read_deadline = read_budget.map_or(whole, |t| Instant::now() + t);
                     }
                     Ok(Err(e)) if crate::retry::local_exhaustion(&e) => return None,
-                    Ok(Err(e)) => probe.on_connect_error(&e.to_string()),
+                    Ok(Err(e)) => probe.on_connect_error(&os_error_text(&e)),
                     Err(_) => probe.on_timeout(),
                 }
             }
@@ -218,7 +279,7 @@ pub(super) async fn run_probe<N: Net>(
                 };
                 match timeout_at(read_deadline, write).await {
                     Ok(Ok(())) => probe.on_sent(),
-                    Ok(Err(e)) => probe.on_io_error(&e.to_string()),
+                    Ok(Err(e)) => probe.on_io_error(&os_error_text(&e)),
                     Err(_) => probe.on_timeout(),
                 }
             }
@@ -229,7 +290,7 @@ pub(super) async fn run_probe<N: Net>(
                 };
                 match timeout_at(read_deadline, s.read(&mut buf)).await {
                     Ok(Ok(n)) => probe.on_data(&buf[..n]),
-                    Ok(Err(e)) => probe.on_io_error(&e.to_string()),
+                    Ok(Err(e)) => probe.on_io_error(&os_error_text(&e)),
                     Err(_) => probe.on_timeout(),
                 }
             }
@@ -275,6 +336,10 @@ where
 
 /// `addr` (`"host:port"`) with its port replaced by `port` when given.
 fn with_port(addr: &str, port: Option<u16>) -> String {
+    if crate::config::is_unix_address(addr) {
+        // A unix socket has no port; a `tcp-check connect port N` checks the socket itself.
+        return addr.to_string();
+    }
     match (port, addr.rsplit_once(':')) {
         (Some(p), Some((host, _))) => format!("{host}:{p}"),
         _ => addr.to_string(),
@@ -295,8 +360,9 @@ mod tests {
     use super::*;
     use crate::affinity::Route;
     use crate::config;
+
     use crate::engine::runtime::build;
-    use crate::engine::testnet::MemNet;
+    use crate::engine::testnet::{quiet, MemNet};
     use crate::server::OperState;
 
     /// Backend `app` with one checked server `s1` on 10.0.0.1:80; `extra` adds backend keys.
@@ -321,7 +387,7 @@ mod tests {
         net.blackhole("10.0.0.1:80", true);
         let be = backend(extra);
         let (_stop, rx) = watch::channel(false);
-        tokio::spawn(check_server(net, be.clone(), ServerId(0), rx));
+        tokio::spawn(check_server(net, be.clone(), ServerId(0), quiet(), rx));
         tokio::time::sleep(Duration::from_secs(20)).await;
         let last = be.servers[0].last_check.lock().unwrap().clone();
         last.expect("a check ran")
@@ -353,7 +419,13 @@ mod tests {
         let be = backend("");
         let (stop, rx) = watch::channel(false);
         let server = net.server("10.0.0.1:80", "s1").await;
-        let checks = tokio::spawn(check_server(net.clone(), be.clone(), ServerId(0), rx));
+        let checks = tokio::spawn(check_server(
+            net.clone(),
+            be.clone(),
+            ServerId(0),
+            quiet(),
+            rx,
+        ));
         // Checks every 2 s, each passing at once.
         tokio::time::sleep(Duration::from_millis(4100)).await;
         assert_eq!(net.connects("10.0.0.1:80"), 2);
@@ -395,7 +467,13 @@ mod tests {
         let net = MemNet::default();
         let (stop, rx) = watch::channel(false);
         let server = net.server("10.0.0.1:80", "s1").await;
-        let checks = tokio::spawn(check_server(net.clone(), be.clone(), ServerId(0), rx));
+        let checks = tokio::spawn(check_server(
+            net.clone(),
+            be.clone(),
+            ServerId(0),
+            quiet(),
+            rx,
+        ));
         server.abort();
         let _ = server.await;
         tokio::time::sleep(Duration::from_millis(6100)).await;
@@ -444,7 +522,7 @@ mod tests {
         let net = MemNet::default();
         let (stop, rx) = watch::channel(false);
         let server = net.server("10.0.0.1:80", "s1").await;
-        let checks = tokio::spawn(check_server(net.clone(), be.clone(), s1, rx));
+        let checks = tokio::spawn(check_server(net.clone(), be.clone(), s1, quiet(), rx));
         server.abort();
         let _ = server.await;
         tokio::time::sleep(Duration::from_millis(6100)).await;
@@ -509,7 +587,13 @@ mod tests {
         .await;
         let be = http_backend(8008);
         let (_stop, rx) = watch::channel(false);
-        tokio::spawn(check_server(net.clone(), be.clone(), ServerId(0), rx));
+        tokio::spawn(check_server(
+            net.clone(),
+            be.clone(),
+            ServerId(0),
+            quiet(),
+            rx,
+        ));
         tokio::time::sleep(Duration::from_millis(2100)).await;
         assert_eq!(
             seen.recv().await.unwrap(),
@@ -541,7 +625,13 @@ mod tests {
         let _seen = responder(&net, "10.0.0.2:8008", b"HTTP/1.1 200 OK\r\n\r\n").await;
         let be = http_backend(8008);
         let (_stop, rx) = watch::channel(false);
-        tokio::spawn(check_server(net.clone(), be.clone(), ServerId(0), rx));
+        tokio::spawn(check_server(
+            net.clone(),
+            be.clone(),
+            ServerId(0),
+            quiet(),
+            rx,
+        ));
         tokio::time::sleep(Duration::from_millis(4100)).await;
         let last = be.servers[0].last_check.lock().unwrap().clone().unwrap();
         assert_eq!(
@@ -564,7 +654,13 @@ mod tests {
         });
         let be = http_backend(8008);
         let (_stop, rx) = watch::channel(false);
-        tokio::spawn(check_server(net.clone(), be.clone(), ServerId(0), rx));
+        tokio::spawn(check_server(
+            net.clone(),
+            be.clone(),
+            ServerId(0),
+            quiet(),
+            rx,
+        ));
         tokio::time::sleep(Duration::from_secs(5)).await;
         let last = be.servers[0].last_check.lock().unwrap().clone().unwrap();
         assert_eq!(
@@ -584,7 +680,13 @@ mod tests {
             build(&config, None).unwrap().backends["app"].clone()
         };
         let (_stop, rx) = watch::channel(false);
-        tokio::spawn(check_server(net.clone(), be.clone(), ServerId(0), rx));
+        tokio::spawn(check_server(
+            net.clone(),
+            be.clone(),
+            ServerId(0),
+            quiet(),
+            rx,
+        ));
         // Never checked: counter between the extremes, so the first check comes after fastinter.
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(net.connects("10.0.0.1:80"), 1);
@@ -661,7 +763,7 @@ mod tests {
     /// The first check's result of `be`'s server.
     async fn first_check(net: MemNet, be: &Arc<Backend>) -> LastCheck {
         let (_stop, rx) = watch::channel(false);
-        tokio::spawn(check_server(net, be.clone(), ServerId(0), rx));
+        tokio::spawn(check_server(net, be.clone(), ServerId(0), quiet(), rx));
         tokio::time::sleep(Duration::from_millis(2100)).await;
         let last = be.servers[0].last_check.lock().unwrap().clone();
         last.expect("a check ran")
@@ -747,7 +849,7 @@ mod tests {
         });
         let be = tls_backend("{ verify = \"none\" }", None);
         let (_stop, rx) = watch::channel(false);
-        tokio::spawn(check_server(net, be.clone(), ServerId(0), rx));
+        tokio::spawn(check_server(net, be.clone(), ServerId(0), quiet(), rx));
         tokio::time::sleep(Duration::from_secs(5)).await;
         let last = be.servers[0].last_check.lock().unwrap().clone().unwrap();
         assert_eq!(

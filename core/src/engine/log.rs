@@ -234,6 +234,13 @@ fn tls_version_name(v: u16) -> &'static str {
 pub trait LogSink: Send + Sync + 'static {
     /// Called once per connection, when it ends.
     fn record(&self, rec: &ConnectionRecord);
+
+    /// A line about the process rather than a connection (a health check's result or a
+    /// server's state change), at its syslog severity, for the log targets. The engine has
+    /// already traced it; the default drops it.
+    fn event(&self, severity: crate::config::log::Severity, line: &str) {
+        let _ = (severity, line);
+    }
 }
 
 /// Appends a client-supplied name with control characters, spaces and backslashes written as

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod backend;
 pub mod buffers;
 mod check_conn;
+pub mod check_log;
 pub mod clock;
 pub mod connection;
 pub mod flow;

@@ -379,6 +379,7 @@ impl<N: Net> Process<N> {
                         self.ctx.net.clone(),
                         backend.clone(),
                         id,
+                        self.ctx.sink.clone(),
                         self.checks.subscribe(),
                     ));
                 }
@@ -387,6 +388,7 @@ impl<N: Net> Process<N> {
                         self.ctx.net.clone(),
                         backend.clone(),
                         id,
+                        self.ctx.sink.clone(),
                         self.checks.subscribe(),
                     ));
                 }
@@ -401,6 +403,7 @@ impl<N: Net> Process<N> {
                         backend.clone(),
                         id,
                         rx,
+                        self.ctx.sink.clone(),
                         self.checks.subscribe(),
                     ));
                 }

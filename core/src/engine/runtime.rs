@@ -394,6 +394,7 @@ fn build_backend(
             connect_timeout: b.timeout_connect,
         },
         persist: b.persist,
+        log_health_checks: b.log_health_checks,
         timeouts,
         passive_health: b.check.passive,
         hash_balance_factor: b.hash_balance_factor,
@@ -562,8 +563,8 @@ mod tests {
             (OperState::Up, AdminState::Ready)
         );
         // It comes back after `rise` good checks, as before the reload.
-        assert_eq!(be.health_result(ServerId(0), true), None);
-        assert!(be.health_result(ServerId(0), true).is_some());
+        assert_eq!(be.health_result(ServerId(0), true).transition, None);
+        assert!(be.health_result(ServerId(0), true).transition.is_some());
     }
 
     /// `balance random` draws from the runner's seed: the same seed replays the same picks

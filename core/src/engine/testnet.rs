@@ -152,3 +152,12 @@ impl Net for MemNet {
         tokio::io::split(stream)
     }
 }
+
+/// A log sink that drops everything, for tests that read states rather than logs.
+pub(crate) fn quiet() -> std::sync::Arc<dyn crate::engine::log::LogSink> {
+    struct Quiet;
+    impl crate::engine::log::LogSink for Quiet {
+        fn record(&self, _: &crate::engine::ConnectionRecord) {}
+    }
+    std::sync::Arc::new(Quiet)
+}

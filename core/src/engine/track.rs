@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::backend::{Backend, Tracked};
 use super::health::transitioned;
-use crate::server::OperState;
+use super::log::LogSink;
 use crate::ServerId;
 
 /// Makes `server` follow `tracked` (the tracked server's state channel) until `shutdown` turns
@@ -18,16 +18,16 @@ pub async fn follow_track(
     backend: Arc<Backend>,
     server: ServerId,
     mut tracked: watch::Receiver<Tracked>,
+    sink: Arc<dyn LogSink>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         let state = *tracked.borrow_and_update();
         if let Some(t) = backend.track_result(server, state) {
-            let reason = match state.oper {
-                OperState::Up => "tracked server is UP",
-                OperState::Down => "tracked server is DOWN",
-            };
-            transitioned(&backend, server, t, reason, None);
+            // HAProxy names the tracked server: `Server app/s2 is DOWN via app/s1. ...`.
+            let via = (backend.servers[server.index()].track.as_ref())
+                .map_or(String::new(), |(b, s)| format!(" via {b}/{s}"));
+            transitioned(&backend, server, t, &via, &*sink);
         }
         tokio::select! {
             biased;
@@ -48,7 +48,8 @@ mod tests {
     use crate::config;
     use crate::engine::health::check_server;
     use crate::engine::runtime::build;
-    use crate::engine::testnet::MemNet;
+    use crate::engine::testnet::{quiet, MemNet};
+    use crate::server::OperState;
 
     #[tokio::test(start_paused = true)]
     async fn a_tracker_follows_the_tracked_servers_checks_along_a_chain() {
@@ -68,6 +69,7 @@ mod tests {
             net.clone(),
             app.clone(),
             ServerId(0),
+            quiet(),
             rx.clone(),
         ));
         let watch_of = |b: &Backend, i: usize| b.servers[i].oper_watch.subscribe();
@@ -75,12 +77,14 @@ mod tests {
             app.clone(),
             ServerId(1),
             watch_of(&app, 0),
+            quiet(),
             rx.clone(),
         ));
         tokio::spawn(follow_track(
             other.clone(),
             ServerId(0),
             watch_of(&app, 1),
+            quiet(),
             rx,
         ));
         let opers = || (app.server_states()[1].oper, other.server_states()[0].oper);

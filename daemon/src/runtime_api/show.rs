@@ -210,7 +210,12 @@ pub fn servers_state(ctx: &Ctx, only: Option<&str>) -> String {
         }
         let backend = &ctx.runtime.backends[&b.name];
         for (si, s) in b.servers.iter().enumerate() {
-            let (host, port) = s.address.rsplit_once(':').unwrap_or((&s.address, "0"));
+            // HAProxy dumps `-` and port 0 for a unix-socket server.
+            let (host, port) = if tether_core::config::is_unix_address(&s.address) {
+                ("-", "0")
+            } else {
+                s.address.rsplit_once(':').unwrap_or((&s.address, "0"))
+            };
             let slot = &backend.servers[si];
             let op = if s.oper == OperState::Up { 2 } else { 0 };
             let admin = match s.admin {

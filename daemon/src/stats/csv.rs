@@ -251,7 +251,9 @@ fn server_row(b: &BackendView, s: &ServerView, iid: usize, sid: usize) -> Row {
     set(&mut r, "sid", sid);
     set(&mut r, "lbtot", s.total);
     set(&mut r, "type", 2);
-    set(&mut r, "addr", &s.address);
+    // HAProxy writes `unix` for a unix-socket server (its addr_to_str), not the path.
+    let unix = tether_core::config::is_unix_address(&s.address);
+    set(&mut r, "addr", if unix { "unix" } else { &s.address });
     set(&mut r, "mode", "tcp");
     r
 }

@@ -166,6 +166,10 @@ async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(stream: S, site: &Site, s
 /// The `monitor-uri` answer, HAProxy's own words.
 const MONITOR_OK: &str = "<html><body><h1>200 OK</h1>\nService ready.\n</body></html>\n";
 
+/// The answer when `monitor fail` holds: HAProxy's 503 error page.
+const MONITOR_FAIL: &str = "<html><body><h1>503 Service Unavailable</h1>\nNo server is available \
+     to handle this request.\n</body></html>\n";
+
 /// Everything a request handler reads.
 struct Site {
     config: Stats,
@@ -219,11 +223,26 @@ fn route<'a>(uri: &str, path: &'a str) -> Route<'a> {
 }
 
 impl Site {
+    /// The `monitor-uri` answer: 503 when a `monitor fail` condition holds, else 200.
+    fn monitor(&self) -> Response {
+        let runtime = self.view.runtime();
+        let fails = self.config.monitor_fail.iter().any(|m| {
+            // A reload may have removed the backend: no servers left to count.
+            let nbsrv = runtime.backends.get(&m.backend).map_or(0, |b| b.nbsrv());
+            m.fails(nbsrv)
+        });
+        let (status, body) = if fails {
+            (503, MONITOR_FAIL)
+        } else {
+            (200, MONITOR_OK)
+        };
+        Response::new(status, "text/html", body).with_header("Cache-Control", "no-cache")
+    }
+
     fn handle(&self, req: &Request) -> Response {
         if self.config.monitor_uri.as_deref() == Some(req.path.as_str()) {
             // As HAProxy: before authentication, whatever the method.
-            return Response::new(200, "text/html", MONITOR_OK)
-                .with_header("Cache-Control", "no-cache");
+            return self.monitor();
         }
         let authenticated = match &self.credentials {
             Some(c) => {

@@ -20,6 +20,7 @@ pub const QUEUE_LINES: usize = 4096;
 struct Entry {
     time: SystemTime,
     line: String,
+    severity: Severity,
 }
 
 /// The handle the connection-log sink holds: queue a line, never wait.
@@ -110,7 +111,17 @@ impl SyslogSender {
 
     /// Queues one connection log line (level `info`); never blocks.
     pub fn send(&self, time: SystemTime, line: String) {
-        match self.tx.try_send(Entry { time, line }) {
+        self.send_at(time, line, Severity::Info)
+    }
+
+    /// Queues one line at `severity` (a health check's `notice`, a server DOWN's `alert`);
+    /// never blocks.
+    pub fn send_at(&self, time: SystemTime, line: String, severity: Severity) {
+        match self.tx.try_send(Entry {
+            time,
+            line,
+            severity,
+        }) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.drop_lines(self.targets)
@@ -142,7 +153,7 @@ fn run(
 ) {
     for entry in rx {
         for (target, out) in &targets {
-            let Some(pri) = target.priority(Severity::Info) else {
+            let Some(pri) = target.priority(entry.severity) else {
                 continue;
             };
             let msg = frame(

@@ -27,6 +27,7 @@ mod frontend;
 mod global;
 mod keywords;
 mod log;
+mod monitor;
 mod options;
 pub mod origins;
 mod peers;

@@ -16,6 +16,7 @@ pub(super) const NEGATABLE: &[&str] = &[
     "clitcpka",
     "srvtcpka",
     "dontlognull",
+    "log-health-checks",
 ];
 
 /// `retry-on` classes that only HTTP retries use (HAProxy 2.6 accepts them in `mode tcp` and
@@ -58,6 +59,7 @@ impl Importer<'_> {
             "dontlognull" => p.frontend.dont_log_null = true,
             "redispatch" => p.backend.redispatch = self.redispatch(d, p.backend.redispatch),
             "persist" => p.backend.persist = true,
+            "log-health-checks" => p.backend.log_health_checks = true,
             "tcpka" | "clitcpka" | "srvtcpka" => keepalive(p, d.word(1), true),
             "" => self.error(
                 d.line,
@@ -94,6 +96,7 @@ impl Importer<'_> {
         match d.word(2) {
             "redispatch" => p.backend.redispatch = Redispatch::Never,
             "persist" => p.backend.persist = false,
+            "log-health-checks" => p.backend.log_health_checks = false,
             "dontlognull" => p.frontend.dont_log_null = false,
             ka => keepalive(p, ka, false),
         }
@@ -229,6 +232,21 @@ mod tests {
         assert!(!im.config.backends[0].persist);
         let e: Vec<usize> = errors(&im).iter().map(|f| f.line).collect();
         assert_eq!(e, [8, 9]);
+    }
+
+    #[test]
+    fn log_health_checks_and_its_negation() {
+        let im = backend("  option log-health-checks\n");
+        assert!(im.findings.is_empty(), "{:?}", im.findings);
+        let b = &im.config.backends[0];
+        assert!(b.log_health_checks);
+        // Native: `log-health-checks = true`, loaded back unchanged.
+        let text = crate::haproxy::to_toml(&im.config);
+        assert!(text.contains("log-health-checks = true"), "{text}");
+        let back: tether_core::config::Config = toml::from_str(&text).unwrap();
+        assert!(back.backends[0].log_health_checks);
+        let im = backend("  option log-health-checks\n  no option log-health-checks\n");
+        assert!(!im.config.backends[0].log_health_checks);
     }
 
     /// Issue 19: `log-format` imports as the process's template (from `defaults`, once); a

@@ -74,6 +74,7 @@ pub(super) fn side_of(d: &Directive) -> Side {
                     | "pgsql-check"
                     | "smtpchk"
                     | "srvtcpka"
+                    | "log-health-checks"
             ));
     if front {
         Side::Front

@@ -7,7 +7,7 @@ use super::proxy::Draft;
 use super::Importer;
 use crate::haproxy::lexer::Directive;
 use tether_core::config::{
-    parse_duration, AgentCheck, OnMarkedDown, OnMarkedUp, SendProxy, Server,
+    parse_duration, AgentCheck, OnMarkedDown, OnMarkedUp, SendProxy, Server, UnixAddress,
 };
 
 impl Importer<'_> {
@@ -76,16 +76,22 @@ impl Importer<'_> {
             );
             server.address = String::new();
             params_from = 2;
-        } else if addr.starts_with('/') || addr.starts_with("unix@") || addr.starts_with("abns@") {
+        } else if let Some(unix) = UnixAddress::parse(addr) {
+            if let Some(problem) = unix.problem() {
+                self.error(
+                    d.line,
+                    format!("server {name} unix socket address `{addr}`: {problem}"),
+                    "HAProxy refuses it too",
+                    format!("server {name} unix@/run/app.sock"),
+                );
+            }
+        } else if addr.contains('@') {
             self.error(
                 d.line,
-                format!("server {name} address `{addr}` is a unix socket"),
-                "tether connects to servers over TCP only; a port added to the path would not \
-                 name the same server",
-                format!(
-                    "tether cannot connect to `{addr}`: keep this backend on HAProxy, or have the \
-                     server also listen on TCP (e.g. 127.0.0.1:PORT) and write that address"
-                ),
+                format!("server {name} address `{addr}`: tether knows no such address family"),
+                "tether connects to servers over TCP (`HOST:PORT`, `ipv4@`/`ipv6@` written \
+                 without the prefix) or unix stream sockets (`unix@PATH`, `abns@NAME`)",
+                format!("server {name} unix@/run/app.sock, or server {name} 10.0.0.1:443"),
             );
         } else if !addr.contains(':') {
             self.error(d.line, format!("server {name} address `{addr}` has no port"), "HAProxy would then connect to the port the client connected to; tether needs the port written", format!("server {name} {addr}:443"));
@@ -459,16 +465,28 @@ mod tests {
         assert_eq!(im.config.backends[0].servers[0].check_port, Some(8008));
     }
 
-    /// Issue 19 defect 4: a unix-socket server was "fixed" to `...sock:443`.
+    /// Issue 19: unix-socket servers (once "fixed" to `...sock:443`) import as written.
     #[test]
-    fn a_unix_socket_server_is_named_as_such() {
-        let im = servers("  server a /var/run/app.sock\n  server b unix@/run/b.sock check\n");
-        let e = errors(&im);
+    fn unix_socket_servers_import_as_written() {
+        let im = servers(
+            "  server a /var/run/app.sock\n  server b unix@/run/b.sock check\n  \
+             server c abns@app check\n",
+        );
+        assert!(errors(&im).is_empty(), "{:?}", errors(&im));
+        let addrs: Vec<_> = im.config.backends[0]
+            .servers
+            .iter()
+            .map(|s| s.address.as_str())
+            .collect();
+        assert_eq!(addrs, ["/var/run/app.sock", "unix@/run/b.sock", "abns@app"]);
+        let long = format!(
+            "  server a unix@/{}\n  server b sockpair@3\n",
+            "x".repeat(120)
+        );
+        let e = errors(&servers(&long));
         assert_eq!(e.len(), 2, "{e:?}");
-        for f in &e {
-            assert!(f.what.contains("is a unix socket"), "{}", f.what);
-            assert!(!f.fix.contains(":443"), "{}", f.fix);
-        }
+        assert!(e[0].what.contains("bytes"), "{}", e[0].what);
+        assert!(!e[1].fix.contains(":443 "), "{}", e[1].fix);
     }
 
     /// Issue 19 defect 4: a bad `default-server` option was "fixed" to `server  inter check`.

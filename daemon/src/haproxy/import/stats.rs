@@ -26,8 +26,10 @@ impl Importer<'_> {
             tls: None,
             admin_without_auth: false,
             monitor_uri: None,
+            monitor_fail: Vec::new(),
         };
         let mut bind_line = s.header.line;
+        let mut acls = super::monitor::StatsAcls::new();
         for d in &s.body {
             match (d.keyword(), d.word(1)) {
                 ("bind", a) => {
@@ -64,6 +66,14 @@ impl Importer<'_> {
                     self.origins.note("stats.auth", d.line);
                 }
                 ("stats", "realm") => self.inherited_ignored(d, "tether uses a fixed realm"),
+                ("acl", name) if !name.is_empty() => self.stats_acl(d, &mut acls),
+                ("monitor", "fail") => {
+                    if let Some(m) = self.monitor_fail(d, &acls) {
+                        self.origins
+                            .note(&format!("stats.monitor-fail[{}]", stats.monitor_fail.len()), d.line);
+                        stats.monitor_fail.push(m);
+                    }
+                }
                 ("monitor-uri", uri) if !uri.is_empty() => {
                     stats.monitor_uri = Some(uri.to_string());
                     self.origins.note("stats.monitor-uri", d.line);

@@ -1,4 +1,10 @@
-//! The production network: tokio TCP sockets.
+//! The production network: tokio TCP sockets, and unix stream sockets for servers written
+//! `unix@PATH`, `/PATH` or `abns@NAME`.
+
+mod stream;
+pub mod unix;
+
+pub use stream::{ReadHalf, Stream, WriteHalf};
 
 use std::io;
 use std::net::SocketAddr;
@@ -6,10 +12,10 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tether_core::config::UnixAddress;
 use tether_core::engine::forward::ReadReady;
 use tether_core::engine::Net;
-use tokio::io::Interest;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncWrite, Interest};
 use tokio::net::{TcpListener, TcpStream};
 
 /// tokio's TCP, with Nagle off on both sides (the engine forwards as soon as bytes arrive).
@@ -19,9 +25,9 @@ pub struct TokioNet;
 
 impl Net for TokioNet {
     type Listener = TcpListener;
-    type Stream = TcpStream;
-    type ReadHalf = OwnedReadHalf;
-    type WriteHalf = OwnedWriteHalf;
+    type Stream = Stream;
+    type ReadHalf = ReadHalf;
+    type WriteHalf = WriteHalf;
 
     /// A socket handed over by the process this one replaces (an upgrade) is taken as is;
     /// otherwise a fresh one is bound.
@@ -50,25 +56,35 @@ impl Net for TokioNet {
         listener.local_addr()
     }
 
-    fn local_addr_of(read: &OwnedReadHalf) -> Option<SocketAddr> {
-        read.local_addr().ok()
+    fn local_addr_of(read: &ReadHalf) -> Option<SocketAddr> {
+        match read {
+            ReadHalf::Tcp(r) => r.local_addr().ok(),
+            ReadHalf::Unix(_) => None,
+        }
     }
 
     /// SO_KEEPALIVE with the system's probe timers, as HAProxy's `option tcpka` sets it.
-    fn set_keepalive(stream: &TcpStream) {
-        if let Err(e) = SockRef::from(stream).set_keepalive(true) {
+    fn set_keepalive(stream: &Stream) {
+        let Some(tcp) = stream.as_tcp() else {
+            return; // a unix socket has no keepalive probes
+        };
+        if let Err(e) = SockRef::from(tcp).set_keepalive(true) {
             tracing::debug!("SO_KEEPALIVE: {e}");
         }
     }
 
-    async fn accept(&self, listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
-        listener.accept().await
+    async fn accept(&self, listener: &TcpListener) -> io::Result<(Stream, SocketAddr)> {
+        let (s, peer) = listener.accept().await?;
+        Ok((Stream::Tcp(s), peer))
     }
 
-    async fn connect(&self, addr: &str) -> io::Result<TcpStream> {
+    async fn connect(&self, addr: &str) -> io::Result<Stream> {
+        if let Some(unix) = UnixAddress::parse(addr) {
+            return Ok(Stream::Unix(unix::connect(unix).await?));
+        }
         let s = TcpStream::connect(addr).await?;
         let _ = s.set_nodelay(true);
-        Ok(s)
+        Ok(Stream::Tcp(s))
     }
 
     /// Non-blocking `connect`, then at once a `send` of the client's first bytes: on a
@@ -77,9 +93,10 @@ impl Net for TokioNet {
     /// `getsockopt(SO_ERROR)` that confirms a connect). Elsewhere the `send` finds the
     /// connection still opening (`EAGAIN`) and this waits for writability as `connect` does;
     /// a refused connect shows as the error of either.
-    async fn connect_sending(&self, addr: &str, first: &[u8]) -> io::Result<(TcpStream, usize)> {
+    async fn connect_sending(&self, addr: &str, first: &[u8]) -> io::Result<(Stream, usize)> {
         let Ok(sa) = addr.parse::<SocketAddr>() else {
-            // A host name: resolved and connected by tokio; the engine sends `first`.
+            // A host name (resolved and connected by tokio) or a unix socket: the engine
+            // sends `first`.
             return Ok((self.connect(addr).await?, 0));
         };
         let socket = Socket::new(
@@ -109,27 +126,30 @@ impl Net for TokioNet {
                 return Err(e);
             }
         }
-        Ok((stream, sent))
+        Ok((Stream::Tcp(stream), sent))
     }
 
-    fn split(stream: TcpStream) -> (OwnedReadHalf, OwnedWriteHalf) {
+    fn split(stream: Stream) -> (ReadHalf, WriteHalf) {
         stream.into_split()
     }
 
-    fn finish_write(write: OwnedWriteHalf) {
+    fn finish_write(write: WriteHalf) {
         // Dropping an OwnedWriteHalf calls shutdown(Write) again; the engine already sent it.
         write.forget();
     }
 
     /// `send(MSG_MORE)`: the kernel keeps a short last chunk queued, and the shutdown or close
     /// that follows puts the FIN on it, so the response and the end leave in one segment.
+    /// A unix socket has no segments to spare: a plain write.
     fn poll_write_last(
-        write: Pin<&mut OwnedWriteHalf>,
+        write: Pin<&mut WriteHalf>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let write: &OwnedWriteHalf = write.get_mut();
-        let stream: &TcpStream = write.as_ref();
+        let stream: &TcpStream = match write.get_mut() {
+            WriteHalf::Tcp(w) => AsRef::<TcpStream>::as_ref(&*w),
+            WriteHalf::Unix(w) => return Pin::new(w).poll_write(cx, buf),
+        };
         loop {
             ready!(stream.poll_write_ready(cx))?;
             let sent = stream.try_io(Interest::WRITABLE, || {
@@ -143,8 +163,11 @@ impl Net for TokioNet {
     }
 
     /// tokio's readiness of the socket: waiting on it takes no buffer and no syscall.
-    fn read_readiness() -> Option<ReadReady<OwnedReadHalf>> {
-        Some(|read, cx| read.get_mut().as_ref().poll_read_ready(cx))
+    fn read_readiness() -> Option<ReadReady<ReadHalf>> {
+        Some(|read, cx| match read.get_mut() {
+            ReadHalf::Tcp(r) => r.as_ref().poll_read_ready(cx),
+            ReadHalf::Unix(r) => r.as_ref().poll_read_ready(cx),
+        })
     }
 }
 
@@ -160,11 +183,11 @@ mod tests {
         let client = tokio::spawn(async move { TcpStream::connect(addr).await.unwrap() });
         let (accepted, _) = net.accept(&listener).await.unwrap();
         assert!(
-            accepted.nodelay().unwrap(),
+            accepted.as_tcp().unwrap().nodelay().unwrap(),
             "TCP_NODELAY inherited from the listener"
         );
         let outgoing = net.connect(&addr.to_string()).await.unwrap();
-        assert!(outgoing.nodelay().unwrap());
+        assert!(outgoing.as_tcp().unwrap().nodelay().unwrap());
         drop(client.await.unwrap());
     }
 
@@ -178,7 +201,7 @@ mod tests {
         let (stream, sent) = net.connect_sending(&addr, hello).await.unwrap();
         // The loopback handshake completes inside connect: everything went with it.
         assert_eq!(sent, hello.len());
-        assert!(stream.nodelay().unwrap());
+        assert!(stream.as_tcp().unwrap().nodelay().unwrap());
         let (mut accepted, _) = net.accept(&listener).await.unwrap();
         let mut got = vec![0u8; hello.len()];
         accepted.read_exact(&mut got).await.unwrap();
@@ -252,7 +275,7 @@ mod tests {
         w.shutdown().await.unwrap();
         let mut got = Vec::new();
         receiver.read_to_end(&mut got).await.unwrap();
-        (got, segments_in(&receiver))
+        (got, segments_in(receiver.as_tcp().unwrap()))
     }
 
     #[tokio::test]
