@@ -37,6 +37,7 @@ mod locate;
 pub mod log;
 mod log_format;
 pub mod peers;
+pub mod resolvers;
 pub mod route;
 pub mod rules;
 pub mod units;
@@ -83,6 +84,9 @@ pub struct Config {
     /// Syslog/stdout targets for connection logs (HAProxy's `log` lines), see [`log`].
     #[serde(default, rename = "log", skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<log::LogTarget>,
+    /// DNS name servers that keep servers' addresses current (HAProxy `resolvers`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolvers: Vec<resolvers::Resolvers>,
 }
 
 impl Config {
@@ -578,6 +582,16 @@ pub struct Server {
     /// (HAProxy `on-marked-up`): by default they stay open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_marked_up: Option<OnMarkedUp>,
+    /// The `[[resolvers]]` that re-resolve the address's host name every `timeout-resolve`
+    /// (HAProxy `resolvers`); without it a host name is resolved once at startup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolvers: Option<String>,
+    /// Which address family DNS is asked for first (HAProxy `resolve-prefer`, default ipv6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve_prefer: Option<resolvers::Family>,
+    /// How the server gets its first address (HAProxy `init-addr`, default `last,libc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_addr: Option<Vec<resolvers::InitAddr>>,
 }
 
 /// HAProxy `on-marked-down`: what a server going DOWN does to its established connections.
@@ -632,6 +646,9 @@ impl Server {
             slowstart: None,
             on_marked_down: None,
             on_marked_up: None,
+            resolvers: None,
+            resolve_prefer: None,
+            init_addr: None,
         }
     }
 

@@ -85,6 +85,7 @@ impl Config {
             validate_stats(&mut err, s);
         }
         super::log::validate(&self.logs, &mut err);
+        super::resolvers::validate(self, &mut err);
         out
     }
 
