@@ -144,7 +144,7 @@ async fn probe<N: Net>(
             Io::Done(v) => return Some(v),
             Io::Connect { port, tls } => {
                 stream = None;
-                let addr = with_port(&slot.check_address, port);
+                let addr = with_port(&slot.check_target(), port);
                 // The TLS handshake is part of connecting, as in HAProxy.
                 let limit = match read_budget {
                     Some(_) => Instant::now() + connect_timeout,
