@@ -6,6 +6,7 @@ use super::keywords::{is_server_option, server_options, Opt};
 use super::proxy::Draft;
 use super::Importer;
 use crate::haproxy::lexer::Directive;
+use tether_core::config::resolvers::{Family, InitAddr};
 use tether_core::config::{parse_duration, OnMarkedDown, OnMarkedUp, SendProxy, Server};
 
 impl Importer<'_> {
@@ -145,9 +146,47 @@ impl Importer<'_> {
                         .option_word(d, &o, "shutdown-backup-sessions")
                         .then_some(OnMarkedUp::ShutdownBackupSessions);
                 }
+                "resolvers" => server.resolvers = Some(o.value.to_string()),
+                "resolve-prefer" => self.resolve_prefer(d, &o, server),
+                "init-addr" => self.init_addr(d, &o, server),
                 _ if self.server_tls_option(d, &o, server) => {}
                 _ => self.unsupported_server_option(d, &o),
             }
+        }
+    }
+
+    /// `resolve-prefer ipv4|ipv6`.
+    fn resolve_prefer(&mut self, d: &Directive, o: &Opt<'_>, server: &mut Server) {
+        server.resolve_prefer = match o.value {
+            "ipv4" => Some(Family::Ipv4),
+            "ipv6" => Some(Family::Ipv6),
+            v => {
+                self.error(
+                    d.line,
+                    format!("`resolve-prefer` expects ipv4 or ipv6 but got \"{v}\""),
+                    "HAProxy rejects it",
+                    "write `resolve-prefer ipv4`",
+                );
+                return;
+            }
+        };
+    }
+
+    /// `init-addr METHOD[,METHOD...]`: `last`, `libc`, `none` or an IP, tried in order.
+    fn init_addr(&mut self, d: &Directive, o: &Opt<'_>, server: &mut Server) {
+        let methods: Result<Vec<InitAddr>, String> = o
+            .value
+            .split(',')
+            .map(|m| InitAddr::try_from(m.to_string()))
+            .collect();
+        match methods {
+            Ok(m) => server.init_addr = Some(m),
+            Err(e) => self.error(
+                d.line,
+                format!("`{}`: {e}", o.text()),
+                "HAProxy rejects it",
+                "write e.g. `init-addr last,libc,none`",
+            ),
         }
     }
 
@@ -184,7 +223,8 @@ impl Importer<'_> {
             format!("unsupported server option `{}`", o.text()),
             "tether understands check, weight, inter, fastinter, downinter, rise, fall, port, \
              addr, maxconn, maxqueue, backup, disabled, slowstart, send-proxy, send-proxy-v2, \
-             check-ssl, verify, ca-file, check-sni, verifyhost, on-marked-down and on-marked-up",
+             check-ssl, verify, ca-file, check-sni, verifyhost, on-marked-down, on-marked-up, \
+             resolvers, resolve-prefer and init-addr",
             format!(
                 "tether has no equivalent of `{}`: keep this backend on HAProxy, or remove the \
                  option if the servers do not need it",
