@@ -618,9 +618,11 @@ impl Dnsmasq {
     /// Replaces the host file and has dnsmasq read it again.
     fn set_hosts(&self, hosts: &str) {
         std::fs::write(&self.hosts, hosts).unwrap();
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY-free: kill(2) through libc on our own child.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+        let hup = std::process::Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(hup.success(), "kill -HUP dnsmasq");
     }
 }
 
