@@ -65,3 +65,86 @@ impl Net for TurmoilNet {
         stream.into_split()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tether_core::config::load_toml;
+    use tether_core::engine::runtime::build;
+    use tether_core::engine::{ConnectionRecord, LogSink, Process};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use turmoil::net::{TcpListener, TcpStream, UdpSocket};
+
+    use super::TurmoilNet;
+
+    struct Quiet;
+    impl LogSink for Quiet {
+        fn record(&self, _: &ConnectionRecord) {}
+    }
+
+    /// A DNS answer to `query`: the question copied, then one A record (compressed name).
+    fn answer(query: &[u8], ip: Ipv4Addr) -> Vec<u8> {
+        let mut m = query.to_vec();
+        m[2] = 0x81;
+        m[3] = 0x80;
+        m[7] = 1;
+        m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4]);
+        m.extend_from_slice(&ip.octets());
+        m
+    }
+
+    /// The balancer in the simulation resolves a server's name over turmoil UDP, as the daemon
+    /// does over real sockets.
+    #[test]
+    fn servers_resolve_over_simulated_udp() {
+        let mut sim = turmoil::Builder::new().build();
+        sim.host("dns", || async {
+            let s = UdpSocket::bind("0.0.0.0:53").await?;
+            let mut buf = [0u8; 512];
+            loop {
+                let (n, from) = s.recv_from(&mut buf).await?;
+                let IpAddr::V4(app) = turmoil::lookup("app") else {
+                    unreachable!()
+                };
+                s.send_to(&answer(&buf[..n], app), from).await?;
+            }
+        });
+        sim.host("app", || async {
+            let l = TcpListener::bind("0.0.0.0:80").await?;
+            loop {
+                let (mut s, _) = l.accept().await?;
+                s.write_all(b"app").await?;
+            }
+        });
+        sim.host("balancer", || async {
+            let dns = SocketAddr::new(turmoil::lookup("dns"), 53);
+            let text = format!(
+                "[[frontend]]\nname = \"fe\"\nbind = [\"0.0.0.0:9000\"]\nbackend = \"b\"\n\
+                 [[resolvers]]\nname = \"dns\"\n[[resolvers.nameserver]]\nname = \"ns\"\n\
+                 address = \"{dns}\"\n[[backend]]\nname = \"b\"\n[[backend.server]]\n\
+                 name = \"s1\"\naddress = \"app.example:80\"\ncheck = false\n\
+                 resolvers = \"dns\"\nresolve-prefer = \"ipv4\"\ninit-addr = [\"none\"]\n"
+            );
+            let rt = build(&load_toml("t.toml", &text).unwrap(), None).unwrap();
+            let p = Process::start(TurmoilNet, rt, Arc::new(Quiet))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(p);
+            Ok(())
+        });
+        sim.client("client", async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let mut s = TcpStream::connect("balancer:9000").await?;
+            s.write_all(b"x").await?;
+            let mut buf = [0u8; 3];
+            s.read_exact(&mut buf).await?;
+            assert_eq!(&buf, b"app");
+            Ok(())
+        });
+        sim.run().unwrap();
+    }
+}
