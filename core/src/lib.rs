@@ -11,6 +11,7 @@
 pub mod affinity;
 pub mod balance;
 pub mod config;
+pub mod dns;
 pub mod engine;
 pub mod peers;
 pub mod progress;

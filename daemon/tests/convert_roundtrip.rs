@@ -193,3 +193,51 @@ listen app
     let err = load_toml("long.toml", &long).unwrap_err().to_string();
     assert!(err.contains("at most 107"), "{err}");
 }
+
+/// `resolvers` sections and the server DNS options convert and load back.
+#[test]
+fn resolvers_and_server_dns_options_round_trip() {
+    let cfg = "\
+resolvers dns
+    nameserver ns1 127.0.0.1:5353
+    nameserver ns2 127.0.0.2
+    resolve_retries 2
+    timeout resolve 500ms
+    timeout retry 300ms
+    hold valid 1s
+    hold nx 2s
+    hold timeout 3s
+    accepted_payload_size 4096
+defaults
+    mode tcp
+    timeout connect 4s
+    timeout client 30m
+    timeout server 30m
+listen api
+    bind 127.0.0.1:6443
+    server cp1 cp1.example.test:6443 check resolvers dns resolve-prefer ipv4 init-addr last,libc,none
+    server cp2 cp2.example.test:6443 check resolvers dns init-addr 10.0.0.2
+";
+    let (config, _) = convert_haproxy("r.cfg", cfg).unwrap();
+    let text = to_toml(&config);
+    for want in [
+        "[[resolvers]]",
+        "[[resolvers.nameserver]]",
+        "address = \"127.0.0.2:53\"",
+        "resolve-retries = 2",
+        "timeout-resolve = \"500ms\"",
+        "accepted-payload-size = 4096",
+        "resolvers = \"dns\"",
+        "resolve-prefer = \"ipv4\"",
+        "init-addr = [\"last\", \"libc\", \"none\"]",
+        "init-addr = [\"10.0.0.2\"]",
+    ] {
+        assert!(text.contains(want), "{want}:\n{text}");
+    }
+    let back = load_toml("converted.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(back, config, "{text}");
+    assert_eq!(
+        back.resolvers[0].hold.timeout,
+        std::time::Duration::from_secs(3)
+    );
+}

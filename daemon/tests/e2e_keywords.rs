@@ -2,8 +2,8 @@
 //! loopback side by side with HAProxy 2.6 on the same file (issue 19): `timeout tunnel`,
 //! `timeout client-fin`/`server-fin`,
 //! `option tcpka`/`clitcpka`/`srvtcpka`, server `disabled`, `balance random`, `nbthread`
-//! (the worker threads of `tether run`), and unix-socket servers (`unix@PATH`, `/PATH`,
-//! `abns@NAME`).
+//! (the worker threads of `tether run`), unix-socket servers (`unix@PATH`, `/PATH`,
+//! `abns@NAME`), and `resolvers` + `init-addr` against a real DNS server (dnsmasq).
 
 mod common;
 
@@ -717,4 +717,193 @@ async fn unix_socket_servers_forward_balance_and_fail_checks_like_haproxy() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// dnsmasq serving `hosts` (an addn-hosts file) on 127.0.0.1:`port`, authoritative for `.test`
+/// (NXDOMAIN for names it does not list). SIGHUP re-reads the file.
+struct Dnsmasq {
+    child: std::process::Child,
+    hosts: std::path::PathBuf,
+    dir: std::path::PathBuf,
+}
+
+impl Dnsmasq {
+    fn start(port: u16, hosts: &str) -> Dnsmasq {
+        let dir = std::env::temp_dir().join(format!("tether-dnsmasq-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hosts");
+        std::fs::write(&file, hosts).unwrap();
+        let child = std::process::Command::new("dnsmasq")
+            .args([
+                "--no-daemon",
+                "--conf-file=/dev/null",
+                &format!("--port={port}"),
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--no-resolv",
+                "--no-hosts",
+                "--local=/test/",
+                "--local-ttl=0",
+                &format!("--addn-hosts={}", file.display()),
+                &format!("--pid-file={}", dir.join("pid").display()),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("dnsmasq does not run ({e}): install the Debian package dnsmasq-base")
+            });
+        Dnsmasq {
+            child,
+            hosts: file,
+            dir,
+        }
+    }
+
+    /// Replaces the host file and has dnsmasq read it again.
+    fn set_hosts(&self, hosts: &str) {
+        std::fs::write(&self.hosts, hosts).unwrap();
+        let hup = std::process::Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(hup.success(), "kill -HUP dnsmasq");
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `name` servers on 127.0.0.2, .3 and .4, all on one port (returned).
+async fn named_on_three_ips() -> u16 {
+    for _ in 0..20 {
+        let port = free_port().unwrap();
+        let mut ok = true;
+        let mut listeners = Vec::new();
+        for ip in [2, 3, 4] {
+            match tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, ip], port))).await {
+                Ok(l) => listeners.push((l, ["A", "B", "C"][usize::from(ip - 2)])),
+                Err(_) => ok = false,
+            }
+        }
+        if !ok {
+            continue;
+        }
+        for (l, name) in listeners {
+            tokio::spawn(async move {
+                while let Ok((mut s, _)) = l.accept().await {
+                    let _ = s.write_all(name.as_bytes()).await;
+                }
+            });
+        }
+        return port;
+    }
+    panic!("no port free on 127.0.0.2-4");
+}
+
+/// What the server says to a client connecting to `fe` from `source` (empty: no server).
+async fn who_from(fe: SocketAddr, source: [u8; 4]) -> String {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::from((source, 0))).unwrap();
+    let Ok(mut s) = sock.connect(fe).await else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut out)).await;
+    out
+}
+
+fn resolvers_config(port: u16, dns: u16, data: u16) -> String {
+    format!(
+        "resolvers dns\n  nameserver ns1 127.0.0.1:{dns}\n  resolve_retries 2\n  \
+         timeout resolve 200ms\n  timeout retry 200ms\n  hold valid 1s\n  hold nx 1s\n  \
+         hold other 1s\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 5s\n  \
+         timeout server 5s\nlisten l\n  bind 127.0.0.1:{port}\n  balance roundrobin\n  \
+         stick-table type ip size 1k expire 10m\n  stick on src\n  \
+         server app app.test:{data} resolvers dns resolve-prefer ipv4 init-addr none\n  \
+         server fresh fresh.test:{data} resolvers dns resolve-prefer ipv4 init-addr none\n"
+    )
+}
+
+/// Whether, within 5 s, a client from `source` gets `want`.
+async fn eventually_who(fe: SocketAddr, source: [u8; 4], want: &str) -> bool {
+    for _ in 0..100 {
+        if who_from(fe, source).await == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn dns_moves_servers_and_stick_entries_follow_them_by_name_like_haproxy() {
+    let data = named_on_three_ips().await;
+    let dns_port = free_port().unwrap();
+    let dns = Dnsmasq::start(dns_port, "127.0.0.2 app.test\n");
+    let tether = start_tether(&resolvers_config(free_port().unwrap(), dns_port, data)).await;
+    let h = free_port().unwrap();
+    let haproxy = start_haproxy(
+        &resolvers_config(h, dns_port, data),
+        loopback(h),
+        loopback(h),
+    )
+    .await;
+    let fes = [("tether", tether.addr), ("haproxy", loopback(h))];
+    // `app` comes up at its DNS address; `fresh` (init-addr none, NXDOMAIN) takes nothing, so
+    // the client at 127.0.0.1 learns `app`.
+    for (who_, fe) in fes {
+        assert!(
+            eventually_who(fe, [127, 0, 0, 1], "A").await,
+            "{who_}: app up at A\n{}",
+            haproxy.log()
+        );
+    }
+    // `fresh` appears in DNS and comes out of maintenance: new clients are balanced to it.
+    dns.set_hosts("127.0.0.2 app.test\n127.0.0.4 fresh.test\n");
+    for (who_, fe) in fes {
+        let mut seen_fresh = false;
+        for i in 10..110 {
+            if who_from(fe, [127, 0, 1, i]).await == "C" {
+                seen_fresh = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            seen_fresh,
+            "{who_}: fresh up once DNS knows it\n{}",
+            haproxy.log()
+        );
+    }
+    // `app` moves: the client that sticks to it follows it to B, every time; a new client is
+    // still balanced over both servers.
+    dns.set_hosts("127.0.0.3 app.test\n127.0.0.4 fresh.test\n");
+    for (who_, fe) in fes {
+        assert!(
+            eventually_who(fe, [127, 0, 0, 1], "B").await,
+            "{who_}: app moved to B\n{}",
+            haproxy.log()
+        );
+        for _ in 0..4 {
+            assert_eq!(
+                who_from(fe, [127, 0, 0, 1]).await,
+                "B",
+                "{who_}: the stick entry names app"
+            );
+        }
+        let mut fresh: Vec<String> = Vec::new();
+        for i in 200..204 {
+            fresh.push(who_from(fe, [127, 0, 2, i]).await);
+        }
+        assert!(
+            fresh.contains(&"B".to_string()) && fresh.contains(&"C".to_string()),
+            "{who_}: {fresh:?}"
+        );
+    }
 }

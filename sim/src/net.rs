@@ -1,15 +1,15 @@
-//! The simulated network: turmoil's TCP, behind the engine's [`Net`] trait.
+//! The simulated network: turmoil's TCP and UDP, behind the engine's [`Net`] trait.
 //!
 //! With this, the balancer host runs exactly the engine the daemon runs; only the sockets differ.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use tether_core::engine::Net;
 use turmoil::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use turmoil::net::{TcpListener, TcpStream};
+use turmoil::net::{TcpListener, TcpStream, UdpSocket};
 
 /// turmoil's TCP. Addresses are `"host:port"`; host names resolve inside the simulation.
 #[derive(Clone, Copy, Debug, Default)]
@@ -20,6 +20,32 @@ impl Net for TurmoilNet {
     type Stream = TcpStream;
     type ReadHalf = OwnedReadHalf;
     type WriteHalf = OwnedWriteHalf;
+    type Datagram = UdpSocket;
+
+    async fn bind_datagram(&self, addr: &str) -> io::Result<UdpSocket> {
+        UdpSocket::bind(addr.to_owned()).await
+    }
+
+    async fn send_to<'a>(
+        socket: &'a UdpSocket,
+        buf: &'a [u8],
+        to: SocketAddr,
+    ) -> io::Result<usize> {
+        socket.send_to(buf, to).await
+    }
+
+    async fn recv_from<'a>(
+        socket: &'a UdpSocket,
+        buf: &'a mut [u8],
+    ) -> io::Result<(usize, SocketAddr)> {
+        socket.recv_from(buf).await
+    }
+
+    /// turmoil's host names: the simulated hosts (turmoil gives an unknown name an address
+    /// nothing listens on, as it does for a connect).
+    async fn lookup_host(&self, host: &str) -> io::Result<Vec<IpAddr>> {
+        Ok(vec![turmoil::lookup(host.to_owned())])
+    }
 
     async fn bind(&self, addr: &str) -> io::Result<TcpListener> {
         TcpListener::bind(addr.to_owned()).await
@@ -77,10 +103,15 @@ pub fn take_abandoned_connects() -> BTreeMap<String, u64> {
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
+    use std::net::Ipv4Addr;
     use std::rc::Rc;
+    use std::sync::Arc;
     use std::time::Duration;
 
-    use tokio::io::AsyncReadExt;
+    use tether_core::config::load_toml;
+    use tether_core::engine::runtime::build;
+    use tether_core::engine::{ConnectionRecord, LogSink, Process};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
 
@@ -129,5 +160,73 @@ mod tests {
         );
         let abandoned = take_abandoned_connects();
         assert_eq!(abandoned.get("server:9"), Some(&1), "{abandoned:?}");
+    }
+
+    struct Quiet;
+    impl LogSink for Quiet {
+        fn record(&self, _: &ConnectionRecord) {}
+    }
+
+    /// A DNS answer to `query`: the question copied, then one A record (compressed name).
+    fn answer(query: &[u8], ip: Ipv4Addr) -> Vec<u8> {
+        let mut m = query.to_vec();
+        m[2] = 0x81;
+        m[3] = 0x80;
+        m[7] = 1;
+        m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4]);
+        m.extend_from_slice(&ip.octets());
+        m
+    }
+
+    /// The balancer in the simulation resolves a server's name over turmoil UDP, as the daemon
+    /// does over real sockets.
+    #[test]
+    fn servers_resolve_over_simulated_udp() {
+        let mut sim = turmoil::Builder::new().build();
+        sim.host("dns", || async {
+            let s = UdpSocket::bind("0.0.0.0:53").await?;
+            let mut buf = [0u8; 512];
+            loop {
+                let (n, from) = s.recv_from(&mut buf).await?;
+                let IpAddr::V4(app) = turmoil::lookup("app") else {
+                    unreachable!()
+                };
+                s.send_to(&answer(&buf[..n], app), from).await?;
+            }
+        });
+        sim.host("app", || async {
+            let l = TcpListener::bind("0.0.0.0:80").await?;
+            loop {
+                let (mut s, _) = l.accept().await?;
+                s.write_all(b"app").await?;
+            }
+        });
+        sim.host("balancer", || async {
+            let dns = SocketAddr::new(turmoil::lookup("dns"), 53);
+            let text = format!(
+                "[[frontend]]\nname = \"fe\"\nbind = [\"0.0.0.0:9000\"]\nbackend = \"b\"\n\
+                 [[resolvers]]\nname = \"dns\"\n[[resolvers.nameserver]]\nname = \"ns\"\n\
+                 address = \"{dns}\"\n[[backend]]\nname = \"b\"\n[[backend.server]]\n\
+                 name = \"s1\"\naddress = \"app.example:80\"\ncheck = false\n\
+                 resolvers = \"dns\"\nresolve-prefer = \"ipv4\"\ninit-addr = [\"none\"]\n"
+            );
+            let rt = build(&load_toml("t.toml", &text).unwrap(), None).unwrap();
+            let p = Process::start(TurmoilNet, rt, Arc::new(Quiet))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(p);
+            Ok(())
+        });
+        sim.client("client", async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let mut s = TcpStream::connect("balancer:9000").await?;
+            s.write_all(b"x").await?;
+            let mut buf = [0u8; 3];
+            s.read_exact(&mut buf).await?;
+            assert_eq!(&buf, b"app");
+            Ok(())
+        });
+        sim.run().unwrap();
     }
 }

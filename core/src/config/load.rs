@@ -78,8 +78,15 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-const TOP_KEYS: [&str; 7] = [
-    "global", "frontend", "backend", "stats", "admin", "peers", "log",
+const TOP_KEYS: [&str; 8] = [
+    "global",
+    "frontend",
+    "backend",
+    "stats",
+    "admin",
+    "peers",
+    "log",
+    "resolvers",
 ];
 
 /// Reads a native configuration from TOML text; `path_for_messages` is only used in messages.
@@ -133,11 +140,14 @@ fn load_parsed(
             "stats" => config.stats = cx.section::<Stats>(value, "stats"),
             "admin" => config.admin = cx.section::<AdminSocket>(value, "admin"),
             "peers" => config.peers = cx.section::<super::peers::PeersSection>(value, "peers"),
-            "frontend" | "backend" | "log" => match value.as_array() {
+            "frontend" | "backend" | "log" | "resolvers" => match value.as_array() {
                 Some(items) => {
                     for (i, item) in items.iter().enumerate() {
                         let path = format!("{key}[{i}]");
-                        if key == "log" {
+                        if key == "resolvers" {
+                            let r = cx.section::<super::resolvers::Resolvers>(item, &path);
+                            config.resolvers.extend(r);
+                        } else if key == "log" {
                             if let Some(t) = cx.section::<super::log::LogTarget>(item, &path) {
                                 config.logs.push(t);
                             }

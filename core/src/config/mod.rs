@@ -38,6 +38,7 @@ pub mod log;
 mod log_format;
 mod monitor;
 pub mod peers;
+pub mod resolvers;
 pub mod route;
 pub mod rules;
 pub mod units;
@@ -87,6 +88,9 @@ pub struct Config {
     /// Syslog/stdout targets for connection logs (HAProxy's `log` lines), see [`log`].
     #[serde(default, rename = "log", skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<log::LogTarget>,
+    /// DNS name servers that keep servers' addresses current (HAProxy `resolvers`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolvers: Vec<resolvers::Resolvers>,
 }
 
 impl Config {
@@ -597,6 +601,16 @@ pub struct Server {
     /// `"SERVER"` in the same backend or `"BACKEND/SERVER"`. Needs `check = false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub track: Option<String>,
+    /// The `[[resolvers]]` that re-resolve the address's host name every `timeout-resolve`
+    /// (HAProxy `resolvers`); without it a host name is resolved once at startup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolvers: Option<String>,
+    /// Which address family DNS is asked for first (HAProxy `resolve-prefer`, default ipv6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve_prefer: Option<resolvers::Family>,
+    /// How the server gets its first address (HAProxy `init-addr`, default `last,libc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_addr: Option<Vec<resolvers::InitAddr>>,
 }
 
 /// HAProxy's `agent-check` with `agent-port`, `agent-addr`, `agent-inter`, `agent-send`.
@@ -674,6 +688,9 @@ impl Server {
             on_marked_up: None,
             agent: None,
             track: None,
+            resolvers: None,
+            resolve_prefer: None,
+            init_addr: None,
         }
     }
 

@@ -87,6 +87,7 @@ impl Config {
             validate_monitor_fail(&mut err, s, &self.backends);
         }
         super::log::validate(&self.logs, &mut err);
+        super::resolvers::validate(self, &mut err);
         out
     }
 

@@ -4,6 +4,8 @@
 //! Server state and the balancer sit behind one short-held mutex per backend (a pick is a few
 //! dozen nanoseconds); tables are sharded apart; counters are atomics. Nothing here is global.
 
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -138,6 +140,28 @@ pub struct ServerSlot {
     pub track: Option<(String, String)>,
     /// The operational and admin state, published at every change so that trackers follow.
     pub oper_watch: tokio::sync::watch::Sender<Tracked>,
+    /// How DNS keeps the address current, when a `resolvers` section does.
+    pub dns: Option<ServerDns>,
+    /// The address DNS or `init-addr` gave (`"IP:PORT"`); set with the server's
+    /// resolution state by [`Backend::set_resolved`], under the backend's lock.
+    pub(crate) resolved: Mutex<Option<SocketAddr>>,
+}
+
+/// A server whose address's host name a `resolvers` section resolves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerDns {
+    /// The `[[resolvers]]` section.
+    pub resolvers: String,
+    /// The host name.
+    pub host: String,
+    /// The port connections go to.
+    pub port: u16,
+    /// The family asked first.
+    pub prefer: crate::config::resolvers::Family,
+    /// `init-addr`, tried in order at startup.
+    pub init: Vec<crate::config::resolvers::InitAddr>,
+    /// Health checks go to the resolved address (no `addr` of their own), on this port.
+    pub check_port: Option<u16>,
 }
 
 /// What a tracking server takes from the server it tracks: its health, and its maintenance or
@@ -222,7 +246,34 @@ impl ServerSlot {
             last_agent: Mutex::new(None),
             track: None,
             oper_watch: tokio::sync::watch::Sender::new(Tracked::default()),
+            dns: None,
+            resolved: Mutex::new(None),
         }
+    }
+
+    /// Where connections to the server go now: the address DNS gave, or the configured one.
+    pub fn connect_address(&self) -> Cow<'_, str> {
+        match self.resolved() {
+            Some(a) => Cow::Owned(a.to_string()),
+            None => Cow::Borrowed(&self.address),
+        }
+    }
+
+    /// Where health checks go now: the resolved address on the check port when checks follow
+    /// DNS, else the configured check address.
+    pub fn check_target(&self) -> Cow<'_, str> {
+        match (
+            self.resolved(),
+            self.dns.as_ref().and_then(|d| d.check_port),
+        ) {
+            (Some(a), Some(port)) => Cow::Owned(SocketAddr::new(a.ip(), port).to_string()),
+            _ => Cow::Borrowed(&self.check_address),
+        }
+    }
+
+    /// The address DNS or `init-addr` gave, if any.
+    pub fn resolved(&self) -> Option<SocketAddr> {
+        *self.resolved.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes a connection slot, waiting in the server's queue until `deadline` (`None`: as long
@@ -537,6 +588,11 @@ impl Backend {
             st.servers[i].admin = old_st.servers[j].admin;
             st.own_admin[i] = old_st.own_admin[j];
             st.inherited_admin[i] = old_st.inherited_admin[j];
+            if slot.dns.is_some() && slot.dns == old.servers[j].dns {
+                *slot.resolved.lock().unwrap_or_else(|e| e.into_inner()) =
+                    old.servers[j].resolved();
+                st.servers[i].resolution_maint = old_st.servers[j].resolution_maint;
+            }
             let config = *st.health[i].config();
             st.health[i] = Health::continuing(config, &old_st.health[j]);
             if slot.agent.is_some() {
@@ -792,6 +848,24 @@ impl Backend {
         if let Some(t) = maint {
             self.shutdown_sessions(server, t);
         }
+    }
+
+    /// DNS or `init-addr` result: the server's new address (`None`: it has none and is in
+    /// maintenance until one comes, HAProxy's "MAINT (resolution)"). The address and the
+    /// state change together under the backend's lock, so no pick sees one without the other.
+    /// Stick entries name the server, not its address: they follow it to the new one.
+    /// Returns the previous address.
+    pub fn set_resolved(&self, server: ServerId, ip: Option<IpAddr>) -> Option<SocketAddr> {
+        let slot = &self.servers[server.index()];
+        let port = slot.dns.as_ref().map_or(0, |d| d.port);
+        let mut st = self.state();
+        let mut resolved = slot.resolved.lock().unwrap_or_else(|e| e.into_inner());
+        let before = *resolved;
+        *resolved = ip.map(|ip| SocketAddr::new(ip, port));
+        drop(resolved);
+        st.servers[server.index()].resolution_maint = ip.is_none();
+        st.rebalance();
+        before
     }
 
     /// What HAProxy's retry decision looks at: is `server` still UP, how many servers can take

@@ -132,8 +132,8 @@ async fn connect_server<N: Net>(
     s: crate::ServerId,
     first: &[u8],
 ) -> Result<(N::Stream, usize), ConnectFailure> {
-    let addr = &conn.backend().servers[s.index()].address;
-    let connect = ctx.net.connect_sending(addr, first);
+    let addr = conn.backend().servers[s.index()].connect_address();
+    let connect = ctx.net.connect_sending(&addr, first);
     let r = match conn.poll_timeout() {
         Some(until) => timeout_at(until, connect).await,
         None => Ok(connect.await),

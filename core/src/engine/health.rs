@@ -215,7 +215,7 @@ async fn probe<N: Net>(
         read: backend.timeouts.check,
         whole: slot.health.inter,
     };
-    run_probe(net, slot, &mut probe, &slot.check_address, timing).await
+    run_probe(net, slot, &mut probe, &slot.check_target(), timing).await
 }
 
 /// How long a check may take: the connect, each read after it (`timeout check`), and the whole

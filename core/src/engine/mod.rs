@@ -23,6 +23,7 @@ pub mod net;
 pub mod peers;
 pub mod process;
 pub mod proxy_protocol;
+pub mod resolve;
 pub mod router;
 pub mod runtime;
 pub mod sessions;

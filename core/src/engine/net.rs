@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -24,6 +24,25 @@ pub trait Net: Clone + Send + Sync + 'static {
     type ReadHalf: AsyncRead + Unpin + Send + 'static;
     /// The write half of a split [`Net::Stream`].
     type WriteHalf: AsyncWrite + Unpin + Send + 'static;
+
+    /// A bound datagram (UDP) socket, for DNS queries to the `resolvers` name servers.
+    type Datagram: Send + Sync + 'static;
+
+    /// Binds a datagram socket on `addr` (`"0.0.0.0:0"`: any port).
+    fn bind_datagram(&self, addr: &str) -> impl Future<Output = io::Result<Self::Datagram>> + Send;
+    /// Sends one datagram to `to`.
+    fn send_to<'a>(
+        socket: &'a Self::Datagram,
+        buf: &'a [u8],
+        to: SocketAddr,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+    /// Receives one datagram into `buf`: its length and sender.
+    fn recv_from<'a>(
+        socket: &'a Self::Datagram,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + Send + 'a;
+    /// The system resolver (HAProxy `init-addr libc`): the addresses of `host`.
+    fn lookup_host(&self, host: &str) -> impl Future<Output = io::Result<Vec<IpAddr>>> + Send;
 
     /// Binds a listener on `addr`.
     fn bind(&self, addr: &str) -> impl Future<Output = io::Result<Self::Listener>> + Send;

@@ -29,6 +29,7 @@ use super::listener::{serve, FrontendHandle, Listener};
 use super::log::LogSink;
 use super::net::Net;
 use super::peers::PeersView;
+use super::resolve::{init_addresses, run_section, users_of};
 use super::runtime::Runtime;
 use super::track::follow_track;
 use crate::ServerId;
@@ -174,6 +175,7 @@ impl<N: Net> Process<N> {
             runtime: runtime.clone(),
         };
         let fresh = process.bind_new(&runtime).await?;
+        init_addresses(&process.ctx.net, &runtime).await;
         process.commit(runtime, fresh);
         Ok(process)
     }
@@ -227,6 +229,7 @@ impl<N: Net> Process<N> {
     pub async fn reload(&mut self, runtime: Runtime) -> Result<(), ProcessError> {
         let runtime = Arc::new(runtime);
         let fresh = self.bind_new(&runtime).await?;
+        init_addresses(&self.ctx.net, &runtime).await;
         for task in self.commit(runtime, fresh) {
             let _ = task.await;
         }
@@ -366,8 +369,9 @@ impl<N: Net> Process<N> {
         self.maxconn = maxconn;
     }
 
-    /// Stops the checks of the previous runtime and checks the servers of the current one
-    /// (backends and servers in configuration order, so a simulation replays exactly).
+    /// Stops the checks and resolvers of the previous runtime and starts those of the current
+    /// one: a check per checked server, a resolver per `[[resolvers]]` section in use (in
+    /// configuration order, so a simulation replays exactly).
     fn restart_checks(&mut self) {
         self.checks.fire();
         self.checks = Stop::new();
@@ -408,6 +412,19 @@ impl<N: Net> Process<N> {
                     ));
                 }
             }
+        }
+        for section in &self.runtime.resolvers {
+            let users = users_of(&self.runtime, &section.name);
+            if users.is_empty() {
+                continue;
+            }
+            self.spawner.spawn(run_section(
+                self.ctx.net.clone(),
+                section.clone(),
+                users,
+                self.runtime.dns_seed,
+                self.checks.subscribe(),
+            ));
         }
     }
 }

@@ -21,6 +21,10 @@ pub struct Runtime {
     pub maxconn: usize,
     /// How long established connections may take to finish after SIGTERM.
     pub grace: Duration,
+    /// The `[[resolvers]]` sections whose name servers keep servers' addresses current.
+    pub resolvers: Vec<config::resolvers::Resolvers>,
+    /// Seeds the DNS query ids (the runner's secret, as for the stick tables).
+    pub dns_seed: u64,
 }
 
 use crate::affinity::{Affinity, AffinityKey, Chain, Rules};
@@ -162,6 +166,8 @@ pub fn build_with_cas(
         backends,
         maxconn: config.global.maxconn.max(1) as usize,
         grace: config.global.grace,
+        resolvers: config.resolvers.clone(),
+        dns_seed: table_seed ^ 0x646e_735f_6964_7331,
     })
 }
 
@@ -254,8 +260,12 @@ fn build_server(
         state.admin = crate::server::state::AdminState::Maint;
     }
     state.maxconn = s.maxconn.unwrap_or(0);
+    let dns = server_dns(s);
+    // A resolved server has no address until `init-addr` or DNS gives one.
+    state.resolution_maint = dns.is_some();
     Ok((
         ServerSlot {
+            dns,
             check: s.check,
             health,
             slots: s
@@ -292,6 +302,27 @@ fn agent_slot(s: &config::Server, health: &HealthConfig) -> Option<AgentSlot> {
         address: s.agent_address()?,
         inter: agent.inter.unwrap_or(health.inter),
         plan: crate::server::check::agent::plan(agent.send.as_deref()),
+    })
+}
+
+/// The DNS settings of `s` when a `resolvers` section resolves its host name.
+fn server_dns(s: &config::Server) -> Option<super::backend::ServerDns> {
+    let resolvers = s.resolvers.clone()?;
+    let (host, port) = s.address.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    Some(super::backend::ServerDns {
+        resolvers,
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port,
+        prefer: s.resolve_prefer.unwrap_or_default(),
+        init: s
+            .init_addr
+            .clone()
+            .unwrap_or_else(config::resolvers::default_init_addr),
+        check_port: s.check_addr.is_none().then(|| s.check_port.unwrap_or(port)),
     })
 }
 

@@ -1,12 +1,12 @@
 //! An in-memory network for the engine's unit tests: a listener is an entry in a table, a
-//! connection is a `tokio::io::duplex` pair. No socket and no real time, so tests run under
+//! connection is a `tokio::io::duplex` pair, a datagram a message on a channel. No socket and no real time, so tests run under
 //! tokio's paused clock and replay exactly. An address without a listener refuses (RST); a
 //! blackholed address never answers (a crashed host dropping SYNs), so connects hang until the
 //! caller's timeout.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use super::net::Net;
 
 type Incoming = (DuplexStream, SocketAddr);
+type Datagram = (Vec<u8>, SocketAddr);
 
 #[derive(Default)]
 struct Table {
@@ -23,6 +24,8 @@ struct Table {
     connects: BTreeMap<String, u64>,
     next_port: u16,
     next_client: u16,
+    datagrams: BTreeMap<SocketAddr, mpsc::UnboundedSender<Datagram>>,
+    hosts: BTreeMap<String, Vec<IpAddr>>,
 }
 
 /// The in-memory network; clones share one address table.
@@ -48,7 +51,25 @@ fn lock(t: &Mutex<Table>) -> MutexGuard<'_, Table> {
     t.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A bound in-memory datagram socket; dropping it unbinds the address.
+pub(crate) struct MemDatagram {
+    addr: SocketAddr,
+    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Datagram>>,
+    table: Arc<Mutex<Table>>,
+}
+
+impl Drop for MemDatagram {
+    fn drop(&mut self) {
+        lock(&self.table).datagrams.remove(&self.addr);
+    }
+}
+
 impl MemNet {
+    /// What the system resolver answers for `host` (nothing: not found).
+    pub(crate) fn set_host(&self, host: &str, addrs: Vec<IpAddr>) {
+        lock(&self.table).hosts.insert(host.to_owned(), addrs);
+    }
+
     /// Makes `addr` drop every connection attempt silently (or answer again).
     pub(crate) fn blackhole(&self, addr: &str, on: bool) {
         let mut t = lock(&self.table);
@@ -90,6 +111,62 @@ impl Net for MemNet {
     type Stream = DuplexStream;
     type ReadHalf = ReadHalf<DuplexStream>;
     type WriteHalf = WriteHalf<DuplexStream>;
+    type Datagram = MemDatagram;
+
+    async fn bind_datagram(&self, addr: &str) -> io::Result<MemDatagram> {
+        let mut addr: SocketAddr = addr
+            .parse()
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let mut t = lock(&self.table);
+        if addr.port() == 0 {
+            t.next_port += 1;
+            addr.set_port(40000 + t.next_port);
+        }
+        if t.datagrams.contains_key(&addr) {
+            return Err(io::ErrorKind::AddrInUse.into());
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        t.datagrams.insert(addr, tx);
+        Ok(MemDatagram {
+            addr,
+            rx: tokio::sync::Mutex::new(rx),
+            table: self.table.clone(),
+        })
+    }
+
+    /// Delivers to the socket bound on `to`, if any (else the datagram is lost, as UDP's).
+    async fn send_to<'a>(
+        socket: &'a MemDatagram,
+        buf: &'a [u8],
+        to: SocketAddr,
+    ) -> io::Result<usize> {
+        if let Some(tx) = lock(&socket.table).datagrams.get(&to) {
+            let _ = tx.send((buf.to_vec(), socket.addr));
+        }
+        Ok(buf.len())
+    }
+
+    async fn recv_from<'a>(
+        socket: &'a MemDatagram,
+        buf: &'a mut [u8],
+    ) -> io::Result<(usize, SocketAddr)> {
+        let mut rx = socket.rx.lock().await;
+        let (bytes, from) = rx.recv().await.ok_or(io::ErrorKind::NotConnected)?;
+        let n = bytes.len().min(buf.len());
+        buf[..n].copy_from_slice(&bytes[..n]);
+        Ok((n, from))
+    }
+
+    async fn lookup_host(&self, host: &str) -> io::Result<Vec<IpAddr>> {
+        if let Ok(ip) = host.parse() {
+            return Ok(vec![ip]);
+        }
+        lock(&self.table)
+            .hosts
+            .get(host)
+            .cloned()
+            .ok_or_else(|| io::ErrorKind::NotFound.into())
+    }
 
     async fn bind(&self, addr: &str) -> io::Result<MemListener> {
         let mut t = lock(&self.table);

@@ -62,6 +62,10 @@ pub struct ServerState {
     /// The share of its weight the server gets while `slowstart` ramps it up, in thousandths
     /// ([`FULL_RAMP`] once it is done or without slowstart).
     pub ramp: u16,
+    /// HAProxy's "MAINT (resolution)": the server's host name has no address (`init-addr
+    /// none` before DNS answered, or DNS errors beyond the `hold` period). Takes nothing,
+    /// whatever the operator's state.
+    pub resolution_maint: bool,
 }
 
 impl ServerState {
@@ -76,18 +80,22 @@ impl ServerState {
             active_conns: 0,
             maxconn: 0,
             ramp: FULL_RAMP,
+            resolution_maint: false,
         }
     }
 
     /// May the balancer send a new connection here? Up, ready and weight > 0.
     pub fn usable_for_balance(&self) -> bool {
-        self.oper == OperState::Up && self.admin == AdminState::Ready && self.weight > 0
+        self.oper == OperState::Up
+            && self.admin == AdminState::Ready
+            && self.weight > 0
+            && !self.resolution_maint
     }
 
     /// May a stick-table hit send a connection here? Up and not in maintenance: DRAIN is honoured
     /// for sticky hits, as in HAProxy.
     pub fn usable_for_sticky(&self) -> bool {
-        self.oper == OperState::Up && self.admin != AdminState::Maint
+        self.oper == OperState::Up && self.admin != AdminState::Maint && !self.resolution_maint
     }
 
     /// Has the server used all its connection slots?
@@ -132,6 +140,13 @@ mod tests {
         assert!(s.usable_for_sticky());
         s.admin = AdminState::Maint;
         assert!(!s.usable_for_sticky());
+    }
+
+    #[test]
+    fn a_server_without_an_address_takes_nothing() {
+        let mut s = ServerState::new("a", 1);
+        s.resolution_maint = true;
+        assert!(!s.usable_for_balance() && !s.usable_for_sticky());
     }
 
     #[test]

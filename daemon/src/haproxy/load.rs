@@ -26,6 +26,7 @@ pub fn load(file: &str, text: &str) -> Import {
         problems.extend(crate::check::routes::route_findings(
             file, &im.config, &line_of,
         ));
+        problems.extend(unresolvable_findings(file, &im));
     }
     if !problems.is_empty() {
         im.findings.extend(problems);
@@ -50,6 +51,73 @@ fn build_finding(file: &str, im: &Import) -> Option<Finding> {
         "tether refuses to run this config (`run --haproxy` stops here)",
         "see the message for what to write instead",
     ))
+}
+
+/// Servers whose host name the system resolver does not know now while their `init-addr`
+/// (default `last,libc`) has no fallback (`none` or an IP). Without `resolvers` HAProxy 2.6
+/// refuses to start ("could not resolve address"), and so does `run`, since `check` and `run`
+/// both come here; with `resolvers` it warns and starts the server in maintenance until DNS
+/// answers, as tether does.
+fn unresolvable_findings(file: &str, im: &Import) -> Vec<Finding> {
+    use std::net::ToSocketAddrs;
+    use tether_core::config::resolvers::{default_init_addr, InitAddr};
+    let mut out = Vec::new();
+    for (i, b) in im.config.backends.iter().enumerate() {
+        for (j, s) in b.servers.iter().enumerate() {
+            let Some((host, _)) = s.address.rsplit_once(':') else {
+                continue;
+            };
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if host.parse::<std::net::IpAddr>().is_ok() {
+                continue;
+            }
+            let init = s.init_addr.clone().unwrap_or_else(default_init_addr);
+            let fallback = init
+                .iter()
+                .any(|m| matches!(m, InitAddr::None | InitAddr::Ip(_)));
+            if fallback || !init.contains(&InitAddr::Libc) && s.resolvers.is_some() {
+                continue;
+            }
+            if (host, 0)
+                .to_socket_addrs()
+                .is_ok_and(|mut a| a.next().is_some())
+            {
+                continue;
+            }
+            let line = im.origins.line_of(&format!("backend[{i}].server[{j}]"));
+            let what = format!("server {}: cannot resolve `{host}` at startup", s.name);
+            out.push(match &s.resolvers {
+                Some(_) => Finding::new(
+                    Severity::Warning,
+                    file,
+                    line,
+                    what,
+                    "it starts in maintenance until its resolvers answer, as in HAProxy \
+                     (\"disabling server\")",
+                    "correct the name, or write `init-addr last,libc,none` to say so",
+                ),
+                None => Finding::new(
+                    Severity::Error,
+                    file,
+                    line,
+                    what,
+                    "HAProxy refuses to start (\"could not resolve address\"), and so does tether",
+                    match im.config.resolvers.first() {
+                        Some(r) => format!(
+                            "correct the name, or add `resolvers {} init-addr last,libc,none` so \
+                             the server waits in maintenance until DNS knows it",
+                            r.name
+                        ),
+                        None => "correct the name, or declare a `resolvers` section and add \
+                                 `resolvers NAME init-addr last,libc,none` to the server so it \
+                                 waits in maintenance until DNS knows it"
+                            .to_string(),
+                    },
+                ),
+            });
+        }
+    }
+    out
 }
 
 /// A `ca-file` that cannot be read, on the line of the first server naming it (HAProxy refuses
@@ -165,5 +233,31 @@ mod tests {
         let e = errors(&text);
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].1.contains("has no address"), "{e:?}");
+    }
+
+    #[test]
+    fn an_unresolvable_server_name_stops_run_unless_resolvers_wait_for_it() {
+        let cfg = "resolvers dns\n  nameserver ns1 127.0.0.1:53\n".to_string()
+            + &CFG.replace("127.0.0.1:8444", "nowhere.invalid:8444");
+        let e = errors(&cfg);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, 15);
+        assert!(e[0].1.contains("cannot resolve `nowhere.invalid`"), "{e:?}");
+        let waits = cfg.replace("nowhere.invalid:8444", "nowhere.invalid:8444 resolvers dns");
+        assert!(errors(&waits).is_empty());
+        let im = load("v.cfg", &waits);
+        assert!(im
+            .findings
+            .iter()
+            .any(|f| f.severity == Severity::Warning && f.what.contains("cannot resolve")));
+        let none = cfg.replace(
+            "nowhere.invalid:8444",
+            "nowhere.invalid:8444 resolvers dns init-addr none",
+        );
+        assert!(load("v.cfg", &none)
+            .findings
+            .iter()
+            .all(|f| !f.what.contains("cannot resolve")));
+        assert!(errors(&CFG.replace("127.0.0.1:8444", "localhost:8444")).is_empty());
     }
 }

@@ -28,6 +28,32 @@ impl Net for TokioNet {
     type Stream = Stream;
     type ReadHalf = ReadHalf;
     type WriteHalf = WriteHalf;
+    type Datagram = tokio::net::UdpSocket;
+
+    async fn bind_datagram(&self, addr: &str) -> io::Result<tokio::net::UdpSocket> {
+        tokio::net::UdpSocket::bind(addr).await
+    }
+
+    async fn send_to<'a>(
+        socket: &'a tokio::net::UdpSocket,
+        buf: &'a [u8],
+        to: SocketAddr,
+    ) -> io::Result<usize> {
+        socket.send_to(buf, to).await
+    }
+
+    async fn recv_from<'a>(
+        socket: &'a tokio::net::UdpSocket,
+        buf: &'a mut [u8],
+    ) -> io::Result<(usize, SocketAddr)> {
+        socket.recv_from(buf).await
+    }
+
+    /// getaddrinfo (on tokio's blocking pool), as HAProxy's `init-addr libc`.
+    async fn lookup_host(&self, host: &str) -> io::Result<Vec<std::net::IpAddr>> {
+        let addrs = tokio::net::lookup_host((host, 0)).await?;
+        Ok(addrs.map(|a| a.ip()).collect())
+    }
 
     /// A socket handed over by the process this one replaces (an upgrade) is taken as is;
     /// otherwise a fresh one is bound.

@@ -124,8 +124,10 @@ impl CheckView {
 pub struct ServerView {
     /// Name.
     pub name: String,
-    /// Address.
+    /// Address: where connections go now (the one DNS gave, for a resolved server).
     pub address: String,
+    /// No address from DNS (HAProxy "MAINT (resolution)").
+    pub resolution_maint: bool,
     /// Whether health checks run.
     pub check: bool,
     /// Operator state.
@@ -188,6 +190,7 @@ impl ServerView {
     pub fn status(&self) -> &'static str {
         let agent = self.agent.as_ref();
         match (self.admin, self.oper) {
+            _ if self.resolution_maint => "MAINT (resolution)",
             (AdminState::Maint, _) => "MAINT",
             (_, OperState::Down) if agent.is_some_and(|a| !a.up) => "DOWN (agent)",
             (_, OperState::Down) => "DOWN",
@@ -358,7 +361,8 @@ fn server_view(slot: &ServerSlot, st: &ServerState, progress: (u32, u32)) -> Ser
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     ServerView {
         name: slot.name.clone(),
-        address: slot.address.clone(),
+        address: slot.connect_address().into_owned(),
+        resolution_maint: st.resolution_maint,
         check: slot.check,
         admin: st.admin,
         oper: st.oper,

@@ -32,6 +32,7 @@ mod options;
 pub mod origins;
 mod peers;
 mod proxy;
+mod resolvers;
 mod routing;
 mod scope;
 mod sections;
@@ -122,6 +123,7 @@ pub fn import(file: &str, text: &str) -> Import {
             Kind::Defaults => defaults = s.body,
             Kind::Frontend | Kind::Backend | Kind::Listen => im.proxy(&s, &defaults),
             Kind::Peers => im.peers(&s),
+            Kind::Resolvers => im.resolvers(&s),
         }
     }
     im.finish_peers();
@@ -247,6 +249,31 @@ impl Importer<'_> {
                 m,
                 "HAProxy refuses the config: unknown backend",
                 "define `backend NAME` or fix default_backend",
+            );
+        }
+        self.resolvers_references();
+    }
+
+    /// Servers naming a `resolvers` section that does not exist.
+    fn resolvers_references(&mut self) {
+        let mut missing = Vec::new();
+        for (i, b) in self.config.backends.iter().enumerate() {
+            for (j, s) in b.servers.iter().enumerate() {
+                let Some(name) = s.resolvers.as_deref() else {
+                    continue;
+                };
+                if !self.config.resolvers.iter().any(|r| r.name == name) {
+                    let line = self.origins.line_of(&format!("backend[{i}].server[{j}]"));
+                    missing.push((line, s.name.clone(), name.to_string()));
+                }
+            }
+        }
+        for (line, server, name) in missing {
+            self.error(
+                line,
+                format!("server {server}: resolvers \"{name}\" is not defined"),
+                "HAProxy refuses the config: unknown resolvers section",
+                format!("add `resolvers {name}` with a `nameserver NAME IP:53` line, or name an existing section"),
             );
         }
     }

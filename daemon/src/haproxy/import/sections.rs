@@ -1,4 +1,5 @@
-//! Cutting the directives into sections (`global`, `defaults`, `frontend`, `backend`, `listen`),
+//! Cutting the directives into sections (`global`, `defaults`, `frontend`, `backend`, `listen`,
+//! `peers`, `resolvers`),
 //! as HAProxy does; sections tether has no equivalent for are reported and skipped whole.
 
 use super::Importer;
@@ -13,6 +14,7 @@ pub(super) enum Kind {
     Backend,
     Listen,
     Peers,
+    Resolvers,
 }
 
 /// One section: its header line and the directives under it.
@@ -35,8 +37,9 @@ impl Importer<'_> {
                 "backend" => Some(Kind::Backend),
                 "listen" => Some(Kind::Listen),
                 "peers" => Some(Kind::Peers),
-                "resolvers" | "userlist" | "mailers" | "program" | "cache" | "ring"
-                | "http-errors" | "crt-store" => {
+                "resolvers" => Some(Kind::Resolvers),
+                "userlist" | "mailers" | "program" | "cache" | "ring" | "http-errors"
+                | "crt-store" => {
                     self.error(
                         d.line,
                         format!("unsupported section `{}`", d.text()),
@@ -80,12 +83,12 @@ mod tests {
     #[test]
     fn unsupported_sections_are_skipped_whole_with_one_error() {
         let im = import_text(
-            "resolvers p\n  nameserver a 127.0.0.1:1024\n  nameserver b 127.0.0.1:1025\nglobal\n  maxconn 7\n",
+            "mailers p\n  mailer a 127.0.0.1:1024\n  mailer b 127.0.0.1:1025\nglobal\n  maxconn 7\n",
         );
         let e = errors(&im);
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(e[0].line, 1);
-        assert!(e[0].what.contains("unsupported section `resolvers p`"));
+        assert!(e[0].what.contains("unsupported section `mailers p`"));
         assert_eq!(
             im.config.global.maxconn, 7,
             "the next section is read again"

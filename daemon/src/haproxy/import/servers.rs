@@ -6,6 +6,7 @@ use super::keywords::{is_server_option, server_options, Opt};
 use super::proxy::Draft;
 use super::Importer;
 use crate::haproxy::lexer::Directive;
+use tether_core::config::resolvers::{Family, InitAddr};
 use tether_core::config::{
     parse_duration, AgentCheck, OnMarkedDown, OnMarkedUp, SendProxy, Server, UnixAddress,
 };
@@ -165,6 +166,9 @@ impl Importer<'_> {
                         .option_word(d, &o, "shutdown-backup-sessions")
                         .then_some(OnMarkedUp::ShutdownBackupSessions);
                 }
+                "resolvers" => server.resolvers = Some(o.value.to_string()),
+                "resolve-prefer" => self.resolve_prefer(d, &o, server),
+                "init-addr" => self.init_addr(d, &o, server),
                 _ if self.server_tls_option(d, &o, server) => {}
                 _ => self.unsupported_server_option(d, &o),
             }
@@ -228,6 +232,41 @@ impl Importer<'_> {
         }
     }
 
+    /// `resolve-prefer ipv4|ipv6`.
+    fn resolve_prefer(&mut self, d: &Directive, o: &Opt<'_>, server: &mut Server) {
+        server.resolve_prefer = match o.value {
+            "ipv4" => Some(Family::Ipv4),
+            "ipv6" => Some(Family::Ipv6),
+            v => {
+                self.error(
+                    d.line,
+                    format!("`resolve-prefer` expects ipv4 or ipv6 but got \"{v}\""),
+                    "HAProxy rejects it",
+                    "write `resolve-prefer ipv4`",
+                );
+                return;
+            }
+        };
+    }
+
+    /// `init-addr METHOD[,METHOD...]`: `last`, `libc`, `none` or an IP, tried in order.
+    fn init_addr(&mut self, d: &Directive, o: &Opt<'_>, server: &mut Server) {
+        let methods: Result<Vec<InitAddr>, String> = o
+            .value
+            .split(',')
+            .map(|m| InitAddr::try_from(m.to_string()))
+            .collect();
+        match methods {
+            Ok(m) => server.init_addr = Some(m),
+            Err(e) => self.error(
+                d.line,
+                format!("`{}`: {e}", o.text()),
+                "HAProxy rejects it",
+                "write e.g. `init-addr last,libc,none`",
+            ),
+        }
+    }
+
     /// `minconn N`: HAProxy's dynamic maxconn (scaled up to `maxconn` as the backend nears
     /// `fullconn`), which tether does not do; the fix keeps a fixed limit.
     fn no_dynamic_maxconn(&mut self, d: &Directive, o: &Opt<'_>) {
@@ -262,7 +301,8 @@ impl Importer<'_> {
             "tether understands check, weight, inter, fastinter, downinter, rise, fall, port, \
              addr, maxconn, maxqueue, backup, disabled, slowstart, send-proxy, send-proxy-v2, \
              check-ssl, verify, ca-file, check-sni, verifyhost, on-marked-down, on-marked-up, \
-             agent-check (agent-port, agent-addr, agent-inter, agent-send) and track",
+             agent-check (agent-port, agent-addr, agent-inter, agent-send), track, resolvers, \
+             resolve-prefer and init-addr",
             format!(
                 "tether has no equivalent of `{}`: keep this backend on HAProxy, or remove the \
                  option if the servers do not need it",
