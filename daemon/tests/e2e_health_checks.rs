@@ -516,7 +516,10 @@ async fn checks_side_by_side(backends: &str, want_up: &[&str]) -> (Vec<CheckRow>
         let ours = tether_checks(&t);
         let mut theirs = haproxy_checks(&sock).await;
         theirs.sort();
-        if (settled(&ours) && settled(&theirs)) || tokio::time::Instant::now() > give_up {
+        // One sample can catch either side between a check's steps (HAProxy then reports
+        // a bare L7OK, code 0): sample again until both agree or time runs out.
+        let agree = settled(&ours) && ours == theirs;
+        if agree || tokio::time::Instant::now() > give_up {
             drop(haproxy);
             return (ours, theirs);
         }
