@@ -30,12 +30,10 @@ async fn four_backends() -> Vec<TlsBackend> {
     v
 }
 
-/// A loopback port free now (bound and released).
+/// A loopback port free now, outside the ephemeral range: lb1 dials lb2's port before lb2
+/// runs, and on loopback such a dial can connect to itself when the port is ephemeral.
 pub fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    SocketAddr::from(([127, 0, 0, 1], tether_testbed::free_port().unwrap()))
 }
 
 fn section(local: &str, bind: SocketAddr, peers: &[(&str, SocketAddr)]) -> PeersSection {

@@ -3,13 +3,28 @@
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::TestbedError;
 
 /// A port on 127.0.0.1 that was free a moment ago, for programs that need a port on the command
-/// line. Another process can take it before ours binds; callers retry with a new one.
+/// line. It lies below the kernel's ephemeral range, so no outgoing connection of this or any
+/// other test can be handed it while the program starts (on loopback a connect to a free
+/// ephemeral port can even connect to itself and hold the port). Each process starts its scan at
+/// its own offset so parallel test binaries rarely race for one port.
 pub fn free_port() -> Result<u16, TestbedError> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = ephemeral_low().max(FIXED_LOW + 1000);
+    let span = u32::from(low - FIXED_LOW);
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FIXED_LOW + ((start + step) % span) as u16;
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(port);
+        }
+    }
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .map_err(|e| TestbedError::io("binding 127.0.0.1:0", e))?;
     let port = listener
@@ -17,6 +32,17 @@ pub fn free_port() -> Result<u16, TestbedError> {
         .map_err(|e| TestbedError::io("reading the bound port", e))?
         .port();
     Ok(port)
+}
+
+/// The lowest port `free_port` hands out.
+const FIXED_LOW: u16 = 10_000;
+
+/// The first port of the kernel's ephemeral range (`ip_local_port_range`), 32768 when unknown.
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// Connect to `addr` until it accepts or `deadline` passes; the only portable readiness signal a
