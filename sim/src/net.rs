@@ -66,6 +66,10 @@ impl Net for TurmoilNet {
         stream
     }
 
+    fn stream_addrs(stream: &TcpStream) -> Option<(SocketAddr, SocketAddr)> {
+        Some((stream.local_addr().ok()?, stream.peer_addr().ok()?))
+    }
+
     fn split(stream: TcpStream) -> (OwnedReadHalf, OwnedWriteHalf) {
         stream.into_split()
     }

@@ -576,6 +576,10 @@ pub struct Server {
     /// address (HAProxy `send-proxy`, `send-proxy-v2`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_proxy: Option<SendProxy>,
+    /// Health checks send a PROXY header too (HAProxy `check-send-proxy`); without it they do
+    /// when `send-proxy` is set and checks go to the server's own address.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check_send_proxy: bool,
     /// After checks bring the server back up, its weight ramps from nearly 0 to full over this
     /// long, so a cold server is not handed its whole share at once (HAProxy `slowstart`).
     #[serde(
@@ -683,6 +687,7 @@ impl Server {
             check_addr: None,
             check_tls: None,
             send_proxy: None,
+            check_send_proxy: false,
             slowstart: None,
             on_marked_down: None,
             on_marked_up: None,
@@ -692,6 +697,13 @@ impl Server {
             resolve_prefer: None,
             init_addr: None,
         }
+    }
+
+    /// Whether checks' default connects send a PROXY header: `check-send-proxy`, or `send-proxy`
+    /// with neither `addr` nor `port` for checks (HAProxy 2.6's `init_srv_check`).
+    pub fn checks_send_proxy(&self) -> bool {
+        self.check_send_proxy
+            || (self.send_proxy.is_some() && self.check_port.is_none() && self.check_addr.is_none())
     }
 
     /// Where the agent check connects (`agent-addr`, else the server's host), if there is one.

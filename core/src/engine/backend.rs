@@ -118,6 +118,10 @@ pub struct ServerSlot {
     pub tcp_keepalive: bool,
     /// The PROXY header the server gets before the client's bytes (`send-proxy[-v2]`).
     pub send_proxy: Option<crate::config::SendProxy>,
+    /// Whether health checks' default connects send a PROXY header (in `send_proxy`'s version,
+    /// v1 without one): `check-send-proxy`, or `send-proxy` when checks go to the server's own
+    /// address, as HAProxy 2.6.
+    pub check_send_proxy: bool,
     /// How long the weight ramps up after checks bring the server back (`slowstart`).
     pub slowstart: Option<Duration>,
     /// Bumped at every ramp start, so an older ramp still stepping stops.
@@ -236,6 +240,7 @@ impl ServerSlot {
             initial_weight: 1,
             tcp_keepalive: false,
             send_proxy: None,
+            check_send_proxy: false,
             slowstart: None,
             ramp_generation: AtomicU64::new(0),
             on_marked_down: None,

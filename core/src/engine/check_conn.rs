@@ -10,7 +10,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::server::check::TlsClient;
+use std::net::IpAddr;
+
+use rustls::pki_types::ServerName;
+
+use crate::server::check::{Sni, TlsClient};
 
 /// A check's connection.
 pub(super) enum CheckConn<S> {
@@ -20,14 +24,24 @@ pub(super) enum CheckConn<S> {
     Tls(Box<TlsStream<S>>),
 }
 
-/// Does the TLS handshake of `client` over `stream`; the error is rustls's (or the socket's)
-/// words for the check's verdict.
-pub(super) async fn handshake<S>(client: &TlsClient, stream: S) -> Result<CheckConn<S>, String>
+/// Does the TLS handshake of `client` over `stream`, sending `sni`; the error is rustls's (or
+/// the socket's) words for the check's verdict.
+pub(super) async fn handshake<S>(
+    client: &TlsClient,
+    sni: &Sni,
+    stream: S,
+) -> Result<CheckConn<S>, String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let name = match sni {
+        Sni::Server => client.server_name.clone(),
+        Sni::Absent => ServerName::IpAddress(IpAddr::from([0, 0, 0, 0]).into()),
+        Sni::Name(n) => ServerName::try_from(n.to_string())
+            .map_err(|_| format!("sni `{n}` is not a host name"))?,
+    };
     let connector = TlsConnector::from(client.config.clone());
-    match connector.connect(client.server_name.clone(), stream).await {
+    match connector.connect(name, stream).await {
         Ok(tls) => Ok(CheckConn::Tls(Box::new(tls))),
         Err(e) => Err(e.to_string()),
     }

@@ -24,7 +24,7 @@ use super::check_log::{
 use super::log::LogSink;
 use super::net::Net;
 use crate::config::log::Severity;
-use crate::server::check::{Io, Verdict};
+use crate::server::check::{CheckDefaults, Io, Sni, Verdict};
 use crate::server::{ServerState, Transition};
 use crate::ServerId;
 
@@ -208,8 +208,10 @@ async fn probe<N: Net>(
     slot: &ServerSlot,
     server: ServerId,
 ) -> Option<Verdict> {
-    let check_ssl = slot.check_tls.as_ref().is_some_and(|t| t.default_on);
-    let mut probe = slot.plan.probe_with_ssl(check_ssl);
+    let mut probe = slot.plan.probe_with(CheckDefaults {
+        ssl: slot.check_tls.as_ref().is_some_and(|t| t.default_on),
+        send_proxy: slot.check_send_proxy,
+    });
     let timing = Timing {
         connect: check_timeout(backend, server),
         read: backend.timeouts.check,
@@ -249,18 +251,29 @@ pub(super) async fn run_probe<N: Net>(
     loop {
         match probe.poll() {
             Io::Done(v) => return Some(v),
-            Io::Connect { port, tls } => {
+            Io::Connect {
+                port,
+                addr,
+                tls,
+                sni,
+                send_proxy,
+            } => {
                 stream = None;
-                let addr = with_port(address, port);
+                let target = check_target(address, addr, port);
                 // The TLS handshake is part of connecting, as in HAProxy.
                 let limit = match read_budget {
                     Some(_) => Instant::now() + connect_timeout,
                     None => whole,
                 };
-                match timeout_at(limit, net.connect(&addr)).await {
+                match timeout_at(limit, net.connect(&target)).await {
                     Ok(Ok(s)) => {
                         probe.on_connected();
-                        stream = secure(slot, s, tls, limit, probe).await;
+                        let opening = Opening {
+                            tls,
+                            sni,
+                            send_proxy,
+                        };
+                        stream = open::<N>(slot, s, opening, limit, probe).await;
                         read_deadline = read_budget.map_or(whole, |t| Instant::now() + t);
                     }
                     Ok(Err(e)) if crate::retry::local_exhaustion(&e) => return None,
@@ -298,27 +311,65 @@ pub(super) async fn run_probe<N: Net>(
     }
 }
 
+/// What a check's new connection needs before the check's own bytes.
+struct Opening {
+    /// A TLS handshake.
+    tls: bool,
+    /// The name that handshake sends.
+    sni: Sni,
+    /// A PROXY header first.
+    send_proxy: bool,
+}
+
+/// Writes the PROXY header a check sends (HAProxy's for a connection of its own: v1 with the
+/// connection's addresses, v2 `LOCAL`) when asked, then does the TLS handshake when asked. `None`
+/// when either failed (the probe then holds its verdict).
+async fn open<N: Net>(
+    slot: &ServerSlot,
+    mut stream: N::Stream,
+    opening: Opening,
+    limit: Instant,
+    probe: &mut crate::server::check::Probe,
+) -> Option<CheckConn<N::Stream>> {
+    if opening.send_proxy {
+        let version = slot.send_proxy.unwrap_or(crate::config::SendProxy::V1);
+        let header = super::proxy_protocol::encode_check(version, N::stream_addrs(&stream));
+        match timeout_at(limit, stream.write_all(&header)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                probe.on_io_error(&os_error_text(&e));
+                return None;
+            }
+            Err(_) => {
+                probe.on_timeout();
+                return None;
+            }
+        }
+    }
+    secure(slot, stream, &opening, limit, probe).await
+}
+
 /// The connection a check goes on with: `stream` itself, or (`tls`) wrapped in the server's
 /// TLS session once the handshake is done by `limit`. `None` when the handshake failed or timed
 /// out (the probe then holds its verdict).
 async fn secure<S>(
     slot: &ServerSlot,
     stream: S,
-    tls: bool,
+    opening: &Opening,
     limit: Instant,
     probe: &mut crate::server::check::Probe,
 ) -> Option<CheckConn<S>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    if !tls {
+    if !opening.tls {
         return Some(CheckConn::Plain(stream));
     }
     let Some(client) = slot.check_tls.as_deref() else {
         probe.on_handshake_error("the server has no check TLS settings");
         return None;
     };
-    match timeout_at(limit, handshake(client, stream)).await {
+    match timeout_at(limit, handshake(client, &opening.sni, stream)).await {
         Ok(Ok(conn)) => {
             probe.on_handshake_done();
             Some(conn)
@@ -334,15 +385,19 @@ where
     }
 }
 
-/// `addr` (`"host:port"`) with its port replaced by `port` when given.
-fn with_port(addr: &str, port: Option<u16>) -> String {
-    if crate::config::is_unix_address(addr) {
-        // A unix socket has no port; a `tcp-check connect port N` checks the socket itself.
-        return addr.to_string();
-    }
-    match (port, addr.rsplit_once(':')) {
-        (Some(p), Some((host, _))) => format!("{host}:{p}"),
-        _ => addr.to_string(),
+/// Where a connect goes: the check's `address`, with a connect rule's `ip` and `port` in place
+/// of its own. A unix socket has no port: a rule's port alone checks the socket itself.
+fn check_target(address: &str, ip: Option<std::net::IpAddr>, port: Option<u16>) -> String {
+    let own_port = (address.rsplit_once(':')).and_then(|(_, p)| p.parse::<u16>().ok());
+    let unix = crate::config::is_unix_address(address);
+    match (ip, port.or(own_port)) {
+        (Some(ip), Some(p)) => std::net::SocketAddr::new(ip, p).to_string(),
+        _ if unix => address.to_string(),
+        (_, Some(p)) => match address.rsplit_once(':') {
+            Some((host, _)) => format!("{host}:{p}"),
+            None => address.to_string(),
+        },
+        _ => address.to_string(),
     }
 }
 

@@ -78,6 +78,13 @@ pub trait Net: Clone + Send + Sync + 'static {
         None
     }
 
+    /// The local and peer addresses of an outgoing connection, for the PROXY header a health
+    /// check sends; the default does not know them (the header then says `UNKNOWN`).
+    fn stream_addrs(stream: &Self::Stream) -> Option<(SocketAddr, SocketAddr)> {
+        let _ = stream;
+        None
+    }
+
     /// Turns TCP keepalive probes on for a connection (HAProxy `option tcpka`); the default
     /// transport has none and does nothing.
     fn set_keepalive(stream: &Self::Stream) {

@@ -319,6 +319,25 @@ pub fn encode(
     }
 }
 
+/// The header a health check sends when it sends one (`check-send-proxy`, `tcp-check connect
+/// send-proxy`): as HAProxy 2.6 for a connection of its own, v1 carries the check connection's
+/// own addresses (`local`, `peer`; `UNKNOWN` when the transport has none) and v2 is a `LOCAL`
+/// command with no address.
+pub fn encode_check(
+    version: crate::config::SendProxy,
+    addrs: Option<(SocketAddr, SocketAddr)>,
+) -> Vec<u8> {
+    match (version, addrs) {
+        (crate::config::SendProxy::V1, Some((local, peer))) => encode_v1(local, peer),
+        (crate::config::SendProxy::V1, None) => b"PROXY UNKNOWN\r\n".to_vec(),
+        (crate::config::SendProxy::V2, _) => {
+            let mut out = V2_SIGNATURE.to_vec();
+            out.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]); // version 2, LOCAL; UNSPEC; no body
+            out
+        }
+    }
+}
+
 /// A version 1 (text) header for a TCP connection, as `send-proxy` writes it.
 pub fn encode_v1(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
     let (s, d) = same_family(source, destination);
@@ -368,6 +387,27 @@ pub fn encode_v2(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A check's header: v1 with the connection's own addresses (or UNKNOWN), v2 LOCAL; both
+    /// read back by the parser as headers without a client address (v1 with its addresses).
+    #[test]
+    fn check_headers_are_haproxys_for_a_connection_of_its_own() {
+        use crate::config::SendProxy;
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let peer: SocketAddr = "127.0.0.2:8443".parse().unwrap();
+        let v1 = encode_check(SendProxy::V1, Some((local, peer)));
+        assert_eq!(v1, b"PROXY TCP4 127.0.0.1 127.0.0.2 40000 8443\r\n");
+        assert_eq!(complete(&v1), (v1.len(), Some(local), Some(peer)));
+        let unknown = encode_check(SendProxy::V1, None);
+        assert_eq!(unknown, b"PROXY UNKNOWN\r\n");
+        assert_eq!(complete(&unknown), (unknown.len(), None, None));
+        for addrs in [Some((local, peer)), None] {
+            let v2 = encode_check(SendProxy::V2, addrs);
+            assert_eq!(v2.len(), 16);
+            assert_eq!(&v2[12..], [0x20, 0, 0, 0]);
+            assert_eq!(complete(&v2), (16, None, None));
+        }
+    }
 
     fn complete(buf: &[u8]) -> (usize, Option<SocketAddr>, Option<SocketAddr>) {
         match parse(buf) {

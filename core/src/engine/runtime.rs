@@ -278,6 +278,7 @@ fn build_server(
             check_tls: check_tls(s, b, plan, cas)?,
             initial_weight: s.weight,
             send_proxy: s.send_proxy,
+            check_send_proxy: s.checks_send_proxy(),
             slowstart: s.slowstart,
             on_marked_down: s.on_marked_down,
             on_marked_up: s.on_marked_up,

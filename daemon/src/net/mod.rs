@@ -89,6 +89,11 @@ impl Net for TokioNet {
         }
     }
 
+    fn stream_addrs(stream: &Stream) -> Option<(SocketAddr, SocketAddr)> {
+        let tcp = stream.as_tcp()?;
+        Some((tcp.local_addr().ok()?, tcp.peer_addr().ok()?))
+    }
+
     /// SO_KEEPALIVE with the system's probe timers, as HAProxy's `option tcpka` sets it.
     fn set_keepalive(stream: &Stream) {
         let Some(tcp) = stream.as_tcp() else {

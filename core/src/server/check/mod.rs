@@ -24,12 +24,13 @@ pub mod tls;
 
 pub use expect::{split_words, Expect, Judgement, Matcher, Outcome};
 pub use http::HttpCheck;
-pub use probe::{Io, Probe};
+pub use probe::{Io, Probe, Sni};
 pub use status::{CheckStatus, Verdict};
 pub use tcp::{ConnectStep, TcpStep};
 pub use tls::{CaFiles, CheckTls, TlsClient, Verify};
 
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Most bytes kept of an answer (HAProxy's `tune.chksize` default): a server cannot make a
@@ -127,40 +128,52 @@ impl CheckError {
 /// One step of a check.
 #[derive(Debug, Clone)]
 pub enum Step {
-    /// Connect (again), to `port` instead of the check port if given.
-    Connect {
-        /// Port override.
-        port: Option<u16>,
-        /// Whether the connection is wrapped in TLS.
-        tls: ConnectTls,
-    },
+    /// Connect (again).
+    Connect(Connect),
     /// Write these bytes.
     Send(Vec<u8>),
     /// Judge the bytes received since the last send.
     Expect(Expect),
 }
 
-/// Whether a connect step wraps its connection in TLS. HAProxy's own connects (the implicit
-/// first one, those of its built-in checks, `tcp-check connect default`) follow the server's
-/// `check-ssl`; a `tcp-check connect` written out is plain unless it says `ssl`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectTls {
-    /// As the server's `check-ssl` says.
-    Default,
-    /// Always TLS (`tcp-check connect ssl`).
-    Always,
-    /// Never TLS.
-    Plain,
+/// How a connect step connects. HAProxy's own connects (the implicit first one, those of its
+/// built-in checks, `tcp-check connect default`) take the server's check settings: `check-ssl`
+/// with its `check-sni`, and the PROXY header of `check-send-proxy` (or of `send-proxy` when
+/// checks go to the server's own address); a `tcp-check connect` written out takes only what it
+/// says (`ssl`, `sni`, `send-proxy`), as HAProxy 2.6's `tcpcheck_eval_connect` does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Connect {
+    /// Port instead of the check port.
+    pub port: Option<u16>,
+    /// Address instead of the check address.
+    pub addr: Option<IpAddr>,
+    /// With the server's check settings.
+    pub default: bool,
+    /// Over TLS whatever the server says.
+    pub ssl: bool,
+    /// The server name the TLS handshake sends.
+    pub sni: Option<Arc<str>>,
+    /// A PROXY header first, whatever the server says.
+    pub send_proxy: bool,
 }
 
 impl Step {
     /// A connect with the server's own settings (HAProxy's `connect default`).
     pub(crate) fn connect_default() -> Step {
-        Step::Connect {
-            port: None,
-            tls: ConnectTls::Default,
-        }
+        Step::Connect(Connect {
+            default: true,
+            ..Connect::default()
+        })
     }
+}
+
+/// What a server's check settings give the connects that take them (see [`Connect`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckDefaults {
+    /// `check-ssl`.
+    pub ssl: bool,
+    /// `check-send-proxy`, or `send-proxy` with checks on the server's own address.
+    pub send_proxy: bool,
 }
 
 /// A compiled check: its steps, shared by every probe of a server.
@@ -189,28 +202,20 @@ impl Plan {
         &self.steps
     }
 
-    /// A fresh probe of this plan, in clear.
+    /// A fresh probe of this plan, in clear and without a PROXY header (an agent's).
     pub fn probe(&self) -> Probe {
-        Probe::new(self.steps.clone(), false)
+        Probe::new(self.steps.clone(), CheckDefaults::default())
     }
 
-    /// A fresh probe of this plan whose default connects use TLS when `check_ssl` is set.
-    pub fn probe_with_ssl(&self, check_ssl: bool) -> Probe {
-        Probe::new(self.steps.clone(), check_ssl)
+    /// A fresh probe of this plan whose default connects take the server's `defaults`.
+    pub fn probe_with(&self, defaults: CheckDefaults) -> Probe {
+        Probe::new(self.steps.clone(), defaults)
     }
 
     /// Whether a step connects over TLS whatever the server says (`tcp-check connect ssl`), so
     /// the server needs TLS settings even without `check-ssl`.
     pub fn needs_tls(&self) -> bool {
-        self.steps.iter().any(|s| {
-            matches!(
-                s,
-                Step::Connect {
-                    tls: ConnectTls::Always,
-                    ..
-                }
-            )
-        })
+        (self.steps.iter()).any(|s| matches!(s, Step::Connect(c) if c.ssl))
     }
 }
 

@@ -13,19 +13,26 @@ use std::sync::Arc;
 
 use super::expect::Outcome;
 use super::status::{CheckStatus, Verdict};
-use super::{ConnectTls, Step, MAX_RESPONSE};
+use super::{CheckDefaults, Connect, Step, MAX_RESPONSE};
 
 /// What the caller must do next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Io {
-    /// Connect to the check address, on `port` if given; then [`Probe::on_connected`] or
-    /// [`Probe::on_connect_error`]. With `tls`, then do the TLS handshake and report it with
+    /// Connect to the check address, on `addr` and `port` if given, and write a PROXY header
+    /// when `send_proxy`; then [`Probe::on_connected`] or [`Probe::on_connect_error`]. With
+    /// `tls`, then do the TLS handshake sending `sni` and report it with
     /// [`Probe::on_handshake_done`] or [`Probe::on_handshake_error`].
     Connect {
         /// Port instead of the check port.
         port: Option<u16>,
+        /// Address instead of the check address.
+        addr: Option<std::net::IpAddr>,
         /// Wrap the connection in TLS.
         tls: bool,
+        /// The server name the handshake sends.
+        sni: Sni,
+        /// Write a PROXY header first (the server's version; a check's is a LOCAL one).
+        send_proxy: bool,
     },
     /// Write all these bytes; then [`Probe::on_sent`] (or [`Probe::on_io_error`]).
     Send(Vec<u8>),
@@ -33,6 +40,17 @@ pub enum Io {
     Recv,
     /// The check is over.
     Done(Verdict),
+}
+
+/// The server name a check's TLS handshake sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sni {
+    /// The server's `check-sni` (none when it has none).
+    Server,
+    /// None.
+    Absent,
+    /// This one (`tcp-check connect ssl sni NAME`).
+    Name(Arc<str>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +65,7 @@ enum State {
 #[derive(Clone, Debug)]
 pub struct Probe {
     steps: Arc<[Step]>,
-    check_ssl: bool,
+    defaults: CheckDefaults,
     tls: bool,
     next: usize,
     state: State,
@@ -58,11 +76,11 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// A probe at the start of `steps`; `check_ssl`: default connects use TLS.
-    pub fn new(steps: Arc<[Step]>, check_ssl: bool) -> Probe {
+    /// A probe at the start of `steps`; default connects take the server's `defaults`.
+    pub fn new(steps: Arc<[Step]>, defaults: CheckDefaults) -> Probe {
         Probe {
             steps,
-            check_ssl,
+            defaults,
             tls: false,
             next: 0,
             state: State::Idle,
@@ -79,14 +97,17 @@ impl Probe {
             return Io::Done(v.clone());
         }
         if self.state == State::Idle {
-            let (port, tls) = match self.steps.get(self.next) {
-                Some(Step::Connect { port, tls }) => {
+            let connect = match self.steps.get(self.next) {
+                Some(Step::Connect(c)) => {
                     self.next += 1;
-                    (*port, *tls)
+                    c.clone()
                 }
-                _ => (None, ConnectTls::Default),
+                _ => Connect {
+                    default: true,
+                    ..Connect::default()
+                },
             };
-            return self.connect(port, tls);
+            return self.connect(&connect);
         }
         loop {
             match self.steps.get(self.next) {
@@ -97,10 +118,10 @@ impl Probe {
                         .unwrap_or_else(|| Verdict::new(CheckStatus::L4Ok, None, ""));
                     return self.finish(v);
                 }
-                Some(Step::Connect { port, tls }) => {
-                    let (port, tls) = (*port, *tls);
+                Some(Step::Connect(c)) => {
+                    let c = c.clone();
                     self.next += 1;
-                    return self.connect(port, tls);
+                    return self.connect(&c);
                 }
                 Some(Step::Send(bytes)) => {
                     let bytes = bytes.clone();
@@ -124,18 +145,22 @@ impl Probe {
         }
     }
 
-    fn connect(&mut self, port: Option<u16>, tls: ConnectTls) -> Io {
+    fn connect(&mut self, c: &Connect) -> Io {
         self.state = State::Connecting;
         self.buf.clear();
         self.eof = false;
-        self.tls = match tls {
-            ConnectTls::Default => self.check_ssl,
-            ConnectTls::Always => true,
-            ConnectTls::Plain => false,
+        self.tls = c.ssl || (c.default && self.defaults.ssl);
+        let sni = match (&c.sni, c.default) {
+            (Some(name), _) => Sni::Name(name.clone()),
+            (None, true) => Sni::Server,
+            (None, false) => Sni::Absent,
         };
         Io::Connect {
-            port,
+            port: c.port,
+            addr: c.addr,
             tls: self.tls,
+            sni,
+            send_proxy: c.send_proxy || (c.default && self.defaults.send_proxy),
         }
     }
 
@@ -259,13 +284,7 @@ pub(super) mod tests {
     #[test]
     fn connect_only_is_l4ok_and_failures_are_layer4() {
         let mut p = CheckProtocol::Connect.plan().unwrap().probe();
-        assert_eq!(
-            p.poll(),
-            Io::Connect {
-                port: None,
-                tls: false
-            }
-        );
+        assert_eq!(p.poll(), connect_io(None, false, true));
         p.on_connected();
         assert_eq!(
             p.poll(),
@@ -304,29 +323,33 @@ pub(super) mod tests {
             TcpStep::Expect("string ready".into()),
         ]);
         let mut probe = p.plan().unwrap().probe();
-        assert_eq!(
-            probe.poll(),
-            Io::Connect {
-                port: Some(8008),
-                tls: false
-            }
-        );
+        assert_eq!(probe.poll(), connect_io(Some(8008), false, false));
         probe.on_connected();
         assert_eq!(probe.poll(), Io::Send(b"GET\r\n".to_vec()));
         probe.on_sent();
         assert_eq!(probe.poll(), Io::Recv);
         probe.on_data(b"role: master ready");
-        assert_eq!(
-            probe.poll(),
-            Io::Connect {
-                port: None,
-                tls: false
-            }
-        );
+        assert_eq!(probe.poll(), connect_io(None, false, false));
         probe.on_connected();
         assert_eq!(probe.poll(), Io::Recv, "the first answer is gone");
         probe.on_data(b"ready");
         assert!(matches!(probe.poll(), Io::Done(v) if v.status == CheckStatus::L7Ok));
+    }
+
+    /// What a connect asks for with no rule options: HAProxy's own connects take the server's
+    /// name; a written-out one sends none.
+    fn connect_io(port: Option<u16>, tls: bool, default: bool) -> Io {
+        Io::Connect {
+            port,
+            addr: None,
+            tls,
+            sni: if default { Sni::Server } else { Sni::Absent },
+            send_proxy: false,
+        }
+    }
+
+    fn defaults(ssl: bool, send_proxy: bool) -> CheckDefaults {
+        CheckDefaults { ssl, send_proxy }
     }
 
     /// The TLS of each connect: HAProxy's own connects follow `check-ssl`, a written-out
@@ -335,33 +358,27 @@ pub(super) mod tests {
     fn connects_use_tls_as_check_ssl_and_the_rule_say() {
         let http = CheckProtocol::Http(Default::default()).plan().unwrap();
         for ssl in [false, true] {
-            let mut p = http.probe_with_ssl(ssl);
-            assert_eq!(
-                p.poll(),
-                Io::Connect {
-                    port: None,
-                    tls: ssl
-                }
-            );
+            let mut p = http.probe_with(defaults(ssl, false));
+            assert_eq!(p.poll(), connect_io(None, ssl, true));
         }
         let mysql = CheckProtocol::Mysql(Default::default()).plan().unwrap();
         assert_eq!(
-            mysql.probe_with_ssl(true).poll(),
-            Io::Connect {
-                port: None,
-                tls: true
-            }
+            mysql.probe_with(defaults(true, false)).poll(),
+            connect_io(None, true, true)
         );
         let step = |ssl: bool, default: bool| {
             tcp(vec![TcpStep::Connect(super::super::ConnectStep {
-                port: None,
                 ssl,
                 default,
+                ..Default::default()
             })])
             .plan()
             .unwrap()
         };
-        let first = |plan: Plan, check_ssl: bool| match plan.probe_with_ssl(check_ssl).poll() {
+        let first = |plan: Plan, check_ssl: bool| match plan
+            .probe_with(defaults(check_ssl, false))
+            .poll()
+        {
             Io::Connect { tls, .. } => tls,
             other => panic!("{other:?}"),
         };
@@ -372,10 +389,55 @@ pub(super) mod tests {
         assert!(step(true, false).needs_tls() && !step(false, true).needs_tls());
     }
 
+    /// HAProxy 2.6's `tcpcheck_eval_connect`: the rule's `sni` and `send-proxy` always; the
+    /// server's `check-sni` and check PROXY header only on a default connect.
+    #[test]
+    fn sni_and_proxy_header_come_from_the_rule_or_from_the_server_on_default_connects() {
+        let rule = |words: &[&str]| {
+            let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+            let step = TcpStep::from_haproxy(&words).unwrap();
+            tcp(vec![step])
+                .plan()
+                .unwrap()
+                .probe_with(defaults(true, true))
+                .poll()
+        };
+        let io = |tls, sni, send_proxy| Io::Connect {
+            port: None,
+            addr: None,
+            tls,
+            sni,
+            send_proxy,
+        };
+        assert_eq!(rule(&["connect", "ssl"]), io(true, Sni::Absent, false));
+        assert_eq!(
+            rule(&["connect", "ssl", "sni", "api.example", "send-proxy"]),
+            io(true, Sni::Name("api.example".into()), true)
+        );
+        assert_eq!(rule(&["connect", "default"]), io(true, Sni::Server, true));
+        assert_eq!(
+            rule(&["connect", "default", "sni", "x.example"]),
+            io(true, Sni::Name("x.example".into()), true)
+        );
+        let redis = CheckProtocol::Redis.plan().unwrap();
+        assert_eq!(
+            redis.probe_with(defaults(false, true)).poll(),
+            io(false, Sni::Server, true),
+            "a built-in check's connect is a default one"
+        );
+        assert_eq!(redis.probe().poll(), io(false, Sni::Server, false));
+        match rule(&["connect", "addr", "127.0.0.9", "port", "8008"]) {
+            Io::Connect { addr, port, .. } => {
+                assert_eq!((addr, port), (Some([127, 0, 0, 9].into()), Some(8008)))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn handshake_failures_and_timeouts_are_layer6() {
         let plan = CheckProtocol::Http(Default::default()).plan().unwrap();
-        let mut p = plan.probe_with_ssl(true);
+        let mut p = plan.probe_with(defaults(true, false));
         p.poll();
         p.on_connected();
         p.on_handshake_error("invalid peer certificate: UnknownIssuer");
@@ -383,13 +445,13 @@ pub(super) mod tests {
             matches!(p.poll(), Io::Done(v) if v.status == CheckStatus::L6Rsp
             && v.info == "SSL handshake failure (invalid peer certificate: UnknownIssuer)")
         );
-        let mut p = plan.probe_with_ssl(true);
+        let mut p = plan.probe_with(defaults(true, false));
         p.poll();
         p.on_connected();
         p.on_timeout();
         assert!(matches!(p.poll(), Io::Done(v) if v.status == CheckStatus::L6Tout));
         // Once the handshake is done, the HTTP layer judges.
-        let mut p = plan.probe_with_ssl(true);
+        let mut p = plan.probe_with(defaults(true, false));
         p.poll();
         p.on_connected();
         p.on_handshake_done();

@@ -1,15 +1,16 @@
-//! `option tcp-check` with `tcp-check connect [port N] [ssl] [default]`, `send`, `send-binary`
-//! and `expect`: a check written as a sequence of steps.
+//! `option tcp-check` with `tcp-check connect [default] [port N] [addr IP] [ssl] [sni NAME]
+//! [send-proxy]`, `send`, `send-binary` and `expect`: a check written as a sequence of steps.
 
 use super::expect::{split_words, unhex, Expect};
-use super::{CheckError, ConnectTls, Step};
+use super::{CheckError, Connect, Step};
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 
 /// One `tcp-check` rule (native `steps = [{ send = "PING\r\n" }, { expect = "string +PONG" }]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub enum TcpStep {
-    /// `tcp-check connect [port N] [ssl] [default]`: (re)connect, to another port if given.
+    /// `tcp-check connect [default] [port N] [addr IP] [ssl] [sni NAME] [send-proxy]`: (re)connect.
     Connect(ConnectStep),
     /// `tcp-check send STRING`.
     Send(String),
@@ -26,21 +27,43 @@ pub struct ConnectStep {
     /// Port instead of the server's check port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// Address instead of the server's check address (`addr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<IpAddr>,
     /// Over TLS, with the server's check TLS settings (`ssl`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ssl: bool,
-    /// With the server's settings (`default`): over TLS when the server has `check-ssl`.
+    /// The server name the TLS handshake sends (`sni`); without it a written-out connect
+    /// sends none, a `default` one the server's `check-sni`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// A PROXY header first (`send-proxy`), in the server's version (a LOCAL one in v2).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub send_proxy: bool,
+    /// With the server's settings (`default`): over TLS when the server has `check-ssl`, its
+    /// `check-sni`, and a PROXY header when its checks send one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub default: bool,
 }
 
 impl ConnectStep {
-    fn tls(&self) -> ConnectTls {
-        match (self.ssl, self.default) {
-            (true, _) => ConnectTls::Always,
-            (false, true) => ConnectTls::Default,
-            (false, false) => ConnectTls::Plain,
+    fn compile(&self) -> Result<Connect, CheckError> {
+        if let Some(n) = &self.sni {
+            rustls::pki_types::ServerName::try_from(n.as_str()).map_err(|_| {
+                CheckError::new(
+                    format!("tcp-check connect sni `{n}` is not a host name"),
+                    "write a host name, e.g. sni api.example",
+                )
+            })?;
         }
+        Ok(Connect {
+            port: self.port,
+            addr: self.addr,
+            default: self.default,
+            ssl: self.ssl,
+            sni: self.sni.as_deref().map(Into::into),
+            send_proxy: self.send_proxy,
+        })
     }
 }
 
@@ -48,10 +71,7 @@ impl TcpStep {
     /// The step the probe runs.
     pub(super) fn compile(&self) -> Result<Step, CheckError> {
         Ok(match self {
-            TcpStep::Connect(c) => Step::Connect {
-                port: c.port,
-                tls: c.tls(),
-            },
+            TcpStep::Connect(c) => Step::Connect(c.compile()?),
             TcpStep::Send(s) => Step::Send(s.as_bytes().to_vec()),
             TcpStep::SendBinary(h) => Step::Send(unhex(h)?),
             TcpStep::Expect(e) => Step::Expect(Expect::parse_tcp(&split_words(e))?),
@@ -92,15 +112,29 @@ fn connect(words: &[String]) -> Result<TcpStep, CheckError> {
                 })?);
                 i += 1;
             }
+            ("addr", Some(a)) => {
+                step.addr = Some(a.parse().map_err(|_| {
+                    CheckError::new(
+                        format!("`addr {a}` is not an IP address"),
+                        "write e.g. tcp-check connect addr 10.0.0.5 port 8008",
+                    )
+                })?);
+                i += 1;
+            }
+            ("sni", Some(n)) => {
+                step.sni = Some(n.clone());
+                i += 1;
+            }
             ("ssl", _) => step.ssl = true,
+            ("send-proxy", _) => step.send_proxy = true,
             ("default", _) => step.default = true,
             ("linger", _) => {}
             ("comment", Some(_)) => i += 1,
             (w, _) => {
                 return Err(CheckError::new(
                     format!("unsupported tcp-check connect option `{w}`"),
-                    "tether connects with `port N`, `ssl` and `default`; set the check's SNI with \
-                 check-sni on the server line",
+                    "tether connects with `default`, `port N`, `addr IP`, `ssl`, `sni NAME` and \
+                 `send-proxy` (no `alpn`, `proto` or `via-socks4`)",
                 ))
             }
         }
@@ -160,7 +194,9 @@ mod tests {
     #[test]
     fn unsupported_rules_say_so() {
         for bad in [
-            &["connect", "sni", "api.example"][..],
+            &["connect", "alpn", "h2"][..],
+            &["connect", "sni"],
+            &["connect", "addr", "db.example"],
             &["set-var(check.x)", "1"],
             &["send"],
             &["connect", "port", "x"],

@@ -225,7 +225,7 @@ mod tests {
                 assert_eq!(t.steps[0], TcpStep::Send("PING\r\n".into()));
             }
         }
-        let im = import_text("backend b\n  option pgsql-check\n  tcp-check connect sni a.example\n  server s1 127.0.0.1:1 check\n");
+        let im = import_text("backend b\n  option pgsql-check\n  tcp-check connect alpn h2\n  server s1 127.0.0.1:1 check\n");
         let lines: Vec<usize> = errors(&im).iter().map(|f| f.line).collect();
         assert_eq!(lines, [2, 3]);
     }

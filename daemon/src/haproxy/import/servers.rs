@@ -133,6 +133,8 @@ impl Importer<'_> {
                 "send-proxy" => server.send_proxy = Some(SendProxy::V1),
                 "send-proxy-v2" => server.send_proxy = Some(SendProxy::V2),
                 "no-send-proxy" | "no-send-proxy-v2" => server.send_proxy = None,
+                "check-send-proxy" => server.check_send_proxy = true,
+                "no-check-send-proxy" => server.check_send_proxy = false,
                 "port" => server.check_port = self.option_number(d, &o, "port 8008"),
                 "addr" => server.check_addr = Some(o.value.to_string()),
                 "fastinter" => server.fastinter = self.option_duration(d, &o),
@@ -300,7 +302,7 @@ impl Importer<'_> {
             format!("unsupported server option `{}`", o.text()),
             "tether understands check, weight, inter, fastinter, downinter, rise, fall, port, \
              addr, maxconn, maxqueue, backup, disabled, slowstart, send-proxy, send-proxy-v2, \
-             check-ssl, verify, ca-file, check-sni, verifyhost, on-marked-down, on-marked-up, \
+             check-send-proxy, check-ssl, verify, ca-file, check-sni, verifyhost, on-marked-down, on-marked-up, \
              agent-check (agent-port, agent-addr, agent-inter, agent-send), track, resolvers, \
              resolve-prefer and init-addr",
             format!(
@@ -431,6 +433,24 @@ mod tests {
         assert_eq!(s[0].send_proxy, Some(SendProxy::V2));
         assert_eq!(s[1].send_proxy, Some(SendProxy::V1), "from default-server");
         assert_eq!(s[2].send_proxy, None);
+    }
+
+    /// `check-send-proxy` (and its `no-`) import, from `default-server` too; checks of a
+    /// `send-proxy` server send the header unless `port`/`addr` move them (HAProxy 2.6).
+    #[test]
+    fn check_send_proxy_is_imported_and_send_proxy_implies_it_on_the_own_address() {
+        let im = servers(
+            "  default-server check-send-proxy
+  server a 10.0.0.1:443 check
+               server b 10.0.0.2:443 check no-check-send-proxy
+               server c 10.0.0.3:443 check no-check-send-proxy send-proxy
+               server d 10.0.0.4:443 check no-check-send-proxy send-proxy port 8008
+",
+        );
+        assert!(im.findings.is_empty(), "{:?}", im.findings);
+        let s = &im.config.backends[0].servers;
+        let sends: Vec<bool> = s.iter().map(|s| s.checks_send_proxy()).collect();
+        assert_eq!(sends, [true, false, true, false]);
     }
 
     /// `slowstart` (k8s control-plane configs) imports, from `default-server` too.
