@@ -233,9 +233,9 @@ async fn an_imported_haproxy_log_line_reaches_socat() {
 
 /// Issue 19: one haproxy.cfg with a `log-format` template and `option dontlognull`, run by
 /// tether and by HAProxy 2.6, one echoed connection each: the two syslog messages are the same
-/// line, and the empty readiness probe before it is logged by neither. (The connection
-/// counters `%ac/%fc/%bc/%sc` are left out: tether samples them at accept and connect, HAProxy
-/// when it logs, so they differ by the connections that came and went in between.)
+/// line, and the empty readiness probe before it is logged by neither. The connection counters
+/// are sampled when the line is written, as HAProxy does: `%ac/%fc` still count the connection,
+/// `%bc/%sc` no longer do.
 #[tokio::test]
 async fn an_imported_log_format_renders_as_haproxy_renders_it() {
     let echo = EchoBackend::start().await;
@@ -246,7 +246,7 @@ async fn an_imported_log_format_renders_as_haproxy_renders_it() {
         let bind = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
         let cfg = format!(
             "global\n    log {} local0 info\n\ndefaults\n    mode tcp\n    log global\n    \
-             option dontlognull\n    log-format \"%ci [%{{+Q}}ft] %b/%s %B/%U %ts %rc %sq/%bq %%\"\n    \
+             option dontlognull\n    log-format \"%ci [%{{+Q}}ft] %b/%s %B/%U %ts %ac/%fc/%bc/%sc/%rc %sq/%bq %%\"\n    \
              timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n\n\
              listen main\n    bind {bind}\n    server s1 {}\n",
             syslog.local_addr().unwrap(),
@@ -278,7 +278,7 @@ async fn an_imported_log_format_renders_as_haproxy_renders_it() {
         "tether and HAProxy log the connection alike: {lines:?}"
     );
     assert_eq!(
-        lines[0].1, "127.0.0.1 [\"main\"] main/s1 7/7 -- 0 0/0 %",
+        lines[0].1, "127.0.0.1 [\"main\"] main/s1 7/7 -- 1/1/0/0/0 0/0 %",
         "{lines:?}"
     );
 }

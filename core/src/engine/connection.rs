@@ -753,16 +753,9 @@ impl<'a> Connection<'a> {
         self.count_attempts();
         let slot = &be.servers[server.index()];
         slot.counters.total.fetch_add(1, Ordering::Relaxed);
-        let beconn = be
-            .servers
-            .iter()
-            .map(|s| s.counters.current.load(Ordering::Relaxed))
-            .sum();
         let rec = self.record();
         rec.tc_ms = ms_between(started, now) as i64;
         rec.server = Some(slot.name.clone());
-        rec.srvconn = slot.counters.current.load(Ordering::Relaxed);
-        rec.beconn = beconn;
         // Request-side stores commit now that the server connection exists; a sticky key whose
         // server could not be used now names the server that was.
         let route = self.routing.decision.map_or(Route::Balance, |d| d.route);
@@ -857,6 +850,12 @@ impl<'a> Connection<'a> {
         counters.bytes_in.fetch_add(up, Ordering::Relaxed);
         counters.bytes_out.fetch_add(down, Ordering::Relaxed);
         be.release(server);
+        // `%bc`/`%sc` as HAProxy logs them: after this connection left its server.
+        let rec = self.record();
+        rec.srvconn = counters.current.load(Ordering::Relaxed);
+        rec.beconn = (be.servers.iter())
+            .map(|s| s.counters.current.load(Ordering::Relaxed))
+            .sum();
         let r = &self.routing;
         let outcome = AffinityOutcome::resolve(
             self.matched(),
@@ -877,6 +876,9 @@ impl<'a> Connection<'a> {
             self.rec.take().expect("just opened")
         });
         rec.tt_ms = ms_between(start, now);
+        // `%ac`/`%fc` as HAProxy logs them: at the end, this connection still counted.
+        rec.actconn = self.actconn.load(Ordering::Relaxed);
+        rec.feconn = self.fe.current.load(Ordering::Relaxed);
         if rec.refused {
             rec.backend = self.fe.name.clone();
         } else {
