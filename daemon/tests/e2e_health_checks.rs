@@ -911,3 +911,86 @@ async fn a_tracking_server_goes_down_with_the_tracked_one_like_haproxy() {
         );
     }
 }
+
+/// A server that counts the connections it accepts (each check is one), says `OK` and closes.
+/// (HAProxy resets a connect-only check before the server can accept it: a check that waits for
+/// an answer is one a server sees.)
+async fn counting_server() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let _ = s.write_all(b"OK\n").await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+/// `set server app/s1 state maint|ready` through each one's runtime API: in maintenance
+/// neither checks the server (HAProxy pauses checks there); back to ready, both check it again.
+#[tokio::test]
+async fn checks_pause_in_maintenance_like_haproxy() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let scratch = tether_testbed::ScratchDir::create("maint-checks").unwrap();
+    let (ours_at, ours) = counting_server().await;
+    let (theirs_at, theirs) = counting_server().await;
+    let config = |port: u16, global: &str| {
+        // tether's file has no `global` lines: each proxy checks its own counting server.
+        let server = if global.is_empty() {
+            ours_at
+        } else {
+            theirs_at
+        };
+        format!(
+            "global\n{global}defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 5s\n  \
+             timeout server 5s\nlisten app\n  bind 127.0.0.1:{port}\n  option tcp-check\n  \
+             tcp-check expect string OK\n  server s1 {server} check inter 100ms\n"
+        )
+    };
+    let (t, _haproxy, sock) = side_by_side(config, &scratch).await;
+    let api = scratch.path().join("tether.sock");
+    let admin = tether_core::config::AdminSocket {
+        socket: api.to_string_lossy().into_owned(),
+        mode: "600".into(),
+        level: tether_core::config::AdminLevel::Admin,
+    };
+    let _api = tether::runtime_api::serve_runtime_api(admin, t.daemon.view())
+        .await
+        .unwrap();
+    let both = || (ours.load(SeqCst), theirs.load(SeqCst));
+    assert!(
+        common::eventually(Duration::from_secs(3), || both().0 >= 3 && both().1 >= 3).await,
+        "checks run: {:?}",
+        both()
+    );
+    for s in [&api, &sock] {
+        let answer = haproxy_cli(s, "set server app/s1 state maint").await;
+        assert_eq!(answer.trim(), "", "{}: {answer}", s.display());
+    }
+    // A check already under way may still land.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at_maint = both();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        both(),
+        at_maint,
+        "(tether, HAProxy) checks during 1.5 s of maintenance"
+    );
+    for s in [&api, &sock] {
+        haproxy_cli(s, "set server app/s1 state ready").await;
+    }
+    assert!(
+        common::eventually(Duration::from_secs(2), || {
+            let now = both();
+            now.0 >= at_maint.0 + 3 && now.1 >= at_maint.1 + 3
+        })
+        .await,
+        "checks resume: {:?} after {at_maint:?}",
+        both()
+    );
+}

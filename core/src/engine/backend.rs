@@ -425,6 +425,10 @@ impl BackendState {
             s.weight = w.min(crate::server::MAX_WEIGHT);
         }
         let is_maint = s.admin == AdminState::Maint;
+        if was_maint && !is_maint {
+            // Checks were paused: the server starts UP and its next check (at once) decides.
+            self.health[i].restart();
+        }
         self.rebalance();
         match (was_maint, is_maint) {
             (false, true) if running => Some(Transition::Down),
@@ -828,6 +832,12 @@ impl Backend {
         s.ramp = ramp.min(crate::server::state::FULL_RAMP);
         st.rebalance();
         true
+    }
+
+    /// Whether `server` is in maintenance (its own, the agent's or the tracked server's):
+    /// HAProxy pauses its health checks meanwhile.
+    pub fn in_maintenance(&self, server: ServerId) -> bool {
+        self.state().servers[server.index()].admin == AdminState::Maint
     }
 
     /// How long until the next check of `server` if one ends now: `inter`, `fastinter` while

@@ -40,15 +40,21 @@ pub async fn check_server<N: Net>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slot = &backend.servers[server.index()];
+    let mut states = slot.oper_watch.subscribe();
     loop {
         let wait = backend.check_interval(server);
         tokio::select! {
             biased;
             _ = shutdown.changed() => return,
             _ = sleep(wait) => {}
+            // Out of maintenance the server is UP until a check says otherwise: check at once.
+            _ = left_maintenance(&mut states) => {}
         }
         if *shutdown.borrow() {
             return;
+        }
+        if backend.in_maintenance(server) {
+            continue; // checks pause in maintenance, as HAProxy's
         }
         let t0 = Instant::now();
         let Some(verdict) = probe(&net, &backend, slot, server).await else {
@@ -57,6 +63,22 @@ pub async fn check_server<N: Net>(
             continue;
         };
         record(&backend, server, &verdict, t0.elapsed(), &*sink);
+    }
+}
+
+/// Resolves when the server leaves maintenance (never if its state can no longer change).
+async fn left_maintenance(states: &mut watch::Receiver<super::backend::Tracked>) {
+    use crate::server::state::AdminState;
+    let mut was = states.borrow_and_update().admin == AdminState::Maint;
+    loop {
+        if states.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        let now = states.borrow_and_update().admin == AdminState::Maint;
+        if was && !now {
+            return;
+        }
+        was = now;
     }
 }
 
@@ -506,6 +528,57 @@ mod tests {
         assert_eq!(oper(&be), OperState::Down, "up before rise = 2");
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(oper(&be), OperState::Up);
+        stop.send(true).unwrap();
+        checks.await.unwrap();
+    }
+
+    /// HAProxy 2.6's maintenance: no checks while in it; leaving it, the server is UP at once
+    /// whatever its checks said before, and checked at once, so a dead one goes DOWN on that
+    /// first failure.
+    #[tokio::test(start_paused = true)]
+    async fn checks_pause_in_maintenance_and_leaving_it_starts_up_and_checks_at_once() {
+        use crate::server::AdminState;
+        let net = MemNet::default();
+        let be = backend("");
+        let (stop, rx) = watch::channel(false);
+        let server = net.server("10.0.0.1:80", "s1").await;
+        let checks = tokio::spawn(check_server(
+            net.clone(),
+            be.clone(),
+            ServerId(0),
+            quiet(),
+            rx,
+        ));
+        let connects = || net.connects("10.0.0.1:80");
+        server.abort();
+        let _ = server.await;
+        tokio::time::sleep(Duration::from_millis(6100)).await;
+        assert_eq!((connects(), oper(&be)), (3, OperState::Down));
+        be.set_admin(ServerId(0), Some(AdminState::Maint), None);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert_eq!(connects(), 3, "no check in maintenance");
+        let server = net.server("10.0.0.1:80", "s1").await;
+        be.set_admin(ServerId(0), Some(AdminState::Ready), None);
+        assert_eq!(oper(&be), OperState::Up, "UP on leaving maintenance");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(
+            (connects(), oper(&be)),
+            (4, OperState::Up),
+            "checked at once"
+        );
+        server.abort();
+        let _ = server.await;
+        be.set_admin(ServerId(0), Some(AdminState::Maint), None);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        be.set_admin(ServerId(0), Some(AdminState::Ready), None);
+        assert_eq!(oper(&be), OperState::Up);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(connects(), 5);
+        assert_eq!(
+            oper(&be),
+            OperState::Down,
+            "one failure after leaving: DOWN"
+        );
         stop.send(true).unwrap();
         checks.await.unwrap();
     }

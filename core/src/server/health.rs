@@ -152,6 +152,12 @@ impl Health {
         }
     }
 
+    /// Leaving maintenance: UP at once, the next check deciding (HAProxy sets the counter to
+    /// `rise`, "start OK but check immediately"; a failure then takes it DOWN).
+    pub fn restart(&mut self) {
+        self.counter = self.config.rise;
+    }
+
     /// Record the result of one health check; returns the state change it causes, if any.
     pub fn on_check(&mut self, ok: bool) -> Option<Transition> {
         let was_up = self.is_up();
