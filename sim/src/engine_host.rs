@@ -236,6 +236,29 @@ fn refuse_unix_servers(base: &Config) -> Result<(), SimError> {
     Ok(())
 }
 
+/// The simulated servers model TLS sessions without real cryptography, so a health check over
+/// TLS (`check-ssl`, `tcp-check connect ssl`) could never pass there: such a configuration is
+/// refused by name rather than simulated with every server DOWN.
+fn refuse_tls_checks(base: &Config) -> Result<(), SimError> {
+    for b in &base.backends {
+        let plan_tls = b.check.protocol.plan().is_ok_and(|p| p.needs_tls());
+        let Some(s) = (b.servers.iter())
+            .filter(|s| s.check)
+            .find(|s| plan_tls || b.check_tls(s).is_some_and(|t| t.enabled))
+        else {
+            continue;
+        };
+        return Err(SimError::Scenario(format!(
+            "backend {} server {}: its health checks run over TLS (check-ssl or tcp-check \
+             connect ssl), which the simulator cannot model (its servers answer TLS without real \
+             cryptography, so every such check would fail); for the simulation, check in clear \
+             (no check-ssl) or leave the checks out (no check)",
+            b.name, s.name
+        )));
+    }
+    Ok(())
+}
+
 impl EngineHost {
     /// An engine host running `base`, whose first backend is fed with the simulated servers.
     /// `base` must have at least one backend; frontends are replaced by one listening on the
@@ -247,6 +270,7 @@ impl EngineHost {
             ));
         }
         refuse_unix_servers(&base)?;
+        refuse_tls_checks(&base)?;
         Ok(EngineHost {
             base,
             replication: None,
@@ -728,5 +752,26 @@ mod tests {
                 && e.contains("cannot model"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_check_over_tls_is_refused_by_name() {
+        let config = EngineHost::config_from_scenario(None).unwrap();
+        let mut tls = config.clone();
+        tls.backends[0].servers[0].check_tls = Some(tether_core::config::CheckTls {
+            enabled: true,
+            ..Default::default()
+        });
+        let server = tls.backends[0].servers[0].name.clone();
+        let Err(e) = EngineHost::new(tls.clone()) else {
+            panic!("a check-ssl server is refused")
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains(&format!("server {server}")) && e.contains("check-ssl"),
+            "{e}"
+        );
+        tls.backends[0].servers[0].check = false;
+        assert!(EngineHost::new(tls).is_ok(), "no check, nothing over TLS");
     }
 }
