@@ -310,3 +310,70 @@ async fn an_active_server_coming_up_closes_the_backup_connections_like_haproxy()
         "HAProxy logs the killed connection so:\n{log}"
     );
 }
+
+/// `pg1` with one slot and `pg2` as its backup, HTTP-checked every 100 ms, clients stuck to
+/// their server by address; `option redispatch` when `redispatch`. (The stickiness puts a
+/// waiting client in pg1's own queue in HAProxy; a balanced one would wait in the backend's,
+/// which HAProxy does not redistribute.)
+fn queue_config(bind: u16, pg1: &Node, pg2: &Node, redispatch: bool) -> String {
+    let option = if redispatch {
+        "  option redispatch\n"
+    } else {
+        ""
+    };
+    format!(
+        "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 30s\n  timeout server 30s\n  \
+         timeout queue 3s\nlisten app\n  bind 127.0.0.1:{bind}\n{option}  \
+         stick-table type ip size 1k expire 10m\n  stick on src\n  option httpchk OPTIONS /primary\n  http-check expect status 200\n  \
+         default-server inter 100ms fall 1 rise 1\n  \
+         server pg1 {} maxconn 1 check port {}\n  server pg2 {} backup check port {}\n",
+        pg1.data,
+        pg1.health.port(),
+        pg2.data,
+        pg2.health.port()
+    )
+}
+
+/// A client queued on its sticky server when that server goes DOWN: with `option redispatch`
+/// it leaves the queue and is balanced anew, onto the backup (HAProxy's
+/// `pendconn_redistribute`); without it, it waits on. Side by side with HAProxy 2.6 on the same file, for both settings.
+#[tokio::test]
+async fn a_connection_queued_on_a_server_gone_down_is_redispatched_like_haproxy() {
+    for redispatch in [true, false] {
+        let pg1 = node([127, 0, 0, 1], "pg1", true).await;
+        let pg2 = node([127, 0, 0, 2], "pg2", true).await;
+        let tether = start_tether(&queue_config(0, &pg1, &pg2, redispatch)).await;
+        let hport = free_port().unwrap();
+        let haddr: SocketAddr = format!("127.0.0.1:{hport}").parse().unwrap();
+        let _haproxy =
+            Haproxy::start_unprobed(&queue_config(hport, &pg1, &pg2, redispatch), &[haddr])
+                .await
+                .expect("haproxy runs (apt-get install -y haproxy)");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut outcomes = Vec::new();
+        for fe in [tether.addr, haddr] {
+            // The holder takes pg1's only slot; the next client queues for it.
+            let (_holder, first) = connect(fe).await;
+            assert_eq!(first, "pg1", "redispatch {redispatch}: {fe}");
+            let mut queued = TcpStream::connect(fe).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            pg1.primary.store(false, Ordering::SeqCst);
+            let mut buf = [0u8; 16];
+            let read = timeout(Duration::from_millis(1500), queued.read(&mut buf)).await;
+            let got = match read {
+                Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+                Ok(Err(_)) => "reset".into(),
+                Err(_) => "still waiting".into(),
+            };
+            outcomes.push(got);
+            pg1.primary.store(true, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let want = if redispatch { "pg2" } else { "still waiting" };
+        assert_eq!(
+            outcomes,
+            [want, want],
+            "redispatch {redispatch}: (tether, HAProxy)"
+        );
+    }
+}

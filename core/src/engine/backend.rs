@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::affinity::{Affinity, AffinityKey, AffinityOutcome, Route};
 use crate::balance::{Algorithm, Balancer, PickContext};
 use crate::config::{OnMarkedDown, OnMarkedUp};
-use crate::retry::{RetryContext, RetryPolicy};
+use crate::retry::{Redispatch, RetryContext, RetryPolicy};
 use crate::server::check::agent::{AgentEffect, AgentHealth};
 use crate::server::check::{Plan, TlsClient};
 use crate::server::{AdminState, Health, HealthConfig, OperState, ServerState, Transition};
@@ -282,10 +282,12 @@ impl ServerSlot {
     }
 
     /// Takes a connection slot, waiting in the server's queue until `deadline` (`None`: as long
-    /// as it takes). `Ok(None)` when the server has no `maxconn`.
+    /// as it takes); with `leave_when_down`, only while the server stays UP and out of
+    /// maintenance. `Ok(None)` when the server has no `maxconn`.
     pub async fn take_slot_until(
         &self,
         deadline: Option<tokio::time::Instant>,
+        leave_when_down: bool,
     ) -> Result<Option<OwnedSemaphorePermit>, QueueError> {
         let Some(sem) = &self.slots else {
             return Ok(None);
@@ -299,14 +301,31 @@ impl ServerSlot {
             return Err(QueueError::Full);
         }
         let acquire = sem.clone().acquire_owned();
+        let acquire = async {
+            tokio::select! {
+                biased;
+                p = acquire => Ok(p),
+                _ = self.unusable(), if leave_when_down => Err(QueueError::ServerDown),
+            }
+        };
         let acquired = match deadline {
             Some(d) => tokio::time::timeout_at(d, acquire).await,
             None => Ok(acquire.await),
         };
         match acquired {
-            Ok(Ok(p)) => Ok(Some(p)),
-            Ok(Err(_)) => Err(QueueError::Full),
+            Ok(Ok(Ok(p))) => Ok(Some(p)),
+            Ok(Ok(Err(_))) => Err(QueueError::Full),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(QueueError::Timeout),
+        }
+    }
+
+    /// Resolves once the server is DOWN or in maintenance (never if that cannot be known).
+    async fn unusable(&self) {
+        let mut states = self.oper_watch.subscribe();
+        let down = |t: &Tracked| t.oper == OperState::Down || t.admin == AdminState::Maint;
+        if states.wait_for(down).await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -326,6 +345,9 @@ pub enum QueueError {
     Full,
     /// `timeout queue` passed.
     Timeout,
+    /// The server went DOWN or into maintenance meanwhile, and the backend redispatches: the
+    /// connection leaves the queue to be balanced anew (HAProxy's `pendconn_redistribute`).
+    ServerDown,
 }
 
 /// Per-backend affinity-outcome counters, indexed by [`AffinityOutcome`].
@@ -832,6 +854,17 @@ impl Backend {
         s.ramp = ramp.min(crate::server::state::FULL_RAMP);
         st.rebalance();
         true
+    }
+
+    /// Whether connections queued on a server leave its queue when it goes DOWN or into
+    /// maintenance, to be balanced anew: with `option redispatch` and without `option persist`,
+    /// as HAProxy's `pendconn_redistribute`.
+    pub fn redistributes_queue(&self) -> bool {
+        !self.persist
+            && !matches!(
+                self.retry.redispatch,
+                Redispatch::Never | Redispatch::Interval(0)
+            )
     }
 
     /// Whether `server` is in maintenance (its own, the agent's or the tracked server's):

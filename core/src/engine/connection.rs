@@ -622,6 +622,15 @@ impl<'a> Connection<'a> {
                 self.record().tw_ms += ms_between(waited, now);
                 self.connect(now, server);
             }
+            Err(QueueError::ServerDown) => {
+                // Balanced anew, its sticky server given up (HAProxy clears SF_DIRECT).
+                let be = self.be;
+                be.release(server);
+                let r = &mut self.routing;
+                r.redispatched_sticky |= r.choice.sticky;
+                r.choice = be.choose(&Route::Balance, &[server], r.balance_key.as_deref());
+                self.attempt(now);
+            }
             Err(e) => {
                 self.be.release(server);
                 self.routing.queue_failed = Some(e);
@@ -719,7 +728,7 @@ impl<'a> Connection<'a> {
         };
         let termination = match r.queue_failed {
             Some(QueueError::Timeout) => Termination::QUEUE_TIMEOUT,
-            Some(QueueError::Full) => Termination::QUEUE_FULL,
+            Some(QueueError::Full | QueueError::ServerDown) => Termination::QUEUE_FULL,
             None if r.local_exhausted => Termination::LOCAL_RESOURCE,
             None => Termination::NO_SERVER,
         };

@@ -71,7 +71,8 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
             Action::ReadClient { max } => read_client(&mut conn, &mut cr, max).await,
             Action::TakeSlot { server } => {
                 let slot = &conn.backend().servers[server.index()];
-                let r = slot.take_slot_until(conn.poll_timeout()).await;
+                let leave = conn.backend().redistributes_queue();
+                let r = slot.take_slot_until(conn.poll_timeout(), leave).await;
                 conn.on_slot(Instant::now(), r.map(|p| permit = p));
             }
             Action::Connect { server: s } => {

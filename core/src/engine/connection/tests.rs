@@ -545,6 +545,37 @@ fn queue_time_is_part_of_tw_and_a_full_queue_is_sq() {
     assert_eq!(c.finish(rig.at(5)).termination, Termination::QUEUE_FULL);
 }
 
+/// HAProxy's `pendconn_redistribute`: a connection queued on a server that goes DOWN (or into
+/// maintenance) meanwhile is balanced anew, onto another server, and not refused.
+#[test]
+fn a_connection_queued_on_a_server_gone_down_is_balanced_anew() {
+    let rig = Rig::new(runtime("", "", "maxconn = 1"));
+    let mut c = rig.connection();
+    feed(&mut c, &client_hello(&[7; 32], "j.example", None));
+    let Action::TakeSlot { server: first } = c.poll(rig.at(5)) else {
+        panic!("queued for a slot");
+    };
+    rig.be().set_admin(first, Some(AdminState::Maint), None);
+    c.on_slot(rig.at(50), Err(QueueError::ServerDown));
+    // s2 has no maxconn: straight to its connect.
+    let second = connect_to(&mut c, rig.at(60));
+    assert_ne!(second, first);
+    c.on_connect(rig.at(61), Ok(0));
+    c.poll(rig.at(61));
+    c.on_forwarded(Some(forwarded(PumpEnd::Eof, PumpEnd::Eof)));
+    let rec = c.finish(rig.at(70));
+    assert_eq!(rec.termination, Termination::NORMAL);
+    let names = |id: ServerId| rig.be().servers[id.index()].name.clone();
+    assert_eq!(rec.server, Some(names(second)));
+    let current = |id: ServerId| {
+        rig.be().servers[id.index()]
+            .counters
+            .current
+            .load(Ordering::Relaxed)
+    };
+    assert_eq!((current(first), current(second)), (0, 0), "both released");
+}
+
 // ---- forwarding and learning --------------------------------------------------------------------
 
 #[test]
