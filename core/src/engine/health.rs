@@ -24,7 +24,7 @@ use super::check_log::{
 use super::log::LogSink;
 use super::net::Net;
 use crate::config::log::Severity;
-use crate::server::check::{CheckDefaults, Io, Sni, Verdict};
+use crate::server::check::{CheckDefaults, Io, Opening, Verdict};
 use crate::server::{ServerState, Transition};
 use crate::ServerId;
 
@@ -276,9 +276,7 @@ pub(super) async fn run_probe<N: Net>(
             Io::Connect {
                 port,
                 addr,
-                tls,
-                sni,
-                send_proxy,
+                opening,
             } => {
                 stream = None;
                 let target = check_target(address, addr, port);
@@ -290,11 +288,6 @@ pub(super) async fn run_probe<N: Net>(
                 match timeout_at(limit, net.connect(&target)).await {
                     Ok(Ok(s)) => {
                         probe.on_connected();
-                        let opening = Opening {
-                            tls,
-                            sni,
-                            send_proxy,
-                        };
                         stream = open::<N>(slot, s, opening, limit, probe).await;
                         read_deadline = read_budget.map_or(whole, |t| Instant::now() + t);
                     }
@@ -331,16 +324,6 @@ pub(super) async fn run_probe<N: Net>(
             }
         }
     }
-}
-
-/// What a check's new connection needs before the check's own bytes.
-struct Opening {
-    /// A TLS handshake.
-    tls: bool,
-    /// The name that handshake sends.
-    sni: Sni,
-    /// A PROXY header first.
-    send_proxy: bool,
 }
 
 /// Writes the PROXY header a check sends (HAProxy's for a connection of its own: v1 with the

@@ -24,7 +24,7 @@ pub mod tls;
 
 pub use expect::{split_words, Expect, Judgement, Matcher, Outcome};
 pub use http::HttpCheck;
-pub use probe::{Io, Probe, Sni};
+pub use probe::{Io, Opening, Probe, Sni};
 pub use status::{CheckStatus, Verdict};
 pub use tcp::{ConnectStep, TcpStep};
 pub use tls::{CaFiles, CheckTls, TlsClient, Verify};

@@ -18,21 +18,16 @@ use super::{CheckDefaults, Connect, Step, MAX_RESPONSE};
 /// What the caller must do next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Io {
-    /// Connect to the check address, on `addr` and `port` if given, and write a PROXY header
-    /// when `send_proxy`; then [`Probe::on_connected`] or [`Probe::on_connect_error`]. With
-    /// `tls`, then do the TLS handshake sending `sni` and report it with
-    /// [`Probe::on_handshake_done`] or [`Probe::on_handshake_error`].
+    /// Connect to the check address, on `addr` and `port` if given, and open the connection as
+    /// `opening` says; then [`Probe::on_connected`] or [`Probe::on_connect_error`], and for a
+    /// TLS opening [`Probe::on_handshake_done`] or [`Probe::on_handshake_error`].
     Connect {
         /// Port instead of the check port.
         port: Option<u16>,
         /// Address instead of the check address.
         addr: Option<std::net::IpAddr>,
-        /// Wrap the connection in TLS.
-        tls: bool,
-        /// The server name the handshake sends.
-        sni: Sni,
-        /// Write a PROXY header first (the server's version; a check's is a LOCAL one).
-        send_proxy: bool,
+        /// What goes before the check's own bytes.
+        opening: Opening,
     },
     /// Write all these bytes; then [`Probe::on_sent`] (or [`Probe::on_io_error`]).
     Send(Vec<u8>),
@@ -40,6 +35,17 @@ pub enum Io {
     Recv,
     /// The check is over.
     Done(Verdict),
+}
+
+/// What a new check connection needs before the check's own bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opening {
+    /// A PROXY header first (the server's version; a check's is a LOCAL one).
+    pub send_proxy: bool,
+    /// Then a TLS handshake.
+    pub tls: bool,
+    /// The server name that handshake sends.
+    pub sni: Sni,
 }
 
 /// The server name a check's TLS handshake sends.
@@ -158,9 +164,11 @@ impl Probe {
         Io::Connect {
             port: c.port,
             addr: c.addr,
-            tls: self.tls,
-            sni,
-            send_proxy: c.send_proxy || (c.default && self.defaults.send_proxy),
+            opening: Opening {
+                send_proxy: c.send_proxy || (c.default && self.defaults.send_proxy),
+                tls: self.tls,
+                sni,
+            },
         }
     }
 
@@ -342,9 +350,11 @@ pub(super) mod tests {
         Io::Connect {
             port,
             addr: None,
-            tls,
-            sni: if default { Sni::Server } else { Sni::Absent },
-            send_proxy: false,
+            opening: Opening {
+                send_proxy: false,
+                tls,
+                sni: if default { Sni::Server } else { Sni::Absent },
+            },
         }
     }
 
@@ -379,7 +389,7 @@ pub(super) mod tests {
             .probe_with(defaults(check_ssl, false))
             .poll()
         {
-            Io::Connect { tls, .. } => tls,
+            Io::Connect { opening, .. } => opening.tls,
             other => panic!("{other:?}"),
         };
         assert!(!first(step(false, false), true), "written out: plain");
@@ -405,9 +415,11 @@ pub(super) mod tests {
         let io = |tls, sni, send_proxy| Io::Connect {
             port: None,
             addr: None,
-            tls,
-            sni,
-            send_proxy,
+            opening: Opening {
+                send_proxy,
+                tls,
+                sni,
+            },
         };
         assert_eq!(rule(&["connect", "ssl"]), io(true, Sni::Absent, false));
         assert_eq!(
