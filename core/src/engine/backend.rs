@@ -144,6 +144,11 @@ pub struct ServerSlot {
     pub track: Option<(String, String)>,
     /// The operational and admin state, published at every change so that trackers follow.
     pub oper_watch: tokio::sync::watch::Sender<Tracked>,
+    /// Wakes every task waiting on the server's state ([`ServerSlot::state_until`]) when
+    /// `oper_watch` publishes a new one, in the order they began waiting: a watch wakes its
+    /// receivers in a random order, which would make a simulation's run depend on more than
+    /// its seed once many connections wait on one server.
+    pub state_changed: tokio::sync::Notify,
     /// How DNS keeps the address current, when a `resolvers` section does.
     pub dns: Option<ServerDns>,
     /// The address DNS or `init-addr` gave (`"IP:PORT"`); set with the server's
@@ -251,6 +256,7 @@ impl ServerSlot {
             last_agent: Mutex::new(None),
             track: None,
             oper_watch: tokio::sync::watch::Sender::new(Tracked::default()),
+            state_changed: tokio::sync::Notify::new(),
             dns: None,
             resolved: Mutex::new(None),
         }
@@ -320,12 +326,22 @@ impl ServerSlot {
         }
     }
 
-    /// Resolves once the server is DOWN or in maintenance (never if that cannot be known).
+    /// Resolves once the server is DOWN or in maintenance.
     async fn unusable(&self) {
-        let mut states = self.oper_watch.subscribe();
-        let down = |t: &Tracked| t.oper == OperState::Down || t.admin == AdminState::Maint;
-        if states.wait_for(down).await.is_err() {
-            std::future::pending::<()>().await;
+        self.state_until(|t| t.oper == OperState::Down || t.admin == AdminState::Maint)
+            .await;
+    }
+
+    /// Resolves once `holds` is true of the server's published state: now, or after a change.
+    pub async fn state_until(&self, holds: impl Fn(Tracked) -> bool) {
+        loop {
+            let changed = self.state_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if holds(*self.oper_watch.borrow()) {
+                return;
+            }
+            changed.await;
         }
     }
 }
@@ -800,9 +816,13 @@ impl Backend {
             oper: st.servers[server.index()].oper,
             admin: st.servers[server.index()].admin,
         };
-        slot.oper_watch
+        let published = slot
+            .oper_watch
             .send_if_modified(|v| std::mem::replace(v, now) != now);
         drop(st);
+        if published {
+            slot.state_changed.notify_waiters();
+        }
         if let Some(t) = t {
             self.shutdown_sessions(server, t);
         }

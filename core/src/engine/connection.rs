@@ -618,12 +618,13 @@ impl<'a> Connection<'a> {
         };
         match result {
             Ok(()) => {
-                let waited = self.routing.queued_at.take().unwrap_or(now);
-                self.record().tw_ms += ms_between(waited, now);
+                self.left_queue(now);
                 self.connect(now, server);
             }
             Err(QueueError::ServerDown) => {
-                // Balanced anew, its sticky server given up (HAProxy clears SF_DIRECT).
+                // Balanced anew, its sticky server given up (HAProxy clears SF_DIRECT); the
+                // time queued so far stays in its `Tw`.
+                self.left_queue(now);
                 let be = self.be;
                 be.release(server);
                 let r = &mut self.routing;
@@ -637,6 +638,12 @@ impl<'a> Connection<'a> {
                 self.give_up();
             }
         }
+    }
+
+    /// The time spent in a server's queue goes into the connection's `Tw`.
+    fn left_queue(&mut self, now: Instant) {
+        let waited = self.routing.queued_at.take().unwrap_or(now);
+        self.record().tw_ms += ms_between(waited, now);
     }
 
     /// The connect ended: `Ok(sent)` with how many of [`Connection::first_bytes`] it sent.

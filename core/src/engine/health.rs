@@ -40,7 +40,6 @@ pub async fn check_server<N: Net>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slot = &backend.servers[server.index()];
-    let mut states = slot.oper_watch.subscribe();
     loop {
         let wait = backend.check_interval(server);
         tokio::select! {
@@ -48,7 +47,7 @@ pub async fn check_server<N: Net>(
             _ = shutdown.changed() => return,
             _ = sleep(wait) => {}
             // Out of maintenance the server is UP until a check says otherwise: check at once.
-            _ = left_maintenance(&mut states) => {}
+            _ = left_maintenance(slot) => {}
         }
         if *shutdown.borrow() {
             return;
@@ -66,20 +65,11 @@ pub async fn check_server<N: Net>(
     }
 }
 
-/// Resolves when the server leaves maintenance (never if its state can no longer change).
-async fn left_maintenance(states: &mut watch::Receiver<super::backend::Tracked>) {
+/// Resolves when the server leaves maintenance (it first waits for it to be in it).
+async fn left_maintenance(slot: &ServerSlot) {
     use crate::server::state::AdminState;
-    let mut was = states.borrow_and_update().admin == AdminState::Maint;
-    loop {
-        if states.changed().await.is_err() {
-            return std::future::pending().await;
-        }
-        let now = states.borrow_and_update().admin == AdminState::Maint;
-        if was && !now {
-            return;
-        }
-        was = now;
-    }
+    slot.state_until(|t| t.admin == AdminState::Maint).await;
+    slot.state_until(|t| t.admin != AdminState::Maint).await;
 }
 
 /// HAProxy's `slowstart`: the server came back with the least weight (set with the transition);

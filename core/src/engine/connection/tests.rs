@@ -558,13 +558,14 @@ fn a_connection_queued_on_a_server_gone_down_is_balanced_anew() {
     rig.be().set_admin(first, Some(AdminState::Maint), None);
     c.on_slot(rig.at(50), Err(QueueError::ServerDown));
     // s2 has no maxconn: straight to its connect.
-    let second = connect_to(&mut c, rig.at(60));
+    let second = connect_to(&mut c, rig.at(50));
     assert_ne!(second, first);
     c.on_connect(rig.at(61), Ok(0));
     c.poll(rig.at(61));
     c.on_forwarded(Some(forwarded(PumpEnd::Eof, PumpEnd::Eof)));
     let rec = c.finish(rig.at(70));
     assert_eq!(rec.termination, Termination::NORMAL);
+    assert_eq!(rec.tw_ms, 50, "the time in the first queue counts");
     let names = |id: ServerId| rig.be().servers[id.index()].name.clone();
     assert_eq!(rec.server, Some(names(second)));
     let current = |id: ServerId| {
