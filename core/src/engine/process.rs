@@ -398,15 +398,12 @@ impl<N: Net> Process<N> {
                 }
                 let tracked = (server.track.as_ref())
                     .and_then(|(b, s)| self.runtime.backends.get(b).map(|b| (b, s)))
-                    .and_then(|(b, s)| {
-                        b.server_id(s)
-                            .map(|t| b.servers[t.index()].oper_watch.subscribe())
-                    });
-                if let Some(rx) = tracked {
+                    .and_then(|(b, s)| b.server_id(s).map(|t| (b.clone(), t)));
+                if let Some(tracked) = tracked {
                     self.spawner.spawn(follow_track(
                         backend.clone(),
                         id,
-                        rx,
+                        tracked,
                         self.ctx.sink.clone(),
                         self.checks.subscribe(),
                     ));

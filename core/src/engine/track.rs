@@ -1,7 +1,7 @@
 //! `track`: a server that does no checks of its own follows another server's state (in its
-//! backend or another). The tracked server publishes its operational state on a watch channel
-//! at every change; this loop applies it to the tracker, whose own changes are published in
-//! turn, so chains follow too. Validation refuses loops and unchecked tracked servers.
+//! backend or another). The tracked server publishes its operational state at every change;
+//! this loop applies it to the tracker, whose own changes are published in turn, so chains
+//! follow too. Validation refuses loops and unchecked tracked servers.
 
 use std::sync::Arc;
 
@@ -12,27 +12,37 @@ use super::health::transitioned;
 use super::log::LogSink;
 use crate::ServerId;
 
-/// Makes `server` follow `tracked` (the tracked server's state channel) until `shutdown` turns
-/// true or the tracked server is gone (a reload restarts the loop).
+/// Makes `server` follow `tracked` (a backend and one of its servers) until `shutdown` turns
+/// true (a reload restarts the loop). It waits on the tracked server's `state_changed`, which
+/// wakes several trackers of one server in the order they began waiting, so a simulation
+/// replays exactly.
 pub async fn follow_track(
     backend: Arc<Backend>,
     server: ServerId,
-    mut tracked: watch::Receiver<Tracked>,
+    tracked: (Arc<Backend>, ServerId),
     sink: Arc<dyn LogSink>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let slot = &tracked.0.servers[tracked.1.index()];
+    let mut seen: Option<Tracked> = None;
     loop {
-        let state = *tracked.borrow_and_update();
-        if let Some(t) = backend.track_result(server, state) {
-            // HAProxy names the tracked server: `Server app/s2 is DOWN via app/s1. ...`.
-            let via = (backend.servers[server.index()].track.as_ref())
-                .map_or(String::new(), |(b, s)| format!(" via {b}/{s}"));
-            transitioned(&backend, server, t, &via, &*sink);
+        let changed = slot.state_changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let state = *slot.oper_watch.borrow();
+        if seen != Some(state) {
+            seen = Some(state);
+            if let Some(t) = backend.track_result(server, state) {
+                // HAProxy names the tracked server: `Server app/s2 is DOWN via app/s1. ...`.
+                let via = (backend.servers[server.index()].track.as_ref())
+                    .map_or(String::new(), |(b, s)| format!(" via {b}/{s}"));
+                transitioned(&backend, server, t, &via, &*sink);
+            }
         }
         tokio::select! {
             biased;
             _ = shutdown.changed() => return,
-            r = tracked.changed() => if r.is_err() { return },
+            _ = changed => {}
         }
         if *shutdown.borrow() {
             return;
@@ -72,7 +82,7 @@ mod tests {
             quiet(),
             rx.clone(),
         ));
-        let watch_of = |b: &Backend, i: usize| b.servers[i].oper_watch.subscribe();
+        let watch_of = |b: &Arc<Backend>, i: u32| (b.clone(), ServerId(i));
         tokio::spawn(follow_track(
             app.clone(),
             ServerId(1),
