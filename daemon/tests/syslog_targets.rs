@@ -266,7 +266,16 @@ async fn an_imported_log_format_renders_as_haproxy_renders_it() {
                     .expect("haproxy 2.6 runs (apt-get install -y haproxy)"),
             )
         };
-        serve_connections(bind, 1, dir.path()).await;
+        assert!(wait_until_listening(bind, Duration::from_secs(20)).await);
+        // The readiness probe must be over before the logged connection, whose line counts
+        // the connections still open when it ends (`%ac/%fc`).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut s = TcpStream::connect(bind).await.unwrap();
+        assert_eq!(
+            echo_roundtrip(&mut s, b"hello 0").await.unwrap(),
+            b"hello 0"
+        );
+        drop(s);
         // `option dontlognull`: the readiness probe (connect, close, no byte) is not logged,
         // so the first line is the echoed connection's.
         let msg = recv_udp(&syslog).await;
