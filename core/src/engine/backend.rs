@@ -142,12 +142,12 @@ pub struct ServerSlot {
     pub last_agent: Mutex<Option<LastCheck>>,
     /// The server whose health this one follows (`track`), as (backend, server).
     pub track: Option<(String, String)>,
-    /// The operational and admin state, published at every change so that trackers follow.
-    pub oper_watch: tokio::sync::watch::Sender<Tracked>,
-    /// Wakes every task waiting on the server's state ([`ServerSlot::state_until`]) when
-    /// `oper_watch` publishes a new one, in the order they began waiting: a watch wakes its
-    /// receivers in a random order, which would make a simulation's run depend on more than
-    /// its seed once many connections wait on one server.
+    /// The operational and admin state as last published (at every change), for trackers and
+    /// the connections queued on the server; read with [`ServerSlot::published`].
+    pub published: Mutex<Tracked>,
+    /// Wakes every task waiting on the server's state ([`ServerSlot::state_until`]) when a new
+    /// one is published, in the order they began waiting (a tokio watch would wake them in a
+    /// random order, making a simulation's run depend on more than its seed).
     pub state_changed: tokio::sync::Notify,
     /// How DNS keeps the address current, when a `resolvers` section does.
     pub dns: Option<ServerDns>,
@@ -255,7 +255,7 @@ impl ServerSlot {
             agent: None,
             last_agent: Mutex::new(None),
             track: None,
-            oper_watch: tokio::sync::watch::Sender::new(Tracked::default()),
+            published: Mutex::new(Tracked::default()),
             state_changed: tokio::sync::Notify::new(),
             dns: None,
             resolved: Mutex::new(None),
@@ -332,13 +332,18 @@ impl ServerSlot {
             .await;
     }
 
+    /// The server's state as last published.
+    pub fn published(&self) -> Tracked {
+        *self.published.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Resolves once `holds` is true of the server's published state: now, or after a change.
     pub async fn state_until(&self, holds: impl Fn(Tracked) -> bool) {
         loop {
             let changed = self.state_changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if holds(*self.oper_watch.borrow()) {
+            if holds(self.published()) {
                 return;
             }
             changed.await;
@@ -646,10 +651,10 @@ impl Backend {
                 st.agent_up[i] = old_st.agent_up[j];
             }
             st.track_up[i] = old_st.track_up[j];
-            slot.oper_watch.send_replace(Tracked {
+            *slot.published.lock().unwrap_or_else(|e| e.into_inner()) = Tracked {
                 oper: st.servers[i].oper,
                 admin: st.servers[i].admin,
-            });
+            };
         }
         st.rebalance();
     }
@@ -816,11 +821,12 @@ impl Backend {
             oper: st.servers[server.index()].oper,
             admin: st.servers[server.index()].admin,
         };
-        let published = slot
-            .oper_watch
-            .send_if_modified(|v| std::mem::replace(v, now) != now);
+        let before = std::mem::replace(
+            &mut *slot.published.lock().unwrap_or_else(|e| e.into_inner()),
+            now,
+        );
         drop(st);
-        if published {
+        if before != now {
             slot.state_changed.notify_waiters();
         }
         if let Some(t) = t {

@@ -29,7 +29,7 @@ pub async fn follow_track(
         let changed = slot.state_changed.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let state = *slot.oper_watch.borrow();
+        let state = slot.published();
         if seen != Some(state) {
             seen = Some(state);
             if let Some(t) = backend.track_result(server, state) {
