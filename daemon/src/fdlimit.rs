@@ -57,10 +57,10 @@ fn nr_open() -> Option<u64> {
 }
 
 /// Descriptors `config` may need at full load: two per connection up to the global `maxconn`,
-/// one per listener, one per concurrent health check, one for the stats listener and its
-/// clients, plus the process's own.
+/// two per splicing pipe, one per listener, one per concurrent health check, one for the stats
+/// listener and its clients, plus the process's own.
 pub fn needed(config: &Config) -> u64 {
-    let conns = u64::from(config.global.maxconn) * 2;
+    let conns = u64::from(config.global.maxconn) * 2 + u64::from(config.global.pipes()) * 2;
     let listeners: u64 = config.frontends.iter().map(|f| f.bind.len() as u64).sum();
     let checks: u64 = config
         .backends
@@ -90,7 +90,7 @@ pub fn prepare(config: &Config) -> NofileLimit {
                 maxconn = config.global.maxconn,
                 needed = need,
                 available = soft,
-                "maxconn needs about {need} file descriptors (2 per connection plus listeners and checks) \
+                "maxconn needs about {need} file descriptors (2 per connection and per splicing pipe, plus listeners and checks) \
                  but the limit is {soft}: accepts will pause when descriptors run out; \
                  raise the hard limit (ulimit -Hn, LimitNOFILE= in the systemd unit) or lower maxconn to {}",
                 soft.saturating_sub(need - 2 * u64::from(config.global.maxconn)) / 2
@@ -105,14 +105,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn need_counts_two_per_connection_plus_listeners_and_checks() {
+    fn need_counts_two_per_connection_and_pipe_plus_listeners_and_checks() {
         let text = "[global]\nmaxconn = 100\n\
              [[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\nbackend = \"app\"\n\
              [[backend]]\nname = \"app\"\n\
              [[backend.server]]\nname = \"s1\"\naddress = \"127.0.0.1:3\"\n\
              [[backend.server]]\nname = \"s2\"\naddress = \"127.0.0.1:4\"\ncheck = false\n";
         let config = tether_core::config::load_toml("t.toml", text).unwrap();
-        assert_eq!(needed(&config), 200 + 2 + 1 + BASE);
+        // 100 connections: 200, and 25 pipes (a quarter of maxconn): 50.
+        assert_eq!(needed(&config), 200 + 50 + 2 + 1 + BASE);
     }
 
     #[test]

@@ -18,8 +18,10 @@ pub type Daemon = Process<TokioNet>;
 /// context.
 pub type DaemonView = ProcessView<TokioNet>;
 
-/// Binds every frontend of `runtime` and starts serving and checking.
+/// Binds every frontend of `runtime` and starts serving and checking, splicing bulk transfers
+/// through at most `runtime.pipes` pipes.
 pub async fn start(runtime: Runtime, sink: Arc<dyn LogSink>) -> Result<Daemon> {
+    crate::net::splice::set_max_pipes(runtime.pipes);
     Process::start(TokioNet, runtime, sink)
         .await
         .context("starting the listeners")

@@ -166,6 +166,18 @@ pub struct Global {
     /// overrides it). Read at start: a reload keeps the threads it started with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<u16>,
+    /// Pipes for splicing bulk transfers kernel-side (HAProxy `maxpipes`; absent: a quarter of
+    /// `maxconn`; 0: never splice, HAProxy's `nosplice`). Each holds two descriptors. Read at
+    /// start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pipes: Option<u32>,
+}
+
+impl Global {
+    /// The pipes splicing may use: `max-pipes`, else a quarter of `maxconn`, as HAProxy.
+    pub fn pipes(&self) -> u32 {
+        self.max_pipes.unwrap_or(self.maxconn / 4)
+    }
 }
 
 impl Default for Global {
@@ -175,6 +187,7 @@ impl Default for Global {
             log_format: LogFormat::default(),
             grace: defaults::grace(),
             threads: None,
+            max_pipes: None,
         }
     }
 }

@@ -30,6 +30,28 @@ pub type WriteLast<W> = fn(Pin<&mut W>, &mut Context<'_>, &[u8]) -> Poll<io::Res
 /// no buffer to do so ([`super::Net::read_readiness`]).
 pub type ReadReady<R> = fn(Pin<&mut R>, &mut Context<'_>) -> Poll<io::Result<()>>;
 
+/// Moves bytes from a source straight to a destination inside the kernel (Linux `splice(2)`
+/// through a pipe), never copying them to user space ([`super::Net::splice`]). The transport
+/// keeps whatever it needs (the pipe, the bytes in it) in the read half, so the call can be
+/// dropped and made again at any point without losing a byte.
+pub type Splice<R, W> = fn(Pin<&mut R>, Pin<&mut W>, &mut Context<'_>) -> Poll<Spliced>;
+
+/// What one [`Splice`] call did.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Spliced {
+    /// This many bytes reached the destination.
+    Moved(usize),
+    /// The source ended and every byte read from it has reached the destination.
+    End,
+    /// Reading the source failed (reset...).
+    ReadError,
+    /// Writing the destination failed.
+    WriteError,
+    /// This pair cannot splice (another kind of socket, no pipe to be had): copy instead. No
+    /// byte has moved.
+    Unavailable,
+}
+
 /// What the transport offers the forwarder beyond `AsyncRead`/`AsyncWrite`.
 pub struct IoHooks<R, W> {
     /// How bytes that the end of the stream follows are written.
@@ -37,6 +59,10 @@ pub struct IoHooks<R, W> {
     /// How to wait for a source without holding a buffer; `None`: the transport cannot, and
     /// each direction keeps its buffer while it waits in `read`.
     pub read_ready: Option<ReadReady<R>>,
+    /// How to move bytes without copying them, once the engine no longer looks at them and a
+    /// read has filled a whole buffer (a bulk transfer, as HAProxy's `option splice-auto`);
+    /// `None`: always copy.
+    pub splice: Option<Splice<R, W>>,
 }
 
 impl<R, W> Clone for IoHooks<R, W> {
@@ -52,6 +78,7 @@ impl<R, W: AsyncWrite> IoHooks<R, W> {
         IoHooks {
             write_last: plain_write_last::<W>,
             read_ready: None,
+            splice: None,
         }
     }
 }
@@ -208,7 +235,7 @@ where
             half_closed: timeouts.client_fin,
         },
         io,
-        |_: &[u8]| {},
+        |_: &[u8]| false,
     );
     let down = pump(
         &shared,
@@ -224,6 +251,7 @@ where
             if tapping {
                 tapping = tap(chunk);
             }
+            tapping
         },
     );
     let both = async { tokio::join!(up, down) };
@@ -258,7 +286,11 @@ const DOWN: usize = 1;
 /// One direction. A buffer is held only while bytes move: where the transport can wait for a
 /// source without one ([`IoHooks::read_ready`]), it is taken when the source is readable and
 /// given back once a read leaves it drained (not filled), so an idle connection holds none and
-/// a bulk transfer keeps one buffer for as long as the source stays ahead.
+/// a bulk transfer keeps one buffer for as long as the source stays ahead. `tap` sees each
+/// chunk before it is written and says whether it wants the next ones.
+///
+/// Once a read fills the whole buffer and `tap` wants no more, the direction splices
+/// ([`IoHooks::splice`]) for the rest of the connection, unless the transport says it cannot.
 async fn pump<R, W>(
     shared: &Shared,
     dir: usize,
@@ -266,7 +298,7 @@ async fn pump<R, W>(
     w: &mut W,
     limits: IdleLimits,
     io: IoHooks<R, W>,
-    mut tap: impl FnMut(&[u8]),
+    mut tap: impl FnMut(&[u8]) -> bool,
 ) -> (u64, PumpEnd)
 where
     R: AsyncRead + Unpin,
@@ -281,8 +313,11 @@ where
     // The other direction ending half-closes this source: from then on its own limit applies.
     let other_ended = &shared.eof[1 - dir];
     let mut half_closed = false;
+    // `Some` while this direction moves bytes by splicing.
+    let mut splice = None;
+    let mut may_splice = io.splice.is_some();
     let end = loop {
-        let after = tokio::select! {
+        let step = tokio::select! {
             biased;
             () = aborted(abort) => break PumpEnd::Aborted,
             () = aborted(other_ended), if !half_closed && limits.half_closed.is_some() => {
@@ -291,7 +326,7 @@ where
                 timer.as_mut().reset(shared.idle_deadline(idle));
                 continue;
             }
-            a = next_chunk(r, &mut held, io.read_ready) => a,
+            s = next_step(r, w, &mut held, io.read_ready, splice) => s,
             // A zero idle timeout is no timeout (HAProxy `timeout client 0`).
             _ = &mut timer, if !idle.is_zero() => {
                 let deadline = shared.idle_deadline(idle);
@@ -299,6 +334,21 @@ where
                     break PumpEnd::Idle;
                 }
                 timer.as_mut().reset(deadline);
+                continue;
+            }
+        };
+        let after = match step {
+            Step::Read(after) => after,
+            Step::Spliced(Spliced::Moved(n)) => {
+                shared.touch();
+                total += n as u64;
+                continue;
+            }
+            Step::Spliced(Spliced::End) => break end_of_stream(shared, dir, w).await,
+            Step::Spliced(Spliced::ReadError) => break PumpEnd::ReadError,
+            Step::Spliced(Spliced::WriteError) => break PumpEnd::WriteError,
+            Step::Spliced(Spliced::Unavailable) => {
+                (splice, may_splice) = (None, false);
                 continue;
             }
         };
@@ -311,7 +361,7 @@ where
             }
         }
         shared.touch();
-        tap(buf);
+        let tapping = tap(buf);
         let write = match after {
             Ahead::End => io.write_last,
             Ahead::Nothing | Ahead::Error => plain_write_last::<W>,
@@ -325,7 +375,13 @@ where
             break PumpEnd::WriteError;
         }
         total += buf.len() as u64;
-        if io.read_ready.is_some() && buf.len() < buf.capacity() {
+        if may_splice && !tapping && after == Ahead::Nothing && buf.len() == buf.capacity() {
+            // Bulk, and nothing left to look at: from now on the kernel moves the bytes.
+            splice = io.splice;
+            if let Some(b) = held.take() {
+                buffers::give_back(b);
+            }
+        } else if io.read_ready.is_some() && buf.len() < buf.capacity() {
             // Drained: the next bytes may be a while; give the buffer back.
             if let Some(b) = held.take() {
                 buffers::give_back(b);
@@ -347,6 +403,30 @@ where
         wake_task().await;
     }
     (total, end)
+}
+
+/// What the wait for a source brought.
+enum Step {
+    /// Bytes read into the held buffer, and what was found behind them.
+    Read(Ahead),
+    /// What splicing did.
+    Spliced(Spliced),
+}
+
+/// Splices when `splice` is set, else reads the next chunk ([`next_chunk`]).
+async fn next_step<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    r: &mut R,
+    w: &mut W,
+    held: &mut Option<Vec<u8>>,
+    ready: Option<ReadReady<R>>,
+    splice: Option<Splice<R, W>>,
+) -> Step {
+    match splice {
+        Some(splice) => {
+            Step::Spliced(poll_fn(|cx| splice(Pin::new(&mut *r), Pin::new(&mut *w), cx)).await)
+        }
+        None => Step::Read(next_chunk(r, held, ready).await),
+    }
 }
 
 /// Waits for the source, then reads into `held` (emptied first; taken only now when it is

@@ -122,11 +122,18 @@ pub trait Net: Clone + Send + Sync + 'static {
         None
     }
 
+    /// How to move a bulk transfer's bytes without copying them through user space, once the
+    /// engine no longer looks at them; `None` (the default): the forwarder always copies.
+    fn splice() -> Option<super::forward::Splice<Self::ReadHalf, Self::WriteHalf>> {
+        None
+    }
+
     /// The forwarder's hooks for this transport.
     fn io_hooks() -> super::forward::IoHooks<Self::ReadHalf, Self::WriteHalf> {
         super::forward::IoHooks {
             write_last: Self::poll_write_last,
             read_ready: Self::read_readiness(),
+            splice: Self::splice(),
         }
     }
 }

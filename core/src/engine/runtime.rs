@@ -19,6 +19,8 @@ pub struct Runtime {
     pub backends: BTreeMap<String, Arc<Backend>>,
     /// Most connections the process keeps open; accepting pauses at the limit.
     pub maxconn: usize,
+    /// Pipes a transport that splices may hold at once (`max-pipes`; 0: never splice).
+    pub pipes: usize,
     /// How long established connections may take to finish after SIGTERM.
     pub grace: Duration,
     /// The `[[resolvers]]` sections whose name servers keep servers' addresses current.
@@ -165,6 +167,7 @@ pub fn build_with_cas(
         frontends,
         backends,
         maxconn: config.global.maxconn.max(1) as usize,
+        pipes: config.global.pipes() as usize,
         grace: config.global.grace,
         resolvers: config.resolvers.clone(),
         dns_seed: table_seed ^ 0x646e_735f_6964_7331,

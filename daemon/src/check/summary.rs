@@ -93,7 +93,7 @@ mod tests {
     fn the_verdict_and_the_features_come_first() {
         // No `timeout client`: a warning (the `log` line that once warned is served now).
         let text = "global\n  log /dev/log local0\ndefaults\n  mode tcp\n  timeout connect 1s\n  \
-                    timeout server 1s\n  option splice-auto\nlisten l\n  \
+                    timeout server 1s\n  option transparent\nlisten l\n  \
                     bind :9443 ssl crt /x.pem\n  server a 127.0.0.1:1 cookie a\n  \
                     server b 127.0.0.1:2 cookie b\n";
         let r = check_text("t.cfg", ConfigKind::Haproxy, text);
@@ -102,7 +102,7 @@ mod tests {
             [
                 "t.cfg: cannot run: 4 error(s) to fix first",
                 "  errors by feature: server cookie (2), bind ssl (TLS termination) (1), \
-                 option splice-auto (1)",
+                 option transparent (1)",
                 "  warnings by feature: listen (1)",
             ]
         );

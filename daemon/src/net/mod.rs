@@ -1,6 +1,7 @@
 //! The production network: tokio TCP sockets, and unix stream sockets for servers written
 //! `unix@PATH`, `/PATH` or `abns@NAME`.
 
+pub mod splice;
 mod stream;
 pub mod unix;
 
@@ -13,7 +14,7 @@ use std::task::{ready, Context, Poll};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tether_core::config::UnixAddress;
-use tether_core::engine::forward::ReadReady;
+use tether_core::engine::forward::{ReadReady, Splice};
 use tether_core::engine::Net;
 use tokio::io::{AsyncWrite, Interest};
 use tokio::net::{TcpListener, TcpStream};
@@ -84,7 +85,7 @@ impl Net for TokioNet {
 
     fn local_addr_of(read: &ReadHalf) -> Option<SocketAddr> {
         match read {
-            ReadHalf::Tcp(r) => r.local_addr().ok(),
+            ReadHalf::Tcp(r, _) => r.local_addr().ok(),
             ReadHalf::Unix(_) => None,
         }
     }
@@ -196,9 +197,14 @@ impl Net for TokioNet {
     /// tokio's readiness of the socket: waiting on it takes no buffer and no syscall.
     fn read_readiness() -> Option<ReadReady<ReadHalf>> {
         Some(|read, cx| match read.get_mut() {
-            ReadHalf::Tcp(r) => r.as_ref().poll_read_ready(cx),
+            ReadHalf::Tcp(r, _) => r.as_ref().poll_read_ready(cx),
             ReadHalf::Unix(r) => r.as_ref().poll_read_ready(cx),
         })
+    }
+
+    /// `splice(2)` through a pipe between TCP sockets, within the pipes allowed.
+    fn splice() -> Option<Splice<ReadHalf, WriteHalf>> {
+        Some(splice::poll_splice)
     }
 }
 

@@ -21,8 +21,8 @@ pub enum Stream {
 /// The read half of a split [`Stream`].
 #[derive(Debug)]
 pub enum ReadHalf {
-    /// Of a TCP connection.
-    Tcp(tcp::OwnedReadHalf),
+    /// Of a TCP connection, with the pipe its bytes are spliced through once they are.
+    Tcp(tcp::OwnedReadHalf, Option<Box<super::splice::Pipe>>),
     /// Of a unix stream socket.
     Unix(unix::OwnedReadHalf),
 }
@@ -42,7 +42,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => {
                 let (r, w) = s.into_split();
-                (ReadHalf::Tcp(r), WriteHalf::Tcp(w))
+                (ReadHalf::Tcp(r, None), WriteHalf::Tcp(w))
             }
             Stream::Unix(s) => {
                 let (r, w) = s.into_split();
@@ -127,7 +127,7 @@ impl AsyncRead for ReadHalf {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ReadHalf::Tcp(r) => Pin::new(r).poll_read(cx, buf),
+            ReadHalf::Tcp(r, _) => Pin::new(r).poll_read(cx, buf),
             ReadHalf::Unix(r) => Pin::new(r).poll_read(cx, buf),
         }
     }

@@ -67,6 +67,20 @@ pub fn render(snap: &Snapshot) -> String {
         "Log lines not delivered to a log target (queue full, target slow or absent).",
     )
     .sample(&[], crate::syslog::dropped());
+    Family::new(
+        &mut out,
+        "tether_spliced_bytes_total",
+        "counter",
+        "Bytes forwarded by splice(2), kernel-side, never copied through the process.",
+    )
+    .sample(&[], crate::net::splice::spliced_bytes());
+    Family::new(
+        &mut out,
+        "tether_pipes_current",
+        "gauge",
+        "Pipes held by connections that splice (bounded by max-pipes).",
+    )
+    .sample(&[], crate::net::splice::pipes_in_use());
 
     frontends(&mut out, snap);
     servers(&mut out, snap);

@@ -68,6 +68,12 @@ impl Importer<'_> {
                     "pidfile /var/run/haproxy.pid",
                 ),
                 "stats" if d.word(1) == "socket" => self.stats_socket(d),
+                "maxpipes" => {
+                    if let Some(n) = self.number(d, 1, "maxpipes 1000") {
+                        self.config.global.max_pipes = Some(n);
+                    }
+                }
+                "nosplice" => self.config.global.max_pipes = Some(0),
                 "localpeer" => self.peers.localpeer = Some(d.word(1).to_string()),
                 "ssl-server-verify" | "ca-base" => self.global_tls(d),
                 "stats" if d.word(1) == "timeout" => self.process_only(d),
@@ -129,6 +135,23 @@ mod tests {
         let im = import_text("global\n  maxconn 321\n  hard-stop-after 45s\n");
         assert_eq!(im.config.global.maxconn, 321);
         assert_eq!(im.config.global.grace, Duration::from_secs(45));
+        assert!(errors(&im).is_empty(), "{:?}", im.findings);
+    }
+
+    #[test]
+    fn maxpipes_and_nosplice_bound_the_splicing_pipes() {
+        let im = import_text("global\n  maxconn 400\n");
+        assert_eq!(
+            im.config.global.pipes(),
+            100,
+            "a quarter of maxconn, as HAProxy"
+        );
+        let im = import_text("global\n  maxpipes 7\n");
+        assert_eq!(im.config.global.max_pipes, Some(7));
+        let text = crate::haproxy::to_toml(&im.config);
+        assert!(text.contains("max-pipes = 7"), "{text}");
+        let im = import_text("global\n  maxpipes 7\n  nosplice\n");
+        assert_eq!(im.config.global.pipes(), 0);
         assert!(errors(&im).is_empty(), "{:?}", im.findings);
     }
 
