@@ -1,6 +1,6 @@
 //! The relay's buffers on real sockets: an idle connection holds none, and bytes arrive whole and
-//! in order through the daemon whatever the buffers do (bulk both ways with half-close, a client
-//! that resets mid-stream).
+//! in order through the daemon whatever the buffers do (bulk both ways with half-close, spliced
+//! past the first buffer; a client that resets mid-stream).
 //!
 //! Heap use is counted by a global allocator in this test binary: the live bytes of the whole
 //! process (daemon, backend and clients) before and after connections go idle.
@@ -191,6 +191,7 @@ async fn bulk_both_ways_with_half_close_arrives_whole_and_in_order() {
     let down = pattern(2_000_029, 11);
     let (backend, got_up) = read_all_then_answer(down.clone()).await;
     let d = daemon_to(backend).await;
+    let spliced_before = tether::net::splice::spliced_bytes();
     let mut c = TcpStream::connect(d.addr).await.unwrap();
     let (mut r, mut w) = c.split();
     let send = async {
@@ -218,6 +219,12 @@ async fn bulk_both_ways_with_half_close_arrives_whole_and_in_order() {
     let recs = d.sink.wait_for(1).await;
     assert_eq!(recs[0].bytes_up, up.len() as u64);
     assert_eq!(recs[0].bytes_down, down.len() as u64);
+    // Past the first full buffer of each direction the kernel moved the bytes (splice).
+    let spliced = tether::net::splice::spliced_bytes() - spliced_before;
+    assert!(
+        spliced >= (up.len() + down.len()) as u64 / 2,
+        "only {spliced} bytes spliced"
+    );
     d.daemon.shutdown(Duration::from_secs(1)).await;
 }
 

@@ -781,6 +781,7 @@ mod tests {
                 IoHooks {
                     write_last: counting_write_last,
                     read_ready: None,
+                    splice: None,
                 },
                 |_| true,
             );
