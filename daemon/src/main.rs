@@ -95,6 +95,10 @@ struct RunArgs {
     /// `[global] threads` (an imported `nbthread`), else one per CPU.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
+    /// Pipes for splicing bulk transfers kernel-side (HAProxy's `maxpipes`); 0 never splices.
+    /// Default: the config's `[global] max-pipes`, else a quarter of `maxconn`.
+    #[arg(long)]
+    max_pipes: Option<u32>,
     /// This process's name in the peers section (HAProxy's `-L`; overrides `localpeer`).
     #[arg(short = 'L', long = "local-peer")]
     local_peer: Option<String>,
@@ -211,6 +215,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         _ => anyhow::bail!("say what to run: -c tether.toml, --haproxy haproxy.cfg, or --listen ADDR --server ADDR..."),
     };
     let mut config = source.load()?;
+    if let Some(n) = args.max_pipes {
+        config.global.max_pipes = Some(n);
+    }
     if let (Some(name), Some(peers)) = (args.local_peer.as_ref(), config.peers.as_mut()) {
         peers.local = name.clone();
     }

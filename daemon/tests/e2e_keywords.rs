@@ -3,7 +3,8 @@
 //! `timeout client-fin`/`server-fin`,
 //! `option tcpka`/`clitcpka`/`srvtcpka`, server `disabled`, `balance random`, `nbthread`
 //! (the worker threads of `tether run`), unix-socket servers (`unix@PATH`, `/PATH`,
-//! `abns@NAME`), and `resolvers` + `init-addr` against a real DNS server (dnsmasq).
+//! `abns@NAME`), `resolvers` + `init-addr` against a real DNS server (dnsmasq), and `bind ...
+//! defer-accept`.
 
 mod common;
 
@@ -905,5 +906,38 @@ async fn dns_moves_servers_and_stick_entries_follow_them_by_name_like_haproxy() 
             fresh.contains(&"B".to_string()) && fresh.contains(&"C".to_string()),
             "{who_}: {fresh:?}"
         );
+    }
+}
+
+/// With `bind ... defer-accept` tether's frontend sees a connection only once the client's first
+/// bytes are there (the kernel holds it until then); without it, at once.
+#[tokio::test]
+async fn defer_accept_hands_a_connection_over_only_with_its_first_bytes() {
+    let echo = EchoBackend::start().await;
+    for defer in [false, true] {
+        let option = if defer { " defer-accept" } else { "" };
+        let cfg = format!(
+            "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 5s\n  \
+             timeout server 5s\nlisten app\n  bind 127.0.0.1:0{option}\n  \
+             server s1 {}\n",
+            echo.addr
+        );
+        let d = start_tether(&cfg).await;
+        let accepted = || {
+            d.daemon.runtime().frontends[0]
+                .accepted
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let mut c = TcpStream::connect(d.addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            accepted(),
+            u64::from(!defer),
+            "defer-accept {defer}: taken before any byte"
+        );
+        let back = echo_roundtrip(&mut c, b"not TLS, but the client speaks first").await;
+        assert_eq!(back.unwrap(), b"not TLS, but the client speaks first");
+        assert_eq!(accepted(), 1);
+        d.daemon.shutdown(Duration::from_secs(1)).await;
     }
 }

@@ -236,6 +236,12 @@ pub struct Frontend {
     /// an outside balancer's probes or a port scan do not flood the log; stats still count them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dont_log_null: bool,
+    /// Hand a connection over only once the client's first bytes are there (Linux
+    /// `TCP_DEFER_ACCEPT`, HAProxy `bind ... defer-accept`): a TLS client's ClientHello comes
+    /// with the accept, sparing a wake-up per connection. Only for protocols where the client
+    /// speaks first. Applied when the address is bound.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub defer_accept: bool,
 }
 
 /// How a backend picks a server for a connection that affinity does not place.
@@ -444,6 +450,7 @@ impl Frontend {
             inspect_cap: defaults::inspect_cap(),
             tcp_keepalive: false,
             dont_log_null: false,
+            defer_accept: false,
         }
     }
 

@@ -29,6 +29,8 @@ pub struct Frontend {
     pub tcp_keepalive: bool,
     /// Connections whose client sent nothing are not logged (HAProxy `option dontlognull`).
     pub dont_log_null: bool,
+    /// Accept only once the client's first bytes are there (`TCP_DEFER_ACCEPT`).
+    pub defer_accept: bool,
     /// Most concurrent connections on this frontend (accepting pauses at the limit).
     pub maxconn: Option<usize>,
     /// The default backend: where connections go that no route rule sends elsewhere.
@@ -60,6 +62,7 @@ impl Frontend {
             timeout_client_fin: None,
             tcp_keepalive: false,
             dont_log_null: false,
+            defer_accept: false,
             maxconn: None,
             backend,
             router: None,

@@ -46,6 +46,13 @@ pub trait Net: Clone + Send + Sync + 'static {
 
     /// Binds a listener on `addr`.
     fn bind(&self, addr: &str) -> impl Future<Output = io::Result<Self::Listener>> + Send;
+    /// Hands connections over only once their first bytes have arrived (HAProxy's
+    /// `defer-accept`, Linux `TCP_DEFER_ACCEPT`); a transport without it does nothing.
+    fn defer_accept(listener: &Self::Listener) -> io::Result<()> {
+        let _ = listener;
+        Ok(())
+    }
+
     /// The address a listener is bound to (the port the system chose for `"host:0"`).
     fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr>;
     /// Accepts the next connection, with the peer's address.

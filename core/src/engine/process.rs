@@ -291,6 +291,9 @@ impl<N: Net> Process<N> {
                 source,
             };
             let socket = self.ctx.net.bind(&fe.bind).await.map_err(bind_error)?;
+            if fe.defer_accept {
+                N::defer_accept(&socket).map_err(bind_error)?;
+            }
             let addr = N::local_addr(&socket).map_err(bind_error)?;
             fresh.insert(fe.bind.clone(), Fresh { socket, addr });
         }

@@ -159,6 +159,7 @@ pub fn build_with_cas(
             fe.timeout_client_fin = f.timeout_client_fin;
             fe.tcp_keepalive = f.tcp_keepalive;
             fe.dont_log_null = f.dont_log_null;
+            fe.defer_accept = f.defer_accept;
             fe.maxconn = f.maxconn.map(|n| n as usize);
             frontends.push(Arc::new(fe));
         }

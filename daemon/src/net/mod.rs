@@ -79,6 +79,30 @@ impl Net for TokioNet {
         socket.listen(4096)
     }
 
+    /// `TCP_DEFER_ACCEPT` of one second, as HAProxy sets it: the kernel completes the
+    /// handshake but wakes `accept` only when data comes (or, past a retransmitted SYN-ACK,
+    /// on the client's next ACK), so a connection arrives with its ClientHello readable.
+    fn defer_accept(listener: &TcpListener) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let seconds: libc::c_int = 1;
+        // SAFETY: the fd is an open TCP socket owned by `listener`; the option value is a
+        // valid `c_int` of the length given, as setsockopt requires.
+        let rc = unsafe {
+            libc::setsockopt(
+                listener.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_DEFER_ACCEPT,
+                (&seconds as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     fn local_addr(listener: &TcpListener) -> io::Result<SocketAddr> {
         listener.local_addr()
     }
@@ -211,6 +235,7 @@ impl Net for TokioNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn accepted_sockets_inherit_nodelay_from_the_listener() {
@@ -257,6 +282,47 @@ mod tests {
         for first in [&b""[..], &hello[..]] {
             let err = net.connect_sending(&closed, first).await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deferred_listener_hands_a_connection_over_with_its_first_bytes() {
+        use tokio::io::AsyncWriteExt;
+        for defer in [false, true] {
+            let net = TokioNet;
+            let listener = net.bind("127.0.0.1:0").await.unwrap();
+            if defer {
+                TokioNet::defer_accept(&listener).unwrap();
+            }
+            let addr = listener.local_addr().unwrap();
+            let mut client = TcpStream::connect(addr).await.unwrap();
+            // Connected (the kernel completed the handshake), nothing sent yet.
+            let early =
+                tokio::time::timeout(Duration::from_millis(300), net.accept(&listener)).await;
+            assert_eq!(
+                early.is_ok(),
+                !defer,
+                "accepted before any byte: {}",
+                early.is_ok()
+            );
+            client.write_all(b"\x16\x03\x01").await.unwrap();
+            let accepted = match early {
+                Ok(a) => a.unwrap().0,
+                Err(_) => {
+                    tokio::time::timeout(Duration::from_secs(2), net.accept(&listener))
+                        .await
+                        .expect("accepted once bytes came")
+                        .unwrap()
+                        .0
+                }
+            };
+            let mut peek = [0u8; 3];
+            let tcp = accepted.as_tcp().unwrap();
+            let n = tokio::time::timeout(Duration::from_secs(2), tcp.peek(&mut peek))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(&peek[..n], b"\x16\x03\x01");
         }
     }
 

@@ -2,6 +2,9 @@
 //! backend, a client timeout).
 
 use super::keywords::{bind_options, BIND_TLS};
+
+/// `bind` options tether honours: a PROXY header first, and accepting once bytes are there.
+const KNOWN_BIND: &[&str] = &["accept-proxy", "defer-accept"];
 use super::proxy::Draft;
 use super::Importer;
 use crate::haproxy::lexer::Directive;
@@ -20,7 +23,7 @@ pub(super) fn bind_address(text: &str) -> String {
 }
 
 impl Importer<'_> {
-    /// `bind ADDR[,ADDR...] [accept-proxy]`; TLS termination is one finding for the line,
+    /// `bind ADDR[,ADDR...] [accept-proxy] [defer-accept]`; TLS termination is one finding for the line,
     /// any other option one finding with its value.
     pub(super) fn bind(&mut self, p: &mut Draft, d: &Directive) {
         if p.binds.is_empty() {
@@ -32,6 +35,7 @@ impl Importer<'_> {
         let opts = bind_options(&d.words[2.min(d.words.len())..]);
         let accept_proxy = opts.iter().any(|o| o.name == "accept-proxy");
         p.frontend.accept_proxy |= accept_proxy;
+        p.frontend.defer_accept |= opts.iter().any(|o| o.name == "defer-accept");
         let kept = if accept_proxy { " accept-proxy" } else { "" };
         let tls: Vec<String> = opts
             .iter()
@@ -43,13 +47,13 @@ impl Importer<'_> {
         }
         for o in opts
             .iter()
-            .filter(|o| o.name != "accept-proxy" && !BIND_TLS.contains(&o.name))
+            .filter(|o| !KNOWN_BIND.contains(&o.name) && !BIND_TLS.contains(&o.name))
         {
             self.error(
                 d.line,
                 format!("unsupported bind option `{}`", o.text()),
-                "tether only understands accept-proxy on bind lines, and will not ignore an \
-                 option that changes who may connect or how",
+                "tether only understands accept-proxy and defer-accept on bind lines, and will \
+                 not ignore an option that changes who may connect or how",
                 format!(
                     "tether has no equivalent of `{}`: keep it on HAProxy, or remove it if the \
                      listener does not need it (`bind {}{kept}`)",
@@ -150,6 +154,19 @@ mod tests {
         let f = &im.config.frontends[0];
         assert_eq!(f.bind, ["0.0.0.0:9443", "127.0.0.1:9444", "[::]:9445"]);
         assert!(f.accept_proxy);
+        assert!(!f.defer_accept);
+    }
+
+    #[test]
+    fn defer_accept_is_imported_and_written_out() {
+        let im = import_text(&format!(
+            "frontend f\n  bind :9443 defer-accept\n  default_backend b\n  timeout client 1m\n\
+             {BACKEND}"
+        ));
+        assert!(errors(&im).is_empty(), "{:?}", im.findings);
+        assert!(im.config.frontends[0].defer_accept);
+        let text = crate::haproxy::to_toml(&im.config);
+        assert!(text.contains("defer-accept = true"), "{text}");
     }
 
     #[test]
