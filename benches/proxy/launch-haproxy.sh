@@ -9,6 +9,7 @@
 #   HAPROXY_NBTHREAD  threads (default 1: one core, same as nginx worker_processes 1)
 #   HAPROXY_STICK     1 = include the stick-table/inspect rules (default), 0 = plain roundrobin
 #   HAPROXY_SPLICE    1 = add "option splice-auto" (default 0, HAProxy's default)
+#   HAPROXY_DEFER     1 = "bind ... defer-accept" (default 0)
 #   HAPROXY_LEARN     1 = add "tcp-response inspect-delay 5s" so store-response really learns
 #                     from the ServerHello (default 1; without it HAProxy 2.2+ never does)
 #   LAUNCHER_RUNDIR   where configs/logs go (default: a fresh temporary folder)
@@ -32,6 +33,9 @@ start)
         echo "global"
         echo "    nbthread ${HAPROXY_NBTHREAD:-1}"
         echo "    maxconn 8000"
+        # Pipes take descriptors too: HAProxy's default maxpipes (maxconn/4) would need more
+        # than a 20,000-descriptor hard limit allows.
+        [ "${HAPROXY_SPLICE:-0}" = 1 ] && echo "    maxpipes 1000"
         echo "defaults"
         echo "    mode tcp"
         echo "    maxconn 8000"
@@ -40,7 +44,11 @@ start)
         echo "    timeout server 60s"
         [ "${HAPROXY_SPLICE:-0}" = 1 ] && echo "    option splice-auto"
         echo "frontend fe"
-        echo "    bind 127.0.0.1:$listen"
+        if [ "${HAPROXY_DEFER:-0}" = 1 ]; then
+            echo "    bind 127.0.0.1:$listen defer-accept"
+        else
+            echo "    bind 127.0.0.1:$listen"
+        fi
         echo "    default_backend be"
         echo "backend be"
         echo "    balance roundrobin"

@@ -9,6 +9,7 @@
 # Knobs (environment):
 #   TETHER_BIN       the binary (default: $CARGO_TARGET_DIR or <repo>/target, release/tether)
 #   TETHER_THREADS   worker threads (default 1, same as HAProxy nbthread 1)
+#   TETHER_DEFER     1 = --defer-accept (TCP_DEFER_ACCEPT on the listener)
 #   TETHER_MAX_PIPES splicing pipes (default: tether's, a quarter of maxconn; 0 = never splice)
 #   TETHER_AFFINITY  affinity chain (default session-id,ticket; "none" = plain roundrobin)
 #   TETHER_LOG       log filter (default warn: no per-connection lines, as HAProxy without
@@ -31,6 +32,7 @@ start)
     mkdir -p "$RUNDIR" || die "cannot create $RUNDIR"
     dir=$(mktemp -d "$RUNDIR/tether.$listen.XXXXXX") || die "mktemp failed"
     args=(run --listen "127.0.0.1:$listen" --balance roundrobin --threads "${TETHER_THREADS:-1}")
+    [ "${TETHER_DEFER:-0}" = 1 ] && args+=(--defer-accept)
     [ -n "${TETHER_MAX_PIPES:-}" ] && args+=(--max-pipes "$TETHER_MAX_PIPES")
     aff=${TETHER_AFFINITY:-session-id,ticket}
     [ "$aff" = none ] || args+=(--affinity "$aff")

@@ -33,6 +33,8 @@ pub struct QuickForm {
     pub balance: Option<String>,
     /// Accept PROXY protocol headers.
     pub accept_proxy: bool,
+    /// Hand connections over only with their first bytes (`TCP_DEFER_ACCEPT`).
+    pub defer_accept: bool,
 }
 
 /// Why the quick form does not make a configuration.
@@ -77,6 +79,7 @@ impl QuickForm {
         let mut frontend = Frontend::named("main", "app");
         frontend.bind = vec![self.listen.clone()];
         frontend.accept_proxy = self.accept_proxy;
+        frontend.defer_accept = self.defer_accept;
         let mut backend = Backend::named("app");
         if let Some(b) = &self.balance {
             backend.balance = named("balance", b)?;
@@ -151,6 +154,7 @@ mod tests {
             affinity: affinity.map(Into::into),
             balance: balance.map(Into::into),
             accept_proxy: true,
+            defer_accept: true,
         }
     }
 
@@ -158,8 +162,8 @@ mod tests {
     fn as_toml(f: &QuickForm) -> Config {
         let mut text = format!(
             "[[frontend]]\nname = \"main\"\nbind = [{:?}]\nbackend = \"app\"\n\
-             accept-proxy = {}\n\n[[backend]]\nname = \"app\"\n",
-            f.listen, f.accept_proxy
+             accept-proxy = {}\ndefer-accept = {}\n\n[[backend]]\nname = \"app\"\n",
+            f.listen, f.accept_proxy, f.defer_accept
         );
         if let Some(b) = &f.balance {
             text.push_str(&format!("balance = {b:?}\n"));

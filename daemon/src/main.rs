@@ -91,6 +91,10 @@ struct RunArgs {
     /// Quick form: expect a PROXY protocol header on each connection.
     #[arg(long)]
     accept_proxy: bool,
+    /// Quick form: hand each connection over only once its first bytes are there (HAProxy's
+    /// `bind ... defer-accept`; for clients that speak first, as TLS clients do).
+    #[arg(long)]
+    defer_accept: bool,
     /// Worker threads serving connections (HAProxy's `nbthread`); default: the config's
     /// `[global] threads` (an imported `nbthread`), else one per CPU.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -209,6 +213,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
                 affinity: args.affinity,
                 balance: args.balance,
                 accept_proxy: args.accept_proxy,
+                defer_accept: args.defer_accept,
             }
             .to_config()?,
         )),
