@@ -71,6 +71,7 @@ async fn start_daemon(server: SocketAddr) -> (Daemon, SocketAddr) {
         affinity: Some("session-id,ticket".into()),
         balance: Some("roundrobin".into()),
         accept_proxy: false,
+        defer_accept: false,
     }
     .to_config()
     .expect("quick form config");
