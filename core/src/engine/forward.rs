@@ -225,36 +225,37 @@ where
         abort: [AtomicBool::new(false), AtomicBool::new(false)],
     };
     let mut tapping = true;
-    let up = pump(
-        &shared,
-        UP,
-        client_r,
-        server_w,
-        IdleLimits {
-            open: timeouts.client,
-            half_closed: timeouts.client_fin,
-        },
-        io,
-        |_: &[u8]| false,
-    );
-    let down = pump(
-        &shared,
-        DOWN,
-        server_r,
-        client_w,
-        IdleLimits {
-            open: timeouts.server,
-            half_closed: timeouts.server_fin,
-        },
-        io,
-        |chunk: &[u8]| {
-            if tapping {
-                tapping = tap(chunk);
-            }
-            tapping
-        },
-    );
-    let both = async { tokio::join!(up, down) };
+    let tap_down = |chunk: &[u8]| {
+        if tapping {
+            tapping = tap(chunk);
+        }
+        tapping
+    };
+    let up_limits = IdleLimits {
+        open: timeouts.client,
+        half_closed: timeouts.client_fin,
+    };
+    let down_limits = IdleLimits {
+        open: timeouts.server,
+        half_closed: timeouts.server_fin,
+    };
+    // The directions are made inside the joined block, not before it: a future built outside
+    // and moved in is stored twice in the block's state (as the captured value and inside the
+    // join), which made a connection's flow 1.3 KiB larger.
+    let both = async {
+        tokio::join!(
+            pump(
+                &shared,
+                UP,
+                client_r,
+                server_w,
+                up_limits,
+                io,
+                |_: &[u8]| false
+            ),
+            pump(&shared, DOWN, server_r, client_w, down_limits, io, tap_down),
+        )
+    };
     tokio::pin!(both, killed);
     let mut kill = None;
     let ((up, up_end), (down, down_end)) = tokio::select! {

@@ -326,6 +326,37 @@ mod tests {
         }
     }
 
+    /// Most of a connection's heap is its flow's future (the task boxes it): in view here, so
+    /// that growing it is a decision (issue 14, memory per connection).
+    #[tokio::test]
+    async fn a_connection_flow_stays_within_its_size() {
+        use tether_core::engine::log::{ConnectionRecord, LogSink};
+        struct Quiet;
+        impl LogSink for Quiet {
+            fn record(&self, _: &ConnectionRecord) {}
+        }
+        let config = crate::config_source::QuickForm {
+            listen: "127.0.0.1:0".into(),
+            servers: vec!["127.0.0.1:1".into()],
+            affinity: Some("session-id,ticket".into()),
+            balance: None,
+            accept_proxy: false,
+            defer_accept: false,
+        }
+        .to_config()
+        .unwrap();
+        let rt = tether_core::engine::runtime::build(&config, None).unwrap();
+        let ctx = tether_core::engine::flow::Context::new(TokioNet, std::sync::Arc::new(Quiet));
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, peer) = l.accept().await.unwrap();
+        let flow = tether_core::engine::flow::handle(&ctx, &rt.frontends[0], Stream::Tcp(s), peer);
+        let size = std::mem::size_of_val(&flow);
+        let connection = std::mem::size_of::<tether_core::engine::Connection>();
+        eprintln!("flow future {size} B, of which the connection's state machine {connection} B");
+        assert!(size <= 3840, "the flow future is {size} B (3,672 B in issue 14)");
+    }
+
     /// Segments the socket has received (`tcpi_segs_in` of `TCP_INFO`).
     fn segments_in(s: &TcpStream) -> u32 {
         use std::os::fd::AsRawFd;
