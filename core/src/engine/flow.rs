@@ -51,7 +51,16 @@ impl<N: Net> Context<N> {
 }
 
 /// Runs one client connection to completion and reports it to the sink.
-pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, peer: SocketAddr) {
+///
+/// The connection is counted, its machine made and its stream split when this is called; the
+/// future does the rest. Not an `async fn`: one stores its arguments twice (as arguments and as
+/// locals), and this future lives as long as the connection.
+pub fn handle<'a, N: Net>(
+    ctx: &'a Context<N>,
+    fe: &'a Frontend,
+    client: N::Stream,
+    peer: SocketAddr,
+) -> impl std::future::Future<Output = ()> + 'a {
     let open = ctx.actconn.fetch_add(1, Ordering::Relaxed) + 1;
     // A load first: the read-modify-write only runs while the peak is climbing.
     if open > ctx.actconn_peak.load(Ordering::Relaxed) {
@@ -63,67 +72,69 @@ pub async fn handle<N: Net>(ctx: &Context<N>, fe: &Frontend, client: N::Stream, 
         N::set_keepalive(&client);
     }
     let (mut cr, mut cw) = N::split(client);
-    // A server's `maxconn` slot, held while connecting and connected.
-    let mut permit = None;
-    let mut server = None;
-    loop {
-        match conn.poll(Instant::now()) {
-            Action::ReadClient { max } => read_client(&mut conn, &mut cr, max).await,
-            Action::TakeSlot { server } => {
-                let slot = &conn.backend().servers[server.index()];
-                let leave = conn.backend().redistributes_queue();
-                let r = slot.take_slot_until(conn.poll_timeout(), leave).await;
-                conn.on_slot(Instant::now(), r.map(|p| permit = p));
-            }
-            Action::Connect { server: s } => {
-                let header = conn.proxy_header(s, || N::local_addr_of(&cr));
-                let r = match header {
-                    None => connect_server(ctx, &conn, s, conn.first_bytes()).await,
-                    Some(h) => connect_with_header(ctx, &conn, s, h).await,
-                };
-                let r = r.map(|(stream, sent)| {
-                    if conn.backend().servers[s.index()].tcp_keepalive {
-                        N::set_keepalive(&stream);
+    async move {
+        // A server's `maxconn` slot, held while connecting and connected.
+        let mut permit = None;
+        let mut server = None;
+        loop {
+            match conn.poll(Instant::now()) {
+                Action::ReadClient { max } => read_client(&mut conn, &mut cr, max).await,
+                Action::TakeSlot { server } => {
+                    let slot = &conn.backend().servers[server.index()];
+                    let leave = conn.backend().redistributes_queue();
+                    let r = slot.take_slot_until(conn.poll_timeout(), leave).await;
+                    conn.on_slot(Instant::now(), r.map(|p| permit = p));
+                }
+                Action::Connect { server: s } => {
+                    let header = conn.proxy_header(s, || N::local_addr_of(&cr));
+                    let r = match header {
+                        None => connect_server(ctx, &conn, s, conn.first_bytes()).await,
+                        Some(h) => connect_with_header(ctx, &conn, s, h).await,
+                    };
+                    let r = r.map(|(stream, sent)| {
+                        if conn.backend().servers[s.index()].tcp_keepalive {
+                            N::set_keepalive(&stream);
+                        }
+                        server = Some(stream);
+                        sent
+                    });
+                    if r.is_err() {
+                        permit = None;
                     }
-                    server = Some(stream);
-                    sent
-                });
-                if r.is_err() {
-                    permit = None;
+                    conn.on_connect(Instant::now(), r);
                 }
-                conn.on_connect(Instant::now(), r);
-            }
-            Action::Sleep => {
-                sleep_until(deadline(&conn)).await;
-                conn.handle_timeout(Instant::now());
-            }
-            Action::Forward {
-                timeouts,
-                server: id,
-            } => {
-                let fwd = match server.take() {
-                    Some(s) => forward_to::<N>(ctx, &mut conn, cr, cw, (id, s), timeouts).await,
-                    None => None,
-                };
-                conn.on_forwarded(fwd);
-                break;
-            }
-            Action::Close { shutdown } => {
-                if shutdown {
-                    let _ = cw.shutdown().await;
+                Action::Sleep => {
+                    sleep_until(deadline(&conn)).await;
+                    conn.handle_timeout(Instant::now());
                 }
-                break;
+                Action::Forward {
+                    timeouts,
+                    server: id,
+                } => {
+                    let fwd = match server.take() {
+                        Some(s) => forward_to::<N>(ctx, &mut conn, cr, cw, (id, s), timeouts).await,
+                        None => None,
+                    };
+                    conn.on_forwarded(fwd);
+                    break;
+                }
+                Action::Close { shutdown } => {
+                    if shutdown {
+                        let _ = cw.shutdown().await;
+                    }
+                    break;
+                }
             }
         }
+        drop(permit);
+        let logged = !fe.dont_log_null || conn.client_sent_data();
+        let rec = conn.finish(Instant::now());
+        if logged {
+            ctx.sink.record(&rec);
+        }
+        fe.current.fetch_sub(1, Ordering::Relaxed);
+        ctx.actconn.fetch_sub(1, Ordering::Relaxed);
     }
-    drop(permit);
-    let logged = !fe.dont_log_null || conn.client_sent_data();
-    let rec = conn.finish(Instant::now());
-    if logged {
-        ctx.sink.record(&rec);
-    }
-    fe.current.fetch_sub(1, Ordering::Relaxed);
-    ctx.actconn.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Connects to server `s` within the connect deadline, sending what it can of `first`.
@@ -206,12 +217,6 @@ async fn forward_to<N: Net>(
 ) -> Option<super::forward::Forwarded> {
     let slot = &conn.backend().servers[id.index()];
     let session = slot.track_sessions.then(|| slot.sessions.enter());
-    let killed = async {
-        match &session {
-            Some(s) => s.killed().await,
-            None => std::future::pending().await,
-        }
-    };
     let (mut sr, mut sw) = N::split(server);
     let rest = conn.unsent();
     let prefix_ok = rest.is_empty() || sw.write_all(rest).await.is_ok();
@@ -229,7 +234,13 @@ async fn forward_to<N: Net>(
             timeouts,
             N::io_hooks(),
             tap,
-            killed,
+            // Made here, not before: a future moved into another is stored twice.
+            async {
+                match &session {
+                    Some(s) => s.killed().await,
+                    None => std::future::pending().await,
+                }
+            },
         );
         Some(f.await)
     } else {

@@ -354,7 +354,10 @@ mod tests {
         let size = std::mem::size_of_val(&flow);
         let connection = std::mem::size_of::<tether_core::engine::Connection>();
         eprintln!("flow future {size} B, of which the connection's state machine {connection} B");
-        assert!(size <= 3840, "the flow future is {size} B (3,672 B in issue 14)");
+        assert!(
+            size <= 3840,
+            "the flow future is {size} B (3,672 B in issue 14)"
+        );
     }
 
     /// Segments the socket has received (`tcpi_segs_in` of `TCP_INFO`).
