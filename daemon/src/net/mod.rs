@@ -354,9 +354,10 @@ mod tests {
         let size = std::mem::size_of_val(&flow);
         let connection = std::mem::size_of::<tether_core::engine::Connection>();
         eprintln!("flow future {size} B, of which the connection's state machine {connection} B");
+        // mimalloc rounds it up to a size class: at most 3.5 KiB, or each connection takes 4.
         assert!(
-            size <= 3840,
-            "the flow future is {size} B (3,672 B in issue 14)"
+            size <= 3584,
+            "the flow future is {size} B (3,528 B in issue 14)"
         );
     }
 
