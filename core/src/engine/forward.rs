@@ -376,17 +376,9 @@ where
             break PumpEnd::WriteError;
         }
         total += buf.len() as u64;
-        if may_splice && !tapping && after == Ahead::Nothing && buf.len() == buf.capacity() {
-            // Bulk, and nothing left to look at: from now on the kernel moves the bytes.
-            splice = io.splice;
-            if let Some(b) = held.take() {
-                buffers::give_back(b);
-            }
-        } else if io.read_ready.is_some() && buf.len() < buf.capacity() {
-            // Drained: the next bytes may be a while; give the buffer back.
-            if let Some(b) = held.take() {
-                buffers::give_back(b);
-            }
+        let bulk = after == Ahead::Nothing && buf.len() == buf.capacity();
+        if let Some(s) = settle_buffer(&mut held, &io, may_splice && !tapping && bulk) {
+            splice = Some(s);
         }
         match after {
             Ahead::Nothing => {}
@@ -394,6 +386,30 @@ where
             Ahead::Error => break PumpEnd::ReadError,
         }
     };
+    finish(shared, dir, held, end).await;
+    (total, end)
+}
+
+/// After a chunk went out: with `to_splice` (bulk, and nothing left to look at) the buffer goes
+/// back and the kernel moves the bytes from now on (the splice to use is returned); a drained
+/// buffer goes back too where the transport can wait without one; a full one is kept.
+fn settle_buffer<R, W>(
+    held: &mut Option<Vec<u8>>,
+    io: &IoHooks<R, W>,
+    to_splice: bool,
+) -> Option<Splice<R, W>> {
+    let drained = held.as_ref().is_some_and(|b| b.len() < b.capacity());
+    if to_splice || (io.read_ready.is_some() && drained) {
+        if let Some(b) = held.take() {
+            buffers::give_back(b);
+        }
+    }
+    to_splice.then_some(io.splice).flatten()
+}
+
+/// A direction has ended: its buffer goes back, and unless it ended cleanly the other direction
+/// stops too.
+async fn finish(shared: &Shared, dir: usize, held: Option<Vec<u8>>, end: PumpEnd) {
     if let Some(b) = held {
         buffers::give_back(b);
     }
@@ -403,7 +419,6 @@ where
         shared.abort[1 - dir].store(true, Ordering::Relaxed);
         wake_task().await;
     }
-    (total, end)
 }
 
 /// What the wait for a source brought.

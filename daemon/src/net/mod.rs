@@ -206,16 +206,9 @@ impl Net for TokioNet {
             WriteHalf::Tcp(w) => AsRef::<TcpStream>::as_ref(&*w),
             WriteHalf::Unix(w) => return Pin::new(w).poll_write(cx, buf),
         };
-        loop {
-            ready!(stream.poll_write_ready(cx))?;
-            let sent = stream.try_io(Interest::WRITABLE, || {
-                SockRef::from(stream).send_with_flags(buf, libc::MSG_MORE | libc::MSG_NOSIGNAL)
-            });
-            match sent {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                r => return Poll::Ready(r),
-            }
-        }
+        poll_io(stream, Interest::WRITABLE, cx, || {
+            SockRef::from(stream).send_with_flags(buf, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+        })
     }
 
     /// tokio's readiness of the socket: waiting on it takes no buffer and no syscall.
@@ -229,6 +222,28 @@ impl Net for TokioNet {
     /// `splice(2)` through a pipe between TCP sockets, within the pipes allowed.
     fn splice() -> Option<Splice<ReadHalf, WriteHalf>> {
         Some(splice::poll_splice)
+    }
+}
+
+/// Waits until `stream` is ready for `interest` (read or write), then runs the non-blocking
+/// `op` on it; an `op` that would block clears tokio's readiness and the wait starts again.
+fn poll_io<T>(
+    stream: &TcpStream,
+    interest: Interest,
+    cx: &mut Context<'_>,
+    mut op: impl FnMut() -> io::Result<T>,
+) -> Poll<io::Result<T>> {
+    loop {
+        let readiness = if interest.is_readable() {
+            stream.poll_read_ready(cx)
+        } else {
+            stream.poll_write_ready(cx)
+        };
+        ready!(readiness)?;
+        match stream.try_io(interest, &mut op) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            r => return Poll::Ready(r),
+        }
     }
 }
 

@@ -165,37 +165,24 @@ pub fn poll_splice(
 }
 
 /// Moves what the source holds into the (empty) pipe: the bytes moved, 0 at the source's end.
+/// The pipe is empty, so EAGAIN can only mean the socket has nothing.
 fn fill(source: &TcpStream, pipe: &mut Pipe, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-    loop {
-        std::task::ready!(source.poll_read_ready(cx))?;
-        let (from, to) = (source.as_raw_fd(), pipe.write.as_raw_fd());
-        // The pipe is empty, so EAGAIN can only mean the socket has nothing: tokio clears its
-        // readiness and the next poll registers the task.
-        match source.try_io(Interest::READABLE, || splice(from, to, 1 << 20)) {
-            Ok(n) => {
-                pipe.held = n;
-                return Poll::Ready(Ok(n));
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Poll::Ready(Err(e)),
-        }
-    }
+    let (from, to) = (source.as_raw_fd(), pipe.write.as_raw_fd());
+    let n = std::task::ready!(super::poll_io(source, Interest::READABLE, cx, || {
+        splice(from, to, 1 << 20)
+    }))?;
+    pipe.held = n;
+    Poll::Ready(Ok(n))
 }
 
 /// Moves what the pipe holds into the destination, as far as its send buffer takes it.
 fn drain(dest: &TcpStream, pipe: &mut Pipe, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-    loop {
-        std::task::ready!(dest.poll_write_ready(cx))?;
-        let (from, to) = (pipe.read.as_raw_fd(), dest.as_raw_fd());
-        match dest.try_io(Interest::WRITABLE, || splice(from, to, pipe.held)) {
-            Ok(n) => {
-                pipe.held -= n;
-                return Poll::Ready(Ok(n));
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Poll::Ready(Err(e)),
-        }
-    }
+    let (from, to, held) = (pipe.read.as_raw_fd(), dest.as_raw_fd(), pipe.held);
+    let n = std::task::ready!(super::poll_io(dest, Interest::WRITABLE, cx, || {
+        splice(from, to, held)
+    }))?;
+    pipe.held -= n;
+    Poll::Ready(Ok(n))
 }
 
 #[cfg(test)]
