@@ -152,10 +152,10 @@ pub fn poll_splice(
             Poll::Pending => break Poll::Pending,
         }
     };
-    SPLICED_BYTES.fetch_add(moved as u64, Ordering::Relaxed);
     if moved == 0 {
         return outcome;
     }
+    SPLICED_BYTES.fetch_add(moved as u64, Ordering::Relaxed);
     // The bytes moved are reported first; an end met after them, next time (a socket reports
     // an error once, so it must not be met again).
     if let Poll::Ready(end @ (Spliced::End | Spliced::ReadError | Spliced::WriteError)) = outcome {
