@@ -195,3 +195,45 @@ async fn tether_table_cli_sets_shows_lists_and_clears() {
     let (ok, _, err) = run(args(&["set", "app", &key, "nosuch"])).await.unwrap();
     assert!(!ok && err.contains("no server named"), "{err}");
 }
+
+/// The value of the unlabelled-by-server metric `name` for backend `app` on `/metrics`.
+async fn table_metric(rig: &Rig, name: &str) -> u64 {
+    let body = rig.get("/metrics").await.body;
+    body.lines()
+        .find(|l| l.starts_with(name) && l.contains("backend=\"app\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} for app on /metrics:\n{body}"))
+}
+
+#[tokio::test]
+async fn entries_leave_the_table_when_they_expire_without_being_asked_for() {
+    let rig = Rig::start_with_table(
+        &["alpha", "beta"],
+        "admin = true\nadmin-without-auth = true",
+        "expire = \"1s\"",
+    )
+    .await;
+    let stats = rig.stats_addr();
+    for i in 1..=3u8 {
+        let key = hex(&[i; 32]);
+        let r = http(
+            stats,
+            "PUT",
+            &format!("/table/app/{key}?server=beta"),
+            &[],
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(table_metric(&rig, "tether_stick_table_entries").await, 3);
+    // Nobody looks the keys up again: the expiry task alone removes them (within a second of
+    // their expiry), and counts them as expired.
+    tokio::time::sleep(std::time::Duration::from_millis(3_000)).await;
+    assert_eq!(table_metric(&rig, "tether_stick_table_entries").await, 0);
+    assert_eq!(
+        table_metric(&rig, "tether_stick_table_expired_total").await,
+        3
+    );
+}

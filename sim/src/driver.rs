@@ -481,7 +481,7 @@ fn validate(scenario: &Scenario) -> Result<(), SimError> {
     validate_instances(scenario)?;
     crate::backends::BackendPlan::of_scenario(scenario)?;
     for f in &scenario.fleets {
-        f.own_network().map_err(SimError::Scenario)?;
+        f.validate().map_err(SimError::Scenario)?;
     }
     let mut names: Vec<&str> = scenario.fleets.iter().map(|f| f.name.as_str()).collect();
     names.sort_unstable();

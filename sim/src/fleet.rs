@@ -15,6 +15,7 @@ use tether_core::engine::proxy_protocol;
 use tether_core::route::Cidr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::activity::Activity;
 use crate::client::{self, client_hello, ClientKind, ClientSession, Exchange, Failure, HelloShape};
 use crate::frontdoor::SharedFrontDoor;
 use crate::metrics::{ConnectionRecord, SharedRecorder};
@@ -162,6 +163,10 @@ pub struct FleetSpec {
     /// with staggered windows draw a daily curve.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<SimDuration>,
+    /// How busy the fleet is through the day: visits are thinned to follow this curve, the
+    /// revisit gap giving the rate at its peak (absent: the same all the time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<Activity>,
 }
 
 impl FleetSpec {
@@ -174,6 +179,16 @@ impl FleetSpec {
                     .map_err(|e| format!("fleet {}: network: {e}", self.name))
             })
             .transpose()
+    }
+
+    /// Why the fleet's own settings cannot be used, if they cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        self.own_network()?;
+        if let Some(a) = &self.activity {
+            a.validate()
+                .map_err(|e| format!("fleet {}: {e}", self.name))?;
+        }
+        Ok(())
     }
 
     /// The public address of client `client` of this fleet (at position `fleet`).
@@ -267,6 +282,9 @@ async fn simulated_client(run: Rc<FleetRun>, c: usize) {
     }
     tokio::time::sleep(first).await;
     loop {
+        if !quiet_spell(&run, &mut rng).await {
+            return;
+        }
         // DNS round robin: one lookup per visit (None for the other spreads).
         let resolved = run.door.borrow_mut().resolve();
         for k in 0..spec.connections_per_visit {
@@ -289,6 +307,22 @@ async fn simulated_client(run: Rc<FleetRun>, c: usize) {
         }
         tokio::time::sleep(gap).await;
     }
+}
+
+/// Waits out the visits the fleet's activity curve thins away (each a revisit gap); false when
+/// the scenario ends first. Without a curve every visit goes ahead and no number is drawn.
+async fn quiet_spell(run: &FleetRun, rng: &mut Rng) -> bool {
+    let Some(activity) = &run.spec.activity else {
+        return true;
+    };
+    while rng.unit() >= activity.level(now_ms()) {
+        let gap = run.spec.revisit_gap.sample(rng);
+        if now_ms() + gap.as_millis() as u64 >= run.end_ms {
+            return false;
+        }
+        tokio::time::sleep(gap).await;
+    }
+    true
 }
 
 async fn one_connection(

@@ -6,6 +6,7 @@
 //! report of resumption rates, failures and load per server. The same scenario and seed give
 //! byte-identical reports.
 
+pub mod activity;
 pub mod backend_report;
 pub mod backends;
 pub mod balancer;

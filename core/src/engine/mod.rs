@@ -13,6 +13,7 @@ mod check_conn;
 pub mod check_log;
 pub mod clock;
 pub mod connection;
+pub mod expiry;
 pub mod flow;
 pub mod forward;
 pub mod frontend;

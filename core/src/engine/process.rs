@@ -22,6 +22,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::agent::check_agent;
+use super::expiry::purge_tables;
 use super::flow::Context;
 use super::frontend::Frontend;
 use super::health::check_server;
@@ -372,12 +373,17 @@ impl<N: Net> Process<N> {
         self.maxconn = maxconn;
     }
 
-    /// Stops the checks and resolvers of the previous runtime and starts those of the current
-    /// one: a check per checked server, a resolver per `[[resolvers]]` section in use (in
-    /// configuration order, so a simulation replays exactly).
+    /// Stops the checks, resolvers and table expiry of the previous runtime and starts those of
+    /// the current one: a check per checked server, a resolver per `[[resolvers]]` section in
+    /// use (in configuration order, so a simulation replays exactly), one expiry task.
     fn restart_checks(&mut self) {
         self.checks.fire();
         self.checks = Stop::new();
+        self.spawner.spawn(purge_tables(
+            self.ctx.clock,
+            self.runtime.backends.values().cloned().collect(),
+            self.checks.subscribe(),
+        ));
         for backend in self.runtime.backends.values() {
             for (i, server) in backend.servers.iter().enumerate() {
                 let id = ServerId(i as u32);

@@ -207,6 +207,14 @@ impl SharedTable {
         self.shards.iter().map(|s| lock(s).purge_expired(now)).sum()
     }
 
+    /// When the next [`SharedTable::purge_expired`] has work: the earliest shard's.
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.shards
+            .iter()
+            .filter_map(|s| lock(s).next_expiry())
+            .min()
+    }
+
     /// All live entries, sorted by key (deterministic whatever the sharding).
     pub fn entries(&self, now: Timestamp) -> Vec<StickEntry> {
         let mut all: Vec<StickEntry> = self

@@ -78,14 +78,19 @@ pub struct Rig {
 impl Rig {
     /// `stats_extra` is appended to the `[stats]` section (e.g. `admin = true`).
     pub async fn start(names: &[&str], stats_extra: &str) -> Rig {
+        Self::start_with_table(names, stats_extra, "").await
+    }
+
+    /// As [`Rig::start`], with `table_extra` added to the backend's `[backend.stick-table]`.
+    pub async fn start_with_table(names: &[&str], stats_extra: &str, table_extra: &str) -> Rig {
         let mut backends = Vec::new();
         for n in names {
             backends.push(BannerBackend::start(n).await);
         }
-        let mut text = String::from(
+        let mut text = format!(
             "[[frontend]]\nname = \"main\"\nbind = [\"127.0.0.1:0\"]\nbackend = \"app\"\ninspect-delay = \"300ms\"\n\n\
              [[backend]]\nname = \"app\"\nbalance = \"roundrobin\"\naffinity = [\"session-id\"]\n\n\
-             [backend.stick-table]\nsize = \"1k\"\n\n[backend.check]\ninter = \"1s\"\n\n",
+             [backend.stick-table]\nsize = \"1k\"\n{table_extra}\n\n[backend.check]\ninter = \"1s\"\n\n",
         );
         for b in &backends {
             text.push_str(&format!(
