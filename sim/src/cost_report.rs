@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::metrics::{percentile, ratio, Recorder};
+use crate::metrics::{ratio, Latencies, Recorder};
 use crate::scenario::Scenario;
 
 /// tether's CPU per proxied TLS connection, in microseconds: the `tls (hs/s)` row of the
@@ -159,7 +159,7 @@ impl CostReport {
 
 /// p50/p99 handshake latency per minute, per fleet and for all fleets together.
 fn latency_series(rec: &Recorder, minutes: usize, series: &mut CostSeries) {
-    let mut all: Vec<Vec<u64>> = vec![Vec::new(); minutes];
+    let mut all: Vec<Latencies> = vec![Latencies::default(); minutes];
     for (fleet, by_minute) in rec.fleet_minutes() {
         let mut p50 = vec![0; minutes];
         let mut p99 = vec![0; minutes];
@@ -167,21 +167,15 @@ fn latency_series(rec: &Recorder, minutes: usize, series: &mut CostSeries) {
             let Some(slot) = all.get_mut(m as usize) else {
                 continue;
             };
-            slot.extend_from_slice(lat);
-            let mut sorted = lat.clone();
-            sorted.sort_unstable();
-            p50[m as usize] = percentile(&sorted, 50);
-            p99[m as usize] = percentile(&sorted, 99);
+            slot.merge(lat);
+            p50[m as usize] = lat.percentile(50);
+            p99[m as usize] = lat.percentile(99);
         }
         series.latency_p50_ms.insert(fleet.clone(), p50);
         series.latency_p99_ms.insert(fleet.clone(), p99);
     }
-    let (mut p50, mut p99) = (Vec::new(), Vec::new());
-    for mut lat in all {
-        lat.sort_unstable();
-        p50.push(percentile(&lat, 50));
-        p99.push(percentile(&lat, 99));
-    }
+    let p50 = all.iter().map(|l| l.percentile(50)).collect();
+    let p99 = all.iter().map(|l| l.percentile(99)).collect();
     series.latency_p50_ms.insert("ALL".into(), p50);
     series.latency_p99_ms.insert("ALL".into(), p99);
 }
@@ -204,7 +198,7 @@ fn balancer_cost(scenario: &Scenario, rec: &Recorder, minutes: usize) -> Balance
         let bytes: u64 = rec
             .fleet_minutes()
             .iter()
-            .map(|(f, by)| by.get(&m).map_or(0, |l| l.len() as u64) * bytes_of(f))
+            .map(|(f, by)| by.get(&m).map_or(0, Latencies::len) * bytes_of(f))
             .sum();
         let mb = bytes as f64 / 1e6 / 60.0;
         let cores = (conns * BALANCER_US_PER_CONNECTION + mb * BALANCER_US_PER_MB) / 1e6;

@@ -40,7 +40,7 @@ pub struct FleetTally {
     attempts: u64,
     resumptions: u64,
     failures: BTreeMap<Failure, u64>,
-    latencies_ms: Vec<u64>,
+    latencies_ms: Latencies,
 }
 
 impl FleetTally {
@@ -52,16 +52,15 @@ impl FleetTally {
             *self.failures.entry(f).or_default() += 1;
         }
         if let Some(l) = r.latency_ms {
-            self.latencies_ms.push(l);
+            self.latencies_ms.add(l);
         }
     }
 
     /// The published statistics.
     pub fn stats(&self) -> FleetStats {
-        let mut lat = self.latencies_ms.clone();
-        lat.sort_unstable();
+        let lat = &self.latencies_ms;
         let failed = |f| self.failures.get(&f).copied().unwrap_or(0);
-        let handshakes = lat.len() as u64;
+        let handshakes = lat.len();
         FleetStats {
             connections: self.connections,
             handshakes,
@@ -73,8 +72,8 @@ impl FleetTally {
             failed_connect: failed(Failure::Connect),
             failed_handshake: failed(Failure::Handshake),
             aborted_in_flight: failed(Failure::InFlight),
-            connect_latency_p50_ms: percentile(&lat, 50),
-            connect_latency_p99_ms: percentile(&lat, 99),
+            connect_latency_p50_ms: lat.percentile(50),
+            connect_latency_p99_ms: lat.percentile(99),
         }
     }
 }
@@ -162,7 +161,7 @@ pub struct Recorder {
     events: Vec<(u64, String)>,
     cpu: BTreeMap<String, CpuTally>,
     /// Handshake latencies per fleet per minute (of the connection's start).
-    fleet_minutes: BTreeMap<String, BTreeMap<u64, Vec<u64>>>,
+    fleet_minutes: BTreeMap<String, BTreeMap<u64, Latencies>>,
     /// Per balancer instance, when there are several.
     instances: Option<crate::instance_metrics::InstanceMetrics>,
 }
@@ -239,7 +238,7 @@ impl Recorder {
     }
 
     /// Handshake latencies per fleet per minute.
-    pub fn fleet_minutes(&self) -> &BTreeMap<String, BTreeMap<u64, Vec<u64>>> {
+    pub fn fleet_minutes(&self) -> &BTreeMap<String, BTreeMap<u64, Latencies>> {
         &self.fleet_minutes
     }
 
@@ -285,7 +284,7 @@ impl Recorder {
                 .or_default()
                 .entry(minute(r.start_ms))
                 .or_default()
-                .push(l);
+                .add(l);
         }
         let m = self.minutes.entry(minute(r.start_ms)).or_default();
         m.connections += 1;
@@ -617,6 +616,57 @@ fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
 
+/// Handshake latencies (whole milliseconds) as a count per value: the same nearest-rank
+/// percentiles as the sorted list of every sample, in memory bounded by the distinct values
+/// seen (at most the I/O timeout in ms), not by the number of connections in a day-long run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Latencies {
+    counts: BTreeMap<u64, u64>,
+    total: u64,
+}
+
+impl Latencies {
+    /// One more sample.
+    pub fn add(&mut self, ms: u64) {
+        *self.counts.entry(ms).or_default() += 1;
+        self.total += 1;
+    }
+
+    /// Adds every sample of `other`.
+    pub fn merge(&mut self, other: &Latencies) {
+        for (&ms, &n) in &other.counts {
+            *self.counts.entry(ms).or_default() += n;
+        }
+        self.total += other.total;
+    }
+
+    /// Samples held.
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    /// No samples.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The nearest-rank percentile `p` (0 when empty), as [`percentile`] of the sorted samples.
+    pub fn percentile(&self, p: u64) -> u64 {
+        if self.total == 0 {
+            return 0;
+        }
+        let rank = (p * self.total).div_ceil(100).clamp(1, self.total);
+        let mut seen = 0;
+        for (&ms, &n) in &self.counts {
+            seen += n;
+            if seen >= rank {
+                return ms;
+            }
+        }
+        0
+    }
+}
+
 /// Nearest-rank percentile of sorted values; 0 when empty.
 pub fn percentile(sorted: &[u64], p: u64) -> u64 {
     if sorted.is_empty() {
@@ -715,6 +765,23 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn counted_latencies_give_the_sorted_lists_percentiles(
+            v in proptest::collection::vec(0u64..300, 0..200),
+            p in 0u64..=100,
+        ) {
+            let mut counted = Latencies::default();
+            let (a, b) = v.split_at(v.len() / 2);
+            let mut half = Latencies::default();
+            a.iter().for_each(|&x| counted.add(x));
+            b.iter().for_each(|&x| half.add(x));
+            counted.merge(&half);
+            let mut sorted = v.clone();
+            sorted.sort_unstable();
+            prop_assert_eq!(counted.len(), v.len() as u64);
+            prop_assert_eq!(counted.percentile(p), percentile(&sorted, p));
+        }
+
         #[test]
         fn percentile_is_a_member_and_monotonic(mut v in proptest::collection::vec(0u64..1000, 1..50)) {
             v.sort_unstable();

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::metrics::percentile;
+use crate::metrics::Latencies;
 
 /// Lag samples and what is needed to take them.
 #[derive(Debug, Default)]
@@ -19,7 +19,7 @@ pub struct LagProbe {
     stored_at: BTreeMap<Vec<u8>, u64>,
     /// Stores before this time arrive as catch-up, not as live replication.
     baseline_ms: u64,
-    lags_ms: Vec<u64>,
+    lags_ms: Latencies,
 }
 
 /// Replication lag in the report.
@@ -47,7 +47,7 @@ impl LagProbe {
         for (key, _) in updates.iter().filter(|(_, local)| !*local) {
             if let Some(&at) = self.stored_at.get(key) {
                 if at >= self.baseline_ms {
-                    self.lags_ms.push(now_ms.saturating_sub(at));
+                    self.lags_ms.add(now_ms.saturating_sub(at));
                 }
             }
         }
@@ -64,13 +64,12 @@ impl LagProbe {
         if self.lags_ms.is_empty() {
             return None;
         }
-        let mut sorted = self.lags_ms.clone();
-        sorted.sort_unstable();
+        let lags = &self.lags_ms;
         Some(LagStats {
-            samples: sorted.len() as u64,
-            p50_ms: percentile(&sorted, 50),
-            p99_ms: percentile(&sorted, 99),
-            max_ms: sorted.last().copied().unwrap_or(0),
+            samples: lags.len(),
+            p50_ms: lags.percentile(50),
+            p99_ms: lags.percentile(99),
+            max_ms: lags.percentile(100),
             resolution_ms,
         })
     }
