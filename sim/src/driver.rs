@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::balancer::{Admin, AdminState, BalancerEnv, ServerAddr};
 use crate::events::{Action, Schedule};
-use crate::fleet::{run_fleet, FleetRun};
+use crate::fleet::{run_fleet, FleetRun, FleetSpec};
 use crate::frontdoor::{FrontDoor, SharedFrontDoor, Spread};
 use crate::instance_metrics::InstanceMetrics;
 use crate::instances::{InstanceState, Instances};
@@ -626,7 +626,7 @@ fn build_world<'a>(
         recorder: recorder.clone(),
         door: Rc::new(RefCell::new(FrontDoor::new(Spread::default(), Vec::new()))),
         balancer,
-        fleet_hosts: vec![CLIENT_HOST.to_owned()],
+        fleet_hosts: client_hosts(scenario),
         server_latency: scenario.network.server_latency.get(),
         client_latency: scenario.network.client_latency.get(),
         peer_latency: replication.map_or(Duration::from_millis(1), |r| r.latency.get()),
@@ -854,16 +854,46 @@ fn start_fleets(world: &mut World, scenario: &Scenario, seed: u64) {
             recorder: world.recorder.clone(),
         }));
     }
-    world.sim.client(CLIENT_HOST, async move {
-        let fleets: Vec<_> = runs
-            .into_iter()
-            .map(|run| tokio::task::spawn_local(run_fleet(run)))
-            .collect();
-        for f in fleets {
-            f.await??;
-        }
-        Ok(())
-    });
+    let hosts = world.fleet_hosts.clone();
+    for (h, host) in hosts.iter().enumerate() {
+        let runs = runs.clone();
+        let n = hosts.len();
+        world.sim.client(host.as_str(), async move {
+            let fleets: Vec<_> = runs
+                .into_iter()
+                .map(|run| tokio::task::spawn_local(run_fleet(run, h, n)))
+                .collect();
+            for f in fleets {
+                f.await??;
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Busiest connection rate (per second, all fleets) one client host carries before the
+/// clients are spread over more: turmoil scans a link's whole queue of messages in flight on
+/// every send, so one link carrying a busy fleet's traffic costs time quadratic in the load,
+/// while each extra host costs a little on every step.
+const CONNECTIONS_PER_CLIENT_HOST: f64 = 1_000.0;
+
+/// Most client hosts.
+const MAX_CLIENT_HOSTS: usize = 8;
+
+/// The client hosts: `clients`, then `clients-1`, ... as the scenario's peak rate needs.
+fn client_hosts(scenario: &Scenario) -> Vec<String> {
+    let rate: f64 = scenario
+        .fleets
+        .iter()
+        .map(FleetSpec::peak_connection_rate)
+        .sum();
+    let n = ((rate / CONNECTIONS_PER_CLIENT_HOST).ceil() as usize).clamp(1, MAX_CLIENT_HOSTS);
+    (0..n)
+        .map(|i| match i {
+            0 => CLIENT_HOST.to_owned(),
+            i => format!("{CLIENT_HOST}-{i}"),
+        })
+        .collect()
 }
 
 /// The balancer's table totals and affinity counts at the end of the run (and per instance).

@@ -71,6 +71,24 @@ impl Dist {
     }
 }
 
+impl Dist {
+    /// The distribution's mean in seconds (before the one-day cap).
+    pub fn mean_secs(&self) -> f64 {
+        match *self {
+            Dist::Fixed { value } => value.get().as_secs_f64(),
+            Dist::Uniform { min, max } => {
+                (min.get().as_secs_f64() + max.get().as_secs_f64().max(min.get().as_secs_f64()))
+                    / 2.0
+            }
+            Dist::Exponential { mean } => mean.get().as_secs_f64(),
+            Dist::Lognormal { median, sigma } => {
+                let s = sigma.clamp(0.0, 5.0);
+                median.get().as_secs_f64() * (s * s / 2.0).exp()
+            }
+        }
+    }
+}
+
 fn fixed(ms: u64) -> Dist {
     Dist::Fixed {
         value: SimDuration(Duration::from_millis(ms)),
@@ -191,6 +209,15 @@ impl FleetSpec {
         Ok(())
     }
 
+    /// Connections a second the fleet opens at its busiest (every client visiting at the rate
+    /// its revisit gap gives).
+    pub fn peak_connection_rate(&self) -> f64 {
+        let gap = self.revisit_gap.mean_secs()
+            + f64::from(self.connections_per_visit.saturating_sub(1))
+                * self.connection_gap.mean_secs();
+        self.clients as f64 * f64::from(self.connections_per_visit) / gap.max(0.001)
+    }
+
     /// The public address of client `client` of this fleet (at position `fleet`).
     pub fn address(&self, fleet: usize, client: usize) -> IpAddr {
         match self.own_network() {
@@ -259,9 +286,11 @@ fn now_ms() -> u64 {
     turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64
 }
 
-/// The software of a fleet's client host: runs every simulated client to completion.
-pub async fn run_fleet(run: Rc<FleetRun>) -> turmoil::Result {
-    let handles: Vec<_> = (0..run.spec.clients)
+/// The software of a client host: runs its share of the fleet's clients (every `hosts`-th,
+/// from `host`) to completion.
+pub async fn run_fleet(run: Rc<FleetRun>, host: usize, hosts: usize) -> turmoil::Result {
+    let handles: Vec<_> = (host..run.spec.clients)
+        .step_by(hosts.max(1))
         .map(|c| tokio::task::spawn_local(simulated_client(run.clone(), c)))
         .collect();
     for h in handles {
@@ -295,7 +324,11 @@ async fn simulated_client(run: Rc<FleetRun>, c: usize) {
             let source = SocketAddr::new(ip, 1024 + (port_seq % 64_000) as u16);
             let target = run.door.borrow().pick(source, resolved);
             let target = target.map(|i| (i, run.door.borrow().host(i).to_owned()));
-            let record = one_connection(&run, &mut session, &mut rng, source, target).await;
+            // Boxed: a client spends most of its life asleep between visits, and its task is
+            // sized for its largest state; a day of 100k clients would otherwise hold a
+            // connection's worth of state (timers, socket halves, buffers) for each of them.
+            let record =
+                Box::pin(one_connection(&run, &mut session, &mut rng, source, target)).await;
             run.recorder
                 .borrow_mut()
                 .connection_ended(&spec.name, record, now_ms());
