@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::report::Report;
+use crate::report::{Report, Series};
 use crate::SimError;
 
 const SIZE: (u32, u32) = (960, 540);
@@ -119,44 +119,52 @@ pub(crate) fn swatch<C: Color>(color: C) -> impl Fn((i32, i32)) -> Rectangle<(i3
     move |(x, y)| Rectangle::new([(x, y - 3), (x + 18, y + 3)], style)
 }
 
-/// How the per-minute buckets sit on the time axis: the run's last bucket may be a partial
-/// minute, whose counts are scaled to a per-minute rate so the curve does not appear to
-/// collapse at the end.
+/// How the buckets sit on the time axis: one minute each, or `size` minutes for a long run
+/// ([`bucket_minutes`]). The run's last bucket may be partial; its counts are scaled to a
+/// per-minute rate so the curve does not appear to collapse at the end.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Minutes {
     /// Buckets in the series.
     pub buckets: usize,
     /// The run's length in minutes (the x axis's end).
     pub end: f64,
+    /// Minutes per bucket.
+    pub size: f64,
 }
 
 impl Minutes {
-    /// The buckets of a run of `seconds` with `buckets` per-minute values. A last bucket under
-    /// 10 s (the run's final instant) is not drawn: its few events would read as a swing.
+    /// The one-minute buckets of a run of `seconds` with `buckets` per-minute values.
     pub fn of(seconds: f64, buckets: usize) -> Self {
+        Self::sized(seconds, buckets, 1)
+    }
+
+    /// The `size`-minute buckets of a run of `seconds` with `buckets` values. A last bucket
+    /// under 10 s (the run's final instant) is not drawn: its few events would read as a swing.
+    pub fn sized(seconds: f64, buckets: usize, size: usize) -> Self {
+        let size = size.max(1) as f64;
         let end = seconds / 60.0;
-        let last = buckets.saturating_sub(1) as f64;
+        let last = buckets.saturating_sub(1) as f64 * size;
         let buckets = if buckets > 1 && end - last < 1.0 / 6.0 {
             buckets - 1
         } else {
             buckets
         };
         let end = end.clamp(
-            buckets.saturating_sub(1) as f64 + 1.0 / 6.0,
-            buckets.max(1) as f64,
+            buckets.saturating_sub(1) as f64 * size + 1.0 / 6.0,
+            buckets.max(1) as f64 * size,
         );
-        Minutes { buckets, end }
+        Minutes { buckets, end, size }
     }
 
-    /// The width of bucket `m` in minutes (1, or less for the last, partial one; at least 10 s,
-    /// so a sliver of a bucket is not blown up).
+    /// The width of bucket `m` in minutes (`size`, or less for the last, partial one; at least
+    /// 10 s, so a sliver of a bucket is not blown up).
     pub fn width(self, m: usize) -> f64 {
-        (self.end - m as f64).clamp(1.0 / 6.0, 1.0)
+        (self.end - m as f64 * self.size).clamp(1.0 / 6.0, self.size)
     }
 
     /// Where bucket `m` is drawn: its middle.
     pub fn x(self, m: usize) -> f64 {
-        m as f64 + self.width(m) / 2.0
+        m as f64 * self.size + self.width(m) / 2.0
     }
 
     /// A count in bucket `m` as a per-minute rate.
@@ -164,11 +172,69 @@ impl Minutes {
         count as f64 / self.width(m)
     }
 
-    /// The last bucket's length in seconds when it is a partial minute.
+    /// The last bucket's length in seconds when it is partial.
     pub fn partial_seconds(self) -> Option<f64> {
         let last = self.buckets.checked_sub(1)?;
         let w = self.width(last);
-        (w < 0.999).then_some(w * 60.0)
+        (w < self.size - 0.001).then_some(w * 60.0)
+    }
+}
+
+/// Minutes per plotted point: 1 for runs up to six hours; a longer run (a simulated day) is
+/// drawn in buckets of 5 to 60 minutes, at most 240 points, since 1,440 one-minute points of a
+/// day read as noise on a slide.
+pub(crate) fn bucket_minutes(minutes: usize) -> usize {
+    if minutes <= 360 {
+        return 1;
+    }
+    [5, 10, 15, 30, 60]
+        .into_iter()
+        .find(|k| minutes.div_ceil(*k) <= 240)
+        .unwrap_or(60)
+}
+
+/// `v` summed over `k`-value buckets.
+fn sum_buckets(v: &[u64], k: usize) -> Vec<u64> {
+    v.chunks(k.max(1)).map(|c| c.iter().sum()).collect()
+}
+
+/// Rates `v` averaged over `k`-value buckets, each minute weighted by `weights` (its
+/// connections; a plain mean where a bucket has none).
+fn mean_buckets(v: &[f64], weights: &[u64], k: usize) -> Vec<f64> {
+    v.chunks(k.max(1))
+        .enumerate()
+        .map(|(b, c)| {
+            let w = weights.get(b * k..).unwrap_or(&[]);
+            let total: u64 = c.iter().zip(w).map(|(_, &w)| w).sum();
+            if total == 0 {
+                return c.iter().sum::<f64>() / c.len() as f64;
+            }
+            c.iter().zip(w).map(|(&r, &w)| r * w as f64).sum::<f64>() / total as f64
+        })
+        .collect()
+}
+
+/// The report's one-minute series in `k`-minute buckets: counts summed, rates averaged by
+/// connections, the table's occupancy sampled at each bucket's start.
+fn coarsen(s: &Series, k: usize) -> Series {
+    Series {
+        connections: sum_buckets(&s.connections, k),
+        connections_per_server: s
+            .connections_per_server
+            .iter()
+            .map(|(name, v)| (name.clone(), sum_buckets(v, k)))
+            .collect(),
+        resumption_rate: mean_buckets(&s.resumption_rate, &s.connections, k),
+        affinity_rate: mean_buckets(&s.affinity_rate, &s.connections, k),
+        failures: sum_buckets(&s.failures, k),
+        table_occupancy: s
+            .table_occupancy
+            .iter()
+            .step_by(k.max(1))
+            .copied()
+            .collect(),
+        table_evictions: sum_buckets(&s.table_evictions, k),
+        table_expirations: sum_buckets(&s.table_expirations, k),
     }
 }
 
@@ -180,7 +246,7 @@ where
     if let Some(s) = m.partial_seconds() {
         let (w, h) = root.dim_in_pixel();
         root.draw(&Text::new(
-            format!("last point: a partial minute ({s:.0} s), scaled to per minute"),
+            format!("last point: a partial bucket ({s:.0} s), scaled to per minute"),
             (w as i32 - 330, h as i32 - 16),
             ("sans-serif", 12).into_font().color(&BLACK.mix(0.6)),
         ))?;
@@ -194,14 +260,38 @@ where
 {
     root.fill(&WHITE)?;
     let minutes = Minutes::of(r.simulated_seconds, r.series.connections.len());
+    let k = bucket_minutes(r.series.connections.len());
+    let coarse = (k > 1).then(|| Report {
+        series: coarsen(&r.series, k),
+        ..r.clone()
+    });
+    let (series_report, series_minutes) = match &coarse {
+        Some(c) => (
+            c,
+            Minutes::sized(r.simulated_seconds, c.series.connections.len(), k),
+        ),
+        None => (r, minutes),
+    };
     match chart {
-        Chart::Load => draw_load(root, r, minutes)?,
-        Chart::Resumption => draw_resumption(root, r, minutes)?,
-        Chart::Table => draw_table(root, r, minutes)?,
+        Chart::Load => draw_load(root, series_report, series_minutes)?,
+        Chart::Resumption => draw_resumption(root, series_report, series_minutes)?,
+        Chart::Table => draw_table(root, series_report, series_minutes)?,
         Chart::Instances => draw_instances(root, r, minutes)?,
         Chart::Cpu => draw_cpu(root, r, minutes)?,
     }
-    partial_note(root, minutes)
+    match chart {
+        Chart::Load | Chart::Resumption | Chart::Table => partial_note(root, series_minutes),
+        Chart::Instances | Chart::Cpu => partial_note(root, minutes),
+    }
+}
+
+/// What a chart's caption adds when its points are buckets of several minutes.
+fn bucket_note(minutes: Minutes) -> String {
+    if minutes.size > 1.0 {
+        format!(" ({:.0}-minute means)", minutes.size)
+    } else {
+        String::new()
+    }
 }
 
 /// Connections per server per minute.
@@ -221,7 +311,11 @@ where
         .fold(1.0, f64::max);
     let mut c = ChartBuilder::on(root)
         .caption(
-            format!("{}: connections per server per minute", r.scenario),
+            format!(
+                "{}: connections per server per minute{}",
+                r.scenario,
+                bucket_note(minutes)
+            ),
             ("sans-serif", 22),
         )
         .margin(12)
@@ -266,7 +360,11 @@ where
 {
     let mut c = ChartBuilder::on(root)
         .caption(
-            format!("{}: resumption rate per minute", r.scenario),
+            format!(
+                "{}: resumption rate per minute{}",
+                r.scenario,
+                bucket_note(minutes)
+            ),
             ("sans-serif", 22),
         )
         .margin(12)
@@ -561,5 +659,46 @@ mod tests {
             (m.buckets, m.partial_seconds().map(f64::round)),
             (1, Some(41.0))
         );
+    }
+
+    #[test]
+    fn a_day_is_drawn_in_ten_minute_buckets_and_short_runs_by_the_minute() {
+        assert_eq!(bucket_minutes(10), 1);
+        assert_eq!(bucket_minutes(360), 1);
+        assert_eq!(bucket_minutes(1_441), 10);
+        assert_eq!(bucket_minutes(7 * 1_440), 60);
+        // 24 h and 2 s in 10-minute buckets: 145 values, the last a 2 s sliver left out.
+        let m = Minutes::sized(86_402.0, 145, 10);
+        assert_eq!((m.buckets, m.end), (144, 1_440.0));
+        assert_eq!((m.x(0), m.rate(0, 1_000)), (5.0, 100.0));
+        assert_eq!(m.partial_seconds(), None);
+        // 95 minutes in 10-minute buckets: the last is 5 minutes, its count scaled by 5.
+        let m = Minutes::sized(95.0 * 60.0, 10, 10);
+        assert_eq!((m.x(9), m.rate(9, 50)), (92.5, 10.0));
+        assert_eq!(m.partial_seconds(), Some(300.0));
+    }
+
+    #[test]
+    fn coarse_buckets_sum_counts_and_weigh_rates_by_connections() {
+        let s = Series {
+            connections: vec![10, 30, 0, 0, 5],
+            connections_per_server: [("a".to_string(), vec![1, 2, 3, 4, 5])].into(),
+            resumption_rate: vec![1.0, 0.0, 0.5, 0.7, 0.2],
+            affinity_rate: vec![],
+            failures: vec![1, 1, 1, 1, 1],
+            table_occupancy: vec![7, 8, 9, 10, 11],
+            table_evictions: vec![0, 1, 0, 1, 0],
+            table_expirations: vec![2, 2, 2, 2, 2],
+        };
+        let c = coarsen(&s, 2);
+        assert_eq!(c.connections, vec![40, 0, 5]);
+        assert_eq!(c.connections_per_server["a"], vec![3, 7, 5]);
+        // 10 at 1.0 and 30 at 0.0: a quarter; no connections: the plain mean.
+        assert_eq!(c.resumption_rate, vec![0.25, 0.6, 0.2]);
+        assert!(c.affinity_rate.is_empty());
+        assert_eq!(c.failures, vec![2, 2, 1]);
+        assert_eq!(c.table_occupancy, vec![7, 9, 11]);
+        assert_eq!(c.table_evictions, vec![1, 1, 0]);
+        assert_eq!(c.table_expirations, vec![4, 4, 2]);
     }
 }
