@@ -1,7 +1,7 @@
 //! `tether loadgen --testbed` performs the scenario's admin events on the real daemon:
 //! maintenance and ready through its runtime API, a server added and one removed by reload, a
 //! balancer restart; the stick table is read through `show table`. And events a loopback
-//! testbed cannot perform (a silent host) are refused before anything starts, saying what to do.
+//! testbed cannot perform (a slow link) are refused before anything starts, saying what to do.
 //! Needs `openssl` (certificates): apt-get install openssl.
 
 use std::path::{Path, PathBuf};
@@ -68,18 +68,19 @@ fn admin_events_reach_the_real_daemon() {
 }
 
 #[test]
-fn a_silent_host_is_refused_before_anything_starts() {
+fn a_slow_link_is_refused_before_anything_starts() {
     let dir = scratch("refused");
-    let text = std::fs::read_to_string(fixture())
-        .unwrap()
-        .replace("action = \"maint\"", "action = \"host-down\"");
+    let text = std::fs::read_to_string(fixture()).unwrap().replace(
+        "action = \"maint\"",
+        "action = \"latency\"\nlatency = \"50ms\"",
+    );
     let scenario = dir.join("s.toml");
     std::fs::write(&scenario, text).unwrap();
     let out = loadgen(&scenario, &dir.join("out"));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("host-down server 0") && err.contains("packet filter"),
+        err.contains("latency") && err.contains("packet scheduler"),
         "{err}"
     );
     assert!(

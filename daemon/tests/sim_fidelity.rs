@@ -145,3 +145,89 @@ fn compare_fails_beyond_the_tolerance() {
     assert!(args("6").status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `fidelity.toml` with server 2 going silent by `down` at 60 s and back by `up` at 120 s
+/// instead of crashing and restarting.
+fn silent_scenario(dir: &Path, down: &str, up: &str) -> PathBuf {
+    let text = std::fs::read_to_string(scenario()).unwrap();
+    assert!(text.contains("action = \"crash\"") && text.contains("action = \"restart\""));
+    let text = text
+        .replace("action = \"crash\"", &format!("action = \"{down}\""))
+        .replace("action = \"restart\"", &format!("action = \"{up}\""));
+    let path = dir.join(format!("fidelity-{down}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs the silent variant in both, and checks they agree and that it was silence: the
+/// connections the balancer sent to server 2 waited for the connect timeout (10 s, 1 s at the
+/// 10x scale) before going elsewhere, where a refusing port redispatches at once.
+fn silent_event_agrees(down: &str, up: &str) {
+    let dir = scratch(down);
+    let (sim, real) = (dir.join("sim"), dir.join("real"));
+    let s = silent_scenario(&dir, down, up);
+    let s = s.to_str().unwrap();
+    let out = tether(&["sim", s, "--quiet", "--out", sim.to_str().unwrap()]);
+    assert!(out.status.success(), "sim: {out:?}");
+    let out = tether(&[
+        "loadgen",
+        s,
+        "--testbed",
+        "--time-scale",
+        "10",
+        "--out",
+        real.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "loadgen: {out:?}");
+    let compare = tether(&[
+        "sim",
+        "compare",
+        sim.join("report.json").to_str().unwrap(),
+        real.join("report.json").to_str().unwrap(),
+        "--tolerance",
+        "3",
+    ]);
+    let table = String::from_utf8_lossy(&compare.stdout);
+    assert!(
+        compare.status.success(),
+        "{down}: beyond 3 points:\n{table}"
+    );
+    for r in [&report(&sim), &report(&real)] {
+        let before = server_minute(r, "server-02", 0);
+        assert!(before > 100, "server-02 minute 0: {before}");
+        assert!(server_minute(r, "server-02", 1) < before / 10);
+        assert!(server_minute(r, "server-02", 2) > 0, "back after {up}");
+    }
+    let sim_p99 = report(&sim)["fleets"]["tls13"]["connect_latency_p99_ms"]
+        .as_u64()
+        .unwrap();
+    assert!(sim_p99 >= 10_000, "{down}: simulated p99 {sim_p99} ms");
+    let log = std::fs::read_to_string(real.join("testbed/balancer.log")).unwrap();
+    let waits: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("\"redispatched\":true"))
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(&l[l.find('{')?..]).ok()?;
+            v["tt_ms"].as_u64()
+        })
+        .collect();
+    assert!(
+        waits.len() >= 5,
+        "{down}: redispatched connections: {waits:?}"
+    );
+    assert!(
+        waits.iter().all(|&t| t >= 1_000),
+        "{down}: a refusing port would redispatch at once: {waits:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_lost_host_is_silent_in_both_and_they_agree_within_three_points() {
+    silent_event_agrees("host-down", "restart");
+}
+
+#[test]
+fn a_partition_is_silent_in_both_and_they_agree_within_three_points() {
+    silent_event_agrees("partition", "heal");
+}

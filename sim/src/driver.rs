@@ -396,16 +396,21 @@ impl World<'_> {
                 self.process_up[server].set(true);
                 self.sim.bounce(s.as_str());
             }
+            // Held, not dropped: turmoil drops a partitioned link's messages, and a dropped SYN
+            // makes the connect fail at once (as a refusing port), where a real partition is
+            // silent: connects wait for their timeout and open connections hang; what was sent
+            // arrives after the heal, as TCP's retransmissions deliver it (checked against a
+            // real run: daemon/tests/sim_fidelity.rs).
             Action::Partition { server } => {
                 let s = self.server_host(server)?;
                 for f in self.front() {
-                    self.sim.partition(f.as_str(), s.as_str());
+                    self.sim.hold(f.as_str(), s.as_str());
                 }
             }
             Action::Heal { server } => {
                 let s = self.server_host(server)?;
                 for f in self.front() {
-                    self.sim.repair(f.as_str(), s.as_str());
+                    self.sim.release(f.as_str(), s.as_str());
                 }
             }
             Action::Drain { server } | Action::Maint { server } | Action::Ready { server } => {

@@ -44,6 +44,47 @@ pub fn scale_durations(table: &mut toml::Table, scale: f64) {
     }
 }
 
+/// Writes out the engine's default timeouts the scenario's configuration leaves out, so that
+/// the time scale divides them too: a 10 s connect timeout left at 10 s while the clients'
+/// timeouts are divided by 10 would make clients give up where the simulator's wait.
+pub fn with_default_timeouts(table: &mut toml::Table) {
+    use tether_core::config::defaults;
+    let text = |d: Duration| toml::Value::String(format!("{}ms", d.as_millis()));
+    let mut fill = |key: &str, pairs: &[(&str, Duration)]| {
+        let section = table
+            .entry(key)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = section {
+            for (k, d) in pairs {
+                t.entry(*k).or_insert_with(|| text(*d));
+            }
+        }
+    };
+    fill(
+        "frontend",
+        &[
+            ("timeout-client", defaults::timeout_client()),
+            ("inspect-delay", defaults::inspect_delay()),
+        ],
+    );
+    fill(
+        "backend",
+        &[
+            ("timeout-connect", defaults::timeout_connect()),
+            ("timeout-server", defaults::timeout_server()),
+        ],
+    );
+    if let Some(toml::Value::Table(check)) = table
+        .get_mut("backend")
+        .and_then(|b| b.as_table_mut())
+        .and_then(|b| b.get_mut("check"))
+    {
+        check
+            .entry("inter")
+            .or_insert_with(|| text(defaults::inter()));
+    }
+}
+
 /// The daemon's configuration: the scenario's backend settings, the testbed's servers, one
 /// frontend on `listen`, JSON connection logs, the runtime API on `admin`.
 pub fn config_text(
@@ -58,6 +99,7 @@ pub fn config_text(
         Some(_) => bail!("[balancer.config] must be a table"),
         None => toml::Table::new(),
     };
+    with_default_timeouts(&mut src);
     scale_durations(&mut src, scale);
     let mut doc = toml::Table::new();
     let mut global = match src.remove("global") {

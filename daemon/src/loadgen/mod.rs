@@ -11,6 +11,7 @@
 pub mod balancer;
 pub mod clients;
 pub mod servers;
+pub mod silence;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -85,15 +86,10 @@ pub fn run(args: LoadgenArgs) -> Result<ExitCode> {
 /// Events the testbed performs on real processes and sockets.
 fn check_events(events: &[EventSpec]) -> Result<()> {
     for e in events {
-        if let Action::HostDown { .. }
-        | Action::Partition { .. }
-        | Action::Heal { .. }
-        | Action::Latency { .. } = e.action
-        {
+        if let Action::Latency { .. } = e.action {
             bail!(
-                "event `{}` at {}: --testbed cannot make a loopback host silent or slow \
-                 (host-down, partition, heal and latency need a packet filter); remove it, use \
-                 `crash` (the process dies, its port refuses), or run it in `tether sim`",
+                "event `{}` at {}: --testbed cannot slow a loopback link (latency needs a \
+                 packet scheduler); remove it, or run it in `tether sim`",
                 e.action.describe(),
                 e.at
             );
@@ -166,6 +162,18 @@ impl Testbed {
                 self.server(server)?;
                 self.servers.crash(server).await;
                 self.servers.start(server).await?;
+            }
+            Action::HostDown { server } => {
+                self.server(server)?;
+                self.servers.host_down(server).await?;
+            }
+            Action::Partition { server } => {
+                self.server(server)?;
+                self.servers.partition(server).await?;
+            }
+            Action::Heal { server } => {
+                self.server(server)?;
+                self.servers.heal(server).await?;
             }
             Action::Drain { server } | Action::Maint { server } | Action::Ready { server } => {
                 let state = match action {

@@ -4,11 +4,13 @@
 //! scenario's size whose entries expire after the (time-scaled) session timeout, and ticket keys
 //! as the scenario says: none, per server (new at every boot) or shared (one key for all, kept
 //! across restarts). A crash aborts the listener and every connection, so the port refuses at
-//! once, as a dead process's port does; a restart binds the same port with an empty cache.
+//! once, as a dead process's port does; a restart binds the same port with an empty cache. A
+//! lost host or a partition makes the server silent instead ([`super::silence`]): connects get
+//! no answer and open connections freeze; a heal brings a partitioned server back as it was.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -19,8 +21,11 @@ use rustls::ServerConfig;
 use tether_sim::scenario::{ServersSpec, TicketKeys};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
+
+use super::silence::{Gate, GatedStream, SilentPort};
 
 /// A server's certificate and key, made once and kept across restarts.
 pub struct Identity {
@@ -135,13 +140,72 @@ impl StoresServerSessions for TimedCache {
     }
 }
 
-/// One server of the testbed: its identity, port, and the running boot (if up).
+/// One server of the testbed: its identity, port, the running boot (if up) and whether its
+/// port is held silent.
 pub struct TestbedServer {
     /// Certificate and name.
     pub identity: Arc<Identity>,
     /// Where it listens (the same port across restarts).
     pub addr: SocketAddr,
-    running: Option<JoinHandle<()>>,
+    boot: Option<Boot>,
+    silent: Option<Silent>,
+}
+
+/// One boot of a server: its TLS configuration (session cache, ticket key), the task accepting
+/// on its port (none while silent) and its open connections, which move bytes while `open`.
+struct Boot {
+    acceptor: TlsAcceptor,
+    accept: Option<JoinHandle<()>>,
+    connections: Arc<Mutex<JoinSet<()>>>,
+    open: watch::Sender<bool>,
+}
+
+impl Boot {
+    /// Starts accepting on `addr`.
+    async fn listen(&mut self, addr: SocketAddr, name: &str) -> Result<()> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("{name}: binding {addr}"))?;
+        self.accept = Some(tokio::spawn(serve(
+            listener,
+            self.acceptor.clone(),
+            self.connections.clone(),
+            self.open.subscribe(),
+        )));
+        Ok(())
+    }
+
+    /// Stops accepting; returns once the listener is closed (the port can be bound again).
+    async fn stop_accepting(&mut self) {
+        if let Some(task) = self.accept.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Closes every open connection.
+    fn close_all(&self) {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .abort_all();
+    }
+}
+
+impl Drop for Boot {
+    fn drop(&mut self) {
+        if let Some(task) = &self.accept {
+            task.abort();
+        }
+        self.close_all();
+    }
+}
+
+/// A server whose port is held silent; `lost`: the host is down (only a restart brings it
+/// back), otherwise it is cut off by a partition and keeps its state for the heal.
+struct Silent {
+    _port: SilentPort,
+    lost: bool,
 }
 
 /// The scenario's servers, their shared ticket key (if any) and the time scale.
@@ -182,7 +246,8 @@ impl ServerFleet {
         self.servers.push(TestbedServer {
             identity,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-            running: None,
+            boot: None,
+            silent: None,
         });
         Ok(i)
     }
@@ -191,20 +256,72 @@ impl ServerFleet {
     pub async fn start(&mut self, i: usize) -> Result<()> {
         let config = Arc::new(self.config(&self.servers[i].identity)?);
         let s = &mut self.servers[i];
-        let listener = TcpListener::bind(s.addr)
-            .await
-            .with_context(|| format!("{}: binding {}", s.identity.name, s.addr))?;
-        s.running = Some(tokio::spawn(serve(listener, TlsAcceptor::from(config))));
+        s.silent = None;
+        let mut boot = Boot {
+            acceptor: TlsAcceptor::from(config),
+            accept: None,
+            connections: Arc::default(),
+            open: watch::channel(true).0,
+        };
+        boot.listen(s.addr, &s.identity.name).await?;
+        s.boot = Some(boot);
         Ok(())
     }
 
     /// The process dies: the listener and every connection close; the port refuses. Returns
-    /// once they are closed (the port can be bound again).
+    /// once the listener is closed (the port can be bound again).
     pub async fn crash(&mut self, i: usize) {
-        if let Some(task) = self.servers[i].running.take() {
-            task.abort();
-            let _ = task.await;
+        let s = &mut self.servers[i];
+        s.silent = None;
+        if let Some(mut boot) = s.boot.take() {
+            boot.stop_accepting().await;
+            boot.close_all();
         }
+    }
+
+    /// The host is lost: the port goes silent, open connections freeze; `restart` reboots it
+    /// (empty cache), `heal` does not bring it back.
+    pub async fn host_down(&mut self, i: usize) -> Result<()> {
+        self.silence(i, true).await
+    }
+
+    /// The balancer is cut off from server `i`: silent as a lost host, but the server keeps
+    /// running behind the cut (its cache, its connections) until `heal`.
+    pub async fn partition(&mut self, i: usize) -> Result<()> {
+        self.silence(i, false).await
+    }
+
+    async fn silence(&mut self, i: usize, lost: bool) -> Result<()> {
+        let s = &mut self.servers[i];
+        if let Some(boot) = s.boot.as_mut() {
+            boot.stop_accepting().await;
+            boot.open.send_replace(false);
+        }
+        if s.silent.is_none() {
+            s.silent = Some(Silent {
+                _port: SilentPort::hold(s.addr)?,
+                lost,
+            });
+        }
+        if let Some(held) = s.silent.as_mut() {
+            held.lost |= lost;
+        }
+        Ok(())
+    }
+
+    /// The partition of server `i` heals: it accepts again and its frozen connections go on.
+    /// A lost host stays down (only `restart` boots it).
+    pub async fn heal(&mut self, i: usize) -> Result<()> {
+        let s = &mut self.servers[i];
+        if s.silent.as_ref().is_none_or(|h| h.lost) {
+            return Ok(());
+        }
+        s.silent = None;
+        if let Some(boot) = s.boot.as_mut() {
+            boot.listen(s.addr, &s.identity.name).await?;
+            boot.open.send_replace(true);
+        }
+        Ok(())
     }
 
     fn config(&self, identity: &Identity) -> Result<ServerConfig> {
@@ -228,33 +345,28 @@ impl ServerFleet {
     }
 }
 
-impl Drop for ServerFleet {
-    fn drop(&mut self) {
-        for s in &mut self.servers {
-            if let Some(task) = s.running.take() {
-                task.abort();
-            }
-        }
-    }
-}
-
-async fn serve(listener: TcpListener, acceptor: TlsAcceptor) {
-    // Owned here: aborting this task closes every connection too.
-    let mut connections = JoinSet::new();
+async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    connections: Arc<Mutex<JoinSet<()>>>,
+    gate: Gate,
+) {
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((tcp, _)) = accepted else { continue };
-                connections.spawn(session(tcp, acceptor.clone()));
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let mut set = connections.lock().unwrap_or_else(|e| e.into_inner());
+        while set.try_join_next().is_some() {}
+        set.spawn(session(
+            GatedStream::new(tcp, gate.clone()),
+            acceptor.clone(),
+        ));
     }
 }
 
 /// After the handshake: the client asks for N response bytes (4 bytes, big endian, then its
 /// request padding); the server sends them and reads until the client closes.
-async fn session(tcp: tokio::net::TcpStream, acceptor: TlsAcceptor) {
+async fn session(tcp: GatedStream, acceptor: TlsAcceptor) {
     let Ok(mut tls) = acceptor.accept(tcp).await else {
         return;
     };
