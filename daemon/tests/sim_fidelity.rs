@@ -39,17 +39,16 @@ fn server_minute(r: &serde_json::Value, server: &str, minute: usize) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn simulator_and_real_sockets_agree_within_three_points() {
+/// Runs `scenario` in the simulator and on the testbed (10x) under `dir`, and asserts that
+/// `tether sim compare` finds them within 3 points. Returns the two output directories.
+fn run_both_and_compare(scenario: &Path, dir: &Path) -> (PathBuf, PathBuf) {
     let openssl = Command::new("openssl").arg("version").output();
     assert!(
         openssl.is_ok_and(|o| o.status.success()),
         "openssl is needed for the testbed's certificates: apt-get install openssl"
     );
-    let dir = scratch("run");
     let (sim, real) = (dir.join("sim"), dir.join("real"));
-    let s = scenario();
-    let s = s.to_str().unwrap();
+    let s = scenario.to_str().unwrap();
     let out = tether(&["sim", s, "--quiet", "--out", sim.to_str().unwrap()]);
     assert!(out.status.success(), "sim: {out:?}");
     let out = tether(&[
@@ -62,13 +61,6 @@ fn simulator_and_real_sockets_agree_within_three_points() {
         real.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "loadgen: {out:?}");
-    let (a, b) = (report(&sim), report(&real));
-    let real_log = std::fs::read_to_string(real.join("testbed/balancer.log")).unwrap();
-    assert!(
-        real_log.contains("\"affinity\""),
-        "the daemon logged JSON lines"
-    );
-
     let compare = tether(&[
         "sim",
         "compare",
@@ -78,7 +70,24 @@ fn simulator_and_real_sockets_agree_within_three_points() {
         "3",
     ]);
     let table = String::from_utf8_lossy(&compare.stdout);
-    assert!(compare.status.success(), "beyond 3 points:\n{table}");
+    assert!(
+        compare.status.success(),
+        "{}: beyond 3 points:\n{table}",
+        scenario.display()
+    );
+    (sim, real)
+}
+
+#[test]
+fn simulator_and_real_sockets_agree_within_three_points() {
+    let dir = scratch("run");
+    let (sim, real) = run_both_and_compare(&scenario(), &dir);
+    let (a, b) = (report(&sim), report(&real));
+    let real_log = std::fs::read_to_string(real.join("testbed/balancer.log")).unwrap();
+    assert!(
+        real_log.contains("\"affinity\""),
+        "the daemon logged JSON lines"
+    );
 
     // Real clients told the servers apart by certificate, and all four took connections.
     for r in [&a, &b] {
@@ -164,34 +173,7 @@ fn silent_scenario(dir: &Path, down: &str, up: &str) -> PathBuf {
 /// 10x scale) before going elsewhere, where a refusing port redispatches at once.
 fn silent_event_agrees(down: &str, up: &str) {
     let dir = scratch(down);
-    let (sim, real) = (dir.join("sim"), dir.join("real"));
-    let s = silent_scenario(&dir, down, up);
-    let s = s.to_str().unwrap();
-    let out = tether(&["sim", s, "--quiet", "--out", sim.to_str().unwrap()]);
-    assert!(out.status.success(), "sim: {out:?}");
-    let out = tether(&[
-        "loadgen",
-        s,
-        "--testbed",
-        "--time-scale",
-        "10",
-        "--out",
-        real.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "loadgen: {out:?}");
-    let compare = tether(&[
-        "sim",
-        "compare",
-        sim.join("report.json").to_str().unwrap(),
-        real.join("report.json").to_str().unwrap(),
-        "--tolerance",
-        "3",
-    ]);
-    let table = String::from_utf8_lossy(&compare.stdout);
-    assert!(
-        compare.status.success(),
-        "{down}: beyond 3 points:\n{table}"
-    );
+    let (sim, real) = run_both_and_compare(&silent_scenario(&dir, down, up), &dir);
     for r in [&report(&sim), &report(&real)] {
         let before = server_minute(r, "server-02", 0);
         assert!(before > 100, "server-02 minute 0: {before}");
