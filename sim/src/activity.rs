@@ -23,16 +23,51 @@ fn default_period() -> SimDuration {
 /// Relative activity through a repeating period, as written in the scenario.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+struct ActivitySpec {
+    #[serde(default = "default_period")]
+    period: SimDuration,
+    weights: Vec<f64>,
+}
+
+/// Relative activity through a repeating period (the scenario's `activity`), with its peak
+/// found once: [`Activity::level`] runs before every visit, and a curve may have 1,440 points.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(from = "ActivitySpec", into = "ActivitySpec")]
 pub struct Activity {
     /// The curve repeats after this long (default one day).
-    #[serde(default = "default_period")]
     pub period: SimDuration,
     /// Relative weights at evenly spaced points from the start of the period (the first is
     /// at time 0, e.g. 24 hourly values); only their ratios matter.
     pub weights: Vec<f64>,
+    peak: f64,
+}
+
+impl From<ActivitySpec> for Activity {
+    fn from(spec: ActivitySpec) -> Self {
+        Activity::new(spec.period, spec.weights)
+    }
+}
+
+impl From<Activity> for ActivitySpec {
+    fn from(a: Activity) -> Self {
+        ActivitySpec {
+            period: a.period,
+            weights: a.weights,
+        }
+    }
 }
 
 impl Activity {
+    /// The curve of `weights` over `period`.
+    pub fn new(period: SimDuration, weights: Vec<f64>) -> Self {
+        let peak = weights.iter().copied().fold(0.0, f64::max);
+        Activity {
+            period,
+            weights,
+            peak,
+        }
+    }
+
     /// Why the curve cannot be used, if it cannot.
     pub fn validate(&self) -> Result<(), String> {
         if self.period.get().as_millis() == 0 {
@@ -49,19 +84,15 @@ impl Activity {
                 "activity.weights must be finite and not negative (found {w})"
             ));
         }
-        if self.peak() <= 0.0 {
+        if self.peak <= 0.0 {
             return Err("activity.weights are all 0: the fleet would never visit".into());
         }
         Ok(())
     }
 
-    fn peak(&self) -> f64 {
-        self.weights.iter().copied().fold(0.0, f64::max)
-    }
-
     /// The activity at simulated time `t_ms`, as a fraction of the peak (0 to 1).
     pub fn level(&self, t_ms: u64) -> f64 {
-        let peak = self.peak();
+        let peak = self.peak;
         let n = self.weights.len();
         if peak <= 0.0 || n == 0 {
             return 0.0;
@@ -81,10 +112,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn curve(weights: Vec<f64>) -> Activity {
-        Activity {
-            period: SimDuration(Duration::from_secs(4)),
-            weights,
-        }
+        Activity::new(SimDuration(Duration::from_secs(4)), weights)
     }
 
     #[test]
@@ -111,8 +139,7 @@ mod tests {
             .unwrap_err()
             .contains("negative"));
         assert!(curve(vec![f64::NAN]).validate().is_err());
-        let mut zero = curve(vec![1.0]);
-        zero.period = SimDuration(Duration::ZERO);
+        let zero = Activity::new(SimDuration(Duration::ZERO), vec![1.0]);
         assert!(zero.validate().unwrap_err().contains("period"));
         assert!(curve(vec![0.5; MAX_POINTS + 1]).validate().is_err());
         assert!(curve(vec![0.0, 2.0]).validate().is_ok());

@@ -69,9 +69,7 @@ impl Dist {
         };
         Duration::from_secs_f64(secs.clamp(0.0, 86_400.0))
     }
-}
 
-impl Dist {
     /// The distribution's mean in seconds (before the one-day cap).
     pub fn mean_secs(&self) -> f64 {
         match *self {
@@ -333,13 +331,21 @@ async fn simulated_client(run: Rc<FleetRun>, c: usize) {
                 .borrow_mut()
                 .connection_ended(&spec.name, record, now_ms());
         }
-        // Visits only start before the end of the scenario; nobody sleeps past it.
-        let gap = spec.revisit_gap.sample(&mut rng);
-        if now_ms() + gap.as_millis() as u64 >= run.end_ms {
+        if !revisit_gap(&run, &mut rng).await {
             return;
         }
-        tokio::time::sleep(gap).await;
     }
+}
+
+/// Sleeps one revisit gap; false (without sleeping) when the next visit would start after the
+/// scenario's end: visits only start before it, and nobody sleeps past it.
+async fn revisit_gap(run: &FleetRun, rng: &mut Rng) -> bool {
+    let gap = run.spec.revisit_gap.sample(rng);
+    if now_ms() + gap.as_millis() as u64 >= run.end_ms {
+        return false;
+    }
+    tokio::time::sleep(gap).await;
+    true
 }
 
 /// Waits out the visits the fleet's activity curve thins away (each a revisit gap); false when
@@ -349,11 +355,9 @@ async fn quiet_spell(run: &FleetRun, rng: &mut Rng) -> bool {
         return true;
     };
     while rng.unit() >= activity.level(now_ms()) {
-        let gap = run.spec.revisit_gap.sample(rng);
-        if now_ms() + gap.as_millis() as u64 >= run.end_ms {
+        if !revisit_gap(run, rng).await {
             return false;
         }
-        tokio::time::sleep(gap).await;
     }
     true
 }

@@ -622,14 +622,12 @@ fn round4(x: f64) -> f64 {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Latencies {
     counts: BTreeMap<u64, u64>,
-    total: u64,
 }
 
 impl Latencies {
     /// One more sample.
     pub fn add(&mut self, ms: u64) {
         *self.counts.entry(ms).or_default() += 1;
-        self.total += 1;
     }
 
     /// Adds every sample of `other`.
@@ -637,25 +635,25 @@ impl Latencies {
         for (&ms, &n) in &other.counts {
             *self.counts.entry(ms).or_default() += n;
         }
-        self.total += other.total;
     }
 
     /// Samples held.
     pub fn len(&self) -> u64 {
-        self.total
+        self.counts.values().sum()
     }
 
     /// No samples.
     pub fn is_empty(&self) -> bool {
-        self.total == 0
+        self.counts.is_empty()
     }
 
     /// The nearest-rank percentile `p` (0 when empty), as [`percentile`] of the sorted samples.
     pub fn percentile(&self, p: u64) -> u64 {
-        if self.total == 0 {
+        let total = self.len();
+        if total == 0 {
             return 0;
         }
-        let rank = (p * self.total).div_ceil(100).clamp(1, self.total);
+        let rank = (p * total).div_ceil(100).clamp(1, total);
         let mut seen = 0;
         for (&ms, &n) in &self.counts {
             seen += n;

@@ -297,14 +297,14 @@ impl ServerFleet {
             boot.stop_accepting().await;
             boot.open.send_replace(false);
         }
-        if s.silent.is_none() {
-            s.silent = Some(Silent {
-                _port: SilentPort::hold(s.addr)?,
-                lost,
-            });
-        }
-        if let Some(held) = s.silent.as_mut() {
-            held.lost |= lost;
+        match s.silent.as_mut() {
+            Some(held) => held.lost |= lost,
+            None => {
+                s.silent = Some(Silent {
+                    _port: SilentPort::hold(s.addr)?,
+                    lost,
+                })
+            }
         }
         Ok(())
     }
