@@ -26,4 +26,5 @@ pub mod sim_sweep;
 pub mod stats;
 pub mod syslog;
 pub mod table_cli;
+pub mod threads;
 pub mod upgrade;

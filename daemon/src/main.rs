@@ -95,8 +95,9 @@ struct RunArgs {
     /// `bind ... defer-accept`; for clients that speak first, as TLS clients do).
     #[arg(long)]
     defer_accept: bool,
-    /// Worker threads serving connections (HAProxy's `nbthread`); default: the config's
-    /// `[global] threads` (an imported `nbthread`), else one per CPU.
+    /// Threads serving connections (HAProxy's `nbthread`), each accepting on a listener of its
+    /// own per address (`SO_REUSEPORT`); default: the config's `[global] threads` (an imported
+    /// `nbthread`), else one per CPU.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
     /// Pipes for splicing bulk transfers kernel-side (HAProxy's `maxpipes`); 0 never splices.
@@ -229,23 +230,12 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     // Before any socket is bound: a process started by an upgrade takes its predecessor's.
     let launch = Launch::current();
     let incoming = Incoming::receive()?;
-    // One thread: tokio's single-threaded scheduler runs the same tasks without the
-    // work-stealing machinery (no cross-thread queues or wake-ups), as HAProxy's nbthread 1.
-    let mut builder = match args.threads.or(config.global.threads) {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(usize::from(n));
-            b
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
-    let rt = builder
-        .enable_all()
-        .on_thread_park(tether::memory::on_thread_park)
-        .build()
-        .context("starting the tokio runtime")?;
-    rt.block_on(serve(source, config, launch, incoming))
+    let threads = (args.threads.or(config.global.threads))
+        .map_or_else(tether::threads::default_count, usize::from);
+    let rt = tether::threads::runtime().context("starting the tokio runtime")?;
+    let workers =
+        tether::threads::start_workers(threads - 1).context("starting the worker threads")?;
+    rt.block_on(serve(source, config, launch, incoming, workers))
 }
 
 /// The connection-log sink; its `log` targets are opened here, at start (a reload keeps them).
@@ -278,6 +268,7 @@ async fn serve(
     config: Config,
     launch: Launch,
     mut incoming: Option<Incoming>,
+    workers: Vec<tokio::runtime::Handle>,
 ) -> Result<ExitCode> {
     // A per-process secret keys the stick tables' index hash (clients choose session IDs).
     let table_seed = {
@@ -290,7 +281,7 @@ async fn serve(
         incoming.restore_into(&built);
     }
     let grace = built.grace;
-    let daemon = tether::run::start(built, sink_for(&config)?).await?;
+    let daemon = tether::run::start_threaded(built, sink_for(&config)?, workers).await?;
     // Freed memory goes back to the system once connections fall (on every worker as it parks).
     tokio::spawn(tether::memory::release_on_low_load(
         daemon.context().clone(),

@@ -21,8 +21,17 @@ pub type DaemonView = ProcessView<TokioNet>;
 /// Binds every frontend of `runtime` and starts serving and checking, splicing bulk transfers
 /// through at most `runtime.pipes` pipes.
 pub async fn start(runtime: Runtime, sink: Arc<dyn LogSink>) -> Result<Daemon> {
+    start_threaded(runtime, sink, Vec::new()).await
+}
+
+/// As [`start`], accepting on the threads of `workers` too ([`crate::threads`]).
+pub async fn start_threaded(
+    runtime: Runtime,
+    sink: Arc<dyn LogSink>,
+    workers: Vec<tokio::runtime::Handle>,
+) -> Result<Daemon> {
     crate::net::splice::set_max_pipes(runtime.pipes);
-    Process::start(TokioNet, runtime, sink)
+    Process::start_threaded(TokioNet, runtime, sink, workers)
         .await
         .context("starting the listeners")
 }

@@ -210,8 +210,9 @@ async fn upgrades_under_tls_load_refuse_nothing_and_keep_sessions() {
     let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr()).collect();
     let bind = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
     let stats = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    // Two threads, a listener each: the successor takes both sockets over.
     let config = native_toml(
-        "",
+        "threads = 2",
         "",
         "affinity = [\"session-id\"]",
         "check = false",
@@ -327,6 +328,27 @@ async fn upgrades_under_tls_load_refuse_nothing_and_keep_sessions() {
 
     let log = d.log();
     assert!(log.contains("stick tables carried over"), "{log}");
+    // Both threads' listeners were handed over (none closed unclaimed) and both accept.
+    assert!(!log.contains("handed-over socket closed"), "{log}");
+    let mut s = tokio::net::TcpStream::connect(stats).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut metrics = String::new();
+    s.read_to_string(&mut metrics).await.unwrap();
+    for thread in ["0", "1"] {
+        let line = format!("tether_thread_connections_total{{thread=\"{thread}\"}} ");
+        let accepted: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no {line}in {metrics}"))
+            .parse()
+            .unwrap();
+        assert!(
+            accepted > 0,
+            "thread {thread} of the last process accepted nothing"
+        );
+    }
     d.signal("-TERM");
     assert!(
         eventually(Duration::from_secs(10), || exited(d.pid)).await,

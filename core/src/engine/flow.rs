@@ -35,17 +35,26 @@ pub struct Context<N: Net> {
     /// The most connections open at once since the memory watcher last took it: a peak between
     /// two of its ticks is not missed.
     pub actconn_peak: AtomicU64,
+    /// Connections accepted by each accepting thread (HAProxy's `show activity` `accq`): how
+    /// evenly the system spreads them over the threads' listeners.
+    pub accepted_by_thread: Box<[AtomicU64]>,
 }
 
 impl<N: Net> Context<N> {
-    /// A context on `net`, reporting to `sink`.
+    /// A context on `net`, reporting to `sink`, for a process accepting on one thread.
     pub fn new(net: N, sink: Arc<dyn LogSink>) -> Self {
+        Self::with_threads(net, sink, 1)
+    }
+
+    /// A context for a process accepting on `threads` threads.
+    pub fn with_threads(net: N, sink: Arc<dyn LogSink>, threads: usize) -> Self {
         Context {
             net,
             clock: Clock::start(),
             sink,
             actconn: AtomicU64::new(0),
             actconn_peak: AtomicU64::new(0),
+            accepted_by_thread: (0..threads.max(1)).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct Listener<N: Net> {
     pub socket: Arc<N::Listener>,
     /// The frontend (swappable).
     pub frontend: FrontendHandle,
+    /// Which of the process's accepting threads serves this socket (0: the process's own).
+    pub thread: usize,
 }
 
 /// Accepts until `shutdown` turns true or its sender is dropped. `global` holds one permit per connection the process may
@@ -79,6 +81,9 @@ pub async fn serve<N: Net>(
         let fe = read(&listener.frontend);
         fe.accepted
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(n) = ctx.accepted_by_thread.get(listener.thread) {
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let ctx = ctx.clone();
         tokio::spawn(async move {
             // The flow's state machine is ~2 KiB: boxed, the task itself stays small, so
@@ -155,6 +160,7 @@ mod tests {
             Listener {
                 socket: Arc::new(socket),
                 frontend,
+                thread: 0,
             },
             fe,
         )

@@ -46,6 +46,22 @@ pub trait Net: Clone + Send + Sync + 'static {
 
     /// Binds a listener on `addr`.
     fn bind(&self, addr: &str) -> impl Future<Output = io::Result<Self::Listener>> + Send;
+    /// Binds a listener on `addr` that further listeners may share ([`Net::bind_sibling`]),
+    /// for a process accepting on several threads. The default binds a plain listener.
+    fn bind_shared(&self, addr: &str) -> impl Future<Output = io::Result<Self::Listener>> + Send {
+        self.bind(addr)
+    }
+    /// Another listener on the address `first` (bound by [`Net::bind_shared`] for the
+    /// configured `bind`) is bound to, registered with the runtime the caller is in: the
+    /// system spreads incoming connections over them (Linux `SO_REUSEPORT`), so each thread
+    /// accepts its own without waking the others. The default transport cannot.
+    fn bind_sibling(&self, bind: &str, first: &Self::Listener) -> io::Result<Self::Listener> {
+        let _ = (bind, first);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this transport has one listener per address",
+        ))
+    }
     /// Hands connections over only once their first bytes have arrived (HAProxy's
     /// `defer-accept`, Linux `TCP_DEFER_ACCEPT`); a transport without it does nothing.
     fn defer_accept(listener: &Self::Listener) -> io::Result<()> {

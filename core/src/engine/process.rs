@@ -79,18 +79,19 @@ impl Stop {
     }
 }
 
-/// A listening socket and the task accepting on it.
+/// An address's listening sockets (one per accepting thread, the first on the process's own
+/// runtime) and the tasks accepting on them.
 struct Bound<N: Net> {
-    socket: Arc<N::Listener>,
+    sockets: Vec<Arc<N::Listener>>,
     frontend: FrontendHandle,
     addr: SocketAddr,
     stop: Stop,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
-/// A socket bound for a runtime, not yet serving.
+/// Sockets bound for a runtime (one per accepting thread), not yet serving.
 struct Fresh<N: Net> {
-    socket: N::Listener,
+    sockets: Vec<N::Listener>,
     addr: SocketAddr,
 }
 
@@ -99,6 +100,9 @@ struct Fresh<N: Net> {
 pub struct Process<N: Net> {
     ctx: Arc<Context<N>>,
     spawner: Handle,
+    /// The runtimes of the other accepting threads: each accepts on a listener of its own per
+    /// address and runs the connections it accepts.
+    workers: Vec<Handle>,
     global: Arc<Semaphore>,
     maxconn: usize,
     bound: BTreeMap<String, Bound<N>>,
@@ -163,10 +167,25 @@ impl<N: Net> Process<N> {
         runtime: Runtime,
         sink: Arc<dyn LogSink>,
     ) -> Result<Self, ProcessError> {
+        Self::start_threaded(net, runtime, sink, Vec::new()).await
+    }
+
+    /// As [`Process::start`], accepting on `workers` (the runtimes of other threads) too, as
+    /// HAProxy's `nbthread`: every address gets a listener per thread ([`Net::bind_sibling`]),
+    /// each thread runs the connections it accepts, and everything else (checks, expiry,
+    /// reloads) runs on the calling runtime. Connections share the stick tables, so a session
+    /// learned on one thread is found on every other.
+    pub async fn start_threaded(
+        net: N,
+        runtime: Runtime,
+        sink: Arc<dyn LogSink>,
+        workers: Vec<Handle>,
+    ) -> Result<Self, ProcessError> {
         let runtime = Arc::new(runtime);
         let mut process = Process {
-            ctx: Arc::new(Context::new(net, sink)),
+            ctx: Arc::new(Context::with_threads(net, sink, 1 + workers.len())),
             spawner: Handle::current(),
+            workers,
             global: Arc::new(Semaphore::new(runtime.maxconn)),
             maxconn: runtime.maxconn,
             bound: BTreeMap::new(),
@@ -215,11 +234,11 @@ impl<N: Net> Process<N> {
 
     /// The listening sockets by configured address (`bind`), for handing over to a successor
     /// process (a hitless upgrade): it accepts on the very same sockets, so no connection
-    /// arriving during the switch is refused.
+    /// arriving during the switch is refused. An address's sockets come in thread order.
     pub fn listeners(&self) -> Vec<(String, Arc<N::Listener>)> {
         self.bound
             .iter()
-            .map(|(bind, b)| (bind.clone(), b.socket.clone()))
+            .flat_map(|(bind, b)| b.sockets.iter().map(|s| (bind.clone(), s.clone())))
             .collect()
     }
 
@@ -262,8 +281,8 @@ impl<N: Net> Process<N> {
         for b in self.bound.values() {
             b.stop.fire();
         }
-        for (_, b) in self.bound {
-            let _ = b.task.await;
+        for task in self.bound.into_values().flat_map(|b| b.tasks) {
+            let _ = task.await;
         }
         let deadline = tokio::time::Instant::now() + grace;
         loop {
@@ -291,14 +310,41 @@ impl<N: Net> Process<N> {
                 address: fe.bind.clone(),
                 source,
             };
-            let socket = self.ctx.net.bind(&fe.bind).await.map_err(bind_error)?;
-            if fe.defer_accept {
-                N::defer_accept(&socket).map_err(bind_error)?;
+            let first = if self.workers.is_empty() {
+                self.ctx.net.bind(&fe.bind).await
+            } else {
+                self.ctx.net.bind_shared(&fe.bind).await
+            };
+            let first = first.map_err(bind_error)?;
+            let addr = N::local_addr(&first).map_err(bind_error)?;
+            let mut sockets = vec![first];
+            sockets.extend(self.siblings(fe, &sockets[0]));
+            for socket in &sockets {
+                if fe.defer_accept {
+                    N::defer_accept(socket).map_err(bind_error)?;
+                }
             }
-            let addr = N::local_addr(&socket).map_err(bind_error)?;
-            fresh.insert(fe.bind.clone(), Fresh { socket, addr });
+            fresh.insert(fe.bind.clone(), Fresh { sockets, addr });
         }
         Ok(fresh)
+    }
+
+    /// The other threads' listeners on `first`'s address, each registered with its thread's
+    /// runtime. A thread that cannot have one leaves the address to the threads before it.
+    fn siblings(&self, fe: &Frontend, first: &N::Listener) -> Vec<N::Listener> {
+        let mut sockets = Vec::new();
+        for worker in &self.workers {
+            let _in_worker = worker.enter();
+            match self.ctx.net.bind_sibling(&fe.bind, first) {
+                Ok(s) => sockets.push(s),
+                Err(error) => {
+                    tracing::warn!(frontend = %fe.name, address = %fe.bind, %error,
+                        threads = 1 + sockets.len(), "cannot add a listener per thread; fewer threads accept here");
+                    break;
+                }
+            }
+        }
+        sockets
     }
 
     /// Puts `runtime` in force with the sockets `fresh` bound for it. Returns the tasks of the
@@ -332,33 +378,39 @@ impl<N: Net> Process<N> {
             if let Some(b) = self.bound.remove(&addr) {
                 tracing::info!(%addr, "listener removed by reload");
                 b.stop.fire();
-                stopped.push(b.task);
+                stopped.extend(b.tasks);
             }
         }
         stopped
     }
 
-    /// Starts accepting on a freshly bound socket for `fe`.
+    /// Starts accepting on freshly bound sockets for `fe`, each on its thread.
     fn listen(&self, fe: &Arc<Frontend>, fresh: Fresh<N>) -> Bound<N> {
         let frontend: FrontendHandle = Arc::new(RwLock::new(fe.clone()));
         let stop = Stop::new();
-        let socket = Arc::new(fresh.socket);
-        let task = self.spawner.spawn(serve(
-            self.ctx.clone(),
-            Listener {
-                socket: socket.clone(),
-                frontend: frontend.clone(),
-            },
-            self.global.clone(),
-            stop.subscribe(),
-        ));
-        tracing::info!(frontend = %fe.name, addr = %fresh.addr, backend = %fe.backend.name, "listening");
+        let sockets: Vec<_> = fresh.sockets.into_iter().map(Arc::new).collect();
+        let threads = std::iter::once(&self.spawner).chain(&self.workers);
+        let tasks = (sockets.iter().zip(threads).enumerate())
+            .map(|(thread, (socket, on))| {
+                on.spawn(serve(
+                    self.ctx.clone(),
+                    Listener {
+                        socket: socket.clone(),
+                        frontend: frontend.clone(),
+                        thread,
+                    },
+                    self.global.clone(),
+                    stop.subscribe(),
+                ))
+            })
+            .collect();
+        tracing::info!(frontend = %fe.name, addr = %fresh.addr, backend = %fe.backend.name, threads = sockets.len(), "listening");
         Bound {
-            socket,
+            sockets,
             frontend,
             addr: fresh.addr,
             stop,
-            task,
+            tasks,
         }
     }
 

@@ -19,6 +19,36 @@ use tether_core::engine::Net;
 use tokio::io::{AsyncWrite, Interest};
 use tokio::net::{TcpListener, TcpStream};
 
+/// A frontend's listener on `addr`: the one the predecessor handed over, else a fresh one.
+fn bind_listener(addr: &str, reuse_port: bool) -> io::Result<TcpListener> {
+    use crate::upgrade::inherited::{take_tcp, Role};
+    if let Some(inherited) = take_tcp(Role::Frontend, addr) {
+        return TcpListener::from_std(inherited);
+    }
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
+    listen_on(addr, reuse_port)
+}
+
+/// A fresh listener on `addr`, registered with the caller's runtime.
+fn listen_on(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    // Linux hands TCP_NODELAY down from the listener to every accepted socket: one
+    // setsockopt here instead of one per connection.
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
 /// tokio's TCP, with Nagle off on both sides (the engine forwards as soon as bytes arrive).
 /// Accepted sockets inherit TCP_NODELAY from the listener (Linux).
 #[derive(Clone, Copy, Debug, Default)]
@@ -59,24 +89,25 @@ impl Net for TokioNet {
     /// A socket handed over by the process this one replaces (an upgrade) is taken as is;
     /// otherwise a fresh one is bound.
     async fn bind(&self, addr: &str) -> io::Result<TcpListener> {
+        bind_listener(addr, false)
+    }
+
+    /// As [`TokioNet::bind`], with `SO_REUSEPORT` so that [`TokioNet::bind_sibling`] can add
+    /// the listeners of the other threads.
+    async fn bind_shared(&self, addr: &str) -> io::Result<TcpListener> {
+        bind_listener(addr, true)
+    }
+
+    /// The next socket the predecessor handed over for `bind` (its threads' listeners come
+    /// in order), else a fresh `SO_REUSEPORT` socket on `first`'s address. Fails when `first`
+    /// was bound without `SO_REUSEPORT` (a predecessor running one thread handed it over).
+    fn bind_sibling(&self, bind: &str, first: &TcpListener) -> io::Result<TcpListener> {
         use crate::upgrade::inherited::{take_tcp, Role};
-        if let Some(inherited) = take_tcp(Role::Frontend, addr) {
+        if let Some(inherited) = take_tcp(Role::Frontend, bind) {
             return TcpListener::from_std(inherited);
         }
-        let addr: SocketAddr = addr
-            .parse()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
-        let socket = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        // Linux hands TCP_NODELAY down from the listener to every accepted socket: one
-        // setsockopt here instead of one per connection.
-        socket.set_nodelay(true)?;
-        socket.bind(addr)?;
-        socket.listen(4096)
+        let addr = first.local_addr()?;
+        listen_on(addr, true)
     }
 
     /// `TCP_DEFER_ACCEPT` of one second, as HAProxy sets it: the kernel completes the

@@ -89,6 +89,25 @@ pub fn render(snap: &Snapshot) -> String {
     out
 }
 
+/// Connections accepted by each accepting thread (see [`crate::threads`]): how evenly the
+/// system spreads them over the threads' listeners.
+pub fn threads(accepted: &[std::sync::atomic::AtomicU64]) -> String {
+    let mut out = String::new();
+    let mut fam = Family::new(
+        &mut out,
+        "tether_thread_connections_total",
+        "counter",
+        "Connections accepted by the thread.",
+    );
+    for (i, n) in accepted.iter().enumerate() {
+        fam.sample(
+            &[("thread", &i.to_string())],
+            n.load(std::sync::atomic::Ordering::Relaxed),
+        );
+    }
+    out
+}
+
 /// Per-frontend families.
 fn frontends(out: &mut String, snap: &Snapshot) {
     let fe: [(&'static str, &str, &str, FrontendField); 2] = [

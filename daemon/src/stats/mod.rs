@@ -278,7 +278,8 @@ impl Site {
         let read_only = matches!(req.method.as_str(), "GET" | "HEAD");
         match route(&self.config.uri, &req.path) {
             Route::Metrics if read_only => {
-                let text = metrics::render(&snap()) + &peers().metrics();
+                let threads = metrics::threads(&self.view.context().accepted_by_thread);
+                let text = metrics::render(&snap()) + &threads + &peers().metrics();
                 Response::new(200, metrics::CONTENT_TYPE, text)
             }
             Route::Csv if read_only => {
