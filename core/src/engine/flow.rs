@@ -216,51 +216,56 @@ async fn read_client<R: AsyncRead + Unpin>(conn: &mut Connection<'_>, cr: &mut R
 /// until both directions end, feeding the server's bytes to the machine. `None`: the first write
 /// failed. Both connections are closed on return. The connection is in its server's session
 /// register meanwhile, when a change of the server's state may close it.
-async fn forward_to<N: Net>(
-    ctx: &Context<N>,
-    conn: &mut Connection<'_>,
+///
+/// Not an `async fn` (which would store its arguments twice); the server's stream is split and
+/// its session entered before the future is made, so only the halves are kept in it.
+fn forward_to<'a, 'c: 'a, N: Net>(
+    ctx: &'a Context<N>,
+    conn: &'a mut Connection<'c>,
     mut cr: N::ReadHalf,
     mut cw: N::WriteHalf,
     (id, server): (crate::ServerId, N::Stream),
     timeouts: super::forward::ForwardTimeouts,
-) -> Option<super::forward::Forwarded> {
+) -> impl std::future::Future<Output = Option<super::forward::Forwarded>> + use<'a, 'c, N> {
     let slot = &conn.backend().servers[id.index()];
     let session = slot.track_sessions.then(|| slot.sessions.enter());
     let (mut sr, mut sw) = N::split(server);
-    let rest = conn.unsent();
-    let prefix_ok = rest.is_empty() || sw.write_all(rest).await.is_ok();
-    if prefix_ok {
-        conn.first_bytes_delivered();
+    async move {
+        let rest = conn.unsent();
+        let prefix_ok = rest.is_empty() || sw.write_all(rest).await.is_ok();
+        if prefix_ok {
+            conn.first_bytes_delivered();
+        }
+        let fwd = if prefix_ok {
+            let tap = |chunk: &[u8]| conn.on_server_bytes(Instant::now(), chunk);
+            let f = forward(
+                ctx.clock,
+                &mut cr,
+                &mut cw,
+                &mut sr,
+                &mut sw,
+                timeouts,
+                N::io_hooks(),
+                tap,
+                // Made here, not before: a future moved into another is stored twice.
+                async {
+                    match &session {
+                        Some(s) => s.killed().await,
+                        None => std::future::pending().await,
+                    }
+                },
+            );
+            Some(f.await)
+        } else {
+            None
+        };
+        // Both directions are done: their explicit shutdowns were sent where needed, so let the
+        // sockets close on drop without a second shutdown each. Close them now, before the
+        // bookkeeping and the log line: `forward` leaves the FINs it skipped to this close.
+        N::finish_write(cw);
+        N::finish_write(sw);
+        drop(cr);
+        drop(sr);
+        fwd
     }
-    let fwd = if prefix_ok {
-        let tap = |chunk: &[u8]| conn.on_server_bytes(Instant::now(), chunk);
-        let f = forward(
-            ctx.clock,
-            &mut cr,
-            &mut cw,
-            &mut sr,
-            &mut sw,
-            timeouts,
-            N::io_hooks(),
-            tap,
-            // Made here, not before: a future moved into another is stored twice.
-            async {
-                match &session {
-                    Some(s) => s.killed().await,
-                    None => std::future::pending().await,
-                }
-            },
-        );
-        Some(f.await)
-    } else {
-        None
-    };
-    // Both directions are done: their explicit shutdowns were sent where needed, so let the
-    // sockets close on drop without a second shutdown each. Close them now, before the
-    // bookkeeping and the log line: `forward` leaves the FINs it skipped to this close.
-    N::finish_write(cw);
-    N::finish_write(sw);
-    drop(cr);
-    drop(sr);
-    fwd
 }

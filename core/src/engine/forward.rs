@@ -200,36 +200,32 @@ impl Shared {
 ///
 /// When `killed` is ready first, both directions stop at once (their streams closed by the
 /// caller) and the result carries the reason; pass `std::future::pending()` for none.
+///
+/// Not an `async fn`, which would store its arguments twice for the connection's lifetime.
 #[allow(clippy::too_many_arguments)]
-pub async fn forward<R, W, T, K>(
+pub fn forward<'a, R, W, T, K>(
     clock: Clock,
-    client_r: &mut R,
-    client_w: &mut W,
-    server_r: &mut R,
-    server_w: &mut W,
+    client_r: &'a mut R,
+    client_w: &'a mut W,
+    server_r: &'a mut R,
+    server_w: &'a mut W,
     timeouts: ForwardTimeouts,
     io: IoHooks<R, W>,
     mut tap: T,
     killed: K,
-) -> Forwarded
+) -> impl Future<Output = Forwarded> + 'a
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
-    T: FnMut(&[u8]) -> bool,
-    K: Future<Output = Kill>,
+    T: FnMut(&[u8]) -> bool + 'a,
+    K: Future<Output = Kill> + 'a,
 {
+    // Made before the future, which then keeps only these (not the timeouts and clock too).
     let shared = Shared {
         clock,
         last_activity: AtomicU64::new(clock.now().as_millis()),
         eof: [AtomicBool::new(false), AtomicBool::new(false)],
         abort: [AtomicBool::new(false), AtomicBool::new(false)],
-    };
-    let mut tapping = true;
-    let tap_down = |chunk: &[u8]| {
-        if tapping {
-            tapping = tap(chunk);
-        }
-        tapping
     };
     let up_limits = IdleLimits {
         open: timeouts.client,
@@ -239,43 +235,52 @@ where
         open: timeouts.server,
         half_closed: timeouts.server_fin,
     };
-    // The directions are made inside the joined block, not before it: a future built outside
-    // and moved in is stored twice in the block's state (as the captured value and inside the
-    // join), which made a connection's flow 1.3 KiB larger.
-    let both = async {
-        tokio::join!(
-            pump(
-                &shared,
-                UP,
-                client_r,
-                server_w,
-                up_limits,
-                io,
-                |_: &[u8]| false
-            ),
-            pump(&shared, DOWN, server_r, client_w, down_limits, io, tap_down),
-        )
-    };
-    tokio::pin!(both, killed);
-    let mut kill = None;
-    let ((up, up_end), (down, down_end)) = tokio::select! {
-        biased;
-        done = &mut both => done,
-        why = &mut killed => {
-            kill = Some(why);
-            // Both directions see their flag on this very poll (each checks it first).
-            for a in &shared.abort {
-                a.store(true, Ordering::Relaxed);
+    async move {
+        let mut tapping = true;
+        let tap_down = |chunk: &[u8]| {
+            if tapping {
+                tapping = tap(chunk);
             }
-            both.await
+            tapping
+        };
+        // The directions are made inside the joined block, not before it: a future built outside
+        // and moved in is stored twice in the block's state (as the captured value and inside the
+        // join), which made a connection's flow 1.3 KiB larger.
+        let both = async {
+            tokio::join!(
+                pump(
+                    &shared,
+                    UP,
+                    client_r,
+                    server_w,
+                    up_limits,
+                    io,
+                    |_: &[u8]| false
+                ),
+                pump(&shared, DOWN, server_r, client_w, down_limits, io, tap_down),
+            )
+        };
+        tokio::pin!(both, killed);
+        let mut kill = None;
+        let ((up, up_end), (down, down_end)) = tokio::select! {
+            biased;
+            done = &mut both => done,
+            why = &mut killed => {
+                kill = Some(why);
+                // Both directions see their flag on this very poll (each checks it first).
+                for a in &shared.abort {
+                    a.store(true, Ordering::Relaxed);
+                }
+                both.await
+            }
+        };
+        Forwarded {
+            up,
+            down,
+            up_end,
+            down_end,
+            killed: kill,
         }
-    };
-    Forwarded {
-        up,
-        down,
-        up_end,
-        down_end,
-        killed: kill,
     }
 }
 
@@ -292,102 +297,108 @@ const DOWN: usize = 1;
 ///
 /// Once a read fills the whole buffer and `tap` wants no more, the direction splices
 /// ([`IoHooks::splice`]) for the rest of the connection, unless the transport says it cannot.
-async fn pump<R, W>(
-    shared: &Shared,
+///
+/// Not an `async fn`: one stores its arguments twice (as arguments and as locals), and this
+/// future lives as long as the connection, twice over.
+#[allow(clippy::manual_async_fn)] // an `async fn` stores its arguments twice
+fn pump<'a, R, W>(
+    shared: &'a Shared,
     dir: usize,
-    r: &mut R,
-    w: &mut W,
+    r: &'a mut R,
+    w: &'a mut W,
     limits: IdleLimits,
     io: IoHooks<R, W>,
-    mut tap: impl FnMut(&[u8]) -> bool,
-) -> (u64, PumpEnd)
+    mut tap: impl FnMut(&[u8]) -> bool + 'a,
+) -> impl Future<Output = (u64, PumpEnd)> + 'a
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut held: Option<Vec<u8>> = None;
-    let mut total = 0u64;
-    let mut idle = limits.open;
-    let timer = sleep_until(shared.idle_deadline(idle));
-    tokio::pin!(timer);
-    let abort = &shared.abort[dir];
-    // The other direction ending half-closes this source: from then on its own limit applies.
-    let other_ended = &shared.eof[1 - dir];
-    let mut half_closed = false;
-    // `Some` while this direction moves bytes by splicing.
-    let mut splice = None;
-    let mut may_splice = io.splice.is_some();
-    let end = loop {
-        let step = tokio::select! {
-            biased;
-            () = aborted(abort) => break PumpEnd::Aborted,
-            () = aborted(other_ended), if !half_closed && limits.half_closed.is_some() => {
-                half_closed = true;
-                idle = limits.half_closed.unwrap_or(idle);
-                timer.as_mut().reset(shared.idle_deadline(idle));
-                continue;
-            }
-            s = next_step(r, w, &mut held, io.read_ready, splice) => s,
-            // A zero idle timeout is no timeout (HAProxy `timeout client 0`).
-            _ = &mut timer, if !idle.is_zero() => {
-                let deadline = shared.idle_deadline(idle);
-                if deadline <= Instant::now() {
-                    break PumpEnd::Idle;
+    async move {
+        let mut held: Option<Vec<u8>> = None;
+        let mut total = 0u64;
+        let mut idle = limits.open;
+        let timer = sleep_until(shared.idle_deadline(idle));
+        tokio::pin!(timer);
+        let abort = &shared.abort[dir];
+        // The other direction ending half-closes this source: from then on its own limit applies.
+        let other_ended = &shared.eof[1 - dir];
+        let mut half_closed = false;
+        // `Some` while this direction moves bytes by splicing.
+        let mut splice = None;
+        let mut may_splice = io.splice.is_some();
+        let end = loop {
+            let step = tokio::select! {
+                biased;
+                () = aborted(abort) => break PumpEnd::Aborted,
+                () = aborted(other_ended), if !half_closed && limits.half_closed.is_some() => {
+                    half_closed = true;
+                    idle = limits.half_closed.unwrap_or(idle);
+                    timer.as_mut().reset(shared.idle_deadline(idle));
+                    continue;
                 }
-                timer.as_mut().reset(deadline);
-                continue;
+                s = next_step(r, w, &mut held, io.read_ready, splice) => s,
+                // A zero idle timeout is no timeout (HAProxy `timeout client 0`).
+                _ = &mut timer, if !idle.is_zero() => {
+                    let deadline = shared.idle_deadline(idle);
+                    if deadline <= Instant::now() {
+                        break PumpEnd::Idle;
+                    }
+                    timer.as_mut().reset(deadline);
+                    continue;
+                }
+            };
+            let after = match step {
+                Step::Read(after) => after,
+                Step::Spliced(Spliced::Moved(n)) => {
+                    shared.touch();
+                    total += n as u64;
+                    continue;
+                }
+                Step::Spliced(Spliced::End) => break end_of_stream(shared, dir, w).await,
+                Step::Spliced(Spliced::ReadError) => break PumpEnd::ReadError,
+                Step::Spliced(Spliced::WriteError) => break PumpEnd::WriteError,
+                Step::Spliced(Spliced::Unavailable) => {
+                    (splice, may_splice) = (None, false);
+                    continue;
+                }
+            };
+            let buf = held.get_or_insert_with(Vec::new);
+            if buf.is_empty() {
+                match after {
+                    Ahead::End => break end_of_stream(shared, dir, w).await,
+                    Ahead::Error => break PumpEnd::ReadError,
+                    Ahead::Nothing => continue,
+                }
             }
-        };
-        let after = match step {
-            Step::Read(after) => after,
-            Step::Spliced(Spliced::Moved(n)) => {
-                shared.touch();
-                total += n as u64;
-                continue;
+            shared.touch();
+            let tapping = tap(buf);
+            let write = match after {
+                Ahead::End => io.write_last,
+                Ahead::Nothing | Ahead::Error => plain_write_last::<W>,
+            };
+            let wrote = tokio::select! {
+                biased;
+                () = aborted(abort) => break PumpEnd::Aborted,
+                w = write_through(w, buf, write) => w,
+            };
+            if wrote.is_err() {
+                break PumpEnd::WriteError;
             }
-            Step::Spliced(Spliced::End) => break end_of_stream(shared, dir, w).await,
-            Step::Spliced(Spliced::ReadError) => break PumpEnd::ReadError,
-            Step::Spliced(Spliced::WriteError) => break PumpEnd::WriteError,
-            Step::Spliced(Spliced::Unavailable) => {
-                (splice, may_splice) = (None, false);
-                continue;
+            total += buf.len() as u64;
+            let bulk = after == Ahead::Nothing && buf.len() == buf.capacity();
+            if let Some(s) = settle_buffer(&mut held, &io, may_splice && !tapping && bulk) {
+                splice = Some(s);
             }
-        };
-        let buf = held.get_or_insert_with(Vec::new);
-        if buf.is_empty() {
             match after {
+                Ahead::Nothing => {}
                 Ahead::End => break end_of_stream(shared, dir, w).await,
                 Ahead::Error => break PumpEnd::ReadError,
-                Ahead::Nothing => continue,
             }
-        }
-        shared.touch();
-        let tapping = tap(buf);
-        let write = match after {
-            Ahead::End => io.write_last,
-            Ahead::Nothing | Ahead::Error => plain_write_last::<W>,
         };
-        let wrote = tokio::select! {
-            biased;
-            () = aborted(abort) => break PumpEnd::Aborted,
-            w = write_through(w, buf, write) => w,
-        };
-        if wrote.is_err() {
-            break PumpEnd::WriteError;
-        }
-        total += buf.len() as u64;
-        let bulk = after == Ahead::Nothing && buf.len() == buf.capacity();
-        if let Some(s) = settle_buffer(&mut held, &io, may_splice && !tapping && bulk) {
-            splice = Some(s);
-        }
-        match after {
-            Ahead::Nothing => {}
-            Ahead::End => break end_of_stream(shared, dir, w).await,
-            Ahead::Error => break PumpEnd::ReadError,
-        }
-    };
-    finish(shared, dir, held, end).await;
-    (total, end)
+        finish(shared, dir, held, end).await;
+        (total, end)
+    }
 }
 
 /// After a chunk went out: with `to_splice` (bulk, and nothing left to look at) the buffer goes
