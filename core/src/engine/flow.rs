@@ -121,9 +121,16 @@ pub fn handle<'a, N: Net>(
                     server: id,
                 } => {
                     let fwd = match server.take() {
-                        Some(s) => forward_to::<N>(ctx, &mut conn, cr, cw, (id, s), timeouts).await,
+                        Some(s) => {
+                            let to = (id, s);
+                            forward_to::<N>(ctx, &mut conn, &mut cr, &mut cw, to, timeouts).await
+                        }
                         None => None,
                     };
+                    // Closed now, before the bookkeeping and the log line: `forward` leaves
+                    // the FINs it skipped to this close (see `forward_to`).
+                    N::finish_write(cw);
+                    drop(cr);
                     conn.on_forwarded(fwd);
                     break;
                 }
@@ -222,8 +229,8 @@ async fn read_client<R: AsyncRead + Unpin>(conn: &mut Connection<'_>, cr: &mut R
 fn forward_to<'a, 'c: 'a, N: Net>(
     ctx: &'a Context<N>,
     conn: &'a mut Connection<'c>,
-    mut cr: N::ReadHalf,
-    mut cw: N::WriteHalf,
+    cr: &'a mut N::ReadHalf,
+    cw: &'a mut N::WriteHalf,
     (id, server): (crate::ServerId, N::Stream),
     timeouts: super::forward::ForwardTimeouts,
 ) -> impl std::future::Future<Output = Option<super::forward::Forwarded>> + use<'a, 'c, N> {
@@ -240,8 +247,8 @@ fn forward_to<'a, 'c: 'a, N: Net>(
             let tap = |chunk: &[u8]| conn.on_server_bytes(Instant::now(), chunk);
             let f = forward(
                 ctx.clock,
-                &mut cr,
-                &mut cw,
+                cr,
+                cw,
                 &mut sr,
                 &mut sw,
                 timeouts,
@@ -260,11 +267,9 @@ fn forward_to<'a, 'c: 'a, N: Net>(
             None
         };
         // Both directions are done: their explicit shutdowns were sent where needed, so let the
-        // sockets close on drop without a second shutdown each. Close them now, before the
-        // bookkeeping and the log line: `forward` leaves the FINs it skipped to this close.
-        N::finish_write(cw);
+        // sockets close on drop without a second shutdown each. The server's close now; the
+        // caller closes the client's at once: `forward` leaves the FINs it skipped to them.
         N::finish_write(sw);
-        drop(cr);
         drop(sr);
         fwd
     }

@@ -171,9 +171,36 @@ struct Shared {
     eof: [AtomicBool; 2],
     /// Set for a direction (up, down) when the other one failed or went idle: stop too.
     abort: [AtomicBool; 2],
+    /// Each direction's idle limits (up: the client's, down: the server's).
+    limits: [IdleLimits; 2],
+    /// Whether each direction is waiting for its source (the only wait its limit times).
+    reading: [AtomicBool; 2],
+    /// Set for a direction by the idle watch when its source stayed silent past its limit.
+    idle: [AtomicBool; 2],
 }
 
 impl Shared {
+    /// A direction's idle limit now: once the other direction has ended (this source is
+    /// half-closed) its `half_closed` limit, if it has one.
+    fn limit(&self, dir: usize) -> Duration {
+        let limits = self.limits[dir];
+        match limits.half_closed {
+            Some(h) if self.eof[1 - dir].load(Ordering::Relaxed) => h,
+            _ => limits.open,
+        }
+    }
+
+    /// The waiting direction whose limit ends the connection first, with that limit; a zero
+    /// limit is none (HAProxy `timeout client 0`). On a tie, the client's side.
+    fn first_to_expire(&self) -> Option<(usize, Duration)> {
+        [UP, DOWN]
+            .into_iter()
+            .filter(|&d| self.reading[d].load(Ordering::Relaxed))
+            .map(|d| (d, self.limit(d)))
+            .filter(|(_, l)| !l.is_zero())
+            .min_by_key(|&(_, l)| l)
+    }
+
     fn touch(&self) {
         self.last_activity
             .store(self.clock.now().as_millis(), Ordering::Relaxed);
@@ -226,14 +253,18 @@ where
         last_activity: AtomicU64::new(clock.now().as_millis()),
         eof: [AtomicBool::new(false), AtomicBool::new(false)],
         abort: [AtomicBool::new(false), AtomicBool::new(false)],
-    };
-    let up_limits = IdleLimits {
-        open: timeouts.client,
-        half_closed: timeouts.client_fin,
-    };
-    let down_limits = IdleLimits {
-        open: timeouts.server,
-        half_closed: timeouts.server_fin,
+        limits: [
+            IdleLimits {
+                open: timeouts.client,
+                half_closed: timeouts.client_fin,
+            },
+            IdleLimits {
+                open: timeouts.server,
+                half_closed: timeouts.server_fin,
+            },
+        ],
+        reading: [AtomicBool::new(false), AtomicBool::new(false)],
+        idle: [AtomicBool::new(false), AtomicBool::new(false)],
     };
     async move {
         let mut tapping = true;
@@ -248,23 +279,19 @@ where
         // join), which made a connection's flow 1.3 KiB larger.
         let both = async {
             tokio::join!(
-                pump(
-                    &shared,
-                    UP,
-                    client_r,
-                    server_w,
-                    up_limits,
-                    io,
-                    |_: &[u8]| false
-                ),
-                pump(&shared, DOWN, server_r, client_w, down_limits, io, tap_down),
+                pump(&shared, UP, client_r, server_w, &io, |_: &[u8]| false),
+                pump(&shared, DOWN, server_r, client_w, &io, tap_down),
             )
         };
+        let timer = sleep_until(Instant::now());
+        tokio::pin!(timer);
+        let mut watch = idle_watch(&shared, timer.as_mut());
         tokio::pin!(both, killed);
         let mut kill = None;
         let ((up, up_end), (down, down_end)) = tokio::select! {
             biased;
             done = &mut both => done,
+            never = &mut watch => match never {},
             why = &mut killed => {
                 kill = Some(why);
                 // Both directions see their flag on this very poll (each checks it first).
@@ -282,6 +309,43 @@ where
             killed: kill,
         }
     }
+}
+
+/// Times the connection's idleness with one timer for both directions: it runs out when the
+/// last byte moved (either way) is older than the limit of a direction waiting for its source,
+/// and marks that direction idle, which ends it and so the connection. A timer that runs out
+/// early (bytes moved since it was set) is set again; a limit that changes (a half-close) or
+/// a direction that stops or starts waiting sets it at once. Never completes.
+fn idle_watch<'a>(
+    shared: &'a Shared,
+    mut timer: Pin<&'a mut tokio::time::Sleep>,
+) -> impl Future<Output = std::convert::Infallible> + 'a {
+    let mut armed = None;
+    let mut fired = false;
+    poll_fn(move |cx| {
+        if fired {
+            return Poll::Pending;
+        }
+        let Some((dir, limit)) = shared.first_to_expire() else {
+            return Poll::Pending;
+        };
+        if armed != Some((dir, limit)) {
+            timer.as_mut().reset(shared.idle_deadline(limit));
+            armed = Some((dir, limit));
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            let deadline = shared.idle_deadline(limit);
+            if deadline <= Instant::now() {
+                shared.idle[dir].store(true, Ordering::Relaxed);
+                fired = true;
+                // The direction sees its flag when the task runs again (it runs in this task).
+                cx.waker().wake_by_ref();
+                break;
+            }
+            timer.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    })
 }
 
 /// Index of the client → server direction in [`Shared::eof`].
@@ -306,8 +370,7 @@ fn pump<'a, R, W>(
     dir: usize,
     r: &'a mut R,
     w: &'a mut W,
-    limits: IdleLimits,
-    io: IoHooks<R, W>,
+    io: &'a IoHooks<R, W>,
     mut tap: impl FnMut(&[u8]) -> bool + 'a,
 ) -> impl Future<Output = (u64, PumpEnd)> + 'a
 where
@@ -317,37 +380,20 @@ where
     async move {
         let mut held: Option<Vec<u8>> = None;
         let mut total = 0u64;
-        let mut idle = limits.open;
-        let timer = sleep_until(shared.idle_deadline(idle));
-        tokio::pin!(timer);
         let abort = &shared.abort[dir];
-        // The other direction ending half-closes this source: from then on its own limit applies.
-        let other_ended = &shared.eof[1 - dir];
-        let mut half_closed = false;
+        let reading = &shared.reading[dir];
         // `Some` while this direction moves bytes by splicing.
         let mut splice = None;
         let mut may_splice = io.splice.is_some();
         let end = loop {
+            reading.store(true, Ordering::Relaxed);
             let step = tokio::select! {
                 biased;
                 () = aborted(abort) => break PumpEnd::Aborted,
-                () = aborted(other_ended), if !half_closed && limits.half_closed.is_some() => {
-                    half_closed = true;
-                    idle = limits.half_closed.unwrap_or(idle);
-                    timer.as_mut().reset(shared.idle_deadline(idle));
-                    continue;
-                }
+                () = aborted(&shared.idle[dir]) => break PumpEnd::Idle,
                 s = next_step(r, w, &mut held, io.read_ready, splice) => s,
-                // A zero idle timeout is no timeout (HAProxy `timeout client 0`).
-                _ = &mut timer, if !idle.is_zero() => {
-                    let deadline = shared.idle_deadline(idle);
-                    if deadline <= Instant::now() {
-                        break PumpEnd::Idle;
-                    }
-                    timer.as_mut().reset(deadline);
-                    continue;
-                }
             };
+            reading.store(false, Ordering::Relaxed);
             let after = match step {
                 Step::Read(after) => after,
                 Step::Spliced(Spliced::Moved(n)) => {
@@ -387,7 +433,7 @@ where
             }
             total += buf.len() as u64;
             let bulk = after == Ahead::Nothing && buf.len() == buf.capacity();
-            if let Some(s) = settle_buffer(&mut held, &io, may_splice && !tapping && bulk) {
+            if let Some(s) = settle_buffer(&mut held, io, may_splice && !tapping && bulk) {
                 splice = Some(s);
             }
             match after {
@@ -440,20 +486,22 @@ enum Step {
     Spliced(Spliced),
 }
 
-/// Splices when `splice` is set, else reads the next chunk ([`next_chunk`]).
-async fn next_step<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    r: &mut R,
-    w: &mut W,
-    held: &mut Option<Vec<u8>>,
+/// Splices when `splice` is set, else reads the next chunk ([`poll_next_chunk`]).
+///
+/// A poll function, not an `async fn`: this future is what each direction of an idle
+/// connection waits in, and an `async fn` (with the reads it awaits) would be stored whole in
+/// the connection's task, several times the size of these references.
+fn next_step<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    r: &'a mut R,
+    w: &'a mut W,
+    held: &'a mut Option<Vec<u8>>,
     ready: Option<ReadReady<R>>,
     splice: Option<Splice<R, W>>,
-) -> Step {
-    match splice {
-        Some(splice) => {
-            Step::Spliced(poll_fn(|cx| splice(Pin::new(&mut *r), Pin::new(&mut *w), cx)).await)
-        }
-        None => Step::Read(next_chunk(r, held, ready).await),
-    }
+) -> impl Future<Output = Step> + 'a {
+    poll_fn(move |cx| match splice {
+        Some(splice) => splice(Pin::new(&mut *r), Pin::new(&mut *w), cx).map(Step::Spliced),
+        None => poll_next_chunk(r, held, ready, cx).map(Step::Read),
+    })
 }
 
 /// Waits for the source, then reads into `held` (emptied first; taken only now when it is
@@ -462,38 +510,52 @@ async fn next_step<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 ///
 /// With `ready`, the wait holds no buffer: readiness first, then the buffer. A wake-up that
 /// finds nothing to read (readiness is a hint) gives the buffer back and waits again. Without
-/// it, the wait is a `read` into the buffer, kept from one call to the next.
-async fn next_chunk<R: AsyncRead + Unpin>(
+/// it, the wait is a `read` into the buffer, kept from one call to the next (a pending read
+/// has put nothing in it, so emptying it again on the next poll loses nothing).
+fn poll_next_chunk<R: AsyncRead + Unpin>(
     r: &mut R,
     held: &mut Option<Vec<u8>>,
     ready: Option<ReadReady<R>>,
-) -> Ahead {
+    cx: &mut Context<'_>,
+) -> Poll<Ahead> {
     let Some(ready) = ready else {
         let buf = held.get_or_insert_with(|| Vec::with_capacity(FORWARD_BUF));
         buf.clear();
-        return match r.read_buf(buf).await {
-            Ok(0) => Ahead::End,
+        return match poll_read_once(r, buf, cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(0)) => Poll::Ready(Ahead::End),
             // Whatever else the source already holds, its end included, is taken without
             // waiting, so that an end right behind these bytes leaves in the same segment.
-            Ok(_) => read_ready(r, buf).await,
-            Err(_) => Ahead::Error,
+            Poll::Ready(Ok(_)) => Poll::Ready(read_ready(r, buf, cx)),
+            Poll::Ready(Err(_)) => Poll::Ready(Ahead::Error),
         };
     };
     loop {
-        if poll_fn(|cx| ready(Pin::new(&mut *r), cx)).await.is_err() {
-            return Ahead::Error;
+        match ready(Pin::new(&mut *r), cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(_)) => return Poll::Ready(Ahead::Error),
+            Poll::Ready(Ok(())) => {}
         }
         // Read into spare capacity (never zeroed; pages are touched only as bytes arrive).
         let buf = held.get_or_insert_with(buffers::take);
         buf.clear();
-        let after = read_ready(r, buf).await;
+        let after = read_ready(r, buf, cx);
         if !buf.is_empty() || after != Ahead::Nothing {
-            return after;
+            return Poll::Ready(after);
         }
         if let Some(b) = held.take() {
             buffers::give_back(b);
         }
     }
+}
+
+/// One read into the spare capacity of `buf`: how many bytes it appended.
+fn poll_read_once<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    std::pin::pin!(r.read_buf(buf)).poll(cx)
 }
 
 /// The source has ended: half-close the destination, unless the other direction has ended too
@@ -527,12 +589,10 @@ enum Ahead {
 /// A read that would wait is not an error: it leaves the task registered for the source's
 /// readiness and costs no system call on tokio's sockets, whose readiness a short read cleared
 /// (all but a pending end, which stays set, so an end that has arrived is seen here).
-async fn read_ready<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> Ahead {
+fn read_ready<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>, cx: &mut Context<'_>) -> Ahead {
     while buf.len() < buf.capacity() {
         let before = buf.len();
-        let mut read = std::pin::pin!(r.read_buf(buf));
-        let polled = poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
-        match polled {
+        match poll_read_once(r, buf, cx) {
             Poll::Pending => return Ahead::Nothing,
             Poll::Ready(Ok(0)) => return Ahead::End,
             Poll::Ready(Ok(_)) => debug_assert!(buf.len() > before),
@@ -881,6 +941,39 @@ mod tests {
 
     /// HAProxy `timeout client-fin` / `server-fin`: once one side's end was passed on, the
     /// other side (now half-closed) gets its own, shorter idle limit.
+    #[tokio::test(start_paused = true)]
+    async fn the_shorter_limit_of_the_two_sides_ends_the_connection() {
+        let Wires {
+            client_peer,
+            server_peer,
+            mut cr,
+            mut cw,
+            mut sr,
+            mut sw,
+        } = wires(1024);
+        let fwd = forward(
+            Clock::start(),
+            &mut cr,
+            &mut cw,
+            &mut sr,
+            &mut sw,
+            timeouts(Duration::from_secs(30), Duration::from_secs(5)),
+            IoHooks::plain(),
+            |_| true,
+            std::future::pending(),
+        );
+        let start = Instant::now();
+        let f = fwd.await;
+        let took = start.elapsed();
+        assert_eq!((f.up_end, f.down_end), (PumpEnd::Aborted, PumpEnd::Idle));
+        assert_eq!(f.termination(), Termination::SERVER_IDLE);
+        assert!(
+            took >= Duration::from_secs(5) && took < Duration::from_secs(6),
+            "idle after {took:?}"
+        );
+        drop((client_peer, server_peer));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_half_closed_side_gets_its_fin_timeout() {
         for server_ends in [true, false] {
