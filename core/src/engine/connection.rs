@@ -821,6 +821,11 @@ impl<'a> Connection<'a> {
                     _ => {}
                 }
             }
+            if l.flight.is_done() {
+                // The flight is over: its event list is not needed again while the
+                // connection lives (hours, for an idle one).
+                l.events = Vec::new();
+            }
         }
         if !l.response_done {
             let room = crate::tls::DEFAULT_HELLO_CAP.saturating_sub(l.response.len());

@@ -611,6 +611,24 @@ fn the_server_hello_teaches_the_session_id() {
 }
 
 #[test]
+fn a_finished_flight_leaves_no_learning_buffer_behind() {
+    let rig = Rig::new(runtime("", "", ""));
+    let mut c = rig.connection();
+    feed(&mut c, &client_hello(&[], "k.example", None));
+    connect_to(&mut c, rig.at(1));
+    c.on_connect(rig.at(1), Ok(0));
+    c.poll(rig.at(1));
+    let mut flight = server_hello(&[0x42; 32]);
+    assert!(c.on_server_bytes(rig.at(2), &flight), "the flight goes on");
+    assert!(c.learning.events.capacity() > 0, "events were collected");
+    // ChangeCipherSpec: what follows is encrypted, the flight is over.
+    flight = vec![0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
+    c.on_server_bytes(rig.at(3), &flight);
+    // Held for the connection's life otherwise (an idle connection: hours).
+    assert_eq!(c.learning.events.capacity(), 0);
+}
+
+#[test]
 fn a_new_session_ticket_teaches_the_ticket_and_the_next_hello_hits() {
     let rig = Rig::new(runtime("", "", ""));
     let ticket = vec![0xab; 160];
