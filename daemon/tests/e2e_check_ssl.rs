@@ -97,7 +97,7 @@ fn tether_verdicts(t: &common::Running, backend: &str) -> Vec<(String, String, S
             let up = st.oper == tether_core::server::OperState::Up;
             let last = slot.last_check.lock().unwrap().clone();
             (
-                slot.name.clone(),
+                slot.name.to_string(),
                 if up { "UP" } else { "DOWN" }.to_string(),
                 last.map_or("", |l| l.status).to_string(),
             )

@@ -50,7 +50,7 @@ async fn tether_servers(running: &Running, n: usize) -> Vec<String> {
         .wait_for(n)
         .await
         .iter()
-        .map(|r| r.server.clone().unwrap_or_else(|| "<NOSRV>".into()))
+        .map(|r| r.server.as_deref().unwrap_or("<NOSRV>").to_owned())
         .collect()
 }
 

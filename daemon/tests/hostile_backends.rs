@@ -272,7 +272,7 @@ async fn failing_backends_fail_only_their_own_connections() {
             panic!("a client failed on a healthy server ({why}): {logs:?}");
         };
         let rec = same_port.remove(i);
-        let server = rec.server.clone().unwrap_or_default();
+        let server = rec.server.as_deref().unwrap_or_default().to_owned();
         *failures_per_server.entry(server).or_default() += 1;
     }
     let expected = [

@@ -118,7 +118,7 @@ async fn round(running: &Running, clients: &mut [Chain], tls: &str) -> (Round, V
             std::fs::copy(old, c.path(c.n)).unwrap();
         }
         let rec = running.sink.wait_for(before + 1).await[before].clone();
-        let server = rec.server.clone().unwrap_or_else(|| "<NOSRV>".into());
+        let server = rec.server.as_deref().unwrap_or("<NOSRV>").to_owned();
         if let Some(issuer) = &c.issuer {
             r.total += 1;
             r.resumed_on_issuer += usize::from(reused && *issuer == server);

@@ -149,7 +149,7 @@ impl LogSink for OutcomeSink {
                 accepted_ms,
                 chosen_ms: accepted_ms + rec.tw_ms,
                 ended_ms,
-                server: rec.server.clone(),
+                server: rec.server.as_deref().map(str::to_owned),
                 retries: rec.retries,
                 client: rec.client,
                 termination: rec.termination,
@@ -422,7 +422,7 @@ impl EngineHost {
                 .and_then(|t| t.maxconn)
                 .map(u64::from);
             end.servers.extend(be.servers.iter().map(|s| ServerEnd {
-                name: s.name.clone(),
+                name: s.name.to_string(),
                 current: s.counters.current.load(Ordering::Relaxed),
                 max: s.counters.max.load(Ordering::Relaxed),
                 maxconn: s.slots.as_ref().and(maxconn),
@@ -643,7 +643,7 @@ impl BalancerHost for EngineHost {
                 let server = be
                     .servers
                     .get(e.server.index())
-                    .map_or_else(String::new, |s| s.name.clone());
+                    .map_or_else(String::new, |s| s.name.to_string());
                 out.push((key, server));
             }
         }
@@ -659,7 +659,7 @@ impl BalancerHost for EngineHost {
                     .iter()
                     .zip(states)
                     .filter(|(_, st)| st.oper == tether_core::server::OperState::Down)
-                    .map(|(s, _)| s.name.clone()),
+                    .map(|(s, _)| s.name.to_string()),
             );
         }
         down

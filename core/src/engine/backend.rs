@@ -86,7 +86,7 @@ pub struct ServerCounters {
 #[derive(Debug)]
 pub struct ServerSlot {
     /// Server name, unique in the backend.
-    pub name: String,
+    pub name: Arc<str>,
     /// Where to connect: `"host:port"`.
     pub address: String,
     /// Whether active health checks run for it.
@@ -226,7 +226,7 @@ pub struct LastCheck {
 
 impl ServerSlot {
     /// A server without connection limits.
-    pub fn new(name: impl Into<String>, address: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<Arc<str>>, address: impl Into<String>) -> Self {
         let address = address.into();
         ServerSlot {
             name: name.into(),
@@ -513,7 +513,7 @@ pub struct Choice {
 #[derive(Debug)]
 pub struct Backend {
     /// Backend name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Servers, indexed by [`ServerId`].
     pub servers: Vec<ServerSlot>,
     /// How affinity is decided (native chain or imported rules).
@@ -600,7 +600,7 @@ impl Backend {
             )
         });
         Backend {
-            name: spec.name,
+            name: spec.name.into(),
             servers: slots,
             affinity: spec.affinity,
             tables,
@@ -668,7 +668,7 @@ impl Backend {
     pub fn server_id(&self, name: &str) -> Option<ServerId> {
         self.servers
             .iter()
-            .position(|s| s.name == name)
+            .position(|s| *s.name == *name)
             .map(|i| ServerId(i as u32))
     }
 

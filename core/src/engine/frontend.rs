@@ -12,7 +12,7 @@ use super::router::Router;
 #[derive(Debug)]
 pub struct Frontend {
     /// Frontend name (`%ft` in logs).
-    pub name: String,
+    pub name: Arc<str>,
     /// Listening address, `"host:port"`.
     pub bind: String,
     /// Expect a PROXY protocol v1/v2 header first (from a trusted L4 balancer or the simulator).
@@ -51,7 +51,7 @@ pub struct Frontend {
 
 impl Frontend {
     /// A frontend with HAProxy-like defaults for everything but its name, address and backend.
-    pub fn new(name: impl Into<String>, bind: impl Into<String>, backend: Arc<Backend>) -> Self {
+    pub fn new(name: impl Into<Arc<str>>, bind: impl Into<String>, backend: Arc<Backend>) -> Self {
         Frontend {
             name: name.into(),
             bind: bind.into(),

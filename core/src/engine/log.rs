@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -33,11 +34,11 @@ pub struct ConnectionRecord {
     /// The client's address (from the PROXY header when there is one).
     pub client: SocketAddr,
     /// Frontend name.
-    pub frontend: String,
+    pub frontend: Arc<str>,
     /// Backend name.
-    pub backend: String,
+    pub backend: Arc<str>,
     /// Server name; `None` logs as `<NOSRV>`.
-    pub server: Option<String>,
+    pub server: Option<Arc<str>>,
     /// Milliseconds from accept to the end of inspection (HAProxy `%Tw` is queue time; tether
     /// reports inspection + queue here).
     pub tw_ms: u64,

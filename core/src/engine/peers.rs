@@ -86,7 +86,7 @@ impl<N: Net> TableSource for ProcessView<N> {
 pub fn runtime_tables(runtime: &Runtime, section: &str) -> Vec<PeerTable> {
     let mut out = Vec::new();
     for (name, backend) in &runtime.backends {
-        let servers: Vec<String> = backend.servers.iter().map(|s| s.name.clone()).collect();
+        let servers: Vec<String> = backend.servers.iter().map(|s| s.name.to_string()).collect();
         for (i, t) in backend.tables.iter().enumerate() {
             if t.config().peers.as_deref() != Some(section) {
                 continue;

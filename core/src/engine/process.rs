@@ -228,7 +228,7 @@ impl<N: Net> Process<N> {
     pub fn local_addrs(&self) -> BTreeMap<String, SocketAddr> {
         self.bound
             .values()
-            .map(|b| (read(&b.frontend).name.clone(), b.addr))
+            .map(|b| (read(&b.frontend).name.to_string(), b.addr))
             .collect()
     }
 
@@ -266,7 +266,7 @@ impl<N: Net> Process<N> {
             .find(|fe| !self.bound.contains_key(&fe.bind))
         {
             return Err(ProcessError::NotBound {
-                frontend: fe.name.clone(),
+                frontend: fe.name.to_string(),
                 address: fe.bind.clone(),
             });
         }
@@ -306,7 +306,7 @@ impl<N: Net> Process<N> {
                 continue;
             }
             let bind_error = |source| ProcessError::Bind {
-                frontend: fe.name.clone(),
+                frontend: fe.name.to_string(),
                 address: fe.bind.clone(),
                 source,
             };
@@ -505,7 +505,7 @@ mod tests {
 
     /// Keeps the server each connection went to.
     #[derive(Default)]
-    struct Routes(Mutex<Vec<Option<String>>>);
+    struct Routes(Mutex<Vec<Option<Arc<str>>>>);
 
     impl LogSink for Routes {
         fn record(&self, rec: &ConnectionRecord) {

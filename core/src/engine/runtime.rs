@@ -188,7 +188,7 @@ fn carry_slots(
         let Some(kept) = old
             .servers
             .iter()
-            .find(|o| o.name == slot.name)
+            .find(|o| *o.name == *slot.name)
             .and_then(|o| o.slots.clone())
         else {
             continue;
@@ -196,7 +196,7 @@ fn carry_slots(
         let Some(new) = &slot.slots else { continue };
         let was = old_states
             .iter()
-            .find(|o| o.name == slot.name)
+            .find(|o| *o.name == *slot.name)
             .map_or(0, |o| o.maxconn as usize);
         let want = new.available_permits();
         match want.cmp(&was) {
@@ -453,7 +453,7 @@ fn take_over(spec: BackendSpec, old: &Backend) -> Backend {
     let (table, table_seed) = (spec.table.clone(), spec.table_seed);
     let previous: Vec<_> = old.tables.iter().cloned().collect();
     let tables = BackendTables::reusing(&spec.affinity.tables(), &table, &previous, table_seed);
-    let names: Vec<String> = spec.servers.iter().map(|(s, _)| s.name.clone()).collect();
+    let names: Vec<Arc<str>> = spec.servers.iter().map(|(s, _)| s.name.clone()).collect();
     // Same servers in the same order: the entries' numbering still holds.
     let renumbered = old.servers.len() != names.len()
         || old.servers.iter().zip(&names).any(|(o, n)| &o.name != n);

@@ -20,7 +20,7 @@ fn named<'a>(ctx: &Ctx<'a>) -> Vec<(String, &'a Backend, &'a SharedTable)> {
     for b in ctx.runtime.backends.values() {
         for (i, t) in b.tables.iter().enumerate() {
             let name = if i == 0 {
-                b.name.clone()
+                b.name.to_string()
             } else {
                 format!("{}.{}", b.name, t.kind().key().as_str())
             };
@@ -79,7 +79,7 @@ pub fn show(ctx: &Ctx, name: Option<&str>, filter: Option<TableFilter>) -> Strin
         let server = backend
             .servers
             .get(e.server.index())
-            .map_or("-", |s| s.name.as_str());
+            .map_or("-", |s| &*s.name);
         let origin = origin_label(table, e.key.as_bytes(), ctx.peers);
         let _ = writeln!(
             out,

@@ -72,7 +72,7 @@ impl TicketKeysView {
         let name = |id: tether_core::ServerId| {
             b.servers
                 .get(id.index())
-                .map_or_else(|| format!("#{}", id.0), |s| s.name.clone())
+                .map_or_else(|| format!("#{}", id.0), |s| s.name.to_string())
         };
         Some(TicketKeysView {
             servers: snap
@@ -290,7 +290,7 @@ fn frontend_views(runtime: &Runtime) -> Vec<FrontendView> {
         let accepted = f.accepted.load(Ordering::Relaxed);
         let denied_connections = f.denied_connections.load(Ordering::Relaxed);
         let denied_requests = f.denied_requests.load(Ordering::Relaxed);
-        if let Some(v) = frontends.iter_mut().find(|v| v.name == f.name) {
+        if let Some(v) = frontends.iter_mut().find(|v| *v.name == *f.name) {
             v.binds.push(f.bind.clone());
             v.current += current;
             v.accepted += accepted;
@@ -298,9 +298,9 @@ fn frontend_views(runtime: &Runtime) -> Vec<FrontendView> {
             v.denied_requests += denied_requests;
         } else {
             frontends.push(FrontendView {
-                name: f.name.clone(),
+                name: f.name.to_string(),
                 binds: vec![f.bind.clone()],
-                backend: f.backend.name.clone(),
+                backend: f.backend.name.to_string(),
                 current,
                 accepted,
                 denied_connections,
@@ -339,7 +339,7 @@ fn backend_view(b: &Backend) -> BackendView {
         })
         .collect();
     BackendView {
-        name: b.name.clone(),
+        name: b.name.to_string(),
         servers,
         outcomes: b.outcomes.snapshot(),
         nosrv: b.nosrv.load(Ordering::Relaxed),
@@ -360,7 +360,7 @@ fn server_view(slot: &ServerSlot, st: &ServerState, progress: (u32, u32)) -> Ser
     let c = &slot.counters;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     ServerView {
-        name: slot.name.clone(),
+        name: slot.name.to_string(),
         address: slot.connect_address().into_owned(),
         resolution_maint: st.resolution_maint,
         check: slot.check,

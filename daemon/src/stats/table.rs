@@ -220,7 +220,7 @@ fn server_name(backend: &Backend, id: tether_core::ServerId) -> String {
     backend
         .servers
         .get(id.index())
-        .map(|s| s.name.clone())
+        .map(|s| s.name.to_string())
         .unwrap_or_else(|| format!("#{}", id.0))
 }
 

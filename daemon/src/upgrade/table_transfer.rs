@@ -88,7 +88,7 @@ pub fn snapshot(
                     backend: name.clone(),
                     kind: table.kind(),
                     key: e.key.to_vec(),
-                    server: server.name.clone(),
+                    server: server.name.to_string(),
                     remaining_ms: e.expires_at.0.saturating_sub(now.0),
                 });
             }
@@ -116,7 +116,7 @@ pub fn restore(runtime: &Runtime, entries: &[Entry], now: Timestamp) -> Restored
     for e in entries {
         let stored = runtime.backends.get(&e.backend).and_then(|b| {
             let table = b.tables.get(e.kind)?;
-            let server = b.servers.iter().position(|s| s.name == e.server)?;
+            let server = b.servers.iter().position(|s| *s.name == *e.server)?;
             let deadline = Timestamp(now.0.saturating_add(e.remaining_ms));
             table.restore(&e.key, ServerId(server as u32), deadline, now)
         });

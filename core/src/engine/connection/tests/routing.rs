@@ -67,8 +67,8 @@ fn lands_on(rig: &Rig, bytes: &[u8]) -> (String, String, ConnectionRecord) {
     assert!(matches!(c.poll(rig.at(0)), Action::ReadClient { .. }));
     feed(&mut c, bytes);
     let server = connect_to(&mut c, rig.at(1));
-    let be = c.backend().name.clone();
-    let name = c.backend().servers[server.index()].name.clone();
+    let be = c.backend().name.to_string();
+    let name = c.backend().servers[server.index()].name.to_string();
     c.on_connect(rig.at(1), Ok(bytes.len()));
     c.poll(rig.at(1));
     c.on_forwarded(Some(forwarded(PumpEnd::Eof, PumpEnd::Eof)));
@@ -80,7 +80,7 @@ fn the_server_name_picks_the_backend_and_the_record_names_the_rule() {
     let rig = routed("");
     let (be, server, rec) = lands_on(&rig, &client_hello(&[1; 32], "API.example", None));
     assert_eq!((be.as_str(), server.as_str()), ("api", "a1"));
-    assert_eq!(rec.backend, "api");
+    assert_eq!(&*rec.backend, "api");
     assert_eq!(rec.route.as_deref(), Some("2"));
     assert!(rec.tcplog("-").contains("main api/a1") && rec.tcplog("-").contains(" route=2"));
     let (be, _, _) = lands_on(&rig, &client_hello(&[1; 32], "x.y.api.example", None));
@@ -162,11 +162,15 @@ fn without_hello_rules_the_backend_is_chosen_at_accept_and_nothing_waits_longer(
     let rig = Rig::new(build(&config, None).unwrap());
     assert!(!rig.fe().router.as_ref().unwrap().table.needs_hello());
     let mut c = rig.connection();
-    assert_eq!(c.backend().name, "api", "decided at accept on the address");
+    assert_eq!(
+        &*c.backend().name,
+        "api",
+        "decided at accept on the address"
+    );
     // Not TLS: the backend's session-ID chain ends inspection at once, as without rules.
     feed(&mut c, b"SSH-2.0-x\r\n");
     let server = connect_to(&mut c, rig.at(0));
-    assert_eq!(c.backend().servers[server.index()].name, "a1");
+    assert_eq!(&*c.backend().servers[server.index()].name, "a1");
 }
 
 #[test]
@@ -177,7 +181,7 @@ fn an_inspect_timeout_decides_on_what_is_known() {
     c.handle_timeout(rig.at(2000));
     connect_to(&mut c, rig.at(2000));
     assert_eq!(
-        c.backend().name,
+        &*c.backend().name,
         "app",
         "no name, not 'not TLS': the default"
     );
@@ -198,5 +202,5 @@ fn hello_rules_wait_for_the_hello_even_when_the_default_backend_would_not() {
     assert!(matches!(c.poll(rig.at(0)), Action::ReadClient { .. }));
     feed(&mut c, &hello[30..]);
     connect_to(&mut c, rig.at(1));
-    assert_eq!(c.backend().name, "api");
+    assert_eq!(&*c.backend().name, "api");
 }
