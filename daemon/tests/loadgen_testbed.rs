@@ -1,7 +1,7 @@
 //! `tether loadgen --testbed` performs the scenario's admin events on the real daemon:
 //! maintenance and ready through its runtime API, a server added and one removed by reload, a
-//! balancer restart; the stick table is read through `show table`. And events a loopback
-//! testbed cannot perform (a slow link) are refused before anything starts, saying what to do.
+//! balancer restart; the stick table is read through `show table`. And a `latency` event slows
+//! the clients' link from then on.
 //! Needs `openssl` (certificates): apt-get install openssl.
 
 use std::path::{Path, PathBuf};
@@ -67,25 +67,34 @@ fn admin_events_reach_the_real_daemon() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The clients' link slows from 20 ms to 300 ms one way at 45 s: every connection opened
+/// after it waits the new round trip to connect and again for each round trip of its handshake, and
+/// those before it do not (the clients' relays take each chunk's latency when it is sent).
 #[test]
-fn a_slow_link_is_refused_before_anything_starts() {
-    let dir = scratch("refused");
-    let text = std::fs::read_to_string(fixture()).unwrap().replace(
-        "action = \"maint\"",
-        "action = \"latency\"\nlatency = \"50ms\"",
+fn a_slow_client_link_slows_what_is_sent_after_it() {
+    let dir = scratch("latency");
+    let text = std::fs::read_to_string(fixture()).unwrap();
+    let cut = text.find("[[events]]").unwrap();
+    let text = format!(
+        "{}[[events]]\nat = \"45s\"\naction = \"latency\"\nlatency = \"300ms\"\n",
+        &text[..cut]
     );
     let scenario = dir.join("s.toml");
     std::fs::write(&scenario, text).unwrap();
     let out = loadgen(&scenario, &dir.join("out"));
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("latency") && err.contains("packet scheduler"),
-        "{err}"
+    assert!(out.status.success(), "{out:?}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(r["events"][0]["what"], "latency 300ms to clients");
+    let fleet = &r["fleets"]["ids"];
+    let (p50, p99) = (
+        fleet["connect_latency_p50_ms"].as_u64().unwrap(),
+        fleet["connect_latency_p99_ms"].as_u64().unwrap(),
     );
-    assert!(
-        !dir.join("out/testbed/tether.toml").exists(),
-        "nothing started"
-    );
+    // Before: a connect and one or two handshake round trips over 20 ms links.
+    assert!((60..300).contains(&p50), "p50 {p50} ms");
+    // After: a connect and at least one handshake round trip over 300 ms links.
+    assert!(p99 >= 2 * 600, "p99 {p99} ms");
     let _ = std::fs::remove_dir_all(&dir);
 }

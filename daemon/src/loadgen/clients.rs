@@ -22,11 +22,12 @@ use tether_sim::client::{ClientKind, Failure};
 use tether_sim::fleet::FleetSpec;
 use tether_sim::metrics::{ConnectionRecord, SharedRecorder};
 use tether_sim::rng::Rng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
+use super::delay::{self, Link, Relay};
 use crate::probe::session_store::ChainSessionStore;
 use crate::probe::verifier::AnyServerCertificate;
 
@@ -54,6 +55,11 @@ impl ScaledClock {
     /// The wall time that `d` of scenario time takes.
     pub fn wall(&self, d: Duration) -> Duration {
         d.div_f64(self.scale)
+    }
+
+    /// The scenario time that `wall` of wall time is.
+    pub fn scenario(&self, wall: Duration) -> Duration {
+        wall.mul_f64(self.scale)
     }
 
     /// Sleeps `d` of scenario time.
@@ -102,10 +108,21 @@ pub struct FleetRun {
     pub names: Rc<ServerNames>,
     /// Where results go.
     pub recorder: SharedRecorder,
-    /// The servers are the testbed's: they answer each request with the bytes it asks for.
-    /// Other servers (`--target`) need not answer; only a reset counts as a failure there.
-    pub testbed_servers: bool,
+    /// On the testbed, the clients↔balancer link (its servers answer each request with the
+    /// bytes it asks for). Against `--target` the network is real and the servers need not
+    /// answer; only a reset counts as a failure there.
+    pub testbed_link: Option<Link>,
 }
+
+impl FleetRun {
+    fn testbed_servers(&self) -> bool {
+        self.testbed_link.is_some()
+    }
+}
+
+/// A client's connection to the balancer: the socket, or the testbed's relay in front of it.
+trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientIo for T {}
 
 /// Connect timeout, in scenario time (as the simulator's clients).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -213,7 +230,11 @@ async fn connection(
         start_ms,
         ..ConnectionRecord::default()
     };
-    let tcp = match timeout(run.clock.wall(CONNECT_TIMEOUT), connect(ip, run.target)).await {
+    let connected = timeout(
+        run.clock.wall(CONNECT_TIMEOUT),
+        connect(ip, run.target, run.testbed_link.as_ref()),
+    );
+    let tcp = match connected.await {
         Ok(Ok(tcp)) => tcp,
         _ => {
             record.failure = Some(Failure::Connect);
@@ -231,7 +252,7 @@ async fn connection(
             return record;
         }
     };
-    record.latency_ms = Some(wall_start.elapsed().as_millis() as u64);
+    record.latency_ms = Some(run.clock.scenario(wall_start.elapsed()).as_millis() as u64);
     let (_, conn) = tls.get_ref();
     record.resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
     let server = conn
@@ -245,7 +266,7 @@ async fn connection(
     }
     let exchanged = timeout(
         run.clock.wall(IO_TIMEOUT),
-        exchange(&mut tls, &run.spec, run.testbed_servers),
+        exchange(&mut tls, &run.spec, run.testbed_servers()),
     )
     .await;
     if !matches!(exchanged, Ok(Ok(()))) {
@@ -256,8 +277,8 @@ async fn connection(
         let until = Instant::now() + run.clock.wall(hold);
         while let Ok(read) = tokio::time::timeout_at(until, tls.read(&mut probe)).await {
             match read {
-                Ok(n) if n > 0 && !run.testbed_servers => continue,
-                Ok(0) if !run.testbed_servers => break,
+                Ok(n) if n > 0 && !run.testbed_servers() => continue,
+                Ok(0) if !run.testbed_servers() => break,
                 _ => {
                     record.failure = Some(Failure::InFlight);
                     break;
@@ -270,10 +291,27 @@ async fn connection(
     record
 }
 
-async fn connect(ip: Ipv4Addr, target: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+/// Connects from `ip`; on the testbed, over the clients' link: the connect takes its round
+/// trip, and every byte its latency each way.
+async fn connect(
+    ip: Ipv4Addr,
+    target: SocketAddr,
+    link: Option<&Link>,
+) -> std::io::Result<Box<dyn ClientIo>> {
+    if let Some(link) = link {
+        tokio::time::sleep(delay::round_trip(link)).await;
+    }
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::from((ip, 0)))?;
-    socket.connect(target).await
+    let tcp = socket.connect(target).await?;
+    Ok(match link {
+        Some(link) => {
+            let (stream, relay) = Relay::new(link.clone()).start(tcp);
+            tokio::spawn(relay);
+            Box::new(stream)
+        }
+        None => Box::new(tcp),
+    })
 }
 
 /// Sends the request (the response size wanted, then padding) and, from a testbed server,

@@ -3,13 +3,15 @@
 //! checked (`tether sim compare`).
 //!
 //! `--testbed` starts the scenario's servers (rustls, in-process) and tether (a child process
-//! of this binary) on loopback and performs the scenario's events on them; `--target ADDR`
-//! runs only the clients against any balancer. `--time-scale X` runs the scenario's clock X
-//! times faster: visit gaps, holds, timeouts, session timeouts and the balancer's intervals and
-//! expiry are all divided by X.
+//! of this binary) on loopback, gives the links the scenario's latencies ([`delay`]) and
+//! performs the scenario's events on them; `--target ADDR` runs only the clients against any
+//! balancer, over the real network. `--time-scale X` runs the scenario's clock X times faster:
+//! visit gaps, holds, timeouts, session timeouts, link latencies and the balancer's intervals
+//! and expiry are all divided by X.
 
 pub mod balancer;
 pub mod clients;
+pub mod delay;
 pub mod servers;
 pub mod silence;
 
@@ -20,10 +22,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use tether_sim::events::{Action, EventSpec};
+use tether_sim::events::Action;
 use tether_sim::metrics::{Recorder, SharedRecorder};
 use tether_sim::scenario::{BalancerKind, Scenario};
 use tether_sim::Report;
+use tokio::sync::watch;
 
 use balancer::TetherChild;
 use clients::{FleetRun, ScaledClock, ServerNames};
@@ -83,26 +86,13 @@ pub fn run(args: LoadgenArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Events the testbed performs on real processes and sockets.
-fn check_events(events: &[EventSpec]) -> Result<()> {
-    for e in events {
-        if let Action::Latency { .. } = e.action {
-            bail!(
-                "event `{}` at {}: --testbed cannot slow a loopback link (latency needs a \
-                 packet scheduler); remove it, or run it in `tether sim`",
-                e.action.describe(),
-                e.at
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The servers and the balancer of a `--testbed` run.
+/// The servers and the balancer of a `--testbed` run, and the clients↔balancer link.
 struct Testbed {
     servers: ServerFleet,
     tether: TetherChild,
     plan: Plan,
+    /// One-way latency of the clients↔balancer link (wall time).
+    client_link: watch::Sender<Duration>,
 }
 
 /// What the balancer's configuration is made of.
@@ -195,6 +185,18 @@ impl Testbed {
                 self.plan.pool.retain(|&i| i != server);
                 self.reload().await?;
             }
+            Action::Latency { server, latency } => {
+                let wall = latency.get().div_f64(self.plan.scale);
+                match server {
+                    Some(i) => {
+                        self.server(i)?;
+                        self.servers.servers[i].link.send_replace(wall);
+                    }
+                    None => {
+                        self.client_link.send_replace(wall);
+                    }
+                }
+            }
             Action::RestartBalancer => {
                 self.tether.stop().await;
                 let config = self.plan.config(&self.servers)?;
@@ -210,11 +212,12 @@ async fn start_testbed(args: &LoadgenArgs, scenario: &Scenario) -> Result<Testbe
     if scenario.balancer.kind != BalancerKind::Engine || scenario.balancer.haproxy.is_some() {
         bail!("--testbed runs tether with the scenario's [balancer.config]; for another balancer use --target");
     }
-    check_events(&scenario.events)?;
     let dir = args.out.join("testbed");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let mut servers = ServerFleet::new(&scenario.servers, args.time_scale, &dir)?;
+    let wall = |d: Duration| d.div_f64(args.time_scale);
+    let server_latency = wall(scenario.network.server_latency.get());
+    let mut servers = ServerFleet::new(&scenario.servers, args.time_scale, server_latency, &dir)?;
     for i in 0..servers.servers.len() {
         servers.start(i).await?;
     }
@@ -234,6 +237,7 @@ async fn start_testbed(args: &LoadgenArgs, scenario: &Scenario) -> Result<Testbe
         servers,
         tether,
         plan,
+        client_link: watch::channel(wall(scenario.network.client_latency.get())).0,
     })
 }
 
@@ -281,7 +285,7 @@ async fn run_scenario(args: &LoadgenArgs, scenario: &Scenario, seed: u64) -> Res
         clock,
         Rc::new(names),
         &recorder,
-        testbed.is_some(),
+        testbed.as_ref().map(|t| t.client_link.subscribe()),
     );
     let sampler = testbed.as_ref().map(|t| {
         tokio::task::spawn_local(sample_tables(t.plan.admin.clone(), clock, recorder.clone()))
@@ -330,7 +334,7 @@ fn start_fleets(
     clock: ScaledClock,
     names: Rc<ServerNames>,
     recorder: &SharedRecorder,
-    testbed_servers: bool,
+    testbed_link: Option<delay::Link>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let end_ms = scenario.duration.get().as_millis() as u64;
     scenario
@@ -347,7 +351,7 @@ fn start_fleets(
                 clock,
                 names: names.clone(),
                 recorder: recorder.clone(),
-                testbed_servers,
+                testbed_link: testbed_link.clone(),
             });
             tokio::task::spawn_local(clients::run_fleet(run))
         })

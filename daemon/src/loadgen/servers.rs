@@ -7,6 +7,8 @@
 //! once, as a dead process's port does; a restart binds the same port with an empty cache. A
 //! lost host or a partition makes the server silent instead ([`super::silence`]): connects get
 //! no answer and open connections freeze; a heal brings a partitioned server back as it was.
+//! Every connection to a server passes through a relay holding its bytes for the balancer↔server
+//! link's latency ([`super::delay`]), which `latency` events change.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -19,12 +21,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
 use rustls::ServerConfig;
 use tether_sim::scenario::{ServersSpec, TicketKeys};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
+use super::delay::{Link, Relay};
 use super::silence::{Gate, GatedStream, SilentPort};
 
 /// A server's certificate and key, made once and kept across restarts.
@@ -147,6 +150,8 @@ pub struct TestbedServer {
     pub identity: Arc<Identity>,
     /// Where it listens (the same port across restarts).
     pub addr: SocketAddr,
+    /// The one-way latency of the balancer↔server link (wall time), kept across restarts.
+    pub link: watch::Sender<Duration>,
     boot: Option<Boot>,
     silent: Option<Silent>,
 }
@@ -161,8 +166,9 @@ struct Boot {
 }
 
 impl Boot {
-    /// Starts accepting on `addr`.
-    async fn listen(&mut self, addr: SocketAddr, name: &str) -> Result<()> {
+    /// Starts accepting on `addr`; connections go through `link`.
+    async fn listen(&mut self, server: &TestbedServer) -> Result<()> {
+        let (addr, name) = (server.addr, &server.identity.name);
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("{name}: binding {addr}"))?;
@@ -171,6 +177,7 @@ impl Boot {
             self.acceptor.clone(),
             self.connections.clone(),
             self.open.subscribe(),
+            server.link.subscribe(),
         )));
         Ok(())
     }
@@ -208,18 +215,21 @@ struct Silent {
     lost: bool,
 }
 
-/// The scenario's servers, their shared ticket key (if any) and the time scale.
+/// The scenario's servers, their shared ticket key (if any), the time scale and the
+/// balancer↔server latency new servers start with.
 pub struct ServerFleet {
     spec: ServersSpec,
     shared_ticketer: Option<Arc<dyn ProducesTickets>>,
     scale: f64,
+    latency: Duration,
     /// The servers, by index.
     pub servers: Vec<TestbedServer>,
 }
 
 impl ServerFleet {
-    /// Issues certificates for `spec.count` servers (named as the simulator names them).
-    pub fn new(spec: &ServersSpec, scale: f64, dir: &Path) -> Result<Self> {
+    /// Issues certificates for `spec.count` servers (named as the simulator names them), each
+    /// reached over a link of one-way `latency` (wall time).
+    pub fn new(spec: &ServersSpec, scale: f64, latency: Duration, dir: &Path) -> Result<Self> {
         let shared_ticketer = match spec.ticket_keys {
             TicketKeys::Shared => Some(rustls::crypto::ring::Ticketer::new()?),
             _ => None,
@@ -228,6 +238,7 @@ impl ServerFleet {
             spec: spec.clone(),
             shared_ticketer,
             scale,
+            latency,
             servers: Vec::new(),
         };
         for _ in 0..spec.count {
@@ -246,6 +257,7 @@ impl ServerFleet {
         self.servers.push(TestbedServer {
             identity,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            link: watch::channel(self.latency).0,
             boot: None,
             silent: None,
         });
@@ -263,7 +275,7 @@ impl ServerFleet {
             connections: Arc::default(),
             open: watch::channel(true).0,
         };
-        boot.listen(s.addr, &s.identity.name).await?;
+        boot.listen(s).await?;
         s.boot = Some(boot);
         Ok(())
     }
@@ -317,9 +329,11 @@ impl ServerFleet {
             return Ok(());
         }
         s.silent = None;
-        if let Some(boot) = s.boot.as_mut() {
-            boot.listen(s.addr, &s.identity.name).await?;
+        if let Some(mut boot) = s.boot.take() {
+            let listening = boot.listen(s).await;
             boot.open.send_replace(true);
+            s.boot = Some(boot);
+            listening?;
         }
         Ok(())
     }
@@ -350,23 +364,26 @@ async fn serve(
     acceptor: TlsAcceptor,
     connections: Arc<Mutex<JoinSet<()>>>,
     gate: Gate,
+    link: Link,
 ) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
+        // The relay runs in the connection's task: a crash drops both, closing the socket.
+        let (stream, relay) = Relay::accepted(link.clone()).start(tcp);
+        let session = session(GatedStream::new(stream, gate.clone()), acceptor.clone());
         let mut set = connections.lock().unwrap_or_else(|e| e.into_inner());
         while set.try_join_next().is_some() {}
-        set.spawn(session(
-            GatedStream::new(tcp, gate.clone()),
-            acceptor.clone(),
-        ));
+        set.spawn(async move {
+            tokio::join!(relay, session);
+        });
     }
 }
 
 /// After the handshake: the client asks for N response bytes (4 bytes, big endian, then its
 /// request padding); the server sends them and reads until the client closes.
-async fn session(tcp: GatedStream, acceptor: TlsAcceptor) {
+async fn session(tcp: GatedStream<DuplexStream>, acceptor: TlsAcceptor) {
     let Ok(mut tls) = acceptor.accept(tcp).await else {
         return;
     };

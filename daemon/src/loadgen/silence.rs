@@ -52,16 +52,16 @@ pub type Gate = watch::Receiver<bool>;
 
 type Wait = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// A server-side socket that stops moving bytes while its server is silent.
-pub struct GatedStream {
-    io: TcpStream,
+/// A server-side stream that stops moving bytes while its server is silent.
+pub struct GatedStream<S = TcpStream> {
+    io: S,
     gate: Gate,
     wait: Option<Wait>,
 }
 
-impl GatedStream {
+impl<S> GatedStream<S> {
     /// `io`, moving bytes only while `gate` says open.
-    pub fn new(io: TcpStream, gate: Gate) -> Self {
+    pub fn new(io: S, gate: Gate) -> Self {
         GatedStream {
             io,
             gate,
@@ -93,7 +93,7 @@ impl GatedStream {
     }
 }
 
-impl AsyncRead for GatedStream {
+impl<S: AsyncRead + Unpin> AsyncRead for GatedStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -105,7 +105,7 @@ impl AsyncRead for GatedStream {
     }
 }
 
-impl AsyncWrite for GatedStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for GatedStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
