@@ -205,7 +205,7 @@ impl BalancerHost for RoundRobinRelay {
                     for server in candidates {
                         let connect = tokio::time::timeout(
                             timeout,
-                            turmoil::net::TcpStream::connect((server.host.as_str(), server.port)),
+                            crate::net::connect_tcp((server.host.as_str(), server.port)),
                         )
                         .await;
                         if let Ok(Ok(mut upstream)) = connect {

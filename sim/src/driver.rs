@@ -250,12 +250,10 @@ impl World<'_> {
     /// Latencies of instance `host`'s links to clients, servers and the other instances.
     fn instance_links(&mut self, host: &str) {
         for c in self.fleet_hosts.clone() {
-            self.sim
-                .set_link_latency(c.as_str(), host, self.client_latency);
+            crate::net::set_link_latency(&self.sim, c.as_str(), host, self.client_latency);
         }
         for s in self.server_hosts() {
-            self.sim
-                .set_link_latency(host, s.as_str(), self.server_latency);
+            crate::net::set_link_latency(&self.sim, host, s.as_str(), self.server_latency);
         }
         let peers = self
             .balancer
@@ -263,8 +261,7 @@ impl World<'_> {
             .map(|b| b.hosts())
             .unwrap_or_default();
         for p in peers.iter().filter(|p| p.as_str() != host) {
-            self.sim
-                .set_link_latency(host, p.as_str(), self.peer_latency);
+            crate::net::set_link_latency(&self.sim, host, p.as_str(), self.peer_latency);
         }
     }
 
@@ -369,7 +366,7 @@ impl World<'_> {
 
     fn set_latency(&self, a: &[String], b: &str, latency: Duration) {
         for h in a {
-            self.sim.set_link_latency(h.as_str(), b, latency);
+            crate::net::set_link_latency(&self.sim, h.as_str(), b, latency);
         }
     }
 
@@ -584,8 +581,8 @@ fn turmoil_sim(seed: u64, duration: Duration, tick: Duration) -> turmoil::Sim<'s
         .rng_seed(seed)
         .simulation_duration(duration + GRACE)
         .tick_duration(tick)
-        .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(Duration::from_millis(1))
+        .min_message_latency(crate::net::DEFAULT_LINK_LATENCY)
+        .max_message_latency(crate::net::DEFAULT_LINK_LATENCY)
         .tcp_capacity(1 << 16)
         .build()
 }
@@ -682,6 +679,7 @@ pub fn simulate(
         ..Trace::default()
     });
     crate::net::take_abandoned_connects();
+    crate::net::forget_link_latencies();
     let mut world = build_world(scenario, seed, sim, &recorder, balancer);
     run_steps(&mut world, scenario, tick, tr.as_mut(), progress)?;
     let elapsed = world.sim.elapsed();

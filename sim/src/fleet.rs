@@ -402,7 +402,7 @@ async fn one_connection(
     };
     let connect = tokio::time::timeout(
         run.connect_timeout,
-        turmoil::net::TcpStream::connect((target.as_str(), TLS_PORT)),
+        crate::net::connect_tcp((target.as_str(), TLS_PORT)),
     )
     .await;
     let stream = match connect {

@@ -1,11 +1,17 @@
 //! The simulated network: turmoil's TCP and UDP, behind the engine's [`Net`] trait.
 //!
 //! With this, the balancer host runs exactly the engine the daemon runs; only the sockets differ.
+//!
+//! One thing turmoil's TCP does not model is the SYN-ACK's way back: its connect completes when
+//! the SYN arrives, one one-way latency after it left, where a kernel's completes a round trip
+//! later. Every simulated connect ([`connect_tcp`]) therefore waits the link's latency once more
+//! before it returns, read from the latencies the driver gave the links ([`set_link_latency`]).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use tether_core::engine::Net;
 use turmoil::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -61,7 +67,7 @@ impl Net for TurmoilNet {
 
     async fn connect(&self, addr: &str) -> io::Result<TcpStream> {
         let mut pending = PendingConnect { addr, done: false };
-        let stream = TcpStream::connect(addr.to_owned()).await;
+        let stream = connect_tcp(addr.to_owned()).await;
         pending.done = true;
         stream
     }
@@ -73,6 +79,57 @@ impl Net for TurmoilNet {
     fn split(stream: TcpStream) -> (OwnedReadHalf, OwnedWriteHalf) {
         stream.into_split()
     }
+}
+
+/// The message latency of links the driver gives none (the turmoil builder's).
+pub const DEFAULT_LINK_LATENCY: Duration = Duration::from_millis(1);
+
+thread_local! {
+    /// The one-way latency of each link the driver set on this thread's simulation, by the
+    /// pair of host addresses (lower first).
+    static LINKS: RefCell<BTreeMap<(IpAddr, IpAddr), Duration>> =
+        const { RefCell::new(BTreeMap::new()) };
+}
+
+fn link_key(a: IpAddr, b: IpAddr) -> (IpAddr, IpAddr) {
+    (a.min(b), a.max(b))
+}
+
+/// Sets the one-way latency between hosts `a` and `b` in both directions, in turmoil and for
+/// [`connect_tcp`].
+pub fn set_link_latency(sim: &turmoil::Sim<'_>, a: &str, b: &str, latency: Duration) {
+    sim.set_link_latency(a, b, latency);
+    let key = link_key(sim.lookup(a), sim.lookup(b));
+    LINKS.with(|l| l.borrow_mut().insert(key, latency));
+}
+
+/// Forgets the link latencies of an earlier simulation on this thread.
+pub fn forget_link_latencies() {
+    LINKS.with(|l| l.borrow_mut().clear());
+}
+
+/// The one-way latency between two simulated hosts (none within a host).
+fn link_latency(a: IpAddr, b: IpAddr) -> Duration {
+    if a == b {
+        return Duration::ZERO;
+    }
+    LINKS.with(|l| {
+        l.borrow()
+            .get(&link_key(a, b))
+            .copied()
+            .unwrap_or(DEFAULT_LINK_LATENCY)
+    })
+}
+
+/// turmoil's TCP connect, completed when the SYN-ACK would be back: one more one-way latency
+/// of the link after turmoil's connect returns.
+pub async fn connect_tcp(addr: impl turmoil::ToSocketAddrs) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect(addr).await?;
+    let back = link_latency(stream.local_addr()?.ip(), stream.peer_addr()?.ip());
+    if !back.is_zero() {
+        tokio::time::sleep(back).await;
+    }
+    Ok(stream)
 }
 
 thread_local! {
