@@ -223,6 +223,36 @@ mod tests {
         assert_eq!(abandoned.get("server:9"), Some(&1), "{abandoned:?}");
     }
 
+    /// A connect over a 40 ms link takes the round trip, 80 ms, as a kernel's does (turmoil's
+    /// own takes the SYN's way only); within a host, none.
+    #[test]
+    fn a_connect_takes_the_links_round_trip() {
+        forget_link_latencies();
+        let mut sim = turmoil::Builder::new()
+            .tick_duration(Duration::from_millis(1))
+            .build();
+        sim.host("server", || async {
+            let listener = TcpListener::bind("0.0.0.0:9").await?;
+            loop {
+                let (stream, _) = listener.accept().await?;
+                std::mem::forget(stream);
+            }
+        });
+        sim.client("client", async {
+            let t = tokio::time::Instant::now();
+            let _s = connect_tcp("server:9").await?;
+            let took = t.elapsed();
+            assert!(
+                (Duration::from_millis(80)..Duration::from_millis(83)).contains(&took),
+                "connect took {took:?}"
+            );
+            Ok(())
+        });
+        set_link_latency(&sim, "client", "server", Duration::from_millis(40));
+        sim.run().unwrap();
+        forget_link_latencies();
+    }
+
     struct Quiet;
     impl LogSink for Quiet {
         fn record(&self, _: &ConnectionRecord) {}
