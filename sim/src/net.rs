@@ -4,8 +4,9 @@
 //!
 //! One thing turmoil's TCP does not model is the SYN-ACK's way back: its connect completes when
 //! the SYN arrives, one one-way latency after it left, where a kernel's completes a round trip
-//! later. Every simulated connect ([`connect_tcp`]) therefore waits the link's latency once more
-//! before it returns, read from the latencies the driver gave the links ([`set_link_latency`]).
+//! after it began. Every simulated connect ([`connect_tcp`]) therefore returns no sooner than
+//! the link's round trip, read from the latencies the driver gave the links
+//! ([`set_link_latency`]).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -121,13 +122,16 @@ fn link_latency(a: IpAddr, b: IpAddr) -> Duration {
     })
 }
 
-/// turmoil's TCP connect, completed when the SYN-ACK would be back: one more one-way latency
-/// of the link after turmoil's connect returns.
+/// turmoil's TCP connect, completed when the SYN-ACK would be back: no sooner than the link's
+/// round trip after it began. (When a step is longer than the round trip, turmoil's connect has
+/// taken a step already and nothing more is waited: no timer, no extra step.)
 pub async fn connect_tcp(addr: impl turmoil::ToSocketAddrs) -> io::Result<TcpStream> {
+    let began = tokio::time::Instant::now();
     let stream = TcpStream::connect(addr).await?;
-    let back = link_latency(stream.local_addr()?.ip(), stream.peer_addr()?.ip());
-    if !back.is_zero() {
-        tokio::time::sleep(back).await;
+    let one_way = link_latency(stream.local_addr()?.ip(), stream.peer_addr()?.ip());
+    let back = began + one_way * 2;
+    if back > tokio::time::Instant::now() {
+        tokio::time::sleep_until(back).await;
     }
     Ok(stream)
 }
