@@ -249,9 +249,7 @@ impl World<'_> {
 
     /// Latencies of instance `host`'s links to clients, servers and the other instances.
     fn instance_links(&mut self, host: &str) {
-        for c in self.fleet_hosts.clone() {
-            crate::net::set_link_latency(&self.sim, c.as_str(), host, self.client_latency);
-        }
+        self.set_latency(&self.fleet_hosts, host, self.client_latency);
         for s in self.server_hosts() {
             crate::net::set_link_latency(&self.sim, host, s.as_str(), self.server_latency);
         }

@@ -9,7 +9,6 @@
 //! first request arrives when it would have ([`Relay::accepted`]); the connecting side sleeps
 //! the round trip before its connect ([`round_trip`]).
 
-use std::io;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
@@ -80,11 +79,12 @@ impl Relay {
     }
 }
 
-/// What the reading side hands the writing side.
-enum Chunk {
-    Data(Vec<u8>, Instant),
-    /// The source ended (EOF, or an error: the peer reset); shut the destination down.
-    End(Instant),
+/// What the reading side hands the writing side: bytes and when to pass them on. Reads never
+/// yield empty data, so an empty chunk is the end of the source (EOF, or an error: the peer
+/// reset); the destination is shut down then.
+struct Chunk {
+    bytes: Vec<u8>,
+    at: Instant,
 }
 
 /// Moves `from` into `to`, each chunk held until its release time.
@@ -109,20 +109,15 @@ async fn read_side<R: AsyncRead + Unpin>(
     first_not_before: Option<Instant>,
 ) {
     let mut last = first_not_before.unwrap_or_else(Instant::now);
+    let mut buf = vec![0u8; CHUNK];
     loop {
-        let mut buf = vec![0u8; CHUNK];
-        let read = from.read(&mut buf).await;
-        let release = (Instant::now() + *link.borrow()).max(last);
-        last = release;
-        let chunk = match read {
-            Ok(n) if n > 0 => {
-                buf.truncate(n);
-                Chunk::Data(buf, release)
-            }
-            _ => Chunk::End(release),
+        let n = from.read(&mut buf).await.unwrap_or(0);
+        last = (Instant::now() + *link.borrow()).max(last);
+        let chunk = Chunk {
+            bytes: buf[..n].to_vec(),
+            at: last,
         };
-        let end = matches!(chunk, Chunk::End(_));
-        if tx.send(chunk).await.is_err() || end {
+        if tx.send(chunk).await.is_err() || n == 0 {
             return;
         }
     }
@@ -130,23 +125,13 @@ async fn read_side<R: AsyncRead + Unpin>(
 
 /// Writes each chunk at its release time; stops at the end or when the destination fails.
 async fn write_side<W: AsyncWrite + Unpin>(mut rx: mpsc::Receiver<Chunk>, mut to: W) {
-    while let Some(chunk) = rx.recv().await {
-        let done: io::Result<bool> = async {
-            match chunk {
-                Chunk::Data(bytes, at) => {
-                    wait_until(at).await;
-                    to.write_all(&bytes).await?;
-                    Ok(false)
-                }
-                Chunk::End(at) => {
-                    wait_until(at).await;
-                    to.shutdown().await?;
-                    Ok(true)
-                }
-            }
+    while let Some(Chunk { bytes, at }) = rx.recv().await {
+        wait_until(at).await;
+        if bytes.is_empty() {
+            let _ = to.shutdown().await;
+            return;
         }
-        .await;
-        if !matches!(done, Ok(false)) {
+        if to.write_all(&bytes).await.is_err() {
             return;
         }
     }
