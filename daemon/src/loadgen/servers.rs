@@ -20,6 +20,7 @@ use anyhow::{bail, Context as _, Result};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
 use rustls::ServerConfig;
+use socket2::SockRef;
 use tether_sim::scenario::{ServersSpec, TicketKeys};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::net::TcpListener;
@@ -160,18 +161,30 @@ pub struct TestbedServer {
 /// on its port (none while silent) and its open connections, which move bytes while `open`.
 struct Boot {
     acceptor: TlsAcceptor,
+    /// The listening socket, kept while the server is silent (then not accepting).
+    listener: Option<Arc<TcpListener>>,
     accept: Option<JoinHandle<()>>,
     connections: Arc<Mutex<JoinSet<()>>>,
     open: watch::Sender<bool>,
 }
 
 impl Boot {
-    /// Starts accepting on `addr`; connections go through `link`.
+    /// Starts accepting on the server's port (bound now, or again after silence: its queue
+    /// grows back); connections go through the server's link.
     async fn listen(&mut self, server: &TestbedServer) -> Result<()> {
         let (addr, name) = (server.addr, &server.identity.name);
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("{name}: binding {addr}"))?;
+        let listener = match &self.listener {
+            Some(l) => {
+                SockRef::from(&**l).listen(BACKLOG)?;
+                l.clone()
+            }
+            None => Arc::new(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("{name}: binding {addr}"))?,
+            ),
+        };
+        self.listener = Some(listener.clone());
         self.accept = Some(tokio::spawn(serve(
             listener,
             self.acceptor.clone(),
@@ -182,7 +195,7 @@ impl Boot {
         Ok(())
     }
 
-    /// Stops accepting; returns once the listener is closed (the port can be bound again).
+    /// Stops accepting (the listener stays open); returns once the accept task is gone.
     async fn stop_accepting(&mut self) {
         if let Some(task) = self.accept.take() {
             task.abort();
@@ -271,6 +284,7 @@ impl ServerFleet {
         s.silent = None;
         let mut boot = Boot {
             acceptor: TlsAcceptor::from(config),
+            listener: None,
             accept: None,
             connections: Arc::default(),
             open: watch::channel(true).0,
@@ -305,19 +319,25 @@ impl ServerFleet {
 
     async fn silence(&mut self, i: usize, lost: bool) -> Result<()> {
         let s = &mut self.servers[i];
-        if let Some(boot) = s.boot.as_mut() {
-            boot.stop_accepting().await;
-            boot.open.send_replace(false);
+        if let Some(held) = s.silent.as_mut() {
+            held.lost |= lost;
+            return Ok(());
         }
-        match s.silent.as_mut() {
-            Some(held) => held.lost |= lost,
-            None => {
-                s.silent = Some(Silent {
-                    _port: SilentPort::hold(s.addr)?,
-                    lost,
-                })
+        let listener = match s.boot.as_mut() {
+            Some(boot) => {
+                boot.stop_accepting().await;
+                boot.open.send_replace(false);
+                boot.listener.clone()
             }
-        }
+            None => None,
+        };
+        // The running server's port goes silent in place (never refusing in between); a
+        // crashed one's is bound anew.
+        let port = match listener {
+            Some(l) => SilentPort::over(&l)?,
+            None => SilentPort::hold(s.addr)?,
+        };
+        s.silent = Some(Silent { _port: port, lost });
         Ok(())
     }
 
@@ -359,8 +379,11 @@ impl ServerFleet {
     }
 }
 
+/// The listen backlog of a server that accepts (tokio's default).
+const BACKLOG: i32 = 1024;
+
 async fn serve(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     acceptor: TlsAcceptor,
     connections: Arc<Mutex<JoinSet<()>>>,
     gate: Gate,

@@ -17,18 +17,31 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use anyhow::{Context as _, Result};
-use socket2::{Domain, Socket, Type};
+use socket2::{Domain, SockRef, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 /// The port of a silent server: a listener that never accepts, its queue kept full.
 pub struct SilentPort {
-    _listener: Socket,
-    _plug: std::net::TcpStream,
+    /// The listener bound for the silence (none when it silences the server's own).
+    _listener: Option<Socket>,
+    _plug: Socket,
 }
 
 impl SilentPort {
+    /// Silences the server's own `listener` in place, so the port never refuses in between:
+    /// its queue shrinks to one place and a connection of ours fills it (connections already
+    /// queued stay there, frozen, until the server accepts again). The server must have
+    /// stopped accepting on it, and keeps it open.
+    pub fn over(listener: &TcpListener) -> Result<Self> {
+        SockRef::from(listener).listen(0)?;
+        Ok(SilentPort {
+            _listener: None,
+            _plug: plug(listener.local_addr()?)?,
+        })
+    }
+
     /// Holds `addr` silent. The server's own listener must be closed already.
     pub fn hold(addr: SocketAddr) -> Result<Self> {
         let listener = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
@@ -37,14 +50,27 @@ impl SilentPort {
             .bind(&addr.into())
             .with_context(|| format!("holding {addr} silent"))?;
         listener.listen(0)?;
-        // listen(0) queues one connection: ours. Every later SYN is dropped unanswered.
-        let plug = std::net::TcpStream::connect(addr)
-            .with_context(|| format!("filling {addr}'s accept queue"))?;
+        let plug = plug(addr)?;
         Ok(SilentPort {
-            _listener: listener,
+            _listener: Some(listener),
             _plug: plug,
         })
     }
+}
+
+/// A connection of ours to `addr`, started without waiting: listen(0) queues one connection,
+/// this one, and every later SYN is dropped unanswered (if the queue is full already, ours
+/// waits in vain with the others).
+fn plug(addr: SocketAddr) -> Result<Socket> {
+    let plug = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    plug.set_nonblocking(true)?;
+    match plug.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e).with_context(|| format!("filling {addr}'s accept queue")),
+    }
+    Ok(plug)
 }
 
 /// Whether a server's connections may move bytes (false: silent).
@@ -155,6 +181,28 @@ mod tests {
         drop(silent);
         let refused = TcpStream::connect(addr).await.unwrap_err();
         assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+    }
+
+    #[tokio::test]
+    async fn a_listener_silenced_in_place_never_refuses_and_accepts_again_after() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let silent = SilentPort::over(&listener).unwrap();
+        for _ in 0..3 {
+            let attempt =
+                tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr)).await;
+            assert!(attempt.is_err(), "no answer while silent: {attempt:?}");
+        }
+        drop(silent);
+        SockRef::from(&listener).listen(1024).unwrap();
+        let accepting = tokio::spawn(async move {
+            loop {
+                let _ = listener.accept().await;
+            }
+        });
+        let back = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await;
+        assert!(matches!(back, Ok(Ok(_))), "accepts again: {back:?}");
+        accepting.abort();
     }
 
     #[tokio::test]
