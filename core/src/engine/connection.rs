@@ -148,6 +148,28 @@ struct Learning {
     sent: u64,
 }
 
+/// What a connection needs only until its first bytes reach a server: inspection, the route
+/// verdict and the retry bookkeeping. Boxed, and dropped once the client's first bytes are
+/// delivered, so a forwarded connection (idle for hours, perhaps) does not carry them.
+#[derive(Debug)]
+struct Early {
+    inspect: Inspection,
+    routing: Routing,
+    verdict: RouteVerdict,
+}
+
+/// How the connection's sticky server fared, kept for its outcome once [`Early`] is gone.
+#[derive(Copy, Clone, Debug, Default)]
+struct StickyFate {
+    /// The sticky server could not be used (down, full, unknown).
+    unusable: bool,
+    /// The sticky server was given up after a failure (redispatched).
+    redispatched: bool,
+}
+
+/// Why the early state must be there: the phase says so.
+const EARLY: &str = "early state lives until the first bytes are delivered";
+
 /// One client connection, from accept to its log record.
 #[derive(Debug)]
 pub struct Connection<'a> {
@@ -160,13 +182,14 @@ pub struct Connection<'a> {
     /// The address the client connected to, as a PROXY header from the client's side said.
     proxied_to: Option<SocketAddr>,
     phase: Phase,
-    inspect: Inspection,
-    hello: Option<HelloKeys>,
+    /// `None` once the client's first bytes reached the server.
+    early: Option<Box<Early>>,
+    /// Boxed, and dropped once the server's handshake has been learned from.
+    hello: Option<Box<HelloKeys>>,
     no_hello: NoKeyReason,
-    routing: Routing,
+    sticky: StickyFate,
     learning: Learning,
     rec: Option<ConnectionRecord>,
-    verdict: RouteVerdict,
 }
 
 /// Where the frontend's route rules stand for this connection.
@@ -200,20 +223,24 @@ impl<'a> Connection<'a> {
             client: peer,
             proxied_to: None,
             phase: Phase::Inspect,
-            inspect: Inspection {
-                // One read's worth: a ClientHello (even a post-quantum one) fits without
-                // regrowing.
-                buf: Vec::with_capacity(READ_CHUNK),
-                data_start: 0,
-                parser: ClientHelloParser::new(fe.inspect_cap),
-                proxy_pending: fe.accept_proxy,
-                eof: false,
-                timed_out: false,
-                deadline: now + fe.inspect_delay,
-            },
+            early: Some(Box::new(Early {
+                inspect: Inspection {
+                    // One read's worth: a ClientHello (even a post-quantum one) fits without
+                    // regrowing.
+                    buf: Vec::with_capacity(READ_CHUNK),
+                    data_start: 0,
+                    parser: ClientHelloParser::new(fe.inspect_cap),
+                    proxy_pending: fe.accept_proxy,
+                    eof: false,
+                    timed_out: false,
+                    deadline: now + fe.inspect_delay,
+                },
+                routing: Routing::default(),
+                verdict: RouteVerdict::default(),
+            })),
             hello: None,
             no_hello: NoKeyReason::InspectTimeout,
-            routing: Routing::default(),
+            sticky: StickyFate::default(),
             learning: Learning {
                 flight: ServerFlight::new(fe.inspect_cap),
                 events: Vec::new(),
@@ -223,7 +250,6 @@ impl<'a> Connection<'a> {
                 sent: 0,
             },
             rec: None,
-            verdict: RouteVerdict::default(),
         }
         .routed_at_accept(now)
     }
@@ -249,6 +275,15 @@ impl<'a> Connection<'a> {
         self.be
     }
 
+    /// The state of the phases before forwarding (see [`EARLY`] for why it is there).
+    fn early(&self) -> &Early {
+        self.early.as_deref().expect(EARLY)
+    }
+
+    fn early_mut(&mut self) -> &mut Early {
+        self.early.as_deref_mut().expect(EARLY)
+    }
+
     /// Runs the frontend's route rules that only need addresses, before any byte is read.
     fn routed_at_accept(mut self, now: Instant) -> Self {
         let Some(router) = self.fe.router.as_deref() else {
@@ -258,7 +293,7 @@ impl<'a> Connection<'a> {
             .table
             .decide_at_accept(self.client.ip(), self.fe.destination)
         {
-            AcceptVerdict::NeedHello => self.verdict.pending = true,
+            AcceptVerdict::NeedHello => self.early_mut().verdict.pending = true,
             AcceptVerdict::Decided(v) => {
                 if self.apply_verdict(v) {
                     self.fe.denied_connections.fetch_add(1, Ordering::Relaxed);
@@ -272,13 +307,8 @@ impl<'a> Connection<'a> {
 
     /// Takes the backend (or refusal) a verdict names; true when refused.
     fn apply_verdict(&mut self, v: Verdict) -> bool {
-        take_verdict(
-            self.fe,
-            v,
-            &mut self.be,
-            &mut self.learning,
-            &mut self.verdict,
-        )
+        let verdict = &mut self.early.as_deref_mut().expect(EARLY).verdict;
+        take_verdict(self.fe, v, &mut self.be, &mut self.learning, verdict)
     }
 
     /// The next thing to do. Call after construction and after every input.
@@ -309,7 +339,7 @@ impl<'a> Connection<'a> {
     /// The deadline of the step in progress, if it has one.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Inspect => Some(self.inspect.deadline),
+            Phase::Inspect => Some(self.early().inspect.deadline),
             Phase::Queue { until, .. } | Phase::Connect { until, .. } => until,
             Phase::Turnaround { until, .. } => Some(until),
             Phase::Forward { .. } | Phase::Closing { .. } => None,
@@ -319,7 +349,7 @@ impl<'a> Connection<'a> {
     /// The deadline passed (inspect delay, queue or connect timeout, end of a turnaround).
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.phase {
-            Phase::Inspect => self.inspect.timed_out = true,
+            Phase::Inspect => self.early_mut().inspect.timed_out = true,
             Phase::Queue { .. } => self.on_slot(now, Err(QueueError::Timeout)),
             Phase::Connect { .. } => self.on_connect(now, Err(ConnectFailure::Timeout)),
             Phase::Turnaround { redispatch, .. } => self.next_attempt(now, redispatch),
@@ -331,20 +361,24 @@ impl<'a> Connection<'a> {
 
     /// The buffer client bytes are read into while inspecting (append only).
     pub fn inspect_buffer(&mut self) -> &mut Vec<u8> {
-        &mut self.inspect.buf
+        &mut self.early_mut().inspect.buf
     }
 
     /// `n` bytes were appended to [`Connection::inspect_buffer`]; 0 means the client closed (or
     /// its read failed).
     pub fn on_client_read(&mut self, n: usize) {
         if n == 0 {
-            self.inspect.eof = true;
+            self.early_mut().inspect.eof = true;
         }
     }
 
-    /// The client's buffered bytes, after any PROXY header: what goes to the server first.
+    /// The client's buffered bytes, after any PROXY header: what goes to the server first
+    /// (nothing once they were delivered).
     pub fn first_bytes(&self) -> &[u8] {
-        &self.inspect.buf[self.inspect.data_start.min(self.inspect.buf.len())..]
+        self.early.as_deref().map_or(&[], |e| {
+            let ins = &e.inspect;
+            &ins.buf[ins.data_start.min(ins.buf.len())..]
+        })
     }
 
     /// Whether the client sent any byte, forwarded or not (HAProxy's `option dontlognull`
@@ -361,21 +395,23 @@ impl<'a> Connection<'a> {
         &data[(self.learning.sent as usize).min(data.len())..]
     }
 
-    /// The client's first bytes have all reached the server: counts them as sent and gives the
-    /// inspect buffer back, which a forwarded connection would otherwise hold until it closes.
+    /// The client's first bytes have all reached the server: counts them as sent and drops
+    /// what only the phases before forwarding needed (the inspect buffer among it), which a
+    /// forwarded connection would otherwise hold until it closes.
     pub fn first_bytes_delivered(&mut self) {
         self.learning.sent = self.first_bytes().len() as u64;
-        self.inspect.buf = Vec::new();
+        self.early = None;
     }
 
     /// Room for the next read: never past the cap plus a PROXY header, and within the buffer's
     /// spare capacity while it has some, so a client trickling its hello a byte at a time
     /// keeps the one buffer it started with instead of doubling it on its first byte.
     fn read_room(&self) -> usize {
-        let buf = &self.inspect.buf;
+        let ins = &self.early().inspect;
+        let buf = &ins.buf;
         let spare = buf.capacity() - buf.len();
         let chunk = if spare > 0 { spare } else { READ_CHUNK };
-        (self.fe.inspect_cap + self.inspect.data_start + PROXY_HEADER_ROOM)
+        (self.fe.inspect_cap + ins.data_start + PROXY_HEADER_ROOM)
             .saturating_sub(buf.len())
             .min(chunk)
     }
@@ -383,25 +419,25 @@ impl<'a> Connection<'a> {
     /// Runs inspection on what has arrived until it needs more bytes or has ended.
     fn advance_inspect(&mut self, now: Instant) {
         loop {
-            if self.inspect.proxy_pending && !self.take_proxy_header() {
+            if self.early().inspect.proxy_pending && !self.take_proxy_header() {
                 self.no_hello = NoKeyReason::BadProxyHeader;
                 return self.close_early(now, Termination::BAD_PROXY_HEADER);
             }
-            if !self.inspect.proxy_pending {
-                if self.first_bytes().is_empty() && self.inspect.eof {
+            if !self.early().inspect.proxy_pending {
+                if self.first_bytes().is_empty() && self.early().inspect.eof {
                     self.no_hello = NoKeyReason::ClientClosed;
                     return self.close_early(now, Termination::CLIENT_CLOSED_EARLY);
                 }
                 if let Some(reason) = self.inspect_hello() {
                     self.no_hello = reason;
-                    if self.verdict.refused {
+                    if self.early().verdict.refused {
                         self.fe.denied_requests.fetch_add(1, Ordering::Relaxed);
                         return self.close_early(now, Termination::DENIED);
                     }
                     return self.route(now);
                 }
             }
-            let ins = &mut self.inspect;
+            let ins = &mut self.early.as_deref_mut().expect(EARLY).inspect;
             if ins.buf.len() - ins.data_start < self.fe.inspect_cap || ins.timed_out {
                 return;
             }
@@ -412,7 +448,7 @@ impl<'a> Connection<'a> {
 
     /// Parses a pending PROXY header; false when it is broken (or cut short).
     fn take_proxy_header(&mut self) -> bool {
-        let ins = &mut self.inspect;
+        let ins = &mut self.early.as_deref_mut().expect(EARLY).inspect;
         match proxy_protocol::parse(&ins.buf) {
             Ok(Progress::NeedMore) if !(ins.eof || ins.timed_out) => true,
             Ok(Progress::Done(ProxyHeader {
@@ -434,15 +470,19 @@ impl<'a> Connection<'a> {
 
     /// Whether inspection ends now, and why no hello was usable if it does.
     fn inspect_hello(&mut self) -> Option<NoKeyReason> {
-        let ins = &mut self.inspect;
+        let Early {
+            inspect: ins,
+            verdict,
+            ..
+        } = self.early.as_deref_mut().expect(EARLY);
         let data = &ins.buf[ins.data_start..];
         let full = data.len() >= self.fe.inspect_cap;
         let final_ = ins.eof || ins.timed_out || full;
         let outcome = ins.parser.parse(data);
-        let routing_waits = self.verdict.pending;
+        let routing_waits = verdict.pending;
         if routing_waits && (final_ || !matches!(outcome, Progress::NeedMore)) {
             // The rules that need the hello run on what inspection parsed, once.
-            self.verdict.pending = false;
+            verdict.pending = false;
             let router = self.fe.router.as_deref().expect("pending only with rules");
             let facts = Facts {
                 source: self.client.ip(),
@@ -454,13 +494,7 @@ impl<'a> Connection<'a> {
                 },
             };
             let v = router.table.decide(&facts);
-            take_verdict(
-                self.fe,
-                v,
-                &mut self.be,
-                &mut self.learning,
-                &mut self.verdict,
-            );
+            take_verdict(self.fe, v, &mut self.be, &mut self.learning, verdict);
         }
         let parsed = match outcome {
             Progress::NeedMore if !final_ => None,
@@ -473,7 +507,7 @@ impl<'a> Connection<'a> {
             }),
             Progress::Done(HelloOutcome::Complete(hello)) => {
                 let wants = self.be.affinity.hello_wants();
-                self.hello = Some(wants.extract(&hello));
+                self.hello = Some(Box::new(wants.extract(&hello)));
                 Some(NoKeyReason::NoSample)
             }
             Progress::Done(HelloOutcome::NotTls) => Some(NoKeyReason::NotTls),
@@ -484,7 +518,7 @@ impl<'a> Connection<'a> {
         if routing_waits && parsed.is_none() {
             return None;
         }
-        if self.verdict.refused {
+        if verdict.refused {
             return Some(parsed.unwrap_or(NoKeyReason::Refused));
         }
         let data = &ins.buf[ins.data_start..];
@@ -505,6 +539,10 @@ impl<'a> Connection<'a> {
     /// The record as it stands when inspection ends.
     fn open_record(&mut self, now: Instant) -> &mut ConnectionRecord {
         let matched = MatchOutcome::NoKey(self.no_hello);
+        let (route, refused) = self
+            .early
+            .as_deref()
+            .map_or((None, false), |e| (e.verdict.label.clone(), e.verdict.refused));
         let rec = ConnectionRecord {
             client: self.client,
             frontend: self.fe.name.clone(),
@@ -533,8 +571,8 @@ impl<'a> Connection<'a> {
                 .as_ref()
                 .and_then(|h| h.sni.as_deref())
                 .map(|s| String::from_utf8_lossy(s).into_owned()),
-            route: self.verdict.label.clone(),
-            refused: self.verdict.refused,
+            route,
+            refused,
         };
         self.rec.insert(rec)
     }
@@ -554,7 +592,7 @@ impl<'a> Connection<'a> {
         let ts = self.clock.at(now);
         let req = RequestView {
             buf: self.first_bytes(),
-            hello: self.hello.as_ref(),
+            hello: self.hello.as_deref(),
             client: Some(self.client.ip()),
         };
         let (decision, pending) = be.affinity.decide(req, self.no_hello, &be.tables, ts);
@@ -564,7 +602,7 @@ impl<'a> Connection<'a> {
             rec.key = Some(k);
         }
         let balance_key = self.balance_key();
-        let r = &mut self.routing;
+        let r = &mut self.early.as_deref_mut().expect(EARLY).routing;
         r.balance_key = balance_key;
         r.choice = be.choose(&decision.route, &[], r.balance_key.as_deref());
         r.sticky_unusable = r.choice.sticky_unusable;
@@ -589,11 +627,11 @@ impl<'a> Connection<'a> {
     /// Starts an attempt on the chosen server: queue for a slot if it has `maxconn`, else
     /// connect; with no server, give up.
     fn attempt(&mut self, now: Instant) {
-        let Some(server) = self.routing.choice.server else {
+        let Some(server) = self.early().routing.choice.server else {
             return self.give_up();
         };
         if self.be.servers[server.index()].slots.is_some() {
-            self.routing.queued_at = Some(now);
+            self.early_mut().routing.queued_at = Some(now);
             self.phase = Phase::Queue {
                 server,
                 until: deadline(now, self.be.timeouts.queue),
@@ -604,7 +642,7 @@ impl<'a> Connection<'a> {
     }
 
     fn connect(&mut self, now: Instant, server: ServerId) {
-        self.routing.connect_started = Some(now);
+        self.early_mut().routing.connect_started = Some(now);
         self.phase = Phase::Connect {
             server,
             until: deadline(now, self.be.timeouts.connect),
@@ -627,14 +665,14 @@ impl<'a> Connection<'a> {
                 self.left_queue(now);
                 let be = self.be;
                 be.release(server);
-                let r = &mut self.routing;
+                let r = &mut self.early_mut().routing;
                 r.redispatched_sticky |= r.choice.sticky;
                 r.choice = be.choose(&Route::Balance, &[server], r.balance_key.as_deref());
                 self.attempt(now);
             }
             Err(e) => {
                 self.be.release(server);
-                self.routing.queue_failed = Some(e);
+                self.early_mut().routing.queue_failed = Some(e);
                 self.give_up();
             }
         }
@@ -642,7 +680,7 @@ impl<'a> Connection<'a> {
 
     /// The time spent in a server's queue goes into the connection's `Tw`.
     fn left_queue(&mut self, now: Instant) {
-        let waited = self.routing.queued_at.take().unwrap_or(now);
+        let waited = self.early_mut().routing.queued_at.take().unwrap_or(now);
         self.record().tw_ms += ms_between(waited, now);
     }
 
@@ -664,7 +702,7 @@ impl<'a> Connection<'a> {
             // Our own descriptors or memory ran out: no error, health or retry is charged to
             // the server, and another server would fail alike.
             be.release(server);
-            self.routing.local_exhausted = true;
+            self.early_mut().routing.local_exhausted = true;
             return self.give_up();
         }
         tracing::debug!(backend = %be.name, server = %slot.name, ?failure, "connect failed");
@@ -675,7 +713,7 @@ impl<'a> Connection<'a> {
                 tracing::warn!(backend = %be.name, server = %slot.name, transition = ?t, "passive health: server marked down after failed connects");
             }
         }
-        let r = &mut self.routing;
+        let r = &mut self.early.as_deref_mut().expect(EARLY).routing;
         let sticky = r.choice.sticky;
         let a = r.attempts.get_or_insert_with(|| {
             Attempts::new(&be.retry, server, sticky).with_algorithm(&be.algorithm)
@@ -702,7 +740,7 @@ impl<'a> Connection<'a> {
     /// The turnaround passed: the same server again, or another one.
     fn next_attempt(&mut self, now: Instant, redispatch: bool) {
         let be = self.be;
-        let r = &mut self.routing;
+        let r = &mut self.early_mut().routing;
         let Some(a) = r.attempts.as_mut() else {
             return self.give_up();
         };
@@ -724,7 +762,7 @@ impl<'a> Connection<'a> {
     /// nothing was ever chosen, `sQ`/`SQ` when the queue refused). Nothing is stored.
     fn give_up(&mut self) {
         let be = self.be;
-        let r = &self.routing;
+        let r = &self.early().routing;
         let tried = r.attempts.is_some() || r.queue_failed.is_some() || r.local_exhausted;
         let server = match r.choice.server {
             Some(s) if tried => Some(be.servers[s.index()].name.clone()),
@@ -750,7 +788,7 @@ impl<'a> Connection<'a> {
     }
 
     fn count_attempts(&mut self) {
-        if let Some(a) = &self.routing.attempts {
+        if let Some(a) = &self.early().routing.attempts {
             let (retries, redispatched) = (a.retries(), a.redispatched());
             let rec = self.record();
             rec.retries = retries;
@@ -765,7 +803,7 @@ impl<'a> Connection<'a> {
         if be.passive_health {
             be.passive_result(server, true);
         }
-        let started = self.routing.connect_started.unwrap_or(now);
+        let started = self.early().routing.connect_started.unwrap_or(now);
         self.count_attempts();
         let slot = &be.servers[server.index()];
         slot.counters.total.fetch_add(1, Ordering::Relaxed);
@@ -774,11 +812,16 @@ impl<'a> Connection<'a> {
         rec.server = Some(slot.name.clone());
         // Request-side stores commit now that the server connection exists; a sticky key whose
         // server could not be used now names the server that was.
-        let route = self.routing.decision.map_or(Route::Balance, |d| d.route);
+        let r = &self.early.as_deref().expect(EARLY).routing;
+        let route = r.decision.map_or(Route::Balance, |d| d.route);
+        self.sticky = StickyFate {
+            unusable: r.sticky_unusable,
+            redispatched: r.redispatched_sticky,
+        };
         self.learning.learned += be.affinity.on_connected(
-            self.hello.as_ref(),
+            self.hello.as_deref(),
             &route,
-            self.routing.pending.as_ref(),
+            r.pending.as_ref(),
             server,
             &be.tables,
             self.clock.at(now),
@@ -804,7 +847,7 @@ impl<'a> Connection<'a> {
                         let rec = self.rec.as_mut().expect("record opened at routing");
                         rec.tls_version = Some(info.negotiated.0);
                         let learned = be.affinity.on_server_hello(
-                            self.hello.as_ref(),
+                            self.hello.as_deref(),
                             Some(self.client.ip()),
                             &info,
                             server,
@@ -844,7 +887,12 @@ impl<'a> Connection<'a> {
                 }
             }
         }
-        !l.flight.is_done() || !l.response_done
+        let more = !l.flight.is_done() || !l.response_done;
+        if !more {
+            // Learned all there was to learn: the hello's keys are not needed again.
+            self.hello = None;
+        }
+        more
     }
 
     /// Forwarding ended: `None` when writing [`Connection::unsent`] to the server failed (`SD`),
@@ -877,11 +925,10 @@ impl<'a> Connection<'a> {
         rec.beconn = (be.servers.iter())
             .map(|s| s.counters.current.load(Ordering::Relaxed))
             .sum();
-        let r = &self.routing;
         let outcome = AffinityOutcome::resolve(
             self.matched(),
-            r.sticky_unusable,
-            r.redispatched_sticky,
+            self.sticky.unusable,
+            self.sticky.redispatched,
             learned > 0,
         );
         self.record().affinity = outcome;

@@ -120,13 +120,10 @@ pub fn handle<'a, N: Net>(
                     timeouts,
                     server: id,
                 } => {
-                    let fwd = match server.take() {
-                        Some(s) => {
-                            let to = (id, s);
-                            forward_to::<N>(ctx, &mut conn, &mut cr, &mut cw, to, timeouts).await
-                        }
-                        None => None,
-                    };
+                    // Taken in the call, not matched on: a matched temporary would stay in the
+                    // flow's state beside the halves for the connection's life.
+                    let to = (id, server.take());
+                    let fwd = forward_to::<N>(ctx, &mut conn, &mut cr, &mut cw, to, timeouts).await;
                     // Closed now, before the bookkeeping and the log line: `forward` leaves
                     // the FINs it skipped to this close (see `forward_to`).
                     N::finish_write(cw);
@@ -220,8 +217,8 @@ async fn read_client<R: AsyncRead + Unpin>(conn: &mut Connection<'_>, cr: &mut R
 }
 
 /// Writes what the connect did not send of the client's first bytes, then forwards both ways
-/// until both directions end, feeding the server's bytes to the machine. `None`: the first write
-/// failed. Both connections are closed on return. The connection is in its server's session
+/// until both directions end, feeding the server's bytes to the machine. `None`: no server
+/// stream, or the first write failed. Both connections are closed on return. The connection is in its server's session
 /// register meanwhile, when a change of the server's state may close it.
 ///
 /// Not an `async fn` (which would store its arguments twice); the server's stream is split and
@@ -231,13 +228,14 @@ fn forward_to<'a, 'c: 'a, N: Net>(
     conn: &'a mut Connection<'c>,
     cr: &'a mut N::ReadHalf,
     cw: &'a mut N::WriteHalf,
-    (id, server): (crate::ServerId, N::Stream),
+    (id, server): (crate::ServerId, Option<N::Stream>),
     timeouts: super::forward::ForwardTimeouts,
 ) -> impl std::future::Future<Output = Option<super::forward::Forwarded>> + use<'a, 'c, N> {
     let slot = &conn.backend().servers[id.index()];
-    let session = slot.track_sessions.then(|| slot.sessions.enter());
-    let (mut sr, mut sw) = N::split(server);
+    let session = (slot.track_sessions && server.is_some()).then(|| slot.sessions.enter());
+    let halves = server.map(N::split);
     async move {
+        let (mut sr, mut sw) = halves?;
         let rest = conn.unsent();
         let prefix_ok = rest.is_empty() || sw.write_all(rest).await.is_ok();
         if prefix_ok {

@@ -416,6 +416,8 @@ fn failed_connects_retry_then_redispatch_and_repoint_the_entry() {
     );
     c.on_connect(rig.at(t + 1), Ok(0));
     c.poll(rig.at(t + 1));
+    // As the driver does: the retry bookkeeping goes with the first bytes, its outcome stays.
+    c.first_bytes_delivered();
     c.on_forwarded(Some(forwarded(PumpEnd::Eof, PumpEnd::Eof)));
     let rec = c.finish(rig.at(t + 2));
     assert_eq!(rec.server.as_deref(), Some("s2"));
@@ -610,22 +612,37 @@ fn the_server_hello_teaches_the_session_id() {
     );
 }
 
+/// A forwarded connection may stay idle for hours: it keeps neither what inspection and
+/// routing needed once its first bytes are delivered, nor the hello's keys and the learner's
+/// event list once the server's flight is over (issue 14, memory per connection).
 #[test]
-fn a_finished_flight_leaves_no_learning_buffer_behind() {
+fn a_forwarded_connection_keeps_no_inspect_routing_or_learning_state() {
     let rig = Rig::new(runtime("", "", ""));
     let mut c = rig.connection();
-    feed(&mut c, &client_hello(&[], "k.example", None));
+    let hello = client_hello(&[], "k.example", None);
+    feed(&mut c, &hello);
     connect_to(&mut c, rig.at(1));
     c.on_connect(rig.at(1), Ok(0));
     c.poll(rig.at(1));
+    assert!(c.early.is_some(), "the first bytes are not delivered yet");
+    assert!(!c.unsent().is_empty());
+    c.first_bytes_delivered();
+    assert!(c.early.is_none(), "inspection and routing state dropped");
+    assert!(c.unsent().is_empty() && c.client_sent_data());
+    assert!(c.hello.is_some(), "the hello is kept for learning");
     let mut flight = server_hello(&[0x42; 32]);
     assert!(c.on_server_bytes(rig.at(2), &flight), "the flight goes on");
     assert!(c.learning.events.capacity() > 0, "events were collected");
     // ChangeCipherSpec: what follows is encrypted, the flight is over.
     flight = vec![0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
-    c.on_server_bytes(rig.at(3), &flight);
+    assert!(!c.on_server_bytes(rig.at(3), &flight), "nothing more to learn");
     // Held for the connection's life otherwise (an idle connection: hours).
     assert_eq!(c.learning.events.capacity(), 0);
+    assert!(c.hello.is_none(), "the hello's keys dropped once learned from");
+    c.on_forwarded(Some(forwarded(PumpEnd::Eof, PumpEnd::Eof)));
+    let rec = c.finish(rig.at(4));
+    assert_eq!(rec.sni.as_deref(), Some("k.example"), "taken into the record before");
+    assert_eq!(rec.bytes_up, hello.len() as u64 + 10, "the first bytes are counted");
 }
 
 #[test]
