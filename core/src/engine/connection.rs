@@ -539,10 +539,9 @@ impl<'a> Connection<'a> {
     /// The record as it stands when inspection ends.
     fn open_record(&mut self, now: Instant) -> &mut ConnectionRecord {
         let matched = MatchOutcome::NoKey(self.no_hello);
-        let (route, refused) = self
-            .early
-            .as_deref()
-            .map_or((None, false), |e| (e.verdict.label.clone(), e.verdict.refused));
+        let (route, refused) = self.early.as_deref().map_or((None, false), |e| {
+            (e.verdict.label.clone(), e.verdict.refused)
+        });
         let rec = ConnectionRecord {
             client: self.client,
             frontend: self.fe.name.clone(),

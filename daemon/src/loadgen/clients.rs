@@ -299,7 +299,7 @@ async fn connect(
     link: Option<&Link>,
 ) -> std::io::Result<Box<dyn ClientIo>> {
     if let Some(link) = link {
-        tokio::time::sleep(delay::round_trip(link)).await;
+        delay::wait_until(tokio::time::Instant::now() + delay::round_trip(link)).await;
     }
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::from((ip, 0)))?;

@@ -635,14 +635,28 @@ fn a_forwarded_connection_keeps_no_inspect_routing_or_learning_state() {
     assert!(c.learning.events.capacity() > 0, "events were collected");
     // ChangeCipherSpec: what follows is encrypted, the flight is over.
     flight = vec![0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
-    assert!(!c.on_server_bytes(rig.at(3), &flight), "nothing more to learn");
+    assert!(
+        !c.on_server_bytes(rig.at(3), &flight),
+        "nothing more to learn"
+    );
     // Held for the connection's life otherwise (an idle connection: hours).
     assert_eq!(c.learning.events.capacity(), 0);
-    assert!(c.hello.is_none(), "the hello's keys dropped once learned from");
+    assert!(
+        c.hello.is_none(),
+        "the hello's keys dropped once learned from"
+    );
     c.on_forwarded(Some(forwarded(PumpEnd::Eof, PumpEnd::Eof)));
     let rec = c.finish(rig.at(4));
-    assert_eq!(rec.sni.as_deref(), Some("k.example"), "taken into the record before");
-    assert_eq!(rec.bytes_up, hello.len() as u64 + 10, "the first bytes are counted");
+    assert_eq!(
+        rec.sni.as_deref(),
+        Some("k.example"),
+        "taken into the record before"
+    );
+    assert_eq!(
+        rec.bytes_up,
+        hello.len() as u64 + 10,
+        "the first bytes are counted"
+    );
 }
 
 #[test]
