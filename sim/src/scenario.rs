@@ -91,6 +91,12 @@ pub struct ServersSpec {
     /// tickets, as OpenSSL and Go keep old keys for decryption.
     #[serde(default)]
     pub ticket_key_rotation: Option<SimDuration>,
+    /// A TLS 1.2 resumption by ticket is given a new ticket, as rustls does (OpenSSL, the
+    /// model's default, keeps the one presented; Go renews when the ticket's key has rotated).
+    /// Each new ticket is a key the balancer learns: it moves the stick table's size, and the
+    /// client's ticket lifetime starts again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub renew_tickets: bool,
     /// CPU cost of handshakes and cores per server (none: handshakes cost no CPU, as before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<crate::cost::CostSpec>,

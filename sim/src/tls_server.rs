@@ -200,6 +200,8 @@ pub struct ServerModel {
     named: bool,
     /// Key rotation period in ms (0: never).
     rotation_ms: u64,
+    /// A TLS 1.2 ticket resumption gets a new ticket (see [`ServersSpec::renew_tickets`]).
+    renew: bool,
     cache: SessionCache,
     next_session: u64,
 }
@@ -217,6 +219,7 @@ impl ServerModel {
             rotation_ms: spec
                 .ticket_key_rotation
                 .map_or(0, |r| r.get().as_millis() as u64),
+            renew: spec.renew_tickets,
             cache: SessionCache::new(spec.session_cache, spec.session_timeout.get()),
             next_session: 0,
         }
@@ -341,11 +344,10 @@ impl ServerModel {
             };
         }
         let tickets_on = self.keys != TicketKeys::None;
-        let by_ticket = tickets_on
-            && hello
-                .ticket
-                .as_ref()
-                .is_some_and(|t| !t.is_empty() && self.open_ticket(t, now_ms).is_some());
+        let ticket_session = (hello.ticket.as_ref())
+            .filter(|t| tickets_on && !t.is_empty())
+            .and_then(|t| self.open_ticket(t, now_ms));
+        let by_ticket = ticket_session.is_some();
         let by_id = !by_ticket
             && hello.session_id.len() == 32
             && hello
@@ -354,11 +356,14 @@ impl ServerModel {
                 .try_into()
                 .is_ok_and(|id: [u8; 32]| self.cache.lookup(&id, now_ms));
         if by_ticket || by_id {
+            let renewed = ticket_session
+                .filter(|_| self.renew)
+                .map(|s| self.seal_ticket(s, now_ms, TICKET12_LEN));
             return Decision {
                 tls13: false,
                 resumed: true,
                 session_id: hello.session_id.clone(),
-                ticket12: None,
+                ticket12: renewed,
                 tickets13: Vec::new(),
                 pq: false,
             };
@@ -440,7 +445,12 @@ impl ServerModel {
             return out;
         }
         if d.resumed {
-            push_record(&mut out, HANDSHAKE, RECORD_VERSION, &sh);
+            // ServerHello, [NewSessionTicket] (a renewed ticket), ChangeCipherSpec, Finished.
+            let mut msgs = sh;
+            if let Some(ticket) = &d.ticket12 {
+                push_new_session_ticket12(&mut msgs, self.ticket_lifetime_secs(), ticket);
+            }
+            push_record(&mut out, HANDSHAKE, RECORD_VERSION, &msgs);
             push_change_cipher_spec(&mut out, RECORD_VERSION);
             push_record(
                 &mut out,
@@ -890,6 +900,47 @@ mod tests {
         let len =
             usize::from(flight[6]) << 16 | usize::from(flight[7]) << 8 | usize::from(flight[8]);
         &flight[9..9 + len]
+    }
+
+    /// rustls's servers give every TLS 1.2 ticket resumption a new ticket (RFC 5077 §3.3: in
+    /// the resumed flight, before ChangeCipherSpec); the client reads it off the wire and
+    /// presents the newest, which resumes in turn. OpenSSL's, the default, keep the one
+    /// presented.
+    #[tokio::test]
+    async fn a_renewing_server_gives_each_ticket_resumption_a_new_ticket_the_client_keeps() {
+        use crate::client::{finish_handshake, ServerAnswer};
+        let kind = ClientKind::Tls12TicketOpenssl;
+        for renew in [false, true] {
+            let mut s = spec(TicketKeys::PerServer);
+            s.renew_tickets = renew;
+            let mut a = ServerModel::new(0, 0, &s);
+            let mut rng = Rng::new(3);
+            let mut client = ClientSession::new(kind, Duration::from_secs(3600));
+            let (offer, hello) = view(kind, &mut client, &mut rng, 0);
+            let d = a.decide(&hello, 0);
+            let first = d.ticket12.clone().expect("a full handshake issues a ticket");
+            let answer = ServerAnswer {
+                tickets: vec![first.clone()],
+                ..ServerAnswer::default()
+            };
+            assert!(!client.learn(&offer, &answer, 0));
+
+            let (offer, hello) = view(kind, &mut client, &mut rng, 10);
+            assert_eq!(hello.ticket.as_deref(), Some(&first[..]));
+            let d = a.decide(&hello, 10);
+            assert!(d.resumed);
+            assert_eq!(d.ticket12.is_some(), renew, "renewed: {renew}");
+            let mut wire = Cursor::new(a.first_flight(&d));
+            let answer = finish_handshake(&mut wire, &mut Vec::new(), kind)
+                .await
+                .unwrap();
+            assert!(client.learn(&offer, &answer, 10), "resumed");
+
+            let (_, hello) = view(kind, &mut client, &mut rng, 20);
+            let presented = hello.ticket.clone().expect("a ticket");
+            assert_eq!(presented != first, renew, "renew {renew}: the newest is presented");
+            assert!(a.decide(&hello, 20).resumed, "renew {renew}: and it resumes");
+        }
     }
 
     #[test]
