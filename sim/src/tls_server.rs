@@ -918,7 +918,10 @@ mod tests {
             let mut client = ClientSession::new(kind, Duration::from_secs(3600));
             let (offer, hello) = view(kind, &mut client, &mut rng, 0);
             let d = a.decide(&hello, 0);
-            let first = d.ticket12.clone().expect("a full handshake issues a ticket");
+            let first = d
+                .ticket12
+                .clone()
+                .expect("a full handshake issues a ticket");
             let answer = ServerAnswer {
                 tickets: vec![first.clone()],
                 ..ServerAnswer::default()
@@ -938,8 +941,15 @@ mod tests {
 
             let (_, hello) = view(kind, &mut client, &mut rng, 20);
             let presented = hello.ticket.clone().expect("a ticket");
-            assert_eq!(presented != first, renew, "renew {renew}: the newest is presented");
-            assert!(a.decide(&hello, 20).resumed, "renew {renew}: and it resumes");
+            assert_eq!(
+                presented != first,
+                renew,
+                "renew {renew}: the newest is presented"
+            );
+            assert!(
+                a.decide(&hello, 20).resumed,
+                "renew {renew}: and it resumes"
+            );
         }
     }
 
