@@ -140,12 +140,20 @@ struct Routing {
 /// Learning from the server's cleartext handshake while it is forwarded.
 #[derive(Debug)]
 struct Learning {
-    flight: ServerFlight,
-    events: Vec<ServerEvent>,
-    response: Vec<u8>,
+    /// Boxed, and dropped once nothing more can be learned: an idle forwarded connection
+    /// (hours, perhaps) does not carry it.
+    reader: Option<Box<FlightReader>>,
     response_done: bool,
     learned: u32,
     sent: u64,
+}
+
+/// What reads the server's cleartext flight, and its first bytes for response rules.
+#[derive(Debug)]
+struct FlightReader {
+    flight: ServerFlight,
+    events: Vec<ServerEvent>,
+    response: Vec<u8>,
 }
 
 /// What a connection needs only until its first bytes reach a server: inspection, the route
@@ -242,9 +250,11 @@ impl<'a> Connection<'a> {
             no_hello: NoKeyReason::InspectTimeout,
             sticky: StickyFate::default(),
             learning: Learning {
-                flight: ServerFlight::new(fe.inspect_cap),
-                events: Vec::new(),
-                response: Vec::new(),
+                reader: Some(Box::new(FlightReader {
+                    flight: ServerFlight::new(fe.inspect_cap),
+                    events: Vec::new(),
+                    response: Vec::new(),
+                })),
                 response_done: !be.affinity.reads_response(),
                 learned: 0,
                 sent: 0,
@@ -838,9 +848,12 @@ impl<'a> Connection<'a> {
         let be = self.be;
         let ts = self.clock.at(now);
         let l = &mut self.learning;
-        if !l.flight.is_done() {
-            l.flight.feed_into(chunk, &mut l.events);
-            for ev in l.events.drain(..) {
+        let Some(r) = l.reader.as_deref_mut() else {
+            return false;
+        };
+        if !r.flight.is_done() {
+            r.flight.feed_into(chunk, &mut r.events);
+            for ev in r.events.drain(..) {
                 match ev {
                     ServerEvent::ServerHello(info) => {
                         let rec = self.rec.as_mut().expect("record opened at routing");
@@ -863,32 +876,34 @@ impl<'a> Connection<'a> {
                     _ => {}
                 }
             }
-            if l.flight.is_done() {
-                // The flight is over: its event list is not needed again while the
-                // connection lives (hours, for an idle one).
-                l.events = Vec::new();
+            if r.flight.is_done() {
+                // The flight is over: its event list is not needed again while response
+                // rules still read.
+                r.events = Vec::new();
             }
         }
         if !l.response_done {
-            let room = crate::tls::DEFAULT_HELLO_CAP.saturating_sub(l.response.len());
-            l.response
+            let room = crate::tls::DEFAULT_HELLO_CAP.saturating_sub(r.response.len());
+            r.response
                 .extend_from_slice(&chunk[..chunk.len().min(room)]);
             let final_ = room <= chunk.len();
             match be
                 .affinity
-                .on_response(&l.response, final_, server, &be.tables, ts)
+                .on_response(&r.response, final_, server, &be.tables, ts)
             {
                 Progress::NeedMore => {}
                 Progress::Done(stored) => {
                     l.learned += u32::from(stored);
                     l.response_done = true;
-                    l.response = Vec::new();
+                    r.response = Vec::new();
                 }
             }
         }
-        let more = !l.flight.is_done() || !l.response_done;
+        let more = !r.flight.is_done() || !l.response_done;
         if !more {
-            // Learned all there was to learn: the hello's keys are not needed again.
+            // Learned all there was to learn: neither the reader nor the hello's keys are
+            // needed again.
+            l.reader = None;
             self.hello = None;
         }
         more

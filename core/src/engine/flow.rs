@@ -100,16 +100,21 @@ pub fn handle<'a, N: Net>(
                         None => connect_server(ctx, &conn, s, conn.first_bytes()).await,
                         Some(h) => connect_with_header(ctx, &conn, s, h).await,
                     };
-                    let r = r.map(|(stream, sent)| {
-                        if conn.backend().servers[s.index()].tcp_keepalive {
-                            N::set_keepalive(&stream);
+                    // Not through a closure: a local a closure borrowed stays in the flow's
+                    // state for the connection's life, even once moved out.
+                    let r = match r {
+                        Ok((stream, sent)) => {
+                            if conn.backend().servers[s.index()].tcp_keepalive {
+                                N::set_keepalive(&stream);
+                            }
+                            server = Some(stream);
+                            Ok(sent)
                         }
-                        server = Some(stream);
-                        sent
-                    });
-                    if r.is_err() {
-                        permit = None;
-                    }
+                        Err(e) => {
+                            permit = None;
+                            Err(e)
+                        }
+                    };
                     conn.on_connect(Instant::now(), r);
                 }
                 Action::Sleep => {
@@ -120,10 +125,15 @@ pub fn handle<'a, N: Net>(
                     timeouts,
                     server: id,
                 } => {
-                    // Taken in the call, not matched on: a matched temporary would stay in the
-                    // flow's state beside the halves for the connection's life.
-                    let to = (id, server.take());
-                    let fwd = forward_to::<N>(ctx, &mut conn, &mut cr, &mut cw, to, timeouts).await;
+                    // Moved out, not taken: a local left holding `None`, or a temporary
+                    // `take()` made, would stay in the flow's state beside the halves.
+                    let fwd = match server {
+                        Some(s) => {
+                            let to = (id, s);
+                            forward_to::<N>(ctx, &mut conn, &mut cr, &mut cw, to, timeouts).await
+                        }
+                        None => None,
+                    };
                     // Closed now, before the bookkeeping and the log line: `forward` leaves
                     // the FINs it skipped to this close (see `forward_to`).
                     N::finish_write(cw);
@@ -217,8 +227,8 @@ async fn read_client<R: AsyncRead + Unpin>(conn: &mut Connection<'_>, cr: &mut R
 }
 
 /// Writes what the connect did not send of the client's first bytes, then forwards both ways
-/// until both directions end, feeding the server's bytes to the machine. `None`: no server
-/// stream, or the first write failed. Both connections are closed on return. The connection is in its server's session
+/// until both directions end, feeding the server's bytes to the machine. `None`: the first write
+/// failed. Both connections are closed on return. The connection is in its server's session
 /// register meanwhile, when a change of the server's state may close it.
 ///
 /// Not an `async fn` (which would store its arguments twice); the server's stream is split and
@@ -228,14 +238,13 @@ fn forward_to<'a, 'c: 'a, N: Net>(
     conn: &'a mut Connection<'c>,
     cr: &'a mut N::ReadHalf,
     cw: &'a mut N::WriteHalf,
-    (id, server): (crate::ServerId, Option<N::Stream>),
+    (id, server): (crate::ServerId, N::Stream),
     timeouts: super::forward::ForwardTimeouts,
 ) -> impl std::future::Future<Output = Option<super::forward::Forwarded>> + use<'a, 'c, N> {
     let slot = &conn.backend().servers[id.index()];
-    let session = (slot.track_sessions && server.is_some()).then(|| slot.sessions.enter());
-    let halves = server.map(N::split);
+    let session = slot.track_sessions.then(|| slot.sessions.enter());
+    let (mut sr, mut sw) = N::split(server);
     async move {
-        let (mut sr, mut sw) = halves?;
         let rest = conn.unsent();
         let prefix_ok = rest.is_empty() || sw.write_all(rest).await.is_ok();
         if prefix_ok {
@@ -243,6 +252,14 @@ fn forward_to<'a, 'c: 'a, N: Net>(
         }
         let fwd = if prefix_ok {
             let tap = |chunk: &[u8]| conn.on_server_bytes(Instant::now(), chunk);
+            // Pinned here and lent: `forward` pins what it is given, and a future it took by
+            // value would be stored twice in its state (as given and as pinned).
+            let killed = std::pin::pin!(async {
+                match &session {
+                    Some(s) => s.killed().await,
+                    None => std::future::pending().await,
+                }
+            });
             let f = forward(
                 ctx.clock,
                 cr,
@@ -252,13 +269,7 @@ fn forward_to<'a, 'c: 'a, N: Net>(
                 timeouts,
                 N::io_hooks(),
                 tap,
-                // Made here, not before: a future moved into another is stored twice.
-                async {
-                    match &session {
-                        Some(s) => s.killed().await,
-                        None => std::future::pending().await,
-                    }
-                },
+                killed,
             );
             Some(f.await)
         } else {
