@@ -125,9 +125,9 @@ struct Routing {
     decision: Option<Decision>,
     pending: Option<PendingStore>,
     choice: Choice,
-    sticky_unusable: bool,
+    /// How the sticky server fared; outlives the rest (see [`StickyFate`]).
+    sticky: StickyFate,
     attempts: Option<Attempts>,
-    redispatched_sticky: bool,
     queue_failed: Option<QueueError>,
     /// A connect failed for lack of a local resource (ends `RC`, the server not blamed).
     local_exhausted: bool,
@@ -166,7 +166,8 @@ struct Early {
     verdict: RouteVerdict,
 }
 
-/// How the connection's sticky server fared, kept for its outcome once [`Early`] is gone.
+/// How the connection's sticky server fared: part of the routing state, and copied out at
+/// connect for the outcome, which is computed once [`Early`] is gone.
 #[derive(Copy, Clone, Debug, Default)]
 struct StickyFate {
     /// The sticky server could not be used (down, full, unknown).
@@ -614,7 +615,7 @@ impl<'a> Connection<'a> {
         let r = &mut self.early.as_deref_mut().expect(EARLY).routing;
         r.balance_key = balance_key;
         r.choice = be.choose(&decision.route, &[], r.balance_key.as_deref());
-        r.sticky_unusable = r.choice.sticky_unusable;
+        r.sticky.unusable = r.choice.sticky_unusable;
         r.decision = Some(decision);
         r.pending = pending;
         self.attempt(now);
@@ -675,7 +676,7 @@ impl<'a> Connection<'a> {
                 let be = self.be;
                 be.release(server);
                 let r = &mut self.early_mut().routing;
-                r.redispatched_sticky |= r.choice.sticky;
+                r.sticky.redispatched |= r.choice.sticky;
                 r.choice = be.choose(&Route::Balance, &[server], r.balance_key.as_deref());
                 self.attempt(now);
             }
@@ -754,7 +755,7 @@ impl<'a> Connection<'a> {
             return self.give_up();
         };
         if redispatch {
-            r.redispatched_sticky |= r.choice.sticky;
+            r.sticky.redispatched |= r.choice.sticky;
             r.choice = be.choose(&Route::Balance, a.avoid(), r.balance_key.as_deref());
             if let Some(s) = r.choice.server {
                 a.set_server(s);
@@ -787,7 +788,7 @@ impl<'a> Connection<'a> {
             None => Termination::NO_SERVER,
         };
         let matched = self.matched();
-        let sticky_unusable = r.sticky_unusable;
+        let sticky_unusable = r.sticky.unusable;
         self.count_attempts();
         let rec = self.record();
         rec.server = server;
@@ -823,10 +824,7 @@ impl<'a> Connection<'a> {
         // server could not be used now names the server that was.
         let r = &self.early.as_deref().expect(EARLY).routing;
         let route = r.decision.map_or(Route::Balance, |d| d.route);
-        self.sticky = StickyFate {
-            unusable: r.sticky_unusable,
-            redispatched: r.redispatched_sticky,
-        };
+        self.sticky = r.sticky;
         self.learning.learned += be.affinity.on_connected(
             self.hello.as_deref(),
             &route,
