@@ -91,12 +91,11 @@ pub struct ServersSpec {
     /// tickets, as OpenSSL and Go keep old keys for decryption.
     #[serde(default)]
     pub ticket_key_rotation: Option<SimDuration>,
-    /// A TLS 1.2 resumption by ticket is given a new ticket, as rustls does (OpenSSL, the
-    /// model's default, keeps the one presented; Go renews when the ticket's key has rotated).
-    /// Each new ticket is a key the balancer learns: it moves the stick table's size, and the
-    /// client's ticket lifetime starts again.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub renew_tickets: bool,
+    /// The servers' TLS library, for the TLS 1.2 ticket behaviours in which OpenSSL (the
+    /// default) and rustls differ; each changes which keys the balancer learns, so the stick
+    /// table's size, but not where a client resumes.
+    #[serde(default)]
+    pub tls_stack: TlsStack,
     /// CPU cost of handshakes and cores per server (none: handshakes cost no CPU, as before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<crate::cost::CostSpec>,
@@ -126,6 +125,33 @@ pub enum TicketKeys {
     PerServer,
     /// All servers share one key that survives restarts (a key file).
     Shared,
+}
+
+/// A server TLS library's TLS 1.2 ticket behaviour, read in its source and seen on the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsStack {
+    /// OpenSSL: a full handshake that issues a ticket sends an empty session ID, and a
+    /// resumption by ticket keeps the ticket presented.
+    #[default]
+    Openssl,
+    /// rustls: a full handshake sends a new session ID beside the new ticket (unless the
+    /// client presented a ticket it could not open), and every resumption by ticket is given a
+    /// new ticket — two keys learned per connection.
+    Rustls,
+}
+
+impl TlsStack {
+    /// A TLS 1.2 resumption by ticket is given a new ticket.
+    pub fn renews_tickets(self) -> bool {
+        self == TlsStack::Rustls
+    }
+
+    /// A full handshake that issues a ticket also sends a session ID (and caches it), when
+    /// the client offered no ticket or an empty one.
+    pub fn sends_id_with_ticket(self, offered: &[u8]) -> bool {
+        self == TlsStack::Rustls && offered.is_empty()
+    }
 }
 
 /// Which balancer runs on the balancer host.

@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::cost::{Admission, ServerCpu};
 use crate::metrics::SharedRecorder;
-use crate::scenario::{ServersSpec, TicketKeys};
+use crate::scenario::{ServersSpec, TicketKeys, TlsStack};
 use tether_core::tls::TicketExt;
 
 use tether_core::tls::encode::{
@@ -200,8 +200,8 @@ pub struct ServerModel {
     named: bool,
     /// Key rotation period in ms (0: never).
     rotation_ms: u64,
-    /// A TLS 1.2 ticket resumption gets a new ticket (see [`ServersSpec::renew_tickets`]).
-    renew: bool,
+    /// How TLS 1.2 tickets are issued and renewed (see [`ServersSpec::tls_stack`]).
+    stack: TlsStack,
     cache: SessionCache,
     next_session: u64,
 }
@@ -219,7 +219,7 @@ impl ServerModel {
             rotation_ms: spec
                 .ticket_key_rotation
                 .map_or(0, |r| r.get().as_millis() as u64),
-            renew: spec.renew_tickets,
+            stack: spec.tls_stack,
             cache: SessionCache::new(spec.session_cache, spec.session_timeout.get()),
             next_session: 0,
         }
@@ -357,7 +357,7 @@ impl ServerModel {
                 .is_ok_and(|id: [u8; 32]| self.cache.lookup(&id, now_ms));
         if by_ticket || by_id {
             let renewed = ticket_session
-                .filter(|_| self.renew)
+                .filter(|_| self.stack.renews_tickets())
                 .map(|s| self.seal_ticket(s, now_ms, TICKET12_LEN));
             return Decision {
                 tls13: false,
@@ -369,12 +369,14 @@ impl ServerModel {
             };
         }
         let s = self.new_session();
-        let (session_id, ticket12) = if tickets_on && hello.ticket.is_some() {
-            (Vec::new(), Some(self.seal_ticket(s, now_ms, TICKET12_LEN)))
-        } else {
+        let offered = hello.ticket.as_deref().filter(|_| tickets_on);
+        let ticket12 = offered.map(|_| self.seal_ticket(s, now_ms, TICKET12_LEN));
+        let session_id = if offered.is_none_or(|t| self.stack.sends_id_with_ticket(t)) {
             let id = Self::session_id(s);
             self.cache.insert(id, now_ms);
-            (id.to_vec(), None)
+            id.to_vec()
+        } else {
+            Vec::new()
         };
         Decision {
             tls13: false,
@@ -895,6 +897,38 @@ mod tests {
         assert!(!rebooted.decide(&again, 1).resumed);
     }
 
+    /// rustls sends a new session ID (and caches it) beside a new ticket when the client offered
+    /// none or an empty one, and none when the offered ticket did not open; OpenSSL never does.
+    #[test]
+    fn a_rustls_server_sends_an_id_beside_a_new_ticket() {
+        let mut s = spec(TicketKeys::PerServer);
+        s.tls_stack = TlsStack::Rustls;
+        let mut a = ServerModel::new(0, 0, &s);
+        let first = ClientHelloView {
+            ticket: Some(vec![]),
+            ..Default::default()
+        };
+        let d = a.decide(&first, 0);
+        assert!(d.ticket12.is_some(), "a ticket is issued");
+        assert_eq!(d.session_id.len(), 32, "and an ID beside it");
+        let by_id = ClientHelloView {
+            session_id: d.session_id.clone(),
+            ..Default::default()
+        };
+        assert!(a.decide(&by_id, 10).resumed, "the ID is cached");
+        let stale = ClientHelloView {
+            session_id: vec![9; 32],
+            ticket: Some(vec![1; TICKET12_LEN]),
+            ..Default::default()
+        };
+        let d = a.decide(&stale, 20);
+        assert!(!d.resumed && d.ticket12.is_some());
+        assert!(
+            d.session_id.is_empty(),
+            "no ID after a ticket that did not open"
+        );
+    }
+
     /// The body of the first handshake message of a flight that starts with a record.
     fn first_message(flight: &[u8]) -> &[u8] {
         let len =
@@ -912,7 +946,11 @@ mod tests {
         let kind = ClientKind::Tls12TicketOpenssl;
         for renew in [false, true] {
             let mut s = spec(TicketKeys::PerServer);
-            s.renew_tickets = renew;
+            s.tls_stack = if renew {
+                TlsStack::Rustls
+            } else {
+                TlsStack::Openssl
+            };
             let mut a = ServerModel::new(0, 0, &s);
             let mut rng = Rng::new(3);
             let mut client = ClientSession::new(kind, Duration::from_secs(3600));
