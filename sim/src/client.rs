@@ -265,7 +265,7 @@ pub fn client_hello(kind: ClientKind, offer: &Offer, shape: &HelloShape, rng: &m
         .cipher_suites(CIPHER_SUITES)
         .server_name(shape.sni.as_bytes())
         .supported_groups(&[X25519MLKEM768, X25519, SECP256R1, SECP384R1])
-        .extension(extension::SIGNATURE_ALGORITHMS, &tls_wire::filler(18, 4))
+        .extension(extension::SIGNATURE_ALGORITHMS, tls_wire::filler(18, 4))
         .alpn(&[b"h2", b"http/1.1"]);
     if let Some(ticket) = &offer.ticket {
         hello.session_ticket(ticket);
@@ -286,7 +286,7 @@ pub fn client_hello(kind: ClientKind, offer: &Offer, shape: &HelloShape, rng: &m
         if let Some(identity) = &offer.psk {
             // pre_shared_key must be the last extension.
             let age = rng.next_u64() as u32;
-            hello.pre_shared_key(&[(identity, age)], &[&tls_wire::filler(32, 7)]);
+            hello.pre_shared_key(&[(identity, age)], &[tls_wire::filler(32, 7)]);
         }
     }
     hello.records()
@@ -393,7 +393,7 @@ where
     if answer.tls13 {
         push_change_cipher_spec(&mut out, RECORD_VERSION);
         let mut fin = Vec::new();
-        push_handshake(&mut fin, record::FINISHED, &tls_wire::filler(32, 3));
+        push_handshake(&mut fin, record::FINISHED, tls_wire::filler(32, 3));
         push_encrypted(&mut out, APPLICATION_DATA, HANDSHAKE, &fin);
         wr.write_all(&out).await?;
         return Ok(answer);
@@ -401,17 +401,12 @@ where
     if full12 {
         let mut cke = Vec::new();
         let mut point = Vec::with_capacity(33);
-        push_vec(&mut point, Prefix::U8, &tls_wire::filler(32, 5));
+        push_vec(&mut point, Prefix::U8, tls_wire::filler(32, 5));
         push_handshake(&mut cke, record::CLIENT_KEY_EXCHANGE, &point);
         push_record(&mut out, HANDSHAKE, RECORD_VERSION, &cke);
     }
     push_change_cipher_spec(&mut out, RECORD_VERSION);
-    push_record(
-        &mut out,
-        HANDSHAKE,
-        RECORD_VERSION,
-        &tls_wire::filler(40, 1),
-    );
+    push_record(&mut out, HANDSHAKE, RECORD_VERSION, tls_wire::filler(40, 1));
     wr.write_all(&out).await?;
     if full12 {
         // Second server flight: [NewSessionTicket] ChangeCipherSpec Finished.

@@ -248,7 +248,7 @@ impl ServerModel {
         let mut id = [0u8; 32];
         id[..8].copy_from_slice(&session.to_be_bytes());
         let pad = tls_wire::filler(24, session as u8);
-        id[8..].copy_from_slice(&pad);
+        id[8..].copy_from_slice(pad);
         id
     }
 
@@ -264,7 +264,7 @@ impl ServerModel {
         name[..4].copy_from_slice(b"tkey");
         name[4..8].copy_from_slice(&self.key_id().to_be_bytes());
         name[8..12].copy_from_slice(&epoch.to_be_bytes());
-        name[12..].copy_from_slice(&tls_wire::filler(4, self.key_id() as u8));
+        name[12..].copy_from_slice(tls_wire::filler(4, self.key_id() as u8));
         name
     }
 
@@ -277,7 +277,7 @@ impl ServerModel {
         t.extend_from_slice(&self.key_id().to_be_bytes());
         t.extend_from_slice(&session.to_be_bytes());
         t.extend_from_slice(&now_ms.to_be_bytes());
-        t.extend_from_slice(&tls_wire::filler(len - t.len(), session as u8));
+        t.extend_from_slice(tls_wire::filler(len - t.len(), session as u8));
         t
     }
 
@@ -390,7 +390,7 @@ impl ServerModel {
 
     fn server_hello(&self, d: &Decision) -> Vec<u8> {
         let mut random = [0u8; 32];
-        random.copy_from_slice(&tls_wire::filler(32, self.index as u8));
+        random.copy_from_slice(tls_wire::filler(32, self.index as u8));
         let mut hello = ServerHelloBuilder::new(random);
         hello
             .session_id(&d.session_id)
@@ -402,7 +402,7 @@ impl ServerModel {
             } else {
                 (0x001d, 32)
             };
-            hello.key_share(group, &tls_wire::filler(len, 2));
+            hello.key_share(group, tls_wire::filler(len, 2));
             if d.resumed {
                 hello.pre_shared_key(0);
             }
@@ -434,15 +434,15 @@ impl ServerModel {
                 push_handshake(
                     &mut inner,
                     record::CERTIFICATE,
-                    &tls_wire::filler(CERTIFICATE_LEN, 11),
+                    tls_wire::filler(CERTIFICATE_LEN, 11),
                 );
                 push_handshake(
                     &mut inner,
                     record::CERTIFICATE_VERIFY,
-                    &tls_wire::filler(260, 15),
+                    tls_wire::filler(260, 15),
                 );
             }
-            push_handshake(&mut inner, record::FINISHED, &tls_wire::filler(32, 20));
+            push_handshake(&mut inner, record::FINISHED, tls_wire::filler(32, 20));
             push_encrypted(&mut out, APPLICATION_DATA, HANDSHAKE, &inner);
             return out;
         }
@@ -458,7 +458,7 @@ impl ServerModel {
                 &mut out,
                 HANDSHAKE,
                 RECORD_VERSION,
-                &tls_wire::filler(40, 20),
+                tls_wire::filler(40, 20),
             );
             return out;
         }
@@ -466,12 +466,12 @@ impl ServerModel {
         push_handshake(
             &mut msgs,
             record::CERTIFICATE,
-            &tls_wire::filler(CERTIFICATE_LEN, 11),
+            tls_wire::filler(CERTIFICATE_LEN, 11),
         );
         push_handshake(
             &mut msgs,
             record::SERVER_KEY_EXCHANGE,
-            &tls_wire::filler(300, 12),
+            tls_wire::filler(300, 12),
         );
         push_handshake(&mut msgs, record::SERVER_HELLO_DONE, &[]);
         push_record(&mut out, HANDSHAKE, RECORD_VERSION, &msgs);
@@ -491,7 +491,7 @@ impl ServerModel {
             &mut out,
             HANDSHAKE,
             RECORD_VERSION,
-            &tls_wire::filler(40, 20),
+            tls_wire::filler(40, 20),
         );
         out
     }

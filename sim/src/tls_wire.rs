@@ -7,10 +7,7 @@
 //! their TLS 1.3 inner plaintext followed by a 16-byte stand-in for the AEAD tag, so the models
 //! can read them back while a balancer only sees opaque application-data records.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::io;
-use std::rc::Rc;
 
 use tether_core::tls::encode::push_record_header;
 use tether_core::tls::record::MAX_PLAINTEXT;
@@ -80,27 +77,30 @@ pub fn open_encrypted(body: &[u8]) -> Result<(u8, &[u8]), WireError> {
 
 /// Deterministic filler bytes standing in for keys, signatures and certificates.
 ///
-/// Shared from a per-thread cache: every connection sends the same stand-in certificate, key
-/// shares and signatures, so each (length, seed) is computed once. The models use a bounded set
-/// of lengths, and seeds are bytes, so the cache stays small.
-pub fn filler(len: usize, seed: u8) -> Rc<[u8]> {
-    /// Filler bytes by (length, seed).
-    type Cache = RefCell<BTreeMap<(usize, u8), Rc<[u8]>>>;
-    thread_local! {
-        static FILLERS: Cache = RefCell::default();
-    }
-    FILLERS.with(|cache| {
-        cache
-            .borrow_mut()
-            .entry((len, seed))
-            .or_insert_with(|| {
-                (0..len)
-                    .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-                    .collect()
-            })
-            .clone()
-    })
+/// Every connection sends the same stand-in certificate, key shares and signatures: each is a
+/// window of one table built at compile time, so a handshake neither computes nor allocates
+/// them. `len` is at most [`FILLER_MAX`].
+pub fn filler(len: usize, seed: u8) -> &'static [u8] {
+    // Byte i is 31·i + seed (mod 256); 31 is odd, so that is 31·(i + 223·seed) and every
+    // seed's bytes are one window of the same sequence, computed at compile time.
+    let start = usize::from(seed.wrapping_mul(FILLER_SEED_STEP));
+    &FILLER[start..start + len]
 }
+
+/// The longest filler the models ask for (a stand-in certificate is 1,500 bytes).
+pub const FILLER_MAX: usize = 2048;
+/// 31⁻¹ mod 256: a seed's offset into [`FILLER`].
+const FILLER_SEED_STEP: u8 = 223;
+/// 31·j mod 256 for every j a filler can start and end at.
+static FILLER: [u8; 256 + FILLER_MAX] = {
+    let mut bytes = [0u8; 256 + FILLER_MAX];
+    let mut j = 0;
+    while j < bytes.len() {
+        bytes[j] = (j as u8).wrapping_mul(31);
+        j += 1;
+    }
+    bytes
+};
 
 /// A bounds-checked cursor over borrowed bytes; every read fails instead of panicking.
 #[derive(Debug)]
@@ -260,8 +260,13 @@ mod tests {
         let mut filled = Vec::new();
         push_encrypted_fill(&mut filled, APPLICATION_DATA, APPLICATION_DATA, 0x5a, 1000);
         assert_eq!(general, filled);
-        assert_eq!(filler(5, 1), filler(5, 1));
-        assert_eq!(filler(3, 0)[..], [0, 31, 62]);
+        assert_eq!(filler(3, 0), [0, 31, 62]);
+        for seed in 0..=255u8 {
+            let expected: Vec<u8> = (0..FILLER_MAX)
+                .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+                .collect();
+            assert_eq!(filler(FILLER_MAX, seed), &expected[..], "seed {seed}");
+        }
     }
 
     #[tokio::test]
