@@ -707,9 +707,7 @@ where
     let mut sent = 0;
     while sent < response_len {
         let n = (response_len - sent).min(record::MAX_PLAINTEXT - 1);
-        let mut out = Vec::with_capacity(n + 32);
-        tls_wire::push_encrypted_fill(&mut out, APPLICATION_DATA, APPLICATION_DATA, 0x5a, n);
-        wr.write_all(&out).await?;
+        wr.write_all(&tls_wire::response_record(n)).await?;
         sent += n;
     }
     // Wait for the client to close.

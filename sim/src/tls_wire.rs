@@ -7,10 +7,12 @@
 //! their TLS 1.3 inner plaintext followed by a 16-byte stand-in for the AEAD tag, so the models
 //! can read them back while a balancer only sees opaque application-data records.
 
+use std::cell::RefCell;
 use std::io;
+use std::rc::Rc;
 
 use tether_core::tls::encode::push_record_header;
-use tether_core::tls::record::MAX_PLAINTEXT;
+use tether_core::tls::record::{APPLICATION_DATA, MAX_PLAINTEXT};
 use tether_core::tls::ProtocolVersion;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -55,6 +57,35 @@ pub fn push_encrypted_fill(
     push_encrypted_header(out, outer_type, len);
     out.resize(out.len() + len, byte);
     push_encrypted_trailer(out, inner_type);
+}
+
+/// An "encrypted" application-data record of `len` bytes of `0x5a`, shared: every response of
+/// one size is the same record, so a server sends it without filling a buffer per connection.
+/// Up to [`SHARED_RECORDS`] sizes are kept per thread (fleets use a handful); others are built.
+pub fn response_record(len: usize) -> Rc<[u8]> {
+    let build = || {
+        let mut out = Vec::with_capacity(5 + len + 1 + TAG_LEN);
+        push_encrypted_fill(&mut out, APPLICATION_DATA, APPLICATION_DATA, 0x5a, len);
+        Rc::<[u8]>::from(out)
+    };
+    RECORDS_KEPT.with_borrow_mut(|cache| {
+        if let Some((_, record)) = cache.iter().find(|(n, _)| *n == len) {
+            return record.clone();
+        }
+        let record = build();
+        if cache.len() < SHARED_RECORDS {
+            cache.push((len, record.clone()));
+        }
+        record
+    })
+}
+
+/// How many response sizes [`response_record`] keeps per thread.
+pub const SHARED_RECORDS: usize = 16;
+
+thread_local! {
+    /// [`response_record`]'s records by plaintext length.
+    static RECORDS_KEPT: RefCell<Vec<(usize, Rc<[u8]>)>> = const { RefCell::new(Vec::new()) };
 }
 
 fn push_encrypted_header(out: &mut Vec<u8>, outer_type: u8, plaintext_len: usize) {
@@ -267,6 +298,28 @@ mod tests {
                 .collect();
             assert_eq!(filler(FILLER_MAX, seed), &expected[..], "seed {seed}");
         }
+    }
+
+    #[test]
+    fn response_records_are_shared_per_size_and_bounded() {
+        let mut expected = Vec::new();
+        push_encrypted_fill(
+            &mut expected,
+            APPLICATION_DATA,
+            APPLICATION_DATA,
+            0x5a,
+            8000,
+        );
+        let (a, b) = (response_record(8000), response_record(8000));
+        assert_eq!(a[..], expected[..]);
+        assert!(Rc::ptr_eq(&a, &b), "one record per size");
+        for len in 1..=2 * SHARED_RECORDS {
+            let mut expected = Vec::new();
+            push_encrypted_fill(&mut expected, APPLICATION_DATA, APPLICATION_DATA, 0x5a, len);
+            assert_eq!(response_record(len)[..], expected[..], "len {len}");
+        }
+        let kept = RECORDS_KEPT.with_borrow(Vec::len);
+        assert_eq!(kept, SHARED_RECORDS, "the cache stops growing");
     }
 
     #[tokio::test]
