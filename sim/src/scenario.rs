@@ -376,6 +376,10 @@ mod tests {
             ("maintenance", include_str!("../scenarios/maintenance.toml")),
             ("capacity", include_str!("../scenarios/capacity.toml")),
             (
+                "day-peak-hour",
+                include_str!("../scenarios/day-peak-hour.toml"),
+            ),
+            (
                 "peak-with-failure",
                 include_str!("../scenarios/peak-with-failure.toml"),
             ),
