@@ -343,9 +343,13 @@ impl ServerModel {
                 pq: hello.pq,
             };
         }
-        let tickets_on = self.keys != TicketKeys::None;
-        let ticket_session = (hello.ticket.as_ref())
-            .filter(|t| tickets_on && !t.is_empty())
+        // The ticket extension, when tickets are on: empty asks for one, non-empty presents one.
+        let offered = hello
+            .ticket
+            .as_deref()
+            .filter(|_| self.keys != TicketKeys::None);
+        let ticket_session = offered
+            .filter(|t| !t.is_empty())
             .and_then(|t| self.open_ticket(t, now_ms));
         let by_ticket = ticket_session.is_some();
         let by_id = !by_ticket
@@ -369,7 +373,6 @@ impl ServerModel {
             };
         }
         let s = self.new_session();
-        let offered = hello.ticket.as_deref().filter(|_| tickets_on);
         let ticket12 = offered.map(|_| self.seal_ticket(s, now_ms, TICKET12_LEN));
         let session_id = if offered.is_none_or(|t| self.stack.sends_id_with_ticket(t)) {
             let id = Self::session_id(s);
