@@ -1,6 +1,6 @@
 //! Builds the turmoil world for a scenario, steps it, and fires events at their times.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -14,7 +14,8 @@ use crate::instances::{InstanceState, Instances};
 use crate::metrics::{Recorder, SharedRecorder};
 use crate::report::Report;
 use crate::scenario::{Scenario, ServersSpec};
-use crate::tls_server::{run_server, ServerContext, ServerModel, TLS_PORT};
+use crate::server_process::{supervise, ProcessSwitch, ServerSeed};
+use crate::tls_server::{run_server, TLS_PORT};
 use crate::SimError;
 
 /// Time allowed after the last visit starts for connections to finish.
@@ -31,8 +32,9 @@ pub fn server_name(i: usize) -> String {
 /// each simulated client's own address travels in its PROXY header anyway.
 const CLIENT_HOST: &str = "clients";
 
-/// The host shared by the servers that no event singles out (no crash, restart, partition or
-/// latency change of their own): each keeps its own model and listener, on its own port. With
+/// The host shared by the servers that no host-level event singles out (no host loss,
+/// partition or latency change of their own): each keeps its own model, listener and process
+/// (crashed and restarted in place, see [`crate::server_process`]), on its own port. With
 /// the same link latency and no bandwidth model, sharing a host changes nothing they do, and
 /// turmoil's cost per step falls with every host (and host pair) fewer.
 const SHARED_SERVER_HOST: &str = "servers";
@@ -42,15 +44,14 @@ fn shared_port(i: usize) -> u16 {
     10_443 + i as u16
 }
 
-/// The servers (by index) that need a host of their own: those a host-level event names.
+/// The servers (by index) that need a host of their own: those a host-level event names (a
+/// process crash or restart is not one: see [`crate::server_process`]).
 fn own_host_servers(scenario: &Scenario) -> Vec<usize> {
     let mut own: Vec<usize> = scenario
         .events
         .iter()
         .filter_map(|e| match e.action {
-            Action::Crash { server }
-            | Action::HostDown { server }
-            | Action::Restart { server }
+            Action::HostDown { server }
             | Action::Partition { server }
             | Action::Heal { server }
             | Action::Latency {
@@ -63,38 +64,6 @@ fn own_host_servers(scenario: &Scenario) -> Vec<usize> {
     own.sort_unstable();
     own.dedup();
     own
-}
-
-/// One server's identity and the boots it went through, for its host's software.
-#[derive(Clone)]
-struct ServerSeed {
-    index: usize,
-    name: Rc<str>,
-    port: u16,
-    boots: Rc<Cell<u32>>,
-    /// The server process runs (false after `crash`: the host is up, nothing listens).
-    up: Rc<Cell<bool>>,
-}
-
-impl ServerSeed {
-    /// The context of a new boot: empty session cache, new ticket keys unless shared.
-    fn boot(&self, spec: &ServersSpec, recorder: &SharedRecorder) -> ServerContext {
-        let boot = self.boots.get();
-        self.boots.set(boot + 1);
-        ServerContext {
-            name: self.name.clone(),
-            model: Rc::new(RefCell::new(ServerModel::new(
-                self.index as u16,
-                boot,
-                spec,
-            ))),
-            recorder: recorder.clone(),
-            cpu: spec
-                .cost
-                .as_ref()
-                .map(|c| Rc::new(crate::cost::ServerCpu::new(c))),
-        }
-    }
 }
 
 struct World<'a> {
@@ -114,8 +83,8 @@ struct World<'a> {
     peer_latency: Duration,
     /// Actions an event scheduled for later (an upgrade's restart), by simulated ms.
     later: Vec<(u64, Action)>,
-    /// Per server: its process runs (see [`ServerSeed::up`]).
-    process_up: Vec<Rc<Cell<bool>>>,
+    /// Per server: its process's switch.
+    process_up: Vec<Rc<ProcessSwitch>>,
 }
 
 impl World<'_> {
@@ -124,19 +93,13 @@ impl World<'_> {
         let index = self.servers.len();
         let addr = ServerAddr::own_host(&server_name(index));
         self.recorder.borrow_mut().server_known(&addr.name);
-        let seed = ServerSeed {
-            index,
-            name: addr.name.as_str().into(),
-            port: addr.port,
-            boots: Rc::default(),
-            up: Rc::new(Cell::new(true)),
-        };
-        self.process_up.push(seed.up.clone());
+        let seed = ServerSeed::new(index, &addr.name, addr.port);
+        self.process_up.push(seed.switch.clone());
         let spec = self.spec.clone();
         let recorder = self.recorder.clone();
         self.sim.host(addr.host.as_str(), move || {
             // A crashed process leaves its host up with nothing bound: SYNs are refused.
-            let boot = seed.up.get().then(|| seed.boot(&spec, &recorder));
+            let boot = seed.switch.is_up().then(|| seed.boot(&spec, &recorder));
             let port = seed.port;
             async move {
                 match boot {
@@ -173,30 +136,25 @@ impl World<'_> {
                 host: SHARED_SERVER_HOST.to_owned(),
                 port: shared_port(index),
             };
-            seeds.push(ServerSeed {
-                index,
-                name: addr.name.as_str().into(),
-                port: addr.port,
-                boots: Rc::default(),
-                up: Rc::new(Cell::new(true)),
-            });
-            self.process_up.push(Rc::new(Cell::new(true)));
+            let seed = ServerSeed::new(index, &addr.name, addr.port);
+            self.process_up.push(seed.switch.clone());
+            seeds.push(seed);
             self.servers.push(addr);
         }
         let spec = self.spec.clone();
         let recorder = self.recorder.clone();
         self.sim.host(SHARED_SERVER_HOST, move || {
-            let boots: Vec<(ServerContext, u16)> = seeds
+            let processes: Vec<_> = seeds
                 .iter()
-                .map(|s| (s.boot(&spec, &recorder), s.port))
+                .map(|s| supervise(s.clone(), spec.clone(), recorder.clone()))
                 .collect();
             async move {
-                let listeners: Vec<_> = boots
+                let processes: Vec<_> = processes
                     .into_iter()
-                    .map(|(ctx, port)| tokio::task::spawn_local(run_server(ctx, port)))
+                    .map(tokio::task::spawn_local)
                     .collect();
-                for l in listeners {
-                    l.await??;
+                for p in processes {
+                    p.await??;
                 }
                 Ok(())
             }
@@ -355,6 +313,17 @@ impl World<'_> {
         })
     }
 
+    /// Crashes or restarts server `i`'s process: in place on the shared host, by restarting the
+    /// software of a host of its own (which then binds nothing while the process is down).
+    fn set_process(&mut self, i: usize, up: bool) -> Result<(), SimError> {
+        let host = self.server(i)?.host.clone();
+        self.process_up[i].set(up);
+        if host != SHARED_SERVER_HOST {
+            self.sim.bounce(host.as_str());
+        }
+        Ok(())
+    }
+
     /// The host of server `i`, for a host-level event (such servers have a host of their own).
     fn server_host(&self, i: usize) -> Result<String, SimError> {
         let s = self.server(i)?;
@@ -376,21 +345,13 @@ impl World<'_> {
 
     fn apply(&mut self, action: &Action, now: u64) -> Result<(), SimError> {
         match *action {
-            Action::Crash { server } => {
-                // The process dies, its host stays: sockets close, the port refuses.
-                let s = self.server_host(server)?;
-                self.process_up[server].set(false);
-                self.sim.bounce(s.as_str());
-            }
+            // The process dies, its host stays: sockets close, the port refuses.
+            Action::Crash { server } => self.set_process(server, false)?,
             Action::HostDown { server } => {
                 let s = self.server_host(server)?;
                 self.sim.crash(s.as_str());
             }
-            Action::Restart { server } => {
-                let s = self.server_host(server)?;
-                self.process_up[server].set(true);
-                self.sim.bounce(s.as_str());
-            }
+            Action::Restart { server } => self.set_process(server, true)?,
             // Held, not dropped: turmoil drops a partitioned link's messages, and a dropped SYN
             // makes the connect fail at once (as a refusing port), where a real partition is
             // silent: connects wait for their timeout and open connections hang; what was sent
@@ -910,5 +871,32 @@ fn record_final(recorder: &Rc<RefCell<Recorder>>, b: &Instances, end: u64) {
         for (i, x) in b.all().iter().enumerate() {
             m.set_final(i, x.balancer.affinity_counts(), x.balancer.table_totals());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_events(events: &str) -> Scenario {
+        let text = format!(
+            "name = \"t\"\nduration = \"60s\"\n[servers]\ncount = 4\n[balancer]\nkind = \"engine\"\n\
+             [[fleets]]\nname = \"f\"\nkind = \"tls12-session-id\"\nclients = 1\n{events}"
+        );
+        Scenario::from_toml(&text).expect("scenario")
+    }
+
+    fn event(at: &str, action: &str, server: usize) -> String {
+        format!("[[events]]\nat = \"{at}\"\naction = \"{action}\"\nserver = {server}\n")
+    }
+
+    #[test]
+    fn a_process_crash_keeps_the_shared_host_and_a_host_loss_takes_its_own() {
+        let crash = event("10s", "crash", 1) + &event("20s", "restart", 1);
+        assert!(own_host_servers(&with_events(&crash)).is_empty());
+        let lost = event("10s", "host-down", 2) + &event("20s", "restart", 2);
+        assert_eq!(own_host_servers(&with_events(&lost)), [2]);
+        let parted = event("10s", "partition", 3) + &event("20s", "heal", 3);
+        assert_eq!(own_host_servers(&with_events(&parted)), [3]);
     }
 }

@@ -31,6 +31,7 @@ pub mod report;
 pub mod rng;
 pub mod scenario;
 pub mod seeds_plot;
+mod server_process;
 pub mod shard;
 pub mod swarm;
 pub mod sweep;

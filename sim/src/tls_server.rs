@@ -583,12 +583,18 @@ fn handshake_cpu(ctx: &ServerContext, decision: &Decision) -> (u64, u64) {
 
 /// Serves TLS on `port` (usually [`TLS_PORT`]) until the host crashes; a PROXY header before TLS
 /// is accepted.
+///
+/// The process owns its connections: when its future is dropped (the process stopped on a
+/// host it shares, see `server_process`), every connection task ends with it, and their
+/// sockets close as a kernel closes a dead process's.
 pub async fn run_server(ctx: ServerContext, port: u16) -> turmoil::Result {
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, _) = listener.accept().await?;
+        while connections.try_join_next().is_some() {}
         let ctx = ctx.clone();
-        tokio::task::spawn_local(async move {
+        connections.spawn_local(async move {
             ctx.recorder.borrow_mut().server_open(&ctx.name, now_ms());
             let open = OpenConnection { ctx };
             let (rd, wr) = stream.into_split();

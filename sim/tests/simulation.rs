@@ -127,6 +127,66 @@ fn crash_breaks_in_flight_connections_and_counts_them_apart() {
 }
 
 #[test]
+fn a_process_crash_on_the_shared_server_host_stops_that_process_alone() {
+    // Behind the engine, server 2 shares its host with the others (no host-level event of its
+    // own) and crashes in place: its held connections break, it accepts nothing while down,
+    // it serves again after the restart, and its neighbours on the host serve throughout.
+    let mut s = small(
+        "tls12-session-id",
+        4,
+        "none",
+        "engine",
+        r#"hold = { dist = "fixed", value = "20s" }
+        [[events]]
+        at = "60s"
+        action = "crash"
+        server = 2
+        [[events]]
+        at = "150s"
+        action = "restart"
+        server = 2"#,
+    );
+    s.duration = tether_sim::scenario::SimDuration::parse("240s").unwrap();
+    let options = tether_sim::RunOptions {
+        trace: true,
+        ..Default::default()
+    };
+    let run = tether_sim::run_with_options(&s, 5, options).unwrap();
+    // Every connection server 2 held at the crash ends with it (the engine sees the close
+    // within a round trip), where the client would have held it for 20 s.
+    let routes = run.trace.unwrap().routes;
+    let held: Vec<_> = routes
+        .iter()
+        .filter(|t| t.server.as_deref() == Some("server-02") && t.chosen_ms < 60_000)
+        .filter(|t| t.ended_ms > 59_000)
+        .collect();
+    assert!(!held.is_empty(), "nothing held at the crash");
+    assert!(
+        held.iter().all(|t| t.ended_ms <= 60_100),
+        "held past the crash: {:?}",
+        held.iter().map(|t| t.ended_ms).max()
+    );
+    let r = run.report;
+    let per_minute = &r.series.connections_per_server;
+    let crashed = &per_minute["server-02"];
+    assert!(
+        crashed[0] > 0,
+        "server 2 serves before the crash: {crashed:?}"
+    );
+    assert_eq!(
+        crashed[1], 0,
+        "server 2 accepts nothing while down: {crashed:?}"
+    );
+    assert!(
+        crashed[3] > 0,
+        "server 2 serves after the restart: {crashed:?}"
+    );
+    for other in ["server-00", "server-01", "server-03"] {
+        assert!(per_minute[other][1] > 0, "{other} serves during the outage");
+    }
+}
+
+#[test]
 fn default_scenario_runs_on_relay_and_plots() {
     let mut s = Scenario::default_scenario();
     s.balancer.kind = BalancerKind::Relay;
