@@ -756,6 +756,10 @@ fn sample_replication(world: &World<'_>, now: u64) {
     let Some(b) = world.balancer.as_ref() else {
         return;
     };
+    // Only runs with several instances track replication (a single instance has no feed).
+    if world.recorder.borrow().instances().is_none() {
+        return;
+    }
     let updates = b.replication_updates();
     if updates.is_empty() {
         return;

@@ -400,11 +400,10 @@ async fn one_connection(
         record.failure = Some(Failure::Connect);
         return record;
     };
-    let connect = tokio::time::timeout(
-        run.connect_timeout,
-        crate::net::connect_tcp((target.as_str(), TLS_PORT)),
-    )
-    .await;
+    // Resolved once: the connect and the PROXY header's destination.
+    let destination = SocketAddr::new(turmoil::lookup(target.as_str()), TLS_PORT);
+    let connect =
+        tokio::time::timeout(run.connect_timeout, crate::net::connect_tcp(destination)).await;
     let stream = match connect {
         Ok(Ok(s)) => s,
         _ => {
@@ -412,7 +411,6 @@ async fn one_connection(
             return record;
         }
     };
-    let destination = SocketAddr::new(turmoil::lookup(target.as_str()), TLS_PORT);
     let (mut rd, mut wr) = stream.into_split();
     let mut first = proxy_protocol::encode_v2(source, destination);
     first.extend_from_slice(&hello);

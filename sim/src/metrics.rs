@@ -181,6 +181,15 @@ fn minute(ms: u64) -> u64 {
     ms / 60_000
 }
 
+/// `map[fleet]`, created empty on the fleet's first connection (the name is copied once, not
+/// on every connection).
+fn fleet_entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, fleet: &str) -> &'m mut V {
+    if !map.contains_key(fleet) {
+        map.insert(fleet.to_owned(), V::default());
+    }
+    map.get_mut(fleet).expect("inserted above")
+}
+
 impl Recorder {
     /// An empty recorder behind the shared handle.
     pub fn shared() -> SharedRecorder {
@@ -276,12 +285,10 @@ impl Recorder {
         if let Some(i) = self.instances.as_mut() {
             i.connection(&r);
         }
-        self.fleets.entry(fleet.to_owned()).or_default().add(&r);
+        fleet_entry(&mut self.fleets, fleet).add(&r);
         self.overall.add(&r);
         if let Some(l) = r.latency_ms {
-            self.fleet_minutes
-                .entry(fleet.to_owned())
-                .or_default()
+            fleet_entry(&mut self.fleet_minutes, fleet)
                 .entry(minute(r.start_ms))
                 .or_default()
                 .add(l);

@@ -589,12 +589,11 @@ fn handshake_cpu(ctx: &ServerContext, decision: &Decision) -> (u64, u64) {
 /// sockets close as a kernel closes a dead process's.
 pub async fn run_server(ctx: ServerContext, port: u16) -> turmoil::Result {
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", port)).await?;
-    let mut connections = tokio::task::JoinSet::new();
+    let mut connections = ConnectionTasks::default();
     loop {
         let (stream, _) = listener.accept().await?;
-        while connections.try_join_next().is_some() {}
         let ctx = ctx.clone();
-        connections.spawn_local(async move {
+        connections.spawn(async move {
             ctx.recorder.borrow_mut().server_open(&ctx.name, now_ms());
             let open = OpenConnection { ctx };
             let (rd, wr) = stream.into_split();
@@ -602,6 +601,34 @@ pub async fn run_server(ctx: ServerContext, port: u16) -> turmoil::Result {
                 tracing::trace!(server = %open.ctx.name, error = %e, "connection ended");
             }
         });
+    }
+}
+
+/// A server process's connection tasks, aborted when it is dropped (cheaper than a `JoinSet`,
+/// which wakes its owner at every task's end: finished tasks are only pruned as the list grows).
+#[derive(Default)]
+struct ConnectionTasks {
+    tasks: Vec<tokio::task::AbortHandle>,
+    /// Prune finished tasks when the list reaches this length.
+    prune_at: usize,
+}
+
+impl ConnectionTasks {
+    fn spawn(&mut self, task: impl std::future::Future<Output = ()> + 'static) {
+        if self.tasks.len() >= self.prune_at {
+            self.tasks.retain(|t| !t.is_finished());
+            self.prune_at = (2 * self.tasks.len()).max(64);
+        }
+        self.tasks
+            .push(tokio::task::spawn_local(task).abort_handle());
+    }
+}
+
+impl Drop for ConnectionTasks {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
