@@ -83,8 +83,8 @@ struct World<'a> {
     peer_latency: Duration,
     /// Actions an event scheduled for later (an upgrade's restart), by simulated ms.
     later: Vec<(u64, Action)>,
-    /// Per server: its process's switch.
-    process_up: Vec<Rc<ProcessSwitch>>,
+    /// Per server: the switch that crashes and restarts its process.
+    processes: Vec<Rc<ProcessSwitch>>,
 }
 
 impl World<'_> {
@@ -94,7 +94,7 @@ impl World<'_> {
         let addr = ServerAddr::own_host(&server_name(index));
         self.recorder.borrow_mut().server_known(&addr.name);
         let seed = ServerSeed::new(index, &addr.name, addr.port);
-        self.process_up.push(seed.switch.clone());
+        self.processes.push(seed.switch.clone());
         let spec = self.spec.clone();
         let recorder = self.recorder.clone();
         self.sim.host(addr.host.as_str(), move || {
@@ -137,7 +137,7 @@ impl World<'_> {
                 port: shared_port(index),
             };
             let seed = ServerSeed::new(index, &addr.name, addr.port);
-            self.process_up.push(seed.switch.clone());
+            self.processes.push(seed.switch.clone());
             seeds.push(seed);
             self.servers.push(addr);
         }
@@ -317,7 +317,7 @@ impl World<'_> {
     /// software of a host of its own (which then binds nothing while the process is down).
     fn set_process(&mut self, i: usize, up: bool) -> Result<(), SimError> {
         let host = self.server(i)?.host.clone();
-        self.process_up[i].set(up);
+        self.processes[i].set(up);
         if host != SHARED_SERVER_HOST {
             self.sim.bounce(host.as_str());
         }
@@ -592,7 +592,7 @@ fn build_world<'a>(
         client_latency: scenario.network.client_latency.get(),
         peer_latency: replication.map_or(Duration::from_millis(1), |r| r.latency.get()),
         later: Vec::new(),
-        process_up: Vec::new(),
+        processes: Vec::new(),
     };
     let has_balancer = world.balancer.is_some();
     world.add_initial_servers(

@@ -50,8 +50,8 @@ impl ProcessSwitch {
 /// One server's identity and the boots it went through, for its host's software.
 #[derive(Clone)]
 pub(crate) struct ServerSeed {
-    pub(crate) index: usize,
-    pub(crate) name: Rc<str>,
+    index: usize,
+    name: Rc<str>,
     pub(crate) port: u16,
     boots: Rc<Cell<u32>>,
     pub(crate) switch: Rc<ProcessSwitch>,
