@@ -19,7 +19,7 @@ use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, HandshakeKind};
 
-use crate::probe::verifier::AnyServerCertificate;
+use tether_core::server::check::verify::identifying_client;
 
 /// Arguments of `tether sim calibrate`.
 #[derive(clap::Args, Debug, Clone)]
@@ -244,21 +244,8 @@ pub fn handshake(
 /// A client that accepts any certificate (calibration measures, it does not authenticate),
 /// offering sessions only when `resume`.
 pub fn client_config(tls13: bool, resume: bool) -> ClientConfig {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(AnyServerCertificate::new(
-        provider.signature_verification_algorithms,
-    ));
-    let version: &'static rustls::SupportedProtocolVersion = if tls13 {
-        &rustls::version::TLS13
-    } else {
-        &rustls::version::TLS12
-    };
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[version])
-        .unwrap_or_else(|e| panic!("ring supports TLS 1.2 and 1.3: {e}"))
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+    let mut config =
+        identifying_client(tls13).unwrap_or_else(|e| panic!("ring supports TLS 1.2 and 1.3: {e}"));
     config.resumption = if resume {
         Resumption::in_memory_sessions(64)
     } else {

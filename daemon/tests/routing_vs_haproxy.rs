@@ -16,9 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use rustls::ClientConfig;
 use sha2::{Digest, Sha256};
-use tether::probe::verifier::AnyServerCertificate;
+use tether_core::server::check::verify::identifying_client;
 use tether_testbed::{
     free_port, wait_until_listening, Haproxy, OpensslServer, OpensslServerConfig,
 };
@@ -125,21 +124,7 @@ async fn run_case(c: Case, to: SocketAddr, backends: &[(String, [u8; 32])]) -> S
             Err(_) => "timeout".into(),
         };
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(AnyServerCertificate::new(
-        provider.signature_verification_algorithms,
-    ));
-    let versions: &[&'static rustls::SupportedProtocolVersion] = if c.tls13 {
-        &[&rustls::version::TLS13]
-    } else {
-        &[&rustls::version::TLS12]
-    };
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+    let config = identifying_client(c.tls13).unwrap();
     let name = match c.sni {
         Some(n) => ServerName::try_from(n.to_string()).unwrap(),
         // An IP address: rustls sends no server_name.

@@ -30,7 +30,7 @@ use tokio_rustls::TlsConnector;
 
 use super::delay::{self, Link, Relay};
 use crate::probe::session_store::ChainSessionStore;
-use crate::probe::verifier::AnyServerCertificate;
+use tether_core::server::check::verify::identifying_client;
 
 /// The wall clock of a run, read in scenario time.
 #[derive(Clone, Copy)]
@@ -202,20 +202,7 @@ async fn one_client(run: Rc<FleetRun>, c: usize) {
 }
 
 fn client_config(kind: ClientKind, store: Arc<ChainSessionStore>) -> anyhow::Result<ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(AnyServerCertificate::new(
-        provider.signature_verification_algorithms,
-    ));
-    let versions: &[&'static rustls::SupportedProtocolVersion] = if kind.is_tls13() {
-        &[&rustls::version::TLS13]
-    } else {
-        &[&rustls::version::TLS12]
-    };
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+    let mut config = identifying_client(kind.is_tls13())?;
     config.resumption = match kind {
         ClientKind::NoResumption => Resumption::disabled(),
         ClientKind::Tls12SessionId => {

@@ -15,7 +15,6 @@ pub mod key_names;
 pub mod recording;
 pub mod report;
 pub mod session_store;
-pub mod verifier;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -35,7 +34,7 @@ pub use report::{
 };
 
 use session_store::ChainSessionStore;
-use verifier::AnyServerCertificate;
+use tether_core::server::check::verify::identifying_client;
 
 /// Upper bound on reconnections per chain and on clients, so a typo cannot start a flood.
 pub const MAX_COUNT: usize = 1000;
@@ -248,20 +247,7 @@ fn client_config(
     mechanism: Mechanism,
     store: Arc<ChainSessionStore>,
 ) -> Result<ClientConfig, ProbeError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(AnyServerCertificate::new(
-        provider.signature_verification_algorithms,
-    ));
-    let versions: &[&'static rustls::SupportedProtocolVersion] = if mechanism.is_tls13() {
-        &[&rustls::version::TLS13]
-    } else {
-        &[&rustls::version::TLS12]
-    };
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+    let mut config = identifying_client(mechanism.is_tls13())?;
     config.resumption = Resumption::store(store).tls12_resumption(match mechanism {
         Mechanism::SessionId => Tls12Resumption::SessionIdOnly,
         Mechanism::Ticket | Mechanism::Psk => Tls12Resumption::SessionIdOrTickets,

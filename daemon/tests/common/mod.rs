@@ -12,10 +12,9 @@ use std::time::Duration;
 
 use rustls::client::{Resumption, Tls12Resumption};
 use rustls::pki_types::ServerName;
-use rustls::ClientConfig;
-use tether::probe::verifier::AnyServerCertificate;
 use tether::run::Daemon;
 use tether_core::engine::{ConnectionRecord, LogSink};
+use tether_core::server::check::verify::identifying_client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -230,20 +229,7 @@ pub struct TlsConn {
 impl TlsClient {
     /// A client with its own session store.
     pub fn new(resume: Resume) -> Self {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(AnyServerCertificate::new(
-            provider.signature_verification_algorithms,
-        ));
-        let versions: &[&'static rustls::SupportedProtocolVersion] = match resume {
-            Resume::Psk => &[&rustls::version::TLS13],
-            _ => &[&rustls::version::TLS12],
-        };
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(versions)
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+        let mut config = identifying_client(matches!(resume, Resume::Psk)).unwrap();
         config.resumption = Resumption::in_memory_sessions(64).tls12_resumption(match resume {
             Resume::SessionId => Tls12Resumption::SessionIdOnly,
             _ => Tls12Resumption::SessionIdOrTickets,

@@ -21,6 +21,7 @@ pub mod ssl_hello;
 mod status;
 pub mod tcp;
 pub mod tls;
+pub mod verify;
 
 pub use expect::{split_words, Expect, Judgement, Matcher, Outcome};
 pub use http::HttpCheck;

@@ -11,14 +11,13 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::server::ParsedCertificate;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
 use serde::{Deserialize, Serialize};
 
+use super::verify::{AnyServerCertificate, ChainToCa};
 use super::CheckError;
 
 /// The TLS settings of a server's health checks (native `check-tls = { ... }` on a server or
@@ -143,7 +142,9 @@ impl TlsClient {
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier: Arc<dyn ServerCertVerifier> = match tls.verify {
-            Verify::None => Arc::new(AcceptAny(provider.clone())),
+            Verify::None => Arc::new(AnyServerCertificate::new(
+                provider.signature_verification_algorithms,
+            )),
             Verify::Required => {
                 let file = tls.ca_file.as_deref().unwrap_or_default();
                 let pem = ca_pem.ok_or_else(|| {
@@ -152,11 +153,11 @@ impl TlsClient {
                         "make the file readable by tether (a PEM file of CA certificates)",
                     )
                 })?;
-                Arc::new(ChainToCa {
-                    roots: Arc::new(roots(file, pem)?),
-                    name: tls.expected_name(),
-                    provider: provider.clone(),
-                })
+                Arc::new(ChainToCa::new(
+                    Arc::new(roots(file, pem)?),
+                    tls.expected_name(),
+                    provider.signature_verification_algorithms,
+                ))
             }
         };
         let config = ClientConfig::builder_with_provider(provider)
@@ -198,123 +199,6 @@ fn roots(file: &str, pem: &[u8]) -> Result<RootCertStore, CheckError> {
         )));
     }
     Ok(store)
-}
-
-/// `verify required`: the chain must lead to one of `roots`; the names are checked when a name
-/// is expected.
-#[derive(Debug)]
-struct ChainToCa {
-    roots: Arc<RootCertStore>,
-    name: Option<ServerName<'static>>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for ChainToCa {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
-        if let Some(name) = &self.name {
-            rustls::client::verify_server_name(&cert, name)?;
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// `verify none`: any certificate is accepted (the handshake's signatures are still checked
-/// against it, so the session is a real TLS session with whoever holds that key).
-#[derive(Debug)]
-struct AcceptAny(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]
