@@ -111,18 +111,7 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
             report.overall.connections as f64 / wall_s.max(1e-9)
         );
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let json = args.out.join("report.json");
-    std::fs::write(&json, report.to_json())
-        .with_context(|| format!("writing {}", json.display()))?;
-    let plots = tether_sim::plot::write_plots(&report, &args.out)?;
-    println!(
-        "\nwrote {} and {} plots in {}",
-        json.display(),
-        plots.len(),
-        args.out.display()
-    );
+    write_report(&report, &args.out)?;
     let checked = tether_sim::expect::check(&scenario, &report);
     if !checked.is_empty() {
         println!("\nexpectations:");
@@ -144,6 +133,23 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Writes `report.json` and the plots into `out` (created if missing) and says where, for
+/// `tether sim` and `tether loadgen` alike, so a simulated and a real run compare file by file.
+pub fn write_report(report: &Report, out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let json = out.join("report.json");
+    std::fs::write(&json, report.to_json())
+        .with_context(|| format!("writing {}", json.display()))?;
+    let plots = tether_sim::plot::write_plots(report, out)?;
+    println!(
+        "\nwrote {} and {} plots in {}",
+        json.display(),
+        plots.len(),
+        out.display()
+    );
+    Ok(())
 }
 
 /// The scenario (file or embedded default) and the engine configuration it asks for: imported

@@ -119,6 +119,22 @@ pub(crate) fn swatch<C: Color>(color: C) -> impl Fn((i32, i32)) -> Rectangle<(i3
     move |(x, y)| Rectangle::new([(x, y - 3), (x + 18, y + 3)], style)
 }
 
+/// Draws the chart's legend at `at`, on a translucent white box with a black border.
+pub(crate) fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    c: &mut ChartContext<'a, DB, CT>,
+    at: SeriesLabelPosition,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    c.configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
 /// How the buckets sit on the time axis: one minute each, or `size` minutes for a long run
 /// ([`bucket_minutes`]). The run's last bucket may be partial; its counts are scaled to a
 /// per-minute rate so the curve does not appear to collapse at the end.
@@ -338,10 +354,7 @@ where
         .label(name.clone())
         .legend(swatch(color));
     }
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut c, SeriesLabelPosition::MiddleRight)?;
     Ok(())
 }
 
@@ -417,11 +430,7 @@ where
             ("sans-serif", 13).into_font().color(&RED),
         )))?;
     }
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut c, SeriesLabelPosition::LowerLeft)?;
     Ok(())
 }
 
@@ -494,11 +503,7 @@ where
             RED.stroke_width(1),
         )))?;
     }
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut c, SeriesLabelPosition::LowerLeft)?;
     Ok(())
 }
 
@@ -554,11 +559,7 @@ where
             ("sans-serif", 14).into_font().color(&RED),
         )))?;
     }
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut c, SeriesLabelPosition::UpperLeft)?;
     Ok(())
 }
 
@@ -627,10 +628,7 @@ where
             .label(name)
             .legend(swatch(color));
     }
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut c, SeriesLabelPosition::MiddleRight)?;
     Ok(())
 }
 

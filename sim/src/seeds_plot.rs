@@ -112,11 +112,7 @@ where
         .label(format!("{name} (mean, 95 % band)"))
         .legend(swatch(color));
     }
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    crate::plot::legend(&mut c, SeriesLabelPosition::LowerLeft)?;
     Ok(())
 }
 

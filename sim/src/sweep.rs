@@ -511,10 +511,7 @@ where
             .legend(crate::plot::swatch(color));
         c.draw_series(pts.into_iter().map(|pt| Circle::new(pt, 4, color.filled())))?;
     }
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    crate::plot::legend(&mut c, SeriesLabelPosition::MiddleRight)?;
     Ok(())
 }
 

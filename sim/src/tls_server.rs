@@ -456,13 +456,7 @@ impl ServerModel {
                 push_new_session_ticket12(&mut msgs, self.ticket_lifetime_secs(), ticket);
             }
             push_record(&mut out, HANDSHAKE, RECORD_VERSION, &msgs);
-            push_change_cipher_spec(&mut out, RECORD_VERSION);
-            push_record(
-                &mut out,
-                HANDSHAKE,
-                RECORD_VERSION,
-                tls_wire::filler(40, 20),
-            );
+            push_finished12(&mut out);
             return out;
         }
         let mut msgs = sh;
@@ -489,13 +483,7 @@ impl ServerModel {
             push_new_session_ticket12(&mut msg, self.ticket_lifetime_secs(), ticket);
             push_record(&mut out, HANDSHAKE, RECORD_VERSION, &msg);
         }
-        push_change_cipher_spec(&mut out, RECORD_VERSION);
-        push_record(
-            &mut out,
-            HANDSHAKE,
-            RECORD_VERSION,
-            tls_wire::filler(40, 20),
-        );
+        push_finished12(&mut out);
         out
     }
 
@@ -751,6 +739,12 @@ where
     while rd.read(&mut sink).await? > 0 {}
     let _ = wr.shutdown().await;
     Ok(())
+}
+
+/// The end of a TLS 1.2 server flight: ChangeCipherSpec and the encrypted Finished.
+fn push_finished12(out: &mut Vec<u8>) {
+    push_change_cipher_spec(out, RECORD_VERSION);
+    push_record(out, HANDSHAKE, RECORD_VERSION, tls_wire::filler(40, 20));
 }
 
 #[cfg(test)]

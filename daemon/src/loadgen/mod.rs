@@ -73,16 +73,7 @@ pub fn run(args: LoadgenArgs) -> Result<ExitCode> {
     let local = tokio::task::LocalSet::new();
     let report = local.block_on(&rt, run_scenario(&args, &scenario, seed))?;
     print!("{}", report.summary_table());
-    let json = args.out.join("report.json");
-    std::fs::write(&json, report.to_json())
-        .with_context(|| format!("writing {}", json.display()))?;
-    let plots = tether_sim::plot::write_plots(&report, &args.out)?;
-    println!(
-        "\nwrote {} and {} plots in {}",
-        json.display(),
-        plots.len(),
-        args.out.display()
-    );
+    crate::sim_cli::write_report(&report, &args.out)?;
     Ok(ExitCode::SUCCESS)
 }
 
