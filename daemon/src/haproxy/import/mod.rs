@@ -192,7 +192,12 @@ impl Importer<'_> {
     }
 
     fn duration(&mut self, d: &Directive, i: usize) -> Option<std::time::Duration> {
-        match parse_duration(d.word(i)) {
+        self.duration_of(d, d.word(i))
+    }
+
+    /// `text` (a value in directive `d`) as a duration; an error naming the line when it is not.
+    fn duration_of(&mut self, d: &Directive, text: &str) -> Option<std::time::Duration> {
+        match parse_duration(text) {
             Ok(v) => Some(v),
             Err(e) => {
                 self.error(

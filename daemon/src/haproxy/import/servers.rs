@@ -348,18 +348,7 @@ impl Importer<'_> {
 
     /// The duration value of option `o` (an error when it is not one).
     fn option_duration(&mut self, d: &Directive, o: &Opt<'_>) -> Option<std::time::Duration> {
-        match parse_duration(o.value) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.error(
-                    d.line,
-                    format!("`{}`: {e}", d.text()),
-                    "HAProxy rejects it",
-                    "write e.g. 10s, 500ms or 1m",
-                );
-                None
-            }
-        }
+        self.duration_of(d, o.value)
     }
 }
 
