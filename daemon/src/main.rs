@@ -104,6 +104,10 @@ struct RunArgs {
     /// Default: the config's `[global] max-pipes`, else a quarter of `maxconn`.
     #[arg(long)]
     max_pipes: Option<u32>,
+    /// Capacity of each splicing pipe, e.g. 256k (HAProxy's `tune.pipesize`); default: the
+    /// config's `[global] pipe-size`, else the system's (64k).
+    #[arg(long, value_parser = parse_pipe_size)]
+    pipe_size: Option<u64>,
     /// This process's name in the peers section (HAProxy's `-L`; overrides `localpeer`).
     #[arg(short = 'L', long = "local-peer")]
     local_peer: Option<String>,
@@ -224,6 +228,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(n) = args.max_pipes {
         config.global.max_pipes = Some(n);
     }
+    if let Some(n) = args.pipe_size {
+        config.global.pipe_size = Some(n);
+    }
     if let (Some(name), Some(peers)) = (args.local_peer.as_ref(), config.peers.as_mut()) {
         peers.local = name.clone();
     }
@@ -239,6 +246,18 @@ fn run(args: RunArgs) -> Result<ExitCode> {
 }
 
 /// The connection-log sink; its `log` targets are opened here, at start (a reload keeps them).
+/// `--pipe-size`: a size as the configuration writes it, within what Linux grants a pipe.
+fn parse_pipe_size(text: &str) -> Result<u64, String> {
+    let n = tether_core::config::parse_size(text).map_err(|e| e.to_string())?;
+    if tether_core::config::Global::PIPE_SIZES.contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{n} bytes is outside what Linux gives a pipe: write 4k to 1m, e.g. 256k"
+        ))
+    }
+}
+
 fn sink_for(config: &Config) -> Result<Arc<DaemonSink>> {
     let origin = tether::syslog::Origin {
         hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")

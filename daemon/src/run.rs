@@ -31,6 +31,7 @@ pub async fn start_threaded(
     workers: Vec<tokio::runtime::Handle>,
 ) -> Result<Daemon> {
     crate::net::splice::set_max_pipes(runtime.pipes);
+    crate::net::splice::set_pipe_size(runtime.pipe_size);
     Process::start_threaded(TokioNet, runtime, sink, workers)
         .await
         .context("starting the listeners")

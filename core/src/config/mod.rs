@@ -171,9 +171,22 @@ pub struct Global {
     /// start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_pipes: Option<u32>,
+    /// Capacity of each splicing pipe (HAProxy `tune.pipesize`; absent: the system's, 64k on
+    /// Linux). Larger pipes move a bulk transfer in fewer `splice` calls; each pipe's capacity
+    /// counts against the user's `fs.pipe-user-pages-soft` (64 MiB by default) unless tether
+    /// runs with `CAP_SYS_RESOURCE`. From 4k to 1m. Read at start.
+    #[serde(
+        default,
+        with = "size_text::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pipe_size: Option<u64>,
 }
 
 impl Global {
+    /// The `pipe-size` values Linux grants without privileges: a page to `fs.pipe-max-size`.
+    pub const PIPE_SIZES: std::ops::RangeInclusive<u64> = 4096..=1024 * 1024;
+
     /// The pipes splicing may use: `max-pipes`, else a quarter of `maxconn`, as HAProxy.
     pub fn pipes(&self) -> u32 {
         self.max_pipes.unwrap_or(self.maxconn / 4)
@@ -188,6 +201,7 @@ impl Default for Global {
             grace: defaults::grace(),
             threads: None,
             max_pipes: None,
+            pipe_size: None,
         }
     }
 }

@@ -439,3 +439,20 @@ fn agent_check_loads_round_trips_and_refuses_port_zero() {
         (34, "backend.app.server.s1.agent.port")
     );
 }
+
+#[test]
+fn pipe_size_is_a_size_within_what_linux_grants_a_pipe() {
+    let text = GOOD.replace("grace = \"10s\"", "grace = \"10s\"\npipe-size = \"256k\"");
+    let c = load_toml("tether.toml", &text).expect("loads");
+    assert_eq!(c.global.pipe_size, Some(256 * 1024));
+    assert_eq!(
+        Config::default().global.pipe_size,
+        None,
+        "the system's by default"
+    );
+    let e = errors(&GOOD.replace("grace = \"10s\"", "grace = \"10s\"\npipe-size = \"2m\""));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].line, 6);
+    assert!(e[0].message.contains("4k to 1m"), "{}", e[0].message);
+    assert!(e[0].fix.contains("256k"), "{}", e[0].fix);
+}

@@ -264,6 +264,22 @@ pub(crate) mod size_text {
             Repr::Count(n) => Ok(n),
         }
     }
+
+    /// The same for optional sizes.
+    pub mod option {
+        use serde::{Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(n: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+            match n {
+                Some(n) => super::serialize(n, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
+    }
 }
 
 #[cfg(test)]

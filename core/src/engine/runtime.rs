@@ -21,6 +21,8 @@ pub struct Runtime {
     pub maxconn: usize,
     /// Pipes a transport that splices may hold at once (`max-pipes`; 0: never splice).
     pub pipes: usize,
+    /// Capacity asked for each splicing pipe (`pipe-size`; `None`: the system's).
+    pub pipe_size: Option<usize>,
     /// How long established connections may take to finish after SIGTERM.
     pub grace: Duration,
     /// The `[[resolvers]]` sections whose name servers keep servers' addresses current.
@@ -169,6 +171,7 @@ pub fn build_with_cas(
         backends,
         maxconn: config.global.maxconn.max(1) as usize,
         pipes: config.global.pipes() as usize,
+        pipe_size: config.global.pipe_size.map(|n| n as usize),
         grace: config.global.grace,
         resolvers: config.resolvers.clone(),
         dns_seed: table_seed ^ 0x646e_735f_6964_7331,

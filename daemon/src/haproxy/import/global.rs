@@ -5,6 +5,7 @@ use super::sections::Section;
 use super::Importer;
 use crate::finding::Severity;
 use crate::haproxy::lexer::Directive;
+use tether_core::config::Global;
 
 /// Global directives that only concern the HAProxy process; tether ignores them.
 const PROCESS_ONLY: &[&str] = &[
@@ -74,6 +75,7 @@ impl Importer<'_> {
                     }
                 }
                 "nosplice" => self.config.global.max_pipes = Some(0),
+                "tune.pipesize" => self.pipe_size(d),
                 "localpeer" => self.peers.localpeer = Some(d.word(1).to_string()),
                 "ssl-server-verify" | "ca-base" => self.global_tls(d),
                 "stats" if d.word(1) == "timeout" => self.process_only(d),
@@ -85,6 +87,26 @@ impl Importer<'_> {
                 }
                 _ => self.unsupported(d, "global"),
             }
+        }
+    }
+
+    /// `tune.pipesize BYTES`: the splicing pipes' capacity, within what Linux grants a pipe.
+    fn pipe_size(&mut self, d: &Directive) {
+        let Some(n) = self.number::<u64>(d, 1, "tune.pipesize 262144") else {
+            return;
+        };
+        if Global::PIPE_SIZES.contains(&n) {
+            self.config.global.pipe_size = Some(n);
+        } else {
+            self.error(
+                d.line,
+                format!(
+                    "`{}`: {n} bytes is outside what Linux gives a pipe",
+                    d.text()
+                ),
+                "the kernel refuses pipes below a page or above fs.pipe-max-size (1 MiB)",
+                "write e.g. `tune.pipesize 262144`, or remove it for the system's 64 KiB",
+            );
         }
     }
 
@@ -153,6 +175,22 @@ mod tests {
         let im = import_text("global\n  maxpipes 7\n  nosplice\n");
         assert_eq!(im.config.global.pipes(), 0);
         assert!(errors(&im).is_empty(), "{:?}", im.findings);
+    }
+
+    #[test]
+    fn tune_pipesize_sets_the_pipe_capacity_within_what_linux_grants() {
+        let im = import_text("global\n  tune.pipesize 262144\n");
+        assert_eq!(im.config.global.pipe_size, Some(262_144));
+        assert!(errors(&im).is_empty(), "{:?}", im.findings);
+        let text = crate::haproxy::to_toml(&im.config);
+        assert!(text.contains("pipe-size = \"256k\""), "{text}");
+        for bad in ["2048", "4194304", "big"] {
+            let im = import_text(&format!("global\n  tune.pipesize {bad}\n"));
+            assert_eq!(im.config.global.pipe_size, None, "{bad}");
+            let e = errors(&im);
+            assert_eq!(e.len(), 1, "{bad}: {:?}", im.findings);
+            assert_eq!(e[0].line, 2);
+        }
     }
 
     #[test]
