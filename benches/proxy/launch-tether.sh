@@ -11,6 +11,7 @@
 #   TETHER_THREADS   worker threads (default 1, same as HAProxy nbthread 1)
 #   TETHER_DEFER     1 = --defer-accept (TCP_DEFER_ACCEPT on the listener)
 #   TETHER_MAX_PIPES splicing pipes (default: tether's, a quarter of maxconn; 0 = never splice)
+#   TETHER_PIPE_SIZE each splicing pipe's capacity, e.g. 256k (default: the system's, 64k)
 #   TETHER_AFFINITY  affinity chain (default session-id,ticket; "none" = plain roundrobin)
 #   TETHER_LOG       log filter (default warn: no per-connection lines, as HAProxy without
 #                    a `log` directive; set info to include connection logging in the cost)
@@ -34,6 +35,7 @@ start)
     args=(run --listen "127.0.0.1:$listen" --balance roundrobin --threads "${TETHER_THREADS:-1}")
     [ "${TETHER_DEFER:-0}" = 1 ] && args+=(--defer-accept)
     [ -n "${TETHER_MAX_PIPES:-}" ] && args+=(--max-pipes "$TETHER_MAX_PIPES")
+    [ -n "${TETHER_PIPE_SIZE:-}" ] && args+=(--pipe-size "$TETHER_PIPE_SIZE")
     aff=${TETHER_AFFINITY:-session-id,ticket}
     [ "$aff" = none ] || args+=(--affinity "$aff")
     for b in "$@"; do args+=(--server "127.0.0.1:$b"); done
