@@ -285,12 +285,12 @@ mod tests {
         got
     }
 
-    #[tokio::test]
-    async fn bulk_both_ways_is_spliced_and_arrives_whole_and_in_order() {
-        let (up, down) = (pattern(6_000_011, 1), pattern(5_000_021, 2));
+    /// Relays `up` bytes client → server and `down` bytes back over real sockets; asserts both
+    /// arrive whole and in order.
+    async fn bulk_both_ways(up: usize, down: usize) -> Forwarded {
+        let (up, down) = (pattern(up, 1), pattern(down, 2));
         let (client, client_side) = tcp_pair().await;
         let (server, server_side) = tcp_pair().await;
-        let before = spliced_bytes();
         let (fwd, at_client, at_server) = tokio::join!(
             relay(client_side, server_side, |_| false),
             exchange(client, &up),
@@ -299,11 +299,19 @@ mod tests {
         assert!(at_server == up, "client → server bytes differ");
         assert!(at_client == down, "server → client bytes differ");
         assert_eq!((fwd.up, fwd.down), (up.len() as u64, down.len() as u64));
+        fwd
+    }
+
+    #[tokio::test]
+    async fn bulk_both_ways_is_spliced_and_arrives_whole_and_in_order() {
+        let before = spliced_bytes();
+        let (up, down) = (6_000_011, 5_000_021);
+        let fwd = bulk_both_ways(up, down).await;
         assert_eq!((fwd.up_end, fwd.down_end), (PumpEnd::Eof, PumpEnd::Eof));
         let spliced = spliced_bytes() - before;
         // Everything after each direction's first full buffer.
         assert!(
-            spliced >= (up.len() + down.len()) as u64 * 9 / 10,
+            spliced >= (up + down) as u64 * 9 / 10,
             "only {spliced} bytes spliced"
         );
     }
@@ -320,17 +328,7 @@ mod tests {
         let system = capacity(&Pipe::new().expect("a pipe").write);
         set_pipe_size(Some(256 * 1024));
         assert_eq!(capacity(&Pipe::new().expect("a pipe").write), 256 * 1024);
-        let (up, down) = (pattern(3_000_017, 3), pattern(2_000_029, 4));
-        let (client, client_side) = tcp_pair().await;
-        let (server, server_side) = tcp_pair().await;
-        let (fwd, at_client, at_server) = tokio::join!(
-            relay(client_side, server_side, |_| false),
-            exchange(client, &up),
-            exchange(server, &down),
-        );
-        assert!(at_server == up, "client → server bytes differ");
-        assert!(at_client == down, "server → client bytes differ");
-        assert_eq!((fwd.up, fwd.down), (up.len() as u64, down.len() as u64));
+        bulk_both_ways(3_000_017, 2_000_029).await;
         set_pipe_size(None);
         assert_eq!(capacity(&Pipe::new().expect("a pipe").write), system);
     }
