@@ -245,19 +245,16 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     rt.block_on(serve(source, config, launch, incoming, workers))
 }
 
-/// The connection-log sink; its `log` targets are opened here, at start (a reload keeps them).
 /// `--pipe-size`: a size as the configuration writes it, within what Linux grants a pipe.
 fn parse_pipe_size(text: &str) -> Result<u64, String> {
     let n = tether_core::config::parse_size(text).map_err(|e| e.to_string())?;
-    if tether_core::config::Global::PIPE_SIZES.contains(&n) {
-        Ok(n)
-    } else {
-        Err(format!(
-            "{n} bytes is outside what Linux gives a pipe: write 4k to 1m, e.g. 256k"
-        ))
+    match tether_core::config::Global::pipe_size_problem(n) {
+        None => Ok(n),
+        Some(p) => Err(format!("{p}: write e.g. 256k")),
     }
 }
 
+/// The connection-log sink; its `log` targets are opened here, at start (a reload keeps them).
 fn sink_for(config: &Config) -> Result<Arc<DaemonSink>> {
     let origin = tether::syslog::Origin {
         hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -184,8 +184,12 @@ pub struct Global {
 }
 
 impl Global {
-    /// The `pipe-size` values Linux grants without privileges: a page to `fs.pipe-max-size`.
-    pub const PIPE_SIZES: std::ops::RangeInclusive<u64> = 4096..=1024 * 1024;
+    /// Why Linux would refuse `bytes` as a pipe's capacity (below a page, or above
+    /// `fs.pipe-max-size` for an unprivileged process), if it would.
+    pub fn pipe_size_problem(bytes: u64) -> Option<String> {
+        (!(4096..=1024 * 1024).contains(&bytes))
+            .then(|| format!("{bytes} bytes is outside what Linux gives a pipe (4k to 1m)"))
+    }
 
     /// The pipes splicing may use: `max-pipes`, else a quarter of `maxconn`, as HAProxy.
     pub fn pipes(&self) -> u32 {

@@ -52,14 +52,16 @@ impl Config {
         let mut err = |path: String, msg: String, fix: String| {
             out.push(ConfigError::at(path, msg, fix));
         };
-        if let Some(n) = self.global.pipe_size {
-            if !super::Global::PIPE_SIZES.contains(&n) {
-                err(
-                    "global.pipe-size".into(),
-                    format!("pipe-size {n} is outside what Linux gives a pipe (4k to 1m)"),
-                    "write e.g. pipe-size = \"256k\", or leave it out for the system's 64k".into(),
-                );
-            }
+        if let Some(p) = self
+            .global
+            .pipe_size
+            .and_then(super::Global::pipe_size_problem)
+        {
+            err(
+                "global.pipe-size".into(),
+                format!("pipe-size: {p}"),
+                "write e.g. pipe-size = \"256k\", or leave it out for the system's 64k".into(),
+            );
         }
         if self.global.maxconn == 0 {
             err(

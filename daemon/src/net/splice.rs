@@ -31,7 +31,8 @@ static SPLICED_BYTES: AtomicU64 = AtomicU64::new(0);
 /// Capacity asked for each new pipe; 0 keeps the system's.
 static PIPE_SIZE: AtomicUsize = AtomicUsize::new(0);
 
-/// Most bytes one call moves before it lets the connection's other work run: four pipefuls.
+/// Most bytes one call moves before it lets the connection's other work run: four pipefuls of
+/// the system's size (one step may pass it by a pipeful when `pipe-size` is larger).
 const MOVE_PER_CALL: usize = 256 * 1024;
 
 /// Sets how many pipes may exist at once (each holds two descriptors and up to 64 KiB of

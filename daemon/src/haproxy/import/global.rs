@@ -95,18 +95,14 @@ impl Importer<'_> {
         let Some(n) = self.number::<u64>(d, 1, "tune.pipesize 262144") else {
             return;
         };
-        if Global::PIPE_SIZES.contains(&n) {
-            self.config.global.pipe_size = Some(n);
-        } else {
-            self.error(
+        match Global::pipe_size_problem(n) {
+            None => self.config.global.pipe_size = Some(n),
+            Some(p) => self.error(
                 d.line,
-                format!(
-                    "`{}`: {n} bytes is outside what Linux gives a pipe",
-                    d.text()
-                ),
+                format!("`{}`: {p}", d.text()),
                 "the kernel refuses pipes below a page or above fs.pipe-max-size (1 MiB)",
                 "write e.g. `tune.pipesize 262144`, or remove it for the system's 64 KiB",
-            );
+            ),
         }
     }
 
