@@ -440,11 +440,11 @@ async fn ldap_check_passes_real_slapd_and_fails_one_that_refuses_anonymous_binds
 /// check code, last check text).
 type CheckRow = (String, String, String, String, String);
 
-/// Every backend's first server's check, from HAProxy's stats socket.
-async fn haproxy_checks(sock: &std::path::Path) -> Vec<CheckRow> {
-    common::haproxy_server_stats(sock)
-        .await
-        .into_iter()
+/// Every backend's first server's check, from HAProxy's stats socket, each with whether a check
+/// is running on it (`* ` before its status): HAProxy clears a running check's code and text, so
+/// such a row says nothing of the last verdict.
+async fn haproxy_checks(sock: &std::path::Path) -> Vec<(CheckRow, bool)> {
+    let mut rows: Vec<_> = (common::haproxy_server_stats(sock).await.into_iter())
         .map(|r| {
             let col = |c: &str| r.get(c).cloned().unwrap_or_default();
             let up = if col("status").starts_with("UP") {
@@ -452,11 +452,16 @@ async fn haproxy_checks(sock: &std::path::Path) -> Vec<CheckRow> {
             } else {
                 "DOWN"
             };
-            let check = col("check_status").trim_start_matches("* ").to_string();
+            let status = col("check_status");
+            let running = status.starts_with("* ");
+            let check = status.trim_start_matches("* ").to_string();
             let code = col("check_code");
-            (col("pxname"), up.to_string(), check, code, col("last_chk"))
+            let row = (col("pxname"), up.to_string(), check, code, col("last_chk"));
+            (row, running)
         })
-        .collect()
+        .collect();
+    rows.sort();
+    rows
 }
 
 /// The same rows from a running tether.
@@ -510,14 +515,22 @@ async fn checks_side_by_side(backends: &str, want_up: &[&str]) -> (Vec<CheckRow>
                 .zip(want_up)
                 .all(|(r, w)| r.1 == *w && !r.2.is_empty())
     };
+    // HAProxy's last finished verdict of each server: a sample taken while a check runs keeps
+    // the one before it.
+    let mut theirs: Vec<CheckRow> = Vec::new();
     let give_up = tokio::time::Instant::now() + Duration::from_secs(8);
     loop {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let ours = tether_checks(&t);
-        let mut theirs = haproxy_checks(&sock).await;
-        theirs.sort();
-        // One sample can catch either side between a check's steps (HAProxy then reports
-        // a bare L7OK, code 0): sample again until both agree or time runs out.
+        let sample = haproxy_checks(&sock).await;
+        if theirs.len() != sample.len() {
+            theirs = sample.iter().map(|(row, _)| row.clone()).collect();
+        }
+        for (last, (row, running)) in theirs.iter_mut().zip(sample) {
+            if !running {
+                *last = row;
+            }
+        }
         let agree = settled(&ours) && ours == theirs;
         if agree || tokio::time::Instant::now() > give_up {
             drop(haproxy);
