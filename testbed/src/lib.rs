@@ -15,7 +15,7 @@ mod tls_backend;
 pub use certificate::{ScratchDir, SelfSignedCert};
 pub use haproxy::Haproxy;
 pub use openssl::{OpensslServer, OpensslServerConfig};
-pub use process::{free_port, wait_until_listening};
+pub use process::{free_port, machine_load, wait_until_listening};
 pub use tls_backend::{TlsBackend, TlsBackendConfig};
 
 use std::net::SocketAddr;
