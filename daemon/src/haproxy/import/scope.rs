@@ -92,12 +92,28 @@ fn http_only(d: &Directive) -> bool {
 }
 
 impl Importer<'_> {
+    /// A `stick-table` in a frontend: HAProxy keeps it (for `track-sc` counters and for other
+    /// sections' `table` references), tether keeps tables in backends only, for affinity.
+    fn frontend_table(&mut self, p: &Draft, d: &Directive) {
+        self.finding(
+            Severity::Warning,
+            d.line,
+            format!("`{}` does nothing in {}", d.text(), p.context()),
+            "HAProxy keeps a frontend's table for `track-sc` counters and other sections' \
+             `table` references; tether keeps stick tables in backends only, for affinity, and \
+             implements neither",
+            "remove it; per-client counters and limits (`track-sc`) must stay on HAProxy",
+        );
+    }
+
     /// Whether `d` (from `defaults` when `inherited`) applies to proxy `p`; reports the
     /// directives written in the proxy itself that do not.
     pub(super) fn applies(&mut self, p: &Draft, inherited: bool, d: &Directive) -> bool {
         let side = side_of(d);
         if (side == Side::Front && !p.front) || (side == Side::Back && !p.back) {
-            if !inherited {
+            if !inherited && d.keyword() == "stick-table" {
+                self.frontend_table(p, d);
+            } else if !inherited {
                 self.finding(
                     Severity::Warning,
                     d.line,
@@ -203,6 +219,21 @@ mod tests {
         assert_eq!(im.config.frontends[0].maxconn, Some(10), "front side kept");
         assert_eq!(im.config.backends[0].retries, 2, "back side kept");
         assert_eq!(im.config.frontends[0].bind, ["0.0.0.0:9443"]);
+    }
+
+    #[test]
+    fn a_frontend_stick_table_is_not_called_ignored_by_haproxy() {
+        let im = import_text(
+            "frontend f\n  bind :2222\n  stick-table type ip size 1k store conn_cur\n  \
+             default_backend b\nbackend b\n  server s1 127.0.0.1:22\n",
+        );
+        let w: Vec<_> = warnings(&im).into_iter().filter(|f| f.line == 3).collect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].why.contains("HAProxy keeps a frontend's table"),
+            "{w:?}"
+        );
+        assert!(w[0].fix.contains("track-sc"), "{w:?}");
     }
 
     #[test]
