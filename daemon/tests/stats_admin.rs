@@ -5,6 +5,7 @@
 mod stats_support;
 
 use stats_support::*;
+use std::net::IpAddr;
 use tether::stats::auth::{admin_decision, basic_authorization, AdminDecision};
 
 const PASSWORD_ENV: &str = "TETHER_STATS_TEST_PASSWORD";
@@ -90,6 +91,43 @@ async fn admin_disabled_refuses_posts_and_table_edits() {
     assert!(r.body.contains("admin = true"), "{}", r.body);
     let r = http(rig.stats_addr(), "DELETE", "/table/app", &[], b"").await;
     assert_eq!(r.status, 403);
+}
+
+/// HAProxy's `stats admin if LOCALHOST` / `if { src NET }`: admin actions only from those
+/// client networks; any other client sees the page without forms and is refused like a page
+/// without admin.
+#[tokio::test]
+async fn admin_actions_come_only_from_the_allowed_client_networks() {
+    let rig = Rig::start(
+        &["alpha"],
+        "admin = true\nadmin-without-auth = true\nadmin-from = [\"127.0.0.2/32\", \"::1\"]",
+    )
+    .await;
+    let state = || rig.daemon.runtime().backends["app"].server_states()[0].admin;
+    let outsider = IpAddr::from([127, 0, 0, 1]);
+    let r = admin_post_from(
+        outsider,
+        rig.stats_addr(),
+        "b=app&s=alpha&action=maint",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(state(), tether_core::server::AdminState::Ready);
+    assert!(
+        !rig.get("/").await.body.contains("<form"),
+        "no forms for 127.0.0.1"
+    );
+    let allowed = IpAddr::from([127, 0, 0, 2]);
+    let r = admin_post_from(
+        allowed,
+        rig.stats_addr(),
+        "b=app&s=alpha&action=maint",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(state(), tether_core::server::AdminState::Maint);
 }
 
 async fn spread(rig: &Rig, n: usize) -> Vec<String> {

@@ -279,6 +279,7 @@ async fn a_bad_certificate_file_stops_the_listener_with_its_name() {
         refresh: None,
         hide_version: false,
         admin: false,
+        admin_from: Vec::new(),
         auth: None,
         tls: Some(StatsTls {
             cert: only_cert.display().to_string(),

@@ -168,6 +168,15 @@ impl Drop for ServerProcess {
     }
 }
 
+/// How busy the machine is, for the failure message of a test that measures real time or CPU:
+/// "load average 3.9 over the last minute on 2 CPUs" (such a test needs the machine to itself).
+pub fn machine_load() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let one_minute = load.split_whitespace().next().unwrap_or("unknown");
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("load average {one_minute} over the last minute on {cpus} CPUs")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,13 +189,4 @@ mod tests {
         drop(listener);
         assert!(!wait_until_listening(addr, Duration::from_millis(100)).await);
     }
-}
-
-/// How busy the machine is, for the failure message of a test that measures real time or CPU:
-/// "load average 3.9 over the last minute on 2 CPUs" (such a test needs the machine to itself).
-pub fn machine_load() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let one_minute = load.split_whitespace().next().unwrap_or("unknown");
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("load average {one_minute} over the last minute on {cpus} CPUs")
 }

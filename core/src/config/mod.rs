@@ -808,6 +808,10 @@ pub struct Stats {
     /// Allow ready/drain/maint actions.
     #[serde(default)]
     pub admin: bool,
+    /// Client networks admin actions are allowed from (HAProxy's `stats admin if LOCALHOST`
+    /// or `if { src NET }`); empty: from any client that reaches the page.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_from: Vec<crate::route::Cidr>,
     /// Basic authentication; absent means no authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<StatsAuth>,
@@ -841,6 +845,12 @@ pub struct StatsTls {
 }
 
 impl Stats {
+    /// Whether admin actions are on for a client at `client` (authentication aside).
+    pub fn admin_for(&self, client: std::net::IpAddr) -> bool {
+        self.admin
+            && (self.admin_from.is_empty() || self.admin_from.iter().any(|n| n.contains(client)))
+    }
+
     /// Basic credentials would cross the network in clear: auth without TLS on an address
     /// other than loopback (`check` and the daemon warn about it).
     pub fn cleartext_auth_off_loopback(&self) -> bool {

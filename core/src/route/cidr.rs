@@ -116,9 +116,33 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// Written as text in configs (`"127.0.0.0/8"`), read back with the same parser.
+impl serde::Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn networks_travel_through_configs_as_text() {
+        let nets: Vec<Cidr> = vec!["127.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()];
+        let json = serde_json::to_string(&nets).unwrap();
+        assert_eq!(json, r#"["127.0.0.0/8","::1/128"]"#);
+        assert_eq!(serde_json::from_str::<Vec<Cidr>>(&json).unwrap(), nets);
+        let bad = serde_json::from_str::<Vec<Cidr>>(r#"["10.0.0.0/33"]"#).unwrap_err();
+        assert!(bad.to_string().contains("write e.g. 10.0.0.0/8"), "{bad}");
+    }
 
     #[test]
     fn networks_parse_contain_and_print() {

@@ -21,7 +21,7 @@ pub mod snapshot;
 pub mod table;
 pub mod tls;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -114,8 +114,8 @@ pub async fn serve_stats(config: Stats, view: DaemonView) -> Result<StatsListene
 async fn accept_loop(socket: TcpListener, site: Arc<Site>, tls: Option<TlsAcceptor>) {
     let slots = ConnectionSlots::new(MAX_CONNECTIONS);
     loop {
-        let stream = match socket.accept().await {
-            Ok((s, _)) => s,
+        let (stream, client) = match socket.accept().await {
+            Ok((s, peer)) => (s, peer.ip()),
             Err(e) => {
                 tracing::warn!("stats accept: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -132,31 +132,42 @@ async fn accept_loop(socket: TcpListener, site: Arc<Site>, tls: Option<TlsAccept
             tokio::select! {
                 biased;
                 _ = state.evicted() => {}
-                _ = connection(stream, &site, tls, &slot) => {}
+                _ = connection(stream, client, &site, tls, &slot) => {}
             }
         });
     }
 }
 
-/// One stats connection: the TLS handshake when configured (bounded by the request deadline),
-/// then HTTP requests.
-async fn connection(stream: TcpStream, site: &Site, tls: Option<TlsAcceptor>, slot: &Slot) {
+/// One stats connection from `client`: the TLS handshake when configured (bounded by the
+/// request deadline), then HTTP requests.
+async fn connection(
+    stream: TcpStream,
+    client: IpAddr,
+    site: &Site,
+    tls: Option<TlsAcceptor>,
+    slot: &Slot,
+) {
     match tls {
-        None => serve_http(stream, site, slot).await,
+        None => serve_http(stream, client, site, slot).await,
         Some(acceptor) => {
             let handshake =
                 tokio::time::timeout(server::REQUEST_DEADLINE, acceptor.accept(stream)).await;
             if let Ok(Ok(tls_stream)) = handshake {
-                serve_http(tls_stream, site, slot).await;
+                serve_http(tls_stream, client, site, slot).await;
             }
         }
     }
 }
 
-async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(stream: S, site: &Site, slot: &Slot) {
+async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    client: IpAddr,
+    site: &Site,
+    slot: &Slot,
+) {
     server::serve_connection(
         stream,
-        |req| site.handle(req),
+        |req| site.handle(req, client),
         |answering| slot.state.set_answering(answering),
         &site.stalls,
     )
@@ -239,7 +250,7 @@ impl Site {
         Response::new(status, "text/html", body).with_header("Cache-Control", "no-cache")
     }
 
-    fn handle(&self, req: &Request) -> Response {
+    fn handle(&self, req: &Request, client: IpAddr) -> Response {
         if self.config.monitor_uri.as_deref() == Some(req.path.as_str()) {
             // As HAProxy: before authentication, whatever the method.
             return self.monitor();
@@ -255,7 +266,7 @@ impl Site {
             None => false,
         };
         let admin = admin_decision(
-            self.config.admin,
+            self.config.admin_for(client),
             authenticated,
             self.config.admin_without_auth,
         );

@@ -2,7 +2,7 @@
 //! backends that announce their name, a crafted TLS 1.2 ClientHello and a tiny HTTP client.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -189,7 +189,19 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpResponse {
-    let mut s = TcpStream::connect(addr).await.unwrap();
+    let s = TcpStream::connect(addr).await.unwrap();
+    exchange(s, addr, method, target, headers, body).await
+}
+
+/// One HTTP/1.1 request to `addr` on the connection `s`.
+async fn exchange(
+    mut s: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
     let mut head = format!(
         "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -227,10 +239,22 @@ pub async fn http(
     }
 }
 
-/// POSTs an admin form.
 /// An admin POST as a script sends it: from the page's own origin, with `X-Tether-Admin` (a
 /// header no cross-site form can set) in place of the page's token.
 pub async fn admin_post(addr: SocketAddr, fields: &str, auth: Option<&str>) -> HttpResponse {
+    admin_post_from(IpAddr::from([127, 0, 0, 1]), addr, fields, auth).await
+}
+
+/// [`admin_post`] from the client address `source` (a loopback address: 127.0.0.0/8).
+pub async fn admin_post_from(
+    source: IpAddr,
+    addr: SocketAddr,
+    fields: &str,
+    auth: Option<&str>,
+) -> HttpResponse {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    let s = socket.connect(addr).await.unwrap();
     let origin = format!("http://{addr}");
     let mut headers = vec![
         ("Content-Type", "application/x-www-form-urlencoded"),
@@ -240,7 +264,7 @@ pub async fn admin_post(addr: SocketAddr, fields: &str, auth: Option<&str>) -> H
     if let Some(a) = auth {
         headers.push(("Authorization", a));
     }
-    http(addr, "POST", "/", &headers, fields.as_bytes()).await
+    exchange(s, addr, "POST", "/", &headers, fields.as_bytes()).await
 }
 
 /// The CSV row of `svname` in backend `app`, as a column-name lookup.

@@ -9,6 +9,7 @@ use super::Importer;
 use crate::finding::Severity;
 use crate::haproxy::lexer::Directive;
 use tether_core::config::{ClearPassword, Stats, StatsAuth, StatsTls};
+use tether_core::route::Cidr;
 
 impl Importer<'_> {
     /// A `listen` section with `stats` directives: tether's stats page.
@@ -22,6 +23,7 @@ impl Importer<'_> {
             refresh: None,
             hide_version: false,
             admin: false,
+            admin_from: Vec::new(),
             auth: None,
             tls: None,
             admin_without_auth: false,
@@ -54,13 +56,19 @@ impl Importer<'_> {
                 }
                 ("stats", "hide-version") => stats.hide_version = true,
                 ("stats", "refresh") => stats.refresh = self.duration(d, 2),
-                ("stats", "admin") => {
-                    if d.words[2..].join(" ") == "if TRUE" {
+                ("stats", "admin") => match admin_sources(&d.words[2..]) {
+                    Some(from) => {
                         stats.admin = true;
-                    } else {
-                        self.error(d.line, format!("`{}`: only `stats admin if TRUE` is supported", d.text()), "tether's admin page is on or off; protect it with auth and a loopback bind", "stats admin if TRUE");
+                        stats.admin_from = from;
                     }
-                }
+                    None => self.error(
+                        d.line,
+                        format!("`{}`: unsupported admin condition", d.text()),
+                        "tether allows admin actions to every client or to client networks: \
+                         `if TRUE`, `if LOCALHOST` or `if { src NET ... }`",
+                        "stats admin if LOCALHOST",
+                    ),
+                },
                 ("stats", "auth") => {
                     stats.auth = self.stats_auth(d);
                     self.origins.note("stats.auth", d.line);
@@ -220,6 +228,23 @@ impl Importer<'_> {
     }
 }
 
+/// The client networks of `stats admin if COND`: `TRUE` (every client: empty), HAProxy's
+/// predefined `LOCALHOST` (`src 127.0.0.1/8 ::1`) or an anonymous `{ src NET ... }`.
+fn admin_sources(cond: &[String]) -> Option<Vec<Cidr>> {
+    let words: Vec<&str> = cond.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["if", "TRUE"] => Some(Vec::new()),
+        ["if", "LOCALHOST"] => ["127.0.0.1/8", "::1"]
+            .iter()
+            .map(|n| n.parse().ok())
+            .collect(),
+        ["if", "{", "src", nets @ .., "}"] if !nets.is_empty() => {
+            nets.iter().map(|n| n.parse().ok()).collect()
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{errors, import_text, warnings};
@@ -242,6 +267,45 @@ mod tests {
         assert_eq!(s.refresh, Some(Duration::from_secs(5)));
         assert!(s.hide_version && s.admin);
         assert_eq!(s.auth, None);
+    }
+
+    #[test]
+    fn stats_admin_is_limited_to_the_client_networks_of_its_condition() {
+        let admin_from = |cond: &str| {
+            let im = import_text(&format!(
+                "listen stats\n  bind 127.0.0.1:1936\n  stats enable\n  stats admin {cond}\n"
+            ));
+            assert!(errors(&im).is_empty(), "{cond}: {:?}", im.findings);
+            let s = im.config.stats.unwrap();
+            assert!(s.admin, "{cond}");
+            s.admin_from
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(admin_from("if TRUE"), Vec::<String>::new());
+        assert_eq!(admin_from("if LOCALHOST"), ["127.0.0.0/8", "::1/128"]);
+        assert_eq!(
+            admin_from("if { src 10.0.0.0/8 192.0.2.7 }"),
+            ["10.0.0.0/8", "192.0.2.7/32"]
+        );
+        for cond in [
+            "if { src not-an-address }",
+            "if FALSE",
+            "if { src }",
+            "unless TRUE",
+        ] {
+            let im = import_text(&format!(
+                "listen stats\n  bind 127.0.0.1:1936\n  stats enable\n  stats admin {cond}\n"
+            ));
+            let e = errors(&im);
+            assert_eq!(e.len(), 1, "{cond}: {e:?}");
+            assert_eq!(
+                (e[0].line, e[0].fix.as_str()),
+                (4, "stats admin if LOCALHOST")
+            );
+            assert!(!im.config.stats.unwrap().admin, "{cond}");
+        }
     }
 
     #[test]
@@ -333,7 +397,7 @@ mod tests {
     #[test]
     fn what_the_stats_page_cannot_do_is_an_error() {
         let im = import_text(
-            "listen stats\n  stats enable\n  stats admin if LOCALHOST\n  stats show-legends\n\
+            "listen stats\n  stats enable\n  stats admin unless LOCALHOST\n  stats show-legends\n\
              listen more\n  bind :1937\n  stats enable\n",
         );
         let e: Vec<(usize, String)> = errors(&im)
