@@ -3,8 +3,8 @@
 //! `timeout client-fin`/`server-fin`,
 //! `option tcpka`/`clitcpka`/`srvtcpka`, server `disabled`, `balance random`, `nbthread`
 //! (the worker threads of `tether run`), unix-socket servers (`unix@PATH`, `/PATH`,
-//! `abns@NAME`), `resolvers` + `init-addr` against a real DNS server (dnsmasq), and `bind ...
-//! defer-accept`.
+//! `abns@NAME`), `resolvers` + `init-addr` against a real DNS server (dnsmasq), `bind ...
+//! defer-accept`, and server `id`.
 
 mod common;
 
@@ -942,4 +942,46 @@ async fn defer_accept_hands_a_connection_over_only_with_its_first_bytes() {
         assert_eq!(accepted(), 1);
         d.daemon.shutdown(Duration::from_secs(1)).await;
     }
+}
+
+/// Server `id`: a server keeps the number it is given and the others are numbered as HAProxy
+/// 2.6 numbers them (a, b id 1, c: 2, 1, 4): tether's stats show the same `sid` for every server
+/// as HAProxy's `show stat` on the same file.
+#[tokio::test]
+async fn server_ids_number_the_servers_like_haproxy() {
+    let scratch = tether_testbed::ScratchDir::create("server-ids").unwrap();
+    let sock = scratch.path().join("haproxy.sock");
+    let cfg = |global: &str, port: u16| {
+        format!(
+            "global\n{global}defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 5s\n  \
+             timeout server 5s\nlisten app\n  bind 127.0.0.1:{port}\n  server a 127.0.0.1:1\n  \
+             server b 127.0.0.1:2 id 1\n  server c 127.0.0.1:3\n  server d 127.0.0.1:4 id 7\n  \
+             server e 127.0.0.1:5\n  server f 127.0.0.1:6 backup\n"
+        )
+    };
+    let t = start_tether(&cfg("", 0)).await;
+    let port = free_port().unwrap();
+    let global = format!("  stats socket {} level admin\n", sock.display());
+    let _h = start_haproxy(&cfg(&global, port), loopback(port), loopback(port)).await;
+    let sids = |rows: Vec<std::collections::BTreeMap<String, String>>| -> Vec<(String, String)> {
+        (rows.into_iter())
+            .map(|r| (r["svname"].clone(), r["sid"].clone()))
+            .collect()
+    };
+    let mut theirs = Vec::new();
+    for _ in 0..50 {
+        theirs = sids(common::haproxy_server_stats(&sock).await);
+        if !theirs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let snapshot = tether::stats::snapshot::take(t.daemon.runtime(), 0);
+    let ours = sids(common::server_rows(&tether::stats::csv::render(&snapshot)));
+    assert_eq!(ours, theirs, "tether, then HAProxy 2.6");
+    let given: Vec<_> = (theirs.iter())
+        .filter(|(name, _)| name == "b" || name == "d")
+        .map(|(_, sid)| sid.as_str())
+        .collect();
+    assert_eq!(given, ["1", "7"], "explicit ids kept: {theirs:?}");
 }

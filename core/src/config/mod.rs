@@ -551,6 +551,11 @@ impl Default for CheckConfig {
 pub struct Server {
     /// Name used in logs, stats and admin actions.
     pub name: String,
+    /// The server's number (HAProxy's `id`): what the stats (`sid`), the runtime API and the
+    /// peers protocol call it. Absent: numbered as HAProxy 2.6 numbers it (see
+    /// [`crate::server::number`]; declaration position when no server of the backend has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u32>,
     /// `"HOST:PORT"` (a host name is resolved once at start), or a unix stream socket:
     /// `"unix@/run/app.sock"`, `"/run/app.sock"` or `"abns@name"` (see [`UnixAddress`]).
     pub address: String,
@@ -709,6 +714,7 @@ impl Server {
     pub fn new(name: &str, address: &str) -> Server {
         Server {
             name: name.to_string(),
+            id: None,
             address: address.to_string(),
             weight: defaults::weight(),
             check: true,

@@ -160,6 +160,31 @@ fn syntax_error_has_line_and_column() {
 }
 
 #[test]
+fn server_ids_are_positive_and_distinct_within_a_backend() {
+    let text = GOOD
+        .replace("name = \"s1\"", "name = \"s1\"\nid = 3")
+        .replace("name = \"s2\"", "name = \"s2\"\nid = 3");
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(
+        e[0].message,
+        "server \"s2\" has id 3, already server \"s1\"'s"
+    );
+    assert_eq!(e[0].line, 38, "s2's id line: {e:?}");
+    assert!(e[0].fix.contains("its own id"), "{e:?}");
+    let zero = GOOD.replace("name = \"s1\"", "name = \"s1\"\nid = 0");
+    let e = errors(&zero);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(
+        (e[0].line, e[0].message.as_str()),
+        (32, "server \"s1\" has id 0")
+    );
+    let distinct = GOOD.replace("name = \"s2\"", "name = \"s2\"\nid = 7");
+    let c = load_toml("tether.toml", &distinct).unwrap();
+    assert_eq!(c.backends[0].servers[1].id, Some(7));
+}
+
+#[test]
 fn semantic_checks() {
     let text = GOOD
         .replace("weight = 10", "weight = 300")

@@ -514,9 +514,13 @@ fn validate_stick_rules(err: &mut impl FnMut(String, String, String), p: &str, b
 /// Servers: names, addresses, weights, rise/fall overrides.
 fn validate_servers(err: &mut impl FnMut(String, String, String), p: &str, b: &Backend) {
     let mut servers = BTreeSet::new();
+    let mut ids = std::collections::BTreeMap::new();
     for (j, s) in b.servers.iter().enumerate() {
         let sp = format!("{p}.server[{j}]");
         check_name(err, &sp, &s.name, "server", &mut servers);
+        if let Some(id) = s.id {
+            check_server_id(err, &sp, id, &s.name, &mut ids);
+        }
         if let Some(unix) = super::UnixAddress::parse(&s.address) {
             if let Some(problem) = unix.problem() {
                 err(
@@ -654,6 +658,32 @@ fn validate_stats(err: &mut impl FnMut(String, String, String), s: &Stats) {
                 "write the password after the colon: stats auth admin:PASSWORD".into(),
             );
         }
+    }
+}
+
+/// A server's `id`: non-zero and held by no other server of the backend (HAProxy refuses both).
+fn check_server_id<'a>(
+    err: &mut impl FnMut(String, String, String),
+    path: &str,
+    id: u32,
+    name: &'a str,
+    seen: &mut std::collections::BTreeMap<u32, &'a str>,
+) {
+    if id == 0 {
+        err(
+            format!("{path}.id"),
+            format!("server \"{name}\" has id 0"),
+            "write a positive id, e.g. id = 1, or remove it to number the server by position"
+                .into(),
+        );
+    } else if let Some(other) = seen.insert(id, name) {
+        err(
+            format!("{path}.id"),
+            format!("server \"{name}\" has id {id}, already server \"{other}\"'s"),
+            "give each server of the backend its own id, or remove it to number the server \
+             by position"
+                .into(),
+        );
     }
 }
 

@@ -87,6 +87,9 @@ pub struct ServerCounters {
 pub struct ServerSlot {
     /// Server name, unique in the backend.
     pub name: Arc<str>,
+    /// The number the config gives it (HAProxy's `id`); [`Backend::number`] has the number in
+    /// force, given or not.
+    pub id: Option<u32>,
     /// Where to connect: `"host:port"`.
     pub address: String,
     /// Whether active health checks run for it.
@@ -230,6 +233,7 @@ impl ServerSlot {
         let address = address.into();
         ServerSlot {
             name: name.into(),
+            id: None,
             check_address: address.clone(),
             address,
             check: false,
@@ -538,6 +542,8 @@ pub struct Backend {
     pub balance_hash: Option<AffinityKey>,
     /// The balancing algorithm (retries depend on whether it is deterministic).
     pub algorithm: Algorithm,
+    /// Each server's number (HAProxy's `puid`), indexed by [`ServerId`].
+    numbers: Vec<u32>,
     state: Mutex<BackendState>,
 }
 
@@ -599,8 +605,10 @@ impl Backend {
                 &states,
             )
         });
+        let ids: Vec<Option<u32>> = slots.iter().map(|s| s.id).collect();
         Backend {
             name: spec.name.into(),
+            numbers: crate::server::number::numbers(&ids),
             servers: slots,
             affinity: spec.affinity,
             tables,
@@ -662,6 +670,19 @@ impl Backend {
     /// Locks the mutable state (short critical sections only).
     pub fn state(&self) -> MutexGuard<'_, BackendState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The server's number (HAProxy's `puid`): the stats' `sid`, the runtime API's `srv_id`,
+    /// the peers protocol's `server_id`.
+    pub fn number(&self, id: ServerId) -> u32 {
+        self.numbers[id.index()]
+    }
+
+    /// The server numbered `number`, if any.
+    pub fn numbered(&self, number: u32) -> Option<ServerId> {
+        (self.numbers.iter())
+            .position(|&n| n == number)
+            .map(|i| ServerId(i as u32))
     }
 
     /// Looks a server up by name.

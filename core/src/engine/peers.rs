@@ -65,8 +65,8 @@ pub struct PeerTable {
     pub table: Arc<SharedTable>,
     /// The server numbering the names below belong to.
     pub layout: u64,
-    /// Server names by [`ServerId`] (id on the wire: position + 1).
-    pub servers: Vec<String>,
+    /// Server names and numbers (HAProxy's `puid`, the id on the wire) by [`ServerId`].
+    pub servers: Vec<(String, u32)>,
 }
 
 /// Where the service finds the tables to share; called for every new connection, so it
@@ -86,7 +86,9 @@ impl<N: Net> TableSource for ProcessView<N> {
 pub fn runtime_tables(runtime: &Runtime, section: &str) -> Vec<PeerTable> {
     let mut out = Vec::new();
     for (name, backend) in &runtime.backends {
-        let servers: Vec<String> = backend.servers.iter().map(|s| s.name.to_string()).collect();
+        let servers: Vec<(String, u32)> = (backend.servers.iter().enumerate())
+            .map(|(i, s)| (s.name.to_string(), backend.number(ServerId(i as u32))))
+            .collect();
         for (i, t) in backend.tables.iter().enumerate() {
             if t.config().peers.as_deref() != Some(section) {
                 continue;
@@ -881,7 +883,7 @@ impl Conn {
                         if e.origin != Origin::Local || e.layout != t.layout {
                             continue;
                         }
-                        let Some(name) = t.servers.get(e.server.0 as usize) else {
+                        let Some((name, number)) = t.servers.get(e.server.index()) else {
                             continue;
                         };
                         session.send_update(
@@ -889,7 +891,7 @@ impl Conn {
                             &OutgoingUpdate {
                                 id: e.id,
                                 key: &e.key,
-                                server_id: e.server.0 + 1,
+                                server_id: *number,
                                 server_name: name,
                                 expire_ms: None,
                             },
@@ -929,7 +931,7 @@ fn send_entries(
     }
     let mut n = 0;
     for e in t.table.entries(now) {
-        let Some(name) = t.servers.get(e.server.0 as usize) else {
+        let Some((name, number)) = t.servers.get(e.server.index()) else {
             continue;
         };
         let left = e.expires_at.0.saturating_sub(now.0);
@@ -938,7 +940,7 @@ fn send_entries(
             &OutgoingUpdate {
                 id,
                 key: &e.key,
-                server_id: e.server.0 + 1,
+                server_id: *number,
                 server_name: name,
                 expire_ms: timed.then(|| u32::try_from(left).unwrap_or(u32::MAX)),
             },
@@ -948,16 +950,13 @@ fn send_entries(
     n
 }
 
-/// The local server a peer's update means: by name when sent (HAProxy 2.6), else by id.
-pub fn resolve(servers: &[String], name: Option<&str>, id: Option<u32>) -> Option<ServerId> {
-    if let Some(name) = name {
-        if let Some(i) = servers.iter().position(|s| s == name) {
-            return Some(ServerId(i as u32));
-        }
-        return None;
-    }
-    let i = id?.checked_sub(1)? as usize;
-    (i < servers.len()).then_some(ServerId(i as u32))
+/// The local server a peer's update means: by name when sent (HAProxy 2.6), else by number.
+pub fn resolve(servers: &[(String, u32)], name: Option<&str>, id: Option<u32>) -> Option<ServerId> {
+    let position = match name {
+        Some(name) => servers.iter().position(|(s, _)| s == name),
+        None => servers.iter().position(|&(_, n)| Some(n) == id),
+    };
+    position.map(|i| ServerId(i as u32))
 }
 
 /// Connects to the peers address `address` as peer `local`, addressed to `remote`, sends every
@@ -1038,5 +1037,28 @@ pub async fn push_all<N: Net>(
             },
             _ = sleep_until(deadline) => return Err(io(io::ErrorKind::TimedOut.into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve;
+    use crate::server::ServerId;
+
+    /// A peer's update names its server (HAProxy 2.6) or only numbers it (older peers): the
+    /// number is the server's `puid`, not its position, once servers have `id`s.
+    #[test]
+    fn updates_find_their_server_by_name_else_by_number() {
+        let servers = [
+            ("a".to_string(), 2),
+            ("b".to_string(), 1),
+            ("c".to_string(), 4),
+        ];
+        assert_eq!(resolve(&servers, Some("c"), Some(1)), Some(ServerId(2)));
+        assert_eq!(resolve(&servers, Some("zz"), Some(1)), None, "a name wins");
+        assert_eq!(resolve(&servers, None, Some(1)), Some(ServerId(1)));
+        assert_eq!(resolve(&servers, None, Some(4)), Some(ServerId(2)));
+        assert_eq!(resolve(&servers, None, Some(3)), None);
+        assert_eq!(resolve(&servers, None, None), None);
     }
 }

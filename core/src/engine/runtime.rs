@@ -272,6 +272,7 @@ fn build_server(
     state.resolution_maint = dns.is_some();
     Ok((
         ServerSlot {
+            id: s.id,
             dns,
             check: s.check,
             health,

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod health;
+pub mod number;
 pub mod state;
 
 pub use health::{Health, HealthConfig, Transition};

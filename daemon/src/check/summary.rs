@@ -35,7 +35,13 @@ fn feature_of(finding: &Finding, lines: &[&str]) -> String {
                 let option = rest.split([' ', '`']).next().unwrap_or("");
                 format!("server {option}")
             }
-            None => "server address".to_string(),
+            // A config check's finding names its key: `backend[0].server[2].id: ...`.
+            None => match finding.what.split_once(": ").map(|(path, _)| path) {
+                Some(path) if path.contains(".server[") && !path.ends_with(']') => {
+                    format!("server {}", path.rsplit('.').next().unwrap_or(""))
+                }
+                _ => "server address".to_string(),
+            },
         },
         "bind" if finding.what.contains("terminates TLS") => "bind ssl (TLS termination)".into(),
         k if TWO_WORD.contains(&k) => format!("{k} {}", word(1)),
@@ -88,6 +94,16 @@ pub fn summary(file: &str, text: &str, findings: &[Finding]) -> Vec<String> {
 mod tests {
     use super::summary;
     use crate::check::{check_text, ConfigKind};
+
+    #[test]
+    fn a_server_setting_the_config_check_refuses_is_its_feature() {
+        let text = "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  \
+                    timeout server 1s\nlisten l\n  bind :9443\n  server a 127.0.0.1:1 id 4\n  \
+                    server b 127.0.0.1:2 id 4\n";
+        let r = check_text("t.cfg", ConfigKind::Haproxy, text);
+        assert_eq!(r.summary[1], "  errors by feature: server id (1)", "{r}");
+        assert_eq!(r.findings[0].line, 9, "{r}");
+    }
 
     #[test]
     fn the_verdict_and_the_features_come_first() {

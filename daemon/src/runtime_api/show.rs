@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use tether_core::server::{AdminState, OperState};
+use tether_core::server::{AdminState, OperState, ServerId};
 
 use super::command::{ProxySelector, StatFilter};
 use super::Ctx;
@@ -217,6 +217,7 @@ pub fn servers_state(ctx: &Ctx, only: Option<&str>) -> String {
                 s.address.rsplit_once(':').unwrap_or((&s.address, "0"))
             };
             let slot = &backend.servers[si];
+            let forced_id = u8::from(slot.id.is_some());
             let op = if s.oper == OperState::Up { 2 } else { 0 };
             let admin = match s.admin {
                 AdminState::Ready => 0,
@@ -248,10 +249,10 @@ pub fn servers_state(ctx: &Ctx, only: Option<&str>) -> String {
             };
             let _ = writeln!(
                 out,
-                "{} {} {} {} {} {op} {admin} {} {} 0 {status} {result} {health} {state} {agent_state} 0 0 - {} - 0 0 - {agent_addr} {agent_port}",
+                "{} {} {} {} {} {op} {admin} {} {} 0 {status} {result} {health} {state} {agent_state} 0 {forced_id} - {} - 0 0 - {agent_addr} {agent_port}",
                 first_iid + bi,
                 b.name,
-                si + 1,
+                backend.number(ServerId(si as u32)),
                 s.name,
                 host.trim_start_matches('[').trim_end_matches(']'),
                 s.weight,

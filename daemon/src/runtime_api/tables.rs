@@ -67,7 +67,7 @@ pub fn show(ctx: &Ctx, name: Option<&str>, filter: Option<TableFilter>) -> Strin
     };
     let mut out = header(&name, table);
     for (i, e) in table.entries(ctx.now).iter().enumerate() {
-        let sid = e.server.0 + 1;
+        let sid = backend.number(e.server);
         let keep = match filter {
             Some(TableFilter::ServerId(op, v)) => op.holds(sid, v),
             Some(TableFilter::Key(_)) => key.as_deref() == Some(e.key.as_bytes()),

@@ -149,8 +149,8 @@ pub fn render(snap: &Snapshot) -> String {
     }
     for b in &snap.backends {
         iid += 1;
-        for (i, s) in b.servers.iter().enumerate() {
-            push_row(&mut out, &server_row(b, s, iid, i + 1));
+        for s in &b.servers {
+            push_row(&mut out, &server_row(b, s, iid));
         }
         push_row(&mut out, &backend_row(b, iid));
     }
@@ -204,7 +204,7 @@ fn frontend_row(f: &FrontendView, iid: usize) -> Row {
     r
 }
 
-fn server_row(b: &BackendView, s: &ServerView, iid: usize, sid: usize) -> Row {
+fn server_row(b: &BackendView, s: &ServerView, iid: usize) -> Row {
     let mut r = empty();
     set(&mut r, "pxname", &b.name);
     set(&mut r, "svname", &s.name);
@@ -248,7 +248,7 @@ fn server_row(b: &BackendView, s: &ServerView, iid: usize, sid: usize) -> Row {
     }
     set(&mut r, "pid", 1);
     set(&mut r, "iid", iid);
-    set(&mut r, "sid", sid);
+    set(&mut r, "sid", s.number);
     set(&mut r, "lbtot", s.total);
     set(&mut r, "type", 2);
     // HAProxy writes `unix` for a unix-socket server (its addr_to_str), not the path.

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use tether_core::affinity::AffinityOutcome;
 use tether_core::engine::runtime::Runtime;
 use tether_core::engine::{Backend, ServerSlot};
-use tether_core::server::{AdminState, OperState, ServerState};
+use tether_core::server::{AdminState, OperState, ServerId, ServerState};
 use tether_core::stick::StickStats;
 
 /// Everything the stats outputs show.
@@ -124,6 +124,8 @@ impl CheckView {
 pub struct ServerView {
     /// Name.
     pub name: String,
+    /// Its number (HAProxy's `sid`).
+    pub number: u32,
     /// Address: where connections go now (the one DNS gave, for a resolved server).
     pub address: String,
     /// No address from DNS (HAProxy "MAINT (resolution)").
@@ -328,8 +330,9 @@ fn backend_view(b: &Backend) -> BackendView {
         .iter()
         .zip(states)
         .zip(progress)
-        .map(|((slot, st), ((progress, agent_up), own_not_maint))| {
-            let mut v = server_view(slot, &st, progress);
+        .enumerate()
+        .map(|(i, ((slot, st), ((progress, agent_up), own_not_maint)))| {
+            let mut v = server_view(slot, &st, progress, b.number(ServerId(i as u32)));
             v.inherited_maint = own_not_maint && st.admin == AdminState::Maint;
             v.agent = slot.agent.as_ref().map(|_| AgentView {
                 up: agent_up,
@@ -356,11 +359,17 @@ fn backend_view(b: &Backend) -> BackendView {
 }
 
 /// One server's state and counters.
-fn server_view(slot: &ServerSlot, st: &ServerState, progress: (u32, u32)) -> ServerView {
+fn server_view(
+    slot: &ServerSlot,
+    st: &ServerState,
+    progress: (u32, u32),
+    number: u32,
+) -> ServerView {
     let c = &slot.counters;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     ServerView {
         name: slot.name.to_string(),
+        number,
         address: slot.connect_address().into_owned(),
         resolution_maint: st.resolution_maint,
         check: slot.check,

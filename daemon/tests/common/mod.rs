@@ -402,7 +402,12 @@ pub async fn haproxy_server_stats(
     }
     let mut out = String::new();
     let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut out)).await;
-    let mut lines = out.lines();
+    server_rows(&out)
+}
+
+/// The server rows of a `show stat` CSV (HAProxy's or tether's), each keyed by column name.
+pub fn server_rows(csv: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut lines = csv.lines();
     let header: Vec<&str> = lines
         .next()
         .unwrap_or("")

@@ -148,6 +148,7 @@ impl Importer<'_> {
                 "fall" => server.fall = self.option_number(d, &o, "fall 3"),
                 "maxconn" => server.maxconn = self.option_number(d, &o, "maxconn 100"),
                 "maxqueue" => server.maxqueue = self.option_number(d, &o, "maxqueue 100"),
+                "id" => server.id = self.option_number(d, &o, "id 1"),
                 "minconn" => self.no_dynamic_maxconn(d, &o),
                 "on-marked-down" => {
                     server.on_marked_down = self
@@ -300,7 +301,7 @@ impl Importer<'_> {
         self.error(
             d.line,
             format!("unsupported server option `{}`", o.text()),
-            "tether understands check, weight, inter, fastinter, downinter, rise, fall, port, \
+            "tether understands check, id, weight, inter, fastinter, downinter, rise, fall, port, \
              addr, maxconn, maxqueue, backup, disabled, slowstart, send-proxy, send-proxy-v2, \
              check-send-proxy, check-ssl, verify, ca-file, check-sni, verifyhost, on-marked-down, on-marked-up, \
              agent-check (agent-port, agent-addr, agent-inter, agent-send), track, resolvers, \
