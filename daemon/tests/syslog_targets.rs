@@ -46,10 +46,16 @@ async fn serve_connections(bind: SocketAddr, n: usize, dir: &Path) {
         "tether listens: {}",
         std::fs::read_to_string(dir.join("stderr")).unwrap_or_default()
     );
+    // A failure names the connection and shows what tether said (a rare reset was once seen
+    // here in CI, unexplained).
+    let failed = |i: usize, e: std::io::Error| -> ! {
+        let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
+        panic!("connection {i} of {n}: {e}; tether's stderr:\n{stderr}")
+    };
     for i in 0..n {
-        let mut s = TcpStream::connect(bind).await.unwrap();
+        let mut s = (TcpStream::connect(bind).await).unwrap_or_else(|e| failed(i, e));
         let msg = format!("hello {i}");
-        let back = echo_roundtrip(&mut s, msg.as_bytes()).await.unwrap();
+        let back = (echo_roundtrip(&mut s, msg.as_bytes()).await).unwrap_or_else(|e| failed(i, e));
         assert_eq!(back, msg.as_bytes(), "connection {i} relayed");
     }
 }
