@@ -678,13 +678,6 @@ impl Backend {
         self.numbers[id.index()]
     }
 
-    /// The server numbered `number`, if any.
-    pub fn numbered(&self, number: u32) -> Option<ServerId> {
-        (self.numbers.iter())
-            .position(|&n| n == number)
-            .map(|i| ServerId(i as u32))
-    }
-
     /// Looks a server up by name.
     pub fn server_id(&self, name: &str) -> Option<ServerId> {
         self.servers
